@@ -1,0 +1,189 @@
+//! Registry metadata: the [`MetaStore`] trait and its SQLite and PostgreSQL
+//! implementations.
+//!
+//! The metadata store is the source of truth for what exists: which blobs a repository
+//! links, which manifests it holds (their bytes included, stored exactly as received), tags,
+//! the references from manifests to blobs and child manifests, subjects for the referrers
+//! API, and upload sessions with their hash state. Blob storage is never listed to answer
+//! a request.
+//!
+//! Writes that must be atomic are single methods: `manifest_put` checks that every
+//! referenced blob and child manifest is present in the repository and writes the
+//! manifest, its references and its tag in one transaction, so no half-written manifest is
+//! ever visible.
+//!
+//! - [`sqlite`]: the embedded default (WAL, `synchronous=FULL`: a commit is durable).
+//! - [`postgres`]: for replicas that share one database.
+//! - [`conformance`]: the one test suite both pass.
+
+pub mod conformance;
+pub mod postgres;
+pub mod sqlite;
+
+use async_trait::async_trait;
+use berth_oci::{Digest, RepoName, Tag};
+use bytes::Bytes;
+
+/// Errors of a metadata store.
+#[derive(Debug, thiserror::Error)]
+pub enum MetaError {
+    /// A manifest references a blob the repository does not link.
+    #[error("blob {0} is not known in this repository")]
+    MissingBlob(Digest),
+    /// An index references a manifest the repository does not hold.
+    #[error("manifest {0} is not known in this repository")]
+    MissingManifest(Digest),
+    /// A compare-and-swap on an upload lost a race with another request.
+    #[error("upload {0} was changed concurrently")]
+    UploadConflict(String),
+    #[error("metadata store error: {0}")]
+    Backend(String),
+}
+
+impl From<sqlx::Error> for MetaError {
+    fn from(e: sqlx::Error) -> Self {
+        MetaError::Backend(e.to_string())
+    }
+}
+
+/// An upload session: where it stands and what the blob store needs to continue it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadRecord {
+    /// Opaque id used in the upload URL.
+    pub id: String,
+    pub repo: RepoName,
+    /// Bytes acknowledged so far.
+    pub offset: u64,
+    /// Serialised `berth_oci::Digester` at `offset`.
+    pub hash_state: Vec<u8>,
+    /// The blob store's `UploadState` at `offset`.
+    pub store_state: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    /// Unix milliseconds of the last acknowledged change.
+    pub updated_at: i64,
+}
+
+/// A manifest to store.
+#[derive(Debug, Clone)]
+pub struct NewManifest {
+    pub digest: Digest,
+    pub media_type: String,
+    pub artifact_type: Option<String>,
+    /// Digest of the `subject` descriptor, for the referrers API.
+    pub subject: Option<Digest>,
+    /// `annotations` of the manifest as a JSON object, for referrers responses.
+    pub annotations: Option<String>,
+    /// The bytes exactly as received.
+    pub bytes: Bytes,
+    /// Blobs that must be linked in the repository (config, non-foreign layers).
+    pub blobs: Vec<Digest>,
+    /// Manifests that must exist in the repository (an index's children).
+    pub children: Vec<Digest>,
+}
+
+/// A stored manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestRecord {
+    pub digest: Digest,
+    pub media_type: String,
+    pub bytes: Bytes,
+}
+
+/// One entry of a referrers response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Referrer {
+    pub digest: Digest,
+    pub media_type: String,
+    pub artifact_type: Option<String>,
+    pub size: u64,
+    /// JSON object text, if the manifest has annotations.
+    pub annotations: Option<String>,
+}
+
+/// Registry metadata. Every method is one transaction.
+#[async_trait]
+pub trait MetaStore: Send + Sync + 'static {
+    /// "sqlite" or "postgres".
+    fn kind(&self) -> &'static str;
+
+    /// Checks the store answers.
+    async fn ping(&self) -> Result<(), MetaError>;
+
+    /// Whether the repository exists (has ever had a blob linked or a manifest pushed and
+    /// has not been deleted).
+    async fn repo_exists(&self, repo: &RepoName) -> Result<bool, MetaError>;
+
+    /// Repository names in lexical (byte) order, strictly after `last`, at most `n`.
+    async fn catalog(&self, last: Option<&str>, n: u32) -> Result<Vec<String>, MetaError>;
+
+    /// Size of `digest` if it is linked in `repo`.
+    async fn blob_in_repo(&self, repo: &RepoName, digest: &Digest) -> Result<Option<u64>, MetaError>;
+
+    /// Size of `digest` if any repository links it (it exists in blob storage).
+    async fn blob_anywhere(&self, digest: &Digest) -> Result<Option<u64>, MetaError>;
+
+    /// Records that blob storage holds `digest` of `size` bytes and links it in `repo`,
+    /// creating the repository if needed. Idempotent.
+    async fn blob_link(&self, repo: &RepoName, digest: &Digest, size: u64) -> Result<(), MetaError>;
+
+    /// Links `digest` into `repo` if `from` links it; returns its size, or `None` if `from`
+    /// does not have it (nothing is changed then).
+    async fn blob_mount(&self, repo: &RepoName, from: &RepoName, digest: &Digest)
+        -> Result<Option<u64>, MetaError>;
+
+    /// Removes the link of `digest` from `repo`; `false` if it was not linked. The blob row
+    /// itself stays until garbage collection.
+    async fn blob_unlink(&self, repo: &RepoName, digest: &Digest) -> Result<bool, MetaError>;
+
+    /// Creates an upload session (creating the repository if needed).
+    async fn upload_create(&self, rec: &UploadRecord) -> Result<(), MetaError>;
+
+    /// The upload session `id` of `repo`, if any.
+    async fn upload_get(&self, repo: &RepoName, id: &str) -> Result<Option<UploadRecord>, MetaError>;
+
+    /// Replaces the session's offset, hash state, store state and `updated_at` if its offset
+    /// is still `expected_offset`; `UploadConflict` otherwise (or if it is gone).
+    async fn upload_advance(&self, rec: &UploadRecord, expected_offset: u64) -> Result<(), MetaError>;
+
+    /// Removes a session; `false` if it was not there.
+    async fn upload_delete(&self, id: &str) -> Result<bool, MetaError>;
+
+    /// Stores a manifest and, if `tag` is given, points the tag at it, in one transaction.
+    /// Fails with `MissingBlob` / `MissingManifest` (writing nothing) if a referenced blob is
+    /// not linked in `repo` or a child manifest is not in `repo`. Re-putting an existing
+    /// manifest is not an error.
+    async fn manifest_put(&self, repo: &RepoName, m: &NewManifest, tag: Option<&Tag>) -> Result<(), MetaError>;
+
+    /// The manifest `digest` in `repo`.
+    async fn manifest_get(&self, repo: &RepoName, digest: &Digest) -> Result<Option<ManifestRecord>, MetaError>;
+
+    /// The manifest that `tag` points to in `repo`.
+    async fn manifest_by_tag(&self, repo: &RepoName, tag: &Tag) -> Result<Option<ManifestRecord>, MetaError>;
+
+    /// Deletes manifest `digest` from `repo` with every tag pointing at it; `false` if absent.
+    async fn manifest_delete(&self, repo: &RepoName, digest: &Digest) -> Result<bool, MetaError>;
+
+    /// Removes a tag (the manifest stays); `false` if absent.
+    async fn tag_delete(&self, repo: &RepoName, tag: &Tag) -> Result<bool, MetaError>;
+
+    /// Tags of `repo` in lexical order, strictly after `last`, at most `n`; `None` if the
+    /// repository does not exist.
+    async fn tags_list(&self, repo: &RepoName, last: Option<&str>, n: u32) -> Result<Option<Vec<String>>, MetaError>;
+
+    /// Manifests in `repo` whose subject is `subject`, optionally only those of
+    /// `artifact_type`, ordered by digest.
+    async fn referrers(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Referrer>, MetaError>;
+
+    /// Every (repository, digest) that a stored manifest references or that is linked, and
+    /// every blob digest the store records, for `berth fsck`: (digest, size) of all blob rows.
+    async fn all_blobs(&self) -> Result<Vec<(Digest, u64)>, MetaError>;
+
+    /// Every manifest (repository, digest) with its bytes, for `berth fsck` to re-check.
+    async fn all_manifests(&self) -> Result<Vec<(RepoName, ManifestRecord)>, MetaError>;
+}

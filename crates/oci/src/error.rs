@@ -1,5 +1,6 @@
-//! The error codes of the OCI distribution spec (and the Docker registry codes clients
-//! still rely on). Only these codes ever appear in a `/v2` error body.
+//! The error codes of the OCI distribution spec. Only these codes appear in a `/v2` error
+//! body, plus two of Docker's that the spec has no equivalent for: `UNAVAILABLE` (503, the
+//! registry is read-only or a store is down) and `UNKNOWN` (500, an error nobody expected).
 
 /// An error code of the distribution spec's error envelope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -18,8 +19,6 @@ pub enum ErrorCode {
     Denied,
     Unsupported,
     TooManyRequests,
-    /// Docker's code for a range that is not satisfiable or a chunk out of order.
-    RangeInvalid,
     /// Docker's code for a registry that is read-only or not available.
     Unavailable,
     /// Docker's code for an error nobody expected; used only with status 500.
@@ -44,7 +43,6 @@ impl ErrorCode {
             ErrorCode::Denied => "DENIED",
             ErrorCode::Unsupported => "UNSUPPORTED",
             ErrorCode::TooManyRequests => "TOOMANYREQUESTS",
-            ErrorCode::RangeInvalid => "RANGE_INVALID",
             ErrorCode::Unavailable => "UNAVAILABLE",
             ErrorCode::Unknown => "UNKNOWN",
         }

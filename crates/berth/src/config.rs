@@ -1,0 +1,355 @@
+//! Configuration: defaults, then a TOML file, then `BERTH_*` environment variables, then
+//! command-line flags, each overriding the one before. Every option, its default and its
+//! environment variable are documented in `docs/configuration.md`.
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: String,
+    /// Directory for the embedded stores (SQLite file, blob files).
+    pub data_dir: PathBuf,
+    /// Identifier of this replica in cluster status; empty: `<hostname>:<port>`.
+    pub replica_id: String,
+    pub tls: TlsConfig,
+    pub metadata: MetadataConfig,
+    pub blobs: BlobsConfig,
+    pub registry: RegistrySection,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain; with `key`, the listener speaks HTTPS.
+    pub cert: Option<PathBuf>,
+    /// PEM private key.
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetadataConfig {
+    /// `sqlite:PATH` or `postgres://...`; empty: `sqlite:<data_dir>/berth.db`.
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BlobsConfig {
+    /// `filesystem` or `s3`.
+    pub kind: String,
+    /// Filesystem root; empty: `<data_dir>/blobs`.
+    pub path: Option<PathBuf>,
+    pub s3: S3Section,
+}
+
+impl Default for BlobsConfig {
+    fn default() -> Self {
+        BlobsConfig {
+            kind: "filesystem".into(),
+            path: None,
+            s3: S3Section::default(),
+        }
+    }
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct S3Section {
+    pub endpoint: Option<String>,
+    pub bucket: String,
+    pub region: String,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub path_style: bool,
+    pub allow_http: bool,
+    pub prefix: String,
+}
+
+impl Default for S3Section {
+    fn default() -> Self {
+        S3Section {
+            endpoint: None,
+            bucket: String::new(),
+            region: "us-east-1".into(),
+            access_key_id: None,
+            secret_access_key: None,
+            path_style: false,
+            allow_http: false,
+            prefix: String::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for S3Section {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Section")
+            .field("endpoint", &self.endpoint)
+            .field("bucket", &self.bucket)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &self.secret_access_key.as_ref().map(|_| "<redacted>"))
+            .field("path_style", &self.path_style)
+            .field("prefix", &self.prefix)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistrySection {
+    /// Advertised `OCI-Chunk-Min-Length` (0: not sent).
+    pub chunk_min_length: u64,
+    /// Largest page of `_catalog` and tag lists.
+    pub max_page: u32,
+    /// Refuse every write (maintenance).
+    pub read_only: bool,
+}
+
+impl Default for RegistrySection {
+    fn default() -> Self {
+        RegistrySection {
+            chunk_min_length: 0,
+            max_page: 10_000,
+            read_only: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A tracing filter such as `info` or `berth=debug,info`.
+    pub level: String,
+    /// `text` or `json`.
+    pub format: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            format: "text".into(),
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:5000".into(),
+            data_dir: PathBuf::from("./berth-data"),
+            replica_id: String::new(),
+            tls: TlsConfig::default(),
+            metadata: MetadataConfig::default(),
+            blobs: BlobsConfig::default(),
+            registry: RegistrySection::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// Flags shared by every subcommand that opens the stores.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct StoreFlags {
+    /// TOML configuration file (env BERTH_CONFIG).
+    #[arg(long, short = 'c')]
+    pub config: Option<PathBuf>,
+    /// Data directory for the embedded stores (env BERTH_DATA_DIR).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Metadata store: `sqlite:PATH` or `postgres://...` (env BERTH_METADATA_URL).
+    #[arg(long)]
+    pub metadata: Option<String>,
+    /// Blob store kind: `filesystem` or `s3` (env BERTH_BLOBS_KIND).
+    #[arg(long)]
+    pub blobs: Option<String>,
+}
+
+/// Flags of `berth serve`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServeFlags {
+    /// Listen address HOST:PORT (env BERTH_LISTEN).
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// PEM certificate chain for HTTPS (env BERTH_TLS_CERT).
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for HTTPS (env BERTH_TLS_KEY).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|s| !s.is_empty())
+}
+
+fn env_bool(name: &str) -> anyhow::Result<Option<bool>> {
+    match env(name).as_deref() {
+        None => Ok(None),
+        Some("1" | "true" | "yes" | "on") => Ok(Some(true)),
+        Some("0" | "false" | "no" | "off") => Ok(Some(false)),
+        Some(v) => bail!("{name}={v:?} is not a boolean"),
+    }
+}
+
+impl Config {
+    /// Loads the configuration for a subcommand.
+    pub fn load(stores: &StoreFlags, serve: Option<&ServeFlags>) -> anyhow::Result<Config> {
+        let file = stores.config.clone().or_else(|| env("BERTH_CONFIG").map(PathBuf::from));
+        let mut cfg = match &file {
+            Some(p) => Self::from_file(p)?,
+            None => Config::default(),
+        };
+        cfg.apply_env()?;
+        if let Some(d) = &stores.data_dir {
+            cfg.data_dir = d.clone();
+        }
+        if let Some(m) = &stores.metadata {
+            cfg.metadata.url = m.clone();
+        }
+        if let Some(b) = &stores.blobs {
+            cfg.blobs.kind = b.clone();
+        }
+        if let Some(s) = serve {
+            if let Some(l) = &s.listen {
+                cfg.listen = l.clone();
+            }
+            if let (Some(c), Some(k)) = (&s.tls_cert, &s.tls_key) {
+                cfg.tls.cert = Some(c.clone());
+                cfg.tls.key = Some(k.clone());
+            }
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn from_file(p: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(p).with_context(|| format!("reading config file {}", p.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing config file {}", p.display()))
+    }
+
+    fn apply_env(&mut self) -> anyhow::Result<()> {
+        if let Some(v) = env("BERTH_LISTEN") {
+            self.listen = v;
+        }
+        if let Some(v) = env("BERTH_DATA_DIR") {
+            self.data_dir = v.into();
+        }
+        if let Some(v) = env("BERTH_REPLICA_ID") {
+            self.replica_id = v;
+        }
+        if let Some(v) = env("BERTH_TLS_CERT") {
+            self.tls.cert = Some(v.into());
+        }
+        if let Some(v) = env("BERTH_TLS_KEY") {
+            self.tls.key = Some(v.into());
+        }
+        if let Some(v) = env("BERTH_METADATA_URL") {
+            self.metadata.url = v;
+        }
+        if let Some(v) = env("BERTH_BLOBS_KIND") {
+            self.blobs.kind = v;
+        }
+        if let Some(v) = env("BERTH_BLOBS_PATH") {
+            self.blobs.path = Some(v.into());
+        }
+        let s3 = &mut self.blobs.s3;
+        if let Some(v) = env("BERTH_S3_ENDPOINT") {
+            s3.endpoint = Some(v);
+        }
+        if let Some(v) = env("BERTH_S3_BUCKET") {
+            s3.bucket = v;
+        }
+        if let Some(v) = env("BERTH_S3_REGION") {
+            s3.region = v;
+        }
+        if let Some(v) = env("BERTH_S3_ACCESS_KEY_ID") {
+            s3.access_key_id = Some(v);
+        }
+        if let Some(v) = env("BERTH_S3_SECRET_ACCESS_KEY") {
+            s3.secret_access_key = Some(v);
+        }
+        if let Some(v) = env_bool("BERTH_S3_PATH_STYLE")? {
+            s3.path_style = v;
+        }
+        if let Some(v) = env_bool("BERTH_S3_ALLOW_HTTP")? {
+            s3.allow_http = v;
+        }
+        if let Some(v) = env("BERTH_S3_PREFIX") {
+            s3.prefix = v;
+        }
+        if let Some(v) = env_bool("BERTH_READ_ONLY")? {
+            self.registry.read_only = v;
+        }
+        if let Some(v) = env("BERTH_LOG") {
+            self.log.level = v;
+        }
+        if let Some(v) = env("BERTH_LOG_FORMAT") {
+            self.log.format = v;
+        }
+        Ok(())
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            bail!("tls.cert and tls.key go together");
+        }
+        match self.blobs.kind.as_str() {
+            "filesystem" => {}
+            "s3" => {
+                if self.blobs.s3.bucket.is_empty() {
+                    bail!("blobs.kind = \"s3\" needs blobs.s3.bucket (env BERTH_S3_BUCKET)");
+                }
+            }
+            other => bail!("blobs.kind must be \"filesystem\" or \"s3\", not {other:?}"),
+        }
+        let url = &self.metadata.url;
+        if !(url.is_empty() || url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            bail!("metadata.url must be sqlite:PATH or postgres://..., not {url:?}");
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            bail!("log.format must be \"text\" or \"json\"");
+        }
+        Ok(())
+    }
+
+    /// The SQLite path or PostgreSQL URL to open.
+    pub fn metadata_url(&self) -> String {
+        if self.metadata.url.is_empty() {
+            format!("sqlite:{}", self.data_dir.join("berth.db").display())
+        } else {
+            self.metadata.url.clone()
+        }
+    }
+
+    /// The filesystem blob root.
+    pub fn blob_path(&self) -> PathBuf {
+        self.blobs.path.clone().unwrap_or_else(|| self.data_dir.join("blobs"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_file() {
+        let c = Config::default();
+        assert_eq!(c.listen, "127.0.0.1:5000");
+        assert_eq!(c.metadata_url(), "sqlite:./berth-data/berth.db");
+        let c: Config = toml::from_str(
+            "listen = \"0.0.0.0:8080\"\n[blobs]\nkind = \"s3\"\n[blobs.s3]\nbucket = \"b\"\nsecret_access_key = \"hunter2\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.blobs.s3.bucket, "b");
+        assert!(!format!("{c:?}").contains("hunter2"));
+        assert!(toml::from_str::<Config>("nonsense = 1").is_err());
+    }
+}

@@ -1,0 +1,149 @@
+//! The `berth` binary: parses the command line, loads configuration, chooses the store
+//! implementations and runs a subcommand.
+//!
+//! - [`config`]: defaults, file, environment, flags.
+//! - [`stores`]: the only place that names concrete store implementations.
+//! - [`fsck`]: `berth fsck`, the consistency check between the two stores.
+
+mod config;
+mod fsck;
+mod stores;
+
+use anyhow::Context;
+use berth_http::{router, server, AppState, ReplicaInfo};
+use clap::{Parser, Subcommand};
+use config::{Config, ServeFlags, StoreFlags};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+#[derive(Parser)]
+#[command(name = "berth", version, about = "Berth: a trusted container image registry")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the registry.
+    Serve {
+        #[command(flatten)]
+        stores: StoreFlags,
+        #[command(flatten)]
+        serve: ServeFlags,
+    },
+    /// Check that metadata and blob storage agree: blobs whose bytes do not match their
+    /// digest, metadata pointing at missing blobs, orphaned files. Exits 1 on any finding.
+    Fsck {
+        #[command(flatten)]
+        stores: StoreFlags,
+        /// Print findings as JSON lines.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn init_logging(cfg: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log.level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if cfg.log.format == "json" {
+        b.json().init();
+    } else {
+        b.init();
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    match cli.cmd {
+        Cmd::Serve { stores, serve } => {
+            let cfg = Config::load(&stores, Some(&serve))?;
+            init_logging(&cfg);
+            rt.block_on(run_serve(cfg))
+        }
+        Cmd::Fsck { stores, json } => {
+            let cfg = Config::load(&stores, None)?;
+            init_logging(&cfg);
+            let clean = rt.block_on(async {
+                let (meta, blobs) = stores::open(&cfg).await?;
+                fsck::run(meta, blobs, json).await
+            })?;
+            std::process::exit(if clean { 0 } else { 1 });
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => futures::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = futures::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}
+
+async fn run_serve(cfg: Config) -> anyhow::Result<()> {
+    let tls = match (&cfg.tls.cert, &cfg.tls.key) {
+        (Some(c), Some(k)) => Some(server::tls_acceptor(c, k)?),
+        _ => None,
+    };
+    let (meta, blobs) = stores::open(&cfg).await?;
+    let listener = tokio::net::TcpListener::bind(&cfg.listen)
+        .await
+        .with_context(|| format!("listening on {}", cfg.listen))?;
+    let addr = listener.local_addr()?;
+    let registry = berth_core::Registry::new(
+        meta,
+        blobs,
+        berth_core::RegistryConfig {
+            chunk_min_length: cfg.registry.chunk_min_length,
+            max_page: cfg.registry.max_page,
+            read_only: cfg.registry.read_only.then(|| "the registry is in read-only mode".to_string()),
+        },
+    );
+    let id = if cfg.replica_id.is_empty() {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "localhost".into());
+        format!("{host}:{}", addr.port())
+    } else {
+        cfg.replica_id.clone()
+    };
+    berth_http::ops::prometheus();
+    let state = AppState {
+        registry: Arc::new(registry),
+        replica: Arc::new(ReplicaInfo {
+            id,
+            version: env!("CARGO_PKG_VERSION"),
+            started: Instant::now(),
+            started_at: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        }),
+        counters: Arc::new(server::Counters::default()),
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(
+        address = %addr,
+        metadata = state.registry.meta().kind(),
+        blobs = state.registry.blobs().kind(),
+        "berth listening on {scheme}://{addr}"
+    );
+    let app = router(state.clone());
+    server::serve(listener, tls, app, state.counters.clone(), shutdown_signal(), Duration::from_secs(30)).await?;
+    Ok(())
+}

@@ -1,0 +1,49 @@
+//! Opens the configured stores. The only module that names concrete implementations.
+
+use crate::config::Config;
+use anyhow::Context;
+use berth_blob::fs::FsBlobStore;
+use berth_blob::s3::{S3BlobStore, S3Config};
+use berth_blob::BlobStore;
+use berth_meta::postgres::PgMetaStore;
+use berth_meta::sqlite::SqliteMetaStore;
+use berth_meta::MetaStore;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Opens the metadata and blob stores named by `cfg`.
+pub async fn open(cfg: &Config) -> anyhow::Result<(Arc<dyn MetaStore>, Arc<dyn BlobStore>)> {
+    let url = cfg.metadata_url();
+    let meta: Arc<dyn MetaStore> = if let Some(path) = url.strip_prefix("sqlite:") {
+        let path = Path::new(path);
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        Arc::new(SqliteMetaStore::open(path).await.with_context(|| format!("opening SQLite at {}", path.display()))?)
+    } else {
+        Arc::new(PgMetaStore::connect(&url).await.context("connecting to PostgreSQL")?)
+    };
+    let blobs: Arc<dyn BlobStore> = match cfg.blobs.kind.as_str() {
+        "s3" => {
+            let s = &cfg.blobs.s3;
+            Arc::new(
+                S3BlobStore::new(S3Config {
+                    endpoint: s.endpoint.clone(),
+                    bucket: s.bucket.clone(),
+                    region: s.region.clone(),
+                    access_key_id: s.access_key_id.clone(),
+                    secret_access_key: s.secret_access_key.clone(),
+                    path_style: s.path_style,
+                    allow_http: s.allow_http,
+                    prefix: s.prefix.clone(),
+                })
+                .context("configuring S3 blob storage")?,
+            )
+        }
+        _ => {
+            let root = cfg.blob_path();
+            Arc::new(FsBlobStore::open(root.clone()).await.with_context(|| format!("opening blob storage at {}", root.display()))?)
+        }
+    };
+    Ok((meta, blobs))
+}

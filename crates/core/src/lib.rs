@@ -1,0 +1,21 @@
+//! The registry's behaviour, independent of HTTP: what a push, a pull, an upload, a mount,
+//! a delete or a listing does, in terms of the two stores.
+//!
+//! - [`registry`]: the [`Registry`] service that the HTTP layer calls; blobs and uploads.
+//! - [`manifests`]: manifest put/get/delete, tags, referrers.
+//! - [`error`]: [`CoreError`], what went wrong in domain terms (the HTTP crate maps it to
+//!   the wire, in one place).
+//!
+//! Invariants kept here:
+//! - A blob is linked into a repository only after blob storage has it durably, and a
+//!   manifest is stored only when every blob and child manifest it references is linked in
+//!   the same repository (checked in the metadata store's transaction).
+//! - Upload progress (offset, hash state, blob-store state) is written to the metadata
+//!   store before a chunk is acknowledged, so any process on the same stores continues it.
+
+pub mod error;
+pub mod manifests;
+pub mod registry;
+
+pub use error::CoreError;
+pub use registry::{BlobBody, Registry, RegistryConfig, UploadStatus};

@@ -1,0 +1,113 @@
+//! The one place where errors become HTTP: a status code, an OCI error code, a message a
+//! person can act on, and the headers some errors carry. Errors nobody expected are logged
+//! here once and answered with 500 and no internal detail.
+
+use crate::endpoint::PathError;
+use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use berth_core::CoreError;
+use berth_oci::{ErrorCode, NameError};
+
+/// An error on its way to the wire.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: ErrorCode,
+    pub message: String,
+    pub headers: Vec<(HeaderName, String)>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            headers: vec![],
+        }
+    }
+    pub fn with_header(mut self, name: HeaderName, value: String) -> ApiError {
+        self.headers.push((name, value));
+        self
+    }
+}
+
+impl From<CoreError> for ApiError {
+    fn from(e: CoreError) -> ApiError {
+        use CoreError as E;
+        use ErrorCode as C;
+        let msg = e.to_string();
+        match e {
+            E::NameUnknown => ApiError::new(StatusCode::NOT_FOUND, C::NameUnknown, msg),
+            E::NameInvalid(_) => ApiError::new(StatusCode::BAD_REQUEST, C::NameInvalid, msg),
+            E::ReferenceInvalid(_) => ApiError::new(StatusCode::BAD_REQUEST, C::ManifestInvalid, msg),
+            E::BlobUnknown => ApiError::new(StatusCode::NOT_FOUND, C::BlobUnknown, msg),
+            E::UploadUnknown => ApiError::new(StatusCode::NOT_FOUND, C::BlobUploadUnknown, msg),
+            E::UploadInvalid(_) | E::BodyFailed(_) => ApiError::new(StatusCode::BAD_REQUEST, C::BlobUploadInvalid, msg),
+            E::DigestInvalid(_) | E::DigestMismatch { .. } => ApiError::new(StatusCode::BAD_REQUEST, C::DigestInvalid, msg),
+            E::ManifestUnknown | E::ManifestNotAcceptable(_) => ApiError::new(StatusCode::NOT_FOUND, C::ManifestUnknown, msg),
+            E::ManifestInvalid(_) => ApiError::new(StatusCode::BAD_REQUEST, C::ManifestInvalid, msg),
+            E::ManifestBlobUnknown(_) => ApiError::new(StatusCode::BAD_REQUEST, C::ManifestBlobUnknown, msg),
+            E::ManifestTooLarge(_) => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, C::SizeInvalid, msg),
+            E::SizeInvalid(_) => ApiError::new(StatusCode::BAD_REQUEST, C::SizeInvalid, msg),
+            E::RangeInvalid { offset } => ApiError::new(StatusCode::RANGE_NOT_SATISFIABLE, C::BlobUploadInvalid, msg)
+                .with_header(header::RANGE, upload_range(offset)),
+            E::RangeNotSatisfiable { size } => ApiError::new(StatusCode::RANGE_NOT_SATISFIABLE, C::SizeInvalid, msg)
+                .with_header(header::CONTENT_RANGE, format!("bytes */{size}")),
+            E::Unsupported(_) => ApiError::new(StatusCode::BAD_REQUEST, C::Unsupported, msg),
+            E::ReadOnly(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, C::Unavailable, msg)
+                .with_header(header::RETRY_AFTER, "60".into()),
+            E::Meta(_) | E::Blob(_) => {
+                tracing::error!(error = %msg, "internal error");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, C::Unknown, "internal server error; the registry logged the cause")
+            }
+        }
+    }
+}
+
+impl From<PathError> for ApiError {
+    fn from(e: PathError) -> ApiError {
+        use ErrorCode as C;
+        match e {
+            PathError::NotFound => ApiError::new(StatusCode::NOT_FOUND, C::Unsupported, "no such endpoint"),
+            PathError::MethodNotAllowed => {
+                ApiError::new(StatusCode::METHOD_NOT_ALLOWED, C::Unsupported, "method not allowed on this endpoint")
+            }
+            PathError::Name(n) => ApiError::new(StatusCode::BAD_REQUEST, C::NameInvalid, format!("invalid repository name: {n}")),
+            PathError::Digest(d) => ApiError::new(StatusCode::BAD_REQUEST, C::DigestInvalid, d.to_string()),
+            PathError::Reference { method, error } => match (method, error) {
+                (_, NameError::Digest(d)) => ApiError::new(StatusCode::BAD_REQUEST, C::DigestInvalid, d.to_string()),
+                (Method::PUT, e) => ApiError::new(StatusCode::BAD_REQUEST, C::ManifestInvalid, e.to_string()),
+                // No manifest can exist under a malformed tag.
+                (_, e) => ApiError::new(StatusCode::NOT_FOUND, C::ManifestUnknown, e.to_string()),
+            },
+        }
+    }
+}
+
+/// The `Range` header value of an upload at `offset` (Distribution's form: `0-0` when empty).
+pub fn upload_range(offset: u64) -> String {
+    format!("0-{}", offset.saturating_sub(1))
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({
+            "errors": [{ "code": self.code.as_str(), "message": self.message, "detail": serde_json::Value::Null }]
+        });
+        let mut resp = (self.status, axum::Json(body)).into_response();
+        let h = resp.headers_mut();
+        h.insert("docker-distribution-api-version", HeaderValue::from_static("registry/2.0"));
+        for (name, value) in self.headers {
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                h.insert(name, v);
+            }
+        }
+        resp
+    }
+}
+
+/// Anything outside the known routes.
+pub async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, ErrorCode::Unsupported, "no such endpoint")
+}

@@ -1,0 +1,57 @@
+//! Berth's HTTP surface.
+//!
+//! - [`endpoint`]: `/v2/...` paths parsed into the closed [`endpoint::Endpoint`] enum
+//!   (repository names contain `/`, so the path is parsed here, not by a router).
+//! - [`v2`]: the distribution API handlers, one per endpoint.
+//! - [`error`]: the ONLY place a domain error becomes a status code and an OCI error body.
+//! - [`ops`]: `/health`, `/nginx_status`, `/metrics`, `/api/v0/meta/cluster_status`.
+//! - [`server`]: the listener (plain or rustls), connection counting, graceful shutdown.
+//!
+//! This crate never names a database or an object store: it holds a
+//! [`berth_core::Registry`] and the trait objects it was given.
+
+pub mod endpoint;
+pub mod error;
+pub mod ops;
+pub mod server;
+pub mod v2;
+
+use axum::routing::get;
+use axum::Router;
+use berth_core::Registry;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Facts about this replica, for health and cluster status.
+#[derive(Debug, Clone)]
+pub struct ReplicaInfo {
+    /// Stable id of this replica.
+    pub id: String,
+    pub version: &'static str,
+    pub started: Instant,
+    /// Unix seconds at start.
+    pub started_at: u64,
+}
+
+/// Everything a handler needs.
+#[derive(Clone)]
+pub struct AppState {
+    pub registry: Arc<Registry>,
+    pub replica: Arc<ReplicaInfo>,
+    pub counters: Arc<server::Counters>,
+}
+
+/// The whole application: `/v2`, operations endpoints, metrics middleware.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/health", get(ops::health))
+        .route("/nginx_status", get(ops::nginx_status))
+        .route("/metrics", get(ops::metrics))
+        .route("/api/v0/meta/cluster_status", get(ops::cluster_status))
+        .route("/v2", axum::routing::any(v2::handle))
+        .route("/v2/", axum::routing::any(v2::handle))
+        .route("/v2/{*rest}", axum::routing::any(v2::handle))
+        .fallback(error::not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), ops::observe))
+        .with_state(state)
+}

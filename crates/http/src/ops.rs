@@ -1,0 +1,147 @@
+//! Operations endpoints and request observation: `/health`, `/nginx_status` (NGINX
+//! stub_status text from Berth's own counters), Prometheus `/metrics`, and this replica's
+//! `/api/v0/meta/cluster_status`.
+
+use crate::endpoint::Endpoint;
+use crate::AppState;
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::sync::atomic::Ordering;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// The process-wide Prometheus recorder, installed on first use.
+pub fn prometheus() -> &'static PrometheusHandle {
+    PROMETHEUS.get_or_init(|| {
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Suffix("_seconds".into()),
+                &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0],
+            )
+            .unwrap_or_else(|_| PrometheusBuilder::new());
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        // Another recorder may already be installed (several apps in one test process):
+        // then this handle still renders whatever reaches it.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
+
+fn route_label(req: &Request) -> &'static str {
+    let path = req.uri().path();
+    if path.starts_with("/v2") {
+        return Endpoint::parse(req.method(), path).map(|e| e.name()).unwrap_or("v2_invalid");
+    }
+    match path {
+        "/health" => "health",
+        "/nginx_status" => "nginx_status",
+        "/metrics" => "metrics",
+        "/api/v0/meta/cluster_status" => "cluster_status",
+        _ => "other",
+    }
+}
+
+fn content_length(h: &axum::http::HeaderMap) -> u64 {
+    h.get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Middleware: counts every request for `/nginx_status` and records Prometheus metrics.
+pub async fn observe(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let route = route_label(&req);
+    let method = req.method().as_str().to_owned();
+    let bytes_in = content_length(req.headers());
+    st.counters.requests.fetch_add(1, Ordering::Relaxed);
+    st.counters.in_flight.fetch_add(1, Ordering::Relaxed);
+    let start = Instant::now();
+    let resp = next.run(req).await;
+    st.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
+    let status = resp.status().as_u16().to_string();
+    metrics::counter!("berth_http_requests_total", "route" => route, "method" => method, "status" => status).increment(1);
+    metrics::histogram!("berth_http_request_duration_seconds", "route" => route).record(start.elapsed().as_secs_f64());
+    metrics::counter!("berth_http_request_bytes_total", "route" => route).increment(bytes_in);
+    metrics::counter!("berth_http_response_bytes_total", "route" => route).increment(content_length(resp.headers()));
+    resp
+}
+
+/// `/health`: 200 when both stores answer, 503 naming the failing component otherwise.
+pub async fn health(State(st): State<AppState>) -> Response {
+    let (meta, blobs) = tokio::join!(st.registry.meta().ping(), st.registry.blobs().ping());
+    let comp = |kind: &str, r: &Result<(), String>| match r {
+        Ok(()) => serde_json::json!({ "kind": kind, "healthy": true }),
+        Err(e) => serde_json::json!({ "kind": kind, "healthy": false, "error": e }),
+    };
+    let meta = meta.map_err(|e| e.to_string());
+    let blobs = blobs.map_err(|e| e.to_string());
+    let ok = meta.is_ok() && blobs.is_ok();
+    let mut failing = vec![];
+    if meta.is_err() {
+        failing.push("metadata");
+    }
+    if blobs.is_err() {
+        failing.push("blobs");
+    }
+    let body = serde_json::json!({
+        "healthy": ok,
+        "failing": failing,
+        "components": {
+            "metadata": comp(st.registry.meta().kind(), &meta),
+            "blobs": comp(st.registry.blobs().kind(), &blobs),
+        }
+    });
+    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, axum::Json(body)).into_response()
+}
+
+/// `/nginx_status`: NGINX's stub_status format.
+pub async fn nginx_status(State(st): State<AppState>) -> Response {
+    let c = &st.counters;
+    let active = c.active.load(Ordering::Relaxed);
+    let accepts = c.accepts.load(Ordering::Relaxed);
+    let requests = c.requests.load(Ordering::Relaxed);
+    let writing = c.in_flight.load(Ordering::Relaxed);
+    let waiting = active.saturating_sub(writing);
+    let text = format!(
+        "Active connections: {active} \nserver accepts handled requests\n {accepts} {accepts} {requests} \nReading: 0 Writing: {writing} Waiting: {waiting} \n"
+    );
+    ([(header::CONTENT_TYPE, "text/plain")], text).into_response()
+}
+
+/// `/metrics`: Prometheus text exposition.
+pub async fn metrics(State(st): State<AppState>) -> Response {
+    metrics::gauge!("berth_connections_active").set(st.counters.active.load(Ordering::Relaxed) as f64);
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        prometheus().render(),
+    )
+        .into_response()
+}
+
+/// `/api/v0/meta/cluster_status`: this replica and the health of each store.
+pub async fn cluster_status(State(st): State<AppState>) -> Response {
+    let (meta, blobs) = tokio::join!(st.registry.meta().ping(), st.registry.blobs().ping());
+    let r = &st.replica;
+    let body = serde_json::json!({
+        "replicas": [{
+            "id": r.id,
+            "version": r.version,
+            "started_at": r.started_at,
+            "uptime_seconds": r.started.elapsed().as_secs(),
+            "healthy": meta.is_ok() && blobs.is_ok(),
+            "stores": {
+                "metadata": { "kind": st.registry.meta().kind(), "healthy": meta.is_ok(), "error": meta.err().map(|e| e.to_string()) },
+                "blobs": { "kind": st.registry.blobs().kind(), "healthy": blobs.is_ok(), "error": blobs.err().map(|e| e.to_string()) },
+            }
+        }],
+        "this_replica": r.id,
+    });
+    axum::Json(body).into_response()
+}

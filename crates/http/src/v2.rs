@@ -1,0 +1,363 @@
+//! The distribution API: one handler per [`Endpoint`] variant, all behind one entry point
+//! that parses the path, so a request that is not a known endpoint never reaches a store.
+
+use crate::endpoint::Endpoint;
+use crate::error::{upload_range, ApiError};
+use crate::AppState;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use berth_blob::ByteStream;
+use berth_core::registry::ByteRange;
+use berth_core::CoreError;
+use berth_oci::{Digest, ErrorCode, RepoName};
+use futures::{StreamExt, TryStreamExt};
+
+type Result<T> = std::result::Result<T, ApiError>;
+
+const API_VERSION: HeaderValue = HeaderValue::from_static("registry/2.0");
+
+/// Entry point for everything under `/v2`.
+pub async fn handle(State(st): State<AppState>, req: Request) -> Response {
+    let method = req.method().clone();
+    let endpoint = match Endpoint::parse(&method, req.uri().path()) {
+        Ok(e) => e,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let mut resp = match dispatch(&st, endpoint, req).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    resp.headers_mut().insert("docker-distribution-api-version", API_VERSION);
+    resp
+}
+
+struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn from(req: &Request) -> Query {
+        Query(
+            req.uri()
+                .query()
+                .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+                .unwrap_or_default(),
+        )
+    }
+    fn get(&self, k: &str) -> Option<&str> {
+        self.0.iter().find(|(a, _)| a == k).map(|(_, v)| v.as_str())
+    }
+    fn n(&self) -> Result<Option<u32>> {
+        match self.get("n") {
+            None => Ok(None),
+            Some(v) => v.parse::<u32>().map(Some).map_err(|_| {
+                ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::Unsupported, format!("invalid page size n={v:?}"))
+            }),
+        }
+    }
+    fn digest(&self, k: &str) -> Result<Option<Digest>> {
+        match self.get(k) {
+            None => Ok(None),
+            Some(v) => Digest::parse(v)
+                .map(Some)
+                .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::DigestInvalid, e.to_string())),
+        }
+    }
+}
+
+fn content_length(h: &HeaderMap) -> Result<Option<u64>> {
+    match h.get(header::CONTENT_LENGTH) {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+            .map(Some)
+            .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::SizeInvalid, "invalid Content-Length")),
+    }
+}
+
+/// Parses `Content-Range: start-end` (also `bytes start-end/total` and `bytes=start-end`).
+fn content_range(h: &HeaderMap) -> Result<Option<(u64, u64)>> {
+    let Some(v) = h.get(header::CONTENT_RANGE) else {
+        return Ok(None);
+    };
+    let bad = || {
+        ApiError::new(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            ErrorCode::BlobUploadInvalid,
+            "invalid Content-Range: expected <start>-<end>",
+        )
+    };
+    let s = v.to_str().map_err(|_| bad())?.trim();
+    let s = s.strip_prefix("bytes").map(|r| r.trim_start_matches([' ', '='])).unwrap_or(s);
+    let s = s.split('/').next().unwrap_or(s);
+    let (a, b) = s.split_once('-').ok_or_else(bad)?;
+    let a: u64 = a.trim().parse().map_err(|_| bad())?;
+    let b: u64 = b.trim().parse().map_err(|_| bad())?;
+    if b < a {
+        return Err(bad());
+    }
+    Ok(Some((a, b)))
+}
+
+/// Parses a `Range: bytes=...` request header (one range only).
+fn byte_range(h: &HeaderMap) -> Result<Option<ByteRange>> {
+    let Some(v) = h.get(header::RANGE) else {
+        return Ok(None);
+    };
+    let bad = || ApiError::new(StatusCode::RANGE_NOT_SATISFIABLE, ErrorCode::SizeInvalid, "invalid Range header");
+    let s = v.to_str().map_err(|_| bad())?.trim();
+    let spec = s.strip_prefix("bytes=").ok_or_else(bad)?;
+    if spec.contains(',') {
+        return Err(bad());
+    }
+    let (a, b) = spec.split_once('-').ok_or_else(bad)?;
+    let (a, b) = (a.trim(), b.trim());
+    if a.is_empty() {
+        return Ok(Some(ByteRange::Suffix(b.parse().map_err(|_| bad())?)));
+    }
+    let start: u64 = a.parse().map_err(|_| bad())?;
+    let end = if b.is_empty() { None } else { Some(b.parse::<u64>().map_err(|_| bad())?) };
+    if end.is_some_and(|e| e < start) {
+        return Err(bad());
+    }
+    Ok(Some(ByteRange::From(start, end)))
+}
+
+fn body_stream(body: Body) -> ByteStream {
+    body.into_data_stream().map_err(std::io::Error::other).boxed()
+}
+
+fn has_body(h: &HeaderMap) -> bool {
+    match h.get(header::CONTENT_LENGTH) {
+        Some(v) => v.as_bytes() != b"0",
+        None => h.contains_key(header::TRANSFER_ENCODING),
+    }
+}
+
+fn location(kind: &str, repo: &RepoName, tail: &str) -> HeaderValue {
+    HeaderValue::from_str(&format!("/v2/{repo}/{kind}/{tail}")).unwrap_or(HeaderValue::from_static("/v2/"))
+}
+
+fn upload_accepted(st: &AppState, repo: &RepoName, id: &str, offset: u64, status: StatusCode) -> Response {
+    let mut r = status.into_response();
+    let h = r.headers_mut();
+    h.insert(header::LOCATION, location("blobs/uploads", repo, id));
+    h.insert(header::RANGE, HeaderValue::from_str(&upload_range(offset)).unwrap_or(HeaderValue::from_static("0-0")));
+    h.insert("docker-upload-uuid", HeaderValue::from_str(id).unwrap_or(HeaderValue::from_static("")));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    let min = st.registry.config().chunk_min_length;
+    if min > 0 {
+        h.insert("oci-chunk-min-length", HeaderValue::from(min));
+    }
+    r
+}
+
+fn blob_created(repo: &RepoName, digest: &Digest) -> Response {
+    let mut r = StatusCode::CREATED.into_response();
+    let h = r.headers_mut();
+    h.insert(header::LOCATION, location("blobs", repo, digest.as_str()));
+    h.insert("docker-content-digest", digest_header(digest));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    r
+}
+
+fn digest_header(d: &Digest) -> HeaderValue {
+    HeaderValue::from_str(d.as_str()).unwrap_or(HeaderValue::from_static(""))
+}
+
+fn link_next(path: &str, n: Option<u32>, last: Option<&String>, extra: &str) -> Option<HeaderValue> {
+    let last = last?;
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    if let Some(n) = n {
+        q.append_pair("n", &n.to_string());
+    }
+    q.append_pair("last", last);
+    HeaderValue::from_str(&format!("<{path}?{}{extra}>; rel=\"next\"", q.finish())).ok()
+}
+
+async fn read_manifest_body(headers: &HeaderMap, body: Body) -> Result<bytes::Bytes> {
+    let limit = berth_oci::manifest::MAX_MANIFEST_SIZE;
+    let too_large = || ApiError::from(CoreError::ManifestTooLarge(limit));
+    if content_length(headers)?.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let mut stream = body.into_data_stream();
+    let mut buf = bytes::BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::from(CoreError::BodyFailed(e.to_string())))?;
+        if buf.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
+async fn dispatch(st: &AppState, ep: Endpoint, req: Request) -> Result<Response> {
+    let reg = &st.registry;
+    let query = Query::from(&req);
+    let (parts, body) = req.into_parts();
+    let headers = &parts.headers;
+    match ep {
+        Endpoint::Base => Ok((StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], "{}").into_response()),
+
+        Endpoint::Catalog => {
+            let n = query.n()?;
+            let page = reg.catalog(query.get("last"), n).await?;
+            let link = page.more.then(|| link_next("/v2/_catalog", n, page.items.last(), "")).flatten();
+            let mut r = axum::Json(serde_json::json!({ "repositories": page.items })).into_response();
+            if let Some(l) = link {
+                r.headers_mut().insert(header::LINK, l);
+            }
+            Ok(r)
+        }
+
+        Endpoint::TagsList { repo } => {
+            let n = query.n()?;
+            let page = reg.tags_list(&repo, query.get("last"), n).await?;
+            let path = format!("/v2/{repo}/tags/list");
+            let link = page.more.then(|| link_next(&path, n, page.items.last(), "")).flatten();
+            let mut r = axum::Json(serde_json::json!({ "name": repo.as_str(), "tags": page.items })).into_response();
+            if let Some(l) = link {
+                r.headers_mut().insert(header::LINK, l);
+            }
+            Ok(r)
+        }
+
+        Endpoint::GetManifest { repo, reference } | Endpoint::HeadManifest { repo, reference } => {
+            let accept: Vec<&str> = headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).collect();
+            let m = reg.manifest_get(&repo, &reference, &accept).await?;
+            let mut r = if parts.method == Method::HEAD {
+                Response::new(Body::empty())
+            } else {
+                Response::new(Body::from(m.bytes.clone()))
+            };
+            let h = r.headers_mut();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_str(&m.media_type).unwrap_or(HeaderValue::from_static("application/json")));
+            h.insert(header::CONTENT_LENGTH, HeaderValue::from(m.bytes.len()));
+            h.insert("docker-content-digest", digest_header(&m.digest));
+            h.insert(header::ETAG, HeaderValue::from_str(&format!("\"{}\"", m.digest)).unwrap_or(HeaderValue::from_static("")));
+            Ok(r)
+        }
+
+        Endpoint::PutManifest { repo, reference } => {
+            let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
+            let bytes = read_manifest_body(headers, body).await?;
+            let put = reg.manifest_put(&repo, &reference, ct.as_deref(), bytes).await?;
+            let mut r = StatusCode::CREATED.into_response();
+            let h = r.headers_mut();
+            h.insert(header::LOCATION, location("manifests", &repo, put.digest.as_str()));
+            h.insert("docker-content-digest", digest_header(&put.digest));
+            h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+            if let Some(s) = &put.subject {
+                h.insert("oci-subject", digest_header(s));
+            }
+            Ok(r)
+        }
+
+        Endpoint::DeleteManifest { repo, reference } => {
+            reg.manifest_delete(&repo, &reference).await?;
+            Ok(StatusCode::ACCEPTED.into_response())
+        }
+
+        Endpoint::HeadBlob { repo, digest } => {
+            let size = reg.blob_head(&repo, &digest).await?;
+            let mut r = Response::new(Body::empty());
+            let h = r.headers_mut();
+            h.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+            h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+            h.insert("docker-content-digest", digest_header(&digest));
+            Ok(r)
+        }
+
+        Endpoint::GetBlob { repo, digest } => {
+            let range = byte_range(headers)?;
+            let b = reg.blob_get(&repo, &digest, range).await?;
+            let (status, len) = match b.range {
+                Some((s, e)) => (StatusCode::PARTIAL_CONTENT, e - s + 1),
+                None => (StatusCode::OK, b.size),
+            };
+            let mut r = Response::new(Body::from_stream(b.stream));
+            *r.status_mut() = status;
+            let h = r.headers_mut();
+            h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+            h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+            h.insert("docker-content-digest", digest_header(&digest));
+            h.insert(header::ETAG, HeaderValue::from_str(&format!("\"{digest}\"")).unwrap_or(HeaderValue::from_static("")));
+            if let Some((s, e)) = b.range {
+                if let Ok(v) = HeaderValue::from_str(&format!("bytes {s}-{e}/{}", b.size)) {
+                    h.insert(header::CONTENT_RANGE, v);
+                }
+            }
+            Ok(r)
+        }
+
+        Endpoint::DeleteBlob { repo, digest } => {
+            reg.blob_delete(&repo, &digest).await?;
+            Ok(StatusCode::ACCEPTED.into_response())
+        }
+
+        Endpoint::StartUpload { repo } => {
+            if let Some(mount) = query.digest("mount")? {
+                let from = match query.get("from") {
+                    Some(f) => Some(RepoName::parse(f).map_err(|e| ApiError::from(CoreError::NameInvalid(e)))?),
+                    None => None,
+                };
+                if reg.mount(&repo, from.as_ref(), &mount).await?.is_some() {
+                    return Ok(blob_created(&repo, &mount));
+                }
+                // Not mountable: fall back to an ordinary upload, as the spec asks.
+            } else if let Some(digest) = query.digest("digest")? {
+                let cl = content_length(headers)?;
+                reg.upload_monolithic(&repo, &digest, body_stream(body), cl).await?;
+                return Ok(blob_created(&repo, &digest));
+            }
+            let up = reg.upload_start(&repo).await?;
+            Ok(upload_accepted(st, &repo, &up.id, up.offset, StatusCode::ACCEPTED))
+        }
+
+        Endpoint::GetUpload { repo, id } => {
+            let up = reg.upload_status(&repo, &id).await?;
+            Ok(upload_accepted(st, &repo, &up.id, up.offset, StatusCode::NO_CONTENT))
+        }
+
+        Endpoint::PatchUpload { repo, id } => {
+            let range = content_range(headers)?;
+            let cl = content_length(headers)?;
+            let up = reg.upload_patch(&repo, &id, range, cl, body_stream(body)).await?;
+            Ok(upload_accepted(st, &repo, &up.id, up.offset, StatusCode::ACCEPTED))
+        }
+
+        Endpoint::PutUpload { repo, id } => {
+            let digest = query.digest("digest")?.ok_or_else(|| {
+                ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::DigestInvalid, "the digest query parameter is required")
+            })?;
+            let range = content_range(headers)?;
+            let cl = content_length(headers)?;
+            let body = has_body(headers).then(|| body_stream(body));
+            reg.upload_finish(&repo, &id, &digest, range, cl, body).await?;
+            Ok(blob_created(&repo, &digest))
+        }
+
+        Endpoint::DeleteUpload { repo, id } => {
+            reg.upload_cancel(&repo, &id).await?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+
+        Endpoint::Referrers { repo, digest } => {
+            let at = query.get("artifactType").filter(|s| !s.is_empty());
+            let doc = reg.referrers(&repo, &digest, at).await?;
+            let mut r = Response::new(Body::from(doc));
+            let h = r.headers_mut();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(berth_oci::media::OCI_INDEX));
+            if at.is_some() {
+                h.insert("oci-filters-applied", HeaderValue::from_static("artifactType"));
+            }
+            Ok(r)
+        }
+    }
+}

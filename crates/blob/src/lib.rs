@@ -11,13 +11,17 @@
 //! list, say) is returned as an opaque [`UploadState`]; the caller keeps it in the metadata
 //! store with the upload's offset and hash state, so another process can continue.
 //!
-//! - [`fs`]: files under a directory, written to a temporary name, fsynced, renamed.
+//! - [`fs`]: files under a directory; an upload's file is fsynced on every append and
+//!   renamed to its content path on commit.
 //! - [`memory`]: in-process, for tests of the layers above.
 //! - [`s3`]: any S3-compatible object store through `object_store`'s multipart API.
-//! - [`conformance`]: the one test suite every implementation passes.
+//! - [`conformance`]: the one test suite every implementation passes, and the
+//!   [`blob_store_conformance!`] macro that runs it.
+//! - `keys` (private): the key layout and upload-id grammar the stores share.
 
 pub mod conformance;
 pub mod fs;
+mod keys;
 pub mod memory;
 pub mod s3;
 

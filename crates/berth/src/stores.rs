@@ -42,7 +42,7 @@ pub async fn open(cfg: &Config) -> anyhow::Result<(Arc<dyn MetaStore>, Arc<dyn B
         }
         _ => {
             let root = cfg.blob_path();
-            Arc::new(FsBlobStore::open(root.clone()).await.with_context(|| format!("opening blob storage at {}", root.display()))?)
+            Arc::new(FsBlobStore::open(root.clone()).with_context(|| format!("opening blob storage at {}", root.display()))?)
         }
     };
     Ok((meta, blobs))

@@ -102,6 +102,9 @@ impl Endpoint {
             Some(r) => r.strip_prefix('/').ok_or(PathError::NotFound)?,
             None => return Err(PathError::NotFound),
         };
+        if rest.split('/').any(|seg| seg == ".." || seg == ".") {
+            return Err(PathError::Name(NameError::Component("..".into())));
+        }
         let get_or_head = method == Method::GET || method == Method::HEAD;
         if rest == "_catalog" {
             return if get_or_head { Ok(Endpoint::Catalog) } else { Err(PathError::MethodNotAllowed) };

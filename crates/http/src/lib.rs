@@ -43,6 +43,7 @@ pub struct AppState {
 
 /// The whole application: `/v2`, operations endpoints, metrics middleware.
 pub fn router(state: AppState) -> Router {
+    ops::prometheus();
     Router::new()
         .route("/health", get(ops::health))
         .route("/nginx_status", get(ops::nginx_status))

@@ -7,7 +7,7 @@
 //! [`blob_store_conformance!`](crate::blob_store_conformance) macro turns the cases into one
 //! `#[tokio::test]` each:
 //!
-//! ```ignore
+//! ```no_run
 //! use berth_blob::conformance::Fixture;
 //! use berth_blob::memory::MemoryBlobStore;
 //!
@@ -15,6 +15,7 @@
 //!     let store = MemoryBlobStore::new();
 //!     Fixture::new((), move || Ok(store.clone()))
 //! });
+//! # fn main() {}
 //! ```
 //!
 //! The calling crate needs `tokio` (with `macros` and `rt-multi-thread`). Every case ends

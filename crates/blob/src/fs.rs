@@ -54,6 +54,8 @@ const READ_AHEAD: usize = 2;
 const WRITE_QUEUE: usize = 64;
 /// Most chunks handed to one `writev`.
 const WRITE_BATCH: usize = 64;
+/// Bytes an append writes between two requests for background writeback.
+const SYNC_EVERY: u64 = 32 << 20;
 
 const BLOBS: &str = "blobs";
 const UPLOADS: &str = "uploads";
@@ -194,11 +196,50 @@ enum WriteMsg {
     Done,
 }
 
+/// Flushes what an append has written so far on a second thread while the append goes on
+/// writing, so that the `fdatasync` before the append returns has little left to do (the
+/// disk works while the body is still arriving). Requests coalesce: at most one waits.
+struct Syncer {
+    tx: std::sync::mpsc::SyncSender<()>,
+    handle: std::thread::JoinHandle<io::Result<()>>,
+}
+
+impl Syncer {
+    fn start(file: &File) -> io::Result<Syncer> {
+        let file = file.try_clone()?;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<()>(1);
+        let handle = std::thread::Builder::new()
+            .name("berth-fs-sync".into())
+            .spawn(move || {
+                while rx.recv().is_ok() {
+                    file.sync_data()?;
+                }
+                Ok(())
+            })?;
+        Ok(Syncer { tx, handle })
+    }
+
+    fn request(&self) {
+        // Full: a flush is already pending and will cover this. Disconnected: the thread
+        // stopped on an error, which `finish` reports.
+        let _ = self.tx.try_send(());
+    }
+
+    /// Waits for the thread; an error of any background flush is the append's error (a
+    /// later `fdatasync` may not report it again).
+    fn finish(self) -> io::Result<()> {
+        drop(self.tx);
+        self.handle
+            .join()
+            .map_err(|_| io::Error::other("background flush thread panicked"))?
+    }
+}
+
 /// Why the writer thread stopped without an error of its own.
 const WRITER_ABANDONED: &str = "append abandoned before the end of its data";
 
 /// The writer thread of one append: truncates to `offset`, writes what arrives, and
-/// `fdatasync`s once the body has ended. Stops without syncing if the channel closes
+/// `fdatasync`s once the body has ended. Stops without the final sync if the channel closes
 /// before [`WriteMsg::Done`] (the request failed or was cancelled).
 fn write_upload(
     path: &Path,
@@ -222,7 +263,24 @@ fn write_upload(
         file.set_len(offset)?;
     }
     file.seek(SeekFrom::Start(offset))?;
+    let mut syncer: Option<Syncer> = None;
+    let result = write_body(&mut file, &mut rx, &mut syncer);
+    let flushed = syncer.map_or(Ok(()), Syncer::finish);
+    let written = result?;
+    flushed?;
+    file.sync_data()?;
+    Ok(written)
+}
+
+/// Writes what arrives until [`WriteMsg::Done`], asking `syncer` (started once the append
+/// is big enough to profit) to flush every [`SYNC_EVERY`] bytes.
+fn write_body(
+    file: &mut File,
+    rx: &mut mpsc::Receiver<WriteMsg>,
+    syncer: &mut Option<Syncer>,
+) -> Result<u64, BlobError> {
     let mut written = 0u64;
+    let mut flush_at = SYNC_EVERY;
     let mut batch: Vec<Bytes> = Vec::with_capacity(WRITE_BATCH);
     loop {
         let mut done = false;
@@ -240,11 +298,19 @@ fn write_upload(
             }
         }
         written += batch.iter().map(|b| b.len() as u64).sum::<u64>();
-        write_all_vectored(&mut file, &mut batch)?;
+        write_all_vectored(file, &mut batch)?;
         batch.clear();
         if done {
-            file.sync_data()?;
             return Ok(written);
+        }
+        if written >= flush_at {
+            flush_at = written + SYNC_EVERY;
+            if syncer.is_none() {
+                *syncer = Some(Syncer::start(file)?);
+            }
+            if let Some(s) = syncer {
+                s.request();
+            }
         }
     }
 }

@@ -368,13 +368,16 @@ impl S3BlobStore {
             .create_multipart(&self.data_key(id))
             .await
             .map_err(backend)?;
-        self.put_marker(
-            id,
-            &Marker {
-                multipart: Some(mp.clone()),
-            },
-        )
-        .await?;
+        let marker = Marker {
+            multipart: Some(mp.clone()),
+        };
+        if let Err(e) = self.put_marker(id, &marker).await {
+            // Unrecorded, nobody could ever abort it: do it now.
+            if let Err(abort) = self.store.abort_multipart(&self.data_key(id), &mp).await {
+                tracing::warn!(upload = id, error = %abort, "could not abort an unrecorded multipart upload");
+            }
+            return Err(e);
+        }
         st.multipart = Some(mp.clone());
         Ok(mp)
     }

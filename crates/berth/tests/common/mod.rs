@@ -378,7 +378,10 @@ pub enum Backend {
     Scaled,
 }
 
+#[derive(Clone)]
 struct Scaled {
+    /// Whether this server created (and so drops) the database.
+    owner: bool,
     admin_url: String,
     db: String,
     url: String,
@@ -404,19 +407,8 @@ impl Server {
             .tempdir()
             .expect("tempdir");
         let scaled = (backend == Backend::Scaled).then(Scaled::create);
-        let log = std::fs::File::create(dir.path().join("berth.log")).expect("log file");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.path().join("data"));
-        configure_stores(&mut cmd, scaled.as_ref());
-        cmd.env("BERTH_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log);
-        let child = cmd.spawn().expect("starting the berth binary");
         let mut server = Server {
-            child: Some(child),
+            child: None,
             backend,
             host: String::new(),
             dir: Some(dir),
@@ -427,9 +419,70 @@ impl Server {
                 .build()
                 .expect("http client"),
         };
-        server.host = server.wait_listening();
-        server.wait_healthy();
+        server.launch();
         server
+    }
+
+    /// Another process on the same PostgreSQL database and S3 prefix (with its own data
+    /// directory): what a second replica behind a load balancer is.
+    pub fn replica(&self) -> Server {
+        let scaled = self.scaled.as_ref().unwrap_or_else(|| {
+            panic!("only the scaled backend is shared by replicas; the embedded one has a single process")
+        });
+        let mut server = Server {
+            child: None,
+            backend: self.backend,
+            host: String::new(),
+            dir: Some(
+                tempfile::Builder::new()
+                    .prefix("berth-e2e-replica-")
+                    .tempdir()
+                    .expect("tempdir"),
+            ),
+            scaled: Some(Scaled {
+                owner: false,
+                ..scaled.clone()
+            }),
+            http: self.http.clone(),
+        };
+        server.launch();
+        server
+    }
+
+    /// Kills the process without warning (SIGKILL, as a crash would) and starts a new one
+    /// on the same stores; it listens on a new port.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.launch();
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn launch(&mut self) {
+        let log_path = self.dir().join("berth.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .expect("log file");
+        let from = log.metadata().map(|m| m.len() as usize).unwrap_or(0);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(self.dir().join("data"));
+        configure_stores(&mut cmd, self.scaled.as_ref());
+        cmd.env("BERTH_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        self.child = Some(cmd.spawn().expect("starting the berth binary"));
+        self.host = self.wait_listening(from);
+        self.wait_healthy();
     }
 
     fn dir(&self) -> &Path {
@@ -440,10 +493,11 @@ impl Server {
         std::fs::read_to_string(self.dir().join("berth.log")).unwrap_or_default()
     }
 
-    fn wait_listening(&mut self) -> String {
+    fn wait_listening(&mut self, from: usize) -> String {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let log = self.log();
+            let full = self.log();
+            let log = full.get(from..).unwrap_or_default();
             if let Some(i) = log.find("berth listening on http://") {
                 let rest = &log[i + "berth listening on http://".len()..];
                 let addr: String = rest
@@ -635,6 +689,7 @@ impl Scaled {
         psql(&admin_url, &format!("CREATE DATABASE {db}"));
         let url = with_database(&admin_url, &db);
         Scaled {
+            owner: true,
             admin_url,
             db,
             url,
@@ -682,10 +737,7 @@ fn with_database(url: &str, db: &str) -> String {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.kill();
         if std::thread::panicking() {
             let log = self.log();
             let tail: Vec<&str> = log.lines().rev().take(60).collect();
@@ -704,7 +756,7 @@ impl Drop for Server {
             }
             return;
         }
-        if let Some(s) = &self.scaled {
+        if let Some(s) = self.scaled.as_ref().filter(|s| s.owner) {
             let _ = std::panic::catch_unwind(|| {
                 psql(
                     &s.admin_url,

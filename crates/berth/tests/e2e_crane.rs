@@ -115,6 +115,21 @@ fn crane_push_copy_list(backend: Backend) {
         );
     }
 
+    // Delete a tag: only the tag goes.
+    run_ok(
+        crane().args(["tag", &at("e2e/crane/copy:v2"), "v4"]),
+        CLIENT_TIMEOUT,
+    );
+    run_ok(
+        crane().args(["delete", &at("e2e/crane/copy:v4")]),
+        CLIENT_TIMEOUT,
+    );
+    server
+        .get("/v2/e2e/crane/copy/manifests/v4", Some(ACCEPT_ALL))
+        .expect(404);
+    assert_eq!(server.tags("e2e/crane/copy"), ["v2", "v3"]);
+    server.manifest("e2e/crane/copy", &image.manifest_digest);
+
     // Delete by digest: both tags of the copy go with it, the source stays.
     run_ok(
         crane().args([

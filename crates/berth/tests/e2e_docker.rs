@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use serde_json::Value;
 
-both_backends!(docker_push_pull);
+both_backends!(docker_push_pull, docker_pull_multi_platform);
 
 /// Removes the test's images from the shared engine even when the test fails.
 struct DockerImages<'a> {
@@ -188,6 +188,97 @@ fn docker_push_pull(backend: Backend) {
     let tool_by_digest = format!("{tool_repo}@{tool_digest}");
     run_ok(env.docker().args(["pull", &tool_by_digest]), CLIENT_TIMEOUT);
     assert_pulled(&env, &tool_by_digest, &tool_repo, &tool, &tool_digest);
+
+    server.fsck();
+}
+
+/// Docker picks its platform out of an index (pushed by skopeo, as OCI and as a Docker
+/// manifest list) and pulls another platform on request.
+fn docker_pull_multi_platform(backend: Backend) {
+    let server = Server::start(backend);
+    let env = ClientEnv::new();
+    let index = Index::new(vec![
+        Image::random(2, 64, "amd64"),
+        Image::random(2, 64, "arm64"),
+    ]);
+    let (amd, arm) = (&index.images[0], &index.images[1]);
+    let src = env.path("src");
+    OciLayout::new(&src).add_index(&index, "multi");
+    let repo = server.reference("e2e/multi");
+    let _cleanup = DockerImages {
+        env: &env,
+        refs: vec![
+            format!("{repo}:oci"),
+            format!("{repo}:list"),
+            amd.config_digest.clone(),
+            arm.config_digest.clone(),
+        ],
+    };
+    let skopeo = |extra: &[&str], from: String, to: String| {
+        run_ok(
+            env.skopeo()
+                .args([
+                    "copy",
+                    "--all",
+                    "--src-tls-verify=false",
+                    "--dest-tls-verify=false",
+                ])
+                .args(extra)
+                .args([from, to]),
+            CLIENT_TIMEOUT,
+        );
+    };
+    skopeo(
+        &[],
+        format!("oci:{}:multi", src.display()),
+        format!("docker://{repo}:oci"),
+    );
+    skopeo(
+        &["--format", "v2s2"],
+        format!("docker://{repo}:oci"),
+        format!("docker://{repo}:list"),
+    );
+    let list = server.manifest("e2e/multi", "list");
+    assert_eq!(list.header("content-type").as_deref(), Some(DOCKER_LIST));
+    let list_digest = list.header("docker-content-digest").expect("digest");
+
+    for (tag, digest) in [("oci", index.digest.clone()), ("list", list_digest)] {
+        let reference = format!("{repo}:{tag}");
+        // The engine's own platform (linux/amd64 here).
+        run_ok(env.docker().args(["pull", &reference]), CLIENT_TIMEOUT);
+        let v = inspect(&env, &reference);
+        assert_eq!(
+            v["Id"],
+            amd.config_digest.as_str(),
+            "{reference}: default platform"
+        );
+        let want = format!("{repo}@{digest}");
+        assert!(
+            v["RepoDigests"]
+                .as_array()
+                .expect("RepoDigests")
+                .iter()
+                .any(|d| d == want.as_str()),
+            "RepoDigests {} lack {want}",
+            v["RepoDigests"]
+        );
+        run_ok(
+            env.docker()
+                .args(["pull", "--platform", "linux/arm64", &reference]),
+            CLIENT_TIMEOUT,
+        );
+        let v = inspect(&env, &reference);
+        assert_eq!(
+            v["Id"],
+            arm.config_digest.as_str(),
+            "{reference}: linux/arm64"
+        );
+        assert_eq!(v["Architecture"], "arm64");
+        run_ok(
+            env.docker().args(["rmi", &reference, &amd.config_digest]),
+            CLIENT_TIMEOUT,
+        );
+    }
 
     server.fsck();
 }

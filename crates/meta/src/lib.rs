@@ -15,10 +15,18 @@
 //! - [`sqlite`]: the embedded default (WAL, `synchronous=FULL`: a commit is durable).
 //! - [`postgres`]: for replicas that share one database.
 //! - [`conformance`]: the one test suite both pass.
+//!
+//! The private `convert` module holds the conversions both share (clock, sizes, values read
+//! back from a database). Schemas live in `migrations/sqlite` and `migrations/postgres`,
+//! applied when a store opens.
 
 pub mod conformance;
+mod convert;
 pub mod postgres;
 pub mod sqlite;
+
+pub use postgres::PgMetaStore;
+pub use sqlite::SqliteMetaStore;
 
 use async_trait::async_trait;
 use berth_oci::{Digest, RepoName, Tag};
@@ -118,19 +126,28 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn catalog(&self, last: Option<&str>, n: u32) -> Result<Vec<String>, MetaError>;
 
     /// Size of `digest` if it is linked in `repo`.
-    async fn blob_in_repo(&self, repo: &RepoName, digest: &Digest) -> Result<Option<u64>, MetaError>;
+    async fn blob_in_repo(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<u64>, MetaError>;
 
     /// Size of `digest` if any repository links it (it exists in blob storage).
     async fn blob_anywhere(&self, digest: &Digest) -> Result<Option<u64>, MetaError>;
 
     /// Records that blob storage holds `digest` of `size` bytes and links it in `repo`,
     /// creating the repository if needed. Idempotent.
-    async fn blob_link(&self, repo: &RepoName, digest: &Digest, size: u64) -> Result<(), MetaError>;
+    async fn blob_link(&self, repo: &RepoName, digest: &Digest, size: u64)
+        -> Result<(), MetaError>;
 
     /// Links `digest` into `repo` if `from` links it; returns its size, or `None` if `from`
     /// does not have it (nothing is changed then).
-    async fn blob_mount(&self, repo: &RepoName, from: &RepoName, digest: &Digest)
-        -> Result<Option<u64>, MetaError>;
+    async fn blob_mount(
+        &self,
+        repo: &RepoName,
+        from: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<u64>, MetaError>;
 
     /// Removes the link of `digest` from `repo`; `false` if it was not linked. The blob row
     /// itself stays until garbage collection.
@@ -140,11 +157,19 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn upload_create(&self, rec: &UploadRecord) -> Result<(), MetaError>;
 
     /// The upload session `id` of `repo`, if any.
-    async fn upload_get(&self, repo: &RepoName, id: &str) -> Result<Option<UploadRecord>, MetaError>;
+    async fn upload_get(
+        &self,
+        repo: &RepoName,
+        id: &str,
+    ) -> Result<Option<UploadRecord>, MetaError>;
 
     /// Replaces the session's offset, hash state, store state and `updated_at` if its offset
     /// is still `expected_offset`; `UploadConflict` otherwise (or if it is gone).
-    async fn upload_advance(&self, rec: &UploadRecord, expected_offset: u64) -> Result<(), MetaError>;
+    async fn upload_advance(
+        &self,
+        rec: &UploadRecord,
+        expected_offset: u64,
+    ) -> Result<(), MetaError>;
 
     /// Removes a session; `false` if it was not there.
     async fn upload_delete(&self, id: &str) -> Result<bool, MetaError>;
@@ -153,13 +178,26 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Fails with `MissingBlob` / `MissingManifest` (writing nothing) if a referenced blob is
     /// not linked in `repo` or a child manifest is not in `repo`. Re-putting an existing
     /// manifest is not an error.
-    async fn manifest_put(&self, repo: &RepoName, m: &NewManifest, tag: Option<&Tag>) -> Result<(), MetaError>;
+    async fn manifest_put(
+        &self,
+        repo: &RepoName,
+        m: &NewManifest,
+        tag: Option<&Tag>,
+    ) -> Result<(), MetaError>;
 
     /// The manifest `digest` in `repo`.
-    async fn manifest_get(&self, repo: &RepoName, digest: &Digest) -> Result<Option<ManifestRecord>, MetaError>;
+    async fn manifest_get(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<ManifestRecord>, MetaError>;
 
     /// The manifest that `tag` points to in `repo`.
-    async fn manifest_by_tag(&self, repo: &RepoName, tag: &Tag) -> Result<Option<ManifestRecord>, MetaError>;
+    async fn manifest_by_tag(
+        &self,
+        repo: &RepoName,
+        tag: &Tag,
+    ) -> Result<Option<ManifestRecord>, MetaError>;
 
     /// Deletes manifest `digest` from `repo` with every tag pointing at it; `false` if absent.
     async fn manifest_delete(&self, repo: &RepoName, digest: &Digest) -> Result<bool, MetaError>;
@@ -169,7 +207,12 @@ pub trait MetaStore: Send + Sync + 'static {
 
     /// Tags of `repo` in lexical order, strictly after `last`, at most `n`; `None` if the
     /// repository does not exist.
-    async fn tags_list(&self, repo: &RepoName, last: Option<&str>, n: u32) -> Result<Option<Vec<String>>, MetaError>;
+    async fn tags_list(
+        &self,
+        repo: &RepoName,
+        last: Option<&str>,
+        n: u32,
+    ) -> Result<Option<Vec<String>>, MetaError>;
 
     /// Manifests in `repo` whose subject is `subject`, optionally only those of
     /// `artifact_type`, ordered by digest.

@@ -1,0 +1,682 @@
+//! The shared metadata store: PostgreSQL, for several registry replicas on one database.
+//!
+//! Replicas write concurrently, so every check-then-write is made safe inside the
+//! database rather than in a process: `manifest_put` locks the links and child manifests
+//! it relies on (`SELECT ... FOR SHARE`) before writing, so a concurrent unlink or delete
+//! waits for it (or it sees the deletion and fails); `upload_advance` is a compare-and-swap
+//! on the offset; creations race harmlessly through `INSERT ... ON CONFLICT DO NOTHING`.
+//! Transactions run at PostgreSQL's default READ COMMITTED level.
+//!
+//! Names and digests are `COLLATE "C"` columns (see `migrations/postgres`), so orderings
+//! and `last` comparisons are byte-wise, as in SQLite.
+
+use crate::convert::{first_missing, from_db, now_ms, stored_digest, stored_repo, to_db};
+use crate::{ManifestRecord, MetaError, MetaStore, NewManifest, Referrer, UploadRecord};
+use async_trait::async_trait;
+use berth_oci::{Digest, RepoName, Tag};
+use bytes::Bytes;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, Executor};
+use std::collections::HashSet;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
+
+/// Connections per process. The database, not this pool, is the limit beyond this.
+const MAX_CONNECTIONS: u32 = 16;
+/// How long a request waits for a pooled connection.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// [`MetaStore`] on a PostgreSQL database.
+#[derive(Debug, Clone)]
+pub struct PgMetaStore {
+    pool: PgPool,
+}
+
+impl PgMetaStore {
+    /// Connects to `url` (`postgres://user:password@host:port/database`) and brings the
+    /// schema up to date. Tables live in the role's default `search_path` (usually `public`).
+    pub async fn connect(url: &str) -> Result<Self, MetaError> {
+        let options = PgConnectOptions::from_str(url)?;
+        let pool = pool_options().connect_with(options).await?;
+        Self::migrated(pool).await
+    }
+
+    /// Like [`connect`](Self::connect), with every table in the schema `schema`, created if
+    /// missing. Each pooled connection gets `search_path` set to it alone, so several Berth
+    /// installations (or tests) can share one database without seeing each other.
+    pub async fn connect_with_schema(url: &str, schema: &str) -> Result<Self, MetaError> {
+        if schema.is_empty() || schema.len() > 63 || schema.contains('\0') {
+            return Err(MetaError::Backend(format!(
+                "invalid schema name {schema:?}: 1 to 63 bytes, no NUL"
+            )));
+        }
+        let options = PgConnectOptions::from_str(url)?;
+        let quoted = quote_ident(schema);
+
+        let mut conn = options.connect().await?;
+        let created = conn
+            .execute(format!("CREATE SCHEMA IF NOT EXISTS {quoted}").as_str())
+            .await;
+        if let Err(e) = created {
+            // Two processes creating the schema at once: one of them gets a unique
+            // violation although the schema now exists.
+            if !schema_exists(&mut conn, schema).await? {
+                return Err(e.into());
+            }
+        }
+        conn.close().await?;
+
+        let set_path: Arc<str> = Arc::from(format!("SET search_path TO {quoted}"));
+        let pool = pool_options()
+            .after_connect(move |conn, _meta| {
+                let set_path = Arc::clone(&set_path);
+                Box::pin(async move {
+                    conn.execute(&*set_path).await?;
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        Self::migrated(pool).await
+    }
+
+    async fn migrated(pool: PgPool) -> Result<Self, MetaError> {
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|e| MetaError::Backend(format!("migrating the postgres schema: {e}")))?;
+        Ok(PgMetaStore { pool })
+    }
+
+    /// Closes the pool, waiting for running statements.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn pool_options() -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(MAX_CONNECTIONS)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+}
+
+/// `name` as a quoted SQL identifier.
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+async fn schema_exists(conn: &mut PgConnection, schema: &str) -> Result<bool, MetaError> {
+    Ok(
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+            .bind(schema)
+            .fetch_one(conn)
+            .await?,
+    )
+}
+
+async fn repo_id(conn: &mut PgConnection, repo: &RepoName) -> Result<Option<i64>, MetaError> {
+    Ok(
+        sqlx::query_scalar("SELECT id FROM repositories WHERE name = $1")
+            .bind(repo.as_str())
+            .fetch_optional(conn)
+            .await?,
+    )
+}
+
+/// The id of `repo`, created if missing; safe against a concurrent creator (inside a READ
+/// COMMITTED transaction each statement sees what committed before it).
+async fn ensure_repo(conn: &mut PgConnection, repo: &RepoName, now: i64) -> Result<i64, MetaError> {
+    if let Some(id) = repo_id(conn, repo).await? {
+        return Ok(id);
+    }
+    let inserted: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO repositories (name, created_at) VALUES ($1, $2) \
+         ON CONFLICT (name) DO NOTHING RETURNING id",
+    )
+    .bind(repo.as_str())
+    .bind(now)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match inserted {
+        Some(id) => Ok(id),
+        // Another transaction created it between our two statements.
+        None => repo_id(conn, repo).await?.ok_or_else(|| {
+            MetaError::Backend(format!("repository {repo} vanished while being created"))
+        }),
+    }
+}
+
+fn digests(list: &[Digest]) -> Vec<&str> {
+    list.iter().map(Digest::as_str).collect()
+}
+
+fn manifest_record(digest: Digest, media_type: String, bytes: Vec<u8>) -> ManifestRecord {
+    ManifestRecord {
+        digest,
+        media_type,
+        bytes: Bytes::from(bytes),
+    }
+}
+
+#[async_trait]
+impl MetaStore for PgMetaStore {
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn ping(&self) -> Result<(), MetaError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn repo_exists(&self, repo: &RepoName) -> Result<bool, MetaError> {
+        Ok(
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM repositories WHERE name = $1)")
+                .bind(repo.as_str())
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn catalog(&self, last: Option<&str>, n: u32) -> Result<Vec<String>, MetaError> {
+        let q = match last {
+            Some(last) => sqlx::query_scalar(
+                "SELECT name FROM repositories WHERE name > $1 ORDER BY name LIMIT $2",
+            )
+            .bind(last)
+            .bind(i64::from(n)),
+            None => sqlx::query_scalar("SELECT name FROM repositories ORDER BY name LIMIT $1")
+                .bind(i64::from(n)),
+        };
+        Ok(q.fetch_all(&self.pool).await?)
+    }
+
+    async fn blob_in_repo(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<u64>, MetaError> {
+        let size: Option<i64> = sqlx::query_scalar(
+            "SELECT b.size FROM repositories r \
+             JOIN repo_blobs rb ON rb.repo_id = r.id \
+             JOIN blobs b ON b.digest = rb.digest \
+             WHERE r.name = $1 AND rb.digest = $2",
+        )
+        .bind(repo.as_str())
+        .bind(digest.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        size.map(|s| from_db(s, "blob size")).transpose()
+    }
+
+    async fn blob_anywhere(&self, digest: &Digest) -> Result<Option<u64>, MetaError> {
+        let size: Option<i64> = sqlx::query_scalar(
+            "SELECT size FROM blobs WHERE digest = $1 \
+             AND EXISTS (SELECT 1 FROM repo_blobs WHERE digest = $1)",
+        )
+        .bind(digest.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        size.map(|s| from_db(s, "blob size")).transpose()
+    }
+
+    async fn blob_link(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<(), MetaError> {
+        let size = to_db(size, "blob size")?;
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let repo_id = ensure_repo(&mut tx, repo, now).await?;
+        sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (digest) DO NOTHING")
+            .bind(digest.as_str())
+            .bind(size)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO repo_blobs (repo_id, digest, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (repo_id, digest) DO NOTHING",
+        )
+        .bind(repo_id)
+        .bind(digest.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn blob_mount(
+        &self,
+        repo: &RepoName,
+        from: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<u64>, MetaError> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        // The source link stays until this commits: a concurrent unlink in `from` waits.
+        let size: Option<i64> = sqlx::query_scalar(
+            "SELECT b.size FROM repositories r \
+             JOIN repo_blobs rb ON rb.repo_id = r.id \
+             JOIN blobs b ON b.digest = rb.digest \
+             WHERE r.name = $1 AND rb.digest = $2 \
+             FOR SHARE OF rb",
+        )
+        .bind(from.as_str())
+        .bind(digest.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(size) = size else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        let repo_id = ensure_repo(&mut tx, repo, now).await?;
+        sqlx::query(
+            "INSERT INTO repo_blobs (repo_id, digest, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (repo_id, digest) DO NOTHING",
+        )
+        .bind(repo_id)
+        .bind(digest.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(from_db(size, "blob size")?))
+    }
+
+    async fn blob_unlink(&self, repo: &RepoName, digest: &Digest) -> Result<bool, MetaError> {
+        let done = sqlx::query(
+            "DELETE FROM repo_blobs \
+             WHERE repo_id = (SELECT id FROM repositories WHERE name = $1) AND digest = $2",
+        )
+        .bind(repo.as_str())
+        .bind(digest.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn upload_create(&self, rec: &UploadRecord) -> Result<(), MetaError> {
+        let offset = to_db(rec.offset, "upload offset")?;
+        let mut tx = self.pool.begin().await?;
+        let repo_id = ensure_repo(&mut tx, &rec.repo, now_ms()).await?;
+        sqlx::query(
+            "INSERT INTO uploads (id, repo_id, \"offset\", hash_state, store_state, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&rec.id)
+        .bind(repo_id)
+        .bind(offset)
+        .bind(&rec.hash_state)
+        .bind(&rec.store_state)
+        .bind(rec.created_at)
+        .bind(rec.updated_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn upload_get(
+        &self,
+        repo: &RepoName,
+        id: &str,
+    ) -> Result<Option<UploadRecord>, MetaError> {
+        let row: Option<(i64, Vec<u8>, String, i64, i64)> = sqlx::query_as(
+            "SELECT u.\"offset\", u.hash_state, u.store_state, u.created_at, u.updated_at \
+             FROM uploads u JOIN repositories r ON r.id = u.repo_id \
+             WHERE u.id = $1 AND r.name = $2",
+        )
+        .bind(id)
+        .bind(repo.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(
+            |(offset, hash_state, store_state, created_at, updated_at)| {
+                Ok(UploadRecord {
+                    id: id.to_string(),
+                    repo: repo.clone(),
+                    offset: from_db(offset, "upload offset")?,
+                    hash_state,
+                    store_state,
+                    created_at,
+                    updated_at,
+                })
+            },
+        )
+        .transpose()
+    }
+
+    async fn upload_advance(
+        &self,
+        rec: &UploadRecord,
+        expected_offset: u64,
+    ) -> Result<(), MetaError> {
+        // Compare-and-swap: a concurrent update of the row makes PostgreSQL re-check the
+        // WHERE clause against the committed row, which no longer has the expected offset.
+        let done = sqlx::query(
+            "UPDATE uploads SET \"offset\" = $1, hash_state = $2, store_state = $3, updated_at = $4 \
+             WHERE id = $5 AND \"offset\" = $6 \
+             AND repo_id = (SELECT id FROM repositories WHERE name = $7)",
+        )
+        .bind(to_db(rec.offset, "upload offset")?)
+        .bind(&rec.hash_state)
+        .bind(&rec.store_state)
+        .bind(rec.updated_at)
+        .bind(&rec.id)
+        .bind(to_db(expected_offset, "upload offset")?)
+        .bind(rec.repo.as_str())
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(MetaError::UploadConflict(rec.id.clone()));
+        }
+        Ok(())
+    }
+
+    async fn upload_delete(&self, id: &str) -> Result<bool, MetaError> {
+        let done = sqlx::query("DELETE FROM uploads WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn manifest_put(
+        &self,
+        repo: &RepoName,
+        m: &NewManifest,
+        tag: Option<&Tag>,
+    ) -> Result<(), MetaError> {
+        let size = to_db(m.bytes.len() as u64, "manifest size")?;
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let repo_id = match repo_id(&mut tx, repo).await? {
+            Some(id) => {
+                // FOR SHARE: the rows found cannot be deleted (unlinked) until this commits;
+                // a delete that committed first makes them missing here.
+                let mut blobs = HashSet::new();
+                if !m.blobs.is_empty() {
+                    let rows: Vec<String> = sqlx::query_scalar(
+                        "SELECT digest FROM repo_blobs WHERE repo_id = $1 AND digest = ANY($2) FOR SHARE",
+                    )
+                    .bind(id)
+                    .bind(digests(&m.blobs))
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    blobs.extend(rows);
+                }
+                let mut children = HashSet::new();
+                if !m.children.is_empty() {
+                    let rows: Vec<String> = sqlx::query_scalar(
+                        "SELECT digest FROM manifests WHERE repo_id = $1 AND digest = ANY($2) FOR SHARE",
+                    )
+                    .bind(id)
+                    .bind(digests(&m.children))
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    children.extend(rows);
+                }
+                if let Some(e) = first_missing(m, &blobs, &children) {
+                    tx.rollback().await?;
+                    return Err(e);
+                }
+                id
+            }
+            None => {
+                // A repository that does not exist links nothing.
+                if let Some(e) = first_missing(m, &HashSet::new(), &HashSet::new()) {
+                    tx.rollback().await?;
+                    return Err(e);
+                }
+                ensure_repo(&mut tx, repo, now).await?
+            }
+        };
+        // A concurrent put of the same manifest waits here for the other to commit, then
+        // does nothing.
+        let inserted = sqlx::query(
+            "INSERT INTO manifests \
+             (repo_id, digest, media_type, artifact_type, subject, annotations, size, bytes, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             ON CONFLICT (repo_id, digest) DO NOTHING",
+        )
+        .bind(repo_id)
+        .bind(m.digest.as_str())
+        .bind(&m.media_type)
+        .bind(m.artifact_type.as_deref())
+        .bind(m.subject.as_ref().map(Digest::as_str))
+        .bind(m.annotations.as_deref())
+        .bind(size)
+        .bind(m.bytes.as_ref())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            > 0;
+        // A manifest already stored has its references already (same digest, same bytes).
+        if inserted && (!m.blobs.is_empty() || !m.children.is_empty()) {
+            sqlx::query(
+                "INSERT INTO manifest_refs (repo_id, manifest, referenced, kind) \
+                 SELECT $1, $2, d, 'blob' FROM unnest($3::text[]) AS d \
+                 UNION ALL \
+                 SELECT $1, $2, d, 'manifest' FROM unnest($4::text[]) AS d \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(repo_id)
+            .bind(m.digest.as_str())
+            .bind(digests(&m.blobs))
+            .bind(digests(&m.children))
+            .execute(&mut *tx)
+            .await?;
+        }
+        if let Some(tag) = tag {
+            sqlx::query(
+                "INSERT INTO tags (repo_id, name, manifest, updated_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (repo_id, name) DO UPDATE \
+                 SET manifest = EXCLUDED.manifest, updated_at = EXCLUDED.updated_at",
+            )
+            .bind(repo_id)
+            .bind(tag.as_str())
+            .bind(m.digest.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn manifest_get(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<ManifestRecord>, MetaError> {
+        let row: Option<(String, Vec<u8>)> = sqlx::query_as(
+            "SELECT m.media_type, m.bytes FROM repositories r \
+             JOIN manifests m ON m.repo_id = r.id \
+             WHERE r.name = $1 AND m.digest = $2",
+        )
+        .bind(repo.as_str())
+        .bind(digest.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(media_type, bytes)| manifest_record(digest.clone(), media_type, bytes)))
+    }
+
+    async fn manifest_by_tag(
+        &self,
+        repo: &RepoName,
+        tag: &Tag,
+    ) -> Result<Option<ManifestRecord>, MetaError> {
+        let row: Option<(String, String, Vec<u8>)> = sqlx::query_as(
+            "SELECT m.digest, m.media_type, m.bytes FROM repositories r \
+             JOIN tags t ON t.repo_id = r.id \
+             JOIN manifests m ON m.repo_id = t.repo_id AND m.digest = t.manifest \
+             WHERE r.name = $1 AND t.name = $2",
+        )
+        .bind(repo.as_str())
+        .bind(tag.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|(d, media_type, bytes)| Ok(manifest_record(stored_digest(&d)?, media_type, bytes)))
+            .transpose()
+    }
+
+    async fn manifest_delete(&self, repo: &RepoName, digest: &Digest) -> Result<bool, MetaError> {
+        // Tags pointing at it and its references go by ON DELETE CASCADE, in this statement.
+        let done = sqlx::query(
+            "DELETE FROM manifests \
+             WHERE repo_id = (SELECT id FROM repositories WHERE name = $1) AND digest = $2",
+        )
+        .bind(repo.as_str())
+        .bind(digest.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn tag_delete(&self, repo: &RepoName, tag: &Tag) -> Result<bool, MetaError> {
+        let done = sqlx::query(
+            "DELETE FROM tags \
+             WHERE repo_id = (SELECT id FROM repositories WHERE name = $1) AND name = $2",
+        )
+        .bind(repo.as_str())
+        .bind(tag.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn tags_list(
+        &self,
+        repo: &RepoName,
+        last: Option<&str>,
+        n: u32,
+    ) -> Result<Option<Vec<String>>, MetaError> {
+        // One statement answers both questions: no row means no repository, a single NULL
+        // tag means a repository without (further) tags. At least one row is asked for so
+        // that n = 0 still tells the two apart.
+        let limit = i64::from(n.max(1));
+        let q = match last {
+            Some(last) => sqlx::query_scalar(
+                "SELECT t.name FROM repositories r \
+                 LEFT JOIN tags t ON t.repo_id = r.id AND t.name > $2 \
+                 WHERE r.name = $1 ORDER BY t.name LIMIT $3",
+            )
+            .bind(repo.as_str())
+            .bind(last)
+            .bind(limit),
+            None => sqlx::query_scalar(
+                "SELECT t.name FROM repositories r \
+                 LEFT JOIN tags t ON t.repo_id = r.id \
+                 WHERE r.name = $1 ORDER BY t.name LIMIT $2",
+            )
+            .bind(repo.as_str())
+            .bind(limit),
+        };
+        let rows: Vec<Option<String>> = q.fetch_all(&self.pool).await?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(rows.into_iter().flatten().take(n as usize).collect()))
+    }
+
+    async fn referrers(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Referrer>, MetaError> {
+        let rows: Vec<(String, String, Option<String>, i64, Option<String>)> = sqlx::query_as(
+            "SELECT m.digest, m.media_type, m.artifact_type, m.size, m.annotations \
+             FROM repositories r JOIN manifests m ON m.repo_id = r.id \
+             WHERE r.name = $1 AND m.subject = $2 AND ($3::text IS NULL OR m.artifact_type = $3) \
+             ORDER BY m.digest",
+        )
+        .bind(repo.as_str())
+        .bind(subject.as_str())
+        .bind(artifact_type)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(d, media_type, artifact_type, size, annotations)| {
+                Ok(Referrer {
+                    digest: stored_digest(&d)?,
+                    media_type,
+                    artifact_type,
+                    size: from_db(size, "manifest size")?,
+                    annotations,
+                })
+            })
+            .collect()
+    }
+
+    async fn all_blobs(&self) -> Result<Vec<(Digest, u64)>, MetaError> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT digest, size FROM blobs ORDER BY digest")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.into_iter()
+            .map(|(d, size)| Ok((stored_digest(&d)?, from_db(size, "blob size")?)))
+            .collect()
+    }
+
+    async fn all_manifests(&self) -> Result<Vec<(RepoName, ManifestRecord)>, MetaError> {
+        let rows: Vec<(String, String, String, Vec<u8>)> = sqlx::query_as(
+            "SELECT r.name, m.digest, m.media_type, m.bytes \
+             FROM repositories r JOIN manifests m ON m.repo_id = r.id \
+             ORDER BY r.name, m.digest",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(name, d, media_type, bytes)| {
+                Ok((
+                    stored_repo(&name)?,
+                    manifest_record(stored_digest(&d)?, media_type, bytes),
+                ))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conformance;
+
+    #[tokio::test]
+    async fn references_follow_their_manifest() {
+        let url = conformance::pg_test_url();
+        let store =
+            PgMetaStore::connect_with_schema(&url, &conformance::unique_schema("berth_test"))
+                .await
+                .expect("connect");
+        let pool = store.pool.clone();
+        let refs = move || {
+            let pool = pool.clone();
+            async move {
+                sqlx::query_as(
+                    "SELECT manifest, kind, referenced FROM manifest_refs ORDER BY 1, 2, 3",
+                )
+                .fetch_all(&pool)
+                .await
+                .expect("reading manifest_refs")
+            }
+        };
+        conformance::references_follow_their_manifest(Arc::new(store), refs).await;
+    }
+
+    #[test]
+    fn identifiers_are_quoted() {
+        assert_eq!(quote_ident("berth"), "\"berth\"");
+        assert_eq!(quote_ident("a\"b; DROP"), "\"a\"\"b; DROP\"");
+    }
+}

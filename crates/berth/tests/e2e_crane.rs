@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 
-both_backends!(crane_push_copy_list);
+both_backends!(crane_push_copy_list, crane_concurrent_pushes);
 
 fn crane_push_copy_list(backend: Backend) {
     let server = Server::start(backend);
@@ -157,5 +157,46 @@ fn crane_push_copy_list(backend: Backend) {
     );
     server.manifest("e2e/crane/layout", &image.manifest_digest);
 
+    server.fsck();
+}
+
+/// Eight pushes of one image at once, four to one repository and four to four others: the
+/// same blobs are uploaded, committed and linked concurrently.
+fn crane_concurrent_pushes(backend: Backend) {
+    let server = Server::start(backend);
+    let env = ClientEnv::new();
+    let image = Image::random(3, 64, "amd64");
+    let layout = env.path("layout");
+    OciLayout::new(&layout).add_image(&image, "v1");
+    let targets: Vec<String> = (0..4)
+        .map(|i| format!("e2e/race/shared:t{i}"))
+        .chain((0..4).map(|i| format!("e2e/race/own{i}:t")))
+        .collect();
+    std::thread::scope(|s| {
+        for t in &targets {
+            let (env, layout, server) = (&env, &layout, &server);
+            s.spawn(move || {
+                run_ok(
+                    env.crane()
+                        .arg("--insecure")
+                        .arg("push")
+                        .arg(layout)
+                        .arg(server.reference(t)),
+                    CLIENT_TIMEOUT,
+                )
+            });
+        }
+    });
+    assert_eq!(server.tags("e2e/race/shared"), ["t0", "t1", "t2", "t3"]);
+    for t in &targets {
+        let (repo, tag) = t.split_once(':').expect("repo:tag");
+        let m = server.manifest(repo, tag);
+        assert_eq!(
+            m.header("docker-content-digest").as_deref(),
+            Some(image.manifest_digest.as_str()),
+            "{t}"
+        );
+        server.assert_has_image(repo, &image);
+    }
     server.fsck();
 }

@@ -115,7 +115,8 @@ fn docker_push_pull(backend: Backend) {
     // push mounts the shared layers from the first repository.
     let app = Image::random(3, 100, "amd64");
     let mut layers = app.layers[..2].to_vec();
-    layers.push(Layer::random(&mut Rng::new(), "extra", 2, 64 * 1024));
+    // 6 MiB of incompressible data: crosses the S3 part size within one PATCH.
+    layers.push(Layer::random(&mut Rng::new(), "extra", 1, 6 * 1024 * 1024));
     let tool = Image::from_layers(layers, "amd64");
 
     let app_repo = server.reference("e2e/app");

@@ -56,6 +56,30 @@ fn podman_push_pull(backend: Backend) {
         CLIENT_TIMEOUT,
     );
     let oci = pushed();
+    // And with zstd layers, which only OCI manifests can name: another image, since
+    // podman reuses the gzip blobs it already pushed for the first.
+    let packed = Image::random(2, 64, "amd64");
+    let zstd_ref = format!("{}:zstd", server.reference(repo));
+    let archive = env.path("zstd.tar");
+    packed.write_docker_archive(&archive, &zstd_ref);
+    run_ok(podman().arg("load").arg("-i").arg(&archive), CLIENT_TIMEOUT);
+    let (file, pushed) = digestfile(&env);
+    run_ok(
+        podman()
+            .args([
+                "push",
+                "--tls-verify=false",
+                "--format",
+                "oci",
+                "--compression-format",
+                "zstd",
+                "--digestfile",
+            ])
+            .arg(&file)
+            .arg(&zstd_ref),
+        CLIENT_TIMEOUT,
+    );
+    let zstd = pushed();
 
     let mut configs = Vec::new();
     for (tag, digest, media_type) in [("v1", &v1, DOCKER_MANIFEST), ("oci", &oci, OCI_MANIFEST)] {
@@ -96,10 +120,46 @@ fn podman_push_pull(backend: Backend) {
     }
     // Docker schema 2 keeps the loaded config; the conversion to OCI rewrites it.
     assert_eq!(configs[0], image.config_digest);
-    assert_eq!(server.tags(repo), ["oci", "v1"]);
+
+    let m = server.manifest(repo, "zstd");
+    assert_eq!(m.header("docker-content-digest").as_ref(), Some(&zstd));
+    let v = m.json();
+    let (config, layers) = manifest_parts(&v);
+    let blob = server.get(&format!("/v2/{repo}/blobs/{config}"), None);
+    blob.expect(200);
+    let expected: Vec<&str> = packed.layers.iter().map(|l| l.diff_id.as_str()).collect();
+    assert_eq!(
+        blob.json()["rootfs"]["diff_ids"],
+        serde_json::json!(expected),
+        "{}",
+        blob.what
+    );
+    assert_eq!(layers.len(), packed.layers.len());
+    for (l, digest) in v["layers"].as_array().expect("layers").iter().zip(&layers) {
+        assert_eq!(
+            l["mediaType"], "application/vnd.oci.image.layer.v1.tar+zstd",
+            "{v}"
+        );
+        let blob = server.get(&format!("/v2/{repo}/blobs/{digest}"), None);
+        blob.expect(200);
+        assert_eq!(&sha256_digest(&blob.body), digest, "{}", blob.what);
+        assert_eq!(
+            blob.body.get(..4),
+            Some(&[0x28, 0xb5, 0x2f, 0xfd][..]),
+            "{}: not a zstd frame",
+            blob.what
+        );
+    }
+    configs.push(config);
+    assert_eq!(server.tags(repo), ["oci", "v1", "zstd"]);
 
     run_ok(
-        podman().args(["rmi", "--force", &image.config_digest]),
+        podman().args([
+            "rmi",
+            "--force",
+            &image.config_digest,
+            &packed.config_digest,
+        ]),
         CLIENT_TIMEOUT,
     );
     let gone = run(
@@ -110,7 +170,7 @@ fn podman_push_pull(backend: Backend) {
         !gone.status.success(),
         "{reference} still in local storage after rmi"
     );
-    for ((reference, digest), config) in [(&reference, &v1), (&oci_ref, &oci)]
+    for ((reference, digest), config) in [(&reference, &v1), (&oci_ref, &oci), (&zstd_ref, &zstd)]
         .into_iter()
         .zip(&configs)
     {

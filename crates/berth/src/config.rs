@@ -94,7 +94,10 @@ impl std::fmt::Debug for S3Section {
             .field("bucket", &self.bucket)
             .field("region", &self.region)
             .field("access_key_id", &self.access_key_id)
-            .field("secret_access_key", &self.secret_access_key.as_ref().map(|_| "<redacted>"))
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "<redacted>"),
+            )
             .field("path_style", &self.path_style)
             .field("prefix", &self.prefix)
             .finish()
@@ -202,7 +205,10 @@ fn env_bool(name: &str) -> anyhow::Result<Option<bool>> {
 impl Config {
     /// Loads the configuration for a subcommand.
     pub fn load(stores: &StoreFlags, serve: Option<&ServeFlags>) -> anyhow::Result<Config> {
-        let file = stores.config.clone().or_else(|| env("BERTH_CONFIG").map(PathBuf::from));
+        let file = stores
+            .config
+            .clone()
+            .or_else(|| env("BERTH_CONFIG").map(PathBuf::from));
         let mut cfg = match &file {
             Some(p) => Self::from_file(p)?,
             None => Config::default(),
@@ -231,7 +237,8 @@ impl Config {
     }
 
     fn from_file(p: &Path) -> anyhow::Result<Config> {
-        let text = std::fs::read_to_string(p).with_context(|| format!("reading config file {}", p.display()))?;
+        let text = std::fs::read_to_string(p)
+            .with_context(|| format!("reading config file {}", p.display()))?;
         toml::from_str(&text).with_context(|| format!("parsing config file {}", p.display()))
     }
 
@@ -311,7 +318,11 @@ impl Config {
             other => bail!("blobs.kind must be \"filesystem\" or \"s3\", not {other:?}"),
         }
         let url = &self.metadata.url;
-        if !(url.is_empty() || url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        if !(url.is_empty()
+            || url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
             bail!("metadata.url must be sqlite:PATH or postgres://..., not {url:?}");
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
@@ -331,7 +342,10 @@ impl Config {
 
     /// The filesystem blob root.
     pub fn blob_path(&self) -> PathBuf {
-        self.blobs.path.clone().unwrap_or_else(|| self.data_dir.join("blobs"))
+        self.blobs
+            .path
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("blobs"))
     }
 }
 

@@ -16,15 +16,35 @@ use std::sync::Arc;
 #[derive(Debug, serde::Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 enum Finding {
-    MissingBlob { digest: String },
-    CorruptBlob { digest: String, actual: String },
-    SizeMismatch { digest: String, recorded: u64, stored: u64 },
-    CorruptManifest { repository: String, digest: String },
-    OrphanBlob { digest: String, size: u64 },
-    OrphanFile { key: String },
+    MissingBlob {
+        digest: String,
+    },
+    CorruptBlob {
+        digest: String,
+        actual: String,
+    },
+    SizeMismatch {
+        digest: String,
+        recorded: u64,
+        stored: u64,
+    },
+    CorruptManifest {
+        repository: String,
+        digest: String,
+    },
+    OrphanBlob {
+        digest: String,
+        size: u64,
+    },
+    OrphanFile {
+        key: String,
+    },
 }
 
-async fn hash_blob(blobs: &dyn BlobStore, d: &Digest) -> Result<(Digest, u64), berth_blob::BlobError> {
+async fn hash_blob(
+    blobs: &dyn BlobStore,
+    d: &Digest,
+) -> Result<(Digest, u64), berth_blob::BlobError> {
     let read = blobs.get(d, None).await?;
     let mut stream = read.stream;
     let mut h = Digester::new(d.algorithm());
@@ -36,7 +56,11 @@ async fn hash_blob(blobs: &dyn BlobStore, d: &Digest) -> Result<(Digest, u64), b
 }
 
 /// Runs every check; returns whether the stores are consistent.
-pub async fn run(meta: Arc<dyn MetaStore>, blobs: Arc<dyn BlobStore>, json: bool) -> anyhow::Result<bool> {
+pub async fn run(
+    meta: Arc<dyn MetaStore>,
+    blobs: Arc<dyn BlobStore>,
+    json: bool,
+) -> anyhow::Result<bool> {
     let mut findings = vec![];
     let recorded: HashMap<Digest, u64> = meta.all_blobs().await?.into_iter().collect();
     let mut stored: HashMap<Digest, u64> = HashMap::new();
@@ -47,7 +71,9 @@ pub async fn run(meta: Arc<dyn MetaStore>, blobs: Arc<dyn BlobStore>, json: bool
     }
     for (d, &size) in &recorded {
         match stored.get(d) {
-            None => findings.push(Finding::MissingBlob { digest: d.to_string() }),
+            None => findings.push(Finding::MissingBlob {
+                digest: d.to_string(),
+            }),
             Some(&s) if s != size => findings.push(Finding::SizeMismatch {
                 digest: d.to_string(),
                 recorded: size,
@@ -66,7 +92,10 @@ pub async fn run(meta: Arc<dyn MetaStore>, blobs: Arc<dyn BlobStore>, json: bool
             Err(e) => anyhow::bail!("reading {d}: {e}"),
         }
         if !recorded.contains_key(d) {
-            findings.push(Finding::OrphanBlob { digest: d.to_string(), size });
+            findings.push(Finding::OrphanBlob {
+                digest: d.to_string(),
+                size,
+            });
         }
     }
     for (repo, m) in meta.all_manifests().await? {

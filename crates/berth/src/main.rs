@@ -17,7 +17,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 #[derive(Parser)]
-#[command(name = "berth", version, about = "Berth: a trusted container image registry")]
+#[command(
+    name = "berth",
+    version,
+    about = "Berth: a trusted container image registry"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -46,7 +50,9 @@ enum Cmd {
 fn init_logging(cfg: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log.level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if cfg.log.format == "json" {
         b.json().init();
     } else {
@@ -114,7 +120,10 @@ async fn run_serve(cfg: Config) -> anyhow::Result<()> {
         berth_core::RegistryConfig {
             chunk_min_length: cfg.registry.chunk_min_length,
             max_page: cfg.registry.max_page,
-            read_only: cfg.registry.read_only.then(|| "the registry is in read-only mode".to_string()),
+            read_only: cfg
+                .registry
+                .read_only
+                .then(|| "the registry is in read-only mode".to_string()),
         },
     );
     let id = if cfg.replica_id.is_empty() {
@@ -132,7 +141,10 @@ async fn run_serve(cfg: Config) -> anyhow::Result<()> {
             id,
             version: env!("CARGO_PKG_VERSION"),
             started: Instant::now(),
-            started_at: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+            started_at: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
         }),
         counters: Arc::new(server::Counters::default()),
     };
@@ -144,6 +156,14 @@ async fn run_serve(cfg: Config) -> anyhow::Result<()> {
         "berth listening on {scheme}://{addr}"
     );
     let app = router(state.clone());
-    server::serve(listener, tls, app, state.counters.clone(), shutdown_signal(), Duration::from_secs(30)).await?;
+    server::serve(
+        listener,
+        tls,
+        app,
+        state.counters.clone(),
+        shutdown_signal(),
+        Duration::from_secs(30),
+    )
+    .await?;
     Ok(())
 }

@@ -19,9 +19,17 @@ pub async fn open(cfg: &Config) -> anyhow::Result<(Arc<dyn MetaStore>, Arc<dyn B
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
-        Arc::new(SqliteMetaStore::open(path).await.with_context(|| format!("opening SQLite at {}", path.display()))?)
+        Arc::new(
+            SqliteMetaStore::open(path)
+                .await
+                .with_context(|| format!("opening SQLite at {}", path.display()))?,
+        )
     } else {
-        Arc::new(PgMetaStore::connect(&url).await.context("connecting to PostgreSQL")?)
+        Arc::new(
+            PgMetaStore::connect(&url)
+                .await
+                .context("connecting to PostgreSQL")?,
+        )
     };
     let blobs: Arc<dyn BlobStore> = match cfg.blobs.kind.as_str() {
         "s3" => {
@@ -42,7 +50,10 @@ pub async fn open(cfg: &Config) -> anyhow::Result<(Arc<dyn MetaStore>, Arc<dyn B
         }
         _ => {
             let root = cfg.blob_path();
-            Arc::new(FsBlobStore::open(root.clone()).with_context(|| format!("opening blob storage at {}", root.display()))?)
+            Arc::new(
+                FsBlobStore::open(root.clone())
+                    .with_context(|| format!("opening blob storage at {}", root.display()))?,
+            )
         }
     };
     Ok((meta, blobs))

@@ -58,7 +58,9 @@ pub enum CoreError {
 impl From<MetaError> for CoreError {
     fn from(e: MetaError) -> Self {
         match e {
-            MetaError::MissingBlob(d) | MetaError::MissingManifest(d) => CoreError::ManifestBlobUnknown(d),
+            MetaError::MissingBlob(d) | MetaError::MissingManifest(d) => {
+                CoreError::ManifestBlobUnknown(d)
+            }
             other => CoreError::Meta(other),
         }
     }

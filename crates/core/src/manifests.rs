@@ -48,7 +48,8 @@ impl Registry {
         if bytes.len() > MAX_MANIFEST_SIZE {
             return Err(CoreError::ManifestTooLarge(MAX_MANIFEST_SIZE));
         }
-        let parsed = ParsedManifest::parse(&bytes, content_type).map_err(CoreError::ManifestInvalid)?;
+        let parsed =
+            ParsedManifest::parse(&bytes, content_type).map_err(CoreError::ManifestInvalid)?;
         let (digest, tag) = match reference {
             Reference::Digest(d) => {
                 let actual = Digest::of(d.algorithm(), &bytes);
@@ -107,7 +108,11 @@ impl Registry {
     }
 
     /// Deletes a manifest (by digest, with its tags) or a tag (by tag).
-    pub async fn manifest_delete(&self, repo: &RepoName, reference: &Reference) -> Result<(), CoreError> {
+    pub async fn manifest_delete(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<(), CoreError> {
         self.check_writable()?;
         let found = match reference {
             Reference::Digest(d) => self.meta.manifest_delete(repo, d).await?,
@@ -125,11 +130,19 @@ impl Registry {
     }
 
     /// Tags of a repository, a page at a time.
-    pub async fn tags_list(&self, repo: &RepoName, last: Option<&str>, n: Option<u32>) -> Result<Page, CoreError> {
+    pub async fn tags_list(
+        &self,
+        repo: &RepoName,
+        last: Option<&str>,
+        n: Option<u32>,
+    ) -> Result<Page, CoreError> {
         let n = self.page_size(n);
         if n == 0 {
             return if self.meta.repo_exists(repo).await? {
-                Ok(Page { items: vec![], more: false })
+                Ok(Page {
+                    items: vec![],
+                    more: false,
+                })
             } else {
                 Err(CoreError::NameUnknown)
             };
@@ -148,7 +161,10 @@ impl Registry {
     pub async fn catalog(&self, last: Option<&str>, n: Option<u32>) -> Result<Page, CoreError> {
         let n = self.page_size(n);
         if n == 0 {
-            return Ok(Page { items: vec![], more: false });
+            return Ok(Page {
+                items: vec![],
+                more: false,
+            });
         }
         let mut items = self.meta.catalog(last, n + 1).await?;
         let more = items.len() > n as usize;
@@ -177,7 +193,11 @@ impl Registry {
             if let Some(at) = &r.artifact_type {
                 v["artifactType"] = serde_json::Value::String(at.clone());
             }
-            if let Some(a) = r.annotations.as_deref().and_then(|a| serde_json::from_str::<serde_json::Value>(a).ok()) {
+            if let Some(a) = r
+                .annotations
+                .as_deref()
+                .and_then(|a| serde_json::from_str::<serde_json::Value>(a).ok())
+            {
                 v["annotations"] = a;
             }
             manifests.push(v);
@@ -203,6 +223,7 @@ impl Registry {
             media_type: media::OCI_INDEX,
             manifests,
         };
-        serde_json::to_vec(&doc).map_err(|e| CoreError::Meta(berth_meta::MetaError::Backend(e.to_string())))
+        serde_json::to_vec(&doc)
+            .map_err(|e| CoreError::Meta(berth_meta::MetaError::Backend(e.to_string())))
     }
 }

@@ -95,7 +95,11 @@ fn take_hasher(h: Arc<Mutex<Digester>>) -> Digester {
 }
 
 impl Registry {
-    pub fn new(meta: Arc<dyn MetaStore>, blobs: Arc<dyn BlobStore>, cfg: RegistryConfig) -> Registry {
+    pub fn new(
+        meta: Arc<dyn MetaStore>,
+        blobs: Arc<dyn BlobStore>,
+        cfg: RegistryConfig,
+    ) -> Registry {
         Registry { meta, blobs, cfg }
     }
 
@@ -182,7 +186,10 @@ impl Registry {
             updated_at: now,
         };
         if let Err(e) = self.meta.upload_create(&rec).await {
-            let _ = self.blobs.upload_abort(&id, &UploadState(rec.store_state)).await;
+            let _ = self
+                .blobs
+                .upload_abort(&id, &UploadState(rec.store_state))
+                .await;
             return Err(e.into());
         }
         Ok(UploadStatus { id, offset: 0 })
@@ -259,7 +266,10 @@ impl Registry {
     }
 
     async fn upload_record(&self, repo: &RepoName, id: &str) -> Result<UploadRecord, CoreError> {
-        if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        if id.is_empty()
+            || id.len() > 64
+            || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
             return Err(CoreError::UploadUnknown);
         }
         self.meta
@@ -269,7 +279,11 @@ impl Registry {
     }
 
     /// Where the upload stands.
-    pub async fn upload_status(&self, repo: &RepoName, id: &str) -> Result<UploadStatus, CoreError> {
+    pub async fn upload_status(
+        &self,
+        repo: &RepoName,
+        id: &str,
+    ) -> Result<UploadStatus, CoreError> {
         let rec = self.upload_record(repo, id).await?;
         Ok(UploadStatus {
             id: rec.id,
@@ -324,10 +338,15 @@ impl Registry {
         rec.hash_state = hasher.to_bytes();
         rec.store_state = state.0;
         rec.updated_at = now_ms();
-        self.meta.upload_advance(&rec, prev).await.map_err(|e| match e {
-            berth_meta::MetaError::UploadConflict(_) => CoreError::RangeInvalid { offset: prev },
-            other => other.into(),
-        })?;
+        self.meta
+            .upload_advance(&rec, prev)
+            .await
+            .map_err(|e| match e {
+                berth_meta::MetaError::UploadConflict(_) => {
+                    CoreError::RangeInvalid { offset: prev }
+                }
+                other => other.into(),
+            })?;
         Ok((rec, hasher))
     }
 
@@ -352,7 +371,9 @@ impl Registry {
         self.check_writable()?;
         let rec = self.upload_record(repo, id).await?;
         let hasher = Self::restore_hasher(&rec)?;
-        let (rec, _) = self.append(rec, range, content_length, body, hasher).await?;
+        let (rec, _) = self
+            .append(rec, range, content_length, body, hasher)
+            .await?;
         Ok(UploadStatus {
             id: rec.id,
             offset: rec.offset,
@@ -385,7 +406,9 @@ impl Registry {
             }
         }
         if let Some(body) = body {
-            let (r, h) = self.append(rec, range, content_length, body, hasher).await?;
+            let (r, h) = self
+                .append(rec, range, content_length, body, hasher)
+                .await?;
             rec = r;
             hasher = h;
         }
@@ -397,7 +420,12 @@ impl Registry {
             });
         }
         self.blobs
-            .upload_commit(&rec.id, &UploadState(rec.store_state.clone()), rec.offset, digest)
+            .upload_commit(
+                &rec.id,
+                &UploadState(rec.store_state.clone()),
+                rec.offset,
+                digest,
+            )
             .await?;
         self.meta.blob_link(repo, digest, rec.offset).await?;
         self.meta.upload_delete(&rec.id).await?;

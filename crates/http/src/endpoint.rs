@@ -13,20 +13,60 @@ use berth_oci::{Digest, DigestError, NameError, Reference, RepoName};
 pub enum Endpoint {
     Base,
     Catalog,
-    TagsList { repo: RepoName },
-    GetManifest { repo: RepoName, reference: Reference },
-    HeadManifest { repo: RepoName, reference: Reference },
-    PutManifest { repo: RepoName, reference: Reference },
-    DeleteManifest { repo: RepoName, reference: Reference },
-    GetBlob { repo: RepoName, digest: Digest },
-    HeadBlob { repo: RepoName, digest: Digest },
-    DeleteBlob { repo: RepoName, digest: Digest },
-    StartUpload { repo: RepoName },
-    GetUpload { repo: RepoName, id: String },
-    PatchUpload { repo: RepoName, id: String },
-    PutUpload { repo: RepoName, id: String },
-    DeleteUpload { repo: RepoName, id: String },
-    Referrers { repo: RepoName, digest: Digest },
+    TagsList {
+        repo: RepoName,
+    },
+    GetManifest {
+        repo: RepoName,
+        reference: Reference,
+    },
+    HeadManifest {
+        repo: RepoName,
+        reference: Reference,
+    },
+    PutManifest {
+        repo: RepoName,
+        reference: Reference,
+    },
+    DeleteManifest {
+        repo: RepoName,
+        reference: Reference,
+    },
+    GetBlob {
+        repo: RepoName,
+        digest: Digest,
+    },
+    HeadBlob {
+        repo: RepoName,
+        digest: Digest,
+    },
+    DeleteBlob {
+        repo: RepoName,
+        digest: Digest,
+    },
+    StartUpload {
+        repo: RepoName,
+    },
+    GetUpload {
+        repo: RepoName,
+        id: String,
+    },
+    PatchUpload {
+        repo: RepoName,
+        id: String,
+    },
+    PutUpload {
+        repo: RepoName,
+        id: String,
+    },
+    DeleteUpload {
+        repo: RepoName,
+        id: String,
+    },
+    Referrers {
+        repo: RepoName,
+        digest: Digest,
+    },
 }
 
 /// What a request needs to be allowed to do.
@@ -48,7 +88,10 @@ pub enum PathError {
     MethodNotAllowed,
     Name(NameError),
     /// A malformed tag or digest where a manifest reference was expected.
-    Reference { method: Method, error: NameError },
+    Reference {
+        method: Method,
+        error: NameError,
+    },
     Digest(DigestError),
 }
 
@@ -81,10 +124,18 @@ impl Endpoint {
         match self {
             Base => (Access::None, None),
             Catalog => (Access::Catalog, None),
-            TagsList { repo } | GetManifest { repo, .. } | HeadManifest { repo, .. } | GetBlob { repo, .. }
-            | HeadBlob { repo, .. } | Referrers { repo, .. } => (Access::Pull, Some(repo)),
-            PutManifest { repo, .. } | StartUpload { repo } | GetUpload { repo, .. } | PatchUpload { repo, .. }
-            | PutUpload { repo, .. } | DeleteUpload { repo, .. } => (Access::Push, Some(repo)),
+            TagsList { repo }
+            | GetManifest { repo, .. }
+            | HeadManifest { repo, .. }
+            | GetBlob { repo, .. }
+            | HeadBlob { repo, .. }
+            | Referrers { repo, .. } => (Access::Pull, Some(repo)),
+            PutManifest { repo, .. }
+            | StartUpload { repo }
+            | GetUpload { repo, .. }
+            | PatchUpload { repo, .. }
+            | PutUpload { repo, .. }
+            | DeleteUpload { repo, .. } => (Access::Push, Some(repo)),
             DeleteManifest { repo, .. } | DeleteBlob { repo, .. } => (Access::Delete, Some(repo)),
         }
     }
@@ -107,20 +158,29 @@ impl Endpoint {
         }
         let get_or_head = method == Method::GET || method == Method::HEAD;
         if rest == "_catalog" {
-            return if get_or_head { Ok(Endpoint::Catalog) } else { Err(PathError::MethodNotAllowed) };
+            return if get_or_head {
+                Ok(Endpoint::Catalog)
+            } else {
+                Err(PathError::MethodNotAllowed)
+            };
         }
         let name = |s: &str| RepoName::parse(s).map_err(PathError::Name);
         let digest = |s: &str| Digest::parse(&decode_colon(s)).map_err(PathError::Digest);
         if let Some(n) = rest.strip_suffix("/tags/list") {
             let repo = name(n)?;
-            return if get_or_head { Ok(Endpoint::TagsList { repo }) } else { Err(PathError::MethodNotAllowed) };
+            return if get_or_head {
+                Ok(Endpoint::TagsList { repo })
+            } else {
+                Err(PathError::MethodNotAllowed)
+            };
         }
         if let Some((n, r)) = split_last(rest, "/manifests/") {
             let repo = name(n)?;
-            let reference = Reference::parse(&decode_colon(r)).map_err(|error| PathError::Reference {
-                method: method.clone(),
-                error,
-            })?;
+            let reference =
+                Reference::parse(&decode_colon(r)).map_err(|error| PathError::Reference {
+                    method: method.clone(),
+                    error,
+                })?;
             return match *method {
                 Method::GET => Ok(Endpoint::GetManifest { repo, reference }),
                 Method::HEAD => Ok(Endpoint::HeadManifest { repo, reference }),
@@ -129,7 +189,10 @@ impl Endpoint {
                 _ => Err(PathError::MethodNotAllowed),
             };
         }
-        if let Some(n) = rest.strip_suffix("/blobs/uploads/").or_else(|| rest.strip_suffix("/blobs/uploads")) {
+        if let Some(n) = rest
+            .strip_suffix("/blobs/uploads/")
+            .or_else(|| rest.strip_suffix("/blobs/uploads"))
+        {
             let repo = name(n)?;
             return if method == Method::POST {
                 Ok(Endpoint::StartUpload { repo })
@@ -163,7 +226,11 @@ impl Endpoint {
         if let Some((n, d)) = split_last(rest, "/referrers/") {
             let repo = name(n)?;
             let digest = digest(d)?;
-            return if get_or_head { Ok(Endpoint::Referrers { repo, digest }) } else { Err(PathError::MethodNotAllowed) };
+            return if get_or_head {
+                Ok(Endpoint::Referrers { repo, digest })
+            } else {
+                Err(PathError::MethodNotAllowed)
+            };
         }
         Err(PathError::NotFound)
     }
@@ -196,15 +263,39 @@ mod tests {
             (Method::GET, "/v2".into(), "base"),
             (Method::GET, "/v2/_catalog".into(), "catalog"),
             (Method::GET, "/v2/a/b/tags/list".into(), "tags_list"),
-            (Method::GET, "/v2/a/b/manifests/latest".into(), "manifest_get"),
-            (Method::HEAD, format!("/v2/a/manifests/{D}"), "manifest_head"),
+            (
+                Method::GET,
+                "/v2/a/b/manifests/latest".into(),
+                "manifest_get",
+            ),
+            (
+                Method::HEAD,
+                format!("/v2/a/manifests/{D}"),
+                "manifest_head",
+            ),
             (Method::PUT, "/v2/a/manifests/v1".into(), "manifest_put"),
-            (Method::DELETE, format!("/v2/a/manifests/{}", D.replace(':', "%3A")), "manifest_delete"),
+            (
+                Method::DELETE,
+                format!("/v2/a/manifests/{}", D.replace(':', "%3A")),
+                "manifest_delete",
+            ),
             (Method::GET, format!("/v2/a/blobs/{D}"), "blob_get"),
-            (Method::GET, format!("/v2/x/blobs/uploads/blobs/{D}"), "blob_get"),
+            (
+                Method::GET,
+                format!("/v2/x/blobs/uploads/blobs/{D}"),
+                "blob_get",
+            ),
             (Method::POST, "/v2/a/blobs/uploads/".into(), "upload_start"),
-            (Method::PATCH, "/v2/a/blobs/uploads/abc-1".into(), "upload_patch"),
-            (Method::PUT, "/v2/a/manifests/x/blobs/uploads/abc".into(), "upload_put"),
+            (
+                Method::PATCH,
+                "/v2/a/blobs/uploads/abc-1".into(),
+                "upload_patch",
+            ),
+            (
+                Method::PUT,
+                "/v2/a/manifests/x/blobs/uploads/abc".into(),
+                "upload_put",
+            ),
             (Method::GET, format!("/v2/a/referrers/{D}"), "referrers"),
         ];
         for (m, p, want) in cases {
@@ -220,13 +311,34 @@ mod tests {
     #[test]
     fn refusals() {
         let p = |m: Method, s: &str| Endpoint::parse(&m, s);
-        assert!(matches!(p(Method::GET, "/v2/A/tags/list"), Err(PathError::Name(_))));
-        assert!(matches!(p(Method::GET, "/v2/a%2fb/tags/list"), Err(PathError::Name(_))));
-        assert!(matches!(p(Method::GET, "/v2/a/../b/tags/list"), Err(PathError::Name(_))));
-        assert!(matches!(p(Method::GET, "/v2/a/blobs/md5:abc"), Err(PathError::Digest(_))));
-        assert!(matches!(p(Method::GET, "/v2/a/manifests/-bad"), Err(PathError::Reference { .. })));
-        assert!(matches!(p(Method::POST, "/v2/a/manifests/x"), Err(PathError::MethodNotAllowed)));
-        assert!(matches!(p(Method::GET, "/v2/a/whatever"), Err(PathError::NotFound)));
+        assert!(matches!(
+            p(Method::GET, "/v2/A/tags/list"),
+            Err(PathError::Name(_))
+        ));
+        assert!(matches!(
+            p(Method::GET, "/v2/a%2fb/tags/list"),
+            Err(PathError::Name(_))
+        ));
+        assert!(matches!(
+            p(Method::GET, "/v2/a/../b/tags/list"),
+            Err(PathError::Name(_))
+        ));
+        assert!(matches!(
+            p(Method::GET, "/v2/a/blobs/md5:abc"),
+            Err(PathError::Digest(_))
+        ));
+        assert!(matches!(
+            p(Method::GET, "/v2/a/manifests/-bad"),
+            Err(PathError::Reference { .. })
+        ));
+        assert!(matches!(
+            p(Method::POST, "/v2/a/manifests/x"),
+            Err(PathError::MethodNotAllowed)
+        ));
+        assert!(matches!(
+            p(Method::GET, "/v2/a/whatever"),
+            Err(PathError::NotFound)
+        ));
         assert!(matches!(p(Method::GET, "/v3/"), Err(PathError::NotFound)));
     }
 }

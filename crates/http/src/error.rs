@@ -40,26 +40,48 @@ impl From<CoreError> for ApiError {
         match e {
             E::NameUnknown => ApiError::new(StatusCode::NOT_FOUND, C::NameUnknown, msg),
             E::NameInvalid(_) => ApiError::new(StatusCode::BAD_REQUEST, C::NameInvalid, msg),
-            E::ReferenceInvalid(_) => ApiError::new(StatusCode::BAD_REQUEST, C::ManifestInvalid, msg),
+            E::ReferenceInvalid(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, C::ManifestInvalid, msg)
+            }
             E::BlobUnknown => ApiError::new(StatusCode::NOT_FOUND, C::BlobUnknown, msg),
             E::UploadUnknown => ApiError::new(StatusCode::NOT_FOUND, C::BlobUploadUnknown, msg),
-            E::UploadInvalid(_) | E::BodyFailed(_) => ApiError::new(StatusCode::BAD_REQUEST, C::BlobUploadInvalid, msg),
-            E::DigestInvalid(_) | E::DigestMismatch { .. } => ApiError::new(StatusCode::BAD_REQUEST, C::DigestInvalid, msg),
-            E::ManifestUnknown | E::ManifestNotAcceptable(_) => ApiError::new(StatusCode::NOT_FOUND, C::ManifestUnknown, msg),
-            E::ManifestInvalid(_) => ApiError::new(StatusCode::BAD_REQUEST, C::ManifestInvalid, msg),
-            E::ManifestBlobUnknown(_) => ApiError::new(StatusCode::BAD_REQUEST, C::ManifestBlobUnknown, msg),
-            E::ManifestTooLarge(_) => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, C::SizeInvalid, msg),
+            E::UploadInvalid(_) | E::BodyFailed(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, C::BlobUploadInvalid, msg)
+            }
+            E::DigestInvalid(_) | E::DigestMismatch { .. } => {
+                ApiError::new(StatusCode::BAD_REQUEST, C::DigestInvalid, msg)
+            }
+            E::ManifestUnknown | E::ManifestNotAcceptable(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, C::ManifestUnknown, msg)
+            }
+            E::ManifestInvalid(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, C::ManifestInvalid, msg)
+            }
+            E::ManifestBlobUnknown(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, C::ManifestBlobUnknown, msg)
+            }
+            E::ManifestTooLarge(_) => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, C::SizeInvalid, msg)
+            }
             E::SizeInvalid(_) => ApiError::new(StatusCode::BAD_REQUEST, C::SizeInvalid, msg),
-            E::RangeInvalid { offset } => ApiError::new(StatusCode::RANGE_NOT_SATISFIABLE, C::BlobUploadInvalid, msg)
-                .with_header(header::RANGE, upload_range(offset)),
-            E::RangeNotSatisfiable { size } => ApiError::new(StatusCode::RANGE_NOT_SATISFIABLE, C::SizeInvalid, msg)
-                .with_header(header::CONTENT_RANGE, format!("bytes */{size}")),
+            E::RangeInvalid { offset } => {
+                ApiError::new(StatusCode::RANGE_NOT_SATISFIABLE, C::BlobUploadInvalid, msg)
+                    .with_header(header::RANGE, upload_range(offset))
+            }
+            E::RangeNotSatisfiable { size } => {
+                ApiError::new(StatusCode::RANGE_NOT_SATISFIABLE, C::SizeInvalid, msg)
+                    .with_header(header::CONTENT_RANGE, format!("bytes */{size}"))
+            }
             E::Unsupported(_) => ApiError::new(StatusCode::BAD_REQUEST, C::Unsupported, msg),
             E::ReadOnly(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, C::Unavailable, msg)
                 .with_header(header::RETRY_AFTER, "60".into()),
             E::Meta(_) | E::Blob(_) => {
                 tracing::error!(error = %msg, "internal error");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, C::Unknown, "internal server error; the registry logged the cause")
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    C::Unknown,
+                    "internal server error; the registry logged the cause",
+                )
             }
         }
     }
@@ -69,15 +91,29 @@ impl From<PathError> for ApiError {
     fn from(e: PathError) -> ApiError {
         use ErrorCode as C;
         match e {
-            PathError::NotFound => ApiError::new(StatusCode::NOT_FOUND, C::Unsupported, "no such endpoint"),
-            PathError::MethodNotAllowed => {
-                ApiError::new(StatusCode::METHOD_NOT_ALLOWED, C::Unsupported, "method not allowed on this endpoint")
+            PathError::NotFound => {
+                ApiError::new(StatusCode::NOT_FOUND, C::Unsupported, "no such endpoint")
             }
-            PathError::Name(n) => ApiError::new(StatusCode::BAD_REQUEST, C::NameInvalid, format!("invalid repository name: {n}")),
-            PathError::Digest(d) => ApiError::new(StatusCode::BAD_REQUEST, C::DigestInvalid, d.to_string()),
+            PathError::MethodNotAllowed => ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                C::Unsupported,
+                "method not allowed on this endpoint",
+            ),
+            PathError::Name(n) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                C::NameInvalid,
+                format!("invalid repository name: {n}"),
+            ),
+            PathError::Digest(d) => {
+                ApiError::new(StatusCode::BAD_REQUEST, C::DigestInvalid, d.to_string())
+            }
             PathError::Reference { method, error } => match (method, error) {
-                (_, NameError::Digest(d)) => ApiError::new(StatusCode::BAD_REQUEST, C::DigestInvalid, d.to_string()),
-                (Method::PUT, e) => ApiError::new(StatusCode::BAD_REQUEST, C::ManifestInvalid, e.to_string()),
+                (_, NameError::Digest(d)) => {
+                    ApiError::new(StatusCode::BAD_REQUEST, C::DigestInvalid, d.to_string())
+                }
+                (Method::PUT, e) => {
+                    ApiError::new(StatusCode::BAD_REQUEST, C::ManifestInvalid, e.to_string())
+                }
                 // No manifest can exist under a malformed tag.
                 (_, e) => ApiError::new(StatusCode::NOT_FOUND, C::ManifestUnknown, e.to_string()),
             },
@@ -97,7 +133,10 @@ impl IntoResponse for ApiError {
         });
         let mut resp = (self.status, axum::Json(body)).into_response();
         let h = resp.headers_mut();
-        h.insert("docker-distribution-api-version", HeaderValue::from_static("registry/2.0"));
+        h.insert(
+            "docker-distribution-api-version",
+            HeaderValue::from_static("registry/2.0"),
+        );
         for (name, value) in self.headers {
             if let Ok(v) = HeaderValue::from_str(&value) {
                 h.insert(name, v);
@@ -109,5 +148,9 @@ impl IntoResponse for ApiError {
 
 /// Anything outside the known routes.
 pub async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, ErrorCode::Unsupported, "no such endpoint")
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        ErrorCode::Unsupported,
+        "no such endpoint",
+    )
 }

@@ -21,7 +21,10 @@ pub fn prometheus() -> &'static PrometheusHandle {
         let builder = PrometheusBuilder::new()
             .set_buckets_for_metric(
                 Matcher::Suffix("_seconds".into()),
-                &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0],
+                &[
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                    10.0, 30.0, 60.0,
+                ],
             )
             .unwrap_or_else(|_| PrometheusBuilder::new());
         let recorder = builder.build_recorder();
@@ -36,7 +39,9 @@ pub fn prometheus() -> &'static PrometheusHandle {
 fn route_label(req: &Request) -> &'static str {
     let path = req.uri().path();
     if path.starts_with("/v2") {
-        return Endpoint::parse(req.method(), path).map(|e| e.name()).unwrap_or("v2_invalid");
+        return Endpoint::parse(req.method(), path)
+            .map(|e| e.name())
+            .unwrap_or("v2_invalid");
     }
     match path {
         "/health" => "health",
@@ -66,9 +71,11 @@ pub async fn observe(State(st): State<AppState>, req: Request, next: Next) -> Re
     st.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
     let status = resp.status().as_u16().to_string();
     metrics::counter!("berth_http_requests_total", "route" => route, "method" => method, "status" => status).increment(1);
-    metrics::histogram!("berth_http_request_duration_seconds", "route" => route).record(start.elapsed().as_secs_f64());
+    metrics::histogram!("berth_http_request_duration_seconds", "route" => route)
+        .record(start.elapsed().as_secs_f64());
     metrics::counter!("berth_http_request_bytes_total", "route" => route).increment(bytes_in);
-    metrics::counter!("berth_http_response_bytes_total", "route" => route).increment(content_length(resp.headers()));
+    metrics::counter!("berth_http_response_bytes_total", "route" => route)
+        .increment(content_length(resp.headers()));
     resp
 }
 
@@ -97,7 +104,11 @@ pub async fn health(State(st): State<AppState>) -> Response {
             "blobs": comp(st.registry.blobs().kind(), &blobs),
         }
     });
-    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, axum::Json(body)).into_response()
 }
 
@@ -117,7 +128,11 @@ pub async fn nginx_status(State(st): State<AppState>) -> Response {
 
 /// `/metrics`: Prometheus text exposition.
 pub async fn metrics(State(st): State<AppState>) -> Response {
-    metrics::gauge!("berth_connections_active").set(st.counters.active.load(Ordering::Relaxed) as f64);
+    metrics::gauge!("berth_connections_active")
+        .set(st.counters.active.load(Ordering::Relaxed) as f64);
+    if let Ok(n) = st.registry.meta().upload_count().await {
+        metrics::gauge!("berth_upload_sessions_open").set(n as f64);
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         prometheus().render(),

@@ -29,7 +29,8 @@ pub async fn handle(State(st): State<AppState>, req: Request) -> Response {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
-    resp.headers_mut().insert("docker-distribution-api-version", API_VERSION);
+    resp.headers_mut()
+        .insert("docker-distribution-api-version", API_VERSION);
     resp
 }
 
@@ -51,16 +52,24 @@ impl Query {
         match self.get("n") {
             None => Ok(None),
             Some(v) => v.parse::<u32>().map(Some).map_err(|_| {
-                ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::Unsupported, format!("invalid page size n={v:?}"))
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    ErrorCode::Unsupported,
+                    format!("invalid page size n={v:?}"),
+                )
             }),
         }
     }
     fn digest(&self, k: &str) -> Result<Option<Digest>> {
         match self.get(k) {
             None => Ok(None),
-            Some(v) => Digest::parse(v)
-                .map(Some)
-                .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::DigestInvalid, e.to_string())),
+            Some(v) => Digest::parse(v).map(Some).map_err(|e| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    ErrorCode::DigestInvalid,
+                    e.to_string(),
+                )
+            }),
         }
     }
 }
@@ -73,7 +82,13 @@ fn content_length(h: &HeaderMap) -> Result<Option<u64>> {
             .ok()
             .and_then(|s| s.parse::<u64>().ok())
             .map(Some)
-            .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::SizeInvalid, "invalid Content-Length")),
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    ErrorCode::SizeInvalid,
+                    "invalid Content-Length",
+                )
+            }),
     }
 }
 
@@ -90,7 +105,10 @@ fn content_range(h: &HeaderMap) -> Result<Option<(u64, u64)>> {
         )
     };
     let s = v.to_str().map_err(|_| bad())?.trim();
-    let s = s.strip_prefix("bytes").map(|r| r.trim_start_matches([' ', '='])).unwrap_or(s);
+    let s = s
+        .strip_prefix("bytes")
+        .map(|r| r.trim_start_matches([' ', '=']))
+        .unwrap_or(s);
     let s = s.split('/').next().unwrap_or(s);
     let (a, b) = s.split_once('-').ok_or_else(bad)?;
     let a: u64 = a.trim().parse().map_err(|_| bad())?;
@@ -106,7 +124,13 @@ fn byte_range(h: &HeaderMap) -> Result<Option<ByteRange>> {
     let Some(v) = h.get(header::RANGE) else {
         return Ok(None);
     };
-    let bad = || ApiError::new(StatusCode::RANGE_NOT_SATISFIABLE, ErrorCode::SizeInvalid, "invalid Range header");
+    let bad = || {
+        ApiError::new(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            ErrorCode::SizeInvalid,
+            "invalid Range header",
+        )
+    };
     let s = v.to_str().map_err(|_| bad())?.trim();
     let spec = s.strip_prefix("bytes=").ok_or_else(bad)?;
     if spec.contains(',') {
@@ -118,7 +142,11 @@ fn byte_range(h: &HeaderMap) -> Result<Option<ByteRange>> {
         return Ok(Some(ByteRange::Suffix(b.parse().map_err(|_| bad())?)));
     }
     let start: u64 = a.parse().map_err(|_| bad())?;
-    let end = if b.is_empty() { None } else { Some(b.parse::<u64>().map_err(|_| bad())?) };
+    let end = if b.is_empty() {
+        None
+    } else {
+        Some(b.parse::<u64>().map_err(|_| bad())?)
+    };
     if end.is_some_and(|e| e < start) {
         return Err(bad());
     }
@@ -126,7 +154,9 @@ fn byte_range(h: &HeaderMap) -> Result<Option<ByteRange>> {
 }
 
 fn body_stream(body: Body) -> ByteStream {
-    body.into_data_stream().map_err(std::io::Error::other).boxed()
+    body.into_data_stream()
+        .map_err(std::io::Error::other)
+        .boxed()
 }
 
 fn has_body(h: &HeaderMap) -> bool {
@@ -137,15 +167,28 @@ fn has_body(h: &HeaderMap) -> bool {
 }
 
 fn location(kind: &str, repo: &RepoName, tail: &str) -> HeaderValue {
-    HeaderValue::from_str(&format!("/v2/{repo}/{kind}/{tail}")).unwrap_or(HeaderValue::from_static("/v2/"))
+    HeaderValue::from_str(&format!("/v2/{repo}/{kind}/{tail}"))
+        .unwrap_or(HeaderValue::from_static("/v2/"))
 }
 
-fn upload_accepted(st: &AppState, repo: &RepoName, id: &str, offset: u64, status: StatusCode) -> Response {
+fn upload_accepted(
+    st: &AppState,
+    repo: &RepoName,
+    id: &str,
+    offset: u64,
+    status: StatusCode,
+) -> Response {
     let mut r = status.into_response();
     let h = r.headers_mut();
     h.insert(header::LOCATION, location("blobs/uploads", repo, id));
-    h.insert(header::RANGE, HeaderValue::from_str(&upload_range(offset)).unwrap_or(HeaderValue::from_static("0-0")));
-    h.insert("docker-upload-uuid", HeaderValue::from_str(id).unwrap_or(HeaderValue::from_static("")));
+    h.insert(
+        header::RANGE,
+        HeaderValue::from_str(&upload_range(offset)).unwrap_or(HeaderValue::from_static("0-0")),
+    );
+    h.insert(
+        "docker-upload-uuid",
+        HeaderValue::from_str(id).unwrap_or(HeaderValue::from_static("")),
+    );
     h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
     let min = st.registry.config().chunk_min_length;
     if min > 0 {
@@ -167,7 +210,12 @@ fn digest_header(d: &Digest) -> HeaderValue {
     HeaderValue::from_str(d.as_str()).unwrap_or(HeaderValue::from_static(""))
 }
 
-fn link_next(path: &str, n: Option<u32>, last: Option<&String>, extra: &str) -> Option<HeaderValue> {
+fn link_next(
+    path: &str,
+    n: Option<u32>,
+    last: Option<&String>,
+    extra: &str,
+) -> Option<HeaderValue> {
     let last = last?;
     let mut q = form_urlencoded::Serializer::new(String::new());
     if let Some(n) = n {
@@ -201,13 +249,22 @@ async fn dispatch(st: &AppState, ep: Endpoint, req: Request) -> Result<Response>
     let (parts, body) = req.into_parts();
     let headers = &parts.headers;
     match ep {
-        Endpoint::Base => Ok((StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], "{}").into_response()),
+        Endpoint::Base => Ok((
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            "{}",
+        )
+            .into_response()),
 
         Endpoint::Catalog => {
             let n = query.n()?;
             let page = reg.catalog(query.get("last"), n).await?;
-            let link = page.more.then(|| link_next("/v2/_catalog", n, page.items.last(), "")).flatten();
-            let mut r = axum::Json(serde_json::json!({ "repositories": page.items })).into_response();
+            let link = page
+                .more
+                .then(|| link_next("/v2/_catalog", n, page.items.last(), ""))
+                .flatten();
+            let mut r =
+                axum::Json(serde_json::json!({ "repositories": page.items })).into_response();
             if let Some(l) = link {
                 r.headers_mut().insert(header::LINK, l);
             }
@@ -218,8 +275,13 @@ async fn dispatch(st: &AppState, ep: Endpoint, req: Request) -> Result<Response>
             let n = query.n()?;
             let page = reg.tags_list(&repo, query.get("last"), n).await?;
             let path = format!("/v2/{repo}/tags/list");
-            let link = page.more.then(|| link_next(&path, n, page.items.last(), "")).flatten();
-            let mut r = axum::Json(serde_json::json!({ "name": repo.as_str(), "tags": page.items })).into_response();
+            let link = page
+                .more
+                .then(|| link_next(&path, n, page.items.last(), ""))
+                .flatten();
+            let mut r =
+                axum::Json(serde_json::json!({ "name": repo.as_str(), "tags": page.items }))
+                    .into_response();
             if let Some(l) = link {
                 r.headers_mut().insert(header::LINK, l);
             }
@@ -227,7 +289,11 @@ async fn dispatch(st: &AppState, ep: Endpoint, req: Request) -> Result<Response>
         }
 
         Endpoint::GetManifest { repo, reference } | Endpoint::HeadManifest { repo, reference } => {
-            let accept: Vec<&str> = headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).collect();
+            let accept: Vec<&str> = headers
+                .get_all(header::ACCEPT)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect();
             let m = reg.manifest_get(&repo, &reference, &accept).await?;
             let mut r = if parts.method == Method::HEAD {
                 Response::new(Body::empty())
@@ -235,20 +301,36 @@ async fn dispatch(st: &AppState, ep: Endpoint, req: Request) -> Result<Response>
                 Response::new(Body::from(m.bytes.clone()))
             };
             let h = r.headers_mut();
-            h.insert(header::CONTENT_TYPE, HeaderValue::from_str(&m.media_type).unwrap_or(HeaderValue::from_static("application/json")));
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_str(&m.media_type)
+                    .unwrap_or(HeaderValue::from_static("application/json")),
+            );
             h.insert(header::CONTENT_LENGTH, HeaderValue::from(m.bytes.len()));
             h.insert("docker-content-digest", digest_header(&m.digest));
-            h.insert(header::ETAG, HeaderValue::from_str(&format!("\"{}\"", m.digest)).unwrap_or(HeaderValue::from_static("")));
+            h.insert(
+                header::ETAG,
+                HeaderValue::from_str(&format!("\"{}\"", m.digest))
+                    .unwrap_or(HeaderValue::from_static("")),
+            );
             Ok(r)
         }
 
         Endpoint::PutManifest { repo, reference } => {
-            let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
+            let ct = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
             let bytes = read_manifest_body(headers, body).await?;
-            let put = reg.manifest_put(&repo, &reference, ct.as_deref(), bytes).await?;
+            let put = reg
+                .manifest_put(&repo, &reference, ct.as_deref(), bytes)
+                .await?;
             let mut r = StatusCode::CREATED.into_response();
             let h = r.headers_mut();
-            h.insert(header::LOCATION, location("manifests", &repo, put.digest.as_str()));
+            h.insert(
+                header::LOCATION,
+                location("manifests", &repo, put.digest.as_str()),
+            );
             h.insert("docker-content-digest", digest_header(&put.digest));
             h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
             if let Some(s) = &put.subject {
@@ -267,7 +349,10 @@ async fn dispatch(st: &AppState, ep: Endpoint, req: Request) -> Result<Response>
             let mut r = Response::new(Body::empty());
             let h = r.headers_mut();
             h.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
-            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
             h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
             h.insert("docker-content-digest", digest_header(&digest));
             Ok(r)
@@ -284,10 +369,17 @@ async fn dispatch(st: &AppState, ep: Endpoint, req: Request) -> Result<Response>
             *r.status_mut() = status;
             let h = r.headers_mut();
             h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
             h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
             h.insert("docker-content-digest", digest_header(&digest));
-            h.insert(header::ETAG, HeaderValue::from_str(&format!("\"{digest}\"")).unwrap_or(HeaderValue::from_static("")));
+            h.insert(
+                header::ETAG,
+                HeaderValue::from_str(&format!("\"{digest}\""))
+                    .unwrap_or(HeaderValue::from_static("")),
+            );
             if let Some((s, e)) = b.range {
                 if let Ok(v) = HeaderValue::from_str(&format!("bytes {s}-{e}/{}", b.size)) {
                     h.insert(header::CONTENT_RANGE, v);
@@ -304,7 +396,10 @@ async fn dispatch(st: &AppState, ep: Endpoint, req: Request) -> Result<Response>
         Endpoint::StartUpload { repo } => {
             if let Some(mount) = query.digest("mount")? {
                 let from = match query.get("from") {
-                    Some(f) => Some(RepoName::parse(f).map_err(|e| ApiError::from(CoreError::NameInvalid(e)))?),
+                    Some(f) => Some(
+                        RepoName::parse(f)
+                            .map_err(|e| ApiError::from(CoreError::NameInvalid(e)))?,
+                    ),
                     None => None,
                 };
                 if reg.mount(&repo, from.as_ref(), &mount).await?.is_some() {
@@ -313,33 +408,59 @@ async fn dispatch(st: &AppState, ep: Endpoint, req: Request) -> Result<Response>
                 // Not mountable: fall back to an ordinary upload, as the spec asks.
             } else if let Some(digest) = query.digest("digest")? {
                 let cl = content_length(headers)?;
-                reg.upload_monolithic(&repo, &digest, body_stream(body), cl).await?;
+                reg.upload_monolithic(&repo, &digest, body_stream(body), cl)
+                    .await?;
                 return Ok(blob_created(&repo, &digest));
             }
             let up = reg.upload_start(&repo).await?;
-            Ok(upload_accepted(st, &repo, &up.id, up.offset, StatusCode::ACCEPTED))
+            Ok(upload_accepted(
+                st,
+                &repo,
+                &up.id,
+                up.offset,
+                StatusCode::ACCEPTED,
+            ))
         }
 
         Endpoint::GetUpload { repo, id } => {
             let up = reg.upload_status(&repo, &id).await?;
-            Ok(upload_accepted(st, &repo, &up.id, up.offset, StatusCode::NO_CONTENT))
+            Ok(upload_accepted(
+                st,
+                &repo,
+                &up.id,
+                up.offset,
+                StatusCode::NO_CONTENT,
+            ))
         }
 
         Endpoint::PatchUpload { repo, id } => {
             let range = content_range(headers)?;
             let cl = content_length(headers)?;
-            let up = reg.upload_patch(&repo, &id, range, cl, body_stream(body)).await?;
-            Ok(upload_accepted(st, &repo, &up.id, up.offset, StatusCode::ACCEPTED))
+            let up = reg
+                .upload_patch(&repo, &id, range, cl, body_stream(body))
+                .await?;
+            Ok(upload_accepted(
+                st,
+                &repo,
+                &up.id,
+                up.offset,
+                StatusCode::ACCEPTED,
+            ))
         }
 
         Endpoint::PutUpload { repo, id } => {
             let digest = query.digest("digest")?.ok_or_else(|| {
-                ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::DigestInvalid, "the digest query parameter is required")
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    ErrorCode::DigestInvalid,
+                    "the digest query parameter is required",
+                )
             })?;
             let range = content_range(headers)?;
             let cl = content_length(headers)?;
             let body = has_body(headers).then(|| body_stream(body));
-            reg.upload_finish(&repo, &id, &digest, range, cl, body).await?;
+            reg.upload_finish(&repo, &id, &digest, range, cl, body)
+                .await?;
             Ok(blob_created(&repo, &digest))
         }
 
@@ -353,9 +474,15 @@ async fn dispatch(st: &AppState, ep: Endpoint, req: Request) -> Result<Response>
             let doc = reg.referrers(&repo, &digest, at).await?;
             let mut r = Response::new(Body::from(doc));
             let h = r.headers_mut();
-            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(berth_oci::media::OCI_INDEX));
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(berth_oci::media::OCI_INDEX),
+            );
             if at.is_some() {
-                h.insert("oci-filters-applied", HeaderValue::from_static("artifactType"));
+                h.insert(
+                    "oci-filters-applied",
+                    HeaderValue::from_static("artifactType"),
+                );
             }
             Ok(r)
         }

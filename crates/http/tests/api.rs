@@ -27,11 +27,18 @@ struct Resp {
 
 impl Resp {
     fn header(&self, k: &str) -> &str {
-        self.headers.get(k).and_then(|v| v.to_str().ok()).unwrap_or("")
+        self.headers
+            .get(k)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
     }
     fn code(&self) -> String {
-        let v: serde_json::Value = serde_json::from_slice(&self.body).unwrap_or_else(|_| panic!("not JSON: {:?}", self.body));
-        v["errors"][0]["code"].as_str().unwrap_or_default().to_string()
+        let v: serde_json::Value = serde_json::from_slice(&self.body)
+            .unwrap_or_else(|_| panic!("not JSON: {:?}", self.body));
+        v["errors"][0]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
     fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).unwrap()
@@ -40,7 +47,9 @@ impl Resp {
 
 async fn app_with(cfg: RegistryConfig) -> App {
     let dir = tempfile::tempdir().unwrap();
-    let meta = SqliteMetaStore::open(&dir.path().join("m.db")).await.unwrap();
+    let meta = SqliteMetaStore::open(&dir.path().join("m.db"))
+        .await
+        .unwrap();
     let reg = Registry::new(Arc::new(meta), Arc::new(MemoryBlobStore::new()), cfg);
     let state = AppState {
         registry: Arc::new(reg),
@@ -63,22 +72,42 @@ async fn app() -> App {
 }
 
 impl App {
-    async fn req(&self, method: &str, uri: &str, headers: &[(&str, &str)], body: impl Into<Body>) -> Resp {
+    async fn req(
+        &self,
+        method: &str,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Body>,
+    ) -> Resp {
         let mut b = Request::builder().method(method).uri(uri);
         for (k, v) in headers {
             b = b.header(*k, *v);
         }
-        let resp = self.router.clone().oneshot(b.body(body.into()).unwrap()).await.unwrap();
+        let resp = self
+            .router
+            .clone()
+            .oneshot(b.body(body.into()).unwrap())
+            .await
+            .unwrap();
         let status = resp.status();
         let headers = resp.headers().clone();
         let body = resp.into_body().collect().await.unwrap().to_bytes();
-        Resp { status, headers, body }
+        Resp {
+            status,
+            headers,
+            body,
+        }
     }
 
     async fn push_blob(&self, repo: &str, data: &[u8]) -> Digest {
         let d = Digest::sha256_of(data);
         let r = self
-            .req("POST", &format!("/v2/{repo}/blobs/uploads/?digest={d}"), &[("content-length", &data.len().to_string())], data.to_vec())
+            .req(
+                "POST",
+                &format!("/v2/{repo}/blobs/uploads/?digest={d}"),
+                &[("content-length", &data.len().to_string())],
+                data.to_vec(),
+            )
             .await;
         assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
         d
@@ -89,7 +118,12 @@ impl App {
         let l = self.push_blob(repo, layer).await;
         let m = image_manifest(&cfg, 2, &l, layer.len(), "");
         let r = self
-            .req("PUT", &format!("/v2/{repo}/manifests/{tag}"), &[("content-type", OCI_MANIFEST)], m.clone())
+            .req(
+                "PUT",
+                &format!("/v2/{repo}/manifests/{tag}"),
+                &[("content-type", OCI_MANIFEST)],
+                m.clone(),
+            )
             .await;
         assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
         (Digest::parse(r.header("docker-content-digest")).unwrap(), m)
@@ -98,7 +132,13 @@ impl App {
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
-fn image_manifest(cfg: &Digest, cfg_size: usize, layer: &Digest, layer_size: usize, extra: &str) -> Vec<u8> {
+fn image_manifest(
+    cfg: &Digest,
+    cfg_size: usize,
+    layer: &Digest,
+    layer_size: usize,
+    extra: &str,
+) -> Vec<u8> {
     format!(
         r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{cfg}","size":{cfg_size}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{layer}","size":{layer_size}}}]{extra}}}"#
     )
@@ -116,16 +156,32 @@ async fn base_and_version_header() {
 #[tokio::test]
 async fn chunked_upload_with_out_of_order_chunk_and_status() {
     let a = app().await;
-    let r = a.req("POST", "/v2/x/y/blobs/uploads/", &[], Body::empty()).await;
+    let r = a
+        .req("POST", "/v2/x/y/blobs/uploads/", &[], Body::empty())
+        .await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
     let loc = r.header("location").to_string();
     assert!(loc.starts_with("/v2/x/y/blobs/uploads/"));
     let data: Vec<u8> = (0..10_000u32).map(|i| i as u8).collect();
-    let r = a.req("PATCH", &loc, &[("content-range", "0-4999"), ("content-length", "5000")], data[..5000].to_vec()).await;
+    let r = a
+        .req(
+            "PATCH",
+            &loc,
+            &[("content-range", "0-4999"), ("content-length", "5000")],
+            data[..5000].to_vec(),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
     assert_eq!(r.header("range"), "0-4999");
     // A chunk that skips ahead is refused with 416 and the current range.
-    let r = a.req("PATCH", &loc, &[("content-range", "6000-6999")], data[6000..7000].to_vec()).await;
+    let r = a
+        .req(
+            "PATCH",
+            &loc,
+            &[("content-range", "6000-6999")],
+            data[6000..7000].to_vec(),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::RANGE_NOT_SATISFIABLE);
     assert_eq!(r.header("range"), "0-4999");
     assert_eq!(r.code(), "BLOB_UPLOAD_INVALID");
@@ -133,20 +189,50 @@ async fn chunked_upload_with_out_of_order_chunk_and_status() {
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     assert_eq!(r.header("range"), "0-4999");
     let d = Digest::sha256_of(&data);
-    let r = a.req("PATCH", &loc, &[("content-range", "5000-9999")], data[5000..].to_vec()).await;
+    let r = a
+        .req(
+            "PATCH",
+            &loc,
+            &[("content-range", "5000-9999")],
+            data[5000..].to_vec(),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
-    let r = a.req("PUT", &format!("{loc}?digest={d}"), &[("content-length", "0")], Body::empty()).await;
+    let r = a
+        .req(
+            "PUT",
+            &format!("{loc}?digest={d}"),
+            &[("content-length", "0")],
+            Body::empty(),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     assert_eq!(r.header("location"), format!("/v2/x/y/blobs/{d}"));
-    let r = a.req("GET", &format!("/v2/x/y/blobs/{d}"), &[], Body::empty()).await;
+    let r = a
+        .req("GET", &format!("/v2/x/y/blobs/{d}"), &[], Body::empty())
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(&r.body[..], &data[..]);
     assert_eq!(r.header("docker-content-digest"), d.as_str());
-    let r = a.req("GET", &format!("/v2/x/y/blobs/{d}"), &[("range", "bytes=10-19")], Body::empty()).await;
+    let r = a
+        .req(
+            "GET",
+            &format!("/v2/x/y/blobs/{d}"),
+            &[("range", "bytes=10-19")],
+            Body::empty(),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::PARTIAL_CONTENT);
     assert_eq!(&r.body[..], &data[10..20]);
     assert_eq!(r.header("content-range"), "bytes 10-19/10000");
-    let r = a.req("GET", &format!("/v2/x/y/blobs/{d}"), &[("range", "bytes=20000-")], Body::empty()).await;
+    let r = a
+        .req(
+            "GET",
+            &format!("/v2/x/y/blobs/{d}"),
+            &[("range", "bytes=20000-")],
+            Body::empty(),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::RANGE_NOT_SATISFIABLE);
     // The finished upload is gone.
     let r = a.req("GET", &loc, &[], Body::empty()).await;
@@ -157,46 +243,105 @@ async fn chunked_upload_with_out_of_order_chunk_and_status() {
 #[tokio::test]
 async fn post_then_put_and_cancel() {
     let a = app().await;
-    let r = a.req("POST", "/v2/p/blobs/uploads/", &[], Body::empty()).await;
+    let r = a
+        .req("POST", "/v2/p/blobs/uploads/", &[], Body::empty())
+        .await;
     let loc = r.header("location").to_string();
     let d = Digest::sha256_of(b"hello");
-    let r = a.req("PUT", &format!("{loc}?digest={d}"), &[("content-length", "5")], "hello").await;
+    let r = a
+        .req(
+            "PUT",
+            &format!("{loc}?digest={d}"),
+            &[("content-length", "5")],
+            "hello",
+        )
+        .await;
     assert_eq!(r.status, StatusCode::CREATED);
-    let r = a.req("HEAD", &format!("/v2/p/blobs/{d}"), &[], Body::empty()).await;
+    let r = a
+        .req("HEAD", &format!("/v2/p/blobs/{d}"), &[], Body::empty())
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.header("content-length"), "5");
-    let r = a.req("POST", "/v2/p/blobs/uploads/", &[], Body::empty()).await;
+    let r = a
+        .req("POST", "/v2/p/blobs/uploads/", &[], Body::empty())
+        .await;
     let loc = r.header("location").to_string();
-    assert_eq!(a.req("DELETE", &loc, &[], Body::empty()).await.status, StatusCode::NO_CONTENT);
-    assert_eq!(a.req("GET", &loc, &[], Body::empty()).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        a.req("DELETE", &loc, &[], Body::empty()).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        a.req("GET", &loc, &[], Body::empty()).await.status,
+        StatusCode::NOT_FOUND
+    );
 }
 
 #[tokio::test]
 async fn mount_with_and_without_from_and_fallback() {
     let a = app().await;
     let d = a.push_blob("src", b"shared layer").await;
-    let r = a.req("POST", &format!("/v2/dst/blobs/uploads/?mount={d}&from=src"), &[], Body::empty()).await;
+    let r = a
+        .req(
+            "POST",
+            &format!("/v2/dst/blobs/uploads/?mount={d}&from=src"),
+            &[],
+            Body::empty(),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::CREATED);
     assert_eq!(r.header("location"), format!("/v2/dst/blobs/{d}"));
-    let r = a.req("POST", &format!("/v2/dst2/blobs/uploads/?mount={d}"), &[], Body::empty()).await;
+    let r = a
+        .req(
+            "POST",
+            &format!("/v2/dst2/blobs/uploads/?mount={d}"),
+            &[],
+            Body::empty(),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::CREATED);
     // Not mountable from a repository that does not have it: a new upload instead.
-    let r = a.req("POST", &format!("/v2/dst3/blobs/uploads/?mount={d}&from=nothere"), &[], Body::empty()).await;
+    let r = a
+        .req(
+            "POST",
+            &format!("/v2/dst3/blobs/uploads/?mount={d}&from=nothere"),
+            &[],
+            Body::empty(),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
     assert!(r.header("location").contains("/blobs/uploads/"));
-    assert_eq!(a.req("HEAD", &format!("/v2/dst3/blobs/{d}"), &[], Body::empty()).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        a.req("HEAD", &format!("/v2/dst3/blobs/{d}"), &[], Body::empty())
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
 }
 
 #[tokio::test]
 async fn manifests_tags_delete_and_accept() {
     let a = app().await;
     let (d, m) = a.push_image("app", "v1", b"layer-1").await;
-    let r = a.req("GET", "/v2/app/manifests/v1", &[("accept", OCI_MANIFEST)], Body::empty()).await;
+    let r = a
+        .req(
+            "GET",
+            "/v2/app/manifests/v1",
+            &[("accept", OCI_MANIFEST)],
+            Body::empty(),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(&r.body[..], &m[..]);
     assert_eq!(r.header("content-type"), OCI_MANIFEST);
     assert_eq!(r.header("docker-content-digest"), d.as_str());
-    let r = a.req("HEAD", &format!("/v2/app/manifests/{d}"), &[], Body::empty()).await;
+    let r = a
+        .req(
+            "HEAD",
+            &format!("/v2/app/manifests/{d}"),
+            &[],
+            Body::empty(),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.header("content-length"), m.len().to_string());
     // Several Accept lines, as the Docker daemon sends them.
@@ -204,31 +349,79 @@ async fn manifests_tags_delete_and_accept() {
         .req(
             "GET",
             "/v2/app/manifests/v1",
-            &[("accept", "application/vnd.docker.distribution.manifest.v2+json"), ("accept", OCI_MANIFEST)],
+            &[
+                (
+                    "accept",
+                    "application/vnd.docker.distribution.manifest.v2+json",
+                ),
+                ("accept", OCI_MANIFEST),
+            ],
             Body::empty(),
         )
         .await;
     assert_eq!(r.status, StatusCode::OK);
     for t in ["v2", "a", "b"] {
-        let r = a.req("PUT", &format!("/v2/app/manifests/{t}"), &[("content-type", OCI_MANIFEST)], m.clone()).await;
+        let r = a
+            .req(
+                "PUT",
+                &format!("/v2/app/manifests/{t}"),
+                &[("content-type", OCI_MANIFEST)],
+                m.clone(),
+            )
+            .await;
         assert_eq!(r.status, StatusCode::CREATED);
     }
-    let r = a.req("GET", "/v2/app/tags/list?n=2", &[], Body::empty()).await;
+    let r = a
+        .req("GET", "/v2/app/tags/list?n=2", &[], Body::empty())
+        .await;
     assert_eq!(r.json()["tags"], serde_json::json!(["a", "b"]));
-    assert_eq!(r.header("link"), "</v2/app/tags/list?n=2&last=b>; rel=\"next\"");
-    let r = a.req("GET", "/v2/app/tags/list?n=2&last=b", &[], Body::empty()).await;
+    assert_eq!(
+        r.header("link"),
+        "</v2/app/tags/list?n=2&last=b>; rel=\"next\""
+    );
+    let r = a
+        .req("GET", "/v2/app/tags/list?n=2&last=b", &[], Body::empty())
+        .await;
     assert_eq!(r.json()["tags"], serde_json::json!(["v1", "v2"]));
     assert_eq!(r.header("link"), "");
     // Deleting a tag leaves the manifest; deleting by digest removes it and its tags.
-    assert_eq!(a.req("DELETE", "/v2/app/manifests/a", &[], Body::empty()).await.status, StatusCode::ACCEPTED);
-    assert_eq!(a.req("GET", "/v2/app/manifests/a", &[], Body::empty()).await.status, StatusCode::NOT_FOUND);
-    assert_eq!(a.req("DELETE", &format!("/v2/app/manifests/{d}"), &[], Body::empty()).await.status, StatusCode::ACCEPTED);
-    let r = a.req("GET", "/v2/app/manifests/v1", &[], Body::empty()).await;
-    assert_eq!((r.status, r.code().as_str()), (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN"));
+    assert_eq!(
+        a.req("DELETE", "/v2/app/manifests/a", &[], Body::empty())
+            .await
+            .status,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        a.req("GET", "/v2/app/manifests/a", &[], Body::empty())
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        a.req(
+            "DELETE",
+            &format!("/v2/app/manifests/{d}"),
+            &[],
+            Body::empty()
+        )
+        .await
+        .status,
+        StatusCode::ACCEPTED
+    );
+    let r = a
+        .req("GET", "/v2/app/manifests/v1", &[], Body::empty())
+        .await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN")
+    );
     let r = a.req("GET", "/v2/app/tags/list", &[], Body::empty()).await;
     assert_eq!(r.json()["tags"], serde_json::json!([]));
     let r = a.req("GET", "/v2/nope/tags/list", &[], Body::empty()).await;
-    assert_eq!((r.status, r.code().as_str()), (StatusCode::NOT_FOUND, "NAME_UNKNOWN"));
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::NOT_FOUND, "NAME_UNKNOWN")
+    );
 }
 
 #[tokio::test]
@@ -238,11 +431,19 @@ async fn catalog_pagination() {
         a.push_blob(r, r.as_bytes()).await;
     }
     let r = a.req("GET", "/v2/_catalog", &[], Body::empty()).await;
-    assert_eq!(r.json()["repositories"], serde_json::json!(["a", "b/x", "c", "c/b"]));
+    assert_eq!(
+        r.json()["repositories"],
+        serde_json::json!(["a", "b/x", "c", "c/b"])
+    );
     let r = a.req("GET", "/v2/_catalog?n=3", &[], Body::empty()).await;
-    assert_eq!(r.json()["repositories"], serde_json::json!(["a", "b/x", "c"]));
+    assert_eq!(
+        r.json()["repositories"],
+        serde_json::json!(["a", "b/x", "c"])
+    );
     assert_eq!(r.header("link"), "</v2/_catalog?n=3&last=c>; rel=\"next\"");
-    let r = a.req("GET", "/v2/_catalog?n=3&last=c", &[], Body::empty()).await;
+    let r = a
+        .req("GET", "/v2/_catalog?n=3&last=c", &[], Body::empty())
+        .await;
     assert_eq!(r.json()["repositories"], serde_json::json!(["c/b"]));
     assert_eq!(r.header("link"), "");
 }
@@ -253,49 +454,112 @@ async fn referrers_with_filter_and_fallback_tag() {
     let (subject, m) = a.push_image("r", "v1", b"base").await;
     let empty = a.push_blob("r", b"{}").await;
     let art = a.push_blob("r", b"signature").await;
-    let subj = format!(r#","subject":{{"mediaType":"{OCI_MANIFEST}","digest":"{subject}","size":{}}}"#, m.len());
+    let subj = format!(
+        r#","subject":{{"mediaType":"{OCI_MANIFEST}","digest":"{subject}","size":{}}}"#,
+        m.len()
+    );
     let sig = format!(
         r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","artifactType":"application/vnd.example.sig","config":{{"mediaType":"application/vnd.oci.empty.v1+json","digest":"{empty}","size":2}},"layers":[{{"mediaType":"application/octet-stream","digest":"{art}","size":9}}]{subj},"annotations":{{"k":"v"}}}}"#
     );
     let sig_d = Digest::sha256_of(sig.as_bytes());
-    let r = a.req("PUT", &format!("/v2/r/manifests/{sig_d}"), &[("content-type", OCI_MANIFEST)], sig.clone()).await;
+    let r = a
+        .req(
+            "PUT",
+            &format!("/v2/r/manifests/{sig_d}"),
+            &[("content-type", OCI_MANIFEST)],
+            sig.clone(),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     assert_eq!(r.header("oci-subject"), subject.as_str());
     let sbom = String::from_utf8(image_manifest(&empty, 2, &art, 9, &subj)).unwrap().replace(
         r#""config":{"mediaType":"application/vnd.oci.image.config.v1+json""#,
         r#""artifactType":"application/vnd.example.sbom","config":{"mediaType":"application/vnd.oci.empty.v1+json""#,
     );
-    let r = a.req("PUT", "/v2/r/manifests/sbom", &[("content-type", OCI_MANIFEST)], sbom).await;
+    let r = a
+        .req(
+            "PUT",
+            "/v2/r/manifests/sbom",
+            &[("content-type", OCI_MANIFEST)],
+            sbom,
+        )
+        .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
-    let r = a.req("GET", &format!("/v2/r/referrers/{subject}"), &[], Body::empty()).await;
+    let r = a
+        .req(
+            "GET",
+            &format!("/v2/r/referrers/{subject}"),
+            &[],
+            Body::empty(),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK);
-    assert_eq!(r.header("content-type"), "application/vnd.oci.image.index.v1+json");
+    assert_eq!(
+        r.header("content-type"),
+        "application/vnd.oci.image.index.v1+json"
+    );
     assert_eq!(r.json()["manifests"].as_array().unwrap().len(), 2);
     assert_eq!(r.header("oci-filters-applied"), "");
-    let r = a.req("GET", &format!("/v2/r/referrers/{subject}?artifactType=application/vnd.example.sig"), &[], Body::empty()).await;
+    let r = a
+        .req(
+            "GET",
+            &format!("/v2/r/referrers/{subject}?artifactType=application/vnd.example.sig"),
+            &[],
+            Body::empty(),
+        )
+        .await;
     let list = r.json()["manifests"].as_array().unwrap().clone();
     assert_eq!(list.len(), 1);
     assert_eq!(list[0]["digest"], sig_d.as_str());
     assert_eq!(list[0]["annotations"]["k"], "v");
     assert_eq!(r.header("oci-filters-applied"), "artifactType");
     // A pre-existing fallback tag index is merged in.
-    let other = format!(r#"{{"mediaType":"{OCI_MANIFEST}","digest":"sha256:{}","size":7,"artifactType":"application/vnd.example.old"}}"#, "1".repeat(64));
-    let idx = format!(r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{other}]}}"#);
+    let other = format!(
+        r#"{{"mediaType":"{OCI_MANIFEST}","digest":"sha256:{}","size":7,"artifactType":"application/vnd.example.old"}}"#,
+        "1".repeat(64)
+    );
+    let idx = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{other}]}}"#
+    );
     let child = Digest::parse(&format!("sha256:{}", "1".repeat(64))).unwrap();
     let _ = child;
     // The index's child is not in the repository, so storing it must fail...
     let tag = format!("sha256-{}", subject.hex());
-    let r = a.req("PUT", &format!("/v2/r/manifests/{tag}"), &[("content-type", "application/vnd.oci.image.index.v1+json")], idx).await;
-    assert_eq!((r.status, r.code().as_str()), (StatusCode::BAD_REQUEST, "MANIFEST_BLOB_UNKNOWN"));
+    let r = a
+        .req(
+            "PUT",
+            &format!("/v2/r/manifests/{tag}"),
+            &[("content-type", "application/vnd.oci.image.index.v1+json")],
+            idx,
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::BAD_REQUEST, "MANIFEST_BLOB_UNKNOWN")
+    );
     // ...while an index of manifests that exist is accepted and merged.
     let idx = format!(
         r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{{"mediaType":"{OCI_MANIFEST}","digest":"{sig_d}","size":{}}},{{"mediaType":"{OCI_MANIFEST}","digest":"{subject}","size":{},"artifactType":"application/vnd.example.old"}}]}}"#,
         sig.len(),
         m.len()
     );
-    let r = a.req("PUT", &format!("/v2/r/manifests/{tag}"), &[("content-type", "application/vnd.oci.image.index.v1+json")], idx).await;
+    let r = a
+        .req(
+            "PUT",
+            &format!("/v2/r/manifests/{tag}"),
+            &[("content-type", "application/vnd.oci.image.index.v1+json")],
+            idx,
+        )
+        .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
-    let r = a.req("GET", &format!("/v2/r/referrers/{subject}"), &[], Body::empty()).await;
+    let r = a
+        .req(
+            "GET",
+            &format!("/v2/r/referrers/{subject}"),
+            &[],
+            Body::empty(),
+        )
+        .await;
     assert_eq!(r.json()["manifests"].as_array().unwrap().len(), 3);
 }
 
@@ -305,44 +569,177 @@ async fn bad_input_gets_spec_errors() {
     let cfg = a.push_blob("b", b"{}").await;
     let missing = Digest::sha256_of(b"never pushed");
     let cases: Vec<(&str, String, Vec<(&str, &str)>, Vec<u8>, StatusCode, &str)> = vec![
-        ("PUT", "/v2/b/manifests/v1".into(), vec![("content-type", OCI_MANIFEST)], b"{not json".to_vec(), StatusCode::BAD_REQUEST, "MANIFEST_INVALID"),
-        ("PUT", "/v2/b/manifests/v1".into(), vec![("content-type", "application/vnd.example+json")],
-            br#"{"schemaVersion":2,"mediaType":"application/vnd.example+json"}"#.to_vec(), StatusCode::BAD_REQUEST, "MANIFEST_INVALID"),
-        ("PUT", "/v2/b/manifests/v1".into(), vec![("content-type", OCI_MANIFEST)], image_manifest(&cfg, 2, &missing, 3, ""),
-            StatusCode::BAD_REQUEST, "MANIFEST_BLOB_UNKNOWN"),
-        ("PUT", format!("/v2/b/manifests/{missing}"), vec![("content-type", OCI_MANIFEST)], image_manifest(&cfg, 2, &cfg, 2, ""),
-            StatusCode::BAD_REQUEST, "DIGEST_INVALID"),
-        ("PUT", "/v2/b/manifests/v1".into(), vec![("content-type", OCI_MANIFEST)], vec![b' '; 4 * 1024 * 1024 + 1],
-            StatusCode::PAYLOAD_TOO_LARGE, "SIZE_INVALID"),
-        ("POST", format!("/v2/b/blobs/uploads/?digest={missing}"), vec![], b"other bytes".to_vec(), StatusCode::BAD_REQUEST, "DIGEST_INVALID"),
-        ("POST", "/v2/b/blobs/uploads/?digest=md5:d41d8cd98f00b204e9800998ecf8427e".into(), vec![], b"x".to_vec(), StatusCode::BAD_REQUEST, "DIGEST_INVALID"),
-        ("GET", "/v2/b/blobs/sha256:xyz".into(), vec![], vec![], StatusCode::BAD_REQUEST, "DIGEST_INVALID"),
-        ("GET", "/v2/a/../b/tags/list".into(), vec![], vec![], StatusCode::BAD_REQUEST, "NAME_INVALID"),
-        ("GET", "/v2/Upper/tags/list".into(), vec![], vec![], StatusCode::BAD_REQUEST, "NAME_INVALID"),
-        ("GET", "/v2/a%2fb/tags/list".into(), vec![], vec![], StatusCode::BAD_REQUEST, "NAME_INVALID"),
-        ("GET", format!("/v2/b/blobs/{missing}"), vec![], vec![], StatusCode::NOT_FOUND, "BLOB_UNKNOWN"),
-        ("GET", "/v2/b/manifests/nope".into(), vec![], vec![], StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN"),
-        ("GET", "/v2/b/blobs/uploads/0000".into(), vec![], vec![], StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN"),
-        ("GET", "/v2/b/blobs/uploads/../../x".into(), vec![], vec![], StatusCode::BAD_REQUEST, "NAME_INVALID"),
-        ("GET", "/v2/_catalog?n=abc".into(), vec![], vec![], StatusCode::BAD_REQUEST, "UNSUPPORTED"),
-        ("POST", "/v2/b/manifests/v1".into(), vec![], vec![], StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED"),
+        (
+            "PUT",
+            "/v2/b/manifests/v1".into(),
+            vec![("content-type", OCI_MANIFEST)],
+            b"{not json".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "MANIFEST_INVALID",
+        ),
+        (
+            "PUT",
+            "/v2/b/manifests/v1".into(),
+            vec![("content-type", "application/vnd.example+json")],
+            br#"{"schemaVersion":2,"mediaType":"application/vnd.example+json"}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "MANIFEST_INVALID",
+        ),
+        (
+            "PUT",
+            "/v2/b/manifests/v1".into(),
+            vec![("content-type", OCI_MANIFEST)],
+            image_manifest(&cfg, 2, &missing, 3, ""),
+            StatusCode::BAD_REQUEST,
+            "MANIFEST_BLOB_UNKNOWN",
+        ),
+        (
+            "PUT",
+            format!("/v2/b/manifests/{missing}"),
+            vec![("content-type", OCI_MANIFEST)],
+            image_manifest(&cfg, 2, &cfg, 2, ""),
+            StatusCode::BAD_REQUEST,
+            "DIGEST_INVALID",
+        ),
+        (
+            "PUT",
+            "/v2/b/manifests/v1".into(),
+            vec![("content-type", OCI_MANIFEST)],
+            vec![b' '; 4 * 1024 * 1024 + 1],
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "SIZE_INVALID",
+        ),
+        (
+            "POST",
+            format!("/v2/b/blobs/uploads/?digest={missing}"),
+            vec![],
+            b"other bytes".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "DIGEST_INVALID",
+        ),
+        (
+            "POST",
+            "/v2/b/blobs/uploads/?digest=md5:d41d8cd98f00b204e9800998ecf8427e".into(),
+            vec![],
+            b"x".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "DIGEST_INVALID",
+        ),
+        (
+            "GET",
+            "/v2/b/blobs/sha256:xyz".into(),
+            vec![],
+            vec![],
+            StatusCode::BAD_REQUEST,
+            "DIGEST_INVALID",
+        ),
+        (
+            "GET",
+            "/v2/a/../b/tags/list".into(),
+            vec![],
+            vec![],
+            StatusCode::BAD_REQUEST,
+            "NAME_INVALID",
+        ),
+        (
+            "GET",
+            "/v2/Upper/tags/list".into(),
+            vec![],
+            vec![],
+            StatusCode::BAD_REQUEST,
+            "NAME_INVALID",
+        ),
+        (
+            "GET",
+            "/v2/a%2fb/tags/list".into(),
+            vec![],
+            vec![],
+            StatusCode::BAD_REQUEST,
+            "NAME_INVALID",
+        ),
+        (
+            "GET",
+            format!("/v2/b/blobs/{missing}"),
+            vec![],
+            vec![],
+            StatusCode::NOT_FOUND,
+            "BLOB_UNKNOWN",
+        ),
+        (
+            "GET",
+            "/v2/b/manifests/nope".into(),
+            vec![],
+            vec![],
+            StatusCode::NOT_FOUND,
+            "MANIFEST_UNKNOWN",
+        ),
+        (
+            "GET",
+            "/v2/b/blobs/uploads/0000".into(),
+            vec![],
+            vec![],
+            StatusCode::NOT_FOUND,
+            "BLOB_UPLOAD_UNKNOWN",
+        ),
+        (
+            "GET",
+            "/v2/b/blobs/uploads/../../x".into(),
+            vec![],
+            vec![],
+            StatusCode::BAD_REQUEST,
+            "NAME_INVALID",
+        ),
+        (
+            "GET",
+            "/v2/_catalog?n=abc".into(),
+            vec![],
+            vec![],
+            StatusCode::BAD_REQUEST,
+            "UNSUPPORTED",
+        ),
+        (
+            "POST",
+            "/v2/b/manifests/v1".into(),
+            vec![],
+            vec![],
+            StatusCode::METHOD_NOT_ALLOWED,
+            "UNSUPPORTED",
+        ),
     ];
     for (method, uri, headers, body, status, code) in cases {
         let r = a.req(method, &uri, &headers, body).await;
-        assert_eq!((r.status, r.code().as_str()), (status, code), "{method} {uri}: {:?}", String::from_utf8_lossy(&r.body));
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (status, code),
+            "{method} {uri}: {:?}",
+            String::from_utf8_lossy(&r.body)
+        );
     }
     // A bad Content-Range on a chunk.
-    let r = a.req("POST", "/v2/b/blobs/uploads/", &[], Body::empty()).await;
+    let r = a
+        .req("POST", "/v2/b/blobs/uploads/", &[], Body::empty())
+        .await;
     let loc = r.header("location").to_string();
     for cr in ["bytes=abc", "10-5", "-"] {
         let r = a.req("PATCH", &loc, &[("content-range", cr)], "x").await;
-        assert_eq!((r.status, r.code().as_str()), (StatusCode::RANGE_NOT_SATISFIABLE, "BLOB_UPLOAD_INVALID"), "{cr}");
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (StatusCode::RANGE_NOT_SATISFIABLE, "BLOB_UPLOAD_INVALID"),
+            "{cr}"
+        );
     }
     // A Content-Range that disagrees with the body length.
-    let r = a.req("PATCH", &loc, &[("content-range", "0-9")], "short").await;
-    assert_eq!((r.status, r.code().as_str()), (StatusCode::BAD_REQUEST, "SIZE_INVALID"));
+    let r = a
+        .req("PATCH", &loc, &[("content-range", "0-9")], "short")
+        .await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::BAD_REQUEST, "SIZE_INVALID")
+    );
     // And the upload is still usable from offset 0.
-    let r = a.req("PATCH", &loc, &[("content-range", "0-4")], "hello").await;
+    let r = a
+        .req("PATCH", &loc, &[("content-range", "0-4")], "hello")
+        .await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
 }
 
@@ -355,23 +752,74 @@ async fn docker_manifest_list_and_schema1_refused() {
         r#"{{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{{"mediaType":"application/vnd.docker.container.image.v1+json","digest":"{cfg}","size":2}},"layers":[{{"mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip","digest":"{layer}","size":5}}]}}"#
     );
     let md = Digest::sha256_of(m.as_bytes());
-    let r = a.req("PUT", "/v2/d/manifests/amd64", &[("content-type", "application/vnd.docker.distribution.manifest.v2+json")], m.clone()).await;
+    let r = a
+        .req(
+            "PUT",
+            "/v2/d/manifests/amd64",
+            &[(
+                "content-type",
+                "application/vnd.docker.distribution.manifest.v2+json",
+            )],
+            m.clone(),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::CREATED);
     let list = format!(
         r#"{{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.list.v2+json","manifests":[{{"mediaType":"application/vnd.docker.distribution.manifest.v2+json","digest":"{md}","size":{},"platform":{{"architecture":"amd64","os":"linux"}}}}]}}"#,
         m.len()
     );
-    let r = a.req("PUT", "/v2/d/manifests/latest", &[("content-type", "application/vnd.docker.distribution.manifest.list.v2+json")], list).await;
+    let r = a
+        .req(
+            "PUT",
+            "/v2/d/manifests/latest",
+            &[(
+                "content-type",
+                "application/vnd.docker.distribution.manifest.list.v2+json",
+            )],
+            list,
+        )
+        .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     // A client that only takes single manifests cannot be handed the list.
-    let r = a.req("GET", "/v2/d/manifests/latest", &[("accept", "application/vnd.docker.distribution.manifest.v2+json")], Body::empty()).await;
+    let r = a
+        .req(
+            "GET",
+            "/v2/d/manifests/latest",
+            &[(
+                "accept",
+                "application/vnd.docker.distribution.manifest.v2+json",
+            )],
+            Body::empty(),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
-    let r = a.req("GET", "/v2/d/manifests/latest", &[("accept", "application/vnd.docker.distribution.manifest.list.v2+json")], Body::empty()).await;
+    let r = a
+        .req(
+            "GET",
+            "/v2/d/manifests/latest",
+            &[(
+                "accept",
+                "application/vnd.docker.distribution.manifest.list.v2+json",
+            )],
+            Body::empty(),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     let r = a
-        .req("PUT", "/v2/d/manifests/old", &[("content-type", "application/vnd.docker.distribution.manifest.v1+prettyjws")], r#"{"schemaVersion":1}"#)
+        .req(
+            "PUT",
+            "/v2/d/manifests/old",
+            &[(
+                "content-type",
+                "application/vnd.docker.distribution.manifest.v1+prettyjws",
+            )],
+            r#"{"schemaVersion":1}"#,
+        )
         .await;
-    assert_eq!((r.status, r.code().as_str()), (StatusCode::BAD_REQUEST, "MANIFEST_INVALID"));
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::BAD_REQUEST, "MANIFEST_INVALID")
+    );
 }
 
 #[tokio::test]
@@ -381,8 +829,13 @@ async fn read_only_refuses_writes_serves_reads() {
         ..RegistryConfig::default()
     })
     .await;
-    let r = a.req("POST", "/v2/ro/blobs/uploads/", &[], Body::empty()).await;
-    assert_eq!((r.status, r.code().as_str()), (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"));
+    let r = a
+        .req("POST", "/v2/ro/blobs/uploads/", &[], Body::empty())
+        .await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE")
+    );
     let r = a.req("GET", "/v2/_catalog", &[], Body::empty()).await;
     assert_eq!(r.status, StatusCode::OK);
 }
@@ -397,10 +850,20 @@ async fn ops_endpoints() {
     let text = String::from_utf8(r.body.to_vec()).unwrap();
     assert!(text.starts_with("Active connections: "), "{text}");
     assert!(text.contains("server accepts handled requests"));
-    let r = a.req("GET", "/api/v0/meta/cluster_status", &[], Body::empty()).await;
+    let r = a
+        .req("GET", "/api/v0/meta/cluster_status", &[], Body::empty())
+        .await;
     assert_eq!(r.json()["replicas"][0]["id"], "test");
-    assert_eq!(r.json()["replicas"][0]["stores"]["metadata"]["kind"], "sqlite");
+    assert_eq!(
+        r.json()["replicas"][0]["stores"]["metadata"]["kind"],
+        "sqlite"
+    );
     let r = a.req("GET", "/metrics", &[], Body::empty()).await;
     let text = String::from_utf8(r.body.to_vec()).unwrap();
     assert!(text.contains("berth_http_requests_total"), "{text}");
+    assert!(text.contains("berth_upload_sessions_open"), "{text}");
+    assert!(
+        text.contains("berth_http_request_duration_seconds_bucket"),
+        "{text}"
+    );
 }

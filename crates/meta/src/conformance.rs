@@ -1127,7 +1127,9 @@ pub async fn upload_lifecycle(store: Store) {
         store.upload_get(&r, &rec.id).await.expect("upload_get"),
         None
     );
+    assert_eq!(store.upload_count().await.expect("upload_count"), 0);
     store.upload_create(&rec).await.expect("upload_create");
+    assert_eq!(store.upload_count().await.expect("upload_count"), 1);
     assert!(
         store.repo_exists(&r).await.expect("repo_exists"),
         "an upload creates its repository"
@@ -1190,6 +1192,7 @@ pub async fn upload_lifecycle(store: Store) {
         .expect("second advance");
 
     assert!(store.upload_delete(&rec.id).await.expect("upload_delete"));
+    assert_eq!(store.upload_count().await.expect("upload_count"), 0);
     assert!(!store
         .upload_delete(&rec.id)
         .await

@@ -174,6 +174,9 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Removes a session; `false` if it was not there.
     async fn upload_delete(&self, id: &str) -> Result<bool, MetaError>;
 
+    /// Number of open upload sessions (for the `berth_upload_sessions_open` gauge).
+    async fn upload_count(&self) -> Result<u64, MetaError>;
+
     /// Stores a manifest and, if `tag` is given, points the tag at it, in one transaction.
     /// Fails with `MissingBlob` / `MissingManifest` (writing nothing) if a referenced blob is
     /// not linked in `repo` or a child manifest is not in `repo`. Re-putting an existing

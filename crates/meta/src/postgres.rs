@@ -381,6 +381,13 @@ impl MetaStore for PgMetaStore {
         Ok(())
     }
 
+    async fn upload_count(&self) -> Result<u64, MetaError> {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM uploads")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n.max(0) as u64)
+    }
+
     async fn upload_delete(&self, id: &str) -> Result<bool, MetaError> {
         let done = sqlx::query("DELETE FROM uploads WHERE id = $1")
             .bind(id)

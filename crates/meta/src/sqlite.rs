@@ -696,6 +696,13 @@ impl MetaStore for SqliteMetaStore {
         .await
     }
 
+    async fn upload_count(&self) -> Result<u64, MetaError> {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM uploads")
+            .fetch_one(&self.read)
+            .await?;
+        Ok(n.max(0) as u64)
+    }
+
     async fn upload_delete(&self, id: &str) -> Result<bool, MetaError> {
         let id = id.to_string();
         self.write(move |conn| {

@@ -61,7 +61,9 @@ impl Digest {
             return Err(DigestError::Format);
         }
         let alg_ok = alg.split(['+', '.', '_', '-']).all(|c| {
-            !c.is_empty() && c.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            !c.is_empty()
+                && c.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
         });
         let enc_ok = enc
             .bytes()
@@ -75,7 +77,9 @@ impl Digest {
             other => return Err(DigestError::UnsupportedAlgorithm(other.to_string())),
         };
         let hex_ok = enc.len() == algo.hex_len()
-            && enc.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            && enc
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         if !hex_ok {
             return Err(DigestError::Encoding(algo.as_str(), algo.hex_len()));
         }
@@ -173,7 +177,12 @@ pub struct Digester {
 
 impl fmt::Debug for Digester {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Digester({}, {} bytes)", self.algorithm().as_str(), self.len)
+        write!(
+            f,
+            "Digester({}, {} bytes)",
+            self.algorithm().as_str(),
+            self.len
+        )
     }
 }
 
@@ -217,7 +226,8 @@ impl Digester {
         match &mut self.state {
             State::Sha256(h) => {
                 // Hand sha2 up to 64 blocks per call: the CPU-feature check is per call.
-                let mut batch: [GenericArray<u8, U64>; 64] = std::array::from_fn(|_| GenericArray::default());
+                let mut batch: [GenericArray<u8, U64>; 64] =
+                    std::array::from_fn(|_| GenericArray::default());
                 for group in blocks.chunks(64 * 64) {
                     let n = group.len() / 64;
                     for (dst, src) in batch.iter_mut().zip(group.chunks_exact(64)) {
@@ -227,7 +237,8 @@ impl Digester {
                 }
             }
             State::Sha512(h) => {
-                let mut batch: [GenericArray<u8, U128>; 32] = std::array::from_fn(|_| GenericArray::default());
+                let mut batch: [GenericArray<u8, U128>; 32] =
+                    std::array::from_fn(|_| GenericArray::default());
                 for group in blocks.chunks(128 * 32) {
                     let n = group.len() / 128;
                     for (dst, src) in batch.iter_mut().zip(group.chunks_exact(128)) {
@@ -310,8 +321,12 @@ impl Digester {
         });
         out.extend_from_slice(&self.len.to_be_bytes());
         match &self.state {
-            State::Sha256(h) => h.iter().for_each(|w| out.extend_from_slice(&w.to_be_bytes())),
-            State::Sha512(h) => h.iter().for_each(|w| out.extend_from_slice(&w.to_be_bytes())),
+            State::Sha256(h) => h
+                .iter()
+                .for_each(|w| out.extend_from_slice(&w.to_be_bytes())),
+            State::Sha512(h) => h
+                .iter()
+                .for_each(|w| out.extend_from_slice(&w.to_be_bytes())),
         }
         out.extend_from_slice(&self.buf);
         out
@@ -376,9 +391,7 @@ mod tests {
 
     #[test]
     fn parse_table() {
-        let ok = [
-            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
-        ];
+        let ok = ["sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"];
         for s in ok {
             assert_eq!(Digest::parse(s).unwrap().as_str(), s);
         }
@@ -388,8 +401,14 @@ mod tests {
             ("sha256:", DigestError::Format),
             ("SHA256:abc", DigestError::Format),
             ("sha256:xyz!", DigestError::Format),
-            ("md5:d41d8cd98f00b204e9800998ecf8427e", DigestError::UnsupportedAlgorithm("md5".into())),
-            ("sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855", DigestError::Encoding("sha256", 64)),
+            (
+                "md5:d41d8cd98f00b204e9800998ecf8427e",
+                DigestError::UnsupportedAlgorithm("md5".into()),
+            ),
+            (
+                "sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855",
+                DigestError::Encoding("sha256", 64),
+            ),
             ("sha256:e3b0", DigestError::Encoding("sha256", 64)),
         ];
         for (s, e) in bad {

@@ -85,13 +85,18 @@ impl ParsedManifest {
     /// Blobs that must be present in the repository: the config and every layer that is
     /// not a foreign layer (one with `urls`).
     pub fn required_blobs(&self) -> impl Iterator<Item = &Descriptor> {
-        self.config
-            .iter()
-            .chain(self.layers.iter().filter(|d| d.urls.as_ref().is_none_or(|u| u.is_empty())))
+        self.config.iter().chain(
+            self.layers
+                .iter()
+                .filter(|d| d.urls.as_ref().is_none_or(|u| u.is_empty())),
+        )
     }
 
     /// Parses and validates `bytes`. `content_type` is the request's `Content-Type`, if any.
-    pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<ParsedManifest, ManifestError> {
+    pub fn parse(
+        bytes: &[u8],
+        content_type: Option<&str>,
+    ) -> Result<ParsedManifest, ManifestError> {
         if bytes.len() > MAX_MANIFEST_SIZE {
             return Err(ManifestError::TooLarge);
         }
@@ -99,7 +104,8 @@ impl ParsedManifest {
         if matches!(header, Some(DOCKER_SCHEMA1 | DOCKER_SCHEMA1_SIGNED)) {
             return Err(ManifestError::Schema1);
         }
-        let raw: Raw = serde_json::from_slice(bytes).map_err(|e| ManifestError::Json(e.to_string()))?;
+        let raw: Raw =
+            serde_json::from_slice(bytes).map_err(|e| ManifestError::Json(e.to_string()))?;
         if raw.fs_layers.is_some() {
             return Err(ManifestError::Schema1);
         }
@@ -133,7 +139,9 @@ impl ParsedManifest {
         }
         let check = |d: &Descriptor, what: &str| -> Result<(), ManifestError> {
             if d.size < 0 {
-                return Err(ManifestError::Invalid(format!("{what} has a negative size")));
+                return Err(ManifestError::Invalid(format!(
+                    "{what} has a negative size"
+                )));
             }
             if !media::is_valid_media_type(&d.media_type) {
                 return Err(ManifestError::Invalid(format!(
@@ -143,14 +151,18 @@ impl ParsedManifest {
             }
             if let Some(at) = &d.artifact_type {
                 if !media::is_valid_media_type(at) {
-                    return Err(ManifestError::Invalid(format!("{what} has an invalid artifactType")));
+                    return Err(ManifestError::Invalid(format!(
+                        "{what} has an invalid artifactType"
+                    )));
                 }
             }
             Ok(())
         };
         if let Some(at) = &raw.artifact_type {
             if !media::is_valid_media_type(at) {
-                return Err(ManifestError::Invalid(format!("invalid artifactType {at:?}")));
+                return Err(ManifestError::Invalid(format!(
+                    "invalid artifactType {at:?}"
+                )));
             }
         }
         if let Some(s) = &raw.subject {
@@ -158,7 +170,9 @@ impl ParsedManifest {
         }
         let parsed = if media::is_index_type(&media_type) {
             if raw.config.is_some() || raw.layers.is_some() {
-                return Err(ManifestError::Invalid("an index has no config or layers".into()));
+                return Err(ManifestError::Invalid(
+                    "an index has no config or layers".into(),
+                ));
             }
             let manifests = raw
                 .manifests
@@ -177,19 +191,23 @@ impl ParsedManifest {
             }
         } else {
             if raw.manifests.is_some() {
-                return Err(ManifestError::Invalid("an image manifest has no manifests array".into()));
+                return Err(ManifestError::Invalid(
+                    "an image manifest has no manifests array".into(),
+                ));
             }
             let config = raw
                 .config
                 .ok_or_else(|| ManifestError::Invalid("an image manifest needs a config".into()))?;
             check(&config, "config")?;
-            let layers = raw
-                .layers
-                .ok_or_else(|| ManifestError::Invalid("an image manifest needs a layers array".into()))?;
+            let layers = raw.layers.ok_or_else(|| {
+                ManifestError::Invalid("an image manifest needs a layers array".into())
+            })?;
             for (i, d) in layers.iter().enumerate() {
                 check(d, &format!("layers[{i}]"))?;
             }
-            let artifact_type = raw.artifact_type.or_else(|| Some(config.media_type.clone()));
+            let artifact_type = raw
+                .artifact_type
+                .or_else(|| Some(config.media_type.clone()));
             ParsedManifest {
                 artifact_type,
                 media_type,
@@ -226,7 +244,10 @@ mod tests {
         assert!(!m.is_index());
         assert_eq!(m.required_blobs().count(), 2);
         assert_eq!(m.subject.unwrap().size, 1);
-        assert_eq!(m.artifact_type.as_deref(), Some("application/vnd.oci.image.config.v1+json"));
+        assert_eq!(
+            m.artifact_type.as_deref(),
+            Some("application/vnd.oci.image.config.v1+json")
+        );
     }
 
     #[test]
@@ -234,17 +255,30 @@ mod tests {
         let cases: Vec<(String, Option<&str>)> = vec![
             ("{".into(), None),
             ("[]".into(), None),
-            (image("").replace("\"schemaVersion\":2", "\"schemaVersion\":1"), None),
-            (image("").replace("manifest.v1+json\",\"config", "manifest.v9+json\",\"config"), None),
+            (
+                image("").replace("\"schemaVersion\":2", "\"schemaVersion\":1"),
+                None,
+            ),
+            (
+                image("").replace("manifest.v1+json\",\"config", "manifest.v9+json\",\"config"),
+                None,
+            ),
             (image(""), Some(media::DOCKER_MANIFEST)),
             (image("").replace(D, "sha256:abc"), None),
             (image("").replace("\"size\":0}]", "\"size\":-1}]"), None),
             (r#"{"schemaVersion":1,"fsLayers":[]}"#.into(), None),
             (r#"{"schemaVersion":2}"#.into(), None),
-            (r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json"}"#.into(), None),
+            (
+                r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json"}"#
+                    .into(),
+                None,
+            ),
         ];
         for (body, ct) in cases {
-            assert!(ParsedManifest::parse(body.as_bytes(), ct).is_err(), "accepted {body}");
+            assert!(
+                ParsedManifest::parse(body.as_bytes(), ct).is_err(),
+                "accepted {body}"
+            );
         }
         assert_eq!(
             ParsedManifest::parse(&vec![b' '; MAX_MANIFEST_SIZE + 1], None),
@@ -256,8 +290,20 @@ mod tests {
     fn accept_rules() {
         use media::*;
         assert!(acceptable(DOCKER_MANIFEST, &[]));
-        assert!(acceptable(DOCKER_MANIFEST, &["application/vnd.oci.image.manifest.v1+json", "application/vnd.docker.distribution.manifest.v2+json"]));
-        assert!(!acceptable(DOCKER_LIST, &["application/vnd.docker.distribution.manifest.v2+json"]));
-        assert!(acceptable(DOCKER_LIST, &["a/b, application/vnd.docker.distribution.manifest.list.v2+json;q=0.5"]));
+        assert!(acceptable(
+            DOCKER_MANIFEST,
+            &[
+                "application/vnd.oci.image.manifest.v1+json",
+                "application/vnd.docker.distribution.manifest.v2+json"
+            ]
+        ));
+        assert!(!acceptable(
+            DOCKER_LIST,
+            &["application/vnd.docker.distribution.manifest.v2+json"]
+        ));
+        assert!(acceptable(
+            DOCKER_LIST,
+            &["a/b, application/vnd.docker.distribution.manifest.list.v2+json;q=0.5"]
+        ));
     }
 }

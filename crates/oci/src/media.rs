@@ -30,7 +30,8 @@ pub fn is_valid_media_type(mt: &str) -> bool {
         !x.is_empty()
             && x.len() <= 127
             && x.as_bytes()[0].is_ascii_alphanumeric()
-            && x.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+            && x.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
     };
     name_ok(t) && name_ok(s)
 }

@@ -168,7 +168,14 @@ mod tests {
 
     #[test]
     fn names() {
-        for ok in ["a", "library/ubuntu", "a.b_c__d-e---f/g0", "x/y/z/w", "0", "rb1/app-1"] {
+        for ok in [
+            "a",
+            "library/ubuntu",
+            "a.b_c__d-e---f/g0",
+            "x/y/z/w",
+            "0",
+            "rb1/app-1",
+        ] {
             RepoName::parse(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
         }
         for bad in [
@@ -191,7 +198,9 @@ mod tests {
         }
         assert!(matches!(Reference::parse("v1"), Ok(Reference::Tag(_))));
         assert!(matches!(
-            Reference::parse("sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
+            Reference::parse(
+                "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+            ),
             Ok(Reference::Digest(_))
         ));
         assert!(Reference::parse("sha256:zz").is_err());

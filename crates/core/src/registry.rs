@@ -300,6 +300,7 @@ impl Registry {
         content_length: Option<u64>,
         body: ByteStream,
         hasher: Digester,
+        persist: bool,
     ) -> Result<(UploadRecord, Digester), CoreError> {
         if let Some((start, end)) = range {
             if start != rec.offset || end < start {
@@ -338,6 +339,12 @@ impl Registry {
         rec.hash_state = hasher.to_bytes();
         rec.store_state = state.0;
         rec.updated_at = now_ms();
+        if !persist {
+            // The caller commits the blob next; should that fail, the session still stands
+            // at `prev` with the hash state of `prev`, and the store discards the extra bytes
+            // on the next append.
+            return Ok((rec, hasher));
+        }
         self.meta
             .upload_advance(&rec, prev)
             .await
@@ -372,7 +379,7 @@ impl Registry {
         let rec = self.upload_record(repo, id).await?;
         let hasher = Self::restore_hasher(&rec)?;
         let (rec, _) = self
-            .append(rec, range, content_length, body, hasher)
+            .append(rec, range, content_length, body, hasher, true)
             .await?;
         Ok(UploadStatus {
             id: rec.id,
@@ -407,7 +414,7 @@ impl Registry {
         }
         if let Some(body) = body {
             let (r, h) = self
-                .append(rec, range, content_length, body, hasher)
+                .append(rec, range, content_length, body, hasher, false)
                 .await?;
             rec = r;
             hasher = h;

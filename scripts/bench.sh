@@ -40,6 +40,10 @@ for p in $DPORT $BPORT; do
   for _ in $(seq 100); do curl -fs "http://127.0.0.1:$p/v2/" >/dev/null && break; sleep 0.1; done
 done
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r); berth $("$BERTH" --version)" >&2
-"$BENCH" "http://127.0.0.1:$DPORT" --label distribution --pid $DPID \
-  --compare "http://127.0.0.1:$BPORT" --label2 berth --pid2 $BPID \
-  --repeat "$REPEAT" --json "$JSON" "$@"
+if [[ ${ONLY:-} == berth ]]; then
+  "$BENCH" "http://127.0.0.1:$BPORT" --label berth --pid $BPID --repeat "$REPEAT" --json "$JSON" "$@"
+else
+  "$BENCH" "http://127.0.0.1:$DPORT" --label distribution --pid $DPID \
+    --compare "http://127.0.0.1:$BPORT" --label2 berth --pid2 $BPID \
+    --repeat "$REPEAT" --json "$JSON" "$@"
+fi

@@ -52,6 +52,8 @@ const READ_CHUNK: usize = 1 << 20;
 const READ_AHEAD: usize = 2;
 /// Incoming chunks queued for the writer thread.
 const WRITE_QUEUE: usize = 64;
+/// Bytes (in KiB) of one append queued for the writer thread at most.
+const WRITE_BUDGET_KIB: u32 = 8 * 1024;
 /// Most chunks handed to one `writev`.
 const WRITE_BATCH: usize = 64;
 /// Bytes an append writes between two requests for background writeback.
@@ -191,7 +193,8 @@ impl Drop for UploadGuard {
 
 /// What the request side tells the writer thread.
 enum WriteMsg {
-    Data(Bytes),
+    /// A chunk, and its share of the append's memory budget (released once written).
+    Data(Bytes, tokio::sync::OwnedSemaphorePermit),
     /// The body ended normally: sync and report.
     Done,
 }
@@ -233,6 +236,13 @@ impl Syncer {
             .join()
             .map_err(|_| io::Error::other("background flush thread panicked"))?
     }
+}
+
+/// A chunk's share of [`WRITE_BUDGET_KIB`]: its size in KiB, rounded up, at most the whole.
+fn chunk_cost(len: usize) -> u32 {
+    u32::try_from(len.div_ceil(1024))
+        .unwrap_or(u32::MAX)
+        .clamp(1, WRITE_BUDGET_KIB)
 }
 
 /// Why the writer thread stopped without an error of its own.
@@ -282,17 +292,24 @@ fn write_body(
     let mut written = 0u64;
     let mut flush_at = SYNC_EVERY;
     let mut batch: Vec<Bytes> = Vec::with_capacity(WRITE_BATCH);
+    let mut permits = Vec::with_capacity(WRITE_BATCH);
     loop {
         let mut done = false;
         match rx.blocking_recv() {
-            Some(WriteMsg::Data(b)) => batch.push(b),
+            Some(WriteMsg::Data(b, permit)) => {
+                batch.push(b);
+                permits.push(permit);
+            }
             Some(WriteMsg::Done) => done = true,
             None => return Err(BlobError::Io(io::Error::other(WRITER_ABANDONED))),
         }
         // Whatever queued up while the last write ran goes out in one writev.
         while !done && batch.len() < WRITE_BATCH {
             match rx.try_recv() {
-                Ok(WriteMsg::Data(b)) => batch.push(b),
+                Ok(WriteMsg::Data(b, permit)) => {
+                    batch.push(b);
+                    permits.push(permit);
+                }
                 Ok(WriteMsg::Done) => done = true,
                 Err(_) => break,
             }
@@ -300,6 +317,7 @@ fn write_body(
         written += batch.iter().map(|b| b.len() as u64).sum::<u64>();
         write_all_vectored(file, &mut batch)?;
         batch.clear();
+        permits.clear();
         if done {
             return Ok(written);
         }
@@ -702,6 +720,7 @@ impl BlobStore for FsBlobStore {
         let path = self.upload_path(id);
         let owned_id = id.to_string();
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
+        let budget = Arc::new(tokio::sync::Semaphore::new(WRITE_BUDGET_KIB as usize));
         let writer = tokio::task::spawn_blocking(move || {
             let _guard = guard;
             write_upload(&path, &owned_id, offset, rx)
@@ -711,7 +730,17 @@ impl BlobStore for FsBlobStore {
             while let Some(item) = data.next().await {
                 let chunk = item.map_err(Some)?;
                 if !chunk.is_empty() {
-                    tx.send(WriteMsg::Data(chunk)).await.map_err(|_| None)?;
+                    // Bound the bytes queued for the disk, so memory stays flat however
+                    // large the blob and however slow the disk.
+                    let cost = chunk_cost(chunk.len());
+                    let permit = budget
+                        .clone()
+                        .acquire_many_owned(cost)
+                        .await
+                        .map_err(|_| None)?;
+                    tx.send(WriteMsg::Data(chunk, permit))
+                        .await
+                        .map_err(|_| None)?;
                 }
             }
             tx.send(WriteMsg::Done).await.map_err(|_| None)

@@ -1,0 +1,4 @@
+//! Identity and access decisions, with no IO: password hashing, the Docker registry token
+//! (ES256 JWT) format, scope parsing, access-token secrets, and role-based access control
+//! as a pure function. The directory (LDAP / Active Directory) client lives in
+//! `berth-directory`, so this crate stays free of network code.

@@ -867,3 +867,27 @@ async fn ops_endpoints() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn chunk_min_length_is_advertised_when_configured() {
+    let a = app().await;
+    let r = a
+        .req("POST", "/v2/c/blobs/uploads/", &[], Body::empty())
+        .await;
+    assert_eq!(r.header("oci-chunk-min-length"), "");
+    let a = app_with(RegistryConfig {
+        chunk_min_length: 5 * 1024 * 1024,
+        ..RegistryConfig::default()
+    })
+    .await;
+    let r = a
+        .req("POST", "/v2/c/blobs/uploads/", &[], Body::empty())
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    assert_eq!(r.header("oci-chunk-min-length"), "5242880");
+    let loc = r.header("location").to_string();
+    let r = a
+        .req("PATCH", &loc, &[("content-range", "0-2")], "abc")
+        .await;
+    assert_eq!(r.header("oci-chunk-min-length"), "5242880");
+}

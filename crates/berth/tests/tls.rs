@@ -1,0 +1,225 @@
+//! HTTPS: `berth serve --tls-cert FILE --tls-key FILE` turns the listener into TLS (rustls).
+//! Real clients verify the certificate against a CA made for the test: curl over HTTP/1.1
+//! and HTTP/2, and skopeo pushing and pulling an image with verification on. A plain-HTTP
+//! request to the TLS port gets no registry answer.
+
+#[macro_use]
+mod common;
+
+use common::*;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn openssl(dir: &Path, args: &[&str]) {
+    run_ok(
+        Command::new("openssl").current_dir(dir).args(args),
+        Duration::from_secs(60),
+    );
+}
+
+/// A CA and a server certificate for 127.0.0.1 signed by it.
+fn make_certs(dir: &Path) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=berth test CA",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    );
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ],
+    );
+}
+
+struct Tls {
+    child: Child,
+    host: String,
+}
+
+impl Drop for Tls {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(dir: &Path) -> Tls {
+    let log = dir.join("berth.log");
+    let child = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.join("data"))
+        .arg("--tls-cert")
+        .arg(dir.join("server.crt"))
+        .arg("--tls-key")
+        .arg(dir.join("server.key"))
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("starting berth");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(i) = text.find("berth listening on https://") {
+            let rest = &text[i + "berth listening on https://".len()..];
+            let host: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+                .collect();
+            return Tls { child, host };
+        }
+        assert!(
+            Instant::now() < deadline,
+            "berth did not start with TLS:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn https_with_verified_clients() {
+    let env = ClientEnv::new();
+    let dir = tempfile::tempdir().unwrap();
+    make_certs(dir.path());
+    let server = start(dir.path());
+    let ca = dir.path().join("ca.crt");
+
+    for proto in ["--http1.1", "--http2"] {
+        let out = run_ok(
+            Command::new("curl")
+                .args([
+                    "-sS",
+                    "--fail",
+                    proto,
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_version} %{http_code}",
+                    "--cacert",
+                ])
+                .arg(&ca)
+                .arg(format!("https://{}/v2/", server.host)),
+            Duration::from_secs(30),
+        );
+        let want = if proto == "--http2" {
+            "2 200"
+        } else {
+            "1.1 200"
+        };
+        assert_eq!(out.stdout.trim(), want, "curl {proto}");
+    }
+    // Without the CA the certificate is refused: verification is real.
+    let out = run(
+        Command::new("curl")
+            .args(["-sS", "--fail", "-o", "/dev/null"])
+            .arg(format!("https://{}/v2/", server.host)),
+        Duration::from_secs(30),
+    );
+    assert!(!out.status.success(), "curl accepted an unknown CA");
+    // Plain HTTP to the TLS listener gets no registry answer.
+    let out = run(
+        Command::new("curl")
+            .args(["-sS", "--fail", "-o", "/dev/null", "-m", "5"])
+            .arg(format!("http://{}/v2/", server.host)),
+        Duration::from_secs(30),
+    );
+    assert!(
+        !out.status.success(),
+        "plain http was answered on the TLS port"
+    );
+
+    // skopeo with certificate verification on.
+    let certs = env.path("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::copy(&ca, certs.join("ca.crt")).unwrap();
+    let src = env.path("layout");
+    let image = Image::random(2, 64, "amd64");
+    OciLayout::new(&src).add_image(&image, "v1");
+    let remote = format!("docker://{}/tls/app:v1", server.host);
+    run_ok(
+        env.skopeo()
+            .args(["copy", "--dest-cert-dir"])
+            .arg(&certs)
+            .arg(format!("oci:{}:v1", src.display()))
+            .arg(&remote),
+        Duration::from_secs(120),
+    );
+    let out = run_ok(
+        env.skopeo()
+            .args(["inspect", "--raw", "--cert-dir"])
+            .arg(&certs)
+            .arg(&remote),
+        Duration::from_secs(60),
+    );
+    assert_eq!(
+        sha256_digest(out.stdout.as_bytes()),
+        image.manifest_digest,
+        "manifest served over TLS"
+    );
+    let back = env.path("back");
+    run_ok(
+        env.skopeo()
+            .args(["copy", "--src-cert-dir"])
+            .arg(&certs)
+            .arg(&remote)
+            .arg(format!("oci:{}:v1", back.display())),
+        Duration::from_secs(120),
+    );
+    assert_eq!(
+        read_layout_index(&back)["v1"]["digest"],
+        image.manifest_digest.as_str()
+    );
+}

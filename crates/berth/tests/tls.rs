@@ -8,8 +8,8 @@ mod common;
 
 use common::*;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 fn openssl(dir: &Path, args: &[&str]) {
     run_ok(
@@ -84,49 +84,19 @@ fn make_certs(dir: &Path) {
     );
 }
 
-struct Tls {
-    child: Child,
-    host: String,
-}
-
-impl Drop for Tls {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(dir: &Path) -> Tls {
-    let log = dir.join("berth.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_berth"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.join("data"))
-        .arg("--tls-cert")
-        .arg(dir.join("server.crt"))
-        .arg("--tls-key")
-        .arg(dir.join("server.key"))
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("starting berth");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if let Some(i) = text.find("berth listening on https://") {
-            let rest = &text[i + "berth listening on https://".len()..];
-            let host: String = rest
-                .chars()
-                .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
-                .collect();
-            return Tls { child, host };
-        }
-        assert!(
-            Instant::now() < deadline,
-            "berth did not start with TLS:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn start(dir: &Path) -> Process {
+    Process::spawn(
+        &[
+            "--data-dir".as_ref(),
+            dir.join("data").as_os_str(),
+            "--tls-cert".as_ref(),
+            dir.join("server.crt").as_os_str(),
+            "--tls-key".as_ref(),
+            dir.join("server.key").as_os_str(),
+        ],
+        &[],
+        &dir.join("berth.log"),
+    )
 }
 
 #[test]

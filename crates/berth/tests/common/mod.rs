@@ -1132,3 +1132,59 @@ pub fn manifest_parts(manifest: &Value) -> (String, Vec<String>) {
         .collect();
     (config, layers)
 }
+
+// ---------------------------------------------------------------------------------------
+// A berth process with arguments of the test's choosing
+// ---------------------------------------------------------------------------------------
+
+/// A `berth serve` started with the caller's own flags and environment (for TLS or store
+/// failures that the `Server` harness does not model); killed on drop.
+pub struct Process {
+    child: Child,
+    /// `127.0.0.1:PORT`.
+    pub host: String,
+    pub log: PathBuf,
+}
+
+impl Process {
+    /// Starts `berth serve --listen 127.0.0.1:0 ARGS` with `envs`, logging to `log`, and
+    /// waits for its "listening on" line (http or https).
+    pub fn spawn(args: &[&std::ffi::OsStr], envs: &[(&str, &str)], log: &Path) -> Process {
+        let child = Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .envs(envs.iter().copied())
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).expect("log file"))
+            .spawn()
+            .expect("starting the berth binary");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            if let Some(i) = text.find("berth listening on http") {
+                let rest = &text[i..];
+                let rest = &rest[rest.find("://").map_or(0, |j| j + 3)..];
+                let host: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+                    .collect();
+                return Process {
+                    child,
+                    host,
+                    log: log.to_path_buf(),
+                };
+            }
+            assert!(Instant::now() < deadline, "berth did not start:\n{text}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

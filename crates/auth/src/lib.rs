@@ -2,3 +2,10 @@
 //! (ES256 JWT) format, scope parsing, access-token secrets, and role-based access control
 //! as a pure function. The directory (LDAP / Active Directory) client lives in
 //! `berth-directory`, so this crate stays free of network code.
+//!
+//! Modules:
+//! - [`password`]: argon2id hashes of local passwords (PHC strings), rehash detection.
+//! - [`scope`]: the `type:name:actions` scopes a client asks the token endpoint for.
+
+pub mod password;
+pub mod scope;

@@ -1,0 +1,243 @@
+//! Password hashing for local accounts.
+//!
+//! Passwords are hashed with argon2id (RFC 9106) into a PHC string
+//! (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`), which carries its own algorithm, parameters
+//! and salt, so the metadata store keeps one text column and parameters can be raised
+//! later: [`needs_rehash`] says when a stored hash was made with other parameters, and the
+//! caller re-hashes on the next successful login. Verification recomputes the hash with
+//! the stored parameters and compares in constant time.
+//!
+//! Hashing is deliberately slow (tens of milliseconds): async callers must run it on a
+//! blocking thread.
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use rand_core::{OsRng, RngCore};
+use serde::{Deserialize, Serialize};
+
+/// Why a password could not be hashed or a stored hash could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PasswordError {
+    /// The stored string is not a PHC string of an argon2 hash.
+    #[error("malformed password hash: {0}")]
+    Malformed(String),
+    /// The configured parameters are outside what argon2 accepts.
+    #[error("invalid argon2 parameters: {0}")]
+    Params(String),
+    /// Hashing failed for another reason (should not happen with valid parameters).
+    #[error("password hashing failed: {0}")]
+    Hash(String),
+}
+
+/// Cost parameters for new hashes. Plain data so that it can sit in the configuration.
+///
+/// The default follows the OWASP recommendation for argon2id (19 MiB, 2 passes, 1 lane),
+/// about 20 ms on a server core: slow for an attacker with a stolen database, cheap enough
+/// for `docker login` and Basic auth behind a rate limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasswordParams {
+    /// Memory cost in KiB.
+    pub memory_kib: u32,
+    /// Number of passes over memory.
+    pub iterations: u32,
+    /// Degree of parallelism (lanes).
+    pub parallelism: u32,
+}
+
+impl Default for PasswordParams {
+    fn default() -> Self {
+        PasswordParams {
+            memory_kib: 19 * 1024,
+            iterations: 2,
+            parallelism: 1,
+        }
+    }
+}
+
+impl PasswordParams {
+    /// The cheapest parameters argon2 accepts; for tests only, never for real accounts.
+    pub fn insecure_fast_for_tests() -> Self {
+        PasswordParams {
+            memory_kib: 8,
+            iterations: 1,
+            parallelism: 1,
+        }
+    }
+
+    fn argon2(&self) -> Result<Argon2<'static>, PasswordError> {
+        let p = Params::new(
+            self.memory_kib,
+            self.iterations,
+            self.parallelism,
+            Some(Params::DEFAULT_OUTPUT_LEN),
+        )
+        .map_err(|e| PasswordError::Params(e.to_string()))?;
+        Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, p))
+    }
+}
+
+/// Hashes `password` with argon2id, a fresh 16-byte random salt and `params`; returns the
+/// PHC string to store.
+pub fn hash_password(password: &[u8], params: &PasswordParams) -> Result<String, PasswordError> {
+    let argon = params.argon2()?;
+    let mut salt = [0u8; 16];
+    OsRng.fill_bytes(&mut salt);
+    let salt = SaltString::encode_b64(&salt).map_err(|e| PasswordError::Hash(e.to_string()))?;
+    let hash = argon
+        .hash_password(password, &salt)
+        .map_err(|e| PasswordError::Hash(e.to_string()))?;
+    Ok(hash.to_string())
+}
+
+/// Checks `password` against a stored PHC string, in constant time over the hash output.
+///
+/// Returns `Ok(false)` for a wrong password and an error only when the stored string is
+/// unusable. Any argon2 variant is accepted (older hashes stay valid); see [`needs_rehash`].
+#[must_use = "a password check that is not looked at checks nothing"]
+pub fn verify_password(password: &[u8], phc: &str) -> Result<bool, PasswordError> {
+    let parsed = parse_argon2(phc)?;
+    // `Argon2::default()` takes algorithm, version and parameters from the PHC string;
+    // the output comparison inside `verify_password` is constant time.
+    match Argon2::default().verify_password(password, &parsed) {
+        Ok(()) => Ok(true),
+        Err(argon2::password_hash::Error::Password) => Ok(false),
+        Err(e) => Err(PasswordError::Malformed(e.to_string())),
+    }
+}
+
+/// Spends the same time as a [`verify_password`] with `params` and always returns `false`.
+///
+/// Call it when the account does not exist (or has no local password), so that the time a
+/// login takes does not tell whether a user name exists.
+pub fn verify_dummy(password: &[u8], params: &PasswordParams) -> bool {
+    if let Ok(argon) = params.argon2() {
+        let salt = SaltString::encode_b64(&[0u8; 16]).expect("16 bytes is a valid salt");
+        let _ = argon.hash_password(password, &salt);
+    }
+    false
+}
+
+/// Whether a stored hash should be replaced (after a successful login) because it was not
+/// made with argon2id, version 0x13 and exactly `params`. A malformed hash needs a rehash.
+pub fn needs_rehash(phc: &str, params: &PasswordParams) -> bool {
+    let Ok(parsed) = parse_argon2(phc) else {
+        return true;
+    };
+    if parsed.algorithm != Algorithm::Argon2id.ident() || parsed.version != Some(0x13) {
+        return true;
+    }
+    let Ok(stored) = Params::try_from(&parsed) else {
+        return true;
+    };
+    stored.m_cost() != params.memory_kib
+        || stored.t_cost() != params.iterations
+        || stored.p_cost() != params.parallelism
+        || parsed.hash.map(|h| h.len()) != Some(Params::DEFAULT_OUTPUT_LEN)
+}
+
+fn parse_argon2(phc: &str) -> Result<PasswordHash<'_>, PasswordError> {
+    let parsed = PasswordHash::new(phc).map_err(|e| PasswordError::Malformed(e.to_string()))?;
+    if Algorithm::try_from(parsed.algorithm).is_err() {
+        return Err(PasswordError::Malformed(format!(
+            "not an argon2 hash: {}",
+            parsed.algorithm
+        )));
+    }
+    if parsed.hash.is_none() || parsed.salt.is_none() {
+        return Err(PasswordError::Malformed("no salt or no hash".into()));
+    }
+    Ok(parsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fast() -> PasswordParams {
+        PasswordParams::insecure_fast_for_tests()
+    }
+
+    #[test]
+    fn round_trip() {
+        let phc = hash_password(b"correct horse", &fast()).unwrap();
+        assert!(phc.starts_with("$argon2id$v=19$m=8,t=1,p=1$"), "{phc}");
+        assert!(verify_password(b"correct horse", &phc).unwrap());
+        assert!(!needs_rehash(&phc, &fast()));
+    }
+
+    #[test]
+    fn default_params_round_trip() {
+        let phc = hash_password(b"s3cret", &PasswordParams::default()).unwrap();
+        assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
+        assert!(verify_password(b"s3cret", &phc).unwrap());
+    }
+
+    #[test]
+    fn wrong_password() {
+        let phc = hash_password(b"correct horse", &fast()).unwrap();
+        assert!(!verify_password(b"correct horsf", &phc).unwrap());
+        assert!(!verify_password(b"", &phc).unwrap());
+    }
+
+    #[test]
+    fn salts_differ() {
+        let a = hash_password(b"pw", &fast()).unwrap();
+        let b = hash_password(b"pw", &fast()).unwrap();
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn malformed_phc() {
+        for bad in [
+            "",
+            "plaintext",
+            "$argon2id$",
+            "$argon2id$v=19$m=8,t=1,p=1$",
+            "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ",
+            "$pbkdf2-sha256$i=1000$c2FsdHNhbHQ$aGFzaA",
+            "$argon2id$v=19$m=x,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo",
+        ] {
+            assert!(
+                matches!(
+                    verify_password(b"pw", bad),
+                    Err(PasswordError::Malformed(_))
+                ),
+                "{bad:?}"
+            );
+            assert!(needs_rehash(bad, &fast()), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn rehash_when_params_change() {
+        let phc = hash_password(b"pw", &fast()).unwrap();
+        let stronger = PasswordParams {
+            iterations: 2,
+            ..fast()
+        };
+        assert!(needs_rehash(&phc, &stronger));
+        // An argon2i hash still verifies but asks for a rehash.
+        let argon2i = Argon2::new(
+            Algorithm::Argon2i,
+            Version::V0x13,
+            Params::new(8, 1, 1, None).unwrap(),
+        );
+        let salt = SaltString::encode_b64(&[7u8; 16]).unwrap();
+        let old = argon2i.hash_password(b"pw", &salt).unwrap().to_string();
+        assert!(verify_password(b"pw", &old).unwrap());
+        assert!(needs_rehash(&old, &fast()));
+    }
+
+    #[test]
+    fn invalid_params_refused() {
+        let p = PasswordParams {
+            memory_kib: 1,
+            ..fast()
+        };
+        assert!(matches!(
+            hash_password(b"pw", &p),
+            Err(PasswordError::Params(_))
+        ));
+        assert!(!verify_dummy(b"pw", &fast()));
+    }
+}

@@ -24,6 +24,7 @@ pub mod conformance;
 mod convert;
 pub mod postgres;
 pub mod sqlite;
+mod sqlite_fast;
 
 pub use postgres::PgMetaStore;
 pub use sqlite::SqliteMetaStore;

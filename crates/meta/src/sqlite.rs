@@ -18,11 +18,13 @@
 use crate::convert::{
     first_missing, from_db, json_array, now_ms, stored_digest, stored_repo, to_db,
 };
+use crate::sqlite_fast::FastReads;
 use crate::{ManifestRecord, MetaError, MetaStore, NewManifest, Referrer, UploadRecord};
 use async_trait::async_trait;
 use berth_oci::{Digest, RepoName, Tag};
 use bytes::Bytes;
 use futures::future::BoxFuture;
+use rusqlite::OptionalExtension;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
@@ -32,6 +34,7 @@ use sqlx::Connection;
 use std::collections::HashSet;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
@@ -55,6 +58,8 @@ pub struct SqliteMetaStore {
     write: SqlitePool,
     /// The writer task's queue.
     writes: mpsc::Sender<Box<dyn Pending>>,
+    /// Hot-path reads on the calling thread (file databases only).
+    fast: Option<Arc<FastReads>>,
 }
 
 impl SqliteMetaStore {
@@ -80,7 +85,9 @@ impl SqliteMetaStore {
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(common)
             .await?;
-        Ok(Self::with_pools(read, write))
+        let mut store = Self::with_pools(read, write);
+        store.fast = Some(Arc::new(FastReads::new(path)));
+        Ok(store)
     }
 
     /// A private in-memory database, for tests. One connection serves reads and writes
@@ -99,6 +106,7 @@ impl SqliteMetaStore {
             read,
             write,
             writes,
+            fast: None,
         }
     }
 
@@ -349,6 +357,22 @@ async fn insert_link(
     Ok(())
 }
 
+const REPO_EXISTS: &str = "SELECT 1 FROM repositories WHERE name = ?1";
+const CATALOG_AFTER: &str = "SELECT name FROM repositories WHERE name > ?1 ORDER BY name LIMIT ?2";
+const CATALOG_FIRST: &str = "SELECT name FROM repositories ORDER BY name LIMIT ?1";
+const MANIFEST_GET: &str = "SELECT m.media_type, m.bytes FROM repositories r \
+     JOIN manifests m ON m.repo_id = r.id \
+     WHERE r.name = ?1 AND m.digest = ?2";
+const MANIFEST_BY_TAG: &str = "SELECT m.digest, m.media_type, m.bytes FROM repositories r \
+     JOIN tags t ON t.repo_id = r.id \
+     JOIN manifests m ON m.repo_id = t.repo_id AND m.digest = t.manifest \
+     WHERE r.name = ?1 AND t.name = ?2";
+const TAGS_AFTER: &str = "SELECT t.name FROM repositories r \
+     LEFT JOIN tags t ON t.repo_id = r.id AND t.name > ?2 \
+     WHERE r.name = ?1 ORDER BY t.name LIMIT ?3";
+const TAGS_FIRST: &str = "SELECT t.name FROM repositories r \
+     LEFT JOIN tags t ON t.repo_id = r.id \
+     WHERE r.name = ?1 ORDER BY t.name LIMIT ?2";
 const BLOB_IN_REPO: &str = "SELECT b.size FROM repositories r \
      JOIN repo_blobs rb ON rb.repo_id = r.id \
      JOIN blobs b ON b.digest = rb.digest \
@@ -561,7 +585,10 @@ impl MetaStore for SqliteMetaStore {
     }
 
     async fn repo_exists(&self, repo: &RepoName) -> Result<bool, MetaError> {
-        let row: Option<i64> = sqlx::query_scalar("SELECT 1 FROM repositories WHERE name = ?1")
+        if let Some(fast) = &self.fast {
+            return fast.with(|c| c.prepare_cached(REPO_EXISTS)?.exists([repo.as_str()]));
+        }
+        let row: Option<i64> = sqlx::query_scalar(REPO_EXISTS)
             .bind(repo.as_str())
             .fetch_optional(&self.read)
             .await?;
@@ -570,14 +597,23 @@ impl MetaStore for SqliteMetaStore {
 
     async fn catalog(&self, last: Option<&str>, n: u32) -> Result<Vec<String>, MetaError> {
         // Two statements rather than `?1 IS NULL OR name > ?1`, so both are index range scans.
+        if let Some(fast) = &self.fast {
+            return fast.with(|c| match last {
+                Some(last) => c
+                    .prepare_cached(CATALOG_AFTER)?
+                    .query_map((last, i64::from(n)), |r| r.get(0))?
+                    .collect(),
+                None => c
+                    .prepare_cached(CATALOG_FIRST)?
+                    .query_map([i64::from(n)], |r| r.get(0))?
+                    .collect(),
+            });
+        }
         let q = match last {
-            Some(last) => sqlx::query_scalar(
-                "SELECT name FROM repositories WHERE name > ?1 ORDER BY name LIMIT ?2",
-            )
-            .bind(last)
-            .bind(i64::from(n)),
-            None => sqlx::query_scalar("SELECT name FROM repositories ORDER BY name LIMIT ?1")
+            Some(last) => sqlx::query_scalar(CATALOG_AFTER)
+                .bind(last)
                 .bind(i64::from(n)),
+            None => sqlx::query_scalar(CATALOG_FIRST).bind(i64::from(n)),
         };
         Ok(q.fetch_all(&self.read).await?)
     }
@@ -587,11 +623,20 @@ impl MetaStore for SqliteMetaStore {
         repo: &RepoName,
         digest: &Digest,
     ) -> Result<Option<u64>, MetaError> {
-        let size: Option<i64> = sqlx::query_scalar(BLOB_IN_REPO)
-            .bind(repo.as_str())
-            .bind(digest.as_str())
-            .fetch_optional(&self.read)
-            .await?;
+        let size: Option<i64> = match &self.fast {
+            Some(fast) => fast.with(|c| {
+                c.prepare_cached(BLOB_IN_REPO)?
+                    .query_row((repo.as_str(), digest.as_str()), |r| r.get(0))
+                    .optional()
+            })?,
+            None => {
+                sqlx::query_scalar(BLOB_IN_REPO)
+                    .bind(repo.as_str())
+                    .bind(digest.as_str())
+                    .fetch_optional(&self.read)
+                    .await?
+            }
+        };
         size.map(|s| from_db(s, "blob size")).transpose()
     }
 
@@ -735,15 +780,22 @@ impl MetaStore for SqliteMetaStore {
         repo: &RepoName,
         digest: &Digest,
     ) -> Result<Option<ManifestRecord>, MetaError> {
-        let row: Option<(String, Vec<u8>)> = sqlx::query_as(
-            "SELECT m.media_type, m.bytes FROM repositories r \
-             JOIN manifests m ON m.repo_id = r.id \
-             WHERE r.name = ?1 AND m.digest = ?2",
-        )
-        .bind(repo.as_str())
-        .bind(digest.as_str())
-        .fetch_optional(&self.read)
-        .await?;
+        let row: Option<(String, Vec<u8>)> = match &self.fast {
+            Some(fast) => fast.with(|c| {
+                c.prepare_cached(MANIFEST_GET)?
+                    .query_row((repo.as_str(), digest.as_str()), |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })
+                    .optional()
+            })?,
+            None => {
+                sqlx::query_as(MANIFEST_GET)
+                    .bind(repo.as_str())
+                    .bind(digest.as_str())
+                    .fetch_optional(&self.read)
+                    .await?
+            }
+        };
         Ok(row.map(|(media_type, bytes)| manifest_record(digest.clone(), media_type, bytes)))
     }
 
@@ -752,16 +804,22 @@ impl MetaStore for SqliteMetaStore {
         repo: &RepoName,
         tag: &Tag,
     ) -> Result<Option<ManifestRecord>, MetaError> {
-        let row: Option<(String, String, Vec<u8>)> = sqlx::query_as(
-            "SELECT m.digest, m.media_type, m.bytes FROM repositories r \
-             JOIN tags t ON t.repo_id = r.id \
-             JOIN manifests m ON m.repo_id = t.repo_id AND m.digest = t.manifest \
-             WHERE r.name = ?1 AND t.name = ?2",
-        )
-        .bind(repo.as_str())
-        .bind(tag.as_str())
-        .fetch_optional(&self.read)
-        .await?;
+        let row: Option<(String, String, Vec<u8>)> = match &self.fast {
+            Some(fast) => fast.with(|c| {
+                c.prepare_cached(MANIFEST_BY_TAG)?
+                    .query_row((repo.as_str(), tag.as_str()), |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    })
+                    .optional()
+            })?,
+            None => {
+                sqlx::query_as(MANIFEST_BY_TAG)
+                    .bind(repo.as_str())
+                    .bind(tag.as_str())
+                    .fetch_optional(&self.read)
+                    .await?
+            }
+        };
         row.map(|(d, media_type, bytes)| Ok(manifest_record(stored_digest(&d)?, media_type, bytes)))
             .transpose()
     }
@@ -811,24 +869,33 @@ impl MetaStore for SqliteMetaStore {
         // tag means a repository without (further) tags. At least one row is asked for so
         // that n = 0 still tells the two apart.
         let limit = i64::from(n.max(1));
-        let q = match last {
-            Some(last) => sqlx::query_scalar(
-                "SELECT t.name FROM repositories r \
-                 LEFT JOIN tags t ON t.repo_id = r.id AND t.name > ?2 \
-                 WHERE r.name = ?1 ORDER BY t.name LIMIT ?3",
-            )
-            .bind(repo.as_str())
-            .bind(last)
-            .bind(limit),
-            None => sqlx::query_scalar(
-                "SELECT t.name FROM repositories r \
-                 LEFT JOIN tags t ON t.repo_id = r.id \
-                 WHERE r.name = ?1 ORDER BY t.name LIMIT ?2",
-            )
-            .bind(repo.as_str())
-            .bind(limit),
+        let rows: Vec<Option<String>> = match (&self.fast, last) {
+            (Some(fast), Some(last)) => fast.with(|c| {
+                c.prepare_cached(TAGS_AFTER)?
+                    .query_map((repo.as_str(), last, limit), |r| r.get(0))?
+                    .collect()
+            })?,
+            (Some(fast), None) => fast.with(|c| {
+                c.prepare_cached(TAGS_FIRST)?
+                    .query_map((repo.as_str(), limit), |r| r.get(0))?
+                    .collect()
+            })?,
+            (None, Some(last)) => {
+                sqlx::query_scalar(TAGS_AFTER)
+                    .bind(repo.as_str())
+                    .bind(last)
+                    .bind(limit)
+                    .fetch_all(&self.read)
+                    .await?
+            }
+            (None, None) => {
+                sqlx::query_scalar(TAGS_FIRST)
+                    .bind(repo.as_str())
+                    .bind(limit)
+                    .fetch_all(&self.read)
+                    .await?
+            }
         };
-        let rows: Vec<Option<String>> = q.fetch_all(&self.read).await?;
         if rows.is_empty() {
             return Ok(None);
         }

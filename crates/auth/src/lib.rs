@@ -6,6 +6,8 @@
 //! Modules:
 //! - [`password`]: argon2id hashes of local passwords (PHC strings), rehash detection.
 //! - [`scope`]: the `type:name:actions` scopes a client asks the token endpoint for.
+//! - [`token`]: the ES256 registry bearer token (JWT), its signing keys and verification.
 
 pub mod password;
 pub mod scope;
+pub mod token;

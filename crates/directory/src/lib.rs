@@ -1,3 +1,20 @@
 //! The company directory (LDAP or Active Directory): a client that binds, authenticates
 //! users and reads users and groups, and a pure sync plan that compares a directory
 //! snapshot with Berth's accounts and team memberships.
+//!
+//! Modules:
+//! - [`config`]: [`DirectoryConfig`], what to connect to and how to read it, with the
+//!   group-to-team mapping ([`SyncPolicy`]).
+//! - [`snapshot`]: [`DirectorySnapshot`], users and groups as read at one moment.
+//! - [`sync`]: [`plan`], the pure diff from a snapshot to account and team changes.
+
+pub mod config;
+pub mod snapshot;
+pub mod sync;
+
+pub use config::{
+    ConfigError, CreateUsers, DirectoryConfig, GroupMapping, MembershipMode, Secret, SyncPolicy,
+    TeamRef, TlsConfig,
+};
+pub use snapshot::{DirectoryGroup, DirectorySnapshot, DirectoryUser};
+pub use sync::{plan, BerthUser, Membership, NewUser, Origin, SyncError, SyncPlan};

@@ -1,0 +1,627 @@
+//! The directory sync as a pure function: from a directory snapshot, the sync policy and
+//! Berth's current accounts, the list of changes that makes Berth agree with the directory.
+//!
+//! The scheduled worker in `core` reads the snapshot (network), reads the accounts (metadata
+//! store), calls [`plan`] and applies the result in one transaction; nothing here does IO,
+//! so every rule is tested by tables and properties. The rules:
+//!
+//! - Local accounts are never changed, whatever the directory says; a directory user whose
+//!   name is taken by a local account is reported in [`SyncPlan::conflicts`].
+//! - A directory user is *eligible* when present, not disabled and, under
+//!   [`CreateUsers::MappedGroups`], in at least one mapped group. Eligible users without an
+//!   account are created; directory accounts of users that are not eligible (deleted,
+//!   disabled, out of every mapped group) are deactivated; inactive directory accounts of
+//!   eligible users are reactivated.
+//! - Team memberships are managed for mapped teams only and for directory accounts only: a
+//!   membership someone granted by hand in an unmapped team stays. An account that is not
+//!   eligible keeps no mapped team.
+//! - The plan of a state that already agrees with the snapshot is empty, so applying a plan
+//!   twice changes nothing the second time.
+//! - A snapshot with no user at all is refused while Berth has active directory accounts,
+//!   unless the policy allows it (see [`SyncPolicy::allow_empty_directory`]).
+
+use crate::config::{CreateUsers, SyncPolicy, TeamRef};
+use crate::snapshot::{DirectorySnapshot, DirectoryUser};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Where a Berth account comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Origin {
+    /// Created in Berth, with a Berth password. The sync never touches it.
+    Local,
+    /// Created by the directory sync; the directory decides whether it is active and which
+    /// mapped teams it is in.
+    Directory,
+}
+
+/// What the sync needs to know about one Berth account.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BerthUser {
+    /// The account name (compared with directory usernames case-insensitively).
+    pub username: String,
+    /// Local or directory account.
+    pub origin: Origin,
+    /// Whether the account may log in and its tokens work.
+    pub active: bool,
+    /// Every team the account is in, mapped or not.
+    pub teams: BTreeSet<TeamRef>,
+}
+
+/// An account to create from the directory.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewUser {
+    /// The directory username (lowercased).
+    pub username: String,
+    /// The directory entry it comes from.
+    pub dn: String,
+    /// E-mail address from the directory.
+    pub email: Option<String>,
+    /// Display name from the directory.
+    pub full_name: Option<String>,
+}
+
+/// A user's membership of a team.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Membership {
+    /// The account name.
+    pub username: String,
+    /// The team.
+    pub team: TeamRef,
+}
+
+/// The changes that make Berth agree with the directory. Apply in this order: create,
+/// reactivate, deactivate, add memberships, remove memberships. Every list is sorted.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncPlan {
+    /// Accounts to create (origin directory, active, no team yet: their teams are in
+    /// `add_memberships`).
+    pub create: Vec<NewUser>,
+    /// Directory accounts to deactivate.
+    pub deactivate: Vec<String>,
+    /// Directory accounts to reactivate.
+    pub reactivate: Vec<String>,
+    /// Mapped-team memberships to add (including those of created accounts).
+    pub add_memberships: Vec<Membership>,
+    /// Mapped-team memberships to remove.
+    pub remove_memberships: Vec<Membership>,
+    /// Directory usernames that are local accounts in Berth and were therefore left alone.
+    /// A report for the administrator, not a change.
+    pub conflicts: Vec<String>,
+}
+
+impl SyncPlan {
+    /// Whether the plan changes nothing (conflicts are a report, not a change).
+    pub fn is_empty(&self) -> bool {
+        self.create.is_empty()
+            && self.deactivate.is_empty()
+            && self.reactivate.is_empty()
+            && self.add_memberships.is_empty()
+            && self.remove_memberships.is_empty()
+    }
+
+    /// Applies the plan to an in-memory list of accounts: the reference meaning of a plan,
+    /// which the metadata store's transaction must agree with.
+    pub fn apply(&self, users: &mut Vec<BerthUser>) {
+        for n in &self.create {
+            users.push(BerthUser {
+                username: n.username.clone(),
+                origin: Origin::Directory,
+                active: true,
+                teams: BTreeSet::new(),
+            });
+        }
+        fn find<'a>(users: &'a mut [BerthUser], name: &str) -> Option<&'a mut BerthUser> {
+            users.iter_mut().find(|u| {
+                u.origin == Origin::Directory && u.username.to_lowercase() == name.to_lowercase()
+            })
+        }
+        for name in &self.reactivate {
+            if let Some(u) = find(users, name) {
+                u.active = true;
+            }
+        }
+        for name in &self.deactivate {
+            if let Some(u) = find(users, name) {
+                u.active = false;
+            }
+        }
+        for m in &self.add_memberships {
+            if let Some(u) = find(users, &m.username) {
+                u.teams.insert(m.team.clone());
+            }
+        }
+        for m in &self.remove_memberships {
+            if let Some(u) = find(users, &m.username) {
+                u.teams.remove(&m.team);
+            }
+        }
+    }
+}
+
+/// Why no plan was made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SyncError {
+    /// The snapshot has no user while Berth has active directory accounts.
+    #[error("the directory returned no users while {active_directory_accounts} directory accounts are active; refusing to deactivate them all (set sync.allow_empty_directory to allow)")]
+    EmptyDirectory {
+        /// How many active directory accounts the plan would have deactivated.
+        active_directory_accounts: usize,
+    },
+}
+
+/// Computes the changes that make `current` agree with `snapshot` under `policy`.
+pub fn plan(
+    snapshot: &DirectorySnapshot,
+    policy: &SyncPolicy,
+    current: &[BerthUser],
+) -> Result<SyncPlan, SyncError> {
+    let active_directory_accounts = current
+        .iter()
+        .filter(|u| u.origin == Origin::Directory && u.active)
+        .count();
+    if snapshot.users.is_empty() && active_directory_accounts > 0 && !policy.allow_empty_directory {
+        return Err(SyncError::EmptyDirectory {
+            active_directory_accounts,
+        });
+    }
+
+    let mapped_teams: BTreeSet<&TeamRef> = policy.teams.iter().map(|m| &m.team).collect();
+    // username -> the mapped teams its groups grant
+    let mut granted: BTreeMap<String, BTreeSet<&TeamRef>> = BTreeMap::new();
+    for group in &snapshot.groups {
+        let teams: Vec<&TeamRef> = policy
+            .teams
+            .iter()
+            .filter(|m| m.matches(group))
+            .map(|m| &m.team)
+            .collect();
+        if teams.is_empty() {
+            continue;
+        }
+        for member in &group.members {
+            granted
+                .entry(member.to_lowercase())
+                .or_default()
+                .extend(teams.iter().copied());
+        }
+    }
+    let no_teams = BTreeSet::new();
+    let teams_of = |name: &str| granted.get(name).unwrap_or(&no_teams);
+
+    let mut directory: BTreeMap<String, &DirectoryUser> = BTreeMap::new();
+    for u in &snapshot.users {
+        directory.entry(u.username.to_lowercase()).or_insert(u);
+    }
+    let eligible = |name: &str| -> bool {
+        directory.get(name).is_some_and(|u| {
+            !u.disabled
+                && match policy.create_users {
+                    CreateUsers::All => true,
+                    CreateUsers::MappedGroups => !teams_of(name).is_empty(),
+                }
+        })
+    };
+    let accounts: BTreeMap<String, &BerthUser> = current
+        .iter()
+        .map(|u| (u.username.to_lowercase(), u))
+        .collect();
+
+    let mut out = SyncPlan::default();
+    for (name, du) in &directory {
+        match accounts.get(name) {
+            Some(account) if account.origin == Origin::Local => out.conflicts.push(name.clone()),
+            Some(_) => {}
+            None if eligible(name) => {
+                out.create.push(NewUser {
+                    username: name.clone(),
+                    dn: du.dn.clone(),
+                    email: du.email.clone(),
+                    full_name: du.full_name.clone(),
+                });
+                for team in teams_of(name) {
+                    out.add_memberships.push(Membership {
+                        username: name.clone(),
+                        team: (*team).clone(),
+                    });
+                }
+            }
+            None => {}
+        }
+    }
+    for (name, account) in &accounts {
+        if account.origin != Origin::Directory {
+            continue;
+        }
+        let keep = eligible(name);
+        if keep && !account.active {
+            out.reactivate.push(account.username.clone());
+        }
+        if !keep && account.active {
+            out.deactivate.push(account.username.clone());
+        }
+        let wanted: &BTreeSet<&TeamRef> = if keep { teams_of(name) } else { &no_teams };
+        for team in wanted {
+            if !account.teams.contains(*team) {
+                out.add_memberships.push(Membership {
+                    username: account.username.clone(),
+                    team: (*team).clone(),
+                });
+            }
+        }
+        for team in &account.teams {
+            if mapped_teams.contains(team) && !wanted.contains(team) {
+                out.remove_memberships.push(Membership {
+                    username: account.username.clone(),
+                    team: team.clone(),
+                });
+            }
+        }
+    }
+    out.add_memberships.sort();
+    out.remove_memberships.sort();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::GroupMapping;
+    use crate::snapshot::DirectoryGroup;
+    use proptest::prelude::*;
+
+    fn team(s: &str) -> TeamRef {
+        TeamRef::parse(s).unwrap()
+    }
+
+    fn duser(name: &str, disabled: bool) -> DirectoryUser {
+        DirectoryUser {
+            dn: format!("uid={name},ou=people,dc=example,dc=org"),
+            username: name.to_string(),
+            email: Some(format!("{name}@example.org")),
+            full_name: None,
+            disabled,
+        }
+    }
+
+    fn group(name: &str, members: &[&str]) -> DirectoryGroup {
+        DirectoryGroup {
+            dn: format!("cn={name},ou=groups,dc=example,dc=org"),
+            name: name.to_string(),
+            members: members.iter().map(|m| m.to_string()).collect(),
+        }
+    }
+
+    fn account(name: &str, origin: Origin, active: bool, teams: &[&str]) -> BerthUser {
+        BerthUser {
+            username: name.to_string(),
+            origin,
+            active,
+            teams: teams.iter().map(|t| team(t)).collect(),
+        }
+    }
+
+    fn policy(create_users: CreateUsers) -> SyncPolicy {
+        SyncPolicy {
+            create_users,
+            teams: vec![
+                GroupMapping {
+                    group: "developers".into(),
+                    team: team("acme/devs"),
+                },
+                GroupMapping {
+                    group: "cn=admins,ou=groups,dc=example,dc=org".into(),
+                    team: team("acme/admins"),
+                },
+            ],
+            allow_empty_directory: false,
+        }
+    }
+
+    /// The sample directory: alice in developers and admins, bob in developers, carol in
+    /// admins, dave in no group, eve disabled in developers.
+    fn sample() -> DirectorySnapshot {
+        DirectorySnapshot {
+            users: vec![
+                duser("alice", false),
+                duser("bob", false),
+                duser("carol", false),
+                duser("dave", false),
+                duser("eve", true),
+            ],
+            groups: vec![
+                group("developers", &["alice", "bob", "eve"]),
+                group("admins", &["alice", "carol"]),
+                group("unmapped", &["dave"]),
+            ],
+        }
+    }
+
+    fn m(user: &str, t: &str) -> Membership {
+        Membership {
+            username: user.into(),
+            team: team(t),
+        }
+    }
+
+    fn names(v: &[NewUser]) -> Vec<&str> {
+        v.iter().map(|n| n.username.as_str()).collect()
+    }
+
+    struct Case {
+        name: &'static str,
+        create_users: CreateUsers,
+        current: Vec<BerthUser>,
+        create: Vec<&'static str>,
+        deactivate: Vec<&'static str>,
+        reactivate: Vec<&'static str>,
+        add: Vec<Membership>,
+        remove: Vec<Membership>,
+        conflicts: Vec<&'static str>,
+    }
+
+    fn case(name: &'static str, create_users: CreateUsers, current: Vec<BerthUser>) -> Case {
+        Case {
+            name,
+            create_users,
+            current,
+            create: vec![],
+            deactivate: vec![],
+            reactivate: vec![],
+            add: vec![],
+            remove: vec![],
+            conflicts: vec![],
+        }
+    }
+
+    fn synced() -> Vec<BerthUser> {
+        vec![
+            account(
+                "alice",
+                Origin::Directory,
+                true,
+                &["acme/devs", "acme/admins"],
+            ),
+            account("bob", Origin::Directory, true, &["acme/devs"]),
+            account("carol", Origin::Directory, true, &["acme/admins"]),
+        ]
+    }
+
+    #[test]
+    fn table() {
+        use CreateUsers::*;
+        use Origin::*;
+        let cases = vec![
+            Case {
+                create: vec!["alice", "bob", "carol"],
+                add: vec![
+                    m("alice", "acme/admins"),
+                    m("alice", "acme/devs"),
+                    m("bob", "acme/devs"),
+                    m("carol", "acme/admins"),
+                ],
+                ..case("empty berth, mapped groups only", MappedGroups, vec![])
+            },
+            Case {
+                create: vec!["alice", "bob", "carol", "dave"],
+                add: vec![
+                    m("alice", "acme/admins"),
+                    m("alice", "acme/devs"),
+                    m("bob", "acme/devs"),
+                    m("carol", "acme/admins"),
+                ],
+                ..case("empty berth, all users", All, vec![])
+            },
+            case("already synced", MappedGroups, synced()),
+            Case {
+                conflicts: vec!["bob"],
+                ..case(
+                    "local account with a directory name is left alone",
+                    MappedGroups,
+                    vec![
+                        account("alice", Directory, true, &["acme/devs", "acme/admins"]),
+                        account("bob", Local, false, &["acme/admins"]),
+                        account("carol", Directory, true, &["acme/admins"]),
+                    ],
+                )
+            },
+            Case {
+                deactivate: vec!["frank"],
+                remove: vec![m("frank", "acme/devs")],
+                ..case("user gone from the directory", MappedGroups, {
+                    let mut s = synced();
+                    s.push(account(
+                        "frank",
+                        Directory,
+                        true,
+                        &["acme/devs", "other/team"],
+                    ));
+                    s
+                })
+            },
+            Case {
+                deactivate: vec!["eve"],
+                remove: vec![m("eve", "acme/devs")],
+                ..case("user disabled in the directory", MappedGroups, {
+                    let mut s = synced();
+                    s.push(account("eve", Directory, true, &["acme/devs"]));
+                    s
+                })
+            },
+            Case {
+                deactivate: vec!["dave"],
+                ..case("user in no mapped group", MappedGroups, {
+                    let mut s = synced();
+                    s.push(account("dave", Directory, true, &[]));
+                    s
+                })
+            },
+            case("user in no mapped group, all users synced", All, {
+                let mut s = synced();
+                s.push(account("dave", Directory, true, &[]));
+                s
+            }),
+            Case {
+                reactivate: vec!["bob"],
+                ..case(
+                    "returning user is reactivated",
+                    MappedGroups,
+                    vec![
+                        account("alice", Directory, true, &["acme/devs", "acme/admins"]),
+                        account("bob", Directory, false, &["acme/devs"]),
+                        account("carol", Directory, true, &["acme/admins"]),
+                    ],
+                )
+            },
+            Case {
+                add: vec![m("bob", "acme/devs"), m("carol", "acme/admins")],
+                remove: vec![m("bob", "acme/admins")],
+                ..case(
+                    "memberships follow the groups, unmapped teams stay",
+                    MappedGroups,
+                    vec![
+                        account("alice", Directory, true, &["acme/devs", "acme/admins"]),
+                        account("bob", Directory, true, &["acme/admins", "other/x"]),
+                        account("carol", Directory, true, &["other/y"]),
+                    ],
+                )
+            },
+            Case {
+                conflicts: vec!["alice"],
+                ..case(
+                    "usernames compare case-insensitively",
+                    MappedGroups,
+                    vec![
+                        account("Alice", Local, true, &[]),
+                        account("BOB", Directory, true, &["acme/devs"]),
+                        account("carol", Directory, true, &["acme/admins"]),
+                    ],
+                )
+            },
+        ];
+        for c in cases {
+            let got = plan(&sample(), &policy(c.create_users), &c.current).unwrap();
+            assert_eq!(names(&got.create), c.create, "{}: create", c.name);
+            assert_eq!(got.deactivate, c.deactivate, "{}: deactivate", c.name);
+            assert_eq!(got.reactivate, c.reactivate, "{}: reactivate", c.name);
+            assert_eq!(got.add_memberships, c.add, "{}: add", c.name);
+            assert_eq!(got.remove_memberships, c.remove, "{}: remove", c.name);
+            assert_eq!(got.conflicts, c.conflicts, "{}: conflicts", c.name);
+            // Applying the plan reaches a state whose plan is empty.
+            let mut state = c.current.clone();
+            got.apply(&mut state);
+            let again = plan(&sample(), &policy(c.create_users), &state).unwrap();
+            assert!(again.is_empty(), "{}: second plan {again:?}", c.name);
+        }
+    }
+
+    #[test]
+    fn empty_directory_is_refused_unless_allowed() {
+        let empty = DirectorySnapshot::default();
+        let err = plan(&empty, &policy(CreateUsers::MappedGroups), &synced()).unwrap_err();
+        assert_eq!(
+            err,
+            SyncError::EmptyDirectory {
+                active_directory_accounts: 3
+            }
+        );
+        let mut p = policy(CreateUsers::MappedGroups);
+        p.allow_empty_directory = true;
+        let got = plan(&empty, &p, &synced()).unwrap();
+        assert_eq!(got.deactivate, ["alice", "bob", "carol"]);
+        // Nothing to lose: an empty directory with no directory accounts is fine.
+        let locals = [account("root", Origin::Local, true, &[])];
+        assert!(plan(&empty, &policy(CreateUsers::All), &locals)
+            .unwrap()
+            .is_empty());
+    }
+
+    const NAMES: &[&str] = &["alice", "bob", "carol", "dave", "eve", "frank"];
+    const TEAMS: &[&str] = &["acme/devs", "acme/admins", "other/x"];
+
+    fn arb_snapshot() -> impl Strategy<Value = DirectorySnapshot> {
+        let users = proptest::sample::subsequence(NAMES, 0..=NAMES.len())
+            .prop_flat_map(|names| {
+                let n = names.len();
+                (Just(names), proptest::collection::vec(any::<bool>(), n))
+            })
+            .prop_map(|(names, disabled)| {
+                names
+                    .iter()
+                    .zip(disabled)
+                    .map(|(n, d)| duser(n, d))
+                    .collect::<Vec<_>>()
+            });
+        let groups =
+            proptest::collection::vec(proptest::sample::subsequence(NAMES, 0..=NAMES.len()), 3)
+                .prop_map(|members| {
+                    ["developers", "admins", "unmapped"]
+                        .iter()
+                        .zip(members)
+                        .map(|(g, ms)| group(g, &ms))
+                        .collect::<Vec<_>>()
+                });
+        (users, groups).prop_map(|(users, groups)| DirectorySnapshot { users, groups })
+    }
+
+    fn arb_accounts() -> impl Strategy<Value = Vec<BerthUser>> {
+        proptest::collection::btree_map(
+            proptest::sample::select(NAMES),
+            (
+                any::<bool>(),
+                any::<bool>(),
+                proptest::sample::subsequence(TEAMS, 0..=TEAMS.len()),
+            ),
+            0..=NAMES.len(),
+        )
+        .prop_map(|m| {
+            m.into_iter()
+                .map(|(name, (local, active, teams))| {
+                    let origin = if local {
+                        Origin::Local
+                    } else {
+                        Origin::Directory
+                    };
+                    account(name, origin, active, &teams)
+                })
+                .collect()
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn local_accounts_never_change(
+            snapshot in arb_snapshot(),
+            current in arb_accounts(),
+            all in any::<bool>(),
+            allow_empty in any::<bool>(),
+        ) {
+            let mut p = policy(if all { CreateUsers::All } else { CreateUsers::MappedGroups });
+            p.allow_empty_directory = allow_empty;
+            let Ok(got) = plan(&snapshot, &p, &current) else { return Ok(()) };
+            let locals: BTreeSet<String> = current
+                .iter()
+                .filter(|u| u.origin == Origin::Local)
+                .map(|u| u.username.to_lowercase())
+                .collect();
+            let changed = got.create.iter().map(|n| &n.username)
+                .chain(&got.deactivate)
+                .chain(&got.reactivate)
+                .chain(got.add_memberships.iter().map(|m| &m.username))
+                .chain(got.remove_memberships.iter().map(|m| &m.username));
+            for name in changed {
+                prop_assert!(!locals.contains(&name.to_lowercase()), "{name} is local: {got:?}");
+            }
+            // And applying the plan leaves every local account exactly as it was, and
+            // reaches a fixed point.
+            let mut state = current.clone();
+            got.apply(&mut state);
+            for before in current.iter().filter(|u| u.origin == Origin::Local) {
+                prop_assert!(state.contains(before));
+            }
+            let again = plan(&snapshot, &p, &state).unwrap();
+            prop_assert!(again.is_empty(), "second plan {again:?}");
+        }
+    }
+}

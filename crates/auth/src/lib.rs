@@ -7,7 +7,9 @@
 //! - [`password`]: argon2id hashes of local passwords (PHC strings), rehash detection.
 //! - [`scope`]: the `type:name:actions` scopes a client asks the token endpoint for.
 //! - [`token`]: the ES256 registry bearer token (JWT), its signing keys and verification.
+//! - [`secret`]: access and refresh tokens, shown once and stored as a hash.
 
 pub mod password;
 pub mod scope;
+pub mod secret;
 pub mod token;

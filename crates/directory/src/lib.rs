@@ -7,11 +7,15 @@
 //!   group-to-team mapping ([`SyncPolicy`]).
 //! - [`snapshot`]: [`DirectorySnapshot`], users and groups as read at one moment.
 //! - [`sync`]: [`plan`], the pure diff from a snapshot to account and team changes.
+//! - [`client`]: [`DirectoryClient`], the LDAP client (ldap3 over rustls) that logs users
+//!   in and reads snapshots, with errors that tell an unreachable directory from a refusal.
 
+pub mod client;
 pub mod config;
 pub mod snapshot;
 pub mod sync;
 
+pub use client::{DirectoryClient, DirectoryError};
 pub use config::{
     ConfigError, CreateUsers, DirectoryConfig, GroupMapping, MembershipMode, Secret, SyncPolicy,
     TeamRef, TlsConfig,

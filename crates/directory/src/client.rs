@@ -1,0 +1,618 @@
+//! The network side: an async LDAP client (ldap3 over rustls, ring provider) that
+//! authenticates a user by search-then-bind and reads a [`DirectorySnapshot`].
+//!
+//! Every call opens its own connection and binds as the service account first: the
+//! directory is consulted at login and by a scheduled sync, neither of which is hot enough
+//! to need a pool, and a fresh connection never carries a previous user's bind. Errors say
+//! whether the directory could not be reached ([`DirectoryError::is_unreachable`]), so a
+//! sync leaves access as it was, or whether the directory answered no.
+
+use crate::config::{ConfigError, DirectoryConfig, MembershipMode, TlsConfig};
+use crate::snapshot::{normalize_dn, DirectoryGroup, DirectorySnapshot, DirectoryUser};
+use ldap3::adapters::{Adapter, EntriesOnly, PagedResults};
+use ldap3::{ldap_escape, Ldap, LdapConnAsync, LdapConnSettings, LdapError, Scope, SearchEntry};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+/// LDAP result code 49: invalidCredentials.
+const RC_INVALID_CREDENTIALS: u32 = 49;
+/// Result codes that mean the server cannot serve now: busy (51), unavailable (52), and the
+/// client-side codes for a lost server (81) and a timeout (85).
+const RC_UNAVAILABLE: &[u32] = &[51, 52, 81, 85];
+/// AD `userAccountControl` ACCOUNTDISABLE.
+const UAC_ACCOUNTDISABLE: i64 = 0x2;
+/// Page size for snapshot searches; AD's default MaxPageSize is 1000.
+const PAGE_SIZE: i32 = 500;
+
+/// What went wrong talking to the directory.
+#[derive(Debug, thiserror::Error)]
+pub enum DirectoryError {
+    /// The directory could not be reached or stopped answering (connection refused, DNS,
+    /// timeout, connection lost). A sync that gets this leaves access unchanged.
+    #[error("directory unreachable at {url}: {reason}")]
+    Unreachable {
+        /// The configured URL.
+        url: String,
+        /// What failed.
+        reason: String,
+    },
+    /// The TLS handshake failed (untrusted certificate, wrong name, protocol mismatch).
+    #[error("tls with the directory at {url} failed: {reason}")]
+    Tls {
+        /// The configured URL.
+        url: String,
+        /// What failed.
+        reason: String,
+    },
+    /// The service account's bind was refused: the configured bind DN or password is wrong.
+    #[error("the directory refused the service account bind (result code {code}): {message}")]
+    ServiceBindRefused {
+        /// LDAP result code.
+        code: u32,
+        /// The server's diagnostic message.
+        message: String,
+    },
+    /// The user exists but the password is wrong.
+    #[error("invalid credentials")]
+    BadCredentials,
+    /// No user entry has this username.
+    #[error("user not found in the directory")]
+    UserNotFound,
+    /// Several user entries have this username; logging in as either would be a guess.
+    #[error("the username matches {count} directory entries")]
+    AmbiguousUser {
+        /// How many entries matched.
+        count: usize,
+    },
+    /// An empty password was offered. Refused before any network traffic: an LDAP simple
+    /// bind with a DN and an empty password is an unauthenticated bind, which servers
+    /// accept without checking anything.
+    #[error("empty password refused")]
+    EmptyPassword,
+    /// The password is right but the account is disabled in the directory.
+    #[error("the directory account is disabled")]
+    AccountDisabled,
+    /// The directory answered an operation with an error.
+    #[error("directory {operation} failed (result code {code}): {message}")]
+    Operation {
+        /// Which operation.
+        operation: &'static str,
+        /// LDAP result code (0 when the failure was on the client side).
+        code: u32,
+        /// The server's diagnostic message or the client's error.
+        message: String,
+    },
+    /// The configuration cannot work (see [`DirectoryConfig::validate`]) or its CA file
+    /// cannot be read.
+    #[error("invalid directory configuration: {0}")]
+    Config(#[from] ConfigError),
+}
+
+impl DirectoryError {
+    /// Whether the directory could not be reached: the caller should keep existing access
+    /// and report the failure rather than act on an absence of data.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, DirectoryError::Unreachable { .. })
+    }
+
+    /// Whether this is a refused login (bad password, unknown, ambiguous or disabled user,
+    /// empty password). The HTTP layer answers all of these the same way, so that a caller
+    /// cannot tell which usernames exist.
+    pub fn is_login_refused(&self) -> bool {
+        matches!(
+            self,
+            DirectoryError::BadCredentials
+                | DirectoryError::UserNotFound
+                | DirectoryError::AmbiguousUser { .. }
+                | DirectoryError::EmptyPassword
+                | DirectoryError::AccountDisabled
+        )
+    }
+}
+
+/// A client for one configured directory. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct DirectoryClient {
+    config: Arc<DirectoryConfig>,
+    tls: Option<Arc<ClientConfig>>,
+}
+
+impl DirectoryClient {
+    /// Validates the configuration and prepares TLS (reads the CA file or the system trust
+    /// store, so call it at start-up or when settings change, not per request).
+    pub fn new(config: DirectoryConfig) -> Result<Self, DirectoryError> {
+        config.validate()?;
+        let tls = if config.uses_tls() {
+            Some(tls_config(&config.tls)?)
+        } else {
+            None
+        };
+        Ok(DirectoryClient {
+            config: Arc::new(config),
+            tls,
+        })
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &DirectoryConfig {
+        &self.config
+    }
+
+    /// Connects and binds as the service account: the "test connection" of the settings
+    /// page.
+    pub async fn check(&self) -> Result<(), DirectoryError> {
+        let mut ldap = self.service_connection().await?;
+        let _ = ldap.unbind().await;
+        Ok(())
+    }
+
+    /// Logs a user in: finds the entry whose username attribute equals `username` (with
+    /// the service account), then binds as that entry with `password`. Returns the user's
+    /// directory record.
+    pub async fn authenticate(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<DirectoryUser, DirectoryError> {
+        if password.is_empty() {
+            return Err(DirectoryError::EmptyPassword);
+        }
+        if username.is_empty() {
+            return Err(DirectoryError::UserNotFound);
+        }
+        let c = &self.config;
+        let filter = format!(
+            "(&{}({}={}))",
+            c.user_filter,
+            c.username_attribute,
+            ldap_escape(username)
+        );
+        let mut ldap = self.service_connection().await?;
+        let result = self
+            .timed(&mut ldap)
+            .search(
+                &c.user_base,
+                Scope::Subtree,
+                &filter,
+                self.user_attributes(),
+            )
+            .await
+            .map_err(|e| self.ldap_error("search", e))?;
+        let (entries, _) = result.success().map_err(|e| self.ldap_error("search", e))?;
+        let mut users: Vec<DirectoryUser> = entries
+            .into_iter()
+            .map(SearchEntry::construct)
+            .filter_map(|e| self.user_from_entry(e))
+            .collect();
+        let user = match users.len() {
+            0 => return Err(DirectoryError::UserNotFound),
+            1 => users.remove(0),
+            count => return Err(DirectoryError::AmbiguousUser { count }),
+        };
+        let bound = self.timed(&mut ldap).simple_bind(&user.dn, password).await;
+        let _ = ldap.unbind().await;
+        let result = bound.map_err(|e| self.ldap_error("bind", e))?;
+        match result.rc {
+            0 => {}
+            RC_INVALID_CREDENTIALS => {
+                tracing::info!(username = %user.username, "directory refused the password");
+                return Err(DirectoryError::BadCredentials);
+            }
+            _ => return Err(self.ldap_error("bind", LdapError::LdapResult { result })),
+        }
+        if user.disabled {
+            return Err(DirectoryError::AccountDisabled);
+        }
+        Ok(user)
+    }
+
+    /// Reads every user (user base and filter) and every group (group base and filter),
+    /// resolving membership by the configured mode. Member DNs that are not users of the
+    /// snapshot are left out. Searches are paged, so directories with a server-side size
+    /// limit (AD: 1000) are read whole.
+    pub async fn snapshot(&self) -> Result<DirectorySnapshot, DirectoryError> {
+        let c = &self.config;
+        let mut ldap = self.service_connection().await?;
+        let user_entries = self
+            .search_all(
+                &mut ldap,
+                &c.user_base,
+                &c.user_filter,
+                self.user_attributes(),
+            )
+            .await?;
+        let mut group_attrs = vec![c.group_name_attribute.clone()];
+        if c.membership == MembershipMode::GroupMember {
+            group_attrs.push(c.member_attribute.clone());
+        }
+        let group_entries = self
+            .search_all(&mut ldap, &c.group_base, &c.group_filter, group_attrs)
+            .await?;
+        let _ = ldap.unbind().await;
+
+        // normalised user DN -> username, and username -> normalised group DNs (memberOf)
+        let mut by_dn: BTreeMap<String, String> = BTreeMap::new();
+        let mut member_of: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let mut users: BTreeMap<String, DirectoryUser> = BTreeMap::new();
+        for entry in user_entries {
+            let groups: BTreeSet<String> = values(&entry, &c.member_of_attribute)
+                .iter()
+                .map(|dn| normalize_dn(dn))
+                .collect();
+            let Some(user) = self.user_from_entry(entry) else {
+                continue;
+            };
+            if let Some(other) = users.get(&user.username) {
+                tracing::warn!(username = %user.username, kept = %other.dn, ignored = %user.dn,
+                    "two directory entries have the same username; keeping the first");
+                continue;
+            }
+            by_dn.insert(normalize_dn(&user.dn), user.username.clone());
+            member_of.insert(user.username.clone(), groups);
+            users.insert(user.username.clone(), user);
+        }
+        let mut groups = Vec::new();
+        for entry in group_entries {
+            let dn_key = normalize_dn(&entry.dn);
+            let members: BTreeSet<String> = match c.membership {
+                MembershipMode::GroupMember => values(&entry, &c.member_attribute)
+                    .iter()
+                    .filter_map(|dn| by_dn.get(&normalize_dn(dn)).cloned())
+                    .collect(),
+                MembershipMode::UserMemberOf => member_of
+                    .iter()
+                    .filter(|(_, gs)| gs.contains(&dn_key))
+                    .map(|(u, _)| u.clone())
+                    .collect(),
+            };
+            let name = first(&entry, &c.group_name_attribute).unwrap_or_else(|| entry.dn.clone());
+            groups.push(DirectoryGroup {
+                dn: entry.dn,
+                name,
+                members,
+            });
+        }
+        groups.sort_by(|a, b| a.dn.cmp(&b.dn));
+        tracing::debug!(
+            users = users.len(),
+            groups = groups.len(),
+            "directory snapshot read"
+        );
+        Ok(DirectorySnapshot {
+            users: users.into_values().collect(),
+            groups,
+        })
+    }
+
+    fn user_attributes(&self) -> Vec<String> {
+        let c = &self.config;
+        let mut attrs = vec![c.username_attribute.clone()];
+        attrs.extend(c.email_attribute.clone());
+        attrs.extend(c.full_name_attribute.clone());
+        if c.ad_disabled_flag {
+            attrs.push("userAccountControl".into());
+        }
+        if c.membership == MembershipMode::UserMemberOf {
+            attrs.push(c.member_of_attribute.clone());
+        }
+        attrs
+    }
+
+    fn user_from_entry(&self, entry: SearchEntry) -> Option<DirectoryUser> {
+        let c = &self.config;
+        let Some(username) = first(&entry, &c.username_attribute) else {
+            tracing::warn!(dn = %entry.dn, attribute = %c.username_attribute,
+                "directory user has no username attribute; skipped");
+            return None;
+        };
+        let disabled = c.ad_disabled_flag
+            && first(&entry, "userAccountControl")
+                .and_then(|v| v.trim().parse::<i64>().ok())
+                .is_some_and(|uac| uac & UAC_ACCOUNTDISABLE != 0);
+        Some(DirectoryUser {
+            username: username.to_lowercase(),
+            email: c.email_attribute.as_ref().and_then(|a| first(&entry, a)),
+            full_name: c
+                .full_name_attribute
+                .as_ref()
+                .and_then(|a| first(&entry, a)),
+            disabled,
+            dn: entry.dn,
+        })
+    }
+
+    /// Sets the per-operation timeout for the next operation on `ldap`.
+    fn timed<'a>(&self, ldap: &'a mut Ldap) -> &'a mut Ldap {
+        ldap.with_timeout(self.config.operation_timeout())
+    }
+
+    async fn search_all(
+        &self,
+        ldap: &mut Ldap,
+        base: &str,
+        filter: &str,
+        attrs: Vec<String>,
+    ) -> Result<Vec<SearchEntry>, DirectoryError> {
+        let adapters: Vec<Box<dyn Adapter<_, _>>> = vec![
+            Box::new(EntriesOnly::new()),
+            Box::new(PagedResults::new(PAGE_SIZE)),
+        ];
+        let mut stream = self
+            .timed(ldap)
+            .streaming_search_with(adapters, base, Scope::Subtree, filter, attrs)
+            .await
+            .map_err(|e| self.ldap_error("search", e))?;
+        let mut entries = Vec::new();
+        while let Some(entry) = stream
+            .next()
+            .await
+            .map_err(|e| self.ldap_error("search", e))?
+        {
+            entries.push(SearchEntry::construct(entry));
+        }
+        stream
+            .finish()
+            .await
+            .success()
+            .map_err(|e| self.ldap_error("search", e))?;
+        Ok(entries)
+    }
+
+    /// Opens a connection (StartTLS when configured) and binds as the service account, or
+    /// stays anonymous when no bind DN is configured.
+    async fn service_connection(&self) -> Result<Ldap, DirectoryError> {
+        let c = &self.config;
+        let mut settings = LdapConnSettings::new()
+            .set_conn_timeout(c.connect_timeout())
+            .set_starttls(c.tls.starttls);
+        if let Some(tls) = &self.tls {
+            settings = settings.set_config(tls.clone());
+        }
+        // The connect timeout covers TCP, TLS and StartTLS; ldap3's own covers TCP only.
+        let connected = tokio::time::timeout(
+            c.connect_timeout(),
+            LdapConnAsync::with_settings(settings, &c.url),
+        )
+        .await
+        .map_err(|_| DirectoryError::Unreachable {
+            url: c.url.clone(),
+            reason: format!("no connection within {}s", c.connect_timeout_secs),
+        })?;
+        let (conn, mut ldap) = connected.map_err(|e| self.ldap_error("connect", e))?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.drive().await {
+                tracing::debug!(error = %e, "directory connection ended with an error");
+            }
+        });
+        if !c.bind_dn.is_empty() {
+            let result = self
+                .timed(&mut ldap)
+                .simple_bind(&c.bind_dn, c.bind_password.expose())
+                .await
+                .map_err(|e| self.ldap_error("bind", e))?;
+            if result.rc != 0 {
+                if RC_UNAVAILABLE.contains(&result.rc) {
+                    return Err(self.ldap_error("bind", LdapError::LdapResult { result }));
+                }
+                return Err(DirectoryError::ServiceBindRefused {
+                    code: result.rc,
+                    message: result.text,
+                });
+            }
+        }
+        Ok(ldap)
+    }
+
+    /// Sorts an ldap3 error into unreachable, TLS, configuration or operation failures.
+    fn ldap_error(&self, operation: &'static str, e: LdapError) -> DirectoryError {
+        let url = self.config.url.clone();
+        match e {
+            LdapError::Io { .. }
+            | LdapError::Timeout { .. }
+            | LdapError::EndOfStream
+            | LdapError::OpSend { .. }
+            | LdapError::ResultRecv { .. }
+            | LdapError::IdScrubSend { .. }
+            | LdapError::MiscSend { .. } => DirectoryError::Unreachable {
+                url,
+                reason: format!("{operation}: {e}"),
+            },
+            LdapError::Rustls { .. } | LdapError::DNSName { .. } => DirectoryError::Tls {
+                url,
+                reason: e.to_string(),
+            },
+            LdapError::UrlParsing { .. } | LdapError::UnknownScheme(_) => {
+                DirectoryError::Config(ConfigError::Invalid(e.to_string()))
+            }
+            LdapError::LdapResult { result } if RC_UNAVAILABLE.contains(&result.rc) => {
+                DirectoryError::Unreachable {
+                    url,
+                    reason: format!("{operation}: result code {}: {}", result.rc, result.text),
+                }
+            }
+            LdapError::LdapResult { result } => DirectoryError::Operation {
+                operation,
+                code: result.rc,
+                message: result.text,
+            },
+            other => DirectoryError::Operation {
+                operation,
+                code: 0,
+                message: other.to_string(),
+            },
+        }
+    }
+}
+
+fn values<'a>(entry: &'a SearchEntry, attribute: &str) -> &'a [String] {
+    // Attribute names compare case-insensitively; servers echo their own spelling.
+    entry
+        .attrs
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(attribute))
+        .map(|(_, v)| v.as_slice())
+        .unwrap_or(&[])
+}
+
+fn first(entry: &SearchEntry, attribute: &str) -> Option<String> {
+    values(entry, attribute).first().cloned()
+}
+
+/// The rustls client configuration: ring provider, the configured CA file or the system
+/// trust store, or (tests only) no verification of the chain.
+fn tls_config(tls: &TlsConfig) -> Result<Arc<ClientConfig>, DirectoryError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ConfigError::Invalid(format!("tls: {e}")))?;
+    if tls.insecure_skip_verify {
+        tracing::warn!("directory tls certificate verification is disabled");
+        return Ok(Arc::new(
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+                .with_no_client_auth(),
+        ));
+    }
+    let mut roots = RootCertStore::empty();
+    match &tls.ca_file {
+        Some(path) => {
+            let pem = std::fs::read(path).map_err(|e| {
+                ConfigError::Invalid(format!("tls.ca_file {}: {e}", path.display()))
+            })?;
+            let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut pem.as_slice())
+                .collect::<Result<_, _>>()
+                .map_err(|e| {
+                    ConfigError::Invalid(format!("tls.ca_file {}: {e}", path.display()))
+                })?;
+            let (added, _) = roots.add_parsable_certificates(certs);
+            if added == 0 {
+                return Err(ConfigError::Invalid(format!(
+                    "tls.ca_file {} holds no usable certificate",
+                    path.display()
+                ))
+                .into());
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            roots.add_parsable_certificates(found.certs);
+        }
+    }
+    Ok(Arc::new(
+        builder.with_root_certificates(roots).with_no_client_auth(),
+    ))
+}
+
+/// Accepts any certificate chain but still checks the handshake signatures with the
+/// provider's algorithms. Only reachable through `tls.insecure_skip_verify`.
+#[derive(Debug)]
+struct AnyCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+
+    fn config() -> DirectoryConfig {
+        DirectoryConfig {
+            url: "ldap://127.0.0.1:1".into(),
+            bind_dn: "cn=admin,dc=example,dc=org".into(),
+            bind_password: Secret::new("hunter2"),
+            user_base: "ou=people,dc=example,dc=org".into(),
+            group_base: "ou=groups,dc=example,dc=org".into(),
+            ..DirectoryConfig::default()
+        }
+    }
+
+    #[test]
+    fn usernames_are_escaped_per_rfc_4515() {
+        assert_eq!(ldap_escape("*)(uid=*"), "\\2a\\29\\28uid=\\2a");
+        assert_eq!(ldap_escape("a\\b\0"), "a\\5cb\\00");
+    }
+
+    #[test]
+    fn client_debug_hides_the_bind_password() {
+        let client = DirectoryClient::new(config()).unwrap();
+        assert!(!format!("{client:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn tls_settings_are_prepared_up_front() {
+        let mut c = config();
+        c.url = "ldaps://127.0.0.1:1".into();
+        c.tls.ca_file = Some("/nonexistent/ca.pem".into());
+        let err = DirectoryClient::new(c.clone()).unwrap_err();
+        assert!(matches!(err, DirectoryError::Config(_)), "{err}");
+        c.tls.ca_file = None;
+        c.tls.insecure_skip_verify = true;
+        DirectoryClient::new(c).unwrap();
+    }
+
+    #[tokio::test]
+    async fn empty_password_is_refused_before_any_traffic() {
+        // Port 1 is closed: reaching the network would be Unreachable, not EmptyPassword.
+        let client = DirectoryClient::new(config()).unwrap();
+        let err = client.authenticate("alice", "").await.unwrap_err();
+        assert!(matches!(err, DirectoryError::EmptyPassword), "{err}");
+        assert!(err.is_login_refused());
+    }
+
+    #[tokio::test]
+    async fn closed_port_is_unreachable() {
+        let client = DirectoryClient::new(config()).unwrap();
+        let err = client.snapshot().await.unwrap_err();
+        assert!(err.is_unreachable(), "{err}");
+        let err = client.authenticate("alice", "pw").await.unwrap_err();
+        assert!(err.is_unreachable(), "{err}");
+    }
+}

@@ -1,0 +1,451 @@
+//! The directory client and the sync plan against a real OpenLDAP server, started from the
+//! shared peer script `slapd.sh` with both of its directories: the plain one (`uid`,
+//! `groupOfNames`) and the Active-Directory-like one (`sAMAccountName`, `memberOf`,
+//! `userAccountControl`). Each test owns its server (own port, own directory wiped at
+//! start), changes the directory with `ldapmodify` / `ldapdelete` as a person would, and
+//! stops the server at the end to see the client report it unreachable.
+//!
+//! Needs `slapd.sh` (from `$BERTH_PEERS_DIR`, else `shared/peers` beside the checkout),
+//! which installs Debian's slapd and ldap-utils itself. Without it the tests fail: they
+//! never skip.
+
+use berth_directory::snapshot::normalize_dn;
+use berth_directory::{
+    plan, BerthUser, CreateUsers, DirectoryClient, DirectoryConfig, DirectoryError,
+    DirectorySnapshot, GroupMapping, Membership, MembershipMode, Origin, Secret, SyncPolicy,
+    TeamRef,
+};
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
+
+/// slapd.sh installs packages on first use; two tests doing that at once would fight over
+/// the dpkg lock.
+static START: Mutex<()> = Mutex::new(());
+
+fn peers_dir() -> PathBuf {
+    match std::env::var("BERTH_PEERS_DIR") {
+        Ok(d) => PathBuf::from(d),
+        Err(_) => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/peers"),
+    }
+}
+
+fn admin_password() -> String {
+    std::env::var("SLAPD_ADMIN_PW").unwrap_or_else(|_| "admin".into())
+}
+
+/// A slapd started by slapd.sh; stopped when dropped.
+struct Slapd {
+    script: PathBuf,
+    port: u16,
+    ldif: PathBuf,
+    dir: PathBuf,
+    ad: bool,
+    suffix: String,
+}
+
+impl Slapd {
+    fn start(port: u16, ldif: &str, suffix: &str, ad: bool) -> Slapd {
+        let peers = peers_dir();
+        let script = peers.join("slapd.sh");
+        assert!(
+            script.is_file(),
+            "slapd.sh not found at {}: set BERTH_PEERS_DIR to the shared peers directory \
+             (the one holding slapd.sh and ldap/*.ldif), or run `cargo xtask ci`",
+            script.display()
+        );
+        let s = Slapd {
+            script,
+            port,
+            ldif: peers.join("ldap").join(ldif),
+            dir: std::env::temp_dir().join(format!("berth-directory-slapd-{port}")),
+            ad,
+            suffix: suffix.to_string(),
+        };
+        let _guard = START.lock().unwrap_or_else(|e| e.into_inner());
+        // A fresh directory every run: the tests change the data.
+        s.script_cmd("reset");
+        let out = s.script_cmd("start");
+        assert!(
+            out.status.success(),
+            "slapd.sh could not start slapd on port {port} ({}):\nstdout: {}\nstderr: {}\n\
+             slapd.sh installs Debian's slapd and ldap-utils with apt-get (run as root, or \
+             install them first); the port must be free",
+            s.dir.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        s
+    }
+
+    fn script_cmd(&self, cmd: &str) -> Output {
+        Command::new("bash")
+            .arg(&self.script)
+            .arg(cmd)
+            .arg(self.port.to_string())
+            .arg(&self.ldif)
+            .arg(&self.dir)
+            .env("SLAPD_AD", if self.ad { "1" } else { "0" })
+            .stdin(Stdio::null())
+            .output()
+            .expect("running bash slapd.sh")
+    }
+
+    fn url(&self) -> String {
+        format!("ldap://127.0.0.1:{}", self.port)
+    }
+
+    fn admin_dn(&self) -> String {
+        format!("cn=admin,{}", self.suffix)
+    }
+
+    /// Runs `ldapmodify` as the directory administrator.
+    fn modify(&self, ldif: &str) {
+        let mut child = Command::new("ldapmodify")
+            .args(["-x", "-H", &self.url(), "-D", &self.admin_dn(), "-w"])
+            .arg(admin_password())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("running ldapmodify (ldap-utils)");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(ldif.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "ldapmodify failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Runs `ldapdelete` as the directory administrator.
+    fn delete(&self, dn: &str) {
+        let out = Command::new("ldapdelete")
+            .args(["-x", "-H", &self.url(), "-D", &self.admin_dn(), "-w"])
+            .arg(admin_password())
+            .arg(dn)
+            .output()
+            .expect("running ldapdelete (ldap-utils)");
+        assert!(
+            out.status.success(),
+            "ldapdelete failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn stop(&self) {
+        let out = self.script_cmd("stop");
+        assert!(out.status.success(), "slapd.sh stop failed");
+    }
+}
+
+impl Drop for Slapd {
+    fn drop(&mut self) {
+        let _ = self.script_cmd("stop");
+    }
+}
+
+fn team(s: &str) -> TeamRef {
+    TeamRef::parse(s).unwrap()
+}
+
+fn memberships(snapshot: &DirectorySnapshot) -> Vec<(String, Vec<String>)> {
+    snapshot
+        .groups
+        .iter()
+        .map(|g| (g.name.clone(), g.members.iter().cloned().collect()))
+        .collect()
+}
+
+fn usernames(snapshot: &DirectorySnapshot) -> Vec<&str> {
+    snapshot.users.iter().map(|u| u.username.as_str()).collect()
+}
+
+fn m(user: &str, t: &str) -> Membership {
+    Membership {
+        username: user.into(),
+        team: team(t),
+    }
+}
+
+fn strs(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+/// The refusals every directory must give, whatever its schema.
+async fn refusals(client: &DirectoryClient, user: &str, password: &str) {
+    let err = client.authenticate(user, "wrong-pw").await.unwrap_err();
+    assert!(matches!(err, DirectoryError::BadCredentials), "{err}");
+    let err = client.authenticate(user, "").await.unwrap_err();
+    assert!(matches!(err, DirectoryError::EmptyPassword), "{err}");
+    let err = client.authenticate("nobody", password).await.unwrap_err();
+    assert!(matches!(err, DirectoryError::UserNotFound), "{err}");
+    // Filter metacharacters are escaped: these would match every user if pasted raw.
+    for evil in [
+        "*",
+        "*)(uid=*",
+        "*)(sAMAccountName=*",
+        "al*",
+        "alice)(|(cn=*",
+    ] {
+        let err = client.authenticate(evil, password).await.unwrap_err();
+        assert!(matches!(err, DirectoryError::UserNotFound), "{evil}: {err}");
+    }
+    for err in [
+        client.authenticate(user, "wrong-pw").await.unwrap_err(),
+        client.authenticate("nobody", password).await.unwrap_err(),
+    ] {
+        assert!(err.is_login_refused() && !err.is_unreachable(), "{err}");
+    }
+}
+
+/// After the server is gone, both operations say so, distinctly from a refusal.
+async fn unreachable(slapd: &Slapd, client: &DirectoryClient) {
+    slapd.stop();
+    let err = client.snapshot().await.unwrap_err();
+    assert!(err.is_unreachable(), "{err}");
+    let err = client.authenticate("alice", "alice-pw").await.unwrap_err();
+    assert!(err.is_unreachable() && !err.is_login_refused(), "{err}");
+}
+
+#[tokio::test]
+async fn openldap_directory() {
+    let slapd = Slapd::start(3389, "sample.ldif", "dc=example,dc=org", false);
+    let policy = SyncPolicy {
+        create_users: CreateUsers::MappedGroups,
+        teams: vec![
+            GroupMapping {
+                group: "developers".into(),
+                team: team("acme/devs"),
+            },
+            GroupMapping {
+                group: "CN=admins, OU=groups, DC=example, DC=org".into(),
+                team: team("acme/admins"),
+            },
+        ],
+        allow_empty_directory: false,
+    };
+    let config = DirectoryConfig {
+        url: slapd.url(),
+        bind_dn: slapd.admin_dn(),
+        bind_password: Secret::new(admin_password()),
+        user_base: "ou=people,dc=example,dc=org".into(),
+        group_base: "ou=groups,dc=example,dc=org".into(),
+        sync: policy.clone(),
+        ..DirectoryConfig::default()
+    };
+    let client = DirectoryClient::new(config.clone()).unwrap();
+    client.check().await.unwrap();
+
+    // Login.
+    let alice = client.authenticate("alice", "alice-pw").await.unwrap();
+    assert_eq!(alice.dn, "uid=alice,ou=people,dc=example,dc=org");
+    assert_eq!(alice.email.as_deref(), Some("alice@example.org"));
+    assert_eq!(alice.full_name.as_deref(), Some("Alice Liddell"));
+    assert!(!alice.disabled);
+    let again = client.authenticate("ALICE", "alice-pw").await.unwrap();
+    assert_eq!(again.username, "alice");
+    refusals(&client, "bob", "bob-pw").await;
+    // A wrong service password is a configuration problem, not a refused login.
+    let mut wrong = config.clone();
+    wrong.bind_password = Secret::new("not-the-password");
+    let err = DirectoryClient::new(wrong)
+        .unwrap()
+        .authenticate("alice", "alice-pw")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, DirectoryError::ServiceBindRefused { code: 49, .. }),
+        "{err}"
+    );
+
+    // Snapshot, by `member` and by `memberOf`: the same memberships.
+    let snap = client.snapshot().await.unwrap();
+    assert_eq!(usernames(&snap), ["alice", "bob", "carol"]);
+    let want = vec![
+        ("admins".to_string(), strs(&["alice", "carol"])),
+        ("developers".to_string(), strs(&["alice", "bob"])),
+    ];
+    assert_eq!(memberships(&snap), want);
+    let mut by_member_of = config.clone();
+    by_member_of.membership = MembershipMode::UserMemberOf;
+    let snap_mo = DirectoryClient::new(by_member_of)
+        .unwrap()
+        .snapshot()
+        .await
+        .unwrap();
+    assert_eq!(memberships(&snap_mo), want);
+    assert_eq!(snap_mo.users, snap.users);
+
+    // The first sync creates the three users in their teams; a local `root` stays as it is.
+    let root = BerthUser {
+        username: "root".into(),
+        origin: Origin::Local,
+        active: true,
+        teams: [team("acme/admins")].into(),
+    };
+    let mut berth = vec![root.clone()];
+    let first = plan(&snap, &policy, &berth).unwrap();
+    let created: Vec<&str> = first.create.iter().map(|n| n.username.as_str()).collect();
+    assert_eq!(created, ["alice", "bob", "carol"]);
+    assert_eq!(
+        first.add_memberships,
+        [
+            m("alice", "acme/admins"),
+            m("alice", "acme/devs"),
+            m("bob", "acme/devs"),
+            m("carol", "acme/admins"),
+        ]
+    );
+    first.apply(&mut berth);
+    assert!(plan(&snap, &policy, &berth).unwrap().is_empty());
+
+    // Alice leaves developers, bob leaves the company.
+    slapd.modify(
+        "dn: cn=developers,ou=groups,dc=example,dc=org\nchangetype: modify\n\
+         delete: member\nmember: uid=alice,ou=people,dc=example,dc=org\n",
+    );
+    slapd.delete("uid=bob,ou=people,dc=example,dc=org");
+    let err = client.authenticate("bob", "bob-pw").await.unwrap_err();
+    assert!(matches!(err, DirectoryError::UserNotFound), "{err}");
+    let snap2 = client.snapshot().await.unwrap();
+    assert_eq!(usernames(&snap2), ["alice", "carol"]);
+    let second = plan(&snap2, &policy, &berth).unwrap();
+    assert!(second.create.is_empty() && second.reactivate.is_empty());
+    assert_eq!(second.deactivate, ["bob"]);
+    assert_eq!(
+        second.remove_memberships,
+        [m("alice", "acme/devs"), m("bob", "acme/devs")]
+    );
+    assert!(second.add_memberships.is_empty());
+    second.apply(&mut berth);
+    assert!(berth.contains(&root));
+    assert!(plan(&snap2, &policy, &berth).unwrap().is_empty());
+
+    unreachable(&slapd, &client).await;
+}
+
+#[tokio::test]
+async fn active_directory_like_directory() {
+    const BASE: &str = "DC=corp,DC=example,DC=com";
+    let slapd = Slapd::start(3390, "ad-like.ldif", BASE, true);
+    let users = format!("CN=Users,{BASE}");
+    let policy = SyncPolicy {
+        create_users: CreateUsers::MappedGroups,
+        teams: vec![
+            GroupMapping {
+                group: "registry-developers".into(),
+                team: team("corp/devs"),
+            },
+            GroupMapping {
+                group: format!("CN=Registry Admins,{users}"),
+                team: team("corp/admins"),
+            },
+        ],
+        allow_empty_directory: false,
+    };
+    let config = DirectoryConfig {
+        url: slapd.url(),
+        bind_dn: slapd.admin_dn(),
+        bind_password: Secret::new(admin_password()),
+        user_base: users.clone(),
+        // OpenLDAP has no AD shorthand `objectCategory=person`; the class is enough here.
+        user_filter: "(objectClass=user)".into(),
+        group_base: BASE.into(),
+        group_name_attribute: "sAMAccountName".into(),
+        sync: policy.clone(),
+        ..DirectoryConfig::active_directory()
+    };
+    assert_eq!(config.membership, MembershipMode::UserMemberOf);
+    let client = DirectoryClient::new(config.clone()).unwrap();
+
+    // Login by sAMAccountName, bind by DN.
+    let alice = client.authenticate("alice", "alice-pw").await.unwrap();
+    // slapd answers with its own spelling of attribute types (`cn=`), as servers may.
+    assert_eq!(
+        normalize_dn(&alice.dn),
+        normalize_dn(&format!("CN=Alice Liddell,{users}"))
+    );
+    assert_eq!(alice.full_name.as_deref(), Some("Alice Liddell"));
+    assert_eq!(alice.email.as_deref(), Some("alice@corp.example.com"));
+    refusals(&client, "bob", "bob-pw").await;
+
+    // Snapshot by memberOf (the AD default) and by member: the same memberships.
+    let snap = client.snapshot().await.unwrap();
+    assert_eq!(usernames(&snap), ["alice", "bob", "carol"]);
+    let want = vec![
+        ("registry-admins".to_string(), strs(&["alice", "carol"])),
+        ("registry-developers".to_string(), strs(&["alice", "bob"])),
+    ];
+    assert_eq!(memberships(&snap), want);
+    let mut by_member = config.clone();
+    by_member.membership = MembershipMode::GroupMember;
+    let snap_m = DirectoryClient::new(by_member)
+        .unwrap()
+        .snapshot()
+        .await
+        .unwrap();
+    assert_eq!(memberships(&snap_m), want);
+
+    let mut berth: Vec<BerthUser> = Vec::new();
+    let first = plan(&snap, &policy, &berth).unwrap();
+    assert_eq!(first.create.len(), 3);
+    first.apply(&mut berth);
+    let teams_of = |berth: &[BerthUser], name: &str| -> BTreeSet<String> {
+        let u = berth.iter().find(|u| u.username == name).unwrap();
+        u.teams.iter().map(|t| t.to_string()).collect()
+    };
+    assert_eq!(
+        teams_of(&berth, "alice"),
+        ["corp/admins".to_string(), "corp/devs".to_string()].into()
+    );
+
+    // Carol's account is disabled (userAccountControl 514 = NORMAL_ACCOUNT | ACCOUNTDISABLE),
+    // alice leaves Registry Admins, bob is deleted.
+    slapd.modify(&format!(
+        "dn: CN=Carol Danvers,{users}\nchangetype: modify\n\
+         replace: userAccountControl\nuserAccountControl: 514\n"
+    ));
+    let err = client.authenticate("carol", "carol-pw").await.unwrap_err();
+    assert!(matches!(err, DirectoryError::AccountDisabled), "{err}");
+    slapd.modify(&format!(
+        "dn: CN=Registry Admins,{users}\nchangetype: modify\n\
+         delete: member\nmember: CN=Alice Liddell,{users}\n"
+    ));
+    slapd.delete(&format!("CN=Bob Builder,{users}"));
+
+    let snap2 = client.snapshot().await.unwrap();
+    assert_eq!(usernames(&snap2), ["alice", "carol"]);
+    assert!(snap2.user("carol").unwrap().disabled);
+    let second = plan(&snap2, &policy, &berth).unwrap();
+    assert_eq!(second.deactivate, ["bob", "carol"]);
+    assert_eq!(
+        second.remove_memberships,
+        [
+            m("alice", "corp/admins"),
+            m("bob", "corp/devs"),
+            m("carol", "corp/admins"),
+        ]
+    );
+    assert!(second.create.is_empty() && second.add_memberships.is_empty());
+    second.apply(&mut berth);
+    assert!(plan(&snap2, &policy, &berth).unwrap().is_empty());
+
+    // Carol comes back: reactivated and back in her team.
+    slapd.modify(&format!(
+        "dn: CN=Carol Danvers,{users}\nchangetype: modify\n\
+         replace: userAccountControl\nuserAccountControl: 512\n"
+    ));
+    let third = plan(&client.snapshot().await.unwrap(), &policy, &berth).unwrap();
+    assert_eq!(third.reactivate, ["carol"]);
+    assert_eq!(third.add_memberships, [m("carol", "corp/admins")]);
+
+    unreachable(&slapd, &client).await;
+}

@@ -8,8 +8,10 @@
 //! - [`scope`]: the `type:name:actions` scopes a client asks the token endpoint for.
 //! - [`token`]: the ES256 registry bearer token (JWT), its signing keys and verification.
 //! - [`secret`]: access and refresh tokens, shown once and stored as a hash.
+//! - [`rbac`]: the access decision over a subject, a repository and a permission.
 
 pub mod password;
+pub mod rbac;
 pub mod scope;
 pub mod secret;
 pub mod token;

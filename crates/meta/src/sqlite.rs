@@ -2,18 +2,20 @@
 //! single registry process.
 //!
 //! SQLite has one writer at a time, and with `synchronous=FULL` every commit waits for the
-//! disk. So writes are not run by the requests themselves: each write method queues its
-//! statements for one writer task, which takes every write waiting, runs them in a single
-//! `BEGIN IMMEDIATE` transaction, each under its own savepoint (a write that fails is
-//! rolled back alone, so each method stays atomic), commits once, and only then answers
-//! the callers (group commit). Concurrent writers therefore queue instead of failing with
-//! `SQLITE_BUSY`, and share the cost of one sync instead of paying one each; once a method
-//! returns, its commit is on disk. `BEGIN IMMEDIATE` makes another process on the same
-//! file (`berth fsck`) wait at the start of a transaction, never half-way.
+//! disk. So writes are not run by the requests themselves: each write method queues a
+//! closure for one writer thread (its own rusqlite connection), which takes every write
+//! waiting, runs them in a single `BEGIN IMMEDIATE` transaction, each under its own
+//! savepoint (a write that fails is rolled back alone, so each method stays atomic),
+//! commits once, and only then answers the callers (group commit). Concurrent writers
+//! therefore queue instead of failing with `SQLITE_BUSY`, and share the cost of one sync
+//! instead of paying one each; once a method returns, its commit is on disk.
+//! `BEGIN IMMEDIATE` makes another process on the same file (`berth fsck`) wait at the
+//! start of a transaction, never half-way.
 //!
-//! Reads use their own pool: in WAL mode they run alongside the writer and see the last
-//! commit. Each method is as few statements as it can be; lookups go through the indexes
-//! declared in `migrations/sqlite`.
+//! Reads run alongside the writer (WAL) and see the last commit: the pull hot path on
+//! per-thread connections ([`crate::sqlite_fast`]), the rest on a sqlx pool. Migrations
+//! are sqlx's, run once at open. Each method is as few statements as it can be; lookups go
+//! through the indexes declared in `migrations/sqlite`.
 
 use crate::convert::{
     first_missing, from_db, json_array, now_ms, stored_digest, stored_repo, to_db,
@@ -23,17 +25,13 @@ use crate::{ManifestRecord, MetaError, MetaStore, NewManifest, Referrer, UploadR
 use async_trait::async_trait;
 use berth_oci::{Digest, RepoName, Tag};
 use bytes::Bytes;
-use futures::future::BoxFuture;
 use rusqlite::OptionalExtension;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::Connection;
 use std::collections::HashSet;
 use std::path::Path;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -52,69 +50,60 @@ const QUEUE: usize = 1024;
 /// [`MetaStore`] on an SQLite database.
 #[derive(Debug, Clone)]
 pub struct SqliteMetaStore {
-    /// Readers; for an in-memory database, the writer's single connection.
+    /// Readers for the queries off the hot path (referrers, uploads, fsck listings).
     read: SqlitePool,
-    /// Exactly one connection, used by the writer task only (and by migrations).
-    write: SqlitePool,
-    /// The writer task's queue.
+    /// The writer thread's queue.
     writes: mpsc::Sender<Box<dyn Pending>>,
-    /// Hot-path reads on the calling thread (file databases only).
-    fast: Option<Arc<FastReads>>,
+    /// Hot-path reads on the calling thread.
+    fast: Arc<FastReads>,
 }
 
 impl SqliteMetaStore {
     /// Opens (creating it if missing) the database file at `path` and brings its schema
-    /// up to date. Must be called within a tokio runtime: it starts the writer task.
+    /// up to date, then starts the writer thread.
     pub async fn open(path: &Path) -> Result<Self, MetaError> {
         let common = SqliteConnectOptions::new()
             .filename(path)
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT);
-        let write_options = common
-            .clone()
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .optimize_on_close(true, None);
-        // The writer connection lives as long as the store: it owns the WAL.
-        let write = single_connection().connect_with(write_options).await?;
-        migrate(&write).await?;
-        // The database is in WAL mode now (the mode is persistent), readers inherit it.
+        {
+            // Migrations run once, on a connection of their own that also puts the file in
+            // WAL mode (the mode is persistent: every later connection inherits it).
+            let setup = common
+                .clone()
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full);
+            let pool = SqlitePoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .connect_with(setup)
+                .await?;
+            migrate(&pool).await?;
+            pool.close().await;
+        }
         let read = SqlitePoolOptions::new()
             .max_connections(reader_count())
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(common)
             .await?;
-        let mut store = Self::with_pools(read, write);
-        store.fast = Some(Arc::new(FastReads::new(path)));
-        Ok(store)
-    }
-
-    /// A private in-memory database, for tests. One connection serves reads and writes
-    /// (an in-memory database lives as long as its connection).
-    pub async fn open_memory() -> Result<Self, MetaError> {
-        let options = SqliteConnectOptions::from_str("sqlite::memory:")?.foreign_keys(true);
-        let pool = single_connection().connect_with(options).await?;
-        migrate(&pool).await?;
-        Ok(Self::with_pools(pool.clone(), pool))
-    }
-
-    fn with_pools(read: SqlitePool, write: SqlitePool) -> Self {
+        let conn = open_writer(path).map_err(sql)?;
         let (writes, queue) = mpsc::channel(QUEUE);
-        tokio::spawn(writer(write.clone(), queue));
-        SqliteMetaStore {
+        std::thread::Builder::new()
+            .name("berth-sqlite-writer".into())
+            .spawn(move || writer(conn, queue))
+            .map_err(|e| MetaError::Backend(format!("starting the sqlite writer thread: {e}")))?;
+        Ok(SqliteMetaStore {
             read,
-            write,
             writes,
-            fast: None,
-        }
+            fast: Arc::new(FastReads::new(path)),
+        })
     }
 
-    /// Closes both pools, waiting for running statements; the writer checkpoints the WAL.
-    /// Writes after this fail.
+    /// Closes the reader pool, waiting for running statements. The writer thread ends,
+    /// closing its connection, when the last handle of the store is dropped.
     pub async fn close(&self) {
         self.read.close().await;
-        self.write.close().await;
     }
 
     /// Runs `op` in the writer's next transaction; returns once that has committed (or
@@ -122,9 +111,7 @@ impl SqliteMetaStore {
     async fn write<T, F>(&self, op: F) -> Result<T, MetaError>
     where
         T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, MetaError>>
-            + Send
-            + 'static,
+        F: FnOnce(&rusqlite::Connection) -> Result<T, MetaError> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
         self.writes
@@ -137,13 +124,18 @@ impl SqliteMetaStore {
     }
 }
 
-fn single_connection() -> SqlitePoolOptions {
-    SqlitePoolOptions::new()
-        .max_connections(1)
-        .min_connections(1)
-        .idle_timeout(None)
-        .max_lifetime(None)
-        .acquire_timeout(ACQUIRE_TIMEOUT)
+/// The writer's connection: durable commits (`synchronous=FULL`), foreign keys enforced.
+fn open_writer(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
+    let c = rusqlite::Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    c.busy_timeout(BUSY_TIMEOUT)?;
+    c.pragma_update(None, "journal_mode", "WAL")?;
+    c.pragma_update(None, "synchronous", "FULL")?;
+    c.pragma_update(None, "foreign_keys", "ON")?;
+    c.set_prepared_statement_cache_capacity(64);
+    Ok(c)
 }
 
 async fn migrate(pool: &SqlitePool) -> Result<(), MetaError> {
@@ -159,14 +151,17 @@ fn reader_count() -> u32 {
     u32::try_from(cores * 2).unwrap_or(u32::MAX).clamp(4, 32)
 }
 
+fn sql(e: rusqlite::Error) -> MetaError {
+    MetaError::Backend(format!("sqlite: {e}"))
+}
+
 // ---------------------------------------------------------------------------------------
-// The writer task and its group commit
+// The writer thread and its group commit
 
 /// A queued write, its result type erased.
 trait Pending: Send {
     /// Runs the write's statements on the writer connection (inside a transaction).
-    fn run<'c>(self: Box<Self>, conn: &'c mut SqliteConnection)
-        -> BoxFuture<'c, Box<dyn Finished>>;
+    fn run(self: Box<Self>, conn: &rusqlite::Connection) -> Box<dyn Finished>;
     /// Answers the caller with an error without running the write.
     fn fail(self: Box<Self>, reason: &str);
 }
@@ -186,19 +181,12 @@ struct Op<T, F> {
 impl<T, F> Pending for Op<T, F>
 where
     T: Send + 'static,
-    F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, MetaError>>
-        + Send
-        + 'static,
+    F: FnOnce(&rusqlite::Connection) -> Result<T, MetaError> + Send + 'static,
 {
-    fn run<'c>(
-        self: Box<Self>,
-        conn: &'c mut SqliteConnection,
-    ) -> BoxFuture<'c, Box<dyn Finished>> {
+    fn run(self: Box<Self>, conn: &rusqlite::Connection) -> Box<dyn Finished> {
         let Op { op, reply } = *self;
-        Box::pin(async move {
-            let result = op(conn).await;
-            Box::new(Done { result, reply }) as Box<dyn Finished>
-        })
+        let result = op(conn);
+        Box::new(Done { result, reply })
     }
 
     fn fail(self: Box<Self>, reason: &str) {
@@ -226,22 +214,34 @@ impl<T: Send + 'static> Finished for Done<T> {
     }
 }
 
-/// The writer task: takes every write waiting, commits them together, repeats. Ends when
-/// the last store handle is dropped.
-async fn writer(pool: SqlitePool, mut queue: mpsc::Receiver<Box<dyn Pending>>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let (pool, batch) = (pool.clone(), std::mem::take(&mut batch));
-        // A batch runs as its own task so that a panic costs that batch (its callers get
-        // an error) and not every later write.
-        if let Err(e) = tokio::spawn(async move { commit_batch(&pool, batch).await }).await {
-            tracing::error!(error = %e, "sqlite write batch panicked");
+/// The writer thread: takes every write waiting, commits them together, repeats. Ends when
+/// the last store handle is dropped. Statements run on this thread directly (no hop to a
+/// connection thread per statement), which is what makes a batch cheap.
+fn writer(mut conn: rusqlite::Connection, mut queue: mpsc::Receiver<Box<dyn Pending>>) {
+    let mut batch: Vec<Box<dyn Pending>> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = queue.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        let taken = std::mem::take(&mut batch);
+        // A panic costs that batch (its callers get an error), not every later write.
+        let conn_ref = &mut conn;
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            commit_batch(conn_ref, taken)
+        }))
+        .is_err()
+        {
+            tracing::error!("sqlite write batch panicked");
         }
     }
 }
 
-async fn commit_batch(pool: &SqlitePool, batch: Vec<Box<dyn Pending>>) {
-    let mut tx = match pool.begin_with("BEGIN IMMEDIATE").await {
+fn commit_batch(conn: &mut rusqlite::Connection, batch: Vec<Box<dyn Pending>>) {
+    let mut tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
         Ok(tx) => tx,
         Err(e) => {
             let reason = format!("beginning a sqlite write transaction: {e}");
@@ -255,7 +255,7 @@ async fn commit_batch(pool: &SqlitePool, batch: Vec<Box<dyn Pending>>) {
     if batch.len() == 1 {
         // Alone in its transaction: no savepoint needed, a failure rolls back everything.
         for p in batch {
-            finished.push(p.run(&mut tx).await);
+            finished.push(p.run(&tx));
         }
     } else {
         for p in batch {
@@ -263,8 +263,7 @@ async fn commit_batch(pool: &SqlitePool, batch: Vec<Box<dyn Pending>>) {
                 p.fail(reason);
                 continue;
             }
-            // A nested transaction is a savepoint.
-            let mut savepoint = match tx.begin().await {
+            let sp = match tx.savepoint() {
                 Ok(sp) => sp,
                 Err(e) => {
                     let reason = format!("opening a sqlite savepoint: {e}");
@@ -273,11 +272,12 @@ async fn commit_batch(pool: &SqlitePool, batch: Vec<Box<dyn Pending>>) {
                     continue;
                 }
             };
-            let done = p.run(&mut savepoint).await;
+            let done = p.run(&sp);
+            // Dropping a savepoint rolls it back; committing releases it into the batch.
             let ended = if done.succeeded() {
-                savepoint.commit().await
+                sp.commit()
             } else {
-                savepoint.rollback().await
+                sp.finish()
             };
             if let Err(e) = ended {
                 broken = Some(format!("closing a sqlite savepoint: {e}"));
@@ -287,18 +287,18 @@ async fn commit_batch(pool: &SqlitePool, batch: Vec<Box<dyn Pending>>) {
     }
     let outcome = match broken {
         Some(reason) => {
-            let _ = tx.rollback().await;
+            let _ = tx.rollback();
             Err(reason)
         }
         // Nothing to keep: do not pay for a sync.
         None if !finished.iter().any(|f| f.succeeded()) => tx
             .rollback()
-            .await
             .map_err(|e| format!("rolling back a sqlite transaction: {e}")),
-        None => tx
-            .commit()
-            .await
-            .map_err(|e| format!("committing a sqlite transaction: {e}")),
+        None => {
+            tx.set_drop_behavior(rusqlite::DropBehavior::Commit);
+            tx.commit()
+                .map_err(|e| format!("committing a sqlite transaction: {e}"))
+        }
     };
     if let Err(reason) = &outcome {
         tracing::error!(error = %reason, writes = finished.len(), "sqlite write batch failed");
@@ -311,49 +311,35 @@ async fn commit_batch(pool: &SqlitePool, batch: Vec<Box<dyn Pending>>) {
 // ---------------------------------------------------------------------------------------
 // Statements shared by several methods
 
-async fn repo_id(conn: &mut SqliteConnection, repo: &RepoName) -> Result<Option<i64>, MetaError> {
-    Ok(
-        sqlx::query_scalar("SELECT id FROM repositories WHERE name = ?1")
-            .bind(repo.as_str())
-            .fetch_optional(conn)
-            .await?,
-    )
+fn repo_id(conn: &rusqlite::Connection, repo: &RepoName) -> Result<Option<i64>, MetaError> {
+    conn.prepare_cached("SELECT id FROM repositories WHERE name = ?1")
+        .and_then(|mut st| st.query_row([repo.as_str()], |r| r.get(0)).optional())
+        .map_err(sql)
 }
 
 /// The id of `repo`, created if missing. Only called by the writer: there is no
-/// concurrent creator.
-async fn ensure_repo(
-    conn: &mut SqliteConnection,
-    repo: &RepoName,
-    now: i64,
-) -> Result<i64, MetaError> {
-    if let Some(id) = repo_id(conn, repo).await? {
+/// concurrent creator in this process (another process waits on `BEGIN IMMEDIATE`).
+fn ensure_repo(conn: &rusqlite::Connection, repo: &RepoName, now: i64) -> Result<i64, MetaError> {
+    if let Some(id) = repo_id(conn, repo)? {
         return Ok(id);
     }
-    Ok(sqlx::query_scalar(
-        "INSERT INTO repositories (name, created_at) VALUES (?1, ?2) RETURNING id",
-    )
-    .bind(repo.as_str())
-    .bind(now)
-    .fetch_one(conn)
-    .await?)
+    conn.prepare_cached("INSERT INTO repositories (name, created_at) VALUES (?1, ?2) RETURNING id")
+        .and_then(|mut st| st.query_row((repo.as_str(), now), |r| r.get(0)))
+        .map_err(sql)
 }
 
-async fn insert_link(
-    conn: &mut SqliteConnection,
+fn insert_link(
+    conn: &rusqlite::Connection,
     repo_id: i64,
     digest: &Digest,
     now: i64,
 ) -> Result<(), MetaError> {
-    sqlx::query(
+    conn.prepare_cached(
         "INSERT INTO repo_blobs (repo_id, digest, created_at) VALUES (?1, ?2, ?3) \
          ON CONFLICT (repo_id, digest) DO NOTHING",
     )
-    .bind(repo_id)
-    .bind(digest.as_str())
-    .bind(now)
-    .execute(conn)
-    .await?;
+    .and_then(|mut st| st.execute((repo_id, digest.as_str(), now)))
+    .map_err(sql)?;
     Ok(())
 }
 
@@ -378,110 +364,121 @@ const BLOB_IN_REPO: &str = "SELECT b.size FROM repositories r \
      JOIN blobs b ON b.digest = rb.digest \
      WHERE r.name = ?1 AND rb.digest = ?2";
 
-async fn blob_link(
-    conn: &mut SqliteConnection,
+fn blob_link(
+    conn: &rusqlite::Connection,
     repo: &RepoName,
     digest: &Digest,
     size: i64,
 ) -> Result<(), MetaError> {
     let now = now_ms();
-    let repo_id = ensure_repo(conn, repo, now).await?;
-    sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES (?1, ?2, ?3) ON CONFLICT (digest) DO NOTHING")
-        .bind(digest.as_str())
-        .bind(size)
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
-    insert_link(conn, repo_id, digest, now).await
+    let repo_id = ensure_repo(conn, repo, now)?;
+    conn.prepare_cached(
+        "INSERT INTO blobs (digest, size, created_at) VALUES (?1, ?2, ?3) ON CONFLICT (digest) DO NOTHING",
+    )
+    .and_then(|mut st| st.execute((digest.as_str(), size, now)))
+    .map_err(sql)?;
+    insert_link(conn, repo_id, digest, now)
 }
 
-async fn blob_mount(
-    conn: &mut SqliteConnection,
+fn blob_mount(
+    conn: &rusqlite::Connection,
     repo: &RepoName,
     from: &RepoName,
     digest: &Digest,
 ) -> Result<Option<u64>, MetaError> {
-    let size: Option<i64> = sqlx::query_scalar(BLOB_IN_REPO)
-        .bind(from.as_str())
-        .bind(digest.as_str())
-        .fetch_optional(&mut *conn)
-        .await?;
+    let size: Option<i64> = conn
+        .prepare_cached(BLOB_IN_REPO)
+        .and_then(|mut st| {
+            st.query_row((from.as_str(), digest.as_str()), |r| r.get(0))
+                .optional()
+        })
+        .map_err(sql)?;
     let Some(size) = size else {
         return Ok(None);
     };
     let now = now_ms();
-    let repo_id = ensure_repo(conn, repo, now).await?;
-    insert_link(conn, repo_id, digest, now).await?;
+    let repo_id = ensure_repo(conn, repo, now)?;
+    insert_link(conn, repo_id, digest, now)?;
     Ok(Some(from_db(size, "blob size")?))
 }
 
-async fn upload_create(conn: &mut SqliteConnection, rec: &UploadRecord) -> Result<(), MetaError> {
+fn upload_create(conn: &rusqlite::Connection, rec: &UploadRecord) -> Result<(), MetaError> {
     let offset = to_db(rec.offset, "upload offset")?;
-    let repo_id = ensure_repo(conn, &rec.repo, now_ms()).await?;
-    sqlx::query(
+    let repo_id = ensure_repo(conn, &rec.repo, now_ms())?;
+    conn.prepare_cached(
         "INSERT INTO uploads (id, repo_id, \"offset\", hash_state, store_state, created_at, updated_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )
-    .bind(&rec.id)
-    .bind(repo_id)
-    .bind(offset)
-    .bind(&rec.hash_state)
-    .bind(&rec.store_state)
-    .bind(rec.created_at)
-    .bind(rec.updated_at)
-    .execute(conn)
-    .await?;
+    .and_then(|mut st| {
+        st.execute((
+            &rec.id,
+            repo_id,
+            offset,
+            &rec.hash_state,
+            &rec.store_state,
+            rec.created_at,
+            rec.updated_at,
+        ))
+    })
+    .map_err(sql)?;
     Ok(())
 }
 
-async fn upload_advance(
-    conn: &mut SqliteConnection,
+fn upload_advance(
+    conn: &rusqlite::Connection,
     rec: &UploadRecord,
     expected_offset: u64,
 ) -> Result<(), MetaError> {
-    let done = sqlx::query(
-        "UPDATE uploads SET \"offset\" = ?1, hash_state = ?2, store_state = ?3, updated_at = ?4 \
-         WHERE id = ?5 AND \"offset\" = ?6 \
-         AND repo_id = (SELECT id FROM repositories WHERE name = ?7)",
-    )
-    .bind(to_db(rec.offset, "upload offset")?)
-    .bind(&rec.hash_state)
-    .bind(&rec.store_state)
-    .bind(rec.updated_at)
-    .bind(&rec.id)
-    .bind(to_db(expected_offset, "upload offset")?)
-    .bind(rec.repo.as_str())
-    .execute(conn)
-    .await?;
-    if done.rows_affected() == 0 {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE uploads SET \"offset\" = ?1, hash_state = ?2, store_state = ?3, updated_at = ?4 \
+             WHERE id = ?5 AND \"offset\" = ?6 \
+             AND repo_id = (SELECT id FROM repositories WHERE name = ?7)",
+        )
+        .and_then(|mut st| {
+            st.execute((
+                to_db(rec.offset, "upload offset").unwrap_or(i64::MAX),
+                &rec.hash_state,
+                &rec.store_state,
+                rec.updated_at,
+                &rec.id,
+                to_db(expected_offset, "upload offset").unwrap_or(i64::MAX),
+                rec.repo.as_str(),
+            ))
+        })
+        .map_err(sql)?;
+    if changed == 0 {
         return Err(MetaError::UploadConflict(rec.id.clone()));
     }
     Ok(())
 }
 
-async fn manifest_put(
-    conn: &mut SqliteConnection,
+fn manifest_put(
+    conn: &rusqlite::Connection,
     repo: &RepoName,
     m: &NewManifest,
     tag: Option<&Tag>,
 ) -> Result<(), MetaError> {
     let size = to_db(m.bytes.len() as u64, "manifest size")?;
     let now = now_ms();
-    let repo_id = match repo_id(conn, repo).await? {
+    let repo_id = match repo_id(conn, repo)? {
         Some(id) => {
             if !m.blobs.is_empty() || !m.children.is_empty() {
-                let present: Vec<(i64, String)> = sqlx::query_as(
-                    "SELECT 0, digest FROM repo_blobs \
-                     WHERE repo_id = ?1 AND digest IN (SELECT value FROM json_each(?2)) \
-                     UNION ALL \
-                     SELECT 1, digest FROM manifests \
-                     WHERE repo_id = ?1 AND digest IN (SELECT value FROM json_each(?3))",
-                )
-                .bind(id)
-                .bind(json_array(&m.blobs))
-                .bind(json_array(&m.children))
-                .fetch_all(&mut *conn)
-                .await?;
+                let present: Vec<(i64, String)> = conn
+                    .prepare_cached(
+                        "SELECT 0, digest FROM repo_blobs \
+                         WHERE repo_id = ?1 AND digest IN (SELECT value FROM json_each(?2)) \
+                         UNION ALL \
+                         SELECT 1, digest FROM manifests \
+                         WHERE repo_id = ?1 AND digest IN (SELECT value FROM json_each(?3))",
+                    )
+                    .and_then(|mut st| {
+                        st.query_map((id, json_array(&m.blobs), json_array(&m.children)), |r| {
+                            Ok((r.get(0)?, r.get(1)?))
+                        })?
+                        .collect()
+                    })
+                    .map_err(sql)?;
                 let (blobs, children): (Vec<_>, Vec<_>) =
                     present.into_iter().partition(|(kind, _)| *kind == 0);
                 let blobs: HashSet<String> = blobs.into_iter().map(|(_, d)| d).collect();
@@ -497,72 +494,73 @@ async fn manifest_put(
             if let Some(e) = first_missing(m, &HashSet::new(), &HashSet::new()) {
                 return Err(e);
             }
-            ensure_repo(conn, repo, now).await?
+            ensure_repo(conn, repo, now)?
         }
     };
-    let inserted = sqlx::query(
-        "INSERT INTO manifests \
-         (repo_id, digest, media_type, artifact_type, subject, annotations, size, bytes, created_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
-         ON CONFLICT (repo_id, digest) DO NOTHING",
-    )
-    .bind(repo_id)
-    .bind(m.digest.as_str())
-    .bind(&m.media_type)
-    .bind(m.artifact_type.as_deref())
-    .bind(m.subject.as_ref().map(Digest::as_str))
-    .bind(m.annotations.as_deref())
-    .bind(size)
-    .bind(m.bytes.as_ref())
-    .bind(now)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected()
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO manifests \
+             (repo_id, digest, media_type, artifact_type, subject, annotations, size, bytes, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+             ON CONFLICT (repo_id, digest) DO NOTHING",
+        )
+        .and_then(|mut st| {
+            st.execute((
+                repo_id,
+                m.digest.as_str(),
+                &m.media_type,
+                m.artifact_type.as_deref(),
+                m.subject.as_ref().map(Digest::as_str),
+                m.annotations.as_deref(),
+                size,
+                m.bytes.as_ref(),
+                now,
+            ))
+        })
+        .map_err(sql)?
         > 0;
     // A manifest already stored has its references already (same digest, same bytes).
     if inserted && (!m.blobs.is_empty() || !m.children.is_empty()) {
-        sqlx::query(
+        conn.prepare_cached(
             "INSERT OR IGNORE INTO manifest_refs (repo_id, manifest, referenced, kind) \
              SELECT ?1, ?2, value, 'blob' FROM json_each(?3) \
              UNION ALL \
              SELECT ?1, ?2, value, 'manifest' FROM json_each(?4)",
         )
-        .bind(repo_id)
-        .bind(m.digest.as_str())
-        .bind(json_array(&m.blobs))
-        .bind(json_array(&m.children))
-        .execute(&mut *conn)
-        .await?;
+        .and_then(|mut st| {
+            st.execute((
+                repo_id,
+                m.digest.as_str(),
+                json_array(&m.blobs),
+                json_array(&m.children),
+            ))
+        })
+        .map_err(sql)?;
     }
     if let Some(tag) = tag {
-        sqlx::query(
+        conn.prepare_cached(
             "INSERT INTO tags (repo_id, name, manifest, updated_at) VALUES (?1, ?2, ?3, ?4) \
              ON CONFLICT (repo_id, name) DO UPDATE \
              SET manifest = excluded.manifest, updated_at = excluded.updated_at",
         )
-        .bind(repo_id)
-        .bind(tag.as_str())
-        .bind(m.digest.as_str())
-        .bind(now)
-        .execute(conn)
-        .await?;
+        .and_then(|mut st| st.execute((repo_id, tag.as_str(), m.digest.as_str(), now)))
+        .map_err(sql)?;
     }
     Ok(())
 }
 
 /// A `DELETE` of one row identified by repository name and `key`; whether it deleted.
-async fn delete_in_repo(
-    conn: &mut SqliteConnection,
-    sql: &'static str,
+fn delete_in_repo(
+    conn: &rusqlite::Connection,
+    sql_text: &'static str,
     repo: &RepoName,
     key: &str,
 ) -> Result<bool, MetaError> {
-    let done = sqlx::query(sql)
-        .bind(repo.as_str())
-        .bind(key)
-        .execute(conn)
-        .await?;
-    Ok(done.rows_affected() > 0)
+    let n = conn
+        .prepare_cached(sql_text)
+        .and_then(|mut st| st.execute((repo.as_str(), key)))
+        .map_err(sql)?;
+    Ok(n > 0)
 }
 
 fn manifest_record(digest: Digest, media_type: String, bytes: Vec<u8>) -> ManifestRecord {
@@ -585,37 +583,22 @@ impl MetaStore for SqliteMetaStore {
     }
 
     async fn repo_exists(&self, repo: &RepoName) -> Result<bool, MetaError> {
-        if let Some(fast) = &self.fast {
-            return fast.with(|c| c.prepare_cached(REPO_EXISTS)?.exists([repo.as_str()]));
-        }
-        let row: Option<i64> = sqlx::query_scalar(REPO_EXISTS)
-            .bind(repo.as_str())
-            .fetch_optional(&self.read)
-            .await?;
-        Ok(row.is_some())
+        self.fast
+            .with(|c| c.prepare_cached(REPO_EXISTS)?.exists([repo.as_str()]))
     }
 
     async fn catalog(&self, last: Option<&str>, n: u32) -> Result<Vec<String>, MetaError> {
         // Two statements rather than `?1 IS NULL OR name > ?1`, so both are index range scans.
-        if let Some(fast) = &self.fast {
-            return fast.with(|c| match last {
-                Some(last) => c
-                    .prepare_cached(CATALOG_AFTER)?
-                    .query_map((last, i64::from(n)), |r| r.get(0))?
-                    .collect(),
-                None => c
-                    .prepare_cached(CATALOG_FIRST)?
-                    .query_map([i64::from(n)], |r| r.get(0))?
-                    .collect(),
-            });
-        }
-        let q = match last {
-            Some(last) => sqlx::query_scalar(CATALOG_AFTER)
-                .bind(last)
-                .bind(i64::from(n)),
-            None => sqlx::query_scalar(CATALOG_FIRST).bind(i64::from(n)),
-        };
-        Ok(q.fetch_all(&self.read).await?)
+        self.fast.with(|c| match last {
+            Some(last) => c
+                .prepare_cached(CATALOG_AFTER)?
+                .query_map((last, i64::from(n)), |r| r.get(0))?
+                .collect(),
+            None => c
+                .prepare_cached(CATALOG_FIRST)?
+                .query_map([i64::from(n)], |r| r.get(0))?
+                .collect(),
+        })
     }
 
     async fn blob_in_repo(
@@ -623,20 +606,11 @@ impl MetaStore for SqliteMetaStore {
         repo: &RepoName,
         digest: &Digest,
     ) -> Result<Option<u64>, MetaError> {
-        let size: Option<i64> = match &self.fast {
-            Some(fast) => fast.with(|c| {
-                c.prepare_cached(BLOB_IN_REPO)?
-                    .query_row((repo.as_str(), digest.as_str()), |r| r.get(0))
-                    .optional()
-            })?,
-            None => {
-                sqlx::query_scalar(BLOB_IN_REPO)
-                    .bind(repo.as_str())
-                    .bind(digest.as_str())
-                    .fetch_optional(&self.read)
-                    .await?
-            }
-        };
+        let size: Option<i64> = self.fast.with(|c| {
+            c.prepare_cached(BLOB_IN_REPO)?
+                .query_row((repo.as_str(), digest.as_str()), |r| r.get(0))
+                .optional()
+        })?;
         size.map(|s| from_db(s, "blob size")).transpose()
     }
 
@@ -659,7 +633,7 @@ impl MetaStore for SqliteMetaStore {
     ) -> Result<(), MetaError> {
         let size = to_db(size, "blob size")?;
         let (repo, digest) = (repo.clone(), digest.clone());
-        self.write(move |conn| Box::pin(async move { blob_link(conn, &repo, &digest, size).await }))
+        self.write(move |conn| blob_link(conn, &repo, &digest, size))
             .await
     }
 
@@ -670,33 +644,27 @@ impl MetaStore for SqliteMetaStore {
         digest: &Digest,
     ) -> Result<Option<u64>, MetaError> {
         let (repo, from, digest) = (repo.clone(), from.clone(), digest.clone());
-        self.write(move |conn| {
-            Box::pin(async move { blob_mount(conn, &repo, &from, &digest).await })
-        })
-        .await
+        self.write(move |conn| blob_mount(conn, &repo, &from, &digest))
+            .await
     }
 
     async fn blob_unlink(&self, repo: &RepoName, digest: &Digest) -> Result<bool, MetaError> {
         let (repo, digest) = (repo.clone(), digest.clone());
         self.write(move |conn| {
-            Box::pin(async move {
-                delete_in_repo(
-                    conn,
-                    "DELETE FROM repo_blobs \
+            delete_in_repo(
+                conn,
+                "DELETE FROM repo_blobs \
                      WHERE repo_id = (SELECT id FROM repositories WHERE name = ?1) AND digest = ?2",
-                    &repo,
-                    digest.as_str(),
-                )
-                .await
-            })
+                &repo,
+                digest.as_str(),
+            )
         })
         .await
     }
 
     async fn upload_create(&self, rec: &UploadRecord) -> Result<(), MetaError> {
         let rec = rec.clone();
-        self.write(move |conn| Box::pin(async move { upload_create(conn, &rec).await }))
-            .await
+        self.write(move |conn| upload_create(conn, &rec)).await
     }
 
     async fn upload_get(
@@ -735,10 +703,8 @@ impl MetaStore for SqliteMetaStore {
         expected_offset: u64,
     ) -> Result<(), MetaError> {
         let rec = rec.clone();
-        self.write(move |conn| {
-            Box::pin(async move { upload_advance(conn, &rec, expected_offset).await })
-        })
-        .await
+        self.write(move |conn| upload_advance(conn, &rec, expected_offset))
+            .await
     }
 
     async fn upload_count(&self) -> Result<u64, MetaError> {
@@ -751,13 +717,11 @@ impl MetaStore for SqliteMetaStore {
     async fn upload_delete(&self, id: &str) -> Result<bool, MetaError> {
         let id = id.to_string();
         self.write(move |conn| {
-            Box::pin(async move {
-                let done = sqlx::query("DELETE FROM uploads WHERE id = ?1")
-                    .bind(&id)
-                    .execute(conn)
-                    .await?;
-                Ok(done.rows_affected() > 0)
-            })
+            let n = conn
+                .prepare_cached("DELETE FROM uploads WHERE id = ?1")
+                .and_then(|mut st| st.execute([&id]))
+                .map_err(sql)?;
+            Ok(n > 0)
         })
         .await
     }
@@ -769,10 +733,8 @@ impl MetaStore for SqliteMetaStore {
         tag: Option<&Tag>,
     ) -> Result<(), MetaError> {
         let (repo, m, tag) = (repo.clone(), m.clone(), tag.cloned());
-        self.write(move |conn| {
-            Box::pin(async move { manifest_put(conn, &repo, &m, tag.as_ref()).await })
-        })
-        .await
+        self.write(move |conn| manifest_put(conn, &repo, &m, tag.as_ref()))
+            .await
     }
 
     async fn manifest_get(
@@ -780,22 +742,13 @@ impl MetaStore for SqliteMetaStore {
         repo: &RepoName,
         digest: &Digest,
     ) -> Result<Option<ManifestRecord>, MetaError> {
-        let row: Option<(String, Vec<u8>)> = match &self.fast {
-            Some(fast) => fast.with(|c| {
-                c.prepare_cached(MANIFEST_GET)?
-                    .query_row((repo.as_str(), digest.as_str()), |r| {
-                        Ok((r.get(0)?, r.get(1)?))
-                    })
-                    .optional()
-            })?,
-            None => {
-                sqlx::query_as(MANIFEST_GET)
-                    .bind(repo.as_str())
-                    .bind(digest.as_str())
-                    .fetch_optional(&self.read)
-                    .await?
-            }
-        };
+        let row: Option<(String, Vec<u8>)> = self.fast.with(|c| {
+            c.prepare_cached(MANIFEST_GET)?
+                .query_row((repo.as_str(), digest.as_str()), |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()
+        })?;
         Ok(row.map(|(media_type, bytes)| manifest_record(digest.clone(), media_type, bytes)))
     }
 
@@ -804,22 +757,13 @@ impl MetaStore for SqliteMetaStore {
         repo: &RepoName,
         tag: &Tag,
     ) -> Result<Option<ManifestRecord>, MetaError> {
-        let row: Option<(String, String, Vec<u8>)> = match &self.fast {
-            Some(fast) => fast.with(|c| {
-                c.prepare_cached(MANIFEST_BY_TAG)?
-                    .query_row((repo.as_str(), tag.as_str()), |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                    })
-                    .optional()
-            })?,
-            None => {
-                sqlx::query_as(MANIFEST_BY_TAG)
-                    .bind(repo.as_str())
-                    .bind(tag.as_str())
-                    .fetch_optional(&self.read)
-                    .await?
-            }
-        };
+        let row: Option<(String, String, Vec<u8>)> = self.fast.with(|c| {
+            c.prepare_cached(MANIFEST_BY_TAG)?
+                .query_row((repo.as_str(), tag.as_str()), |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .optional()
+        })?;
         row.map(|(d, media_type, bytes)| Ok(manifest_record(stored_digest(&d)?, media_type, bytes)))
             .transpose()
     }
@@ -828,16 +772,13 @@ impl MetaStore for SqliteMetaStore {
         let (repo, digest) = (repo.clone(), digest.clone());
         // Tags pointing at it and its references go by ON DELETE CASCADE, in this statement.
         self.write(move |conn| {
-            Box::pin(async move {
-                delete_in_repo(
-                    conn,
-                    "DELETE FROM manifests \
+            delete_in_repo(
+                conn,
+                "DELETE FROM manifests \
                      WHERE repo_id = (SELECT id FROM repositories WHERE name = ?1) AND digest = ?2",
-                    &repo,
-                    digest.as_str(),
-                )
-                .await
-            })
+                &repo,
+                digest.as_str(),
+            )
         })
         .await
     }
@@ -845,16 +786,13 @@ impl MetaStore for SqliteMetaStore {
     async fn tag_delete(&self, repo: &RepoName, tag: &Tag) -> Result<bool, MetaError> {
         let (repo, tag) = (repo.clone(), tag.clone());
         self.write(move |conn| {
-            Box::pin(async move {
-                delete_in_repo(
-                    conn,
-                    "DELETE FROM tags \
+            delete_in_repo(
+                conn,
+                "DELETE FROM tags \
                      WHERE repo_id = (SELECT id FROM repositories WHERE name = ?1) AND name = ?2",
-                    &repo,
-                    tag.as_str(),
-                )
-                .await
-            })
+                &repo,
+                tag.as_str(),
+            )
         })
         .await
     }
@@ -869,33 +807,16 @@ impl MetaStore for SqliteMetaStore {
         // tag means a repository without (further) tags. At least one row is asked for so
         // that n = 0 still tells the two apart.
         let limit = i64::from(n.max(1));
-        let rows: Vec<Option<String>> = match (&self.fast, last) {
-            (Some(fast), Some(last)) => fast.with(|c| {
-                c.prepare_cached(TAGS_AFTER)?
-                    .query_map((repo.as_str(), last, limit), |r| r.get(0))?
-                    .collect()
-            })?,
-            (Some(fast), None) => fast.with(|c| {
-                c.prepare_cached(TAGS_FIRST)?
-                    .query_map((repo.as_str(), limit), |r| r.get(0))?
-                    .collect()
-            })?,
-            (None, Some(last)) => {
-                sqlx::query_scalar(TAGS_AFTER)
-                    .bind(repo.as_str())
-                    .bind(last)
-                    .bind(limit)
-                    .fetch_all(&self.read)
-                    .await?
-            }
-            (None, None) => {
-                sqlx::query_scalar(TAGS_FIRST)
-                    .bind(repo.as_str())
-                    .bind(limit)
-                    .fetch_all(&self.read)
-                    .await?
-            }
-        };
+        let rows: Vec<Option<String>> = self.fast.with(|c| match last {
+            Some(last) => c
+                .prepare_cached(TAGS_AFTER)?
+                .query_map((repo.as_str(), last, limit), |r| r.get(0))?
+                .collect(),
+            None => c
+                .prepare_cached(TAGS_FIRST)?
+                .query_map((repo.as_str(), limit), |r| r.get(0))?
+                .collect(),
+        })?;
         if rows.is_empty() {
             return Ok(None);
         }
@@ -991,29 +912,43 @@ mod tests {
     }
 
     /// The pragmas that make a commit durable and keep references consistent are in force
-    /// on the writer.
+    /// on the writer's connection and the readers'.
     #[tokio::test]
     async fn writer_pragmas() {
         let dir = tempfile::tempdir().expect("temporary directory");
         let store = SqliteMetaStore::open(&dir.path().join("meta.db"))
             .await
             .expect("open");
-        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
-            .fetch_one(&store.write)
+        let (mode, sync, fk): (String, i64, i64) = store
+            .write(|c| {
+                let q = |p: &str| {
+                    c.query_row(&format!("PRAGMA {p}"), [], |r| {
+                        r.get::<_, rusqlite::types::Value>(0)
+                    })
+                };
+                let text = |v: rusqlite::types::Value| match v {
+                    rusqlite::types::Value::Text(t) => t,
+                    other => format!("{other:?}"),
+                };
+                let int = |v: rusqlite::types::Value| match v {
+                    rusqlite::types::Value::Integer(i) => i,
+                    _ => -1,
+                };
+                Ok((
+                    text(q("journal_mode").map_err(sql)?),
+                    int(q("synchronous").map_err(sql)?),
+                    int(q("foreign_keys").map_err(sql)?),
+                ))
+            })
             .await
-            .expect("pragma");
+            .expect("pragmas");
         assert_eq!(mode, "wal");
-        let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
-            .fetch_one(&store.write)
+        assert_eq!(sync, 2, "synchronous=FULL");
+        assert_eq!(fk, 1, "foreign keys enforced on the writer");
+        let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+            .fetch_one(&store.read)
             .await
             .expect("pragma");
-        assert_eq!(sync, 2, "synchronous=FULL");
-        for pool in [&store.write, &store.read] {
-            let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
-                .fetch_one(pool)
-                .await
-                .expect("pragma");
-            assert_eq!(fk, 1, "foreign keys enforced");
-        }
+        assert_eq!(fk, 1, "foreign keys enforced on readers");
     }
 }

@@ -1,5 +1,5 @@
 //! The conformance suite against [`SqliteMetaStore`] on a file in a temporary directory
-//! (WAL, a reader pool and the single writer, as in production), and the in-memory store.
+//! (WAL, a reader pool, the writer thread and per-thread readers, as in production).
 
 use berth_meta::SqliteMetaStore;
 
@@ -9,13 +9,6 @@ berth_meta::meta_store_conformance!(sqlite_file, async {
         .await
         .expect("open sqlite store");
     (store, dir)
-});
-
-berth_meta::meta_store_conformance!(sqlite_memory, async {
-    let store = SqliteMetaStore::open_memory()
-        .await
-        .expect("open in-memory sqlite store");
-    (store, ())
 });
 
 /// What was committed is there after the store is closed and the file opened again.

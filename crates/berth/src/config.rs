@@ -3,6 +3,7 @@
 //! environment variable are documented in `docs/configuration.md`.
 
 use anyhow::{bail, Context};
+use berth_blob::s3::S3Config;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -46,7 +47,8 @@ pub struct BlobsConfig {
     pub kind: String,
     /// Filesystem root; empty: `<data_dir>/blobs`.
     pub path: Option<PathBuf>,
-    pub s3: S3Section,
+    /// S3-compatible storage, when `kind = "s3"` (the blob crate's own settings).
+    pub s3: S3Config,
 }
 
 impl Default for BlobsConfig {
@@ -54,53 +56,8 @@ impl Default for BlobsConfig {
         BlobsConfig {
             kind: "filesystem".into(),
             path: None,
-            s3: S3Section::default(),
+            s3: S3Config::default(),
         }
-    }
-}
-
-#[derive(Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct S3Section {
-    pub endpoint: Option<String>,
-    pub bucket: String,
-    pub region: String,
-    pub access_key_id: Option<String>,
-    pub secret_access_key: Option<String>,
-    pub path_style: bool,
-    pub allow_http: bool,
-    pub prefix: String,
-}
-
-impl Default for S3Section {
-    fn default() -> Self {
-        S3Section {
-            endpoint: None,
-            bucket: String::new(),
-            region: "us-east-1".into(),
-            access_key_id: None,
-            secret_access_key: None,
-            path_style: false,
-            allow_http: false,
-            prefix: String::new(),
-        }
-    }
-}
-
-impl std::fmt::Debug for S3Section {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("S3Section")
-            .field("endpoint", &self.endpoint)
-            .field("bucket", &self.bucket)
-            .field("region", &self.region)
-            .field("access_key_id", &self.access_key_id)
-            .field(
-                "secret_access_key",
-                &self.secret_access_key.as_ref().map(|_| "<redacted>"),
-            )
-            .field("path_style", &self.path_style)
-            .field("prefix", &self.prefix)
-            .finish()
     }
 }
 

@@ -3,7 +3,7 @@
 use crate::config::Config;
 use anyhow::Context;
 use berth_blob::fs::FsBlobStore;
-use berth_blob::s3::{S3BlobStore, S3Config};
+use berth_blob::s3::S3BlobStore;
 use berth_blob::BlobStore;
 use berth_meta::postgres::PgMetaStore;
 use berth_meta::sqlite::SqliteMetaStore;
@@ -33,20 +33,7 @@ pub async fn open(cfg: &Config) -> anyhow::Result<(Arc<dyn MetaStore>, Arc<dyn B
     };
     let blobs: Arc<dyn BlobStore> = match cfg.blobs.kind.as_str() {
         "s3" => {
-            let s = &cfg.blobs.s3;
-            Arc::new(
-                S3BlobStore::new(S3Config {
-                    endpoint: s.endpoint.clone(),
-                    bucket: s.bucket.clone(),
-                    region: s.region.clone(),
-                    access_key_id: s.access_key_id.clone(),
-                    secret_access_key: s.secret_access_key.clone(),
-                    path_style: s.path_style,
-                    allow_http: s.allow_http,
-                    prefix: s.prefix.clone(),
-                })
-                .context("configuring S3 blob storage")?,
-            )
+            Arc::new(S3BlobStore::new(cfg.blobs.s3.clone()).context("configuring S3 blob storage")?)
         }
         _ => {
             let root = cfg.blob_path();

@@ -35,7 +35,7 @@ use crate::keys::{self, check_upload_id};
 use crate::{BlobError, BlobRead, BlobStore, ByteStream, UploadState};
 use async_trait::async_trait;
 use berth_oci::{Algorithm, Digest};
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use futures::stream::{self, BoxStream, StreamExt};
 use std::collections::HashMap;
 use std::fs::{self, File, FileType, OpenOptions};
@@ -76,6 +76,8 @@ struct Inner {
     uploads: PathBuf,
     tmp: PathBuf,
     locks: UploadLocks,
+    /// Read buffers handed back by the HTTP layer once sent.
+    buffers: Arc<BufferPool>,
 }
 
 impl std::fmt::Debug for FsBlobStore {
@@ -98,6 +100,7 @@ impl FsBlobStore {
         }
         Ok(FsBlobStore {
             inner: Arc::new(Inner {
+                buffers: Arc::new(BufferPool::default()),
                 root,
                 blobs,
                 uploads,
@@ -364,12 +367,61 @@ fn write_all_vectored(file: &mut File, bufs: &mut [Bytes]) -> io::Result<()> {
 
 /// Reads exactly `n` bytes into `buf`'s allocation (reclaimed once the previous chunks
 /// handed out from it have been dropped) and hands them out.
-fn read_chunk(file: &mut File, buf: &mut BytesMut, n: usize) -> io::Result<Bytes> {
-    buf.clear();
-    buf.reserve(n);
-    buf.resize(n, 0);
-    file.read_exact(&mut buf[..])?;
-    Ok(buf.split().freeze())
+/// Read buffers kept for reuse: a pull reads into a buffer that has already been
+/// written to (no page faults, no zero-filling) and the buffer comes back when the HTTP
+/// layer drops the chunk after sending it. At most [`POOLED_BUFFERS`] are kept.
+#[derive(Default)]
+struct BufferPool {
+    free: Mutex<Vec<Vec<u8>>>,
+}
+
+/// Buffers the pool keeps (a few MiB: the read-ahead of a couple of concurrent pulls).
+const POOLED_BUFFERS: usize = 8;
+
+/// A chunk of a pooled buffer; gives the buffer back when dropped.
+struct Pooled {
+    buf: Vec<u8>,
+    len: usize,
+    pool: Arc<BufferPool>,
+}
+
+impl AsRef<[u8]> for Pooled {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.buf);
+        let mut free = self
+            .pool
+            .free
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if free.len() < POOLED_BUFFERS {
+            free.push(buf);
+        }
+    }
+}
+
+/// Reads exactly `n` (at most [`READ_CHUNK`]) bytes into a pooled buffer.
+fn read_chunk(file: &mut File, pool: &Arc<BufferPool>, n: usize) -> io::Result<Bytes> {
+    let reused = pool
+        .free
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .pop();
+    let mut buf = reused.unwrap_or_else(|| vec![0; READ_CHUNK]);
+    if buf.len() < n {
+        buf.resize(n, 0);
+    }
+    file.read_exact(&mut buf[..n])?;
+    Ok(Bytes::from_owner(Pooled {
+        buf,
+        len: n,
+        pool: pool.clone(),
+    }))
 }
 
 /// A stream fed by blocking work on another thread.
@@ -522,8 +574,9 @@ impl BlobStore for FsBlobStore {
 
     async fn get(&self, digest: &Digest, range: Option<(u64, u64)>) -> Result<BlobRead, BlobError> {
         let path = self.blob_path(digest);
+        let pool = self.inner.buffers.clone();
         // Open, check the range and read the first chunk in one hop: small blobs need no more.
-        let (file, buf, size, first, remaining) = blocking(move || {
+        let (file, pool, size, first, remaining) = blocking(move || {
             let mut file = match File::open(&path) {
                 Ok(f) => f,
                 Err(e) if is_not_found(&e) => return Err(BlobError::NotFound),
@@ -540,9 +593,15 @@ impl BlobStore for FsBlobStore {
             }
             let want = end - start;
             let n = want.min(READ_CHUNK as u64) as usize;
-            let mut buf = BytesMut::new();
-            let first = read_chunk(&mut file, &mut buf, n)?;
-            Ok((file, buf, size, first, want - n as u64))
+            // A small blob is read into a buffer of its own size, not a pooled 1 MiB one.
+            let first = if n < READ_CHUNK {
+                let mut small = vec![0; n];
+                file.read_exact(&mut small)?;
+                Bytes::from(small)
+            } else {
+                read_chunk(&mut file, &pool, n)?
+            };
+            Ok((file, pool, size, first, want - n as u64))
         })
         .await?;
         if remaining == 0 {
@@ -553,10 +612,10 @@ impl BlobStore for FsBlobStore {
         }
         let (tx, rx) = mpsc::channel::<Result<Bytes, io::Error>>(READ_AHEAD);
         tokio::task::spawn_blocking(move || {
-            let (mut file, mut buf, mut remaining) = (file, buf, remaining);
+            let (mut file, mut remaining) = (file, remaining);
             while remaining > 0 {
                 let n = remaining.min(READ_CHUNK as u64) as usize;
-                let chunk = read_chunk(&mut file, &mut buf, n);
+                let chunk = read_chunk(&mut file, &pool, n);
                 let failed = chunk.is_err();
                 // A closed channel means the reader went away: stop reading.
                 if tx.blocking_send(chunk).is_err() || failed {

@@ -568,7 +568,16 @@ async fn bad_input_gets_spec_errors() {
     let a = app().await;
     let cfg = a.push_blob("b", b"{}").await;
     let missing = Digest::sha256_of(b"never pushed");
-    let cases: Vec<(&str, String, Vec<(&str, &str)>, Vec<u8>, StatusCode, &str)> = vec![
+    // method, URI, headers, body, expected status, expected error code
+    type Case<'a> = (
+        &'a str,
+        String,
+        Vec<(&'a str, &'a str)>,
+        Vec<u8>,
+        StatusCode,
+        &'a str,
+    );
+    let cases: Vec<Case> = vec![
         (
             "PUT",
             "/v2/b/manifests/v1".into(),

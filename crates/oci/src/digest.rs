@@ -279,7 +279,7 @@ impl Digester {
         let bits = (self.len as u128) * 8;
         let mut tail = std::mem::take(&mut self.buf);
         tail.push(0x80);
-        while (tail.len() + len_bytes) % bs != 0 {
+        while !(tail.len() + len_bytes).is_multiple_of(bs) {
             tail.push(0);
         }
         if len_bytes == 8 {

@@ -1150,7 +1150,7 @@ impl Process {
     /// Starts `berth serve --listen 127.0.0.1:0 ARGS` with `envs`, logging to `log`, and
     /// waits for its "listening on" line (http or https).
     pub fn spawn(args: &[&std::ffi::OsStr], envs: &[(&str, &str)], log: &Path) -> Process {
-        let child = Command::new(env!("CARGO_BIN_EXE_berth"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(args)
             .envs(envs.iter().copied())
@@ -1176,7 +1176,11 @@ impl Process {
                     log: log.to_path_buf(),
                 };
             }
-            assert!(Instant::now() < deadline, "berth did not start:\n{text}");
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("berth did not start:\n{text}");
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
     }

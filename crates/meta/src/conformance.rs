@@ -26,6 +26,17 @@ use std::sync::Arc;
 /// The store under test, shared by the tasks of the concurrent cases.
 pub type Store = Arc<dyn MetaStore>;
 
+/// Both traits on one database, as the identity cases need (repositories come from
+/// [`MetaStore`], their settings from [`IdentityStore`](crate::IdentityStore)).
+pub trait Both: MetaStore + crate::IdentityStore {}
+impl<T: MetaStore + crate::IdentityStore> Both for T {}
+
+/// The store under test in the identity cases.
+pub type FullStore = Arc<dyn Both>;
+
+/// The identity cases (`IdentityStore`), in their own file; same macro, same runs.
+pub mod identity;
+
 /// Environment variable holding the URL of the PostgreSQL server the tests use.
 pub const PG_URL_ENV: &str = "BERTH_TEST_PG_URL";
 
@@ -90,9 +101,22 @@ macro_rules! meta_store_conformance {
             concurrent_upload_advance_one_wins,
             concurrent_blob_link_new_repository,
             concurrent_writes_fail_alone,
+        ; // identity cases: the store must also implement `IdentityStore`
+            accounts_share_one_namespace,
+            user_update_and_delete,
+            organisations_members_and_teams,
+            team_delete_cascades,
+            repository_settings_and_default_visibility,
+            repository_delete_takes_its_rows,
+            grants_roundtrip,
+            access_for_loads_the_decision_inputs,
+            tokens_lifecycle,
+            signing_keys_rotation,
+            audit_paging_and_filters,
+            hostile_strings_round_trip,
         );
     };
-    (@cases $name:ident, $make:expr; $($case:ident),* $(,)?) => {
+    (@cases $name:ident, $make:expr; $($case:ident),* $(,)?; $($icase:ident),* $(,)?) => {
         mod $name {
             #[allow(unused_imports)]
             use super::*;
@@ -102,6 +126,14 @@ macro_rules! meta_store_conformance {
                     let (store, _guard) = $make.await;
                     let store: $crate::conformance::Store = ::std::sync::Arc::new(store);
                     $crate::conformance::$case(store).await;
+                }
+            )*
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $icase() {
+                    let (store, _guard) = $make.await;
+                    let store: $crate::conformance::FullStore = ::std::sync::Arc::new(store);
+                    $crate::conformance::identity::$icase(store).await;
                 }
             )*
         }

@@ -14,7 +14,9 @@
 //!
 //! - [`sqlite`]: the embedded default (WAL, `synchronous=FULL`: a commit is durable).
 //! - [`postgres`]: for replicas that share one database.
-//! - [`conformance`]: the one test suite both pass.
+//! - [`identity`]: the [`IdentityStore`] trait: accounts, organisations, teams, grants,
+//!   repository settings, tokens, signing keys and the audit log, for identity and access.
+//! - [`conformance`]: the one test suite both pass (both traits).
 //!
 //! The private `convert` module holds the conversions both share (clock, sizes, values read
 //! back from a database). Schemas live in `migrations/sqlite` and `migrations/postgres`,
@@ -22,10 +24,14 @@
 
 pub mod conformance;
 mod convert;
+pub mod identity;
 pub mod postgres;
+mod postgres_identity;
 pub mod sqlite;
 mod sqlite_fast;
+mod sqlite_identity;
 
+pub use identity::IdentityStore;
 pub use postgres::PgMetaStore;
 pub use sqlite::SqliteMetaStore;
 
@@ -45,6 +51,16 @@ pub enum MetaError {
     /// A compare-and-swap on an upload lost a race with another request.
     #[error("upload {0} was changed concurrently")]
     UploadConflict(String),
+    /// A name or id that must be unique is taken (an account name, a team, a token id).
+    #[error("{0} already exists")]
+    Conflict(String),
+    /// Something the operation needs does not exist (an organisation, a team, a user).
+    #[error("{0} not found")]
+    NotFound(String),
+    /// A value the store refuses to keep (an upper-case account name, a grant outside the
+    /// team's namespace).
+    #[error("invalid: {0}")]
+    Invalid(String),
     #[error("metadata store error: {0}")]
     Backend(String),
 }

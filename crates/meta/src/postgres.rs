@@ -33,7 +33,7 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 /// [`MetaStore`] on a PostgreSQL database.
 #[derive(Debug, Clone)]
 pub struct PgMetaStore {
-    pool: PgPool,
+    pub(crate) pool: PgPool,
 }
 
 impl PgMetaStore {
@@ -134,11 +134,13 @@ async fn ensure_repo(conn: &mut PgConnection, repo: &RepoName, now: i64) -> Resu
         return Ok(id);
     }
     let inserted: Option<i64> = sqlx::query_scalar(
-        "INSERT INTO repositories (name, created_at) VALUES ($1, $2) \
+        "INSERT INTO repositories (name, created_at, visibility) VALUES ($1, $2, \
+         COALESCE((SELECT default_visibility FROM accounts WHERE name = $3), 'private')) \
          ON CONFLICT (name) DO NOTHING RETURNING id",
     )
     .bind(repo.as_str())
     .bind(now)
+    .bind(repo.namespace())
     .fetch_optional(&mut *conn)
     .await?;
     match inserted {

@@ -51,11 +51,11 @@ const QUEUE: usize = 1024;
 #[derive(Debug, Clone)]
 pub struct SqliteMetaStore {
     /// Readers for the queries off the hot path (referrers, uploads, fsck listings).
-    read: SqlitePool,
+    pub(crate) read: SqlitePool,
     /// The writer thread's queue.
     writes: mpsc::Sender<Box<dyn Pending>>,
     /// Hot-path reads on the calling thread.
-    fast: Arc<FastReads>,
+    pub(crate) fast: Arc<FastReads>,
 }
 
 impl SqliteMetaStore {
@@ -108,7 +108,7 @@ impl SqliteMetaStore {
 
     /// Runs `op` in the writer's next transaction; returns once that has committed (or
     /// `op` failed and was rolled back).
-    async fn write<T, F>(&self, op: F) -> Result<T, MetaError>
+    pub(crate) async fn write<T, F>(&self, op: F) -> Result<T, MetaError>
     where
         T: Send + 'static,
         F: FnOnce(&rusqlite::Connection) -> Result<T, MetaError> + Send + 'static,
@@ -151,7 +151,7 @@ fn reader_count() -> u32 {
     u32::try_from(cores * 2).unwrap_or(u32::MAX).clamp(4, 32)
 }
 
-fn sql(e: rusqlite::Error) -> MetaError {
+pub(crate) fn sql(e: rusqlite::Error) -> MetaError {
     MetaError::Backend(format!("sqlite: {e}"))
 }
 
@@ -311,7 +311,10 @@ fn commit_batch(conn: &mut rusqlite::Connection, batch: Vec<Box<dyn Pending>>) {
 // ---------------------------------------------------------------------------------------
 // Statements shared by several methods
 
-fn repo_id(conn: &rusqlite::Connection, repo: &RepoName) -> Result<Option<i64>, MetaError> {
+pub(crate) fn repo_id(
+    conn: &rusqlite::Connection,
+    repo: &RepoName,
+) -> Result<Option<i64>, MetaError> {
     conn.prepare_cached("SELECT id FROM repositories WHERE name = ?1")
         .and_then(|mut st| st.query_row([repo.as_str()], |r| r.get(0)).optional())
         .map_err(sql)
@@ -323,9 +326,14 @@ fn ensure_repo(conn: &rusqlite::Connection, repo: &RepoName, now: i64) -> Result
     if let Some(id) = repo_id(conn, repo)? {
         return Ok(id);
     }
-    conn.prepare_cached("INSERT INTO repositories (name, created_at) VALUES (?1, ?2) RETURNING id")
-        .and_then(|mut st| st.query_row((repo.as_str(), now), |r| r.get(0)))
-        .map_err(sql)
+    // A new repository takes its namespace's default visibility (private without one).
+    conn.prepare_cached(
+        "INSERT INTO repositories (name, created_at, visibility) VALUES (?1, ?2, \
+         COALESCE((SELECT default_visibility FROM accounts WHERE name = ?3), 'private')) \
+         RETURNING id",
+    )
+    .and_then(|mut st| st.query_row((repo.as_str(), now, repo.namespace()), |r| r.get(0)))
+    .map_err(sql)
 }
 
 fn insert_link(

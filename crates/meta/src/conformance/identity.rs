@@ -1,0 +1,1519 @@
+//! Conformance cases of [`IdentityStore`]: accounts, organisations, teams, grants,
+//! repository settings, tokens, signing keys and the audit log. Run by the same
+//! [`meta_store_conformance!`](crate::meta_store_conformance) as the registry cases.
+
+use super::FullStore;
+use crate::identity::*;
+use crate::MetaError;
+use berth_auth::rbac::{
+    decide, Decision, GrantTarget, NamespaceKind, Permission, Restriction, RestrictionEntry,
+    RestrictionTarget, Role, TeamRef, Visibility,
+};
+use berth_auth::secret::{SecretHash, SecretId};
+use berth_oci::{Digest, RepoName};
+use serde_json::json;
+
+fn repo(s: &str) -> RepoName {
+    RepoName::parse(s).unwrap_or_else(|e| panic!("test repository name {s:?}: {e}"))
+}
+
+fn new_user(name: &str) -> NewUser {
+    NewUser {
+        name: name.to_string(),
+        full_name: format!("{name} full"),
+        email: Some(format!("{name}@example.test")),
+        password: Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2g".to_string()),
+        origin: Origin::Local,
+        active: true,
+        is_system_admin: false,
+        is_service_account: false,
+    }
+}
+
+async fn user(store: &FullStore, name: &str) -> UserRecord {
+    store
+        .user_create(&new_user(name))
+        .await
+        .unwrap_or_else(|e| panic!("user_create {name}: {e}"))
+}
+
+async fn org(store: &FullStore, name: &str, settings: OrgSettings) -> OrgRecord {
+    store
+        .org_create(name, &format!("{name} Inc."), &settings)
+        .await
+        .unwrap_or_else(|e| panic!("org_create {name}: {e}"))
+}
+
+async fn team(store: &FullStore, org: &str, name: &str) -> TeamRecord {
+    store
+        .team_create(org, name, None)
+        .await
+        .unwrap_or_else(|e| panic!("team_create {org}/{name}: {e}"))
+}
+
+/// Creates `name` through the registry path (a blob link), as a first push does.
+async fn link(store: &FullStore, name: &str) {
+    store
+        .blob_link(&repo(name), &Digest::sha256_of(name.as_bytes()), 3)
+        .await
+        .unwrap_or_else(|e| panic!("blob_link {name}: {e}"));
+}
+
+fn team_ref(org: &str, team: &str) -> TeamRef {
+    TeamRef {
+        org: org.to_string(),
+        team: team.to_string(),
+    }
+}
+
+fn expect_conflict<T: std::fmt::Debug>(r: Result<T, MetaError>, what: &str) {
+    match r {
+        Err(MetaError::Conflict(_)) => {}
+        other => panic!("{what}: expected Conflict, got {other:?}"),
+    }
+}
+
+fn expect_not_found<T: std::fmt::Debug>(r: Result<T, MetaError>, what: &str) {
+    match r {
+        Err(MetaError::NotFound(_)) => {}
+        other => panic!("{what}: expected NotFound, got {other:?}"),
+    }
+}
+
+fn expect_invalid<T: std::fmt::Debug>(r: Result<T, MetaError>, what: &str) {
+    match r {
+        Err(MetaError::Invalid(_)) => {}
+        other => panic!("{what}: expected Invalid, got {other:?}"),
+    }
+}
+
+fn secret_id(n: u8) -> SecretId {
+    SecretId::parse(&format!(
+        "{:016x}",
+        0xabc0_0000_0000_0000_u64 + u64::from(n)
+    ))
+    .expect("id")
+}
+
+fn secret_hash(n: u8) -> SecretHash {
+    SecretHash::from_hex(&format!("{n:02x}").repeat(32)).expect("hash")
+}
+
+fn new_token(n: u8, user: AccountId, kind: TokenKind) -> NewToken {
+    NewToken {
+        id: secret_id(n),
+        kind,
+        user_id: user,
+        description: format!("token {n}"),
+        hash: secret_hash(n),
+        expires_at: None,
+        restriction: None,
+    }
+}
+
+fn names<T>(v: &[T], f: impl Fn(&T) -> &str) -> Vec<String> {
+    v.iter().map(|x| f(x).to_string()).collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// Cases
+
+/// Users and organisations share one namespace of names; names are lowercase; lookups by
+/// id and name agree; listings page by name and keep the kinds apart.
+pub async fn accounts_share_one_namespace(store: FullStore) {
+    let alice = user(&store, "alice").await;
+    assert_eq!(alice.name, "alice");
+    assert_eq!(alice.origin, Origin::Local);
+    assert!(alice.active && !alice.is_system_admin && !alice.is_service_account);
+    assert_eq!(alice.email.as_deref(), Some("alice@example.test"));
+    assert!(alice.password.as_deref().unwrap().starts_with("$argon2id$"));
+    assert!(alice.created_at > 0 && alice.updated_at == alice.created_at);
+
+    expect_conflict(store.user_create(&new_user("alice")).await, "user twice");
+    expect_conflict(
+        store.org_create("alice", "", &OrgSettings::default()).await,
+        "org named like a user",
+    );
+    let acme = org(&store, "acme", OrgSettings::default()).await;
+    assert_eq!(acme.settings, OrgSettings::default());
+    expect_conflict(
+        store.user_create(&new_user("acme")).await,
+        "user named like an org",
+    );
+    expect_conflict(
+        store.org_create("acme", "", &OrgSettings::default()).await,
+        "org twice",
+    );
+    expect_invalid(store.user_create(&new_user("Bob")).await, "upper-case user");
+    expect_invalid(
+        store.org_create("ACME2", "", &OrgSettings::default()).await,
+        "upper-case org",
+    );
+    expect_invalid(store.user_create(&new_user("")).await, "empty name");
+
+    let by_id = store.user_get(UserKey::Id(alice.id)).await.expect("get");
+    let by_name = store.user_get(UserKey::Name("alice")).await.expect("get");
+    assert_eq!(by_id.as_ref(), Some(&alice));
+    assert_eq!(by_name.as_ref(), Some(&alice));
+    assert_eq!(
+        store.user_get(UserKey::Name("acme")).await.expect("get"),
+        None
+    );
+    assert_eq!(
+        store.user_get(UserKey::Id(acme.id)).await.expect("get"),
+        None
+    );
+    assert_eq!(
+        store.user_get(UserKey::Name("nobody")).await.expect("get"),
+        None
+    );
+    assert_eq!(store.org_get("alice").await.expect("org_get"), None);
+    assert_eq!(store.org_get("acme").await.expect("org_get"), Some(acme));
+
+    for n in ["carol", "bob", "dave"] {
+        user(&store, n).await;
+    }
+    org(&store, "beta", OrgSettings::default()).await;
+    let page1 = store.users_list(None, 2).await.expect("users_list");
+    assert_eq!(names(&page1, |u| &u.name), ["alice", "bob"]);
+    let page2 = store.users_list(Some("bob"), 10).await.expect("users_list");
+    assert_eq!(names(&page2, |u| &u.name), ["carol", "dave"]);
+    let orgs = store.orgs_list(None, 10).await.expect("orgs_list");
+    assert_eq!(names(&orgs, |o| &o.name), ["acme", "beta"]);
+    let orgs = store.orgs_list(Some("acme"), 10).await.expect("orgs_list");
+    assert_eq!(names(&orgs, |o| &o.name), ["beta"]);
+}
+
+/// A patch changes what it names and nothing else; deleting a user takes their
+/// memberships and tokens.
+pub async fn user_update_and_delete(store: FullStore) {
+    let u = user(&store, "erin").await;
+    let other = user(&store, "frank").await;
+    let changed = store
+        .user_update(
+            u.id,
+            &UserPatch {
+                email: Some(None),
+                password: Some(None),
+                origin: Some(Origin::Directory {
+                    dn: "uid=erin,ou=people,dc=example,dc=test".into(),
+                }),
+                is_system_admin: Some(true),
+                ..UserPatch::default()
+            },
+        )
+        .await
+        .expect("user_update");
+    assert_eq!(changed.full_name, u.full_name, "untouched");
+    assert_eq!(changed.email, None);
+    assert_eq!(changed.password, None);
+    assert_eq!(
+        changed.origin,
+        Origin::Directory {
+            dn: "uid=erin,ou=people,dc=example,dc=test".into()
+        }
+    );
+    assert!(changed.is_system_admin && changed.active && !changed.is_service_account);
+    assert!(changed.updated_at >= u.updated_at);
+    let again = store
+        .user_update(
+            u.id,
+            &UserPatch {
+                full_name: Some("Erin E.".into()),
+                email: Some(Some("e@example.test".into())),
+                active: Some(false),
+                is_service_account: Some(true),
+                ..UserPatch::default()
+            },
+        )
+        .await
+        .expect("user_update");
+    assert_eq!(again.full_name, "Erin E.");
+    assert_eq!(again.email.as_deref(), Some("e@example.test"));
+    assert!(!again.active && again.is_service_account && again.is_system_admin);
+    assert_eq!(again.origin, changed.origin, "origin kept");
+    assert_eq!(
+        store.user_get(UserKey::Id(u.id)).await.expect("get"),
+        Some(again)
+    );
+    expect_not_found(
+        store.user_update(999_999, &UserPatch::default()).await,
+        "update of a missing user",
+    );
+
+    org(&store, "team-org", OrgSettings::default()).await;
+    team(&store, "team-org", "devs").await;
+    store
+        .team_member_add("team-org", "devs", u.id)
+        .await
+        .expect("team_member_add");
+    store
+        .token_create(&new_token(1, u.id, TokenKind::Access))
+        .await
+        .expect("token_create");
+    store
+        .token_create(&new_token(2, other.id, TokenKind::Access))
+        .await
+        .expect("token_create");
+
+    assert!(store.user_delete(u.id).await.expect("user_delete"));
+    assert!(!store.user_delete(u.id).await.expect("user_delete twice"));
+    assert_eq!(store.user_get(UserKey::Id(u.id)).await.expect("get"), None);
+    assert!(store
+        .org_members("team-org")
+        .await
+        .expect("org_members")
+        .is_empty());
+    assert!(store
+        .team_members("team-org", "devs")
+        .await
+        .expect("team_members")
+        .is_empty());
+    assert_eq!(
+        store.token_get(&secret_id(1)).await.expect("token_get"),
+        None
+    );
+    assert!(store
+        .token_get(&secret_id(2))
+        .await
+        .expect("token_get")
+        .is_some());
+    // The name is free again.
+    user(&store, "erin").await;
+}
+
+/// Organisation settings, owners and members; teams, their directory groups and members;
+/// a team member is an organisation member; leaving the organisation leaves its teams.
+pub async fn organisations_members_and_teams(store: FullStore) {
+    let o = org(&store, "acme", OrgSettings::default()).await;
+    let (ann, ben) = (user(&store, "ann").await, user(&store, "ben").await);
+    let settings = OrgSettings {
+        members_can_create: true,
+        default_visibility: Visibility::Public,
+    };
+    let updated = store
+        .org_update("acme", &settings)
+        .await
+        .expect("org_update");
+    assert_eq!(updated.settings, settings);
+    assert_eq!((updated.id, updated.created_at), (o.id, o.created_at));
+    expect_not_found(store.org_update("nope", &settings).await, "missing org");
+    expect_not_found(store.org_update("ann", &settings).await, "a user is no org");
+
+    store
+        .org_member_set("acme", ann.id, true)
+        .await
+        .expect("set owner");
+    store
+        .org_member_set("acme", ben.id, false)
+        .await
+        .expect("set member");
+    expect_not_found(
+        store.org_member_set("nope", ann.id, false).await,
+        "missing org",
+    );
+    expect_not_found(
+        store.org_member_set("acme", 999_999, false).await,
+        "missing user",
+    );
+    expect_not_found(
+        store.org_member_set("acme", o.id, false).await,
+        "an org is no user",
+    );
+    let members = store.org_members("acme").await.expect("org_members");
+    assert_eq!(
+        members,
+        vec![
+            Member {
+                user_id: ann.id,
+                name: "ann".into(),
+                is_owner: true
+            },
+            Member {
+                user_id: ben.id,
+                name: "ben".into(),
+                is_owner: false
+            },
+        ]
+    );
+    store
+        .org_member_set("acme", ann.id, false)
+        .await
+        .expect("demote");
+    assert!(!store.org_members("acme").await.expect("members")[0].is_owner);
+    expect_not_found(store.org_members("nope").await, "members of a missing org");
+
+    let devs = store
+        .team_create("acme", "devs", Some("cn=devs,ou=groups,dc=example,dc=test"))
+        .await
+        .expect("team_create");
+    assert_eq!(devs.org, "acme");
+    assert_eq!(
+        devs.directory_group.as_deref(),
+        Some("cn=devs,ou=groups,dc=example,dc=test")
+    );
+    team(&store, "acme", "ops").await;
+    expect_conflict(store.team_create("acme", "devs", None).await, "team twice");
+    expect_not_found(
+        store.team_create("nope", "devs", None).await,
+        "team of no org",
+    );
+    expect_not_found(
+        store.team_create("ann", "devs", None).await,
+        "team of a user",
+    );
+    expect_invalid(
+        store.team_create("acme", "Devs", None).await,
+        "upper-case team",
+    );
+    org(&store, "other", OrgSettings::default()).await;
+    team(&store, "other", "devs").await; // same name, other organisation
+    assert_eq!(
+        store.team_get("acme", "devs").await.expect("team_get"),
+        Some(devs.clone())
+    );
+    assert_eq!(
+        store.team_get("acme", "nope").await.expect("team_get"),
+        None
+    );
+    let teams = store.teams_list("acme").await.expect("teams_list");
+    assert_eq!(names(&teams, |t| &t.name), ["devs", "ops"]);
+    assert!(store
+        .team_set_directory_group("acme", "ops", Some("ops-group"))
+        .await
+        .expect("set group"));
+    assert!(store
+        .team_set_directory_group("acme", "devs", None)
+        .await
+        .expect("clear group"));
+    assert!(!store
+        .team_set_directory_group("acme", "nope", None)
+        .await
+        .expect("missing team"));
+    let teams = store.teams_list("acme").await.expect("teams_list");
+    assert_eq!(teams[0].directory_group, None);
+    assert_eq!(teams[1].directory_group.as_deref(), Some("ops-group"));
+
+    let cyd = user(&store, "cyd").await;
+    store
+        .team_member_add("acme", "devs", cyd.id)
+        .await
+        .expect("add");
+    store
+        .team_member_add("acme", "devs", cyd.id)
+        .await
+        .expect("add twice");
+    store
+        .team_member_add("acme", "ops", cyd.id)
+        .await
+        .expect("add");
+    store
+        .team_member_add("acme", "devs", ben.id)
+        .await
+        .expect("add");
+    expect_not_found(
+        store.team_member_add("acme", "nope", cyd.id).await,
+        "no team",
+    );
+    expect_not_found(
+        store.team_member_add("acme", "devs", 999_999).await,
+        "no user",
+    );
+    let m = store
+        .team_members("acme", "devs")
+        .await
+        .expect("team_members");
+    assert_eq!(names(&m, |m| &m.name), ["ben", "cyd"]);
+    expect_not_found(
+        store.team_members("acme", "nope").await,
+        "members of no team",
+    );
+    let members = store.org_members("acme").await.expect("org_members");
+    assert_eq!(names(&members, |m| &m.name), ["ann", "ben", "cyd"]);
+
+    let subject = store
+        .subject_for(UserKey::Name("cyd"))
+        .await
+        .expect("subject_for")
+        .expect("a subject");
+    let u = subject.user.expect("user");
+    assert_eq!(
+        u.teams,
+        vec![team_ref("acme", "devs"), team_ref("acme", "ops")]
+    );
+
+    assert!(store
+        .team_member_remove("acme", "ops", cyd.id)
+        .await
+        .expect("remove"));
+    assert!(!store
+        .team_member_remove("acme", "ops", cyd.id)
+        .await
+        .expect("remove twice"));
+    assert!(store
+        .org_member_remove("acme", cyd.id)
+        .await
+        .expect("leave"));
+    assert!(!store
+        .org_member_remove("acme", cyd.id)
+        .await
+        .expect("leave twice"));
+    assert!(!store
+        .org_member_remove("nope", cyd.id)
+        .await
+        .expect("no org"));
+    let m = store
+        .team_members("acme", "devs")
+        .await
+        .expect("team_members");
+    assert_eq!(
+        names(&m, |m| &m.name),
+        ["ben"],
+        "leaving the org leaves its teams"
+    );
+
+    assert!(store.org_delete("acme").await.expect("org_delete"));
+    assert!(!store.org_delete("acme").await.expect("org_delete twice"));
+    assert!(!store.org_delete("ann").await.expect("a user is no org"));
+    assert_eq!(
+        store.team_get("acme", "devs").await.expect("team_get"),
+        None
+    );
+    let subject = store
+        .subject_for(UserKey::Id(ben.id))
+        .await
+        .expect("subject_for")
+        .expect("subject");
+    let u = subject.user.expect("user");
+    assert!(u.orgs.is_empty() && u.teams.is_empty());
+    assert!(store
+        .team_get("other", "devs")
+        .await
+        .expect("get")
+        .is_some());
+}
+
+/// Deleting a team removes its memberships and grants, and nothing of other teams.
+pub async fn team_delete_cascades(store: FullStore) {
+    org(&store, "acme", OrgSettings::default()).await;
+    let u = user(&store, "uma").await;
+    link(&store, "acme/app").await;
+    for t in ["devs", "ops"] {
+        team(&store, "acme", t).await;
+        store.team_member_add("acme", t, u.id).await.expect("add");
+        store
+            .grant_repo_set("acme", t, &repo("acme/app"), Role::ReadWrite)
+            .await
+            .expect("grant repo");
+        store
+            .grant_namespace_set("acme", t, Role::ReadOnly)
+            .await
+            .expect("grant namespace");
+    }
+    assert_eq!(store.grants_of_org("acme").await.expect("grants").len(), 4);
+    assert!(store
+        .team_delete("acme", "devs")
+        .await
+        .expect("team_delete"));
+    assert!(!store.team_delete("acme", "devs").await.expect("twice"));
+    assert!(!store.team_delete("nope", "devs").await.expect("no org"));
+    let grants = store.grants_of_org("acme").await.expect("grants");
+    assert_eq!(grants.len(), 2);
+    assert!(grants.iter().all(|g| g.team == team_ref("acme", "ops")));
+    assert_eq!(store.grants_of_user(u.id).await.expect("grants").len(), 2);
+    let s = store
+        .subject_for(UserKey::Id(u.id))
+        .await
+        .expect("subject")
+        .expect("some");
+    assert_eq!(s.user.expect("user").teams, vec![team_ref("acme", "ops")]);
+    // A new team of the same name starts empty.
+    team(&store, "acme", "devs").await;
+    assert!(store
+        .team_members("acme", "devs")
+        .await
+        .expect("members")
+        .is_empty());
+    assert_eq!(store.grants_of_org("acme").await.expect("grants").len(), 2);
+}
+
+/// New repositories take their namespace's default visibility (private without one);
+/// visibility can be read and changed; creation through the management path records its
+/// creator; listings page and filter by namespace exactly.
+pub async fn repository_settings_and_default_visibility(store: FullStore) {
+    let pubns = OrgSettings {
+        members_can_create: false,
+        default_visibility: Visibility::Public,
+    };
+    org(&store, "open", pubns).await;
+    org(&store, "closed", OrgSettings::default()).await;
+    let owner = user(&store, "olga").await;
+    link(&store, "open/a").await;
+    link(&store, "closed/a").await;
+    link(&store, "olga/a").await;
+    link(&store, "nobody/a").await;
+    let vis = |s: Option<RepoSettings>| s.expect("settings").visibility;
+    assert_eq!(
+        vis(store.repo_settings(&repo("open/a")).await.unwrap()),
+        Visibility::Public
+    );
+    assert_eq!(
+        vis(store.repo_settings(&repo("closed/a")).await.unwrap()),
+        Visibility::Private
+    );
+    assert_eq!(
+        vis(store.repo_settings(&repo("olga/a")).await.unwrap()),
+        Visibility::Private
+    );
+    assert_eq!(
+        vis(store.repo_settings(&repo("nobody/a")).await.unwrap()),
+        Visibility::Private
+    );
+    assert_eq!(
+        store.repo_settings(&repo("open/none")).await.expect("get"),
+        None
+    );
+    let s = store.repo_settings(&repo("open/a")).await.unwrap().unwrap();
+    assert_eq!(
+        s.created_by, None,
+        "a push-created repository has no recorded creator"
+    );
+
+    let made = store
+        .repo_create(&repo("open/b"), Some(owner.id), None)
+        .await
+        .expect("repo_create");
+    assert_eq!(made.visibility, Visibility::Public);
+    assert_eq!(made.created_by, Some(owner.id));
+    assert_eq!(
+        store.repo_settings(&repo("open/b")).await.unwrap(),
+        Some(made)
+    );
+    let made = store
+        .repo_create(&repo("open/c"), None, Some(Visibility::Private))
+        .await
+        .expect("repo_create");
+    assert_eq!(
+        made.visibility,
+        Visibility::Private,
+        "explicit beats the default"
+    );
+    expect_conflict(
+        store.repo_create(&repo("open/a"), None, None).await,
+        "existing repository",
+    );
+    assert!(store.repo_exists(&repo("open/b")).await.expect("exists"));
+
+    assert!(store
+        .repo_set_visibility(&repo("closed/a"), Visibility::Public)
+        .await
+        .expect("set"));
+    assert_eq!(
+        vis(store.repo_settings(&repo("closed/a")).await.unwrap()),
+        Visibility::Public
+    );
+    assert!(!store
+        .repo_set_visibility(&repo("closed/none"), Visibility::Public)
+        .await
+        .expect("set missing"));
+
+    // The creator's account going away keeps the repository.
+    assert!(store.user_delete(owner.id).await.expect("delete"));
+    let s = store.repo_settings(&repo("open/b")).await.unwrap().unwrap();
+    assert_eq!(s.created_by, None);
+
+    // Neighbours that sort between "open/" and "open0" or right next to "open".
+    for n in [
+        "open", "open-x/a", "open.x/a", "open_x", "opem/z", "opena/a",
+    ] {
+        link(&store, n).await;
+    }
+    let all = store.repos_list(None, None, 100).await.expect("repos_list");
+    assert_eq!(all.len(), 12);
+    let open = store
+        .repos_list(Some("open"), None, 100)
+        .await
+        .expect("list");
+    assert_eq!(
+        names(&open, |r| r.name.as_str()),
+        ["open", "open/a", "open/b", "open/c"]
+    );
+    let p1 = store.repos_list(Some("open"), None, 2).await.expect("list");
+    assert_eq!(names(&p1, |r| r.name.as_str()), ["open", "open/a"]);
+    let p2 = store
+        .repos_list(Some("open"), Some("open/a"), 2)
+        .await
+        .expect("list");
+    assert_eq!(names(&p2, |r| r.name.as_str()), ["open/b", "open/c"]);
+    let p3 = store
+        .repos_list(Some("open"), Some("open/c"), 2)
+        .await
+        .expect("list");
+    assert!(p3.is_empty());
+    let p = store
+        .repos_list(None, Some("olga/a"), 3)
+        .await
+        .expect("list");
+    assert_eq!(
+        names(&p, |r| r.name.as_str()),
+        ["opem/z", "open", "open-x/a"]
+    );
+}
+
+/// Deleting a repository removes its manifests, tags, links, uploads and grants; other
+/// repositories keep theirs.
+pub async fn repository_delete_takes_its_rows(store: FullStore) {
+    org(&store, "acme", OrgSettings::default()).await;
+    team(&store, "acme", "devs").await;
+    link(&store, "acme/gone").await;
+    link(&store, "acme/kept").await;
+    for r in ["acme/gone", "acme/kept"] {
+        store
+            .grant_repo_set("acme", "devs", &repo(r), Role::Admin)
+            .await
+            .expect("grant");
+    }
+    let up = crate::UploadRecord {
+        id: "up-gone".into(),
+        repo: repo("acme/gone"),
+        offset: 0,
+        hash_state: vec![1],
+        store_state: String::new(),
+        created_at: 1,
+        updated_at: 1,
+    };
+    store.upload_create(&up).await.expect("upload_create");
+    assert!(store
+        .repo_delete(&repo("acme/gone"))
+        .await
+        .expect("repo_delete"));
+    assert!(!store.repo_delete(&repo("acme/gone")).await.expect("twice"));
+    assert!(!store.repo_exists(&repo("acme/gone")).await.expect("exists"));
+    assert_eq!(
+        store
+            .upload_get(&repo("acme/gone"), "up-gone")
+            .await
+            .expect("get"),
+        None
+    );
+    let d = Digest::sha256_of(b"acme/gone");
+    assert_eq!(
+        store
+            .blob_in_repo(&repo("acme/gone"), &d)
+            .await
+            .expect("blob"),
+        None
+    );
+    let g = store.grants_of_org("acme").await.expect("grants");
+    assert_eq!(g.len(), 1);
+    assert_eq!(g[0].target, GrantTarget::Repository("acme/kept".into()));
+    // Recreated, it starts with no grant.
+    link(&store, "acme/gone").await;
+    assert!(store
+        .grants_on_repo(&repo("acme/gone"))
+        .await
+        .expect("grants")
+        .is_empty());
+}
+
+/// Team grants on a repository and on the namespace: set, replace, list, remove.
+pub async fn grants_roundtrip(store: FullStore) {
+    org(&store, "acme", OrgSettings::default()).await;
+    org(&store, "zeta", OrgSettings::default()).await;
+    let u = user(&store, "gus").await;
+    team(&store, "acme", "devs").await;
+    team(&store, "acme", "ops").await;
+    team(&store, "zeta", "devs").await;
+    link(&store, "acme/app").await;
+    link(&store, "acme/db").await;
+    link(&store, "zeta/app").await;
+
+    expect_invalid(
+        store
+            .grant_repo_set("acme", "devs", &repo("zeta/app"), Role::Admin)
+            .await,
+        "grant outside the team's namespace",
+    );
+    expect_not_found(
+        store
+            .grant_repo_set("acme", "devs", &repo("acme/none"), Role::Admin)
+            .await,
+        "grant on a missing repository",
+    );
+    expect_not_found(
+        store
+            .grant_repo_set("acme", "nope", &repo("acme/app"), Role::Admin)
+            .await,
+        "grant of a missing team",
+    );
+    expect_not_found(
+        store.grant_namespace_set("acme", "nope", Role::Admin).await,
+        "namespace grant of a missing team",
+    );
+
+    let set = |t: &'static str, r: &'static str, role| {
+        let store = store.clone();
+        async move {
+            store
+                .grant_repo_set("acme", t, &repo(r), role)
+                .await
+                .expect("grant_repo_set")
+        }
+    };
+    set("devs", "acme/app", Role::ReadOnly).await;
+    set("devs", "acme/app", Role::ReadWrite).await; // replaces
+    set("devs", "acme/db", Role::Admin).await;
+    set("ops", "acme/app", Role::ReadOnly).await;
+    store
+        .grant_namespace_set("acme", "ops", Role::ReadOnly)
+        .await
+        .expect("ns");
+    store
+        .grant_namespace_set("acme", "ops", Role::Admin)
+        .await
+        .expect("ns replace");
+    store
+        .grant_repo_set("zeta", "devs", &repo("zeta/app"), Role::Admin)
+        .await
+        .expect("zeta");
+
+    let g = |t: &str, target: GrantTarget, role| berth_auth::rbac::Grant {
+        team: team_ref("acme", t),
+        target,
+        role,
+    };
+    let repo_t = |r: &str| GrantTarget::Repository(r.to_string());
+    assert_eq!(
+        store.grants_of_org("acme").await.expect("grants_of_org"),
+        vec![
+            g("ops", GrantTarget::Namespace, Role::Admin),
+            g("devs", repo_t("acme/app"), Role::ReadWrite),
+            g("ops", repo_t("acme/app"), Role::ReadOnly),
+            g("devs", repo_t("acme/db"), Role::Admin),
+        ]
+    );
+    assert_eq!(
+        store
+            .grants_on_repo(&repo("acme/app"))
+            .await
+            .expect("on repo"),
+        vec![
+            g("ops", GrantTarget::Namespace, Role::Admin),
+            g("devs", repo_t("acme/app"), Role::ReadWrite),
+            g("ops", repo_t("acme/app"), Role::ReadOnly),
+        ]
+    );
+    assert!(store
+        .grants_of_user(u.id)
+        .await
+        .expect("of user")
+        .is_empty());
+    store
+        .team_member_add("acme", "devs", u.id)
+        .await
+        .expect("add");
+    assert_eq!(
+        store.grants_of_user(u.id).await.expect("of user"),
+        vec![
+            g("devs", repo_t("acme/app"), Role::ReadWrite),
+            g("devs", repo_t("acme/db"), Role::Admin),
+        ]
+    );
+
+    assert!(store
+        .grant_repo_remove("acme", "devs", &repo("acme/app"))
+        .await
+        .expect("remove"));
+    assert!(!store
+        .grant_repo_remove("acme", "devs", &repo("acme/app"))
+        .await
+        .expect("remove twice"));
+    assert!(!store
+        .grant_repo_remove("acme", "nope", &repo("acme/app"))
+        .await
+        .expect("no team"));
+    assert!(store
+        .grant_namespace_remove("acme", "ops")
+        .await
+        .expect("remove ns"));
+    assert!(!store
+        .grant_namespace_remove("acme", "ops")
+        .await
+        .expect("remove ns twice"));
+    assert_eq!(store.grants_of_org("acme").await.expect("grants").len(), 2);
+    assert_eq!(store.grants_of_org("zeta").await.expect("grants").len(), 1);
+}
+
+/// `access_for` returns what `decide` needs in one call, and the decisions made from it
+/// are the expected ones; `subject_for` and `repository_for_access` agree with it.
+pub async fn access_for_loads_the_decision_inputs(store: FullStore) {
+    org(
+        &store,
+        "acme",
+        OrgSettings {
+            members_can_create: true,
+            default_visibility: Visibility::Private,
+        },
+    )
+    .await;
+    let (owner, dev, outsider) = (
+        user(&store, "owner").await,
+        user(&store, "dev").await,
+        user(&store, "out").await,
+    );
+    store
+        .org_member_set("acme", owner.id, true)
+        .await
+        .expect("owner");
+    team(&store, "acme", "devs").await;
+    team(&store, "acme", "readers").await;
+    store
+        .team_member_add("acme", "devs", dev.id)
+        .await
+        .expect("add");
+    store
+        .team_member_add("acme", "readers", dev.id)
+        .await
+        .expect("add");
+    link(&store, "acme/app").await;
+    link(&store, "acme/other").await;
+    link(&store, "acme/public").await;
+    store
+        .repo_set_visibility(&repo("acme/public"), Visibility::Public)
+        .await
+        .expect("public");
+    store
+        .grant_repo_set("acme", "devs", &repo("acme/app"), Role::ReadWrite)
+        .await
+        .expect("grant");
+    store
+        .grant_repo_set("acme", "devs", &repo("acme/other"), Role::Admin)
+        .await
+        .expect("grant");
+    store
+        .grant_namespace_set("acme", "readers", Role::ReadOnly)
+        .await
+        .expect("grant");
+
+    let ctx = store
+        .access_for(Some(UserKey::Name("dev")), &repo("acme/app"))
+        .await
+        .expect("access_for");
+    let u = ctx.subject.user.as_ref().expect("user");
+    assert_eq!((u.id.clone(), u.name.as_str()), (dev.id.to_string(), "dev"));
+    assert!(u.active && !u.is_system_admin);
+    assert_eq!(u.orgs.len(), 1);
+    assert_eq!(
+        (u.orgs[0].org.as_str(), u.orgs[0].is_owner),
+        ("acme", false)
+    );
+    assert_eq!(
+        u.teams,
+        vec![team_ref("acme", "devs"), team_ref("acme", "readers")]
+    );
+    assert_eq!(ctx.subject.restriction, None);
+    assert_eq!(ctx.repository.name, repo("acme/app"));
+    assert_eq!(ctx.repository.visibility, Some(Visibility::Private));
+    assert_eq!(
+        ctx.repository.namespace,
+        NamespaceKind::Organization {
+            members_can_create: true
+        }
+    );
+    assert_eq!(
+        ctx.grants,
+        vec![
+            berth_auth::rbac::Grant {
+                team: team_ref("acme", "readers"),
+                target: GrantTarget::Namespace,
+                role: Role::ReadOnly,
+            },
+            berth_auth::rbac::Grant {
+                team: team_ref("acme", "devs"),
+                target: GrantTarget::Repository("acme/app".into()),
+                role: Role::ReadWrite,
+            },
+        ],
+        "only the grants that apply to this repository"
+    );
+    // The same, by id; and subject_for agrees.
+    let by_id = store
+        .access_for(Some(UserKey::Id(dev.id)), &repo("acme/app"))
+        .await
+        .expect("access_for");
+    assert_eq!(by_id, ctx);
+    assert_eq!(
+        store
+            .subject_for(UserKey::Id(dev.id))
+            .await
+            .expect("subject"),
+        Some(ctx.subject.clone())
+    );
+    assert_eq!(
+        store
+            .repository_for_access(&repo("acme/app"))
+            .await
+            .expect("repository"),
+        ctx.repository
+    );
+
+    let check = |who: Option<UserKey<'static>>, r: &'static str, p, want| {
+        let store = store.clone();
+        async move {
+            let ctx = store.access_for(who, &repo(r)).await.expect("access_for");
+            assert_eq!(
+                decide(&ctx.subject, &ctx.repository, &ctx.grants, p),
+                want,
+                "{who:?} {p:?} on {r}"
+            );
+        }
+    };
+    check(
+        Some(UserKey::Name("dev")),
+        "acme/app",
+        Permission::Push,
+        Decision::Allowed,
+    )
+    .await;
+    check(
+        Some(UserKey::Name("dev")),
+        "acme/app",
+        Permission::Delete,
+        Decision::Denied,
+    )
+    .await;
+    check(
+        Some(UserKey::Name("dev")),
+        "acme/other",
+        Permission::Delete,
+        Decision::Allowed,
+    )
+    .await;
+    check(
+        Some(UserKey::Name("dev")),
+        "acme/new",
+        Permission::Push,
+        Decision::Allowed,
+    )
+    .await;
+    check(
+        Some(UserKey::Name("owner")),
+        "acme/app",
+        Permission::Admin,
+        Decision::Allowed,
+    )
+    .await;
+    check(
+        Some(UserKey::Name("out")),
+        "acme/app",
+        Permission::Pull,
+        Decision::Invisible,
+    )
+    .await;
+    check(
+        Some(UserKey::Name("out")),
+        "acme/public",
+        Permission::Pull,
+        Decision::Allowed,
+    )
+    .await;
+    check(
+        Some(UserKey::Name("out")),
+        "acme/public",
+        Permission::Push,
+        Decision::Denied,
+    )
+    .await;
+    check(
+        Some(UserKey::Name("out")),
+        "out/mine",
+        Permission::Push,
+        Decision::Allowed,
+    )
+    .await;
+    check(None, "acme/public", Permission::Pull, Decision::Allowed).await;
+    check(
+        None,
+        "acme/app",
+        Permission::Pull,
+        Decision::NeedsAuthentication,
+    )
+    .await;
+    check(
+        Some(UserKey::Name("ghost")),
+        "acme/app",
+        Permission::Pull,
+        Decision::NeedsAuthentication,
+    )
+    .await;
+
+    let anon = store
+        .access_for(None, &repo("acme/app"))
+        .await
+        .expect("anon");
+    assert_eq!(anon.subject.user, None);
+    assert!(anon.grants.is_empty());
+    let ghost = store
+        .access_for(Some(UserKey::Name("ghost")), &repo("ghost/x"))
+        .await
+        .expect("ghost");
+    assert_eq!(ghost.subject.user, None);
+    assert_eq!(ghost.repository.visibility, None);
+    assert_eq!(ghost.repository.namespace, NamespaceKind::Unknown);
+    let mine = store
+        .access_for(Some(UserKey::Id(outsider.id)), &repo("out/x"))
+        .await
+        .expect("own namespace");
+    assert_eq!(mine.repository.namespace, NamespaceKind::User);
+    assert_eq!(mine.repository.visibility, None);
+    assert_eq!(
+        store.subject_for(UserKey::Name("acme")).await.expect("org"),
+        None
+    );
+
+    // Deactivation and admin flags reach the subject.
+    store
+        .user_update(
+            dev.id,
+            &UserPatch {
+                active: Some(false),
+                ..UserPatch::default()
+            },
+        )
+        .await
+        .expect("deactivate");
+    store
+        .user_update(
+            outsider.id,
+            &UserPatch {
+                is_system_admin: Some(true),
+                ..UserPatch::default()
+            },
+        )
+        .await
+        .expect("promote");
+    check(
+        Some(UserKey::Name("dev")),
+        "acme/app",
+        Permission::Pull,
+        Decision::NeedsAuthentication,
+    )
+    .await;
+    check(
+        Some(UserKey::Name("out")),
+        "acme/app",
+        Permission::Delete,
+        Decision::Allowed,
+    )
+    .await;
+}
+
+/// Tokens store their hash, expiry and restriction as given; use, revocation and
+/// listing behave; ids are unique and owners must exist.
+pub async fn tokens_lifecycle(store: FullStore) {
+    let u = user(&store, "tina").await;
+    let other = user(&store, "tom").await;
+    let restriction = Restriction {
+        entries: vec![
+            RestrictionEntry {
+                target: RestrictionTarget::Repository("acme/app-*".into()),
+                max_role: Role::ReadOnly,
+            },
+            RestrictionEntry {
+                target: RestrictionTarget::Namespace("tina".into()),
+                max_role: Role::Admin,
+            },
+        ],
+    };
+    let mut t1 = new_token(1, u.id, TokenKind::Access);
+    t1.expires_at = Some(2_000_000_000_000);
+    t1.restriction = Some(restriction.clone());
+    let rec = store.token_create(&t1).await.expect("token_create");
+    assert_eq!(rec.id, t1.id);
+    assert_eq!(rec.hash, secret_hash(1));
+    assert_eq!(rec.expires_at, Some(2_000_000_000_000));
+    assert_eq!(rec.restriction.as_ref(), Some(&restriction));
+    assert!(!rec.revoked && rec.last_used_at.is_none());
+    assert!(rec.usable_at(1_999_999_999_999));
+    assert!(!rec.usable_at(2_000_000_000_000), "expired at its expiry");
+    assert_eq!(
+        store.token_get(&t1.id).await.expect("get"),
+        Some(rec.clone())
+    );
+    expect_conflict(store.token_create(&t1).await, "token id twice");
+    expect_not_found(
+        store
+            .token_create(&new_token(9, 999_999, TokenKind::Access))
+            .await,
+        "token of a missing user",
+    );
+    let org_acc = org(&store, "torg", OrgSettings::default()).await;
+    expect_not_found(
+        store
+            .token_create(&new_token(8, org_acc.id, TokenKind::Access))
+            .await,
+        "token of an organisation",
+    );
+
+    let r2 = store
+        .token_create(&new_token(2, u.id, TokenKind::Refresh))
+        .await
+        .expect("refresh");
+    assert_eq!(r2.kind, TokenKind::Refresh);
+    assert!(r2.usable_at(i64::MAX), "no expiry");
+    store
+        .token_create(&new_token(3, u.id, TokenKind::Access))
+        .await
+        .expect("t3");
+    store
+        .token_create(&new_token(4, other.id, TokenKind::Access))
+        .await
+        .expect("t4");
+    let list = store
+        .tokens_list(u.id, TokenKind::Access)
+        .await
+        .expect("list");
+    let mut ids: Vec<_> = list.iter().map(|t| t.id.clone()).collect();
+    ids.sort();
+    assert_eq!(ids, vec![secret_id(1), secret_id(3)]);
+    let list = store
+        .tokens_list(u.id, TokenKind::Refresh)
+        .await
+        .expect("list");
+    assert_eq!(list, vec![r2.clone()]);
+    assert_eq!(store.token_get(&secret_id(7)).await.expect("get"), None);
+
+    assert!(store
+        .token_touch(&t1.id, 1_700_000_000_123)
+        .await
+        .expect("touch"));
+    assert!(!store
+        .token_touch(&secret_id(7), 1)
+        .await
+        .expect("touch missing"));
+    let got = store.token_get(&t1.id).await.expect("get").expect("some");
+    assert_eq!(got.last_used_at, Some(1_700_000_000_123));
+
+    assert!(store.token_revoke(&t1.id).await.expect("revoke"));
+    assert!(store.token_revoke(&t1.id).await.expect("revoke twice"));
+    assert!(!store
+        .token_revoke(&secret_id(7))
+        .await
+        .expect("revoke missing"));
+    let got = store.token_get(&t1.id).await.expect("get").expect("some");
+    assert!(got.revoked && !got.usable_at(0));
+    assert_eq!(
+        got.restriction.as_ref(),
+        Some(&restriction),
+        "kept when revoked"
+    );
+
+    assert_eq!(store.tokens_revoke_all(u.id).await.expect("revoke all"), 2);
+    assert_eq!(store.tokens_revoke_all(u.id).await.expect("again"), 0);
+    assert!(
+        store
+            .token_get(&secret_id(2))
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked
+    );
+    assert!(
+        !store
+            .token_get(&secret_id(4))
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked
+    );
+}
+
+/// Several keys, newest first; retiring keeps a key for verification.
+pub async fn signing_keys_rotation(store: FullStore) {
+    assert!(store.signing_keys().await.expect("keys").is_empty());
+    let pem1 = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
+    let k1 = store.signing_key_add("KID1:ABCD", pem1).await.expect("add");
+    assert_eq!(
+        (k1.kid.as_str(), k1.pem.as_str(), k1.retired),
+        ("KID1:ABCD", pem1, false)
+    );
+    expect_conflict(store.signing_key_add("KID1:ABCD", "x").await, "kid twice");
+    tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+    let k2 = store
+        .signing_key_add("KID2:EFGH", "pem2")
+        .await
+        .expect("add");
+    assert!(store.signing_key_retire("KID1:ABCD").await.expect("retire"));
+    assert!(!store
+        .signing_key_retire("nope")
+        .await
+        .expect("retire missing"));
+    let keys = store.signing_keys().await.expect("keys");
+    assert_eq!(keys.len(), 2);
+    assert_eq!(keys[0], k2);
+    assert_eq!(keys[1].kid, "KID1:ABCD");
+    assert_eq!(keys[1].pem, pem1);
+    assert!(keys[1].retired);
+}
+
+/// Appends keep their order; queries page newest first and filter by actor, action, time
+/// range and literal target prefix.
+pub async fn audit_paging_and_filters(store: FullStore) {
+    let actions = [
+        "login.success",
+        "push",
+        "login.failure",
+        "token.issue",
+        "push",
+    ];
+    let mut ids = Vec::new();
+    for i in 0..25_i64 {
+        let e = NewAuditEvent {
+            at: 1_000 + i * 10,
+            actor: if i % 5 == 0 { None } else { Some(i % 3) },
+            source: Some(format!("192.0.2.{i}")),
+            action: actions[(i as usize) % actions.len()].to_string(),
+            target: if i % 2 == 0 {
+                format!("acme/app{i}")
+            } else {
+                format!("acme_x/{i}")
+            },
+            detail: json!({"i": i, "nested": {"ok": true}}),
+        };
+        ids.push(store.audit_append(&e).await.expect("append"));
+    }
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids increase");
+
+    let all = AuditFilter::default();
+    let mut seen = Vec::new();
+    let mut before = None;
+    loop {
+        let page = store.audit_query(&all, before, 10).await.expect("query");
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 10);
+        before = page.last().map(|e| e.id);
+        seen.extend(page);
+    }
+    assert_eq!(seen.len(), 25);
+    let mut want = ids.clone();
+    want.reverse();
+    assert_eq!(
+        seen.iter().map(|e| e.id).collect::<Vec<_>>(),
+        want,
+        "newest first"
+    );
+    let last = &seen[0];
+    assert_eq!(last.at, 1_240);
+    assert_eq!(last.source.as_deref(), Some("192.0.2.24"));
+    assert_eq!(last.detail, json!({"i": 24, "nested": {"ok": true}}));
+    assert_eq!(last.action, "push");
+    assert_eq!(seen[24].actor, None);
+    assert_eq!(seen[23].actor, Some(1));
+
+    let q = |f: AuditFilter| {
+        let store = store.clone();
+        async move {
+            store
+                .audit_query(&f, None, 100)
+                .await
+                .expect("query")
+                .into_iter()
+                .map(|e| (e.at - 1_000) / 10)
+                .collect::<Vec<i64>>()
+        }
+    };
+    assert_eq!(
+        q(AuditFilter {
+            action: Some("push".into()),
+            ..AuditFilter::default()
+        })
+        .await,
+        [24, 21, 19, 16, 14, 11, 9, 6, 4, 1]
+    );
+    assert_eq!(
+        q(AuditFilter {
+            actor: Some(2),
+            ..AuditFilter::default()
+        })
+        .await,
+        [23, 17, 14, 11, 8, 2]
+    );
+    assert_eq!(
+        q(AuditFilter {
+            since: Some(1_050),
+            until: Some(1_100),
+            ..AuditFilter::default()
+        })
+        .await,
+        [9, 8, 7, 6, 5]
+    );
+    // `_` is no wildcard: "acme_" matches "acme_x/..." but not "acme/app...".
+    let odd: Vec<i64> = (0..25).rev().filter(|i| i % 2 == 1).collect();
+    assert_eq!(
+        q(AuditFilter {
+            target_prefix: Some("acme_".into()),
+            ..AuditFilter::default()
+        })
+        .await,
+        odd
+    );
+    assert!(q(AuditFilter {
+        target_prefix: Some("acme%".into()),
+        ..AuditFilter::default()
+    })
+    .await
+    .is_empty());
+    assert_eq!(
+        q(AuditFilter {
+            target_prefix: Some("acme/app1".into()),
+            ..AuditFilter::default()
+        })
+        .await,
+        [18, 16, 14, 12, 10]
+    );
+    assert_eq!(
+        q(AuditFilter {
+            actor: Some(1),
+            action: Some("push".into()),
+            since: Some(1_000),
+            until: Some(1_200),
+            target_prefix: Some("acme".into()),
+        })
+        .await,
+        [19, 16, 4, 1]
+    );
+    let page = store
+        .audit_query(
+            &AuditFilter {
+                action: Some("push".into()),
+                ..AuditFilter::default()
+            },
+            Some(ids[14]),
+            3,
+        )
+        .await
+        .expect("query");
+    assert_eq!(
+        page.iter().map(|e| (e.at - 1_000) / 10).collect::<Vec<_>>(),
+        [11, 9, 6]
+    );
+}
+
+/// SQL metacharacters, quotes, NULs-free Unicode and strings longer than 255 characters
+/// are stored and read back exactly in every free-text field, and match nothing they
+/// should not.
+pub async fn hostile_strings_round_trip(store: FullStore) {
+    let nasty = "x'); DROP TABLE accounts; -- \" \\ % _ ` $1 ?1 :a @a \u{e9}\u{1f600}";
+    let long: String = "a'b\"c%d_e\\".repeat(40); // 400 characters
+    assert!(long.chars().count() > 255);
+    let name = format!("o'brien\"; drop table accounts;--{}", "z".repeat(300));
+    let mut nu = new_user(&name);
+    nu.full_name = nasty.to_string();
+    nu.email = Some(long.clone());
+    nu.password = Some(long.clone());
+    nu.origin = Origin::Directory {
+        dn: format!("cn={nasty},ou=people"),
+    };
+    let u = store.user_create(&nu).await.expect("user_create");
+    let got = store
+        .user_get(UserKey::Name(&name))
+        .await
+        .expect("get")
+        .expect("found");
+    assert_eq!(got, u);
+    assert_eq!(got.name, name);
+    assert_eq!(got.full_name, nasty);
+    assert_eq!(got.email.as_deref(), Some(long.as_str()));
+    assert_eq!(got.origin, nu.origin);
+    assert_eq!(
+        store.users_list(None, 10).await.expect("list").len(),
+        1,
+        "nothing was dropped"
+    );
+    // A LIKE-style pattern is just a name.
+    assert_eq!(
+        store.user_get(UserKey::Name("o%")).await.expect("get"),
+        None
+    );
+
+    let oname = format!("org'; --{}", "q".repeat(260));
+    store
+        .org_create(&oname, &long, &OrgSettings::default())
+        .await
+        .expect("org_create");
+    assert_eq!(
+        store.org_get(&oname).await.unwrap().unwrap().full_name,
+        long
+    );
+    let tname = format!("team\"'`{}", "t".repeat(270));
+    let t = store
+        .team_create(&oname, &tname, Some(&long))
+        .await
+        .expect("team_create");
+    assert_eq!(store.team_get(&oname, &tname).await.unwrap(), Some(t));
+    store
+        .team_member_add(&oname, &tname, u.id)
+        .await
+        .expect("add");
+    store
+        .grant_namespace_set(&oname, &tname, Role::ReadOnly)
+        .await
+        .expect("grant");
+    let s = store
+        .subject_for(UserKey::Id(u.id))
+        .await
+        .expect("subject")
+        .expect("some")
+        .user
+        .expect("user");
+    assert_eq!(s.name, name);
+    assert_eq!(s.orgs[0].org, oname);
+    assert_eq!(s.teams, vec![team_ref(&oname, &tname)]);
+    let g = store.grants_of_user(u.id).await.expect("grants");
+    assert_eq!(g[0].team, team_ref(&oname, &tname));
+
+    let mut tok = new_token(5, u.id, TokenKind::Access);
+    tok.description = long.clone();
+    tok.restriction = Some(Restriction {
+        entries: vec![RestrictionEntry {
+            target: RestrictionTarget::Repository(nasty.to_string()),
+            max_role: Role::ReadOnly,
+        }],
+    });
+    store.token_create(&tok).await.expect("token");
+    let got = store.token_get(&tok.id).await.unwrap().unwrap();
+    assert_eq!(got.description, long);
+    assert_eq!(got.restriction, tok.restriction);
+
+    let kid = format!("{nasty}{long}");
+    store.signing_key_add(&kid, &long).await.expect("key");
+    assert_eq!(store.signing_keys().await.unwrap()[0].kid, kid);
+
+    let e = NewAuditEvent {
+        at: 5,
+        actor: Some(u.id),
+        source: Some(long.clone()),
+        action: nasty.to_string(),
+        target: format!("{nasty}{long}"),
+        detail: json!({ "why": nasty, "long": long }),
+    };
+    store.audit_append(&e).await.expect("append");
+    let got = store
+        .audit_query(
+            &AuditFilter {
+                action: Some(nasty.to_string()),
+                target_prefix: Some(nasty.to_string()),
+                ..AuditFilter::default()
+            },
+            None,
+            10,
+        )
+        .await
+        .expect("query");
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].target, e.target);
+    assert_eq!(got[0].source, e.source);
+    assert_eq!(got[0].detail, e.detail);
+}

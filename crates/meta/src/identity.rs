@@ -1,0 +1,849 @@
+//! Identity and access storage: the [`IdentityStore`] trait and the records it keeps.
+//!
+//! Accounts (users and organisations, one namespace of names), organisation membership,
+//! teams and their members, repository settings (visibility, creator), team grants on
+//! repositories and namespaces, access and refresh tokens (hashes only), the token
+//! service's signing keys, and the audit log. The decision itself is `berth_auth::rbac`'s;
+//! this store loads what it needs ([`IdentityStore::access_for`]) in one round trip, since
+//! that runs on every authenticated request.
+//!
+//! A separate trait from [`MetaStore`](crate::MetaStore) so that each stays readable and
+//! so that the registry's pull and push paths do not depend on account management; both
+//! are implemented by [`SqliteMetaStore`](crate::SqliteMetaStore) and
+//! [`PgMetaStore`](crate::PgMetaStore) over the same database.
+//!
+//! The store checks what it must to stay consistent (a name is taken once across users and
+//! organisations, names are lowercase, rows exist before they are referenced); it does not
+//! decide who may do what, nor validate names beyond that.
+
+use crate::MetaError;
+use async_trait::async_trait;
+use berth_auth::rbac::{Grant, Repository, Restriction, Role, Subject, Visibility};
+use berth_auth::secret::{SecretHash, SecretId};
+use berth_oci::RepoName;
+
+/// The store's key of an account (user or organisation).
+pub type AccountId = i64;
+
+/// How a user is looked up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserKey<'a> {
+    /// By account id.
+    Id(AccountId),
+    /// By (lowercase) name.
+    Name(&'a str),
+}
+
+/// Where a user's identity comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// Created in Berth; authenticates with its stored password hash.
+    Local,
+    /// Created by directory sync; authenticates by an LDAP bind as this DN.
+    Directory {
+        /// The user's distinguished name in the directory.
+        dn: String,
+    },
+}
+
+/// A user to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewUser {
+    /// Lowercase; unique among users and organisations.
+    pub name: String,
+    pub full_name: String,
+    pub email: Option<String>,
+    /// argon2id PHC string; `None` for directory users (and users who cannot log in).
+    pub password: Option<String>,
+    pub origin: Origin,
+    pub active: bool,
+    pub is_system_admin: bool,
+    /// A non-person account for CI; authenticates with access tokens.
+    pub is_service_account: bool,
+}
+
+/// A stored user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    pub id: AccountId,
+    pub name: String,
+    pub full_name: String,
+    pub email: Option<String>,
+    /// argon2id PHC string.
+    pub password: Option<String>,
+    pub origin: Origin,
+    pub active: bool,
+    pub is_system_admin: bool,
+    pub is_service_account: bool,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    /// Unix milliseconds of the last change through [`IdentityStore::user_update`].
+    pub updated_at: i64,
+}
+
+/// Changes to a user; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserPatch {
+    pub full_name: Option<String>,
+    pub email: Option<Option<String>>,
+    pub password: Option<Option<String>>,
+    pub origin: Option<Origin>,
+    pub active: Option<bool>,
+    pub is_system_admin: Option<bool>,
+    pub is_service_account: Option<bool>,
+}
+
+/// An organisation's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrgSettings {
+    /// Every member may create repositories by pushing.
+    pub members_can_create: bool,
+    /// Visibility of repositories created in the namespace.
+    pub default_visibility: Visibility,
+}
+
+impl Default for OrgSettings {
+    fn default() -> Self {
+        OrgSettings {
+            members_can_create: false,
+            default_visibility: Visibility::Private,
+        }
+    }
+}
+
+/// A stored organisation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrgRecord {
+    pub id: AccountId,
+    pub name: String,
+    pub full_name: String,
+    pub settings: OrgSettings,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A member of an organisation or a team.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub user_id: AccountId,
+    pub name: String,
+    /// Organisation owner (always `false` in team listings).
+    pub is_owner: bool,
+}
+
+/// A stored team.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TeamRecord {
+    pub id: i64,
+    pub org: String,
+    pub name: String,
+    /// DN or name of the directory group whose members sync into this team.
+    pub directory_group: Option<String>,
+    pub created_at: i64,
+}
+
+/// A repository's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepoSettings {
+    pub name: RepoName,
+    pub visibility: Visibility,
+    /// The account that created it, if known (`None` for repositories created before
+    /// accounts existed, or whose creator was deleted).
+    pub created_by: Option<AccountId>,
+    pub created_at: i64,
+}
+
+/// Everything the access decision needs for one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessContext {
+    /// The caller (anonymous if no user was asked for or the user does not exist), without
+    /// any token restriction: the caller adds that.
+    pub subject: Subject,
+    /// The repository and its namespace's owner.
+    pub repository: Repository,
+    /// The grants of the subject's teams that apply to the repository (on it, or on its
+    /// namespace).
+    pub grants: Vec<Grant>,
+}
+
+/// Access token (used as a password) or refresh token (offline token of the token
+/// protocol).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TokenKind {
+    Access,
+    Refresh,
+}
+
+impl TokenKind {
+    /// The stored form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenKind::Access => "access",
+            TokenKind::Refresh => "refresh",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Result<TokenKind, MetaError> {
+        match s {
+            "access" => Ok(TokenKind::Access),
+            "refresh" => Ok(TokenKind::Refresh),
+            other => Err(MetaError::Backend(format!("stored token kind {other:?}"))),
+        }
+    }
+}
+
+/// A token to store. The secret itself is never given to the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewToken {
+    pub id: SecretId,
+    pub kind: TokenKind,
+    pub user_id: AccountId,
+    pub description: String,
+    pub hash: SecretHash,
+    /// Unix milliseconds; `None` never expires.
+    pub expires_at: Option<i64>,
+    /// Reduced scope; `None` carries the user's full rights.
+    pub restriction: Option<Restriction>,
+}
+
+/// A stored token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    pub id: SecretId,
+    pub kind: TokenKind,
+    pub user_id: AccountId,
+    pub description: String,
+    pub hash: SecretHash,
+    pub expires_at: Option<i64>,
+    pub restriction: Option<Restriction>,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+    pub revoked: bool,
+}
+
+impl TokenRecord {
+    /// Not revoked and not expired at `now` (unix milliseconds).
+    pub fn usable_at(&self, now: i64) -> bool {
+        !self.revoked && self.expires_at.is_none_or(|e| now < e)
+    }
+}
+
+/// A signing key of the token service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigningKeyRecord {
+    /// The libtrust key id (JWT header `kid`).
+    pub kid: String,
+    /// PKCS#8 PEM of the private key.
+    pub pem: String,
+    pub created_at: i64,
+    /// Retired keys only verify; the newest key that is not retired signs.
+    pub retired: bool,
+}
+
+/// An audit event to append.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewAuditEvent {
+    /// Unix milliseconds.
+    pub at: i64,
+    /// The user, or `None` for an anonymous caller.
+    pub actor: Option<AccountId>,
+    /// The caller's address.
+    pub source: Option<String>,
+    /// `login.success`, `login.failure`, `token.issue`, `repo.create`, `push`, `delete`,
+    /// `grant.change`, ...
+    pub action: String,
+    /// What it was done to (a repository, an account, a team, ...).
+    pub target: String,
+    /// Further structured detail.
+    pub detail: serde_json::Value,
+}
+
+/// A stored audit event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditEvent {
+    /// Increases with each append: the paging key.
+    pub id: i64,
+    pub at: i64,
+    pub actor: Option<AccountId>,
+    pub source: Option<String>,
+    pub action: String,
+    pub target: String,
+    pub detail: serde_json::Value,
+}
+
+/// Which audit events to list; every set field must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    pub actor: Option<AccountId>,
+    /// Exact action.
+    pub action: Option<String>,
+    /// `at >= since`.
+    pub since: Option<i64>,
+    /// `at < until`.
+    pub until: Option<i64>,
+    /// Targets starting with this (compared literally: `%` and `_` are not wildcards).
+    pub target_prefix: Option<String>,
+}
+
+/// Identity and access metadata. Every method is one transaction.
+#[async_trait]
+pub trait IdentityStore: Send + Sync + 'static {
+    // --- users ---------------------------------------------------------------------
+
+    /// Creates a user. `Conflict` if a user or an organisation has the name; `Invalid` if
+    /// the name is not lowercase or empty.
+    async fn user_create(&self, user: &NewUser) -> Result<UserRecord, MetaError>;
+
+    /// The user, if it exists (organisations are not users).
+    async fn user_get(&self, key: UserKey<'_>) -> Result<Option<UserRecord>, MetaError>;
+
+    /// Users by name, strictly after `last`, at most `n`.
+    async fn users_list(&self, last: Option<&str>, n: u32) -> Result<Vec<UserRecord>, MetaError>;
+
+    /// Changes a user; `NotFound` if there is none.
+    async fn user_update(&self, id: AccountId, patch: &UserPatch) -> Result<UserRecord, MetaError>;
+
+    /// Deletes a user with their memberships and tokens; `false` if absent.
+    async fn user_delete(&self, id: AccountId) -> Result<bool, MetaError>;
+
+    // --- organisations -------------------------------------------------------------
+
+    /// Creates an organisation. `Conflict` if a user or an organisation has the name.
+    async fn org_create(
+        &self,
+        name: &str,
+        full_name: &str,
+        settings: &OrgSettings,
+    ) -> Result<OrgRecord, MetaError>;
+
+    async fn org_get(&self, name: &str) -> Result<Option<OrgRecord>, MetaError>;
+
+    /// Organisations by name, strictly after `last`, at most `n`.
+    async fn orgs_list(&self, last: Option<&str>, n: u32) -> Result<Vec<OrgRecord>, MetaError>;
+
+    /// Replaces the settings; `NotFound` if there is no such organisation.
+    async fn org_update(&self, name: &str, settings: &OrgSettings) -> Result<OrgRecord, MetaError>;
+
+    /// Deletes an organisation with its memberships, teams and grants; its repositories
+    /// stay. `false` if absent.
+    async fn org_delete(&self, name: &str) -> Result<bool, MetaError>;
+
+    /// Adds a user to an organisation or changes their owner flag. `NotFound` if either
+    /// is missing.
+    async fn org_member_set(
+        &self,
+        org: &str,
+        user: AccountId,
+        is_owner: bool,
+    ) -> Result<(), MetaError>;
+
+    /// Removes a user from an organisation and from its teams; `false` if not a member.
+    async fn org_member_remove(&self, org: &str, user: AccountId) -> Result<bool, MetaError>;
+
+    /// Members by name; `NotFound` if there is no such organisation.
+    async fn org_members(&self, org: &str) -> Result<Vec<Member>, MetaError>;
+
+    // --- teams ---------------------------------------------------------------------
+
+    /// Creates a team. `NotFound` without the organisation, `Conflict` if the name is taken
+    /// in it.
+    async fn team_create(
+        &self,
+        org: &str,
+        name: &str,
+        directory_group: Option<&str>,
+    ) -> Result<TeamRecord, MetaError>;
+
+    async fn team_get(&self, org: &str, name: &str) -> Result<Option<TeamRecord>, MetaError>;
+
+    /// Teams of an organisation by name.
+    async fn teams_list(&self, org: &str) -> Result<Vec<TeamRecord>, MetaError>;
+
+    /// Sets or clears the directory group mapped to a team; `false` if no such team.
+    async fn team_set_directory_group(
+        &self,
+        org: &str,
+        name: &str,
+        group: Option<&str>,
+    ) -> Result<bool, MetaError>;
+
+    /// Deletes a team with its memberships and grants; `false` if absent.
+    async fn team_delete(&self, org: &str, name: &str) -> Result<bool, MetaError>;
+
+    /// Adds a user to a team, and to its organisation (not as owner) if needed.
+    /// Idempotent; `NotFound` if the team or the user is missing.
+    async fn team_member_add(
+        &self,
+        org: &str,
+        team: &str,
+        user: AccountId,
+    ) -> Result<(), MetaError>;
+
+    /// Removes a user from a team (they stay in the organisation); `false` if absent.
+    async fn team_member_remove(
+        &self,
+        org: &str,
+        team: &str,
+        user: AccountId,
+    ) -> Result<bool, MetaError>;
+
+    /// Members of a team by name; `NotFound` if there is no such team.
+    async fn team_members(&self, org: &str, team: &str) -> Result<Vec<Member>, MetaError>;
+
+    // --- repositories --------------------------------------------------------------
+
+    /// Creates a repository (management API, or core before a first push) with its
+    /// creator, with `visibility` or else the namespace's default. `Conflict` if it exists.
+    async fn repo_create(
+        &self,
+        repo: &RepoName,
+        created_by: Option<AccountId>,
+        visibility: Option<Visibility>,
+    ) -> Result<RepoSettings, MetaError>;
+
+    async fn repo_settings(&self, repo: &RepoName) -> Result<Option<RepoSettings>, MetaError>;
+
+    /// Sets a repository's visibility; `false` if it does not exist.
+    async fn repo_set_visibility(
+        &self,
+        repo: &RepoName,
+        visibility: Visibility,
+    ) -> Result<bool, MetaError>;
+
+    /// Repositories by name, strictly after `last`, at most `n`, optionally only those of
+    /// one namespace.
+    async fn repos_list(
+        &self,
+        namespace: Option<&str>,
+        last: Option<&str>,
+        n: u32,
+    ) -> Result<Vec<RepoSettings>, MetaError>;
+
+    /// Deletes a repository with its manifests, tags, links, uploads and grants (blob rows
+    /// stay for garbage collection); `false` if absent.
+    async fn repo_delete(&self, repo: &RepoName) -> Result<bool, MetaError>;
+
+    // --- grants --------------------------------------------------------------------
+
+    /// Gives a team a role on one repository of its organisation (replacing any role it
+    /// had there). `NotFound` if the team or the repository is missing; `Invalid` if the
+    /// repository is in another namespace.
+    async fn grant_repo_set(
+        &self,
+        org: &str,
+        team: &str,
+        repo: &RepoName,
+        role: Role,
+    ) -> Result<(), MetaError>;
+
+    /// `false` if the team had no role there.
+    async fn grant_repo_remove(
+        &self,
+        org: &str,
+        team: &str,
+        repo: &RepoName,
+    ) -> Result<bool, MetaError>;
+
+    /// Gives a team a role on its organisation's whole namespace (replacing any).
+    async fn grant_namespace_set(&self, org: &str, team: &str, role: Role)
+        -> Result<(), MetaError>;
+
+    /// `false` if the team had no namespace role.
+    async fn grant_namespace_remove(&self, org: &str, team: &str) -> Result<bool, MetaError>;
+
+    /// Grants of every team of an organisation: namespace grants first, then repository
+    /// grants by repository; each by team.
+    async fn grants_of_org(&self, org: &str) -> Result<Vec<Grant>, MetaError>;
+
+    /// Grants naming one repository, and namespace grants covering it.
+    async fn grants_on_repo(&self, repo: &RepoName) -> Result<Vec<Grant>, MetaError>;
+
+    /// Grants of every team a user belongs to (for filtering listings).
+    async fn grants_of_user(&self, user: AccountId) -> Result<Vec<Grant>, MetaError>;
+
+    // --- the access decision's inputs --------------------------------------------------
+
+    /// The subject of an active or inactive user, with organisations and teams; `None` if
+    /// there is no such user.
+    async fn subject_for(&self, key: UserKey<'_>) -> Result<Option<Subject>, MetaError>;
+
+    /// The repository as the decision sees it: visibility if it exists, its namespace's
+    /// owner kind.
+    async fn repository_for_access(&self, repo: &RepoName) -> Result<Repository, MetaError>;
+
+    /// [`subject_for`](Self::subject_for), [`repository_for_access`](Self::repository_for_access)
+    /// and the user's grants in the repository's namespace, in one round trip. An unknown
+    /// user gives the anonymous subject.
+    async fn access_for(
+        &self,
+        user: Option<UserKey<'_>>,
+        repo: &RepoName,
+    ) -> Result<AccessContext, MetaError>;
+
+    // --- tokens --------------------------------------------------------------------
+
+    /// Stores a token; `Conflict` if the id exists, `NotFound` if the user does not.
+    async fn token_create(&self, token: &NewToken) -> Result<TokenRecord, MetaError>;
+
+    /// A token by id, revoked or expired ones included (the caller checks
+    /// [`TokenRecord::usable_at`]).
+    async fn token_get(&self, id: &SecretId) -> Result<Option<TokenRecord>, MetaError>;
+
+    /// A user's tokens of one kind, newest first.
+    async fn tokens_list(
+        &self,
+        user: AccountId,
+        kind: TokenKind,
+    ) -> Result<Vec<TokenRecord>, MetaError>;
+
+    /// Records a use at `at` (unix milliseconds); `false` if absent.
+    async fn token_touch(&self, id: &SecretId, at: i64) -> Result<bool, MetaError>;
+
+    /// Revokes a token; `false` if absent (revoking twice is `true`).
+    async fn token_revoke(&self, id: &SecretId) -> Result<bool, MetaError>;
+
+    /// Revokes every token of a user; how many were not revoked before.
+    async fn tokens_revoke_all(&self, user: AccountId) -> Result<u64, MetaError>;
+
+    // --- signing keys --------------------------------------------------------------
+
+    /// Adds a key; `Conflict` if the kid exists (two replicas generating at once: the
+    /// loser reads the keys again).
+    async fn signing_key_add(&self, kid: &str, pem: &str) -> Result<SigningKeyRecord, MetaError>;
+
+    /// Every key, newest first.
+    async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, MetaError>;
+
+    /// Retires a key; `false` if absent.
+    async fn signing_key_retire(&self, kid: &str) -> Result<bool, MetaError>;
+
+    // --- audit ---------------------------------------------------------------------
+
+    /// Appends an event; its id.
+    async fn audit_append(&self, event: &NewAuditEvent) -> Result<i64, MetaError>;
+
+    /// Events matching `filter` with ids below `before` (all if `None`), newest first, at
+    /// most `n`. The next page passes the last id returned as `before`.
+    async fn audit_query(
+        &self,
+        filter: &AuditFilter,
+        before: Option<i64>,
+        n: u32,
+    ) -> Result<Vec<AuditEvent>, MetaError>;
+}
+
+// ---------------------------------------------------------------------------------------
+// Conversions both implementations share
+
+/// Checks an account or team name the store is asked to create.
+pub(crate) fn check_name(what: &str, name: &str) -> Result<(), MetaError> {
+    if name.is_empty() {
+        return Err(MetaError::Invalid(format!("{what} name is empty")));
+    }
+    if name != name.to_lowercase() {
+        return Err(MetaError::Invalid(format!("{what} name must be lowercase")));
+    }
+    Ok(())
+}
+
+pub(crate) fn visibility_str(v: Visibility) -> &'static str {
+    match v {
+        Visibility::Public => "public",
+        Visibility::Private => "private",
+    }
+}
+
+pub(crate) fn parse_visibility(s: &str) -> Result<Visibility, MetaError> {
+    match s {
+        "public" => Ok(Visibility::Public),
+        "private" => Ok(Visibility::Private),
+        other => Err(MetaError::Backend(format!("stored visibility {other:?}"))),
+    }
+}
+
+pub(crate) fn parse_role(s: &str) -> Result<Role, MetaError> {
+    Role::parse(s).ok_or_else(|| MetaError::Backend(format!("stored role {s:?}")))
+}
+
+pub(crate) fn origin_parts(o: &Origin) -> (&'static str, Option<&str>) {
+    match o {
+        Origin::Local => ("local", None),
+        Origin::Directory { dn } => ("directory", Some(dn.as_str())),
+    }
+}
+
+pub(crate) fn parse_origin(kind: &str, dn: Option<String>) -> Result<Origin, MetaError> {
+    match kind {
+        "local" => Ok(Origin::Local),
+        "directory" => Ok(Origin::Directory {
+            dn: dn.unwrap_or_default(),
+        }),
+        other => Err(MetaError::Backend(format!("stored origin {other:?}"))),
+    }
+}
+
+pub(crate) fn restriction_json(r: &Option<Restriction>) -> Result<Option<String>, MetaError> {
+    r.as_ref()
+        .map(|r| {
+            serde_json::to_string(r)
+                .map_err(|e| MetaError::Backend(format!("serialising a restriction: {e}")))
+        })
+        .transpose()
+}
+
+pub(crate) fn parse_restriction(s: Option<String>) -> Result<Option<Restriction>, MetaError> {
+    s.map(|s| {
+        serde_json::from_str(&s)
+            .map_err(|e| MetaError::Backend(format!("stored restriction is invalid: {e}")))
+    })
+    .transpose()
+}
+
+pub(crate) fn stored_secret_id(s: &str) -> Result<SecretId, MetaError> {
+    SecretId::parse(s).map_err(|_| MetaError::Backend(format!("stored token id {s:?} is invalid")))
+}
+
+pub(crate) fn stored_hash(s: &str) -> Result<SecretHash, MetaError> {
+    SecretHash::from_hex(s).map_err(|_| MetaError::Backend("stored token hash is invalid".into()))
+}
+
+pub(crate) fn parse_detail(s: &str) -> Result<serde_json::Value, MetaError> {
+    serde_json::from_str(s)
+        .map_err(|e| MetaError::Backend(format!("stored audit detail is invalid: {e}")))
+}
+
+/// A user row's columns, in the order both implementations select them
+/// (see [`USER_COLUMNS`]).
+pub(crate) type UserRow = (
+    i64,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    String,
+    Option<String>,
+    bool,
+    bool,
+    bool,
+    i64,
+    i64,
+);
+
+pub(crate) const USER_COLUMNS: &str = "id, name, full_name, email, password, origin, \
+     directory_dn, active, system_admin, service_account, created_at, updated_at";
+
+pub(crate) fn user_record(r: UserRow) -> Result<UserRecord, MetaError> {
+    let (id, name, full_name, email, password, origin, dn, active, admin, service, c, u) = r;
+    Ok(UserRecord {
+        id,
+        name,
+        full_name,
+        email,
+        password,
+        origin: parse_origin(&origin, dn)?,
+        active,
+        is_system_admin: admin,
+        is_service_account: service,
+        created_at: c,
+        updated_at: u,
+    })
+}
+
+pub(crate) type OrgRow = (i64, String, String, bool, String, i64, i64);
+
+pub(crate) const ORG_COLUMNS: &str =
+    "id, name, full_name, members_can_create, default_visibility, created_at, updated_at";
+
+pub(crate) fn org_record(r: OrgRow) -> Result<OrgRecord, MetaError> {
+    let (id, name, full_name, mcc, vis, c, u) = r;
+    Ok(OrgRecord {
+        id,
+        name,
+        full_name,
+        settings: OrgSettings {
+            members_can_create: mcc,
+            default_visibility: parse_visibility(&vis)?,
+        },
+        created_at: c,
+        updated_at: u,
+    })
+}
+
+pub(crate) type TokenRow = (
+    String,
+    String,
+    i64,
+    String,
+    String,
+    Option<i64>,
+    Option<String>,
+    i64,
+    Option<i64>,
+    bool,
+);
+
+pub(crate) const TOKEN_COLUMNS: &str = "id, kind, user_id, description, hash, expires_at, \
+     restriction, created_at, last_used_at, revoked";
+
+pub(crate) fn token_record(r: TokenRow) -> Result<TokenRecord, MetaError> {
+    let (id, kind, user_id, description, hash, expires_at, restriction, c, used, revoked) = r;
+    Ok(TokenRecord {
+        id: stored_secret_id(&id)?,
+        kind: TokenKind::parse(&kind)?,
+        user_id,
+        description,
+        hash: stored_hash(&hash)?,
+        expires_at,
+        restriction: parse_restriction(restriction)?,
+        created_at: c,
+        last_used_at: used,
+        revoked,
+    })
+}
+
+/// One grant row: team's organisation, team, repository (`None` for the namespace), role.
+pub(crate) type GrantRow = (String, String, Option<String>, String);
+
+pub(crate) fn grant(r: GrantRow) -> Result<Grant, MetaError> {
+    use berth_auth::rbac::{GrantTarget, TeamRef};
+    let (org, team, repo, role) = r;
+    Ok(Grant {
+        team: TeamRef { org, team },
+        target: match repo {
+            Some(name) => GrantTarget::Repository(name),
+            None => GrantTarget::Namespace,
+        },
+        role: parse_role(&role)?,
+    })
+}
+
+/// The namespace kind from the namespace account's row (`None`: no such account).
+pub(crate) fn namespace_kind(
+    row: Option<(String, bool)>,
+) -> Result<berth_auth::rbac::NamespaceKind, MetaError> {
+    use berth_auth::rbac::NamespaceKind;
+    Ok(match row {
+        None => NamespaceKind::Unknown,
+        Some((kind, mcc)) => match kind.as_str() {
+            "user" => NamespaceKind::User,
+            "org" => NamespaceKind::Organization {
+                members_can_create: mcc,
+            },
+            other => return Err(MetaError::Backend(format!("stored account kind {other:?}"))),
+        },
+    })
+}
+
+/// The subject from a user row's `(id, name, system_admin, active)` and its organisations
+/// and teams as JSON arrays (`[{"org":..,"is_owner":..}]`, `[{"org":..,"team":..}]`).
+pub(crate) fn subject(
+    id: i64,
+    name: String,
+    admin: bool,
+    active: bool,
+    orgs: &str,
+    teams: &str,
+) -> Result<Subject, MetaError> {
+    let bad = |e: serde_json::Error| MetaError::Backend(format!("stored memberships: {e}"));
+    let mut orgs: Vec<berth_auth::rbac::OrgMembership> = serde_json::from_str(orgs).map_err(bad)?;
+    let mut teams: Vec<berth_auth::rbac::TeamRef> = serde_json::from_str(teams).map_err(bad)?;
+    orgs.sort_by(|a, b| a.org.cmp(&b.org));
+    teams.sort();
+    Ok(Subject::user(berth_auth::rbac::User {
+        id: id.to_string(),
+        name,
+        is_system_admin: admin,
+        active,
+        orgs,
+        teams,
+    }))
+}
+
+/// The bounds that select a namespace's repositories: the name `ns` itself, and names in
+/// `["ns/", "ns0")` (exactly those starting with `ns/`, since `0` follows `/`).
+pub(crate) fn namespace_range(
+    namespace: Option<&str>,
+) -> (Option<String>, Option<String>, Option<String>) {
+    match namespace {
+        Some(ns) => (
+            Some(ns.to_string()),
+            Some(format!("{ns}/")),
+            Some(format!("{ns}0")),
+        ),
+        None => (None, None, None),
+    }
+}
+
+/// Repository settings from `(name, visibility, created_by, created_at)` rows, keeping only
+/// those of `namespace` (a safety net: the queries already select exactly those).
+pub(crate) fn repo_settings_rows(
+    rows: Vec<(String, String, Option<i64>, i64)>,
+    namespace: Option<&str>,
+) -> Result<Vec<RepoSettings>, MetaError> {
+    let mut out = Vec::with_capacity(rows.len());
+    for (name, vis, created_by, created_at) in rows {
+        let name = crate::convert::stored_repo(&name)?;
+        if namespace.is_some_and(|ns| name.namespace() != ns) {
+            continue;
+        }
+        out.push(RepoSettings {
+            name,
+            visibility: parse_visibility(&vis)?,
+            created_by,
+            created_at,
+        });
+    }
+    Ok(out)
+}
+
+/// The access context from the single row both implementations select.
+pub(crate) fn access_context(
+    subject_cols: Option<(i64, String, bool, bool, String, String)>,
+    visibility: Option<String>,
+    ns_kind: Option<String>,
+    members_can_create: Option<bool>,
+    grants_json: &str,
+    repo: &RepoName,
+) -> Result<AccessContext, MetaError> {
+    let subject = match subject_cols {
+        Some((id, name, admin, active, orgs, teams)) => {
+            subject(id, name, admin, active, &orgs, &teams)?
+        }
+        None => Subject::anonymous(),
+    };
+    let rows: Vec<GrantRow> = serde_json::from_str(grants_json)
+        .map_err(|e| MetaError::Backend(format!("stored grants: {e}")))?;
+    Ok(AccessContext {
+        subject,
+        repository: Repository {
+            name: repo.clone(),
+            visibility: visibility.as_deref().map(parse_visibility).transpose()?,
+            namespace: namespace_kind(ns_kind.map(|k| (k, members_can_create.unwrap_or(false))))?,
+        },
+        grants: rows.into_iter().map(grant).collect::<Result<_, _>>()?,
+    })
+}
+
+/// An audit row: id, at, actor, source, action, target, detail JSON.
+pub(crate) type AuditRow = (
+    i64,
+    i64,
+    Option<i64>,
+    Option<String>,
+    String,
+    String,
+    String,
+);
+
+pub(crate) fn audit_event(r: AuditRow) -> Result<AuditEvent, MetaError> {
+    let (id, at, actor, source, action, target, detail) = r;
+    Ok(AuditEvent {
+        id,
+        at,
+        actor,
+        source,
+        action,
+        target,
+        detail: parse_detail(&detail)?,
+    })
+}

@@ -1,0 +1,950 @@
+//! [`IdentityStore`] on PostgreSQL. Multi-statement writes run in one transaction; races
+//! between replicas end in the database's constraints (a taken name is a unique violation,
+//! reported as `Conflict`). The access decision's inputs are one statement.
+
+use crate::convert::now_ms;
+use crate::identity::*;
+use crate::{MetaError, PgMetaStore};
+use async_trait::async_trait;
+use berth_auth::rbac::{Grant, Repository, Role, Subject, Visibility};
+use berth_auth::secret::SecretId;
+use berth_oci::RepoName;
+use sqlx::postgres::PgConnection;
+
+/// Maps constraint failures to the errors callers act on.
+fn write_err(e: sqlx::Error, what: &str) -> MetaError {
+    if let sqlx::Error::Database(db) = &e {
+        match db.code().as_deref() {
+            Some("23505") => return MetaError::Conflict(what.to_string()),
+            Some("23503") => return MetaError::NotFound(format!("what {what} refers to")),
+            _ => {}
+        }
+    }
+    e.into()
+}
+
+fn key_parts(key: UserKey<'_>) -> (Option<i64>, Option<&str>) {
+    match key {
+        UserKey::Id(id) => (Some(id), None),
+        UserKey::Name(n) => (None, Some(n)),
+    }
+}
+
+async fn org_id(conn: &mut PgConnection, org: &str) -> Result<i64, MetaError> {
+    sqlx::query_scalar("SELECT id FROM accounts WHERE name = $1 AND kind = 'org'")
+        .bind(org)
+        .fetch_optional(conn)
+        .await?
+        .ok_or_else(|| MetaError::NotFound(format!("organisation {org}")))
+}
+
+async fn team_id(conn: &mut PgConnection, org: &str, team: &str) -> Result<i64, MetaError> {
+    sqlx::query_scalar(
+        "SELECT t.id FROM teams t JOIN accounts o ON o.id = t.org_id \
+         WHERE o.name = $1 AND o.kind = 'org' AND t.name = $2",
+    )
+    .bind(org)
+    .bind(team)
+    .fetch_optional(conn)
+    .await?
+    .ok_or_else(|| MetaError::NotFound(format!("team {org}/{team}")))
+}
+
+async fn check_user(conn: &mut PgConnection, user: AccountId) -> Result<(), MetaError> {
+    let found: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM accounts WHERE id = $1 AND kind = 'user')",
+    )
+    .bind(user)
+    .fetch_one(conn)
+    .await?;
+    if found {
+        Ok(())
+    } else {
+        Err(MetaError::NotFound(format!("user {user}")))
+    }
+}
+
+/// See the SQLite twin: repository grants matching `repo_where`, then namespace grants
+/// matching `ns_where`, as (gorg, gteam, grepo, grole).
+fn grants_sql(repo_where: &str, ns_where: &str) -> String {
+    format!(
+        "SELECT o.name AS gorg, t.name AS gteam, r.name AS grepo, g.role AS grole \
+         FROM repo_grants g \
+         JOIN teams t ON t.id = g.team_id JOIN accounts o ON o.id = t.org_id \
+         JOIN repositories r ON r.id = g.repo_id WHERE {repo_where} \
+         UNION ALL \
+         SELECT o.name, t.name, NULL, g.role FROM namespace_grants g \
+         JOIN teams t ON t.id = g.team_id JOIN accounts o ON o.id = t.org_id WHERE {ns_where} \
+         ORDER BY grepo NULLS FIRST, gorg, gteam"
+    )
+}
+
+const SUBJECT_COLUMNS: &str = "u.id, u.name, u.system_admin, u.active, \
+    (SELECT COALESCE(json_agg(json_build_object('org', o.name, 'is_owner', m.is_owner)), '[]')::text \
+     FROM org_members m JOIN accounts o ON o.id = m.org_id WHERE m.user_id = u.id), \
+    (SELECT COALESCE(json_agg(json_build_object('org', o.name, 'team', t.name)), '[]')::text \
+     FROM team_members tm JOIN teams t ON t.id = tm.team_id \
+     JOIN accounts o ON o.id = t.org_id WHERE tm.user_id = u.id)";
+
+type SubjectCols = (
+    Option<i64>,
+    Option<String>,
+    Option<bool>,
+    Option<bool>,
+    Option<String>,
+    Option<String>,
+);
+
+fn subject_cols(c: SubjectCols) -> Option<(i64, String, bool, bool, String, String)> {
+    match c {
+        (Some(id), Some(name), Some(admin), Some(active), Some(orgs), Some(teams)) => {
+            Some((id, name, admin, active, orgs, teams))
+        }
+        _ => None,
+    }
+}
+
+fn access_sql() -> String {
+    let grants = grants_sql(
+        "r.name = $3 AND o.name = $4 AND t.id IN (SELECT team_id FROM team_members WHERE user_id = u.id)",
+        "o.name = $4 AND t.id IN (SELECT team_id FROM team_members WHERE user_id = u.id)",
+    );
+    format!(
+        "SELECT {SUBJECT_COLUMNS}, \
+         (SELECT visibility FROM repositories WHERE name = $3), ns.kind, ns.members_can_create, \
+         (SELECT COALESCE(json_agg(json_build_array(gorg, gteam, grepo, grole)), '[]')::text \
+          FROM ({grants}) g) \
+         FROM (SELECT 1) one \
+         LEFT JOIN accounts u ON u.kind = 'user' AND (u.id = $1 OR u.name = $2) \
+         LEFT JOIN accounts ns ON ns.name = $4"
+    )
+}
+
+async fn org_by_name(conn: &mut PgConnection, name: &str) -> Result<Option<OrgRecord>, MetaError> {
+    let row: Option<OrgRow> = sqlx::query_as(&format!(
+        "SELECT {ORG_COLUMNS} FROM accounts WHERE name = $1 AND kind = 'org'"
+    ))
+    .bind(name)
+    .fetch_optional(conn)
+    .await?;
+    row.map(org_record).transpose()
+}
+
+#[async_trait]
+impl IdentityStore for PgMetaStore {
+    async fn user_create(&self, user: &NewUser) -> Result<UserRecord, MetaError> {
+        check_name("user", &user.name)?;
+        let now = now_ms();
+        let (origin, dn) = origin_parts(&user.origin);
+        let row: UserRow = sqlx::query_as(&format!(
+            "INSERT INTO accounts (name, kind, full_name, email, password, origin, \
+             directory_dn, active, system_admin, service_account, created_at, updated_at) \
+             VALUES ($1, 'user', $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) RETURNING {USER_COLUMNS}"
+        ))
+        .bind(&user.name)
+        .bind(&user.full_name)
+        .bind(&user.email)
+        .bind(&user.password)
+        .bind(origin)
+        .bind(dn)
+        .bind(user.active)
+        .bind(user.is_system_admin)
+        .bind(user.is_service_account)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| write_err(e, &format!("account {}", user.name)))?;
+        user_record(row)
+    }
+
+    async fn user_get(&self, key: UserKey<'_>) -> Result<Option<UserRecord>, MetaError> {
+        let (id, name) = key_parts(key);
+        let row: Option<UserRow> = sqlx::query_as(&format!(
+            "SELECT {USER_COLUMNS} FROM accounts WHERE kind = 'user' AND (id = $1 OR name = $2)"
+        ))
+        .bind(id)
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(user_record).transpose()
+    }
+
+    async fn users_list(&self, last: Option<&str>, n: u32) -> Result<Vec<UserRecord>, MetaError> {
+        let rows: Vec<UserRow> = sqlx::query_as(&format!(
+            "SELECT {USER_COLUMNS} FROM accounts WHERE kind = 'user' \
+             AND ($1::text IS NULL OR name > $1) ORDER BY name LIMIT $2"
+        ))
+        .bind(last)
+        .bind(i64::from(n))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(user_record).collect()
+    }
+
+    async fn user_update(&self, id: AccountId, patch: &UserPatch) -> Result<UserRecord, MetaError> {
+        let origin = patch.origin.as_ref().map(origin_parts);
+        let row: Option<UserRow> = sqlx::query_as(&format!(
+            "UPDATE accounts SET \
+             full_name = COALESCE($2, full_name), \
+             email = CASE WHEN $3 THEN $4 ELSE email END, \
+             password = CASE WHEN $5 THEN $6 ELSE password END, \
+             origin = COALESCE($7, origin), \
+             directory_dn = CASE WHEN $7::text IS NULL THEN directory_dn ELSE $8 END, \
+             active = COALESCE($9, active), \
+             system_admin = COALESCE($10, system_admin), \
+             service_account = COALESCE($11, service_account), \
+             updated_at = $12 \
+             WHERE id = $1 AND kind = 'user' RETURNING {USER_COLUMNS}"
+        ))
+        .bind(id)
+        .bind(&patch.full_name)
+        .bind(patch.email.is_some())
+        .bind(patch.email.clone().flatten())
+        .bind(patch.password.is_some())
+        .bind(patch.password.clone().flatten())
+        .bind(origin.map(|o| o.0))
+        .bind(origin.and_then(|o| o.1))
+        .bind(patch.active)
+        .bind(patch.is_system_admin)
+        .bind(patch.is_service_account)
+        .bind(now_ms())
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some(row) => user_record(row),
+            None => Err(MetaError::NotFound(format!("user {id}"))),
+        }
+    }
+
+    async fn user_delete(&self, id: AccountId) -> Result<bool, MetaError> {
+        let r = sqlx::query("DELETE FROM accounts WHERE id = $1 AND kind = 'user'")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn org_create(
+        &self,
+        name: &str,
+        full_name: &str,
+        settings: &OrgSettings,
+    ) -> Result<OrgRecord, MetaError> {
+        check_name("organisation", name)?;
+        let row: OrgRow = sqlx::query_as(&format!(
+            "INSERT INTO accounts (name, kind, full_name, members_can_create, \
+             default_visibility, created_at, updated_at) \
+             VALUES ($1, 'org', $2, $3, $4, $5, $5) RETURNING {ORG_COLUMNS}"
+        ))
+        .bind(name)
+        .bind(full_name)
+        .bind(settings.members_can_create)
+        .bind(visibility_str(settings.default_visibility))
+        .bind(now_ms())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| write_err(e, &format!("account {name}")))?;
+        org_record(row)
+    }
+
+    async fn org_get(&self, name: &str) -> Result<Option<OrgRecord>, MetaError> {
+        let mut conn = self.pool.acquire().await?;
+        org_by_name(&mut conn, name).await
+    }
+
+    async fn orgs_list(&self, last: Option<&str>, n: u32) -> Result<Vec<OrgRecord>, MetaError> {
+        let rows: Vec<OrgRow> = sqlx::query_as(&format!(
+            "SELECT {ORG_COLUMNS} FROM accounts WHERE kind = 'org' \
+             AND ($1::text IS NULL OR name > $1) ORDER BY name LIMIT $2"
+        ))
+        .bind(last)
+        .bind(i64::from(n))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(org_record).collect()
+    }
+
+    async fn org_update(&self, name: &str, settings: &OrgSettings) -> Result<OrgRecord, MetaError> {
+        let row: Option<OrgRow> = sqlx::query_as(&format!(
+            "UPDATE accounts SET members_can_create = $2, default_visibility = $3, \
+             updated_at = $4 WHERE name = $1 AND kind = 'org' RETURNING {ORG_COLUMNS}"
+        ))
+        .bind(name)
+        .bind(settings.members_can_create)
+        .bind(visibility_str(settings.default_visibility))
+        .bind(now_ms())
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some(row) => org_record(row),
+            None => Err(MetaError::NotFound(format!("organisation {name}"))),
+        }
+    }
+
+    async fn org_delete(&self, name: &str) -> Result<bool, MetaError> {
+        let r = sqlx::query("DELETE FROM accounts WHERE name = $1 AND kind = 'org'")
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn org_member_set(
+        &self,
+        org: &str,
+        user: AccountId,
+        is_owner: bool,
+    ) -> Result<(), MetaError> {
+        let mut tx = self.pool.begin().await?;
+        let oid = org_id(&mut tx, org).await?;
+        check_user(&mut tx, user).await?;
+        sqlx::query(
+            "INSERT INTO org_members (org_id, user_id, is_owner) VALUES ($1, $2, $3) \
+             ON CONFLICT (org_id, user_id) DO UPDATE SET is_owner = excluded.is_owner",
+        )
+        .bind(oid)
+        .bind(user)
+        .bind(is_owner)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| write_err(e, "membership"))?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn org_member_remove(&self, org: &str, user: AccountId) -> Result<bool, MetaError> {
+        let mut tx = self.pool.begin().await?;
+        let Ok(oid) = org_id(&mut tx, org).await else {
+            return Ok(false);
+        };
+        sqlx::query(
+            "DELETE FROM team_members WHERE user_id = $2 \
+             AND team_id IN (SELECT id FROM teams WHERE org_id = $1)",
+        )
+        .bind(oid)
+        .bind(user)
+        .execute(&mut *tx)
+        .await?;
+        let r = sqlx::query("DELETE FROM org_members WHERE org_id = $1 AND user_id = $2")
+            .bind(oid)
+            .bind(user)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn org_members(&self, org: &str) -> Result<Vec<Member>, MetaError> {
+        let mut conn = self.pool.acquire().await?;
+        let oid = org_id(&mut conn, org).await?;
+        let rows: Vec<(i64, String, bool)> = sqlx::query_as(
+            "SELECT u.id, u.name, m.is_owner FROM org_members m \
+             JOIN accounts u ON u.id = m.user_id WHERE m.org_id = $1 ORDER BY u.name",
+        )
+        .bind(oid)
+        .fetch_all(&mut *conn)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(user_id, name, is_owner)| Member {
+                user_id,
+                name,
+                is_owner,
+            })
+            .collect())
+    }
+
+    async fn team_create(
+        &self,
+        org: &str,
+        name: &str,
+        directory_group: Option<&str>,
+    ) -> Result<TeamRecord, MetaError> {
+        check_name("team", name)?;
+        let mut conn = self.pool.acquire().await?;
+        let oid = org_id(&mut conn, org).await?;
+        let now = now_ms();
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO teams (org_id, name, directory_group, created_at) \
+             VALUES ($1, $2, $3, $4) RETURNING id",
+        )
+        .bind(oid)
+        .bind(name)
+        .bind(directory_group)
+        .bind(now)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| write_err(e, &format!("team {org}/{name}")))?;
+        Ok(TeamRecord {
+            id,
+            org: org.to_string(),
+            name: name.to_string(),
+            directory_group: directory_group.map(str::to_string),
+            created_at: now,
+        })
+    }
+
+    async fn team_get(&self, org: &str, name: &str) -> Result<Option<TeamRecord>, MetaError> {
+        let row: Option<(i64, Option<String>, i64)> = sqlx::query_as(
+            "SELECT t.id, t.directory_group, t.created_at FROM teams t \
+             JOIN accounts o ON o.id = t.org_id WHERE o.name = $1 AND o.kind = 'org' \
+             AND t.name = $2",
+        )
+        .bind(org)
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(id, directory_group, created_at)| TeamRecord {
+            id,
+            org: org.to_string(),
+            name: name.to_string(),
+            directory_group,
+            created_at,
+        }))
+    }
+
+    async fn teams_list(&self, org: &str) -> Result<Vec<TeamRecord>, MetaError> {
+        let rows: Vec<(i64, String, Option<String>, i64)> = sqlx::query_as(
+            "SELECT t.id, t.name, t.directory_group, t.created_at FROM teams t \
+             JOIN accounts o ON o.id = t.org_id WHERE o.name = $1 AND o.kind = 'org' \
+             ORDER BY t.name",
+        )
+        .bind(org)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, name, directory_group, created_at)| TeamRecord {
+                id,
+                org: org.to_string(),
+                name,
+                directory_group,
+                created_at,
+            })
+            .collect())
+    }
+
+    async fn team_set_directory_group(
+        &self,
+        org: &str,
+        name: &str,
+        group: Option<&str>,
+    ) -> Result<bool, MetaError> {
+        let r = sqlx::query(
+            "UPDATE teams SET directory_group = $3 WHERE name = $2 \
+             AND org_id = (SELECT id FROM accounts WHERE name = $1 AND kind = 'org')",
+        )
+        .bind(org)
+        .bind(name)
+        .bind(group)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn team_delete(&self, org: &str, name: &str) -> Result<bool, MetaError> {
+        let r = sqlx::query(
+            "DELETE FROM teams WHERE name = $2 \
+             AND org_id = (SELECT id FROM accounts WHERE name = $1 AND kind = 'org')",
+        )
+        .bind(org)
+        .bind(name)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn team_member_add(
+        &self,
+        org: &str,
+        team: &str,
+        user: AccountId,
+    ) -> Result<(), MetaError> {
+        let mut tx = self.pool.begin().await?;
+        let tid = team_id(&mut tx, org, team).await?;
+        check_user(&mut tx, user).await?;
+        sqlx::query(
+            "INSERT INTO org_members (org_id, user_id, is_owner) \
+             SELECT org_id, $2, FALSE FROM teams WHERE id = $1 \
+             ON CONFLICT (org_id, user_id) DO NOTHING",
+        )
+        .bind(tid)
+        .bind(user)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| write_err(e, "membership"))?;
+        sqlx::query(
+            "INSERT INTO team_members (team_id, user_id) VALUES ($1, $2) \
+             ON CONFLICT (team_id, user_id) DO NOTHING",
+        )
+        .bind(tid)
+        .bind(user)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| write_err(e, "membership"))?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn team_member_remove(
+        &self,
+        org: &str,
+        team: &str,
+        user: AccountId,
+    ) -> Result<bool, MetaError> {
+        let r = sqlx::query(
+            "DELETE FROM team_members WHERE user_id = $3 AND team_id = (SELECT t.id FROM teams t \
+             JOIN accounts o ON o.id = t.org_id WHERE o.name = $1 AND o.kind = 'org' AND t.name = $2)",
+        )
+        .bind(org)
+        .bind(team)
+        .bind(user)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn team_members(&self, org: &str, team: &str) -> Result<Vec<Member>, MetaError> {
+        let mut conn = self.pool.acquire().await?;
+        let tid = team_id(&mut conn, org, team).await?;
+        let rows: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT u.id, u.name FROM team_members tm JOIN accounts u ON u.id = tm.user_id \
+             WHERE tm.team_id = $1 ORDER BY u.name",
+        )
+        .bind(tid)
+        .fetch_all(&mut *conn)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(user_id, name)| Member {
+                user_id,
+                name,
+                is_owner: false,
+            })
+            .collect())
+    }
+
+    async fn repo_create(
+        &self,
+        repo: &RepoName,
+        created_by: Option<AccountId>,
+        visibility: Option<Visibility>,
+    ) -> Result<RepoSettings, MetaError> {
+        let now = now_ms();
+        let vis: String = sqlx::query_scalar(
+            "INSERT INTO repositories (name, created_at, visibility, created_by) \
+             VALUES ($1, $2, COALESCE($3, (SELECT default_visibility FROM accounts \
+             WHERE name = $4), 'private'), $5) RETURNING visibility",
+        )
+        .bind(repo.as_str())
+        .bind(now)
+        .bind(visibility.map(visibility_str))
+        .bind(repo.namespace())
+        .bind(created_by)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| write_err(e, &format!("repository {repo}")))?;
+        Ok(RepoSettings {
+            name: repo.clone(),
+            visibility: parse_visibility(&vis)?,
+            created_by,
+            created_at: now,
+        })
+    }
+
+    async fn repo_settings(&self, repo: &RepoName) -> Result<Option<RepoSettings>, MetaError> {
+        let row: Option<(String, Option<i64>, i64)> = sqlx::query_as(
+            "SELECT visibility, created_by, created_at FROM repositories WHERE name = $1",
+        )
+        .bind(repo.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|(v, created_by, created_at)| {
+            Ok(RepoSettings {
+                name: repo.clone(),
+                visibility: parse_visibility(&v)?,
+                created_by,
+                created_at,
+            })
+        })
+        .transpose()
+    }
+
+    async fn repo_set_visibility(
+        &self,
+        repo: &RepoName,
+        visibility: Visibility,
+    ) -> Result<bool, MetaError> {
+        let r = sqlx::query("UPDATE repositories SET visibility = $2 WHERE name = $1")
+            .bind(repo.as_str())
+            .bind(visibility_str(visibility))
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn repos_list(
+        &self,
+        namespace: Option<&str>,
+        last: Option<&str>,
+        n: u32,
+    ) -> Result<Vec<RepoSettings>, MetaError> {
+        let (exact, lo, hi) = namespace_range(namespace);
+        let rows: Vec<(String, String, Option<i64>, i64)> = sqlx::query_as(
+            "SELECT name, visibility, created_by, created_at FROM repositories \
+             WHERE ($1::text IS NULL OR name > $1) \
+             AND ($2::text IS NULL OR name = $2 OR (name >= $3 AND name < $4)) \
+             ORDER BY name LIMIT $5",
+        )
+        .bind(last)
+        .bind(exact)
+        .bind(lo)
+        .bind(hi)
+        .bind(i64::from(n))
+        .fetch_all(&self.pool)
+        .await?;
+        repo_settings_rows(rows, namespace)
+    }
+
+    async fn repo_delete(&self, repo: &RepoName) -> Result<bool, MetaError> {
+        let r = sqlx::query("DELETE FROM repositories WHERE name = $1")
+            .bind(repo.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn grant_repo_set(
+        &self,
+        org: &str,
+        team: &str,
+        repo: &RepoName,
+        role: Role,
+    ) -> Result<(), MetaError> {
+        if repo.namespace() != org {
+            return Err(MetaError::Invalid(format!(
+                "repository {repo} is not in the namespace of organisation {org}"
+            )));
+        }
+        let mut tx = self.pool.begin().await?;
+        let tid = team_id(&mut tx, org, team).await?;
+        let rid: i64 = sqlx::query_scalar("SELECT id FROM repositories WHERE name = $1")
+            .bind(repo.as_str())
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| MetaError::NotFound(format!("repository {repo}")))?;
+        sqlx::query(
+            "INSERT INTO repo_grants (team_id, repo_id, role) VALUES ($1, $2, $3) \
+             ON CONFLICT (team_id, repo_id) DO UPDATE SET role = excluded.role",
+        )
+        .bind(tid)
+        .bind(rid)
+        .bind(role.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| write_err(e, "grant"))?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn grant_repo_remove(
+        &self,
+        org: &str,
+        team: &str,
+        repo: &RepoName,
+    ) -> Result<bool, MetaError> {
+        let r = sqlx::query(
+            "DELETE FROM repo_grants WHERE team_id = (SELECT t.id FROM teams t \
+             JOIN accounts o ON o.id = t.org_id WHERE o.name = $1 AND o.kind = 'org' AND t.name = $2) \
+             AND repo_id = (SELECT id FROM repositories WHERE name = $3)",
+        )
+        .bind(org)
+        .bind(team)
+        .bind(repo.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn grant_namespace_set(
+        &self,
+        org: &str,
+        team: &str,
+        role: Role,
+    ) -> Result<(), MetaError> {
+        let mut conn = self.pool.acquire().await?;
+        let tid = team_id(&mut conn, org, team).await?;
+        sqlx::query(
+            "INSERT INTO namespace_grants (team_id, role) VALUES ($1, $2) \
+             ON CONFLICT (team_id) DO UPDATE SET role = excluded.role",
+        )
+        .bind(tid)
+        .bind(role.as_str())
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| write_err(e, "grant"))?;
+        Ok(())
+    }
+
+    async fn grant_namespace_remove(&self, org: &str, team: &str) -> Result<bool, MetaError> {
+        let r = sqlx::query(
+            "DELETE FROM namespace_grants WHERE team_id = (SELECT t.id FROM teams t \
+             JOIN accounts o ON o.id = t.org_id WHERE o.name = $1 AND o.kind = 'org' AND t.name = $2)",
+        )
+        .bind(org)
+        .bind(team)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn grants_of_org(&self, org: &str) -> Result<Vec<Grant>, MetaError> {
+        let rows: Vec<GrantRow> = sqlx::query_as(&grants_sql("o.name = $1", "o.name = $1"))
+            .bind(org)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(grant).collect()
+    }
+
+    async fn grants_on_repo(&self, repo: &RepoName) -> Result<Vec<Grant>, MetaError> {
+        let rows: Vec<GrantRow> = sqlx::query_as(&grants_sql("r.name = $1", "o.name = $2"))
+            .bind(repo.as_str())
+            .bind(repo.namespace())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(grant).collect()
+    }
+
+    async fn grants_of_user(&self, user: AccountId) -> Result<Vec<Grant>, MetaError> {
+        let mine = "t.id IN (SELECT team_id FROM team_members WHERE user_id = $1)";
+        let rows: Vec<GrantRow> = sqlx::query_as(&grants_sql(mine, mine))
+            .bind(user)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(grant).collect()
+    }
+
+    async fn subject_for(&self, key: UserKey<'_>) -> Result<Option<Subject>, MetaError> {
+        let (id, name) = key_parts(key);
+        let row: Option<(i64, String, bool, bool, String, String)> = sqlx::query_as(&format!(
+            "SELECT {SUBJECT_COLUMNS} FROM accounts u \
+                 WHERE u.kind = 'user' AND (u.id = $1 OR u.name = $2)"
+        ))
+        .bind(id)
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|(id, name, admin, active, orgs, teams)| {
+            subject(id, name, admin, active, &orgs, &teams)
+        })
+        .transpose()
+    }
+
+    async fn repository_for_access(&self, repo: &RepoName) -> Result<Repository, MetaError> {
+        Ok(self.access_for(None, repo).await?.repository)
+    }
+
+    async fn access_for(
+        &self,
+        user: Option<UserKey<'_>>,
+        repo: &RepoName,
+    ) -> Result<AccessContext, MetaError> {
+        let (id, name) = user.map(key_parts).unwrap_or((None, None));
+        #[allow(clippy::type_complexity)]
+        let row: (
+            Option<i64>,
+            Option<String>,
+            Option<bool>,
+            Option<bool>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<bool>,
+            String,
+        ) = sqlx::query_as(&access_sql())
+            .bind(id)
+            .bind(name)
+            .bind(repo.as_str())
+            .bind(repo.namespace())
+            .fetch_one(&self.pool)
+            .await?;
+        let (uid, uname, admin, active, orgs, teams, vis, ns_kind, mcc, grants_json) = row;
+        access_context(
+            subject_cols((uid, uname, admin, active, orgs, teams)),
+            vis,
+            ns_kind,
+            mcc,
+            &grants_json,
+            repo,
+        )
+    }
+
+    async fn token_create(&self, token: &NewToken) -> Result<TokenRecord, MetaError> {
+        let restriction = restriction_json(&token.restriction)?;
+        let mut tx = self.pool.begin().await?;
+        check_user(&mut tx, token.user_id).await?;
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO tokens (id, kind, user_id, description, hash, expires_at, \
+             restriction, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(token.id.as_str())
+        .bind(token.kind.as_str())
+        .bind(token.user_id)
+        .bind(&token.description)
+        .bind(token.hash.to_hex())
+        .bind(token.expires_at)
+        .bind(restriction)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| write_err(e, &format!("token {}", token.id)))?;
+        tx.commit().await?;
+        Ok(TokenRecord {
+            id: token.id.clone(),
+            kind: token.kind,
+            user_id: token.user_id,
+            description: token.description.clone(),
+            hash: token.hash.clone(),
+            expires_at: token.expires_at,
+            restriction: token.restriction.clone(),
+            created_at: now,
+            last_used_at: None,
+            revoked: false,
+        })
+    }
+
+    async fn token_get(&self, id: &SecretId) -> Result<Option<TokenRecord>, MetaError> {
+        let row: Option<TokenRow> =
+            sqlx::query_as(&format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = $1"))
+                .bind(id.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(token_record).transpose()
+    }
+
+    async fn tokens_list(
+        &self,
+        user: AccountId,
+        kind: TokenKind,
+    ) -> Result<Vec<TokenRecord>, MetaError> {
+        let rows: Vec<TokenRow> = sqlx::query_as(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM tokens WHERE user_id = $1 AND kind = $2 \
+             ORDER BY created_at DESC, id"
+        ))
+        .bind(user)
+        .bind(kind.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(token_record).collect()
+    }
+
+    async fn token_touch(&self, id: &SecretId, at: i64) -> Result<bool, MetaError> {
+        let r = sqlx::query("UPDATE tokens SET last_used_at = $2 WHERE id = $1")
+            .bind(id.as_str())
+            .bind(at)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn token_revoke(&self, id: &SecretId) -> Result<bool, MetaError> {
+        let r = sqlx::query("UPDATE tokens SET revoked = TRUE WHERE id = $1")
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn tokens_revoke_all(&self, user: AccountId) -> Result<u64, MetaError> {
+        let r = sqlx::query("UPDATE tokens SET revoked = TRUE WHERE user_id = $1 AND NOT revoked")
+            .bind(user)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected())
+    }
+
+    async fn signing_key_add(&self, kid: &str, pem: &str) -> Result<SigningKeyRecord, MetaError> {
+        let now = now_ms();
+        sqlx::query("INSERT INTO signing_keys (kid, pem, created_at) VALUES ($1, $2, $3)")
+            .bind(kid)
+            .bind(pem)
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| write_err(e, &format!("signing key {kid}")))?;
+        Ok(SigningKeyRecord {
+            kid: kid.to_string(),
+            pem: pem.to_string(),
+            created_at: now,
+            retired: false,
+        })
+    }
+
+    async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, MetaError> {
+        let rows: Vec<(String, String, i64, bool)> = sqlx::query_as(
+            "SELECT kid, pem, created_at, retired FROM signing_keys ORDER BY created_at DESC, kid",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(kid, pem, created_at, retired)| SigningKeyRecord {
+                kid,
+                pem,
+                created_at,
+                retired,
+            })
+            .collect())
+    }
+
+    async fn signing_key_retire(&self, kid: &str) -> Result<bool, MetaError> {
+        let r = sqlx::query("UPDATE signing_keys SET retired = TRUE WHERE kid = $1")
+            .bind(kid)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn audit_append(&self, event: &NewAuditEvent) -> Result<i64, MetaError> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO audit_log (at, actor_id, source, action, target, detail) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        )
+        .bind(event.at)
+        .bind(event.actor)
+        .bind(&event.source)
+        .bind(&event.action)
+        .bind(&event.target)
+        .bind(event.detail.to_string())
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn audit_query(
+        &self,
+        filter: &AuditFilter,
+        before: Option<i64>,
+        n: u32,
+    ) -> Result<Vec<AuditEvent>, MetaError> {
+        let rows: Vec<AuditRow> = sqlx::query_as(
+            "SELECT id, at, actor_id, source, action, target, detail FROM audit_log \
+             WHERE ($1::bigint IS NULL OR id < $1) AND ($2::bigint IS NULL OR actor_id = $2) \
+             AND ($3::text IS NULL OR action = $3) AND ($4::bigint IS NULL OR at >= $4) \
+             AND ($5::bigint IS NULL OR at < $5) \
+             AND ($6::text IS NULL OR left(target, length($6)) = $6) \
+             ORDER BY id DESC LIMIT $7",
+        )
+        .bind(before)
+        .bind(filter.actor)
+        .bind(filter.action.as_deref())
+        .bind(filter.since)
+        .bind(filter.until)
+        .bind(filter.target_prefix.as_deref())
+        .bind(i64::from(n))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(audit_event).collect()
+    }
+}

@@ -1,0 +1,1108 @@
+//! [`IdentityStore`] on SQLite. Writes go through the store's writer thread (group
+//! commit, see [`crate::sqlite`]); the reads every authenticated request makes (the access
+//! decision's inputs, a user, a token) run on the calling thread's read-only connection;
+//! listings and the audit log use the sqlx pool.
+
+use crate::convert::now_ms;
+use crate::identity::*;
+use crate::sqlite::{repo_id, sql};
+use crate::{MetaError, SqliteMetaStore};
+use async_trait::async_trait;
+use berth_auth::rbac::{Grant, Repository, Role, Subject, Visibility};
+use berth_auth::secret::SecretId;
+use berth_oci::RepoName;
+use rusqlite::{Connection, OptionalExtension, Row};
+
+/// Maps constraint failures to the errors callers act on.
+fn write_err(e: rusqlite::Error, what: &str) -> MetaError {
+    if let rusqlite::Error::SqliteFailure(f, _) = &e {
+        match f.extended_code {
+            rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+            | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY => {
+                return MetaError::Conflict(what.to_string())
+            }
+            rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY => {
+                return MetaError::NotFound(format!("what {what} refers to"))
+            }
+            _ => {}
+        }
+    }
+    sql(e)
+}
+
+fn user_row(r: &Row<'_>) -> rusqlite::Result<UserRow> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+        r.get(8)?,
+        r.get(9)?,
+        r.get(10)?,
+        r.get(11)?,
+    ))
+}
+
+fn org_row(r: &Row<'_>) -> rusqlite::Result<OrgRow> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+    ))
+}
+
+fn token_row(r: &Row<'_>) -> rusqlite::Result<TokenRow> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+        r.get(8)?,
+        r.get(9)?,
+    ))
+}
+
+fn key_parts(key: UserKey<'_>) -> (Option<i64>, Option<&str>) {
+    match key {
+        UserKey::Id(id) => (Some(id), None),
+        UserKey::Name(n) => (None, Some(n)),
+    }
+}
+
+/// The id of organisation `org`.
+fn org_id(conn: &Connection, org: &str) -> Result<i64, MetaError> {
+    conn.prepare_cached("SELECT id FROM accounts WHERE name = ?1 AND kind = 'org'")
+        .and_then(|mut st| st.query_row([org], |r| r.get(0)).optional())
+        .map_err(sql)?
+        .ok_or_else(|| MetaError::NotFound(format!("organisation {org}")))
+}
+
+/// The id of team `team` of `org`.
+fn team_id(conn: &Connection, org: &str, team: &str) -> Result<i64, MetaError> {
+    conn.prepare_cached(
+        "SELECT t.id FROM teams t JOIN accounts o ON o.id = t.org_id \
+         WHERE o.name = ?1 AND o.kind = 'org' AND t.name = ?2",
+    )
+    .and_then(|mut st| st.query_row([org, team], |r| r.get(0)).optional())
+    .map_err(sql)?
+    .ok_or_else(|| MetaError::NotFound(format!("team {org}/{team}")))
+}
+
+fn check_user(conn: &Connection, user: AccountId) -> Result<(), MetaError> {
+    let found = conn
+        .prepare_cached("SELECT 1 FROM accounts WHERE id = ?1 AND kind = 'user'")
+        .and_then(|mut st| st.exists([user]))
+        .map_err(sql)?;
+    if found {
+        Ok(())
+    } else {
+        Err(MetaError::NotFound(format!("user {user}")))
+    }
+}
+
+fn user_by_id(conn: &Connection, id: AccountId) -> Result<UserRecord, MetaError> {
+    let row = conn
+        .prepare_cached(&format!(
+            "SELECT {USER_COLUMNS} FROM accounts WHERE id = ?1 AND kind = 'user'"
+        ))
+        .and_then(|mut st| st.query_row([id], user_row).optional())
+        .map_err(sql)?
+        .ok_or_else(|| MetaError::NotFound(format!("user {id}")))?;
+    user_record(row)
+}
+
+fn org_by_name(conn: &Connection, name: &str) -> Result<Option<OrgRecord>, MetaError> {
+    conn.prepare_cached(&format!(
+        "SELECT {ORG_COLUMNS} FROM accounts WHERE name = ?1 AND kind = 'org'"
+    ))
+    .and_then(|mut st| st.query_row([name], org_row).optional())
+    .map_err(sql)?
+    .map(org_record)
+    .transpose()
+}
+
+/// `SELECT` of grants as (org, team, repository or NULL, role): repository grants
+/// matching `repo_where`, then namespace grants matching `ns_where`. Aliases: `o` the
+/// team's organisation, `t` the team, `r` the repository.
+fn grants_sql(repo_where: &str, ns_where: &str) -> String {
+    format!(
+        "SELECT o.name AS gorg, t.name AS gteam, r.name AS grepo, g.role AS grole \
+         FROM repo_grants g \
+         JOIN teams t ON t.id = g.team_id JOIN accounts o ON o.id = t.org_id \
+         JOIN repositories r ON r.id = g.repo_id WHERE {repo_where} \
+         UNION ALL \
+         SELECT o.name, t.name, NULL, g.role FROM namespace_grants g \
+         JOIN teams t ON t.id = g.team_id JOIN accounts o ON o.id = t.org_id WHERE {ns_where} \
+         ORDER BY grepo NULLS FIRST, gorg, gteam"
+    )
+}
+
+/// The subject's columns: id, name, admin, active, orgs JSON, teams JSON; alias `u`.
+const SUBJECT_COLUMNS: &str = "u.id, u.name, u.system_admin, u.active, \
+    (SELECT json_group_array(json_object('org', o.name, 'is_owner', \
+        json(CASE WHEN m.is_owner THEN 'true' ELSE 'false' END))) \
+     FROM org_members m JOIN accounts o ON o.id = m.org_id WHERE m.user_id = u.id), \
+    (SELECT json_group_array(json_object('org', o.name, 'team', t.name)) \
+     FROM team_members tm JOIN teams t ON t.id = tm.team_id \
+     JOIN accounts o ON o.id = t.org_id WHERE tm.user_id = u.id)";
+
+type SubjectRow = (i64, String, bool, bool, String, String);
+
+fn subject_row(r: &Row<'_>, at: usize) -> rusqlite::Result<Option<SubjectRow>> {
+    let id: Option<i64> = r.get(at)?;
+    let Some(id) = id else { return Ok(None) };
+    Ok(Some((
+        id,
+        r.get(at + 1)?,
+        r.get(at + 2)?,
+        r.get(at + 3)?,
+        r.get(at + 4)?,
+        r.get(at + 5)?,
+    )))
+}
+
+fn subject_from(row: SubjectRow) -> Result<Subject, MetaError> {
+    let (id, name, admin, active, orgs, teams) = row;
+    subject(id, name, admin, active, &orgs, &teams)
+}
+
+/// Everything of `access_for` in one statement: the subject's columns (NULL for nobody),
+/// the repository's visibility, the namespace account's kind and setting, and the user's
+/// grants that apply to the repository as a JSON array of 4-tuples.
+fn access_sql() -> String {
+    let grants = grants_sql(
+        "r.name = ?3 AND o.name = ?4 AND t.id IN (SELECT team_id FROM team_members WHERE user_id = u.id)",
+        "o.name = ?4 AND t.id IN (SELECT team_id FROM team_members WHERE user_id = u.id)",
+    );
+    format!(
+        "SELECT {SUBJECT_COLUMNS}, \
+         (SELECT visibility FROM repositories WHERE name = ?3), ns.kind, ns.members_can_create, \
+         (SELECT json_group_array(json_array(gorg, gteam, grepo, grole)) FROM ({grants})) \
+         FROM (SELECT 1) one \
+         LEFT JOIN accounts u ON u.kind = 'user' AND (u.id = ?1 OR u.name = ?2) \
+         LEFT JOIN accounts ns ON ns.name = ?4"
+    )
+}
+
+#[async_trait]
+impl IdentityStore for SqliteMetaStore {
+    async fn user_create(&self, user: &NewUser) -> Result<UserRecord, MetaError> {
+        check_name("user", &user.name)?;
+        let u = user.clone();
+        self.write(move |conn| {
+            let now = now_ms();
+            let (origin, dn) = origin_parts(&u.origin);
+            let id: i64 = conn
+                .prepare_cached(
+                    "INSERT INTO accounts (name, kind, full_name, email, password, origin, \
+                     directory_dn, active, system_admin, service_account, created_at, updated_at) \
+                     VALUES (?1, 'user', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10) RETURNING id",
+                )
+                .and_then(|mut st| {
+                    st.query_row(
+                        rusqlite::params![
+                            u.name,
+                            u.full_name,
+                            u.email,
+                            u.password,
+                            origin,
+                            dn,
+                            u.active,
+                            u.is_system_admin,
+                            u.is_service_account,
+                            now
+                        ],
+                        |r| r.get(0),
+                    )
+                })
+                .map_err(|e| write_err(e, &format!("account {}", u.name)))?;
+            user_by_id(conn, id)
+        })
+        .await
+    }
+
+    async fn user_get(&self, key: UserKey<'_>) -> Result<Option<UserRecord>, MetaError> {
+        let (id, name) = key_parts(key);
+        let row = self.fast.with(|c| {
+            c.prepare_cached(&format!(
+                "SELECT {USER_COLUMNS} FROM accounts WHERE kind = 'user' AND (id = ?1 OR name = ?2)"
+            ))?
+            .query_row((id, name), user_row)
+            .optional()
+        })?;
+        row.map(user_record).transpose()
+    }
+
+    async fn users_list(&self, last: Option<&str>, n: u32) -> Result<Vec<UserRecord>, MetaError> {
+        let rows: Vec<UserRow> = sqlx::query_as(&format!(
+            "SELECT {USER_COLUMNS} FROM accounts WHERE kind = 'user' \
+             AND (?1 IS NULL OR name > ?1) ORDER BY name LIMIT ?2"
+        ))
+        .bind(last)
+        .bind(i64::from(n))
+        .fetch_all(&self.read)
+        .await?;
+        rows.into_iter().map(user_record).collect()
+    }
+
+    async fn user_update(&self, id: AccountId, patch: &UserPatch) -> Result<UserRecord, MetaError> {
+        let p = patch.clone();
+        self.write(move |conn| {
+            let origin = p.origin.as_ref().map(origin_parts);
+            let n = conn
+                .prepare_cached(
+                    "UPDATE accounts SET \
+                     full_name = COALESCE(?2, full_name), \
+                     email = CASE WHEN ?3 THEN ?4 ELSE email END, \
+                     password = CASE WHEN ?5 THEN ?6 ELSE password END, \
+                     origin = COALESCE(?7, origin), \
+                     directory_dn = CASE WHEN ?7 IS NULL THEN directory_dn ELSE ?8 END, \
+                     active = COALESCE(?9, active), \
+                     system_admin = COALESCE(?10, system_admin), \
+                     service_account = COALESCE(?11, service_account), \
+                     updated_at = ?12 \
+                     WHERE id = ?1 AND kind = 'user'",
+                )
+                .and_then(|mut st| {
+                    st.execute(rusqlite::params![
+                        id,
+                        p.full_name,
+                        p.email.is_some(),
+                        p.email.clone().flatten(),
+                        p.password.is_some(),
+                        p.password.clone().flatten(),
+                        origin.map(|o| o.0),
+                        origin.and_then(|o| o.1),
+                        p.active,
+                        p.is_system_admin,
+                        p.is_service_account,
+                        now_ms(),
+                    ])
+                })
+                .map_err(sql)?;
+            if n == 0 {
+                return Err(MetaError::NotFound(format!("user {id}")));
+            }
+            user_by_id(conn, id)
+        })
+        .await
+    }
+
+    async fn user_delete(&self, id: AccountId) -> Result<bool, MetaError> {
+        self.write(move |conn| {
+            let n = conn
+                .prepare_cached("DELETE FROM accounts WHERE id = ?1 AND kind = 'user'")
+                .and_then(|mut st| st.execute([id]))
+                .map_err(sql)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn org_create(
+        &self,
+        name: &str,
+        full_name: &str,
+        settings: &OrgSettings,
+    ) -> Result<OrgRecord, MetaError> {
+        check_name("organisation", name)?;
+        let (name, full_name, s) = (name.to_string(), full_name.to_string(), *settings);
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO accounts (name, kind, full_name, members_can_create, \
+                 default_visibility, created_at, updated_at) \
+                 VALUES (?1, 'org', ?2, ?3, ?4, ?5, ?5)",
+            )
+            .and_then(|mut st| {
+                st.execute((
+                    &name,
+                    &full_name,
+                    s.members_can_create,
+                    visibility_str(s.default_visibility),
+                    now_ms(),
+                ))
+            })
+            .map_err(|e| write_err(e, &format!("account {name}")))?;
+            org_by_name(conn, &name)?
+                .ok_or_else(|| MetaError::Backend("organisation vanished".into()))
+        })
+        .await
+    }
+
+    async fn org_get(&self, name: &str) -> Result<Option<OrgRecord>, MetaError> {
+        self.fast
+            .with(|c| {
+                c.prepare_cached(&format!(
+                    "SELECT {ORG_COLUMNS} FROM accounts WHERE name = ?1 AND kind = 'org'"
+                ))?
+                .query_row([name], org_row)
+                .optional()
+            })?
+            .map(org_record)
+            .transpose()
+    }
+
+    async fn orgs_list(&self, last: Option<&str>, n: u32) -> Result<Vec<OrgRecord>, MetaError> {
+        let rows: Vec<OrgRow> = sqlx::query_as(&format!(
+            "SELECT {ORG_COLUMNS} FROM accounts WHERE kind = 'org' \
+             AND (?1 IS NULL OR name > ?1) ORDER BY name LIMIT ?2"
+        ))
+        .bind(last)
+        .bind(i64::from(n))
+        .fetch_all(&self.read)
+        .await?;
+        rows.into_iter().map(org_record).collect()
+    }
+
+    async fn org_update(&self, name: &str, settings: &OrgSettings) -> Result<OrgRecord, MetaError> {
+        let (name, s) = (name.to_string(), *settings);
+        self.write(move |conn| {
+            let n = conn
+                .prepare_cached(
+                    "UPDATE accounts SET members_can_create = ?2, default_visibility = ?3, \
+                     updated_at = ?4 WHERE name = ?1 AND kind = 'org'",
+                )
+                .and_then(|mut st| {
+                    st.execute((
+                        &name,
+                        s.members_can_create,
+                        visibility_str(s.default_visibility),
+                        now_ms(),
+                    ))
+                })
+                .map_err(sql)?;
+            if n == 0 {
+                return Err(MetaError::NotFound(format!("organisation {name}")));
+            }
+            org_by_name(conn, &name)?.ok_or_else(|| MetaError::NotFound(name.clone()))
+        })
+        .await
+    }
+
+    async fn org_delete(&self, name: &str) -> Result<bool, MetaError> {
+        let name = name.to_string();
+        self.write(move |conn| {
+            let n = conn
+                .prepare_cached("DELETE FROM accounts WHERE name = ?1 AND kind = 'org'")
+                .and_then(|mut st| st.execute([&name]))
+                .map_err(sql)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn org_member_set(
+        &self,
+        org: &str,
+        user: AccountId,
+        is_owner: bool,
+    ) -> Result<(), MetaError> {
+        let org = org.to_string();
+        self.write(move |conn| {
+            let oid = org_id(conn, &org)?;
+            check_user(conn, user)?;
+            conn.prepare_cached(
+                "INSERT INTO org_members (org_id, user_id, is_owner) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (org_id, user_id) DO UPDATE SET is_owner = excluded.is_owner",
+            )
+            .and_then(|mut st| st.execute((oid, user, is_owner)))
+            .map_err(sql)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn org_member_remove(&self, org: &str, user: AccountId) -> Result<bool, MetaError> {
+        let org = org.to_string();
+        self.write(move |conn| {
+            let Ok(oid) = org_id(conn, &org) else {
+                return Ok(false);
+            };
+            conn.prepare_cached(
+                "DELETE FROM team_members WHERE user_id = ?2 \
+                 AND team_id IN (SELECT id FROM teams WHERE org_id = ?1)",
+            )
+            .and_then(|mut st| st.execute((oid, user)))
+            .map_err(sql)?;
+            let n = conn
+                .prepare_cached("DELETE FROM org_members WHERE org_id = ?1 AND user_id = ?2")
+                .and_then(|mut st| st.execute((oid, user)))
+                .map_err(sql)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn org_members(&self, org: &str) -> Result<Vec<Member>, MetaError> {
+        if self.org_get(org).await?.is_none() {
+            return Err(MetaError::NotFound(format!("organisation {org}")));
+        }
+        let rows: Vec<(i64, String, bool)> = sqlx::query_as(
+            "SELECT u.id, u.name, m.is_owner FROM org_members m \
+             JOIN accounts o ON o.id = m.org_id JOIN accounts u ON u.id = m.user_id \
+             WHERE o.name = ?1 ORDER BY u.name",
+        )
+        .bind(org)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(user_id, name, is_owner)| Member {
+                user_id,
+                name,
+                is_owner,
+            })
+            .collect())
+    }
+
+    async fn team_create(
+        &self,
+        org: &str,
+        name: &str,
+        directory_group: Option<&str>,
+    ) -> Result<TeamRecord, MetaError> {
+        check_name("team", name)?;
+        let (org, name, group) = (
+            org.to_string(),
+            name.to_string(),
+            directory_group.map(str::to_string),
+        );
+        self.write(move |conn| {
+            let oid = org_id(conn, &org)?;
+            let now = now_ms();
+            let id: i64 = conn
+                .prepare_cached(
+                    "INSERT INTO teams (org_id, name, directory_group, created_at) \
+                     VALUES (?1, ?2, ?3, ?4) RETURNING id",
+                )
+                .and_then(|mut st| st.query_row((oid, &name, &group, now), |r| r.get(0)))
+                .map_err(|e| write_err(e, &format!("team {org}/{name}")))?;
+            Ok(TeamRecord {
+                id,
+                org,
+                name,
+                directory_group: group,
+                created_at: now,
+            })
+        })
+        .await
+    }
+
+    async fn team_get(&self, org: &str, name: &str) -> Result<Option<TeamRecord>, MetaError> {
+        let row: Option<(i64, Option<String>, i64)> = self.fast.with(|c| {
+            c.prepare_cached(
+                "SELECT t.id, t.directory_group, t.created_at FROM teams t \
+                 JOIN accounts o ON o.id = t.org_id WHERE o.name = ?1 AND o.kind = 'org' \
+                 AND t.name = ?2",
+            )?
+            .query_row([org, name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .optional()
+        })?;
+        Ok(row.map(|(id, directory_group, created_at)| TeamRecord {
+            id,
+            org: org.to_string(),
+            name: name.to_string(),
+            directory_group,
+            created_at,
+        }))
+    }
+
+    async fn teams_list(&self, org: &str) -> Result<Vec<TeamRecord>, MetaError> {
+        let rows: Vec<(i64, String, Option<String>, i64)> = sqlx::query_as(
+            "SELECT t.id, t.name, t.directory_group, t.created_at FROM teams t \
+             JOIN accounts o ON o.id = t.org_id WHERE o.name = ?1 AND o.kind = 'org' \
+             ORDER BY t.name",
+        )
+        .bind(org)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, name, directory_group, created_at)| TeamRecord {
+                id,
+                org: org.to_string(),
+                name,
+                directory_group,
+                created_at,
+            })
+            .collect())
+    }
+
+    async fn team_set_directory_group(
+        &self,
+        org: &str,
+        name: &str,
+        group: Option<&str>,
+    ) -> Result<bool, MetaError> {
+        let (org, name, group) = (org.to_string(), name.to_string(), group.map(str::to_string));
+        self.write(move |conn| {
+            let Ok(tid) = team_id(conn, &org, &name) else {
+                return Ok(false);
+            };
+            conn.prepare_cached("UPDATE teams SET directory_group = ?2 WHERE id = ?1")
+                .and_then(|mut st| st.execute((tid, &group)))
+                .map_err(sql)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn team_delete(&self, org: &str, name: &str) -> Result<bool, MetaError> {
+        let (org, name) = (org.to_string(), name.to_string());
+        self.write(move |conn| {
+            let Ok(tid) = team_id(conn, &org, &name) else {
+                return Ok(false);
+            };
+            conn.prepare_cached("DELETE FROM teams WHERE id = ?1")
+                .and_then(|mut st| st.execute([tid]))
+                .map_err(sql)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn team_member_add(
+        &self,
+        org: &str,
+        team: &str,
+        user: AccountId,
+    ) -> Result<(), MetaError> {
+        let (org, team) = (org.to_string(), team.to_string());
+        self.write(move |conn| {
+            let tid = team_id(conn, &org, &team)?;
+            check_user(conn, user)?;
+            conn.prepare_cached(
+                "INSERT INTO org_members (org_id, user_id, is_owner) \
+                 SELECT org_id, ?2, 0 FROM teams WHERE id = ?1 \
+                 ON CONFLICT (org_id, user_id) DO NOTHING",
+            )
+            .and_then(|mut st| st.execute((tid, user)))
+            .map_err(sql)?;
+            conn.prepare_cached(
+                "INSERT INTO team_members (team_id, user_id) VALUES (?1, ?2) \
+                 ON CONFLICT (team_id, user_id) DO NOTHING",
+            )
+            .and_then(|mut st| st.execute((tid, user)))
+            .map_err(sql)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn team_member_remove(
+        &self,
+        org: &str,
+        team: &str,
+        user: AccountId,
+    ) -> Result<bool, MetaError> {
+        let (org, team) = (org.to_string(), team.to_string());
+        self.write(move |conn| {
+            let Ok(tid) = team_id(conn, &org, &team) else {
+                return Ok(false);
+            };
+            let n = conn
+                .prepare_cached("DELETE FROM team_members WHERE team_id = ?1 AND user_id = ?2")
+                .and_then(|mut st| st.execute((tid, user)))
+                .map_err(sql)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn team_members(&self, org: &str, team: &str) -> Result<Vec<Member>, MetaError> {
+        let Some(t) = self.team_get(org, team).await? else {
+            return Err(MetaError::NotFound(format!("team {org}/{team}")));
+        };
+        let rows: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT u.id, u.name FROM team_members tm JOIN accounts u ON u.id = tm.user_id \
+             WHERE tm.team_id = ?1 ORDER BY u.name",
+        )
+        .bind(t.id)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(user_id, name)| Member {
+                user_id,
+                name,
+                is_owner: false,
+            })
+            .collect())
+    }
+
+    async fn repo_create(
+        &self,
+        repo: &RepoName,
+        created_by: Option<AccountId>,
+        visibility: Option<Visibility>,
+    ) -> Result<RepoSettings, MetaError> {
+        let repo = repo.clone();
+        self.write(move |conn| {
+            let now = now_ms();
+            let vis: String = conn
+                .prepare_cached(
+                    "INSERT INTO repositories (name, created_at, visibility, created_by) \
+                     VALUES (?1, ?2, COALESCE(?3, (SELECT default_visibility FROM accounts \
+                     WHERE name = ?4), 'private'), ?5) RETURNING visibility",
+                )
+                .and_then(|mut st| {
+                    st.query_row(
+                        (
+                            repo.as_str(),
+                            now,
+                            visibility.map(visibility_str),
+                            repo.namespace(),
+                            created_by,
+                        ),
+                        |r| r.get(0),
+                    )
+                })
+                .map_err(|e| write_err(e, &format!("repository {repo}")))?;
+            Ok(RepoSettings {
+                visibility: parse_visibility(&vis)?,
+                name: repo,
+                created_by,
+                created_at: now,
+            })
+        })
+        .await
+    }
+
+    async fn repo_settings(&self, repo: &RepoName) -> Result<Option<RepoSettings>, MetaError> {
+        let row: Option<(String, Option<i64>, i64)> = self.fast.with(|c| {
+            c.prepare_cached(
+                "SELECT visibility, created_by, created_at FROM repositories WHERE name = ?1",
+            )?
+            .query_row([repo.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .optional()
+        })?;
+        row.map(|(v, created_by, created_at)| {
+            Ok(RepoSettings {
+                name: repo.clone(),
+                visibility: parse_visibility(&v)?,
+                created_by,
+                created_at,
+            })
+        })
+        .transpose()
+    }
+
+    async fn repo_set_visibility(
+        &self,
+        repo: &RepoName,
+        visibility: Visibility,
+    ) -> Result<bool, MetaError> {
+        let repo = repo.clone();
+        self.write(move |conn| {
+            let n = conn
+                .prepare_cached("UPDATE repositories SET visibility = ?2 WHERE name = ?1")
+                .and_then(|mut st| st.execute((repo.as_str(), visibility_str(visibility))))
+                .map_err(sql)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn repos_list(
+        &self,
+        namespace: Option<&str>,
+        last: Option<&str>,
+        n: u32,
+    ) -> Result<Vec<RepoSettings>, MetaError> {
+        // A namespace's repositories are `ns` itself and the range ["ns/", "ns0") in byte
+        // order ('0' follows '/'): index range scans, so pages are full.
+        let (exact, lo, hi) = namespace_range(namespace);
+        let rows: Vec<(String, String, Option<i64>, i64)> = sqlx::query_as(
+            "SELECT name, visibility, created_by, created_at FROM repositories \
+             WHERE (?1 IS NULL OR name > ?1) \
+             AND (?2 IS NULL OR name = ?2 OR (name >= ?3 AND name < ?4)) \
+             ORDER BY name LIMIT ?5",
+        )
+        .bind(last)
+        .bind(exact)
+        .bind(lo)
+        .bind(hi)
+        .bind(i64::from(n))
+        .fetch_all(&self.read)
+        .await?;
+        repo_settings_rows(rows, namespace)
+    }
+
+    async fn repo_delete(&self, repo: &RepoName) -> Result<bool, MetaError> {
+        let repo = repo.clone();
+        self.write(move |conn| {
+            let n = conn
+                .prepare_cached("DELETE FROM repositories WHERE name = ?1")
+                .and_then(|mut st| st.execute([repo.as_str()]))
+                .map_err(sql)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn grant_repo_set(
+        &self,
+        org: &str,
+        team: &str,
+        repo: &RepoName,
+        role: Role,
+    ) -> Result<(), MetaError> {
+        if repo.namespace() != org {
+            return Err(MetaError::Invalid(format!(
+                "repository {repo} is not in the namespace of organisation {org}"
+            )));
+        }
+        let (org, team, repo) = (org.to_string(), team.to_string(), repo.clone());
+        self.write(move |conn| {
+            let tid = team_id(conn, &org, &team)?;
+            let rid = repo_id(conn, &repo)?
+                .ok_or_else(|| MetaError::NotFound(format!("repository {repo}")))?;
+            conn.prepare_cached(
+                "INSERT INTO repo_grants (team_id, repo_id, role) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (team_id, repo_id) DO UPDATE SET role = excluded.role",
+            )
+            .and_then(|mut st| st.execute((tid, rid, role.as_str())))
+            .map_err(sql)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn grant_repo_remove(
+        &self,
+        org: &str,
+        team: &str,
+        repo: &RepoName,
+    ) -> Result<bool, MetaError> {
+        let (org, team, repo) = (org.to_string(), team.to_string(), repo.clone());
+        self.write(move |conn| {
+            let Ok(tid) = team_id(conn, &org, &team) else {
+                return Ok(false);
+            };
+            let n = conn
+                .prepare_cached(
+                    "DELETE FROM repo_grants WHERE team_id = ?1 \
+                     AND repo_id = (SELECT id FROM repositories WHERE name = ?2)",
+                )
+                .and_then(|mut st| st.execute((tid, repo.as_str())))
+                .map_err(sql)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn grant_namespace_set(
+        &self,
+        org: &str,
+        team: &str,
+        role: Role,
+    ) -> Result<(), MetaError> {
+        let (org, team) = (org.to_string(), team.to_string());
+        self.write(move |conn| {
+            let tid = team_id(conn, &org, &team)?;
+            conn.prepare_cached(
+                "INSERT INTO namespace_grants (team_id, role) VALUES (?1, ?2) \
+                 ON CONFLICT (team_id) DO UPDATE SET role = excluded.role",
+            )
+            .and_then(|mut st| st.execute((tid, role.as_str())))
+            .map_err(sql)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn grant_namespace_remove(&self, org: &str, team: &str) -> Result<bool, MetaError> {
+        let (org, team) = (org.to_string(), team.to_string());
+        self.write(move |conn| {
+            let Ok(tid) = team_id(conn, &org, &team) else {
+                return Ok(false);
+            };
+            let n = conn
+                .prepare_cached("DELETE FROM namespace_grants WHERE team_id = ?1")
+                .and_then(|mut st| st.execute([tid]))
+                .map_err(sql)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn grants_of_org(&self, org: &str) -> Result<Vec<Grant>, MetaError> {
+        let rows: Vec<GrantRow> = sqlx::query_as(&grants_sql("o.name = ?1", "o.name = ?1"))
+            .bind(org)
+            .fetch_all(&self.read)
+            .await?;
+        rows.into_iter().map(grant).collect()
+    }
+
+    async fn grants_on_repo(&self, repo: &RepoName) -> Result<Vec<Grant>, MetaError> {
+        let rows: Vec<GrantRow> = sqlx::query_as(&grants_sql("r.name = ?1", "o.name = ?2"))
+            .bind(repo.as_str())
+            .bind(repo.namespace())
+            .fetch_all(&self.read)
+            .await?;
+        rows.into_iter().map(grant).collect()
+    }
+
+    async fn grants_of_user(&self, user: AccountId) -> Result<Vec<Grant>, MetaError> {
+        let mine = "t.id IN (SELECT team_id FROM team_members WHERE user_id = ?1)";
+        let rows: Vec<GrantRow> = sqlx::query_as(&grants_sql(mine, mine))
+            .bind(user)
+            .fetch_all(&self.read)
+            .await?;
+        rows.into_iter().map(grant).collect()
+    }
+
+    async fn subject_for(&self, key: UserKey<'_>) -> Result<Option<Subject>, MetaError> {
+        let (id, name) = key_parts(key);
+        let row = self.fast.with(|c| {
+            c.prepare_cached(&format!(
+                "SELECT {SUBJECT_COLUMNS} FROM accounts u \
+                 WHERE u.kind = 'user' AND (u.id = ?1 OR u.name = ?2)"
+            ))?
+            .query_row((id, name), |r| subject_row(r, 0))
+            .optional()
+        })?;
+        row.flatten().map(subject_from).transpose()
+    }
+
+    async fn repository_for_access(&self, repo: &RepoName) -> Result<Repository, MetaError> {
+        Ok(self.access_for(None, repo).await?.repository)
+    }
+
+    async fn access_for(
+        &self,
+        user: Option<UserKey<'_>>,
+        repo: &RepoName,
+    ) -> Result<AccessContext, MetaError> {
+        let (id, name) = user.map(key_parts).unwrap_or((None, None));
+        type Row4 = (
+            Option<SubjectRow>,
+            Option<String>,
+            Option<String>,
+            Option<bool>,
+            String,
+        );
+        let row: Row4 = self.fast.with(|c| {
+            c.prepare_cached(&access_sql())?.query_row(
+                (id, name, repo.as_str(), repo.namespace()),
+                |r| {
+                    Ok((
+                        subject_row(r, 0)?,
+                        r.get(6)?,
+                        r.get(7)?,
+                        r.get(8)?,
+                        r.get(9)?,
+                    ))
+                },
+            )
+        })?;
+        let (subject_cols, vis, ns_kind, mcc, grants_json) = row;
+        access_context(subject_cols, vis, ns_kind, mcc, &grants_json, repo)
+    }
+
+    async fn token_create(&self, token: &NewToken) -> Result<TokenRecord, MetaError> {
+        let t = token.clone();
+        let restriction = restriction_json(&t.restriction)?;
+        self.write(move |conn| {
+            check_user(conn, t.user_id)?;
+            let now = now_ms();
+            conn.prepare_cached(
+                "INSERT INTO tokens (id, kind, user_id, description, hash, expires_at, \
+                 restriction, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )
+            .and_then(|mut st| {
+                st.execute(rusqlite::params![
+                    t.id.as_str(),
+                    t.kind.as_str(),
+                    t.user_id,
+                    t.description,
+                    t.hash.to_hex(),
+                    t.expires_at,
+                    restriction,
+                    now
+                ])
+            })
+            .map_err(|e| write_err(e, &format!("token {}", t.id)))?;
+            Ok(TokenRecord {
+                id: t.id,
+                kind: t.kind,
+                user_id: t.user_id,
+                description: t.description,
+                hash: t.hash,
+                expires_at: t.expires_at,
+                restriction: t.restriction,
+                created_at: now,
+                last_used_at: None,
+                revoked: false,
+            })
+        })
+        .await
+    }
+
+    async fn token_get(&self, id: &SecretId) -> Result<Option<TokenRecord>, MetaError> {
+        self.fast
+            .with(|c| {
+                c.prepare_cached(&format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = ?1"))?
+                    .query_row([id.as_str()], token_row)
+                    .optional()
+            })?
+            .map(token_record)
+            .transpose()
+    }
+
+    async fn tokens_list(
+        &self,
+        user: AccountId,
+        kind: TokenKind,
+    ) -> Result<Vec<TokenRecord>, MetaError> {
+        let rows: Vec<TokenRow> = sqlx::query_as(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM tokens WHERE user_id = ?1 AND kind = ?2 \
+             ORDER BY created_at DESC, id"
+        ))
+        .bind(user)
+        .bind(kind.as_str())
+        .fetch_all(&self.read)
+        .await?;
+        rows.into_iter().map(token_record).collect()
+    }
+
+    async fn token_touch(&self, id: &SecretId, at: i64) -> Result<bool, MetaError> {
+        let id = id.clone();
+        self.write(move |conn| {
+            let n = conn
+                .prepare_cached("UPDATE tokens SET last_used_at = ?2 WHERE id = ?1")
+                .and_then(|mut st| st.execute((id.as_str(), at)))
+                .map_err(sql)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn token_revoke(&self, id: &SecretId) -> Result<bool, MetaError> {
+        let id = id.clone();
+        self.write(move |conn| {
+            let n = conn
+                .prepare_cached("UPDATE tokens SET revoked = 1 WHERE id = ?1")
+                .and_then(|mut st| st.execute([id.as_str()]))
+                .map_err(sql)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn tokens_revoke_all(&self, user: AccountId) -> Result<u64, MetaError> {
+        self.write(move |conn| {
+            let n = conn
+                .prepare_cached("UPDATE tokens SET revoked = 1 WHERE user_id = ?1 AND revoked = 0")
+                .and_then(|mut st| st.execute([user]))
+                .map_err(sql)?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn signing_key_add(&self, kid: &str, pem: &str) -> Result<SigningKeyRecord, MetaError> {
+        let (kid, pem) = (kid.to_string(), pem.to_string());
+        self.write(move |conn| {
+            let now = now_ms();
+            conn.prepare_cached(
+                "INSERT INTO signing_keys (kid, pem, created_at) VALUES (?1, ?2, ?3)",
+            )
+            .and_then(|mut st| st.execute((&kid, &pem, now)))
+            .map_err(|e| write_err(e, &format!("signing key {kid}")))?;
+            Ok(SigningKeyRecord {
+                kid,
+                pem,
+                created_at: now,
+                retired: false,
+            })
+        })
+        .await
+    }
+
+    async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, MetaError> {
+        let rows: Vec<(String, String, i64, bool)> = sqlx::query_as(
+            "SELECT kid, pem, created_at, retired FROM signing_keys ORDER BY created_at DESC, kid",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(kid, pem, created_at, retired)| SigningKeyRecord {
+                kid,
+                pem,
+                created_at,
+                retired,
+            })
+            .collect())
+    }
+
+    async fn signing_key_retire(&self, kid: &str) -> Result<bool, MetaError> {
+        let kid = kid.to_string();
+        self.write(move |conn| {
+            let n = conn
+                .prepare_cached("UPDATE signing_keys SET retired = 1 WHERE kid = ?1")
+                .and_then(|mut st| st.execute([&kid]))
+                .map_err(sql)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn audit_append(&self, event: &NewAuditEvent) -> Result<i64, MetaError> {
+        let e = event.clone();
+        let detail = e.detail.to_string();
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO audit_log (at, actor_id, source, action, target, detail) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
+            )
+            .and_then(|mut st| {
+                st.query_row(
+                    (e.at, e.actor, &e.source, &e.action, &e.target, &detail),
+                    |r| r.get(0),
+                )
+            })
+            .map_err(sql)
+        })
+        .await
+    }
+
+    async fn audit_query(
+        &self,
+        filter: &AuditFilter,
+        before: Option<i64>,
+        n: u32,
+    ) -> Result<Vec<AuditEvent>, MetaError> {
+        let rows: Vec<AuditRow> = sqlx::query_as(
+            "SELECT id, at, actor_id, source, action, target, detail FROM audit_log \
+             WHERE (?1 IS NULL OR id < ?1) AND (?2 IS NULL OR actor_id = ?2) \
+             AND (?3 IS NULL OR action = ?3) AND (?4 IS NULL OR at >= ?4) \
+             AND (?5 IS NULL OR at < ?5) \
+             AND (?6 IS NULL OR substr(target, 1, length(?6)) = ?6) \
+             ORDER BY id DESC LIMIT ?7",
+        )
+        .bind(before)
+        .bind(filter.actor)
+        .bind(filter.action.as_deref())
+        .bind(filter.since)
+        .bind(filter.until)
+        .bind(filter.target_prefix.as_deref())
+        .bind(i64::from(n))
+        .fetch_all(&self.read)
+        .await?;
+        rows.into_iter().map(audit_event).collect()
+    }
+}

@@ -104,6 +104,9 @@ fn subject_cols(c: SubjectCols) -> Option<(i64, String, bool, bool, String, Stri
     }
 }
 
+/// Built once: it runs on every authenticated request.
+static ACCESS_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(access_sql);
+
 fn access_sql() -> String {
     let grants = grants_sql(
         "r.name = $3 AND o.name = $4 AND t.id IN (SELECT team_id FROM team_members WHERE user_id = u.id)",
@@ -762,7 +765,7 @@ impl IdentityStore for PgMetaStore {
             Option<String>,
             Option<bool>,
             String,
-        ) = sqlx::query_as(&access_sql())
+        ) = sqlx::query_as(ACCESS_SQL.as_str())
             .bind(id)
             .bind(name)
             .bind(repo.as_str())

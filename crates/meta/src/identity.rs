@@ -46,8 +46,8 @@ pub enum Origin {
     },
 }
 
-/// A user to create.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A user to create. `Debug` leaves the password hash out.
+#[derive(Clone, PartialEq, Eq)]
 pub struct NewUser {
     /// Lowercase; unique among users and organisations.
     pub name: String,
@@ -62,8 +62,8 @@ pub struct NewUser {
     pub is_service_account: bool,
 }
 
-/// A stored user.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A stored user. `Debug` leaves the password hash out.
+#[derive(Clone, PartialEq, Eq)]
 pub struct UserRecord {
     pub id: AccountId,
     pub name: String,
@@ -228,8 +228,8 @@ impl TokenRecord {
     }
 }
 
-/// A signing key of the token service.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A signing key of the token service. `Debug` leaves the private key out.
+#[derive(Clone, PartialEq, Eq)]
 pub struct SigningKeyRecord {
     /// The libtrust key id (JWT header `kid`).
     pub kid: String,
@@ -238,6 +238,44 @@ pub struct SigningKeyRecord {
     pub created_at: i64,
     /// Retired keys only verify; the newest key that is not retired signs.
     pub retired: bool,
+}
+
+impl std::fmt::Debug for NewUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewUser")
+            .field("name", &self.name)
+            .field("origin", &self.origin)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("active", &self.active)
+            .field("is_system_admin", &self.is_system_admin)
+            .field("is_service_account", &self.is_service_account)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for UserRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserRecord")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("origin", &self.origin)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("active", &self.active)
+            .field("is_system_admin", &self.is_system_admin)
+            .field("is_service_account", &self.is_service_account)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for SigningKeyRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKeyRecord")
+            .field("kid", &self.kid)
+            .field("pem", &"<redacted>")
+            .field("created_at", &self.created_at)
+            .field("retired", &self.retired)
+            .finish()
+    }
 }
 
 /// An audit event to append.

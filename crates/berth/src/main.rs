@@ -4,7 +4,9 @@
 //! - [`config`]: defaults, file, environment, flags.
 //! - [`stores`]: the only place that names concrete store implementations.
 //! - [`fsck`]: `berth fsck`, the consistency check between the two stores.
+//! - [`admin`]: `berth admin`, accounts before the API is reachable; the first administrator.
 
+mod admin;
 mod config;
 mod fsck;
 mod stores;
@@ -35,6 +37,17 @@ enum Cmd {
         stores: StoreFlags,
         #[command(flatten)]
         serve: ServeFlags,
+        /// File holding the first administrator's password (else BERTH_ADMIN_PASSWORD, else
+        /// a random one printed once on first start).
+        #[arg(long)]
+        admin_password_file: Option<std::path::PathBuf>,
+    },
+    /// Accounts, organisations and teams, directly in the metadata store.
+    Admin {
+        #[command(flatten)]
+        stores: StoreFlags,
+        #[command(subcommand)]
+        cmd: admin::AdminCmd,
     },
     /// Check that metadata and blob storage agree: blobs whose bytes do not match their
     /// digest, metadata pointing at missing blobs, orphaned files. Exits 1 on any finding.
@@ -68,16 +81,28 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     match cli.cmd {
-        Cmd::Serve { stores, serve } => {
+        Cmd::Serve {
+            stores,
+            serve,
+            admin_password_file,
+        } => {
             let cfg = Config::load(&stores, Some(&serve))?;
             init_logging(&cfg);
-            rt.block_on(run_serve(cfg))
+            rt.block_on(run_serve(cfg, admin_password_file))
+        }
+        Cmd::Admin { stores, cmd } => {
+            let cfg = Config::load(&stores, None)?;
+            init_logging(&cfg);
+            rt.block_on(async {
+                let (_, identity) = stores::open_meta(&cfg).await?;
+                admin::run(identity.as_ref(), cmd).await
+            })
         }
         Cmd::Fsck { stores, json } => {
             let cfg = Config::load(&stores, None)?;
             init_logging(&cfg);
             let clean = rt.block_on(async {
-                let (meta, blobs) = stores::open(&cfg).await?;
+                let (meta, _, blobs) = stores::open(&cfg).await?;
                 fsck::run(meta, blobs, json).await
             })?;
             std::process::exit(if clean { 0 } else { 1 });
@@ -104,12 +129,16 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-async fn run_serve(cfg: Config) -> anyhow::Result<()> {
+async fn run_serve(
+    cfg: Config,
+    admin_password_file: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
     let tls = match (&cfg.tls.cert, &cfg.tls.key) {
         (Some(c), Some(k)) => Some(server::tls_acceptor(c, k)?),
         _ => None,
     };
-    let (meta, blobs) = stores::open(&cfg).await?;
+    let (meta, identity, blobs) = stores::open(&cfg).await?;
+    admin::ensure_first_admin(identity.as_ref(), admin_password_file.as_ref()).await?;
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await
         .with_context(|| format!("listening on {}", cfg.listen))?;

@@ -7,30 +7,45 @@ use berth_blob::s3::S3BlobStore;
 use berth_blob::BlobStore;
 use berth_meta::postgres::PgMetaStore;
 use berth_meta::sqlite::SqliteMetaStore;
-use berth_meta::MetaStore;
+use berth_meta::{IdentityStore, MetaStore};
 use std::path::Path;
 use std::sync::Arc;
 
-/// Opens the metadata and blob stores named by `cfg`.
-pub async fn open(cfg: &Config) -> anyhow::Result<(Arc<dyn MetaStore>, Arc<dyn BlobStore>)> {
+/// Opens the metadata store named by `cfg`, as both of its traits.
+pub async fn open_meta(
+    cfg: &Config,
+) -> anyhow::Result<(Arc<dyn MetaStore>, Arc<dyn IdentityStore>)> {
     let url = cfg.metadata_url();
-    let meta: Arc<dyn MetaStore> = if let Some(path) = url.strip_prefix("sqlite:") {
+    if let Some(path) = url.strip_prefix("sqlite:") {
         let path = Path::new(path);
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
-        Arc::new(
+        let store = Arc::new(
             SqliteMetaStore::open(path)
                 .await
                 .with_context(|| format!("opening SQLite at {}", path.display()))?,
-        )
+        );
+        Ok((store.clone(), store))
     } else {
-        Arc::new(
+        let store = Arc::new(
             PgMetaStore::connect(&url)
                 .await
                 .context("connecting to PostgreSQL")?,
-        )
-    };
+        );
+        Ok((store.clone(), store))
+    }
+}
+
+/// Opens the metadata and blob stores named by `cfg`.
+pub async fn open(
+    cfg: &Config,
+) -> anyhow::Result<(
+    Arc<dyn MetaStore>,
+    Arc<dyn IdentityStore>,
+    Arc<dyn BlobStore>,
+)> {
+    let (meta, identity) = open_meta(cfg).await?;
     let blobs: Arc<dyn BlobStore> = match cfg.blobs.kind.as_str() {
         "s3" => {
             Arc::new(S3BlobStore::new(cfg.blobs.s3.clone()).context("configuring S3 blob storage")?)
@@ -43,5 +58,5 @@ pub async fn open(cfg: &Config) -> anyhow::Result<(Arc<dyn MetaStore>, Arc<dyn B
             )
         }
     };
-    Ok((meta, blobs))
+    Ok((meta, identity, blobs))
 }

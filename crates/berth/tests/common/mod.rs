@@ -1149,6 +1149,8 @@ pub struct Process {
 impl Process {
     /// Starts `berth serve --listen 127.0.0.1:0 ARGS` with `envs`, logging to `log`, and
     /// waits for its "listening on" line (http or https).
+    // The child is waited on by `Process`'s Drop, or before the start-up panic.
+    #[allow(clippy::zombie_processes)]
     pub fn spawn(args: &[&std::ffi::OsStr], envs: &[(&str, &str)], log: &Path) -> Process {
         let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
             .args(["serve", "--listen", "127.0.0.1:0"])

@@ -12,16 +12,10 @@ pub enum CoreError {
     NameUnknown,
     #[error("invalid repository name: {0}")]
     NameInvalid(NameError),
-    #[error("invalid reference: {0}")]
-    ReferenceInvalid(NameError),
     #[error("blob unknown to registry")]
     BlobUnknown,
     #[error("blob upload unknown to registry")]
     UploadUnknown,
-    #[error("blob upload invalid: {0}")]
-    UploadInvalid(String),
-    #[error("invalid digest: {0}")]
-    DigestInvalid(String),
     #[error("provided digest {expected} did not match uploaded content {actual}")]
     DigestMismatch { expected: Digest, actual: Digest },
     #[error("manifest unknown to registry")]

@@ -40,15 +40,10 @@ impl From<CoreError> for ApiError {
         match e {
             E::NameUnknown => ApiError::new(StatusCode::NOT_FOUND, C::NameUnknown, msg),
             E::NameInvalid(_) => ApiError::new(StatusCode::BAD_REQUEST, C::NameInvalid, msg),
-            E::ReferenceInvalid(_) => {
-                ApiError::new(StatusCode::BAD_REQUEST, C::ManifestInvalid, msg)
-            }
             E::BlobUnknown => ApiError::new(StatusCode::NOT_FOUND, C::BlobUnknown, msg),
             E::UploadUnknown => ApiError::new(StatusCode::NOT_FOUND, C::BlobUploadUnknown, msg),
-            E::UploadInvalid(_) | E::BodyFailed(_) => {
-                ApiError::new(StatusCode::BAD_REQUEST, C::BlobUploadInvalid, msg)
-            }
-            E::DigestInvalid(_) | E::DigestMismatch { .. } => {
+            E::BodyFailed(_) => ApiError::new(StatusCode::BAD_REQUEST, C::BlobUploadInvalid, msg),
+            E::DigestMismatch { .. } => {
                 ApiError::new(StatusCode::BAD_REQUEST, C::DigestInvalid, msg)
             }
             E::ManifestUnknown | E::ManifestNotAcceptable(_) => {

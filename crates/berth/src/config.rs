@@ -21,7 +21,74 @@ pub struct Config {
     pub metadata: MetadataConfig,
     pub blobs: BlobsConfig,
     pub registry: RegistrySection,
+    pub auth: AuthSection,
+    /// The company directory (LDAP / Active Directory); none by default.
+    pub directory: Option<berth_directory::DirectoryConfig>,
     pub log: LogConfig,
+}
+
+/// Authentication and the token service.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSection {
+    /// The token protocol's `service` (JWT audience).
+    pub service: String,
+    /// The JWT issuer.
+    pub issuer: String,
+    /// Public URL of the token endpoint; empty: `<scheme>://<Host header>/auth/token`.
+    pub realm: String,
+    /// Lifetime of bearer tokens, seconds.
+    pub token_ttl_secs: u64,
+    /// Lifetime of refresh (offline) tokens, days; 0: until revoked.
+    pub refresh_token_ttl_days: u64,
+    /// Anonymous callers may push and pull every repository (a laptop registry).
+    pub anonymous_push: bool,
+    /// Failed logins per account within the window before 429.
+    pub login_failures_per_account: u32,
+    /// Failed logins per source address within the window before 429.
+    pub login_failures_per_source: u32,
+    /// The failed-login window, seconds.
+    pub login_window_secs: u64,
+    /// How long a verified password is remembered, seconds (0: argon2 on every request).
+    pub credential_cache_secs: u64,
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        let d = berth_core::AccessConfig::default();
+        AuthSection {
+            service: d.service,
+            issuer: d.issuer,
+            realm: String::new(),
+            token_ttl_secs: d.token_ttl.as_secs(),
+            refresh_token_ttl_days: 90,
+            anonymous_push: false,
+            login_failures_per_account: d.login_failures_per_account,
+            login_failures_per_source: d.login_failures_per_source,
+            login_window_secs: d.login_window.as_secs(),
+            credential_cache_secs: d.credential_cache.as_secs(),
+        }
+    }
+}
+
+impl AuthSection {
+    /// The core service's settings.
+    pub fn access_config(&self) -> berth_core::AccessConfig {
+        use std::time::Duration;
+        berth_core::AccessConfig {
+            service: self.service.clone(),
+            issuer: self.issuer.clone(),
+            token_ttl: Duration::from_secs(self.token_ttl_secs),
+            refresh_ttl: (self.refresh_token_ttl_days > 0)
+                .then(|| Duration::from_secs(self.refresh_token_ttl_days * 86_400)),
+            anonymous_push: self.anonymous_push,
+            login_failures_per_account: self.login_failures_per_account,
+            login_failures_per_source: self.login_failures_per_source,
+            login_window: Duration::from_secs(self.login_window_secs),
+            credential_cache: Duration::from_secs(self.credential_cache_secs),
+            password_params: berth_auth::password::PasswordParams::default(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -110,6 +177,8 @@ impl Default for Config {
             metadata: MetadataConfig::default(),
             blobs: BlobsConfig::default(),
             registry: RegistrySection::default(),
+            auth: AuthSection::default(),
+            directory: None,
             log: LogConfig::default(),
         }
     }
@@ -252,6 +321,15 @@ impl Config {
         if let Some(v) = env_bool("BERTH_READ_ONLY")? {
             self.registry.read_only = v;
         }
+        if let Some(v) = env_bool("BERTH_ANONYMOUS_PUSH")? {
+            self.auth.anonymous_push = v;
+        }
+        if let Some(v) = env("BERTH_AUTH_REALM") {
+            self.auth.realm = v;
+        }
+        if let Some(v) = env("BERTH_AUTH_SERVICE") {
+            self.auth.service = v;
+        }
         if let Some(v) = env("BERTH_LOG") {
             self.log.level = v;
         }
@@ -281,6 +359,16 @@ impl Config {
             || url.starts_with("postgresql://"))
         {
             bail!("metadata.url must be sqlite:PATH or postgres://..., not {url:?}");
+        }
+        if self.auth.service.is_empty() || self.auth.issuer.is_empty() {
+            bail!("auth.service and auth.issuer must not be empty");
+        }
+        if !(30..=86_400).contains(&self.auth.token_ttl_secs) {
+            bail!("auth.token_ttl_secs must be between 30 and 86400");
+        }
+        if let Some(d) = &self.directory {
+            d.validate()
+                .map_err(|e| anyhow::anyhow!("directory settings: {e}"))?;
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             bail!("log.format must be \"text\" or \"json\"");

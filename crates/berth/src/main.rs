@@ -139,6 +139,15 @@ async fn run_serve(
     };
     let (meta, identity, blobs) = stores::open(&cfg).await?;
     admin::ensure_first_admin(identity.as_ref(), admin_password_file.as_ref()).await?;
+    let directory = match &cfg.directory {
+        Some(d) => Some(
+            berth_directory::DirectoryClient::new(d.clone())
+                .context("setting up the directory client")?,
+        ),
+        None => None,
+    };
+    let access =
+        berth_core::Access::new(identity.clone(), directory, cfg.auth.access_config()).await?;
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await
         .with_context(|| format!("listening on {}", cfg.listen))?;
@@ -166,6 +175,8 @@ async fn run_serve(
     berth_http::ops::prometheus();
     let state = AppState {
         registry: Arc::new(registry),
+        access: Arc::new(access),
+        realm: (!cfg.auth.realm.is_empty()).then(|| Arc::from(cfg.auth.realm.as_str())),
         replica: Arc::new(ReplicaInfo {
             id,
             version: env!("CARGO_PKG_VERSION"),

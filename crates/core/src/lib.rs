@@ -13,9 +13,11 @@
 //! - Upload progress (offset, hash state, blob-store state) is written to the metadata
 //!   store before a chunk is acknowledged, so any process on the same stores continues it.
 
+pub mod access;
 pub mod error;
 pub mod manifests;
 pub mod registry;
 
+pub use access::{Access, AccessConfig, AccessError, Caller, Credentials, Verdict};
 pub use error::CoreError;
 pub use registry::{BlobBody, Registry, RegistryConfig, UploadStatus};

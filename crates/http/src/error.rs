@@ -5,7 +5,7 @@
 use crate::endpoint::PathError;
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use berth_core::CoreError;
+use berth_core::{AccessError, CoreError};
 use berth_oci::{ErrorCode, NameError};
 
 /// An error on its way to the wire.
@@ -78,6 +78,26 @@ impl From<CoreError> for ApiError {
                     "internal server error; the registry logged the cause",
                 )
             }
+        }
+    }
+}
+
+impl From<AccessError> for ApiError {
+    fn from(e: AccessError) -> ApiError {
+        use ErrorCode as C;
+        let msg = e.to_string();
+        match e {
+            AccessError::Unauthorized(_) => {
+                ApiError::new(StatusCode::UNAUTHORIZED, C::Unauthorized, msg)
+            }
+            AccessError::RateLimited { retry_after } => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, C::TooManyRequests, msg)
+                    .with_header(header::RETRY_AFTER, retry_after.to_string())
+            }
+            AccessError::BadRequest(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, C::Unsupported, msg)
+            }
+            AccessError::Store(m) => ApiError::from(CoreError::Meta(m)),
         }
     }
 }

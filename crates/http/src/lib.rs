@@ -1,5 +1,7 @@
 //! Berth's HTTP surface.
 //!
+//! - [`auth`]: credentials, the Bearer challenge, each endpoint's access check, and the
+//!   token endpoint of the Docker token protocol.
 //! - [`endpoint`]: `/v2/...` paths parsed into the closed [`endpoint::Endpoint`] enum
 //!   (repository names contain `/`, so the path is parsed here, not by a router).
 //! - [`v2`]: the distribution API handlers, one per endpoint.
@@ -10,6 +12,7 @@
 //! This crate never names a database or an object store: it holds a
 //! [`berth_core::Registry`] and the trait objects it was given.
 
+pub mod auth;
 pub mod endpoint;
 pub mod error;
 pub mod ops;
@@ -18,7 +21,7 @@ pub mod v2;
 
 use axum::routing::get;
 use axum::Router;
-use berth_core::Registry;
+use berth_core::{Access, Registry};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -37,6 +40,10 @@ pub struct ReplicaInfo {
 #[derive(Clone)]
 pub struct AppState {
     pub registry: Arc<Registry>,
+    /// Authentication, authorisation, tokens, audit.
+    pub access: Arc<Access>,
+    /// The token endpoint's public URL; `None`: derived from each request's `Host`.
+    pub realm: Option<Arc<str>>,
     pub replica: Arc<ReplicaInfo>,
     pub counters: Arc<server::Counters>,
 }
@@ -49,6 +56,7 @@ pub fn router(state: AppState) -> Router {
         .route("/nginx_status", get(ops::nginx_status))
         .route("/metrics", get(ops::metrics))
         .route("/api/v0/meta/cluster_status", get(ops::cluster_status))
+        .route("/auth/token", get(auth::token).post(auth::token))
         .route("/v2", axum::routing::any(v2::handle))
         .route("/v2/", axum::routing::any(v2::handle))
         .route("/v2/{*rest}", axum::routing::any(v2::handle))

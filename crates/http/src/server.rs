@@ -67,6 +67,15 @@ impl Drop for ConnGuard {
     }
 }
 
+/// Facts about the connection a request came on, as a request extension.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    /// The client's address (rate limits, audit log).
+    pub peer: std::net::SocketAddr,
+    /// Whether the connection is TLS (the token realm's scheme).
+    pub tls: bool,
+}
+
 /// Serves `app` on `listener` until `shutdown` resolves, then waits up to `grace` for open
 /// connections to finish their requests.
 pub async fn serve(
@@ -80,7 +89,7 @@ pub async fn serve(
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(x) => x,
                 Err(e) => {
@@ -98,12 +107,18 @@ pub async fn serve(
         let guard = ConnGuard(counters.clone());
         let app = app.clone();
         let tls = tls.clone();
+        let info = ConnInfo {
+            peer,
+            tls: tls.is_some(),
+        };
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let _guard = guard;
             let svc =
                 hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    app.clone().oneshot(req.map(axum::body::Body::new))
+                    let mut req = req.map(axum::body::Body::new);
+                    req.extensions_mut().insert(info);
+                    app.clone().oneshot(req)
                 });
             let builder = Builder::new(TokioExecutor::new());
             let result = match tls {

@@ -8,9 +8,10 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use berth_auth::rbac::Permission;
 use berth_blob::ByteStream;
 use berth_core::registry::ByteRange;
-use berth_core::CoreError;
+use berth_core::{Caller, CoreError, Verdict};
 use berth_oci::{Digest, ErrorCode, RepoName};
 use futures::{StreamExt, TryStreamExt};
 
@@ -25,10 +26,23 @@ pub async fn handle(State(st): State<AppState>, req: Request) -> Response {
         Ok(e) => e,
         Err(e) => return ApiError::from(e).into_response(),
     };
-    let mut resp = match dispatch(&st, endpoint, req).await {
+    let (parts, body) = req.into_parts();
+    let caller = match crate::auth::caller(&st, &parts).await {
+        Ok(c) => c,
+        Err(e) => return with_version(e.into_response()),
+    };
+    if let Err(e) = crate::auth::check(&st, &caller, &endpoint, &parts).await {
+        return with_version(e.into_response());
+    }
+    let req = Request::from_parts(parts, body);
+    let resp = match dispatch(&st, &caller, endpoint, req).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
+    with_version(resp)
+}
+
+fn with_version(mut resp: Response) -> Response {
     resp.headers_mut()
         .insert("docker-distribution-api-version", API_VERSION);
     resp
@@ -243,7 +257,7 @@ async fn read_manifest_body(headers: &HeaderMap, body: Body) -> Result<bytes::By
     Ok(buf.freeze())
 }
 
-async fn dispatch(st: &AppState, ep: Endpoint, req: Request) -> Result<Response> {
+async fn dispatch(st: &AppState, caller: &Caller, ep: Endpoint, req: Request) -> Result<Response> {
     let reg = &st.registry;
     let query = Query::from(&req);
     let (parts, body) = req.into_parts();
@@ -258,13 +272,15 @@ async fn dispatch(st: &AppState, ep: Endpoint, req: Request) -> Result<Response>
 
         Endpoint::Catalog => {
             let n = query.n()?;
-            let page = reg.catalog(query.get("last"), n).await?;
-            let link = page
-                .more
-                .then(|| link_next("/v2/_catalog", n, page.items.last(), ""))
+            let max = reg.config().max_page;
+            let (items, more) = st
+                .access
+                .catalog(caller, query.get("last"), n.unwrap_or(max).min(max))
+                .await?;
+            let link = more
+                .then(|| link_next("/v2/_catalog", n, items.last(), ""))
                 .flatten();
-            let mut r =
-                axum::Json(serde_json::json!({ "repositories": page.items })).into_response();
+            let mut r = axum::Json(serde_json::json!({ "repositories": items })).into_response();
             if let Some(l) = link {
                 r.headers_mut().insert(header::LINK, l);
             }
@@ -322,9 +338,18 @@ async fn dispatch(st: &AppState, ep: Endpoint, req: Request) -> Result<Response>
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
             let bytes = read_manifest_body(headers, body).await?;
+            st.access.create_on_push(caller, &repo).await?;
             let put = reg
                 .manifest_put(&repo, &reference, ct.as_deref(), bytes)
                 .await?;
+            st.access
+                .audit(
+                    caller,
+                    "push",
+                    repo.as_str(),
+                    serde_json::json!({ "reference": reference.to_string(), "digest": put.digest.as_str() }),
+                )
+                .await;
             let mut r = StatusCode::CREATED.into_response();
             let h = r.headers_mut();
             h.insert(
@@ -341,6 +366,14 @@ async fn dispatch(st: &AppState, ep: Endpoint, req: Request) -> Result<Response>
 
         Endpoint::DeleteManifest { repo, reference } => {
             reg.manifest_delete(&repo, &reference).await?;
+            st.access
+                .audit(
+                    caller,
+                    "delete",
+                    repo.as_str(),
+                    serde_json::json!({ "reference": reference.to_string() }),
+                )
+                .await;
             Ok(StatusCode::ACCEPTED.into_response())
         }
 
@@ -390,10 +423,19 @@ async fn dispatch(st: &AppState, ep: Endpoint, req: Request) -> Result<Response>
 
         Endpoint::DeleteBlob { repo, digest } => {
             reg.blob_delete(&repo, &digest).await?;
+            st.access
+                .audit(
+                    caller,
+                    "delete",
+                    repo.as_str(),
+                    serde_json::json!({ "blob": digest.as_str() }),
+                )
+                .await;
             Ok(StatusCode::ACCEPTED.into_response())
         }
 
         Endpoint::StartUpload { repo } => {
+            st.access.create_on_push(caller, &repo).await?;
             if let Some(mount) = query.digest("mount")? {
                 let from = match query.get("from") {
                     Some(f) => Some(
@@ -402,7 +444,16 @@ async fn dispatch(st: &AppState, ep: Endpoint, req: Request) -> Result<Response>
                     ),
                     None => None,
                 };
-                if reg.mount(&repo, from.as_ref(), &mount).await?.is_some() {
+                // A blob is mounted only from where the caller may pull it; without
+                // `from`, only for those who may read everything. Otherwise the client
+                // uploads it, and learns nothing about other repositories.
+                let may_mount = match &from {
+                    Some(f) => {
+                        st.access.authorize(caller, f, Permission::Pull).await? == Verdict::Allowed
+                    }
+                    None => st.access.may_read_everything(caller).await?,
+                };
+                if may_mount && reg.mount(&repo, from.as_ref(), &mount).await?.is_some() {
                     return Ok(blob_created(&repo, &mount));
                 }
                 // Not mountable: fall back to an ordinary upload, as the spec asks.

@@ -50,9 +50,24 @@ async fn app_with(cfg: RegistryConfig) -> App {
     let meta = SqliteMetaStore::open(&dir.path().join("m.db"))
         .await
         .unwrap();
-    let reg = Registry::new(Arc::new(meta), Arc::new(MemoryBlobStore::new()), cfg);
+    let meta = Arc::new(meta);
+    let reg = Registry::new(meta.clone(), Arc::new(MemoryBlobStore::new()), cfg);
+    // These tests are about the distribution protocol: an open registry. Access control
+    // has its own tests (auth.rs).
+    let access = berth_core::Access::new(
+        meta,
+        None,
+        berth_core::AccessConfig {
+            anonymous_push: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     let state = AppState {
         registry: Arc::new(reg),
+        access: Arc::new(access),
+        realm: None,
         replica: Arc::new(ReplicaInfo {
             id: "test".into(),
             version: "0",

@@ -1,0 +1,1176 @@
+//! Who is calling and what they may do: authentication (local passwords, directory binds,
+//! access tokens, registry bearer tokens, refresh tokens), the token service of the Docker
+//! token protocol, the access decision on a repository, the login rate limit and the audit
+//! trail. Knows no HTTP type: the HTTP layer turns headers into [`Credentials`] and
+//! [`AccessError`]s into responses.
+//!
+//! Rules kept here:
+//! - A bearer token is trusted for exactly what its `access` claim lists (checked with no
+//!   store round trip; verified tokens are cached until they expire). Anything else is
+//!   decided again from the store, so a token never widens what the roles give.
+//! - Every other credential is checked against the store on each request (a verified
+//!   password is remembered for [`AccessConfig::credential_cache`], keyed by a salted
+//!   hash, so argon2 does not run per request); deactivated users, revoked and expired
+//!   tokens stop working at once.
+//! - Failed logins are counted per account and per source address; past the limit every
+//!   attempt is refused with [`AccessError::RateLimited`] before any password is checked.
+//! - Secrets (passwords, tokens) are never logged nor put in audit details.
+
+use crate::error::CoreError;
+use berth_auth::password::{hash_password, verify_dummy, verify_password, PasswordParams};
+use berth_auth::rbac::{self, Decision, Permission, Restriction, Subject};
+use berth_auth::scope::{Action, ResourceName, ResourceType, Scope};
+use berth_auth::secret;
+use berth_auth::token::{self, AccessEntry, Claims, SigningKey, VerifyingKey};
+use berth_directory::DirectoryClient;
+use berth_meta::identity::{
+    AccountId, NewAuditEvent, NewToken, Origin, TokenKind, TokenRecord, UserKey, UserPatch,
+    UserRecord,
+};
+use berth_meta::{IdentityStore, MetaError};
+use berth_oci::RepoName;
+use rand::RngCore;
+use sha2::{Digest as _, Sha256};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Settings of authentication and the token service.
+#[derive(Debug, Clone)]
+pub struct AccessConfig {
+    /// The `service` of the token protocol (the JWT audience).
+    pub service: String,
+    /// The JWT issuer.
+    pub issuer: String,
+    /// Lifetime of issued bearer tokens.
+    pub token_ttl: Duration,
+    /// Lifetime of refresh (offline) tokens; `None`: until revoked.
+    pub refresh_ttl: Option<Duration>,
+    /// Anonymous callers may pull, push and delete in every repository (an open registry,
+    /// as on a laptop). Off by default.
+    pub anonymous_push: bool,
+    /// Failed logins allowed per account within [`AccessConfig::login_window`].
+    pub login_failures_per_account: u32,
+    /// Failed logins allowed per source address within [`AccessConfig::login_window`].
+    pub login_failures_per_source: u32,
+    pub login_window: Duration,
+    /// How long a verified password is remembered (0: verify every request).
+    pub credential_cache: Duration,
+    /// argon2id cost of stored password hashes.
+    pub password_params: PasswordParams,
+}
+
+impl Default for AccessConfig {
+    fn default() -> Self {
+        AccessConfig {
+            service: "berth".into(),
+            issuer: "berth".into(),
+            token_ttl: Duration::from_secs(300),
+            refresh_ttl: Some(Duration::from_secs(90 * 24 * 3600)),
+            anonymous_push: false,
+            login_failures_per_account: 10,
+            login_failures_per_source: 50,
+            login_window: Duration::from_secs(300),
+            credential_cache: Duration::from_secs(60),
+            password_params: PasswordParams::default(),
+        }
+    }
+}
+
+/// What a client presented.
+#[derive(Clone)]
+pub enum Credentials {
+    /// A user name and a password (or an access token used as a password).
+    Basic { username: String, password: String },
+    /// A registry token issued by the token service.
+    Bearer(String),
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::Basic { username, .. } => {
+                write!(f, "Basic({username:?}, <redacted>)")
+            }
+            Credentials::Bearer(_) => f.write_str("Bearer(<redacted>)"),
+        }
+    }
+}
+
+/// How a caller proved who they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    Anonymous,
+    /// A local password.
+    Password,
+    /// A bind to the directory (or its cached password while the directory is down).
+    Directory,
+    /// An access token used as a password.
+    AccessToken,
+    /// A refresh token (token endpoint only).
+    RefreshToken,
+    /// A registry bearer token.
+    Bearer,
+}
+
+/// An authenticated (or anonymous) caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// User and token restriction, for the access decision. For a bearer caller the user
+    /// is loaded only when the token's claims do not settle a question.
+    pub subject: Subject,
+    /// The account, if any.
+    pub account: Option<AccountId>,
+    /// The account name (a bearer token's `sub`), if any.
+    pub name: Option<String>,
+    pub method: AuthMethod,
+    /// The claims of a bearer token.
+    pub claims: Option<Arc<Claims>>,
+    /// The caller's address, for rate limits and the audit log.
+    pub source: Option<IpAddr>,
+}
+
+impl Caller {
+    /// An anonymous caller from `source`.
+    pub fn anonymous(source: Option<IpAddr>) -> Caller {
+        Caller {
+            subject: Subject::anonymous(),
+            account: None,
+            name: None,
+            method: AuthMethod::Anonymous,
+            claims: None,
+            source,
+        }
+    }
+
+    pub fn is_anonymous(&self) -> bool {
+        self.name.is_none()
+    }
+
+    /// A system administrator (not through a restricted token).
+    pub fn is_system_admin(&self) -> bool {
+        self.subject.restriction.is_none()
+            && self
+                .subject
+                .active_user()
+                .is_some_and(|u| u.is_system_admin)
+    }
+}
+
+/// Why a caller was not let in, or a question could not be answered.
+#[derive(Debug, thiserror::Error)]
+pub enum AccessError {
+    /// Wrong or unusable credentials (unknown user, bad password, inactive account,
+    /// revoked or expired token, a bearer token that does not verify).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Too many failed logins; try again after this many seconds.
+    #[error("too many failed logins; try again in {retry_after} seconds")]
+    RateLimited { retry_after: u64 },
+    /// A malformed request to the token service.
+    #[error("{0}")]
+    BadRequest(String),
+    #[error(transparent)]
+    Store(#[from] MetaError),
+}
+
+impl From<AccessError> for CoreError {
+    fn from(e: AccessError) -> CoreError {
+        match e {
+            AccessError::Store(m) => CoreError::Meta(m),
+            other => CoreError::Unsupported(other.to_string()),
+        }
+    }
+}
+
+/// The outcome of [`Access::authorize`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Go ahead.
+    Allowed,
+    /// 403 `DENIED`.
+    Denied,
+    /// 404 `NAME_UNKNOWN`.
+    Invisible,
+    /// 401 with a challenge: log in, or (bearer) fetch a token for this scope.
+    Challenge,
+}
+
+/// What the token service hands out.
+#[derive(Debug, Clone)]
+pub struct IssuedToken {
+    /// The signed JWT.
+    pub token: String,
+    pub expires_in: u64,
+    /// RFC 3339.
+    pub issued_at: String,
+    /// A new refresh token, when an offline token was asked for.
+    pub refresh_token: Option<String>,
+    /// What was granted.
+    pub access: Vec<AccessEntry>,
+}
+
+/// An access token as created: the secret is in `token`, shown once.
+#[derive(Debug, Clone)]
+pub struct CreatedToken {
+    pub token: String,
+    pub record: TokenRecord,
+}
+
+struct Keys {
+    signing: SigningKey,
+    verifying: Vec<VerifyingKey>,
+    loaded: Instant,
+}
+
+#[derive(Default)]
+struct Failures {
+    map: HashMap<String, (u32, Instant)>,
+}
+
+impl Failures {
+    /// Seconds to wait if `key` is over `limit`.
+    fn blocked(&self, key: &str, limit: u32, window: Duration) -> Option<u64> {
+        let (n, start) = self.map.get(key)?;
+        let elapsed = start.elapsed();
+        if *n >= limit && elapsed < window {
+            Some((window - elapsed).as_secs().max(1))
+        } else {
+            None
+        }
+    }
+    fn fail(&mut self, key: String, window: Duration) {
+        if self.map.len() > 100_000 {
+            self.map.retain(|_, (_, s)| s.elapsed() < window);
+        }
+        let e = self.map.entry(key).or_insert((0, Instant::now()));
+        if e.1.elapsed() >= window {
+            *e = (0, Instant::now());
+        }
+        e.0 += 1;
+    }
+    fn clear(&mut self, key: &str) {
+        self.map.remove(key);
+    }
+}
+
+const CACHE_LIMIT: usize = 10_000;
+
+/// The access service. One per process; cheap to share.
+pub struct Access {
+    identity: Arc<dyn IdentityStore>,
+    directory: Option<DirectoryClient>,
+    cfg: AccessConfig,
+    keys: RwLock<Arc<Keys>>,
+    /// Verified bearer tokens: token -> claims, until `exp`.
+    bearer_cache: Mutex<HashMap<String, Arc<Claims>>>,
+    /// Verified passwords: salted hash of (user, password) -> (account, until).
+    password_cache: Mutex<HashMap<[u8; 32], (AccountId, Instant)>>,
+    cache_salt: [u8; 32],
+    failures: Mutex<Failures>,
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// RFC 3339 UTC of unix seconds.
+pub fn rfc3339(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+fn permission_action(p: Permission) -> &'static str {
+    match p {
+        Permission::Pull => "pull",
+        Permission::Push => "push",
+        Permission::Delete => "delete",
+        Permission::Admin => "*",
+    }
+}
+
+impl Access {
+    /// Loads the token service's signing keys, creating the first one if the store has
+    /// none (another replica creating it at the same time is fine: the loser reloads).
+    pub async fn new(
+        identity: Arc<dyn IdentityStore>,
+        directory: Option<DirectoryClient>,
+        cfg: AccessConfig,
+    ) -> Result<Access, MetaError> {
+        let keys = load_keys(identity.as_ref()).await?;
+        let mut cache_salt = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut cache_salt);
+        Ok(Access {
+            identity,
+            directory,
+            cfg,
+            keys: RwLock::new(Arc::new(keys)),
+            bearer_cache: Mutex::new(HashMap::new()),
+            password_cache: Mutex::new(HashMap::new()),
+            cache_salt,
+            failures: Mutex::new(Failures::default()),
+        })
+    }
+
+    pub fn config(&self) -> &AccessConfig {
+        &self.cfg
+    }
+
+    pub fn identity(&self) -> &Arc<dyn IdentityStore> {
+        &self.identity
+    }
+
+    pub fn directory(&self) -> Option<&DirectoryClient> {
+        self.directory.as_ref()
+    }
+
+    /// The public keys that verify this service's tokens (JWKS-style, for other
+    /// services and for tests).
+    pub fn verifying_keys(&self) -> Vec<VerifyingKey> {
+        self.keys
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .verifying
+            .clone()
+    }
+
+    fn current_keys(&self) -> Arc<Keys> {
+        self.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Rereads keys (another replica may have added one), at most every 10 seconds.
+    async fn reload_keys(&self) -> Result<(), MetaError> {
+        if self.current_keys().loaded.elapsed() < Duration::from_secs(10) {
+            return Ok(());
+        }
+        let keys = load_keys(self.identity.as_ref()).await?;
+        *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys);
+        Ok(())
+    }
+
+    // --- authentication ------------------------------------------------------------
+
+    /// Who is calling. `None`: anonymous.
+    pub async fn authenticate(
+        &self,
+        creds: Option<&Credentials>,
+        source: Option<IpAddr>,
+    ) -> Result<Caller, AccessError> {
+        match creds {
+            None => Ok(Caller::anonymous(source)),
+            Some(Credentials::Basic { username, password }) => {
+                self.login(username, password, source).await
+            }
+            Some(Credentials::Bearer(t)) => self.bearer(t, source).await,
+        }
+    }
+
+    async fn bearer(&self, t: &str, source: Option<IpAddr>) -> Result<Caller, AccessError> {
+        let now = now_secs();
+        let cached = self
+            .bearer_cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(t)
+            .cloned();
+        let claims = match cached {
+            Some(c) if c.exp > now => c,
+            _ => {
+                let mut result = self.verify_jwt(t, now);
+                if matches!(result, Err(token::TokenError::UnknownKey(_))) {
+                    self.reload_keys().await?;
+                    result = self.verify_jwt(t, now);
+                }
+                let claims = Arc::new(result.map_err(|e| {
+                    AccessError::Unauthorized(format!("bearer token refused: {e}"))
+                })?);
+                let mut cache = self.bearer_cache.lock().unwrap_or_else(|e| e.into_inner());
+                if cache.len() >= CACHE_LIMIT {
+                    cache.retain(|_, c| c.exp > now);
+                    if cache.len() >= CACHE_LIMIT {
+                        cache.clear();
+                    }
+                }
+                cache.insert(t.to_string(), claims.clone());
+                claims
+            }
+        };
+        let name = (!claims.sub.is_empty()).then(|| claims.sub.clone());
+        Ok(Caller {
+            subject: Subject::anonymous(),
+            account: None,
+            name,
+            method: AuthMethod::Bearer,
+            claims: Some(claims),
+            source,
+        })
+    }
+
+    fn verify_jwt(&self, t: &str, now: u64) -> Result<Claims, token::TokenError> {
+        let keys = self.current_keys();
+        token::verify(t, &keys.verifying, &self.cfg.issuer, &self.cfg.service, now)
+    }
+
+    /// Checks the rate limit for a login attempt by `username` from `source`.
+    fn check_rate(&self, username: &str, source: Option<IpAddr>) -> Result<(), AccessError> {
+        let f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let w = self.cfg.login_window;
+        let by_account = f.blocked(
+            &format!("u:{username}"),
+            self.cfg.login_failures_per_account,
+            w,
+        );
+        let by_source = source
+            .and_then(|s| f.blocked(&format!("s:{s}"), self.cfg.login_failures_per_source, w));
+        match by_account.into_iter().chain(by_source).max() {
+            Some(retry_after) => Err(AccessError::RateLimited { retry_after }),
+            None => Ok(()),
+        }
+    }
+
+    fn record_failure(&self, username: &str, source: Option<IpAddr>) {
+        let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        f.fail(format!("u:{username}"), self.cfg.login_window);
+        if let Some(s) = source {
+            f.fail(format!("s:{s}"), self.cfg.login_window);
+        }
+    }
+
+    fn cache_key(&self, username: &str, password: &str) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(self.cache_salt);
+        h.update((username.len() as u64).to_be_bytes());
+        h.update(username.as_bytes());
+        h.update(password.as_bytes());
+        h.finalize().into()
+    }
+
+    /// Authenticates a user name and a password, or an access token used as the
+    /// password. Counts failures, audits logins that were not served from the cache.
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+        source: Option<IpAddr>,
+    ) -> Result<Caller, AccessError> {
+        let username = username.to_ascii_lowercase();
+        if username.is_empty() || username.len() > 256 || password.len() > 4096 {
+            return Err(AccessError::Unauthorized(
+                "invalid user name or password".into(),
+            ));
+        }
+        let key = self.cache_key(&username, password);
+        let hit = {
+            let cache = self
+                .password_cache
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            cache
+                .get(&key)
+                .filter(|(_, until)| *until > Instant::now())
+                .map(|(id, _)| *id)
+        };
+        if let Some(id) = hit {
+            if let Some(c) = self
+                .caller_for(id, None, AuthMethod::Password, source)
+                .await?
+            {
+                return Ok(c);
+            }
+        }
+        self.check_rate(&username, source)?;
+        let outcome = if secret::looks_like_secret(password) {
+            self.login_token(&username, password, source).await
+        } else {
+            self.login_password(&username, password, source).await
+        };
+        match &outcome {
+            Ok(c) => {
+                self.failures
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clear(&format!("u:{username}"));
+                if matches!(c.method, AuthMethod::Password | AuthMethod::Directory)
+                    && !self.cfg.credential_cache.is_zero()
+                {
+                    if let Some(id) = c.account {
+                        let mut cache = self
+                            .password_cache
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner());
+                        if cache.len() >= CACHE_LIMIT {
+                            cache.clear();
+                        }
+                        cache.insert(key, (id, Instant::now() + self.cfg.credential_cache));
+                    }
+                }
+                self.audit(
+                    c,
+                    "login.success",
+                    &username,
+                    serde_json::json!({ "method": format!("{:?}", c.method) }),
+                )
+                .await;
+            }
+            Err(AccessError::Unauthorized(why)) => {
+                self.record_failure(&username, source);
+                tracing::info!(user = %username, source = ?source, reason = %why, "login refused");
+                self.audit(
+                    &Caller::anonymous(source),
+                    "login.failure",
+                    &username,
+                    serde_json::json!({ "reason": why }),
+                )
+                .await;
+            }
+            Err(_) => {}
+        }
+        outcome
+    }
+
+    async fn login_password(
+        &self,
+        username: &str,
+        password: &str,
+        source: Option<IpAddr>,
+    ) -> Result<Caller, AccessError> {
+        let refused = || AccessError::Unauthorized("invalid user name or password".into());
+        let user = self.identity.user_get(UserKey::Name(username)).await?;
+        let Some(user) = user else {
+            // Same work as a real check, so timing does not tell which names exist.
+            let (pw, params) = (password.as_bytes().to_vec(), self.cfg.password_params);
+            let _ = tokio::task::spawn_blocking(move || verify_dummy(&pw, &params)).await;
+            return Err(refused());
+        };
+        let method = match &user.origin {
+            Origin::Local => {
+                if !self.check_stored(&user, password).await {
+                    return Err(refused());
+                }
+                AuthMethod::Password
+            }
+            Origin::Directory { .. } => {
+                self.login_directory(&user, password).await?;
+                AuthMethod::Directory
+            }
+        };
+        if !user.active {
+            return Err(AccessError::Unauthorized(
+                "the account is deactivated".into(),
+            ));
+        }
+        if user.is_service_account {
+            return Err(AccessError::Unauthorized(
+                "service accounts log in with access tokens".into(),
+            ));
+        }
+        self.caller_for(user.id, None, method, source)
+            .await?
+            .ok_or_else(refused)
+    }
+
+    async fn check_stored(&self, user: &UserRecord, password: &str) -> bool {
+        let Some(phc) = user.password.clone() else {
+            return false;
+        };
+        let pw = password.as_bytes().to_vec();
+        tokio::task::spawn_blocking(move || verify_password(&pw, &phc).unwrap_or(false))
+            .await
+            .unwrap_or(false)
+    }
+
+    /// A directory user logs in by binding to the directory. A successful bind refreshes
+    /// the account's cached password hash; while the directory cannot be reached, that
+    /// cached hash is accepted, so nobody is locked out of what they already had.
+    async fn login_directory(&self, user: &UserRecord, password: &str) -> Result<(), AccessError> {
+        let refused = || AccessError::Unauthorized("invalid user name or password".into());
+        let Some(dir) = &self.directory else {
+            // Directory accounts without a configured directory: only the cached hash.
+            return if self.check_stored(user, password).await {
+                Ok(())
+            } else {
+                Err(refused())
+            };
+        };
+        match dir.authenticate(&user.name, password).await {
+            Ok(_) => {
+                let cached_ok = self.check_stored(user, password).await;
+                if !cached_ok {
+                    let pw = password.as_bytes().to_vec();
+                    let params = self.cfg.password_params;
+                    let phc = tokio::task::spawn_blocking(move || hash_password(&pw, &params))
+                        .await
+                        .ok()
+                        .and_then(|r| r.ok());
+                    if let Some(phc) = phc {
+                        let patch = UserPatch {
+                            password: Some(Some(phc)),
+                            ..UserPatch::default()
+                        };
+                        self.identity.user_update(user.id, &patch).await?;
+                    }
+                }
+                Ok(())
+            }
+            Err(e) if e.is_unreachable() => {
+                tracing::warn!(error = %e, user = %user.name,
+                    "directory unreachable; checking the password cached at the last bind");
+                if self.check_stored(user, password).await {
+                    Ok(())
+                } else {
+                    Err(refused())
+                }
+            }
+            Err(e) => {
+                tracing::info!(error = %e, user = %user.name, "directory refused the login");
+                Err(refused())
+            }
+        }
+    }
+
+    async fn usable_token(
+        &self,
+        presented: &str,
+        kind: TokenKind,
+    ) -> Result<(TokenRecord, UserRecord), AccessError> {
+        let refused = || AccessError::Unauthorized("invalid, expired or revoked token".into());
+        let p = secret::parse(presented).map_err(|_| refused())?;
+        let rec = self.identity.token_get(&p.id).await?.ok_or_else(refused)?;
+        if rec.kind != kind || !rec.hash.verify(&p) || !rec.usable_at(now_ms()) {
+            return Err(refused());
+        }
+        let user = self
+            .identity
+            .user_get(UserKey::Id(rec.user_id))
+            .await?
+            .filter(|u| u.active)
+            .ok_or_else(refused)?;
+        Ok((rec, user))
+    }
+
+    async fn login_token(
+        &self,
+        username: &str,
+        presented: &str,
+        source: Option<IpAddr>,
+    ) -> Result<Caller, AccessError> {
+        let (rec, user) = self.usable_token(presented, TokenKind::Access).await?;
+        if user.name != username {
+            return Err(AccessError::Unauthorized(
+                "the token belongs to another account".into(),
+            ));
+        }
+        let _ = self.identity.token_touch(&rec.id, now_ms()).await;
+        self.caller_for(user.id, rec.restriction, AuthMethod::AccessToken, source)
+            .await?
+            .ok_or_else(|| AccessError::Unauthorized("invalid token".into()))
+    }
+
+    /// Authenticates with a refresh token (the token endpoint's `refresh_token` grant).
+    pub async fn login_refresh(
+        &self,
+        presented: &str,
+        source: Option<IpAddr>,
+    ) -> Result<Caller, AccessError> {
+        self.check_rate("<refresh>", source)?;
+        match self.usable_token(presented, TokenKind::Refresh).await {
+            Ok((rec, user)) => {
+                let _ = self.identity.token_touch(&rec.id, now_ms()).await;
+                self.caller_for(user.id, rec.restriction, AuthMethod::RefreshToken, source)
+                    .await?
+                    .ok_or_else(|| AccessError::Unauthorized("invalid token".into()))
+            }
+            Err(e) => {
+                if matches!(e, AccessError::Unauthorized(_)) {
+                    if let Some(s) = source {
+                        let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+                        f.fail(format!("s:{s}"), self.cfg.login_window);
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn caller_for(
+        &self,
+        id: AccountId,
+        restriction: Option<Restriction>,
+        method: AuthMethod,
+        source: Option<IpAddr>,
+    ) -> Result<Option<Caller>, AccessError> {
+        let Some(mut subject) = self.identity.subject_for(UserKey::Id(id)).await? else {
+            return Ok(None);
+        };
+        if subject.active_user().is_none() {
+            return Ok(None);
+        }
+        subject.restriction = restriction;
+        let name = subject.user.as_ref().map(|u| u.name.clone());
+        Ok(Some(Caller {
+            subject,
+            account: Some(id),
+            name,
+            method,
+            claims: None,
+            source,
+        }))
+    }
+
+    /// The subject behind a bearer token (loaded when its claims do not answer).
+    async fn bearer_subject(&self, caller: &Caller) -> Result<Subject, AccessError> {
+        match &caller.name {
+            None => Ok(Subject::anonymous()),
+            Some(n) => Ok(self
+                .identity
+                .subject_for(UserKey::Name(n))
+                .await?
+                .unwrap_or_default()),
+        }
+    }
+
+    /// Fills in the subject of a bearer caller (for listings and the management API).
+    pub async fn resolve(&self, caller: &Caller) -> Result<Caller, AccessError> {
+        if caller.method != AuthMethod::Bearer {
+            return Ok(caller.clone());
+        }
+        let subject = self.bearer_subject(caller).await?;
+        let account = subject
+            .active_user()
+            .and_then(|u| u.id.parse::<AccountId>().ok());
+        Ok(Caller {
+            subject,
+            account,
+            ..caller.clone()
+        })
+    }
+
+    // --- authorisation ---------------------------------------------------------------
+
+    /// May `caller` use `perm` on `repo`?
+    pub async fn authorize(
+        &self,
+        caller: &Caller,
+        repo: &RepoName,
+        perm: Permission,
+    ) -> Result<Verdict, AccessError> {
+        if let Some(claims) = &caller.claims {
+            if claims.allows("repository", repo.as_str(), permission_action(perm))
+                || (perm != Permission::Admin && claims.allows("repository", repo.as_str(), "*"))
+            {
+                return Ok(Verdict::Allowed);
+            }
+            // Not in the token: tell invisible from denied from "fetch another token".
+            let subject = self.bearer_subject(caller).await?;
+            let decision = self.decide(&subject, repo, perm).await?;
+            return Ok(match decision {
+                Decision::Allowed | Decision::NeedsAuthentication => Verdict::Challenge,
+                Decision::Denied => Verdict::Denied,
+                Decision::Invisible => Verdict::Invisible,
+            });
+        }
+        Ok(match self.decide(&caller.subject, repo, perm).await? {
+            Decision::Allowed => Verdict::Allowed,
+            Decision::Denied => Verdict::Denied,
+            Decision::Invisible => Verdict::Invisible,
+            Decision::NeedsAuthentication => Verdict::Challenge,
+        })
+    }
+
+    async fn decide(
+        &self,
+        subject: &Subject,
+        repo: &RepoName,
+        perm: Permission,
+    ) -> Result<Decision, AccessError> {
+        let user = subject.active_user();
+        if user.is_none() && self.cfg.anonymous_push && perm <= Permission::Delete {
+            return Ok(Decision::Allowed);
+        }
+        let key = user.and_then(|u| u.id.parse::<AccountId>().ok());
+        let ctx = self.identity.access_for(key.map(UserKey::Id), repo).await?;
+        // The store's subject has no token restriction; keep the caller's.
+        let subject = match user {
+            Some(_) => Subject {
+                user: ctx.subject.user.clone(),
+                restriction: subject.restriction.clone(),
+            },
+            None => Subject::anonymous(),
+        };
+        Ok(rbac::decide(&subject, &ctx.repository, &ctx.grants, perm))
+    }
+
+    /// Whether `caller` may pull every repository (system administrators, and anyone when
+    /// anonymous push is on).
+    pub async fn may_read_everything(&self, caller: &Caller) -> Result<bool, AccessError> {
+        if self.cfg.anonymous_push {
+            return Ok(true);
+        }
+        Ok(self.resolve(caller).await?.is_system_admin())
+    }
+
+    /// Creates `repo` on a first push, recording who created it; an existing one is left
+    /// alone. Returns whether it was created.
+    pub async fn create_on_push(
+        &self,
+        caller: &Caller,
+        repo: &RepoName,
+    ) -> Result<bool, AccessError> {
+        if self.identity.repo_settings(repo).await?.is_some() {
+            return Ok(false);
+        }
+        let creator = match caller.account {
+            Some(a) => Some(a),
+            None => self.resolve(caller).await?.account,
+        };
+        match self.identity.repo_create(repo, creator, None).await {
+            Ok(_) => {
+                self.audit(
+                    caller,
+                    "repo.create",
+                    repo.as_str(),
+                    serde_json::json!({"on": "push"}),
+                )
+                .await;
+                Ok(true)
+            }
+            Err(MetaError::Conflict(_)) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A page of `_catalog` as `caller` sees it: repository names after `last` that the
+    /// caller may pull, at most `n`, and whether more follow. Reads the repository table
+    /// in chunks until the page is full, so a caller who sees little of a large registry
+    /// still gets full pages.
+    pub async fn catalog(
+        &self,
+        caller: &Caller,
+        last: Option<&str>,
+        n: u32,
+    ) -> Result<(Vec<String>, bool), AccessError> {
+        let caller = self.resolve(caller).await?;
+        let everything =
+            caller.is_system_admin() || (self.cfg.anonymous_push && caller.is_anonymous());
+        let grants = match caller.account {
+            Some(id) if !everything && caller.subject.active_user().is_some() => {
+                self.identity.grants_of_user(id).await?
+            }
+            _ => vec![],
+        };
+        let user = caller.subject.active_user();
+        let chunk = n.clamp(100, 10_000);
+        let mut out: Vec<String> = Vec::new();
+        let mut cursor = last.map(str::to_string);
+        if n == 0 {
+            return Ok((out, false));
+        }
+        loop {
+            let rows = self
+                .identity
+                .repos_list(None, cursor.as_deref(), chunk)
+                .await?;
+            let exhausted = rows.len() < chunk as usize;
+            for r in rows {
+                cursor = Some(r.name.as_str().to_string());
+                let ns = r.name.namespace().to_string();
+                let namespace = match user {
+                    Some(u) if u.name == ns => rbac::NamespaceKind::User,
+                    Some(u) if u.orgs.iter().any(|m| m.org == ns) => {
+                        rbac::NamespaceKind::Organization {
+                            members_can_create: false,
+                        }
+                    }
+                    _ => rbac::NamespaceKind::Unknown,
+                };
+                let repo = rbac::Repository {
+                    name: r.name,
+                    visibility: Some(r.visibility),
+                    namespace,
+                };
+                if everything || !rbac::catalog_filter(&caller.subject, &grants, [&repo]).is_empty()
+                {
+                    if out.len() == n as usize {
+                        return Ok((out, true));
+                    }
+                    out.push(repo.name.as_str().to_string());
+                }
+            }
+            if exhausted {
+                return Ok((out, false));
+            }
+        }
+    }
+
+    // --- the token service -----------------------------------------------------------
+
+    /// Issues a registry token to `caller` for `scopes`: each scope gets exactly the
+    /// actions the caller's roles grant (possibly none). `service` must be this service's.
+    pub async fn issue(
+        &self,
+        caller: &Caller,
+        service: Option<&str>,
+        scopes: &[Scope],
+        offline: bool,
+    ) -> Result<IssuedToken, AccessError> {
+        if let Some(s) = service {
+            if s != self.cfg.service {
+                return Err(AccessError::BadRequest(format!(
+                    "this token service issues tokens for service {:?}, not {s:?}",
+                    self.cfg.service
+                )));
+            }
+        }
+        let mut access = Vec::new();
+        for scope in scopes {
+            let granted: Vec<Action> = match (&scope.resource_type, &scope.name) {
+                (ResourceType::Repository, ResourceName::Repository(repo)) => {
+                    let mut g = Vec::new();
+                    for a in &scope.actions {
+                        let Some(perm) = Permission::for_action(a) else {
+                            continue;
+                        };
+                        if self.authorize(caller, repo, perm).await? == Verdict::Allowed {
+                            g.push(a.clone());
+                        }
+                    }
+                    g
+                }
+                (ResourceType::Registry, ResourceName::Other(n)) if n == "catalog" => {
+                    // Everyone may list; the listing shows only what they may pull.
+                    scope
+                        .actions
+                        .iter()
+                        .filter(|a| **a == Action::All)
+                        .cloned()
+                        .collect()
+                }
+                _ => vec![],
+            };
+            if !granted.is_empty() {
+                access.push(AccessEntry {
+                    resource_type: scope.resource_type.as_str().to_string(),
+                    name: scope.name.as_str().to_string(),
+                    actions: granted.iter().map(|a| a.as_str().to_string()).collect(),
+                });
+            }
+        }
+        let now = now_secs();
+        let ttl = self.cfg.token_ttl.as_secs().max(1);
+        let sub = caller.name.clone().unwrap_or_default();
+        let claims = Claims::new(&self.cfg.issuer, &sub, &self.cfg.service, access, now, ttl);
+        let keys = self.current_keys();
+        let jwt = token::issue(&claims, &keys.signing);
+        let refresh_token = match (offline, caller.account) {
+            (true, Some(uid)) if caller.method != AuthMethod::Bearer => {
+                let s = secret::generate();
+                let expires_at = self
+                    .cfg
+                    .refresh_ttl
+                    .map(|d| now_ms() + d.as_millis() as i64);
+                self.identity
+                    .token_create(&NewToken {
+                        id: s.id.clone(),
+                        kind: TokenKind::Refresh,
+                        user_id: uid,
+                        description: "docker login".into(),
+                        hash: s.hash,
+                        expires_at,
+                        restriction: caller.subject.restriction.clone(),
+                    })
+                    .await?;
+                Some(s.token)
+            }
+            _ => None,
+        };
+        self.audit(
+            caller,
+            "token.issue",
+            &sub,
+            serde_json::json!({ "access": claims.access, "offline": refresh_token.is_some() }),
+        )
+        .await;
+        Ok(IssuedToken {
+            token: jwt,
+            expires_in: ttl,
+            issued_at: rfc3339(now),
+            refresh_token,
+            access: claims.access,
+        })
+    }
+
+    // --- access tokens ---------------------------------------------------------------
+
+    /// Creates an access token for `user`: returns the secret once; only its hash is
+    /// stored.
+    pub async fn create_access_token(
+        &self,
+        actor: &Caller,
+        user: AccountId,
+        description: &str,
+        expires_at: Option<i64>,
+        restriction: Option<Restriction>,
+    ) -> Result<CreatedToken, AccessError> {
+        let s = secret::generate();
+        let record = self
+            .identity
+            .token_create(&NewToken {
+                id: s.id.clone(),
+                kind: TokenKind::Access,
+                user_id: user,
+                description: description.to_string(),
+                hash: s.hash,
+                expires_at,
+                restriction,
+            })
+            .await?;
+        self.audit(
+            actor,
+            "token.create",
+            s.id.as_str(),
+            serde_json::json!({ "user": user, "description": description }),
+        )
+        .await;
+        Ok(CreatedToken {
+            token: s.token,
+            record,
+        })
+    }
+
+    /// Forgets remembered passwords (after a password change or deactivation), so the
+    /// next request checks the store again.
+    pub fn forget_credentials(&self) {
+        self.password_cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
+    // --- audit -----------------------------------------------------------------------
+
+    /// Appends an audit event. A store failure is logged, never fatal to the request.
+    pub async fn audit(
+        &self,
+        caller: &Caller,
+        action: &str,
+        target: &str,
+        detail: serde_json::Value,
+    ) {
+        let actor = match caller.account {
+            Some(a) => Some(a),
+            None if caller.name.is_some() => self
+                .identity
+                .user_get(UserKey::Name(caller.name.as_deref().unwrap_or_default()))
+                .await
+                .ok()
+                .flatten()
+                .map(|u| u.id),
+            None => None,
+        };
+        let mut detail = detail;
+        if let (Some(n), serde_json::Value::Object(m)) = (&caller.name, &mut detail) {
+            m.entry("actor_name").or_insert_with(|| n.clone().into());
+        }
+        let ev = NewAuditEvent {
+            at: now_ms(),
+            actor,
+            source: caller.source.map(|s| s.to_string()),
+            action: action.to_string(),
+            target: target.to_string(),
+            detail,
+        };
+        if let Err(e) = self.identity.audit_append(&ev).await {
+            tracing::error!(error = %e, action, "could not append to the audit log");
+        }
+    }
+}
+
+async fn load_keys(identity: &dyn IdentityStore) -> Result<Keys, MetaError> {
+    for _ in 0..3 {
+        let records = identity.signing_keys().await?;
+        let mut verifying = Vec::new();
+        let mut signing = None;
+        for r in &records {
+            match SigningKey::from_pkcs8_pem(&r.pem) {
+                Ok(k) => {
+                    verifying.push(k.verifying_key().clone());
+                    if !r.retired && signing.is_none() {
+                        signing = Some(k);
+                    }
+                }
+                Err(e) => tracing::error!(kid = %r.kid, error = %e, "unreadable signing key"),
+            }
+        }
+        if let Some(signing) = signing {
+            return Ok(Keys {
+                signing,
+                verifying,
+                loaded: Instant::now(),
+            });
+        }
+        let k = SigningKey::generate();
+        match identity.signing_key_add(k.kid(), &k.to_pkcs8_pem()).await {
+            Ok(_) => {
+                tracing::info!(kid = %k.kid(), "created the token signing key");
+            }
+            Err(MetaError::Conflict(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Err(MetaError::Backend(
+        "could not load or create a token signing key".into(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_formats() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_798_761_599), "2026-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn failures_block_after_limit_and_expire() {
+        let mut f = Failures::default();
+        let w = Duration::from_millis(50);
+        for _ in 0..3 {
+            assert!(f.blocked("u:a", 3, w).is_none());
+            f.fail("u:a".into(), w);
+        }
+        assert!(f.blocked("u:a", 3, w).is_some());
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(f.blocked("u:a", 3, w).is_none());
+    }
+}

@@ -1,0 +1,330 @@
+//! Authentication on the wire: credentials from the `Authorization` header, the
+//! `WWW-Authenticate` challenge of the Docker token protocol, the access check of each
+//! `/v2` endpoint, and the token endpoint (`GET`/`POST /auth/token`).
+//!
+//! The decisions are `berth_core::Access`'s; this module only reads and writes HTTP.
+
+use crate::endpoint::{Access as Need, Endpoint};
+use crate::error::ApiError;
+use crate::server::ConnInfo;
+use crate::AppState;
+use axum::extract::{Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use berth_auth::rbac::Permission;
+use berth_auth::scope::{merge_scopes, parse_scopes};
+use berth_core::access::AuthMethod;
+use berth_core::{AccessError, Caller, Credentials, Verdict};
+use berth_oci::{ErrorCode, RepoName};
+use std::net::IpAddr;
+
+/// Largest token request form accepted.
+const MAX_FORM: usize = 64 * 1024;
+
+/// Reads `Authorization: Basic ...` or `Authorization: Bearer ...`.
+pub fn credentials(h: &HeaderMap) -> Result<Option<Credentials>, ApiError> {
+    let Some(v) = h.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let bad = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, m);
+    let v = v
+        .to_str()
+        .map_err(|_| bad("malformed Authorization header"))?
+        .trim();
+    let (scheme, rest) = v.split_once(' ').unwrap_or((v, ""));
+    let rest = rest.trim();
+    if scheme.eq_ignore_ascii_case("basic") {
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(rest)
+            .map_err(|_| bad("malformed Basic credentials"))?;
+        let s = String::from_utf8(raw).map_err(|_| bad("malformed Basic credentials"))?;
+        let (u, p) = s
+            .split_once(':')
+            .ok_or_else(|| bad("malformed Basic credentials"))?;
+        Ok(Some(Credentials::Basic {
+            username: u.to_string(),
+            password: p.to_string(),
+        }))
+    } else if scheme.eq_ignore_ascii_case("bearer") && !rest.is_empty() {
+        Ok(Some(Credentials::Bearer(rest.to_string())))
+    } else {
+        Err(bad(
+            "unsupported Authorization scheme (use Basic or Bearer)",
+        ))
+    }
+}
+
+/// The caller's address.
+pub fn source(req: &Parts) -> Option<IpAddr> {
+    req.extensions.get::<ConnInfo>().map(|c| c.peer.ip())
+}
+
+fn is_tls(req: &Parts) -> bool {
+    req.extensions.get::<ConnInfo>().is_some_and(|c| c.tls)
+}
+
+/// The token endpoint's URL, as clients reach this server.
+fn realm(st: &AppState, req_headers: &HeaderMap, tls: bool) -> String {
+    if let Some(r) = &st.realm {
+        return r.to_string();
+    }
+    let host = req_headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| {
+            !h.is_empty()
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(&b))
+        })
+        .unwrap_or("localhost");
+    let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://{host}/auth/token")
+}
+
+/// 401 with the Bearer challenge: where to get a token, for which service and scope.
+pub fn challenge(
+    st: &AppState,
+    headers: &HeaderMap,
+    tls: bool,
+    scope: Option<String>,
+    insufficient: bool,
+    message: &str,
+) -> ApiError {
+    let mut v = format!(
+        "Bearer realm=\"{}\",service=\"{}\"",
+        realm(st, headers, tls),
+        st.access.config().service
+    );
+    if let Some(s) = scope {
+        v.push_str(&format!(",scope=\"{s}\""));
+    }
+    if insufficient {
+        v.push_str(",error=\"insufficient_scope\"");
+    }
+    ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message)
+        .with_header(header::WWW_AUTHENTICATE, v)
+}
+
+fn scope_of(repo: &RepoName, need: Need) -> String {
+    let actions = match need {
+        Need::Push => "pull,push",
+        Need::Delete => "delete",
+        _ => "pull",
+    };
+    format!("repository:{repo}:{actions}")
+}
+
+/// Authenticates the request's caller (anonymous without credentials).
+pub async fn caller(st: &AppState, req: &Parts) -> Result<Caller, ApiError> {
+    let tls = is_tls(req);
+    let creds = credentials(&req.headers)
+        .map_err(|e| challenge(st, &req.headers, tls, None, false, &e.message))?;
+    st.access
+        .authenticate(creds.as_ref(), source(req))
+        .await
+        .map_err(|e| match e {
+            AccessError::Unauthorized(m) => challenge(st, &req.headers, tls, None, false, &m),
+            other => ApiError::from(other),
+        })
+}
+
+/// Checks that `caller` may use `ep`. `Ok` lets the request through.
+pub async fn check(
+    st: &AppState,
+    caller: &Caller,
+    ep: &Endpoint,
+    req: &Parts,
+) -> Result<(), ApiError> {
+    let tls = is_tls(req);
+    let (need, repo) = ep.access();
+    let perm = match need {
+        // `/v2/` tells anonymous clients to authenticate: that is how the Docker client
+        // learns where the token service is.
+        Need::None => {
+            return if caller.is_anonymous() && !st.access.config().anonymous_push {
+                Err(challenge(
+                    st,
+                    &req.headers,
+                    tls,
+                    None,
+                    false,
+                    "authentication required",
+                ))
+            } else {
+                Ok(())
+            };
+        }
+        // Everyone may list; the listing shows only what the caller may pull.
+        Need::Catalog => return Ok(()),
+        Need::Pull => Permission::Pull,
+        Need::Push => Permission::Push,
+        Need::Delete => Permission::Delete,
+    };
+    let Some(repo) = repo else { return Ok(()) };
+    match st.access.authorize(caller, repo, perm).await? {
+        Verdict::Allowed => Ok(()),
+        Verdict::Denied => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::Denied,
+            format!(
+                "requested access to the resource is denied: {} on {repo}",
+                perm.as_str()
+            ),
+        )),
+        Verdict::Invisible => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::NameUnknown,
+            format!("repository {repo} not known to registry"),
+        )),
+        Verdict::Challenge => Err(challenge(
+            st,
+            &req.headers,
+            tls,
+            Some(scope_of(repo, need)),
+            caller.method == AuthMethod::Bearer,
+            "authentication required",
+        )),
+    }
+}
+
+/// The token endpoint: `GET` (Basic credentials optional) and `POST` (OAuth2 form with
+/// `grant_type=password` or `refresh_token`).
+pub async fn token(State(st): State<AppState>, req: Request) -> Response {
+    match token_inner(&st, req).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+struct TokenRequest {
+    service: Option<String>,
+    scopes: Vec<String>,
+    offline: bool,
+    client_id: Option<String>,
+}
+
+async fn token_inner(st: &AppState, req: Request) -> Result<Response, ApiError> {
+    let (req, body) = req.into_parts();
+    let src = source(&req);
+    let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::Unsupported, m);
+    let (caller, tr, post) = match req.method {
+        Method::GET => {
+            let q: Vec<(String, String)> = req
+                .uri
+                .query()
+                .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+                .unwrap_or_default();
+            let get = |k: &str| q.iter().find(|(a, _)| a == k).map(|(_, v)| v.clone());
+            let tr = TokenRequest {
+                service: get("service"),
+                scopes: q
+                    .iter()
+                    .filter(|(k, _)| k == "scope")
+                    .map(|(_, v)| v.clone())
+                    .collect(),
+                offline: get("offline_token").as_deref() == Some("true"),
+                client_id: get("client_id"),
+            };
+            let creds = credentials(&req.headers)?;
+            let caller = match creds {
+                None => Caller::anonymous(src),
+                Some(Credentials::Basic { username, password }) => {
+                    st.access.login(&username, &password, src).await?
+                }
+                Some(Credentials::Bearer(_)) => {
+                    return Err(bad(
+                        "the token endpoint takes Basic credentials or a POST form".into(),
+                    ))
+                }
+            };
+            (caller, tr, false)
+        }
+        Method::POST => {
+            let ct = req
+                .headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            if !ct.starts_with("application/x-www-form-urlencoded") {
+                return Err(bad(
+                    "expected an application/x-www-form-urlencoded form".into()
+                ));
+            }
+            let body = axum::body::to_bytes(body, MAX_FORM)
+                .await
+                .map_err(|_| bad(format!("the form is larger than {MAX_FORM} bytes")))?;
+            let f: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
+            let get = |k: &str| f.iter().find(|(a, _)| a == k).map(|(_, v)| v.clone());
+            let tr = TokenRequest {
+                service: get("service"),
+                scopes: f
+                    .iter()
+                    .filter(|(k, _)| k == "scope")
+                    .map(|(_, v)| v.clone())
+                    .collect(),
+                offline: get("access_type").as_deref() == Some("offline"),
+                client_id: get("client_id"),
+            };
+            let caller = match get("grant_type").as_deref() {
+                Some("password") => {
+                    let (Some(u), Some(p)) = (get("username"), get("password")) else {
+                        return Err(bad("grant_type=password needs username and password".into()));
+                    };
+                    st.access.login(&u, &p, src).await?
+                }
+                Some("refresh_token") => {
+                    let Some(t) = get("refresh_token") else {
+                        return Err(bad("grant_type=refresh_token needs refresh_token".into()));
+                    };
+                    st.access.login_refresh(&t, src).await?
+                }
+                Some(other) => {
+                    return Err(bad(format!(
+                        "unsupported grant_type {:?}",
+                        other.chars().take(64).collect::<String>()
+                    )))
+                }
+                None => return Err(bad("grant_type is required".into())),
+            };
+            (caller, tr, true)
+        }
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                ErrorCode::Unsupported,
+                "the token endpoint takes GET or POST",
+            ))
+        }
+    };
+    let scopes = merge_scopes(parse_scopes(&tr.scopes).map_err(|e| bad(e.to_string()))?);
+    // A refresh token only goes to a caller who proved a password (or a token) just now.
+    let offline = tr.offline && caller.method != AuthMethod::RefreshToken;
+    let issued = st
+        .access
+        .issue(&caller, tr.service.as_deref(), &scopes, offline)
+        .await?;
+    let _ = tr.client_id;
+    let mut body = serde_json::json!({
+        "token": issued.token,
+        "access_token": issued.token,
+        "expires_in": issued.expires_in,
+        "issued_at": issued.issued_at,
+    });
+    if let Some(r) = issued.refresh_token {
+        body["refresh_token"] = r.into();
+    }
+    if post {
+        let scope: Vec<String> = issued
+            .access
+            .iter()
+            .map(|a| format!("{}:{}:{}", a.resource_type, a.name, a.actions.join(",")))
+            .collect();
+        body["scope"] = scope.join(" ").into();
+    }
+    let mut r = axum::Json(body).into_response();
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(r)
+}

@@ -7,410 +7,153 @@
 //! manifest to get or delete, an upload to continue, a blob to delete), so an allowed
 //! request really succeeds and a refused one really had something to refuse.
 
+mod common;
+
 use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::StatusCode;
 use base64::Engine as _;
-use berth_auth::password::{hash_password, PasswordParams};
-use berth_auth::rbac::{Restriction, RestrictionEntry, RestrictionTarget, Role, Visibility};
-use berth_blob::fs::FsBlobStore;
-use berth_core::{Access, AccessConfig, Caller, Registry, RegistryConfig};
-use berth_http::{router, server::Counters, AppState, ReplicaInfo};
-use berth_meta::identity::{NewUser, OrgSettings, Origin};
-use berth_meta::sqlite::SqliteMetaStore;
-use berth_meta::IdentityStore;
-use berth_oci::{Digest, RepoName};
-use http_body_util::BodyExt;
-use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Instant;
-use tower::ServiceExt;
+use berth_oci::Digest;
+use common::{repo_of, Resp, World, OCI_MANIFEST};
 
-const PASSWORD: &str = "correct horse battery staple";
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-
-struct Resp {
-    status: StatusCode,
-    headers: axum::http::HeaderMap,
-    body: bytes::Bytes,
-}
-
-impl Resp {
-    fn code(&self) -> String {
-        serde_json::from_slice::<serde_json::Value>(&self.body)
-            .ok()
-            .and_then(|v| v["errors"][0]["code"].as_str().map(str::to_string))
-            .unwrap_or_else(|| "-".into())
-    }
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_default()
-    }
-}
-
-struct World {
-    router: axum::Router,
-    /// Authorization header value of each subject (`None`: anonymous).
-    creds: BTreeMap<&'static str, Option<String>>,
-    _dir: tempfile::TempDir,
-}
-
-fn basic(user: &str, pw: &str) -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pw}"))
-    )
-}
-
-fn repo_of(vis: &str) -> &'static str {
-    match vis {
-        "public" => "acme/public-app",
-        "private" => "acme/private-app",
-        other => panic!("unknown visibility {other}"),
-    }
-}
-
-impl World {
-    async fn new() -> World {
-        let dir = tempfile::tempdir().unwrap();
-        let meta = Arc::new(
-            SqliteMetaStore::open(&dir.path().join("m.db"))
-                .await
-                .unwrap(),
-        );
-        let blobs = Arc::new(FsBlobStore::open(dir.path().join("blobs")).unwrap());
-        let reg = Registry::new(meta.clone(), blobs, RegistryConfig::default());
-        let access = Arc::new(
-            Access::new(
-                meta.clone(),
-                None,
-                AccessConfig {
-                    // The expired and revoked tokens fail on every cell; the rate limit has
-                    // its own test.
-                    login_failures_per_account: 100_000,
-                    login_failures_per_source: 100_000,
-                    ..AccessConfig::default()
-                },
-            )
-            .await
-            .unwrap(),
-        );
-        let state = AppState {
-            registry: Arc::new(reg),
-            access: access.clone(),
-            realm: None,
-            replica: Arc::new(ReplicaInfo {
-                id: "test".into(),
-                version: "0",
-                started: Instant::now(),
-                started_at: 0,
-            }),
-            counters: Arc::new(Counters::default()),
-        };
-        let id: &dyn IdentityStore = meta.as_ref();
-        let phc = hash_password(
-            PASSWORD.as_bytes(),
-            &PasswordParams::insecure_fast_for_tests(),
-        )
-        .unwrap();
-        let mut users = BTreeMap::new();
-        for (name, admin) in [
-            ("nobody", false),
-            ("reader", false),
-            ("writer", false),
-            ("repoadmin", false),
-            ("owner", false),
-            ("root", true),
-            ("tokenuser", false),
-        ] {
-            let u = id
-                .user_create(&NewUser {
-                    name: name.into(),
-                    full_name: String::new(),
-                    email: None,
-                    password: Some(phc.clone()),
-                    origin: Origin::Local,
-                    active: true,
-                    is_system_admin: admin,
-                    is_service_account: false,
-                })
-                .await
-                .unwrap();
-            users.insert(name, u.id);
-        }
-        id.org_create("acme", "Acme", &OrgSettings::default())
-            .await
-            .unwrap();
-        id.org_member_set("acme", users["owner"], true)
-            .await
-            .unwrap();
-        for vis in ["public", "private"] {
-            let v = if vis == "public" {
-                Visibility::Public
-            } else {
-                Visibility::Private
-            };
-            id.repo_create(&RepoName::parse(repo_of(vis)).unwrap(), None, Some(v))
-                .await
-                .unwrap();
-        }
-        for (team, member, role) in [
-            ("readers", "reader", Role::ReadOnly),
-            ("writers", "writer", Role::ReadWrite),
-            ("writers", "tokenuser", Role::ReadWrite),
-            ("admins", "repoadmin", Role::Admin),
-        ] {
-            if id.team_get("acme", team).await.unwrap().is_none() {
-                id.team_create("acme", team, None).await.unwrap();
-                for vis in ["public", "private"] {
-                    id.grant_repo_set("acme", team, &RepoName::parse(repo_of(vis)).unwrap(), role)
-                        .await
-                        .unwrap();
-                }
-            }
-            id.team_member_add("acme", team, users[member])
-                .await
-                .unwrap();
-        }
-        let actor = Caller::anonymous(None);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as i64;
-        let expired = access
-            .create_access_token(&actor, users["tokenuser"], "expired", Some(now - 1000), None)
-            .await
-            .unwrap();
-        let revoked = access
-            .create_access_token(&actor, users["tokenuser"], "revoked", None, None)
-            .await
-            .unwrap();
-        id.token_revoke(&revoked.record.id).await.unwrap();
-        let reduced = access
-            .create_access_token(
-                &actor,
-                users["owner"],
-                "reduced",
-                None,
-                Some(Restriction {
-                    entries: vec![RestrictionEntry {
-                        target: RestrictionTarget::Repository("acme/*".into()),
-                        max_role: Role::ReadOnly,
-                    }],
-                }),
-            )
-            .await
-            .unwrap();
-        let mut creds = BTreeMap::new();
-        creds.insert("anonymous", None);
-        creds.insert("no-role", Some(basic("nobody", PASSWORD)));
-        creds.insert("read-only", Some(basic("reader", PASSWORD)));
-        creds.insert("read-write", Some(basic("writer", PASSWORD)));
-        creds.insert("admin", Some(basic("repoadmin", PASSWORD)));
-        creds.insert("org-owner", Some(basic("owner", PASSWORD)));
-        creds.insert("sysadmin", Some(basic("root", PASSWORD)));
-        creds.insert("expired-token", Some(basic("tokenuser", &expired.token)));
-        creds.insert("revoked-token", Some(basic("tokenuser", &revoked.token)));
-        creds.insert("reduced-token", Some(basic("owner", &reduced.token)));
-        World {
-            router: router(state),
-            creds,
-            _dir: dir,
-        }
-    }
-
-    async fn req(
-        &self,
-        method: &str,
-        uri: &str,
-        auth: Option<&str>,
-        headers: &[(&str, &str)],
-        body: impl Into<Body>,
-    ) -> Resp {
-        let mut b = Request::builder().method(method).uri(uri);
-        if let Some(a) = auth {
-            b = b.header("authorization", a);
-        }
-        for (k, v) in headers {
-            b = b.header(*k, *v);
-        }
-        let resp = self
-            .router
-            .clone()
-            .oneshot(b.body(body.into()).unwrap())
-            .await
-            .unwrap();
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let body = resp.into_body().collect().await.unwrap().to_bytes();
-        Resp {
-            status,
-            headers,
-            body,
-        }
-    }
-
-    fn root(&self) -> Option<&str> {
-        self.creds["sysadmin"].as_deref()
-    }
-
-    async fn blob(&self, repo: &str, data: &[u8]) -> Digest {
-        let d = Digest::sha256_of(data);
-        let r = self
-            .req(
-                "POST",
-                &format!("/v2/{repo}/blobs/uploads/?digest={d}"),
-                self.root(),
-                &[("content-length", &data.len().to_string())],
-                data.to_vec(),
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::CREATED, "setup blob: {:?}", r.body);
-        d
-    }
-
-    /// A manifest whose blobs are in `repo`, tagged `tag` when given.
-    async fn manifest(&self, repo: &str, tag: Option<&str>, salt: &str) -> (Digest, Vec<u8>) {
-        let cfg = self.blob(repo, b"{}").await;
-        let layer = format!("layer {salt}");
-        let l = self.blob(repo, layer.as_bytes()).await;
-        let m = serde_json::to_vec(&serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cfg.as_str(), "size": 2},
-            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": l.as_str(), "size": layer.len()}],
-        }))
-        .unwrap();
-        let d = Digest::sha256_of(&m);
-        if let Some(tag) = tag {
-            let r = self
-                .req(
-                    "PUT",
-                    &format!("/v2/{repo}/manifests/{tag}"),
-                    self.root(),
-                    &[("content-type", OCI_MANIFEST)],
-                    m.clone(),
-                )
-                .await;
-            assert_eq!(r.status, StatusCode::CREATED, "setup manifest: {:?}", r.body);
-        }
-        (d, m)
-    }
-
-    async fn upload(&self, repo: &str) -> String {
-        let r = self
-            .req(
-                "POST",
-                &format!("/v2/{repo}/blobs/uploads/"),
-                self.root(),
+/// Prepares and sends the request of one cell.
+async fn cell(w: &World, endpoint: &str, auth: Option<&str>, vis: &str, n: usize) -> Resp {
+    let repo = repo_of(vis);
+    let (m, _) = w.manifest(repo, Some("v1"), "base").await;
+    match endpoint {
+        "base" => w.req("GET", "/v2/", auth, &[], Body::empty()).await,
+        "catalog" => w.req("GET", "/v2/_catalog", auth, &[], Body::empty()).await,
+        "tags_list" => {
+            w.req(
+                "GET",
+                &format!("/v2/{repo}/tags/list"),
+                auth,
                 &[],
                 Body::empty(),
             )
-            .await;
-        assert_eq!(r.status, StatusCode::ACCEPTED, "setup upload");
-        r.headers["location"]
-            .to_str()
-            .unwrap()
-            .rsplit('/')
-            .next()
-            .unwrap()
-            .to_string()
-    }
-
-    /// Prepares and sends the request of one cell.
-    async fn cell(&self, endpoint: &str, auth: Option<&str>, vis: &str, n: usize) -> Resp {
-        let repo = repo_of(vis);
-        let (m, _) = self.manifest(repo, Some("v1"), "base").await;
-        match endpoint {
-            "base" => self.req("GET", "/v2/", auth, &[], Body::empty()).await,
-            "catalog" => self.req("GET", "/v2/_catalog", auth, &[], Body::empty()).await,
-            "tags_list" => {
-                self.req("GET", &format!("/v2/{repo}/tags/list"), auth, &[], Body::empty())
-                    .await
-            }
-            "manifest_get" | "manifest_head" => {
-                let method = if endpoint == "manifest_get" { "GET" } else { "HEAD" };
-                self.req(
-                    method,
-                    &format!("/v2/{repo}/manifests/v1"),
-                    auth,
-                    &[("accept", OCI_MANIFEST)],
-                    Body::empty(),
-                )
-                .await
-            }
-            "blob_get" | "blob_head" => {
-                let d = self.blob(repo, b"layer base").await;
-                let method = if endpoint == "blob_get" { "GET" } else { "HEAD" };
-                self.req(method, &format!("/v2/{repo}/blobs/{d}"), auth, &[], Body::empty())
-                    .await
-            }
-            "referrers" => {
-                self.req("GET", &format!("/v2/{repo}/referrers/{m}"), auth, &[], Body::empty())
-                    .await
-            }
-            "manifest_put" => {
-                let (_, bytes) = self.manifest(repo, None, &format!("put {n}")).await;
-                self.req(
-                    "PUT",
-                    &format!("/v2/{repo}/manifests/put-{n}"),
-                    auth,
-                    &[("content-type", OCI_MANIFEST)],
-                    bytes,
-                )
-                .await
-            }
-            "manifest_delete" => {
-                let (d, _) = self
-                    .manifest(repo, Some(&format!("del-{n}")), &format!("del {n}"))
-                    .await;
-                self.req("DELETE", &format!("/v2/{repo}/manifests/{d}"), auth, &[], Body::empty())
-                    .await
-            }
-            "blob_delete" => {
-                let d = self.blob(repo, format!("doomed {n}").as_bytes()).await;
-                self.req("DELETE", &format!("/v2/{repo}/blobs/{d}"), auth, &[], Body::empty())
-                    .await
-            }
-            "upload_start" => {
-                self.req("POST", &format!("/v2/{repo}/blobs/uploads/"), auth, &[], Body::empty())
-                    .await
-            }
-            "upload_get" | "upload_patch" | "upload_put" | "upload_delete" => {
-                let id = self.upload(repo).await;
-                let uri = format!("/v2/{repo}/blobs/uploads/{id}");
-                let data = format!("chunk {n}").into_bytes();
-                let len = data.len().to_string();
-                match endpoint {
-                    "upload_get" => self.req("GET", &uri, auth, &[], Body::empty()).await,
-                    "upload_patch" => {
-                        self.req("PATCH", &uri, auth, &[("content-length", &len)], data)
-                            .await
-                    }
-                    "upload_put" => {
-                        let d = Digest::sha256_of(&data);
-                        self.req(
-                            "PUT",
-                            &format!("{uri}?digest={d}"),
-                            auth,
-                            &[("content-length", &len)],
-                            data,
-                        )
-                        .await
-                    }
-                    _ => self.req("DELETE", &uri, auth, &[], Body::empty()).await,
-                }
-            }
-            "token" => {
-                self.req(
-                    "GET",
-                    &format!("/auth/token?service=berth&scope=repository:{repo}:pull,push,delete"),
-                    auth,
-                    &[],
-                    Body::empty(),
-                )
-                .await
-            }
-            other => panic!("v2_matrix.tsv names an unknown endpoint {other:?}"),
+            .await
         }
+        "manifest_get" | "manifest_head" => {
+            let method = if endpoint == "manifest_get" {
+                "GET"
+            } else {
+                "HEAD"
+            };
+            w.req(
+                method,
+                &format!("/v2/{repo}/manifests/v1"),
+                auth,
+                &[("accept", OCI_MANIFEST)],
+                Body::empty(),
+            )
+            .await
+        }
+        "blob_get" | "blob_head" => {
+            let d = w.blob(repo, b"layer base").await;
+            let method = if endpoint == "blob_get" {
+                "GET"
+            } else {
+                "HEAD"
+            };
+            w.req(
+                method,
+                &format!("/v2/{repo}/blobs/{d}"),
+                auth,
+                &[],
+                Body::empty(),
+            )
+            .await
+        }
+        "referrers" => {
+            w.req(
+                "GET",
+                &format!("/v2/{repo}/referrers/{m}"),
+                auth,
+                &[],
+                Body::empty(),
+            )
+            .await
+        }
+        "manifest_put" => {
+            let (_, bytes) = w.manifest(repo, None, &format!("put {n}")).await;
+            w.req(
+                "PUT",
+                &format!("/v2/{repo}/manifests/put-{n}"),
+                auth,
+                &[("content-type", OCI_MANIFEST)],
+                bytes,
+            )
+            .await
+        }
+        "manifest_delete" => {
+            let (d, _) = w
+                .manifest(repo, Some(&format!("del-{n}")), &format!("del {n}"))
+                .await;
+            w.req(
+                "DELETE",
+                &format!("/v2/{repo}/manifests/{d}"),
+                auth,
+                &[],
+                Body::empty(),
+            )
+            .await
+        }
+        "blob_delete" => {
+            let d = w.blob(repo, format!("doomed {n}").as_bytes()).await;
+            w.req(
+                "DELETE",
+                &format!("/v2/{repo}/blobs/{d}"),
+                auth,
+                &[],
+                Body::empty(),
+            )
+            .await
+        }
+        "upload_start" => {
+            w.req(
+                "POST",
+                &format!("/v2/{repo}/blobs/uploads/"),
+                auth,
+                &[],
+                Body::empty(),
+            )
+            .await
+        }
+        "upload_get" | "upload_patch" | "upload_put" | "upload_delete" => {
+            let id = w.upload(repo).await;
+            let uri = format!("/v2/{repo}/blobs/uploads/{id}");
+            let data = format!("chunk {n}").into_bytes();
+            let len = data.len().to_string();
+            match endpoint {
+                "upload_get" => w.req("GET", &uri, auth, &[], Body::empty()).await,
+                "upload_patch" => {
+                    w.req("PATCH", &uri, auth, &[("content-length", &len)], data)
+                        .await
+                }
+                "upload_put" => {
+                    let d = Digest::sha256_of(&data);
+                    w.req(
+                        "PUT",
+                        &format!("{uri}?digest={d}"),
+                        auth,
+                        &[("content-length", &len)],
+                        data,
+                    )
+                    .await
+                }
+                _ => w.req("DELETE", &uri, auth, &[], Body::empty()).await,
+            }
+        }
+        "token" => {
+            w.req(
+                "GET",
+                &format!("/auth/token?service=berth&scope=repository:{repo}:pull,push,delete"),
+                auth,
+                &[],
+                Body::empty(),
+            )
+            .await
+        }
+        other => panic!("v2_matrix.tsv names an unknown endpoint {other:?}"),
     }
 }
 
@@ -486,14 +229,17 @@ fn observed(row: &Row, r: &Resp) -> String {
 async fn every_v2_endpoint_for_every_caller_and_visibility() {
     let w = World::new().await;
     let rows = table();
-    assert!(rows.len() >= 16 * 10 * 2, "the table covers the whole matrix");
+    assert!(
+        rows.len() >= 16 * 10 * 2,
+        "the table covers the whole matrix"
+    );
     let mut failures = Vec::new();
     for (n, row) in rows.iter().enumerate() {
         let auth = w
             .creds
             .get(row.subject.as_str())
             .unwrap_or_else(|| panic!("line {}: unknown subject {}", row.line, row.subject));
-        let r = w.cell(&row.endpoint, auth.as_deref(), &row.vis, n).await;
+        let r = cell(&w, &row.endpoint, auth.as_deref(), &row.vis, n).await;
         let mut code = observed(row, &r);
         // HEAD cannot carry the error body; its status says it all.
         if row.endpoint == "manifest_head" || row.endpoint == "blob_head" {
@@ -502,7 +248,14 @@ async fn every_v2_endpoint_for_every_caller_and_visibility() {
         if r.status.as_u16() != row.status || code != row.code {
             failures.push(format!(
                 "line {}: {} as {} on {}: expected {} {}, got {} {}",
-                row.line, row.endpoint, row.subject, row.vis, row.status, row.code, r.status.as_u16(), code
+                row.line,
+                row.endpoint,
+                row.subject,
+                row.vis,
+                row.status,
+                row.code,
+                r.status.as_u16(),
+                code
             ));
         }
         if r.status == StatusCode::UNAUTHORIZED && row.endpoint != "token" {
@@ -511,7 +264,9 @@ async fn every_v2_endpoint_for_every_caller_and_visibility() {
                 .get("www-authenticate")
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or_default();
-            if !challenge.starts_with("Bearer realm=\"http://localhost/auth/token\",service=\"berth\"") {
+            if !challenge
+                .starts_with("Bearer realm=\"http://localhost/auth/token\",service=\"berth\"")
+            {
                 failures.push(format!(
                     "line {}: 401 without the Bearer challenge: {challenge:?}",
                     row.line
@@ -559,7 +314,7 @@ async fn the_matrix_holds_with_bearer_tokens() {
             .await;
         assert_eq!(t.status, StatusCode::OK, "token for {}", row.subject);
         let bearer = format!("Bearer {}", t.json()["token"].as_str().unwrap());
-        let r = w.cell(&row.endpoint, Some(&bearer), &row.vis, 10_000 + n).await;
+        let r = cell(&w, &row.endpoint, Some(&bearer), &row.vis, 10_000 + n).await;
         let (mut status, mut code) = (row.status, row.code.clone());
         if row.subject == "reduced-token" && row.status == 403 {
             (status, code) = (401, "UNAUTHORIZED".into());
@@ -571,7 +326,14 @@ async fn the_matrix_holds_with_bearer_tokens() {
         if r.status.as_u16() != status || got != code {
             failures.push(format!(
                 "line {}: {} as {} (bearer) on {}: expected {} {}, got {} {}",
-                row.line, row.endpoint, row.subject, row.vis, status, code, r.status.as_u16(), got
+                row.line,
+                row.endpoint,
+                row.subject,
+                row.vis,
+                status,
+                code,
+                r.status.as_u16(),
+                got
             ));
         }
     }

@@ -1,0 +1,342 @@
+//! A world for access-control tests: the real router over a real SQLite store and
+//! filesystem blob store, with an organisation `acme` holding a public and a private
+//! repository, teams with each role, and a caller of every kind (see `v2_matrix.tsv`).
+
+#![allow(dead_code)]
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use base64::Engine as _;
+use berth_auth::password::{hash_password, PasswordParams};
+use berth_auth::rbac::{Restriction, RestrictionEntry, RestrictionTarget, Role, Visibility};
+use berth_blob::fs::FsBlobStore;
+use berth_core::{Access, AccessConfig, Caller, Registry, RegistryConfig};
+use berth_http::{router, server::Counters, AppState, ReplicaInfo};
+use berth_meta::identity::{NewUser, OrgSettings, Origin};
+use berth_meta::sqlite::SqliteMetaStore;
+use berth_meta::IdentityStore;
+use berth_oci::{Digest, RepoName};
+use http_body_util::BodyExt;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+use tower::ServiceExt;
+
+pub const PASSWORD: &str = "correct horse battery staple";
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: axum::http::HeaderMap,
+    pub body: bytes::Bytes,
+}
+
+impl Resp {
+    pub fn code(&self) -> String {
+        serde_json::from_slice::<serde_json::Value>(&self.body)
+            .ok()
+            .and_then(|v| v["errors"][0]["code"].as_str().map(str::to_string))
+            .unwrap_or_else(|| "-".into())
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_default()
+    }
+}
+
+pub struct World {
+    pub router: axum::Router,
+    pub access: Arc<Access>,
+    pub meta: Arc<SqliteMetaStore>,
+    /// Authorization header value of each subject (`None`: anonymous).
+    pub creds: BTreeMap<&'static str, Option<String>>,
+    _dir: tempfile::TempDir,
+}
+
+pub fn basic(user: &str, pw: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pw}"))
+    )
+}
+
+pub fn repo_of(vis: &str) -> &'static str {
+    match vis {
+        "public" => "acme/public-app",
+        "private" => "acme/private-app",
+        other => panic!("unknown visibility {other}"),
+    }
+}
+
+impl World {
+    pub async fn new() -> World {
+        Self::with(AccessConfig {
+            // The expired and revoked tokens fail on every cell; the rate limit has
+            // its own test.
+            login_failures_per_account: 100_000,
+            login_failures_per_source: 100_000,
+            ..AccessConfig::default()
+        })
+        .await
+    }
+
+    pub async fn with(cfg: AccessConfig) -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = Arc::new(
+            SqliteMetaStore::open(&dir.path().join("m.db"))
+                .await
+                .unwrap(),
+        );
+        let blobs = Arc::new(FsBlobStore::open(dir.path().join("blobs")).unwrap());
+        let reg = Registry::new(meta.clone(), blobs, RegistryConfig::default());
+        let access = Arc::new(Access::new(meta.clone(), None, cfg).await.unwrap());
+        let state = AppState {
+            registry: Arc::new(reg),
+            access: access.clone(),
+            realm: None,
+            replica: Arc::new(ReplicaInfo {
+                id: "test".into(),
+                version: "0",
+                started: Instant::now(),
+                started_at: 0,
+            }),
+            counters: Arc::new(Counters::default()),
+        };
+        let id: &dyn IdentityStore = meta.as_ref();
+        let phc = hash_password(
+            PASSWORD.as_bytes(),
+            &PasswordParams::insecure_fast_for_tests(),
+        )
+        .unwrap();
+        let mut users = BTreeMap::new();
+        for (name, admin) in [
+            ("nobody", false),
+            ("reader", false),
+            ("writer", false),
+            ("repoadmin", false),
+            ("owner", false),
+            ("root", true),
+            ("tokenuser", false),
+        ] {
+            let u = id
+                .user_create(&NewUser {
+                    name: name.into(),
+                    full_name: String::new(),
+                    email: None,
+                    password: Some(phc.clone()),
+                    origin: Origin::Local,
+                    active: true,
+                    is_system_admin: admin,
+                    is_service_account: false,
+                })
+                .await
+                .unwrap();
+            users.insert(name, u.id);
+        }
+        id.org_create("acme", "Acme", &OrgSettings::default())
+            .await
+            .unwrap();
+        id.org_member_set("acme", users["owner"], true)
+            .await
+            .unwrap();
+        for vis in ["public", "private"] {
+            let v = if vis == "public" {
+                Visibility::Public
+            } else {
+                Visibility::Private
+            };
+            id.repo_create(&RepoName::parse(repo_of(vis)).unwrap(), None, Some(v))
+                .await
+                .unwrap();
+        }
+        for (team, member, role) in [
+            ("readers", "reader", Role::ReadOnly),
+            ("writers", "writer", Role::ReadWrite),
+            ("writers", "tokenuser", Role::ReadWrite),
+            ("admins", "repoadmin", Role::Admin),
+        ] {
+            if id.team_get("acme", team).await.unwrap().is_none() {
+                id.team_create("acme", team, None).await.unwrap();
+                for vis in ["public", "private"] {
+                    id.grant_repo_set("acme", team, &RepoName::parse(repo_of(vis)).unwrap(), role)
+                        .await
+                        .unwrap();
+                }
+            }
+            id.team_member_add("acme", team, users[member])
+                .await
+                .unwrap();
+        }
+        let actor = Caller::anonymous(None);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        let expired = access
+            .create_access_token(
+                &actor,
+                users["tokenuser"],
+                "expired",
+                Some(now - 1000),
+                None,
+            )
+            .await
+            .unwrap();
+        let revoked = access
+            .create_access_token(&actor, users["tokenuser"], "revoked", None, None)
+            .await
+            .unwrap();
+        id.token_revoke(&revoked.record.id).await.unwrap();
+        let reduced = access
+            .create_access_token(
+                &actor,
+                users["owner"],
+                "reduced",
+                None,
+                Some(Restriction {
+                    entries: vec![RestrictionEntry {
+                        target: RestrictionTarget::Repository("acme/*".into()),
+                        max_role: Role::ReadOnly,
+                    }],
+                }),
+            )
+            .await
+            .unwrap();
+        let mut creds = BTreeMap::new();
+        creds.insert("anonymous", None);
+        creds.insert("no-role", Some(basic("nobody", PASSWORD)));
+        creds.insert("read-only", Some(basic("reader", PASSWORD)));
+        creds.insert("read-write", Some(basic("writer", PASSWORD)));
+        creds.insert("admin", Some(basic("repoadmin", PASSWORD)));
+        creds.insert("org-owner", Some(basic("owner", PASSWORD)));
+        creds.insert("sysadmin", Some(basic("root", PASSWORD)));
+        creds.insert("expired-token", Some(basic("tokenuser", &expired.token)));
+        creds.insert("revoked-token", Some(basic("tokenuser", &revoked.token)));
+        creds.insert("reduced-token", Some(basic("owner", &reduced.token)));
+        World {
+            router: router(state),
+            access,
+            meta,
+            creds,
+            _dir: dir,
+        }
+    }
+
+    pub async fn req(
+        &self,
+        method: &str,
+        uri: &str,
+        auth: Option<&str>,
+        headers: &[(&str, &str)],
+        body: impl Into<Body>,
+    ) -> Resp {
+        self.req_from(None, method, uri, auth, headers, body).await
+    }
+
+    /// A request arriving from `peer` (as the listener would record it).
+    pub async fn req_from(
+        &self,
+        peer: Option<std::net::SocketAddr>,
+        method: &str,
+        uri: &str,
+        auth: Option<&str>,
+        headers: &[(&str, &str)],
+        body: impl Into<Body>,
+    ) -> Resp {
+        let mut b = Request::builder().method(method).uri(uri);
+        if let Some(peer) = peer {
+            b = b.extension(berth_http::server::ConnInfo { peer, tls: false });
+        }
+        if let Some(a) = auth {
+            b = b.header("authorization", a);
+        }
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        let resp = self
+            .router
+            .clone()
+            .oneshot(b.body(body.into()).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        Resp {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub fn root(&self) -> Option<&str> {
+        self.creds["sysadmin"].as_deref()
+    }
+
+    pub async fn blob(&self, repo: &str, data: &[u8]) -> Digest {
+        let d = Digest::sha256_of(data);
+        let r = self
+            .req(
+                "POST",
+                &format!("/v2/{repo}/blobs/uploads/?digest={d}"),
+                self.root(),
+                &[("content-length", &data.len().to_string())],
+                data.to_vec(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "setup blob: {:?}", r.body);
+        d
+    }
+
+    /// A manifest whose blobs are in `repo`, tagged `tag` when given.
+    pub async fn manifest(&self, repo: &str, tag: Option<&str>, salt: &str) -> (Digest, Vec<u8>) {
+        let cfg = self.blob(repo, b"{}").await;
+        let layer = format!("layer {salt}");
+        let l = self.blob(repo, layer.as_bytes()).await;
+        let m = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cfg.as_str(), "size": 2},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": l.as_str(), "size": layer.len()}],
+        }))
+        .unwrap();
+        let d = Digest::sha256_of(&m);
+        if let Some(tag) = tag {
+            let r = self
+                .req(
+                    "PUT",
+                    &format!("/v2/{repo}/manifests/{tag}"),
+                    self.root(),
+                    &[("content-type", OCI_MANIFEST)],
+                    m.clone(),
+                )
+                .await;
+            assert_eq!(
+                r.status,
+                StatusCode::CREATED,
+                "setup manifest: {:?}",
+                r.body
+            );
+        }
+        (d, m)
+    }
+
+    pub async fn upload(&self, repo: &str) -> String {
+        let r = self
+            .req(
+                "POST",
+                &format!("/v2/{repo}/blobs/uploads/"),
+                self.root(),
+                &[],
+                Body::empty(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "setup upload");
+        r.headers["location"]
+            .to_str()
+            .unwrap()
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .to_string()
+    }
+}

@@ -314,3 +314,51 @@ pub async fn ensure_first_admin(
     }
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------------
+// berth admin directory: the directory sync on demand and its history
+
+#[derive(Debug, Subcommand)]
+pub enum DirectoryCmd {
+    /// Syncs accounts and mapped teams from the configured directory now; exits 1 when the
+    /// run fails (nothing is changed when the directory cannot be read).
+    Sync,
+    /// Lists the last sync runs, newest first, one JSON object per line.
+    Runs {
+        /// How many runs.
+        #[arg(long, short = 'n', default_value_t = 20)]
+        n: u32,
+    },
+}
+
+/// Runs a directory command; `directory` is the `[directory]` section, if any.
+pub async fn run_directory(
+    store: &dyn IdentityStore,
+    directory: Option<&berth_directory::DirectoryConfig>,
+    cmd: DirectoryCmd,
+) -> anyhow::Result<()> {
+    use berth_core::directory_sync::{run_sync, sync_runs, Trigger};
+    match cmd {
+        DirectoryCmd::Sync => {
+            let config = directory.context("no [directory] section in the configuration")?;
+            let client = berth_directory::DirectoryClient::new(config.clone())
+                .context("setting up the directory client")?;
+            let report = run_sync(store, &client, Trigger::Command, None).await;
+            println!("{}", serde_json::to_string(&report)?);
+            if !report.ok {
+                bail!(
+                    "directory sync failed: {}",
+                    report.error.as_deref().unwrap_or("unknown error")
+                );
+            }
+        }
+        DirectoryCmd::Runs { n } => {
+            for run in sync_runs(store, n).await? {
+                let mut v = serde_json::to_value(&run.report)?;
+                v["id"] = run.id.into();
+                println!("{v}");
+            }
+        }
+    }
+    Ok(())
+}

@@ -24,7 +24,25 @@ pub struct Config {
     pub auth: AuthSection,
     /// The company directory (LDAP / Active Directory); none by default.
     pub directory: Option<berth_directory::DirectoryConfig>,
+    pub directory_sync: DirectorySyncSection,
     pub log: LogConfig,
+}
+
+/// When `berth serve` syncs accounts and teams from the directory.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DirectorySyncSection {
+    /// Seconds between scheduled syncs (the first runs at start-up); 0: only on demand
+    /// (`berth admin directory sync`, the management API).
+    pub interval_secs: u64,
+}
+
+impl Default for DirectorySyncSection {
+    fn default() -> Self {
+        DirectorySyncSection {
+            interval_secs: 3600,
+        }
+    }
 }
 
 /// Authentication and the token service.
@@ -179,6 +197,7 @@ impl Default for Config {
             registry: RegistrySection::default(),
             auth: AuthSection::default(),
             directory: None,
+            directory_sync: DirectorySyncSection::default(),
             log: LogConfig::default(),
         }
     }
@@ -330,6 +349,11 @@ impl Config {
         if let Some(v) = env("BERTH_AUTH_SERVICE") {
             self.auth.service = v;
         }
+        if let Some(v) = env("BERTH_DIRECTORY_SYNC_INTERVAL_SECS") {
+            self.directory_sync.interval_secs = v
+                .parse()
+                .with_context(|| format!("BERTH_DIRECTORY_SYNC_INTERVAL_SECS={v:?}"))?;
+        }
         if let Some(v) = env("BERTH_LOG") {
             self.log.level = v;
         }
@@ -410,5 +434,42 @@ mod tests {
         assert_eq!(c.blobs.s3.bucket, "b");
         assert!(!format!("{c:?}").contains("hunter2"));
         assert!(toml::from_str::<Config>("nonsense = 1").is_err());
+    }
+
+    #[test]
+    fn directory_and_its_sync() {
+        let c = Config::default();
+        assert!(c.directory.is_none());
+        assert_eq!(c.directory_sync.interval_secs, 3600);
+        let c: Config = toml::from_str(
+            "[directory]\nurl = \"ldap://ldap.example.org\"\nuser_base = \"ou=people,dc=example,dc=org\"\n\
+             group_base = \"ou=groups,dc=example,dc=org\"\n\
+             [[directory.sync.teams]]\ngroup = \"developers\"\nteam = \"acme/devs\"\n\
+             [directory_sync]\ninterval_secs = 0\n",
+        )
+        .unwrap();
+        let d = c.directory.as_ref().unwrap();
+        assert_eq!(d.sync.teams[0].team.to_string(), "acme/devs");
+        assert_eq!(c.directory_sync.interval_secs, 0);
+        c.validate().unwrap();
+        assert!(toml::from_str::<Config>("[directory_sync]\nevery = 1\n").is_err());
+    }
+
+    /// The directory examples of docs/configuration.md are valid configurations.
+    #[test]
+    fn documented_directory_examples_parse() {
+        let doc = include_str!("../../../docs/configuration.md");
+        let section = &doc[doc.find("## The company directory").expect("directory section")..];
+        let examples: Vec<&str> = section
+            .split("```toml\n")
+            .skip(1)
+            .map(|b| &b[..b.find("```").expect("closed block")])
+            .collect();
+        assert_eq!(examples.len(), 2);
+        for text in examples {
+            let c: Config = toml::from_str(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+            c.validate().unwrap();
+            assert!(!c.directory.expect("[directory]").sync.teams.is_empty());
+        }
     }
 }

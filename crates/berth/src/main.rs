@@ -47,7 +47,7 @@ enum Cmd {
         #[command(flatten)]
         stores: StoreFlags,
         #[command(subcommand)]
-        cmd: admin::AdminCmd,
+        cmd: AdminCli,
     },
     /// Check that metadata and blob storage agree: blobs whose bytes do not match their
     /// digest, metadata pointing at missing blobs, orphaned files. Exits 1 on any finding.
@@ -58,6 +58,16 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `berth admin`: the account commands, and the directory's (which need the configuration).
+#[derive(Subcommand)]
+enum AdminCli {
+    #[command(flatten)]
+    Accounts(admin::AdminCmd),
+    /// The company directory: sync now, list sync runs.
+    #[command(subcommand)]
+    Directory(admin::DirectoryCmd),
 }
 
 fn init_logging(cfg: &Config) {
@@ -95,7 +105,12 @@ fn main() -> anyhow::Result<()> {
             init_logging(&cfg);
             rt.block_on(async {
                 let (_, identity) = stores::open_meta(&cfg).await?;
-                admin::run(identity.as_ref(), cmd).await
+                match cmd {
+                    AdminCli::Accounts(cmd) => admin::run(identity.as_ref(), cmd).await,
+                    AdminCli::Directory(cmd) => {
+                        admin::run_directory(identity.as_ref(), cfg.directory.as_ref(), cmd).await
+                    }
+                }
             })
         }
         Cmd::Fsck { stores, json } => {
@@ -146,6 +161,16 @@ async fn run_serve(
         ),
         None => None,
     };
+    if let Some(client) = &directory {
+        if cfg.directory_sync.interval_secs > 0 {
+            // Every replica syncs on its own schedule: the plans are idempotent.
+            tokio::spawn(berth_core::directory_sync::run_scheduled(
+                identity.clone(),
+                client.clone(),
+                Duration::from_secs(cfg.directory_sync.interval_secs),
+            ));
+        }
+    }
     let access =
         berth_core::Access::new(identity.clone(), directory, cfg.auth.access_config()).await?;
     let listener = tokio::net::TcpListener::bind(&cfg.listen)

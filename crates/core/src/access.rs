@@ -565,6 +565,12 @@ impl Access {
         let refused = || AccessError::Unauthorized("invalid user name or password".into());
         let user = self.identity.user_get(UserKey::Name(username)).await?;
         let Some(user) = user else {
+            if let Some(user) = self.login_new_directory_user(username, password).await? {
+                return self
+                    .caller_for(user.id, None, AuthMethod::Directory, source)
+                    .await?
+                    .ok_or_else(refused);
+            }
             // Same work as a real check, so timing does not tell which names exist.
             let (pw, params) = (password.as_bytes().to_vec(), self.cfg.password_params);
             let _ = tokio::task::spawn_blocking(move || verify_dummy(&pw, &params)).await;
@@ -595,6 +601,43 @@ impl Access {
         self.caller_for(user.id, None, method, source)
             .await?
             .ok_or_else(refused)
+    }
+
+    /// Just-in-time account: a directory user with no account yet who binds successfully
+    /// gets one (with the password's hash cached and their mapped teams) when the sync
+    /// policy would create it; anyone else is refused as an unknown user.
+    async fn login_new_directory_user(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<Option<UserRecord>, AccessError> {
+        let Some(dir) = &self.directory else {
+            return Ok(None);
+        };
+        if let Err(e) = dir.authenticate(username, password).await {
+            tracing::info!(error = %e, user = %username, "no account, and no directory login");
+            return Ok(None);
+        }
+        let (pw, params) = (password.as_bytes().to_vec(), self.cfg.password_params);
+        let phc = tokio::task::spawn_blocking(move || hash_password(&pw, &params))
+            .await
+            .ok()
+            .and_then(|r| r.ok());
+        match crate::directory_sync::provision(self.identity.as_ref(), dir, username, phc).await {
+            Ok(Some(user)) => {
+                tracing::info!(user = %user.name, "created the account of a directory user at first login");
+                Ok(Some(user))
+            }
+            Ok(None) => {
+                tracing::info!(user = %username, "directory user not eligible for an account under the sync policy");
+                Ok(None)
+            }
+            Err(crate::directory_sync::DirectorySyncError::Store(e)) => Err(e.into()),
+            Err(e) => {
+                tracing::warn!(error = %e, user = %username, "could not create a directory user's account");
+                Ok(None)
+            }
+        }
     }
 
     async fn check_stored(&self, user: &UserRecord, password: &str) -> bool {

@@ -3,6 +3,8 @@
 //!
 //! - [`registry`]: the [`Registry`] service that the HTTP layer calls; blobs and uploads.
 //! - [`manifests`]: manifest put/get/delete, tags, referrers.
+//! - [`directory_sync`]: the directory sync applied to accounts and teams, its schedule
+//!   and history, and just-in-time accounts of directory users.
 //! - [`error`]: [`CoreError`], what went wrong in domain terms (the HTTP crate maps it to
 //!   the wire, in one place).
 //!
@@ -14,6 +16,7 @@
 //!   store before a chunk is acknowledged, so any process on the same stores continues it.
 
 pub mod access;
+pub mod directory_sync;
 pub mod error;
 pub mod manifests;
 pub mod registry;

@@ -37,6 +37,10 @@ pub type FullStore = Arc<dyn Both>;
 /// The identity cases (`IdentityStore`), in their own file; same macro, same runs.
 pub mod identity;
 
+/// The garbage-collection cases, in their own file, run by the same macro.
+mod gc;
+pub use gc::*;
+
 /// Environment variable holding the URL of the PostgreSQL server the tests use.
 pub const PG_URL_ENV: &str = "BERTH_TEST_PG_URL";
 
@@ -101,6 +105,16 @@ macro_rules! meta_store_conformance {
             concurrent_upload_advance_one_wins,
             concurrent_blob_link_new_repository,
             concurrent_writes_fail_alone,
+            gc_claim_and_complete,
+            gc_collects_only_garbage,
+            gc_grace_keeps_young_things,
+            gc_index_and_referrers,
+            gc_dry_run_changes_nothing,
+            gc_link_claim,
+            gc_orphans,
+            gc_stale_uploads,
+            gc_lease_settings_and_runs,
+            gc_candidates_follow_cascades,
         ; // identity cases: the store must also implement `IdentityStore`
             accounts_share_one_namespace,
             user_update_and_delete,

@@ -16,6 +16,9 @@
 //! - [`postgres`]: for replicas that share one database.
 //! - [`identity`]: the [`IdentityStore`] trait: accounts, organisations, teams, grants,
 //!   repository settings, tokens, signing keys and the audit log, for identity and access.
+//! - [`gc`]: the types of the garbage-collection methods (claims, tombstones, the
+//!   candidate queue, lease, settings, run records); `sqlite_gc` and `postgres_gc` hold
+//!   their statements.
 //! - [`conformance`]: the one test suite both pass (both traits).
 //!
 //! The private `convert` module holds the conversions both share (clock, sizes, values read
@@ -24,13 +27,17 @@
 
 pub mod conformance;
 mod convert;
+pub mod gc;
 pub mod identity;
 pub mod postgres;
 mod postgres_identity;
 pub mod sqlite;
+mod postgres_gc;
 mod sqlite_fast;
+mod sqlite_gc;
 mod sqlite_identity;
 
+pub use gc::{BlobClaim, GcBatch, GcLease, GcPass, GcRun, GcSettings};
 pub use identity::IdentityStore;
 pub use postgres::PgMetaStore;
 pub use sqlite::SqliteMetaStore;
@@ -61,6 +68,11 @@ pub enum MetaError {
     /// team's namespace).
     #[error("invalid: {0}")]
     Invalid(String),
+    /// An upload's claim on a blob did not survive until its completion: garbage
+    /// collection tombstoned (or removed and something re-created) the blob meanwhile, so
+    /// the bytes the upload committed may be gone. Nothing was linked; upload again.
+    #[error("blob {0} was garbage-collected while the upload committed it")]
+    ClaimLost(Digest),
     #[error("metadata store error: {0}")]
     Backend(String),
 }
@@ -249,4 +261,97 @@ pub trait MetaStore: Send + Sync + 'static {
 
     /// Every manifest (repository, digest) with its bytes, for `berth fsck` to re-check.
     async fn all_manifests(&self) -> Result<Vec<(RepoName, ManifestRecord)>, MetaError>;
+
+    // -----------------------------------------------------------------------------------
+    // Garbage collection (module `gc`). Claims and tombstones: a blob row that is live and
+    // not tombstoned has its bytes in blob storage; GC tombstones a row (in a transaction
+    // that re-checks it has no link, no reference and no claim younger than the grace
+    // period), then deletes the bytes, then the row. A tombstone is never lifted.
+
+    /// Claims `digest` before an upload commits its bytes: creates the row (not yet live)
+    /// if there is none, refreshes `claimed_at` otherwise. `Deleting` if it is tombstoned.
+    async fn blob_claim(&self, digest: &Digest) -> Result<BlobClaim, MetaError>;
+
+    /// After the bytes of `digest` are committed: makes the claimed row live with `size`,
+    /// links it into `repo` (creating the repository) and removes the upload session
+    /// `upload` if given, in one transaction. `ClaimLost` (changing nothing) if the row is
+    /// tombstoned, gone, or of another generation than `generation`.
+    async fn upload_complete(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        size: u64,
+        generation: i64,
+        upload: Option<&str>,
+    ) -> Result<(), MetaError>;
+
+    /// Mount without `from`: links `digest` into `repo` if its row is live, not tombstoned
+    /// and linked somewhere; its size, or `None` (nothing changed).
+    async fn blob_mount_any(&self, repo: &RepoName, digest: &Digest)
+        -> Result<Option<u64>, MetaError>;
+
+    /// Like [`blob_in_repo`](Self::blob_in_repo), and a claim: a link last claimed before
+    /// `stale_before` (unix ms) is claimed again now, and if GC removed it meanwhile the
+    /// answer is `None`. Fresh links cost no write.
+    async fn link_claim(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        stale_before: i64,
+    ) -> Result<Option<u64>, MetaError>;
+
+    /// Examines up to `limit` GC candidates with id greater than `after`: deletes the
+    /// manifests and links that are garbage under `pass` and tombstones the blobs that are
+    /// (each re-checked in the transaction). Candidates still too young stay queued; the
+    /// rest are removed. With `dry_run`, examines every candidate from `after` on
+    /// (cascades included) up to `limit` and changes nothing.
+    async fn gc_collect(
+        &self,
+        pass: &GcPass,
+        after: i64,
+        limit: u32,
+        dry_run: bool,
+    ) -> Result<GcBatch, MetaError>;
+
+    /// Tombstoned blobs (from this run or an interrupted one), at most `limit`.
+    async fn gc_tombstones(&self, limit: u32) -> Result<Vec<(Digest, u64)>, MetaError>;
+
+    /// Removes the rows of tombstoned blobs whose bytes are deleted; rows not tombstoned
+    /// are left alone. Returns how many went.
+    async fn gc_forget(&self, digests: &[Digest]) -> Result<u64, MetaError>;
+
+    /// Storage verification found bytes of `digest` that no row records. Records when it
+    /// was first seen; once that is before `seen_before` (unix ms) and still no row
+    /// exists, tombstones it (a row that claims will see) and returns `true`: the caller
+    /// deletes the bytes, then calls [`gc_forget`](Self::gc_forget).
+    async fn gc_orphan(&self, digest: &Digest, seen_before: i64) -> Result<bool, MetaError>;
+
+    /// Upload sessions not advanced since `before` (unix ms), oldest first, at most `limit`.
+    async fn uploads_stale(&self, before: i64, limit: u32)
+        -> Result<Vec<UploadRecord>, MetaError>;
+
+    /// Takes or renews the GC lease for `holder` until now + `ttl_ms`: `true` if `holder`
+    /// holds it now (it was free, expired or already its).
+    async fn gc_lease_acquire(&self, holder: &str, ttl_ms: i64) -> Result<bool, MetaError>;
+
+    /// Gives the lease back if `holder` holds it.
+    async fn gc_lease_release(&self, holder: &str) -> Result<(), MetaError>;
+
+    /// The current lease, expired or not.
+    async fn gc_lease(&self) -> Result<Option<GcLease>, MetaError>;
+
+    /// The settings every replica shares.
+    async fn gc_settings(&self) -> Result<GcSettings, MetaError>;
+
+    /// Sets (or clears, with `None`) the schedule that overrides the configuration file's.
+    async fn gc_set_schedule(&self, schedule: Option<&str>) -> Result<(), MetaError>;
+
+    /// Sets (`Some((since, by))`) or clears the shared read-only flag of a read-only GC.
+    async fn gc_set_read_only(&self, since: Option<(i64, &str)>) -> Result<(), MetaError>;
+
+    /// Inserts (`id == 0`) or updates a run record; returns its id.
+    async fn gc_run_save(&self, run: &GcRun) -> Result<i64, MetaError>;
+
+    /// The last `limit` runs, newest first.
+    async fn gc_runs(&self, limit: u32) -> Result<Vec<GcRun>, MetaError>;
 }

@@ -11,7 +11,11 @@
 //! and `last` comparisons are byte-wise, as in SQLite.
 
 use crate::convert::{first_missing, from_db, now_ms, stored_digest, stored_repo, to_db};
-use crate::{ManifestRecord, MetaError, MetaStore, NewManifest, Referrer, UploadRecord};
+use crate::postgres_gc as gc;
+use crate::{
+    BlobClaim, GcBatch, GcLease, GcPass, GcRun, GcSettings, ManifestRecord, MetaError, MetaStore,
+    NewManifest, Referrer, UploadRecord,
+};
 use async_trait::async_trait;
 use berth_oci::{Digest, RepoName, Tag};
 use bytes::Bytes;
@@ -129,7 +133,11 @@ async fn repo_id(conn: &mut PgConnection, repo: &RepoName) -> Result<Option<i64>
 
 /// The id of `repo`, created if missing; safe against a concurrent creator (inside a READ
 /// COMMITTED transaction each statement sees what committed before it).
-async fn ensure_repo(conn: &mut PgConnection, repo: &RepoName, now: i64) -> Result<i64, MetaError> {
+pub(crate) async fn ensure_repo(
+    conn: &mut PgConnection,
+    repo: &RepoName,
+    now: i64,
+) -> Result<i64, MetaError> {
     if let Some(id) = repo_id(conn, repo).await? {
         return Ok(id);
     }
@@ -236,15 +244,27 @@ impl MetaStore for PgMetaStore {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
         let repo_id = ensure_repo(&mut tx, repo, now).await?;
-        sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (digest) DO NOTHING")
-            .bind(digest.as_str())
-            .bind(size)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        // Without a claim: the caller vouches that the bytes are committed. A tombstoned
+        // row is not revived (its bytes are being deleted).
+        let deleting: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO blobs (digest, size, created_at, claimed_at, live, generation) \
+             VALUES ($1, $2, $3, $3, 1, $4) \
+             ON CONFLICT (digest) DO UPDATE SET claimed_at = EXCLUDED.claimed_at, live = 1 \
+             RETURNING deleting",
+        )
+        .bind(digest.as_str())
+        .bind(size)
+        .bind(now)
+        .bind(crate::sqlite_gc::new_generation())
+        .fetch_one(&mut *tx)
+        .await?;
+        if deleting.is_some() {
+            tx.rollback().await?;
+            return Err(MetaError::ClaimLost(digest.clone()));
+        }
         sqlx::query(
-            "INSERT INTO repo_blobs (repo_id, digest, created_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (repo_id, digest) DO NOTHING",
+            "INSERT INTO repo_blobs (repo_id, digest, created_at, claimed_at) VALUES ($1, $2, $3, $3) \
+             ON CONFLICT (repo_id, digest) DO UPDATE SET claimed_at = EXCLUDED.claimed_at",
         )
         .bind(repo_id)
         .bind(digest.as_str())
@@ -281,8 +301,8 @@ impl MetaStore for PgMetaStore {
         };
         let repo_id = ensure_repo(&mut tx, repo, now).await?;
         sqlx::query(
-            "INSERT INTO repo_blobs (repo_id, digest, created_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (repo_id, digest) DO NOTHING",
+            "INSERT INTO repo_blobs (repo_id, digest, created_at, claimed_at) VALUES ($1, $2, $3, $3) \
+             ON CONFLICT (repo_id, digest) DO UPDATE SET claimed_at = EXCLUDED.claimed_at",
         )
         .bind(repo_id)
         .bind(digest.as_str())
@@ -452,8 +472,8 @@ impl MetaStore for PgMetaStore {
         // does nothing.
         let inserted = sqlx::query(
             "INSERT INTO manifests \
-             (repo_id, digest, media_type, artifact_type, subject, annotations, size, bytes, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             (repo_id, digest, media_type, artifact_type, subject, annotations, size, bytes, created_at, claimed_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) \
              ON CONFLICT (repo_id, digest) DO NOTHING",
         )
         .bind(repo_id)
@@ -469,6 +489,15 @@ impl MetaStore for PgMetaStore {
         .await?
         .rows_affected()
             > 0;
+        if !inserted {
+            // A re-put claims the manifest again (an index about to reference it).
+            sqlx::query("UPDATE manifests SET claimed_at = $3 WHERE repo_id = $1 AND digest = $2")
+                .bind(repo_id)
+                .bind(m.digest.as_str())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
         // A manifest already stored has its references already (same digest, same bytes).
         if inserted && (!m.blobs.is_empty() || !m.children.is_empty()) {
             sqlx::query(
@@ -629,7 +658,7 @@ impl MetaStore for PgMetaStore {
 
     async fn all_blobs(&self) -> Result<Vec<(Digest, u64)>, MetaError> {
         let rows: Vec<(String, i64)> =
-            sqlx::query_as("SELECT digest, size FROM blobs ORDER BY digest")
+            sqlx::query_as("SELECT digest, size FROM blobs WHERE live = 1 AND deleting IS NULL ORDER BY digest")
                 .fetch_all(&self.pool)
                 .await?;
         rows.into_iter()
@@ -654,6 +683,151 @@ impl MetaStore for PgMetaStore {
             })
             .collect()
     }
+
+    async fn blob_claim(&self, digest: &Digest) -> Result<BlobClaim, MetaError> {
+        gc::blob_claim(&self.pool, digest).await
+    }
+
+    async fn upload_complete(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        size: u64,
+        generation: i64,
+        upload: Option<&str>,
+    ) -> Result<(), MetaError> {
+        gc::upload_complete(&self.pool, repo, digest, size, generation, upload).await
+    }
+
+    async fn blob_mount_any(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<u64>, MetaError> {
+        gc::blob_mount_any(&self.pool, repo, digest).await
+    }
+
+    async fn link_claim(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        stale_before: i64,
+    ) -> Result<Option<u64>, MetaError> {
+        gc::link_claim(&self.pool, repo, digest, stale_before).await
+    }
+
+    async fn gc_collect(
+        &self,
+        pass: &GcPass,
+        after: i64,
+        limit: u32,
+        dry_run: bool,
+    ) -> Result<GcBatch, MetaError> {
+        gc::gc_collect(&self.pool, pass, after, limit, dry_run).await
+    }
+
+    async fn gc_tombstones(&self, limit: u32) -> Result<Vec<(Digest, u64)>, MetaError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT digest, size FROM blobs WHERE deleting IS NOT NULL ORDER BY deleting LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(d, size)| Ok((stored_digest(&d)?, from_db(size, "blob size")?)))
+            .collect()
+    }
+
+    async fn gc_forget(&self, digests: &[Digest]) -> Result<u64, MetaError> {
+        Ok(
+            sqlx::query("DELETE FROM blobs WHERE digest = ANY($1) AND deleting IS NOT NULL")
+                .bind(digests_of(digests))
+                .execute(&self.pool)
+                .await?
+                .rows_affected(),
+        )
+    }
+
+    async fn gc_orphan(&self, digest: &Digest, seen_before: i64) -> Result<bool, MetaError> {
+        gc::gc_orphan(&self.pool, digest, seen_before).await
+    }
+
+    async fn uploads_stale(
+        &self,
+        before: i64,
+        limit: u32,
+    ) -> Result<Vec<UploadRecord>, MetaError> {
+        gc::uploads_stale(&self.pool, before, limit).await
+    }
+
+    async fn gc_lease_acquire(&self, holder: &str, ttl_ms: i64) -> Result<bool, MetaError> {
+        gc::gc_lease_acquire(&self.pool, holder, ttl_ms).await
+    }
+
+    async fn gc_lease_release(&self, holder: &str) -> Result<(), MetaError> {
+        sqlx::query("DELETE FROM gc_lease WHERE name = 'gc' AND holder = $1")
+            .bind(holder)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn gc_lease(&self) -> Result<Option<GcLease>, MetaError> {
+        let row: Option<(String, i64, i64)> = sqlx::query_as(
+            "SELECT holder, acquired_at, expires_at FROM gc_lease WHERE name = 'gc'",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(holder, acquired_at, expires_at)| GcLease {
+            holder,
+            acquired_at,
+            expires_at,
+        }))
+    }
+
+    async fn gc_settings(&self) -> Result<GcSettings, MetaError> {
+        let row: Option<(Option<String>, Option<i64>, Option<String>)> = sqlx::query_as(
+            "SELECT schedule, read_only_since, read_only_by FROM gc_settings WHERE id = 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row
+            .map(|(schedule, read_only_since, read_only_by)| GcSettings {
+                schedule,
+                read_only_since,
+                read_only_by,
+            })
+            .unwrap_or_default())
+    }
+
+    async fn gc_set_schedule(&self, schedule: Option<&str>) -> Result<(), MetaError> {
+        sqlx::query("UPDATE gc_settings SET schedule = $1 WHERE id = 1")
+            .bind(schedule)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn gc_set_read_only(&self, since: Option<(i64, &str)>) -> Result<(), MetaError> {
+        sqlx::query("UPDATE gc_settings SET read_only_since = $1, read_only_by = $2 WHERE id = 1")
+            .bind(since.map(|s| s.0))
+            .bind(since.map(|s| s.1))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn gc_run_save(&self, run: &GcRun) -> Result<i64, MetaError> {
+        gc::gc_run_save(&self.pool, run).await
+    }
+
+    async fn gc_runs(&self, limit: u32) -> Result<Vec<GcRun>, MetaError> {
+        gc::gc_runs(&self.pool, limit).await
+    }
+}
+
+fn digests_of(list: &[Digest]) -> Vec<&str> {
+    list.iter().map(Digest::as_str).collect()
 }
 
 #[cfg(test)]

@@ -21,7 +21,11 @@ use crate::convert::{
     first_missing, from_db, json_array, now_ms, stored_digest, stored_repo, to_db,
 };
 use crate::sqlite_fast::FastReads;
-use crate::{ManifestRecord, MetaError, MetaStore, NewManifest, Referrer, UploadRecord};
+use crate::sqlite_gc as gc;
+use crate::{
+    BlobClaim, GcBatch, GcLease, GcPass, GcRun, GcSettings, ManifestRecord, MetaError, MetaStore,
+    NewManifest, Referrer, UploadRecord,
+};
 use async_trait::async_trait;
 use berth_oci::{Digest, RepoName, Tag};
 use bytes::Bytes;
@@ -322,7 +326,11 @@ pub(crate) fn repo_id(
 
 /// The id of `repo`, created if missing. Only called by the writer: there is no
 /// concurrent creator in this process (another process waits on `BEGIN IMMEDIATE`).
-fn ensure_repo(conn: &rusqlite::Connection, repo: &RepoName, now: i64) -> Result<i64, MetaError> {
+pub(crate) fn ensure_repo(
+    conn: &rusqlite::Connection,
+    repo: &RepoName,
+    now: i64,
+) -> Result<i64, MetaError> {
     if let Some(id) = repo_id(conn, repo)? {
         return Ok(id);
     }
@@ -336,15 +344,15 @@ fn ensure_repo(conn: &rusqlite::Connection, repo: &RepoName, now: i64) -> Result
     .map_err(sql)
 }
 
-fn insert_link(
+pub(crate) fn insert_link(
     conn: &rusqlite::Connection,
     repo_id: i64,
     digest: &Digest,
     now: i64,
 ) -> Result<(), MetaError> {
     conn.prepare_cached(
-        "INSERT INTO repo_blobs (repo_id, digest, created_at) VALUES (?1, ?2, ?3) \
-         ON CONFLICT (repo_id, digest) DO NOTHING",
+        "INSERT INTO repo_blobs (repo_id, digest, created_at, claimed_at) VALUES (?1, ?2, ?3, ?3) \
+         ON CONFLICT (repo_id, digest) DO UPDATE SET claimed_at = excluded.claimed_at",
     )
     .and_then(|mut st| st.execute((repo_id, digest.as_str(), now)))
     .map_err(sql)?;
@@ -367,6 +375,10 @@ const TAGS_AFTER: &str = "SELECT t.name FROM repositories r \
 const TAGS_FIRST: &str = "SELECT t.name FROM repositories r \
      LEFT JOIN tags t ON t.repo_id = r.id \
      WHERE r.name = ?1 ORDER BY t.name LIMIT ?2";
+const LINK_CLAIMED: &str = "SELECT b.size, rb.claimed_at FROM repositories r \
+     JOIN repo_blobs rb ON rb.repo_id = r.id \
+     JOIN blobs b ON b.digest = rb.digest \
+     WHERE r.name = ?1 AND rb.digest = ?2";
 const BLOB_IN_REPO: &str = "SELECT b.size FROM repositories r \
      JOIN repo_blobs rb ON rb.repo_id = r.id \
      JOIN blobs b ON b.digest = rb.digest \
@@ -380,11 +392,25 @@ fn blob_link(
 ) -> Result<(), MetaError> {
     let now = now_ms();
     let repo_id = ensure_repo(conn, repo, now)?;
-    conn.prepare_cached(
-        "INSERT INTO blobs (digest, size, created_at) VALUES (?1, ?2, ?3) ON CONFLICT (digest) DO NOTHING",
-    )
-    .and_then(|mut st| st.execute((digest.as_str(), size, now)))
-    .map_err(sql)?;
+    // Without a claim: the caller vouches that the bytes are committed. A tombstoned row
+    // is not revived (its bytes are being deleted).
+    let deleting: Option<i64> = conn
+        .prepare_cached(
+            "INSERT INTO blobs (digest, size, created_at, claimed_at, live, generation) \
+             VALUES (?1, ?2, ?3, ?3, 1, ?4) \
+             ON CONFLICT (digest) DO UPDATE SET claimed_at = excluded.claimed_at, live = 1 \
+             RETURNING deleting",
+        )
+        .and_then(|mut st| {
+            st.query_row(
+                (digest.as_str(), size, now, crate::sqlite_gc::new_generation()),
+                |r| r.get(0),
+            )
+        })
+        .map_err(sql)?;
+    if deleting.is_some() {
+        return Err(MetaError::ClaimLost(digest.clone()));
+    }
     insert_link(conn, repo_id, digest, now)
 }
 
@@ -508,8 +534,8 @@ fn manifest_put(
     let inserted = conn
         .prepare_cached(
             "INSERT INTO manifests \
-             (repo_id, digest, media_type, artifact_type, subject, annotations, size, bytes, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+             (repo_id, digest, media_type, artifact_type, subject, annotations, size, bytes, created_at, claimed_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9) \
              ON CONFLICT (repo_id, digest) DO NOTHING",
         )
         .and_then(|mut st| {
@@ -527,6 +553,14 @@ fn manifest_put(
         })
         .map_err(sql)?
         > 0;
+    if !inserted {
+        // A re-put claims the manifest again (an index about to reference it).
+        conn.prepare_cached(
+            "UPDATE manifests SET claimed_at = ?3 WHERE repo_id = ?1 AND digest = ?2",
+        )
+        .and_then(|mut st| st.execute((repo_id, m.digest.as_str(), now)))
+        .map_err(sql)?;
+    }
     // A manifest already stored has its references already (same digest, same bytes).
     if inserted && (!m.blobs.is_empty() || !m.children.is_empty()) {
         conn.prepare_cached(
@@ -863,7 +897,7 @@ impl MetaStore for SqliteMetaStore {
 
     async fn all_blobs(&self) -> Result<Vec<(Digest, u64)>, MetaError> {
         let rows: Vec<(String, i64)> =
-            sqlx::query_as("SELECT digest, size FROM blobs ORDER BY digest")
+            sqlx::query_as("SELECT digest, size FROM blobs WHERE live = 1 AND deleting IS NULL ORDER BY digest")
                 .fetch_all(&self.read)
                 .await?;
         rows.into_iter()
@@ -887,6 +921,217 @@ impl MetaStore for SqliteMetaStore {
                 ))
             })
             .collect()
+    }
+
+    async fn blob_claim(&self, digest: &Digest) -> Result<BlobClaim, MetaError> {
+        let digest = digest.clone();
+        self.write(move |conn| gc::blob_claim(conn, &digest)).await
+    }
+
+    async fn upload_complete(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        size: u64,
+        generation: i64,
+        upload: Option<&str>,
+    ) -> Result<(), MetaError> {
+        let (repo, digest, upload) = (repo.clone(), digest.clone(), upload.map(str::to_string));
+        self.write(move |conn| {
+            gc::upload_complete(conn, &repo, &digest, size, generation, upload.as_deref())
+        })
+        .await
+    }
+
+    async fn blob_mount_any(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<u64>, MetaError> {
+        let (repo, digest) = (repo.clone(), digest.clone());
+        self.write(move |conn| gc::blob_mount_any(conn, &repo, &digest))
+            .await
+    }
+
+    async fn link_claim(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        stale_before: i64,
+    ) -> Result<Option<u64>, MetaError> {
+        let row: Option<(i64, i64)> = self.fast.with(|c| {
+            c.prepare_cached(LINK_CLAIMED)?
+                .query_row((repo.as_str(), digest.as_str()), |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()
+        })?;
+        match row {
+            None => Ok(None),
+            Some((size, claimed)) if claimed >= stale_before => {
+                Ok(Some(from_db(size, "blob size")?))
+            }
+            Some(_) => {
+                let (repo, digest) = (repo.clone(), digest.clone());
+                self.write(move |conn| gc::link_touch(conn, &repo, &digest))
+                    .await
+            }
+        }
+    }
+
+    async fn gc_collect(
+        &self,
+        pass: &GcPass,
+        after: i64,
+        limit: u32,
+        dry_run: bool,
+    ) -> Result<GcBatch, MetaError> {
+        let pass = *pass;
+        self.write(move |conn| gc::gc_collect(conn, &pass, after, limit, dry_run))
+            .await
+    }
+
+    async fn gc_tombstones(&self, limit: u32) -> Result<Vec<(Digest, u64)>, MetaError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT digest, size FROM blobs WHERE deleting IS NOT NULL ORDER BY deleting LIMIT ?1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await?;
+        rows.into_iter()
+            .map(|(d, size)| Ok((stored_digest(&d)?, from_db(size, "blob size")?)))
+            .collect()
+    }
+
+    async fn gc_forget(&self, digests: &[Digest]) -> Result<u64, MetaError> {
+        let digests = digests.to_vec();
+        self.write(move |conn| gc::gc_forget(conn, &digests)).await
+    }
+
+    async fn gc_orphan(&self, digest: &Digest, seen_before: i64) -> Result<bool, MetaError> {
+        let digest = digest.clone();
+        self.write(move |conn| gc::gc_orphan(conn, &digest, seen_before))
+            .await
+    }
+
+    async fn uploads_stale(
+        &self,
+        before: i64,
+        limit: u32,
+    ) -> Result<Vec<UploadRecord>, MetaError> {
+        let rows: Vec<(String, String, i64, Vec<u8>, String, i64, i64)> = sqlx::query_as(
+            "SELECT u.id, r.name, u.\"offset\", u.hash_state, u.store_state, u.created_at, \
+             u.updated_at FROM uploads u JOIN repositories r ON r.id = u.repo_id \
+             WHERE u.updated_at < ?1 ORDER BY u.updated_at LIMIT ?2",
+        )
+        .bind(before)
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await?;
+        rows.into_iter()
+            .map(
+                |(id, repo, offset, hash_state, store_state, created_at, updated_at)| {
+                    Ok(UploadRecord {
+                        id,
+                        repo: stored_repo(&repo)?,
+                        offset: from_db(offset, "upload offset")?,
+                        hash_state,
+                        store_state,
+                        created_at,
+                        updated_at,
+                    })
+                },
+            )
+            .collect()
+    }
+
+    async fn gc_lease_acquire(&self, holder: &str, ttl_ms: i64) -> Result<bool, MetaError> {
+        let holder = holder.to_string();
+        self.write(move |conn| gc::gc_lease_acquire(conn, &holder, ttl_ms))
+            .await
+    }
+
+    async fn gc_lease_release(&self, holder: &str) -> Result<(), MetaError> {
+        let holder = holder.to_string();
+        self.write(move |conn| {
+            conn.prepare_cached("DELETE FROM gc_lease WHERE name = 'gc' AND holder = ?1")
+                .and_then(|mut st| st.execute([&holder]))
+                .map_err(sql)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn gc_lease(&self) -> Result<Option<GcLease>, MetaError> {
+        let row: Option<(String, i64, i64)> = sqlx::query_as(
+            "SELECT holder, acquired_at, expires_at FROM gc_lease WHERE name = 'gc'",
+        )
+        .fetch_optional(&self.read)
+        .await?;
+        Ok(row.map(|(holder, acquired_at, expires_at)| GcLease {
+            holder,
+            acquired_at,
+            expires_at,
+        }))
+    }
+
+    async fn gc_settings(&self) -> Result<GcSettings, MetaError> {
+        let row: Option<(Option<String>, Option<i64>, Option<String>)> = sqlx::query_as(
+            "SELECT schedule, read_only_since, read_only_by FROM gc_settings WHERE id = 1",
+        )
+        .fetch_optional(&self.read)
+        .await?;
+        Ok(row
+            .map(|(schedule, read_only_since, read_only_by)| GcSettings {
+                schedule,
+                read_only_since,
+                read_only_by,
+            })
+            .unwrap_or_default())
+    }
+
+    async fn gc_set_schedule(&self, schedule: Option<&str>) -> Result<(), MetaError> {
+        let schedule = schedule.map(str::to_string);
+        self.write(move |conn| {
+            conn.prepare_cached("UPDATE gc_settings SET schedule = ?1 WHERE id = 1")
+                .and_then(|mut st| st.execute([&schedule]))
+                .map_err(sql)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn gc_set_read_only(&self, since: Option<(i64, &str)>) -> Result<(), MetaError> {
+        let (at, by) = match since {
+            Some((at, by)) => (Some(at), Some(by.to_string())),
+            None => (None, None),
+        };
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "UPDATE gc_settings SET read_only_since = ?1, read_only_by = ?2 WHERE id = 1",
+            )
+            .and_then(|mut st| st.execute((at, &by)))
+            .map_err(sql)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn gc_run_save(&self, run: &GcRun) -> Result<i64, MetaError> {
+        let run = run.clone();
+        self.write(move |conn| gc::gc_run_save(conn, &run)).await
+    }
+
+    async fn gc_runs(&self, limit: u32) -> Result<Vec<GcRun>, MetaError> {
+        let query = format!(
+            "SELECT {} FROM gc_runs ORDER BY id DESC LIMIT ?1",
+            gc::RUN_COLUMNS
+        );
+        self.fast.with(|c| {
+            c.prepare(&query)?
+                .query_map([i64::from(limit)], gc::run_from_row)?
+                .collect()
+        })
     }
 }
 

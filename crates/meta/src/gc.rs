@@ -1,0 +1,98 @@
+//! Types of the garbage-collection methods of [`MetaStore`](crate::MetaStore).
+//!
+//! The store keeps what GC needs to be both safe while pushes continue and proportional to
+//! the garbage: claims on blobs, links and manifests (timestamps that a run's grace
+//! period compares with), tombstones on blobs whose bytes are being deleted, a queue of
+//! candidates filled by triggers whenever a reference disappears, the lease that lets one
+//! process at a time run GC, the shared read-only flag, the schedule and the run records.
+//! The deciding statements live in the stores, each re-checking inside its transaction;
+//! `berth_core::gc` drives them.
+
+use berth_oci::Digest;
+use serde::{Deserialize, Serialize};
+
+/// What an upload learns when it claims a digest before committing its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobClaim {
+    /// The row exists (created now if it did not) and will not be collected before the
+    /// grace period has passed; `generation` must be presented to
+    /// [`upload_complete`](crate::MetaStore::upload_complete).
+    Claimed { generation: i64 },
+    /// GC is deleting the bytes of this digest: wait until the tombstone is gone.
+    Deleting,
+}
+
+/// The rules of one collection pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GcPass {
+    /// Unix ms: only what was created or claimed before this is collected (now - grace).
+    pub cutoff: i64,
+    /// Unix ms written into tombstones.
+    pub now: i64,
+    /// Delete manifests that no tag, index or kept referrer needs.
+    pub delete_untagged: bool,
+    /// Delete a referrer (a manifest with a subject) once its subject is gone.
+    pub referrers_follow_subject: bool,
+}
+
+/// What one call of [`gc_collect`](crate::MetaStore::gc_collect) did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GcBatch {
+    /// Highest candidate id examined; the next call continues after it.
+    pub cursor: i64,
+    /// Candidates examined.
+    pub examined: u64,
+    pub manifests_deleted: u64,
+    pub links_deleted: u64,
+    /// Blobs tombstoned by this call: their bytes are to be deleted, then
+    /// [`gc_forget`](crate::MetaStore::gc_forget) removes their rows.
+    pub blobs: Vec<(Digest, u64)>,
+}
+
+/// Who holds the GC lease.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GcLease {
+    pub holder: String,
+    /// Unix ms.
+    pub acquired_at: i64,
+    /// Unix ms; free after this unless renewed.
+    pub expires_at: i64,
+}
+
+/// Settings shared by every replica.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GcSettings {
+    /// Cron expression set through the API; `None`: the configuration file's.
+    pub schedule: Option<String>,
+    /// Unix ms since when a read-only GC holds the registry read-only.
+    pub read_only_since: Option<i64>,
+    /// Who set the read-only flag.
+    pub read_only_by: Option<String>,
+}
+
+/// One GC run as recorded.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GcRun {
+    /// 0 before the first save.
+    pub id: i64,
+    pub holder: String,
+    /// `cli`, `schedule` or `api`.
+    pub started_by: String,
+    /// `online` or `read-only`.
+    pub mode: String,
+    pub dry_run: bool,
+    /// `running`, `finished`, `stopped` (maximum duration reached; the next run
+    /// continues), `failed`.
+    pub status: String,
+    /// Unix ms.
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    pub manifests_deleted: u64,
+    pub links_deleted: u64,
+    pub blobs_deleted: u64,
+    pub blob_bytes: u64,
+    pub uploads_purged: u64,
+    pub orphans_deleted: u64,
+    pub orphan_bytes: u64,
+    pub errors: Vec<String>,
+}

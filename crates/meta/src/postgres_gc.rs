@@ -1,0 +1,531 @@
+//! The garbage-collection statements of the PostgreSQL store.
+//!
+//! Replicas write concurrently at READ COMMITTED, so each GC decision is its own short
+//! transaction that first locks the row it may delete (`SELECT ... FOR UPDATE`) and only
+//! then checks, in a new statement (a new snapshot), what still needs it. Every writer
+//! that makes a row needed touches that row's lock first: a manifest put holds `FOR SHARE`
+//! on the links and child manifests it relies on, a new link or tag holds the foreign-key
+//! lock on the blob or manifest it names, a claim updates the blob row. Whichever comes
+//! second sees the other's commit. One row per transaction means GC never holds two locks
+//! at once, so it cannot take part in a deadlock.
+
+use crate::convert::{from_db, now_ms, stored_digest, stored_repo, to_db};
+use crate::gc::{BlobClaim, GcBatch, GcPass, GcRun};
+use crate::postgres::ensure_repo;
+use crate::sqlite_gc::new_generation;
+use crate::{MetaError, UploadRecord};
+use berth_oci::{Digest, RepoName};
+use sqlx::postgres::{PgPool, PgRow};
+use sqlx::{PgConnection, Row};
+
+pub(crate) async fn blob_claim(pool: &PgPool, digest: &Digest) -> Result<BlobClaim, MetaError> {
+    let now = now_ms();
+    // The row lock of ON CONFLICT DO UPDATE waits for a GC transaction deciding this blob,
+    // and the WHERE sees its tombstone.
+    let generation: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO blobs (digest, size, created_at, claimed_at, live, generation) \
+         VALUES ($1, 0, $2, $2, 0, $3) \
+         ON CONFLICT (digest) DO UPDATE SET claimed_at = EXCLUDED.claimed_at \
+         WHERE blobs.deleting IS NULL RETURNING generation",
+    )
+    .bind(digest.as_str())
+    .bind(now)
+    .bind(new_generation())
+    .fetch_optional(pool)
+    .await?;
+    Ok(match generation {
+        Some(generation) => BlobClaim::Claimed { generation },
+        None => BlobClaim::Deleting,
+    })
+}
+
+async fn insert_link(
+    conn: &mut PgConnection,
+    repo_id: i64,
+    digest: &Digest,
+    now: i64,
+) -> Result<(), MetaError> {
+    sqlx::query(
+        "INSERT INTO repo_blobs (repo_id, digest, created_at, claimed_at) VALUES ($1, $2, $3, $3) \
+         ON CONFLICT (repo_id, digest) DO UPDATE SET claimed_at = EXCLUDED.claimed_at",
+    )
+    .bind(repo_id)
+    .bind(digest.as_str())
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn upload_complete(
+    pool: &PgPool,
+    repo: &RepoName,
+    digest: &Digest,
+    size: u64,
+    generation: i64,
+    upload: Option<&str>,
+) -> Result<(), MetaError> {
+    let now = now_ms();
+    let size = to_db(size, "blob size")?;
+    let mut tx = pool.begin().await?;
+    let n = sqlx::query(
+        "UPDATE blobs SET live = 1, size = $2, claimed_at = $4 \
+         WHERE digest = $1 AND generation = $3 AND deleting IS NULL",
+    )
+    .bind(digest.as_str())
+    .bind(size)
+    .bind(generation)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if n == 0 {
+        tx.rollback().await?;
+        return Err(MetaError::ClaimLost(digest.clone()));
+    }
+    let repo_id = ensure_repo(&mut tx, repo, now).await?;
+    insert_link(&mut tx, repo_id, digest, now).await?;
+    if let Some(id) = upload {
+        sqlx::query("DELETE FROM uploads WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(crate) async fn blob_mount_any(
+    pool: &PgPool,
+    repo: &RepoName,
+    digest: &Digest,
+) -> Result<Option<u64>, MetaError> {
+    let now = now_ms();
+    let mut tx = pool.begin().await?;
+    let size: Option<i64> = sqlx::query_scalar(
+        "SELECT size FROM blobs WHERE digest = $1 AND live = 1 AND deleting IS NULL \
+         AND EXISTS (SELECT 1 FROM repo_blobs WHERE digest = $1) FOR SHARE",
+    )
+    .bind(digest.as_str())
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(size) = size else {
+        tx.rollback().await?;
+        return Ok(None);
+    };
+    let repo_id = ensure_repo(&mut tx, repo, now).await?;
+    insert_link(&mut tx, repo_id, digest, now).await?;
+    tx.commit().await?;
+    Ok(Some(from_db(size, "blob size")?))
+}
+
+pub(crate) async fn link_claim(
+    pool: &PgPool,
+    repo: &RepoName,
+    digest: &Digest,
+    stale_before: i64,
+) -> Result<Option<u64>, MetaError> {
+    let row: Option<(i64, i64)> = sqlx::query_as(
+        "SELECT b.size, rb.claimed_at FROM repositories r \
+         JOIN repo_blobs rb ON rb.repo_id = r.id \
+         JOIN blobs b ON b.digest = rb.digest \
+         WHERE r.name = $1 AND rb.digest = $2",
+    )
+    .bind(repo.as_str())
+    .bind(digest.as_str())
+    .fetch_optional(pool)
+    .await?;
+    let Some((size, claimed)) = row else {
+        return Ok(None);
+    };
+    if claimed < stale_before {
+        let n = sqlx::query(
+            "UPDATE repo_blobs SET claimed_at = $3 \
+             WHERE repo_id = (SELECT id FROM repositories WHERE name = $1) AND digest = $2",
+        )
+        .bind(repo.as_str())
+        .bind(digest.as_str())
+        .bind(now_ms())
+        .execute(pool)
+        .await?
+        .rows_affected();
+        if n == 0 {
+            return Ok(None);
+        }
+    }
+    Ok(Some(from_db(size, "blob size")?))
+}
+
+const DELETE_MANIFEST: &str = "DELETE FROM manifests WHERE repo_id = $1 AND digest = $2 \
+     AND claimed_at < $3 \
+     AND NOT EXISTS (SELECT 1 FROM tags WHERE repo_id = $1 AND manifest = $2) \
+     AND NOT EXISTS (SELECT 1 FROM manifest_refs \
+         WHERE referenced = $2 AND kind = 'manifest' AND repo_id = $1) \
+     AND NOT EXISTS (SELECT 1 FROM manifests r \
+         JOIN tags t ON t.repo_id = r.repo_id AND t.manifest = r.digest \
+         WHERE r.repo_id = $1 AND r.subject = $2) \
+     AND CASE WHEN subject IS NULL THEN $4 \
+         WHEN $5 THEN NOT EXISTS (SELECT 1 FROM manifests s \
+             WHERE s.repo_id = $1 AND s.digest = manifests.subject) \
+         ELSE FALSE END";
+const DELETE_LINK: &str = "DELETE FROM repo_blobs WHERE repo_id = $1 AND digest = $2 \
+     AND claimed_at < $3 \
+     AND NOT EXISTS (SELECT 1 FROM manifest_refs \
+         WHERE referenced = $2 AND kind = 'blob' AND repo_id = $1)";
+const TOMBSTONE_BLOB: &str = "UPDATE blobs SET deleting = $3 \
+     WHERE digest = $1 AND deleting IS NULL AND claimed_at < $2 \
+     AND NOT EXISTS (SELECT 1 FROM repo_blobs WHERE digest = $1) \
+     AND NOT EXISTS (SELECT 1 FROM manifest_refs WHERE referenced = $1 AND kind = 'blob') \
+     RETURNING size";
+
+/// Judges one candidate on `conn` (inside a transaction); whether it stays queued.
+async fn examine(
+    conn: &mut PgConnection,
+    pass: &GcPass,
+    kind: &str,
+    repo_id: i64,
+    digest: &str,
+    lock: bool,
+    out: &mut GcBatch,
+) -> Result<bool, MetaError> {
+    let lock_sql = |q: &str| if lock { format!("{q} FOR UPDATE") } else { q.to_string() };
+    match kind {
+        "manifest" => {
+            let claimed: Option<i64> = sqlx::query_scalar(&lock_sql(
+                "SELECT claimed_at FROM manifests WHERE repo_id = $1 AND digest = $2",
+            ))
+            .bind(repo_id)
+            .bind(digest)
+            .fetch_optional(&mut *conn)
+            .await?;
+            let Some(claimed) = claimed else {
+                return Ok(false);
+            };
+            let n = sqlx::query(DELETE_MANIFEST)
+                .bind(repo_id)
+                .bind(digest)
+                .bind(pass.cutoff)
+                .bind(pass.delete_untagged)
+                .bind(pass.referrers_follow_subject)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+            if n > 0 {
+                out.manifests_deleted += 1;
+                return Ok(false);
+            }
+            Ok(claimed >= pass.cutoff)
+        }
+        "link" => {
+            let claimed: Option<i64> = sqlx::query_scalar(&lock_sql(
+                "SELECT claimed_at FROM repo_blobs WHERE repo_id = $1 AND digest = $2",
+            ))
+            .bind(repo_id)
+            .bind(digest)
+            .fetch_optional(&mut *conn)
+            .await?;
+            let Some(claimed) = claimed else {
+                return Ok(false);
+            };
+            let n = sqlx::query(DELETE_LINK)
+                .bind(repo_id)
+                .bind(digest)
+                .bind(pass.cutoff)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+            if n > 0 {
+                out.links_deleted += 1;
+                return Ok(false);
+            }
+            Ok(claimed >= pass.cutoff)
+        }
+        _ => {
+            let row: Option<(i64, Option<i64>)> = sqlx::query_as(&lock_sql(
+                "SELECT claimed_at, deleting FROM blobs WHERE digest = $1",
+            ))
+            .bind(digest)
+            .fetch_optional(&mut *conn)
+            .await?;
+            let Some((claimed, None)) = row else {
+                return Ok(false);
+            };
+            let size: Option<i64> = sqlx::query_scalar(TOMBSTONE_BLOB)
+                .bind(digest)
+                .bind(pass.cutoff)
+                .bind(pass.now)
+                .fetch_optional(&mut *conn)
+                .await?;
+            if let Some(size) = size {
+                out.blobs
+                    .push((stored_digest(digest)?, from_db(size, "blob size")?));
+                return Ok(false);
+            }
+            Ok(claimed >= pass.cutoff)
+        }
+    }
+}
+
+async fn page(
+    conn: &mut PgConnection,
+    after: i64,
+    n: u64,
+) -> Result<Vec<(i64, String, i64, String)>, MetaError> {
+    Ok(sqlx::query_as(
+        "SELECT id, kind, repo_id, digest FROM gc_candidates WHERE id > $1 ORDER BY id LIMIT $2",
+    )
+    .bind(after)
+    .bind(i64::try_from(n).unwrap_or(i64::MAX))
+    .fetch_all(conn)
+    .await?)
+}
+
+async fn drop_candidate(conn: &mut PgConnection, id: i64) -> Result<(), MetaError> {
+    sqlx::query("DELETE FROM gc_candidates WHERE id = $1")
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub(crate) async fn gc_collect(
+    pool: &PgPool,
+    pass: &GcPass,
+    after: i64,
+    limit: u32,
+    dry_run: bool,
+) -> Result<GcBatch, MetaError> {
+    let mut out = GcBatch {
+        cursor: after,
+        ..GcBatch::default()
+    };
+    if dry_run {
+        // Everything in one transaction, rolled back: cascades are seen, nothing changes.
+        let mut tx = pool.begin().await?;
+        loop {
+            let left = u64::from(limit).saturating_sub(out.examined);
+            let rows = page(&mut tx, out.cursor, left.min(500)).await?;
+            if left == 0 || rows.is_empty() {
+                break;
+            }
+            for (id, kind, repo_id, digest) in rows {
+                if !examine(&mut tx, pass, &kind, repo_id, &digest, false, &mut out).await? {
+                    drop_candidate(&mut tx, id).await?;
+                }
+                out.examined += 1;
+                out.cursor = id;
+            }
+        }
+        tx.rollback().await?;
+        return Ok(out);
+    }
+    let mut conn = pool.acquire().await?;
+    let rows = page(&mut conn, after, u64::from(limit)).await?;
+    drop(conn);
+    for (id, kind, repo_id, digest) in rows {
+        let mut tx = pool.begin().await?;
+        if !examine(&mut tx, pass, &kind, repo_id, &digest, true, &mut out).await? {
+            drop_candidate(&mut tx, id).await?;
+        }
+        tx.commit().await?;
+        out.examined += 1;
+        out.cursor = id;
+    }
+    Ok(out)
+}
+
+pub(crate) async fn gc_orphan(
+    pool: &PgPool,
+    digest: &Digest,
+    seen_before: i64,
+) -> Result<bool, MetaError> {
+    let now = now_ms();
+    let mut tx = pool.begin().await?;
+    let known: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM blobs WHERE digest = $1)")
+        .bind(digest.as_str())
+        .fetch_one(&mut *tx)
+        .await?;
+    if known {
+        sqlx::query("DELETE FROM gc_orphans WHERE digest = $1")
+            .bind(digest.as_str())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        return Ok(false);
+    }
+    let first: i64 = sqlx::query_scalar(
+        "INSERT INTO gc_orphans (digest, first_seen) VALUES ($1, $2) \
+         ON CONFLICT (digest) DO UPDATE SET first_seen = gc_orphans.first_seen \
+         RETURNING first_seen",
+    )
+    .bind(digest.as_str())
+    .bind(now)
+    .fetch_one(&mut *tx)
+    .await?;
+    if first >= seen_before {
+        tx.commit().await?;
+        return Ok(false);
+    }
+    // A claim that raced in first owns the row now; then this is no orphan.
+    let inserted = sqlx::query(
+        "INSERT INTO blobs (digest, size, created_at, claimed_at, live, generation, deleting) \
+         VALUES ($1, 0, $2, 0, 0, $3, $2) ON CONFLICT (digest) DO NOTHING",
+    )
+    .bind(digest.as_str())
+    .bind(now)
+    .bind(new_generation())
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        > 0;
+    sqlx::query("DELETE FROM gc_orphans WHERE digest = $1")
+        .bind(digest.as_str())
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(inserted)
+}
+
+/// id, repository, offset, hash state, store state, created, updated.
+type UploadRow = (String, String, i64, Vec<u8>, String, i64, i64);
+
+pub(crate) async fn uploads_stale(
+    pool: &PgPool,
+    before: i64,
+    limit: u32,
+) -> Result<Vec<UploadRecord>, MetaError> {
+    let rows: Vec<UploadRow> = sqlx::query_as(
+        "SELECT u.id, r.name, u.\"offset\", u.hash_state, u.store_state, u.created_at, \
+         u.updated_at FROM uploads u JOIN repositories r ON r.id = u.repo_id \
+         WHERE u.updated_at < $1 ORDER BY u.updated_at LIMIT $2",
+    )
+    .bind(before)
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter()
+        .map(
+            |(id, repo, offset, hash_state, store_state, created_at, updated_at)| {
+                Ok(UploadRecord {
+                    id,
+                    repo: stored_repo(&repo)?,
+                    offset: from_db(offset, "upload offset")?,
+                    hash_state,
+                    store_state,
+                    created_at,
+                    updated_at,
+                })
+            },
+        )
+        .collect()
+}
+
+pub(crate) async fn gc_lease_acquire(
+    pool: &PgPool,
+    holder: &str,
+    ttl_ms: i64,
+) -> Result<bool, MetaError> {
+    let now = now_ms();
+    let n = sqlx::query(
+        "INSERT INTO gc_lease (name, holder, acquired_at, expires_at) VALUES ('gc', $1, $2, $3) \
+         ON CONFLICT (name) DO UPDATE SET \
+             acquired_at = CASE WHEN gc_lease.holder = EXCLUDED.holder \
+                 THEN gc_lease.acquired_at ELSE EXCLUDED.acquired_at END, \
+             holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at \
+         WHERE gc_lease.holder = EXCLUDED.holder OR gc_lease.expires_at < $2",
+    )
+    .bind(holder)
+    .bind(now)
+    .bind(now.saturating_add(ttl_ms))
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(n > 0)
+}
+
+pub(crate) async fn gc_run_save(pool: &PgPool, run: &GcRun) -> Result<i64, MetaError> {
+    let errors = serde_json::to_string(&run.errors)
+        .map_err(|e| MetaError::Backend(format!("encoding run errors: {e}")))?;
+    let c = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    if run.id == 0 {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO gc_runs (holder, started_by, mode, dry_run, status, started_at, \
+             finished_at, manifests_deleted, links_deleted, blobs_deleted, blob_bytes, \
+             uploads_purged, orphans_deleted, orphan_bytes, errors) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING id",
+        )
+        .bind(&run.holder)
+        .bind(&run.started_by)
+        .bind(&run.mode)
+        .bind(run.dry_run)
+        .bind(&run.status)
+        .bind(run.started_at)
+        .bind(run.finished_at)
+        .bind(c(run.manifests_deleted))
+        .bind(c(run.links_deleted))
+        .bind(c(run.blobs_deleted))
+        .bind(c(run.blob_bytes))
+        .bind(c(run.uploads_purged))
+        .bind(c(run.orphans_deleted))
+        .bind(c(run.orphan_bytes))
+        .bind(errors)
+        .fetch_one(pool)
+        .await?)
+    } else {
+        sqlx::query(
+            "UPDATE gc_runs SET status = $2, finished_at = $3, manifests_deleted = $4, \
+             links_deleted = $5, blobs_deleted = $6, blob_bytes = $7, uploads_purged = $8, \
+             orphans_deleted = $9, orphan_bytes = $10, errors = $11 WHERE id = $1",
+        )
+        .bind(run.id)
+        .bind(&run.status)
+        .bind(run.finished_at)
+        .bind(c(run.manifests_deleted))
+        .bind(c(run.links_deleted))
+        .bind(c(run.blobs_deleted))
+        .bind(c(run.blob_bytes))
+        .bind(c(run.uploads_purged))
+        .bind(c(run.orphans_deleted))
+        .bind(c(run.orphan_bytes))
+        .bind(errors)
+        .execute(pool)
+        .await?;
+        Ok(run.id)
+    }
+}
+
+pub(crate) async fn gc_runs(pool: &PgPool, limit: u32) -> Result<Vec<GcRun>, MetaError> {
+    let rows: Vec<PgRow> = sqlx::query(
+        "SELECT id, holder, started_by, mode, dry_run, status, started_at, finished_at, \
+         manifests_deleted, links_deleted, blobs_deleted, blob_bytes, uploads_purged, \
+         orphans_deleted, orphan_bytes, errors FROM gc_runs ORDER BY id DESC LIMIT $1",
+    )
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let n = |i: usize| -> Result<u64, sqlx::Error> { Ok(r.try_get::<i64, _>(i)?.max(0) as u64) };
+            let errors: String = r.try_get(15)?;
+            Ok(GcRun {
+                id: r.try_get(0)?,
+                holder: r.try_get(1)?,
+                started_by: r.try_get(2)?,
+                mode: r.try_get(3)?,
+                dry_run: r.try_get(4)?,
+                status: r.try_get(5)?,
+                started_at: r.try_get(6)?,
+                finished_at: r.try_get(7)?,
+                manifests_deleted: n(8)?,
+                links_deleted: n(9)?,
+                blobs_deleted: n(10)?,
+                blob_bytes: n(11)?,
+                uploads_purged: n(12)?,
+                orphans_deleted: n(13)?,
+                orphan_bytes: n(14)?,
+                errors: serde_json::from_str(&errors).unwrap_or_default(),
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()
+        .map_err(MetaError::from)
+}

@@ -1,0 +1,481 @@
+//! The garbage-collection statements of the SQLite store, run by its writer thread (so
+//! every check and the write it guards are one transaction, serialised with every other
+//! write of the process and, through `BEGIN IMMEDIATE`, of other processes).
+
+use crate::convert::{from_db, now_ms, stored_digest, to_db};
+use crate::gc::{BlobClaim, GcBatch, GcPass, GcRun};
+use crate::sqlite::{ensure_repo, insert_link, sql};
+use crate::MetaError;
+use berth_oci::{Digest, RepoName};
+use rusqlite::{Connection, OptionalExtension};
+
+/// A generation for a new blob row: random, so a row re-created after collection is told
+/// apart from the one an upload claimed.
+pub(crate) fn new_generation() -> i64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_i64(now_ms());
+    (h.finish() >> 1) as i64 | 1
+}
+
+pub(crate) fn blob_claim(conn: &Connection, digest: &Digest) -> Result<BlobClaim, MetaError> {
+    let now = now_ms();
+    let row: Option<(Option<i64>, i64)> = conn
+        .prepare_cached("SELECT deleting, generation FROM blobs WHERE digest = ?1")
+        .and_then(|mut st| {
+            st.query_row([digest.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+        })
+        .map_err(sql)?;
+    match row {
+        Some((Some(_), _)) => Ok(BlobClaim::Deleting),
+        Some((None, generation)) => {
+            conn.prepare_cached("UPDATE blobs SET claimed_at = ?2 WHERE digest = ?1")
+                .and_then(|mut st| st.execute((digest.as_str(), now)))
+                .map_err(sql)?;
+            Ok(BlobClaim::Claimed { generation })
+        }
+        None => {
+            let generation = new_generation();
+            conn.prepare_cached(
+                "INSERT INTO blobs (digest, size, created_at, claimed_at, live, generation) \
+                 VALUES (?1, 0, ?2, ?2, 0, ?3)",
+            )
+            .and_then(|mut st| st.execute((digest.as_str(), now, generation)))
+            .map_err(sql)?;
+            Ok(BlobClaim::Claimed { generation })
+        }
+    }
+}
+
+pub(crate) fn upload_complete(
+    conn: &Connection,
+    repo: &RepoName,
+    digest: &Digest,
+    size: u64,
+    generation: i64,
+    upload: Option<&str>,
+) -> Result<(), MetaError> {
+    let now = now_ms();
+    let size = to_db(size, "blob size")?;
+    let n = conn
+        .prepare_cached(
+            "UPDATE blobs SET live = 1, size = ?2, claimed_at = ?4 \
+             WHERE digest = ?1 AND generation = ?3 AND deleting IS NULL",
+        )
+        .and_then(|mut st| st.execute((digest.as_str(), size, generation, now)))
+        .map_err(sql)?;
+    if n == 0 {
+        return Err(MetaError::ClaimLost(digest.clone()));
+    }
+    let repo_id = ensure_repo(conn, repo, now)?;
+    insert_link(conn, repo_id, digest, now)?;
+    if let Some(id) = upload {
+        conn.prepare_cached("DELETE FROM uploads WHERE id = ?1")
+            .and_then(|mut st| st.execute([id]))
+            .map_err(sql)?;
+    }
+    Ok(())
+}
+
+pub(crate) fn blob_mount_any(
+    conn: &Connection,
+    repo: &RepoName,
+    digest: &Digest,
+) -> Result<Option<u64>, MetaError> {
+    let size: Option<i64> = conn
+        .prepare_cached(
+            "SELECT size FROM blobs WHERE digest = ?1 AND live = 1 AND deleting IS NULL \
+             AND EXISTS (SELECT 1 FROM repo_blobs WHERE digest = ?1)",
+        )
+        .and_then(|mut st| st.query_row([digest.as_str()], |r| r.get(0)).optional())
+        .map_err(sql)?;
+    let Some(size) = size else {
+        return Ok(None);
+    };
+    let now = now_ms();
+    let repo_id = ensure_repo(conn, repo, now)?;
+    insert_link(conn, repo_id, digest, now)?;
+    Ok(Some(from_db(size, "blob size")?))
+}
+
+/// Claims a link again; its size if it is still there.
+pub(crate) fn link_touch(
+    conn: &Connection,
+    repo: &RepoName,
+    digest: &Digest,
+) -> Result<Option<u64>, MetaError> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE repo_blobs SET claimed_at = ?3 \
+             WHERE repo_id = (SELECT id FROM repositories WHERE name = ?1) AND digest = ?2",
+        )
+        .and_then(|mut st| st.execute((repo.as_str(), digest.as_str(), now_ms())))
+        .map_err(sql)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    let size: i64 = conn
+        .prepare_cached("SELECT size FROM blobs WHERE digest = ?1")
+        .and_then(|mut st| st.query_row([digest.as_str()], |r| r.get(0)))
+        .map_err(sql)?;
+    Ok(Some(from_db(size, "blob size")?))
+}
+
+/// Candidates examined per statement page.
+const PAGE: u32 = 500;
+
+pub(crate) fn gc_collect(
+    conn: &Connection,
+    pass: &GcPass,
+    after: i64,
+    limit: u32,
+    dry_run: bool,
+) -> Result<GcBatch, MetaError> {
+    if !dry_run {
+        return collect(conn, pass, after, limit, false);
+    }
+    // A dry run does the real work (cascades included) and rolls it back.
+    conn.execute_batch("SAVEPOINT gc_dry_run").map_err(sql)?;
+    let result = collect(conn, pass, after, limit, true);
+    conn.execute_batch("ROLLBACK TO gc_dry_run; RELEASE gc_dry_run")
+        .map_err(sql)?;
+    result
+}
+
+fn collect(
+    conn: &Connection,
+    pass: &GcPass,
+    after: i64,
+    limit: u32,
+    to_the_end: bool,
+) -> Result<GcBatch, MetaError> {
+    let mut out = GcBatch {
+        cursor: after,
+        ..GcBatch::default()
+    };
+    loop {
+        let left = u64::from(limit).saturating_sub(out.examined);
+        if left == 0 {
+            break;
+        }
+        let page: Vec<(i64, String, i64, String)> = conn
+            .prepare_cached(
+                "SELECT id, kind, repo_id, digest FROM gc_candidates WHERE id > ?1 \
+                 ORDER BY id LIMIT ?2",
+            )
+            .and_then(|mut st| {
+                st.query_map((out.cursor, left.min(u64::from(PAGE)) as i64), |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })?
+                .collect()
+            })
+            .map_err(sql)?;
+        if page.is_empty() {
+            break;
+        }
+        for (id, kind, repo_id, digest) in page {
+            let keep = match kind.as_str() {
+                "manifest" => examine_manifest(conn, pass, repo_id, &digest, &mut out)?,
+                "link" => examine_link(conn, pass, repo_id, &digest, &mut out)?,
+                _ => examine_blob(conn, pass, &digest, &mut out)?,
+            };
+            if !keep {
+                conn.prepare_cached("DELETE FROM gc_candidates WHERE id = ?1")
+                    .and_then(|mut st| st.execute([id]))
+                    .map_err(sql)?;
+            }
+            out.examined += 1;
+            out.cursor = id;
+        }
+        if !to_the_end {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Deletes the manifest if it is garbage; whether its candidate stays queued (it exists
+/// and is too young to judge).
+fn examine_manifest(
+    conn: &Connection,
+    pass: &GcPass,
+    repo_id: i64,
+    digest: &str,
+    out: &mut GcBatch,
+) -> Result<bool, MetaError> {
+    let n = conn
+        .prepare_cached(
+            "DELETE FROM manifests WHERE repo_id = ?1 AND digest = ?2 AND claimed_at < ?3 \
+             AND NOT EXISTS (SELECT 1 FROM tags WHERE repo_id = ?1 AND manifest = ?2) \
+             AND NOT EXISTS (SELECT 1 FROM manifest_refs \
+                 WHERE referenced = ?2 AND kind = 'manifest' AND repo_id = ?1) \
+             AND NOT EXISTS (SELECT 1 FROM manifests r \
+                 JOIN tags t ON t.repo_id = r.repo_id AND t.manifest = r.digest \
+                 WHERE r.repo_id = ?1 AND r.subject = ?2) \
+             AND CASE WHEN subject IS NULL THEN ?4 \
+                 WHEN ?5 THEN NOT EXISTS (SELECT 1 FROM manifests s \
+                     WHERE s.repo_id = ?1 AND s.digest = manifests.subject) \
+                 ELSE 0 END",
+        )
+        .and_then(|mut st| {
+            st.execute((
+                repo_id,
+                digest,
+                pass.cutoff,
+                pass.delete_untagged,
+                pass.referrers_follow_subject,
+            ))
+        })
+        .map_err(sql)?;
+    if n > 0 {
+        out.manifests_deleted += 1;
+        return Ok(false);
+    }
+    young(
+        conn,
+        "SELECT claimed_at FROM manifests WHERE repo_id = ?1 AND digest = ?2",
+        repo_id,
+        digest,
+        pass,
+    )
+}
+
+fn examine_link(
+    conn: &Connection,
+    pass: &GcPass,
+    repo_id: i64,
+    digest: &str,
+    out: &mut GcBatch,
+) -> Result<bool, MetaError> {
+    let n = conn
+        .prepare_cached(
+            "DELETE FROM repo_blobs WHERE repo_id = ?1 AND digest = ?2 AND claimed_at < ?3 \
+             AND NOT EXISTS (SELECT 1 FROM manifest_refs \
+                 WHERE referenced = ?2 AND kind = 'blob' AND repo_id = ?1)",
+        )
+        .and_then(|mut st| st.execute((repo_id, digest, pass.cutoff)))
+        .map_err(sql)?;
+    if n > 0 {
+        out.links_deleted += 1;
+        return Ok(false);
+    }
+    young(
+        conn,
+        "SELECT claimed_at FROM repo_blobs WHERE repo_id = ?1 AND digest = ?2",
+        repo_id,
+        digest,
+        pass,
+    )
+}
+
+fn examine_blob(
+    conn: &Connection,
+    pass: &GcPass,
+    digest: &str,
+    out: &mut GcBatch,
+) -> Result<bool, MetaError> {
+    let size: Option<i64> = conn
+        .prepare_cached(
+            "UPDATE blobs SET deleting = ?3 \
+             WHERE digest = ?1 AND deleting IS NULL AND claimed_at < ?2 \
+             AND NOT EXISTS (SELECT 1 FROM repo_blobs WHERE digest = ?1) \
+             AND NOT EXISTS (SELECT 1 FROM manifest_refs WHERE referenced = ?1 AND kind = 'blob') \
+             RETURNING size",
+        )
+        .and_then(|mut st| {
+            st.query_row((digest, pass.cutoff, pass.now), |r| r.get(0))
+                .optional()
+        })
+        .map_err(sql)?;
+    if let Some(size) = size {
+        out.blobs
+            .push((stored_digest(digest)?, from_db(size, "blob size")?));
+        return Ok(false);
+    }
+    let claimed: Option<i64> = conn
+        .prepare_cached("SELECT claimed_at FROM blobs WHERE digest = ?1 AND deleting IS NULL")
+        .and_then(|mut st| st.query_row([digest], |r| r.get(0)).optional())
+        .map_err(sql)?;
+    Ok(claimed.is_some_and(|c| c >= pass.cutoff))
+}
+
+fn young(
+    conn: &Connection,
+    query: &'static str,
+    repo_id: i64,
+    digest: &str,
+    pass: &GcPass,
+) -> Result<bool, MetaError> {
+    let claimed: Option<i64> = conn
+        .prepare_cached(query)
+        .and_then(|mut st| st.query_row((repo_id, digest), |r| r.get(0)).optional())
+        .map_err(sql)?;
+    Ok(claimed.is_some_and(|c| c >= pass.cutoff))
+}
+
+pub(crate) fn gc_forget(conn: &Connection, digests: &[Digest]) -> Result<u64, MetaError> {
+    let mut n = 0;
+    for d in digests {
+        n += conn
+            .prepare_cached("DELETE FROM blobs WHERE digest = ?1 AND deleting IS NOT NULL")
+            .and_then(|mut st| st.execute([d.as_str()]))
+            .map_err(sql)? as u64;
+    }
+    Ok(n)
+}
+
+pub(crate) fn gc_orphan(
+    conn: &Connection,
+    digest: &Digest,
+    seen_before: i64,
+) -> Result<bool, MetaError> {
+    let now = now_ms();
+    let known = conn
+        .prepare_cached("SELECT 1 FROM blobs WHERE digest = ?1")
+        .and_then(|mut st| st.exists([digest.as_str()]))
+        .map_err(sql)?;
+    if known {
+        conn.prepare_cached("DELETE FROM gc_orphans WHERE digest = ?1")
+            .and_then(|mut st| st.execute([digest.as_str()]))
+            .map_err(sql)?;
+        return Ok(false);
+    }
+    let first: i64 = conn
+        .prepare_cached(
+            "INSERT INTO gc_orphans (digest, first_seen) VALUES (?1, ?2) \
+             ON CONFLICT (digest) DO UPDATE SET first_seen = first_seen RETURNING first_seen",
+        )
+        .and_then(|mut st| st.query_row((digest.as_str(), now), |r| r.get(0)))
+        .map_err(sql)?;
+    if first >= seen_before {
+        return Ok(false);
+    }
+    conn.prepare_cached(
+        "INSERT INTO blobs (digest, size, created_at, claimed_at, live, generation, deleting) \
+         VALUES (?1, 0, ?2, 0, 0, ?3, ?2)",
+    )
+    .and_then(|mut st| st.execute((digest.as_str(), now, new_generation())))
+    .map_err(sql)?;
+    conn.prepare_cached("DELETE FROM gc_orphans WHERE digest = ?1")
+        .and_then(|mut st| st.execute([digest.as_str()]))
+        .map_err(sql)?;
+    Ok(true)
+}
+
+pub(crate) fn gc_lease_acquire(
+    conn: &Connection,
+    holder: &str,
+    ttl_ms: i64,
+) -> Result<bool, MetaError> {
+    let now = now_ms();
+    let n = conn
+        .prepare_cached(
+            "INSERT INTO gc_lease (name, holder, acquired_at, expires_at) VALUES ('gc', ?1, ?2, ?3) \
+             ON CONFLICT (name) DO UPDATE SET \
+                 acquired_at = CASE WHEN gc_lease.holder = excluded.holder \
+                     THEN gc_lease.acquired_at ELSE excluded.acquired_at END, \
+                 holder = excluded.holder, expires_at = excluded.expires_at \
+             WHERE gc_lease.holder = excluded.holder OR gc_lease.expires_at < ?2",
+        )
+        .and_then(|mut st| st.execute((holder, now, now.saturating_add(ttl_ms))))
+        .map_err(sql)?;
+    Ok(n > 0)
+}
+
+pub(crate) fn gc_run_save(conn: &Connection, run: &GcRun) -> Result<i64, MetaError> {
+    let errors = serde_json::to_string(&run.errors)
+        .map_err(|e| MetaError::Backend(format!("encoding run errors: {e}")))?;
+    let counts = [
+        run.manifests_deleted,
+        run.links_deleted,
+        run.blobs_deleted,
+        run.blob_bytes,
+        run.uploads_purged,
+        run.orphans_deleted,
+        run.orphan_bytes,
+    ]
+    .map(|v| i64::try_from(v).unwrap_or(i64::MAX));
+    if run.id == 0 {
+        conn.prepare_cached(
+            "INSERT INTO gc_runs (holder, started_by, mode, dry_run, status, started_at, \
+             finished_at, manifests_deleted, links_deleted, blobs_deleted, blob_bytes, \
+             uploads_purged, orphans_deleted, orphan_bytes, errors) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) RETURNING id",
+        )
+        .and_then(|mut st| {
+            st.query_row(
+                rusqlite::params![
+                    run.holder,
+                    run.started_by,
+                    run.mode,
+                    run.dry_run,
+                    run.status,
+                    run.started_at,
+                    run.finished_at,
+                    counts[0],
+                    counts[1],
+                    counts[2],
+                    counts[3],
+                    counts[4],
+                    counts[5],
+                    counts[6],
+                    errors
+                ],
+                |r| r.get(0),
+            )
+        })
+        .map_err(sql)
+    } else {
+        conn.prepare_cached(
+            "UPDATE gc_runs SET status = ?2, finished_at = ?3, manifests_deleted = ?4, \
+             links_deleted = ?5, blobs_deleted = ?6, blob_bytes = ?7, uploads_purged = ?8, \
+             orphans_deleted = ?9, orphan_bytes = ?10, errors = ?11 WHERE id = ?1",
+        )
+        .and_then(|mut st| {
+            st.execute(rusqlite::params![
+                run.id,
+                run.status,
+                run.finished_at,
+                counts[0],
+                counts[1],
+                counts[2],
+                counts[3],
+                counts[4],
+                counts[5],
+                counts[6],
+                errors
+            ])
+        })
+        .map_err(sql)?;
+        Ok(run.id)
+    }
+}
+
+/// Columns of `gc_runs` in the order [`run_from_row`] reads them.
+pub(crate) const RUN_COLUMNS: &str = "id, holder, started_by, mode, dry_run, status, started_at, \
+     finished_at, manifests_deleted, links_deleted, blobs_deleted, blob_bytes, uploads_purged, \
+     orphans_deleted, orphan_bytes, errors";
+
+pub(crate) fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<GcRun> {
+    let n = |i: usize| -> rusqlite::Result<u64> { Ok(r.get::<_, i64>(i)?.max(0) as u64) };
+    let errors: String = r.get(15)?;
+    Ok(GcRun {
+        id: r.get(0)?,
+        holder: r.get(1)?,
+        started_by: r.get(2)?,
+        mode: r.get(3)?,
+        dry_run: r.get(4)?,
+        status: r.get(5)?,
+        started_at: r.get(6)?,
+        finished_at: r.get(7)?,
+        manifests_deleted: n(8)?,
+        links_deleted: n(9)?,
+        blobs_deleted: n(10)?,
+        blob_bytes: n(11)?,
+        uploads_purged: n(12)?,
+        orphans_deleted: n(13)?,
+        orphan_bytes: n(14)?,
+        errors: serde_json::from_str(&errors).unwrap_or_default(),
+    })
+}

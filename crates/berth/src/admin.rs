@@ -1,13 +1,22 @@
 //! `berth admin`: what an operator needs before the API is reachable — users, password
-//! resets, organisations and teams — and the first-start administrator.
+//! resets, organisations, teams and their grants, repositories and their visibility,
+//! access tokens — and the first-start administrator.
 //!
 //! Passwords are never taken from the command line (they would land in shell history and
-//! `ps`): only from a file or standard input. They are stored as argon2id hashes.
+//! `ps`): only from a file or standard input. They are stored as argon2id hashes. An access
+//! token is printed once on standard output and only its SHA-256 is stored. Changes to
+//! grants, repositories and tokens are appended to the audit log (actor none, source
+//! `berth admin`), as the same changes through the API are.
 
 use anyhow::{bail, Context};
 use berth_auth::password::{hash_password, PasswordParams};
-use berth_meta::identity::{NewUser, OrgSettings, Origin, UserKey, UserPatch};
+use berth_auth::rbac::{Restriction, RestrictionEntry, RestrictionTarget, Role, Visibility};
+use berth_auth::secret::{self, SecretId};
+use berth_meta::identity::{
+    NewAuditEvent, NewToken, NewUser, OrgSettings, Origin, TokenKind, UserKey, UserPatch,
+};
 use berth_meta::IdentityStore;
+use berth_oci::RepoName;
 use clap::Subcommand;
 use rand::RngCore;
 use std::io::Read;
@@ -24,9 +33,15 @@ pub enum AdminCmd {
     /// Organisations.
     #[command(subcommand)]
     Org(OrgCmd),
-    /// Teams inside organisations.
+    /// Teams inside organisations, and their roles on repositories.
     #[command(subcommand)]
     Team(TeamCmd),
+    /// Repositories: creation before the first push, visibility.
+    #[command(subcommand)]
+    Repo(RepoCmd),
+    /// Access tokens (used as passwords by clients and CI).
+    #[command(subcommand)]
+    Token(TokenCmd),
 }
 
 /// Where a password comes from.
@@ -96,6 +111,136 @@ pub enum TeamCmd {
     },
     /// Lists an organisation's teams.
     List { org: String },
+    /// Gives a team a role on one repository of its organisation or on the whole
+    /// organisation namespace (replacing the role it had there).
+    Grant {
+        org: String,
+        team: String,
+        #[command(flatten)]
+        target: GrantOn,
+        /// read-only, read-write or admin.
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+    },
+    /// Takes a team's role on a repository or on the namespace away.
+    Revoke {
+        org: String,
+        team: String,
+        #[command(flatten)]
+        target: GrantOn,
+    },
+}
+
+/// What a team grant applies to: exactly one of the two.
+#[derive(Debug, Clone, clap::Args)]
+#[group(required = true, multiple = false)]
+pub struct GrantOn {
+    /// One repository (full name, inside the organisation's namespace).
+    #[arg(long)]
+    pub repo: Option<String>,
+    /// Every repository of the organisation's namespace.
+    #[arg(long)]
+    pub namespace: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RepoCmd {
+    /// Creates an empty repository (before its first push). Without --public or
+    /// --private it takes its namespace's default visibility (private when none is set).
+    Create {
+        name: String,
+        #[arg(long, conflicts_with = "private")]
+        public: bool,
+        #[arg(long)]
+        private: bool,
+    },
+    /// Sets a repository's visibility: public (anyone may pull) or private.
+    Visibility {
+        name: String,
+        #[arg(value_parser = ["public", "private"])]
+        visibility: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCmd {
+    /// Creates an access token for a user and prints it once on standard output (only its
+    /// hash is stored). Use it as the password of `docker login` and other clients.
+    Create {
+        user: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Expire after this many days (default: never).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=36_500))]
+        expires_in_days: Option<u32>,
+        /// Restrict the token to at most ROLE on repositories matching PATTERN (`*` matches
+        /// any run of characters, `/` included: `acme/*`, `acme/app-*`). Repeatable; without
+        /// any, the token carries all of the user's rights.
+        #[arg(long = "scope", value_name = "PATTERN=ROLE", value_parser = parse_scope)]
+        scopes: Vec<RestrictionEntry>,
+    },
+    /// Lists a user's access tokens (ids, never secrets).
+    List { user: String },
+    /// Revokes an access token, by id (the hex part after `berth_`).
+    Revoke { id: String },
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    Role::parse(s).ok_or_else(|| format!("{s:?} is not a role: read-only, read-write or admin"))
+}
+
+fn parse_scope(s: &str) -> Result<RestrictionEntry, String> {
+    let (pattern, role) = s
+        .rsplit_once('=')
+        .ok_or_else(|| format!("{s:?}: expected PATTERN=ROLE, e.g. acme/*=read-only"))?;
+    let valid = !pattern.is_empty()
+        && pattern
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-/*".contains(&b));
+    if !valid {
+        return Err(format!(
+            "{pattern:?} is not a repository pattern: lowercase letters, digits, separators and *"
+        ));
+    }
+    Ok(RestrictionEntry {
+        target: RestrictionTarget::Repository(pattern.to_string()),
+        max_role: parse_role(role)?,
+    })
+}
+
+fn repo_name(name: &str) -> anyhow::Result<RepoName> {
+    RepoName::parse(name).map_err(|e| anyhow::anyhow!("{name:?} is not a repository name: {e}"))
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Appends an audit event for a change made here; a failed write is reported, not fatal
+/// (the change itself is already committed).
+async fn audit(store: &dyn IdentityStore, action: &str, target: &str, detail: serde_json::Value) {
+    let event = NewAuditEvent {
+        at: now_ms(),
+        actor: None,
+        source: Some("berth admin".into()),
+        action: action.into(),
+        target: target.into(),
+        detail,
+    };
+    if let Err(e) = store.audit_append(&event).await {
+        eprintln!("berth: warning: the audit event {action} on {target} was not written: {e}");
+    }
+}
+
+async fn user_id(store: &dyn IdentityStore, name: &str) -> anyhow::Result<i64> {
+    Ok(store
+        .user_get(UserKey::Name(name))
+        .await?
+        .with_context(|| format!("no user {name:?}"))?
+        .id)
 }
 
 fn read_password(src: &PasswordSource) -> anyhow::Result<String> {
@@ -248,8 +393,169 @@ pub async fn run(store: &dyn IdentityStore, cmd: AdminCmd) -> anyhow::Result<()>
                 println!("{}", t.name);
             }
         }
+        AdminCmd::Team(TeamCmd::Grant {
+            org,
+            team,
+            target,
+            role,
+        }) => {
+            let on = match &target.repo {
+                Some(name) => {
+                    store
+                        .grant_repo_set(&org, &team, &repo_name(name)?, role)
+                        .await?;
+                    name.clone()
+                }
+                None => {
+                    store.grant_namespace_set(&org, &team, role).await?;
+                    format!("{org}/*")
+                }
+            };
+            audit(
+                store,
+                "grant.change",
+                &format!("{org}/{team}"),
+                serde_json::json!({ "on": on, "role": role.as_str() }),
+            )
+            .await;
+            println!("{org}/{team} has {} on {on}", role.as_str());
+        }
+        AdminCmd::Team(TeamCmd::Revoke { org, team, target }) => {
+            let (removed, on) = match &target.repo {
+                Some(name) => (
+                    store
+                        .grant_repo_remove(&org, &team, &repo_name(name)?)
+                        .await?,
+                    name.clone(),
+                ),
+                None => (
+                    store.grant_namespace_remove(&org, &team).await?,
+                    format!("{org}/*"),
+                ),
+            };
+            if !removed {
+                bail!("{org}/{team} has no role on {on}");
+            }
+            audit(
+                store,
+                "grant.change",
+                &format!("{org}/{team}"),
+                serde_json::json!({ "on": on, "role": null }),
+            )
+            .await;
+            println!("{org}/{team} has no role on {on} any more");
+        }
+        AdminCmd::Repo(RepoCmd::Create {
+            name,
+            public,
+            private,
+        }) => {
+            let repo = repo_name(&name)?;
+            let visibility = match (public, private) {
+                (true, _) => Some(Visibility::Public),
+                (_, true) => Some(Visibility::Private),
+                _ => None,
+            };
+            let rec = store.repo_create(&repo, None, visibility).await?;
+            let vis = visibility_word(rec.visibility);
+            audit(
+                store,
+                "repo.create",
+                &name,
+                serde_json::json!({ "visibility": vis }),
+            )
+            .await;
+            println!("created repository {name} ({vis})");
+        }
+        AdminCmd::Repo(RepoCmd::Visibility { name, visibility }) => {
+            let repo = repo_name(&name)?;
+            let v = if visibility == "public" {
+                Visibility::Public
+            } else {
+                Visibility::Private
+            };
+            if !store.repo_set_visibility(&repo, v).await? {
+                bail!("no repository {name:?}");
+            }
+            audit(
+                store,
+                "repo.visibility",
+                &name,
+                serde_json::json!({ "visibility": visibility_word(v) }),
+            )
+            .await;
+            println!("{name} is {}", visibility_word(v));
+        }
+        AdminCmd::Token(TokenCmd::Create {
+            user,
+            description,
+            expires_in_days,
+            scopes,
+        }) => {
+            let user_id = user_id(store, &user).await?;
+            let expires_at = expires_in_days.map(|d| now_ms() + i64::from(d) * 86_400_000);
+            let restriction = (!scopes.is_empty()).then_some(Restriction { entries: scopes });
+            let s = secret::generate();
+            store
+                .token_create(&NewToken {
+                    id: s.id.clone(),
+                    kind: TokenKind::Access,
+                    user_id,
+                    description: description.clone(),
+                    hash: s.hash,
+                    expires_at,
+                    restriction,
+                })
+                .await?;
+            audit(
+                store,
+                "token.create",
+                s.id.as_str(),
+                serde_json::json!({ "user": user_id, "description": description }),
+            )
+            .await;
+            eprintln!(
+                "berth: created access token {} for {user}; it is shown once, below",
+                s.id.as_str()
+            );
+            // The only place the secret is ever shown: standard output, for a script to take.
+            println!("{}", s.token);
+        }
+        AdminCmd::Token(TokenCmd::List { user }) => {
+            let user_id = user_id(store, &user).await?;
+            for t in store.tokens_list(user_id, TokenKind::Access).await? {
+                let state = if t.revoked {
+                    "revoked"
+                } else if t.usable_at(now_ms()) {
+                    "active"
+                } else {
+                    "expired"
+                };
+                println!("{}\t{state}\t{}", t.id.as_str(), t.description);
+            }
+        }
+        AdminCmd::Token(TokenCmd::Revoke { id }) => {
+            // A whole token is accepted too: only its id part is used.
+            let id = match secret::parse(&id) {
+                Ok(p) => p.id,
+                Err(_) => SecretId::parse(&id)
+                    .map_err(|e| anyhow::anyhow!("{id:?} is not a token id: {e}"))?,
+            };
+            if !store.token_revoke(&id).await? {
+                bail!("no token {}", id.as_str());
+            }
+            audit(store, "token.revoke", id.as_str(), serde_json::json!({})).await;
+            println!("revoked token {}", id.as_str());
+        }
     }
     Ok(())
+}
+
+fn visibility_word(v: Visibility) -> &'static str {
+    match v {
+        Visibility::Public => "public",
+        Visibility::Private => "private",
+    }
 }
 
 /// On first start (no user named `admin`), creates the administrator: with the password

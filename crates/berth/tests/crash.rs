@@ -17,13 +17,16 @@ both_backends!(killed_mid_chunk_and_mid_manifest);
 const MIB: usize = 1024 * 1024;
 const CHUNK: usize = 8 * MIB;
 
-/// Sends request headers and the first `send` bytes of a `body` that the headers announce
-/// whole, and leaves the connection open: a request in flight when the crash comes.
-fn start_request(host: &str, head: &str, body: &[u8], send: usize) -> TcpStream {
+/// Sends request headers (with the administrator's credentials) and the first `send` bytes
+/// of a `body` that the headers announce whole, and leaves the connection open: a request
+/// in flight when the crash comes.
+fn start_request(server: &Server, head: &str, body: &[u8], send: usize) -> TcpStream {
+    let host = &server.host;
     let mut s = TcpStream::connect(host).expect("connect");
     s.set_write_timeout(Some(Duration::from_secs(30))).unwrap();
     let req = format!(
-        "{head}Host: {host}\r\nContent-Length: {}\r\n\r\n",
+        "{head}Host: {host}\r\nAuthorization: {}\r\nContent-Length: {}\r\n\r\n",
+        server.basic(),
         body.len()
     );
     s.write_all(req.as_bytes()).expect("headers");
@@ -117,7 +120,7 @@ fn killed_mid_chunk_and_mid_manifest(backend: Backend) {
         3 * CHUNK,
         4 * CHUNK - 1
     );
-    let in_flight = start_request(&server.host, &head, &big[3 * CHUNK..4 * CHUNK], CHUNK / 2);
+    let in_flight = start_request(&server, &head, &big[3 * CHUNK..4 * CHUNK], CHUNK / 2);
     server.restart();
     drop(in_flight);
 
@@ -150,7 +153,7 @@ fn killed_mid_chunk_and_mid_manifest(backend: Backend) {
     let m2 = manifest_for(&config, &big_d, big.len());
     let m2_d = sha256_digest(&m2);
     let head = format!("PUT /v2/{repo}/manifests/v2 HTTP/1.1\r\nContent-Type: {OCI_MANIFEST}\r\n");
-    let in_flight = start_request(&server.host, &head, &m2, m2.len() / 2);
+    let in_flight = start_request(&server, &head, &m2, m2.len() / 2);
     server.restart();
     drop(in_flight);
     server
@@ -193,8 +196,9 @@ fn body_shorter_or_longer_than_content_length() {
     let mut s = TcpStream::connect(&server.host).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let req = format!(
-        "POST /v2/{repo}/blobs/uploads/?digest={d} HTTP/1.1\r\nHost: {}\r\nContent-Length: 20\r\n\r\n",
-        server.host
+        "POST /v2/{repo}/blobs/uploads/?digest={d} HTTP/1.1\r\nHost: {}\r\nAuthorization: {}\r\nContent-Length: 20\r\n\r\n",
+        server.host,
+        server.basic()
     );
     s.write_all(req.as_bytes()).unwrap();
     s.write_all(&data).unwrap();
@@ -210,8 +214,9 @@ fn body_shorter_or_longer_than_content_length() {
     let mut s = TcpStream::connect(&server.host).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let req = format!(
-        "POST /v2/{repo}/blobs/uploads/?digest={d} HTTP/1.1\r\nHost: {}\r\nContent-Length: 5\r\nConnection: close\r\n\r\n",
-        server.host
+        "POST /v2/{repo}/blobs/uploads/?digest={d} HTTP/1.1\r\nHost: {}\r\nAuthorization: {}\r\nContent-Length: 5\r\nConnection: close\r\n\r\n",
+        server.host,
+        server.basic()
     );
     s.write_all(req.as_bytes()).unwrap();
     s.write_all(&data).unwrap();

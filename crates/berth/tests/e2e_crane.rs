@@ -1,5 +1,6 @@
 //! crane (go-containerregistry) pushes tarballs and layouts, copies between repositories,
-//! tags, lists, validates and deletes.
+//! tags, lists, validates and deletes, logged in as the administrator with
+//! `crane auth login`.
 
 #[macro_use]
 mod common;
@@ -11,6 +12,8 @@ both_backends!(crane_push_copy_list, crane_concurrent_pushes);
 fn crane_push_copy_list(backend: Backend) {
     let server = Server::start(backend);
     let env = ClientEnv::new();
+    let (user, password) = server.admin_creds();
+    env.crane_login(&server.host, user, password);
     let crane = || {
         let mut c = env.crane();
         c.arg("--insecure");
@@ -165,6 +168,8 @@ fn crane_push_copy_list(backend: Backend) {
 fn crane_concurrent_pushes(backend: Backend) {
     let server = Server::start(backend);
     let env = ClientEnv::new();
+    let (user, password) = server.admin_creds();
+    env.crane_login(&server.host, user, password);
     let image = Image::random(3, 64, "amd64");
     let layout = env.path("layout");
     OciLayout::new(&layout).add_image(&image, "v1");

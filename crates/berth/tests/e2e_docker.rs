@@ -1,5 +1,6 @@
 //! The Docker engine (the private `dockerd` named by DOCKER_HOST) pushes to and pulls from
-//! Berth over plain http: loopback registries are insecure by default for it.
+//! Berth over plain http (loopback registries are insecure by default for it), logged in
+//! as the administrator with `docker login`.
 
 #[macro_use]
 mod common;
@@ -116,6 +117,8 @@ fn assert_served(server: &Server, repo: &str, tag: &str, image: &Image, pushed: 
 fn docker_push_pull(backend: Backend) {
     let server = Server::start(backend);
     let env = ClientEnv::new();
+    let (user, password) = server.admin_creds();
+    env.docker_login(&server.host, user, password);
 
     // Two images sharing their first two layers, pushed to two repositories: the second
     // push mounts the shared layers from the first repository.
@@ -204,6 +207,8 @@ fn docker_push_pull(backend: Backend) {
 fn docker_pull_multi_platform(backend: Backend) {
     let server = Server::start(backend);
     let env = ClientEnv::new();
+    let (user, password) = server.admin_creds();
+    env.docker_login(&server.host, user, password);
     let index = Index::new(vec![
         Image::random(2, 64, "amd64"),
         Image::random(2, 64, "arm64"),
@@ -229,6 +234,10 @@ fn docker_pull_multi_platform(backend: Backend) {
                     "--all",
                     "--src-tls-verify=false",
                     "--dest-tls-verify=false",
+                    "--src-creds",
+                    &server.creds(),
+                    "--dest-creds",
+                    &server.creds(),
                 ])
                 .args(extra)
                 .args([from, to]),

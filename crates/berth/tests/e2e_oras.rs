@@ -1,5 +1,6 @@
 //! The `oras` Python SDK pushes artifacts whose manifests have a `subject`; Berth lists them
-//! on the referrers API, filtered by artifact type on request.
+//! on the referrers API, filtered by artifact type on request. The SDK authenticates with
+//! the administrator's username and password (the token protocol).
 
 #[macro_use]
 mod common;
@@ -16,7 +17,11 @@ import hashlib, json, os, sys
 import oras.oci, oras.provider
 
 host, repo, digest, size, media_type = sys.argv[1:6]
-client = oras.provider.Registry(hostname=host, insecure=True)
+# Basic credentials on each request: oras-py's token backend answers a 401 with
+# error="insufficient_scope" by resending the token it holds (only a 403 makes it fetch
+# another), so a pull-scoped token from a HEAD never becomes a push token.
+client = oras.provider.Registry(hostname=host, insecure=True, auth_backend="basic")
+client.auth.set_basic_auth(os.environ["BERTH_USER"], os.environ["BERTH_PASSWORD"])
 subject = oras.oci.Subject(mediaType=media_type, digest=digest, size=int(size))
 out = {}
 # A 9 MiB payload sent in 2 MiB PATCHes crosses S3's 5 MiB part size between requests.
@@ -71,7 +76,12 @@ fn oras_referrers(backend: Backend) {
     OciLayout::new(&src).add_image(&image, "v1");
     run_ok(
         env.skopeo()
-            .args(["copy", "--dest-tls-verify=false"])
+            .args([
+                "copy",
+                "--dest-tls-verify=false",
+                "--dest-creds",
+                &server.creds(),
+            ])
             .arg(format!("oci:{}:v1", src.display()))
             .arg(format!("docker://{}:v1", server.reference(repo))),
         CLIENT_TIMEOUT,
@@ -89,8 +99,9 @@ fn oras_referrers(backend: Backend) {
         empty.what
     );
 
+    let (user, password) = server.admin_creds();
     let out = run_ok(
-        env.python(SCRIPT).args([
+        env.python_as(SCRIPT, user, password).args([
             server.host.as_str(),
             repo,
             &image.manifest_digest,

@@ -1,5 +1,5 @@
 //! podman and buildah (containers/image, vfs storage in a private root) push to and pull
-//! from Berth.
+//! from Berth as the administrator: podman after `podman login`, buildah with `--creds`.
 
 #[macro_use]
 mod common;
@@ -23,6 +23,8 @@ fn podman_push_pull(backend: Backend) {
     let server = Server::start(backend);
     let env = ClientEnv::new();
     let podman = || env.containers_tool("podman");
+    let (user, password) = server.admin_creds();
+    env.containers_login("podman", &server.host, user, password);
     let image = Image::random(3, 100, "amd64");
     let repo = "e2e/podman/app";
     let reference = format!("{}:v1", server.reference(repo));
@@ -241,7 +243,8 @@ fn buildah_build_push_pull(backend: Backend) {
     let (file, pushed) = digestfile(&env);
     run_ok(
         buildah()
-            .args(["push", "--tls-verify=false", "--digestfile"])
+            .args(["push", "--tls-verify=false", "--creds", &server.creds()])
+            .arg("--digestfile")
             .arg(&file)
             .arg(&reference),
         CLIENT_TIMEOUT,
@@ -264,7 +267,13 @@ fn buildah_build_push_pull(backend: Backend) {
 
     run_ok(buildah().args(["rmi", &reference]), CLIENT_TIMEOUT);
     run_ok(
-        buildah().args(["pull", "--tls-verify=false", &reference]),
+        buildah().args([
+            "pull",
+            "--tls-verify=false",
+            "--creds",
+            &server.creds(),
+            &reference,
+        ]),
         CLIENT_TIMEOUT,
     );
     let out = run_ok(

@@ -130,12 +130,18 @@ fn restart_and_replicas(backend: Backend) {
     OciLayout::new(&src)
         .add_image(&first, "first")
         .add_image(&second, "second");
+    // One administrator password for every process on these stores.
+    let creds = server.creds();
     let skopeo_copy = |from: String, to: String| {
         run_ok(
             env.skopeo().args([
                 "copy",
                 "--src-tls-verify=false",
                 "--dest-tls-verify=false",
+                "--src-creds",
+                &creds,
+                "--dest-creds",
+                &creds,
                 &from,
                 &to,
             ]),
@@ -209,6 +215,9 @@ fn restart_and_replicas(backend: Backend) {
     server.assert_has_image(repo, &second);
     assert_eq!(server.tags(repo), ["v1", "v2"]);
     assert_eq!(other.tags(repo), ["v1", "v2"]);
+    let (user, password) = server.admin_creds();
+    env.crane_login(&server.host, user, password);
+    env.crane_login(&other.host, user, password);
     run_ok(
         env.crane().args([
             "--insecure",

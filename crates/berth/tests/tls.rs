@@ -1,7 +1,8 @@
 //! HTTPS: `berth serve --tls-cert FILE --tls-key FILE` turns the listener into TLS (rustls).
 //! Real clients verify the certificate against a CA made for the test: curl over HTTP/1.1
-//! and HTTP/2, and skopeo pushing and pulling an image with verification on. A plain-HTTP
-//! request to the TLS port gets no registry answer.
+//! and HTTP/2, and skopeo pushing and pulling an image with verification on, all as the
+//! administrator. An anonymous caller is sent to the token service at an `https` realm. A
+//! plain-HTTP request to the TLS port gets no registry answer.
 
 #[macro_use]
 mod common;
@@ -84,6 +85,8 @@ fn make_certs(dir: &Path) {
     );
 }
 
+const ADMIN_PASSWORD: &str = "tls-admin-password-9f3c";
+
 fn start(dir: &Path) -> Process {
     Process::spawn(
         &[
@@ -94,7 +97,7 @@ fn start(dir: &Path) -> Process {
             "--tls-key".as_ref(),
             dir.join("server.key").as_os_str(),
         ],
-        &[],
+        &[("BERTH_ADMIN_PASSWORD", ADMIN_PASSWORD)],
         &dir.join("berth.log"),
     )
 }
@@ -106,6 +109,32 @@ fn https_with_verified_clients() {
     make_certs(dir.path());
     let server = start(dir.path());
     let ca = dir.path().join("ca.crt");
+    let admin = creds(ADMIN, ADMIN_PASSWORD);
+
+    // Anonymous: 401, and the challenge names the token service over https.
+    let out = run_ok(
+        Command::new("curl")
+            .args(["-sS", "-D", "-", "-o", "/dev/null", "--cacert"])
+            .arg(&ca)
+            .arg(format!("https://{}/v2/", server.host)),
+        Duration::from_secs(30),
+    );
+    assert!(
+        out.stdout.starts_with("HTTP/2 401") || out.stdout.starts_with("HTTP/1.1 401"),
+        "anonymous /v2/ over TLS: {}",
+        out.stdout
+    );
+    let want = format!(
+        "bearer realm=\"https://{}/auth/token\",service=\"berth\"",
+        server.host
+    );
+    assert!(
+        out.stdout
+            .to_ascii_lowercase()
+            .contains(&want.to_ascii_lowercase()),
+        "no https challenge ({want}) in:\n{}",
+        out.stdout
+    );
 
     for proto in ["--http1.1", "--http2"] {
         let out = run_ok(
@@ -118,6 +147,8 @@ fn https_with_verified_clients() {
                     "/dev/null",
                     "-w",
                     "%{http_version} %{http_code}",
+                    "-u",
+                    &admin,
                     "--cacert",
                 ])
                 .arg(&ca)
@@ -161,7 +192,7 @@ fn https_with_verified_clients() {
     let remote = format!("docker://{}/tls/app:v1", server.host);
     run_ok(
         env.skopeo()
-            .args(["copy", "--dest-cert-dir"])
+            .args(["copy", "--dest-creds", &admin, "--dest-cert-dir"])
             .arg(&certs)
             .arg(format!("oci:{}:v1", src.display()))
             .arg(&remote),
@@ -169,7 +200,7 @@ fn https_with_verified_clients() {
     );
     let out = run_ok(
         env.skopeo()
-            .args(["inspect", "--raw", "--cert-dir"])
+            .args(["inspect", "--raw", "--creds", &admin, "--cert-dir"])
             .arg(&certs)
             .arg(&remote),
         Duration::from_secs(60),
@@ -182,7 +213,7 @@ fn https_with_verified_clients() {
     let back = env.path("back");
     run_ok(
         env.skopeo()
-            .args(["copy", "--src-cert-dir"])
+            .args(["copy", "--src-creds", &admin, "--src-cert-dir"])
             .arg(&certs)
             .arg(&remote)
             .arg(format!("oci:{}:v1", back.display())),

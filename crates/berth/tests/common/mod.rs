@@ -2,6 +2,11 @@
 //! store pair, runs unmodified registry clients against it with isolated configuration,
 //! and builds small random test images in Rust (no network: only loopback exists here).
 //!
+//! Every server gets its own random first-administrator password; the harness's HTTP
+//! helpers authenticate as that administrator with Basic credentials (the `*_anon` ones
+//! send none), and clients log in through their own commands (`docker login`,
+//! `crane auth login`, `--creds` for containers/image tools).
+//!
 //! A test that needs a service or a client that is missing fails with a message saying
 //! what to install or which variable to set; nothing here skips.
 
@@ -178,15 +183,30 @@ pub struct Output {
 /// Runs `cmd` (in its own process group, stdin closed) and kills the whole group when it
 /// outlives `timeout`; then fails the test with everything the command printed.
 pub fn run(cmd: &mut Command, timeout: Duration) -> Output {
+    run_input(cmd, None, timeout)
+}
+
+/// [`run`] with `input` written to the command's standard input (then closed): how
+/// passwords reach `--password-stdin`.
+pub fn run_input(cmd: &mut Command, input: Option<&str>, timeout: Duration) -> Output {
     use std::os::unix::process::CommandExt;
     let desc = describe(cmd);
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
+    cmd.stdin(if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .process_group(0);
     let mut child = cmd
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {desc}: {e}"));
+    if let Some(text) = input {
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        // A client that exits without reading its input is judged by its output below.
+        let _ = stdin.write_all(text.as_bytes());
+    }
     let mut so = child.stdout.take().expect("piped stdout");
     let mut se = child.stderr.take().expect("piped stderr");
     let to = std::thread::spawn(move || {
@@ -227,8 +247,13 @@ pub fn run(cmd: &mut Command, timeout: Duration) -> Output {
 
 /// Like [`run`], and fails the test (printing the output) unless the command exits 0.
 pub fn run_ok(cmd: &mut Command, timeout: Duration) -> Output {
+    run_input_ok(cmd, None, timeout)
+}
+
+/// Like [`run_input`], and fails the test unless the command exits 0.
+pub fn run_input_ok(cmd: &mut Command, input: Option<&str>, timeout: Duration) -> Output {
     let desc = describe(cmd);
-    let out = run(cmd, timeout);
+    let out = run_input(cmd, input, timeout);
     if !out.status.success() {
         panic!(
             "{desc}\nfailed: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
@@ -293,6 +318,9 @@ impl ClientEnv {
         )
         .expect("write");
         std::fs::write(dir.path().join("auth.json"), r#"{"auths":{}}"#).expect("write");
+        // Docker keeps logins in DOCKER_CONFIG/config.json unless a credential store is
+        // named; naming none keeps them in this directory, where tests can read them.
+        std::fs::write(dir.path().join("docker/config.json"), r#"{"auths":{}}"#).expect("write");
         std::fs::write(
             dir.path().join("policy.json"),
             r#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
@@ -363,6 +391,101 @@ impl ClientEnv {
         c.arg(path);
         c
     }
+
+    /// `python3 SCRIPT` with `BERTH_USER` and `BERTH_PASSWORD` in its environment (not on
+    /// its command line), for scripts that give the oras client username and password.
+    pub fn python_as(&self, script: &str, user: &str, password: &str) -> Command {
+        let mut c = self.python(script);
+        c.env("BERTH_USER", user).env("BERTH_PASSWORD", password);
+        c
+    }
+
+    /// `docker login HOST` with the password on standard input; the output, whatever it is.
+    pub fn try_docker_login(&self, host: &str, user: &str, password: &str) -> Output {
+        run_input(
+            self.docker()
+                .args(["login", "--username", user, "--password-stdin", host]),
+            Some(password),
+            CLIENT_TIMEOUT,
+        )
+    }
+
+    /// `docker login HOST`, which must succeed and store the login in this environment's
+    /// own DOCKER_CONFIG (never the machine's).
+    pub fn docker_login(&self, host: &str, user: &str, password: &str) {
+        let out = self.try_docker_login(host, user, password);
+        assert!(
+            out.status.success() && out.stdout.contains("Login Succeeded"),
+            "docker login {host} as {user} failed ({}):\n{}\n{}",
+            out.status,
+            out.stdout,
+            out.stderr
+        );
+        let config =
+            std::fs::read_to_string(self.path("docker/config.json")).expect("docker config.json");
+        assert!(
+            config.contains(host),
+            "docker login did not write its login for {host} to the private DOCKER_CONFIG: {config}"
+        );
+    }
+
+    pub fn docker_logout(&self, host: &str) {
+        run_ok(self.docker().args(["logout", host]), CLIENT_TIMEOUT);
+    }
+
+    /// `crane auth login HOST` (written to this environment's DOCKER_CONFIG).
+    pub fn crane_login(&self, host: &str, user: &str, password: &str) {
+        run_input_ok(
+            self.crane().args([
+                "auth",
+                "login",
+                host,
+                "--username",
+                user,
+                "--password-stdin",
+            ]),
+            Some(password),
+            CLIENT_TIMEOUT,
+        );
+    }
+
+    /// `podman login HOST` (or buildah: same flags), written to this environment's
+    /// REGISTRY_AUTH_FILE.
+    pub fn containers_login(&self, bin: &str, host: &str, user: &str, password: &str) {
+        let out = run_input_ok(
+            self.containers_tool(bin).args([
+                "login",
+                "--tls-verify=false",
+                "--username",
+                user,
+                "--password-stdin",
+                host,
+            ]),
+            Some(password),
+            CLIENT_TIMEOUT,
+        );
+        assert!(
+            out.stdout.contains("Login Succeeded"),
+            "{bin} login {host}: {}\n{}",
+            out.stdout,
+            out.stderr
+        );
+    }
+}
+
+/// `USER:PASSWORD`, the value of skopeo's `--creds`, `--src-creds` and `--dest-creds` and
+/// of podman's and buildah's `--creds`.
+pub fn creds(user: &str, password: &str) -> String {
+    format!("{user}:{password}")
+}
+
+/// The `Authorization` header value of Basic credentials.
+pub fn basic_auth(user: &str, password: &str) -> String {
+    use base64::Engine as _;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
 }
 
 // ---------------------------------------------------------------------------------------
@@ -397,7 +520,30 @@ pub struct Server {
     pub host: String,
     dir: Option<tempfile::TempDir>,
     scaled: Option<Scaled>,
+    /// The first administrator's password, random per server (shared by its replicas).
+    admin_password: String,
+    /// Sends the administrator's Basic credentials with every request.
     http: reqwest::blocking::Client,
+    /// Sends no credentials.
+    anon: reqwest::blocking::Client,
+}
+
+/// The first administrator's name, created by `berth serve` on first start.
+pub const ADMIN: &str = "admin";
+
+fn http_client(auth: Option<String>) -> reqwest::blocking::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(a) = auth {
+        let mut v = reqwest::header::HeaderValue::from_str(&a).expect("header value");
+        v.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, v);
+    }
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .redirect(reqwest::redirect::Policy::none())
+        .default_headers(headers)
+        .build()
+        .expect("http client")
 }
 
 impl Server {
@@ -407,17 +553,16 @@ impl Server {
             .tempdir()
             .expect("tempdir");
         let scaled = (backend == Backend::Scaled).then(Scaled::create);
+        let admin_password = format!("adm-{}", hex::encode(Rng::new().bytes(16)));
         let mut server = Server {
             child: None,
             backend,
             host: String::new(),
             dir: Some(dir),
             scaled,
-            http: reqwest::blocking::Client::builder()
-                .timeout(Duration::from_secs(60))
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .expect("http client"),
+            http: http_client(Some(basic_auth(ADMIN, &admin_password))),
+            anon: http_client(None),
+            admin_password,
         };
         server.launch();
         server
@@ -443,7 +588,9 @@ impl Server {
                 owner: false,
                 ..scaled.clone()
             }),
+            admin_password: self.admin_password.clone(),
             http: self.http.clone(),
+            anon: self.anon.clone(),
         };
         server.launch();
         server
@@ -476,6 +623,7 @@ impl Server {
             .arg(self.dir().join("data"));
         configure_stores(&mut cmd, self.scaled.as_ref());
         cmd.env("BERTH_LOG", "info")
+            .env("BERTH_ADMIN_PASSWORD", &self.admin_password)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -551,32 +699,118 @@ impl Server {
         format!("{}/{}", self.host, repo_and_ref)
     }
 
+    /// The first administrator's name and password.
+    pub fn admin_creds(&self) -> (&str, &str) {
+        (ADMIN, &self.admin_password)
+    }
+
+    /// `admin:PASSWORD` for `--creds` style flags.
+    pub fn creds(&self) -> String {
+        creds(ADMIN, &self.admin_password)
+    }
+
+    /// The administrator's `Authorization` header value (for hand-written requests).
+    pub fn basic(&self) -> String {
+        basic_auth(ADMIN, &self.admin_password)
+    }
+
+    /// An HTTP client that authenticates as the administrator (Basic) on every request.
     pub fn http(&self) -> &reqwest::blocking::Client {
         &self.http
     }
 
-    pub fn get(&self, path: &str, accept: Option<&str>) -> Response {
-        let mut rq = self.http.get(self.url(path));
+    /// An HTTP client that sends no credentials.
+    pub fn http_anon(&self) -> &reqwest::blocking::Client {
+        &self.anon
+    }
+
+    fn send(
+        &self,
+        client: &reqwest::blocking::Client,
+        method: reqwest::Method,
+        path: &str,
+        accept: Option<&str>,
+    ) -> Response {
+        let mut rq = client.request(method.clone(), self.url(path));
         if let Some(a) = accept {
             rq = rq.header("Accept", a);
         }
         Response::from(
-            rq.send().unwrap_or_else(|e| panic!("GET {path}: {e}")),
-            "GET",
+            rq.send().unwrap_or_else(|e| panic!("{method} {path}: {e}")),
+            method.as_str(),
             path,
         )
     }
 
+    /// `GET` as the administrator.
+    pub fn get(&self, path: &str, accept: Option<&str>) -> Response {
+        self.send(&self.http, reqwest::Method::GET, path, accept)
+    }
+
+    /// `HEAD` as the administrator.
     pub fn head(&self, path: &str, accept: Option<&str>) -> Response {
-        let mut rq = self.http.head(self.url(path));
-        if let Some(a) = accept {
-            rq = rq.header("Accept", a);
-        }
-        Response::from(
-            rq.send().unwrap_or_else(|e| panic!("HEAD {path}: {e}")),
-            "HEAD",
-            path,
-        )
+        self.send(&self.http, reqwest::Method::HEAD, path, accept)
+    }
+
+    /// `GET` with no credentials.
+    pub fn get_anon(&self, path: &str, accept: Option<&str>) -> Response {
+        self.send(&self.anon, reqwest::Method::GET, path, accept)
+    }
+
+    /// `HEAD` with no credentials.
+    pub fn head_anon(&self, path: &str, accept: Option<&str>) -> Response {
+        self.send(&self.anon, reqwest::Method::HEAD, path, accept)
+    }
+
+    /// Any method with Basic credentials of the caller's choosing.
+    pub fn request_as(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        user: &str,
+        password: &str,
+    ) -> Response {
+        let r = self
+            .anon
+            .request(method.clone(), self.url(path))
+            .header("Authorization", basic_auth(user, password))
+            .header("Accept", ACCEPT_ALL)
+            .send()
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        Response::from(r, method.as_str(), path)
+    }
+
+    /// `berth admin ARGS` on this server's stores (the same data directory, database and
+    /// bucket), with `stdin` as its standard input; the output, whatever it is.
+    pub fn admin(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
+        cmd.args(["admin", "--data-dir"])
+            .arg(self.dir().join("data"));
+        configure_stores(&mut cmd, self.scaled.as_ref());
+        cmd.args(args).env("NO_COLOR", "1");
+        run_input(&mut cmd, stdin, Duration::from_secs(120))
+    }
+
+    /// `berth admin ARGS`, which must succeed; its standard output.
+    pub fn admin_ok(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.admin(args, stdin);
+        assert!(
+            out.status.success(),
+            "berth admin {}: {}\n{}\n{}",
+            args.join(" "),
+            out.status,
+            out.stdout,
+            out.stderr
+        );
+        out.stdout
+    }
+
+    /// Creates a local user with `password` through `berth admin user create`.
+    pub fn create_user(&self, name: &str, password: &str) {
+        self.admin_ok(
+            &["user", "create", name, "--password-stdin"],
+            Some(&format!("{password}\n")),
+        );
     }
 
     /// The manifest `reference` of `repo` as served, checked against its digest header.

@@ -1,0 +1,533 @@
+//! Access control with real clients. An organisation whose teams hold read-only, read-write
+//! and admin on a private repository is set up with `berth admin` (on the server's own
+//! stores, while it runs); then the Docker engine logged in with a password and with an
+//! access token, skopeo and podman with `--creds`, and the oras SDK with username and
+//! password each do what their role allows and are refused the rest, in the client's own
+//! words. Anonymous callers pull public repositories and nothing else.
+
+#[macro_use]
+mod common;
+
+use common::*;
+use reqwest::Method;
+use serde_json::Value;
+
+both_backends!(docker_roles);
+
+const ORG: &str = "acme";
+const PRIVATE: &str = "acme/private";
+
+/// The users of the organisation: one per role on [`PRIVATE`], and one with no role.
+struct Users {
+    reader: String,
+    writer: String,
+    owner: String,
+    outsider: String,
+}
+
+/// Creates the organisation, its private repository and three teams holding read-only,
+/// read-write and admin on it, each with one member; and a user with no role. Returns the
+/// users' passwords.
+fn setup_org(server: &Server) -> Users {
+    let pw = |who: &str| format!("pw-{who}-{}", unique());
+    let users = Users {
+        reader: pw("reader"),
+        writer: pw("writer"),
+        owner: pw("owner"),
+        outsider: pw("outsider"),
+    };
+    server.admin_ok(&["org", "create", ORG], None);
+    let out = server.admin_ok(&["repo", "create", PRIVATE], None);
+    assert!(out.contains("(private)"), "repo create: {out}");
+    for (user, password, team, role) in [
+        ("reader", &users.reader, "readers", "read-only"),
+        ("writer", &users.writer, "writers", "read-write"),
+        ("owner", &users.owner, "owners", "admin"),
+    ] {
+        server.create_user(user, password);
+        server.admin_ok(&["team", "create", ORG, team], None);
+        server.admin_ok(&["team", "add", ORG, team, user], None);
+        let out = server.admin_ok(
+            &[
+                "team", "grant", ORG, team, "--repo", PRIVATE, "--role", role,
+            ],
+            None,
+        );
+        assert!(out.contains(role), "team grant: {out}");
+    }
+    server.create_user("outsider", &users.outsider);
+    users
+}
+
+/// Removes the test's images from the shared engine even when the test fails.
+struct DockerImages<'a> {
+    env: &'a ClientEnv,
+    refs: Vec<String>,
+}
+
+impl Drop for DockerImages<'_> {
+    fn drop(&mut self) {
+        // Best effort, and never a second panic: the engine may be what is missing.
+        if std::env::var_os("DOCKER_HOST").is_none() {
+            return;
+        }
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut cmd = self.env.docker();
+            cmd.args(["rmi", "-f"]).args(&self.refs);
+            common::run(&mut cmd, CLIENT_TIMEOUT);
+        }));
+    }
+}
+
+/// The `digest: sha256:...` of `docker push` output.
+fn pushed_digest(out: &Output) -> String {
+    out.stdout
+        .lines()
+        .find(|l| l.contains("digest: sha256:"))
+        .and_then(find_digest)
+        .unwrap_or_else(|| {
+            panic!(
+                "docker push printed no digest line:\n{}\n{}",
+                out.stdout, out.stderr
+            )
+        })
+}
+
+fn image_id(env: &ClientEnv, reference: &str) -> String {
+    let out = run_ok(
+        env.docker()
+            .args(["image", "inspect", "--format", "{{.Id}}", reference]),
+        CLIENT_TIMEOUT,
+    );
+    out.stdout.trim().to_string()
+}
+
+/// Fails unless `out` is a failed command whose output says each of `words`
+/// (case-insensitively).
+fn assert_refused(out: &Output, what: &str, words: &[&str]) {
+    let text = format!("{}\n{}", out.stdout, out.stderr).to_lowercase();
+    assert!(
+        !out.status.success() && words.iter().all(|w| text.contains(&w.to_lowercase())),
+        "{what}: expected a failure saying {words:?}; exit {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        out.status,
+        out.stdout,
+        out.stderr
+    );
+}
+
+fn error_code(r: &Response) -> String {
+    r.json()["errors"][0]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{}: no error code in {}", r.what, r.text()))
+        .to_string()
+}
+
+/// Docker as each role on a private repository: read-write pushes (logged in with its
+/// password), read-only pulls but may not push (logged in with an access token), admin
+/// deletes; after `docker logout` the repository is out of reach, and a revoked token no
+/// longer logs in.
+fn docker_roles(backend: Backend) {
+    let server = Server::start(backend);
+    let users = setup_org(&server);
+    let writer_env = ClientEnv::new();
+    let reader_env = ClientEnv::new();
+    let image = Image::random(2, 64, "amd64");
+    let repo_ref = server.reference(PRIVATE);
+    let v1 = format!("{repo_ref}:v1");
+    let v2 = format!("{repo_ref}:v2");
+    let _cleanup = DockerImages {
+        env: &writer_env,
+        refs: vec![v1.clone(), v2.clone(), image.config_digest.clone()],
+    };
+
+    // read-write, logged in with a password: the push goes through.
+    writer_env.docker_login(&server.host, "writer", &users.writer);
+    let archive = writer_env.path("image.tar");
+    image.write_docker_archive(&archive, &v1);
+    run_ok(
+        writer_env.docker().arg("load").arg("-i").arg(&archive),
+        CLIENT_TIMEOUT,
+    );
+    let digest = pushed_digest(&run_ok(
+        writer_env.docker().args(["push", &v1]),
+        CLIENT_TIMEOUT,
+    ));
+    let m = server.manifest(PRIVATE, "v1");
+    assert_eq!(
+        m.header("docker-content-digest").as_deref(),
+        Some(digest.as_str())
+    );
+    assert_eq!(manifest_parts(&m.json()).0, image.config_digest);
+    run_ok(writer_env.docker().args(["rmi", &v1]), CLIENT_TIMEOUT);
+
+    // read-only, logged in with an access token as the password: pulls, may not push.
+    let token = server
+        .admin_ok(
+            &["token", "create", "reader", "--description", "e2e reader"],
+            None,
+        )
+        .trim()
+        .to_string();
+    assert!(
+        token.starts_with("berth_") && !token.contains('\n'),
+        "token create printed {token:?}"
+    );
+    reader_env.docker_login(&server.host, "reader", &token);
+    run_ok(reader_env.docker().args(["pull", &v1]), CLIENT_TIMEOUT);
+    assert_eq!(
+        image_id(&reader_env, &v1),
+        image.config_digest,
+        "image pulled by the read-only user"
+    );
+    run_ok(reader_env.docker().args(["tag", &v1, &v2]), CLIENT_TIMEOUT);
+    let out = run(reader_env.docker().args(["push", &v2]), CLIENT_TIMEOUT);
+    assert_refused(
+        &out,
+        "docker push as read-only",
+        &["requested access to the resource is denied"],
+    );
+    assert_eq!(server.tags(PRIVATE), ["v1"], "a refused push left a tag");
+
+    // read-write may not delete: 403 DENIED (it can pull, so it learns the repository exists).
+    let del = format!("/v2/{PRIVATE}/manifests/{digest}");
+    let r = server.request_as(Method::DELETE, &del, "writer", &users.writer);
+    r.expect(403);
+    assert_eq!(error_code(&r), "DENIED", "{}", r.text());
+
+    // Logged out, the private repository cannot be pulled, and Docker says why.
+    run_ok(reader_env.docker().args(["rmi", &v1, &v2]), CLIENT_TIMEOUT);
+    reader_env.docker_logout(&server.host);
+    let config = std::fs::read_to_string(reader_env.path("docker/config.json")).expect("config");
+    assert!(
+        !config.contains(&server.host),
+        "docker logout left the login: {config}"
+    );
+    let out = run(reader_env.docker().args(["pull", &v1]), CLIENT_TIMEOUT);
+    assert_refused(
+        &out,
+        "docker pull after logout",
+        &["pull access denied", "may require 'docker login'"],
+    );
+    let gone = run(
+        reader_env.docker().args(["image", "inspect", &v1]),
+        CLIENT_TIMEOUT,
+    );
+    assert!(!gone.status.success(), "a refused pull left {v1}");
+
+    // A revoked token no longer logs in.
+    server.admin_ok(&["token", "revoke", &token], None);
+    let out = reader_env.try_docker_login(&server.host, "reader", &token);
+    assert_refused(
+        &out,
+        "docker login with a revoked token",
+        &["unauthorized", "revoked token"],
+    );
+
+    // admin deletes (skopeo, with the owner's --creds); the manifest is gone.
+    run_ok(
+        writer_env
+            .skopeo()
+            .args(["delete", "--tls-verify=false", "--creds"])
+            .arg(creds("owner", &users.owner))
+            .arg(format!("docker://{v1}")),
+        CLIENT_TIMEOUT,
+    );
+    let r = server.get(&del.to_string(), Some(ACCEPT_ALL));
+    r.expect(404);
+    assert_eq!(error_code(&r), "MANIFEST_UNKNOWN");
+    server.fsck();
+}
+
+/// skopeo with `--creds` as the read-write user copies in and out; as the read-only user it
+/// copies out but not in. podman with `--creds` as the read-only user pulls, not pushes.
+#[test]
+fn skopeo_and_podman_with_creds() {
+    let server = Server::start(Backend::Embedded);
+    let users = setup_org(&server);
+    let env = ClientEnv::new();
+    let image = Image::random(2, 64, "amd64");
+    let src = env.path("src");
+    OciLayout::new(&src).add_image(&image, "v1");
+    let layout = format!("oci:{}:v1", src.display());
+    let remote = |tag: &str| format!("docker://{}:{tag}", server.reference(PRIVATE));
+    let writer = creds("writer", &users.writer);
+    let reader = creds("reader", &users.reader);
+
+    // read-write: in, byte for byte.
+    run_ok(
+        env.skopeo()
+            .args(["copy", "--dest-tls-verify=false", "--dest-creds", &writer])
+            .args([layout.as_str(), &remote("v1")]),
+        CLIENT_TIMEOUT,
+    );
+    let served = server.manifest(PRIVATE, "v1");
+    assert!(served.body == image.manifest, "manifest stored differently");
+
+    // read-only: out works, in is refused.
+    let out_dir = env.path("out");
+    run_ok(
+        env.skopeo()
+            .args(["copy", "--src-tls-verify=false", "--src-creds", &reader])
+            .arg(remote("v1"))
+            .arg(format!("oci:{}:v1", out_dir.display())),
+        CLIENT_TIMEOUT,
+    );
+    assert_eq!(
+        read_layout_index(&out_dir)["v1"]["digest"],
+        image.manifest_digest.as_str()
+    );
+    let out = run(
+        env.skopeo()
+            .args(["copy", "--dest-tls-verify=false", "--dest-creds", &reader])
+            .args([layout.as_str(), &remote("ro")]),
+        CLIENT_TIMEOUT,
+    );
+    assert_refused(
+        &out,
+        "skopeo copy in as read-only",
+        &[
+            "uploading manifest ro",
+            "requested access to the resource is denied",
+        ],
+    );
+    // Without credentials skopeo cannot even read it.
+    let out = run(
+        env.skopeo()
+            .args(["inspect", "--raw", "--tls-verify=false", "--no-creds"])
+            .arg(remote("v1")),
+        CLIENT_TIMEOUT,
+    );
+    assert_refused(
+        &out,
+        "skopeo inspect without credentials",
+        &["reading manifest v1", "unauthorized"],
+    );
+
+    // podman as read-only: pull yes, push no.
+    let podman = || env.containers_tool("podman");
+    let reference = format!("{}:v1", server.reference(PRIVATE));
+    run_ok(
+        podman().args(["pull", "--tls-verify=false", "--creds", &reader, &reference]),
+        CLIENT_TIMEOUT,
+    );
+    let out = run_ok(
+        podman().args(["image", "inspect", "--format", "{{.Digest}}", &reference]),
+        CLIENT_TIMEOUT,
+    );
+    assert_eq!(out.stdout.trim(), image.manifest_digest, "podman pulled");
+    let pushed = format!("{}:podman", server.reference(PRIVATE));
+    run_ok(podman().args(["tag", &reference, &pushed]), CLIENT_TIMEOUT);
+    let out = run(
+        podman().args(["push", "--tls-verify=false", "--creds", &reader, &pushed]),
+        CLIENT_TIMEOUT,
+    );
+    assert_refused(
+        &out,
+        "podman push as read-only",
+        &[
+            "uploading manifest podman",
+            "requested access to the resource is denied",
+        ],
+    );
+    assert_eq!(server.tags(PRIVATE), ["v1"], "a refused push left a tag");
+}
+
+/// Pushes (mode `push`) a random file as an artifact to TARGET, or pulls TARGET back (mode
+/// `pull`), as BERTH_USER / BERTH_PASSWORD; prints one JSON line.
+const ORAS_SCRIPT: &str = r#"
+import hashlib, json, os, sys
+import oras.provider
+
+host, target, mode = sys.argv[1:4]
+# Basic credentials on each request: oras-py's token backend answers a 401 with
+# error="insufficient_scope" by resending the token it holds (only a 403 makes it fetch
+# another), so a pull-scoped token from a HEAD never becomes a push token.
+client = oras.provider.Registry(hostname=host, insecure=True, auth_backend="basic")
+client.auth.set_basic_auth(os.environ["BERTH_USER"], os.environ["BERTH_PASSWORD"])
+out = {}
+try:
+    if mode == "push":
+        with open("artifact.bin", "wb") as f:
+            f.write(os.urandom(64 * 1024))
+        resp = client.push(target=target, files=["artifact.bin:application/octet-stream"], quiet=True)
+        out["status"] = resp.status_code
+        out["sent"] = hashlib.sha256(open("artifact.bin", "rb").read()).hexdigest()
+    else:
+        files = client.pull(target=target, outdir="pulled")
+        out["pulled"] = [hashlib.sha256(open(p, "rb").read()).hexdigest() for p in files]
+except Exception as e:
+    out["error"] = f"{type(e).__name__}: {e}"
+print(json.dumps(out))
+"#;
+
+fn oras(
+    env: &ClientEnv,
+    server: &Server,
+    user: &str,
+    password: &str,
+    mode: &str,
+    tag: &str,
+) -> Value {
+    let target = format!("{}:{tag}", server.reference(PRIVATE));
+    let out = run_ok(
+        env.python_as(ORAS_SCRIPT, user, password)
+            .args([server.host.as_str(), &target, mode]),
+        CLIENT_TIMEOUT,
+    );
+    serde_json::from_str(out.stdout.lines().last().unwrap_or_default()).unwrap_or_else(|e| {
+        panic!(
+            "oras script output is not JSON ({e}):\n{}\n{}",
+            out.stdout, out.stderr
+        )
+    })
+}
+
+/// The oras SDK with username and password: the read-write user pushes and the read-only
+/// user pulls the same bytes back; the read-only user's push is refused.
+#[test]
+fn oras_with_username_and_password() {
+    let server = Server::start(Backend::Embedded);
+    let users = setup_org(&server);
+    let env = ClientEnv::new();
+
+    let pushed = oras(&env, &server, "writer", &users.writer, "push", "art");
+    assert_eq!(pushed["status"], 201, "push as read-write: {pushed}");
+    let sent = pushed["sent"].as_str().expect("sent digest").to_string();
+    let m = server.manifest(PRIVATE, "art");
+    let layers = manifest_parts(&m.json()).1;
+    assert_eq!(layers, [format!("sha256:{sent}")], "artifact layer");
+
+    let pulled = oras(&env, &server, "reader", &users.reader, "pull", "art");
+    assert_eq!(
+        pulled["pulled"],
+        serde_json::json!([sent]),
+        "pull as read-only: {pulled}"
+    );
+
+    let refused = oras(&env, &server, "reader", &users.reader, "push", "ro");
+    let error = refused["error"].as_str().unwrap_or_default().to_lowercase();
+    assert!(
+        error.contains("'code': 'denied'") && error.contains("push on acme/private"),
+        "push as read-only was not refused with DENIED: {refused}"
+    );
+    assert_eq!(server.tags(PRIVATE), ["art"], "a refused push left a tag");
+}
+
+/// Anonymous callers: pull a public repository with no login (Docker and HTTP), see only
+/// public repositories in the catalog, push nowhere; a private repository answers them
+/// exactly as a missing one does, and a user with no role gets 404 for it.
+#[test]
+fn anonymous_public_and_private() {
+    let server = Server::start(Backend::Embedded);
+    let users = setup_org(&server);
+    let public = "acme/site";
+    let out = server.admin_ok(&["repo", "create", public, "--public"], None);
+    assert!(out.contains("(public)"), "repo create --public: {out}");
+
+    // The administrator pushes one image to each repository.
+    let image = Image::random(2, 64, "amd64");
+    let admin_env = ClientEnv::new();
+    let src = admin_env.path("src");
+    OciLayout::new(&src).add_image(&image, "v1");
+    for repo in [public, PRIVATE] {
+        run_ok(
+            admin_env
+                .skopeo()
+                .args([
+                    "copy",
+                    "--dest-tls-verify=false",
+                    "--dest-creds",
+                    &server.creds(),
+                ])
+                .arg(format!("oci:{}:v1", src.display()))
+                .arg(format!("docker://{}:v1", server.reference(repo))),
+            CLIENT_TIMEOUT,
+        );
+    }
+
+    // Docker with no login pulls the public image.
+    let env = ClientEnv::new();
+    let pub_v1 = format!("{}:v1", server.reference(public));
+    let pub_v2 = format!("{}:v2", server.reference(public));
+    let _cleanup = DockerImages {
+        env: &env,
+        refs: vec![pub_v1.clone(), pub_v2.clone(), image.config_digest.clone()],
+    };
+    run_ok(env.docker().args(["pull", &pub_v1]), CLIENT_TIMEOUT);
+    assert_eq!(image_id(&env, &pub_v1), image.config_digest);
+    let r = server.get_anon(&format!("/v2/{public}/manifests/v1"), Some(ACCEPT_ALL));
+    r.expect(200);
+    assert_eq!(
+        r.header("docker-content-digest").as_deref(),
+        Some(image.manifest_digest.as_str())
+    );
+
+    // ... and may not push there.
+    run_ok(env.docker().args(["tag", &pub_v1, &pub_v2]), CLIENT_TIMEOUT);
+    let out = run(env.docker().args(["push", &pub_v2]), CLIENT_TIMEOUT);
+    assert_refused(
+        &out,
+        "anonymous docker push",
+        &["requested access to the resource is denied", "unauthorized"],
+    );
+    let r = server
+        .http_anon()
+        .post(server.url(&format!("/v2/{public}/blobs/uploads/")))
+        .send()
+        .expect("POST");
+    assert_eq!(r.status().as_u16(), 401, "anonymous upload");
+    let challenge = r
+        .headers()
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(
+        challenge,
+        format!(
+            "Bearer realm=\"http://{}/auth/token\",service=\"berth\",scope=\"repository:{public}:pull,push\"",
+            server.host
+        )
+    );
+    assert_eq!(server.tags(public), ["v1"], "a refused push left a tag");
+
+    // The anonymous catalog lists the public repository only.
+    let r = server.get_anon("/v2/_catalog", None);
+    r.expect(200);
+    assert_eq!(r.json()["repositories"], serde_json::json!([public]));
+
+    // A private repository answers anonymous callers as a missing one does: 401 with the
+    // challenge; a user with no role on it gets 404 as for a missing one.
+    let private_m = format!("/v2/{PRIVATE}/manifests/v1");
+    let missing_m = "/v2/acme/missing/manifests/v1";
+    let a = server.get_anon(&private_m, Some(ACCEPT_ALL));
+    let b = server.get_anon(missing_m, Some(ACCEPT_ALL));
+    a.expect(401);
+    b.expect(401);
+    assert_eq!(error_code(&a), error_code(&b));
+    let a = server.request_as(Method::GET, &private_m, "outsider", &users.outsider);
+    let b = server.request_as(Method::GET, missing_m, "outsider", &users.outsider);
+    a.expect(404);
+    b.expect(404);
+    assert_eq!(error_code(&a), "NAME_UNKNOWN");
+    assert_eq!(error_code(&b), "NAME_UNKNOWN");
+    let out = run(
+        env.docker()
+            .args(["pull", &format!("{}:v1", server.reference(PRIVATE))]),
+        CLIENT_TIMEOUT,
+    );
+    assert_refused(
+        &out,
+        "anonymous docker pull of a private repository",
+        &["pull access denied", "may require 'docker login'"],
+    );
+
+    // Made private, the public repository is out of anonymous reach too.
+    server.admin_ok(&["repo", "visibility", public, "private"], None);
+    server
+        .get_anon(&format!("/v2/{public}/manifests/v1"), Some(ACCEPT_ALL))
+        .expect(401);
+    let r = server.get_anon("/v2/_catalog", None);
+    r.expect(200);
+    assert_eq!(r.json()["repositories"], serde_json::json!([]));
+}

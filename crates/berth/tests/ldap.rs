@@ -1,0 +1,797 @@
+//! Directory users end to end: the real `berth` binary (SQLite and the filesystem),
+//! configured with a TOML file pointing at a real slapd started by the shared peer script
+//! `slapd.sh`, once with the plain OpenLDAP directory (`uid`, `groupOfNames`) and once with
+//! the Active-Directory-like one (`sAMAccountName`, `memberOf`, `userAccountControl`).
+//!
+//! What each run shows: a directory user who was never synced logs in and gets an account
+//! with their mapped team at once (and one in no mapped group is refused); `berth admin
+//! directory sync` creates the others; groups map to teams, and a team's grant on a private
+//! repository lets its members pull, with `docker login` and `docker pull` through the
+//! Docker engine; a user removed from a group (ldapmodify) loses the pull after the next
+//! sync; a deleted user is deactivated and their access and refresh tokens stop working;
+//! with slapd stopped a sync fails and changes nothing, and users keep logging in (the
+//! password hash cached at their last bind) and pulling; once slapd is back, the schedule
+//! (`BERTH_DIRECTORY_SYNC_INTERVAL_SECS`) syncs again by itself.
+//!
+//! Needs `slapd.sh` (from `$BERTH_PEERS_DIR`, else `shared/peers` beside the checkout) and
+//! a Docker engine (`DOCKER_HOST`). Without them the tests fail: they never skip.
+
+mod common;
+
+use berth_auth::rbac::Role;
+use berth_meta::identity::{NewToken, TokenKind, UserKey};
+use berth_meta::{IdentityStore, SqliteMetaStore};
+use common::*;
+use serde_json::Value;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// slapd.sh may install packages on first use; two tests doing that at once would fight
+/// over the dpkg lock.
+static START: Mutex<()> = Mutex::new(());
+
+const ADMIN_PW: &str = "ldap-e2e-admin-pw";
+const REPO: &str = "acme/private";
+
+fn peers_dir() -> PathBuf {
+    match std::env::var("BERTH_PEERS_DIR") {
+        Ok(d) => PathBuf::from(d),
+        Err(_) => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/peers"),
+    }
+}
+
+fn slapd_admin_password() -> String {
+    std::env::var("SLAPD_ADMIN_PW").unwrap_or_else(|_| "admin".into())
+}
+
+/// Which of the two peer directories.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    OpenLdap,
+    ActiveDirectory,
+}
+
+/// A slapd started by slapd.sh on its own port and data directory; stopped when dropped.
+struct Slapd {
+    kind: Kind,
+    script: PathBuf,
+    port: u16,
+    ldif: PathBuf,
+    dir: PathBuf,
+}
+
+impl Slapd {
+    fn start(kind: Kind) -> Slapd {
+        let peers = peers_dir();
+        let script = peers.join("slapd.sh");
+        assert!(
+            script.is_file(),
+            "slapd.sh not found at {}: set BERTH_PEERS_DIR to the shared peers directory",
+            script.display()
+        );
+        let (port, ldif) = match kind {
+            Kind::OpenLdap => (3391, "sample.ldif"),
+            Kind::ActiveDirectory => (3392, "ad-like.ldif"),
+        };
+        let s = Slapd {
+            kind,
+            script,
+            port,
+            ldif: peers.join("ldap").join(ldif),
+            dir: std::env::temp_dir().join(format!("berth-ldap-e2e-slapd-{port}")),
+        };
+        let _guard = START.lock().unwrap_or_else(|e| e.into_inner());
+        s.script_cmd("reset");
+        s.up();
+        s
+    }
+
+    /// Starts slapd on its existing data (the first start loads the LDIF).
+    fn up(&self) {
+        let out = self.script_cmd("start");
+        assert!(
+            out.status.success(),
+            "slapd.sh could not start slapd on port {}:\n{}\n{}",
+            self.port,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn stop(&self) {
+        assert!(self.script_cmd("stop").status.success(), "slapd.sh stop");
+    }
+
+    fn script_cmd(&self, cmd: &str) -> std::process::Output {
+        Command::new("bash")
+            .arg(&self.script)
+            .arg(cmd)
+            .arg(self.port.to_string())
+            .arg(&self.ldif)
+            .arg(&self.dir)
+            .env(
+                "SLAPD_AD",
+                if self.kind == Kind::ActiveDirectory {
+                    "1"
+                } else {
+                    "0"
+                },
+            )
+            .stdin(Stdio::null())
+            .output()
+            .expect("running bash slapd.sh")
+    }
+
+    fn url(&self) -> String {
+        format!("ldap://127.0.0.1:{}", self.port)
+    }
+
+    fn suffix(&self) -> &'static str {
+        match self.kind {
+            Kind::OpenLdap => "dc=example,dc=org",
+            Kind::ActiveDirectory => "DC=corp,DC=example,DC=com",
+        }
+    }
+
+    fn admin_dn(&self) -> String {
+        format!("cn=admin,{}", self.suffix())
+    }
+
+    /// The DN of one of the sample users.
+    fn user_dn(&self, name: &str) -> String {
+        match self.kind {
+            Kind::OpenLdap => format!("uid={name},ou=people,dc=example,dc=org"),
+            Kind::ActiveDirectory => {
+                let cn = match name {
+                    "alice" => "Alice Liddell",
+                    "bob" => "Bob Builder",
+                    "carol" => "Carol Danvers",
+                    other => other,
+                };
+                format!("CN={cn},CN=Users,DC=corp,DC=example,DC=com")
+            }
+        }
+    }
+
+    /// The DN of the group mapped to acme/devs.
+    fn developers_dn(&self) -> &'static str {
+        match self.kind {
+            Kind::OpenLdap => "cn=developers,ou=groups,dc=example,dc=org",
+            Kind::ActiveDirectory => "CN=Registry Developers,CN=Users,DC=corp,DC=example,DC=com",
+        }
+    }
+
+    /// The `[directory]` section for this server: developers -> acme/devs (by name),
+    /// admins -> acme/admins (by DN).
+    fn config_section(&self) -> String {
+        let (pw, url, admin) = (slapd_admin_password(), self.url(), self.admin_dn());
+        match self.kind {
+            Kind::OpenLdap => format!(
+                r#"[directory]
+url = "{url}"
+bind_dn = "{admin}"
+bind_password = "{pw}"
+user_base = "ou=people,dc=example,dc=org"
+group_base = "ou=groups,dc=example,dc=org"
+
+[[directory.sync.teams]]
+group = "developers"
+team = "acme/devs"
+
+[[directory.sync.teams]]
+group = "cn=admins,ou=groups,dc=example,dc=org"
+team = "acme/admins"
+"#
+            ),
+            // OpenLDAP has no AD shorthand `objectCategory=person`; the class is enough here.
+            Kind::ActiveDirectory => format!(
+                r#"[directory]
+url = "{url}"
+bind_dn = "{admin}"
+bind_password = "{pw}"
+user_base = "CN=Users,DC=corp,DC=example,DC=com"
+user_filter = "(objectClass=user)"
+username_attribute = "sAMAccountName"
+full_name_attribute = "displayName"
+group_base = "DC=corp,DC=example,DC=com"
+group_filter = "(objectClass=group)"
+group_name_attribute = "sAMAccountName"
+membership = "user-member-of"
+ad_disabled_flag = true
+
+[[directory.sync.teams]]
+group = "registry-developers"
+team = "acme/devs"
+
+[[directory.sync.teams]]
+group = "CN=Registry Admins,CN=Users,DC=corp,DC=example,DC=com"
+team = "acme/admins"
+"#
+            ),
+        }
+    }
+
+    /// A user in no group (so not eligible for an account under the default policy).
+    fn add_ungrouped_user(&self, name: &str, password: &str) {
+        let ldif = match self.kind {
+            Kind::OpenLdap => format!(
+                "dn: uid={name},ou=people,dc=example,dc=org\nchangetype: add\n\
+                 objectClass: inetOrgPerson\nuid: {name}\ncn: {name}\nsn: {name}\n\
+                 userPassword: {password}\n"
+            ),
+            Kind::ActiveDirectory => format!(
+                "dn: CN={name},CN=Users,DC=corp,DC=example,DC=com\nchangetype: add\n\
+                 objectClass: top\nobjectClass: person\nobjectClass: organizationalPerson\n\
+                 objectClass: user\ncn: {name}\nsn: {name}\nsAMAccountName: {name}\n\
+                 userAccountControl: 512\nuserPassword: {password}\n"
+            ),
+        };
+        self.modify(&ldif);
+    }
+
+    fn set_developer(&self, user: &str, member: bool) {
+        let op = if member { "add" } else { "delete" };
+        self.modify(&format!(
+            "dn: {}\nchangetype: modify\n{op}: member\nmember: {}\n",
+            self.developers_dn(),
+            self.user_dn(user)
+        ));
+    }
+
+    fn modify(&self, ldif: &str) {
+        let mut child = Command::new("ldapmodify")
+            .args(["-x", "-H", &self.url(), "-D", &self.admin_dn(), "-w"])
+            .arg(slapd_admin_password())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("running ldapmodify (ldap-utils)");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(ldif.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "ldapmodify failed: {}\n{ldif}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn delete(&self, dn: &str) {
+        let out = Command::new("ldapdelete")
+            .args(["-x", "-H", &self.url(), "-D", &self.admin_dn(), "-w"])
+            .arg(slapd_admin_password())
+            .arg(dn)
+            .output()
+            .expect("running ldapdelete (ldap-utils)");
+        assert!(
+            out.status.success(),
+            "ldapdelete failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Slapd {
+    fn drop(&mut self) {
+        let _ = self.script_cmd("stop");
+    }
+}
+
+/// A Berth data directory with its configuration file, and the processes run on it.
+struct Berth {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    http: reqwest::blocking::Client,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Berth {
+    fn new(slapd: &Slapd) -> Berth {
+        let dir = tempfile::Builder::new()
+            .prefix("berth-ldap-e2e-")
+            .tempdir()
+            .expect("tempdir");
+        let config = dir.path().join("berth.toml");
+        // No password cache, so every login checks the directory (or the cached hash).
+        let text = format!(
+            "data_dir = \"{}\"\n\n[auth]\ncredential_cache_secs = 0\n\n{}\n[directory_sync]\ninterval_secs = 0\n",
+            dir.path().join("data").display(),
+            slapd.config_section()
+        );
+        std::fs::write(&config, text).expect("write config");
+        Berth {
+            dir,
+            config,
+            http: reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .expect("http client"),
+            rt: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime"),
+        }
+    }
+
+    /// `berth serve --config FILE` with `envs`.
+    fn serve(&self, envs: &[(&str, &str)]) -> Process {
+        let mut all = vec![("BERTH_ADMIN_PASSWORD", ADMIN_PW), ("BERTH_LOG", "info")];
+        all.extend_from_slice(envs);
+        let log = self.dir.path().join(format!("berth-{}.log", unique()));
+        Process::spawn(&["--config".as_ref(), self.config.as_os_str()], &all, &log)
+    }
+
+    /// `berth admin --config FILE ARGS`.
+    fn admin(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
+        cmd.arg("admin")
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .env("NO_COLOR", "1")
+            .env("BERTH_LOG", "warn");
+        run(&mut cmd, Duration::from_secs(120))
+    }
+
+    /// Runs a sync now; its report.
+    fn sync(&self) -> Value {
+        let out = self.admin(&["directory", "sync"]);
+        let line = out.stdout.lines().last().unwrap_or_default();
+        serde_json::from_str(line).unwrap_or_else(|e| {
+            panic!(
+                "berth admin directory sync printed no report ({e}):\n{}\n{}",
+                out.stdout, out.stderr
+            )
+        })
+    }
+
+    /// `name -> "origin\tstate"` from `berth admin user list`.
+    fn users(&self) -> Vec<String> {
+        let out = self.admin(&["user", "list"]);
+        assert!(out.status.success(), "{}", out.stderr);
+        out.stdout.lines().map(str::to_string).collect()
+    }
+
+    fn user_line(&self, name: &str) -> Option<String> {
+        self.users()
+            .into_iter()
+            .find(|l| l.split('\t').next() == Some(name))
+    }
+
+    /// The identity store of the data directory (the same SQLite file the server uses), for
+    /// what `berth admin` cannot do yet: grants and access tokens.
+    fn store(&self) -> SqliteMetaStore {
+        let path = self.dir.path().join("data").join("berth.db");
+        self.rt
+            .block_on(SqliteMetaStore::open(&path))
+            .expect("open the store")
+    }
+
+    /// A registry token for `scope`, with Basic credentials: `(status, token, access)`.
+    fn token(&self, host: &str, user: &str, password: &str, scope: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(format!("http://{host}/auth/token"))
+            .query(&[("service", "berth"), ("scope", scope)])
+            .basic_auth(user, Some(password))
+            .send()
+            .expect("GET /auth/token");
+        let status = r.status().as_u16();
+        (status, r.json().unwrap_or(Value::Null))
+    }
+
+    /// The actions the token service grants `user` on the repository (401 -> None).
+    fn granted(&self, host: &str, user: &str, password: &str) -> Option<Vec<String>> {
+        let (status, body) = self.token(
+            host,
+            user,
+            password,
+            &format!("repository:{REPO}:pull,push"),
+        );
+        if status == 401 {
+            return None;
+        }
+        assert_eq!(status, 200, "token for {user}: {body}");
+        let token = body["token"].as_str().expect("token");
+        let claims = jwt_claims(token);
+        Some(
+            claims["access"]
+                .as_array()
+                .and_then(|a| a.first())
+                .and_then(|e| e["actions"].as_array())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        )
+    }
+
+    /// GET of the image's manifest with a bearer token of `user`: the status.
+    fn pull_status(&self, host: &str, user: &str, password: &str) -> u16 {
+        let (status, body) = self.token(host, user, password, &format!("repository:{REPO}:pull"));
+        if status != 200 {
+            return status;
+        }
+        let r = self
+            .http
+            .get(format!("http://{host}/v2/{REPO}/manifests/v1"))
+            .bearer_auth(body["token"].as_str().expect("token"))
+            .header("Accept", ACCEPT_ALL)
+            .send()
+            .expect("GET manifest");
+        r.status().as_u16()
+    }
+
+    /// GET of the image's manifest with Basic credentials (an access token as the password).
+    fn basic_pull_status(&self, host: &str, user: &str, password: &str) -> u16 {
+        self.http
+            .get(format!("http://{host}/v2/{REPO}/manifests/v1"))
+            .basic_auth(user, Some(password))
+            .header("Accept", ACCEPT_ALL)
+            .send()
+            .expect("GET manifest")
+            .status()
+            .as_u16()
+    }
+
+    /// Pushes `image` as `REPO:v1`, as the administrator.
+    fn push(&self, host: &str, image: &Image) {
+        let (status, body) = self.token(
+            host,
+            "admin",
+            ADMIN_PW,
+            &format!("repository:{REPO}:pull,push"),
+        );
+        assert_eq!(status, 200, "admin token: {body}");
+        let token = body["token"].as_str().expect("token").to_string();
+        let mut blobs: Vec<(&str, &[u8])> = vec![(&image.config_digest, &image.config)];
+        for l in &image.layers {
+            blobs.push((&l.digest, &l.gz));
+        }
+        for (digest, bytes) in blobs {
+            let r = self
+                .http
+                .post(format!(
+                    "http://{host}/v2/{REPO}/blobs/uploads/?digest={digest}"
+                ))
+                .bearer_auth(&token)
+                .body(bytes.to_vec())
+                .send()
+                .expect("POST blob");
+            assert_eq!(r.status().as_u16(), 201, "blob push: {:?}", r.text());
+        }
+        let media: Value = serde_json::from_slice(&image.manifest).expect("manifest JSON");
+        let r = self
+            .http
+            .put(format!("http://{host}/v2/{REPO}/manifests/v1"))
+            .bearer_auth(&token)
+            .header(
+                "Content-Type",
+                media["mediaType"].as_str().unwrap_or(OCI_MANIFEST),
+            )
+            .body(image.manifest.clone())
+            .send()
+            .expect("PUT manifest");
+        assert_eq!(r.status().as_u16(), 201, "manifest push: {:?}", r.text());
+    }
+}
+
+/// The claims of a JWT (not verified: the server did that).
+fn jwt_claims(token: &str) -> Value {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).expect("JWT payload");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64url payload");
+    serde_json::from_slice(&bytes).expect("JSON claims")
+}
+
+/// Docker with its own configuration (credentials) against the shared engine; removes the
+/// image it pulled when dropped.
+struct Docker {
+    env: ClientEnv,
+    image: String,
+}
+
+impl Docker {
+    fn login(&self, host: &str, user: &str, password: &str) -> Output {
+        run(
+            self.env
+                .docker()
+                .args(["login", "--username", user, "--password", password, host]),
+            CLIENT_TIMEOUT,
+        )
+    }
+
+    fn pull(&self) -> Output {
+        run(
+            self.env.docker().args(["pull", &self.image]),
+            CLIENT_TIMEOUT,
+        )
+    }
+
+    fn forget(&self) {
+        run(
+            self.env.docker().args(["rmi", "-f", &self.image]),
+            CLIENT_TIMEOUT,
+        );
+    }
+}
+
+impl Drop for Docker {
+    fn drop(&mut self) {
+        if std::env::var_os("DOCKER_HOST").is_some() {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.forget()));
+        }
+    }
+}
+
+fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn scenario(kind: Kind) {
+    require_env("DOCKER_HOST");
+    let slapd = Slapd::start(kind);
+    let berth = Berth::new(&slapd);
+    // The organisation and its two teams exist before the directory is read.
+    for args in [
+        &["org", "create", "acme"][..],
+        &["team", "create", "acme", "devs"],
+        &["team", "create", "acme", "admins"],
+    ] {
+        let out = berth.admin(args);
+        assert!(out.status.success(), "admin {args:?}: {}", out.stderr);
+    }
+    let server = berth.serve(&[]);
+    let host = server.host.clone();
+    let image = Image::random(1, 8, "amd64");
+    berth.push(&host, &image);
+    // devs may pull the private repository; admins have no grant on it.
+    let store = berth.store();
+    let repo = berth_oci::RepoName::parse(REPO).unwrap();
+    berth
+        .rt
+        .block_on(store.grant_repo_set("acme", "devs", &repo, Role::ReadOnly))
+        .expect("grant");
+    assert_eq!(berth.pull_status(&host, "admin", ADMIN_PW), 200);
+
+    // Just in time: bob (developers) logs in before any sync and can pull at once.
+    assert!(berth.user_line("bob").is_none());
+    assert_eq!(
+        berth.granted(&host, "bob", "bob-pw"),
+        Some(vec!["pull".to_string()])
+    );
+    assert_eq!(berth.pull_status(&host, "bob", "bob-pw"), 200);
+    assert_eq!(
+        berth.user_line("bob").as_deref(),
+        Some("bob\tdirectory\tactive")
+    );
+    // A directory user in no mapped group is refused, and gets no account.
+    slapd.add_ungrouped_user("dave", "dave-pw");
+    assert_eq!(berth.granted(&host, "dave", "dave-pw"), None);
+    assert!(berth.user_line("dave").is_none());
+    // A wrong directory password gets no account either.
+    assert_eq!(berth.granted(&host, "carol", "not-carol-pw"), None);
+    assert!(berth.user_line("carol").is_none());
+
+    // The first sync creates alice and carol; bob exists already.
+    let report = berth.sync();
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["counts"]["created"], 2, "{report}");
+    assert_eq!(report["counts"]["memberships_added"], 3, "{report}");
+    let users = berth.users();
+    for want in [
+        "admin\tlocal\tactive\tadmin",
+        "alice\tdirectory\tactive",
+        "bob\tdirectory\tactive",
+        "carol\tdirectory\tactive",
+    ] {
+        assert!(users.iter().any(|l| l == want), "{want} not in {users:?}");
+    }
+    assert!(!users.iter().any(|l| l.starts_with("dave\t")), "{users:?}");
+    // A second sync has nothing to do.
+    let again = berth.sync();
+    assert_eq!(again["ok"], true, "{again}");
+    assert_eq!(again["counts"]["created"], 0, "{again}");
+    assert_eq!(again["counts"]["memberships_added"], 0, "{again}");
+
+    // Groups map to teams: alice (developers) pulls with the Docker engine; carol (admins
+    // only) may log in but cannot see the private repository.
+    let docker = Docker {
+        env: ClientEnv::new(),
+        image: format!("{host}/{REPO}:v1"),
+    };
+    let out = docker.login(&host, "alice", "alice-pw");
+    assert!(
+        out.status.success(),
+        "docker login as alice: {}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    let out = docker.pull();
+    assert!(
+        out.status.success(),
+        "docker pull as alice: {}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    docker.forget();
+    assert_eq!(berth.granted(&host, "carol", "carol-pw"), Some(vec![]));
+    assert_eq!(berth.pull_status(&host, "carol", "carol-pw"), 404);
+
+    // Alice leaves developers: after the next sync she can no longer pull.
+    slapd.set_developer("alice", false);
+    assert_eq!(berth.pull_status(&host, "alice", "alice-pw"), 200);
+    let report = berth.sync();
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["counts"]["memberships_removed"], 1, "{report}");
+    assert_eq!(berth.granted(&host, "alice", "alice-pw"), Some(vec![]));
+    assert_eq!(berth.pull_status(&host, "alice", "alice-pw"), 404);
+    let out = docker.pull();
+    assert!(
+        !out.status.success(),
+        "docker pulled after alice left the group:\n{}",
+        out.stdout
+    );
+    assert_eq!(
+        berth.user_line("alice").as_deref(),
+        Some("alice\tdirectory\tactive")
+    );
+
+    // Bob has an access token (as a password) and a refresh token (docker login's offline
+    // token); both work.
+    let access = berth.rt.block_on(async {
+        let bob = store
+            .user_get(UserKey::Name("bob"))
+            .await
+            .unwrap()
+            .expect("bob");
+        let secret = berth_auth::secret::generate();
+        store
+            .token_create(&NewToken {
+                id: secret.id.clone(),
+                kind: TokenKind::Access,
+                user_id: bob.id,
+                description: "ci".into(),
+                hash: secret.hash.clone(),
+                expires_at: None,
+                restriction: None,
+            })
+            .await
+            .expect("token");
+        secret.token
+    });
+    assert_eq!(berth.basic_pull_status(&host, "bob", &access), 200);
+    let r = berth
+        .http
+        .get(format!("http://{host}/auth/token"))
+        .query(&[
+            ("service", "berth"),
+            ("scope", &format!("repository:{REPO}:pull")),
+            ("offline_token", "true"),
+        ])
+        .basic_auth("bob", Some("bob-pw"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let body: Value = r.json().unwrap();
+    let refresh = body["refresh_token"]
+        .as_str()
+        .expect("refresh_token with offline_token=true")
+        .to_string();
+    let refresh_status = || {
+        berth
+            .http
+            .post(format!("http://{host}/auth/token"))
+            .form(&[
+                ("grant_type", "refresh_token"),
+                ("service", "berth"),
+                ("scope", &format!("repository:{REPO}:pull")),
+                ("refresh_token", &refresh),
+            ])
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(refresh_status(), 200);
+
+    // Bob is deleted from the directory: the next sync deactivates him and revokes his
+    // tokens; neither his password nor his tokens work any more.
+    slapd.delete(&slapd.user_dn("bob"));
+    let report = berth.sync();
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["counts"]["deactivated"], 1, "{report}");
+    assert_eq!(report["counts"]["tokens_revoked"], 2, "{report}");
+    assert_eq!(
+        berth.user_line("bob").as_deref(),
+        Some("bob\tdirectory\tinactive")
+    );
+    assert_eq!(berth.basic_pull_status(&host, "bob", &access), 401);
+    assert_eq!(refresh_status(), 401);
+    assert_eq!(berth.granted(&host, "bob", "bob-pw"), None);
+
+    // Alice comes back to developers, but slapd is down: the sync fails and changes
+    // nothing; users keep what they had (login with the cached hash, pulls).
+    let before = berth.users();
+    slapd.stop();
+    let report = berth.sync();
+    assert_eq!(report["ok"], false, "{report}");
+    assert_eq!(report["unreachable"], true, "{report}");
+    assert_eq!(berth.users(), before);
+    assert_eq!(
+        berth.granted(&host, "carol", "carol-pw"),
+        Some(vec![]),
+        "carol logs in with the cached hash"
+    );
+    assert_eq!(berth.granted(&host, "alice", "not-alice-pw"), None);
+    assert_eq!(berth.granted(&host, "bob", "bob-pw"), None);
+    let out = docker.login(&host, "alice", "alice-pw");
+    assert!(
+        out.status.success(),
+        "docker login with the directory down: {}",
+        out.stderr
+    );
+    // A user who never logged in has no cached hash: refused while the directory is down.
+    assert_eq!(berth.granted(&host, "dave", "dave-pw"), None);
+
+    // The history of runs: newest first, the failed one on top.
+    let out = berth.admin(&["directory", "runs", "-n", "3"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    let runs: Vec<Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON run"))
+        .collect();
+    assert_eq!(runs.len(), 3, "{}", out.stdout);
+    assert_eq!(runs[0]["ok"], false);
+    assert_eq!(runs[0]["trigger"], "command");
+    assert_eq!(runs[1]["counts"]["deactivated"], 1);
+    drop(server);
+
+    // Slapd is back and alice is in developers again: a server whose schedule syncs every
+    // second gives her the pull back without anyone asking.
+    slapd.up();
+    slapd.set_developer("alice", true);
+    let server = berth.serve(&[("BERTH_DIRECTORY_SYNC_INTERVAL_SECS", "1")]);
+    let host = server.host.clone();
+    wait_for(
+        "the scheduled sync to give alice her team back",
+        Duration::from_secs(60),
+        || berth.pull_status(&host, "alice", "alice-pw") == 200,
+    );
+    let out = berth.admin(&["directory", "runs", "-n", "1"]);
+    let last: Value = serde_json::from_str(out.stdout.lines().next().expect("a run")).unwrap();
+    assert_eq!(last["trigger"], "schedule", "{last}");
+    assert_eq!(last["ok"], true, "{last}");
+    assert_eq!(
+        berth.user_line("bob").as_deref(),
+        Some("bob\tdirectory\tinactive")
+    );
+    drop(server);
+}
+
+#[test]
+fn openldap_users_and_groups() {
+    scenario(Kind::OpenLdap);
+}
+
+#[test]
+fn active_directory_users_and_groups() {
+    scenario(Kind::ActiveDirectory);
+}

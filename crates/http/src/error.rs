@@ -5,6 +5,7 @@
 use crate::endpoint::PathError;
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use berth_core::manage::ManageError;
 use berth_core::{AccessError, CoreError};
 use berth_oci::{ErrorCode, NameError};
 
@@ -12,13 +13,19 @@ use berth_oci::{ErrorCode, NameError};
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: ErrorCode,
+    /// The wire code: an [`ErrorCode`] on `/v2`; on `/api/v0` also the management codes
+    /// of [`ManageError`].
+    pub code: &'static str,
     pub message: String,
     pub headers: Vec<(HeaderName, String)>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> ApiError {
+        ApiError::coded(status, code.as_str(), message)
+    }
+    /// An error with a code outside the distribution spec's (management API only).
+    pub fn coded(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
             code,
@@ -136,6 +143,67 @@ impl From<PathError> for ApiError {
     }
 }
 
+/// Wire codes of the management API (`/api/v0`) besides the distribution spec's
+/// `UNAUTHORIZED`, `DENIED`, `NAME_UNKNOWN`, `NAME_INVALID`, `UNAVAILABLE` and `UNKNOWN`.
+pub mod codes {
+    /// 404: a user, organisation, team, token or member that does not exist.
+    pub const NOT_FOUND: &str = "NOT_FOUND";
+    /// 409: the name is taken.
+    pub const CONFLICT: &str = "CONFLICT";
+    /// 400: a request that cannot be carried out as given (a malformed body, query or
+    /// value).
+    pub const INVALID: &str = "INVALID";
+}
+
+impl From<ManageError> for ApiError {
+    fn from(e: ManageError) -> ApiError {
+        use ErrorCode as C;
+        let msg = e.to_string();
+        match e {
+            ManageError::Unauthenticated => {
+                ApiError::new(StatusCode::UNAUTHORIZED, C::Unauthorized, msg).with_header(
+                    header::WWW_AUTHENTICATE,
+                    "Basic realm=\"berth\", charset=\"UTF-8\"".into(),
+                )
+            }
+            ManageError::Denied(_) => ApiError::new(StatusCode::FORBIDDEN, C::Denied, msg),
+            ManageError::RepoUnknown(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, C::NameUnknown, msg)
+            }
+            ManageError::NotFound(_) => {
+                ApiError::coded(StatusCode::NOT_FOUND, codes::NOT_FOUND, msg)
+            }
+            ManageError::NameInvalid(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, C::NameInvalid, msg)
+            }
+            ManageError::Invalid(_) => {
+                ApiError::coded(StatusCode::BAD_REQUEST, codes::INVALID, msg)
+            }
+            ManageError::Conflict(_) => ApiError::coded(StatusCode::CONFLICT, codes::CONFLICT, msg),
+            ManageError::Access(a) => ApiError::from(a),
+            ManageError::Store(m) => ApiError::from(CoreError::Meta(m)),
+        }
+    }
+}
+
+impl From<axum::extract::rejection::JsonRejection> for ApiError {
+    fn from(e: axum::extract::rejection::JsonRejection) -> ApiError {
+        ApiError::coded(StatusCode::BAD_REQUEST, codes::INVALID, e.body_text())
+    }
+}
+
+impl From<axum::extract::rejection::QueryRejection> for ApiError {
+    fn from(e: axum::extract::rejection::QueryRejection) -> ApiError {
+        ApiError::coded(StatusCode::BAD_REQUEST, codes::INVALID, e.body_text())
+    }
+}
+
+impl From<axum::extract::rejection::PathRejection> for ApiError {
+    fn from(e: axum::extract::rejection::PathRejection) -> ApiError {
+        ApiError::coded(StatusCode::BAD_REQUEST, codes::INVALID, e.body_text())
+    }
+}
+
 /// The `Range` header value of an upload at `offset` (Distribution's form: `0-0` when empty).
 pub fn upload_range(offset: u64) -> String {
     format!("0-{}", offset.saturating_sub(1))
@@ -144,7 +212,7 @@ pub fn upload_range(offset: u64) -> String {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({
-            "errors": [{ "code": self.code.as_str(), "message": self.message, "detail": serde_json::Value::Null }]
+            "errors": [{ "code": self.code, "message": self.message, "detail": serde_json::Value::Null }]
         });
         let mut resp = (self.status, axum::Json(body)).into_response();
         let h = resp.headers_mut();

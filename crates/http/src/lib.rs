@@ -6,12 +6,14 @@
 //!   (repository names contain `/`, so the path is parsed here, not by a router).
 //! - [`v2`]: the distribution API handlers, one per endpoint.
 //! - [`error`]: the ONLY place a domain error becomes a status code and an OCI error body.
+//! - [`api`]: `/api/v0`, the JSON management API and its OpenAPI document.
 //! - [`ops`]: `/health`, `/nginx_status`, `/metrics`, `/api/v0/meta/cluster_status`.
 //! - [`server`]: the listener (plain or rustls), connection counting, graceful shutdown.
 //!
 //! This crate never names a database or an object store: it holds a
 //! [`berth_core::Registry`] and the trait objects it was given.
 
+pub mod api;
 pub mod auth;
 pub mod endpoint;
 pub mod error;
@@ -60,6 +62,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v2", axum::routing::any(v2::handle))
         .route("/v2/", axum::routing::any(v2::handle))
         .route("/v2/{*rest}", axum::routing::any(v2::handle))
+        .merge(api::router())
         .fallback(error::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

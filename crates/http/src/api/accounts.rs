@@ -1,0 +1,294 @@
+//! Users and service accounts: create, list, read, change (activation, system
+//! administrator flag), passwords, delete.
+
+use super::{created, no_content, time, ApiJson, ApiPath, ApiQuery, Paging, Who};
+use crate::error::ApiError;
+use crate::AppState;
+use axum::extract::State;
+use axum::response::Response;
+use axum::Json;
+use berth_core::manage::{LocalUser, Manage, UserChange};
+use berth_meta::identity::{Origin, UserRecord};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// A user or service account.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserOut {
+    pub name: String,
+    pub full_name: String,
+    #[schema(nullable)]
+    pub email: Option<String>,
+    /// `local` or `directory`.
+    pub origin: String,
+    pub active: bool,
+    pub is_system_admin: bool,
+    pub is_service_account: bool,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339.
+    pub updated_at: String,
+}
+
+impl From<UserRecord> for UserOut {
+    fn from(u: UserRecord) -> UserOut {
+        UserOut {
+            name: u.name,
+            full_name: u.full_name,
+            email: u.email,
+            origin: match u.origin {
+                Origin::Local => "local".into(),
+                Origin::Directory { .. } => "directory".into(),
+            },
+            active: u.active,
+            is_system_admin: u.is_system_admin,
+            is_service_account: u.is_service_account,
+            created_at: time(u.created_at),
+            updated_at: time(u.updated_at),
+        }
+    }
+}
+
+/// A page of users.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserPage {
+    pub items: Vec<UserOut>,
+    /// Pass as `last` for the next page; null on the last page.
+    #[schema(nullable)]
+    pub next: Option<String>,
+}
+
+/// A local user to create.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewUserIn {
+    /// Lowercase letters and digits separated by single `.`, `_` or `-`; at most 64.
+    #[schema(max_length = 64)]
+    pub name: String,
+    /// 8 to 1024 bytes.
+    #[schema(min_length = 8, max_length = 1024)]
+    pub password: String,
+    #[serde(default)]
+    #[schema(max_length = 1024)]
+    pub full_name: Option<String>,
+    #[serde(default)]
+    #[schema(max_length = 1024)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub is_system_admin: Option<bool>,
+}
+
+/// A service account to create (no password: it uses access tokens).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewServiceAccountIn {
+    #[schema(max_length = 64)]
+    pub name: String,
+    #[serde(default)]
+    #[schema(max_length = 1024)]
+    pub full_name: Option<String>,
+    /// The organisation it joins (required unless the caller is a system administrator).
+    #[serde(default)]
+    #[schema(max_length = 64)]
+    pub org: Option<String>,
+}
+
+/// Changes to a user; absent fields stay as they are.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserPatchIn {
+    #[serde(default)]
+    #[schema(max_length = 1024)]
+    pub full_name: Option<String>,
+    /// An empty string clears the address.
+    #[serde(default)]
+    #[schema(max_length = 1024)]
+    pub email: Option<String>,
+    /// System administrators only.
+    #[serde(default)]
+    pub active: Option<bool>,
+    /// System administrators only.
+    #[serde(default)]
+    pub is_system_admin: Option<bool>,
+}
+
+/// A new password.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordIn {
+    /// Required when users change their own password (system administrators may omit it).
+    #[serde(default)]
+    #[schema(max_length = 4096)]
+    pub current_password: Option<String>,
+    #[schema(min_length = 8, max_length = 1024)]
+    pub new_password: String,
+}
+
+/// List users (any authenticated caller).
+#[utoipa::path(
+    get, path = "/api/v0/users", tag = "accounts", params(Paging),
+    responses((status = 200, description = "A page of users by name", body = UserPage)),
+    security(("basic" = []), ("bearer" = []))
+)]
+pub async fn list(
+    State(st): State<AppState>,
+    Who(c): Who,
+    ApiQuery(p): ApiQuery<Paging>,
+) -> Result<Json<UserPage>, ApiError> {
+    let page = Manage::new(&st.access)
+        .users_list(&c, p.last.as_deref(), p.n())
+        .await?;
+    Ok(Json(UserPage {
+        items: page.items.into_iter().map(Into::into).collect(),
+        next: page.next,
+    }))
+}
+
+/// Create a local user with a password (system administrators).
+#[utoipa::path(
+    post, path = "/api/v0/users", tag = "accounts", request_body = NewUserIn,
+    responses(
+        (status = 201, description = "Created", body = UserOut),
+        (status = 403, description = "Not a system administrator (DENIED)", body = super::ErrorBody),
+        (status = 409, description = "The name is taken (CONFLICT)", body = super::ErrorBody),
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
+pub async fn create(
+    State(st): State<AppState>,
+    Who(c): Who,
+    ApiJson(b): ApiJson<NewUserIn>,
+) -> Result<Response, ApiError> {
+    let u = Manage::new(&st.access)
+        .user_create(
+            &c,
+            LocalUser {
+                name: b.name,
+                password: b.password,
+                full_name: b.full_name.unwrap_or_default(),
+                email: b.email.filter(|e| !e.is_empty()),
+                is_system_admin: b.is_system_admin.unwrap_or(false),
+            },
+        )
+        .await?;
+    Ok(created(UserOut::from(u)))
+}
+
+/// Create a service account (system administrators; organisation owners inside their
+/// organisation).
+#[utoipa::path(
+    post, path = "/api/v0/service-accounts", tag = "accounts", request_body = NewServiceAccountIn,
+    responses(
+        (status = 201, description = "Created", body = UserOut),
+        (status = 403, description = "Neither a system administrator nor an owner of the organisation (DENIED)", body = super::ErrorBody),
+        (status = 404, description = "No such organisation (NOT_FOUND)", body = super::ErrorBody),
+        (status = 409, description = "The name is taken (CONFLICT)", body = super::ErrorBody),
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
+pub async fn create_service(
+    State(st): State<AppState>,
+    Who(c): Who,
+    ApiJson(b): ApiJson<NewServiceAccountIn>,
+) -> Result<Response, ApiError> {
+    let u = Manage::new(&st.access)
+        .service_account_create(
+            &c,
+            &b.name,
+            b.full_name.as_deref().unwrap_or(""),
+            b.org.as_deref(),
+        )
+        .await?;
+    Ok(created(UserOut::from(u)))
+}
+
+/// Read a user (any authenticated caller).
+#[utoipa::path(
+    get, path = "/api/v0/users/{user}", tag = "accounts",
+    params(("user" = String, Path, description = "User name")),
+    responses(
+        (status = 200, description = "The user", body = UserOut),
+        (status = 404, description = "No such user (NOT_FOUND)", body = super::ErrorBody),
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
+pub async fn get_one(
+    State(st): State<AppState>,
+    Who(c): Who,
+    ApiPath(user): ApiPath<String>,
+) -> Result<Json<UserOut>, ApiError> {
+    let u = Manage::new(&st.access).user_get(&c, &user).await?;
+    Ok(Json(u.into()))
+}
+
+/// Change a user: full name and e-mail (the user, system administrators), activation and
+/// the system administrator flag (system administrators; not on themselves).
+#[utoipa::path(
+    patch, path = "/api/v0/users/{user}", tag = "accounts", request_body = UserPatchIn,
+    params(("user" = String, Path, description = "User name")),
+    responses(
+        (status = 200, description = "The changed user", body = UserOut),
+        (status = 403, description = "Not allowed (DENIED)", body = super::ErrorBody),
+        (status = 404, description = "No such user (NOT_FOUND)", body = super::ErrorBody),
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
+pub async fn update(
+    State(st): State<AppState>,
+    Who(c): Who,
+    ApiPath(user): ApiPath<String>,
+    ApiJson(b): ApiJson<UserPatchIn>,
+) -> Result<Json<UserOut>, ApiError> {
+    let ch = UserChange {
+        full_name: b.full_name,
+        email: b.email.map(|e| (!e.is_empty()).then_some(e)),
+        active: b.active,
+        is_system_admin: b.is_system_admin,
+    };
+    let u = Manage::new(&st.access).user_update(&c, &user, ch).await?;
+    Ok(Json(u.into()))
+}
+
+/// Set a local user's password (the user, with the current password; system
+/// administrators).
+#[utoipa::path(
+    put, path = "/api/v0/users/{user}/password", tag = "accounts", request_body = PasswordIn,
+    params(("user" = String, Path, description = "User name")),
+    responses(
+        (status = 204, description = "Changed"),
+        (status = 403, description = "Not allowed, or the current password is wrong (DENIED)", body = super::ErrorBody),
+        (status = 404, description = "No such user (NOT_FOUND)", body = super::ErrorBody),
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
+pub async fn set_password(
+    State(st): State<AppState>,
+    Who(c): Who,
+    ApiPath(user): ApiPath<String>,
+    ApiJson(b): ApiJson<PasswordIn>,
+) -> Result<Response, ApiError> {
+    Manage::new(&st.access)
+        .user_set_password(&c, &user, b.current_password.as_deref(), &b.new_password)
+        .await?;
+    Ok(no_content())
+}
+
+/// Delete a user with their memberships and tokens (system administrators).
+#[utoipa::path(
+    delete, path = "/api/v0/users/{user}", tag = "accounts",
+    params(("user" = String, Path, description = "User name")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, description = "Not a system administrator (DENIED)", body = super::ErrorBody),
+        (status = 404, description = "No such user (NOT_FOUND)", body = super::ErrorBody),
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
+pub async fn delete(
+    State(st): State<AppState>,
+    Who(c): Who,
+    ApiPath(user): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    Manage::new(&st.access).user_delete(&c, &user).await?;
+    Ok(no_content())
+}

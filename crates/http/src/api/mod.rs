@@ -1,0 +1,443 @@
+//! `/api/v0`: the JSON management API (accounts, organisations, teams, repositories,
+//! grants, access tokens, the audit log, the directory). Handlers read HTTP and write
+//! JSON; who may do what is `berth_core::manage`'s, so the console can call the same
+//! service. Errors leave through `crate::error` in the OCI envelope, extractor rejections
+//! included ([`ApiJson`], [`ApiQuery`], [`ApiPath`]).
+//!
+//! The OpenAPI document (`GET /api/v0/openapi.json`) is generated from the handlers'
+//! `#[utoipa::path]` annotations and the types below; every operation also documents the
+//! common error answers (added once, by [`ErrorResponses`]).
+//!
+//! Areas: [`accounts`] (users, service accounts, passwords), [`tokens`] (access tokens),
+//! [`orgs`] (organisations and members), [`teams`] (teams, team members, namespace
+//! grants), [`repos`] (repositories, repository grants), [`audit`], [`directory`].
+
+pub mod accounts;
+pub mod audit;
+pub mod directory;
+pub mod orgs;
+pub mod repos;
+pub mod teams;
+pub mod tokens;
+
+use crate::error::ApiError;
+use crate::AppState;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::response::IntoResponse;
+use axum::routing::{get, put};
+use axum::Router;
+use berth_auth::rbac::{Role, Visibility};
+use berth_core::manage::{rfc3339_ms, Manage};
+use berth_core::Caller;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::{RefOr, Response as OaResponse};
+use utoipa::{IntoParams, OpenApi, ToSchema};
+
+/// The `/api/v0` routes (merged into the application's router).
+pub fn router() -> Router<AppState> {
+    use accounts as a;
+    use orgs as o;
+    use repos as r;
+    use teams as t;
+    Router::new()
+        .route("/api/v0/openapi.json", get(openapi_json))
+        .route("/api/v0/users", get(a::list).post(a::create))
+        .route(
+            "/api/v0/users/{user}",
+            get(a::get_one).patch(a::update).delete(a::delete),
+        )
+        .route("/api/v0/users/{user}/password", put(a::set_password))
+        .route(
+            "/api/v0/service-accounts",
+            axum::routing::post(a::create_service),
+        )
+        .route(
+            "/api/v0/users/{user}/tokens",
+            get(tokens::list).post(tokens::create),
+        )
+        .route(
+            "/api/v0/users/{user}/tokens/{token}",
+            axum::routing::delete(tokens::revoke),
+        )
+        .route("/api/v0/orgs", get(o::list).post(o::create))
+        .route(
+            "/api/v0/orgs/{org}",
+            get(o::get_one).patch(o::update).delete(o::delete),
+        )
+        .route("/api/v0/orgs/{org}/members", get(o::members))
+        .route(
+            "/api/v0/orgs/{org}/members/{user}",
+            put(o::member_set).delete(o::member_remove),
+        )
+        .route("/api/v0/orgs/{org}/grants", get(t::org_grants))
+        .route("/api/v0/orgs/{org}/teams", get(t::list).post(t::create))
+        .route(
+            "/api/v0/orgs/{org}/teams/{team}",
+            get(t::get_one).patch(t::update).delete(t::delete),
+        )
+        .route("/api/v0/orgs/{org}/teams/{team}/members", get(t::members))
+        .route(
+            "/api/v0/orgs/{org}/teams/{team}/members/{user}",
+            put(t::member_add).delete(t::member_remove),
+        )
+        .route(
+            "/api/v0/orgs/{org}/teams/{team}/namespace-grant",
+            put(t::grant_set).delete(t::grant_remove),
+        )
+        .route("/api/v0/repositories", get(r::list).post(r::create))
+        .route(
+            "/api/v0/repositories/{repository}",
+            get(r::get_one).patch(r::update).delete(r::delete),
+        )
+        .route("/api/v0/repositories/{repository}/grants", get(r::grants))
+        .route(
+            "/api/v0/repositories/{repository}/grants/{team}",
+            put(r::grant_set).delete(r::grant_remove),
+        )
+        .route("/api/v0/audit", get(audit::query))
+        .route("/api/v0/directory/settings", get(directory::settings))
+}
+
+// --- extractors ------------------------------------------------------------------------
+
+/// The authenticated (or anonymous) caller, with a bearer token's subject loaded.
+pub struct Who(pub Caller);
+
+impl FromRequestParts<AppState> for Who {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Who, ApiError> {
+        let c = crate::auth::caller(st, parts).await?;
+        Ok(Who(Manage::new(&st.access).resolve(&c).await?))
+    }
+}
+
+/// A JSON body; a malformed one is 400 `INVALID` in the error envelope.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, st: &S) -> Result<ApiJson<T>, ApiError> {
+        let axum::Json(v) = axum::Json::<T>::from_request(req, st).await?;
+        Ok(ApiJson(v))
+    }
+}
+
+/// A query string; a malformed one is 400 `INVALID`.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, st: &S) -> Result<ApiQuery<T>, ApiError> {
+        let axum::extract::Query(v) =
+            axum::extract::Query::<T>::from_request_parts(parts, st).await?;
+        Ok(ApiQuery(v))
+    }
+}
+
+/// Path parameters; malformed ones are 400 `INVALID`.
+pub struct ApiPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, st: &S) -> Result<ApiPath<T>, ApiError> {
+        let axum::extract::Path(v) =
+            axum::extract::Path::<T>::from_request_parts(parts, st).await?;
+        Ok(ApiPath(v))
+    }
+}
+
+/// `201 Created` with a JSON body.
+pub fn created<T: Serialize>(v: T) -> axum::response::Response {
+    (axum::http::StatusCode::CREATED, axum::Json(v)).into_response()
+}
+
+/// `204 No Content`.
+pub fn no_content() -> axum::response::Response {
+    axum::http::StatusCode::NO_CONTENT.into_response()
+}
+
+// --- shared wire types -------------------------------------------------------------------
+
+/// Keyset paging: names strictly after `last`, at most `n` (default 100, at most 1000).
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct Paging {
+    /// The `next` of the previous page.
+    #[param(max_length = 512)]
+    pub last: Option<String>,
+    /// Page size.
+    #[param(minimum = 1, maximum = 1000)]
+    pub n: Option<u32>,
+}
+
+impl Paging {
+    pub fn n(&self) -> u32 {
+        self.n.unwrap_or(100)
+    }
+}
+
+/// The error envelope of every error answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub errors: Vec<ErrorItem>,
+}
+
+/// One error.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorItem {
+    /// `UNAUTHORIZED` (401), `DENIED` (403), `NAME_UNKNOWN` (404, a repository that does
+    /// not exist or that the caller may not pull), `NOT_FOUND` (404, anything else),
+    /// `NAME_INVALID` / `INVALID` (400), `CONFLICT` (409), `TOOMANYREQUESTS` (429),
+    /// `UNAVAILABLE` (503), `UNKNOWN` (500).
+    pub code: String,
+    pub message: String,
+    /// Always null.
+    #[schema(nullable)]
+    pub detail: Option<serde_json::Value>,
+}
+
+/// Whether anonymous callers may pull a repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum VisibilityName {
+    Public,
+    Private,
+}
+
+impl From<VisibilityName> for Visibility {
+    fn from(v: VisibilityName) -> Visibility {
+        match v {
+            VisibilityName::Public => Visibility::Public,
+            VisibilityName::Private => Visibility::Private,
+        }
+    }
+}
+
+impl From<Visibility> for VisibilityName {
+    fn from(v: Visibility) -> VisibilityName {
+        match v {
+            Visibility::Public => VisibilityName::Public,
+            Visibility::Private => VisibilityName::Private,
+        }
+    }
+}
+
+/// A team's role: `read-only` (pull), `read-write` (pull, push), `admin` (also delete and
+/// manage access).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum RoleName {
+    ReadOnly,
+    ReadWrite,
+    Admin,
+}
+
+impl From<RoleName> for Role {
+    fn from(r: RoleName) -> Role {
+        match r {
+            RoleName::ReadOnly => Role::ReadOnly,
+            RoleName::ReadWrite => Role::ReadWrite,
+            RoleName::Admin => Role::Admin,
+        }
+    }
+}
+
+impl From<Role> for RoleName {
+    fn from(r: Role) -> RoleName {
+        match r {
+            Role::ReadOnly => RoleName::ReadOnly,
+            Role::ReadWrite => RoleName::ReadWrite,
+            Role::Admin => RoleName::Admin,
+        }
+    }
+}
+
+/// A role to give.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RoleIn {
+    pub role: RoleName,
+}
+
+/// A member of an organisation or a team.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MemberOut {
+    pub name: String,
+    /// Organisation owner (always false in team listings).
+    pub is_owner: bool,
+}
+
+impl From<berth_meta::identity::Member> for MemberOut {
+    fn from(m: berth_meta::identity::Member) -> MemberOut {
+        MemberOut {
+            name: m.name,
+            is_owner: m.is_owner,
+        }
+    }
+}
+
+/// A team's role on a repository or on its organisation's namespace.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GrantOut {
+    pub org: String,
+    pub team: String,
+    /// The repository, or null for the whole organisation namespace.
+    #[schema(nullable)]
+    pub repository: Option<String>,
+    pub role: RoleName,
+}
+
+impl From<berth_auth::rbac::Grant> for GrantOut {
+    fn from(g: berth_auth::rbac::Grant) -> GrantOut {
+        GrantOut {
+            org: g.team.org,
+            team: g.team.team,
+            repository: match g.target {
+                berth_auth::rbac::GrantTarget::Repository(r) => Some(r),
+                berth_auth::rbac::GrantTarget::Namespace => None,
+            },
+            role: g.role.into(),
+        }
+    }
+}
+
+/// RFC 3339 of unix milliseconds.
+pub fn time(ms: i64) -> String {
+    rfc3339_ms(ms)
+}
+
+// --- the OpenAPI document ------------------------------------------------------------------
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Berth management API",
+        version = "0",
+        description = "Accounts, organisations, teams, repositories, grants, access tokens, \
+            the audit log and the directory settings of a Berth registry. Authenticate with \
+            HTTP Basic (a password, or an access token as the password) or a registry bearer \
+            token. Repository names go in one path segment with '/' written as %2F. Errors \
+            use the OCI error envelope."
+    ),
+    paths(
+        openapi_json,
+        accounts::list, accounts::create, accounts::get_one, accounts::update,
+        accounts::delete, accounts::set_password, accounts::create_service,
+        tokens::list, tokens::create, tokens::revoke,
+        orgs::list, orgs::create, orgs::get_one, orgs::update, orgs::delete,
+        orgs::members, orgs::member_set, orgs::member_remove,
+        teams::org_grants, teams::list, teams::create, teams::get_one, teams::update,
+        teams::delete, teams::members, teams::member_add, teams::member_remove,
+        teams::grant_set, teams::grant_remove,
+        repos::list, repos::create, repos::get_one, repos::update, repos::delete,
+        repos::grants, repos::grant_set, repos::grant_remove,
+        audit::query,
+        directory::settings,
+    ),
+    components(schemas(ErrorBody, ErrorItem)),
+    modifiers(&ErrorResponses),
+    tags(
+        (name = "accounts", description = "Users, service accounts and passwords"),
+        (name = "tokens", description = "Access tokens"),
+        (name = "organisations", description = "Organisations and their members"),
+        (name = "teams", description = "Teams, team members and namespace grants"),
+        (name = "repositories", description = "Repositories and repository grants"),
+        (name = "audit", description = "The audit log"),
+        (name = "directory", description = "LDAP / Active Directory"),
+        (name = "meta", description = "This document"),
+    )
+)]
+pub struct ApiDoc;
+
+/// Adds the security schemes, and the error answers every operation may give.
+pub struct ErrorResponses;
+
+impl utoipa::Modify for ErrorResponses {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        let comps = api.components.get_or_insert_with(Default::default);
+        comps.add_security_scheme(
+            "basic",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)),
+        );
+        comps.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                utoipa::openapi::security::HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+        let err = |d: &str| -> RefOr<OaResponse> {
+            RefOr::T(
+                utoipa::openapi::ResponseBuilder::new()
+                    .description(d)
+                    .content(
+                        "application/json",
+                        utoipa::openapi::ContentBuilder::new()
+                            .schema(Some(utoipa::openapi::Ref::from_schema_name("ErrorBody")))
+                            .build(),
+                    )
+                    .build(),
+            )
+        };
+        let common = [
+            (
+                "400",
+                "Malformed request: a bad name (NAME_INVALID) or value (INVALID)",
+            ),
+            (
+                "401",
+                "Authentication required or credentials refused (UNAUTHORIZED)",
+            ),
+            ("429", "Too many failed logins (TOOMANYREQUESTS)"),
+            ("500", "Internal error, logged by the registry (UNKNOWN)"),
+            ("503", "A store is unavailable (UNAVAILABLE)"),
+        ];
+        for (path, item) in api.paths.paths.iter_mut() {
+            if path == "/api/v0/openapi.json" {
+                continue;
+            }
+            let ops = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for op in ops.into_iter().flatten() {
+                for (code, d) in common {
+                    op.responses
+                        .responses
+                        .entry(code.to_string())
+                        .or_insert_with(|| err(d));
+                }
+            }
+        }
+    }
+}
+
+/// This document.
+#[utoipa::path(
+    get,
+    path = "/api/v0/openapi.json",
+    tag = "meta",
+    responses((status = 200, description = "The OpenAPI 3.1 document of /api/v0", content_type = "application/json", body = Object)),
+    security(())
+)]
+pub async fn openapi_json() -> axum::response::Response {
+    static DOC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let doc = DOC.get_or_init(|| ApiDoc::openapi().to_json().unwrap_or_else(|_| "{}".into()));
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        doc.clone(),
+    )
+        .into_response()
+}

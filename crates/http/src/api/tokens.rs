@@ -1,0 +1,200 @@
+//! Access tokens (`berth_<id>_<secret>`, used as a Basic password): create (the secret is
+//! in the answer, once), list without secrets, revoke.
+
+use super::{created, no_content, time, ApiJson, ApiPath, RoleName, Who};
+use crate::error::ApiError;
+use crate::AppState;
+use axum::extract::State;
+use axum::response::Response;
+use axum::Json;
+use berth_auth::rbac::{Restriction, RestrictionEntry, RestrictionTarget};
+use berth_core::manage::{Manage, TokenRequest};
+use berth_meta::identity::TokenRecord;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// What a restriction entry covers.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RestrictionKind {
+    /// Repositories whose name matches `pattern` (`*` matches any run of characters).
+    Repository,
+    /// Every repository of the namespace `pattern`.
+    Namespace,
+}
+
+/// One entry of a token's reduced scope: at most `max_role` on what `pattern` covers.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestrictionEntryIo {
+    pub kind: RestrictionKind,
+    #[schema(max_length = 256)]
+    pub pattern: String,
+    pub max_role: RoleName,
+}
+
+/// An access token to create.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenIn {
+    #[serde(default)]
+    #[schema(max_length = 1024)]
+    pub description: Option<String>,
+    /// Lifetime in seconds (at most ten years); absent: until revoked.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 315360000)]
+    pub expires_in: Option<u64>,
+    /// Reduced scope (1 to 100 entries): the token may do at most this, and never more
+    /// than its user. Absent: the user's full rights.
+    #[serde(default)]
+    pub restriction: Option<Vec<RestrictionEntryIo>>,
+}
+
+/// An access token, without its secret.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenOut {
+    pub id: String,
+    pub description: String,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339; null: never.
+    #[schema(nullable)]
+    pub expires_at: Option<String>,
+    /// RFC 3339; null: never used.
+    #[schema(nullable)]
+    pub last_used_at: Option<String>,
+    pub revoked: bool,
+    #[schema(nullable)]
+    pub restriction: Option<Vec<RestrictionEntryIo>>,
+}
+
+/// A new access token: `token` is the secret, shown this once.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedTokenOut {
+    /// Use as the password with the user's name.
+    pub token: String,
+    #[serde(flatten)]
+    pub info: TokenOut,
+}
+
+impl From<TokenRecord> for TokenOut {
+    fn from(t: TokenRecord) -> TokenOut {
+        TokenOut {
+            id: t.id.as_str().to_string(),
+            description: t.description,
+            created_at: time(t.created_at),
+            expires_at: t.expires_at.map(time),
+            last_used_at: t.last_used_at.map(time),
+            revoked: t.revoked,
+            restriction: t.restriction.map(|r| {
+                r.entries
+                    .into_iter()
+                    .map(|e| {
+                        let (kind, pattern) = match e.target {
+                            RestrictionTarget::Repository(p) => (RestrictionKind::Repository, p),
+                            RestrictionTarget::Namespace(n) => (RestrictionKind::Namespace, n),
+                        };
+                        RestrictionEntryIo {
+                            kind,
+                            pattern,
+                            max_role: e.max_role.into(),
+                        }
+                    })
+                    .collect()
+            }),
+        }
+    }
+}
+
+/// List a user's access tokens (the user; system administrators; for a service account,
+/// its organisations' owners).
+#[utoipa::path(
+    get, path = "/api/v0/users/{user}/tokens", tag = "tokens",
+    params(("user" = String, Path, description = "User name")),
+    responses(
+        (status = 200, description = "The tokens, newest first, without secrets", body = Vec<TokenOut>),
+        (status = 403, description = "Not allowed (DENIED)", body = super::ErrorBody),
+        (status = 404, description = "No such user (NOT_FOUND)", body = super::ErrorBody),
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
+pub async fn list(
+    State(st): State<AppState>,
+    Who(c): Who,
+    ApiPath(user): ApiPath<String>,
+) -> Result<Json<Vec<TokenOut>>, ApiError> {
+    let t = Manage::new(&st.access).tokens_list(&c, &user).await?;
+    Ok(Json(t.into_iter().map(Into::into).collect()))
+}
+
+/// Create an access token for oneself, or for a service account (system administrators,
+/// its organisations' owners). The secret is in this answer only.
+#[utoipa::path(
+    post, path = "/api/v0/users/{user}/tokens", tag = "tokens", request_body = TokenIn,
+    params(("user" = String, Path, description = "User name")),
+    responses(
+        (status = 201, description = "Created; the secret is shown once", body = CreatedTokenOut),
+        (status = 403, description = "Not allowed (DENIED)", body = super::ErrorBody),
+        (status = 404, description = "No such user (NOT_FOUND)", body = super::ErrorBody),
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
+pub async fn create(
+    State(st): State<AppState>,
+    Who(c): Who,
+    ApiPath(user): ApiPath<String>,
+    ApiJson(b): ApiJson<TokenIn>,
+) -> Result<Response, ApiError> {
+    let restriction = b.restriction.map(|es| Restriction {
+        entries: es
+            .into_iter()
+            .map(|e| RestrictionEntry {
+                target: match e.kind {
+                    RestrictionKind::Repository => RestrictionTarget::Repository(e.pattern),
+                    RestrictionKind::Namespace => RestrictionTarget::Namespace(e.pattern),
+                },
+                max_role: e.max_role.into(),
+            })
+            .collect(),
+    });
+    let t = Manage::new(&st.access)
+        .token_create(
+            &c,
+            &user,
+            TokenRequest {
+                description: b.description.unwrap_or_default(),
+                expires_in: b.expires_in,
+                restriction,
+            },
+        )
+        .await?;
+    Ok(created(CreatedTokenOut {
+        token: t.token,
+        info: t.record.into(),
+    }))
+}
+
+/// Revoke an access token.
+#[utoipa::path(
+    delete, path = "/api/v0/users/{user}/tokens/{token}", tag = "tokens",
+    params(
+        ("user" = String, Path, description = "User name"),
+        ("token" = String, Path, description = "Token id"),
+    ),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 403, description = "Not allowed (DENIED)", body = super::ErrorBody),
+        (status = 404, description = "No such user or token (NOT_FOUND)", body = super::ErrorBody),
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
+pub async fn revoke(
+    State(st): State<AppState>,
+    Who(c): Who,
+    ApiPath((user, token)): ApiPath<(String, String)>,
+) -> Result<Response, ApiError> {
+    Manage::new(&st.access)
+        .token_revoke(&c, &user, &token)
+        .await?;
+    Ok(no_content())
+}

@@ -18,9 +18,6 @@
 
 mod common;
 
-use berth_auth::rbac::Role;
-use berth_meta::identity::{NewToken, TokenKind, UserKey};
-use berth_meta::{IdentityStore, SqliteMetaStore};
 use common::*;
 use serde_json::Value;
 use std::io::Write;
@@ -290,7 +287,6 @@ struct Berth {
     dir: tempfile::TempDir,
     config: PathBuf,
     http: reqwest::blocking::Client,
-    rt: tokio::runtime::Runtime,
 }
 
 impl Berth {
@@ -314,10 +310,6 @@ impl Berth {
                 .timeout(Duration::from_secs(60))
                 .build()
                 .expect("http client"),
-            rt: tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime"),
         }
     }
 
@@ -364,15 +356,6 @@ impl Berth {
         self.users()
             .into_iter()
             .find(|l| l.split('\t').next() == Some(name))
-    }
-
-    /// The identity store of the data directory (the same SQLite file the server uses), for
-    /// what `berth admin` cannot do yet: grants and access tokens.
-    fn store(&self) -> SqliteMetaStore {
-        let path = self.dir.path().join("data").join("berth.db");
-        self.rt
-            .block_on(SqliteMetaStore::open(&path))
-            .expect("open the store")
     }
 
     /// A registry token for `scope`, with Basic credentials: `(status, token, access)`.
@@ -562,12 +545,17 @@ fn scenario(kind: Kind) {
     let image = Image::random(1, 8, "amd64");
     berth.push(&host, &image);
     // devs may pull the private repository; admins have no grant on it.
-    let store = berth.store();
-    let repo = berth_oci::RepoName::parse(REPO).unwrap();
-    berth
-        .rt
-        .block_on(store.grant_repo_set("acme", "devs", &repo, Role::ReadOnly))
-        .expect("grant");
+    let out = berth.admin(&[
+        "team",
+        "grant",
+        "--role",
+        "read-only",
+        "--repo",
+        REPO,
+        "acme",
+        "devs",
+    ]);
+    assert!(out.status.success(), "team grant: {}", out.stderr);
     assert_eq!(berth.pull_status(&host, "admin", ADMIN_PW), 200);
 
     // Just in time: bob (developers) logs in before any sync and can pull at once.
@@ -655,27 +643,14 @@ fn scenario(kind: Kind) {
 
     // Bob has an access token (as a password) and a refresh token (docker login's offline
     // token); both work.
-    let access = berth.rt.block_on(async {
-        let bob = store
-            .user_get(UserKey::Name("bob"))
-            .await
-            .unwrap()
-            .expect("bob");
-        let secret = berth_auth::secret::generate();
-        store
-            .token_create(&NewToken {
-                id: secret.id.clone(),
-                kind: TokenKind::Access,
-                user_id: bob.id,
-                description: "ci".into(),
-                hash: secret.hash.clone(),
-                expires_at: None,
-                restriction: None,
-            })
-            .await
-            .expect("token");
-        secret.token
-    });
+    let out = berth.admin(&["token", "create", "bob", "--description", "ci"]);
+    assert!(out.status.success(), "token create: {}", out.stderr);
+    let access = out
+        .stdout
+        .split_whitespace()
+        .find(|w| w.starts_with("berth_"))
+        .unwrap_or_else(|| panic!("no token printed: {}", out.stdout))
+        .to_string();
     assert_eq!(berth.basic_pull_status(&host, "bob", &access), 200);
     let r = berth
         .http

@@ -628,6 +628,8 @@ fn scenario(kind: Kind) {
     let report = berth.sync();
     assert_eq!(report["ok"], true, "{report}");
     assert_eq!(report["counts"]["memberships_removed"], 1, "{report}");
+    // Still in acme/admins, so still a member of acme.
+    assert_eq!(report["counts"]["org_memberships_removed"], 0, "{report}");
     assert_eq!(berth.granted(&host, "alice", "alice-pw"), Some(vec![]));
     assert_eq!(berth.pull_status(&host, "alice", "alice-pw"), 404);
     let out = docker.pull();
@@ -693,6 +695,9 @@ fn scenario(kind: Kind) {
     assert_eq!(report["ok"], true, "{report}");
     assert_eq!(report["counts"]["deactivated"], 1, "{report}");
     assert_eq!(report["counts"]["tokens_revoked"], 2, "{report}");
+    // Out of acme/devs, his only team of acme: out of acme.
+    assert_eq!(report["counts"]["memberships_removed"], 1, "{report}");
+    assert_eq!(report["counts"]["org_memberships_removed"], 1, "{report}");
     assert_eq!(
         berth.user_line("bob").as_deref(),
         Some("bob\tdirectory\tinactive")

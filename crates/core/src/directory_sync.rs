@@ -11,7 +11,9 @@
 //!   succeeds.
 //! - Local accounts are never touched; only directory accounts and mapped teams are.
 //! - A deactivated account loses every access and refresh token (`tokens_revoke_all`);
-//!   its password logins stop at once because the account is inactive.
+//!   its password logins stop at once because the account is inactive. An account that
+//!   leaves its last team of an organisation also leaves the organisation (unless it owns
+//!   it), since plain membership may allow creating repositories there.
 //! - Every run is one `directory.sync` audit event whose detail is the [`SyncReport`]:
 //!   that is the sync history ([`sync_runs`]).
 //! - Each change is its own store transaction. A run that fails halfway (the store went
@@ -26,7 +28,7 @@ use berth_directory::{
     Origin as PlanOrigin, SyncError, SyncPlan, SyncPolicy, TeamRef,
 };
 use berth_meta::identity::{
-    AccountId, AuditFilter, NewAuditEvent, NewUser, Origin, UserPatch, UserRecord,
+    AccountId, AuditFilter, NewAuditEvent, NewUser, Origin, UserKey, UserPatch, UserRecord,
 };
 use berth_meta::{IdentityStore, MetaError};
 use serde::{Deserialize, Serialize};
@@ -69,6 +71,10 @@ pub struct SyncCounts {
     pub memberships_removed: u64,
     /// Access and refresh tokens revoked with the deactivated accounts.
     pub tokens_revoked: u64,
+    /// Organisation memberships ended because the sync took the account's last team of
+    /// that organisation (membership alone lets a user create repositories where
+    /// `members_can_create` is set).
+    pub org_memberships_removed: u64,
     /// Mapped teams created in existing organisations.
     pub teams_created: u64,
     /// Directory users left alone because a local account has their name.
@@ -101,6 +107,22 @@ pub struct SyncReport {
     /// taken by an organisation).
     #[serde(default)]
     pub warnings: Vec<String>,
+}
+
+impl SyncReport {
+    fn started(trigger: Trigger) -> SyncReport {
+        SyncReport {
+            started_at: now_ms(),
+            finished_at: 0,
+            trigger,
+            ok: false,
+            error: None,
+            unreachable: false,
+            counts: SyncCounts::default(),
+            conflicts: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
 }
 
 /// A recorded sync run.
@@ -143,17 +165,7 @@ pub async fn run_sync(
     actor: Option<AccountId>,
 ) -> SyncReport {
     let _one = RUNNING.lock().await;
-    let mut report = SyncReport {
-        started_at: now_ms(),
-        finished_at: 0,
-        trigger,
-        ok: false,
-        error: None,
-        unreachable: false,
-        counts: SyncCounts::default(),
-        conflicts: Vec::new(),
-        warnings: Vec::new(),
-    };
+    let mut report = SyncReport::started(trigger);
     match sync_once(identity, directory, &mut report).await {
         Ok(()) => report.ok = true,
         Err(e) => {
@@ -356,10 +368,7 @@ async fn apply(
             }
             Err(MetaError::Conflict(_)) => {
                 // A login created it meanwhile, or an organisation has the name.
-                match identity
-                    .user_get(berth_meta::identity::UserKey::Name(&n.username))
-                    .await?
-                {
+                match identity.user_get(UserKey::Name(&n.username)).await? {
                     Some(rec) if matches!(rec.origin, Origin::Directory { .. }) => {
                         users.insert(rec.name.clone(), rec);
                     }
@@ -411,6 +420,7 @@ async fn apply(
             report.counts.memberships_added += 1;
         }
     }
+    let mut left: BTreeSet<(AccountId, String)> = BTreeSet::new();
     for Membership { username, team } in &plan.remove_memberships {
         if let Some(id) = directory_account(users, username) {
             if identity
@@ -418,7 +428,21 @@ async fn apply(
                 .await?
             {
                 report.counts.memberships_removed += 1;
+                left.insert((id, team.org().to_string()));
             }
+        }
+    }
+    // Joining a team made the account a member of its organisation; leaving the last one
+    // ends that membership too (owners stay: ownership is given by hand).
+    for (id, org) in left {
+        let Some(subject) = identity.subject_for(UserKey::Id(id)).await? else {
+            continue;
+        };
+        let Some(user) = subject.user else { continue };
+        let owner = user.orgs.iter().any(|o| o.org == org && o.is_owner);
+        let teams = user.teams.iter().any(|t| t.org == org);
+        if !owner && !teams && identity.org_member_remove(&org, id).await? {
+            report.counts.org_memberships_removed += 1;
         }
     }
     Ok(())
@@ -462,17 +486,8 @@ pub async fn provision(
 ) -> Result<Option<UserRecord>, DirectorySyncError> {
     let policy = &directory.config().sync;
     let snapshot = snapshot_of_user(&directory.snapshot().await?, username);
-    let mut report = SyncReport {
-        started_at: now_ms(),
-        finished_at: 0,
-        trigger: Trigger::Command,
-        ok: false,
-        error: None,
-        unreachable: false,
-        counts: SyncCounts::default(),
-        conflicts: Vec::new(),
-        warnings: Vec::new(),
-    };
+    // Collects what `mapped_teams` and `apply` report; not recorded as a sync run.
+    let mut report = SyncReport::started(Trigger::Api);
     let plan = plan(&snapshot, policy, &[])?;
     let Some(new) = plan.create.first() else {
         return Ok(None);
@@ -495,10 +510,7 @@ pub async fn provision(
         Ok(rec) => rec,
         // Two first logins at once, or a sync: use the account if it is a directory one.
         Err(MetaError::Conflict(_)) => {
-            match identity
-                .user_get(berth_meta::identity::UserKey::Name(&new.username))
-                .await?
-            {
+            match identity.user_get(UserKey::Name(&new.username)).await? {
                 Some(rec) if matches!(rec.origin, Origin::Directory { .. }) => rec,
                 _ => return Ok(None),
             }

@@ -5,6 +5,8 @@
 //! - [`manifests`]: manifest put/get/delete, tags, referrers.
 //! - [`directory_sync`]: the directory sync applied to accounts and teams, its schedule
 //!   and history, and just-in-time accounts of directory users.
+//! - [`gc`]: garbage collection: a run over the metadata store's candidate queue, its
+//!   schedule, and the read-only flag replicas follow.
 //! - [`error`]: [`CoreError`], what went wrong in domain terms (the HTTP crate maps it to
 //!   the wire, in one place).
 //!
@@ -18,6 +20,7 @@
 pub mod access;
 pub mod directory_sync;
 pub mod error;
+pub mod gc;
 pub mod manage;
 pub mod manifests;
 pub mod registry;

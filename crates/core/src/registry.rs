@@ -8,11 +8,12 @@
 
 use crate::error::CoreError;
 use berth_blob::{BlobStore, ByteStream, UploadState};
-use berth_meta::{MetaStore, UploadRecord};
+use berth_meta::{BlobClaim, MetaStore, UploadRecord};
 use berth_oci::{Algorithm, Digest, Digester, RepoName};
 use futures::StreamExt;
-use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Tunables of registry behaviour.
 #[derive(Debug, Clone)]
@@ -66,7 +67,23 @@ pub struct Registry {
     pub(crate) meta: Arc<dyn MetaStore>,
     pub(crate) blobs: Arc<dyn BlobStore>,
     pub(crate) cfg: RegistryConfig,
+    /// What garbage collection asks of the request paths (see `crate::gc`).
+    pub(crate) gc: GcHooks,
 }
+
+/// Garbage collection's hold on the request paths, changed while serving.
+#[derive(Debug, Default)]
+pub(crate) struct GcHooks {
+    /// A HEAD that finds a link last claimed longer ago than this (ms) claims it again;
+    /// 0: never (no GC configured).
+    pub(crate) claim_refresh_ms: AtomicI64,
+    /// Why writes are refused while a read-only GC runs (from the shared settings).
+    pub(crate) read_only: RwLock<Option<String>>,
+}
+
+/// How long an upload waits for GC to finish deleting the bytes of the digest it is
+/// committing before giving up with 503.
+const TOMBSTONE_WAIT: Duration = Duration::from_secs(30);
 
 pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
@@ -100,7 +117,85 @@ impl Registry {
         blobs: Arc<dyn BlobStore>,
         cfg: RegistryConfig,
     ) -> Registry {
-        Registry { meta, blobs, cfg }
+        Registry {
+            meta,
+            blobs,
+            cfg,
+            gc: GcHooks::default(),
+        }
+    }
+
+    /// A HEAD that finds a blob link older than `every` claims it again, so that GC (whose
+    /// grace period should be at least twice this) keeps it for the manifest the client
+    /// is about to push. Zero turns it off.
+    pub fn set_link_claim_refresh(&self, every: Duration) {
+        self.gc
+            .claim_refresh_ms
+            .store(every.as_millis() as i64, Ordering::Relaxed);
+    }
+
+    /// Refuses writes with `why` (a read-only GC run), or stops refusing with `None`.
+    pub fn set_gc_read_only(&self, why: Option<String>) {
+        *self.gc.read_only.write().unwrap_or_else(|e| e.into_inner()) = why;
+    }
+
+    /// Why writes are refused, if they are.
+    pub fn read_only_reason(&self) -> Option<String> {
+        self.cfg.read_only.clone().or_else(|| {
+            self.gc
+                .read_only
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+        })
+    }
+
+    /// Claims `digest` before its bytes are committed; waits while GC deletes it.
+    async fn claim(&self, digest: &Digest) -> Result<i64, CoreError> {
+        let deadline = tokio::time::Instant::now() + TOMBSTONE_WAIT;
+        let mut pause = Duration::from_millis(20);
+        loop {
+            match self.meta.blob_claim(digest).await? {
+                BlobClaim::Claimed { generation } => return Ok(generation),
+                BlobClaim::Deleting if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(500));
+                }
+                BlobClaim::Deleting => {
+                    return Err(CoreError::ReadOnly(format!(
+                        "garbage collection is deleting blob {digest}; retry the upload later"
+                    )))
+                }
+            }
+        }
+    }
+
+    /// Links a committed blob under the claim taken before its commit.
+    async fn complete(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        size: u64,
+        generation: i64,
+        upload: Option<&str>,
+    ) -> Result<(), CoreError> {
+        match self
+            .meta
+            .upload_complete(repo, digest, size, generation, upload)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(berth_meta::MetaError::ClaimLost(d)) => {
+                if let Some(id) = upload {
+                    // Its data was consumed by the commit: the session cannot continue.
+                    let _ = self.meta.upload_delete(id).await;
+                }
+                Err(CoreError::ReadOnly(format!(
+                    "blob {d} was garbage-collected while this upload committed it; upload it again"
+                )))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     pub fn meta(&self) -> &Arc<dyn MetaStore> {
@@ -114,18 +209,24 @@ impl Registry {
     }
 
     pub(crate) fn check_writable(&self) -> Result<(), CoreError> {
-        match &self.cfg.read_only {
-            Some(why) => Err(CoreError::ReadOnly(why.clone())),
+        match self.read_only_reason() {
+            Some(why) => Err(CoreError::ReadOnly(why)),
             None => Ok(()),
         }
     }
 
-    /// Size of a blob linked in `repo`.
+    /// Size of a blob linked in `repo`. A stale link is claimed again (a client that
+    /// finds a blob will reference it next), unless writes are refused anyway.
     pub async fn blob_head(&self, repo: &RepoName, digest: &Digest) -> Result<u64, CoreError> {
-        self.meta
-            .blob_in_repo(repo, digest)
-            .await?
-            .ok_or(CoreError::BlobUnknown)
+        let refresh = self.gc.claim_refresh_ms.load(Ordering::Relaxed);
+        let size = if refresh > 0 && self.read_only_reason().is_none() {
+            self.meta
+                .link_claim(repo, digest, now_ms() - refresh)
+                .await?
+        } else {
+            self.meta.blob_in_repo(repo, digest).await?
+        };
+        size.ok_or(CoreError::BlobUnknown)
     }
 
     /// Reads a blob linked in `repo`, whole or a range of it.
@@ -208,6 +309,7 @@ impl Registry {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let state = self.blobs.upload_start(&id).await?;
         let result = async {
+            let generation = self.claim(digest).await?;
             let hasher = Arc::new(Mutex::new(Digester::new(digest.algorithm())));
             let (state, n) = self
                 .blobs
@@ -228,12 +330,12 @@ impl Registry {
                 });
             }
             self.blobs.upload_commit(&id, &state, n, digest).await?;
-            Ok(n)
+            Ok((n, generation))
         }
         .await;
         match result {
-            Ok(n) => {
-                self.meta.blob_link(repo, digest, n).await?;
+            Ok((n, generation)) => {
+                self.complete(repo, digest, n, generation, None).await?;
                 Ok(n)
             }
             Err(e) => {
@@ -255,13 +357,7 @@ impl Registry {
         self.check_writable()?;
         match from {
             Some(from) => Ok(self.meta.blob_mount(repo, from, digest).await?),
-            None => match self.meta.blob_anywhere(digest).await? {
-                Some(size) => {
-                    self.meta.blob_link(repo, digest, size).await?;
-                    Ok(Some(size))
-                }
-                None => Ok(None),
-            },
+            None => Ok(self.meta.blob_mount_any(repo, digest).await?),
         }
     }
 
@@ -426,6 +522,9 @@ impl Registry {
                 actual,
             });
         }
+        // Claimed before the commit: the store's commit keeps bytes that already exist, and
+        // those must not be GC's to delete meanwhile (ARCHITECTURE.md, invariant 9).
+        let generation = self.claim(digest).await?;
         self.blobs
             .upload_commit(
                 &rec.id,
@@ -434,8 +533,8 @@ impl Registry {
                 digest,
             )
             .await?;
-        self.meta.blob_link(repo, digest, rec.offset).await?;
-        self.meta.upload_delete(&rec.id).await?;
+        self.complete(repo, digest, rec.offset, generation, Some(&rec.id))
+            .await?;
         Ok(rec.offset)
     }
 

@@ -196,3 +196,178 @@ fn configured_admin_password_is_never_printed() {
         "{out}"
     );
 }
+
+/// `berth admin team grant|revoke`, `repo create|visibility` and `token
+/// create|list|revoke`, run on a live server's stores, change what callers may do on `/v2`
+/// at once.
+#[test]
+fn grants_repositories_and_tokens() {
+    use reqwest::Method;
+    let server = Server::start(Backend::Embedded);
+    let pw = "bob-password-1234";
+    server.admin_ok(&["org", "create", "shop"], None);
+    server.create_user("bob", pw);
+    server.admin_ok(&["team", "create", "shop", "devs"], None);
+    server.admin_ok(&["team", "add", "shop", "devs", "bob"], None);
+    for repo in ["shop/app", "shop/web"] {
+        let out = server.admin_ok(&["repo", "create", repo], None);
+        assert_eq!(out.trim(), format!("created repository {repo} (private)"));
+    }
+    let out = server.admin(&["repo", "create", "shop/app"], None);
+    assert!(!out.status.success(), "created twice: {}", out.stdout);
+    let as_bob = |method: Method, path: &str, password: &str| {
+        server.request_as(method, path, "bob", password).status
+    };
+    let pull = |repo: &str, password: &str| {
+        as_bob(Method::GET, &format!("/v2/{repo}/tags/list"), password)
+    };
+    let push = |repo: &str, password: &str| {
+        as_bob(
+            Method::POST,
+            &format!("/v2/{repo}/blobs/uploads/"),
+            password,
+        )
+    };
+
+    // No role: the private repositories are invisible to bob.
+    assert_eq!(pull("shop/app", pw), 404);
+    // A namespace grant covers every repository of the organisation.
+    let out = server.admin_ok(
+        &[
+            "team",
+            "grant",
+            "shop",
+            "devs",
+            "--namespace",
+            "--role",
+            "read-only",
+        ],
+        None,
+    );
+    assert_eq!(out.trim(), "shop/devs has read-only on shop/*");
+    assert_eq!(pull("shop/app", pw), 200);
+    assert_eq!(pull("shop/web", pw), 200);
+    assert_eq!(push("shop/app", pw), 403);
+    // A repository grant adds to it, on that repository only.
+    server.admin_ok(
+        &[
+            "team",
+            "grant",
+            "shop",
+            "devs",
+            "--repo",
+            "shop/app",
+            "--role",
+            "read-write",
+        ],
+        None,
+    );
+    assert_eq!(push("shop/app", pw), 202);
+    assert_eq!(push("shop/web", pw), 403);
+    // Revoking the namespace grant leaves the repository grant.
+    server.admin_ok(&["team", "revoke", "shop", "devs", "--namespace"], None);
+    assert_eq!(pull("shop/web", pw), 404);
+    assert_eq!(push("shop/app", pw), 202);
+    let out = server.admin(&["team", "revoke", "shop", "devs", "--namespace"], None);
+    assert!(
+        !out.status.success() && out.stderr.contains("has no role on shop/*"),
+        "{}",
+        out.stderr
+    );
+    // Refused: a repository outside the organisation, a role that does not exist, both or
+    // neither of --repo and --namespace.
+    server.admin_ok(&["repo", "create", "bob/own"], None);
+    for args in [
+        &[
+            "team", "grant", "shop", "devs", "--repo", "bob/own", "--role", "admin",
+        ][..],
+        &[
+            "team",
+            "grant",
+            "shop",
+            "devs",
+            "--namespace",
+            "--role",
+            "owner",
+        ],
+        &["team", "grant", "shop", "devs", "--role", "admin"],
+        &[
+            "team",
+            "grant",
+            "shop",
+            "devs",
+            "--namespace",
+            "--repo",
+            "shop/app",
+            "--role",
+            "admin",
+        ],
+    ] {
+        let out = server.admin(args, None);
+        assert!(
+            !out.status.success(),
+            "berth admin {args:?} succeeded: {}",
+            out.stdout
+        );
+    }
+
+    // An access token restricted to read-only on shop/app: pulls there, pushes nowhere,
+    // and sees nothing else, although bob may push to shop/app.
+    let token = server
+        .admin_ok(
+            &[
+                "token",
+                "create",
+                "bob",
+                "--description",
+                "ci pulls",
+                "--expires-in-days",
+                "1",
+                "--scope",
+                "shop/app=read-only",
+            ],
+            None,
+        )
+        .trim()
+        .to_string();
+    assert!(token.starts_with("berth_"), "{token}");
+    assert_eq!(pull("shop/app", &token), 200);
+    assert_eq!(push("shop/app", &token), 403);
+    assert_eq!(pull("bob/own", pw), 200);
+    assert_eq!(pull("bob/own", &token), 404);
+    let id = token
+        .strip_prefix("berth_")
+        .and_then(|t| t.split('_').next())
+        .expect("token id");
+    let out = server.admin_ok(&["token", "list", "bob"], None);
+    assert_eq!(out.trim(), format!("{id}\tactive\tci pulls"));
+    assert!(!out.contains(&token), "token list printed the secret");
+    let out = server.admin_ok(&["token", "revoke", id], None);
+    assert_eq!(out.trim(), format!("revoked token {id}"));
+    assert_eq!(pull("shop/app", &token), 401);
+    let out = server.admin_ok(&["token", "list", "bob"], None);
+    assert_eq!(out.trim(), format!("{id}\trevoked\tci pulls"));
+    let bad = server.admin(
+        &["token", "create", "bob", "--scope", "Shop/*=read-only"],
+        None,
+    );
+    assert!(!bad.status.success(), "{}", bad.stdout);
+
+    // Visibility: public lets anonymous callers pull, private takes it back.
+    let anon_tags = |repo: &str| {
+        server
+            .get_anon(&format!("/v2/{repo}/tags/list"), None)
+            .status
+    };
+    assert_eq!(anon_tags("shop/web"), 401);
+    server.admin_ok(&["repo", "visibility", "shop/web", "public"], None);
+    assert_eq!(anon_tags("shop/web"), 200);
+    server.admin_ok(&["repo", "visibility", "shop/web", "private"], None);
+    assert_eq!(anon_tags("shop/web"), 401);
+    let out = server.admin(&["repo", "visibility", "shop/none", "public"], None);
+    assert!(
+        !out.status.success() && out.stderr.contains("no repository"),
+        "{}",
+        out.stderr
+    );
+}

@@ -1,7 +1,7 @@
 //! HTTPS: `berth serve --tls-cert FILE --tls-key FILE` turns the listener into TLS (rustls).
 //! Real clients verify the certificate against a CA made for the test: curl over HTTP/1.1
-//! and HTTP/2, and skopeo pushing and pulling an image with verification on, all as the
-//! administrator. An anonymous caller is sent to the token service at an `https` realm. A
+//! and HTTP/2, skopeo pushing and pulling an image and crane reading it with verification
+//! on, all as the administrator. An anonymous caller is sent to the token service at an `https` realm. A
 //! plain-HTTP request to the TLS port gets no registry answer.
 
 #[macro_use]
@@ -111,30 +111,34 @@ fn https_with_verified_clients() {
     let ca = dir.path().join("ca.crt");
     let admin = creds(ADMIN, ADMIN_PASSWORD);
 
-    // Anonymous: 401, and the challenge names the token service over https.
-    let out = run_ok(
-        Command::new("curl")
-            .args(["-sS", "-D", "-", "-o", "/dev/null", "--cacert"])
-            .arg(&ca)
-            .arg(format!("https://{}/v2/", server.host)),
-        Duration::from_secs(30),
-    );
-    assert!(
-        out.stdout.starts_with("HTTP/2 401") || out.stdout.starts_with("HTTP/1.1 401"),
-        "anonymous /v2/ over TLS: {}",
-        out.stdout
-    );
+    // Anonymous: 401, and the challenge names the token service at the address the client
+    // used, over https, whether the request carries `Host` (HTTP/1.1) or `:authority`
+    // (HTTP/2, what Go clients such as skopeo and Docker negotiate over TLS).
     let want = format!(
         "bearer realm=\"https://{}/auth/token\",service=\"berth\"",
         server.host
     );
-    assert!(
-        out.stdout
-            .to_ascii_lowercase()
-            .contains(&want.to_ascii_lowercase()),
-        "no https challenge ({want}) in:\n{}",
-        out.stdout
-    );
+    for (proto, status) in [("--http1.1", "HTTP/1.1 401"), ("--http2", "HTTP/2 401")] {
+        let out = run_ok(
+            Command::new("curl")
+                .args(["-sS", proto, "-D", "-", "-o", "/dev/null", "--cacert"])
+                .arg(&ca)
+                .arg(format!("https://{}/v2/", server.host)),
+            Duration::from_secs(30),
+        );
+        assert!(
+            out.stdout.starts_with(status),
+            "anonymous /v2/ over TLS with curl {proto}: {}",
+            out.stdout
+        );
+        assert!(
+            out.stdout
+                .to_ascii_lowercase()
+                .contains(&want.to_ascii_lowercase()),
+            "curl {proto}: no challenge naming {want} in:\n{}",
+            out.stdout
+        );
+    }
 
     for proto in ["--http1.1", "--http2"] {
         let out = run_ok(
@@ -210,6 +214,30 @@ fn https_with_verified_clients() {
         image.manifest_digest,
         "manifest served over TLS"
     );
+    // crane (go-containerregistry negotiates HTTP/2 over TLS) follows the token protocol
+    // to the realm the challenge names.
+    let crane = || {
+        let mut c = env.crane();
+        c.env("SSL_CERT_FILE", &ca);
+        c
+    };
+    run_input_ok(
+        crane().args([
+            "auth",
+            "login",
+            &server.host,
+            "--username",
+            ADMIN,
+            "--password-stdin",
+        ]),
+        Some(ADMIN_PASSWORD),
+        Duration::from_secs(60),
+    );
+    let out = run_ok(
+        crane().args(["digest", &format!("{}/tls/app:v1", server.host)]),
+        Duration::from_secs(60),
+    );
+    assert_eq!(out.stdout.trim(), image.manifest_digest, "crane over TLS");
     let back = env.path("back");
     run_ok(
         env.skopeo()

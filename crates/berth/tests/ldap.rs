@@ -1,7 +1,8 @@
-//! Directory users end to end: the real `berth` binary (SQLite and the filesystem),
-//! configured with a TOML file pointing at a real slapd started by the shared peer script
-//! `slapd.sh`, once with the plain OpenLDAP directory (`uid`, `groupOfNames`) and once with
-//! the Active-Directory-like one (`sAMAccountName`, `memberOf`, `userAccountControl`).
+//! Directory users end to end: the real `berth` binary (on SQLite and the filesystem, and
+//! on PostgreSQL and S3), configured with a TOML file pointing at a real slapd started by
+//! the shared peer script `slapd.sh`, once with the plain OpenLDAP directory (`uid`,
+//! `groupOfNames`) and once with the Active-Directory-like one (`sAMAccountName`,
+//! `memberOf`, `userAccountControl`).
 //!
 //! What each run shows: a directory user who was never synced logs in and gets an account
 //! with their mapped team at once (and one in no mapped group is refused); `berth admin
@@ -13,9 +14,11 @@
 //! password hash cached at their last bind) and pulling; once slapd is back, the schedule
 //! (`BERTH_DIRECTORY_SYNC_INTERVAL_SECS`) syncs again by itself.
 //!
-//! Needs `slapd.sh` (from `$BERTH_PEERS_DIR`, else `shared/peers` beside the checkout) and
-//! a Docker engine (`DOCKER_HOST`). Without them the tests fail: they never skip.
+//! Needs `slapd.sh` (from `$BERTH_PEERS_DIR`, else `shared/peers` beside the checkout), a
+//! Docker engine (`DOCKER_HOST`), and for the scaled variant PostgreSQL and S3
+//! (`BERTH_TEST_PG_URL`, `BERTH_TEST_S3_*`). Without them the tests fail: they never skip.
 
+#[macro_use]
 mod common;
 
 use common::*;
@@ -25,6 +28,8 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+both_backends!(openldap, active_directory);
 
 /// slapd.sh may install packages on first use; two tests doing that at once would fight
 /// over the dpkg lock.
@@ -61,7 +66,9 @@ struct Slapd {
 }
 
 impl Slapd {
-    fn start(kind: Kind) -> Slapd {
+    /// Ports 3391 (plain) and 3392 (AD-like) for the embedded stores, 3393 and 3394 for
+    /// PostgreSQL and S3 (the directory crate's own tests use 3389 and 3390).
+    fn start(kind: Kind, backend: Backend) -> Slapd {
         let peers = peers_dir();
         let script = peers.join("slapd.sh");
         assert!(
@@ -72,6 +79,11 @@ impl Slapd {
         let (port, ldif) = match kind {
             Kind::OpenLdap => (3391, "sample.ldif"),
             Kind::ActiveDirectory => (3392, "ad-like.ldif"),
+        };
+        let port = if backend == Backend::Scaled {
+            port + 2
+        } else {
+            port
         };
         let s = Slapd {
             kind,
@@ -287,18 +299,93 @@ struct Berth {
     dir: tempfile::TempDir,
     config: PathBuf,
     http: reqwest::blocking::Client,
+    /// The PostgreSQL database created for this test (scaled backend), dropped at the end.
+    database: Option<String>,
+}
+
+impl Drop for Berth {
+    fn drop(&mut self) {
+        if let Some(db) = &self.database {
+            let _ = std::panic::catch_unwind(|| {
+                psql(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+            });
+        }
+    }
+}
+
+/// Runs one statement on the test PostgreSQL server's administrative database.
+fn psql(sql: &str) {
+    let url = require_env("BERTH_TEST_PG_URL");
+    let psql = require_tool("psql", "install Debian package postgresql-client");
+    run_ok(
+        Command::new(psql).args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &url, "-c", sql]),
+        Duration::from_secs(60),
+    );
+}
+
+/// `BERTH_TEST_PG_URL` naming database `db` instead.
+fn database_url(db: &str) -> String {
+    let url = require_env("BERTH_TEST_PG_URL");
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b.to_string(), format!("?{q}")),
+        None => (url.clone(), String::new()),
+    };
+    let authority_end = base.find("://").map_or(0, |i| i + 3);
+    let host_end = base[authority_end..]
+        .find('/')
+        .map_or(base.len(), |i| authority_end + i);
+    format!("{}/{db}{query}", &base[..host_end])
+}
+
+/// The `[metadata]` and `[blobs]` sections of the scaled backend: a fresh database and a
+/// fresh key prefix.
+fn scaled_stores(db: &str) -> String {
+    format!(
+        r#"[metadata]
+url = "{}"
+
+[blobs]
+kind = "s3"
+
+[blobs.s3]
+endpoint = "{}"
+bucket = "{}"
+region = "{}"
+access_key_id = "{}"
+secret_access_key = "{}"
+path_style = true
+allow_http = true
+prefix = "ldap-e2e-{}/"
+"#,
+        database_url(db),
+        require_env("BERTH_TEST_S3_ENDPOINT"),
+        require_env("BERTH_TEST_S3_BUCKET"),
+        require_env("BERTH_TEST_S3_REGION"),
+        require_env("BERTH_TEST_S3_ACCESS_KEY"),
+        require_env("BERTH_TEST_S3_SECRET_KEY"),
+        unique()
+    )
 }
 
 impl Berth {
-    fn new(slapd: &Slapd) -> Berth {
+    fn new(slapd: &Slapd, backend: Backend) -> Berth {
         let dir = tempfile::Builder::new()
             .prefix("berth-ldap-e2e-")
             .tempdir()
             .expect("tempdir");
         let config = dir.path().join("berth.toml");
+        let (database, stores) = match backend {
+            Backend::Embedded => (None, String::new()),
+            Backend::Scaled => {
+                let db = format!("berth_ldap_{}", unique());
+                psql(&format!("CREATE DATABASE {db}"));
+                let stores = scaled_stores(&db);
+                (Some(db), stores)
+            }
+        };
         // No password cache, so every login checks the directory (or the cached hash).
         let text = format!(
-            "data_dir = \"{}\"\n\n[auth]\ncredential_cache_secs = 0\n\n{}\n[directory_sync]\ninterval_secs = 0\n",
+            "data_dir = \"{}\"\n\n[auth]\ncredential_cache_secs = 0\n\n{stores}\n{}\n[directory_sync]\ninterval_secs = 0\n",
             dir.path().join("data").display(),
             slapd.config_section()
         );
@@ -310,6 +397,7 @@ impl Berth {
                 .timeout(Duration::from_secs(60))
                 .build()
                 .expect("http client"),
+            database,
         }
     }
 
@@ -527,10 +615,10 @@ fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
     }
 }
 
-fn scenario(kind: Kind) {
+fn scenario(kind: Kind, backend: Backend) {
     require_env("DOCKER_HOST");
-    let slapd = Slapd::start(kind);
-    let berth = Berth::new(&slapd);
+    let slapd = Slapd::start(kind, backend);
+    let berth = Berth::new(&slapd, backend);
     // The organisation and its two teams exist before the directory is read.
     for args in [
         &["org", "create", "acme"][..],
@@ -766,12 +854,10 @@ fn scenario(kind: Kind) {
     drop(server);
 }
 
-#[test]
-fn openldap_users_and_groups() {
-    scenario(Kind::OpenLdap);
+fn openldap(backend: Backend) {
+    scenario(Kind::OpenLdap, backend);
 }
 
-#[test]
-fn active_directory_users_and_groups() {
-    scenario(Kind::ActiveDirectory);
+fn active_directory(backend: Backend) {
+    scenario(Kind::ActiveDirectory, backend);
 }

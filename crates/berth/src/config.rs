@@ -25,7 +25,85 @@ pub struct Config {
     /// The company directory (LDAP / Active Directory); none by default.
     pub directory: Option<berth_directory::DirectoryConfig>,
     pub directory_sync: DirectorySyncSection,
+    pub gc: GcSection,
     pub log: LogConfig,
+}
+
+/// Garbage collection: `berth gc`, the schedule of `berth serve`, the API's on-demand runs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GcSection {
+    /// Cron expression of scheduled runs (five fields, or six with seconds); empty: none.
+    /// A schedule set through the API overrides it.
+    pub schedule: String,
+    /// `online` (no pause) or `read-only` (writes refused with 503 during the run).
+    pub mode: String,
+    /// Unreferenced blobs and untagged manifests younger than this are kept (a push in
+    /// progress). A duration: `90s`, `30m`, `1h`, `2d`.
+    pub grace: String,
+    /// Stop a run cleanly after this long (the next run continues); empty: no limit.
+    pub max_duration: String,
+    /// Delete manifests no tag, index or tagged referrer needs.
+    pub delete_untagged: bool,
+    /// Delete a referrer once its subject is gone.
+    pub referrers_follow_subject: bool,
+    /// Upload sessions not advanced for this long are purged with their data.
+    pub upload_max_age: String,
+}
+
+impl Default for GcSection {
+    fn default() -> Self {
+        GcSection {
+            schedule: String::new(),
+            mode: "online".into(),
+            grace: "1h".into(),
+            max_duration: String::new(),
+            delete_untagged: true,
+            referrers_follow_subject: true,
+            upload_max_age: "24h".into(),
+        }
+    }
+}
+
+/// A duration written `500ms`, `90s`, `30m`, `1h`, `2d` (or bare seconds).
+pub fn parse_duration(text: &str) -> anyhow::Result<std::time::Duration> {
+    use std::time::Duration;
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let n: u64 = n
+        .parse()
+        .with_context(|| format!("{text:?} is not a duration such as 90s, 30m, 1h or 2d"))?;
+    Ok(match unit {
+        "ms" => Duration::from_millis(n),
+        "" | "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        "d" => Duration::from_secs(n * 86_400),
+        _ => bail!("{text:?} is not a duration such as 90s, 30m, 1h or 2d"),
+    })
+}
+
+impl GcSection {
+    /// The run options these settings give (holder and trigger set by the caller).
+    pub fn options(&self) -> anyhow::Result<berth_core::gc::GcOptions> {
+        Ok(berth_core::gc::GcOptions {
+            grace: parse_duration(&self.grace).context("gc.grace")?,
+            mode: self
+                .mode
+                .parse()
+                .map_err(|e: String| anyhow::anyhow!("gc.mode: {e}"))?,
+            max_duration: if self.max_duration.trim().is_empty() {
+                None
+            } else {
+                Some(parse_duration(&self.max_duration).context("gc.max_duration")?)
+            },
+            delete_untagged: self.delete_untagged,
+            referrers_follow_subject: self.referrers_follow_subject,
+            upload_max_age: parse_duration(&self.upload_max_age).context("gc.upload_max_age")?,
+            ..berth_core::gc::GcOptions::default()
+        })
+    }
 }
 
 /// When `berth serve` syncs accounts and teams from the directory.
@@ -198,6 +276,7 @@ impl Default for Config {
             auth: AuthSection::default(),
             directory: None,
             directory_sync: DirectorySyncSection::default(),
+            gc: GcSection::default(),
             log: LogConfig::default(),
         }
     }
@@ -354,6 +433,21 @@ impl Config {
                 .parse()
                 .with_context(|| format!("BERTH_DIRECTORY_SYNC_INTERVAL_SECS={v:?}"))?;
         }
+        if let Some(v) = env("BERTH_GC_SCHEDULE") {
+            self.gc.schedule = v;
+        }
+        if let Some(v) = env("BERTH_GC_MODE") {
+            self.gc.mode = v;
+        }
+        if let Some(v) = env("BERTH_GC_GRACE") {
+            self.gc.grace = v;
+        }
+        if let Some(v) = env("BERTH_GC_MAX_DURATION") {
+            self.gc.max_duration = v;
+        }
+        if let Some(v) = env("BERTH_GC_UPLOAD_MAX_AGE") {
+            self.gc.upload_max_age = v;
+        }
         if let Some(v) = env("BERTH_LOG") {
             self.log.level = v;
         }
@@ -393,6 +487,11 @@ impl Config {
         if let Some(d) = &self.directory {
             d.validate()
                 .map_err(|e| anyhow::anyhow!("directory settings: {e}"))?;
+        }
+        self.gc.options()?;
+        if !self.gc.schedule.trim().is_empty() {
+            berth_core::gc::parse_schedule(&self.gc.schedule)
+                .map_err(|e| anyhow::anyhow!("gc.schedule: {e}"))?;
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             bail!("log.format must be \"text\" or \"json\"");
@@ -437,6 +536,31 @@ mod tests {
     }
 
     #[test]
+    fn gc_settings() {
+        use std::time::Duration;
+        let c = Config::default();
+        let o = c.gc.options().unwrap();
+        assert_eq!(o.grace, Duration::from_secs(3600));
+        assert_eq!(o.upload_max_age, Duration::from_secs(86_400));
+        assert_eq!(o.max_duration, None);
+        assert_eq!(parse_duration("0s").unwrap(), Duration::ZERO);
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("2d").unwrap(), Duration::from_secs(172_800));
+        assert!(parse_duration("1 week").is_err());
+        let c: Config = toml::from_str(
+            "[gc]\nschedule = \"0 3 * * *\"\nmode = \"read-only\"\ngrace = \"30m\"\nmax_duration = \"1h\"\n",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(
+            c.gc.options().unwrap().max_duration,
+            Some(Duration::from_secs(3600))
+        );
+        let bad: Config = toml::from_str("[gc]\nschedule = \"every day\"\n").unwrap();
+        assert!(bad.validate().is_err());
+    }
+
+    #[test]
     fn directory_and_its_sync() {
         let c = Config::default();
         assert!(c.directory.is_none());
@@ -459,7 +583,9 @@ mod tests {
     #[test]
     fn documented_directory_examples_parse() {
         let doc = include_str!("../../../docs/configuration.md");
-        let section = &doc[doc.find("## The company directory").expect("directory section")..];
+        let section = &doc[doc
+            .find("## The company directory")
+            .expect("directory section")..];
         let examples: Vec<&str> = section
             .split("```toml\n")
             .skip(1)

@@ -4,11 +4,13 @@
 //! - [`config`]: defaults, file, environment, flags.
 //! - [`stores`]: the only place that names concrete store implementations.
 //! - [`fsck`]: `berth fsck`, the consistency check between the two stores.
+//! - [`gc`]: `berth gc`, garbage collection on demand, and its status.
 //! - [`admin`]: `berth admin`, accounts before the API is reachable; the first administrator.
 
 mod admin;
 mod config;
 mod fsck;
+mod gc;
 mod stores;
 
 use anyhow::Context;
@@ -48,6 +50,14 @@ enum Cmd {
         stores: StoreFlags,
         #[command(subcommand)]
         cmd: AdminCli,
+    },
+    /// Garbage collection: delete what nothing references (works while the registry
+    /// serves; one run at a time across replicas). Exit code 2: another run holds the lease.
+    Gc {
+        #[command(flatten)]
+        stores: StoreFlags,
+        #[command(flatten)]
+        flags: gc::GcFlags,
     },
     /// Check that metadata and blob storage agree: blobs whose bytes do not match their
     /// digest, metadata pointing at missing blobs, orphaned files. Exits 1 on any finding.
@@ -112,6 +122,15 @@ fn main() -> anyhow::Result<()> {
                     }
                 }
             })
+        }
+        Cmd::Gc { stores, flags } => {
+            let cfg = Config::load(&stores, None)?;
+            init_logging(&cfg);
+            let code = rt.block_on(async {
+                let (meta, _, blobs) = stores::open(&cfg).await?;
+                gc::run(&cfg, meta, blobs, flags).await
+            })?;
+            std::process::exit(code);
         }
         Cmd::Fsck { stores, json } => {
             let cfg = Config::load(&stores, None)?;
@@ -198,8 +217,10 @@ async fn run_serve(
         cfg.replica_id.clone()
     };
     berth_http::ops::prometheus();
+    let registry = Arc::new(registry);
+    start_gc(&cfg, &registry, &id)?;
     let state = AppState {
-        registry: Arc::new(registry),
+        registry,
         access: Arc::new(access),
         realm: (!cfg.auth.realm.is_empty()).then(|| Arc::from(cfg.auth.realm.as_str())),
         replica: Arc::new(ReplicaInfo {
@@ -230,5 +251,29 @@ async fn run_serve(
         Duration::from_secs(30),
     )
     .await?;
+    Ok(())
+}
+
+/// Garbage collection inside `berth serve`: the read-only flag every replica follows, link
+/// claims on HEAD, the options of on-demand API runs, and the schedule.
+fn start_gc(cfg: &Config, registry: &Arc<berth_core::Registry>, id: &str) -> anyhow::Result<()> {
+    let mut opts = cfg.gc.options()?;
+    opts.holder = id.to_string();
+    // A link found by HEAD stays claimed for at least half the grace period.
+    registry.set_link_claim_refresh(opts.grace / 2);
+    tokio::spawn(berth_core::gc::watch_read_only(
+        registry.clone(),
+        Duration::from_secs(1),
+    ));
+    let schedule = (!cfg.gc.schedule.trim().is_empty()).then(|| cfg.gc.schedule.clone());
+    berth_http::gc_api::configure(opts.clone(), schedule.clone());
+    opts.started_by = "schedule".into();
+    tokio::spawn(berth_core::gc::run_scheduled(
+        registry.clone(),
+        schedule,
+        opts,
+        Duration::from_secs(5),
+        |outcome| berth_http::ops::record_gc(&outcome.run),
+    ));
     Ok(())
 }

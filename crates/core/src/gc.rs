@@ -60,7 +60,9 @@ impl FromStr for GcMode {
         match s {
             "online" => Ok(GcMode::Online),
             "read-only" | "readonly" => Ok(GcMode::ReadOnly),
-            other => Err(format!("GC mode must be online or read-only, not {other:?}")),
+            other => Err(format!(
+                "GC mode must be online or read-only, not {other:?}"
+            )),
         }
     }
 }
@@ -137,7 +139,8 @@ const LEASE_TTL: Duration = Duration::from_secs(60);
 /// Blob deletions in flight at once.
 const DELETE_CONCURRENCY: usize = 8;
 
-fn now_ms() -> i64 {
+/// Now, in unix milliseconds.
+pub fn now_ms() -> i64 {
     crate::registry::now_ms()
 }
 
@@ -154,7 +157,10 @@ pub async fn run(
     blobs: Arc<dyn BlobStore>,
     opts: &GcOptions,
 ) -> Result<GcOutcome, GcError> {
-    if !meta.gc_lease_acquire(&opts.holder, LEASE_TTL.as_millis() as i64).await? {
+    if !meta
+        .gc_lease_acquire(&opts.holder, LEASE_TTL.as_millis() as i64)
+        .await?
+    {
         let holder = meta
             .gc_lease()
             .await?
@@ -212,7 +218,9 @@ pub async fn run(
         let worked = job.work().await;
         if read_only {
             if let Err(e) = job.meta.gc_set_read_only(None).await {
-                job.run.errors.push(format!("clearing the read-only flag: {e}"));
+                job.run
+                    .errors
+                    .push(format!("clearing the read-only flag: {e}"));
             }
         }
         let listed = std::mem::take(&mut job.listed);
@@ -353,7 +361,10 @@ impl Job<'_> {
                         .await
                     {
                         Ok(()) => self.run.uploads_purged += 1,
-                        Err(e) => self.run.errors.push(format!("aborting upload {}: {e}", u.id)),
+                        Err(e) => self
+                            .run
+                            .errors
+                            .push(format!("aborting upload {}: {e}", u.id)),
                     }
                 }
             }
@@ -416,8 +427,13 @@ impl Job<'_> {
         let before = now_ms() - self.opts.upload_max_age.as_millis() as i64;
         self.run.uploads_purged = self.meta.uploads_stale(before, u32::MAX).await?.len() as u64;
         if self.opts.verify_storage {
-            let known: HashSet<Digest> =
-                self.meta.all_blobs().await?.into_iter().map(|(d, _)| d).collect();
+            let known: HashSet<Digest> = self
+                .meta
+                .all_blobs()
+                .await?
+                .into_iter()
+                .map(|(d, _)| d)
+                .collect();
             let mut list = self.blobs.list();
             while let Some(item) = list.next().await {
                 match item {
@@ -435,8 +451,13 @@ impl Job<'_> {
 
     /// Orphans in blob storage and abandoned upload data.
     async fn verify(&mut self) -> Result<bool, GcError> {
-        let known: HashSet<Digest> =
-            self.meta.all_blobs().await?.into_iter().map(|(d, _)| d).collect();
+        let known: HashSet<Digest> = self
+            .meta
+            .all_blobs()
+            .await?
+            .into_iter()
+            .map(|(d, _)| d)
+            .collect();
         let seen_before = now_ms() - self.opts.grace.as_millis() as i64;
         let mut list = self.blobs.list();
         let mut orphans = Vec::new();
@@ -486,7 +507,10 @@ impl Job<'_> {
             // Untouched for longer than sessions live: its session (if any) is stale too.
             match self.blobs.upload_abort(&id, &UploadState::default()).await {
                 Ok(()) => self.run.uploads_purged += 1,
-                Err(e) => self.run.errors.push(format!("aborting upload data {id}: {e}")),
+                Err(e) => self
+                    .run
+                    .errors
+                    .push(format!("aborting upload data {id}: {e}")),
             }
         }
         Ok(true)

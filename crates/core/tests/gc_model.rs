@@ -41,11 +41,22 @@ enum Op {
         layers: Vec<u8>,
         mount: bool,
     },
-    Untag { repo: usize, tag: usize },
+    Untag {
+        repo: usize,
+        tag: usize,
+    },
     /// Deletes the manifest a tag points at, by digest.
-    Delete { repo: usize, tag: usize },
-    Mount { repo: usize, blob: u8 },
-    Gc { no_grace: bool },
+    Delete {
+        repo: usize,
+        tag: usize,
+    },
+    Mount {
+        repo: usize,
+        blob: u8,
+    },
+    Gc {
+        no_grace: bool,
+    },
     /// A push and a GC run at the same time.
     PushDuringGc {
         repo: usize,
@@ -200,7 +211,8 @@ impl World {
                         .registry
                         .manifest_delete(&repo(*r), &Reference::Digest(d.clone()))
                         .await;
-                    self.tagged.retain(|(rr, _), (m, _)| !(*rr == *r && *m == d));
+                    self.tagged
+                        .retain(|(rr, _), (m, _)| !(*rr == *r && *m == d));
                 }
             }
             Op::Mount { repo: r, blob } => {
@@ -210,9 +222,13 @@ impl World {
             Op::Gc { no_grace } => {
                 // Claims made in this very millisecond are younger than "now".
                 tokio::time::sleep(Duration::from_millis(3)).await;
-                let out = gc::run(self.meta.clone(), self.blobs.clone(), &gc_options(*no_grace))
-                    .await
-                    .expect("gc");
+                let out = gc::run(
+                    self.meta.clone(),
+                    self.blobs.clone(),
+                    &gc_options(*no_grace),
+                )
+                .await
+                .expect("gc");
                 assert_eq!(out.run.status, "finished", "{:?}", out.run.errors);
                 if *no_grace {
                     self.check_no_garbage().await;

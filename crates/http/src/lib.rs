@@ -7,6 +7,7 @@
 //! - [`v2`]: the distribution API handlers, one per endpoint.
 //! - [`error`]: the ONLY place a domain error becomes a status code and an OCI error body.
 //! - [`api`]: `/api/v0`, the JSON management API and its OpenAPI document.
+//! - [`gc_api`]: `/api/v0/gc/...`, garbage collection runs and schedule (system admins).
 //! - [`ops`]: `/health`, `/nginx_status`, `/metrics`, `/api/v0/meta/cluster_status`.
 //! - [`server`]: the listener (plain or rustls), connection counting, graceful shutdown.
 //!
@@ -17,6 +18,7 @@ pub mod api;
 pub mod auth;
 pub mod endpoint;
 pub mod error;
+pub mod gc_api;
 pub mod ops;
 pub mod server;
 pub mod v2;
@@ -63,6 +65,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v2/", axum::routing::any(v2::handle))
         .route("/v2/{*rest}", axum::routing::any(v2::handle))
         .merge(api::router())
+        .merge(gc_api::router())
         .fallback(error::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

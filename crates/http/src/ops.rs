@@ -1,6 +1,7 @@
 //! Operations endpoints and request observation: `/health`, `/nginx_status` (NGINX
 //! stub_status text from Berth's own counters), Prometheus `/metrics`, and this replica's
-//! `/api/v0/meta/cluster_status`.
+//! `/api/v0/meta/cluster_status`. Garbage collection's metrics are recorded here
+//! ([`record_gc`]) from each run's record.
 
 use crate::endpoint::Endpoint;
 use crate::AppState;
@@ -133,6 +134,10 @@ pub async fn metrics(State(st): State<AppState>) -> Response {
     if let Ok(n) = st.registry.meta().upload_count().await {
         metrics::gauge!("berth_upload_sessions_open").set(n as f64);
     }
+    if let Ok(lease) = st.registry.meta().gc_lease().await {
+        let running = lease.is_some_and(|l| l.expires_at > berth_core::gc::now_ms());
+        metrics::gauge!("berth_gc_running").set(if running { 1.0 } else { 0.0 });
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         prometheus().render(),
@@ -140,9 +145,48 @@ pub async fn metrics(State(st): State<AppState>) -> Response {
         .into_response()
 }
 
-/// `/api/v0/meta/cluster_status`: this replica and the health of each store.
+/// Counts a finished GC run (this process ran it): `berth_gc_runs_total` by status and
+/// mode, what it deleted and the bytes it reclaimed, and its duration.
+pub fn record_gc(run: &berth_meta::GcRun) {
+    let (status, mode) = (run.status.clone(), run.mode.clone());
+    metrics::counter!("berth_gc_runs_total", "status" => status, "mode" => mode).increment(1);
+    if run.dry_run {
+        return;
+    }
+    metrics::counter!("berth_gc_reclaimed_bytes_total")
+        .increment(run.blob_bytes + run.orphan_bytes);
+    metrics::counter!("berth_gc_blobs_deleted_total")
+        .increment(run.blobs_deleted + run.orphans_deleted);
+    metrics::counter!("berth_gc_manifests_deleted_total").increment(run.manifests_deleted);
+    metrics::counter!("berth_gc_uploads_purged_total").increment(run.uploads_purged);
+    if let Some(end) = run.finished_at {
+        metrics::gauge!("berth_gc_last_run_duration").set((end - run.started_at) as f64 / 1000.0);
+        metrics::gauge!("berth_gc_last_run_timestamp").set(end as f64 / 1000.0);
+    }
+}
+
+/// Whether GC runs (the lease), who holds it, the read-only flag and the last run.
+async fn gc_status(st: &AppState) -> serde_json::Value {
+    let meta = st.registry.meta();
+    let (lease, settings, runs) =
+        tokio::join!(meta.gc_lease(), meta.gc_settings(), meta.gc_runs(1));
+    let now = berth_core::gc::now_ms();
+    let running = lease.ok().flatten().filter(|l| l.expires_at > now);
+    let settings = settings.unwrap_or_default();
+    serde_json::json!({
+        "running": running.is_some(),
+        "holder": running.as_ref().map(|l| l.holder.clone()),
+        "since": running.as_ref().map(|l| berth_core::gc::rfc3339(l.acquired_at)),
+        "read_only_since": settings.read_only_since.map(berth_core::gc::rfc3339),
+        "last_run": runs.ok().and_then(|r| r.into_iter().next()),
+    })
+}
+
+/// `/api/v0/meta/cluster_status`: this replica, the health of each store, and garbage
+/// collection (whether it runs and who holds it).
 pub async fn cluster_status(State(st): State<AppState>) -> Response {
     let (meta, blobs) = tokio::join!(st.registry.meta().ping(), st.registry.blobs().ping());
+    let gc = gc_status(&st).await;
     let r = &st.replica;
     let body = serde_json::json!({
         "replicas": [{
@@ -157,6 +201,7 @@ pub async fn cluster_status(State(st): State<AppState>) -> Response {
             }
         }],
         "this_replica": r.id,
+        "gc": gc,
     });
     axum::Json(body).into_response()
 }

@@ -188,7 +188,13 @@ async fn examine(
     lock: bool,
     out: &mut GcBatch,
 ) -> Result<bool, MetaError> {
-    let lock_sql = |q: &str| if lock { format!("{q} FOR UPDATE") } else { q.to_string() };
+    let lock_sql = |q: &str| {
+        if lock {
+            format!("{q} FOR UPDATE")
+        } else {
+            q.to_string()
+        }
+    };
     match kind {
         "manifest" => {
             let claimed: Option<i64> = sqlx::query_scalar(&lock_sql(
@@ -505,7 +511,9 @@ pub(crate) async fn gc_runs(pool: &PgPool, limit: u32) -> Result<Vec<GcRun>, Met
     .await?;
     rows.iter()
         .map(|r| {
-            let n = |i: usize| -> Result<u64, sqlx::Error> { Ok(r.try_get::<i64, _>(i)?.max(0) as u64) };
+            let n = |i: usize| -> Result<u64, sqlx::Error> {
+                Ok(r.try_get::<i64, _>(i)?.max(0) as u64)
+            };
             let errors: String = r.try_get(15)?;
             Ok(GcRun {
                 id: r.try_get(0)?,

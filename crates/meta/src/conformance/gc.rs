@@ -66,7 +66,10 @@ pub async fn gc_claim_and_complete(store: Store) {
         store.all_blobs().await.expect("all").is_empty(),
         "a claim is not a stored blob"
     );
-    match store.upload_complete(&r, &b, 42, generation ^ 2, None).await {
+    match store
+        .upload_complete(&r, &b, 42, generation ^ 2, None)
+        .await
+    {
         Err(MetaError::ClaimLost(x)) => assert_eq!(x, b),
         other => panic!("wrong generation must lose the claim, got {other:?}"),
     }
@@ -121,27 +124,56 @@ pub async fn gc_collects_only_garbage(store: Store) {
     assert_eq!(first.links_deleted, 1, "only the unreferenced link goes");
     assert_eq!(first.blobs, vec![(l2.clone(), size_of(&l2))]);
     assert_eq!(store.blob_in_repo(&r, &l2).await.expect("in repo"), None);
-    assert_eq!(store.blob_claim(&l2).await.expect("claim"), BlobClaim::Deleting);
+    assert_eq!(
+        store.blob_claim(&l2).await.expect("claim"),
+        BlobClaim::Deleting
+    );
     assert!(store.blob_link(&r, &l2, 1).await.is_err(), "no revival");
     assert_eq!(store.blob_mount_any(&r, &l2).await.expect("mount"), None);
     assert_eq!(
         store.gc_tombstones(10).await.expect("tombstones"),
         vec![(l2.clone(), size_of(&l2))]
     );
-    assert!(!store.all_blobs().await.expect("all").iter().any(|(x, _)| x == &l2));
-    assert_eq!(store.gc_forget(std::slice::from_ref(&l2)).await.expect("forget"), 1);
-    assert!(store.gc_tombstones(10).await.expect("tombstones").is_empty());
+    assert!(!store
+        .all_blobs()
+        .await
+        .expect("all")
+        .iter()
+        .any(|(x, _)| x == &l2));
+    assert_eq!(
+        store
+            .gc_forget(std::slice::from_ref(&l2))
+            .await
+            .expect("forget"),
+        1
+    );
+    assert!(store
+        .gc_tombstones(10)
+        .await
+        .expect("tombstones")
+        .is_empty());
     let BlobClaim::Claimed { generation } = store.blob_claim(&l2).await.expect("claim") else {
         panic!("claimable once forgotten");
     };
-    assert_ne!(BlobClaim::Claimed { generation }, before, "a new generation");
+    assert_ne!(
+        BlobClaim::Claimed { generation },
+        before,
+        "a new generation"
+    );
     // Still tagged: nothing else goes, however often GC runs (but the claim made just
     // now and never completed is old enough for this pass).
     let again = collect_all(&store, &everything()).await;
     assert_eq!(again.manifests_deleted, 0);
     assert_eq!(again.blobs, vec![(l2.clone(), 0)], "the abandoned claim");
-    assert!(store.manifest_get(&r, &m.digest).await.expect("get").is_some());
-    assert_eq!(store.blob_in_repo(&r, &l1).await.expect("in repo"), Some(size_of(&l1)));
+    assert!(store
+        .manifest_get(&r, &m.digest)
+        .await
+        .expect("get")
+        .is_some());
+    assert_eq!(
+        store.blob_in_repo(&r, &l1).await.expect("in repo"),
+        Some(size_of(&l1))
+    );
     // Untagged: the manifest, then its links, then its blobs.
     assert!(store.tag_delete(&r, &tag("v1")).await.expect("untag"));
     let second = collect_all(&store, &everything()).await;
@@ -152,7 +184,11 @@ pub async fn gc_collects_only_garbage(store: Store) {
     let mut want = vec![cfg.clone(), l1.clone()];
     want.sort();
     assert_eq!(gone, want, "config and layer");
-    assert!(store.manifest_get(&r, &m.digest).await.expect("get").is_none());
+    assert!(store
+        .manifest_get(&r, &m.digest)
+        .await
+        .expect("get")
+        .is_none());
     assert_eq!(store.forget_all().await, 3);
 }
 
@@ -181,7 +217,11 @@ pub async fn gc_grace_keeps_young_things(store: Store) {
     put(&store, &r, &m, None).await;
     let young = collect_all(&store, &nothing_old()).await;
     assert_eq!(
-        (young.manifests_deleted, young.links_deleted, young.blobs.len()),
+        (
+            young.manifests_deleted,
+            young.links_deleted,
+            young.blobs.len()
+        ),
         (0, 0, 0)
     );
     let old = collect_all(&store, &everything()).await;
@@ -218,15 +258,26 @@ pub async fn gc_index_and_referrers(store: Store) {
         ..everything()
     };
     assert_eq!(collect_all(&store, &keep_all).await.manifests_deleted, 0);
-    assert_eq!(collect_all(&store, &everything()).await.manifests_deleted, 0);
+    assert_eq!(
+        collect_all(&store, &everything()).await.manifests_deleted,
+        0
+    );
     for m in [&child, &idx, &sign] {
-        assert!(store.manifest_get(&r, &m.digest).await.expect("get").is_some());
+        assert!(store
+            .manifest_get(&r, &m.digest)
+            .await
+            .expect("get")
+            .is_some());
     }
     // Untagged: the index, its child, and the referrer following its subject.
     assert!(store.tag_delete(&r, &tag("latest")).await.expect("untag"));
     let b = collect_all(&store, &everything()).await;
     assert_eq!(b.manifests_deleted, 3, "index, child, referrer");
-    assert!(store.manifest_get(&r, &sign.digest).await.expect("get").is_none());
+    assert!(store
+        .manifest_get(&r, &sign.digest)
+        .await
+        .expect("get")
+        .is_none());
     store.forget_all().await;
     // A tagged referrer keeps its (untagged) subject.
     link(&store, &r, &cfg).await;
@@ -235,7 +286,10 @@ pub async fn gc_index_and_referrers(store: Store) {
     put(&store, &r, &child, None).await;
     let sign2 = referrer(&child.digest, "application/example.sig", &sig, "t");
     put(&store, &r, &sign2, Some("sig")).await;
-    assert_eq!(collect_all(&store, &everything()).await.manifests_deleted, 0);
+    assert_eq!(
+        collect_all(&store, &everything()).await.manifests_deleted,
+        0
+    );
     // Told not to follow: an untagged referrer stays when its subject goes.
     let other = referrer(&child.digest, "application/example.sbom", &sig, "u");
     put(&store, &r, &other, None).await;
@@ -249,8 +303,16 @@ pub async fn gc_index_and_referrers(store: Store) {
         1,
         "the subject, once its tagged referrer lost its tag; the referrers stay"
     );
-    assert!(store.manifest_get(&r, &child.digest).await.expect("get").is_none());
-    assert!(store.manifest_get(&r, &other.digest).await.expect("get").is_some());
+    assert!(store
+        .manifest_get(&r, &child.digest)
+        .await
+        .expect("get")
+        .is_none());
+    assert!(store
+        .manifest_get(&r, &other.digest)
+        .await
+        .expect("get")
+        .is_some());
 }
 
 /// A dry run reports what a real pass would do, cascades included, and changes nothing.
@@ -268,9 +330,20 @@ pub async fn gc_dry_run_changes_nothing(store: Store) {
     assert_eq!(dry.manifests_deleted, 1);
     assert_eq!(dry.links_deleted, 2);
     assert_eq!(dry.blobs.len(), 2);
-    assert!(store.manifest_get(&r, &m.digest).await.expect("get").is_some());
-    assert_eq!(store.blob_in_repo(&r, &l).await.expect("in repo"), Some(size_of(&l)));
-    assert!(store.gc_tombstones(10).await.expect("tombstones").is_empty());
+    assert!(store
+        .manifest_get(&r, &m.digest)
+        .await
+        .expect("get")
+        .is_some());
+    assert_eq!(
+        store.blob_in_repo(&r, &l).await.expect("in repo"),
+        Some(size_of(&l))
+    );
+    assert!(store
+        .gc_tombstones(10)
+        .await
+        .expect("tombstones")
+        .is_empty());
     let real = collect_all(&store, &everything()).await;
     assert_eq!(
         (real.manifests_deleted, real.links_deleted, real.blobs.len()),
@@ -283,9 +356,15 @@ pub async fn gc_link_claim(store: Store) {
     let r = repo("gc/head");
     let b = d("head");
     link(&store, &r, &b).await;
-    assert_eq!(store.link_claim(&r, &b, 0).await.expect("fresh"), Some(size_of(&b)));
     assert_eq!(
-        store.link_claim(&r, &b, now() + 60_000).await.expect("stale"),
+        store.link_claim(&r, &b, 0).await.expect("fresh"),
+        Some(size_of(&b))
+    );
+    assert_eq!(
+        store
+            .link_claim(&r, &b, now() + 60_000)
+            .await
+            .expect("stale"),
         Some(size_of(&b))
     );
     // Just claimed: a pass with a cutoff before now keeps it.
@@ -295,7 +374,13 @@ pub async fn gc_link_claim(store: Store) {
     };
     assert_eq!(collect_all(&store, &pass).await.links_deleted, 0);
     assert_eq!(collect_all(&store, &everything()).await.links_deleted, 1);
-    assert_eq!(store.link_claim(&r, &b, now() + 60_000).await.expect("gone"), None);
+    assert_eq!(
+        store
+            .link_claim(&r, &b, now() + 60_000)
+            .await
+            .expect("gone"),
+        None
+    );
     assert_eq!(store.link_claim(&r, &b, 0).await.expect("gone"), None);
 }
 
@@ -303,14 +388,35 @@ pub async fn gc_link_claim(store: Store) {
 /// before the cutoff, and never when a row (a claim) exists.
 pub async fn gc_orphans(store: Store) {
     let o = d("orphan");
-    assert!(!store.gc_orphan(&o, now() - 60_000).await.expect("first sight"));
-    assert!(store.gc_orphan(&o, now() + 60_000).await.expect("old enough"));
-    assert_eq!(store.blob_claim(&o).await.expect("claim"), BlobClaim::Deleting);
-    assert_eq!(store.gc_forget(std::slice::from_ref(&o)).await.expect("forget"), 1);
+    assert!(!store
+        .gc_orphan(&o, now() - 60_000)
+        .await
+        .expect("first sight"));
+    assert!(store
+        .gc_orphan(&o, now() + 60_000)
+        .await
+        .expect("old enough"));
+    assert_eq!(
+        store.blob_claim(&o).await.expect("claim"),
+        BlobClaim::Deleting
+    );
+    assert_eq!(
+        store
+            .gc_forget(std::slice::from_ref(&o))
+            .await
+            .expect("forget"),
+        1
+    );
     let known = d("known");
     link(&store, &repo("gc/orphans"), &known).await;
-    assert!(!store.gc_orphan(&known, now() + 60_000).await.expect("known"));
-    assert!(!store.gc_orphan(&known, now() + 60_000).await.expect("known"));
+    assert!(!store
+        .gc_orphan(&known, now() + 60_000)
+        .await
+        .expect("known"));
+    assert!(!store
+        .gc_orphan(&known, now() + 60_000)
+        .await
+        .expect("known"));
 }
 
 /// Upload sessions not advanced since a time, oldest first.
@@ -328,11 +434,21 @@ pub async fn gc_stale_uploads(store: Store) {
         };
         store.upload_create(&rec).await.expect("create");
     }
-    let stale = store.uploads_stale(now() - 60_000, 10).await.expect("stale");
+    let stale = store
+        .uploads_stale(now() - 60_000, 10)
+        .await
+        .expect("stale");
     let ids: Vec<&str> = stale.iter().map(|u| u.id.as_str()).collect();
     assert_eq!(ids, ["old1", "old2"]);
     assert_eq!(stale[0].repo, r);
-    assert_eq!(store.uploads_stale(now() - 60_000, 1).await.expect("stale").len(), 1);
+    assert_eq!(
+        store
+            .uploads_stale(now() - 60_000, 1)
+            .await
+            .expect("stale")
+            .len(),
+        1
+    );
 }
 
 /// One holder at a time; renewals keep it; an expired lease can be taken over.
@@ -341,17 +457,29 @@ pub async fn gc_lease_settings_and_runs(store: Store) {
     assert!(store.gc_lease_acquire("a", 60_000).await.expect("a"));
     assert!(!store.gc_lease_acquire("b", 60_000).await.expect("b"));
     assert!(store.gc_lease_acquire("a", 60_000).await.expect("renew"));
-    assert_eq!(store.gc_lease().await.expect("lease").expect("held").holder, "a");
+    assert_eq!(
+        store.gc_lease().await.expect("lease").expect("held").holder,
+        "a"
+    );
     store.gc_lease_release("b").await.expect("not b's");
     assert!(!store.gc_lease_acquire("b", 60_000).await.expect("b"));
     store.gc_lease_release("a").await.expect("release");
     assert!(store.gc_lease_acquire("b", -1).await.expect("b"));
-    assert!(store.gc_lease_acquire("a", 60_000).await.expect("expired: taken over"));
+    assert!(store
+        .gc_lease_acquire("a", 60_000)
+        .await
+        .expect("expired: taken over"));
 
     let s = store.gc_settings().await.expect("settings");
     assert_eq!((s.schedule, s.read_only_since), (None, None));
-    store.gc_set_schedule(Some("0 3 * * *")).await.expect("schedule");
-    store.gc_set_read_only(Some((1234, "replica-1"))).await.expect("ro");
+    store
+        .gc_set_schedule(Some("0 3 * * *"))
+        .await
+        .expect("schedule");
+    store
+        .gc_set_read_only(Some((1234, "replica-1")))
+        .await
+        .expect("ro");
     let s = store.gc_settings().await.expect("settings");
     assert_eq!(s.schedule.as_deref(), Some("0 3 * * *"));
     assert_eq!(s.read_only_since, Some(1234));
@@ -383,12 +511,21 @@ pub async fn gc_lease_settings_and_runs(store: Store) {
         ..run.clone()
     };
     let second_id = store
-        .gc_run_save(&GcRun { id: 0, ..second.clone() })
+        .gc_run_save(&GcRun {
+            id: 0,
+            ..second.clone()
+        })
         .await
         .expect("insert");
     let runs = store.gc_runs(10).await.expect("runs");
     assert_eq!(runs.len(), 2);
-    assert_eq!(runs[0], GcRun { id: second_id, ..second });
+    assert_eq!(
+        runs[0],
+        GcRun {
+            id: second_id,
+            ..second
+        }
+    );
     assert_eq!(runs[1], run);
     assert_eq!(store.gc_runs(1).await.expect("runs").len(), 1);
 }
@@ -409,6 +546,13 @@ pub async fn gc_candidates_follow_cascades(store: Store) {
     assert!(store.manifest_delete(&a, &m.digest).await.expect("delete"));
     let after = collect_all(&store, &everything()).await;
     assert_eq!(after.links_deleted, 2);
-    assert_eq!(after.blobs, vec![(own.clone(), size_of(&own))], "shared stays for b");
-    assert_eq!(store.blob_in_repo(&b, &shared).await.expect("b"), Some(size_of(&shared)));
+    assert_eq!(
+        after.blobs,
+        vec![(own.clone(), size_of(&own))],
+        "shared stays for b"
+    );
+    assert_eq!(
+        store.blob_in_repo(&b, &shared).await.expect("b"),
+        Some(size_of(&shared))
+    );
 }

@@ -66,35 +66,38 @@ fn is_tls(req: &Parts) -> bool {
 }
 
 /// The token endpoint's URL, as clients reach this server.
-fn realm(st: &AppState, req_headers: &HeaderMap, tls: bool) -> String {
+fn realm(st: &AppState, req: &Parts) -> String {
     if let Some(r) = &st.realm {
         return r.to_string();
     }
-    let host = req_headers
+    // HTTP/1.1 names the host in `Host`; HTTP/2 in the `:authority` pseudo-header, which
+    // arrives as the request URI's authority.
+    let host = req
+        .headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri.authority().map(|a| a.as_str()))
         .filter(|h| {
             !h.is_empty()
                 && h.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(&b))
         })
         .unwrap_or("localhost");
-    let scheme = if tls { "https" } else { "http" };
+    let scheme = if is_tls(req) { "https" } else { "http" };
     format!("{scheme}://{host}/auth/token")
 }
 
 /// 401 with the Bearer challenge: where to get a token, for which service and scope.
 pub fn challenge(
     st: &AppState,
-    headers: &HeaderMap,
-    tls: bool,
+    req: &Parts,
     scope: Option<String>,
     insufficient: bool,
     message: &str,
 ) -> ApiError {
     let mut v = format!(
         "Bearer realm=\"{}\",service=\"{}\"",
-        realm(st, headers, tls),
+        realm(st, req),
         st.access.config().service
     );
     if let Some(s) = scope {
@@ -118,14 +121,13 @@ fn scope_of(repo: &RepoName, need: Need) -> String {
 
 /// Authenticates the request's caller (anonymous without credentials).
 pub async fn caller(st: &AppState, req: &Parts) -> Result<Caller, ApiError> {
-    let tls = is_tls(req);
-    let creds = credentials(&req.headers)
-        .map_err(|e| challenge(st, &req.headers, tls, None, false, &e.message))?;
+    let creds =
+        credentials(&req.headers).map_err(|e| challenge(st, req, None, false, &e.message))?;
     st.access
         .authenticate(creds.as_ref(), source(req))
         .await
         .map_err(|e| match e {
-            AccessError::Unauthorized(m) => challenge(st, &req.headers, tls, None, false, &m),
+            AccessError::Unauthorized(m) => challenge(st, req, None, false, &m),
             other => ApiError::from(other),
         })
 }
@@ -137,21 +139,13 @@ pub async fn check(
     ep: &Endpoint,
     req: &Parts,
 ) -> Result<(), ApiError> {
-    let tls = is_tls(req);
     let (need, repo) = ep.access();
     let perm = match need {
         // `/v2/` tells anonymous clients to authenticate: that is how the Docker client
         // learns where the token service is.
         Need::None => {
             return if caller.is_anonymous() && !st.access.config().anonymous_push {
-                Err(challenge(
-                    st,
-                    &req.headers,
-                    tls,
-                    None,
-                    false,
-                    "authentication required",
-                ))
+                Err(challenge(st, req, None, false, "authentication required"))
             } else {
                 Ok(())
             };
@@ -180,8 +174,7 @@ pub async fn check(
         )),
         Verdict::Challenge => Err(challenge(
             st,
-            &req.headers,
-            tls,
+            req,
             Some(scope_of(repo, need)),
             caller.method == AuthMethod::Bearer,
             "authentication required",

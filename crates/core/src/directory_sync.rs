@@ -476,8 +476,8 @@ pub fn snapshot_of_user(snapshot: &DirectorySnapshot, username: &str) -> Directo
 /// Creates the account of a directory user who has just bound successfully but has no
 /// account yet, when the sync policy makes them eligible, with their mapped teams.
 /// `password` is the argon2id hash to cache for logins while the directory is
-/// unreachable. `None`: not eligible (the login is refused). Reads a snapshot, so costs
-/// what a sync's directory read costs; it runs once per new user.
+/// unreachable. `None`: not eligible (the login is refused). Reads only that user and
+/// their groups from the directory.
 pub async fn provision(
     identity: &dyn IdentityStore,
     directory: &DirectoryClient,
@@ -485,7 +485,7 @@ pub async fn provision(
     password: Option<String>,
 ) -> Result<Option<UserRecord>, DirectorySyncError> {
     let policy = &directory.config().sync;
-    let snapshot = snapshot_of_user(&directory.snapshot().await?, username);
+    let snapshot = snapshot_of_user(&directory.user_snapshot(username).await?, username);
     // Collects what `mapped_teams` and `apply` report; not recorded as a sync run.
     let mut report = SyncReport::started(Trigger::Api);
     let plan = plan(&snapshot, policy, &[])?;

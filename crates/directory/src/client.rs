@@ -233,7 +233,64 @@ impl DirectoryClient {
             .search_all(&mut ldap, &c.group_base, &c.group_filter, group_attrs)
             .await?;
         let _ = ldap.unbind().await;
+        Ok(self.assemble(user_entries, group_entries))
+    }
 
+    /// The part of the directory that concerns one user: that user (if the user base and
+    /// filter hold them) and the groups they are in, with only them as member. What a
+    /// just-in-time account needs, without reading the whole directory: groups are
+    /// searched by `member` (group-member mode), or read without their member lists
+    /// (user-member-of mode).
+    pub async fn user_snapshot(&self, username: &str) -> Result<DirectorySnapshot, DirectoryError> {
+        let c = &self.config;
+        let mut ldap = self.service_connection().await?;
+        let filter = format!(
+            "(&{}({}={}))",
+            c.user_filter,
+            c.username_attribute,
+            ldap_escape(username)
+        );
+        let user_entries = self
+            .search_all(&mut ldap, &c.user_base, &filter, self.user_attributes())
+            .await?;
+        let group_entries = match (c.membership, user_entries.as_slice()) {
+            (_, []) => Vec::new(),
+            (MembershipMode::GroupMember, [user, ..]) => {
+                let filter = format!(
+                    "(&{}({}={}))",
+                    c.group_filter,
+                    c.member_attribute,
+                    ldap_escape(&user.dn)
+                );
+                let attrs = vec![c.group_name_attribute.clone(), c.member_attribute.clone()];
+                self.search_all(&mut ldap, &c.group_base, &filter, attrs)
+                    .await?
+            }
+            (MembershipMode::UserMemberOf, _) => {
+                let attrs = vec![c.group_name_attribute.clone()];
+                self.search_all(&mut ldap, &c.group_base, &c.group_filter, attrs)
+                    .await?
+            }
+        };
+        let _ = ldap.unbind().await;
+        let mut snapshot = self.assemble(user_entries, group_entries);
+        let name = username.to_lowercase();
+        snapshot.users.retain(|u| u.username == name);
+        snapshot.groups.retain_mut(|g| {
+            g.members.retain(|m| *m == name);
+            !g.members.is_empty()
+        });
+        Ok(snapshot)
+    }
+
+    /// Resolves membership by the configured mode and builds the snapshot from the user and
+    /// group entries read.
+    fn assemble(
+        &self,
+        user_entries: Vec<SearchEntry>,
+        group_entries: Vec<SearchEntry>,
+    ) -> DirectorySnapshot {
+        let c = &self.config;
         // normalised user DN -> username, and username -> normalised group DNs (memberOf)
         let mut by_dn: BTreeMap<String, String> = BTreeMap::new();
         let mut member_of: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -282,10 +339,10 @@ impl DirectoryClient {
             groups = groups.len(),
             "directory snapshot read"
         );
-        Ok(DirectorySnapshot {
+        DirectorySnapshot {
             users: users.into_values().collect(),
             groups,
-        })
+        }
     }
 
     fn user_attributes(&self) -> Vec<String> {

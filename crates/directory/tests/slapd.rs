@@ -276,13 +276,39 @@ async fn openldap_directory() {
     assert_eq!(memberships(&snap), want);
     let mut by_member_of = config.clone();
     by_member_of.membership = MembershipMode::UserMemberOf;
-    let snap_mo = DirectoryClient::new(by_member_of)
+    let snap_mo = DirectoryClient::new(by_member_of.clone())
         .unwrap()
         .snapshot()
         .await
         .unwrap();
     assert_eq!(memberships(&snap_mo), want);
     assert_eq!(snap_mo.users, snap.users);
+    // One user's part of the directory, in both membership modes.
+    let member_of_client = DirectoryClient::new(by_member_of).unwrap();
+    for c in [&client, &member_of_client] {
+        let one = c.user_snapshot("ALICE").await.unwrap();
+        assert_eq!(one.users, [snap.user("alice").unwrap().clone()]);
+        assert_eq!(
+            memberships(&one),
+            [
+                ("admins".to_string(), strs(&["alice"])),
+                ("developers".to_string(), strs(&["alice"])),
+            ]
+        );
+        let one = c.user_snapshot("bob").await.unwrap();
+        assert_eq!(
+            memberships(&one),
+            [("developers".to_string(), strs(&["bob"]))]
+        );
+        assert_eq!(
+            c.user_snapshot("nobody").await.unwrap(),
+            DirectorySnapshot::default()
+        );
+        assert_eq!(
+            c.user_snapshot("*").await.unwrap(),
+            DirectorySnapshot::default()
+        );
+    }
 
     // The first sync creates the three users in their teams; a local `root` stays as it is.
     let root = BerthUser {
@@ -387,12 +413,25 @@ async fn active_directory_like_directory() {
     assert_eq!(memberships(&snap), want);
     let mut by_member = config.clone();
     by_member.membership = MembershipMode::GroupMember;
-    let snap_m = DirectoryClient::new(by_member)
+    let snap_m = DirectoryClient::new(by_member.clone())
         .unwrap()
         .snapshot()
         .await
         .unwrap();
     assert_eq!(memberships(&snap_m), want);
+    let member_client = DirectoryClient::new(by_member).unwrap();
+    for c in [&client, &member_client] {
+        let one = c.user_snapshot("carol").await.unwrap();
+        assert_eq!(one.users, [snap.user("carol").unwrap().clone()]);
+        assert_eq!(
+            memberships(&one),
+            [("registry-admins".to_string(), strs(&["carol"]))]
+        );
+        assert_eq!(
+            c.user_snapshot("nobody").await.unwrap(),
+            DirectorySnapshot::default()
+        );
+    }
 
     let mut berth: Vec<BerthUser> = Vec::new();
     let first = plan(&snap, &policy, &berth).unwrap();

@@ -45,14 +45,23 @@ fn unreachable_blob_storage_is_named() {
             ("BERTH_S3_PATH_STYLE", "true"),
             ("BERTH_S3_ACCESS_KEY_ID", "k"),
             ("BERTH_S3_SECRET_ACCESS_KEY", "s"),
+            ("BERTH_ADMIN_PASSWORD", "health-admin-pw"),
         ],
         &dir.path().join("berth.log"),
     );
     let body = wait_for(&p.host, 503);
     assert_eq!(body["failing"], serde_json::json!(["blobs"]), "{body}");
     assert_eq!(body["components"]["metadata"]["healthy"], true);
-    let (status, cs) = get_json(&p.host, "/api/v0/meta/cluster_status");
-    assert_eq!(status, 200);
+    // Cluster status names stores and their errors: system administrators only.
+    let (status, _) = get_json(&p.host, "/api/v0/meta/cluster_status");
+    assert_eq!(status, 401);
+    let r = reqwest::blocking::Client::new()
+        .get(format!("http://{}/api/v0/meta/cluster_status", p.host))
+        .basic_auth("admin", Some("health-admin-pw"))
+        .send()
+        .expect("GET");
+    assert_eq!(r.status().as_u16(), 200);
+    let cs: serde_json::Value = r.json().expect("JSON body");
     assert_eq!(
         cs["replicas"][0]["stores"]["blobs"]["healthy"], false,
         "{cs}"

@@ -16,6 +16,7 @@ use base64::Engine as _;
 use berth_auth::rbac::Permission;
 use berth_auth::scope::{merge_scopes, parse_scopes};
 use berth_core::access::AuthMethod;
+use berth_core::manage::ManageError;
 use berth_core::{AccessError, Caller, Credentials, Verdict};
 use berth_oci::{ErrorCode, RepoName};
 use std::net::IpAddr;
@@ -320,4 +321,24 @@ async fn token_inner(st: &AppState, req: Request) -> Result<Response, ApiError> 
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(r)
+}
+
+/// A request from a system administrator, for `/api/v0` endpoints: like the rest of the
+/// management API, 401 (Basic challenge) to an anonymous caller, 403 `DENIED` to anyone else.
+pub struct SystemAdmin(pub Caller);
+
+impl axum::extract::FromRequestParts<AppState> for SystemAdmin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, ApiError> {
+        let caller = caller(st, parts).await?;
+        let caller = st.access.resolve(&caller).await?;
+        if caller.is_system_admin() {
+            Ok(SystemAdmin(caller))
+        } else if caller.is_anonymous() {
+            Err(ManageError::Unauthenticated.into())
+        } else {
+            Err(ManageError::Denied("this is for system administrators".into()).into())
+        }
+    }
 }

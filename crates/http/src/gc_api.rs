@@ -12,10 +12,10 @@
 //! - `PUT /api/v0/gc/schedule` body `{"schedule": "0 3 * * *" | null}` (null: back to the
 //!   configuration's): 200 with the same body as GET.
 
+use crate::auth::SystemAdmin as Admin;
 use crate::error::ApiError;
 use crate::AppState;
-use axum::extract::{FromRequestParts, Query, Request, State};
-use axum::http::request::Parts;
+use axum::extract::{Query, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -54,28 +54,6 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v0/gc/runs", get(list_runs).post(start_run))
         .route("/api/v0/gc/schedule", get(get_schedule).put(put_schedule))
-}
-
-/// A system administrator (anyone else: 401 anonymous, 403 otherwise).
-struct Admin;
-
-impl FromRequestParts<AppState> for Admin {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Admin, ApiError> {
-        let caller = crate::auth::caller(st, parts).await?;
-        let caller = st.access.resolve(&caller).await?;
-        if caller.is_system_admin() {
-            Ok(Admin)
-        } else if caller.is_anonymous() {
-            Err(ManageError::Unauthenticated.into())
-        } else {
-            Err(
-                ManageError::Denied("garbage collection is for system administrators".into())
-                    .into(),
-            )
-        }
-    }
 }
 
 fn invalid(msg: impl Into<String>) -> ApiError {

@@ -184,7 +184,12 @@ async fn gc_status(st: &AppState) -> serde_json::Value {
 
 /// `/api/v0/meta/cluster_status`: this replica, the health of each store, and garbage
 /// collection (whether it runs and who holds it).
-pub async fn cluster_status(State(st): State<AppState>) -> Response {
+/// This replica and its stores; for system administrators (it names store endpoints and
+/// their errors).
+pub async fn cluster_status(
+    State(st): State<AppState>,
+    _admin: crate::auth::SystemAdmin,
+) -> Response {
     let (meta, blobs) = tokio::join!(st.registry.meta().ping(), st.registry.blobs().ping());
     let gc = gc_status(&st).await;
     let r = &st.replica;

@@ -547,3 +547,43 @@ async fn hostile_names_get_clean_refusals_and_change_nothing() {
         .await;
     assert_eq!(r.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn operations_endpoints_are_open_but_cluster_status_is_for_system_administrators() {
+    let w = World::new().await;
+    for (subject, auth) in &w.creds {
+        for path in ["/health", "/nginx_status", "/metrics"] {
+            let r = w
+                .req("GET", path, auth.as_deref(), &[], Body::empty())
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "{path} as {subject}");
+        }
+        let r = w
+            .req(
+                "GET",
+                "/api/v0/meta/cluster_status",
+                auth.as_deref(),
+                &[],
+                Body::empty(),
+            )
+            .await;
+        let want = match *subject {
+            "sysadmin" => (StatusCode::OK, "-"),
+            "anonymous" | "expired-token" | "revoked-token" => {
+                (StatusCode::UNAUTHORIZED, "UNAUTHORIZED")
+            }
+            _ => (StatusCode::FORBIDDEN, "DENIED"),
+        };
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            want,
+            "cluster_status as {subject}"
+        );
+        if r.status == StatusCode::OK {
+            assert_eq!(
+                r.json()["replicas"][0]["stores"]["metadata"]["kind"],
+                "sqlite"
+            );
+        }
+    }
+}

@@ -135,7 +135,7 @@ pub struct GcOutcome {
 /// Most blobs an outcome lists.
 pub const LISTED: usize = 10_000;
 /// The lease lives this long unless renewed (every third of it).
-const LEASE_TTL: Duration = Duration::from_secs(60);
+const LEASE_TTL: Duration = Duration::from_secs(30);
 /// Blob deletions in flight at once.
 const DELETE_CONCURRENCY: usize = 8;
 
@@ -198,6 +198,13 @@ pub async fn run(
         ..GcRun::default()
     };
     let result = async {
+        // Holding the lease, any run still recorded as running was interrupted (killed).
+        for mut dead in meta.gc_runs(20).await? {
+            if dead.status == "running" {
+                dead.status = "interrupted".into();
+                meta.gc_run_save(&dead).await?;
+            }
+        }
         run.id = meta.gc_run_save(&run).await?;
         let mut job = Job {
             meta: meta.as_ref(),
@@ -341,6 +348,8 @@ impl Job<'_> {
             self.run.manifests_deleted += batch.manifests_deleted;
             self.run.links_deleted += batch.links_deleted;
             self.delete_bytes(batch.blobs).await?;
+            // Progress, for `--status` and the API while the run goes on.
+            self.meta.gc_run_save(self.run).await?;
         }
         // 4. Abandoned uploads.
         let before = now_ms() - self.opts.upload_max_age.as_millis() as i64;

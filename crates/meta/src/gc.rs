@@ -82,7 +82,7 @@ pub struct GcRun {
     pub mode: String,
     pub dry_run: bool,
     /// `running`, `finished`, `stopped` (maximum duration reached; the next run
-    /// continues), `failed`.
+    /// continues), `failed`, `interrupted` (the process died; marked so by the next run).
     pub status: String,
     /// Unix ms.
     pub started_at: i64,

@@ -19,9 +19,11 @@
 //!   a missing one; listings show only what the caller may pull;
 //! - access tokens: a user's own; a service account's, also its organisations' owners; any
 //!   user's list and revocation, also system administrators. The secret is returned once;
-//! - the audit log: system administrators see every event, everyone else only their own.
+//! - the audit log: system administrators see every event, everyone else only their own;
+//! - the directory settings and sync runs: system administrators.
 
 use crate::access::{rfc3339, Access, AccessError, Caller, CreatedToken, Verdict};
+use crate::directory_sync::{run_sync, sync_runs, SyncReport, SyncRun, Trigger};
 use berth_auth::password::{hash_password, verify_password};
 use berth_auth::rbac::{self, Grant, Permission, Restriction, Role, User, Visibility};
 use berth_auth::secret::SecretId;
@@ -64,6 +66,10 @@ pub enum ManageError {
     /// A name that is taken.
     #[error("{0} already exists")]
     Conflict(String),
+    /// A well-formed request the object's state does not allow (a password for a service
+    /// account, deleting oneself).
+    #[error("{0}")]
+    State(String),
     #[error(transparent)]
     Access(AccessError),
     #[error(transparent)]
@@ -186,9 +192,9 @@ pub fn repo_name(s: &str) -> Result<RepoName> {
 }
 
 fn check_text(what: &str, s: &str) -> Result<()> {
-    if s.len() > MAX_TEXT {
+    if s.chars().count() > MAX_TEXT {
         return Err(ManageError::Invalid(format!(
-            "{what} is longer than {MAX_TEXT} bytes"
+            "{what} is longer than {MAX_TEXT} characters"
         )));
     }
     if s.chars().any(char::is_control) {
@@ -200,9 +206,19 @@ fn check_text(what: &str, s: &str) -> Result<()> {
 }
 
 fn check_password(p: &str) -> Result<()> {
-    if p.len() < 8 || p.len() > 1024 {
+    let n = p.chars().count();
+    if !(8..=1024).contains(&n) {
         return Err(ManageError::Invalid(
-            "a password has 8 to 1024 bytes".into(),
+            "a password has 8 to 1024 characters".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn check_last(last: Option<&str>) -> Result<()> {
+    if last.is_some_and(|l| l.chars().count() > 512) {
+        return Err(ManageError::Invalid(
+            "last is longer than 512 characters".into(),
         ));
     }
     Ok(())
@@ -320,6 +336,7 @@ impl<'a> Manage<'a> {
     ) -> Result<Page<UserRecord>> {
         self.user(c)?;
         check_page(n)?;
+        check_last(last)?;
         let mut items = self.access.identity().users_list(last, n + 1).await?;
         let next = page_next(&mut items, n, |u| u.name.clone());
         Ok(Page { items, next })
@@ -448,7 +465,7 @@ impl<'a> Manage<'a> {
             }
         }
         if is_self && (ch.active == Some(false) || ch.is_system_admin == Some(false)) {
-            return Err(ManageError::Invalid(
+            return Err(ManageError::State(
                 "you may not deactivate or demote yourself".into(),
             ));
         }
@@ -532,12 +549,12 @@ impl<'a> Manage<'a> {
             }
         }
         if !matches!(target.origin, Origin::Local) {
-            return Err(ManageError::Invalid(
+            return Err(ManageError::State(
                 "directory accounts use their directory password".into(),
             ));
         }
         if target.is_service_account {
-            return Err(ManageError::Invalid(
+            return Err(ManageError::State(
                 "service accounts have no password; they use access tokens".into(),
             ));
         }
@@ -562,7 +579,7 @@ impl<'a> Manage<'a> {
         self.require_admin(c, "delete users")?;
         let target = self.find_user(name).await?;
         if c.name.as_deref() == Some(name) {
-            return Err(ManageError::Invalid("you may not delete yourself".into()));
+            return Err(ManageError::State("you may not delete yourself".into()));
         }
         self.access.identity().user_delete(target.id).await?;
         self.access.forget_credentials();
@@ -590,6 +607,7 @@ impl<'a> Manage<'a> {
     ) -> Result<Page<OrgRecord>> {
         self.user(c)?;
         check_page(n)?;
+        check_last(last)?;
         let mut items = self.access.identity().orgs_list(last, n + 1).await?;
         let next = page_next(&mut items, n, |o| o.name.clone());
         Ok(Page { items, next })
@@ -996,9 +1014,7 @@ impl<'a> Manage<'a> {
                 return Err(ManageError::NameInvalid("a namespace has no '/'".into()));
             }
         }
-        if last.is_some_and(|l| l.len() > 512) {
-            return Err(ManageError::Invalid("last is too long".into()));
-        }
+        check_last(last)?;
         let id = self.access.identity();
         let everything = c.is_system_admin()
             || (self.access.config().anonymous_push && c.subject.active_user().is_none());
@@ -1241,10 +1257,23 @@ impl<'a> Manage<'a> {
     pub async fn audit_query(&self, c: &Caller, q: AuditQuery) -> Result<AuditPage> {
         let me = self.user(c)?;
         check_page(q.n)?;
+        // Filters are compared literally (bound parameters): only their length matters.
         for (what, v) in [("action", &q.action), ("target_prefix", &q.target_prefix)] {
-            if let Some(v) = v {
-                check_text(what, v)?;
+            if v.as_ref().is_some_and(|v| v.chars().count() > MAX_TEXT) {
+                return Err(ManageError::Invalid(format!(
+                    "{what} is longer than {MAX_TEXT} characters"
+                )));
             }
+        }
+        if q.since.is_some_and(|t| t < 0) || q.until.is_some_and(|t| t < 0) {
+            return Err(ManageError::Invalid(
+                "since and until are unix milliseconds, not negative".into(),
+            ));
+        }
+        if q.before.is_some_and(|b| b < 1) {
+            return Err(ManageError::Invalid(
+                "before is an event id, at least 1".into(),
+            ));
         }
         let id = self.access.identity();
         let actor = match q.actor.as_deref() {
@@ -1334,6 +1363,28 @@ impl<'a> Manage<'a> {
     }
 }
 
+impl Manage<'_> {
+    /// Runs one directory sync now and returns its report; `None` when no directory is
+    /// configured (system administrators). The run is recorded in the audit log with the
+    /// caller as its actor, like every run.
+    pub async fn directory_sync(&self, c: &Caller) -> Result<Option<SyncReport>> {
+        self.require_admin(c, "run a directory sync")?;
+        let Some(d) = self.access.directory() else {
+            return Ok(None);
+        };
+        Ok(Some(
+            run_sync(self.access.identity().as_ref(), d, Trigger::Api, c.account).await,
+        ))
+    }
+
+    /// The last `n` sync runs, newest first (system administrators).
+    pub async fn directory_sync_runs(&self, c: &Caller, n: u32) -> Result<Vec<SyncRun>> {
+        self.require_admin(c, "read the directory sync runs")?;
+        check_page(n)?;
+        Ok(sync_runs(self.access.identity().as_ref(), n).await?)
+    }
+}
+
 fn check_restriction(r: &Restriction) -> Result<()> {
     if r.entries.is_empty() || r.entries.len() > 100 {
         return Err(ManageError::Invalid(
@@ -1343,13 +1394,20 @@ fn check_restriction(r: &Restriction) -> Result<()> {
     for e in &r.entries {
         match &e.target {
             rbac::RestrictionTarget::Repository(p) => {
-                if p.is_empty() || p.len() > 256 || p.chars().any(char::is_control) {
+                if p.is_empty() || p.chars().count() > 256 || p.chars().any(char::is_control) {
                     return Err(ManageError::Invalid(
                         "a repository pattern has 1 to 256 characters".into(),
                     ));
                 }
             }
-            rbac::RestrictionTarget::Namespace(ns) => check_name("namespace", ns)?,
+            // A namespace nobody owns matches repositories nobody can have: harmless.
+            rbac::RestrictionTarget::Namespace(ns) => {
+                if ns.is_empty() || ns.chars().count() > 256 || ns.chars().any(char::is_control) {
+                    return Err(ManageError::Invalid(
+                        "a namespace pattern has 1 to 256 characters".into(),
+                    ));
+                }
+            }
         }
     }
     Ok(())

@@ -148,7 +148,7 @@ impl From<PathError> for ApiError {
 pub mod codes {
     /// 404: a user, organisation, team, token or member that does not exist.
     pub const NOT_FOUND: &str = "NOT_FOUND";
-    /// 409: the name is taken.
+    /// 409: the name is taken, or the object's state does not allow the change.
     pub const CONFLICT: &str = "CONFLICT";
     /// 400: a request that cannot be carried out as given (a malformed body, query or
     /// value).
@@ -179,7 +179,9 @@ impl From<ManageError> for ApiError {
             ManageError::Invalid(_) => {
                 ApiError::coded(StatusCode::BAD_REQUEST, codes::INVALID, msg)
             }
-            ManageError::Conflict(_) => ApiError::coded(StatusCode::CONFLICT, codes::CONFLICT, msg),
+            ManageError::Conflict(_) | ManageError::State(_) => {
+                ApiError::coded(StatusCode::CONFLICT, codes::CONFLICT, msg)
+            }
             ManageError::Access(a) => ApiError::from(a),
             ManageError::Store(m) => ApiError::from(CoreError::Meta(m)),
         }

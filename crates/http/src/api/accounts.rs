@@ -63,16 +63,16 @@ pub struct UserPage {
 #[serde(deny_unknown_fields)]
 pub struct NewUserIn {
     /// Lowercase letters and digits separated by single `.`, `_` or `-`; at most 64.
-    #[schema(max_length = 64)]
+    #[schema(max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$")]
     pub name: String,
-    /// 8 to 1024 bytes.
+    /// 8 to 1024 characters.
     #[schema(min_length = 8, max_length = 1024)]
     pub password: String,
     #[serde(default)]
-    #[schema(max_length = 1024)]
+    #[schema(max_length = 1024, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
     pub full_name: Option<String>,
     #[serde(default)]
-    #[schema(max_length = 1024)]
+    #[schema(max_length = 1024, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
     pub email: Option<String>,
     #[serde(default)]
     pub is_system_admin: Option<bool>,
@@ -82,14 +82,14 @@ pub struct NewUserIn {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewServiceAccountIn {
-    #[schema(max_length = 64)]
+    #[schema(max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$")]
     pub name: String,
     #[serde(default)]
-    #[schema(max_length = 1024)]
+    #[schema(max_length = 1024, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
     pub full_name: Option<String>,
     /// The organisation it joins (required unless the caller is a system administrator).
     #[serde(default)]
-    #[schema(max_length = 64)]
+    #[schema(max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$")]
     pub org: Option<String>,
 }
 
@@ -98,11 +98,11 @@ pub struct NewServiceAccountIn {
 #[serde(deny_unknown_fields)]
 pub struct UserPatchIn {
     #[serde(default)]
-    #[schema(max_length = 1024)]
+    #[schema(max_length = 1024, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
     pub full_name: Option<String>,
     /// An empty string clears the address.
     #[serde(default)]
-    #[schema(max_length = 1024)]
+    #[schema(max_length = 1024, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
     pub email: Option<String>,
     /// System administrators only.
     #[serde(default)]
@@ -205,7 +205,7 @@ pub async fn create_service(
 /// Read a user (any authenticated caller).
 #[utoipa::path(
     get, path = "/api/v0/users/{user}", tag = "accounts",
-    params(("user" = String, Path, description = "User name")),
+    params(("user" = String, Path, description = "User name", max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$")),
     responses(
         (status = 200, description = "The user", body = UserOut),
         (status = 404, description = "No such user (NOT_FOUND)", body = super::ErrorBody),
@@ -225,10 +225,11 @@ pub async fn get_one(
 /// the system administrator flag (system administrators; not on themselves).
 #[utoipa::path(
     patch, path = "/api/v0/users/{user}", tag = "accounts", request_body = UserPatchIn,
-    params(("user" = String, Path, description = "User name")),
+    params(("user" = String, Path, description = "User name", max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$")),
     responses(
         (status = 200, description = "The changed user", body = UserOut),
         (status = 403, description = "Not allowed (DENIED)", body = super::ErrorBody),
+        (status = 409, description = "Administrators may not deactivate or demote themselves (CONFLICT)", body = super::ErrorBody),
         (status = 404, description = "No such user (NOT_FOUND)", body = super::ErrorBody),
     ),
     security(("basic" = []), ("bearer" = []))
@@ -253,10 +254,11 @@ pub async fn update(
 /// administrators).
 #[utoipa::path(
     put, path = "/api/v0/users/{user}/password", tag = "accounts", request_body = PasswordIn,
-    params(("user" = String, Path, description = "User name")),
+    params(("user" = String, Path, description = "User name", max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$")),
     responses(
         (status = 204, description = "Changed"),
         (status = 403, description = "Not allowed, or the current password is wrong (DENIED)", body = super::ErrorBody),
+        (status = 409, description = "A service or directory account has no password here (CONFLICT)", body = super::ErrorBody),
         (status = 404, description = "No such user (NOT_FOUND)", body = super::ErrorBody),
     ),
     security(("basic" = []), ("bearer" = []))
@@ -276,11 +278,12 @@ pub async fn set_password(
 /// Delete a user with their memberships and tokens (system administrators).
 #[utoipa::path(
     delete, path = "/api/v0/users/{user}", tag = "accounts",
-    params(("user" = String, Path, description = "User name")),
+    params(("user" = String, Path, description = "User name", max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$")),
     responses(
         (status = 204, description = "Deleted"),
         (status = 403, description = "Not a system administrator (DENIED)", body = super::ErrorBody),
         (status = 404, description = "No such user (NOT_FOUND)", body = super::ErrorBody),
+        (status = 409, description = "Administrators may not delete themselves (CONFLICT)", body = super::ErrorBody),
     ),
     security(("basic" = []), ("bearer" = []))
 )]

@@ -16,7 +16,7 @@ use utoipa::{IntoParams, ToSchema};
 #[into_params(parameter_in = Query)]
 pub struct AuditParams {
     /// Events caused by this user (non-administrators: only themselves).
-    #[param(max_length = 64)]
+    #[param(max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$")]
     pub actor: Option<String>,
     /// Exact action, such as `repo.create`, `grant.set`, `org.member.set`, `login.failure`.
     #[param(max_length = 1024)]
@@ -86,7 +86,7 @@ pub async fn query(
         .audit_query(
             &c,
             AuditQuery {
-                actor: p.actor.filter(|a| !a.is_empty()),
+                actor: p.actor,
                 action: p.action.filter(|a| !a.is_empty()),
                 since: p.since,
                 until: p.until,

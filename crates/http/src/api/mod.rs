@@ -10,7 +10,8 @@
 //!
 //! Areas: [`accounts`] (users, service accounts, passwords), [`tokens`] (access tokens),
 //! [`orgs`] (organisations and members), [`teams`] (teams, team members, namespace
-//! grants), [`repos`] (repositories, repository grants), [`audit`], [`directory`].
+//! grants), [`repos`] (repositories, repository grants), [`audit`], [`directory`] (settings,
+//! sync runs).
 
 pub mod accounts;
 pub mod audit;
@@ -28,7 +29,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, put};
 use axum::Router;
 use berth_auth::rbac::{Role, Visibility};
-use berth_core::manage::{rfc3339_ms, Manage};
+use berth_core::manage::{rfc3339_ms, Manage, ManageError};
 use berth_core::Caller;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -99,6 +100,10 @@ pub fn router() -> Router<AppState> {
         )
         .route("/api/v0/audit", get(audit::query))
         .route("/api/v0/directory/settings", get(directory::settings))
+        .route(
+            "/api/v0/directory/sync-runs",
+            get(directory::sync_runs).post(directory::sync_run),
+        )
 }
 
 // --- extractors ------------------------------------------------------------------------
@@ -115,16 +120,34 @@ impl FromRequestParts<AppState> for Who {
     }
 }
 
-/// A JSON body; a malformed one is 400 `INVALID` in the error envelope.
+/// A JSON object body; anything else (a malformed body, an array, a wrong field) is 400
+/// `INVALID` in the error envelope. (serde would read a struct from an array too.)
 pub struct ApiJson<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, st: &S) -> Result<ApiJson<T>, ApiError> {
-        let axum::Json(v) = axum::Json::<T>::from_request(req, st).await?;
-        Ok(ApiJson(v))
+        let axum::Json(v) = axum::Json::<serde_json::Value>::from_request(req, st).await?;
+        if !v.is_object() {
+            return Err(ManageError::Invalid("the body must be a JSON object".into()).into());
+        }
+        serde_json::from_value(v)
+            .map(ApiJson)
+            .map_err(|e| ManageError::Invalid(format!("invalid body: {e}")).into())
     }
+}
+
+/// An unsigned integer of a JSON body, also written with a zero fraction (`60.0`), which
+/// JSON Schema counts as an integer.
+pub fn json_u64(n: &serde_json::Number, what: &str) -> Result<u64, ApiError> {
+    n.as_u64()
+        .or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= u64::MAX as f64)
+                .map(|f| f as u64)
+        })
+        .ok_or_else(|| ManageError::Invalid(format!("{what} must be a positive integer")).into())
 }
 
 /// A query string; a malformed one is 400 `INVALID`.
@@ -339,7 +362,7 @@ pub fn time(ms: i64) -> String {
         repos::list, repos::create, repos::get_one, repos::update, repos::delete,
         repos::grants, repos::grant_set, repos::grant_remove,
         audit::query,
-        directory::settings,
+        directory::settings, directory::sync_run, directory::sync_runs,
     ),
     components(schemas(ErrorBody, ErrorItem)),
     modifiers(&ErrorResponses),

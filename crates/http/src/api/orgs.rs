@@ -56,10 +56,10 @@ pub struct OrgPage {
 #[serde(deny_unknown_fields)]
 pub struct NewOrgIn {
     /// Lowercase letters and digits separated by single `.`, `_` or `-`; at most 64.
-    #[schema(max_length = 64)]
+    #[schema(max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$")]
     pub name: String,
     #[serde(default)]
-    #[schema(max_length = 1024)]
+    #[schema(max_length = 1024, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
     pub full_name: Option<String>,
     /// Default false.
     #[serde(default)]
@@ -139,7 +139,7 @@ pub async fn create(
 /// Read an organisation (any authenticated caller).
 #[utoipa::path(
     get, path = "/api/v0/orgs/{org}", tag = "organisations",
-    params(("org" = String, Path, description = "Organisation name")),
+    params(("org" = String, Path, description = "Organisation name", max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$")),
     responses(
         (status = 200, description = "The organisation", body = OrgOut),
         (status = 404, description = "No such organisation (NOT_FOUND)", body = super::ErrorBody),
@@ -159,7 +159,7 @@ pub async fn get_one(
 /// Change an organisation's settings (owners, system administrators).
 #[utoipa::path(
     patch, path = "/api/v0/orgs/{org}", tag = "organisations", request_body = OrgPatchIn,
-    params(("org" = String, Path, description = "Organisation name")),
+    params(("org" = String, Path, description = "Organisation name", max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$")),
     responses(
         (status = 200, description = "The changed organisation", body = OrgOut),
         (status = 403, description = "Not an owner (DENIED)", body = super::ErrorBody),
@@ -188,7 +188,7 @@ pub async fn update(
 /// (system administrators).
 #[utoipa::path(
     delete, path = "/api/v0/orgs/{org}", tag = "organisations",
-    params(("org" = String, Path, description = "Organisation name")),
+    params(("org" = String, Path, description = "Organisation name", max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$")),
     responses(
         (status = 204, description = "Deleted"),
         (status = 403, description = "Not a system administrator (DENIED)", body = super::ErrorBody),
@@ -208,7 +208,7 @@ pub async fn delete(
 /// List an organisation's members (any authenticated caller).
 #[utoipa::path(
     get, path = "/api/v0/orgs/{org}/members", tag = "organisations",
-    params(("org" = String, Path, description = "Organisation name")),
+    params(("org" = String, Path, description = "Organisation name", max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$")),
     responses(
         (status = 200, description = "Members by name", body = Vec<MemberOut>),
         (status = 404, description = "No such organisation (NOT_FOUND)", body = super::ErrorBody),
@@ -228,8 +228,8 @@ pub async fn members(
 #[utoipa::path(
     put, path = "/api/v0/orgs/{org}/members/{user}", tag = "organisations", request_body = MemberIn,
     params(
-        ("org" = String, Path, description = "Organisation name"),
-        ("user" = String, Path, description = "User name"),
+        ("org" = String, Path, description = "Organisation name", max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$"),
+        ("user" = String, Path, description = "User name", max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$"),
     ),
     responses(
         (status = 204, description = "Set"),
@@ -254,8 +254,8 @@ pub async fn member_set(
 #[utoipa::path(
     delete, path = "/api/v0/orgs/{org}/members/{user}", tag = "organisations",
     params(
-        ("org" = String, Path, description = "Organisation name"),
-        ("user" = String, Path, description = "User name"),
+        ("org" = String, Path, description = "Organisation name", max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$"),
+        ("user" = String, Path, description = "User name", max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$"),
     ),
     responses(
         (status = 204, description = "Removed"),

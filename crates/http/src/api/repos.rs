@@ -52,7 +52,7 @@ pub struct RepoPage {
 #[into_params(parameter_in = Query)]
 pub struct RepoQuery {
     /// Only this namespace's repositories.
-    #[param(max_length = 255)]
+    #[param(max_length = 255, pattern = "^[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*$")]
     pub namespace: Option<String>,
     /// The `next` of the previous page.
     #[param(max_length = 512)]
@@ -67,7 +67,10 @@ pub struct RepoQuery {
 #[serde(deny_unknown_fields)]
 pub struct NewRepoIn {
     /// Full name (`namespace/name`).
-    #[schema(max_length = 255)]
+    #[schema(
+        max_length = 255,
+        pattern = "^[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*$"
+    )]
     pub name: String,
     /// Default: the namespace's default visibility (private when it has none).
     #[serde(default)]
@@ -95,7 +98,7 @@ pub async fn list(
     let page = Manage::new(&st.access)
         .repos_list(
             &c,
-            q.namespace.as_deref().filter(|n| !n.is_empty()),
+            q.namespace.as_deref(),
             q.last.as_deref().filter(|l| !l.is_empty()),
             q.n.unwrap_or(100),
         )
@@ -131,7 +134,7 @@ pub async fn create(
 /// Read a repository (whoever may pull it).
 #[utoipa::path(
     get, path = "/api/v0/repositories/{repository}", tag = "repositories",
-    params(("repository" = String, Path, description = "Full name, '/' written %2F")),
+    params(("repository" = String, Path, description = "Full name, '/' written %2F", max_length = 255, pattern = "^[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*$")),
     responses(
         (status = 200, description = "The repository", body = RepoOut),
         (status = 404, description = "No such repository, or one the caller may not pull (NAME_UNKNOWN)", body = super::ErrorBody),
@@ -152,7 +155,7 @@ pub async fn get_one(
 /// Make a repository public or private (repository admins).
 #[utoipa::path(
     patch, path = "/api/v0/repositories/{repository}", tag = "repositories", request_body = RepoPatchIn,
-    params(("repository" = String, Path, description = "Full name, '/' written %2F")),
+    params(("repository" = String, Path, description = "Full name, '/' written %2F", max_length = 255, pattern = "^[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*$")),
     responses(
         (status = 200, description = "The changed repository", body = RepoOut),
         (status = 403, description = "The caller may pull but not administer it (DENIED)", body = super::ErrorBody),
@@ -176,7 +179,7 @@ pub async fn update(
 /// Delete a repository with its manifests, tags and grants (whoever may delete in it).
 #[utoipa::path(
     delete, path = "/api/v0/repositories/{repository}", tag = "repositories",
-    params(("repository" = String, Path, description = "Full name, '/' written %2F")),
+    params(("repository" = String, Path, description = "Full name, '/' written %2F", max_length = 255, pattern = "^[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*$")),
     responses(
         (status = 204, description = "Deleted"),
         (status = 403, description = "The caller may pull but not delete it (DENIED)", body = super::ErrorBody),
@@ -198,7 +201,7 @@ pub async fn delete(
 /// admins).
 #[utoipa::path(
     get, path = "/api/v0/repositories/{repository}/grants", tag = "repositories",
-    params(("repository" = String, Path, description = "Full name, '/' written %2F")),
+    params(("repository" = String, Path, description = "Full name, '/' written %2F", max_length = 255, pattern = "^[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*$")),
     responses(
         (status = 200, description = "The grants", body = Vec<GrantOut>),
         (status = 403, description = "The caller may pull but not administer it (DENIED)", body = super::ErrorBody),
@@ -220,8 +223,8 @@ pub async fn grants(
 #[utoipa::path(
     put, path = "/api/v0/repositories/{repository}/grants/{team}", tag = "repositories", request_body = RoleIn,
     params(
-        ("repository" = String, Path, description = "Full name, '/' written %2F"),
-        ("team" = String, Path, description = "A team of the repository's organisation"),
+        ("repository" = String, Path, description = "Full name, '/' written %2F", max_length = 255, pattern = "^[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*$"),
+        ("team" = String, Path, description = "A team of the repository's organisation", max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$"),
     ),
     responses(
         (status = 204, description = "Set (replacing any role)"),
@@ -247,8 +250,8 @@ pub async fn grant_set(
 #[utoipa::path(
     delete, path = "/api/v0/repositories/{repository}/grants/{team}", tag = "repositories",
     params(
-        ("repository" = String, Path, description = "Full name, '/' written %2F"),
-        ("team" = String, Path, description = "A team of the repository's organisation"),
+        ("repository" = String, Path, description = "Full name, '/' written %2F", max_length = 255, pattern = "^[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*$"),
+        ("team" = String, Path, description = "A team of the repository's organisation", max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$"),
     ),
     responses(
         (status = 204, description = "Removed"),

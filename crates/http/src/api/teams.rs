@@ -41,10 +41,10 @@ impl From<TeamRecord> for TeamOut {
 #[serde(deny_unknown_fields)]
 pub struct NewTeamIn {
     /// Lowercase letters and digits separated by single `.`, `_` or `-`; at most 64.
-    #[schema(max_length = 64)]
+    #[schema(max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$")]
     pub name: String,
     #[serde(default)]
-    #[schema(max_length = 1024)]
+    #[schema(max_length = 1024, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
     pub directory_group: Option<String>,
 }
 
@@ -54,14 +54,14 @@ pub struct NewTeamIn {
 pub struct TeamPatchIn {
     /// The group's DN or name; null or absent clears the mapping.
     #[serde(default)]
-    #[schema(max_length = 1024, nullable)]
+    #[schema(max_length = 1024, nullable, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
     pub directory_group: Option<String>,
 }
 
 /// Every team grant of an organisation (owners, system administrators).
 #[utoipa::path(
     get, path = "/api/v0/orgs/{org}/grants", tag = "teams",
-    params(("org" = String, Path, description = "Organisation name")),
+    params(("org" = String, Path, description = "Organisation name", max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$")),
     responses(
         (status = 200, description = "Namespace grants first, then repository grants", body = Vec<GrantOut>),
         (status = 403, description = "Not an owner (DENIED)", body = super::ErrorBody),
@@ -81,7 +81,7 @@ pub async fn org_grants(
 /// List an organisation's teams (any authenticated caller).
 #[utoipa::path(
     get, path = "/api/v0/orgs/{org}/teams", tag = "teams",
-    params(("org" = String, Path, description = "Organisation name")),
+    params(("org" = String, Path, description = "Organisation name", max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$")),
     responses(
         (status = 200, description = "Teams by name", body = Vec<TeamOut>),
         (status = 404, description = "No such organisation (NOT_FOUND)", body = super::ErrorBody),
@@ -100,7 +100,7 @@ pub async fn list(
 /// Create a team (owners, system administrators).
 #[utoipa::path(
     post, path = "/api/v0/orgs/{org}/teams", tag = "teams", request_body = NewTeamIn,
-    params(("org" = String, Path, description = "Organisation name")),
+    params(("org" = String, Path, description = "Organisation name", max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$")),
     responses(
         (status = 201, description = "Created", body = TeamOut),
         (status = 403, description = "Not an owner (DENIED)", body = super::ErrorBody),
@@ -126,8 +126,8 @@ pub async fn create(
 #[utoipa::path(
     get, path = "/api/v0/orgs/{org}/teams/{team}", tag = "teams",
     params(
-        ("org" = String, Path, description = "Organisation name"),
-        ("team" = String, Path, description = "Team name"),
+        ("org" = String, Path, description = "Organisation name", max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$"),
+        ("team" = String, Path, description = "Team name", max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$"),
     ),
     responses(
         (status = 200, description = "The team", body = TeamOut),
@@ -153,8 +153,8 @@ pub async fn get_one(
 #[utoipa::path(
     patch, path = "/api/v0/orgs/{org}/teams/{team}", tag = "teams", request_body = TeamPatchIn,
     params(
-        ("org" = String, Path, description = "Organisation name"),
-        ("team" = String, Path, description = "Team name"),
+        ("org" = String, Path, description = "Organisation name", max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$"),
+        ("team" = String, Path, description = "Team name", max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$"),
     ),
     responses(
         (status = 200, description = "The changed team", body = TeamOut),
@@ -180,8 +180,8 @@ pub async fn update(
 #[utoipa::path(
     delete, path = "/api/v0/orgs/{org}/teams/{team}", tag = "teams",
     params(
-        ("org" = String, Path, description = "Organisation name"),
-        ("team" = String, Path, description = "Team name"),
+        ("org" = String, Path, description = "Organisation name", max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$"),
+        ("team" = String, Path, description = "Team name", max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$"),
     ),
     responses(
         (status = 204, description = "Deleted"),
@@ -203,8 +203,8 @@ pub async fn delete(
 #[utoipa::path(
     get, path = "/api/v0/orgs/{org}/teams/{team}/members", tag = "teams",
     params(
-        ("org" = String, Path, description = "Organisation name"),
-        ("team" = String, Path, description = "Team name"),
+        ("org" = String, Path, description = "Organisation name", max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$"),
+        ("team" = String, Path, description = "Team name", max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$"),
     ),
     responses(
         (status = 200, description = "Members by name", body = Vec<MemberOut>),
@@ -228,9 +228,9 @@ pub async fn members(
 #[utoipa::path(
     put, path = "/api/v0/orgs/{org}/teams/{team}/members/{user}", tag = "teams",
     params(
-        ("org" = String, Path, description = "Organisation name"),
-        ("team" = String, Path, description = "Team name"),
-        ("user" = String, Path, description = "User name"),
+        ("org" = String, Path, description = "Organisation name", max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$"),
+        ("team" = String, Path, description = "Team name", max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$"),
+        ("user" = String, Path, description = "User name", max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$"),
     ),
     responses(
         (status = 204, description = "Added (or already a member)"),
@@ -255,9 +255,9 @@ pub async fn member_add(
 #[utoipa::path(
     delete, path = "/api/v0/orgs/{org}/teams/{team}/members/{user}", tag = "teams",
     params(
-        ("org" = String, Path, description = "Organisation name"),
-        ("team" = String, Path, description = "Team name"),
-        ("user" = String, Path, description = "User name"),
+        ("org" = String, Path, description = "Organisation name", max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$"),
+        ("team" = String, Path, description = "Team name", max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$"),
+        ("user" = String, Path, description = "User name", max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$"),
     ),
     responses(
         (status = 204, description = "Removed"),
@@ -282,8 +282,8 @@ pub async fn member_remove(
 #[utoipa::path(
     put, path = "/api/v0/orgs/{org}/teams/{team}/namespace-grant", tag = "teams", request_body = RoleIn,
     params(
-        ("org" = String, Path, description = "Organisation name"),
-        ("team" = String, Path, description = "Team name"),
+        ("org" = String, Path, description = "Organisation name", max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$"),
+        ("team" = String, Path, description = "Team name", max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$"),
     ),
     responses(
         (status = 204, description = "Set (replacing any role)"),
@@ -308,8 +308,8 @@ pub async fn grant_set(
 #[utoipa::path(
     delete, path = "/api/v0/orgs/{org}/teams/{team}/namespace-grant", tag = "teams",
     params(
-        ("org" = String, Path, description = "Organisation name"),
-        ("team" = String, Path, description = "Team name"),
+        ("org" = String, Path, description = "Organisation name", max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$"),
+        ("team" = String, Path, description = "Team name", max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$"),
     ),
     responses(
         (status = 204, description = "Removed"),

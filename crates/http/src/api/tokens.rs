@@ -28,7 +28,11 @@ pub enum RestrictionKind {
 #[serde(deny_unknown_fields)]
 pub struct RestrictionEntryIo {
     pub kind: RestrictionKind,
-    #[schema(max_length = 256)]
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub pattern: String,
     pub max_role: RoleName,
 }
@@ -38,15 +42,16 @@ pub struct RestrictionEntryIo {
 #[serde(deny_unknown_fields)]
 pub struct TokenIn {
     #[serde(default)]
-    #[schema(max_length = 1024)]
+    #[schema(max_length = 1024, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
     pub description: Option<String>,
     /// Lifetime in seconds (at most ten years); absent: until revoked.
     #[serde(default)]
-    #[schema(minimum = 1, maximum = 315360000)]
-    pub expires_in: Option<u64>,
+    #[schema(value_type = Option<u64>, minimum = 1, maximum = 315360000)]
+    pub expires_in: Option<serde_json::Number>,
     /// Reduced scope (1 to 100 entries): the token may do at most this, and never more
     /// than its user. Absent: the user's full rights.
     #[serde(default)]
+    #[schema(min_items = 1, max_items = 100)]
     pub restriction: Option<Vec<RestrictionEntryIo>>,
 }
 
@@ -110,7 +115,7 @@ impl From<TokenRecord> for TokenOut {
 /// its organisations' owners).
 #[utoipa::path(
     get, path = "/api/v0/users/{user}/tokens", tag = "tokens",
-    params(("user" = String, Path, description = "User name")),
+    params(("user" = String, Path, description = "User name", max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$")),
     responses(
         (status = 200, description = "The tokens, newest first, without secrets", body = Vec<TokenOut>),
         (status = 403, description = "Not allowed (DENIED)", body = super::ErrorBody),
@@ -131,7 +136,7 @@ pub async fn list(
 /// its organisations' owners). The secret is in this answer only.
 #[utoipa::path(
     post, path = "/api/v0/users/{user}/tokens", tag = "tokens", request_body = TokenIn,
-    params(("user" = String, Path, description = "User name")),
+    params(("user" = String, Path, description = "User name", max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$")),
     responses(
         (status = 201, description = "Created; the secret is shown once", body = CreatedTokenOut),
         (status = 403, description = "Not allowed (DENIED)", body = super::ErrorBody),
@@ -163,7 +168,11 @@ pub async fn create(
             &user,
             TokenRequest {
                 description: b.description.unwrap_or_default(),
-                expires_in: b.expires_in,
+                expires_in: b
+                    .expires_in
+                    .as_ref()
+                    .map(|n| super::json_u64(n, "expires_in"))
+                    .transpose()?,
                 restriction,
             },
         )
@@ -178,8 +187,8 @@ pub async fn create(
 #[utoipa::path(
     delete, path = "/api/v0/users/{user}/tokens/{token}", tag = "tokens",
     params(
-        ("user" = String, Path, description = "User name"),
-        ("token" = String, Path, description = "Token id"),
+        ("user" = String, Path, description = "User name", max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$"),
+        ("token" = String, Path, description = "Token id", pattern = "^[0-9a-f]{16}$"),
     ),
     responses(
         (status = 204, description = "Revoked"),

@@ -7,7 +7,8 @@
 //! Who may do what (system administrators may do everything; a caller authenticated with
 //! a token that carries a [`Restriction`] is never a system administrator nor an owner
 //! here, and may change nothing but repositories its restriction covers):
-//! - reading users, organisations, their members and teams: any authenticated caller;
+//! - reading users (e-mail addresses: the user's own, or as a system administrator),
+//!   organisations, their members and teams: any authenticated caller;
 //! - creating, deleting users and organisations, the system administrator flag and
 //!   activation: system administrators;
 //! - a user's own full name, e-mail and password (with the current password): the user;
@@ -17,7 +18,8 @@
 //!   namespace to create one, admin to change visibility and grants, delete to delete); a
 //!   private repository the caller may not pull is [`ManageError::RepoUnknown`], exactly as
 //!   a missing one; listings show only what the caller may pull;
-//! - access tokens: a user's own; a service account's, also its organisations' owners; any
+//! - access tokens: a user's own; a service account's, also system administrators and the
+//!   owner of every organisation it belongs to (unless it is a system administrator); any
 //!   user's list and revocation, also system administrators. The secret is returned once;
 //! - the audit log: system administrators see every event, everyone else only their own;
 //! - the directory settings and sync runs: system administrators.
@@ -339,12 +341,28 @@ impl<'a> Manage<'a> {
         check_last(last)?;
         let mut items = self.access.identity().users_list(last, n + 1).await?;
         let next = page_next(&mut items, n, |u| u.name.clone());
+        for u in &mut items {
+            self.redact(c, u);
+        }
         Ok(Page { items, next })
     }
 
+    /// A user; the e-mail address only for the user and system administrators.
     pub async fn user_get(&self, c: &Caller, name: &str) -> Result<UserRecord> {
         self.user(c)?;
-        self.find_user(name).await
+        let mut u = self.find_user(name).await?;
+        self.redact(c, &mut u);
+        Ok(u)
+    }
+
+    /// Leaves out what only the user and system administrators may read (the e-mail
+    /// address; the password hash is never shown by the HTTP layer anyway).
+    fn redact(&self, c: &Caller, u: &mut UserRecord) {
+        let own = c.subject.active_user().is_some_and(|me| me.name == u.name);
+        if !own && !c.is_system_admin() {
+            u.email = None;
+        }
+        u.password = None;
     }
 
     /// Creates a local user with a password (system administrators).
@@ -1141,8 +1159,13 @@ impl<'a> Manage<'a> {
 
     // --- access tokens ---------------------------------------------------------------
 
-    /// Whether `c` owns an organisation `target` belongs to.
+    /// Whether `c` owns every organisation the service account `target` belongs to (at
+    /// least one), and `target` is no system administrator: an owner acting for a service
+    /// account must not gain what it holds elsewhere.
     async fn owns_org_of(&self, c: &Caller, target: &UserRecord) -> Result<bool> {
+        if target.is_system_admin || !target.is_service_account {
+            return Ok(false);
+        }
         if c.subject.restriction.is_some() {
             return Ok(false);
         }
@@ -1155,8 +1178,7 @@ impl<'a> Manage<'a> {
             return Ok(false);
         };
         Ok(s.user
-            .map(|u| u.orgs.iter().any(|m| self.owns(c, &m.org)))
-            .unwrap_or(false))
+            .is_some_and(|u| !u.orgs.is_empty() && u.orgs.iter().all(|m| self.owns(c, &m.org))))
     }
 
     /// May `c` list and revoke `target`'s tokens?

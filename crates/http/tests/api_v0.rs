@@ -73,6 +73,10 @@ const SUBJECTS: [&str; 10] = [
 ];
 
 async fn world() -> World {
+    world_with(None).await
+}
+
+async fn world_with(directory: Option<berth_directory::DirectoryClient>) -> World {
     let dir = tempfile::tempdir().unwrap();
     let meta = Arc::new(
         SqliteMetaStore::open(&dir.path().join("m.db"))
@@ -87,7 +91,7 @@ async fn world() -> World {
     let access = Arc::new(
         Access::new(
             meta.clone(),
-            None,
+            directory,
             AccessConfig {
                 password_params: PasswordParams::insecure_fast_for_tests(),
                 login_failures_per_account: 1000,
@@ -716,6 +720,42 @@ async fn tokens_show_their_secret_once_and_stop_working_when_revoked() {
         )
         .await;
     assert_eq!(r.status, 401);
+    // An owner acts for a service account only if they own every organisation it is in.
+    let r = w
+        .as_(
+            "org-owner",
+            "POST",
+            "/api/v0/users/bot/tokens",
+            Some(serde_json::json!({})),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    let r = w
+        .as_(
+            "sysadmin",
+            "POST",
+            "/api/v0/orgs",
+            Some(serde_json::json!({"name": "other"})),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    let r = w
+        .as_(
+            "sysadmin",
+            "PUT",
+            "/api/v0/orgs/other/members/bot",
+            Some(serde_json::json!({})),
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    for (m, p) in [
+        ("POST", "/api/v0/users/bot/tokens"),
+        ("GET", "/api/v0/users/bot/tokens"),
+    ] {
+        let body = (m == "POST").then(|| serde_json::json!({}));
+        let r = w.as_("org-owner", m, p, body).await;
+        assert_eq!(r.status, 403, "{m} {p}");
+    }
     // A system administrator may not mint a token for a person, only for a service account.
     let r = w
         .as_(
@@ -954,6 +994,24 @@ async fn accounts_passwords_and_activation() {
     assert_eq!(r.status, 204);
     let r = w.as_("sysadmin", "GET", "/api/v0/users/carol", None).await;
     assert_eq!((r.status.as_u16(), r.code().as_str()), (404, "NOT_FOUND"));
+    // E-mail addresses are for the user and system administrators.
+    let r = w
+        .as_(
+            "sysadmin",
+            "PATCH",
+            "/api/v0/users/writer",
+            Some(serde_json::json!({"email": "w@example.org"})),
+        )
+        .await;
+    assert_eq!(r.json()["email"], "w@example.org");
+    let r = w
+        .as_("read-write", "GET", "/api/v0/users/writer", None)
+        .await;
+    assert_eq!(r.json()["email"], "w@example.org");
+    let r = w.as_("no-role", "GET", "/api/v0/users/writer", None).await;
+    assert!(r.json()["email"].is_null());
+    let r = w.as_("no-role", "GET", "/api/v0/users?n=1000", None).await;
+    assert!(!String::from_utf8_lossy(&r.body).contains("w@example.org"));
     let _ = &w.access;
 }
 
@@ -1074,4 +1132,49 @@ async fn openapi_document_covers_every_route() {
         }
     }
     assert!(n >= 39, "only {n} operations documented");
+}
+
+#[tokio::test]
+async fn directory_settings_hide_the_bind_password_and_sync_runs_are_recorded() {
+    let cfg = berth_directory::DirectoryConfig {
+        // Nothing listens on the discard port: the directory is unreachable.
+        url: "ldap://127.0.0.1:9".into(),
+        bind_dn: "cn=svc,dc=example,dc=org".into(),
+        bind_password: berth_directory::Secret::new("s3cret-bind-pw"),
+        user_base: "ou=people,dc=example,dc=org".into(),
+        group_base: "ou=groups,dc=example,dc=org".into(),
+        connect_timeout_secs: 2,
+        ..Default::default()
+    };
+    let w = world_with(Some(berth_directory::DirectoryClient::new(cfg).unwrap())).await;
+    let r = w
+        .as_("sysadmin", "GET", "/api/v0/directory/settings", None)
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["url"], "ldap://127.0.0.1:9");
+    assert_eq!(r.json()["bind_password"], "<redacted>");
+    assert!(!String::from_utf8_lossy(&r.body).contains("s3cret"));
+    let r = w
+        .as_("org-owner", "GET", "/api/v0/directory/settings", None)
+        .await;
+    assert_eq!(r.status, 403);
+    let r = w
+        .as_("sysadmin", "POST", "/api/v0/directory/sync-runs", None)
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let report = r.json();
+    assert_eq!(report["ok"], false);
+    assert_eq!(report["unreachable"], true);
+    assert_eq!(report["trigger"], "api");
+    let r = w
+        .as_("sysadmin", "GET", "/api/v0/directory/sync-runs", None)
+        .await;
+    let runs = r.json();
+    assert_eq!(runs.as_array().unwrap().len(), 1);
+    assert_eq!(runs[0]["actor"], "root");
+    assert_eq!(runs[0]["report"]["ok"], false);
+    let r = w
+        .as_("read-only", "POST", "/api/v0/directory/sync-runs", None)
+        .await;
+    assert_eq!(r.status, 403);
 }

@@ -17,6 +17,7 @@ use utoipa::ToSchema;
 pub struct UserOut {
     pub name: String,
     pub full_name: String,
+    /// Shown to the user and to system administrators; null for everyone else.
     #[schema(nullable)]
     pub email: Option<String>,
     /// `local` or `directory`.

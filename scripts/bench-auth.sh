@@ -88,3 +88,17 @@ for c in 1 16; do
     echo "$name c=$c: ${rps} req/s, p50 ${p50} ms, p99 ${p99} ms, failed ${fails}, non-2xx ${non2xx:-0}"
   done
 done
+
+echo
+echo "== token issue with the credential cache off (argon2id on every request) =="
+kill $BPID 2>/dev/null || true
+wait $BPID 2>/dev/null || true
+printf '[auth]\ncredential_cache_secs = 0\n' > "$WORK/nocache.toml"
+BERTH_LOG=warn BERTH_ADMIN_PASSWORD=unused-admin-pw "$BERTH" serve --config "$WORK/nocache.toml" \
+  --listen 127.0.0.1:$BPORT --data-dir "$WORK/berth" > "$WORK/berth/log2" 2>&1 &
+BPID=$!
+for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$BPORT/v2/" && break; sleep 0.1; done
+for c in 1 16; do
+  out=$(ab -q -n "$TOKEN_N" -c $c -A "$USER:$PASS" "http://127.0.0.1:$BPORT/auth/token?service=berth&scope=repository:rb/x:pull,push" 2>&1)
+  echo "berth (no cache) c=$c: $(awk '/Requests per second/{print $4}' <<<"$out") req/s, p50 $(awk '/ 50% /{print $2}' <<<"$out") ms, p99 $(awk '/ 99% /{print $2}' <<<"$out") ms, failed $(awk '/Failed requests/{print $3}' <<<"$out"), non-2xx $(awk '/Non-2xx/{print $3}' <<<"$out")"
+done

@@ -5,8 +5,9 @@
 //! appends an audit event for every change of permission.
 //!
 //! Who may do what (system administrators may do everything; a caller authenticated with
-//! a token that carries a [`Restriction`] is never a system administrator nor an owner
-//! here, and may change nothing but repositories its restriction covers):
+//! an access token that carries a [`Restriction`], or with a registry bearer token (bounded
+//! by its `access` claim, see [`Manage::resolve`]), is never a system administrator nor an
+//! owner here, and may change nothing but repositories its restriction covers):
 //! - reading users (e-mail addresses: the user's own, or as a system administrator),
 //!   organisations, their members and teams: any authenticated caller;
 //! - creating, deleting users and organisations, the system administrator flag and
@@ -261,12 +262,38 @@ impl<'a> Manage<'a> {
         Manage { access }
     }
 
-    /// The caller as the management API sees them: a bearer token's subject is loaded and
-    /// decides on its own (a registry token proves who the caller is; its `access` claim
-    /// is about `/v2`).
+    /// The caller as the management API sees them. A registry bearer token's subject is
+    /// loaded, bounded by the token's `access` claim as a restriction: the token is
+    /// trusted for exactly what it lists (it may come from an access token with a reduced
+    /// scope, which the claim reflects and the subject does not), so a bearer caller
+    /// never acts as an owner or administrator here and uses repositories only as the
+    /// token allows. Management needs Basic credentials.
     pub async fn resolve(&self, caller: &Caller) -> Result<Caller> {
         let mut c = self.access.resolve(caller).await?;
-        c.claims = None;
+        if let Some(claims) = c.claims.take() {
+            let entries = claims
+                .access
+                .iter()
+                .filter(|a| a.resource_type == "repository")
+                .filter_map(|a| {
+                    let has = |x: &str| a.actions.iter().any(|y| y == x);
+                    let role = if has("*") {
+                        Role::Admin
+                    } else if has("push") {
+                        Role::ReadWrite
+                    } else if has("pull") {
+                        Role::ReadOnly
+                    } else {
+                        return None;
+                    };
+                    Some(rbac::RestrictionEntry {
+                        target: rbac::RestrictionTarget::Repository(a.name.clone()),
+                        max_role: role,
+                    })
+                })
+                .collect();
+            c.subject.restriction = Some(Restriction { entries });
+        }
         Ok(c)
     }
 

@@ -1178,3 +1178,75 @@ async fn directory_settings_hide_the_bind_password_and_sync_runs_are_recorded() 
         .await;
     assert_eq!(r.status, 403);
 }
+
+/// A registry bearer token is trusted on /api/v0 for exactly its `access` claim: it reads,
+/// and uses repositories as the claim allows, but never manages accounts (even a system
+/// administrator's), and one minted from a reduced access token stays reduced.
+#[tokio::test]
+async fn bearer_tokens_are_bounded_by_their_access_claim() {
+    let w = world().await;
+    let jwt = |subject: &'static str, scope: &'static str| {
+        let w = &w;
+        async move {
+            let uri = format!("/auth/token?service=berth&scope={scope}");
+            let r = w.as_(subject, "GET", &uri, None).await;
+            assert_eq!(r.status, 200, "{:?}", r.body);
+            format!("Bearer {}", r.json()["token"].as_str().unwrap())
+        }
+    };
+    let private = "/api/v0/repositories/acme%2Fprivate-app";
+    let reader = jwt("read-only", "repository:acme/private-app:pull").await;
+    let r = w.req("GET", private, Some(&reader), None).await;
+    assert_eq!(r.status, 200);
+    let r = w.req("GET", "/api/v0/users", Some(&reader), None).await;
+    assert_eq!(r.status, 200);
+    // The admin team's token without the scope in it: visible through its roles? No:
+    // the claim bounds it, so the private repository is not even visible.
+    let unscoped = jwt("admin", "repository:acme/public-app:pull").await;
+    let r = w.req("GET", private, Some(&unscoped), None).await;
+    assert_eq!(
+        (r.status.as_u16(), r.code().as_str()),
+        (404, "NAME_UNKNOWN")
+    );
+    let r = w
+        .req(
+            "PATCH",
+            "/api/v0/repositories/acme%2Fpublic-app",
+            Some(&unscoped),
+            Some(serde_json::json!({"visibility": "private"})),
+        )
+        .await;
+    assert_eq!((r.status.as_u16(), r.code().as_str()), (403, "DENIED"));
+    let admin = jwt("admin", "repository:acme/public-app:*").await;
+    let r = w
+        .req(
+            "PATCH",
+            "/api/v0/repositories/acme%2Fpublic-app",
+            Some(&admin),
+            Some(serde_json::json!({"visibility": "private"})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    // A system administrator's bearer token does not manage accounts.
+    let root = jwt("sysadmin", "repository:acme/public-app:pull").await;
+    let r = w
+        .req(
+            "POST",
+            "/api/v0/orgs",
+            Some(&root),
+            Some(serde_json::json!({"name": "viajwt"})),
+        )
+        .await;
+    assert_eq!((r.status.as_u16(), r.code().as_str()), (403, "DENIED"));
+    // A token minted from a reduced access token is no owner either.
+    let reduced = jwt("reduced-token", "repository:acme/public-app:pull").await;
+    let r = w
+        .req(
+            "PATCH",
+            "/api/v0/orgs/acme",
+            Some(&reduced),
+            Some(serde_json::json!({"members_can_create": true})),
+        )
+        .await;
+    assert_eq!(r.status, 403);
+}

@@ -346,8 +346,9 @@ pub fn time(ms: i64) -> String {
         description = "Accounts, organisations, teams, repositories, grants, access tokens, \
             the audit log and the directory settings of a Berth registry. Authenticate with \
             HTTP Basic (a password, or an access token as the password) or a registry bearer \
-            token. Repository names go in one path segment with '/' written as %2F. Errors \
-            use the OCI error envelope."
+            token; a bearer token is trusted for exactly the repository access it lists and \
+            never manages accounts, organisations, teams or tokens. Repository names go in \
+            one path segment with '/' written as %2F. Errors use the OCI error envelope."
     ),
     paths(
         openapi_json,

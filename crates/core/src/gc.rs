@@ -216,6 +216,10 @@ pub async fn run(
             listed: Vec::new(),
         };
         let read_only = opts.mode == GcMode::ReadOnly && !opts.dry_run;
+        if !read_only && meta.gc_settings().await?.read_only_since.is_some() {
+            // Left by a read-only run that was killed: this process holds the lease now.
+            meta.gc_set_read_only(None).await?;
+        }
         if read_only {
             job.meta
                 .gc_set_read_only(Some((job.run.started_at, &opts.holder)))
@@ -606,17 +610,23 @@ pub async fn run_scheduled(
 }
 
 /// Follows the shared read-only flag of a read-only GC (set by whichever process runs
-/// it) and makes `registry` refuse writes while it is set. Runs until the process ends.
+/// it) and makes `registry` refuse writes while it is set and the GC lease is held (a
+/// flag left by a killed process lapses with its lease). Runs until the process ends.
 pub async fn watch_read_only(registry: Arc<Registry>, every: Duration) {
     loop {
-        match registry.meta().gc_settings().await {
-            Ok(s) => registry.set_gc_read_only(s.read_only_since.map(|since| {
-                format!(
-                    "garbage collection is running in read-only mode since {} (run by {})",
-                    rfc3339(since),
-                    s.read_only_by.as_deref().unwrap_or("another replica")
-                )
-            })),
+        let meta = registry.meta();
+        match tokio::try_join!(meta.gc_settings(), meta.gc_lease()) {
+            Ok((s, lease)) => registry.set_gc_read_only(
+                s.read_only_since
+                    .filter(|_| lease.is_some_and(|l| l.expires_at > now_ms()))
+                    .map(|since| {
+                        format!(
+                            "garbage collection is running in read-only mode since {} (run by {})",
+                            rfc3339(since),
+                            s.read_only_by.as_deref().unwrap_or("another replica")
+                        )
+                    }),
+            ),
             Err(e) => tracing::warn!(error = %e, "reading the GC read-only flag"),
         }
         tokio::time::sleep(every).await;

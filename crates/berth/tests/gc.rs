@@ -26,7 +26,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-both_backends!(online_gc_under_load, read_only_gc, crash_during_sweep);
+both_backends!(
+    online_gc_under_load,
+    read_only_gc,
+    crash_during_sweep,
+    abandoned_uploads_purged
+);
 
 #[test]
 fn docker_during_online_gc() {
@@ -612,4 +617,51 @@ fn api_and_schedule(backend: Backend) {
     let metrics = server.get("/metrics", None).text();
     assert!(metrics.contains("berth_gc_runs_total"), "no GC metrics");
     assert!(metrics.contains("berth_gc_running"), "no GC running gauge");
+}
+
+/// An upload session left half way (6 MiB: an S3 multipart upload exists) is purged with
+/// its data once older than the upload age; a live one is not.
+fn abandoned_uploads_purged(backend: Backend) {
+    let server = start(backend);
+    let mut rng = Rng::new();
+    let open_session = |data: Vec<u8>| -> String {
+        let r = server
+            .http()
+            .post(server.url("/v2/gc/uploads/blobs/uploads/"))
+            .send()
+            .expect("POST upload");
+        assert_eq!(r.status().as_u16(), 202);
+        let location = r
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .expect("Location")
+            .to_string();
+        let url = if location.starts_with("http") {
+            location
+        } else {
+            server.url(&location)
+        };
+        let len = data.len();
+        let r = server
+            .http()
+            .patch(&url)
+            .header("Content-Type", "application/octet-stream")
+            .header("Content-Range", format!("0-{}", len - 1))
+            .body(data)
+            .send()
+            .expect("PATCH");
+        assert_eq!(r.status().as_u16(), 202, "{}", r.text().unwrap_or_default());
+        url
+    };
+    let abandoned = open_session(rng.bytes(6 * 1024 * 1024));
+    std::thread::sleep(Duration::from_millis(2500));
+    let live = open_session(rng.bytes(1000));
+    let run = gc(&server, json!({ "upload_max_age": "2s" }));
+    assert_eq!(run["uploads_purged"], 1, "{run}");
+    let gone = server.http().get(&abandoned).send().expect("GET upload");
+    assert_eq!(gone.status().as_u16(), 404, "the abandoned session");
+    let kept = server.http().get(&live).send().expect("GET upload");
+    assert_eq!(kept.status().as_u16(), 204, "the live session");
+    server.fsck();
 }

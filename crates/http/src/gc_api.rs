@@ -5,7 +5,7 @@
 //!
 //! - `POST /api/v0/gc/runs` body (every field optional) `{"dry_run": bool, "mode":
 //!   "online"|"read-only", "grace": "1h", "verify_storage": bool, "max_duration": "30m",
-//!   "wait": bool}`: 202 `{"started": true}`, or with `wait` 200 and the run record; 409
+//!   "upload_max_age": "24h", "wait": bool}`: 202 `{"started": true}`, or with `wait` 200 and the run record; 409
 //!   `CONFLICT` when a run holds the lease.
 //! - `GET /api/v0/gc/runs?n=20`: `{"running", "holder", "since", "read_only_since", "runs"}`.
 //! - `GET /api/v0/gc/schedule`: `{"schedule", "source": "api"|"config"|null, "next_run"}`.
@@ -100,6 +100,7 @@ struct RunBody {
     grace: Option<String>,
     verify_storage: bool,
     max_duration: Option<String>,
+    upload_max_age: Option<String>,
     wait: bool,
 }
 
@@ -118,6 +119,9 @@ async fn start_run(
     }
     if let Some(m) = &b.max_duration {
         opts.max_duration = Some(duration(m, "max_duration")?);
+    }
+    if let Some(a) = &b.upload_max_age {
+        opts.upload_max_age = duration(a, "upload_max_age")?;
     }
     opts.dry_run = b.dry_run;
     opts.verify_storage = b.verify_storage;

@@ -1,0 +1,159 @@
+//! A GC run's phases on the real SQLite store and the memory blob store: a dry run
+//! reports and changes nothing; storage verification removes bytes no row records once
+//! they were first seen longer ago than the grace period, and leaves known blobs alone;
+//! the lease keeps a second run out.
+
+use berth_blob::memory::MemoryBlobStore;
+use berth_blob::{BlobStore, ByteStream};
+use berth_core::gc::{self, GcError, GcOptions};
+use berth_core::{Registry, RegistryConfig};
+use berth_meta::{MetaStore, SqliteMetaStore};
+use berth_oci::{Digest, Reference, RepoName, Tag};
+use bytes::Bytes;
+use futures::StreamExt;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn body(b: &'static [u8]) -> ByteStream {
+    futures::stream::once(async move { Ok(Bytes::from_static(b)) }).boxed()
+}
+
+fn opts() -> GcOptions {
+    GcOptions {
+        grace: Duration::ZERO,
+        holder: "test".into(),
+        read_only_settle: Duration::ZERO,
+        ..GcOptions::default()
+    }
+}
+
+async fn setup() -> (
+    tempfile::TempDir,
+    Registry,
+    Arc<dyn MetaStore>,
+    Arc<dyn BlobStore>,
+) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let meta: Arc<dyn MetaStore> = Arc::new(
+        SqliteMetaStore::open(&dir.path().join("meta.db"))
+            .await
+            .expect("open"),
+    );
+    let blobs: Arc<dyn BlobStore> = Arc::new(MemoryBlobStore::new());
+    let reg = Registry::new(meta.clone(), blobs.clone(), RegistryConfig::default());
+    (dir, reg, meta, blobs)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_reports_and_changes_nothing() {
+    let (_dir, reg, meta, blobs) = setup().await;
+    let repo = RepoName::parse("gc/dry").expect("name");
+    let (cfg, layer) = (b"{}" as &'static [u8], b"layer bytes" as &'static [u8]);
+    let (dc, dl) = (Digest::sha256_of(cfg), Digest::sha256_of(layer));
+    reg.upload_monolithic(&repo, &dc, body(cfg), None)
+        .await
+        .expect("config");
+    reg.upload_monolithic(&repo, &dl, body(layer), None)
+        .await
+        .expect("layer");
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{dc}","size":2}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{dl}","size":11}}]}}"#
+    );
+    let tag = Reference::Tag(Tag::parse("v1").expect("tag"));
+    reg.manifest_put(&repo, &tag, None, Bytes::from(manifest))
+        .await
+        .expect("put");
+    reg.manifest_delete(&repo, &tag).await.expect("untag");
+    tokio::time::sleep(Duration::from_millis(3)).await;
+    let dry = gc::run(
+        meta.clone(),
+        blobs.clone(),
+        &GcOptions {
+            dry_run: true,
+            ..opts()
+        },
+    )
+    .await
+    .expect("dry run");
+    assert_eq!(dry.run.status, "finished");
+    assert_eq!(dry.run.manifests_deleted, 1);
+    assert_eq!(dry.run.blobs_deleted, 2);
+    assert_eq!(dry.run.blob_bytes, 13);
+    assert_eq!(dry.blobs.len(), 2);
+    assert!(
+        blobs.stat(&dl).await.expect("stat").is_some(),
+        "dry run deleted bytes"
+    );
+    assert_eq!(reg.blob_head(&repo, &dl).await.expect("head"), 11);
+    let real = gc::run(meta, blobs.clone(), &opts()).await.expect("run");
+    assert_eq!((real.run.manifests_deleted, real.run.blobs_deleted), (1, 2));
+    assert!(blobs.stat(&dl).await.expect("stat").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_storage_removes_old_orphans_only() {
+    let (_dir, reg, meta, blobs) = setup().await;
+    let repo = RepoName::parse("gc/verify").expect("name");
+    let known = b"known blob" as &'static [u8];
+    let dk = Digest::sha256_of(known);
+    reg.upload_monolithic(&repo, &dk, body(known), None)
+        .await
+        .expect("upload");
+    // Bytes committed with no metadata: what a crash between commit and link leaves.
+    let orphan = b"orphan bytes" as &'static [u8];
+    let d_orphan = Digest::sha256_of(orphan);
+    let st = blobs.upload_start("crashed").await.expect("start");
+    let (st, n) = blobs
+        .upload_append("crashed", &st, 0, body(orphan))
+        .await
+        .expect("append");
+    blobs
+        .upload_commit("crashed", &st, n, &d_orphan)
+        .await
+        .expect("commit");
+
+    let grace = GcOptions {
+        verify_storage: true,
+        grace: Duration::from_secs(3600),
+        ..opts()
+    };
+    let first = gc::run(meta.clone(), blobs.clone(), &grace)
+        .await
+        .expect("run");
+    assert_eq!(
+        first.run.orphans_deleted, 0,
+        "first seen now: kept for the grace period"
+    );
+    assert!(blobs.stat(&d_orphan).await.expect("stat").is_some());
+    assert!(
+        blobs.stat(&dk).await.expect("stat").is_some(),
+        "a known blob"
+    );
+    tokio::time::sleep(Duration::from_millis(3)).await;
+    let verify = GcOptions {
+        verify_storage: true,
+        ..opts()
+    };
+    let second = gc::run(meta.clone(), blobs.clone(), &verify)
+        .await
+        .expect("run");
+    assert_eq!(second.run.orphans_deleted, 1);
+    assert_eq!(second.run.orphan_bytes, orphan.len() as u64);
+    assert!(blobs.stat(&d_orphan).await.expect("stat").is_none());
+    assert!(second.run.errors.is_empty(), "{:?}", second.run.errors);
+    // A second process cannot run while the lease is held.
+    assert!(meta
+        .gc_lease_acquire("someone-else", 60_000)
+        .await
+        .expect("lease"));
+    match gc::run(meta.clone(), blobs.clone(), &opts()).await {
+        Err(GcError::Busy(h)) => assert_eq!(h, "someone-else"),
+        other => panic!("expected Busy, got {other:?}"),
+    }
+    meta.gc_lease_release("someone-else")
+        .await
+        .expect("release");
+    let runs = meta.gc_runs(10).await.expect("runs");
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[0].orphans_deleted, 1);
+}

@@ -33,17 +33,20 @@ http: {addr: 127.0.0.1:$DPORT}
 YML
 docker-registry serve "$WORK/dist/config.yml" > "$WORK/dist/log" 2>&1 &
 DPID=$!
-BERTH_LOG=warn "$BERTH" serve --listen 127.0.0.1:$BPORT --data-dir "$WORK/berth" > "$WORK/berth/log" 2>&1 &
+# Berth asks for credentials (the token protocol); the harness logs in as the first
+# administrator, who may create repositories anywhere. Distribution runs without auth.
+ADMIN_PW=bench-admin-password
+BERTH_LOG=warn BERTH_ADMIN_PASSWORD=$ADMIN_PW "$BERTH" serve --listen 127.0.0.1:$BPORT --data-dir "$WORK/berth" > "$WORK/berth/log" 2>&1 &
 BPID=$!
 trap 'kill $DPID $BPID 2>/dev/null || true' EXIT
 for p in $DPORT $BPORT; do
-  for _ in $(seq 100); do curl -fs "http://127.0.0.1:$p/v2/" >/dev/null && break; sleep 0.1; done
+  for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$p/v2/" && break; sleep 0.1; done
 done
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r); berth $("$BERTH" --version)" >&2
 if [[ ${ONLY:-} == berth ]]; then
-  "$BENCH" "http://127.0.0.1:$BPORT" --label berth --pid $BPID --repeat "$REPEAT" --json "$JSON" "$@"
+  "$BENCH" "http://127.0.0.1:$BPORT" --label berth --pid $BPID --repeat "$REPEAT" --json "$JSON" --user admin --password "$ADMIN_PW" "$@"
 else
   "$BENCH" "http://127.0.0.1:$DPORT" --label distribution --pid $DPID \
     --compare "http://127.0.0.1:$BPORT" --label2 berth --pid2 $BPID \
-    --repeat "$REPEAT" --json "$JSON" "$@"
+    --repeat "$REPEAT" --json "$JSON" --user admin --password "$ADMIN_PW" "$@"
 fi

@@ -273,10 +273,15 @@ async fn dispatch(st: &AppState, caller: &Caller, ep: Endpoint, req: Request) ->
         Endpoint::Catalog => {
             let n = query.n()?;
             let max = reg.config().max_page;
-            let (items, more) = st
-                .access
-                .catalog(caller, query.get("last"), n.unwrap_or(max).min(max))
-                .await?;
+            let size = n.unwrap_or(max).min(max);
+            // Whoever may read everything walks the repository index directly (the pull
+            // path's read connections); everyone else gets it filtered by their rights.
+            let (items, more) = if st.access.may_read_everything(caller).await? {
+                let page = reg.catalog(query.get("last"), Some(size)).await?;
+                (page.items, page.more)
+            } else {
+                st.access.catalog(caller, query.get("last"), size).await?
+            };
             let link = more
                 .then(|| link_next("/v2/_catalog", n, items.last(), ""))
                 .flatten();

@@ -100,6 +100,12 @@ impl Registry {
             Reference::Tag(t) => self.meta.manifest_by_tag(repo, t).await?,
         }
         .ok_or(CoreError::ManifestUnknown)?;
+        if let Reference::Digest(d) = reference {
+            // Found by digest: an index may reference it next (GC's claims).
+            if !self.claim_manifest(repo, d).await? {
+                return Err(CoreError::ManifestUnknown);
+            }
+        }
         // A client asking by digest gets exactly those bytes whatever it accepts.
         if matches!(reference, Reference::Tag(_)) && !media::acceptable(&rec.media_type, accept) {
             return Err(CoreError::ManifestNotAcceptable(rec.media_type));

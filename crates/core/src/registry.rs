@@ -150,6 +150,23 @@ impl Registry {
         })
     }
 
+    /// Claims manifest `digest` found by a client if its claim is stale (GC configured and
+    /// writes allowed); whether it is still there.
+    pub(crate) async fn claim_manifest(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<bool, CoreError> {
+        let refresh = self.gc.claim_refresh_ms.load(Ordering::Relaxed);
+        if refresh == 0 || self.read_only_reason().is_some() {
+            return Ok(true);
+        }
+        Ok(self
+            .meta
+            .manifest_claim(repo, digest, now_ms() - refresh)
+            .await?)
+    }
+
     /// Claims `digest` before its bytes are committed; waits while GC deletes it.
     async fn claim(&self, digest: &Digest) -> Result<i64, CoreError> {
         let deadline = tokio::time::Instant::now() + TOMBSTONE_WAIT;

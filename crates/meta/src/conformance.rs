@@ -115,6 +115,7 @@ macro_rules! meta_store_conformance {
             gc_stale_uploads,
             gc_lease_settings_and_runs,
             gc_candidates_follow_cascades,
+            gc_manifest_claim,
         ; // identity cases: the store must also implement `IdentityStore`
             accounts_share_one_namespace,
             user_update_and_delete,

@@ -300,6 +300,16 @@ pub trait MetaStore: Send + Sync + 'static {
         stale_before: i64,
     ) -> Result<Option<u64>, MetaError>;
 
+    /// Whether manifest `digest` is in `repo`, and a claim: one last claimed before
+    /// `stale_before` (unix ms) is claimed again now (a client that found it by digest may
+    /// reference it from an index next). Fresh manifests cost no write.
+    async fn manifest_claim(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        stale_before: i64,
+    ) -> Result<bool, MetaError>;
+
     /// Examines up to `limit` GC candidates with id greater than `after`: deletes the
     /// manifests and links that are garbage under `pass` and tombstones the blobs that are
     /// (each re-checked in the transaction). Candidates still too young stay queued; the

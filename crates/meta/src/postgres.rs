@@ -657,10 +657,11 @@ impl MetaStore for PgMetaStore {
     }
 
     async fn all_blobs(&self) -> Result<Vec<(Digest, u64)>, MetaError> {
-        let rows: Vec<(String, i64)> =
-            sqlx::query_as("SELECT digest, size FROM blobs WHERE live = 1 AND deleting IS NULL ORDER BY digest")
-                .fetch_all(&self.pool)
-                .await?;
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT digest, size FROM blobs WHERE live = 1 AND deleting IS NULL ORDER BY digest",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         rows.into_iter()
             .map(|(d, size)| Ok((stored_digest(&d)?, from_db(size, "blob size")?)))
             .collect()
@@ -716,6 +717,37 @@ impl MetaStore for PgMetaStore {
         gc::link_claim(&self.pool, repo, digest, stale_before).await
     }
 
+    async fn manifest_claim(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        stale_before: i64,
+    ) -> Result<bool, MetaError> {
+        let claimed: Option<i64> = sqlx::query_scalar(
+            "SELECT m.claimed_at FROM repositories r JOIN manifests m ON m.repo_id = r.id \
+             WHERE r.name = $1 AND m.digest = $2",
+        )
+        .bind(repo.as_str())
+        .bind(digest.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        match claimed {
+            None => Ok(false),
+            Some(at) if at >= stale_before => Ok(true),
+            Some(_) => Ok(sqlx::query(
+                "UPDATE manifests SET claimed_at = $3 \
+                 WHERE repo_id = (SELECT id FROM repositories WHERE name = $1) AND digest = $2",
+            )
+            .bind(repo.as_str())
+            .bind(digest.as_str())
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await?
+            .rows_affected()
+                > 0),
+        }
+    }
+
     async fn gc_collect(
         &self,
         pass: &GcPass,
@@ -752,11 +784,7 @@ impl MetaStore for PgMetaStore {
         gc::gc_orphan(&self.pool, digest, seen_before).await
     }
 
-    async fn uploads_stale(
-        &self,
-        before: i64,
-        limit: u32,
-    ) -> Result<Vec<UploadRecord>, MetaError> {
+    async fn uploads_stale(&self, before: i64, limit: u32) -> Result<Vec<UploadRecord>, MetaError> {
         gc::uploads_stale(&self.pool, before, limit).await
     }
 

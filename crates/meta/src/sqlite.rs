@@ -375,6 +375,8 @@ const TAGS_AFTER: &str = "SELECT t.name FROM repositories r \
 const TAGS_FIRST: &str = "SELECT t.name FROM repositories r \
      LEFT JOIN tags t ON t.repo_id = r.id \
      WHERE r.name = ?1 ORDER BY t.name LIMIT ?2";
+const MANIFEST_CLAIMED: &str = "SELECT m.claimed_at FROM repositories r \
+     JOIN manifests m ON m.repo_id = r.id WHERE r.name = ?1 AND m.digest = ?2";
 const LINK_CLAIMED: &str = "SELECT b.size, rb.claimed_at FROM repositories r \
      JOIN repo_blobs rb ON rb.repo_id = r.id \
      JOIN blobs b ON b.digest = rb.digest \
@@ -403,7 +405,12 @@ fn blob_link(
         )
         .and_then(|mut st| {
             st.query_row(
-                (digest.as_str(), size, now, crate::sqlite_gc::new_generation()),
+                (
+                    digest.as_str(),
+                    size,
+                    now,
+                    crate::sqlite_gc::new_generation(),
+                ),
                 |r| r.get(0),
             )
         })
@@ -896,10 +903,11 @@ impl MetaStore for SqliteMetaStore {
     }
 
     async fn all_blobs(&self) -> Result<Vec<(Digest, u64)>, MetaError> {
-        let rows: Vec<(String, i64)> =
-            sqlx::query_as("SELECT digest, size FROM blobs WHERE live = 1 AND deleting IS NULL ORDER BY digest")
-                .fetch_all(&self.read)
-                .await?;
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT digest, size FROM blobs WHERE live = 1 AND deleting IS NULL ORDER BY digest",
+        )
+        .fetch_all(&self.read)
+        .await?;
         rows.into_iter()
             .map(|(d, size)| Ok((stored_digest(&d)?, from_db(size, "blob size")?)))
             .collect()
@@ -979,6 +987,38 @@ impl MetaStore for SqliteMetaStore {
         }
     }
 
+    async fn manifest_claim(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        stale_before: i64,
+    ) -> Result<bool, MetaError> {
+        let claimed: Option<i64> = self.fast.with(|c| {
+            c.prepare_cached(MANIFEST_CLAIMED)?
+                .query_row((repo.as_str(), digest.as_str()), |r| r.get(0))
+                .optional()
+        })?;
+        match claimed {
+            None => Ok(false),
+            Some(at) if at >= stale_before => Ok(true),
+            Some(_) => {
+                let (repo, digest) = (repo.clone(), digest.clone());
+                self.write(move |conn| {
+                    let n = conn
+                        .prepare_cached(
+                            "UPDATE manifests SET claimed_at = ?3 \
+                             WHERE repo_id = (SELECT id FROM repositories WHERE name = ?1) \
+                             AND digest = ?2",
+                        )
+                        .and_then(|mut st| st.execute((repo.as_str(), digest.as_str(), now_ms())))
+                        .map_err(sql)?;
+                    Ok(n > 0)
+                })
+                .await
+            }
+        }
+    }
+
     async fn gc_collect(
         &self,
         pass: &GcPass,
@@ -1014,11 +1054,7 @@ impl MetaStore for SqliteMetaStore {
             .await
     }
 
-    async fn uploads_stale(
-        &self,
-        before: i64,
-        limit: u32,
-    ) -> Result<Vec<UploadRecord>, MetaError> {
+    async fn uploads_stale(&self, before: i64, limit: u32) -> Result<Vec<UploadRecord>, MetaError> {
         let rows: Vec<(String, String, i64, Vec<u8>, String, i64, i64)> = sqlx::query_as(
             "SELECT u.id, r.name, u.\"offset\", u.hash_state, u.store_state, u.created_at, \
              u.updated_at FROM uploads u JOIN repositories r ON r.id = u.repo_id \

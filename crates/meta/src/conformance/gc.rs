@@ -556,3 +556,33 @@ pub async fn gc_candidates_follow_cascades(store: Store) {
         Some(size_of(&shared))
     );
 }
+
+/// Finding a manifest by digest claims it again once stale; once GC removed it, the
+/// answer is `false`.
+pub async fn gc_manifest_claim(store: Store) {
+    let r = repo("gc/mclaim");
+    let (cfg, l) = (d("mc-cfg"), d("mc-layer"));
+    link(&store, &r, &cfg).await;
+    link(&store, &r, &l).await;
+    let m = image(&cfg, std::slice::from_ref(&l), "mc");
+    put(&store, &r, &m, None).await;
+    assert!(store.manifest_claim(&r, &m.digest, 0).await.expect("fresh"));
+    assert!(store
+        .manifest_claim(&r, &m.digest, now() + 60_000)
+        .await
+        .expect("stale"));
+    let pass = GcPass {
+        cutoff: now() - 30_000,
+        ..everything()
+    };
+    assert_eq!(collect_all(&store, &pass).await.manifests_deleted, 0);
+    assert_eq!(
+        collect_all(&store, &everything()).await.manifests_deleted,
+        1
+    );
+    assert!(!store
+        .manifest_claim(&r, &m.digest, now() + 60_000)
+        .await
+        .expect("gone"));
+    assert!(!store.manifest_claim(&r, &m.digest, 0).await.expect("gone"));
+}

@@ -43,6 +43,9 @@ pub enum CoreError {
     Unsupported(String),
     #[error("registry is read-only: {0}")]
     ReadOnly(String),
+    /// An upload met garbage collection deleting the same digest: retry.
+    #[error("{0}")]
+    Collecting(String),
     #[error(transparent)]
     Meta(MetaError),
     #[error(transparent)]

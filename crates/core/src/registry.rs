@@ -179,7 +179,7 @@ impl Registry {
                     pause = (pause * 2).min(Duration::from_millis(500));
                 }
                 BlobClaim::Deleting => {
-                    return Err(CoreError::ReadOnly(format!(
+                    return Err(CoreError::Collecting(format!(
                         "garbage collection is deleting blob {digest}; retry the upload later"
                     )))
                 }
@@ -207,7 +207,7 @@ impl Registry {
                     // Its data was consumed by the commit: the session cannot continue.
                     let _ = self.meta.upload_delete(id).await;
                 }
-                Err(CoreError::ReadOnly(format!(
+                Err(CoreError::Collecting(format!(
                     "blob {d} was garbage-collected while this upload committed it; upload it again"
                 )))
             }

@@ -77,6 +77,8 @@ impl From<CoreError> for ApiError {
             E::Unsupported(_) => ApiError::new(StatusCode::BAD_REQUEST, C::Unsupported, msg),
             E::ReadOnly(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, C::Unavailable, msg)
                 .with_header(header::RETRY_AFTER, "60".into()),
+            E::Collecting(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, C::Unavailable, msg)
+                .with_header(header::RETRY_AFTER, "5".into()),
             E::Meta(_) | E::Blob(_) => {
                 tracing::error!(error = %msg, "internal error");
                 ApiError::new(

@@ -30,9 +30,9 @@ mod convert;
 pub mod gc;
 pub mod identity;
 pub mod postgres;
+mod postgres_gc;
 mod postgres_identity;
 pub mod sqlite;
-mod postgres_gc;
 mod sqlite_fast;
 mod sqlite_gc;
 mod sqlite_identity;
@@ -287,8 +287,11 @@ pub trait MetaStore: Send + Sync + 'static {
 
     /// Mount without `from`: links `digest` into `repo` if its row is live, not tombstoned
     /// and linked somewhere; its size, or `None` (nothing changed).
-    async fn blob_mount_any(&self, repo: &RepoName, digest: &Digest)
-        -> Result<Option<u64>, MetaError>;
+    async fn blob_mount_any(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<u64>, MetaError>;
 
     /// Like [`blob_in_repo`](Self::blob_in_repo), and a claim: a link last claimed before
     /// `stale_before` (unix ms) is claimed again now, and if GC removed it meanwhile the
@@ -337,8 +340,7 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn gc_orphan(&self, digest: &Digest, seen_before: i64) -> Result<bool, MetaError>;
 
     /// Upload sessions not advanced since `before` (unix ms), oldest first, at most `limit`.
-    async fn uploads_stale(&self, before: i64, limit: u32)
-        -> Result<Vec<UploadRecord>, MetaError>;
+    async fn uploads_stale(&self, before: i64, limit: u32) -> Result<Vec<UploadRecord>, MetaError>;
 
     /// Takes or renews the GC lease for `holder` until now + `ttl_ms`: `true` if `holder`
     /// holds it now (it was free, expired or already its).

@@ -11,7 +11,7 @@
 #        API on both (10% of the manifests; their layers become garbage).
 #   GC 2 "10% garbage": both collect again. This is the measured comparison.
 # Distribution is stopped for each of its runs (its GC must run offline); Berth keeps serving
-# and runs online with --grace 0s. Reported per run: wall seconds, blobs and manifests deleted,
+# and runs online with --grace 0s --pace 1 (the work itself, without the online rests). Reported per run: wall seconds, blobs and manifests deleted,
 # bytes of the data directory (du -sb) before and after.
 #
 # Usage: scripts/bench-gc.sh [N...]        e.g. scripts/bench-gc.sh 1000 10000 100000
@@ -69,7 +69,7 @@ dist_gc() { # label -> sets D_SECS D_BLOBS D_MANIFESTS D_BEFORE D_AFTER
 berth_gc() { # label -> sets B_SECS B_BLOBS B_MANIFESTS B_BEFORE B_AFTER
   B_BEFORE=$(bytes "$WORK/berth")
   local t0 t1; t0=$(now)
-  "$BERTH" gc --data-dir "$WORK/berth" --grace 0s --json > "$WORK/berth-gc-$1.json" 2> "$WORK/berth-gc-$1.err"
+  "$BERTH" gc --data-dir "$WORK/berth" --grace 0s --pace 1 --json > "$WORK/berth-gc-$1.json" 2> "$WORK/berth-gc-$1.err"
   t1=$(now)
   B_SECS=$(secs "$t0" "$t1")
   B_AFTER=$(bytes "$WORK/berth")

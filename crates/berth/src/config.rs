@@ -49,6 +49,9 @@ pub struct GcSection {
     pub referrers_follow_subject: bool,
     /// Upload sessions not advanced for this long are purged with their data.
     pub upload_max_age: String,
+    /// Online runs: the share of wall time the sweep works, resting in proportion after
+    /// each batch so pushes keep their throughput (0 < pace <= 1; 1: no rest).
+    pub pace: f64,
 }
 
 impl Default for GcSection {
@@ -61,7 +64,17 @@ impl Default for GcSection {
             delete_untagged: true,
             referrers_follow_subject: true,
             upload_max_age: "24h".into(),
+            pace: berth_core::gc::GcOptions::default().pace,
         }
+    }
+}
+
+/// A GC pace: a share of wall time in (0, 1].
+pub fn check_pace(p: f64) -> anyhow::Result<f64> {
+    if p > 0.0 && p <= 1.0 {
+        Ok(p)
+    } else {
+        bail!("the pace must be above 0 and at most 1, not {p}")
     }
 }
 
@@ -101,6 +114,7 @@ impl GcSection {
             delete_untagged: self.delete_untagged,
             referrers_follow_subject: self.referrers_follow_subject,
             upload_max_age: parse_duration(&self.upload_max_age).context("gc.upload_max_age")?,
+            pace: check_pace(self.pace).context("gc.pace")?,
             ..berth_core::gc::GcOptions::default()
         })
     }
@@ -444,6 +458,11 @@ impl Config {
         }
         if let Some(v) = env("BERTH_GC_MAX_DURATION") {
             self.gc.max_duration = v;
+        }
+        if let Some(v) = env("BERTH_GC_PACE") {
+            self.gc.pace = v
+                .parse()
+                .map_err(|_| anyhow::anyhow!("BERTH_GC_PACE={v:?} is not a number"))?;
         }
         if let Some(v) = env("BERTH_GC_UPLOAD_MAX_AGE") {
             self.gc.upload_max_age = v;

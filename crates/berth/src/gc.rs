@@ -28,6 +28,9 @@ pub struct GcFlags {
     /// Stop cleanly after this long; the next run continues.
     #[arg(long)]
     pub max_duration: Option<String>,
+    /// Online runs: the share of wall time the sweep works (1: as fast as it can).
+    #[arg(long)]
+    pub pace: Option<f64>,
     /// Show the last runs and whether GC is running, instead of running it.
     #[arg(long)]
     pub status: bool,
@@ -63,6 +66,9 @@ pub async fn run(
     }
     if let Some(m) = &flags.max_duration {
         opts.max_duration = Some(parse_duration(m).context("--max-duration")?);
+    }
+    if let Some(p) = flags.pace {
+        opts.pace = crate::config::check_pace(p).context("--pace")?;
     }
     opts.dry_run = flags.dry_run;
     opts.verify_storage = flags.verify_storage;

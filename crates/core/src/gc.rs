@@ -88,6 +88,10 @@ pub struct GcOptions {
     pub started_by: String,
     /// Candidates per batch.
     pub batch: u32,
+    /// Online mode: the share of wall time the sweep may work (after each batch it rests
+    /// in proportion), so pushes keep their throughput; 1.0: no rest. Read-only runs never
+    /// rest (writes wait for them anyway).
+    pub pace: f64,
     /// In read-only mode, how long to wait after setting the flag before collecting, so
     /// that every replica's [`watch_read_only`] has seen it.
     pub read_only_settle: Duration,
@@ -107,6 +111,7 @@ impl Default for GcOptions {
             holder: "berth".into(),
             started_by: "cli".into(),
             batch: 500,
+            pace: 0.15,
             read_only_settle: Duration::from_secs(3),
         }
     }
@@ -341,6 +346,7 @@ impl Job<'_> {
             if self.must_stop() {
                 return Ok(false);
             }
+            let started = std::time::Instant::now();
             let batch = self
                 .meta
                 .gc_collect(&pass, after, self.opts.batch, false)
@@ -354,6 +360,11 @@ impl Job<'_> {
             self.delete_bytes(batch.blobs).await?;
             // Progress, for `--status` and the API while the run goes on.
             self.meta.gc_run_save(self.run).await?;
+            let pace = self.opts.pace;
+            if self.opts.mode == GcMode::Online && pace > 0.0 && pace < 1.0 {
+                let work = started.elapsed();
+                tokio::time::sleep(work.mul_f64((1.0 - pace) / pace)).await;
+            }
         }
         // 4. Abandoned uploads.
         let before = now_ms() - self.opts.upload_max_age.as_millis() as i64;

@@ -797,19 +797,51 @@ pub(crate) fn subject(
     }))
 }
 
-/// The bounds that select a namespace's repositories: the name `ns` itself, and names in
-/// `["ns/", "ns0")` (exactly those starting with `ns/`, since `0` follows `/`).
-pub(crate) fn namespace_range(
+/// The `WHERE` clause and its text parameters for one `repos_list` page, written so that
+/// every variant is an index range scan on `repositories.name` (a generic
+/// `(?1 IS NULL OR name > ?1)` makes SQLite scan the index from its start on every page,
+/// and a walk quadratic). `placeholder(i)` spells the i-th parameter (1-based) in the
+/// backend's syntax; the caller binds the returned strings in order, then the limit.
+///
+/// A namespace's repositories are the name `ns` itself and the names in `["ns/", "ns0")`
+/// (exactly those starting with `ns/`, since `0` follows `/` in byte order, and names
+/// compare byte-wise on both backends): the scan covers `[ns, ns0)` and the filter drops
+/// the few names between (`ns-x`, `ns.x`).
+pub(crate) fn repos_page_filter(
     namespace: Option<&str>,
-) -> (Option<String>, Option<String>, Option<String>) {
+    last: Option<&str>,
+    placeholder: impl Fn(usize) -> String,
+) -> (String, Vec<String>) {
+    let mut clauses = Vec::new();
+    let mut binds: Vec<String> = Vec::new();
+    let mut bind = |v: String| {
+        binds.push(v);
+        placeholder(binds.len())
+    };
     match namespace {
-        Some(ns) => (
-            Some(ns.to_string()),
-            Some(format!("{ns}/")),
-            Some(format!("{ns}0")),
-        ),
-        None => (None, None, None),
+        Some(ns) => {
+            // One lower bound, so the scan starts at the right place.
+            match last.filter(|l| *l >= ns) {
+                Some(l) => clauses.push(format!("name > {}", bind(l.to_string()))),
+                None => clauses.push(format!("name >= {}", bind(ns.to_string()))),
+            }
+            clauses.push(format!("name < {}", bind(format!("{ns}0"))));
+            let exact = bind(ns.to_string());
+            let slash = bind(format!("{ns}/"));
+            clauses.push(format!("(name = {exact} OR name >= {slash})"));
+        }
+        None => {
+            if let Some(l) = last {
+                clauses.push(format!("name > {}", bind(l.to_string())));
+            }
+        }
     }
+    let clause = if clauses.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", clauses.join(" AND "))
+    };
+    (clause, binds)
 }
 
 /// Repository settings from `(name, visibility, created_by, created_at)` rows, keeping only

@@ -592,20 +592,17 @@ impl IdentityStore for PgMetaStore {
         last: Option<&str>,
         n: u32,
     ) -> Result<Vec<RepoSettings>, MetaError> {
-        let (exact, lo, hi) = namespace_range(namespace);
-        let rows: Vec<(String, String, Option<i64>, i64)> = sqlx::query_as(
-            "SELECT name, visibility, created_by, created_at FROM repositories \
-             WHERE ($1::text IS NULL OR name > $1) \
-             AND ($2::text IS NULL OR name = $2 OR (name >= $3 AND name < $4)) \
-             ORDER BY name LIMIT $5",
-        )
-        .bind(last)
-        .bind(exact)
-        .bind(lo)
-        .bind(hi)
-        .bind(i64::from(n))
-        .fetch_all(&self.pool)
-        .await?;
+        let (filter, binds) = repos_page_filter(namespace, last, |i| format!("${i}"));
+        let sql = format!(
+            "SELECT name, visibility, created_by, created_at FROM repositories {filter} \
+             ORDER BY name LIMIT ${}",
+            binds.len() + 1
+        );
+        let mut q = sqlx::query_as::<_, (String, String, Option<i64>, i64)>(&sql);
+        for b in binds {
+            q = q.bind(b);
+        }
+        let rows = q.bind(i64::from(n)).fetch_all(&self.pool).await?;
         repo_settings_rows(rows, namespace)
     }
 

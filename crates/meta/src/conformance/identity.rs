@@ -654,6 +654,24 @@ pub async fn repository_settings_and_default_visibility(store: FullStore) {
         .await
         .expect("list");
     assert!(p3.is_empty());
+    // A cursor before the namespace starts at its first name; one among the names that
+    // sort between `open` and `open/` (`open-x/a`) continues with `open/a`.
+    let before = store
+        .repos_list(Some("open"), Some("olga/a"), 100)
+        .await
+        .expect("list");
+    assert_eq!(
+        names(&before, |r| r.name.as_str()),
+        ["open", "open/a", "open/b", "open/c"]
+    );
+    let between = store
+        .repos_list(Some("open"), Some("open-x/a"), 100)
+        .await
+        .expect("list");
+    assert_eq!(
+        names(&between, |r| r.name.as_str()),
+        ["open/a", "open/b", "open/c"]
+    );
     let p = store
         .repos_list(None, Some("olga/a"), 3)
         .await

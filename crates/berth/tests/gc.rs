@@ -2,11 +2,13 @@
 //! SQLite + filesystem and PostgreSQL + S3:
 //!
 //! - `online_gc_under_load`: clients push images sharing layers with deleted images,
-//!   mount blobs across repositories, delete tags and push them again, while GC runs over
-//!   and over; every acknowledged image that is still tagged pulls completely with correct
-//!   digests, the garbage is gone after a last run, and `berth fsck` is clean;
-//! - `read_only_gc`: a read-only run refuses writes with 503 `UNAVAILABLE` saying GC runs
-//!   and since when, while every read succeeds, and writes work again after it;
+//!   mount blobs across repositories, delete tags and push them again, and readers pull
+//!   throughout, while GC runs over and over; no read fails, every acknowledged image
+//!   that is still tagged pulls completely with correct digests, the garbage is gone
+//!   after a last run, and `berth fsck` is clean;
+//! - `read_only_gc`: the same load while read-only runs repeat: every refused write is
+//!   the 503 `UNAVAILABLE` saying GC runs and since when, no read fails, and writes work
+//!   again after the runs;
 //! - `crash_during_sweep`: SIGKILL while a run deletes; the next run finishes the work;
 //! - `docker_during_online_gc`: the Docker engine pushes and pulls while GC runs;
 //! - `gc_api_and_schedule`: the API is for system administrators, a schedule set through
@@ -51,14 +53,15 @@ fn start(backend: Backend) -> Server {
 
 /// Pushes an OCI image of `blobs` (the first is the config) as `repo:tag` over HTTP, as
 /// a client does: a blob that HEAD finds is not sent again, `mount_from` is tried before
-/// an upload. The manifest digest once acknowledged, or what went wrong.
+/// an upload. The manifest digest once acknowledged, or the status and body of the
+/// request that failed (status 0: no response).
 fn push(
     server: &Server,
     repo: &str,
     tag: &str,
     blobs: &[Vec<u8>],
     mount_from: Option<&str>,
-) -> Result<String, String> {
+) -> Result<String, (u16, String)> {
     let http = server.http();
     let mut descriptors = Vec::new();
     for (i, b) in blobs.iter().enumerate() {
@@ -66,17 +69,18 @@ fn push(
         let head = http
             .head(server.url(&format!("/v2/{repo}/blobs/{d}")))
             .send()
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| (0, e.to_string()))?;
         let mut have = head.status().as_u16() == 200;
         if !have {
             if let Some(from) = mount_from {
                 let r = http
                     .post(server.url(&format!("/v2/{repo}/blobs/uploads/?mount={d}&from={from}")))
                     .send()
-                    .map_err(|e| e.to_string())?;
-                have = r.status().as_u16() == 201;
-                if !have && r.status().as_u16() != 202 {
-                    return Err(format!("mount {d}: {}", r.status()));
+                    .map_err(|e| (0, e.to_string()))?;
+                let status = r.status().as_u16();
+                have = status == 201;
+                if !have && status != 202 {
+                    return Err((status, r.text().unwrap_or_default()));
                 }
             }
         }
@@ -86,13 +90,10 @@ fn push(
                 .header("Content-Type", "application/octet-stream")
                 .body(b.clone())
                 .send()
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| (0, e.to_string()))?;
             let status = r.status().as_u16();
             if status != 201 {
-                return Err(format!(
-                    "upload {d}: {status} {}",
-                    r.text().unwrap_or_default()
-                ));
+                return Err((status, r.text().unwrap_or_default()));
             }
         }
         let media = if i == 0 {
@@ -114,13 +115,10 @@ fn push(
         .header("Content-Type", OCI_MANIFEST)
         .body(manifest.clone())
         .send()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| (0, e.to_string()))?;
     let status = r.status().as_u16();
     if status != 201 {
-        return Err(format!(
-            "manifest {repo}:{tag}: {status} {}",
-            r.text().unwrap_or_default()
-        ));
+        return Err((status, r.text().unwrap_or_default()));
     }
     Ok(sha256_digest(&manifest))
 }
@@ -181,15 +179,57 @@ fn assert_pulls(server: &Server, repo: &str, tag: &str, p: &Pushed) {
     }
 }
 
+/// What a write refused by a read-only run must say: the spec's `UNAVAILABLE` with the
+/// reason and the start time.
+fn assert_read_only_refusal(status: u16, body: &str) {
+    assert_eq!(status, 503, "{body}");
+    let v: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    assert_eq!(v["errors"][0]["code"], "UNAVAILABLE", "{body}");
+    let msg = v["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("garbage collection is running in read-only mode since 20"),
+        "{msg}"
+    );
+}
+
 fn online_gc_under_load(backend: Backend) {
+    gc_under_load(backend, "online")
+}
+
+fn read_only_gc(backend: Backend) {
+    gc_under_load(backend, "read-only")
+}
+
+/// Must-show 1: three pushers push images sharing layers with deleted images, mount
+/// across repositories, delete tags and push them again; two readers pull a set of images
+/// all along and none of their reads may fail; GC runs over and over in `mode`. Online,
+/// pushes go through (a push may lose a race only for a blob GC took between its HEAD and
+/// its manifest). Read-only, every refused write is the 503 `UNAVAILABLE` saying GC runs,
+/// and writes work again once the runs end. Either way every acknowledged image that is
+/// still tagged pulls completely, a last run removes all the garbage, `berth fsck` is clean.
+fn gc_under_load(backend: Backend, mode: &'static str) {
+    let read_only = mode == "read-only";
     let server = Arc::new(start(backend));
     let mut rng = Rng::new();
     // Layers shared by many images, some of whose images get deleted.
     let shared: Arc<Vec<Vec<u8>>> = Arc::new((0..6).map(|_| fresh(&mut rng, 4096)).collect());
+    // What the readers pull throughout: never deleted, sharing the layers above.
+    let stable: Arc<Vec<(String, Pushed)>> = Arc::new(
+        (0..3)
+            .map(|i| {
+                let blobs = vec![fresh(&mut rng, 300), shared[i].clone(), fresh(&mut rng, 5000)];
+                let manifest = push(&server, "load/stable", &format!("s{i}"), &blobs, None)
+                    .expect("push a stable image");
+                (format!("s{i}"), Pushed { manifest, blobs })
+            })
+            .collect(),
+    );
     let tagged: Arc<Mutex<BTreeMap<(String, String), Pushed>>> = Arc::default();
     let deleted: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
     let done = Arc::new(AtomicBool::new(false));
-    let (acked, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let acked = Arc::new(AtomicUsize::new(0));
+    let failed = Arc::new(AtomicUsize::new(0));
+    let refused = Arc::new(AtomicUsize::new(0));
 
     let collector = {
         let (server, done) = (server.clone(), done.clone());
@@ -199,13 +239,37 @@ fn online_gc_under_load(backend: Backend) {
             while !done.load(Ordering::Relaxed) || n < 3 {
                 // The configured grace (4 s): a run without grace cuts every push in
                 // flight by design (safely: the model test races those).
-                let run = gc(&server, json!({}));
+                let run = gc(&server, json!({ "mode": mode }));
+                assert_eq!(run["mode"], mode, "{run}");
                 deleted += run["blobs_deleted"].as_u64().unwrap_or(0);
                 n += 1;
+                if read_only {
+                    // Room for writes between the read-only windows.
+                    std::thread::sleep(Duration::from_millis(2500));
+                }
             }
             (n, deleted)
         })
     };
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let (server, stable, done) = (server.clone(), stable.clone(), done.clone());
+            std::thread::spawn(move || {
+                let mut reads = 0;
+                while !done.load(Ordering::Relaxed) {
+                    for (tag, p) in stable.iter() {
+                        // Panics (and so fails the test) on any read that does not serve
+                        // the exact bytes.
+                        assert_pulls(&server, "load/stable", tag, p);
+                        let r = server.get("/v2/load/stable/tags/list", None);
+                        r.expect(200);
+                        reads += 1;
+                    }
+                }
+                reads
+            })
+        })
+        .collect();
     let pushers: Vec<_> = (0..3)
         .map(|t| {
             let (server, shared, tagged, deleted) = (
@@ -214,7 +278,7 @@ fn online_gc_under_load(backend: Backend) {
                 tagged.clone(),
                 deleted.clone(),
             );
-            let (acked, failed) = (acked.clone(), failed.clone());
+            let (acked, failed, refused) = (acked.clone(), failed.clone(), refused.clone());
             std::thread::spawn(move || {
                 let mut rng = Rng::new();
                 let repo = format!("load/r{t}");
@@ -242,10 +306,15 @@ fn online_gc_under_load(backend: Backend) {
                                 d.push(old.blobs[old.blobs.len() - 1].clone());
                             }
                         }
-                        Err(e) => {
-                            // Allowed (a blob GC took between HEAD and the manifest), never
-                            // for an acknowledged image; counted.
-                            eprintln!("push {repo}:{tag} refused: {e}");
+                        Err((503, body)) if read_only => {
+                            assert_read_only_refusal(503, &body);
+                            refused.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err((status, body)) => {
+                            // Online: allowed (a blob GC took between HEAD and the
+                            // manifest), never for an acknowledged image; counted.
+                            assert!(!read_only, "push {repo}:{tag}: {status} {body}");
+                            eprintln!("push {repo}:{tag} refused: {status} {body}");
                             failed.fetch_add(1, Ordering::Relaxed);
                         }
                     }
@@ -256,7 +325,8 @@ fn online_gc_under_load(backend: Backend) {
                             .delete(server.url(&format!("/v2/{repo}/manifests/{tag}")))
                             .send()
                             .expect("DELETE tag");
-                        if r.status().as_u16() == 202 {
+                        let status = r.status().as_u16();
+                        if status == 202 {
                             if let Some(old) =
                                 tagged.lock().unwrap().remove(&(repo.clone(), tag.clone()))
                             {
@@ -264,6 +334,12 @@ fn online_gc_under_load(backend: Backend) {
                                 d.push(old.blobs[0].clone());
                                 d.push(old.blobs[old.blobs.len() - 1].clone());
                             }
+                        } else if status == 503 && read_only {
+                            assert_read_only_refusal(503, &r.text().unwrap_or_default());
+                            refused.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            // Only a tag this repository never had may be missing.
+                            assert_eq!(status, 404, "DELETE {repo}:{tag}");
                         }
                     }
                 }
@@ -275,29 +351,54 @@ fn online_gc_under_load(backend: Backend) {
     }
     done.store(true, Ordering::Relaxed);
     let (gc_runs, gc_deleted) = collector.join().expect("collector");
+    let reads: usize = readers.into_iter().map(|r| r.join().expect("reader")).sum();
     let acked = acked.load(Ordering::Relaxed);
+    let refused = refused.load(Ordering::Relaxed);
     eprintln!(
-        "{acked} pushes acknowledged, {} refused, {gc_runs} GC runs deleted {gc_deleted} blobs meanwhile",
+        "{mode}: {acked} pushes acknowledged, {refused} writes refused as read-only, {} failed; \
+         {reads} reads, all served; {gc_runs} GC runs deleted {gc_deleted} blobs meanwhile",
         failed.load(Ordering::Relaxed)
     );
-    assert!(acked >= 80, "too few pushes succeeded: {acked} of 90");
     assert!(gc_runs >= 3);
+    if read_only {
+        assert!(refused > 0, "no write was refused during {gc_runs} read-only runs");
+        assert!(acked >= 15, "too few pushes between the read-only runs: {acked} of 90");
+    } else {
+        assert!(acked >= 80, "too few pushes succeeded: {acked} of 90");
+    }
 
     let tagged = tagged.lock().unwrap().clone();
     for ((repo, tag), p) in &tagged {
         assert_pulls(&server, repo, tag, p);
     }
     // A last run without grace: everything deletable goes.
-    let last = gc(&server, json!({ "grace": "0s" }));
+    let last = gc(&server, json!({ "mode": mode, "grace": "0s" }));
     eprintln!("last run: {last}");
     for ((repo, tag), p) in &tagged {
         assert_pulls(&server, repo, tag, p);
+    }
+    for (tag, p) in stable.iter() {
+        assert_pulls(&server, "load/stable", tag, p);
     }
     for b in deleted.lock().unwrap().iter() {
         let d = sha256_digest(b);
         for r in 0..3 {
             let resp = server.head(&format!("/v2/load/r{r}/blobs/{d}"), None);
             assert_eq!(resp.status, 404, "garbage {d} still served by load/r{r}");
+        }
+    }
+    // Writes work again once the runs have ended (every replica's watcher clears the
+    // read-only flag within a second).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let again = vec![fresh(&mut rng, 200), fresh(&mut rng, 300)];
+        match push(&server, "load/after", "v1", &again, None) {
+            Ok(_) => break,
+            Err((503, body)) if read_only && Instant::now() < deadline => {
+                assert_read_only_refusal(503, &body);
+                std::thread::sleep(Duration::from_millis(200))
+            }
+            Err(e) => panic!("write after the runs: {e:?}"),
         }
     }
     server.fsck();
@@ -308,95 +409,6 @@ fn online_gc_under_load(backend: Backend) {
         .map(|r| r["blobs_deleted"].as_u64().unwrap_or(0))
         .sum();
     assert!(total > 0, "no GC run deleted anything");
-}
-
-fn read_only_gc(backend: Backend) {
-    let server = start(backend);
-    let mut rng = Rng::new();
-    let keep = vec![fresh(&mut rng, 200), fresh(&mut rng, 5000)];
-    let kept = Pushed {
-        manifest: push(&server, "ro/app", "v1", &keep, None).expect("push"),
-        blobs: keep,
-    };
-    let junk = vec![fresh(&mut rng, 200), fresh(&mut rng, 5000)];
-    push(&server, "ro/app", "junk", &junk, None).expect("push");
-    server
-        .http()
-        .delete(server.url("/v2/ro/app/manifests/junk"))
-        .send()
-        .expect("delete");
-
-    let r = server
-        .http()
-        .post(server.url("/api/v0/gc/runs"))
-        .json(&json!({ "mode": "read-only", "grace": "0s" }))
-        .send()
-        .expect("start");
-    assert_eq!(r.status().as_u16(), 202, "{}", r.text().unwrap_or_default());
-    let started = Instant::now();
-    let mut refused = None;
-    let mut reads = 0;
-    while started.elapsed() < Duration::from_secs(20) {
-        assert_pulls(&server, "ro/app", "v1", &kept);
-        reads += 1;
-        let blob = fresh(&mut rng, 100);
-        let d = sha256_digest(&blob);
-        let w = server
-            .http()
-            .post(server.url(&format!("/v2/ro/app/blobs/uploads/?digest={d}")))
-            .body(blob)
-            .send()
-            .expect("write");
-        if w.status().as_u16() == 503 {
-            refused = Some(w.text().unwrap_or_default());
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let body = refused.expect("no write was refused during a read-only GC");
-    let v: Value = serde_json::from_str(&body).expect("error body");
-    assert_eq!(v["errors"][0]["code"], "UNAVAILABLE", "{body}");
-    let msg = v["errors"][0]["message"].as_str().unwrap_or_default();
-    assert!(
-        msg.contains("garbage collection is running in read-only mode since 20"),
-        "{msg}"
-    );
-    // Reads keep working until the run ends; then writes do again.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        assert_pulls(&server, "ro/app", "v1", &kept);
-        reads += 1;
-        let st = runs(&server);
-        if st["running"] == false && st["runs"][0]["status"] == "finished" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the read-only run did not end: {st}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    eprintln!("{reads} reads during the read-only run, all served");
-    // The watcher clears the flag within a second.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let again = vec![fresh(&mut rng, 200), fresh(&mut rng, 300)];
-        match push(&server, "ro/app", "v2", &again, None) {
-            Ok(_) => break,
-            Err(e) if Instant::now() < deadline && e.contains("503") => {
-                std::thread::sleep(Duration::from_millis(200))
-            }
-            Err(e) => panic!("write after the read-only run: {e}"),
-        }
-    }
-    for b in &junk {
-        let d = sha256_digest(b);
-        assert_eq!(
-            server.head(&format!("/v2/ro/app/blobs/{d}"), None).status,
-            404
-        );
-    }
-    server.fsck();
 }
 
 fn crash_during_sweep(backend: Backend) {
@@ -429,12 +441,15 @@ fn crash_during_sweep(backend: Backend) {
     let r = server
         .http()
         .post(server.url("/api/v0/gc/runs"))
-        .json(&json!({ "grace": "0s" }))
+        // Half pace: the run rests as long as each batch took, so the kill lands in the
+        // middle of the blob batches even on a slow machine, and it gets there sooner
+        // than at the default pace (links first, blob batches after).
+        .json(&json!({ "grace": "0s", "pace": 0.5 }))
         .send()
         .expect("start");
     assert_eq!(r.status().as_u16(), 202);
     // Kill once the run has deleted some blobs and is still going.
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(240);
     let at_kill = loop {
         let st = runs(&server);
         let run = st["runs"][0].clone();
@@ -565,6 +580,23 @@ fn api_and_schedule(backend: Backend) {
         "bob-password-1",
     );
     assert_eq!(bob.status, 403, "{}", bob.text());
+    for body in [
+        json!({ "pace": 0 }),
+        json!({ "pace": 1.5 }),
+        json!({ "grace": "soon" }),
+        json!({ "mode": "paused" }),
+        json!({ "unknown": true }),
+    ] {
+        let r = server
+            .http()
+            .post(server.url("/api/v0/gc/runs"))
+            .json(&body)
+            .send()
+            .expect("post");
+        assert_eq!(r.status().as_u16(), 400, "{body}");
+        let v: Value = r.json().expect("error envelope");
+        assert!(v["errors"][0]["code"].is_string(), "{body}: {v}");
+    }
 
     let bad = server
         .http()

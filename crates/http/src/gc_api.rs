@@ -5,7 +5,8 @@
 //!
 //! - `POST /api/v0/gc/runs` body (every field optional) `{"dry_run": bool, "mode":
 //!   "online"|"read-only", "grace": "1h", "verify_storage": bool, "max_duration": "30m",
-//!   "upload_max_age": "24h", "wait": bool}`: 202 `{"started": true}`, or with `wait` 200 and the run record; 409
+//!   "upload_max_age": "24h", "pace": 0.5, "wait": bool}` (`pace`: the share of wall time
+//!   an online run works, in (0, 1]; the configured `gc.pace` when absent): 202 `{"started": true}`, or with `wait` 200 and the run record; 409
 //!   `CONFLICT` when a run holds the lease.
 //! - `GET /api/v0/gc/runs?n=20`: `{"running", "holder", "since", "read_only_since", "runs"}`.
 //! - `GET /api/v0/gc/schedule`: `{"schedule", "source": "api"|"config"|null, "next_run"}`.
@@ -101,6 +102,7 @@ struct RunBody {
     verify_storage: bool,
     max_duration: Option<String>,
     upload_max_age: Option<String>,
+    pace: Option<f64>,
     wait: bool,
 }
 
@@ -122,6 +124,14 @@ async fn start_run(
     }
     if let Some(a) = &b.upload_max_age {
         opts.upload_max_age = duration(a, "upload_max_age")?;
+    }
+    if let Some(p) = b.pace {
+        if !(p > 0.0 && p <= 1.0) {
+            return Err(invalid(format!(
+                "pace: {p} is not a share of wall time above 0 and at most 1"
+            )));
+        }
+        opts.pace = p;
     }
     opts.dry_run = b.dry_run;
     opts.verify_storage = b.verify_storage;

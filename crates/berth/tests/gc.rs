@@ -217,7 +217,11 @@ fn gc_under_load(backend: Backend, mode: &'static str) {
     let stable: Arc<Vec<(String, Pushed)>> = Arc::new(
         (0..3)
             .map(|i| {
-                let blobs = vec![fresh(&mut rng, 300), shared[i].clone(), fresh(&mut rng, 5000)];
+                let blobs = vec![
+                    fresh(&mut rng, 300),
+                    shared[i].clone(),
+                    fresh(&mut rng, 5000),
+                ];
                 let manifest = push(&server, "load/stable", &format!("s{i}"), &blobs, None)
                     .expect("push a stable image");
                 (format!("s{i}"), Pushed { manifest, blobs })
@@ -361,8 +365,14 @@ fn gc_under_load(backend: Backend, mode: &'static str) {
     );
     assert!(gc_runs >= 3);
     if read_only {
-        assert!(refused > 0, "no write was refused during {gc_runs} read-only runs");
-        assert!(acked >= 15, "too few pushes between the read-only runs: {acked} of 90");
+        assert!(
+            refused > 0,
+            "no write was refused during {gc_runs} read-only runs"
+        );
+        assert!(
+            acked >= 15,
+            "too few pushes between the read-only runs: {acked} of 90"
+        );
     } else {
         assert!(acked >= 80, "too few pushes succeeded: {acked} of 90");
     }

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Push throughput through HTTP while an online GC runs (issue 4, must-show 4: "within 20%
+# of push throughput without it").
+#
+# One `berth serve` (release build, embedded SQLite + filesystem, token auth as the
+# administrator, every GC setting at its default except the grace, GRACE). Each of ROUNDS
+# rounds:
+#   1. garbage: registry-bench `populate --repos REPOS --tags 1 --orphans ORPHANS
+#      --unique-layers`, i.e. REPOS x ORPHANS untagged manifests, each with its own layer:
+#      garbage once older than the grace; then wait out the grace;
+#   2. "alone": registry-bench `-w push-small,manifest-put -c C` with no GC running;
+#   3. "during": `berth gc --data-dir DIR` (online, the default pace, the configured grace,
+#      so the pushes' own fresh blobs are kept) started in the background, and the same
+#      registry-bench run at once; the script checks the GC run was still going when the
+#      pushes ended (otherwise part of "during" ran without GC, and it says so).
+# "alone" and "during" see the same registry (same size, same garbage), one after the other.
+#
+# Usage: scripts/bench-gc-push.sh
+# Env: ROUNDS (3), REPOS (1000), ORPHANS (8), C (concurrency, 16), COUNT (blobs and
+#      manifests per push run, 6000), GRACE (10s), WORK (/var/tmp/berth-bench-gc-push),
+#      BENCH, BERTH as in scripts/bench.sh.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+BENCH="${BENCH:-$ROOT/../shared/bench/registry-bench}"
+WORK="${WORK:-/var/tmp/berth-bench-gc-push}"
+TARGET="${CARGO_TARGET_DIR:-/var/tmp/berth-target}"
+BERTH="${BERTH:-$TARGET/release/berth}"
+ROUNDS="${ROUNDS:-3}"
+REPOS="${REPOS:-1000}"
+ORPHANS="${ORPHANS:-8}"
+C="${C:-16}"
+COUNT="${COUNT:-6000}"
+GRACE="${GRACE:-10s}"
+PORT=5113
+ADMIN_PW=bench-admin-password
+
+[[ -x $BERTH ]] || (cd "$ROOT" && cargo build --release -p berth)
+command -v jq >/dev/null || { apt-get update -qq && apt-get install -y -qq jq; }
+rm -rf "$WORK"
+mkdir -p "$WORK/berth"
+export BERTH_GC_GRACE="$GRACE"
+BERTH_LOG=warn BERTH_ADMIN_PASSWORD=$ADMIN_PW "$BERTH" serve --listen 127.0.0.1:$PORT --data-dir "$WORK/berth" > "$WORK/berth.log" 2>&1 &
+BPID=$!
+GPID=
+trap 'kill $BPID $GPID 2>/dev/null || true' EXIT
+for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$PORT/v2/" && break; sleep 0.1; done
+now() { date +%s.%N; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.1f", b-a}'; }
+bench() { # json-file [registry-bench args...]
+  local out=$1; shift
+  "$BENCH" "http://127.0.0.1:$PORT" --label berth --pid $BPID --user admin --password "$ADMIN_PW" \
+    --repeat 1 --json "$out" "$@" > "${out%.json}.out" 2>&1
+  local errs; errs=$(jq '[.rows[].errors] | add' "$out")
+  [[ $errs == 0 ]] || { echo "$out: $errs errors, see ${out%.json}.out" >&2; exit 1; }
+}
+ops() { # json-file workload -> ops/s
+  jq -r --arg w "$2" '[.rows[] | select(.workload==$w) | .ops_s] | first | round' "$1"
+}
+pushes() { # json-file label
+  bench "$1" -w push-small,manifest-put -c "$C" --small-count "$COUNT" --manifest-count "$COUNT" --prefix "$2"
+}
+
+echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r); berth $("$BERTH" --version)" >&2
+LINES=()
+for r in $(seq "$ROUNDS"); do
+  t0=$(now)
+  bench "$WORK/garbage-$r.json" -w populate --repos "$REPOS" --tags 1 --orphans "$ORPHANS" --unique-layers --prefix "g$r"
+  echo "round $r: garbage pushed in $(secs "$t0" "$(now)")s; waiting out the ${GRACE} grace" >&2
+  sleep "${GRACE%s}"; sleep 1
+
+  pushes "$WORK/alone-$r.json" "a$r"
+  "$BERTH" gc --data-dir "$WORK/berth" --json > "$WORK/gc-$r.json" 2> "$WORK/gc-$r.err" &
+  GPID=$!
+  t0=$(now)
+  pushes "$WORK/during-$r.json" "d$r"
+  t1=$(now)
+  still="yes"
+  kill -0 "$GPID" 2>/dev/null || still="no"
+  wait "$GPID"; GPID=
+  t2=$(now)
+  gcb=$(jq -r .run.blobs_deleted "$WORK/gc-$r.json"); gcm=$(jq -r .run.manifests_deleted "$WORK/gc-$r.json")
+  a_b=$(ops "$WORK/alone-$r.json" push-small); d_b=$(ops "$WORK/during-$r.json" push-small)
+  a_m=$(ops "$WORK/alone-$r.json" manifest-put); d_m=$(ops "$WORK/during-$r.json" manifest-put)
+  pct() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%+.0f%%", (b/a-1)*100}'; }
+  echo "round $r: push-small $a_b -> $d_b ops/s, manifest-put $a_m -> $d_m ops/s; GC deleted $gcb blobs + $gcm manifests in $(secs "$t0" "$t2")s, still running when the pushes ended ($(secs "$t0" "$t1")s): $still" >&2
+  LINES+=("| $r | $a_b | $d_b | $(pct "$a_b" "$d_b") | $a_m | $d_m | $(pct "$a_m" "$d_m") | $gcb + $gcm in $(secs "$t0" "$t2") s | $still |")
+done
+echo "| round | push-small c=$C alone | during GC | change | manifest-put c=$C alone | during GC | change | GC run: blobs + manifests deleted, duration | GC still running at the end of the pushes |"
+echo "|---|---|---|---|---|---|---|---|---|"
+printf '%s\n' "${LINES[@]}"

@@ -18,7 +18,8 @@
 # Usage: scripts/bench-gc-push.sh
 # Env: ROUNDS (3), REPOS (1000), ORPHANS (8), C (concurrency, 16), COUNT (blobs and
 #      manifests per push run, 6000), GRACE (10s), WORK (/var/tmp/berth-bench-gc-push),
-#      BENCH, BERTH as in scripts/bench.sh.
+#      BENCH, BERTH as in scripts/bench.sh; GC_VIA (cli: a separate `berth gc` process;
+#      api: `POST /api/v0/gc/runs`, the run inside the server, its record polled).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 BENCH="${BENCH:-$ROOT/../shared/bench/registry-bench}"
@@ -31,6 +32,7 @@ ORPHANS="${ORPHANS:-8}"
 C="${C:-16}"
 COUNT="${COUNT:-6000}"
 GRACE="${GRACE:-10s}"
+GC_VIA="${GC_VIA:-cli}"
 PORT=5113
 ADMIN_PW=bench-admin-password
 
@@ -69,7 +71,15 @@ for r in $(seq "$ROUNDS"); do
   sleep "${GRACE%s}"; sleep 1
 
   pushes "$WORK/alone-$r.json" "a$r"
-  "$BERTH" gc --data-dir "$WORK/berth" --json > "$WORK/gc-$r.json" 2> "$WORK/gc-$r.err" &
+  if [[ $GC_VIA == api ]]; then
+    api() { curl -sf -u "admin:$ADMIN_PW" "$@"; }
+    api -X POST -H 'Content-Type: application/json' -d '{}' "http://127.0.0.1:$PORT/api/v0/gc/runs" > /dev/null
+    # A background poller stands for the process: it ends with the run, leaving its record.
+    ( while api "http://127.0.0.1:$PORT/api/v0/gc/runs?n=1" | jq -e .running > /dev/null; do sleep 0.2; done
+      api "http://127.0.0.1:$PORT/api/v0/gc/runs?n=1" | jq '{run: .runs[0]}' > "$WORK/gc-$r.json" ) &
+  else
+    "$BERTH" gc --data-dir "$WORK/berth" --json > "$WORK/gc-$r.json" 2> "$WORK/gc-$r.err" &
+  fi
   GPID=$!
   t0=$(now)
   pushes "$WORK/during-$r.json" "d$r"

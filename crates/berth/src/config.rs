@@ -71,11 +71,7 @@ impl Default for GcSection {
 
 /// A GC pace: a share of wall time in (0, 1].
 pub fn check_pace(p: f64) -> anyhow::Result<f64> {
-    if p > 0.0 && p <= 1.0 {
-        Ok(p)
-    } else {
-        bail!("the pace must be above 0 and at most 1, not {p}")
-    }
+    berth_core::gc::check_pace(p).map_err(anyhow::Error::msg)
 }
 
 /// A duration written `500ms`, `90s`, `30m`, `1h`, `2d` (or bare seconds).

@@ -67,6 +67,15 @@ impl FromStr for GcMode {
     }
 }
 
+/// A pace as the options take it: a share of wall time in (0, 1].
+pub fn check_pace(p: f64) -> Result<f64, String> {
+    if p > 0.0 && p <= 1.0 {
+        Ok(p)
+    } else {
+        Err(format!("the pace must be above 0 and at most 1, not {p}"))
+    }
+}
+
 /// What a run does.
 #[derive(Debug, Clone)]
 pub struct GcOptions {

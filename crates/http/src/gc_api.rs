@@ -126,12 +126,7 @@ async fn start_run(
         opts.upload_max_age = duration(a, "upload_max_age")?;
     }
     if let Some(p) = b.pace {
-        if !(p > 0.0 && p <= 1.0) {
-            return Err(invalid(format!(
-                "pace: {p} is not a share of wall time above 0 and at most 1"
-            )));
-        }
-        opts.pace = p;
+        opts.pace = gc::check_pace(p).map_err(|e| invalid(format!("pace: {e}")))?;
     }
     opts.dry_run = b.dry_run;
     opts.verify_storage = b.verify_storage;

@@ -797,17 +797,18 @@ pub(crate) fn subject(
     }))
 }
 
-/// The `WHERE` clause and its text parameters for one `repos_list` page, written so that
+/// The statement and its text parameters for one `repos_list` page, written so that
 /// every variant is an index range scan on `repositories.name` (a generic
 /// `(?1 IS NULL OR name > ?1)` makes SQLite scan the index from its start on every page,
 /// and a walk quadratic). `placeholder(i)` spells the i-th parameter (1-based) in the
-/// backend's syntax; the caller binds the returned strings in order, then the limit.
+/// backend's syntax; the caller binds the returned strings in order, then the limit. The
+/// rows are `(name, visibility, created_by, created_at)`, for [`repo_settings_rows`].
 ///
 /// A namespace's repositories are the name `ns` itself and the names in `["ns/", "ns0")`
 /// (exactly those starting with `ns/`, since `0` follows `/` in byte order, and names
 /// compare byte-wise on both backends): the scan covers `[ns, ns0)` and the filter drops
 /// the few names between (`ns-x`, `ns.x`).
-pub(crate) fn repos_page_filter(
+pub(crate) fn repos_page_query(
     namespace: Option<&str>,
     last: Option<&str>,
     placeholder: impl Fn(usize) -> String,
@@ -836,12 +837,17 @@ pub(crate) fn repos_page_filter(
             }
         }
     }
-    let clause = if clauses.is_empty() {
+    let filter = if clauses.is_empty() {
         String::new()
     } else {
         format!("WHERE {}", clauses.join(" AND "))
     };
-    (clause, binds)
+    let sql = format!(
+        "SELECT name, visibility, created_by, created_at FROM repositories {filter} \
+         ORDER BY name LIMIT {}",
+        placeholder(binds.len() + 1)
+    );
+    (sql, binds)
 }
 
 /// Repository settings from `(name, visibility, created_by, created_at)` rows, keeping only

@@ -724,12 +724,7 @@ impl IdentityStore for SqliteMetaStore {
         last: Option<&str>,
         n: u32,
     ) -> Result<Vec<RepoSettings>, MetaError> {
-        let (filter, binds) = repos_page_filter(namespace, last, |i| format!("?{i}"));
-        let sql = format!(
-            "SELECT name, visibility, created_by, created_at FROM repositories {filter} \
-             ORDER BY name LIMIT ?{}",
-            binds.len() + 1
-        );
+        let (sql, binds) = repos_page_query(namespace, last, |i| format!("?{i}"));
         let mut q = sqlx::query_as::<_, (String, String, Option<i64>, i64)>(&sql);
         for b in binds {
             q = q.bind(b);

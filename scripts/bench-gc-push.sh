@@ -19,7 +19,9 @@
 # Env: ROUNDS (3), REPOS (1000), ORPHANS (8), C (concurrency, 16), COUNT (blobs and
 #      manifests per push run, 6000), GRACE (10s), WORK (/var/tmp/berth-bench-gc-push),
 #      BENCH, BERTH as in scripts/bench.sh; GC_VIA (cli: a separate `berth gc` process;
-#      api: `POST /api/v0/gc/runs`, the run inside the server, its record polled).
+#      api: `POST /api/v0/gc/runs`, the run inside the server, its record polled; none: no
+#      GC, the control for the method itself), PACE
+#      (the GC's pace for the run, `--pace` or `"pace"`; empty: the configured default).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 BENCH="${BENCH:-$ROOT/../shared/bench/registry-bench}"
@@ -33,6 +35,7 @@ C="${C:-16}"
 COUNT="${COUNT:-6000}"
 GRACE="${GRACE:-10s}"
 GC_VIA="${GC_VIA:-cli}"
+PACE="${PACE:-}"
 PORT=5113
 ADMIN_PW=bench-admin-password
 
@@ -73,12 +76,16 @@ for r in $(seq "$ROUNDS"); do
   pushes "$WORK/alone-$r.json" "a$r"
   if [[ $GC_VIA == api ]]; then
     api() { curl -sf -u "admin:$ADMIN_PW" "$@"; }
-    api -X POST -H 'Content-Type: application/json' -d '{}' "http://127.0.0.1:$PORT/api/v0/gc/runs" > /dev/null
+    api -X POST -H 'Content-Type: application/json' -d "$([[ -n $PACE ]] && echo "{\"pace\": $PACE}" || echo '{}')" "http://127.0.0.1:$PORT/api/v0/gc/runs" > /dev/null
     # A background poller stands for the process: it ends with the run, leaving its record.
     ( while api "http://127.0.0.1:$PORT/api/v0/gc/runs?n=1" | jq -e .running > /dev/null; do sleep 0.2; done
       api "http://127.0.0.1:$PORT/api/v0/gc/runs?n=1" | jq '{run: .runs[0]}' > "$WORK/gc-$r.json" ) &
+  elif [[ $GC_VIA == none ]]; then
+    # The control: "during" is a second push run with no GC at all, so any change from
+    # "alone" is the method's own (a registry bigger by one push run, a warmer cache).
+    ( sleep 3600 ) &
   else
-    "$BERTH" gc --data-dir "$WORK/berth" --json > "$WORK/gc-$r.json" 2> "$WORK/gc-$r.err" &
+    "$BERTH" gc --data-dir "$WORK/berth" ${PACE:+--pace "$PACE"} --json > "$WORK/gc-$r.json" 2> "$WORK/gc-$r.err" &
   fi
   GPID=$!
   t0=$(now)
@@ -86,7 +93,7 @@ for r in $(seq "$ROUNDS"); do
   t1=$(now)
   still="yes"
   kill -0 "$GPID" 2>/dev/null || still="no"
-  wait "$GPID"; GPID=
+  if [[ $GC_VIA == none ]]; then kill "$GPID"; wait "$GPID" 2>/dev/null || true; echo '{"run":{"blobs_deleted":0,"manifests_deleted":0}}' > "$WORK/gc-$r.json"; else wait "$GPID"; fi; GPID=
   t2=$(now)
   gcb=$(jq -r .run.blobs_deleted "$WORK/gc-$r.json"); gcm=$(jq -r .run.manifests_deleted "$WORK/gc-$r.json")
   a_b=$(ops "$WORK/alone-$r.json" push-small); d_b=$(ops "$WORK/during-$r.json" push-small)

@@ -15,8 +15,8 @@
 //!   it runs, cluster status and metrics show GC.
 //!
 //! Every `berth serve` here has `BERTH_GC_GRACE=4s` (so a HEAD claims links older than
-//! 2 s, as serve does with half its grace); runs asked with `"grace": "0s"` collect
-//! everything unreferenced.
+//! 2 s, as serve does with half its grace) and `BERTH_GC_PACE=0.15`; runs asked with
+//! `"grace": "0s"` collect everything unreferenced.
 
 #[macro_use]
 mod common;
@@ -48,6 +48,9 @@ fn gc_api_and_schedule() {
 fn start(backend: Backend) -> Server {
     // Inherited by every `berth serve` this test binary starts (all of them use 4 s).
     std::env::set_var("BERTH_GC_GRACE", "4s");
+    // Three times the default pace: the stress tests want as many runs racing the pushes
+    // as their window allows, and the other tests a run that ends soon.
+    std::env::set_var("BERTH_GC_PACE", "0.15");
     Server::start(backend)
 }
 

@@ -120,7 +120,7 @@ impl Default for GcOptions {
             holder: "berth".into(),
             started_by: "cli".into(),
             batch: 500,
-            pace: 0.15,
+            pace: 0.05,
             read_only_settle: Duration::from_secs(3),
         }
     }
@@ -152,6 +152,8 @@ pub const LISTED: usize = 10_000;
 const LEASE_TTL: Duration = Duration::from_secs(30);
 /// Blob deletions in flight at once.
 const DELETE_CONCURRENCY: usize = 8;
+/// Most candidates per collecting transaction in a paced online run (see `Job::batch`).
+const PACED_BATCH: u32 = 100;
 
 /// Now, in unix milliseconds.
 pub fn now_ms() -> i64 {
@@ -316,6 +318,22 @@ impl Job<'_> {
                 .is_some_and(|max| self.started.elapsed() >= max)
     }
 
+    /// Candidates per collecting transaction. A paced online run shares the metadata
+    /// store's writer with pushes, which wait for a batch's commit: it takes at most
+    /// [`PACED_BATCH`] at a time, so no push waits long behind it.
+    fn batch(&self) -> u32 {
+        if self.paced() {
+            self.opts.batch.min(PACED_BATCH)
+        } else {
+            self.opts.batch
+        }
+    }
+
+    /// Whether the run rests between batches (online, pace below 1).
+    fn paced(&self) -> bool {
+        self.opts.mode == GcMode::Online && self.opts.pace > 0.0 && self.opts.pace < 1.0
+    }
+
     fn list(&mut self, blobs: &[(Digest, u64)]) {
         let room = LISTED.saturating_sub(self.listed.len());
         self.listed.extend(blobs.iter().take(room).cloned());
@@ -358,7 +376,7 @@ impl Job<'_> {
             let started = std::time::Instant::now();
             let batch = self
                 .meta
-                .gc_collect(&pass, after, self.opts.batch, false)
+                .gc_collect(&pass, after, self.batch(), false)
                 .await?;
             if batch.examined == 0 {
                 break;
@@ -369,8 +387,8 @@ impl Job<'_> {
             self.delete_bytes(batch.blobs).await?;
             // Progress, for `--status` and the API while the run goes on.
             self.meta.gc_run_save(self.run).await?;
-            let pace = self.opts.pace;
-            if self.opts.mode == GcMode::Online && pace > 0.0 && pace < 1.0 {
+            if self.paced() {
+                let pace = self.opts.pace;
                 let work = started.elapsed();
                 tokio::time::sleep(work.mul_f64((1.0 - pace) / pace)).await;
             }

@@ -44,6 +44,8 @@ static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
 
 /// How long a statement waits for another process's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a statement waiting for another process's lock tries again.
+const BUSY_POLL: Duration = Duration::from_millis(1);
 /// How long a request waits for a pooled connection.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Most writes committed together; bounds the time a batch holds the write lock.
@@ -134,12 +136,26 @@ fn open_writer(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
         path,
         rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
-    c.busy_timeout(BUSY_TIMEOUT)?;
+    c.busy_handler(Some(on_busy))?;
     c.pragma_update(None, "journal_mode", "WAL")?;
     c.pragma_update(None, "synchronous", "FULL")?;
     c.pragma_update(None, "foreign_keys", "ON")?;
     c.set_prepared_statement_cache_capacity(64);
     Ok(c)
+}
+
+/// The busy handler of the rusqlite connections. SQLite's own (`busy_timeout`) sleeps
+/// longer and longer between tries, up to 100 ms, so a writer that found the file locked
+/// by another process (`berth gc`, `berth fsck` beside `berth serve`) sleeps on long after
+/// the lock was released, and every write queued behind it waits too. This one tries again
+/// every millisecond, for [`BUSY_TIMEOUT`] in all.
+pub(crate) fn on_busy(tries: i32) -> bool {
+    let waited = BUSY_POLL.saturating_mul(u32::try_from(tries).unwrap_or(u32::MAX));
+    if waited >= BUSY_TIMEOUT {
+        return false;
+    }
+    std::thread::sleep(BUSY_POLL);
+    true
 }
 
 async fn migrate(pool: &SqlitePool) -> Result<(), MetaError> {

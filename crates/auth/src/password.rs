@@ -189,7 +189,7 @@ fn malformed(e: impl std::fmt::Display) -> PasswordError {
 }
 
 fn parse_argon2(phc: &str) -> Result<PasswordHash<'_>, PasswordError> {
-    let parsed = PasswordHash::new(phc).map_err(|e| PasswordError::Malformed(e.to_string()))?;
+    let parsed = PasswordHash::new(phc).map_err(malformed)?;
     if Algorithm::try_from(parsed.algorithm).is_err() {
         return Err(PasswordError::Malformed(format!(
             "not an argon2 hash: {}",

@@ -16,7 +16,10 @@
 //!
 //! An inactive user (deactivated by directory sync) is treated as anonymous. An access
 //! token may carry a [`Restriction`]: its rights are the user's rights intersected with
-//! the restriction's (and never less than an anonymous caller's).
+//! the restriction's (and never less than an anonymous caller's). A registry bearer token
+//! carries, besides its originating credential's restriction, exactly the actions its
+//! `access` claim lists ([`TokenAccess`]): its rights are intersected with those too, so no
+//! path that reloads the user can give a bearer token more than it says.
 //!
 //! The answer is a [`Decision`] and says what the caller may learn: a caller who cannot pull
 //! a private repository is told it does not exist ([`Decision::Invisible`], 404
@@ -257,13 +260,48 @@ impl Restriction {
     }
 }
 
+/// What a registry bearer token's `access` claim grants: exactly the listed actions on
+/// exactly the listed repositories (`*` is every permission). Names match literally.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TokenAccess {
+    entries: Vec<(String, Perms)>,
+}
+
+impl TokenAccess {
+    /// Adds the actions `actions` (wire names; unknown ones grant nothing) on `repository`.
+    pub fn grant<'a>(&mut self, repository: &str, actions: impl IntoIterator<Item = &'a str>) {
+        let p = actions
+            .into_iter()
+            .filter_map(|a| Permission::for_action(&Action::parse(a).ok()?))
+            .fold(Perms::NONE, |acc, p| {
+                acc.with(if p == Permission::Admin {
+                    Perms::ALL
+                } else {
+                    p.bit()
+                })
+            });
+        self.entries.push((repository.to_string(), p));
+    }
+
+    fn bound(&self, repo: &RepoName) -> Perms {
+        self.entries
+            .iter()
+            .filter(|(n, _)| n == repo.as_str())
+            .fold(Perms::NONE, |acc, (_, p)| acc.with(*p))
+    }
+}
+
 /// Who is asking.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Subject {
     /// The authenticated user, or `None` for an anonymous caller.
     pub user: Option<User>,
-    /// Set when the caller authenticated with a restricted access token.
+    /// Set when the caller authenticated with a restricted access token (or with a bearer
+    /// or refresh token minted from one).
     pub restriction: Option<Restriction>,
+    /// Set for a registry bearer token: what its `access` claim lists. Never stored.
+    #[serde(skip)]
+    pub token: Option<TokenAccess>,
 }
 
 impl Subject {
@@ -277,7 +315,20 @@ impl Subject {
         Subject {
             user: Some(user),
             restriction: None,
+            token: None,
         }
+    }
+
+    /// Whether the caller holds less than its user's full rights (a restricted access
+    /// token, or a registry bearer token): such a caller never acts as an owner or a
+    /// system administrator.
+    pub fn is_restricted(&self) -> bool {
+        self.restriction.is_some() || self.token.is_some()
+    }
+
+    /// An active system administrator with the user's full rights.
+    pub fn is_system_admin(&self) -> bool {
+        !self.is_restricted() && self.active_user().is_some_and(|u| u.is_system_admin)
     }
 
     /// The user if authenticated and active; an inactive user counts as anonymous.
@@ -347,6 +398,9 @@ fn rights(subject: &Subject, repo: &Repository, grants: &[Grant]) -> Perms {
     let mut p = user_rights(user, repo, grants);
     if let Some(r) = &subject.restriction {
         p = p.and(r.bound(&repo.name));
+    }
+    if let Some(t) = &subject.token {
+        p = p.and(t.bound(&repo.name));
     }
     p.with(anonymous)
 }

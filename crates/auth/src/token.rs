@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use std::fmt;
 
+use crate::rbac::Restriction;
 use crate::scope::Scope;
 
 /// Seconds of clock skew tolerated on `exp` and `nbf` between replicas and clients.
@@ -222,6 +223,15 @@ pub struct Claims {
     /// What the token grants; exactly what the caller's roles allow of what was asked.
     #[serde(default)]
     pub access: Vec<AccessEntry>,
+    /// The restriction of the credential the token was issued to (a restricted access
+    /// token, or a refresh token minted from one): whatever else the token is used for
+    /// (a listing, the management API), it never reaches past it.
+    #[serde(
+        default,
+        rename = "berth_restriction",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub restriction: Option<Restriction>,
 }
 
 impl Claims {
@@ -245,6 +255,7 @@ impl Claims {
             iat: now,
             jti: URL_SAFE_NO_PAD.encode(jti),
             access,
+            restriction: None,
         }
     }
 
@@ -293,6 +304,8 @@ struct ParsedClaims {
     jti: String,
     #[serde(default)]
     access: Vec<AccessEntry>,
+    #[serde(default, rename = "berth_restriction")]
+    restriction: Option<Restriction>,
 }
 
 /// Signs `claims` with `key`: `base64url(header).base64url(claims).base64url(r || s)`.
@@ -393,6 +406,7 @@ pub fn verify(
         iat: c.iat,
         jti: c.jti,
         access: c.access,
+        restriction: c.restriction,
     })
 }
 

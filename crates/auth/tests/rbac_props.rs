@@ -74,9 +74,29 @@ fn restriction() -> impl Strategy<Value = Option<Restriction>> {
     )
 }
 
+/// A bearer token's `access` claim: some actions on some repositories.
+fn token_access() -> impl Strategy<Value = Option<TokenAccess>> {
+    let entry = (
+        0..REPOS.len(),
+        proptest::sample::subsequence(vec!["pull", "push", "delete", "*", "mount"], 0..4),
+    );
+    proptest::option::of(proptest::collection::vec(entry, 0..3).prop_map(|entries| {
+        let mut t = TokenAccess::default();
+        for (i, actions) in entries {
+            t.grant(REPOS[i], actions);
+        }
+        t
+    }))
+}
+
 fn subject() -> impl Strategy<Value = Subject> {
-    (proptest::option::of(user()), restriction())
-        .prop_map(|(user, restriction)| Subject { user, restriction })
+    (proptest::option::of(user()), restriction(), token_access()).prop_map(
+        |(user, restriction, token)| Subject {
+            user,
+            restriction,
+            token,
+        },
+    )
 }
 
 fn repository() -> impl Strategy<Value = Repository> {
@@ -146,6 +166,7 @@ proptest! {
         let s = Subject {
             user: Some(User { active: false, is_system_admin: admin, ..u }),
             restriction,
+            token: None,
         };
         for p in Permission::ALL {
             prop_assert_eq!(
@@ -162,7 +183,7 @@ proptest! {
         grants in proptest::collection::vec(grant(), 0..6),
     ) {
         let can_pull = decide(&s, &r, &grants, Permission::Pull) == Decision::Allowed;
-        let unrestricted = Subject { restriction: None, ..s.clone() };
+        let unrestricted = Subject { restriction: None, token: None, ..s.clone() };
         for p in Permission::ALL {
             let d = decide(&s, &r, &grants, p);
             if d == Decision::Denied {
@@ -170,6 +191,39 @@ proptest! {
             }
             if d == Decision::Allowed {
                 prop_assert_eq!(decide(&unrestricted, &r, &grants, p), Decision::Allowed);
+            }
+        }
+    }
+
+    #[test]
+    fn a_bearer_token_allows_only_what_its_claim_lists(
+        s in subject(),
+        r in repository(),
+        grants in proptest::collection::vec(grant(), 0..6),
+        token in token_access(),
+    ) {
+        // Whatever the user may do, a token caller may do no more than the claim lists
+        // (beyond what an anonymous caller may), and is never a system administrator.
+        let Some(token) = token else { return Ok(()) };
+        let s = Subject { token: None, ..s };
+        let bearer = Subject { token: Some(token.clone()), ..s.clone() };
+        prop_assert!(!bearer.is_system_admin());
+        let only_claim = Subject {
+            user: Some(User {
+                id: "root".into(),
+                name: "root".into(),
+                is_system_admin: true,
+                active: true,
+                orgs: vec![],
+                teams: vec![],
+            }),
+            restriction: None,
+            token: Some(token),
+        };
+        for p in Permission::ALL {
+            if decide(&bearer, &r, &grants, p) == Decision::Allowed {
+                prop_assert_eq!(decide(&s, &r, &grants, p), Decision::Allowed);
+                prop_assert_eq!(decide(&only_claim, &r, &grants, p), Decision::Allowed);
             }
         }
     }

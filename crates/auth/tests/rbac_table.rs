@@ -38,6 +38,7 @@ fn restricted(u: User, target: RestrictionTarget, max_role: Role) -> Subject {
         restriction: Some(Restriction {
             entries: vec![RestrictionEntry { target, max_role }],
         }),
+        token: None,
     }
 }
 

@@ -531,3 +531,166 @@ fn anonymous_public_and_private() {
     r.expect(200);
     assert_eq!(r.json()["repositories"], serde_json::json!([]));
 }
+
+both_backends!(restricted_bearer_tokens);
+
+/// A bearer token never carries more than its `access` claim and the restriction of the
+/// credential it was issued to: not the system administrator's routes, not the whole
+/// catalog, not a mount without `from` of a blob only a private repository holds.
+fn restricted_bearer_tokens(backend: Backend) {
+    let server = Server::start(backend);
+    let http = server.http_anon();
+    let send = |method: Method, path: &str, auth: &str, body: Option<&str>| {
+        let mut rq = http
+            .request(method.clone(), server.url(path))
+            .header("Authorization", auth);
+        if let Some(b) = body {
+            rq = rq
+                .header("Content-Type", "application/json")
+                .body(b.to_string());
+        }
+        Response::from(rq.send().expect("request"), method.as_str(), path)
+    };
+    // A blob only the private repository vault/secret holds, pushed by the administrator.
+    let bytes = format!("secret layer {}", unique()).into_bytes();
+    let digest = sha256_digest(&bytes);
+    let r = server
+        .http()
+        .post(server.url(&format!("/v2/vault/secret/blobs/uploads/?digest={digest}")))
+        .body(bytes.clone())
+        .send()
+        .expect("push");
+    assert_eq!(r.status().as_u16(), 201, "monolithic push as admin");
+    let bearer = |user: &str, secret: &str, scopes: &[&str]| -> String {
+        let q: Vec<String> = scopes.iter().map(|s| format!("scope={s}")).collect();
+        let path = format!("/auth/token?service=berth&{}", q.join("&"));
+        let r = send(Method::GET, &path, &basic_auth(user, secret), None);
+        r.expect(200);
+        format!("Bearer {}", r.json()["token"].as_str().expect("token"))
+    };
+
+    // The administrator's access token restricted to ci/* (read-write).
+    let ci = server
+        .admin_ok(
+            &["token", "create", "admin", "--scope", "ci/*=read-write"],
+            None,
+        )
+        .trim()
+        .to_string();
+    let b = bearer(
+        "admin",
+        &ci,
+        &["repository:ci/x:pull,push", "registry:catalog:*"],
+    );
+    for (method, path, body) in [
+        (Method::GET, "/api/v0/meta/cluster_status", None),
+        (Method::GET, "/api/v0/gc/runs", None),
+        (
+            Method::PUT,
+            "/api/v0/gc/schedule",
+            Some(r#"{"schedule":"* * * * *"}"#),
+        ),
+        (
+            Method::POST,
+            "/api/v0/gc/runs",
+            Some(r#"{"grace":"0s","upload_max_age":"0s","wait":true}"#),
+        ),
+        (Method::GET, "/api/v0/users", None),
+    ] {
+        let r = send(method.clone(), path, &b, body);
+        if path == "/api/v0/users" {
+            // Readable by anyone authenticated, but the e-mail of others only to admins.
+            r.expect(200);
+            continue;
+        }
+        r.expect(403);
+        assert_eq!(error_code(&r), "DENIED", "{method} {path}: {}", r.text());
+    }
+    let r = send(Method::GET, "/v2/_catalog", &b, None);
+    r.expect(200);
+    let listed = r.json()["repositories"].clone();
+    assert!(
+        !listed.to_string().contains("vault/secret"),
+        "a ci/* bearer token listed {listed}"
+    );
+    let r = send(
+        Method::POST,
+        &format!("/v2/ci/x/blobs/uploads/?mount={digest}"),
+        &b,
+        None,
+    );
+    assert_eq!(
+        r.status,
+        202,
+        "mount without from must become an upload: {}",
+        r.text()
+    );
+    send(Method::GET, &format!("/v2/ci/x/blobs/{digest}"), &b, None).expect(404);
+
+    // A user's token restricted to their own namespace: the catalog through a bearer
+    // shows no other organisation's repository the user could otherwise pull.
+    let pw = format!("pw-dev-{}", unique());
+    server.create_user("dev", &pw);
+    server.admin_ok(&["org", "create", "other"], None);
+    server.admin_ok(&["repo", "create", "other/app"], None);
+    server.admin_ok(&["team", "create", "other", "readers"], None);
+    server.admin_ok(&["team", "add", "other", "readers", "dev"], None);
+    server.admin_ok(
+        &[
+            "team",
+            "grant",
+            "other",
+            "readers",
+            "--repo",
+            "other/app",
+            "--role",
+            "read-only",
+        ],
+        None,
+    );
+    let own = server
+        .admin_ok(
+            &["token", "create", "dev", "--scope", "dev/*=read-write"],
+            None,
+        )
+        .trim()
+        .to_string();
+    let everything = |auth: &str| {
+        let r = send(Method::GET, "/v2/_catalog", auth, None);
+        r.expect(200);
+        r.json()["repositories"].to_string()
+    };
+    assert!(everything(&basic_auth("dev", &pw)).contains("other/app"));
+    assert!(!everything(&basic_auth("dev", &own)).contains("other/app"));
+    let b = bearer("dev", &own, &["registry:catalog:*"]);
+    assert!(
+        !everything(&b).contains("other/app"),
+        "a dev/* bearer token listed other/app"
+    );
+
+    // An unrestricted administrator's bearer token with the catalog scope still lists
+    // everything (crane catalog, skopeo), and mounts only with a `from` it may pull.
+    let (user, password) = server.admin_creds();
+    let b = bearer(
+        user,
+        password,
+        &[
+            "repository:ci/y:pull,push",
+            "repository:vault/secret:pull",
+            "registry:catalog:*",
+        ],
+    );
+    assert!(everything(&b).contains("vault/secret"));
+    let r = send(
+        Method::POST,
+        &format!("/v2/ci/y/blobs/uploads/?mount={digest}&from=vault/secret"),
+        &b,
+        None,
+    );
+    assert_eq!(
+        r.status,
+        201,
+        "mount from a repository the token may pull: {}",
+        r.text()
+    );
+}

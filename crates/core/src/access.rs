@@ -18,7 +18,7 @@
 
 use crate::error::CoreError;
 use berth_auth::password::{hash_password, verify_dummy, verify_password, PasswordParams};
-use berth_auth::rbac::{self, Decision, Permission, Restriction, Subject};
+use berth_auth::rbac::{self, Decision, Permission, Restriction, Subject, TokenAccess};
 use berth_auth::scope::{Action, ResourceName, ResourceType, Scope};
 use berth_auth::secret;
 use berth_auth::token::{self, AccessEntry, Claims, SigningKey, VerifyingKey};
@@ -148,13 +148,10 @@ impl Caller {
         self.name.is_none()
     }
 
-    /// A system administrator (not through a restricted token).
+    /// A system administrator with the account's full rights (not through a restricted
+    /// access token nor a registry bearer token).
     pub fn is_system_admin(&self) -> bool {
-        self.subject.restriction.is_none()
-            && self
-                .subject
-                .active_user()
-                .is_some_and(|u| u.is_system_admin)
+        self.subject.is_system_admin()
     }
 }
 
@@ -800,12 +797,29 @@ impl Access {
         }
     }
 
-    /// Fills in the subject of a bearer caller (for listings and the management API).
+    /// Fills in the subject of a bearer caller (for listings, mounts and the management
+    /// API): the account as it is now, bounded by the restriction of the credential the
+    /// token was issued to and by exactly what the token's `access` claim lists. This is
+    /// the only way a bearer caller gets a subject, so no path can give a token more.
     pub async fn resolve(&self, caller: &Caller) -> Result<Caller, AccessError> {
-        if caller.method != AuthMethod::Bearer {
+        let Some(claims) = caller
+            .claims
+            .as_ref()
+            .filter(|_| caller.method == AuthMethod::Bearer)
+        else {
             return Ok(caller.clone());
+        };
+        let mut subject = self.bearer_subject(caller).await?;
+        subject.restriction = claims.restriction.clone();
+        let mut token = TokenAccess::default();
+        for a in claims
+            .access
+            .iter()
+            .filter(|a| a.resource_type == "repository")
+        {
+            token.grant(&a.name, a.actions.iter().map(String::as_str));
         }
-        let subject = self.bearer_subject(caller).await?;
+        subject.token = Some(token);
         let account = subject
             .active_user()
             .and_then(|u| u.id.parse::<AccountId>().ok());
@@ -825,7 +839,13 @@ impl Access {
         repo: &RepoName,
         perm: Permission,
     ) -> Result<Verdict, AccessError> {
-        if let Some(claims) = &caller.claims {
+        // A bearer caller not yet resolved: its claim answers, with no store round trip.
+        // A resolved one ([`Access::resolve`]) carries the claim in its subject.
+        if let Some(claims) = caller
+            .claims
+            .as_ref()
+            .filter(|_| caller.subject.token.is_none())
+        {
             if claims.allows("repository", repo.as_str(), permission_action(perm))
                 || (perm != Permission::Admin && claims.allows("repository", repo.as_str(), "*"))
             {
@@ -860,11 +880,12 @@ impl Access {
         }
         let key = user.and_then(|u| u.id.parse::<AccountId>().ok());
         let ctx = self.identity.access_for(key.map(UserKey::Id), repo).await?;
-        // The store's subject has no token restriction; keep the caller's.
+        // The store's subject has no token restriction nor bearer claim; keep the caller's.
         let subject = match user {
             Some(_) => Subject {
                 user: ctx.subject.user.clone(),
                 restriction: subject.restriction.clone(),
+                token: subject.token.clone(),
             },
             None => Subject::anonymous(),
         };
@@ -920,7 +941,17 @@ impl Access {
         last: Option<&str>,
         n: u32,
     ) -> Result<(Vec<String>, bool), AccessError> {
-        let caller = self.resolve(caller).await?;
+        let mut caller = self.resolve(caller).await?;
+        // A bearer token's `registry:catalog:*` lets it list what its credential may pull
+        // (still within that credential's restriction); without it, the listing shows
+        // only what the token itself names.
+        if caller
+            .claims
+            .as_ref()
+            .is_some_and(|c| c.allows("registry", "catalog", "*"))
+        {
+            caller.subject.token = None;
+        }
         let everything =
             caller.is_system_admin() || (self.cfg.anonymous_push && caller.is_anonymous());
         let grants = match caller.account {
@@ -1029,7 +1060,8 @@ impl Access {
         let now = now_secs();
         let ttl = self.cfg.token_ttl.as_secs().max(1);
         let sub = caller.name.clone().unwrap_or_default();
-        let claims = Claims::new(&self.cfg.issuer, &sub, &self.cfg.service, access, now, ttl);
+        let mut claims = Claims::new(&self.cfg.issuer, &sub, &self.cfg.service, access, now, ttl);
+        claims.restriction = caller.subject.restriction.clone();
         let keys = self.current_keys();
         let jwt = token::issue(&claims, &keys.signing);
         let refresh_token = match (offline, caller.account) {

@@ -262,39 +262,11 @@ impl<'a> Manage<'a> {
         Manage { access }
     }
 
-    /// The caller as the management API sees them. A registry bearer token's subject is
-    /// loaded, bounded by the token's `access` claim as a restriction: the token is
-    /// trusted for exactly what it lists (it may come from an access token with a reduced
-    /// scope, which the claim reflects and the subject does not), so a bearer caller
-    /// never acts as an owner or administrator here and uses repositories only as the
-    /// token allows. Management needs Basic credentials.
+    /// The caller as the management API sees them: a registry bearer token is bounded
+    /// by its claim and its credential's restriction ([`Access::resolve`]), so it never
+    /// acts as an owner or administrator here. Management needs Basic credentials.
     pub async fn resolve(&self, caller: &Caller) -> Result<Caller> {
-        let mut c = self.access.resolve(caller).await?;
-        if let Some(claims) = c.claims.take() {
-            let entries = claims
-                .access
-                .iter()
-                .filter(|a| a.resource_type == "repository")
-                .filter_map(|a| {
-                    let has = |x: &str| a.actions.iter().any(|y| y == x);
-                    let role = if has("*") {
-                        Role::Admin
-                    } else if has("push") {
-                        Role::ReadWrite
-                    } else if has("pull") {
-                        Role::ReadOnly
-                    } else {
-                        return None;
-                    };
-                    Some(rbac::RestrictionEntry {
-                        target: rbac::RestrictionTarget::Repository(a.name.clone()),
-                        max_role: role,
-                    })
-                })
-                .collect();
-            c.subject.restriction = Some(Restriction { entries });
-        }
-        Ok(c)
+        Ok(self.access.resolve(caller).await?)
     }
 
     fn user<'c>(&self, c: &'c Caller) -> Result<&'c User> {
@@ -304,7 +276,7 @@ impl<'a> Manage<'a> {
     /// An authenticated caller without a token restriction.
     fn full_user<'c>(&self, c: &'c Caller, what: &str) -> Result<&'c User> {
         let u = self.user(c)?;
-        if c.subject.restriction.is_some() {
+        if c.subject.is_restricted() {
             return Err(ManageError::Denied(format!(
                 "a token with a reduced scope may not {what}"
             )));
@@ -323,7 +295,7 @@ impl<'a> Manage<'a> {
 
     fn owns(&self, c: &Caller, org: &str) -> bool {
         c.is_system_admin()
-            || (c.subject.restriction.is_none()
+            || (!c.subject.is_restricted()
                 && c.subject
                     .active_user()
                     .is_some_and(|u| u.orgs.iter().any(|m| m.org == org && m.is_owner)))
@@ -1193,7 +1165,7 @@ impl<'a> Manage<'a> {
         if target.is_system_admin || !target.is_service_account {
             return Ok(false);
         }
-        if c.subject.restriction.is_some() {
+        if c.subject.is_restricted() {
             return Ok(false);
         }
         let Some(s) = self

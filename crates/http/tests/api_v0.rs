@@ -29,8 +29,8 @@ struct World {
     access: Arc<Access>,
     /// The id of an access token of the service account `bot`.
     bot_token: String,
-    /// Credentials (user, password) of each subject.
-    creds: Vec<(&'static str, Option<(String, String)>)>,
+    /// The `Authorization` header of each subject.
+    creds: Vec<(&'static str, Option<String>)>,
     _dir: tempfile::TempDir,
 }
 
@@ -59,7 +59,7 @@ fn pw(user: &str) -> String {
     format!("password-of-{user}")
 }
 
-const SUBJECTS: [&str; 10] = [
+const SUBJECTS: [&str; 11] = [
     "anonymous",
     "no-role",
     "read-only",
@@ -70,6 +70,7 @@ const SUBJECTS: [&str; 10] = [
     "expired-token",
     "revoked-token",
     "reduced-token",
+    "restricted-bearer",
 ];
 
 async fn world() -> World {
@@ -204,7 +205,36 @@ async fn world_with(directory: Option<berth_directory::DirectoryClient>) -> Worl
         )
         .await
         .unwrap();
-    let c = |u: &str, p: String| Some((u.to_string(), p));
+    // The system administrator's access token restricted to ci/*, exchanged for a bearer
+    // token for both repositories and the catalog, as a client would.
+    let ci_only = access
+        .create_access_token(
+            &anon,
+            users["root"],
+            "ci only",
+            None,
+            Some(Restriction {
+                entries: vec![RestrictionEntry {
+                    target: RestrictionTarget::Repository("ci/*".into()),
+                    max_role: Role::ReadWrite,
+                }],
+            }),
+        )
+        .await
+        .unwrap();
+    let ci_caller = access.login("root", &ci_only.token, None).await.unwrap();
+    let scopes = berth_auth::scope::parse_scopes(&[
+        "repository:acme/public-app:pull,push,delete",
+        "repository:acme/private-app:pull,push,delete",
+        "registry:catalog:*",
+    ])
+    .unwrap();
+    let jwt = access
+        .issue(&ci_caller, Some("berth"), &scopes, false)
+        .await
+        .unwrap()
+        .token;
+    let c = |u: &str, p: String| Some(basic(u, &p));
     let creds = vec![
         ("anonymous", None),
         ("no-role", c("nobody", pw("nobody"))),
@@ -216,6 +246,7 @@ async fn world_with(directory: Option<berth_directory::DirectoryClient>) -> Worl
         ("expired-token", c("writer", expired_secret)),
         ("revoked-token", c("writer", revoked_secret)),
         ("reduced-token", c("owner", reduced.token)),
+        ("restricted-bearer", Some(format!("Bearer {jwt}"))),
     ];
     let state = AppState {
         registry: Arc::new(reg),
@@ -245,12 +276,7 @@ impl World {
             .iter()
             .find(|(s, _)| *s == subject)
             .unwrap_or_else(|| panic!("unknown subject {subject}"));
-        c.as_ref().map(|(u, p)| {
-            format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
-            )
-        })
+        c.clone()
     }
 
     async fn req(
@@ -332,6 +358,8 @@ fn cell_request(
             Some(json!({"role": "read-write"}))
         }
         "POST /api/v0/repositories" => Some(json!({"name": "acme/new-app"})),
+        "POST /api/v0/gc/runs" => Some(json!({"dry_run": true, "wait": true})),
+        "PUT /api/v0/gc/schedule" => Some(json!({"schedule": "0 3 * * *"})),
         "PATCH /api/v0/repositories/{repository}" => Some(json!({
             "visibility": if vis == "public" { "private" } else { "public" }})),
         "PUT /api/v0/repositories/{repository}/grants/{team}" => {

@@ -1010,7 +1010,7 @@ pub struct Response {
 }
 
 impl Response {
-    fn from(r: reqwest::blocking::Response, method: &str, path: &str) -> Response {
+    pub fn from(r: reqwest::blocking::Response, method: &str, path: &str) -> Response {
         let status = r.status().as_u16();
         let headers = r.headers().clone();
         let body = r.bytes().map(|b| b.to_vec()).unwrap_or_default();

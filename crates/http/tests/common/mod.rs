@@ -212,6 +212,36 @@ impl World {
         creds.insert("expired-token", Some(basic("tokenuser", &expired.token)));
         creds.insert("revoked-token", Some(basic("tokenuser", &revoked.token)));
         creds.insert("reduced-token", Some(basic("owner", &reduced.token)));
+        // The system administrator's access token restricted to ci/*, exchanged for a
+        // bearer token as a client would (the token service's own path, minus HTTP).
+        let ci_only = access
+            .create_access_token(
+                &actor,
+                users["root"],
+                "ci only",
+                None,
+                Some(Restriction {
+                    entries: vec![RestrictionEntry {
+                        target: RestrictionTarget::Repository("ci/*".into()),
+                        max_role: Role::ReadWrite,
+                    }],
+                }),
+            )
+            .await
+            .unwrap();
+        let caller = access.login("root", &ci_only.token, None).await.unwrap();
+        let scopes = berth_auth::scope::parse_scopes(&[
+            "repository:acme/public-app:pull,push,delete",
+            "repository:acme/private-app:pull,push,delete",
+            "registry:catalog:*",
+        ])
+        .unwrap();
+        let jwt = access
+            .issue(&caller, Some("berth"), &scopes, false)
+            .await
+            .unwrap()
+            .token;
+        creds.insert("restricted-bearer", Some(format!("Bearer {jwt}")));
         World {
             router: router(state),
             access,

@@ -18,6 +18,7 @@ pub struct Config {
     /// Identifier of this replica in cluster status; empty: `<hostname>:<port>`.
     pub replica_id: String,
     pub tls: TlsConfig,
+    pub http: HttpSection,
     pub metadata: MetadataConfig,
     pub blobs: BlobsConfig,
     pub registry: RegistrySection,
@@ -197,6 +198,64 @@ impl AuthSection {
     }
 }
 
+/// The listener's limits: what a connection may take before it is closed, and how many
+/// may be open at once.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSection {
+    /// A request head must be complete this long after the connection starts, or after
+    /// the first byte following an idle spell. A duration (`10s`).
+    pub header_read_timeout: String,
+    /// A TLS handshake must finish this long after the connection is accepted.
+    pub tls_handshake_timeout: String,
+    /// A connection with no request in progress is closed after this long.
+    pub idle_timeout: String,
+    /// A request fails when its body delivers no byte for this long while the server
+    /// waits for it (a slow upload that keeps moving is not cut); a connection whose
+    /// client takes no byte of its response for this long is closed.
+    pub body_idle_timeout: String,
+    /// Connections open at once; further ones wait in the kernel's backlog.
+    pub max_connections: usize,
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        HttpSection {
+            header_read_timeout: "10s".into(),
+            tls_handshake_timeout: "10s".into(),
+            idle_timeout: "60s".into(),
+            body_idle_timeout: "60s".into(),
+            max_connections: berth_http::server::Limits::default().max_connections,
+        }
+    }
+}
+
+/// The most connections `http.max_connections` may allow.
+pub const MAX_CONNECTIONS: usize = 1_000_000;
+
+impl HttpSection {
+    /// The listener's limits these settings give.
+    pub fn limits(&self) -> anyhow::Result<berth_http::server::Limits> {
+        let positive = |text: &str, key: &str| -> anyhow::Result<std::time::Duration> {
+            let d = parse_duration(text).with_context(|| format!("http.{key}"))?;
+            if d.is_zero() {
+                bail!("http.{key} must be longer than zero");
+            }
+            Ok(d)
+        };
+        if !(1..=MAX_CONNECTIONS).contains(&self.max_connections) {
+            bail!("http.max_connections must be between 1 and {MAX_CONNECTIONS}");
+        }
+        Ok(berth_http::server::Limits {
+            header_read_timeout: positive(&self.header_read_timeout, "header_read_timeout")?,
+            tls_handshake_timeout: positive(&self.tls_handshake_timeout, "tls_handshake_timeout")?,
+            idle_timeout: positive(&self.idle_timeout, "idle_timeout")?,
+            body_idle_timeout: positive(&self.body_idle_timeout, "body_idle_timeout")?,
+            max_connections: self.max_connections,
+        })
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TlsConfig {
@@ -280,6 +339,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./berth-data"),
             replica_id: String::new(),
             tls: TlsConfig::default(),
+            http: HttpSection::default(),
             metadata: MetadataConfig::default(),
             blobs: BlobsConfig::default(),
             registry: RegistrySection::default(),
@@ -392,6 +452,23 @@ impl Config {
         if let Some(v) = env("BERTH_TLS_KEY") {
             self.tls.key = Some(v.into());
         }
+        if let Some(v) = env("BERTH_HTTP_HEADER_READ_TIMEOUT") {
+            self.http.header_read_timeout = v;
+        }
+        if let Some(v) = env("BERTH_HTTP_TLS_HANDSHAKE_TIMEOUT") {
+            self.http.tls_handshake_timeout = v;
+        }
+        if let Some(v) = env("BERTH_HTTP_IDLE_TIMEOUT") {
+            self.http.idle_timeout = v;
+        }
+        if let Some(v) = env("BERTH_HTTP_BODY_IDLE_TIMEOUT") {
+            self.http.body_idle_timeout = v;
+        }
+        if let Some(v) = env("BERTH_HTTP_MAX_CONNECTIONS") {
+            self.http.max_connections = v
+                .parse()
+                .with_context(|| format!("BERTH_HTTP_MAX_CONNECTIONS={v:?}"))?;
+        }
         if let Some(v) = env("BERTH_METADATA_URL") {
             self.metadata.url = v;
         }
@@ -499,6 +576,7 @@ impl Config {
         if !(30..=86_400).contains(&self.auth.token_ttl_secs) {
             bail!("auth.token_ttl_secs must be between 30 and 86400");
         }
+        self.http.limits()?;
         if let Some(d) = &self.directory {
             d.validate()
                 .map_err(|e| anyhow::anyhow!("directory settings: {e}"))?;
@@ -548,6 +626,35 @@ mod tests {
         assert_eq!(c.blobs.s3.bucket, "b");
         assert!(!format!("{c:?}").contains("hunter2"));
         assert!(toml::from_str::<Config>("nonsense = 1").is_err());
+    }
+
+    #[test]
+    fn http_limits() {
+        use std::time::Duration;
+        let l = Config::default().http.limits().unwrap();
+        assert_eq!(l.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(l.tls_handshake_timeout, Duration::from_secs(10));
+        assert_eq!(l.idle_timeout, Duration::from_secs(60));
+        assert_eq!(l.body_idle_timeout, Duration::from_secs(60));
+        assert_eq!(l.max_connections, 4096);
+        let c: Config = toml::from_str(
+            "[http]\nheader_read_timeout = \"2s\"\nidle_timeout = \"5m\"\nmax_connections = 10\n",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        let l = c.http.limits().unwrap();
+        assert_eq!(l.header_read_timeout, Duration::from_secs(2));
+        assert_eq!(l.idle_timeout, Duration::from_secs(300));
+        assert_eq!(l.max_connections, 10);
+        for bad in [
+            "[http]\nheader_read_timeout = \"0s\"\n",
+            "[http]\nbody_idle_timeout = \"soon\"\n",
+            "[http]\nmax_connections = 0\n",
+        ] {
+            let c: Config = toml::from_str(bad).unwrap();
+            assert!(c.validate().is_err(), "{bad}");
+        }
+        assert!(toml::from_str::<Config>("[http]\nread_timeout = \"1s\"\n").is_err());
     }
 
     #[test]

@@ -163,10 +163,58 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
+/// File descriptors kept for everything but client connections: the stores' pools and
+/// files, logs, the runtime.
+const FD_RESERVE: u64 = 256;
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit (a default soft limit of 1024 would
+/// stop `accept` long before `http.max_connections`), and says when even the hard limit
+/// leaves too few descriptors for the configured connections.
+fn raise_fd_limit(max_connections: usize) {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let old = getrlimit(Resource::Nofile);
+    // An unlimited hard limit cannot be the soft one for file descriptors: the kernel's
+    // ceiling is fs.nr_open.
+    let target = old.maximum.unwrap_or_else(|| {
+        std::fs::read_to_string("/proc/sys/fs/nr_open")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(1 << 20)
+    });
+    let mut soft = old.current.unwrap_or(u64::MAX);
+    if soft < target {
+        match setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: Some(target),
+                maximum: old.maximum,
+            },
+        ) {
+            Ok(()) => soft = target,
+            Err(e) => {
+                tracing::warn!(error = %e, soft, target, "could not raise the file descriptor limit")
+            }
+        }
+    }
+    let want = (max_connections as u64).saturating_add(FD_RESERVE);
+    if soft < want {
+        tracing::warn!(
+            limit = soft,
+            max_connections,
+            "the file descriptor limit is below http.max_connections + {FD_RESERVE}: under load, accept \
+             waits for descriptors (connections queue in the backlog)"
+        );
+    } else {
+        tracing::debug!(limit = soft, "file descriptor limit");
+    }
+}
+
 async fn run_serve(
     cfg: Config,
     admin_password_file: Option<std::path::PathBuf>,
 ) -> anyhow::Result<()> {
+    let limits = cfg.http.limits()?;
+    raise_fd_limit(limits.max_connections);
     let tls = match (&cfg.tls.cert, &cfg.tls.key) {
         (Some(c), Some(k)) => Some(server::tls_acceptor(c, k)?),
         _ => None,
@@ -247,6 +295,7 @@ async fn run_serve(
         tls,
         app,
         state.counters.clone(),
+        limits,
         shutdown_signal(),
         Duration::from_secs(30),
     )

@@ -5,8 +5,8 @@
 
 use crate::endpoint::Endpoint;
 use crate::AppState;
-use axum::extract::{Request, State};
-use axum::http::{header, StatusCode};
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -37,19 +37,52 @@ pub fn prometheus() -> &'static PrometheusHandle {
     })
 }
 
-fn route_label(req: &Request) -> &'static str {
+/// The `route` label: the `/v2` endpoint's name, the router's pattern for every other
+/// route (`/api/v0/users/{user}`), `not_found` for a path no route matches. Every value
+/// comes from the code, never from the request, so the number of series is bounded.
+fn route_label(req: &Request) -> std::borrow::Cow<'static, str> {
     let path = req.uri().path();
-    if path.starts_with("/v2") {
+    if path == "/v2" || path.starts_with("/v2/") {
         return Endpoint::parse(req.method(), path)
             .map(|e| e.name())
-            .unwrap_or("v2_invalid");
+            .unwrap_or("v2_invalid")
+            .into();
     }
-    match path {
-        "/health" => "health",
-        "/nginx_status" => "nginx_status",
-        "/metrics" => "metrics",
-        "/api/v0/meta/cluster_status" => "cluster_status",
+    match req.extensions().get::<MatchedPath>() {
+        Some(m) => match m.as_str() {
+            "/health" => "health".into(),
+            "/nginx_status" => "nginx_status".into(),
+            "/metrics" => "metrics".into(),
+            "/api/v0/meta/cluster_status" => "cluster_status".into(),
+            // A pattern of the router (a closed set): `/api/v0/orgs/{org}/teams`.
+            pattern => pattern.to_owned().into(),
+        },
+        None => "not_found".into(),
+    }
+}
+
+/// The `method` label: the methods some route serves, `other` for any other name (a
+/// client may send any token as a method).
+fn method_label(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
         _ => "other",
+    }
+}
+
+/// The `status` label: the code when it is one HTTP defines, `other` otherwise (a status
+/// is 100-999 in hyper; only the registered ones name a series).
+fn status_label(s: StatusCode) -> std::borrow::Cow<'static, str> {
+    if s.canonical_reason().is_some() {
+        s.as_str().to_owned().into()
+    } else {
+        "other".into()
     }
 }
 
@@ -63,18 +96,19 @@ fn content_length(h: &axum::http::HeaderMap) -> u64 {
 /// Middleware: counts every request for `/nginx_status` and records Prometheus metrics.
 pub async fn observe(State(st): State<AppState>, req: Request, next: Next) -> Response {
     let route = route_label(&req);
-    let method = req.method().as_str().to_owned();
+    let method = method_label(req.method());
     let bytes_in = content_length(req.headers());
     st.counters.requests.fetch_add(1, Ordering::Relaxed);
     st.counters.in_flight.fetch_add(1, Ordering::Relaxed);
     let start = Instant::now();
     let resp = next.run(req).await;
     st.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
-    let status = resp.status().as_u16().to_string();
-    metrics::counter!("berth_http_requests_total", "route" => route, "method" => method, "status" => status).increment(1);
-    metrics::histogram!("berth_http_request_duration_seconds", "route" => route)
+    let status = status_label(resp.status());
+    metrics::counter!("berth_http_requests_total", "route" => route.clone(), "method" => method, "status" => status).increment(1);
+    metrics::histogram!("berth_http_request_duration_seconds", "route" => route.clone())
         .record(start.elapsed().as_secs_f64());
-    metrics::counter!("berth_http_request_bytes_total", "route" => route).increment(bytes_in);
+    metrics::counter!("berth_http_request_bytes_total", "route" => route.clone())
+        .increment(bytes_in);
     metrics::counter!("berth_http_response_bytes_total", "route" => route)
         .increment(content_length(resp.headers()));
     resp
@@ -148,7 +182,21 @@ pub async fn metrics(State(st): State<AppState>) -> Response {
 /// Counts a finished GC run (this process ran it): `berth_gc_runs_total` by status and
 /// mode, what it deleted and the bytes it reclaimed, and its duration.
 pub fn record_gc(run: &berth_meta::GcRun) {
-    let (status, mode) = (run.status.clone(), run.mode.clone());
+    // The record's strings, mapped onto the values GC writes (a record is data: it could
+    // hold anything).
+    let status = match run.status.as_str() {
+        "running" => "running",
+        "finished" => "finished",
+        "stopped" => "stopped",
+        "failed" => "failed",
+        "interrupted" => "interrupted",
+        _ => "other",
+    };
+    let mode = match run.mode.as_str() {
+        "online" => "online",
+        "read-only" => "read-only",
+        _ => "other",
+    };
     metrics::counter!("berth_gc_runs_total", "status" => status, "mode" => mode).increment(1);
     if run.dry_run {
         return;

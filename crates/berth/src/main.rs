@@ -89,8 +89,29 @@ fn init_logging(cfg: &Config) {
     if cfg.log.format == "json" {
         b.json().init();
     } else {
-        b.init();
+        b.fmt_fields(escaped_fields()).init();
     }
+}
+
+/// Text-log fields with every control character escaped, whatever the field holds and
+/// however it was recorded (`%` or `?`): a user name, a header or a path sent by a client
+/// cannot start a forged line. (The JSON format escapes on its own.)
+fn escaped_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> {
+    use tracing_subscriber::field::MakeExt;
+    tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
+        let text = format!("{value:?}");
+        let text: String = if text.chars().any(char::is_control) {
+            text.chars().flat_map(char::escape_default).collect()
+        } else {
+            text
+        };
+        if field.name() == "message" {
+            write!(w, "{text}")
+        } else {
+            write!(w, "{}={text}", field.name())
+        }
+    })
+    .delimited(" ")
 }
 
 fn main() -> anyhow::Result<()> {

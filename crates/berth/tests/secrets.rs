@@ -163,3 +163,62 @@ fn secrets_never_reach_the_log_or_the_audit_trail() {
     }
     drop(server);
 }
+
+/// A user name with a newline (Basic credentials, the token endpoint's form) cannot start a
+/// line of its own in the text log: every field is written with its control characters
+/// escaped, and such a name is refused before anything else.
+#[test]
+fn a_newline_in_a_user_name_forges_no_log_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("berth.log");
+    let data = dir.path().join("data");
+    let server = Process::spawn(
+        &[OsStr::new("--data-dir"), data.as_os_str()],
+        &[
+            ("BERTH_LOG", "debug"),
+            ("BERTH_ADMIN_PASSWORD", "forge-test-admin"),
+        ],
+        &log,
+    );
+    let http = reqwest::blocking::Client::new();
+    let forged = "ghost\n2026-01-01T00:00:00Z  INFO berth: FORGED login.success user=admin";
+    let r = http
+        .get(format!("http://{}/v2/", server.host))
+        .header("Authorization", basic_auth(forged, "wrong"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let r = http
+        .post(format!("http://{}/auth/token", server.host))
+        .form(&[
+            ("grant_type", "password"),
+            ("username", forged),
+            ("password", "wrong"),
+            ("service", "berth"),
+        ])
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    // A request the server logs after them, so the log holds everything before it.
+    let _ = http
+        .get(format!("http://{}/v2/", server.host))
+        .header("Authorization", basic_auth("ghost\u{1b}[2J", "wrong"))
+        .send()
+        .unwrap();
+    drop(server);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("ghost"),
+        "the refused logins were not logged at all:\n{text}"
+    );
+    for line in text.lines() {
+        assert!(
+            !line.to_ascii_lowercase().contains("forged") || line.contains("ghost"),
+            "a client-supplied name started a log line of its own: {line:?}"
+        );
+        assert!(
+            !line.contains('\u{1b}'),
+            "a raw escape sequence in the log: {line:?}"
+        );
+    }
+}

@@ -221,12 +221,34 @@ struct Keys {
     loaded: Instant,
 }
 
+/// How long a source that logged in to an account stays trusted to try it while the
+/// account is under attack.
+const KNOWN_SOURCE_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Failed-login counters (per source, per account and source, per account) and the
+/// sources each account logged in from. In memory, per replica, bounded.
 #[derive(Default)]
 struct Failures {
     map: HashMap<String, (u32, Instant)>,
+    known: HashMap<(String, IpAddr), Instant>,
 }
 
 impl Failures {
+    fn known_good(&self, username: &str, source: IpAddr) -> bool {
+        self.known
+            .get(&(username.to_string(), source))
+            .is_some_and(|t| t.elapsed() < KNOWN_SOURCE_TTL)
+    }
+    fn succeed(&mut self, username: &str, source: IpAddr) {
+        if self.known.len() > 100_000 {
+            self.known.retain(|_, t| t.elapsed() < KNOWN_SOURCE_TTL);
+            if self.known.len() > 100_000 {
+                self.known.clear();
+            }
+        }
+        self.known
+            .insert((username.to_string(), source), Instant::now());
+    }
     /// Seconds to wait if `key` is over `limit`.
     fn blocked(&self, key: &str, limit: u32, window: Duration) -> Option<u64> {
         let (n, start) = self.map.get(key)?;
@@ -436,28 +458,56 @@ impl Access {
         token::verify(t, &keys.verifying, &self.cfg.issuer, &self.cfg.service, now)
     }
 
-    /// Checks the rate limit for a login attempt by `username` from `source`.
+    /// Checks the rate limits for a password login by `username` from `source`, before
+    /// any password is checked. A source is stopped after too many failures of its own,
+    /// whatever the names; an account after too many failures from that source; and
+    /// after too many failures from everywhere, an account is tried only from sources it
+    /// logged in from before (within [`KNOWN_SOURCE_TTL`]), so that strangers cannot lock
+    /// the owner out. Access and refresh tokens are no passwords: only the source's own
+    /// limit applies to them ([`Access::check_source`]).
     fn check_rate(&self, username: &str, source: Option<IpAddr>) -> Result<(), AccessError> {
         let f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let w = self.cfg.login_window;
-        let by_account = f.blocked(
-            &format!("u:{username}"),
-            self.cfg.login_failures_per_account,
-            w,
-        );
+        let (w, limit) = (self.cfg.login_window, self.cfg.login_failures_per_account);
         let by_source = source
             .and_then(|s| f.blocked(&format!("s:{s}"), self.cfg.login_failures_per_source, w));
-        match by_account.into_iter().chain(by_source).max() {
+        let by_pair = source.and_then(|s| f.blocked(&format!("a:{username}|{s}"), limit, w));
+        let by_account = f
+            .blocked(&format!("u:{username}"), limit, w)
+            .filter(|_| !source.is_some_and(|s| f.known_good(username, s)));
+        match by_source.into_iter().chain(by_pair).chain(by_account).max() {
             Some(retry_after) => Err(AccessError::RateLimited { retry_after }),
             None => Ok(()),
         }
     }
 
-    fn record_failure(&self, username: &str, source: Option<IpAddr>) {
+    /// The source's own limit, for credentials that cannot be guessed (tokens).
+    fn check_source(&self, source: Option<IpAddr>) -> Result<(), AccessError> {
+        let f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        match source.and_then(|s| {
+            f.blocked(
+                &format!("s:{s}"),
+                self.cfg.login_failures_per_source,
+                self.cfg.login_window,
+            )
+        }) {
+            Some(retry_after) => Err(AccessError::RateLimited { retry_after }),
+            None => Ok(()),
+        }
+    }
+
+    /// Counts a refused login: against the source always, against the account (from this
+    /// source, and overall) only for a password.
+    fn record_failure(&self, username: &str, source: Option<IpAddr>, password: bool) {
         let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        f.fail(format!("u:{username}"), self.cfg.login_window);
+        let w = self.cfg.login_window;
+        if password {
+            f.fail(format!("u:{username}"), w);
+            if let Some(s) = source {
+                f.fail(format!("a:{username}|{s}"), w);
+            }
+        }
         if let Some(s) = source {
-            f.fail(format!("s:{s}"), self.cfg.login_window);
+            f.fail(format!("s:{s}"), w);
         }
     }
 
@@ -479,10 +529,25 @@ impl Access {
         source: Option<IpAddr>,
     ) -> Result<Caller, AccessError> {
         let username = username.to_ascii_lowercase();
-        if username.is_empty() || username.len() > 256 || password.len() > 4096 {
+        // No account name holds a control character: such a name is refused before it
+        // reaches a log line or the directory.
+        if username.is_empty()
+            || username.len() > 256
+            || username.chars().any(char::is_control)
+            || password.len() > 4096
+        {
+            tracing::info!(user = ?username, source = ?source, "login refused: malformed credentials");
             return Err(AccessError::Unauthorized(
                 "invalid user name or password".into(),
             ));
+        }
+        // The limits come first, even before the cache: a remembered password must not
+        // tell a stopped guesser that a guess was right.
+        let is_token = secret::looks_like_secret(password);
+        if is_token {
+            self.check_source(source)?;
+        } else {
+            self.check_rate(&username, source)?;
         }
         let key = self.cache_key(&username, password);
         let hit = {
@@ -503,18 +568,18 @@ impl Access {
                 return Ok(c);
             }
         }
-        self.check_rate(&username, source)?;
-        let outcome = if secret::looks_like_secret(password) {
+        let outcome = if is_token {
             self.login_token(&username, password, source).await
         } else {
             self.login_password(&username, password, source).await
         };
         match &outcome {
             Ok(c) => {
-                self.failures
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clear(&format!("u:{username}"));
+                if let Some(s) = source {
+                    let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+                    f.clear(&format!("a:{username}|{s}"));
+                    f.succeed(&username, s);
+                }
                 if matches!(c.method, AuthMethod::Password | AuthMethod::Directory)
                     && !self.cfg.credential_cache.is_zero()
                 {
@@ -538,8 +603,8 @@ impl Access {
                 .await;
             }
             Err(AccessError::Unauthorized(why)) => {
-                self.record_failure(&username, source);
-                tracing::info!(user = %username, source = ?source, reason = %why, "login refused");
+                self.record_failure(&username, source, !is_token);
+                tracing::info!(user = ?username, source = ?source, reason = %why, "login refused");
                 self.audit(
                     &Caller::anonymous(source),
                     "login.failure",
@@ -547,6 +612,12 @@ impl Access {
                     serde_json::json!({ "reason": why }),
                 )
                 .await;
+                // The reason is for the log and the audit trail; the caller learns nothing
+                // more than "no" (a deactivated account, a service account's password, a
+                // wrong password and an unknown name answer alike).
+                return Err(AccessError::Unauthorized(
+                    "invalid user name or password".into(),
+                ));
             }
             Err(_) => {}
         }
@@ -626,7 +697,7 @@ impl Access {
                 Ok(Some(user))
             }
             Ok(None) => {
-                tracing::info!(user = %username, "directory user not eligible for an account under the sync policy");
+                tracing::info!(user = ?username, "directory user not eligible for an account under the sync policy");
                 Ok(None)
             }
             Err(crate::directory_sync::DirectorySyncError::Store(e)) => Err(e.into()),

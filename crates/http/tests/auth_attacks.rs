@@ -338,6 +338,37 @@ async fn password_guessing_is_rate_limited_per_account_and_per_source() {
         ..AccessConfig::default()
     })
     .await;
+    // The owner logged in from 10.0.0.4 before, and has an access token for CI.
+    let right = basic("reader", PASSWORD);
+    let r = w
+        .req_from(
+            from("10.0.0.4"),
+            "GET",
+            "/v2/",
+            Some(&right),
+            &[],
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let reader = w
+        .meta
+        .user_get(berth_meta::identity::UserKey::Name("reader"))
+        .await
+        .unwrap()
+        .unwrap();
+    let ci = w
+        .access
+        .create_access_token(
+            &berth_core::Caller::anonymous(None),
+            reader.id,
+            "ci",
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+    // A stranger guesses, anonymously.
     let wrong = basic("reader", "guess");
     for _ in 0..5 {
         let r = w
@@ -355,9 +386,8 @@ async fn password_guessing_is_rate_limited_per_account_and_per_source() {
             (StatusCode::UNAUTHORIZED, "UNAUTHORIZED")
         );
     }
-    // The account is now locked for a while, even with the right password and from
-    // elsewhere, on /v2 and on the token service alike.
-    let right = basic("reader", PASSWORD);
+    // The guessing source is stopped for this account, and so is every source the account
+    // never logged in from, on /v2 and on the token service alike.
     for (ip, uri) in [
         ("10.0.0.1", "/v2/"),
         ("10.0.0.2", "/v2/"),
@@ -374,6 +404,44 @@ async fn password_guessing_is_rate_limited_per_account_and_per_source() {
         let retry: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
         assert!((1..=300).contains(&retry));
     }
+    // The owner is not locked out: their known source logs in with the password, and the
+    // access token (no password: it cannot be guessed) works from anywhere, the guessing
+    // source included.
+    for (ip, auth) in [
+        ("10.0.0.4", right.clone()),
+        ("10.0.0.2", basic("reader", &ci.token)),
+        ("10.0.0.1", basic("reader", &ci.token)),
+    ] {
+        let r = w
+            .req_from(from(ip), "GET", "/v2/", Some(&auth), &[], Body::empty())
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "from {ip}");
+    }
+    // A known source that guesses itself is stopped too.
+    for _ in 0..5 {
+        let r = w
+            .req_from(
+                from("10.0.0.4"),
+                "GET",
+                "/v2/",
+                Some(&wrong),
+                &[],
+                Body::empty(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
+    let r = w
+        .req_from(
+            from("10.0.0.4"),
+            "GET",
+            "/v2/",
+            Some(&right),
+            &[],
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
     // Other accounts are not affected.
     let r = w
         .req_from(
@@ -423,7 +491,7 @@ async fn password_guessing_is_rate_limited_per_account_and_per_source() {
         .iter()
         .filter(|e| e.action == "login.failure")
         .count();
-    assert!(failures >= 17, "{failures} failed logins audited");
+    assert!(failures >= 22, "{failures} failed logins audited");
     assert!(events
         .iter()
         .any(|e| e.action == "login.success" && e.source.as_deref() == Some("10.0.0.10")));
@@ -585,5 +653,44 @@ async fn operations_endpoints_are_open_but_cluster_status_is_for_system_administ
                 "sqlite"
             );
         }
+    }
+}
+
+/// A deactivated account answers a right password exactly as a wrong one (and as an
+/// unknown name), on /v2 and at the token service: the answer does not confirm a password.
+#[tokio::test]
+async fn a_deactivated_account_does_not_confirm_its_password() {
+    let w = World::new().await;
+    let reader = w
+        .meta
+        .user_get(berth_meta::identity::UserKey::Name("reader"))
+        .await
+        .unwrap()
+        .unwrap();
+    w.meta
+        .user_update(
+            reader.id,
+            &berth_meta::identity::UserPatch {
+                active: Some(false),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    for uri in ["/v2/", "/auth/token?service=berth"] {
+        let mut answers = Vec::new();
+        for auth in [
+            basic("reader", PASSWORD),
+            basic("reader", "wrong password"),
+            basic("nobody-at-all", PASSWORD),
+        ] {
+            let r = w.req("GET", uri, Some(&auth), &[], Body::empty()).await;
+            answers.push((r.status, r.body.clone()));
+        }
+        assert_eq!(answers[0].0, StatusCode::UNAUTHORIZED, "{uri}");
+        assert!(
+            answers.iter().all(|a| *a == answers[0]),
+            "{uri}: the answers differ: {answers:?}"
+        );
     }
 }

@@ -24,8 +24,8 @@ use berth_auth::secret;
 use berth_auth::token::{self, AccessEntry, Claims, SigningKey, VerifyingKey};
 use berth_directory::DirectoryClient;
 use berth_meta::identity::{
-    AccountId, NewAuditEvent, NewToken, Origin, TokenKind, TokenRecord, UserKey, UserPatch,
-    UserRecord,
+    AccountId, NewAuditEvent, NewToken, Origin, RepoSettings, TokenKind, TokenRecord, UserKey,
+    UserPatch, UserRecord, VisibleScope,
 };
 use berth_meta::{IdentityStore, MetaError};
 use berth_oci::RepoName;
@@ -275,6 +275,10 @@ impl Failures {
 }
 
 const CACHE_LIMIT: usize = 10_000;
+
+/// Rows a listing page reads at most before it answers with what it has and where to
+/// continue (only reached when the access decision drops most of what the store found).
+const MAX_SCANNED: usize = 10_000;
 
 /// The access service. One per process; cheap to share.
 pub struct Access {
@@ -1003,15 +1007,13 @@ impl Access {
     }
 
     /// A page of `_catalog` as `caller` sees it: repository names after `last` that the
-    /// caller may pull, at most `n`, and whether more follow. Reads the repository table
-    /// in chunks until the page is full, so a caller who sees little of a large registry
-    /// still gets full pages.
+    /// caller may pull, at most `n`, and the name to continue after when more may follow.
     pub async fn catalog(
         &self,
         caller: &Caller,
         last: Option<&str>,
         n: u32,
-    ) -> Result<(Vec<String>, bool), AccessError> {
+    ) -> Result<(Vec<String>, Option<String>), AccessError> {
         let mut caller = self.resolve(caller).await?;
         // A bearer token's `registry:catalog:*` lets it list what its credential may pull
         // (still within that credential's restriction); without it, the listing shows
@@ -1023,56 +1025,124 @@ impl Access {
         {
             caller.subject.token = None;
         }
+        let (items, next) = self.visible_repos(&caller, None, last, n).await?;
+        Ok((
+            items
+                .into_iter()
+                .map(|r| r.name.as_str().to_string())
+                .collect(),
+            next,
+        ))
+    }
+
+    /// Repositories after `last` (optionally of one namespace) that the resolved `caller`
+    /// may pull, at most `n`, and the name to continue after when more may follow: what
+    /// `_catalog` and the management API's listing show. A page costs work in proportion
+    /// to `n`, not to the registry: the store reads only where the caller's rights can
+    /// be (public repositories, the namespaces they own or hold a namespace grant on, the
+    /// repositories granted to their teams), then the access decision keeps exactly what
+    /// it allows. When that decision drops much (a restricted token), the page stops after
+    /// [`MAX_SCANNED`] rows and says where to continue, possibly with fewer than `n` items.
+    pub async fn visible_repos(
+        &self,
+        caller: &Caller,
+        namespace: Option<&str>,
+        last: Option<&str>,
+        n: u32,
+    ) -> Result<(Vec<RepoSettings>, Option<String>), AccessError> {
+        if n == 0 {
+            return Ok((vec![], None));
+        }
         let everything =
             caller.is_system_admin() || (self.cfg.anonymous_push && caller.is_anonymous());
+        let user = caller.subject.active_user();
         let grants = match caller.account {
-            Some(id) if !everything && caller.subject.active_user().is_some() => {
-                self.identity.grants_of_user(id).await?
-            }
+            Some(id) if !everything && user.is_some() => self.identity.grants_of_user(id).await?,
             _ => vec![],
         };
-        let user = caller.subject.active_user();
-        let chunk = n.clamp(100, 10_000);
-        let mut out: Vec<String> = Vec::new();
-        let mut cursor = last.map(str::to_string);
-        if n == 0 {
-            return Ok((out, false));
-        }
-        loop {
-            let rows = self
-                .identity
-                .repos_list(None, cursor.as_deref(), chunk)
-                .await?;
-            let exhausted = rows.len() < chunk as usize;
-            for r in rows {
-                cursor = Some(r.name.as_str().to_string());
-                let ns = r.name.namespace().to_string();
-                let namespace = match user {
-                    Some(u) if u.name == ns => rbac::NamespaceKind::User,
-                    Some(u) if u.orgs.iter().any(|m| m.org == ns) => {
-                        rbac::NamespaceKind::Organization {
-                            members_can_create: false,
-                        }
+        let scope = match user {
+            _ if everything => None,
+            None => Some(VisibleScope {
+                public: true,
+                ..VisibleScope::default()
+            }),
+            Some(u) => {
+                let mut namespaces = vec![u.name.clone()];
+                let mut repos = Vec::new();
+                namespaces.extend(u.orgs.iter().filter(|m| m.is_owner).map(|m| m.org.clone()));
+                for g in grants.iter().filter(|g| u.teams.contains(&g.team)) {
+                    match &g.target {
+                        rbac::GrantTarget::Namespace => namespaces.push(g.team.org.clone()),
+                        rbac::GrantTarget::Repository(r) => repos.push(r.clone()),
                     }
-                    _ => rbac::NamespaceKind::Unknown,
-                };
-                let repo = rbac::Repository {
-                    name: r.name,
-                    visibility: Some(r.visibility),
-                    namespace,
-                };
-                if everything || !rbac::catalog_filter(&caller.subject, &grants, [&repo]).is_empty()
-                {
-                    if out.len() == n as usize {
-                        return Ok((out, true));
-                    }
-                    out.push(repo.name.as_str().to_string());
                 }
+                namespaces.sort();
+                namespaces.dedup();
+                repos.sort();
+                repos.dedup();
+                Some(VisibleScope {
+                    public: true,
+                    namespaces,
+                    repos,
+                })
+            }
+        };
+        let mut out: Vec<RepoSettings> = Vec::new();
+        let mut cursor = last.map(str::to_string);
+        let mut scanned = 0usize;
+        // One row more than the page, to know whether another page follows.
+        let want = n.saturating_add(1);
+        loop {
+            let rows = match &scope {
+                None => {
+                    self.identity
+                        .repos_list(namespace, cursor.as_deref(), want)
+                        .await?
+                }
+                Some(sc) => {
+                    self.identity
+                        .repos_visible(sc, namespace, cursor.as_deref(), want)
+                        .await?
+                }
+            };
+            let exhausted = rows.len() < want as usize;
+            for r in rows {
+                scanned += 1;
+                cursor = Some(r.name.as_str().to_string());
+                if !everything && !self.may_list(&caller.subject, &grants, &r) {
+                    continue;
+                }
+                if out.len() == n as usize {
+                    let next = out.last().map(|r| r.name.as_str().to_string());
+                    return Ok((out, next));
+                }
+                out.push(r);
             }
             if exhausted {
-                return Ok((out, false));
+                return Ok((out, None));
+            }
+            if scanned >= MAX_SCANNED {
+                return Ok((out, cursor));
             }
         }
+    }
+
+    /// Whether `subject` may pull `r` (the listing's filter).
+    fn may_list(&self, subject: &Subject, grants: &[rbac::Grant], r: &RepoSettings) -> bool {
+        let ns = r.name.namespace();
+        let namespace = match subject.active_user() {
+            Some(u) if u.name == ns => rbac::NamespaceKind::User,
+            Some(u) if u.orgs.iter().any(|m| m.org == ns) => rbac::NamespaceKind::Organization {
+                members_can_create: false,
+            },
+            _ => rbac::NamespaceKind::Unknown,
+        };
+        let repo = rbac::Repository {
+            name: r.name.clone(),
+            visibility: Some(r.visibility),
+            namespace,
+        };
+        !rbac::catalog_filter(subject, grants, [&repo]).is_empty()
     }
 
     // --- the token service -----------------------------------------------------------

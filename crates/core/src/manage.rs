@@ -1032,52 +1032,8 @@ impl<'a> Manage<'a> {
             }
         }
         check_last(last)?;
-        let id = self.access.identity();
-        let everything = c.is_system_admin()
-            || (self.access.config().anonymous_push && c.subject.active_user().is_none());
-        let user = c.subject.active_user();
-        let grants = match (user, c.account) {
-            (Some(_), Some(a)) if !everything => id.grants_of_user(a).await?,
-            _ => vec![],
-        };
-        let chunk = n.clamp(100, 1000);
-        let mut items: Vec<RepoSettings> = Vec::new();
-        let mut cursor = last.map(str::to_string);
-        loop {
-            let rows = id.repos_list(namespace, cursor.as_deref(), chunk).await?;
-            let exhausted = rows.len() < chunk as usize;
-            for r in rows {
-                cursor = Some(r.name.as_str().to_string());
-                let visible = everything || {
-                    let ns = r.name.namespace().to_string();
-                    let kind = match user {
-                        Some(u) if u.name == ns => rbac::NamespaceKind::User,
-                        Some(u) if u.orgs.iter().any(|m| m.org == ns) => {
-                            rbac::NamespaceKind::Organization {
-                                members_can_create: false,
-                            }
-                        }
-                        _ => rbac::NamespaceKind::Unknown,
-                    };
-                    let rr = rbac::Repository {
-                        name: r.name.clone(),
-                        visibility: Some(r.visibility),
-                        namespace: kind,
-                    };
-                    !rbac::catalog_filter(&c.subject, &grants, [&rr]).is_empty()
-                };
-                if visible {
-                    if items.len() == n as usize {
-                        let next = items.last().map(|i| i.name.as_str().to_string());
-                        return Ok(Page { items, next });
-                    }
-                    items.push(r);
-                }
-            }
-            if exhausted {
-                return Ok(Page { items, next: None });
-            }
-        }
+        let (items, next) = self.access.visible_repos(c, namespace, last, n).await?;
+        Ok(Page { items, next })
     }
 
     /// Creates an empty repository (whoever may create in its namespace by pushing).

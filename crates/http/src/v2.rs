@@ -276,15 +276,14 @@ async fn dispatch(st: &AppState, caller: &Caller, ep: Endpoint, req: Request) ->
             let size = n.unwrap_or(max).min(max);
             // Whoever may read everything walks the repository index directly (the pull
             // path's read connections); everyone else gets it filtered by their rights.
-            let (items, more) = if st.access.may_read_everything(caller).await? {
+            let (items, next) = if st.access.may_read_everything(caller).await? {
                 let page = reg.catalog(query.get("last"), Some(size)).await?;
-                (page.items, page.more)
+                let next = page.more.then(|| page.items.last().cloned()).flatten();
+                (page.items, next)
             } else {
                 st.access.catalog(caller, query.get("last"), size).await?
             };
-            let link = more
-                .then(|| link_next("/v2/_catalog", n, items.last(), ""))
-                .flatten();
+            let link = link_next("/v2/_catalog", n, next.as_ref(), "");
             let mut r = axum::Json(serde_json::json!({ "repositories": items })).into_response();
             if let Some(l) = link {
                 r.headers_mut().insert(header::LINK, l);

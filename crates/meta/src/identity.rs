@@ -153,6 +153,18 @@ pub struct RepoSettings {
     pub created_at: i64,
 }
 
+/// Where the repositories a caller may see can be: what [`IdentityStore::repos_visible`]
+/// reads, each part with its own index range scan.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VisibleScope {
+    /// Public repositories (a partial index holds exactly those).
+    pub public: bool,
+    /// Every repository of these namespaces.
+    pub namespaces: Vec<String>,
+    /// These repositories, by full name.
+    pub repos: Vec<String>,
+}
+
 /// Everything the access decision needs for one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessContext {
@@ -452,6 +464,18 @@ pub trait IdentityStore: Send + Sync + 'static {
     /// one namespace.
     async fn repos_list(
         &self,
+        namespace: Option<&str>,
+        last: Option<&str>,
+        n: u32,
+    ) -> Result<Vec<RepoSettings>, MetaError>;
+
+    /// The repositories of `scope` (optionally only those of `namespace`), by name,
+    /// strictly after `last`, at most `n`. Each part of the scope is its own index range
+    /// scan of at most `n` rows, so a page costs work in proportion to the page and the
+    /// scope's parts, never to the repositories the scope leaves out.
+    async fn repos_visible(
+        &self,
+        scope: &VisibleScope,
         namespace: Option<&str>,
         last: Option<&str>,
         n: u32,
@@ -848,6 +872,73 @@ pub(crate) fn repos_page_query(
         placeholder(binds.len() + 1)
     );
     (sql, binds)
+}
+
+/// The statement and its text parameters for one [`IdentityStore::repos_visible`] page:
+/// a `UNION` of range scans (the public partial index; `[ns, ns0)` per namespace; the named
+/// repositories), each ordered and limited, then ordered and limited again. Parameter 1 is
+/// `last` (`''` for the first page), the last one the limit; both are used by every part.
+/// Rows as for [`repos_page_query`]. `None` when the scope is empty.
+pub(crate) fn visible_page_query(
+    scope: &VisibleScope,
+    namespace: Option<&str>,
+    last: Option<&str>,
+    placeholder: impl Fn(usize) -> String,
+) -> Option<(String, Vec<String>)> {
+    const COLUMNS: &str = "name, visibility, created_by, created_at";
+    let mut binds = vec![last.unwrap_or("").to_string()];
+    let mut bind = |v: String| {
+        binds.push(v);
+        placeholder(binds.len())
+    };
+    // `name` in namespace `ns`: the bounds keep the scan to `[ns, ns0)`.
+    let mut within = |ns: &str| {
+        let (lo, hi, slash) = (
+            bind(ns.to_string()),
+            bind(format!("{ns}0")),
+            bind(format!("{ns}/")),
+        );
+        format!("name >= {lo} AND name < {hi} AND (name = {lo} OR name >= {slash})")
+    };
+    let only = namespace.map(&mut within);
+    let mut parts: Vec<String> = Vec::new();
+    if scope.public {
+        let mut w = vec!["visibility = 'public'".to_string()];
+        w.extend(only.clone());
+        parts.push(w.join(" AND "));
+    }
+    for ns in scope
+        .namespaces
+        .iter()
+        .filter(|ns| namespace.is_none_or(|only| only == ns.as_str()))
+    {
+        parts.push(within(ns));
+    }
+    let repos: Vec<&String> = scope
+        .repos
+        .iter()
+        .filter(|r| namespace.is_none_or(|ns| r.split('/').next() == Some(ns)))
+        .collect();
+    if !repos.is_empty() {
+        let list: Vec<String> = repos.iter().map(|r| bind(r.to_string())).collect();
+        parts.push(format!("name IN ({})", list.join(", ")));
+    }
+    if parts.is_empty() {
+        return None;
+    }
+    let (last, limit) = (placeholder(1), placeholder(binds.len() + 1));
+    let sql = parts
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            format!(
+                "SELECT {COLUMNS} FROM (SELECT {COLUMNS} FROM repositories \
+                 WHERE {w} AND name > {last} ORDER BY name LIMIT {limit}) AS part{i}"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ");
+    Some((format!("{sql} ORDER BY name LIMIT {limit}"), binds))
 }
 
 /// Repository settings from `(name, visibility, created_by, created_at)` rows, keeping only

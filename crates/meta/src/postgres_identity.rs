@@ -601,6 +601,25 @@ impl IdentityStore for PgMetaStore {
         repo_settings_rows(rows, namespace)
     }
 
+    async fn repos_visible(
+        &self,
+        scope: &VisibleScope,
+        namespace: Option<&str>,
+        last: Option<&str>,
+        n: u32,
+    ) -> Result<Vec<RepoSettings>, MetaError> {
+        let Some((sql, binds)) = visible_page_query(scope, namespace, last, |i| format!("${i}"))
+        else {
+            return Ok(vec![]);
+        };
+        let mut q = sqlx::query_as::<_, (String, String, Option<i64>, i64)>(&sql);
+        for b in binds {
+            q = q.bind(b);
+        }
+        let rows = q.bind(i64::from(n)).fetch_all(&self.pool).await?;
+        repo_settings_rows(rows, namespace)
+    }
+
     async fn repo_delete(&self, repo: &RepoName) -> Result<bool, MetaError> {
         let r = sqlx::query("DELETE FROM repositories WHERE name = $1")
             .bind(repo.as_str())

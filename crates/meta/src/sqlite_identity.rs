@@ -733,6 +733,25 @@ impl IdentityStore for SqliteMetaStore {
         repo_settings_rows(rows, namespace)
     }
 
+    async fn repos_visible(
+        &self,
+        scope: &VisibleScope,
+        namespace: Option<&str>,
+        last: Option<&str>,
+        n: u32,
+    ) -> Result<Vec<RepoSettings>, MetaError> {
+        let Some((sql, binds)) = visible_page_query(scope, namespace, last, |i| format!("?{i}"))
+        else {
+            return Ok(vec![]);
+        };
+        let mut q = sqlx::query_as::<_, (String, String, Option<i64>, i64)>(&sql);
+        for b in binds {
+            q = q.bind(b);
+        }
+        let rows = q.bind(i64::from(n)).fetch_all(&self.read).await?;
+        repo_settings_rows(rows, namespace)
+    }
+
     async fn repo_delete(&self, repo: &RepoName) -> Result<bool, MetaError> {
         let repo = repo.clone();
         self.write(move |conn| {
@@ -1097,5 +1116,65 @@ impl IdentityStore for SqliteMetaStore {
         .fetch_all(&self.read)
         .await?;
         rows.into_iter().map(audit_event).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every part of a listing page is an index search on `repositories`, never a scan of
+    /// the table: an anonymous catalog page costs the same with 20 or 20,000 private
+    /// repositories.
+    #[tokio::test]
+    async fn listing_pages_search_indexes_and_never_scan_the_table() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = SqliteMetaStore::open(&dir.path().join("meta.db"))
+            .await
+            .expect("open");
+        for scope in [
+            VisibleScope {
+                public: true,
+                ..VisibleScope::default()
+            },
+            VisibleScope {
+                public: true,
+                namespaces: vec!["acme".into(), "alice".into()],
+                repos: vec!["open/app".into(), "other/x".into()],
+            },
+        ] {
+            for (namespace, last) in [(None, None), (Some("acme"), Some("acme/a"))] {
+                let (sql, binds) = visible_page_query(&scope, namespace, last, |i| format!("?{i}"))
+                    .expect("a query");
+                let explain = format!("EXPLAIN QUERY PLAN {sql}");
+                let mut q = sqlx::query_as::<_, (i64, i64, i64, String)>(&explain);
+                for b in binds {
+                    q = q.bind(b);
+                }
+                let plan: Vec<String> = q
+                    .bind(10_i64)
+                    .fetch_all(&store.read)
+                    .await
+                    .expect("explain")
+                    .into_iter()
+                    .map(|r| r.3)
+                    .collect();
+                let on_table: Vec<&String> =
+                    plan.iter().filter(|l| l.contains("repositories")).collect();
+                assert!(!on_table.is_empty(), "{plan:?}");
+                for line in on_table {
+                    assert!(
+                        line.starts_with("SEARCH repositories USING"),
+                        "not an index search: {line:?} in {plan:?}"
+                    );
+                }
+                if scope.namespaces.is_empty() {
+                    assert!(
+                        plan.iter().any(|l| l.contains("repositories_public")),
+                        "the public page does not use the public index: {plan:?}"
+                    );
+                }
+            }
+        }
     }
 }

@@ -680,6 +680,73 @@ pub async fn repository_settings_and_default_visibility(store: FullStore) {
         names(&p, |r| r.name.as_str()),
         ["opem/z", "open", "open-x/a"]
     );
+
+    // The listing of what a caller may see: each part of the scope, alone and together,
+    // gives exactly the rows repos_list gives for it, in order and page by page.
+    let every = store.repos_list(None, None, 100).await.expect("list");
+    let public: Vec<&str> = every
+        .iter()
+        .filter(|r| r.visibility == Visibility::Public)
+        .map(|r| r.name.as_str())
+        .collect();
+    assert!(!public.is_empty() && public.len() < every.len());
+    let visible = |scope: VisibleScope, ns: Option<&'static str>| {
+        let store = store.clone();
+        async move {
+            let mut out = Vec::new();
+            let mut last: Option<String> = None;
+            loop {
+                let page = store
+                    .repos_visible(&scope, ns, last.as_deref(), 2)
+                    .await
+                    .expect("repos_visible");
+                out.extend(page.iter().map(|r| r.name.as_str().to_string()));
+                if page.len() < 2 {
+                    return out;
+                }
+                last = out.last().cloned();
+            }
+        }
+    };
+    let public_only = VisibleScope {
+        public: true,
+        ..VisibleScope::default()
+    };
+    assert_eq!(visible(public_only.clone(), None).await, public);
+    let open_ns = VisibleScope {
+        namespaces: vec!["open".into()],
+        ..VisibleScope::default()
+    };
+    assert_eq!(
+        visible(open_ns, None).await,
+        ["open", "open/a", "open/b", "open/c"]
+    );
+    let named = VisibleScope {
+        repos: vec!["open/b".into(), "closed/a".into(), "nowhere/x".into()],
+        ..VisibleScope::default()
+    };
+    assert_eq!(visible(named, None).await, ["closed/a", "open/b"]);
+    let all_parts = VisibleScope {
+        public: true,
+        namespaces: vec!["open".into(), "opena".into()],
+        repos: vec!["open/b".into(), "opem/z".into()],
+    };
+    let mut want: Vec<String> = public.iter().map(|s| s.to_string()).collect();
+    want.extend(
+        ["open", "open/a", "open/b", "open/c", "opena/a", "opem/z"]
+            .iter()
+            .map(|s| s.to_string()),
+    );
+    want.sort();
+    want.dedup();
+    assert_eq!(visible(all_parts.clone(), None).await, want);
+    let in_open: Vec<String> = want
+        .iter()
+        .filter(|n| n.as_str() == "open" || n.starts_with("open/"))
+        .cloned()
+        .collect();
+    assert_eq!(visible(all_parts, Some("open")).await, in_open);
+    assert!(visible(VisibleScope::default(), None).await.is_empty());
 }
 
 /// Deleting a repository removes its manifests, tags, links, uploads and grants; other

@@ -670,6 +670,7 @@ mod tests {
             is_service_account: false,
             created_at: 0,
             updated_at: 0,
+            credential_epoch: 0,
         };
         let users = BTreeMap::from([
             (

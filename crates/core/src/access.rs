@@ -12,6 +12,11 @@
 //!   password is remembered for [`AccessConfig::credential_cache`], keyed by a salted
 //!   hash, so argon2 does not run per request); deactivated users, revoked and expired
 //!   tokens stop working at once.
+//! - Nothing derived from a credential outlives it. A refresh token records its parent
+//!   (the access token it was issued against, or the password's credential epoch) and is
+//!   refused once the parent no longer holds; a remembered password counts only while the
+//!   account's epoch is unchanged, so a password changed on another replica ends it. A
+//!   bearer token is not recalled: its short [`AccessConfig::token_ttl`] bounds it.
 //! - Failed logins are counted per account and per source address; past the limit every
 //!   attempt is refused with [`AccessError::RateLimited`] before any password is checked.
 //! - Secrets (passwords, tokens) are never logged nor put in audit details.

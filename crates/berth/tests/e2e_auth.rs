@@ -691,6 +691,38 @@ fn refresh_tokens_end_with_their_credential(backend: Backend) {
         "access tokens by default: {access_list}"
     );
 
+    // Nobody else lists or revokes them; a kind that does not exist is a client error.
+    let rob_pw = format!("pw-rob-{}", unique());
+    server.create_user("rob", &rob_pw);
+    let (st, body) = api_as(
+        &server,
+        Method::GET,
+        "/api/v0/users/rita/tokens?kind=refresh",
+        "rob",
+        &rob_pw,
+        None,
+    );
+    assert_eq!(st, 403, "another user lists rita's refresh tokens: {body}");
+    let (st, body) = api_as(
+        &server,
+        Method::DELETE,
+        &format!("/api/v0/users/rita/tokens/{}", token_id(&from_password)),
+        "rob",
+        &rob_pw,
+        None,
+    );
+    assert_eq!(st, 403, "another user revokes rita's refresh token: {body}");
+    let (st, body) = api_as(
+        &server,
+        Method::GET,
+        "/api/v0/users/rita/tokens?kind=bogus",
+        "rita",
+        &pw1,
+        None,
+    );
+    assert_eq!(st, 400, "kind=bogus: {body}");
+    assert_eq!(refresh(&server, &from_password, scope).0, 200);
+
     // A replica remembers rita's password.
     if let Some(replica) = &replica {
         replica

@@ -72,7 +72,6 @@ pub enum TokenKindIo {
 /// The query of a token listing.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
 pub struct TokenQuery {
     /// `access` (the default) or `refresh`.
     pub kind: Option<TokenKindIo>,

@@ -13,7 +13,8 @@ use berth_auth::password::{hash_password, PasswordParams};
 use berth_auth::rbac::{Restriction, RestrictionEntry, RestrictionTarget, Role, Visibility};
 use berth_auth::secret::{self, SecretId};
 use berth_meta::identity::{
-    NewAuditEvent, NewToken, NewUser, OrgSettings, Origin, TokenKind, UserKey, UserPatch,
+    NewAuditEvent, NewToken, NewUser, OrgSettings, Origin, TokenKind, TokenParent, UserKey,
+    UserPatch,
 };
 use berth_meta::IdentityStore;
 use berth_oci::RepoName;
@@ -179,9 +180,16 @@ pub enum TokenCmd {
         #[arg(long = "scope", value_name = "PATTERN=ROLE", value_parser = parse_scope)]
         scopes: Vec<RestrictionEntry>,
     },
-    /// Lists a user's access tokens (ids, never secrets).
-    List { user: String },
-    /// Revokes an access token, by id (the hex part after `berth_`).
+    /// Lists a user's access tokens, or with `--kind refresh` the refresh tokens the token
+    /// service issued to them (ids, never secrets; a refresh token with what it was issued
+    /// against: `password`, or `token:ID` of the access token).
+    List {
+        user: String,
+        #[arg(long, default_value = "access", value_parser = ["access", "refresh"])]
+        kind: String,
+    },
+    /// Revokes an access token (and the refresh tokens issued against it) or a refresh
+    /// token, by id (the hex part after `berth_`).
     Revoke { id: String },
 }
 
@@ -505,6 +513,7 @@ pub async fn run(store: &dyn IdentityStore, cmd: AdminCmd) -> anyhow::Result<()>
                     hash: s.hash,
                     expires_at,
                     restriction,
+                    parent: None,
                 })
                 .await?;
             audit(
@@ -521,9 +530,13 @@ pub async fn run(store: &dyn IdentityStore, cmd: AdminCmd) -> anyhow::Result<()>
             // The only place the secret is ever shown: standard output, for a script to take.
             println!("{}", s.token);
         }
-        AdminCmd::Token(TokenCmd::List { user }) => {
+        AdminCmd::Token(TokenCmd::List { user, kind }) => {
             let user_id = user_id(store, &user).await?;
-            for t in store.tokens_list(user_id, TokenKind::Access).await? {
+            let kind = match kind.as_str() {
+                "refresh" => TokenKind::Refresh,
+                _ => TokenKind::Access,
+            };
+            for t in store.tokens_list(user_id, kind).await? {
                 let state = if t.revoked {
                     "revoked"
                 } else if t.usable_at(now_ms()) {
@@ -531,7 +544,16 @@ pub async fn run(store: &dyn IdentityStore, cmd: AdminCmd) -> anyhow::Result<()>
                 } else {
                     "expired"
                 };
-                println!("{}\t{state}\t{}", t.id.as_str(), t.description);
+                match &t.parent {
+                    None => println!("{}\t{state}\t{}", t.id.as_str(), t.description),
+                    Some(p) => {
+                        let from = match p {
+                            TokenParent::Password { .. } => "password".to_string(),
+                            TokenParent::Token(id) => format!("token:{}", id.as_str()),
+                        };
+                        println!("{}\t{state}\t{}\t{from}", t.id.as_str(), t.description)
+                    }
+                }
             }
         }
         AdminCmd::Token(TokenCmd::Revoke { id }) => {

@@ -3,7 +3,9 @@
 //! stores, while it runs); then the Docker engine logged in with a password and with an
 //! access token, skopeo and podman with `--creds`, and the oras SDK with username and
 //! password each do what their role allows and are refused the rest, in the client's own
-//! words. Anonymous callers pull public repositories and nothing else.
+//! words. Anonymous callers pull public repositories and nothing else. Refresh tokens end
+//! with the password or access token they were issued against, and are listed and revoked
+//! through the API and `berth admin`.
 
 #[macro_use]
 mod common;
@@ -12,7 +14,7 @@ use common::*;
 use reqwest::Method;
 use serde_json::Value;
 
-both_backends!(docker_roles);
+both_backends!(docker_roles, refresh_tokens_end_with_their_credential);
 
 const ORG: &str = "acme";
 const PRIVATE: &str = "acme/private";
@@ -530,6 +532,351 @@ fn anonymous_public_and_private() {
     let r = server.get_anon("/v2/_catalog", None);
     r.expect(200);
     assert_eq!(r.json()["repositories"], serde_json::json!([]));
+}
+
+// ---------------------------------------------------------------------------------------
+// Refresh tokens (issue 10)
+
+/// `GET /auth/token` for `scope` with Basic credentials, asking for a refresh token.
+fn offline_login(server: &Server, user: &str, password: &str, scope: &str) -> Value {
+    let r = server.request_as(
+        Method::GET,
+        &format!("/auth/token?scope={scope}&offline_token=true"),
+        user,
+        password,
+    );
+    r.expect(200);
+    let body = r.json();
+    assert!(
+        body["refresh_token"].is_string(),
+        "no refresh token for an offline login: {body}"
+    );
+    body
+}
+
+/// `POST /auth/token` with `grant_type=refresh_token`: the status and the body.
+fn refresh(server: &Server, token: &str, scope: &str) -> (u16, Value) {
+    let r = server
+        .http_anon()
+        .post(server.url("/auth/token"))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", token),
+            ("scope", scope),
+            ("service", "berth"),
+        ])
+        .send()
+        .expect("POST /auth/token");
+    let status = r.status().as_u16();
+    let body = r.json().unwrap_or(Value::Null);
+    (status, body)
+}
+
+/// A JSON request to the management API with Basic credentials: status and body.
+fn api_as(
+    server: &Server,
+    method: Method,
+    path: &str,
+    user: &str,
+    password: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut rq = server
+        .http_anon()
+        .request(method.clone(), server.url(path))
+        .header("Authorization", basic_auth(user, password));
+    if let Some(b) = body {
+        rq = rq.json(&b);
+    }
+    let r = rq.send().unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+    let status = r.status().as_u16();
+    let text = r.text().unwrap_or_default();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// The id part of a `berth_<id>_<secret>` token.
+fn token_id(token: &str) -> String {
+    token
+        .split('_')
+        .nth(1)
+        .expect("berth_<id>_<secret>")
+        .to_string()
+}
+
+/// The issue as reported: an access token with a 5-second life mints a 90-day refresh
+/// token; after the access token is revoked and the password changed, the refresh token
+/// must no longer grant pull and push. Also: a password login's refresh token ends with a
+/// password change and with deactivation (reactivation does not revive it); a refresh
+/// token expires with its parent access token; users list and revoke their refresh tokens
+/// through the API, administrators through `berth admin token list|revoke`; and (scaled)
+/// a password remembered by another replica stops working when the password changes.
+fn refresh_tokens_end_with_their_credential(backend: Backend) {
+    let server = Server::start(backend);
+    let replica = (backend == Backend::Scaled).then(|| server.replica());
+    let (admin, admin_pw) = server.admin_creds();
+    let (admin, admin_pw) = (admin.to_string(), admin_pw.to_string());
+    let pw1 = format!("pw-rita-{}", unique());
+    let pw2 = format!("pw-rita-{}", unique());
+    server.create_user("rita", &pw1);
+    let scope = "repository:rita/app:pull,push";
+
+    // An access token with a 5-second life, and the refresh token it mints.
+    let (st, t) = api_as(
+        &server,
+        Method::POST,
+        "/api/v0/users/rita/tokens",
+        "rita",
+        &pw1,
+        Some(serde_json::json!({"description": "short", "expires_in": 5})),
+    );
+    assert_eq!(st, 201, "token create: {t}");
+    let short = t["token"].as_str().expect("secret").to_string();
+    let from_token = offline_login(&server, "rita", &short, scope)["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let from_password = offline_login(&server, "rita", &pw1, scope)["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for r in [&from_token, &from_password] {
+        let (st, body) = refresh(&server, r, scope);
+        assert_eq!(st, 200, "a fresh refresh token works: {body}");
+        assert_eq!(body["scope"], scope, "grants pull and push: {body}");
+    }
+
+    // Both are listed, with what they derive from; the token's child expires with it.
+    let (st, list) = api_as(
+        &server,
+        Method::GET,
+        "/api/v0/users/rita/tokens?kind=refresh",
+        "rita",
+        &pw1,
+        None,
+    );
+    assert_eq!(st, 200, "list: {list}");
+    let items = list.as_array().expect("array");
+    assert_eq!(items.len(), 2, "two refresh tokens: {list}");
+    let child = items
+        .iter()
+        .find(|t| t["id"] == token_id(&from_token))
+        .unwrap_or_else(|| panic!("the token's refresh token is not listed: {list}"));
+    assert_eq!(child["kind"], "refresh");
+    assert_eq!(child["issued_against"], "token");
+    assert_eq!(child["parent_token"], token_id(&short));
+    assert_eq!(
+        child["expires_at"], t["expires_at"],
+        "the refresh token expires with its access token, not in 90 days"
+    );
+    let pw_child = items
+        .iter()
+        .find(|t| t["id"] == token_id(&from_password))
+        .unwrap_or_else(|| panic!("the password's refresh token is not listed: {list}"));
+    assert_eq!(pw_child["issued_against"], "password");
+    assert!(pw_child["parent_token"].is_null());
+    let (_, access_list) = api_as(
+        &server,
+        Method::GET,
+        "/api/v0/users/rita/tokens",
+        "rita",
+        &pw1,
+        None,
+    );
+    assert_eq!(
+        access_list.as_array().map(Vec::len),
+        Some(1),
+        "access tokens by default: {access_list}"
+    );
+
+    // Nobody else lists or revokes them; a kind that does not exist is a client error.
+    let rob_pw = format!("pw-rob-{}", unique());
+    server.create_user("rob", &rob_pw);
+    let (st, body) = api_as(
+        &server,
+        Method::GET,
+        "/api/v0/users/rita/tokens?kind=refresh",
+        "rob",
+        &rob_pw,
+        None,
+    );
+    assert_eq!(st, 403, "another user lists rita's refresh tokens: {body}");
+    let (st, body) = api_as(
+        &server,
+        Method::DELETE,
+        &format!("/api/v0/users/rita/tokens/{}", token_id(&from_password)),
+        "rob",
+        &rob_pw,
+        None,
+    );
+    assert_eq!(st, 403, "another user revokes rita's refresh token: {body}");
+    let (st, body) = api_as(
+        &server,
+        Method::GET,
+        "/api/v0/users/rita/tokens?kind=bogus",
+        "rita",
+        &pw1,
+        None,
+    );
+    assert_eq!(st, 400, "kind=bogus: {body}");
+    assert_eq!(refresh(&server, &from_password, scope).0, 200);
+
+    // A replica remembers rita's password.
+    if let Some(replica) = &replica {
+        replica
+            .request_as(Method::GET, "/v2/", "rita", &pw1)
+            .expect(200);
+        replica
+            .request_as(Method::GET, "/v2/", "rita", &pw1)
+            .expect(200);
+    }
+
+    // The access token is revoked and the password changed.
+    let (st, body) = api_as(
+        &server,
+        Method::DELETE,
+        &format!("/api/v0/users/rita/tokens/{}", token_id(&short)),
+        "rita",
+        &pw1,
+        None,
+    );
+    assert_eq!(st, 204, "revoke: {body}");
+    let (st, body) = api_as(
+        &server,
+        Method::PUT,
+        "/api/v0/users/rita/password",
+        "rita",
+        &pw1,
+        Some(serde_json::json!({"current_password": pw1, "new_password": pw2})),
+    );
+    assert_eq!(st, 204, "password change: {body}");
+    for (what, r) in [
+        ("access token's", &from_token),
+        ("password's", &from_password),
+    ] {
+        let (st, body) = refresh(&server, r, scope);
+        assert_eq!(
+            st, 401,
+            "the {what} refresh token still works after revocation and a password change: {body}"
+        );
+    }
+    let (_, list) = api_as(
+        &server,
+        Method::GET,
+        "/api/v0/users/rita/tokens?kind=refresh",
+        "rita",
+        &pw2,
+        None,
+    );
+    assert!(
+        list.as_array()
+            .expect("array")
+            .iter()
+            .all(|t| t["revoked"] == true),
+        "listed as revoked: {list}"
+    );
+    if let Some(replica) = &replica {
+        let r = replica.request_as(Method::GET, "/v2/", "rita", &pw1);
+        assert_eq!(
+            r.status, 401,
+            "the other replica still accepts the old password it remembered"
+        );
+        replica
+            .request_as(Method::GET, "/v2/", "rita", &pw2)
+            .expect(200);
+    }
+
+    // Expiry of the parent ends the child, with no revocation.
+    let (st, t) = api_as(
+        &server,
+        Method::POST,
+        "/api/v0/users/rita/tokens",
+        "rita",
+        &pw2,
+        Some(serde_json::json!({"description": "brief", "expires_in": 2})),
+    );
+    assert_eq!(st, 201, "token create: {t}");
+    let brief = t["token"].as_str().unwrap().to_string();
+    let r = offline_login(&server, "rita", &brief, scope)["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    std::thread::sleep(std::time::Duration::from_millis(2_500));
+    assert_eq!(
+        refresh(&server, &r, scope).0,
+        401,
+        "outlived its access token"
+    );
+
+    // A user revokes a refresh token through the API.
+    let r = offline_login(&server, "rita", &pw2, scope)["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(refresh(&server, &r, scope).0, 200);
+    let (st, body) = api_as(
+        &server,
+        Method::DELETE,
+        &format!("/api/v0/users/rita/tokens/{}", token_id(&r)),
+        "rita",
+        &pw2,
+        None,
+    );
+    assert_eq!(st, 204, "revoke a refresh token: {body}");
+    assert_eq!(
+        refresh(&server, &r, scope).0,
+        401,
+        "revoked through the API"
+    );
+
+    // An administrator lists and revokes one with `berth admin`.
+    let r = offline_login(&server, "rita", &pw2, scope)["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = server.admin_ok(&["token", "list", "rita", "--kind", "refresh"], None);
+    let line = out
+        .lines()
+        .find(|l| l.starts_with(&token_id(&r)))
+        .unwrap_or_else(|| panic!("berth admin token list --kind refresh: {out}"));
+    assert!(
+        line.contains("\tactive\t") && line.ends_with("\tpassword"),
+        "{line}"
+    );
+    assert!(!out.contains(&r), "token list printed a secret");
+    server.admin_ok(&["token", "revoke", &token_id(&r)], None);
+    assert_eq!(refresh(&server, &r, scope).0, 401, "revoked by berth admin");
+
+    // Deactivation ends a password's sessions; reactivation does not revive them.
+    let r = offline_login(&server, "rita", &pw2, scope)["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for active in [false, true] {
+        let (st, body) = api_as(
+            &server,
+            Method::PATCH,
+            "/api/v0/users/rita",
+            &admin,
+            &admin_pw,
+            Some(serde_json::json!({ "active": active })),
+        );
+        assert_eq!(st, 200, "PATCH active={active}: {body}");
+    }
+    assert_eq!(
+        refresh(&server, &r, scope).0,
+        401,
+        "revived by reactivation"
+    );
+    // A new login works again.
+    let r = offline_login(&server, "rita", &pw2, scope)["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (st, body) = refresh(&server, &r, scope);
+    assert_eq!((st, &body["scope"]), (200, &Value::from(scope)), "{body}");
 }
 
 both_backends!(restricted_bearer_tokens);

@@ -9,7 +9,9 @@
 //! directory sync` creates the others; groups map to teams, and a team's grant on a private
 //! repository lets its members pull, with `docker login` and `docker pull` through the
 //! Docker engine; a user removed from a group (ldapmodify) loses the pull after the next
-//! sync; a deleted user is deactivated and their access and refresh tokens stop working;
+//! sync; a password changed in the directory ends the old password's refresh tokens at the
+//! first login with the new one; a deleted user is deactivated and their access and refresh
+//! tokens stop working;
 //! with slapd stopped a sync fails and changes nothing, and users keep logging in (the
 //! password hash cached at their last bind) and pulling; once slapd is back, the schedule
 //! (`BERTH_DIRECTORY_SYNC_INTERVAL_SECS`) syncs again by itself.
@@ -246,6 +248,14 @@ team = "acme/admins"
         self.modify(&format!(
             "dn: {}\nchangetype: modify\n{op}: member\nmember: {}\n",
             self.developers_dn(),
+            self.user_dn(user)
+        ));
+    }
+
+    /// Changes a user's password in the directory.
+    fn set_password(&self, user: &str, password: &str) {
+        self.modify(&format!(
+            "dn: {}\nchangetype: modify\nreplace: userPassword\nuserPassword: {password}\n",
             self.user_dn(user)
         ));
     }
@@ -755,11 +765,11 @@ fn scenario(kind: Kind, backend: Backend) {
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
     let body: Value = r.json().unwrap();
-    let refresh = body["refresh_token"]
+    let old_refresh = body["refresh_token"]
         .as_str()
         .expect("refresh_token with offline_token=true")
         .to_string();
-    let refresh_status = || {
+    let refresh_with = |refresh: &str| {
         berth
             .http
             .post(format!("http://{host}/auth/token"))
@@ -767,13 +777,49 @@ fn scenario(kind: Kind, backend: Backend) {
                 ("grant_type", "refresh_token"),
                 ("service", "berth"),
                 ("scope", &format!("repository:{REPO}:pull")),
-                ("refresh_token", &refresh),
+                ("refresh_token", refresh),
             ])
             .send()
             .unwrap()
             .status()
             .as_u16()
     };
+    assert_eq!(refresh_with(&old_refresh), 200);
+
+    // Bob's password changes in the directory. His first login with the new one caches
+    // its hash, which ends the old password's sessions (issue 10): the refresh token from
+    // the old password stops, the remembered old password too; his access token is a
+    // credential of its own and keeps working.
+    slapd.set_password("bob", "bob-pw2");
+    let r = berth
+        .http
+        .get(format!("http://{host}/auth/token"))
+        .query(&[
+            ("service", "berth"),
+            ("scope", &format!("repository:{REPO}:pull")),
+            ("offline_token", "true"),
+        ])
+        .basic_auth("bob", Some("bob-pw2"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200, "login with the new password");
+    let body: Value = r.json().unwrap();
+    assert_eq!(
+        refresh_with(&old_refresh),
+        401,
+        "the old password's refresh token outlived a directory password change"
+    );
+    assert_eq!(
+        berth.granted(&host, "bob", "bob-pw"),
+        None,
+        "the old password"
+    );
+    assert_eq!(berth.basic_pull_status(&host, "bob", &access), 200);
+    let refresh = body["refresh_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no refresh token for the new password: {body}"))
+        .to_string();
+    let refresh_status = || refresh_with(&refresh);
     assert_eq!(refresh_status(), 200);
 
     // Bob is deleted from the directory: the next sync deactivates him and revokes his

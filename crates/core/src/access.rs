@@ -12,6 +12,11 @@
 //!   password is remembered for [`AccessConfig::credential_cache`], keyed by a salted
 //!   hash, so argon2 does not run per request); deactivated users, revoked and expired
 //!   tokens stop working at once.
+//! - Nothing derived from a credential outlives it. A refresh token records its parent
+//!   (the access token it was issued against, or the password's credential epoch) and is
+//!   refused once the parent no longer holds; a remembered password counts only while the
+//!   account's epoch is unchanged, so a password changed on another replica ends it. A
+//!   bearer token is not recalled: its short [`AccessConfig::token_ttl`] bounds it.
 //! - Failed logins are counted per account and per source address; past the limit every
 //!   attempt is refused with [`AccessError::RateLimited`] before any password is checked.
 //! - Secrets (passwords, tokens) are never logged nor put in audit details.
@@ -24,8 +29,8 @@ use berth_auth::secret;
 use berth_auth::token::{self, AccessEntry, Claims, SigningKey, VerifyingKey};
 use berth_directory::DirectoryClient;
 use berth_meta::identity::{
-    AccountId, NewAuditEvent, NewToken, Origin, RepoSettings, TokenKind, TokenRecord, UserKey,
-    UserPatch, UserRecord, VisibleScope,
+    AccountId, NewAuditEvent, NewToken, Origin, RepoSettings, TokenKind, TokenParent, TokenRecord,
+    UserKey, UserPatch, UserRecord, VisibleScope,
 };
 use berth_meta::{IdentityStore, MetaError};
 use berth_oci::RepoName;
@@ -129,6 +134,11 @@ pub struct Caller {
     pub claims: Option<Arc<Claims>>,
     /// The caller's address, for rate limits and the audit log.
     pub source: Option<IpAddr>,
+    /// The stored credential the caller proved just now (a password under its epoch, or
+    /// an access token): what a refresh token issued to them derives from and must not
+    /// outlive. `None` for anonymous, bearer and refresh-token callers, who get no
+    /// refresh token.
+    pub credential: Option<TokenParent>,
 }
 
 impl Caller {
@@ -141,6 +151,15 @@ impl Caller {
             method: AuthMethod::Anonymous,
             claims: None,
             source,
+            credential: None,
+        }
+    }
+
+    /// This caller, as having proved their password under credential epoch `epoch`.
+    fn with_password_epoch(self, epoch: i64) -> Caller {
+        Caller {
+            credential: Some(TokenParent::Password { epoch }),
+            ..self
         }
     }
 
@@ -288,8 +307,10 @@ pub struct Access {
     keys: RwLock<Arc<Keys>>,
     /// Verified bearer tokens: token -> claims, until `exp`.
     bearer_cache: Mutex<HashMap<String, Arc<Claims>>>,
-    /// Verified passwords: salted hash of (user, password) -> (account, until).
-    password_cache: Mutex<HashMap<[u8; 32], (AccountId, Instant)>>,
+    /// Verified passwords: salted hash of (user, password) -> (account, credential epoch,
+    /// until). A hit counts only while the account's epoch is still the one the password
+    /// was verified under, so a password change on another replica ends it at once.
+    password_cache: Mutex<HashMap<[u8; 32], (AccountId, i64, Instant)>>,
     cache_salt: [u8; 32],
     failures: Mutex<Failures>,
 }
@@ -454,6 +475,7 @@ impl Access {
             method: AuthMethod::Bearer,
             claims: Some(claims),
             source,
+            credential: None,
         })
     }
 
@@ -561,16 +583,17 @@ impl Access {
                 .unwrap_or_else(|e| e.into_inner());
             cache
                 .get(&key)
-                .filter(|(_, until)| *until > Instant::now())
-                .map(|(id, _)| *id)
+                .filter(|(_, _, until)| *until > Instant::now())
+                .map(|(id, epoch, _)| (*id, *epoch))
         };
-        if let Some(id) = hit {
-            if let Some(c) = self
-                .caller_for(id, None, AuthMethod::Password, source)
-                .await?
-            {
+        if let Some((id, epoch)) = hit {
+            if let Some(c) = self.remembered(id, epoch, source).await? {
                 return Ok(c);
             }
+            self.password_cache
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&key);
         }
         let outcome = if is_token {
             self.login_token(&username, password, source).await
@@ -587,7 +610,9 @@ impl Access {
                 if matches!(c.method, AuthMethod::Password | AuthMethod::Directory)
                     && !self.cfg.credential_cache.is_zero()
                 {
-                    if let Some(id) = c.account {
+                    if let (Some(id), Some(TokenParent::Password { epoch })) =
+                        (c.account, &c.credential)
+                    {
                         let mut cache = self
                             .password_cache
                             .lock()
@@ -595,7 +620,8 @@ impl Access {
                         if cache.len() >= CACHE_LIMIT {
                             cache.clear();
                         }
-                        cache.insert(key, (id, Instant::now() + self.cfg.credential_cache));
+                        let until = Instant::now() + self.cfg.credential_cache;
+                        cache.insert(key, (id, *epoch, until));
                     }
                 }
                 self.audit(
@@ -641,6 +667,7 @@ impl Access {
                 return self
                     .caller_for(user.id, None, AuthMethod::Directory, source)
                     .await?
+                    .map(|c| c.with_password_epoch(user.credential_epoch))
                     .ok_or_else(refused);
             }
             // Same work as a real check, so timing does not tell which names exist.
@@ -648,16 +675,16 @@ impl Access {
             let _ = tokio::task::spawn_blocking(move || verify_dummy(&pw, &params)).await;
             return Err(refused());
         };
-        let method = match &user.origin {
+        let (method, epoch) = match &user.origin {
             Origin::Local => {
                 if !self.check_stored(&user, password).await {
                     return Err(refused());
                 }
-                AuthMethod::Password
+                (AuthMethod::Password, user.credential_epoch)
             }
             Origin::Directory { .. } => {
-                self.login_directory(&user, password).await?;
-                AuthMethod::Directory
+                let epoch = self.login_directory(&user, password).await?;
+                (AuthMethod::Directory, epoch)
             }
         };
         if !user.active {
@@ -672,6 +699,7 @@ impl Access {
         }
         self.caller_for(user.id, None, method, source)
             .await?
+            .map(|c| c.with_password_epoch(epoch))
             .ok_or_else(refused)
     }
 
@@ -724,13 +752,15 @@ impl Access {
 
     /// A directory user logs in by binding to the directory. A successful bind refreshes
     /// the account's cached password hash; while the directory cannot be reached, that
-    /// cached hash is accepted, so nobody is locked out of what they already had.
-    async fn login_directory(&self, user: &UserRecord, password: &str) -> Result<(), AccessError> {
+    /// cached hash is accepted, so nobody is locked out of what they already had. Returns
+    /// the account's credential epoch after the login (a new cached hash moves it: a
+    /// password changed in the directory ends the old password's sessions).
+    async fn login_directory(&self, user: &UserRecord, password: &str) -> Result<i64, AccessError> {
         let refused = || AccessError::Unauthorized("invalid user name or password".into());
         let Some(dir) = &self.directory else {
             // Directory accounts without a configured directory: only the cached hash.
             return if self.check_stored(user, password).await {
-                Ok(())
+                Ok(user.credential_epoch)
             } else {
                 Err(refused())
             };
@@ -750,16 +780,17 @@ impl Access {
                             password: Some(Some(phc)),
                             ..UserPatch::default()
                         };
-                        self.identity.user_update(user.id, &patch).await?;
+                        let updated = self.identity.user_update(user.id, &patch).await?;
+                        return Ok(updated.credential_epoch);
                     }
                 }
-                Ok(())
+                Ok(user.credential_epoch)
             }
             Err(e) if e.is_unreachable() => {
                 tracing::warn!(error = %e, user = %user.name,
                     "directory unreachable; checking the password cached at the last bind");
                 if self.check_stored(user, password).await {
-                    Ok(())
+                    Ok(user.credential_epoch)
                 } else {
                     Err(refused())
                 }
@@ -788,7 +819,48 @@ impl Access {
             .await?
             .filter(|u| u.active)
             .ok_or_else(refused)?;
+        if rec.kind == TokenKind::Refresh && !self.parent_holds(&rec, &user).await? {
+            return Err(refused());
+        }
         Ok((rec, user))
+    }
+
+    /// Whether the credential a refresh token was issued against still holds: its parent
+    /// access token is usable (not revoked, not expired), or the password epoch it was
+    /// issued under is still the user's. The store revokes a refresh token with its
+    /// parent and caps its expiry by the parent's; this check at use also covers a token
+    /// issued in a race with the change, and one with no recorded parent.
+    async fn parent_holds(
+        &self,
+        rec: &TokenRecord,
+        user: &UserRecord,
+    ) -> Result<bool, AccessError> {
+        Ok(match &rec.parent {
+            None => false,
+            Some(TokenParent::Password { epoch }) => *epoch == user.credential_epoch,
+            Some(TokenParent::Token(pid)) => self.identity.token_get(pid).await?.is_some_and(|p| {
+                p.kind == TokenKind::Access && p.user_id == rec.user_id && p.usable_at(now_ms())
+            }),
+        })
+    }
+
+    /// The caller behind a remembered password, if the account is still active and its
+    /// credential epoch is still `epoch` (the password was not changed meanwhile, here or
+    /// on another replica).
+    async fn remembered(
+        &self,
+        id: AccountId,
+        epoch: i64,
+        source: Option<IpAddr>,
+    ) -> Result<Option<Caller>, AccessError> {
+        let current = self.identity.user_get(UserKey::Id(id)).await?;
+        if !current.is_some_and(|u| u.active && u.credential_epoch == epoch) {
+            return Ok(None);
+        }
+        Ok(self
+            .caller_for(id, None, AuthMethod::Password, source)
+            .await?
+            .map(|c| c.with_password_epoch(epoch)))
     }
 
     async fn login_token(
@@ -804,8 +876,13 @@ impl Access {
             ));
         }
         let _ = self.identity.token_touch(&rec.id, now_ms()).await;
+        let parent = TokenParent::Token(rec.id.clone());
         self.caller_for(user.id, rec.restriction, AuthMethod::AccessToken, source)
             .await?
+            .map(|c| Caller {
+                credential: Some(parent),
+                ..c
+            })
             .ok_or_else(|| AccessError::Unauthorized("invalid token".into()))
     }
 
@@ -815,7 +892,7 @@ impl Access {
         presented: &str,
         source: Option<IpAddr>,
     ) -> Result<Caller, AccessError> {
-        self.check_rate("<refresh>", source)?;
+        self.check_source(source)?;
         match self.usable_token(presented, TokenKind::Refresh).await {
             Ok((rec, user)) => {
                 let _ = self.identity.token_touch(&rec.id, now_ms()).await;
@@ -857,6 +934,7 @@ impl Access {
             method,
             claims: None,
             source,
+            credential: None,
         }))
     }
 
@@ -1205,8 +1283,9 @@ impl Access {
         claims.restriction = caller.subject.restriction.clone();
         let keys = self.current_keys();
         let jwt = token::issue(&claims, &keys.signing);
-        let refresh_token = match (offline, caller.account) {
-            (true, Some(uid)) if caller.method != AuthMethod::Bearer => {
+        // A refresh token derives from the credential just proved, and ends with it.
+        let refresh_token = match (offline, caller.account, &caller.credential) {
+            (true, Some(uid), Some(parent)) if caller.method != AuthMethod::Bearer => {
                 let s = secret::generate();
                 let expires_at = self
                     .cfg
@@ -1221,6 +1300,7 @@ impl Access {
                         hash: s.hash,
                         expires_at,
                         restriction: caller.subject.restriction.clone(),
+                        parent: Some(parent.clone()),
                     })
                     .await?;
                 Some(s.token)
@@ -1266,6 +1346,7 @@ impl Access {
                 hash: s.hash,
                 expires_at,
                 restriction,
+                parent: None,
             })
             .await?;
         self.audit(

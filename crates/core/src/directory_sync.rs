@@ -407,9 +407,11 @@ async fn apply(
                 active: Some(false),
                 ..UserPatch::default()
             };
+            // Tokens first: the deactivation itself also revokes the password's refresh
+            // tokens, which the report counts here.
+            report.counts.tokens_revoked += identity.tokens_revoke_all(id).await?;
             identity.user_update(id, &patch).await?;
             report.counts.deactivated += 1;
-            report.counts.tokens_revoked += identity.tokens_revoke_all(id).await?;
         }
     }
     for Membership { username, team } in &plan.add_memberships {
@@ -670,6 +672,7 @@ mod tests {
             is_service_account: false,
             created_at: 0,
             updated_at: 0,
+            credential_epoch: 0,
         };
         let users = BTreeMap::from([
             (

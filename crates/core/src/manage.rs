@@ -21,7 +21,10 @@
 //!   a missing one; listings show only what the caller may pull;
 //! - access tokens: a user's own; a service account's, also system administrators and the
 //!   owner of every organisation it belongs to (unless it is a system administrator); any
-//!   user's list and revocation, also system administrators. The secret is returned once;
+//!   user's list and revocation, also system administrators. The secret is returned once.
+//!   Refresh tokens (issued by the token service) are listed and revoked by the same
+//!   rules and the same calls; revoking an access token revokes the refresh tokens issued
+//!   against it;
 //! - the audit log: system administrators see every event, everyone else only their own;
 //! - the directory settings and sync runs: system administrators.
 
@@ -1144,17 +1147,20 @@ impl<'a> Manage<'a> {
             || (target.is_service_account && self.owns_org_of(c, target).await?))
     }
 
-    pub async fn tokens_list(&self, c: &Caller, user: &str) -> Result<Vec<TokenRecord>> {
+    /// A user's tokens of one kind, newest first: access tokens, or the refresh tokens the
+    /// token service issued to the user (each with the credential it derives from).
+    pub async fn tokens_list(
+        &self,
+        c: &Caller,
+        user: &str,
+        kind: TokenKind,
+    ) -> Result<Vec<TokenRecord>> {
         self.full_user(c, "manage access tokens")?;
         let target = self.find_user(user).await?;
         if !self.may_see_tokens(c, &target).await? {
             return Err(denied("only the user, system administrators and (for service accounts) organisation owners may manage a user's tokens"));
         }
-        Ok(self
-            .access
-            .identity()
-            .tokens_list(target.id, TokenKind::Access)
-            .await?)
+        Ok(self.access.identity().tokens_list(target.id, kind).await?)
     }
 
     /// Creates an access token for oneself, or for a service account (system
@@ -1193,7 +1199,8 @@ impl<'a> Manage<'a> {
             .await?)
     }
 
-    /// Revokes one of a user's access tokens.
+    /// Revokes one of a user's tokens, an access or a refresh token; revoking an access
+    /// token also revokes the refresh tokens issued against it.
     pub async fn token_revoke(&self, c: &Caller, user: &str, token_id: &str) -> Result<()> {
         self.full_user(c, "manage access tokens")?;
         let target = self.find_user(user).await?;
@@ -1213,7 +1220,7 @@ impl<'a> Manage<'a> {
             .token_get(&id)
             .await?
             .ok_or_else(not_found)?;
-        if rec.user_id != target.id || rec.kind != TokenKind::Access {
+        if rec.user_id != target.id {
             return Err(not_found());
         }
         self.access.identity().token_revoke(&id).await?;
@@ -1221,7 +1228,7 @@ impl<'a> Manage<'a> {
             c,
             "token.revoke",
             id.as_str(),
-            serde_json::json!({ "user": user }),
+            serde_json::json!({ "user": user, "kind": rec.kind.as_str() }),
         )
         .await;
         Ok(())

@@ -181,6 +181,7 @@ async fn world_with(directory: Option<berth_directory::DirectoryClient>) -> Worl
                 hash: s.hash,
                 expires_at,
                 restriction: None,
+                parent: None,
             },
             s.token,
         )

@@ -126,6 +126,7 @@ macro_rules! meta_store_conformance {
             grants_roundtrip,
             access_for_loads_the_decision_inputs,
             tokens_lifecycle,
+            refresh_tokens_end_with_their_parent,
             signing_keys_rotation,
             audit_paging_and_filters,
             hostile_strings_round_trip,

@@ -79,6 +79,10 @@ pub struct UserRecord {
     pub created_at: i64,
     /// Unix milliseconds of the last change through [`IdentityStore::user_update`].
     pub updated_at: i64,
+    /// Generation of the user's password: [`IdentityStore::user_update`] moves it when the
+    /// password changes or the account is deactivated. Refresh tokens issued at a password
+    /// login record it ([`TokenParent::Password`]) and end when it moves.
+    pub credential_epoch: i64,
 }
 
 /// Changes to a user; `None` leaves a field as it is.
@@ -204,6 +208,18 @@ impl TokenKind {
     }
 }
 
+/// The credential a refresh token was issued against. A refresh token never outlives it:
+/// it is usable only while its parent is (see [`IdentityStore::token_create`],
+/// [`IdentityStore::token_revoke`] and [`IdentityStore::user_update`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenParent {
+    /// A login with the user's password (or a directory bind), when the user's
+    /// [`UserRecord::credential_epoch`] was `epoch`.
+    Password { epoch: i64 },
+    /// An access token of the same user, used as a password.
+    Token(SecretId),
+}
+
 /// A token to store. The secret itself is never given to the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewToken {
@@ -216,6 +232,8 @@ pub struct NewToken {
     pub expires_at: Option<i64>,
     /// Reduced scope; `None` carries the user's full rights.
     pub restriction: Option<Restriction>,
+    /// Required for a refresh token, absent for an access token.
+    pub parent: Option<TokenParent>,
 }
 
 /// A stored token.
@@ -231,6 +249,8 @@ pub struct TokenRecord {
     pub created_at: i64,
     pub last_used_at: Option<i64>,
     pub revoked: bool,
+    /// What a refresh token was issued against; `None` for access tokens.
+    pub parent: Option<TokenParent>,
 }
 
 impl TokenRecord {
@@ -350,7 +370,9 @@ pub trait IdentityStore: Send + Sync + 'static {
     /// Users by name, strictly after `last`, at most `n`.
     async fn users_list(&self, last: Option<&str>, n: u32) -> Result<Vec<UserRecord>, MetaError>;
 
-    /// Changes a user; `NotFound` if there is none.
+    /// Changes a user; `NotFound` if there is none. A new password (a different hash) or
+    /// a deactivation moves [`UserRecord::credential_epoch`] and revokes the refresh
+    /// tokens issued at a password login under an earlier epoch.
     async fn user_update(&self, id: AccountId, patch: &UserPatch) -> Result<UserRecord, MetaError>;
 
     /// Deletes a user with their memberships and tokens; `false` if absent.
@@ -544,7 +566,11 @@ pub trait IdentityStore: Send + Sync + 'static {
 
     // --- tokens --------------------------------------------------------------------
 
-    /// Stores a token; `Conflict` if the id exists, `NotFound` if the user does not.
+    /// Stores a token; `Conflict` if the id exists, `NotFound` if the user (or a parent
+    /// token of the same user) does not, `Invalid` for a refresh token without a parent,
+    /// an access token with one, or a parent token that is not an access token. A refresh
+    /// token expires no later than its parent token, and is stored revoked if its parent
+    /// no longer holds (a revoked parent token, a password epoch that has moved).
     async fn token_create(&self, token: &NewToken) -> Result<TokenRecord, MetaError>;
 
     /// A token by id, revoked or expired ones included (the caller checks
@@ -561,7 +587,8 @@ pub trait IdentityStore: Send + Sync + 'static {
     /// Records a use at `at` (unix milliseconds); `false` if absent.
     async fn token_touch(&self, id: &SecretId, at: i64) -> Result<bool, MetaError>;
 
-    /// Revokes a token; `false` if absent (revoking twice is `true`).
+    /// Revokes a token and the refresh tokens issued against it; `false` if absent
+    /// (revoking twice is `true`).
     async fn token_revoke(&self, id: &SecretId) -> Result<bool, MetaError>;
 
     /// Revokes every token of a user; how many were not revoked before.
@@ -689,13 +716,15 @@ pub(crate) type UserRow = (
     bool,
     i64,
     i64,
+    i64,
 );
 
 pub(crate) const USER_COLUMNS: &str = "id, name, full_name, email, password, origin, \
-     directory_dn, active, system_admin, service_account, created_at, updated_at";
+     directory_dn, active, system_admin, service_account, created_at, updated_at, \
+     credential_epoch";
 
 pub(crate) fn user_record(r: UserRow) -> Result<UserRecord, MetaError> {
-    let (id, name, full_name, email, password, origin, dn, active, admin, service, c, u) = r;
+    let (id, name, full_name, email, password, origin, dn, active, admin, service, c, u, epoch) = r;
     Ok(UserRecord {
         id,
         name,
@@ -708,6 +737,7 @@ pub(crate) fn user_record(r: UserRow) -> Result<UserRecord, MetaError> {
         is_service_account: service,
         created_at: c,
         updated_at: u,
+        credential_epoch: epoch,
     })
 }
 
@@ -742,13 +772,20 @@ pub(crate) type TokenRow = (
     i64,
     Option<i64>,
     bool,
+    Option<String>,
+    Option<i64>,
 );
 
 pub(crate) const TOKEN_COLUMNS: &str = "id, kind, user_id, description, hash, expires_at, \
-     restriction, created_at, last_used_at, revoked";
+     restriction, created_at, last_used_at, revoked, parent_id, credential_epoch";
 
 pub(crate) fn token_record(r: TokenRow) -> Result<TokenRecord, MetaError> {
-    let (id, kind, user_id, description, hash, expires_at, restriction, c, used, revoked) = r;
+    let (id, kind, user_id, description, hash, expires_at, restriction, c, used, revoked, p, e) = r;
+    let parent = match (p, e) {
+        (Some(p), _) => Some(TokenParent::Token(stored_secret_id(&p)?)),
+        (None, Some(epoch)) => Some(TokenParent::Password { epoch }),
+        (None, None) => None,
+    };
     Ok(TokenRecord {
         id: stored_secret_id(&id)?,
         kind: TokenKind::parse(&kind)?,
@@ -760,7 +797,64 @@ pub(crate) fn token_record(r: TokenRow) -> Result<TokenRecord, MetaError> {
         created_at: c,
         last_used_at: used,
         revoked,
+        parent,
     })
+}
+
+/// The columns a token's parent is stored in: (`parent_id`, `credential_epoch`).
+pub(crate) fn parent_columns(p: &Option<TokenParent>) -> (Option<&str>, Option<i64>) {
+    match p {
+        Some(TokenParent::Token(id)) => (Some(id.as_str()), None),
+        Some(TokenParent::Password { epoch }) => (None, Some(*epoch)),
+        None => (None, None),
+    }
+}
+
+/// A refresh token needs a parent; an access token has none.
+pub(crate) fn check_token_parent(t: &NewToken) -> Result<(), MetaError> {
+    match (t.kind, &t.parent) {
+        (TokenKind::Refresh, None) => Err(MetaError::Invalid(
+            "a refresh token needs the credential it was issued against".into(),
+        )),
+        (TokenKind::Access, Some(_)) => Err(MetaError::Invalid(
+            "an access token has no parent credential".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A parent token's row as [`token_create`](IdentityStore::token_create) reads it: kind,
+/// owner, expiry, revoked.
+pub(crate) type ParentRow = (String, AccountId, Option<i64>, bool);
+
+/// What a new token is stored with, as (expires_at, revoked): a refresh token expires no
+/// later than its parent token and is born revoked if its parent no longer holds (the
+/// parent token is revoked, or the password epoch it records is not the user's
+/// `user_epoch` any more). `parent` is the row of [`TokenParent::Token`], if any.
+pub(crate) fn new_token_state(
+    t: &NewToken,
+    parent: Option<ParentRow>,
+    user_epoch: i64,
+) -> Result<(Option<i64>, bool), MetaError> {
+    match &t.parent {
+        None => Ok((t.expires_at, false)),
+        Some(TokenParent::Password { epoch }) => Ok((t.expires_at, *epoch != user_epoch)),
+        Some(TokenParent::Token(pid)) => {
+            let Some((kind, _, expires_at, revoked)) = parent.filter(|p| p.1 == t.user_id) else {
+                return Err(MetaError::NotFound(format!("parent token {pid}")));
+            };
+            if TokenKind::parse(&kind)? != TokenKind::Access {
+                return Err(MetaError::Invalid(format!(
+                    "parent token {pid} is not an access token"
+                )));
+            }
+            let expires = match (t.expires_at, expires_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            Ok((expires, revoked))
+        }
+    }
 }
 
 /// One grant row: team's organisation, team, repository (`None` for the namespace), role.

@@ -186,6 +186,7 @@ impl IdentityStore for PgMetaStore {
 
     async fn user_update(&self, id: AccountId, patch: &UserPatch) -> Result<UserRecord, MetaError> {
         let origin = patch.origin.as_ref().map(origin_parts);
+        let mut tx = self.pool.begin().await?;
         let row: Option<UserRow> = sqlx::query_as(&format!(
             "UPDATE accounts SET \
              full_name = COALESCE($2, full_name), \
@@ -196,7 +197,10 @@ impl IdentityStore for PgMetaStore {
              active = COALESCE($9, active), \
              system_admin = COALESCE($10, system_admin), \
              service_account = COALESCE($11, service_account), \
-             updated_at = $12 \
+             updated_at = $12, \
+             credential_epoch = credential_epoch + CASE \
+               WHEN ($5 AND password IS DISTINCT FROM $6) OR ($9 = FALSE AND active) THEN 1 \
+               ELSE 0 END \
              WHERE id = $1 AND kind = 'user' RETURNING {USER_COLUMNS}"
         ))
         .bind(id)
@@ -211,12 +215,25 @@ impl IdentityStore for PgMetaStore {
         .bind(patch.is_system_admin)
         .bind(patch.is_service_account)
         .bind(now_ms())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
-        match row {
-            Some(row) => user_record(row),
-            None => Err(MetaError::NotFound(format!("user {id}"))),
+        let Some(row) = row else {
+            return Err(MetaError::NotFound(format!("user {id}")));
+        };
+        let user = user_record(row)?;
+        if patch.password.is_some() || patch.active == Some(false) {
+            // The refresh tokens of password logins under an earlier epoch.
+            sqlx::query(
+                "UPDATE tokens SET revoked = TRUE WHERE user_id = $1 AND kind = 'refresh' \
+                 AND credential_epoch IS NOT NULL AND credential_epoch <> $2 AND NOT revoked",
+            )
+            .bind(id)
+            .bind(user.credential_epoch)
+            .execute(&mut *tx)
+            .await?;
         }
+        tx.commit().await?;
+        Ok(user)
     }
 
     async fn user_delete(&self, id: AccountId) -> Result<bool, MetaError> {
@@ -795,22 +812,48 @@ impl IdentityStore for PgMetaStore {
     }
 
     async fn token_create(&self, token: &NewToken) -> Result<TokenRecord, MetaError> {
+        check_token_parent(token)?;
         let restriction = restriction_json(&token.restriction)?;
         let mut tx = self.pool.begin().await?;
         check_user(&mut tx, token.user_id).await?;
+        // Locks the user's row, so a password change cannot slip between this read and
+        // the insert.
+        let epoch: i64 =
+            sqlx::query_scalar("SELECT credential_epoch FROM accounts WHERE id = $1 FOR SHARE")
+                .bind(token.user_id)
+                .fetch_one(&mut *tx)
+                .await?;
+        let parent_row: Option<ParentRow> = match &token.parent {
+            Some(TokenParent::Token(pid)) => {
+                sqlx::query_as(
+                    "SELECT kind, user_id, expires_at, revoked FROM tokens WHERE id = $1 \
+                     FOR SHARE",
+                )
+                .bind(pid.as_str())
+                .fetch_optional(&mut *tx)
+                .await?
+            }
+            _ => None,
+        };
+        let (expires_at, revoked) = new_token_state(token, parent_row, epoch)?;
+        let (parent_id, parent_epoch) = parent_columns(&token.parent);
         let now = now_ms();
         sqlx::query(
             "INSERT INTO tokens (id, kind, user_id, description, hash, expires_at, \
-             restriction, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+             restriction, created_at, revoked, parent_id, credential_epoch) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(token.id.as_str())
         .bind(token.kind.as_str())
         .bind(token.user_id)
         .bind(&token.description)
         .bind(token.hash.to_hex())
-        .bind(token.expires_at)
+        .bind(expires_at)
         .bind(restriction)
         .bind(now)
+        .bind(revoked)
+        .bind(parent_id)
+        .bind(parent_epoch)
         .execute(&mut *tx)
         .await
         .map_err(|e| write_err(e, &format!("token {}", token.id)))?;
@@ -821,11 +864,12 @@ impl IdentityStore for PgMetaStore {
             user_id: token.user_id,
             description: token.description.clone(),
             hash: token.hash.clone(),
-            expires_at: token.expires_at,
+            expires_at,
             restriction: token.restriction.clone(),
             created_at: now,
             last_used_at: None,
-            revoked: false,
+            revoked,
+            parent: token.parent.clone(),
         })
     }
 
@@ -864,10 +908,16 @@ impl IdentityStore for PgMetaStore {
     }
 
     async fn token_revoke(&self, id: &SecretId) -> Result<bool, MetaError> {
+        let mut tx = self.pool.begin().await?;
         let r = sqlx::query("UPDATE tokens SET revoked = TRUE WHERE id = $1")
             .bind(id.as_str())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        sqlx::query("UPDATE tokens SET revoked = TRUE WHERE parent_id = $1 AND NOT revoked")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(r.rows_affected() > 0)
     }
 

@@ -44,6 +44,7 @@ fn user_row(r: &Row<'_>) -> rusqlite::Result<UserRow> {
         r.get(9)?,
         r.get(10)?,
         r.get(11)?,
+        r.get(12)?,
     ))
 }
 
@@ -71,6 +72,8 @@ fn token_row(r: &Row<'_>) -> rusqlite::Result<TokenRow> {
         r.get(7)?,
         r.get(8)?,
         r.get(9)?,
+        r.get(10)?,
+        r.get(11)?,
     ))
 }
 
@@ -110,6 +113,17 @@ fn check_user(conn: &Connection, user: AccountId) -> Result<(), MetaError> {
     } else {
         Err(MetaError::NotFound(format!("user {user}")))
     }
+}
+
+/// Revokes the refresh tokens of `user` issued at a password login under another epoch.
+fn revoke_stale_sessions(conn: &Connection, user: AccountId, epoch: i64) -> Result<(), MetaError> {
+    conn.prepare_cached(
+        "UPDATE tokens SET revoked = 1 WHERE user_id = ?1 AND kind = 'refresh' \
+         AND credential_epoch IS NOT NULL AND credential_epoch <> ?2 AND revoked = 0",
+    )
+    .and_then(|mut st| st.execute((user, epoch)))
+    .map_err(sql)?;
+    Ok(())
 }
 
 fn user_by_id(conn: &Connection, id: AccountId) -> Result<UserRecord, MetaError> {
@@ -275,7 +289,10 @@ impl IdentityStore for SqliteMetaStore {
                      active = COALESCE(?9, active), \
                      system_admin = COALESCE(?10, system_admin), \
                      service_account = COALESCE(?11, service_account), \
-                     updated_at = ?12 \
+                     updated_at = ?12, \
+                     credential_epoch = credential_epoch + CASE \
+                       WHEN (?5 AND password IS NOT ?6) OR (?9 = 0 AND active = 1) THEN 1 \
+                       ELSE 0 END \
                      WHERE id = ?1 AND kind = 'user'",
                 )
                 .and_then(|mut st| {
@@ -298,7 +315,11 @@ impl IdentityStore for SqliteMetaStore {
             if n == 0 {
                 return Err(MetaError::NotFound(format!("user {id}")));
             }
-            user_by_id(conn, id)
+            let user = user_by_id(conn, id)?;
+            if p.password.is_some() || p.active == Some(false) {
+                revoke_stale_sessions(conn, id, user.credential_epoch)?;
+            }
+            Ok(user)
         })
         .await
     }
@@ -925,14 +946,36 @@ impl IdentityStore for SqliteMetaStore {
     }
 
     async fn token_create(&self, token: &NewToken) -> Result<TokenRecord, MetaError> {
+        check_token_parent(token)?;
         let t = token.clone();
         let restriction = restriction_json(&t.restriction)?;
         self.write(move |conn| {
             check_user(conn, t.user_id)?;
+            let epoch: i64 = conn
+                .prepare_cached("SELECT credential_epoch FROM accounts WHERE id = ?1")
+                .and_then(|mut st| st.query_row([t.user_id], |r| r.get(0)))
+                .map_err(sql)?;
+            let parent_row = match &t.parent {
+                Some(TokenParent::Token(pid)) => conn
+                    .prepare_cached(
+                        "SELECT kind, user_id, expires_at, revoked FROM tokens WHERE id = ?1",
+                    )
+                    .and_then(|mut st| {
+                        st.query_row([pid.as_str()], |r| {
+                            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                        })
+                        .optional()
+                    })
+                    .map_err(sql)?,
+                _ => None,
+            };
+            let (expires_at, revoked) = new_token_state(&t, parent_row, epoch)?;
+            let (parent_id, parent_epoch) = parent_columns(&t.parent);
             let now = now_ms();
             conn.prepare_cached(
                 "INSERT INTO tokens (id, kind, user_id, description, hash, expires_at, \
-                 restriction, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                 restriction, created_at, revoked, parent_id, credential_epoch) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )
             .and_then(|mut st| {
                 st.execute(rusqlite::params![
@@ -941,9 +984,12 @@ impl IdentityStore for SqliteMetaStore {
                     t.user_id,
                     t.description,
                     t.hash.to_hex(),
-                    t.expires_at,
+                    expires_at,
                     restriction,
-                    now
+                    now,
+                    revoked,
+                    parent_id,
+                    parent_epoch,
                 ])
             })
             .map_err(|e| write_err(e, &format!("token {}", t.id)))?;
@@ -953,11 +999,12 @@ impl IdentityStore for SqliteMetaStore {
                 user_id: t.user_id,
                 description: t.description,
                 hash: t.hash,
-                expires_at: t.expires_at,
+                expires_at,
                 restriction: t.restriction,
                 created_at: now,
                 last_used_at: None,
-                revoked: false,
+                revoked,
+                parent: t.parent,
             })
         })
         .await
@@ -1009,6 +1056,11 @@ impl IdentityStore for SqliteMetaStore {
                 .prepare_cached("UPDATE tokens SET revoked = 1 WHERE id = ?1")
                 .and_then(|mut st| st.execute([id.as_str()]))
                 .map_err(sql)?;
+            conn.prepare_cached(
+                "UPDATE tokens SET revoked = 1 WHERE parent_id = ?1 AND revoked = 0",
+            )
+            .and_then(|mut st| st.execute([id.as_str()]))
+            .map_err(sql)?;
             Ok(n > 0)
         })
         .await

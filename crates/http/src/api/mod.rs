@@ -8,7 +8,8 @@
 //! `#[utoipa::path]` annotations and the types below; every operation also documents the
 //! common error answers (added once, by [`ErrorResponses`]).
 //!
-//! Areas: [`accounts`] (users, service accounts, passwords), [`tokens`] (access tokens),
+//! Areas: [`accounts`] (users, service accounts, passwords), [`tokens`] (access and
+//! refresh tokens),
 //! [`orgs`] (organisations and members), [`teams`] (teams, team members, namespace
 //! grants), [`repos`] (repositories, repository grants), [`audit`], [`directory`] (settings,
 //! sync runs).
@@ -369,7 +370,7 @@ pub fn time(ms: i64) -> String {
     modifiers(&ErrorResponses),
     tags(
         (name = "accounts", description = "Users, service accounts and passwords"),
-        (name = "tokens", description = "Access tokens"),
+        (name = "tokens", description = "Access tokens, and the refresh tokens of the token service"),
         (name = "organisations", description = "Organisations and their members"),
         (name = "teams", description = "Teams, team members and namespace grants"),
         (name = "repositories", description = "Repositories and repository grants"),

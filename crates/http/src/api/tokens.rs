@@ -1,7 +1,9 @@
 //! Access tokens (`berth_<id>_<secret>`, used as a Basic password): create (the secret is
-//! in the answer, once), list without secrets, revoke.
+//! in the answer, once), list without secrets, revoke. The refresh tokens the token
+//! service issues (`offline_token=true`, `access_type=offline`) are listed (`?kind=refresh`)
+//! and revoked through the same two endpoints.
 
-use super::{created, no_content, time, ApiJson, ApiPath, RoleName, Who};
+use super::{created, no_content, time, ApiJson, ApiPath, ApiQuery, RoleName, Who};
 use crate::error::ApiError;
 use crate::AppState;
 use axum::extract::State;
@@ -9,9 +11,9 @@ use axum::response::Response;
 use axum::Json;
 use berth_auth::rbac::{Restriction, RestrictionEntry, RestrictionTarget};
 use berth_core::manage::{Manage, TokenRequest};
-use berth_meta::identity::TokenRecord;
+use berth_meta::identity::{TokenKind, TokenParent, TokenRecord};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 /// What a restriction entry covers.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
@@ -55,10 +57,31 @@ pub struct TokenIn {
     pub restriction: Option<Vec<RestrictionEntryIo>>,
 }
 
-/// An access token, without its secret.
+/// Which tokens to list.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenKindIo {
+    /// Access tokens, used as passwords.
+    #[default]
+    Access,
+    /// Refresh tokens issued by the token service for offline use (`docker login` and
+    /// OAuth clients asking for `offline_token=true` or `access_type=offline`).
+    Refresh,
+}
+
+/// The query of a token listing.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TokenQuery {
+    /// `access` (the default) or `refresh`.
+    pub kind: Option<TokenKindIo>,
+}
+
+/// An access or refresh token, without its secret.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TokenOut {
     pub id: String,
+    pub kind: TokenKindIo,
     pub description: String,
     /// RFC 3339.
     pub created_at: String,
@@ -71,6 +94,15 @@ pub struct TokenOut {
     pub revoked: bool,
     #[schema(nullable)]
     pub restriction: Option<Vec<RestrictionEntryIo>>,
+    /// Refresh tokens only: `password` (issued at a password or directory login; ends
+    /// when the password changes or the account is deactivated) or `token` (issued against
+    /// the access token `parent_token`; ends when that token is revoked or expires, and
+    /// expires no later than it). Null for access tokens.
+    #[schema(nullable)]
+    pub issued_against: Option<String>,
+    /// The id of the access token a refresh token was issued against; null otherwise.
+    #[schema(nullable)]
+    pub parent_token: Option<String>,
 }
 
 /// A new access token: `token` is the secret, shown this once.
@@ -84,8 +116,19 @@ pub struct CreatedTokenOut {
 
 impl From<TokenRecord> for TokenOut {
     fn from(t: TokenRecord) -> TokenOut {
+        let (issued_against, parent_token) = match &t.parent {
+            None => (None, None),
+            Some(TokenParent::Password { .. }) => (Some("password".to_string()), None),
+            Some(TokenParent::Token(p)) => {
+                (Some("token".to_string()), Some(p.as_str().to_string()))
+            }
+        };
         TokenOut {
             id: t.id.as_str().to_string(),
+            kind: match t.kind {
+                TokenKind::Access => TokenKindIo::Access,
+                TokenKind::Refresh => TokenKindIo::Refresh,
+            },
             description: t.description,
             created_at: time(t.created_at),
             expires_at: t.expires_at.map(time),
@@ -107,15 +150,18 @@ impl From<TokenRecord> for TokenOut {
                     })
                     .collect()
             }),
+            issued_against,
+            parent_token,
         }
     }
 }
 
-/// List a user's access tokens (the user; system administrators; for a service account,
-/// its organisations' owners).
+/// List a user's access tokens, or with `kind=refresh` the refresh tokens the token
+/// service issued to them (the user; system administrators; for a service account, its
+/// organisations' owners).
 #[utoipa::path(
     get, path = "/api/v0/users/{user}/tokens", tag = "tokens",
-    params(("user" = String, Path, description = "User name", max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$")),
+    params(("user" = String, Path, description = "User name", max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$"), TokenQuery),
     responses(
         (status = 200, description = "The tokens, newest first, without secrets", body = Vec<TokenOut>),
         (status = 403, description = "Not allowed (DENIED)", body = super::ErrorBody),
@@ -127,8 +173,13 @@ pub async fn list(
     State(st): State<AppState>,
     Who(c): Who,
     ApiPath(user): ApiPath<String>,
+    ApiQuery(q): ApiQuery<TokenQuery>,
 ) -> Result<Json<Vec<TokenOut>>, ApiError> {
-    let t = Manage::new(&st.access).tokens_list(&c, &user).await?;
+    let kind = match q.kind.unwrap_or_default() {
+        TokenKindIo::Access => TokenKind::Access,
+        TokenKindIo::Refresh => TokenKind::Refresh,
+    };
+    let t = Manage::new(&st.access).tokens_list(&c, &user, kind).await?;
     Ok(Json(t.into_iter().map(Into::into).collect()))
 }
 
@@ -183,7 +234,7 @@ pub async fn create(
     }))
 }
 
-/// Revoke an access token.
+/// Revoke an access token (and the refresh tokens issued against it) or a refresh token.
 #[utoipa::path(
     delete, path = "/api/v0/users/{user}/tokens/{token}", tag = "tokens",
     params(

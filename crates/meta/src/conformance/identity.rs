@@ -108,7 +108,24 @@ fn new_token(n: u8, user: AccountId, kind: TokenKind) -> NewToken {
         hash: secret_hash(n),
         expires_at: None,
         restriction: None,
+        parent: (kind == TokenKind::Refresh).then_some(TokenParent::Password { epoch: 0 }),
     }
+}
+
+fn refresh_of(n: u8, user: AccountId, parent: TokenParent) -> NewToken {
+    NewToken {
+        parent: Some(parent),
+        ..new_token(n, user, TokenKind::Refresh)
+    }
+}
+
+async fn revoked(store: &FullStore, n: u8) -> bool {
+    store
+        .token_get(&secret_id(n))
+        .await
+        .expect("token_get")
+        .unwrap_or_else(|| panic!("token {n} is gone"))
+        .revoked
 }
 
 fn names<T>(v: &[T], f: impl Fn(&T) -> &str) -> Vec<String> {
@@ -1315,6 +1332,214 @@ pub async fn tokens_lifecycle(store: FullStore) {
             .unwrap()
             .revoked
     );
+}
+
+/// A refresh token never outlives the credential it was issued against: one issued
+/// against an access token expires no later than it and is revoked with it; one issued at
+/// a password login is revoked when the password changes or the account is deactivated
+/// (and reactivating does not bring it back); one issued under a stale password epoch or
+/// against a revoked token is born revoked. Parents are checked: a refresh token needs
+/// one, an access token has none, a parent token is an access token of the same user.
+pub async fn refresh_tokens_end_with_their_parent(store: FullStore) {
+    let u = user(&store, "rita").await;
+    let other = user(&store, "rob").await;
+    assert_eq!(u.credential_epoch, 0, "a new user starts at epoch 0");
+
+    // Against an access token with a 5-second life: the refresh token's 90 days shrink.
+    let mut parent = new_token(1, u.id, TokenKind::Access);
+    parent.expires_at = Some(1_700_000_005_000);
+    store.token_create(&parent).await.expect("parent");
+    let mut child = refresh_of(2, u.id, TokenParent::Token(secret_id(1)));
+    child.expires_at = Some(1_700_000_000_000 + 90 * 86_400_000);
+    let rec = store.token_create(&child).await.expect("child");
+    assert_eq!(
+        rec.expires_at,
+        Some(1_700_000_005_000),
+        "expires with its parent"
+    );
+    assert_eq!(rec.parent, Some(TokenParent::Token(secret_id(1))));
+    assert_eq!(
+        store.token_get(&secret_id(2)).await.unwrap(),
+        Some(rec.clone()),
+        "stored as returned"
+    );
+    // A refresh token without expiry under a parent that has one takes the parent's.
+    let rec = store
+        .token_create(&refresh_of(3, u.id, TokenParent::Token(secret_id(1))))
+        .await
+        .expect("child without expiry");
+    assert_eq!(rec.expires_at, Some(1_700_000_005_000));
+    // Revoking the parent revokes its children, and nothing else.
+    let pw_child = store
+        .token_create(&refresh_of(4, u.id, TokenParent::Password { epoch: 0 }))
+        .await
+        .expect("password child");
+    assert!(!pw_child.revoked);
+    assert!(store.token_revoke(&secret_id(1)).await.expect("revoke"));
+    assert!(revoked(&store, 2).await && revoked(&store, 3).await);
+    assert!(
+        !revoked(&store, 4).await,
+        "a password session is not the token's"
+    );
+    // Issued against a revoked parent: born revoked.
+    let late = store
+        .token_create(&refresh_of(5, u.id, TokenParent::Token(secret_id(1))))
+        .await
+        .expect("child of a revoked parent");
+    assert!(late.revoked && revoked(&store, 5).await);
+
+    // The parent must be an access token of the same user.
+    store
+        .token_create(&new_token(6, other.id, TokenKind::Access))
+        .await
+        .expect("other's token");
+    expect_not_found(
+        store
+            .token_create(&refresh_of(7, u.id, TokenParent::Token(secret_id(6))))
+            .await,
+        "a parent of another user",
+    );
+    expect_not_found(
+        store
+            .token_create(&refresh_of(7, u.id, TokenParent::Token(secret_id(99))))
+            .await,
+        "a missing parent",
+    );
+    expect_invalid(
+        store
+            .token_create(&refresh_of(7, u.id, TokenParent::Token(secret_id(4))))
+            .await,
+        "a refresh token as a parent",
+    );
+    expect_invalid(
+        store
+            .token_create(&NewToken {
+                parent: None,
+                ..new_token(7, u.id, TokenKind::Refresh)
+            })
+            .await,
+        "a refresh token without a parent",
+    );
+    expect_invalid(
+        store
+            .token_create(&NewToken {
+                parent: Some(TokenParent::Password { epoch: 0 }),
+                ..new_token(7, u.id, TokenKind::Access)
+            })
+            .await,
+        "an access token with a parent",
+    );
+    assert_eq!(store.token_get(&secret_id(7)).await.unwrap(), None);
+
+    // A password change moves the epoch and ends the password's sessions, and only those.
+    store
+        .token_create(&new_token(8, u.id, TokenKind::Access))
+        .await
+        .expect("access token");
+    store
+        .token_create(&refresh_of(9, u.id, TokenParent::Token(secret_id(8))))
+        .await
+        .expect("child of 8");
+    store
+        .token_create(&refresh_of(
+            10,
+            other.id,
+            TokenParent::Password { epoch: 0 },
+        ))
+        .await
+        .expect("other's session");
+    let same = store
+        .user_update(
+            u.id,
+            &UserPatch {
+                full_name: Some("Rita R.".into()),
+                password: Some(u.password.clone()),
+                active: Some(true),
+                ..UserPatch::default()
+            },
+        )
+        .await
+        .expect("no credential change");
+    assert_eq!(same.credential_epoch, 0, "the same hash, still active");
+    assert!(!revoked(&store, 4).await);
+    let changed = store
+        .user_update(
+            u.id,
+            &UserPatch {
+                password: Some(Some(
+                    "$argon2id$v=19$m=19456,t=2,p=1$bmV3c2FsdA$bmV3aGFzaA".into(),
+                )),
+                ..UserPatch::default()
+            },
+        )
+        .await
+        .expect("password change");
+    assert_eq!(changed.credential_epoch, 1);
+    assert_eq!(
+        store
+            .user_get(UserKey::Id(u.id))
+            .await
+            .unwrap()
+            .map(|u| u.credential_epoch),
+        Some(1)
+    );
+    assert!(revoked(&store, 4).await, "the old password's session ends");
+    assert!(
+        !revoked(&store, 9).await,
+        "an access token's session is not the password's"
+    );
+    assert!(!revoked(&store, 10).await, "another user's session");
+    // Issued after the change but for a login under the old epoch: born revoked.
+    let stale = store
+        .token_create(&refresh_of(11, u.id, TokenParent::Password { epoch: 0 }))
+        .await
+        .expect("stale session");
+    assert!(stale.revoked);
+    let fresh = store
+        .token_create(&refresh_of(12, u.id, TokenParent::Password { epoch: 1 }))
+        .await
+        .expect("fresh session");
+    assert!(!fresh.revoked && fresh.parent == Some(TokenParent::Password { epoch: 1 }));
+
+    // Deactivation ends the password's sessions too; reactivation does not revive them.
+    let off = store
+        .user_update(
+            u.id,
+            &UserPatch {
+                active: Some(false),
+                ..UserPatch::default()
+            },
+        )
+        .await
+        .expect("deactivate");
+    assert_eq!(off.credential_epoch, 2);
+    assert!(revoked(&store, 12).await);
+    let on = store
+        .user_update(
+            u.id,
+            &UserPatch {
+                active: Some(true),
+                ..UserPatch::default()
+            },
+        )
+        .await
+        .expect("reactivate");
+    assert_eq!(on.credential_epoch, 2, "reactivation is no new credential");
+    assert!(revoked(&store, 12).await);
+    // Listings show refresh tokens with their parents.
+    let list = store
+        .tokens_list(u.id, TokenKind::Refresh)
+        .await
+        .expect("list");
+    assert_eq!(list.len(), 7);
+    assert!(list
+        .iter()
+        .all(|t| t.parent.is_some() && t.kind == TokenKind::Refresh));
+
+    // Deleting the user takes every token.
+    assert!(store.user_delete(u.id).await.expect("delete"));
+    assert_eq!(store.token_get(&secret_id(9)).await.unwrap(), None);
+    assert!(!revoked(&store, 10).await);
 }
 
 /// Several keys, newest first; retiring keeps a key for verification.

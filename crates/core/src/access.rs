@@ -929,7 +929,6 @@ impl Access {
             }
             _ => vec![],
         };
-        let user = caller.subject.active_user();
         let chunk = n.clamp(100, 10_000);
         let mut out: Vec<String> = Vec::new();
         let mut cursor = last.map(str::to_string);
@@ -944,20 +943,11 @@ impl Access {
             let exhausted = rows.len() < chunk as usize;
             for r in rows {
                 cursor = Some(r.name.as_str().to_string());
-                let ns = r.name.namespace().to_string();
-                let namespace = match user {
-                    Some(u) if u.name == ns => rbac::NamespaceKind::User,
-                    Some(u) if u.orgs.iter().any(|m| m.org == ns) => {
-                        rbac::NamespaceKind::Organization {
-                            members_can_create: false,
-                        }
-                    }
-                    _ => rbac::NamespaceKind::Unknown,
-                };
                 let repo = rbac::Repository {
                     name: r.name,
                     visibility: Some(r.visibility),
-                    namespace,
+                    // The owning account's kind, by id (never the caller's name).
+                    namespace: r.namespace,
                 };
                 if everything || !rbac::catalog_filter(&caller.subject, &grants, [&repo]).is_empty()
                 {

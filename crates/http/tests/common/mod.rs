@@ -127,12 +127,13 @@ impl World {
                     active: true,
                     is_system_admin: admin,
                     is_service_account: false,
+                    claim_namespace: false,
                 })
                 .await
                 .unwrap();
             users.insert(name, u.id);
         }
-        id.org_create("acme", "Acme", &OrgSettings::default())
+        id.org_create("acme", "Acme", &OrgSettings::default(), false)
             .await
             .unwrap();
         id.org_member_set("acme", users["owner"], true)

@@ -137,8 +137,9 @@ fn org_by_name(conn: &Connection, name: &str) -> Result<Option<OrgRecord>, MetaE
 fn namespace_held(conn: &Connection, ns: &str) -> Result<bool, MetaError> {
     let (slash, after) = namespace_bounds(ns);
     conn.prepare_cached(
-        "SELECT 1 FROM repositories WHERE owner_id IS NULL \
-         AND (name = ?1 OR (name >= ?2 AND name < ?3)) LIMIT 1",
+        // `+owner_id`: search the namespace's name range, not every ownerless repository.
+        "SELECT 1 FROM repositories WHERE (name = ?1 OR (name >= ?2 AND name < ?3)) \
+         AND +owner_id IS NULL LIMIT 1",
     )
     .and_then(|mut st| st.exists((ns, &slash, &after)))
     .map_err(sql)
@@ -148,8 +149,8 @@ fn namespace_held(conn: &Connection, ns: &str) -> Result<bool, MetaError> {
 fn namespace_claim(conn: &Connection, ns: &str, owner: AccountId) -> Result<(), MetaError> {
     let (slash, after) = namespace_bounds(ns);
     conn.prepare_cached(
-        "UPDATE repositories SET owner_id = ?4 WHERE owner_id IS NULL \
-         AND (name = ?1 OR (name >= ?2 AND name < ?3))",
+        "UPDATE repositories SET owner_id = ?4 WHERE (name = ?1 OR (name >= ?2 AND name < ?3)) \
+         AND +owner_id IS NULL",
     )
     .and_then(|mut st| st.execute((ns, &slash, &after, owner)))
     .map_err(sql)?;

@@ -73,6 +73,11 @@ pub enum UserCmd {
         email: Option<String>,
         #[arg(long, default_value = "")]
         full_name: String,
+        /// Take the repositories that the name's namespace holds without an owner
+        /// (pushed where no account existed, or left by a deleted account); without it,
+        /// such a name is refused.
+        #[arg(long)]
+        claim_namespace: bool,
     },
     /// Sets a user's password (and reactivates the account).
     Password {
@@ -95,6 +100,11 @@ pub enum OrgCmd {
         /// New repositories are public (default: private).
         #[arg(long)]
         public: bool,
+        /// Take the repositories that the name's namespace holds without an owner
+        /// (pushed where no account existed, or left by a deleted account); without it,
+        /// such a name is refused.
+        #[arg(long)]
+        claim_namespace: bool,
     },
     /// Lists organisations.
     List,
@@ -295,6 +305,7 @@ pub async fn run(store: &dyn IdentityStore, cmd: AdminCmd) -> anyhow::Result<()>
             service_account,
             email,
             full_name,
+            claim_namespace,
         }) => {
             check_name(&name)?;
             let pw = read_password(&password)?;
@@ -307,8 +318,13 @@ pub async fn run(store: &dyn IdentityStore, cmd: AdminCmd) -> anyhow::Result<()>
                 active: true,
                 is_system_admin: admin,
                 is_service_account: service_account,
+                claim_namespace,
             };
             let rec = store.user_create(&user).await?;
+            if claim_namespace {
+                let detail = serde_json::json!({ "account": "user" });
+                audit(store, "namespace.claim", &rec.name, detail).await;
+            }
             println!("created user {} (id {})", rec.name, rec.id);
         }
         AdminCmd::User(UserCmd::Password { name, password }) => {
@@ -357,6 +373,7 @@ pub async fn run(store: &dyn IdentityStore, cmd: AdminCmd) -> anyhow::Result<()>
             name,
             members_can_create,
             public,
+            claim_namespace,
         }) => {
             check_name(&name)?;
             let settings = OrgSettings {
@@ -367,7 +384,13 @@ pub async fn run(store: &dyn IdentityStore, cmd: AdminCmd) -> anyhow::Result<()>
                     berth_auth::rbac::Visibility::Private
                 },
             };
-            store.org_create(&name, "", &settings).await?;
+            store
+                .org_create(&name, "", &settings, claim_namespace)
+                .await?;
+            if claim_namespace {
+                let detail = serde_json::json!({ "account": "organisation" });
+                audit(store, "namespace.claim", &name, detail).await;
+            }
             println!("created organisation {name}");
         }
         AdminCmd::Org(OrgCmd::List) => {
@@ -622,11 +645,22 @@ pub async fn ensure_first_admin(
         active: true,
         is_system_admin: true,
         is_service_account: false,
+        claim_namespace: false,
     };
     match store.user_create(&user).await {
         Ok(_) => {}
         // Another replica created it first.
         Err(berth_meta::MetaError::Conflict(_)) => return Ok(()),
+        // Repositories no account owns are in the namespace `admin` (the administrator
+        // was deleted): a new account does not take them unless an operator says so.
+        Err(e @ berth_meta::MetaError::NamespaceHeld(_)) => {
+            tracing::warn!(
+                error = %e,
+                "the first administrator was not created; create one with `berth admin user \
+                 create NAME --admin` (`--claim-namespace` to give it those repositories)"
+            );
+            return Ok(());
+        }
         Err(e) => return Err(e.into()),
     }
     if generated {

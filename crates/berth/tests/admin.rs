@@ -371,3 +371,156 @@ fn grants_repositories_and_tokens() {
         out.stderr
     );
 }
+
+both_backends!(ownerless_namespaces_are_claimed_only_explicitly);
+
+/// Pushes a one-layer image as `repo:tag` with the administrator's credentials; its digest.
+fn push_small(server: &Server, repo: &str, tag: &str) -> String {
+    let http = server.http();
+    let config = format!("{{\"salt\":\"{}\"}}", unique()).into_bytes();
+    let layer = format!("layer {}", unique()).into_bytes();
+    let mut descriptors = Vec::new();
+    for (b, media) in [
+        (&config, OCI_CONFIG),
+        (&layer, "application/vnd.oci.image.layer.v1.tar"),
+    ] {
+        let d = sha256_digest(b);
+        let r = http
+            .post(server.url(&format!("/v2/{repo}/blobs/uploads/?digest={d}")))
+            .header("Content-Type", "application/octet-stream")
+            .body(b.clone())
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 201, "blob into {repo}");
+        descriptors.push(serde_json::json!({"mediaType": media, "digest": d, "size": b.len()}));
+    }
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": descriptors[0],
+        "layers": [descriptors[1]],
+    }))
+    .unwrap();
+    let r = http
+        .put(server.url(&format!("/v2/{repo}/manifests/{tag}")))
+        .header("Content-Type", OCI_MANIFEST)
+        .body(manifest.clone())
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201, "manifest {repo}:{tag}");
+    sha256_digest(&manifest)
+}
+
+/// A JSON request to the management API as `user`; status and body.
+fn api_as(
+    server: &Server,
+    method: reqwest::Method,
+    path: &str,
+    user: (&str, &str),
+    body: &str,
+) -> (u16, String) {
+    let r = server
+        .http_anon()
+        .request(method, server.url(path))
+        .header("Authorization", basic_auth(user.0, user.1))
+        .header("Content-Type", "application/json")
+        .body(body.to_string())
+        .send()
+        .unwrap();
+    (r.status().as_u16(), r.text().unwrap())
+}
+
+/// Issue 10, end to end on both store pairs: an organisation owner cannot make a service
+/// account named after a namespace that holds repositories of no account (an
+/// administrator's `library/base:1`, a deleted user's `carol/app`), so cannot overwrite or
+/// publish them; `berth admin user create` refuses such a name too, and takes it with
+/// `--claim-namespace` (audited), after which the new `carol` owns `carol/app`.
+fn ownerless_namespaces_are_claimed_only_explicitly(backend: Backend) {
+    use reqwest::Method;
+    let server = Server::start(backend);
+    let admin = server.admin_creds();
+    let admin = (admin.0.to_string(), admin.1.to_string());
+    let admin = (admin.0.as_str(), admin.1.as_str());
+    let base = push_small(&server, "library/base", "1");
+    server.admin_ok(&["org", "create", "acme"], None);
+    let olive = ("olive", "olive-password-1234");
+    server.create_user(olive.0, olive.1);
+    let (s, b) = api_as(
+        &server,
+        Method::PUT,
+        "/api/v0/orgs/acme/members/olive",
+        admin,
+        r#"{"is_owner": true}"#,
+    );
+    assert_eq!(s, 204, "{b}");
+    server.create_user("carol", "carol-password-1234");
+    push_small(&server, "carol/app", "1");
+    let (s, b) = api_as(&server, Method::DELETE, "/api/v0/users/carol", admin, "");
+    assert_eq!(s, 204, "{b}");
+
+    for ns in ["library", "carol"] {
+        let (s, b) = api_as(
+            &server,
+            Method::POST,
+            "/api/v0/service-accounts",
+            olive,
+            &format!(r#"{{"name": "{ns}", "org": "acme"}}"#),
+        );
+        assert_eq!(s, 409, "service account {ns}: {b}");
+        assert!(b.contains("CONFLICT") && b.contains("claim"), "{b}");
+    }
+    // The owner's own attempts on library/base: overwrite the tag, make it public.
+    let r = server.request_as(
+        Method::POST,
+        "/v2/library/base/blobs/uploads/",
+        olive.0,
+        olive.1,
+    );
+    assert_eq!(r.status, 404, "push into library/base");
+    let (s, b) = api_as(
+        &server,
+        Method::PATCH,
+        "/api/v0/repositories/library%2Fbase",
+        olive,
+        r#"{"visibility": "public"}"#,
+    );
+    assert_eq!(s, 404, "{b}");
+    assert_eq!(
+        server
+            .get_anon("/v2/library/base/manifests/1", Some(OCI_MANIFEST))
+            .status,
+        401
+    );
+    let r = server.manifest("library/base", "1");
+    assert_eq!(sha256_digest(&r.body), base);
+
+    // `berth admin` goes through the same check, and claims only when told to.
+    let out = server.admin(
+        &["user", "create", "carol", "--password-stdin"],
+        Some("carol-password-5678\n"),
+    );
+    assert!(!out.status.success(), "created carol: {}", out.stdout);
+    assert!(out.stderr.contains("claim"), "{}", out.stderr);
+    server.admin_ok(
+        &[
+            "user",
+            "create",
+            "carol",
+            "--password-stdin",
+            "--claim-namespace",
+        ],
+        Some("carol-password-5678\n"),
+    );
+    let r = server.request_as(
+        Method::GET,
+        "/v2/carol/app/tags/list",
+        "carol",
+        "carol-password-5678",
+    );
+    assert_eq!(r.status, 200, "the claiming account owns carol/app");
+    let r = server.get("/api/v0/audit?action=namespace.claim", None);
+    r.expect(200);
+    let audit: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(audit["items"][0]["target"], "carol", "{audit}");
+    assert_eq!(audit["items"][0]["source"], "berth admin", "{audit}");
+}

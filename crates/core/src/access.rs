@@ -1207,18 +1207,11 @@ impl Access {
 
     /// Whether `subject` may pull `r` (the listing's filter).
     fn may_list(&self, subject: &Subject, grants: &[rbac::Grant], r: &RepoSettings) -> bool {
-        let ns = r.name.namespace();
-        let namespace = match subject.active_user() {
-            Some(u) if u.name == ns => rbac::NamespaceKind::User,
-            Some(u) if u.orgs.iter().any(|m| m.org == ns) => rbac::NamespaceKind::Organization {
-                members_can_create: false,
-            },
-            _ => rbac::NamespaceKind::Unknown,
-        };
         let repo = rbac::Repository {
             name: r.name.clone(),
             visibility: Some(r.visibility),
-            namespace,
+            // The owning account's kind, by id (never the caller's name).
+            namespace: r.namespace,
         };
         !rbac::catalog_filter(subject, grants, [&repo]).is_empty()
     }

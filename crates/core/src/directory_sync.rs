@@ -360,6 +360,7 @@ async fn apply(
             active: true,
             is_system_admin: false,
             is_service_account: false,
+            claim_namespace: false,
         };
         match identity.user_create(&new).await {
             Ok(rec) => {
@@ -380,6 +381,12 @@ async fn apply(
             }
             Err(MetaError::Invalid(why)) => report.warnings.push(format!(
                 "directory user {} was not created: {why}",
+                n.username
+            )),
+            // The name's namespace holds repositories no account owns: a directory account
+            // does not take them; a system administrator may claim the name.
+            Err(e @ MetaError::NamespaceHeld(_)) => report.warnings.push(format!(
+                "directory user {} was not created: {e}",
                 n.username
             )),
             Err(e) => return Err(e.into()),
@@ -506,6 +513,7 @@ pub async fn provision(
             active: true,
             is_system_admin: false,
             is_service_account: false,
+            claim_namespace: false,
         })
         .await
     {
@@ -516,6 +524,12 @@ pub async fn provision(
                 Some(rec) if matches!(rec.origin, Origin::Directory { .. }) => rec,
                 _ => return Ok(None),
             }
+        }
+        // Repositories no account owns are in the name's namespace: refused like an
+        // ineligible user until a system administrator claims the name.
+        Err(e @ MetaError::NamespaceHeld(_)) => {
+            tracing::warn!(user = %new.username, error = %e, "directory account not created");
+            return Ok(None);
         }
         Err(e) => return Err(e.into()),
     };
@@ -690,6 +704,63 @@ mod tests {
     }
 
     /// The audit detail is the report, and older or partial details still read.
+    /// Issue 10: a directory account is created through the same check as every other
+    /// account: a name whose namespace holds repositories no account owns (here left by a
+    /// deleted user) is not created, the run reports it and goes on with the others.
+    #[tokio::test]
+    async fn directory_accounts_do_not_take_ownerless_namespaces() {
+        use berth_meta::MetaStore;
+        let dir = tempfile::tempdir().unwrap();
+        let store = berth_meta::SqliteMetaStore::open(&dir.path().join("m.db"))
+            .await
+            .unwrap();
+        let old = store
+            .user_create(&NewUser {
+                name: "carol".into(),
+                full_name: String::new(),
+                email: None,
+                password: None,
+                origin: Origin::Local,
+                active: true,
+                is_system_admin: false,
+                is_service_account: false,
+                claim_namespace: false,
+            })
+            .await
+            .unwrap();
+        let app = berth_oci::RepoName::parse("carol/app").unwrap();
+        store
+            .blob_link(&app, &berth_oci::Digest::sha256_of(b"x"), 1)
+            .await
+            .unwrap();
+        assert!(store.user_delete(old.id).await.unwrap());
+        let new = |n: &str| berth_directory::sync::NewUser {
+            username: n.into(),
+            dn: format!("uid={n},ou=people"),
+            email: None,
+            full_name: None,
+        };
+        let plan = SyncPlan {
+            create: vec![new("carol"), new("dave")],
+            ..SyncPlan::default()
+        };
+        let mut users = BTreeMap::new();
+        let mut report = SyncReport::started(Trigger::Api);
+        apply(&store, &plan, &mut users, &mut report).await.unwrap();
+        assert_eq!(report.counts.created, 1);
+        assert_eq!(users.keys().collect::<Vec<_>>(), ["dave"]);
+        assert!(
+            report
+                .warnings
+                .iter()
+                .any(|w| w.contains("carol") && w.contains("claim")),
+            "{:?}",
+            report.warnings
+        );
+        assert_eq!(store.user_get(UserKey::Name("carol")).await.unwrap(), None);
+        store.close().await;
+    }
+
     #[test]
     fn report_round_trips_through_the_audit_detail() {
         let r = SyncReport {

@@ -12,6 +12,9 @@
 //!   organisations, their members and teams: any authenticated caller;
 //! - creating, deleting users and organisations, the system administrator flag and
 //!   activation: system administrators;
+//! - claiming a namespace that holds repositories no account owns (creating an account
+//!   of that name, which the store refuses otherwise): system administrators, explicitly
+//!   (`claim_namespace`), audited as `namespace.claim`;
 //! - a user's own full name, e-mail and password (with the current password): the user;
 //! - organisation settings, members, owners, teams, team members and namespace grants:
 //!   the organisation's owners; service accounts of the organisation: its owners too;
@@ -88,6 +91,7 @@ impl From<MetaError> for ManageError {
             MetaError::NotFound(s) => ManageError::NotFound(s),
             MetaError::Conflict(s) => ManageError::Conflict(s),
             MetaError::Invalid(s) => ManageError::Invalid(s),
+            e @ MetaError::NamespaceHeld(_) => ManageError::State(e.to_string()),
             other => ManageError::Store(other),
         }
     }
@@ -119,6 +123,8 @@ pub struct LocalUser {
     pub full_name: String,
     pub email: Option<String>,
     pub is_system_admin: bool,
+    /// Take the repositories that the name's namespace holds without an owner.
+    pub claim_namespace: bool,
 }
 
 /// Changes to a user; `None` leaves a field alone.
@@ -320,6 +326,17 @@ impl<'a> Manage<'a> {
         self.access.audit(c, action, target, detail).await
     }
 
+    /// The audit event of a namespace claimed by a new account.
+    async fn audit_claim(&self, c: &Caller, name: &str, account: &str) {
+        self.audit(
+            c,
+            "namespace.claim",
+            name,
+            serde_json::json!({ "account": account }),
+        )
+        .await;
+    }
+
     async fn find_user(&self, name: &str) -> Result<UserRecord> {
         check_name("user", name)?;
         self.access
@@ -389,10 +406,14 @@ impl<'a> Manage<'a> {
                 active: true,
                 is_system_admin: u.is_system_admin,
                 is_service_account: false,
+                claim_namespace: u.claim_namespace,
             })
             .await?;
         self.audit(c, "user.create", &rec.name, serde_json::json!({}))
             .await;
+        if u.claim_namespace {
+            self.audit_claim(c, &rec.name, "user").await;
+        }
         if rec.is_system_admin {
             self.audit(
                 c,
@@ -407,13 +428,15 @@ impl<'a> Manage<'a> {
 
     /// Creates a service account (no password; it authenticates with access tokens). A
     /// system administrator may create one anywhere; an organisation's owner, as a member
-    /// of that organisation.
+    /// of that organisation. Like every account, never with a name whose namespace holds
+    /// repositories that no account owns, unless a system administrator claims them.
     pub async fn service_account_create(
         &self,
         c: &Caller,
         name: &str,
         full_name: &str,
         org: Option<&str>,
+        claim_namespace: bool,
     ) -> Result<UserRecord> {
         check_name("user", name)?;
         check_text("full_name", full_name)?;
@@ -427,6 +450,9 @@ impl<'a> Manage<'a> {
             }
             None => self.require_admin(c, "create service accounts outside an organisation")?,
         }
+        if claim_namespace {
+            self.require_admin(c, "claim a namespace")?;
+        }
         let id = self.access.identity();
         let rec = id
             .user_create(&NewUser {
@@ -438,6 +464,7 @@ impl<'a> Manage<'a> {
                 active: true,
                 is_system_admin: false,
                 is_service_account: true,
+                claim_namespace,
             })
             .await?;
         self.audit(
@@ -447,6 +474,9 @@ impl<'a> Manage<'a> {
             serde_json::json!({ "service_account": true }),
         )
         .await;
+        if claim_namespace {
+            self.audit_claim(c, name, "service account").await;
+        }
         if let Some(o) = org {
             id.org_member_set(o, rec.id, false).await?;
             self.audit(
@@ -643,13 +673,15 @@ impl<'a> Manage<'a> {
             .ok_or_else(|| ManageError::NotFound(format!("organisation {name}")))
     }
 
-    /// Creates an organisation (system administrators).
+    /// Creates an organisation (system administrators), claiming the repositories its
+    /// namespace holds without an owner if `claim_namespace`.
     pub async fn org_create(
         &self,
         c: &Caller,
         name: &str,
         full_name: &str,
         settings: OrgSettings,
+        claim_namespace: bool,
     ) -> Result<OrgRecord> {
         check_name("organisation", name)?;
         check_text("full_name", full_name)?;
@@ -657,10 +689,13 @@ impl<'a> Manage<'a> {
         let rec = self
             .access
             .identity()
-            .org_create(name, full_name, &settings)
+            .org_create(name, full_name, &settings, claim_namespace)
             .await?;
         self.audit(c, "org.create", name, org_detail(&rec.settings))
             .await;
+        if claim_namespace {
+            self.audit_claim(c, name, "organisation").await;
+        }
         Ok(rec)
     }
 

@@ -125,12 +125,13 @@ async fn world_with(directory: Option<berth_directory::DirectoryClient>) -> Worl
                 active: true,
                 is_system_admin: admin,
                 is_service_account: service,
+                claim_namespace: false,
             })
             .await
             .unwrap();
         users.insert(name, u.id);
     }
-    id.org_create("acme", "Acme", &OrgSettings::default())
+    id.org_create("acme", "Acme", &OrgSettings::default(), false)
         .await
         .unwrap();
     id.org_member_set("acme", users["owner"], true)
@@ -339,7 +340,21 @@ fn cell_request(
         "private" => "acme%2Fprivate-app",
         _ => "",
     };
-    let body = match endpoint {
+    // Account creation under a name whose namespace holds a repository no account owns.
+    let claim = match vis {
+        "ownerless" => Some(false),
+        "claim" => Some(true),
+        _ => None,
+    };
+    let body = match (endpoint, claim) {
+        ("POST /api/v0/users", Some(c)) => Some(json!({
+            "name": "library", "password": "a-long-password", "claim_namespace": c})),
+        ("POST /api/v0/service-accounts", Some(c)) => Some(json!({
+            "name": "library", "org": "acme", "claim_namespace": c})),
+        ("POST /api/v0/orgs", Some(c)) => Some(json!({"name": "library", "claim_namespace": c})),
+        _ => None,
+    };
+    let body = body.or(match endpoint {
         "POST /api/v0/users" => Some(json!({"name": "newuser", "password": "a-long-password"})),
         "PATCH /api/v0/users/{user}" => Some(json!({"full_name": "Reader"})),
         "PUT /api/v0/users/{user}/password" => Some(json!({
@@ -367,7 +382,7 @@ fn cell_request(
             Some(json!({"role": "read-write"}))
         }
         _ => None,
-    };
+    });
     // Which objects the templated paths name: what the request is about must exist, so
     // an allowed request really succeeds.
     let (user, team) = match endpoint {
@@ -421,6 +436,14 @@ async fn authorization_matrix() {
     let mut failures = Vec::new();
     for (endpoint, subject, vis, status, code) in &rows {
         let w = world().await;
+        if matches!(*vis, "ownerless" | "claim") {
+            // An administrator's repository in a namespace without an account.
+            w.access
+                .identity()
+                .repo_create(&RepoName::parse("library/base").unwrap(), None, None)
+                .await
+                .unwrap();
+        }
         let (method, path, body) = cell_request(&w, endpoint, vis);
         let r = w.as_(subject, &method, &path, body).await;
         let got = (r.status.as_u16(), r.code());

@@ -694,3 +694,178 @@ async fn a_deactivated_account_does_not_confirm_its_password() {
         );
     }
 }
+
+/// Issue 10: an organisation owner takes over a namespace that belongs to nobody. An
+/// administrator pushed `library/base:1`; a user `carol` left `carol/app` and an
+/// organisation `oldco` left `oldco/app` when they were deleted. The owner of `acme`
+/// creates a service account of acme named after each namespace, to push into it with
+/// the account's token, overwrite `library/base:1` and make it public. Every name is
+/// refused with 409 CONFLICT (the namespace holds repositories no account owns), so there
+/// is no account to act as, and the owner's own attempts are refused as before; only a
+/// system administrator may claim the name, explicitly and audited.
+#[tokio::test]
+async fn an_org_owner_cannot_take_over_an_ownerless_namespace() {
+    let w = World::new().await;
+    let root = w.root();
+    let owner = w.creds["org-owner"].as_deref();
+    let json = [("content-type", "application/json")];
+    let (base, _) = w.manifest("library/base", Some("1"), "base").await;
+    // A user's and an organisation's repositories, left behind by their deletion.
+    for (create, body, repo, delete) in [
+        (
+            "/api/v0/users",
+            r#"{"name": "carol", "password": "a-long-password"}"#,
+            "carol/app",
+            "/api/v0/users/carol",
+        ),
+        (
+            "/api/v0/orgs",
+            r#"{"name": "oldco"}"#,
+            "oldco/app",
+            "/api/v0/orgs/oldco",
+        ),
+    ] {
+        let r = w.req("POST", create, root, &json, body).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{create}");
+        w.manifest(repo, Some("1"), repo).await;
+        let r = w.req("DELETE", delete, root, &[], Body::empty()).await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{delete}");
+    }
+
+    for ns in ["library", "carol", "oldco"] {
+        let body = format!(r#"{{"name": "{ns}", "org": "acme"}}"#);
+        let r = w
+            .req("POST", "/api/v0/service-accounts", owner, &json, body)
+            .await;
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (StatusCode::CONFLICT, "CONFLICT"),
+            "service account {ns}: {:?}",
+            r.body
+        );
+        let msg = r.json()["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(msg.contains(ns) && msg.contains("claim"), "{msg}");
+        // Claiming is for system administrators only.
+        let body = format!(r#"{{"name": "{ns}", "org": "acme", "claim_namespace": true}}"#);
+        let r = w
+            .req("POST", "/api/v0/service-accounts", owner, &json, body)
+            .await;
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (StatusCode::FORBIDDEN, "DENIED")
+        );
+        // No account came to be: no token to act with.
+        let r = w
+            .req(
+                "POST",
+                &format!("/api/v0/users/{ns}/tokens"),
+                owner,
+                &json,
+                r#"{"description": "ci"}"#,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "token for {ns}");
+    }
+    // The owner's own attempts: overwrite the tag, push into the namespace, make it public.
+    let (_, m) = w.manifest("acme/private-app", None, "evil").await;
+    let r = w
+        .req(
+            "PUT",
+            "/v2/library/base/manifests/1",
+            owner,
+            &[("content-type", OCI_MANIFEST)],
+            m,
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::NOT_FOUND, "NAME_UNKNOWN")
+    );
+    let r = w
+        .req(
+            "POST",
+            "/v2/library/new/blobs/uploads/",
+            owner,
+            &[],
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::NOT_FOUND, "NAME_UNKNOWN")
+    );
+    let r = w
+        .req(
+            "PATCH",
+            "/api/v0/repositories/library%2Fbase",
+            owner,
+            &json,
+            r#"{"visibility": "public"}"#,
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::NOT_FOUND, "NAME_UNKNOWN")
+    );
+    // Unchanged: private, and the tag names the administrator's manifest.
+    let r = w
+        .req(
+            "GET",
+            "/v2/library/base/manifests/1",
+            None,
+            &[],
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let r = w
+        .req(
+            "HEAD",
+            "/v2/library/base/manifests/1",
+            root,
+            &[],
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(r.headers["docker-content-digest"], base.as_str());
+
+    // A system administrator claims `library` explicitly: the account owns the namespace,
+    // and the claim is audited.
+    let r = w
+        .req(
+            "POST",
+            "/api/v0/service-accounts",
+            root,
+            &json,
+            r#"{"name": "library", "org": "acme", "claim_namespace": true}"#,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let r = w
+        .req(
+            "GET",
+            "/api/v0/audit?action=namespace.claim",
+            root,
+            &[],
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let items = r.json()["items"].as_array().unwrap().clone();
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert_eq!(items[0]["target"], "library");
+    // The other names stay refused.
+    let r = w
+        .req(
+            "POST",
+            "/api/v0/users",
+            root,
+            &json,
+            r#"{"name": "carol", "password": "a-long-password"}"#,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+}

@@ -123,6 +123,7 @@ macro_rules! meta_store_conformance {
             team_delete_cascades,
             repository_settings_and_default_visibility,
             repository_delete_takes_its_rows,
+            namespaces_belong_to_accounts_by_identity,
             grants_roundtrip,
             access_for_loads_the_decision_inputs,
             tokens_lifecycle,

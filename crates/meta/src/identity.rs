@@ -18,7 +18,7 @@
 
 use crate::MetaError;
 use async_trait::async_trait;
-use berth_auth::rbac::{Grant, Repository, Restriction, Role, Subject, Visibility};
+use berth_auth::rbac::{Grant, NamespaceKind, Repository, Restriction, Role, Subject, Visibility};
 use berth_auth::secret::{SecretHash, SecretId};
 use berth_oci::RepoName;
 
@@ -60,6 +60,10 @@ pub struct NewUser {
     pub is_system_admin: bool,
     /// A non-person account for CI; authenticates with access tokens.
     pub is_service_account: bool,
+    /// Take the repositories that the name's namespace holds without an owner (see
+    /// [`IdentityStore::user_create`]). Only a system administrator's explicit request
+    /// sets this.
+    pub claim_namespace: bool,
 }
 
 /// A stored user. `Debug` leaves the password hash out.
@@ -151,6 +155,11 @@ pub struct TeamRecord {
 pub struct RepoSettings {
     pub name: RepoName,
     pub visibility: Visibility,
+    /// The kind of the account that owns the repository (the one whose namespace held it
+    /// when it was created, or that claimed it), as the access decision needs it;
+    /// [`NamespaceKind::Unknown`] when no account owns it (an account of the same name
+    /// created later does not own it).
+    pub namespace: NamespaceKind,
     /// The account that created it, if known (`None` for repositories created before
     /// accounts existed, or whose creator was deleted).
     pub created_by: Option<AccountId>,
@@ -361,7 +370,11 @@ pub trait IdentityStore: Send + Sync + 'static {
     // --- users ---------------------------------------------------------------------
 
     /// Creates a user. `Conflict` if a user or an organisation has the name; `Invalid` if
-    /// the name is not lowercase or empty.
+    /// the name is not lowercase or empty. A name is also a namespace: if repositories
+    /// that no account owns are in it (pushed where no account existed, or left by a
+    /// deleted account), `NamespaceHeld` unless `claim_namespace` is set, in which case
+    /// the new account owns them, in the same transaction. Every way of creating an
+    /// account goes through this check (and [`org_create`](Self::org_create)'s).
     async fn user_create(&self, user: &NewUser) -> Result<UserRecord, MetaError>;
 
     /// The user, if it exists (organisations are not users).
@@ -375,17 +388,21 @@ pub trait IdentityStore: Send + Sync + 'static {
     /// tokens issued at a password login under an earlier epoch.
     async fn user_update(&self, id: AccountId, patch: &UserPatch) -> Result<UserRecord, MetaError>;
 
-    /// Deletes a user with their memberships and tokens; `false` if absent.
+    /// Deletes a user with their memberships and tokens; `false` if absent. Their
+    /// repositories stay, owned by no account.
     async fn user_delete(&self, id: AccountId) -> Result<bool, MetaError>;
 
     // --- organisations -------------------------------------------------------------
 
-    /// Creates an organisation. `Conflict` if a user or an organisation has the name.
+    /// Creates an organisation. `Conflict` if a user or an organisation has the name;
+    /// `NamespaceHeld` or a claim of the namespace's repositories exactly as
+    /// [`user_create`](Self::user_create).
     async fn org_create(
         &self,
         name: &str,
         full_name: &str,
         settings: &OrgSettings,
+        claim_namespace: bool,
     ) -> Result<OrgRecord, MetaError>;
 
     async fn org_get(&self, name: &str) -> Result<Option<OrgRecord>, MetaError>;
@@ -397,7 +414,7 @@ pub trait IdentityStore: Send + Sync + 'static {
     async fn org_update(&self, name: &str, settings: &OrgSettings) -> Result<OrgRecord, MetaError>;
 
     /// Deletes an organisation with its memberships, teams and grants; its repositories
-    /// stay. `false` if absent.
+    /// stay, owned by no account. `false` if absent.
     async fn org_delete(&self, name: &str) -> Result<bool, MetaError>;
 
     /// Adds a user to an organisation or changes their owner flag. `NotFound` if either
@@ -465,7 +482,8 @@ pub trait IdentityStore: Send + Sync + 'static {
     // --- repositories --------------------------------------------------------------
 
     /// Creates a repository (management API, or core before a first push) with its
-    /// creator, with `visibility` or else the namespace's default. `Conflict` if it exists.
+    /// creator, with `visibility` or else the namespace's default, owned by the
+    /// namespace's account if there is one. `Conflict` if it exists.
     async fn repo_create(
         &self,
         repo: &RepoName,
@@ -552,7 +570,8 @@ pub trait IdentityStore: Send + Sync + 'static {
     async fn subject_for(&self, key: UserKey<'_>) -> Result<Option<Subject>, MetaError>;
 
     /// The repository as the decision sees it: visibility if it exists, its namespace's
-    /// owner kind.
+    /// owner kind (for an existing repository, its owning account's; for a missing one,
+    /// the account of the namespace's name, which would own it).
     async fn repository_for_access(&self, repo: &RepoName) -> Result<Repository, MetaError>;
 
     /// [`subject_for`](Self::subject_for), [`repository_for_access`](Self::repository_for_access)
@@ -920,7 +939,8 @@ pub(crate) fn subject(
 /// `(?1 IS NULL OR name > ?1)` makes SQLite scan the index from its start on every page,
 /// and a walk quadratic). `placeholder(i)` spells the i-th parameter (1-based) in the
 /// backend's syntax; the caller binds the returned strings in order, then the limit. The
-/// rows are `(name, visibility, created_by, created_at)`, for [`repo_settings_rows`].
+/// rows are [`RepoSettingsRow`]s, for [`repo_settings_rows`]: the owning account's kind
+/// comes from a join on `owner_id` (the primary key), never from the name.
 ///
 /// A namespace's repositories are the name `ns` itself and the names in `["ns/", "ns0")`
 /// (exactly those starting with `ns/`, since `0` follows `/` in byte order, and names
@@ -941,17 +961,18 @@ pub(crate) fn repos_page_query(
         Some(ns) => {
             // One lower bound, so the scan starts at the right place.
             match last.filter(|l| *l >= ns) {
-                Some(l) => clauses.push(format!("name > {}", bind(l.to_string()))),
-                None => clauses.push(format!("name >= {}", bind(ns.to_string()))),
+                Some(l) => clauses.push(format!("r.name > {}", bind(l.to_string()))),
+                None => clauses.push(format!("r.name >= {}", bind(ns.to_string()))),
             }
-            clauses.push(format!("name < {}", bind(format!("{ns}0"))));
+            let (slash, after) = namespace_bounds(ns);
+            clauses.push(format!("r.name < {}", bind(after)));
             let exact = bind(ns.to_string());
-            let slash = bind(format!("{ns}/"));
-            clauses.push(format!("(name = {exact} OR name >= {slash})"));
+            let slash = bind(slash);
+            clauses.push(format!("(r.name = {exact} OR r.name >= {slash})"));
         }
         None => {
             if let Some(l) = last {
-                clauses.push(format!("name > {}", bind(l.to_string())));
+                clauses.push(format!("r.name > {}", bind(l.to_string())));
             }
         }
     }
@@ -961,8 +982,9 @@ pub(crate) fn repos_page_query(
         format!("WHERE {}", clauses.join(" AND "))
     };
     let sql = format!(
-        "SELECT name, visibility, created_by, created_at FROM repositories {filter} \
-         ORDER BY name LIMIT {}",
+        "SELECT r.name, r.visibility, r.created_by, r.created_at, ns.kind, \
+         ns.members_can_create FROM repositories r LEFT JOIN accounts ns ON ns.id = r.owner_id \
+         {filter} ORDER BY r.name LIMIT {}",
         placeholder(binds.len() + 1)
     );
     (sql, binds)
@@ -972,14 +994,14 @@ pub(crate) fn repos_page_query(
 /// a `UNION` of range scans (the public partial index; `[ns, ns0)` per namespace; the named
 /// repositories), each ordered and limited, then ordered and limited again. Parameter 1 is
 /// `last` (`''` for the first page), the last one the limit; both are used by every part.
-/// Rows as for [`repos_page_query`]. `None` when the scope is empty.
+/// Rows are [`RepoSettingsRow`]s. `None` when the scope is empty.
 pub(crate) fn visible_page_query(
     scope: &VisibleScope,
     namespace: Option<&str>,
     last: Option<&str>,
     placeholder: impl Fn(usize) -> String,
 ) -> Option<(String, Vec<String>)> {
-    const COLUMNS: &str = "name, visibility, created_by, created_at";
+    const COLUMNS: &str = "name, visibility, created_by, created_at, owner_id";
     let mut binds = vec![last.unwrap_or("").to_string()];
     let mut bind = |v: String| {
         binds.push(v);
@@ -1021,7 +1043,7 @@ pub(crate) fn visible_page_query(
         return None;
     }
     let (last, limit) = (placeholder(1), placeholder(binds.len() + 1));
-    let sql = parts
+    let union = parts
         .iter()
         .enumerate()
         .map(|(i, w)| {
@@ -1032,17 +1054,41 @@ pub(crate) fn visible_page_query(
         })
         .collect::<Vec<_>>()
         .join(" UNION ");
-    Some((format!("{sql} ORDER BY name LIMIT {limit}"), binds))
+    Some((
+        format!(
+            "SELECT v.name, v.visibility, v.created_by, v.created_at, ns.kind, \
+             ns.members_can_create FROM ({union}) AS v \
+             LEFT JOIN accounts ns ON ns.id = v.owner_id ORDER BY v.name LIMIT {limit}"
+        ),
+        binds,
+    ))
 }
 
-/// Repository settings from `(name, visibility, created_by, created_at)` rows, keeping only
-/// those of `namespace` (a safety net: the queries already select exactly those).
+/// `("ns/", "ns0")`: a namespace's repositories other than `ns` itself are the names in
+/// this half-open range (see [`repos_page_query`]).
+pub(crate) fn namespace_bounds(ns: &str) -> (String, String) {
+    (format!("{ns}/"), format!("{ns}0"))
+}
+
+/// A repository row as listings select it: name, visibility, creator, creation time, the
+/// owning account's kind and `members_can_create` (NULL without an owner).
+pub(crate) type RepoSettingsRow = (
+    String,
+    String,
+    Option<i64>,
+    i64,
+    Option<String>,
+    Option<bool>,
+);
+
+/// Repository settings from [`RepoSettingsRow`]s, keeping only those of `namespace` (a
+/// safety net: the queries already select exactly those).
 pub(crate) fn repo_settings_rows(
-    rows: Vec<(String, String, Option<i64>, i64)>,
+    rows: Vec<RepoSettingsRow>,
     namespace: Option<&str>,
 ) -> Result<Vec<RepoSettings>, MetaError> {
     let mut out = Vec::with_capacity(rows.len());
-    for (name, vis, created_by, created_at) in rows {
+    for (name, vis, created_by, created_at, kind, mcc) in rows {
         let name = crate::convert::stored_repo(&name)?;
         if namespace.is_some_and(|ns| name.namespace() != ns) {
             continue;
@@ -1050,11 +1096,22 @@ pub(crate) fn repo_settings_rows(
         out.push(RepoSettings {
             name,
             visibility: parse_visibility(&vis)?,
+            namespace: namespace_kind(kind.map(|k| (k, mcc.unwrap_or(false))))?,
             created_by,
             created_at,
         });
     }
     Ok(out)
+}
+
+/// Refuses to create an account named `name` while repositories that no account owns
+/// are in its namespace, unless the caller claims them (`claim`). Both backends call it
+/// with the answer of the same query, inside the creating transaction.
+pub(crate) fn check_namespace_free(name: &str, held: bool, claim: bool) -> Result<(), MetaError> {
+    if held && !claim {
+        return Err(MetaError::NamespaceHeld(name.to_string()));
+    }
+    Ok(())
 }
 
 /// The access context from the single row both implementations select.

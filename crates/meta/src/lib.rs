@@ -61,6 +61,15 @@ pub enum MetaError {
     /// A name or id that must be unique is taken (an account name, a team, a token id).
     #[error("{0} already exists")]
     Conflict(String),
+    /// An account name whose namespace holds repositories that no account owns (pushed
+    /// where no account existed, or left by a deleted account): taking the name would hand
+    /// them over, so only a system administrator may, by claiming the namespace.
+    #[error(
+        "the namespace {0} holds repositories that belong to no account; only a system \
+         administrator can create an account with this name, by claiming them \
+         (claim_namespace)"
+    )]
+    NamespaceHeld(String),
     /// Something the operation needs does not exist (an organisation, a team, a user).
     #[error("{0} not found")]
     NotFound(String),

@@ -141,9 +141,15 @@ pub(crate) async fn ensure_repo(
     if let Some(id) = repo_id(conn, repo).await? {
         return Ok(id);
     }
+    // A new repository takes its namespace's default visibility (private without one),
+    // and belongs to the namespace's account, if there is one; under the namespace's lock,
+    // so that an account of that name is either committed (and seen) or created after
+    // this transaction (and sees the repository).
+    crate::postgres_identity::lock_namespace(conn, repo.namespace()).await?;
     let inserted: Option<i64> = sqlx::query_scalar(
-        "INSERT INTO repositories (name, created_at, visibility) VALUES ($1, $2, \
-         COALESCE((SELECT default_visibility FROM accounts WHERE name = $3), 'private')) \
+        "INSERT INTO repositories (name, created_at, visibility, owner_id) VALUES ($1, $2, \
+         COALESCE((SELECT default_visibility FROM accounts WHERE name = $3), 'private'), \
+         (SELECT id FROM accounts WHERE name = $3)) \
          ON CONFLICT (name) DO NOTHING RETURNING id",
     )
     .bind(repo.as_str())

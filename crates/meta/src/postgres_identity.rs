@@ -64,6 +64,55 @@ async fn check_user(conn: &mut PgConnection, user: AccountId) -> Result<(), Meta
     }
 }
 
+/// Serialises, per namespace name, the transactions that decide who owns a namespace's
+/// repositories: account creation and deletion, and repository creation
+/// ([`crate::postgres::ensure_repo`], [`IdentityStore::repo_create`]). Without it, under
+/// READ COMMITTED, an account created while a repository of its name is being created
+/// would not see the repository (and take the name although the namespace holds one),
+/// and the repository would not see the account (and be owned by nobody). Held until the
+/// transaction ends.
+pub(crate) async fn lock_namespace(conn: &mut PgConnection, ns: &str) -> Result<(), MetaError> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('berth.namespace'), hashtext($1))")
+        .bind(ns)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Whether repositories that no account owns are in namespace `ns`.
+async fn namespace_held(conn: &mut PgConnection, ns: &str) -> Result<bool, MetaError> {
+    let (slash, after) = namespace_bounds(ns);
+    Ok(sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM repositories WHERE owner_id IS NULL \
+         AND (name = $1 OR (name >= $2 AND name < $3)))",
+    )
+    .bind(ns)
+    .bind(slash)
+    .bind(after)
+    .fetch_one(conn)
+    .await?)
+}
+
+/// Gives the repositories of namespace `ns` that no account owns to account `owner`.
+async fn namespace_claim(
+    conn: &mut PgConnection,
+    ns: &str,
+    owner: AccountId,
+) -> Result<(), MetaError> {
+    let (slash, after) = namespace_bounds(ns);
+    sqlx::query(
+        "UPDATE repositories SET owner_id = $4 WHERE owner_id IS NULL \
+         AND (name = $1 OR (name >= $2 AND name < $3))",
+    )
+    .bind(ns)
+    .bind(slash)
+    .bind(after)
+    .bind(owner)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// See the SQLite twin: repository grants matching `repo_where`, then namespace grants
 /// matching `ns_where`, as (gorg, gteam, grepo, grole).
 fn grants_sql(repo_where: &str, ns_where: &str) -> String {
@@ -104,7 +153,8 @@ fn subject_cols(c: SubjectCols) -> Option<(i64, String, bool, bool, String, Stri
     }
 }
 
-/// Built once: it runs on every authenticated request.
+/// See the SQLite twin (the namespace account of an existing repository is its owner, by
+/// id). Built once: it runs on every authenticated request.
 static ACCESS_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(access_sql);
 
 fn access_sql() -> String {
@@ -114,12 +164,14 @@ fn access_sql() -> String {
     );
     format!(
         "SELECT {SUBJECT_COLUMNS}, \
-         (SELECT visibility FROM repositories WHERE name = $3), ns.kind, ns.members_can_create, \
+         rp.visibility, ns.kind, ns.members_can_create, \
          (SELECT COALESCE(json_agg(json_build_array(gorg, gteam, grepo, grole)), '[]')::text \
           FROM ({grants}) g) \
          FROM (SELECT 1) one \
          LEFT JOIN accounts u ON u.kind = 'user' AND (u.id = $1 OR u.name = $2) \
-         LEFT JOIN accounts ns ON ns.name = $4"
+         LEFT JOIN repositories rp ON rp.name = $3 \
+         LEFT JOIN accounts ns ON ns.id = CASE WHEN rp.id IS NULL \
+             THEN (SELECT id FROM accounts WHERE name = $4) ELSE rp.owner_id END"
     )
 }
 
@@ -139,6 +191,10 @@ impl IdentityStore for PgMetaStore {
         check_name("user", &user.name)?;
         let now = now_ms();
         let (origin, dn) = origin_parts(&user.origin);
+        let mut tx = self.pool.begin().await?;
+        lock_namespace(&mut tx, &user.name).await?;
+        let held = namespace_held(&mut tx, &user.name).await?;
+        check_namespace_free(&user.name, held, user.claim_namespace)?;
         let row: UserRow = sqlx::query_as(&format!(
             "INSERT INTO accounts (name, kind, full_name, email, password, origin, \
              directory_dn, active, system_admin, service_account, created_at, updated_at) \
@@ -154,9 +210,13 @@ impl IdentityStore for PgMetaStore {
         .bind(user.is_system_admin)
         .bind(user.is_service_account)
         .bind(now)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await
         .map_err(|e| write_err(e, &format!("account {}", user.name)))?;
+        if user.claim_namespace {
+            namespace_claim(&mut tx, &user.name, row.0).await?;
+        }
+        tx.commit().await?;
         user_record(row)
     }
 
@@ -237,10 +297,21 @@ impl IdentityStore for PgMetaStore {
     }
 
     async fn user_delete(&self, id: AccountId) -> Result<bool, MetaError> {
+        let mut tx = self.pool.begin().await?;
+        let name: Option<String> =
+            sqlx::query_scalar("SELECT name FROM accounts WHERE id = $1 AND kind = 'user'")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(name) = name else {
+            return Ok(false);
+        };
+        lock_namespace(&mut tx, &name).await?;
         let r = sqlx::query("DELETE FROM accounts WHERE id = $1 AND kind = 'user'")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(r.rows_affected() > 0)
     }
 
@@ -249,8 +320,13 @@ impl IdentityStore for PgMetaStore {
         name: &str,
         full_name: &str,
         settings: &OrgSettings,
+        claim_namespace: bool,
     ) -> Result<OrgRecord, MetaError> {
         check_name("organisation", name)?;
+        let mut tx = self.pool.begin().await?;
+        lock_namespace(&mut tx, name).await?;
+        let held = namespace_held(&mut tx, name).await?;
+        check_namespace_free(name, held, claim_namespace)?;
         let row: OrgRow = sqlx::query_as(&format!(
             "INSERT INTO accounts (name, kind, full_name, members_can_create, \
              default_visibility, created_at, updated_at) \
@@ -261,9 +337,13 @@ impl IdentityStore for PgMetaStore {
         .bind(settings.members_can_create)
         .bind(visibility_str(settings.default_visibility))
         .bind(now_ms())
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await
         .map_err(|e| write_err(e, &format!("account {name}")))?;
+        if claim_namespace {
+            namespace_claim(&mut tx, name, row.0).await?;
+        }
+        tx.commit().await?;
         org_record(row)
     }
 
@@ -302,10 +382,13 @@ impl IdentityStore for PgMetaStore {
     }
 
     async fn org_delete(&self, name: &str) -> Result<bool, MetaError> {
+        let mut tx = self.pool.begin().await?;
+        lock_namespace(&mut tx, name).await?;
         let r = sqlx::query("DELETE FROM accounts WHERE name = $1 AND kind = 'org'")
             .bind(name)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(r.rows_affected() > 0)
     }
 
@@ -551,38 +634,51 @@ impl IdentityStore for PgMetaStore {
         visibility: Option<Visibility>,
     ) -> Result<RepoSettings, MetaError> {
         let now = now_ms();
-        let vis: String = sqlx::query_scalar(
-            "INSERT INTO repositories (name, created_at, visibility, created_by) \
+        let mut tx = self.pool.begin().await?;
+        lock_namespace(&mut tx, repo.namespace()).await?;
+        let (vis, owner): (String, Option<i64>) = sqlx::query_as(
+            "INSERT INTO repositories (name, created_at, visibility, created_by, owner_id) \
              VALUES ($1, $2, COALESCE($3, (SELECT default_visibility FROM accounts \
-             WHERE name = $4), 'private'), $5) RETURNING visibility",
+             WHERE name = $4), 'private'), $5, (SELECT id FROM accounts WHERE name = $4)) \
+             RETURNING visibility, owner_id",
         )
         .bind(repo.as_str())
         .bind(now)
         .bind(visibility.map(visibility_str))
         .bind(repo.namespace())
         .bind(created_by)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await
         .map_err(|e| write_err(e, &format!("repository {repo}")))?;
+        let owner_row: Option<(String, bool)> =
+            sqlx::query_as("SELECT kind, members_can_create FROM accounts WHERE id = $1")
+                .bind(owner)
+                .fetch_optional(&mut *tx)
+                .await?;
+        tx.commit().await?;
         Ok(RepoSettings {
             name: repo.clone(),
             visibility: parse_visibility(&vis)?,
+            namespace: namespace_kind(owner_row)?,
             created_by,
             created_at: now,
         })
     }
 
     async fn repo_settings(&self, repo: &RepoName) -> Result<Option<RepoSettings>, MetaError> {
-        let row: Option<(String, Option<i64>, i64)> = sqlx::query_as(
-            "SELECT visibility, created_by, created_at FROM repositories WHERE name = $1",
+        let row: Option<(String, Option<i64>, i64, Option<String>, Option<bool>)> = sqlx::query_as(
+            "SELECT r.visibility, r.created_by, r.created_at, ns.kind, ns.members_can_create \
+                 FROM repositories r LEFT JOIN accounts ns ON ns.id = r.owner_id \
+                 WHERE r.name = $1",
         )
         .bind(repo.as_str())
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|(v, created_by, created_at)| {
+        row.map(|(v, created_by, created_at, kind, mcc)| {
             Ok(RepoSettings {
                 name: repo.clone(),
                 visibility: parse_visibility(&v)?,
+                namespace: namespace_kind(kind.map(|k| (k, mcc.unwrap_or(false))))?,
                 created_by,
                 created_at,
             })
@@ -610,7 +706,7 @@ impl IdentityStore for PgMetaStore {
         n: u32,
     ) -> Result<Vec<RepoSettings>, MetaError> {
         let (sql, binds) = repos_page_query(namespace, last, |i| format!("${i}"));
-        let mut q = sqlx::query_as::<_, (String, String, Option<i64>, i64)>(&sql);
+        let mut q = sqlx::query_as::<_, RepoSettingsRow>(&sql);
         for b in binds {
             q = q.bind(b);
         }
@@ -629,7 +725,7 @@ impl IdentityStore for PgMetaStore {
         else {
             return Ok(vec![]);
         };
-        let mut q = sqlx::query_as::<_, (String, String, Option<i64>, i64)>(&sql);
+        let mut q = sqlx::query_as::<_, RepoSettingsRow>(&sql);
         for b in binds {
             q = q.bind(b);
         }

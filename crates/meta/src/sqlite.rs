@@ -350,11 +350,12 @@ pub(crate) fn ensure_repo(
     if let Some(id) = repo_id(conn, repo)? {
         return Ok(id);
     }
-    // A new repository takes its namespace's default visibility (private without one).
+    // A new repository takes its namespace's default visibility (private without one),
+    // and belongs to the namespace's account, if there is one.
     conn.prepare_cached(
-        "INSERT INTO repositories (name, created_at, visibility) VALUES (?1, ?2, \
-         COALESCE((SELECT default_visibility FROM accounts WHERE name = ?3), 'private')) \
-         RETURNING id",
+        "INSERT INTO repositories (name, created_at, visibility, owner_id) VALUES (?1, ?2, \
+         COALESCE((SELECT default_visibility FROM accounts WHERE name = ?3), 'private'), \
+         (SELECT id FROM accounts WHERE name = ?3)) RETURNING id",
     )
     .and_then(|mut st| st.query_row((repo.as_str(), now, repo.namespace()), |r| r.get(0)))
     .map_err(sql)

@@ -147,6 +147,30 @@ fn org_by_name(conn: &Connection, name: &str) -> Result<Option<OrgRecord>, MetaE
     .transpose()
 }
 
+/// Whether repositories that no account owns are in namespace `ns`.
+fn namespace_held(conn: &Connection, ns: &str) -> Result<bool, MetaError> {
+    let (slash, after) = namespace_bounds(ns);
+    conn.prepare_cached(
+        // `+owner_id`: search the namespace's name range, not every ownerless repository.
+        "SELECT 1 FROM repositories WHERE (name = ?1 OR (name >= ?2 AND name < ?3)) \
+         AND +owner_id IS NULL LIMIT 1",
+    )
+    .and_then(|mut st| st.exists((ns, &slash, &after)))
+    .map_err(sql)
+}
+
+/// Gives the repositories of namespace `ns` that no account owns to account `owner`.
+fn namespace_claim(conn: &Connection, ns: &str, owner: AccountId) -> Result<(), MetaError> {
+    let (slash, after) = namespace_bounds(ns);
+    conn.prepare_cached(
+        "UPDATE repositories SET owner_id = ?4 WHERE (name = ?1 OR (name >= ?2 AND name < ?3)) \
+         AND +owner_id IS NULL",
+    )
+    .and_then(|mut st| st.execute((ns, &slash, &after, owner)))
+    .map_err(sql)?;
+    Ok(())
+}
+
 /// `SELECT` of grants as (org, team, repository or NULL, role): repository grants
 /// matching `repo_where`, then namespace grants matching `ns_where`. Aliases: `o` the
 /// team's organisation, `t` the team, `r` the repository.
@@ -193,7 +217,9 @@ fn subject_from(row: SubjectRow) -> Result<Subject, MetaError> {
 }
 
 /// Everything of `access_for` in one statement: the subject's columns (NULL for nobody),
-/// the repository's visibility, the namespace account's kind and setting, and the user's
+/// the repository's visibility, the namespace account's kind and setting (an existing
+/// repository's owner by id, NULL if it has none; for a missing repository the account
+/// of the namespace's name, which would own it), and the user's
 /// grants that apply to the repository as a JSON array of 4-tuples.
 /// Built once: it runs on every authenticated request.
 static ACCESS_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(access_sql);
@@ -205,11 +231,13 @@ fn access_sql() -> String {
     );
     format!(
         "SELECT {SUBJECT_COLUMNS}, \
-         (SELECT visibility FROM repositories WHERE name = ?3), ns.kind, ns.members_can_create, \
+         rp.visibility, ns.kind, ns.members_can_create, \
          (SELECT json_group_array(json_array(gorg, gteam, grepo, grole)) FROM ({grants})) \
          FROM (SELECT 1) one \
          LEFT JOIN accounts u ON u.kind = 'user' AND (u.id = ?1 OR u.name = ?2) \
-         LEFT JOIN accounts ns ON ns.name = ?4"
+         LEFT JOIN repositories rp ON rp.name = ?3 \
+         LEFT JOIN accounts ns ON ns.id = CASE WHEN rp.id IS NULL \
+             THEN (SELECT id FROM accounts WHERE name = ?4) ELSE rp.owner_id END"
     )
 }
 
@@ -219,6 +247,7 @@ impl IdentityStore for SqliteMetaStore {
         check_name("user", &user.name)?;
         let u = user.clone();
         self.write(move |conn| {
+            check_namespace_free(&u.name, namespace_held(conn, &u.name)?, u.claim_namespace)?;
             let now = now_ms();
             let (origin, dn) = origin_parts(&u.origin);
             let id: i64 = conn
@@ -245,6 +274,9 @@ impl IdentityStore for SqliteMetaStore {
                     )
                 })
                 .map_err(|e| write_err(e, &format!("account {}", u.name)))?;
+            if u.claim_namespace {
+                namespace_claim(conn, &u.name, id)?;
+            }
             user_by_id(conn, id)
         })
         .await
@@ -340,25 +372,34 @@ impl IdentityStore for SqliteMetaStore {
         name: &str,
         full_name: &str,
         settings: &OrgSettings,
+        claim_namespace: bool,
     ) -> Result<OrgRecord, MetaError> {
         check_name("organisation", name)?;
         let (name, full_name, s) = (name.to_string(), full_name.to_string(), *settings);
         self.write(move |conn| {
-            conn.prepare_cached(
-                "INSERT INTO accounts (name, kind, full_name, members_can_create, \
+            check_namespace_free(&name, namespace_held(conn, &name)?, claim_namespace)?;
+            let id: i64 = conn
+                .prepare_cached(
+                    "INSERT INTO accounts (name, kind, full_name, members_can_create, \
                  default_visibility, created_at, updated_at) \
-                 VALUES (?1, 'org', ?2, ?3, ?4, ?5, ?5)",
-            )
-            .and_then(|mut st| {
-                st.execute((
-                    &name,
-                    &full_name,
-                    s.members_can_create,
-                    visibility_str(s.default_visibility),
-                    now_ms(),
-                ))
-            })
-            .map_err(|e| write_err(e, &format!("account {name}")))?;
+                 VALUES (?1, 'org', ?2, ?3, ?4, ?5, ?5) RETURNING id",
+                )
+                .and_then(|mut st| {
+                    st.query_row(
+                        (
+                            &name,
+                            &full_name,
+                            s.members_can_create,
+                            visibility_str(s.default_visibility),
+                            now_ms(),
+                        ),
+                        |r| r.get(0),
+                    )
+                })
+                .map_err(|e| write_err(e, &format!("account {name}")))?;
+            if claim_namespace {
+                namespace_claim(conn, &name, id)?;
+            }
             org_by_name(conn, &name)?
                 .ok_or_else(|| MetaError::Backend("organisation vanished".into()))
         })
@@ -675,11 +716,12 @@ impl IdentityStore for SqliteMetaStore {
         let repo = repo.clone();
         self.write(move |conn| {
             let now = now_ms();
-            let vis: String = conn
+            let (vis, owner): (String, Option<i64>) = conn
                 .prepare_cached(
-                    "INSERT INTO repositories (name, created_at, visibility, created_by) \
+                    "INSERT INTO repositories (name, created_at, visibility, created_by, owner_id) \
                      VALUES (?1, ?2, COALESCE(?3, (SELECT default_visibility FROM accounts \
-                     WHERE name = ?4), 'private'), ?5) RETURNING visibility",
+                     WHERE name = ?4), 'private'), ?5, (SELECT id FROM accounts WHERE name = ?4)) \
+                     RETURNING visibility, owner_id",
                 )
                 .and_then(|mut st| {
                     st.query_row(
@@ -690,12 +732,20 @@ impl IdentityStore for SqliteMetaStore {
                             repo.namespace(),
                             created_by,
                         ),
-                        |r| r.get(0),
+                        |r| Ok((r.get(0)?, r.get(1)?)),
                     )
                 })
                 .map_err(|e| write_err(e, &format!("repository {repo}")))?;
+            let owner_row: Option<(String, bool)> = conn
+                .prepare_cached("SELECT kind, members_can_create FROM accounts WHERE id = ?1")
+                .and_then(|mut st| {
+                    st.query_row([owner], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .optional()
+                })
+                .map_err(sql)?;
             Ok(RepoSettings {
                 visibility: parse_visibility(&vis)?,
+                namespace: namespace_kind(owner_row)?,
                 name: repo,
                 created_by,
                 created_at: now,
@@ -705,17 +755,23 @@ impl IdentityStore for SqliteMetaStore {
     }
 
     async fn repo_settings(&self, repo: &RepoName) -> Result<Option<RepoSettings>, MetaError> {
-        let row: Option<(String, Option<i64>, i64)> = self.fast.with(|c| {
+        type Row5 = (String, Option<i64>, i64, Option<String>, Option<bool>);
+        let row: Option<Row5> = self.fast.with(|c| {
             c.prepare_cached(
-                "SELECT visibility, created_by, created_at FROM repositories WHERE name = ?1",
+                "SELECT r.visibility, r.created_by, r.created_at, ns.kind, ns.members_can_create \
+                 FROM repositories r LEFT JOIN accounts ns ON ns.id = r.owner_id \
+                 WHERE r.name = ?1",
             )?
-            .query_row([repo.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .query_row([repo.as_str()], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
             .optional()
         })?;
-        row.map(|(v, created_by, created_at)| {
+        row.map(|(v, created_by, created_at, kind, mcc)| {
             Ok(RepoSettings {
                 name: repo.clone(),
                 visibility: parse_visibility(&v)?,
+                namespace: namespace_kind(kind.map(|k| (k, mcc.unwrap_or(false))))?,
                 created_by,
                 created_at,
             })
@@ -746,7 +802,7 @@ impl IdentityStore for SqliteMetaStore {
         n: u32,
     ) -> Result<Vec<RepoSettings>, MetaError> {
         let (sql, binds) = repos_page_query(namespace, last, |i| format!("?{i}"));
-        let mut q = sqlx::query_as::<_, (String, String, Option<i64>, i64)>(&sql);
+        let mut q = sqlx::query_as::<_, RepoSettingsRow>(&sql);
         for b in binds {
             q = q.bind(b);
         }
@@ -765,7 +821,7 @@ impl IdentityStore for SqliteMetaStore {
         else {
             return Ok(vec![]);
         };
-        let mut q = sqlx::query_as::<_, (String, String, Option<i64>, i64)>(&sql);
+        let mut q = sqlx::query_as::<_, RepoSettingsRow>(&sql);
         for b in binds {
             q = q.bind(b);
         }

@@ -55,3 +55,42 @@ async fn schemas_are_isolated() {
     assert!(!b.repo_exists(&repo).await.expect("repo_exists"));
     assert!(b.catalog(None, 10).await.expect("catalog").is_empty());
 }
+
+/// Migration 0004 over a schema that migrations 0001 to 0003 made: existing repositories
+/// belong to the account of their namespace, if there is one.
+#[tokio::test]
+async fn migration_0004_gives_repositories_their_owner() {
+    use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+    use sqlx::Executor;
+    use std::str::FromStr;
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/postgres");
+    for f in ["0001_initial.sql", "0002_identity.sql", "0003_gc.sql"] {
+        std::fs::copy(src.join(f), dir.path().join(f)).expect("copy a migration");
+    }
+    let url = pg_test_url();
+    let schema = unique_schema("berth_test");
+    let options = PgConnectOptions::from_str(&url).expect("url");
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(options.options([("search_path", schema.as_str())]))
+        .await
+        .expect("connect");
+    pool.execute(format!("CREATE SCHEMA \"{schema}\"").as_str())
+        .await
+        .expect("create schema");
+    sqlx::migrate::Migrator::new(dir.path())
+        .await
+        .expect("migrations 0001-0003")
+        .run(&pool)
+        .await
+        .expect("migrate to 0003");
+    for stmt in berth_meta::conformance::identity::BEFORE_0004 {
+        sqlx::query(stmt).execute(&pool).await.expect(stmt);
+    }
+    pool.close().await;
+    let store = PgMetaStore::connect_with_schema(&url, &schema)
+        .await
+        .expect("connect and migrate");
+    berth_meta::conformance::identity::owners_after_0004(std::sync::Arc::new(store)).await;
+}

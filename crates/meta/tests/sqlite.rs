@@ -34,3 +34,41 @@ async fn reopen_keeps_data() {
         Some(5)
     );
 }
+
+/// Migration 0004 over a database that migrations 0001 to 0003 made: existing
+/// repositories belong to the account of their namespace, if there is one.
+#[tokio::test]
+async fn migration_0004_gives_repositories_their_owner() {
+    use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let old = dir.path().join("migrations");
+    std::fs::create_dir(&old).expect("mkdir");
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+    for f in ["0001_initial.sql", "0002_identity.sql", "0003_gc.sql"] {
+        std::fs::copy(src.join(f), old.join(f)).expect("copy a migration");
+    }
+    let path = dir.path().join("meta.db");
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(
+            SqliteConnectOptions::new()
+                .filename(&path)
+                .create_if_missing(true),
+        )
+        .await
+        .expect("open");
+    sqlx::migrate::Migrator::new(old.as_path())
+        .await
+        .expect("migrations 0001-0003")
+        .run(&pool)
+        .await
+        .expect("migrate to 0003");
+    for stmt in berth_meta::conformance::identity::BEFORE_0004 {
+        sqlx::query(stmt).execute(&pool).await.expect(stmt);
+    }
+    pool.close().await;
+    let store = SqliteMetaStore::open(&path)
+        .await
+        .expect("open and migrate");
+    berth_meta::conformance::identity::owners_after_0004(std::sync::Arc::new(store)).await;
+}

@@ -77,6 +77,11 @@ pub struct NewUserIn {
     pub email: Option<String>,
     #[serde(default)]
     pub is_system_admin: Option<bool>,
+    /// Take the repositories that the name's namespace holds without an owner (pushed
+    /// where no account existed, or left by a deleted account): without it, such a name
+    /// is refused with 409 `CONFLICT`. System administrators only. Default false.
+    #[serde(default)]
+    pub claim_namespace: Option<bool>,
 }
 
 /// A service account to create (no password: it uses access tokens).
@@ -92,6 +97,11 @@ pub struct NewServiceAccountIn {
     #[serde(default)]
     #[schema(max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$")]
     pub org: Option<String>,
+    /// Take the repositories that the name's namespace holds without an owner (pushed
+    /// where no account existed, or left by a deleted account): without it, such a name
+    /// is refused with 409 `CONFLICT`. System administrators only. Default false.
+    #[serde(default)]
+    pub claim_namespace: Option<bool>,
 }
 
 /// Changes to a user; absent fields stay as they are.
@@ -151,7 +161,7 @@ pub async fn list(
     responses(
         (status = 201, description = "Created", body = UserOut),
         (status = 403, description = "Not a system administrator (DENIED)", body = super::ErrorBody),
-        (status = 409, description = "The name is taken (CONFLICT)", body = super::ErrorBody),
+        (status = 409, description = "The name is taken, or its namespace holds repositories that no account owns and claim_namespace is not set (CONFLICT)", body = super::ErrorBody),
     ),
     security(("basic" = []), ("bearer" = []))
 )]
@@ -169,6 +179,7 @@ pub async fn create(
                 full_name: b.full_name.unwrap_or_default(),
                 email: b.email.filter(|e| !e.is_empty()),
                 is_system_admin: b.is_system_admin.unwrap_or(false),
+                claim_namespace: b.claim_namespace.unwrap_or(false),
             },
         )
         .await?;
@@ -183,7 +194,7 @@ pub async fn create(
         (status = 201, description = "Created", body = UserOut),
         (status = 403, description = "Neither a system administrator nor an owner of the organisation (DENIED)", body = super::ErrorBody),
         (status = 404, description = "No such organisation (NOT_FOUND)", body = super::ErrorBody),
-        (status = 409, description = "The name is taken (CONFLICT)", body = super::ErrorBody),
+        (status = 409, description = "The name is taken, or its namespace holds repositories that no account owns and claim_namespace is not set (CONFLICT)", body = super::ErrorBody),
     ),
     security(("basic" = []), ("bearer" = []))
 )]
@@ -198,6 +209,7 @@ pub async fn create_service(
             &b.name,
             b.full_name.as_deref().unwrap_or(""),
             b.org.as_deref(),
+            b.claim_namespace.unwrap_or(false),
         )
         .await?;
     Ok(created(UserOut::from(u)))

@@ -67,6 +67,11 @@ pub struct NewOrgIn {
     /// Default private.
     #[serde(default)]
     pub default_visibility: Option<VisibilityName>,
+    /// Take the repositories that the name's namespace holds without an owner (pushed
+    /// where no account existed, or left by a deleted account): without it, such a name
+    /// is refused with 409 `CONFLICT`. System administrators only. Default false.
+    #[serde(default)]
+    pub claim_namespace: Option<bool>,
 }
 
 /// Changes to an organisation's settings; absent fields stay as they are.
@@ -114,7 +119,7 @@ pub async fn list(
     responses(
         (status = 201, description = "Created", body = OrgOut),
         (status = 403, description = "Not a system administrator (DENIED)", body = super::ErrorBody),
-        (status = 409, description = "The name is taken by a user or an organisation (CONFLICT)", body = super::ErrorBody),
+        (status = 409, description = "The name is taken by a user or an organisation, or its namespace holds repositories that no account owns and claim_namespace is not set (CONFLICT)", body = super::ErrorBody),
     ),
     security(("basic" = []), ("bearer" = []))
 )]
@@ -131,7 +136,13 @@ pub async fn create(
             .unwrap_or(berth_auth::rbac::Visibility::Private),
     };
     let o = Manage::new(&st.access)
-        .org_create(&c, &b.name, b.full_name.as_deref().unwrap_or(""), settings)
+        .org_create(
+            &c,
+            &b.name,
+            b.full_name.as_deref().unwrap_or(""),
+            settings,
+            b.claim_namespace.unwrap_or(false),
+        )
         .await?;
     Ok(created(OrgOut::from(o)))
 }

@@ -63,6 +63,8 @@ pub fn repo_of(vis: &str) -> &'static str {
     match vis {
         "public" => "acme/public-app",
         "private" => "acme/private-app",
+        // Pushed by the system administrator where no account exists (issue 10).
+        "ownerless" => "library/base",
         other => panic!("unknown visibility {other}"),
     }
 }
@@ -127,12 +129,13 @@ impl World {
                     active: true,
                     is_system_admin: admin,
                     is_service_account: false,
+                    claim_namespace: false,
                 })
                 .await
                 .unwrap();
             users.insert(name, u.id);
         }
-        id.org_create("acme", "Acme", &OrgSettings::default())
+        id.org_create("acme", "Acme", &OrgSettings::default(), false)
             .await
             .unwrap();
         id.org_member_set("acme", users["owner"], true)

@@ -27,6 +27,7 @@ fn new_user(name: &str) -> NewUser {
         active: true,
         is_system_admin: false,
         is_service_account: false,
+        claim_namespace: false,
     }
 }
 
@@ -39,7 +40,7 @@ async fn user(store: &FullStore, name: &str) -> UserRecord {
 
 async fn org(store: &FullStore, name: &str, settings: OrgSettings) -> OrgRecord {
     store
-        .org_create(name, &format!("{name} Inc."), &settings)
+        .org_create(name, &format!("{name} Inc."), &settings, false)
         .await
         .unwrap_or_else(|e| panic!("org_create {name}: {e}"))
 }
@@ -152,7 +153,9 @@ pub async fn accounts_share_one_namespace(store: FullStore) {
 
     expect_conflict(store.user_create(&new_user("alice")).await, "user twice");
     expect_conflict(
-        store.org_create("alice", "", &OrgSettings::default()).await,
+        store
+            .org_create("alice", "", &OrgSettings::default(), false)
+            .await,
         "org named like a user",
     );
     let acme = org(&store, "acme", OrgSettings::default()).await;
@@ -162,12 +165,16 @@ pub async fn accounts_share_one_namespace(store: FullStore) {
         "user named like an org",
     );
     expect_conflict(
-        store.org_create("acme", "", &OrgSettings::default()).await,
+        store
+            .org_create("acme", "", &OrgSettings::default(), false)
+            .await,
         "org twice",
     );
     expect_invalid(store.user_create(&new_user("Bob")).await, "upper-case user");
     expect_invalid(
-        store.org_create("ACME2", "", &OrgSettings::default()).await,
+        store
+            .org_create("ACME2", "", &OrgSettings::default(), false)
+            .await,
         "upper-case org",
     );
     expect_invalid(store.user_create(&new_user("")).await, "empty name");
@@ -764,6 +771,280 @@ pub async fn repository_settings_and_default_visibility(store: FullStore) {
         .collect();
     assert_eq!(visible(all_parts, Some("open")).await, in_open);
     assert!(visible(VisibleScope::default(), None).await.is_empty());
+}
+
+fn expect_namespace_held<T: std::fmt::Debug>(r: Result<T, MetaError>, what: &str) {
+    match r {
+        Err(MetaError::NamespaceHeld(_)) => {}
+        other => panic!("{what}: expected NamespaceHeld, got {other:?}"),
+    }
+}
+
+/// Decides `p` for `who` on `r` from the store's inputs.
+async fn decision(store: &FullStore, who: Option<&str>, r: &str, p: Permission) -> Decision {
+    let ctx = store
+        .access_for(who.map(UserKey::Name), &repo(r))
+        .await
+        .expect("access_for");
+    decide(&ctx.subject, &ctx.repository, &ctx.grants, p)
+}
+
+/// Issue 10: repositories belong to their namespace's account by identity. A repository
+/// pushed where no account exists (`library/...` by an administrator) or left by a deleted
+/// user or organisation is owned by nobody; an account created later with that name does
+/// not get it: creating one is refused (`NamespaceHeld`), whether user, service account
+/// or organisation, unless the creation claims the namespace; then the new account owns
+/// exactly the repositories nobody owned.
+pub async fn namespaces_belong_to_accounts_by_identity(store: FullStore) {
+    let ownerless = |kind: NamespaceKind| assert_eq!(kind, NamespaceKind::Unknown);
+    // An administrator's push into a namespace without an account.
+    link(&store, "library/base").await;
+    link(&store, "library").await;
+    let s = store
+        .repo_settings(&repo("library/base"))
+        .await
+        .unwrap()
+        .unwrap();
+    ownerless(s.namespace);
+    ownerless(
+        store
+            .repository_for_access(&repo("library/base"))
+            .await
+            .unwrap()
+            .namespace,
+    );
+
+    // An organisation owner's service account named after it is refused, and so is every
+    // other kind of account; the name stays free.
+    org(&store, "acme", OrgSettings::default()).await;
+    let olive = user(&store, "olive").await;
+    store
+        .org_member_set("acme", olive.id, true)
+        .await
+        .expect("owner");
+    let service = NewUser {
+        password: None,
+        email: None,
+        is_service_account: true,
+        ..new_user("library")
+    };
+    expect_namespace_held(store.user_create(&service).await, "service account library");
+    expect_namespace_held(
+        store.user_create(&new_user("library")).await,
+        "user library",
+    );
+    expect_namespace_held(
+        store
+            .org_create("library", "", &OrgSettings::default(), false)
+            .await,
+        "organisation library",
+    );
+    assert_eq!(
+        store.user_get(UserKey::Name("library")).await.unwrap(),
+        None
+    );
+    assert_eq!(store.org_get("library").await.unwrap(), None);
+    // Nobody but a system administrator may touch the repository.
+    for p in [Permission::Push, Permission::Admin] {
+        assert_eq!(
+            decision(&store, Some("olive"), "library/base", p).await,
+            Decision::Invisible
+        );
+    }
+
+    // A taken name is still `Conflict`; names next to a held one are free.
+    expect_conflict(
+        store
+            .org_create("acme", "", &OrgSettings::default(), false)
+            .await,
+        "existing organisation",
+    );
+    link(&store, "held-x/a").await;
+    link(&store, "heldx").await;
+    link(&store, "held.x/a").await;
+    user(&store, "held").await;
+
+    // A repository created where an account exists belongs to it.
+    link(&store, "acme/app").await;
+    link(&store, "olive/app").await;
+    assert_eq!(
+        store
+            .repo_settings(&repo("acme/app"))
+            .await
+            .unwrap()
+            .unwrap()
+            .namespace,
+        NamespaceKind::Organization {
+            members_can_create: false
+        }
+    );
+    let made = store
+        .repo_create(&repo("olive/made"), Some(olive.id), None)
+        .await
+        .expect("repo_create");
+    assert_eq!(made.namespace, NamespaceKind::User);
+    assert_eq!(
+        decision(&store, Some("olive"), "olive/app", Permission::Admin).await,
+        Decision::Allowed
+    );
+
+    // A deleted user's repositories are owned by nobody, and a new account of the name
+    // does not get them.
+    assert!(store.user_delete(olive.id).await.expect("delete"));
+    for r in ["olive/app", "olive/made"] {
+        ownerless(
+            store
+                .repo_settings(&repo(r))
+                .await
+                .unwrap()
+                .unwrap()
+                .namespace,
+        );
+    }
+    let mut service = NewUser {
+        password: None,
+        email: None,
+        is_service_account: true,
+        ..new_user("olive")
+    };
+    expect_namespace_held(store.user_create(&service).await, "a deleted user's name");
+    // A deleted organisation's too.
+    assert!(store.org_delete("acme").await.expect("delete"));
+    ownerless(
+        store
+            .repo_settings(&repo("acme/app"))
+            .await
+            .unwrap()
+            .unwrap()
+            .namespace,
+    );
+    expect_namespace_held(
+        store
+            .org_create("acme", "", &OrgSettings::default(), false)
+            .await,
+        "a deleted organisation's name",
+    );
+    expect_namespace_held(
+        store.user_create(&new_user("acme")).await,
+        "a deleted organisation's name as a user",
+    );
+    let listed = store
+        .repos_list(Some("acme"), None, 10)
+        .await
+        .expect("list");
+    assert_eq!(names(&listed, |r| r.name.as_str()), ["acme/app"]);
+    ownerless(listed[0].namespace);
+
+    // Claiming: the new account owns what nobody owned, and nothing else.
+    service.claim_namespace = true;
+    let olive2 = store.user_create(&service).await.expect("claim olive");
+    assert_ne!(olive2.id, olive.id);
+    for r in ["olive/app", "olive/made"] {
+        assert_eq!(
+            store
+                .repo_settings(&repo(r))
+                .await
+                .unwrap()
+                .unwrap()
+                .namespace,
+            NamespaceKind::User
+        );
+    }
+    assert_eq!(
+        decision(&store, Some("olive"), "olive/app", Permission::Admin).await,
+        Decision::Allowed
+    );
+    let claimed = store
+        .org_create("acme", "", &OrgSettings::default(), true)
+        .await
+        .expect("claim acme");
+    assert_eq!(claimed.name, "acme");
+    assert!(matches!(
+        store
+            .repo_settings(&repo("acme/app"))
+            .await
+            .unwrap()
+            .unwrap()
+            .namespace,
+        NamespaceKind::Organization { .. }
+    ));
+    let lib = store
+        .user_create(&NewUser {
+            claim_namespace: true,
+            ..new_user("library")
+        })
+        .await
+        .expect("claim library");
+    for r in ["library", "library/base"] {
+        assert_eq!(
+            store
+                .repo_settings(&repo(r))
+                .await
+                .unwrap()
+                .unwrap()
+                .namespace,
+            NamespaceKind::User
+        );
+    }
+    assert_eq!(
+        decision(&store, Some("library"), "library/base", Permission::Admin).await,
+        Decision::Allowed
+    );
+    // The neighbours stayed ownerless.
+    ownerless(
+        store
+            .repo_settings(&repo("held-x/a"))
+            .await
+            .unwrap()
+            .unwrap()
+            .namespace,
+    );
+    assert!(store.user_delete(lib.id).await.expect("delete"));
+    // Claiming a name whose namespace holds nothing is plain creation.
+    store
+        .user_create(&NewUser {
+            claim_namespace: true,
+            ..new_user("empty")
+        })
+        .await
+        .expect("claim nothing");
+}
+
+/// Rows as a store before migration 0004 (`owner_id`) kept them, for the migration tests
+/// of both backends: run after migrations 0001 to 0003, then the store is opened (which
+/// runs 0004) and [`owners_after_0004`] checks the result.
+pub const BEFORE_0004: &[&str] = &[
+    "INSERT INTO accounts (name, kind, created_at, updated_at) VALUES ('alice', 'user', 0, 0)",
+    "INSERT INTO accounts (name, kind, created_at, updated_at) VALUES ('acme', 'org', 0, 0)",
+    "INSERT INTO repositories (name, created_at) VALUES ('alice/app', 0), ('acme', 0), \
+     ('acme/a/b', 0), ('ghost/app', 0), ('alicex/app', 0), ('alice-x', 0)",
+];
+
+/// After migration 0004 over [`BEFORE_0004`]: a repository whose namespace has an account
+/// belongs to it; the others to nobody, and their namespace is held.
+pub async fn owners_after_0004(store: FullStore) {
+    let kind = |r: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .repo_settings(&repo(r))
+                .await
+                .expect("repo_settings")
+                .unwrap_or_else(|| panic!("{r} survives the migration"))
+                .namespace
+        }
+    };
+    let org = NamespaceKind::Organization {
+        members_can_create: false,
+    };
+    assert_eq!(kind("alice/app").await, NamespaceKind::User);
+    assert_eq!(kind("acme").await, org);
+    assert_eq!(kind("acme/a/b").await, org);
+    for r in ["ghost/app", "alicex/app", "alice-x"] {
+        assert_eq!(kind(r).await, NamespaceKind::Unknown, "{r}");
+    }
+    expect_namespace_held(store.user_create(&new_user("ghost")).await, "ghost");
+    user(&store, "bob").await;
 }
 
 /// Deleting a repository removes its manifests, tags, links, uploads and grants; other
@@ -1758,7 +2039,7 @@ pub async fn hostile_strings_round_trip(store: FullStore) {
 
     let oname = format!("org'; --{}", "q".repeat(260));
     store
-        .org_create(&oname, &long, &OrgSettings::default())
+        .org_create(&oname, &long, &OrgSettings::default(), false)
         .await
         .expect("org_create");
     assert_eq!(

@@ -21,7 +21,8 @@
 //!   finishes the job.
 //! - A mapped team that does not exist is created when its organisation exists (with the
 //!   group recorded on it); when the organisation is missing, its memberships are skipped
-//!   and the run carries a warning.
+//!   and the run carries a warning. Likewise a mapping whose group matches no directory
+//!   group leaves its team alone and the run carries the plan's warning.
 
 use berth_directory::{
     plan, BerthUser, DirectoryClient, DirectoryError, DirectorySnapshot, Membership,
@@ -254,6 +255,10 @@ async fn sync_once(
     let current = berth_users(&users, &teams.members);
     let plan = plan(&snapshot, policy, &current)?;
     let plan = without_teams(plan, &teams.missing);
+    for w in &plan.warnings {
+        tracing::warn!(warning = %w, "directory sync");
+    }
+    report.warnings.extend(plan.warnings.iter().cloned());
     report.conflicts = plan.conflicts.clone();
     report.counts.conflicts = plan.conflicts.len() as u64;
     apply(identity, &plan, &mut users, report).await
@@ -484,8 +489,14 @@ pub async fn provision(
     username: &str,
     password: Option<String>,
 ) -> Result<Option<UserRecord>, DirectorySyncError> {
-    let policy = &directory.config().sync;
     let snapshot = snapshot_of_user(&directory.user_snapshot(username).await?, username);
+    // One user's part of the directory holds only their groups: the mappings of the others
+    // match nothing here without being typos, so they are left out rather than warned of.
+    let mut policy = directory.config().sync.clone();
+    policy
+        .teams
+        .retain(|m| snapshot.groups.iter().any(|g| m.matches(g)));
+    let policy = &policy;
     // Collects what `mapped_teams` and `apply` report; not recorded as a sync run.
     let mut report = SyncReport::started(Trigger::Api);
     let plan = plan(&snapshot, policy, &[])?;

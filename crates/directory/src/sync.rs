@@ -19,6 +19,11 @@
 //!   twice changes nothing the second time.
 //! - A snapshot with no user at all is refused while Berth has active directory accounts,
 //!   unless the policy allows it (see [`SyncPolicy::allow_empty_directory`]).
+//! - A mapping whose group matches no group of the snapshot (a typo, a renamed or deleted
+//!   group, a wrong group base) says nothing about who is in the team: the plan warns
+//!   ([`SyncPlan::warnings`]) and leaves that team alone (no membership added or removed,
+//!   and no active member deactivated for being in no mapped group), as the sync already
+//!   does for a team whose organisation is missing.
 
 use crate::config::{CreateUsers, SyncPolicy, TeamRef};
 use crate::snapshot::{DirectorySnapshot, DirectoryUser};
@@ -89,6 +94,10 @@ pub struct SyncPlan {
     /// Directory usernames that are local accounts in Berth and were therefore left alone.
     /// A report for the administrator, not a change.
     pub conflicts: Vec<String>,
+    /// What the administrator should fix (a mapped group that matches no directory group).
+    /// A report, not a change.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 impl SyncPlan {
@@ -167,8 +176,27 @@ pub fn plan(
         });
     }
 
-    let mapped_teams: BTreeSet<&TeamRef> = policy.teams.iter().map(|m| &m.team).collect();
-    // username -> the mapped teams its groups grant
+    // A mapping that matches no group tells nothing about who should be in its team: that
+    // team is left alone (an empty group does match, and empties its team).
+    let mut unmanaged: BTreeSet<&TeamRef> = BTreeSet::new();
+    let mut warnings = Vec::new();
+    for m in &policy.teams {
+        if !snapshot.groups.iter().any(|g| m.matches(g)) {
+            warnings.push(format!(
+                "mapped group {:?} matches no directory group; team {} is left as it is",
+                m.group, m.team
+            ));
+            unmanaged.insert(&m.team);
+        }
+    }
+    let mapped_teams: BTreeSet<&TeamRef> = policy
+        .teams
+        .iter()
+        .map(|m| &m.team)
+        .filter(|t| !unmanaged.contains(t))
+        .collect();
+    // username -> the mapped teams its groups grant (managed or not: both make a user
+    // eligible)
     let mut granted: BTreeMap<String, BTreeSet<&TeamRef>> = BTreeMap::new();
     for group in &snapshot.groups {
         let teams: Vec<&TeamRef> = policy
@@ -208,7 +236,10 @@ pub fn plan(
         .map(|u| (u.username.to_lowercase(), u))
         .collect();
 
-    let mut out = SyncPlan::default();
+    let mut out = SyncPlan {
+        warnings,
+        ..SyncPlan::default()
+    };
     for (name, du) in &directory {
         match accounts.get(name) {
             Some(account) if account.origin == Origin::Local => out.conflicts.push(name.clone()),
@@ -220,7 +251,7 @@ pub fn plan(
                     email: du.email.clone(),
                     full_name: du.full_name.clone(),
                 });
-                for team in teams_of(name) {
+                for team in teams_of(name).iter().filter(|t| mapped_teams.contains(*t)) {
                     out.add_memberships.push(Membership {
                         username: name.clone(),
                         team: (*team).clone(),
@@ -234,7 +265,11 @@ pub fn plan(
         if account.origin != Origin::Directory {
             continue;
         }
-        let keep = eligible(name);
+        // An active member of a team left alone stays active while the directory still
+        // has them: whether they are in its group cannot be told.
+        let in_unmanaged = account.teams.iter().any(|t| unmanaged.contains(t));
+        let present = directory.get(name).is_some_and(|u| !u.disabled);
+        let keep = eligible(name) || (account.active && in_unmanaged && present);
         if keep && !account.active {
             out.reactivate.push(account.username.clone());
         }
@@ -242,7 +277,7 @@ pub fn plan(
             out.deactivate.push(account.username.clone());
         }
         let wanted: &BTreeSet<&TeamRef> = if keep { teams_of(name) } else { &no_teams };
-        for team in wanted {
+        for team in wanted.iter().filter(|t| mapped_teams.contains(*t)) {
             if !account.teams.contains(*team) {
                 out.add_memberships.push(Membership {
                     username: account.username.clone(),
@@ -514,6 +549,95 @@ mod tests {
             let again = plan(&sample(), &policy(c.create_users), &state).unwrap();
             assert!(again.is_empty(), "{}: second plan {again:?}", c.name);
         }
+    }
+
+    /// Item 15: a typo in a mapped group name used to empty the team and deactivate every
+    /// member whose only mapped group it was. Now the plan warns and leaves the team alone.
+    #[test]
+    fn mapping_that_matches_no_group_leaves_its_team_alone() {
+        let typo = |group: &str| SyncPolicy {
+            create_users: CreateUsers::MappedGroups,
+            teams: vec![
+                GroupMapping {
+                    group: group.into(),
+                    team: team("acme/devs"),
+                },
+                GroupMapping {
+                    group: "cn=admins,ou=groups,dc=example,dc=org".into(),
+                    team: team("acme/admins"),
+                },
+            ],
+            allow_empty_directory: false,
+        };
+        // (mapped group, current state, deactivate, remove, add, warnings)
+        type Row = (
+            &'static str,
+            Vec<BerthUser>,
+            Vec<&'static str>,
+            Vec<Membership>,
+            Vec<Membership>,
+            usize,
+        );
+        let rows: Vec<Row> = vec![
+            // bob is only in acme/devs: he stays active and in the team.
+            ("developpers", synced(), vec![], vec![], vec![], 1),
+            (
+                "cn=developpers,ou=groups,dc=example,dc=org",
+                synced(),
+                vec![],
+                vec![],
+                vec![],
+                1,
+            ),
+            // A user gone from the directory or disabled is still deactivated (the
+            // directory says so); the memberships of the team stay.
+            (
+                "developpers",
+                {
+                    let mut s = synced();
+                    s.push(account("eve", Origin::Directory, true, &["acme/devs"]));
+                    s.push(account("frank", Origin::Directory, true, &["acme/devs"]));
+                    s
+                },
+                vec!["eve", "frank"],
+                vec![],
+                vec![],
+                1,
+            ),
+            // The group spelled right: the team is managed as before.
+            (
+                "developers",
+                {
+                    let mut s = synced();
+                    s.push(account("frank", Origin::Directory, true, &["acme/devs"]));
+                    s
+                },
+                vec!["frank"],
+                vec![m("frank", "acme/devs")],
+                vec![],
+                0,
+            ),
+        ];
+        for (group, current, deactivate, remove, add, warnings) in rows {
+            let p = typo(group);
+            let got = plan(&sample(), &p, &current).unwrap();
+            assert_eq!(got.deactivate, deactivate, "{group}");
+            assert_eq!(got.remove_memberships, remove, "{group}");
+            assert_eq!(got.add_memberships, add, "{group}");
+            assert_eq!(got.warnings.len(), warnings, "{group}: {:?}", got.warnings);
+            if warnings > 0 {
+                assert!(got.warnings[0].contains(group) && got.warnings[0].contains("acme/devs"));
+            }
+            let mut state = current.clone();
+            got.apply(&mut state);
+            assert!(plan(&sample(), &p, &state).unwrap().is_empty(), "{group}");
+        }
+        // An existing group with no member is not a typo: it empties its team.
+        let mut s = sample();
+        s.groups[0].members.clear();
+        let got = plan(&s, &policy(CreateUsers::MappedGroups), &synced()).unwrap();
+        assert_eq!(got.deactivate, ["bob"]);
+        assert!(got.warnings.is_empty());
     }
 
     #[test]

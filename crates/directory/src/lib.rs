@@ -5,6 +5,8 @@
 //! Modules:
 //! - [`config`]: [`DirectoryConfig`], what to connect to and how to read it, with the
 //!   group-to-team mapping ([`SyncPolicy`]).
+//! - [`dn`]: [`dn::normalize_dn`], distinguished names parsed per RFC 4514 and written in
+//!   one canonical form, so that every spelling of a DN compares equal.
 //! - [`snapshot`]: [`DirectorySnapshot`], users and groups as read at one moment.
 //! - [`sync`]: [`plan`], the pure diff from a snapshot to account and team changes.
 //! - [`client`]: [`DirectoryClient`], the LDAP client (ldap3 over rustls) that logs users
@@ -12,6 +14,7 @@
 
 pub mod client;
 pub mod config;
+pub mod dn;
 pub mod snapshot;
 pub mod sync;
 

@@ -488,3 +488,88 @@ async fn active_directory_like_directory() {
 
     unreachable(&slapd, &client).await;
 }
+
+/// The sample directory's server with an OU of its own added over LDAP: the data a test
+/// needs beyond the shared LDIF, so the shared files stay as they are.
+fn plain_config(slapd: &Slapd, base: &str, teams: Vec<GroupMapping>) -> DirectoryConfig {
+    DirectoryConfig {
+        url: slapd.url(),
+        bind_dn: slapd.admin_dn(),
+        bind_password: Secret::new(admin_password()),
+        user_base: base.into(),
+        group_base: base.into(),
+        sync: SyncPolicy {
+            create_users: CreateUsers::MappedGroups,
+            teams,
+            allow_empty_directory: false,
+        },
+        ..DirectoryConfig::default()
+    }
+}
+
+/// Item 14: a mapping whose group DN uses the `\,` escape matched nothing when the server
+/// returned `\2C` (and the other way round), and `member` values spelled differently from
+/// the entry DNs lost their members. Users and a group with commas in their names, the
+/// member values and the mappings each spelled another way.
+#[tokio::test]
+async fn escaped_dns_match_in_every_spelling() {
+    let slapd = Slapd::start(3395, "sample.ldif", "dc=example,dc=org", false);
+    let base = "ou=escaped,dc=example,dc=org";
+    slapd.modify(&format!(
+        "dn: {base}\nchangetype: add\nobjectClass: organizationalUnit\nou: escaped\n\n\
+         dn: cn=Doe\\, Jane,{base}\nchangetype: add\nobjectClass: inetOrgPerson\n\
+         cn: Doe, Jane\nsn: Doe\nuid: jane\nuserPassword: jane-pw\n\n\
+         dn: cn=Roe\\2C Rick,{base}\nchangetype: add\nobjectClass: inetOrgPerson\n\
+         cn: Roe, Rick\nsn: Roe\nuid: rick\nuserPassword: rick-pw\n\n\
+         dn: cn=Smith\\2C Team,{base}\nchangetype: add\nobjectClass: groupOfNames\n\
+         cn: Smith, Team\nmember: cn=Doe\\2C Jane,{base}\n\
+         member: CN=Roe\\, Rick, OU=escaped, DC=example, DC=org\n"
+    ));
+    let teams = vec![
+        GroupMapping {
+            group: format!("cn=Smith\\, Team,{base}"),
+            team: team("a/one"),
+        },
+        GroupMapping {
+            group: "CN=Smith\\2C Team,OU=Escaped,DC=Example,DC=Org".into(),
+            team: team("a/two"),
+        },
+        GroupMapping {
+            group: "cn=\"Smith, Team\", ou=escaped, dc=example, dc=org".into(),
+            team: team("a/three"),
+        },
+    ];
+    let config = plain_config(&slapd, base, teams);
+    let mut by_member_of = config.clone();
+    by_member_of.membership = MembershipMode::UserMemberOf;
+    for config in [config, by_member_of] {
+        let client = DirectoryClient::new(config.clone()).unwrap();
+        let snap = client.snapshot().await.unwrap();
+        assert_eq!(usernames(&snap), ["jane", "rick"]);
+        assert_eq!(
+            memberships(&snap),
+            [("Smith, Team".to_string(), strs(&["jane", "rick"]))],
+            "{:?}",
+            config.membership
+        );
+        let got = plan(&snap, &config.sync, &[]).unwrap();
+        assert!(got.warnings.is_empty(), "{:?}", got.warnings);
+        let mut want = Vec::new();
+        for u in ["jane", "rick"] {
+            for t in ["a/one", "a/three", "a/two"] {
+                want.push(m(u, t));
+            }
+        }
+        assert_eq!(got.add_memberships, want, "{:?}", config.membership);
+        let one = client.user_snapshot("jane").await.unwrap();
+        assert_eq!(
+            memberships(&one),
+            [("Smith, Team".to_string(), strs(&["jane"]))]
+        );
+        let jane = client.authenticate("jane", "jane-pw").await.unwrap();
+        assert_eq!(
+            normalize_dn(&jane.dn),
+            normalize_dn(&format!("CN=Doe\\2c Jane,{base}"))
+        );
+    }
+}

@@ -48,9 +48,13 @@ pub enum DirectoryError {
         /// What failed.
         reason: String,
     },
-    /// The service account's bind was refused: the configured bind DN or password is wrong.
-    #[error("the directory refused the service account bind (result code {code}): {message}")]
+    /// The service account's bind was refused: the configured bind DN or password is wrong
+    /// (or expired, or the account is locked).
+    #[error("the directory refused the service account bind as {dn:?}: {} (result code {code}): {}",
+        result_name(*code), diagnostic(message, ""))]
     ServiceBindRefused {
+        /// The configured bind DN.
+        dn: String,
         /// LDAP result code.
         code: u32,
         /// The server's diagnostic message.
@@ -76,15 +80,19 @@ pub enum DirectoryError {
     /// The password is right but the account is disabled in the directory.
     #[error("the directory account is disabled")]
     AccountDisabled,
-    /// The directory answered an operation with an error.
-    #[error("directory {operation} failed (result code {code}): {message}")]
+    /// The directory answered an operation with an error, or the client failed it.
+    #[error("directory {operation} of {target:?} failed: {}", operation_detail(*code, message, matched))]
     Operation {
         /// Which operation.
         operation: &'static str,
+        /// The search base or the DN bound as.
+        target: String,
         /// LDAP result code (0 when the failure was on the client side).
         code: u32,
-        /// The server's diagnostic message or the client's error.
+        /// The server's diagnostic message or the client's error (may be empty).
         message: String,
+        /// The server's matched DN: the deepest existing entry of a missing base.
+        matched: String,
     },
     /// The configuration cannot work (see [`DirectoryConfig::validate`]) or its CA file
     /// cannot be read.
@@ -110,6 +118,79 @@ impl DirectoryError {
                 | DirectoryError::AmbiguousUser { .. }
                 | DirectoryError::EmptyPassword
                 | DirectoryError::AccountDisabled
+        )
+    }
+}
+
+/// The name RFC 4511 gives an LDAP result code (with AD's and ldap3's client-side codes),
+/// so that an error says `noSuchObject` rather than a bare 32.
+pub fn result_name(code: u32) -> &'static str {
+    match code {
+        0 => "success",
+        1 => "operationsError",
+        2 => "protocolError",
+        3 => "timeLimitExceeded",
+        4 => "sizeLimitExceeded",
+        7 => "authMethodNotSupported",
+        8 => "strongerAuthRequired",
+        10 => "referral",
+        11 => "adminLimitExceeded",
+        12 => "unavailableCriticalExtension",
+        13 => "confidentialityRequired",
+        14 => "saslBindInProgress",
+        16 => "noSuchAttribute",
+        17 => "undefinedAttributeType",
+        18 => "inappropriateMatching",
+        19 => "constraintViolation",
+        20 => "attributeOrValueExists",
+        21 => "invalidAttributeSyntax",
+        32 => "noSuchObject",
+        33 => "aliasProblem",
+        34 => "invalidDNSyntax",
+        36 => "aliasDereferencingProblem",
+        48 => "inappropriateAuthentication",
+        49 => "invalidCredentials",
+        50 => "insufficientAccessRights",
+        51 => "busy",
+        52 => "unavailable",
+        53 => "unwillingToPerform",
+        54 => "loopDetect",
+        64 => "namingViolation",
+        65 => "objectClassViolation",
+        66 => "notAllowedOnNonLeaf",
+        67 => "notAllowedOnRDN",
+        68 => "entryAlreadyExists",
+        69 => "objectClassModsProhibited",
+        71 => "affectsMultipleDSAs",
+        80 => "other",
+        81 => "serverDown",
+        85 => "timeout",
+        _ => "unknown result code",
+    }
+}
+
+/// The server's diagnostic message, or a word saying there was none (an empty message
+/// after a colon reads like a truncated log line).
+fn diagnostic(message: &str, matched: &str) -> String {
+    let mut out = if message.trim().is_empty() {
+        "the server gave no diagnostic message".to_string()
+    } else {
+        message.trim().to_string()
+    };
+    if !matched.is_empty() {
+        out.push_str(&format!("; the deepest existing entry is {matched:?}"));
+    }
+    out
+}
+
+fn operation_detail(code: u32, message: &str, matched: &str) -> String {
+    if code == 0 {
+        diagnostic(message, matched)
+    } else {
+        format!(
+            "{} (result code {code}): {}",
+            result_name(code),
+            diagnostic(message, matched)
         )
     }
 }
@@ -181,8 +262,10 @@ impl DirectoryClient {
                 self.user_attributes(),
             )
             .await
-            .map_err(|e| self.ldap_error("search", e))?;
-        let (entries, _) = result.success().map_err(|e| self.ldap_error("search", e))?;
+            .map_err(|e| self.ldap_error("search", &c.user_base, e))?;
+        let (entries, _) = result
+            .success()
+            .map_err(|e| self.ldap_error("search", &c.user_base, e))?;
         let mut users: Vec<DirectoryUser> = entries
             .into_iter()
             .map(SearchEntry::construct)
@@ -195,14 +278,14 @@ impl DirectoryClient {
         };
         let bound = self.timed(&mut ldap).simple_bind(&user.dn, password).await;
         let _ = ldap.unbind().await;
-        let result = bound.map_err(|e| self.ldap_error("bind", e))?;
+        let result = bound.map_err(|e| self.ldap_error("bind", &user.dn, e))?;
         match result.rc {
             0 => {}
             RC_INVALID_CREDENTIALS => {
                 tracing::info!(username = %user.username, "directory refused the password");
                 return Err(DirectoryError::BadCredentials);
             }
-            _ => return Err(self.ldap_error("bind", LdapError::LdapResult { result })),
+            _ => return Err(self.ldap_error("bind", &user.dn, LdapError::LdapResult { result })),
         }
         if user.disabled {
             return Err(DirectoryError::AccountDisabled);
@@ -402,12 +485,12 @@ impl DirectoryClient {
             .timed(ldap)
             .streaming_search_with(adapters, base, Scope::Subtree, filter, attrs)
             .await
-            .map_err(|e| self.ldap_error("search", e))?;
+            .map_err(|e| self.ldap_error("search", base, e))?;
         let mut entries = Vec::new();
         while let Some(entry) = stream
             .next()
             .await
-            .map_err(|e| self.ldap_error("search", e))?
+            .map_err(|e| self.ldap_error("search", base, e))?
         {
             entries.push(SearchEntry::construct(entry));
         }
@@ -415,7 +498,7 @@ impl DirectoryClient {
             .finish()
             .await
             .success()
-            .map_err(|e| self.ldap_error("search", e))?;
+            .map_err(|e| self.ldap_error("search", base, e))?;
         Ok(entries)
     }
 
@@ -439,7 +522,7 @@ impl DirectoryClient {
             url: c.url.clone(),
             reason: format!("no connection within {}s", c.connect_timeout_secs),
         })?;
-        let (conn, mut ldap) = connected.map_err(|e| self.ldap_error("connect", e))?;
+        let (conn, mut ldap) = connected.map_err(|e| self.ldap_error("connect", &c.url, e))?;
         tokio::spawn(async move {
             if let Err(e) = conn.drive().await {
                 tracing::debug!(error = %e, "directory connection ended with an error");
@@ -450,12 +533,17 @@ impl DirectoryClient {
                 .timed(&mut ldap)
                 .simple_bind(&c.bind_dn, c.bind_password.expose())
                 .await
-                .map_err(|e| self.ldap_error("bind", e))?;
+                .map_err(|e| self.ldap_error("bind", &c.bind_dn, e))?;
             if result.rc != 0 {
                 if RC_UNAVAILABLE.contains(&result.rc) {
-                    return Err(self.ldap_error("bind", LdapError::LdapResult { result }));
+                    return Err(self.ldap_error(
+                        "bind",
+                        &c.bind_dn,
+                        LdapError::LdapResult { result },
+                    ));
                 }
                 return Err(DirectoryError::ServiceBindRefused {
+                    dn: c.bind_dn.clone(),
                     code: result.rc,
                     message: result.text,
                 });
@@ -465,7 +553,8 @@ impl DirectoryClient {
     }
 
     /// Sorts an ldap3 error into unreachable, TLS, configuration or operation failures.
-    fn ldap_error(&self, operation: &'static str, e: LdapError) -> DirectoryError {
+    /// `target` is the search base or the DN of a bind, named in the error.
+    fn ldap_error(&self, operation: &'static str, target: &str, e: LdapError) -> DirectoryError {
         let url = self.config.url.clone();
         match e {
             LdapError::Io { .. }
@@ -476,7 +565,7 @@ impl DirectoryClient {
             | LdapError::IdScrubSend { .. }
             | LdapError::MiscSend { .. } => DirectoryError::Unreachable {
                 url,
-                reason: format!("{operation}: {e}"),
+                reason: format!("{operation} of {target:?}: {e}"),
             },
             LdapError::Rustls { .. } | LdapError::DNSName { .. } => DirectoryError::Tls {
                 url,
@@ -488,18 +577,25 @@ impl DirectoryClient {
             LdapError::LdapResult { result } if RC_UNAVAILABLE.contains(&result.rc) => {
                 DirectoryError::Unreachable {
                     url,
-                    reason: format!("{operation}: result code {}: {}", result.rc, result.text),
+                    reason: format!(
+                        "{operation} of {target:?}: {}",
+                        operation_detail(result.rc, &result.text, &result.matched)
+                    ),
                 }
             }
             LdapError::LdapResult { result } => DirectoryError::Operation {
                 operation,
+                target: target.to_string(),
                 code: result.rc,
                 message: result.text,
+                matched: result.matched,
             },
             other => DirectoryError::Operation {
                 operation,
+                target: target.to_string(),
                 code: 0,
                 message: other.to_string(),
+                matched: String::new(),
             },
         }
     }
@@ -629,6 +725,50 @@ mod tests {
             group_base: "ou=groups,dc=example,dc=org".into(),
             ..DirectoryConfig::default()
         }
+    }
+
+    #[test]
+    fn errors_read_as_sentences() {
+        let op = |code, message: &str, matched: &str| {
+            DirectoryError::Operation {
+                operation: "search",
+                target: "ou=people,dc=x".into(),
+                code,
+                message: message.into(),
+                matched: matched.into(),
+            }
+            .to_string()
+        };
+        let cases = [
+            (
+                op(32, "", "dc=x"),
+                "directory search of \"ou=people,dc=x\" failed: noSuchObject (result code 32): \
+                 the server gave no diagnostic message; the deepest existing entry is \"dc=x\"",
+            ),
+            (
+                op(50, "no read access to parent", ""),
+                "directory search of \"ou=people,dc=x\" failed: insufficientAccessRights \
+                 (result code 50): no read access to parent",
+            ),
+            (
+                op(0, "protocol error", ""),
+                "directory search of \"ou=people,dc=x\" failed: protocol error",
+            ),
+            (
+                DirectoryError::ServiceBindRefused {
+                    dn: "cn=svc".into(),
+                    code: 49,
+                    message: "80090308: LdapErr: DSID-0C09044E, data 532".into(),
+                }
+                .to_string(),
+                "the directory refused the service account bind as \"cn=svc\": \
+                 invalidCredentials (result code 49): 80090308: LdapErr: DSID-0C09044E, data 532",
+            ),
+        ];
+        for (got, want) in cases {
+            assert_eq!(got, want);
+        }
+        assert_eq!(result_name(4096), "unknown result code");
     }
 
     #[test]

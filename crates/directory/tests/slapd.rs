@@ -573,3 +573,60 @@ async fn escaped_dns_match_in_every_spelling() {
         );
     }
 }
+
+/// Item 18: errors said `directory search failed (result code 32): ` with nothing after the
+/// colon. They now carry the result's name, the server's diagnostic (or say there was
+/// none), and the base or DN involved.
+#[tokio::test]
+async fn errors_name_the_result_the_diagnostic_and_the_dn() {
+    let slapd = Slapd::start(3396, "sample.ldif", "dc=example,dc=org", false);
+    let mut missing = plain_config(&slapd, "ou=missing,dc=example,dc=org", vec![]);
+    missing.group_base = "ou=groups,dc=example,dc=org".into();
+    let client = DirectoryClient::new(missing).unwrap();
+    for err in [
+        client.snapshot().await.unwrap_err(),
+        client.authenticate("alice", "alice-pw").await.unwrap_err(),
+        client.user_snapshot("alice").await.unwrap_err(),
+    ] {
+        let text = err.to_string();
+        for want in [
+            "search of \"ou=missing,dc=example,dc=org\"",
+            "noSuchObject (result code 32)",
+            "the deepest existing entry is \"dc=example,dc=org\"",
+        ] {
+            assert!(text.contains(want), "{want:?} not in {text:?}");
+        }
+        assert!(!text.trim_end().ends_with(':'), "{text}");
+        assert!(!err.is_unreachable() && !err.is_login_refused(), "{text}");
+    }
+
+    // A base that is no DN: the server's own diagnostic is passed on.
+    let mut bad = plain_config(&slapd, "ou=people,dc=example,dc=org", vec![]);
+    bad.group_base = "ou=groups,,dc=example".into();
+    let text = DirectoryClient::new(bad)
+        .unwrap()
+        .snapshot()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        text.contains("invalidDNSyntax (result code 34): invalid DN")
+            && text.contains("\"ou=groups,,dc=example\""),
+        "{text}"
+    );
+
+    // A wrong service password names the bind DN and the result.
+    let mut wrong = plain_config(&slapd, "ou=people,dc=example,dc=org", vec![]);
+    wrong.bind_password = Secret::new("not-the-password");
+    let text = DirectoryClient::new(wrong)
+        .unwrap()
+        .check()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        text.contains("as \"cn=admin,dc=example,dc=org\": invalidCredentials (result code 49)"),
+        "{text}"
+    );
+    assert!(!text.contains("not-the-password"), "{text}");
+}

@@ -69,6 +69,20 @@ impl Slapd {
     /// Ports 3391 (plain) and 3392 (AD-like) for the embedded stores, 3393 and 3394 for
     /// PostgreSQL and S3 (the directory crate's own tests use 3389 and 3390).
     fn start(kind: Kind, backend: Backend) -> Slapd {
+        let port = match kind {
+            Kind::OpenLdap => 3391,
+            Kind::ActiveDirectory => 3392,
+        };
+        let port = if backend == Backend::Scaled {
+            port + 2
+        } else {
+            port
+        };
+        Slapd::start_on(kind, port)
+    }
+
+    /// A server on a port of its own (the single-purpose tests below take 3401 and up).
+    fn start_on(kind: Kind, port: u16) -> Slapd {
         let peers = peers_dir();
         let script = peers.join("slapd.sh");
         assert!(
@@ -76,14 +90,9 @@ impl Slapd {
             "slapd.sh not found at {}: set BERTH_PEERS_DIR to the shared peers directory",
             script.display()
         );
-        let (port, ldif) = match kind {
-            Kind::OpenLdap => (3391, "sample.ldif"),
-            Kind::ActiveDirectory => (3392, "ad-like.ldif"),
-        };
-        let port = if backend == Backend::Scaled {
-            port + 2
-        } else {
-            port
+        let ldif = match kind {
+            Kind::OpenLdap => "sample.ldif",
+            Kind::ActiveDirectory => "ad-like.ldif",
         };
         let s = Slapd {
             kind,
@@ -860,4 +869,126 @@ fn openldap(backend: Backend) {
 
 fn active_directory(backend: Backend) {
     scenario(Kind::ActiveDirectory, backend);
+}
+
+/// Sets up acme with its two mapped teams and starts `berth serve`.
+fn acme(berth: &Berth) {
+    for args in [
+        &["org", "create", "acme"][..],
+        &["team", "create", "acme", "devs"],
+        &["team", "create", "acme", "admins"],
+    ] {
+        let out = berth.admin(args);
+        assert!(out.status.success(), "admin {args:?}: {}", out.stderr);
+    }
+}
+
+fn wait_for_log(server: &Process, what: &str) -> String {
+    let mut text = String::new();
+    wait_for(
+        &format!("{what:?} in the server log"),
+        Duration::from_secs(30),
+        || {
+            text = std::fs::read_to_string(&server.log).unwrap_or_default();
+            text.contains(what)
+        },
+    );
+    text
+}
+
+/// Item 16: a wrong or expired service-account password locked out every directory user,
+/// even those whose password was cached at their last bind. Now a service bind failure is
+/// the directory's failure, not the user's: cached logins keep working, `berth serve` says
+/// so at start, and `/health` and the cluster status show the directory failing.
+#[test]
+fn service_bind_failure_keeps_cached_logins() {
+    let slapd = Slapd::start_on(Kind::OpenLdap, 3401);
+    let berth = Berth::new(&slapd, Backend::Embedded);
+    acme(&berth);
+    let server = berth.serve(&[]);
+    let host = server.host.clone();
+    wait_for_log(&server, "directory check passed");
+    // carol logs in once: her account is created and her password hash cached.
+    assert_eq!(berth.granted(&host, "carol", "carol-pw"), Some(vec![]));
+    let health: Value = berth
+        .http
+        .get(format!("http://{host}/health"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        health["components"]["directory"]["healthy"], true,
+        "{health}"
+    );
+    drop(server);
+
+    // The service account's password is changed in the directory, not in Berth.
+    let text = std::fs::read_to_string(&berth.config).unwrap();
+    let wrong = text.replace(
+        &format!("bind_password = \"{}\"", slapd_admin_password()),
+        "bind_password = \"expired-service-pw\"",
+    );
+    assert_ne!(wrong, text);
+    std::fs::write(&berth.config, wrong).unwrap();
+    let server = berth.serve(&[]);
+    let host = server.host.clone();
+    let log = wait_for_log(&server, "DIRECTORY CHECK FAILED");
+    assert!(
+        log.contains("invalidCredentials (result code 49)")
+            && log.contains("cn=admin,dc=example,dc=org"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("expired-service-pw"),
+        "the password is logged:\n{log}"
+    );
+
+    // carol still logs in with her cached hash; a wrong password and a user who never
+    // logged in are refused.
+    assert_eq!(
+        berth.granted(&host, "carol", "carol-pw"),
+        Some(vec![]),
+        "carol's cached login refused while the service bind fails"
+    );
+    assert_eq!(berth.granted(&host, "carol", "not-carol-pw"), None);
+    assert_eq!(berth.granted(&host, "alice", "alice-pw"), None);
+
+    // /health lists the directory as failing (without taking the replica out: 200) ...
+    let r = berth
+        .http
+        .get(format!("http://{host}/health"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let health: Value = r.json().unwrap();
+    let dir = &health["components"]["directory"];
+    assert_eq!(dir["healthy"], false, "{health}");
+    assert!(
+        dir["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("invalidCredentials"),
+        "{health}"
+    );
+    assert!(
+        health["failing"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|x| x == "directory")),
+        "{health}"
+    );
+    // ... and so does the cluster status.
+    let status: Value = berth
+        .http
+        .get(format!("http://{host}/api/v0/meta/cluster_status"))
+        .basic_auth("admin", Some(ADMIN_PW))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        status["replicas"][0]["directory"]["healthy"], false,
+        "{status}"
+    );
+    drop(server);
 }

@@ -615,7 +615,13 @@ impl Access {
             return Ok(None);
         };
         if let Err(e) = dir.authenticate(username, password).await {
-            tracing::info!(error = %e, user = %username, "no account, and no directory login");
+            if e.is_directory_failure() {
+                // No cached hash to fall back to: refused, but the log says whose fault.
+                tracing::warn!(error = %e, user = %username,
+                    "the directory could not check a first login; refused until it can");
+            } else {
+                tracing::info!(error = %e, user = %username, "no account, and no directory login");
+            }
             return Ok(None);
         }
         let (pw, params) = (password.as_bytes().to_vec(), self.cfg.password_params);
@@ -651,8 +657,11 @@ impl Access {
     }
 
     /// A directory user logs in by binding to the directory. A successful bind refreshes
-    /// the account's cached password hash; while the directory cannot be reached, that
-    /// cached hash is accepted, so nobody is locked out of what they already had.
+    /// the account's cached password hash; while the directory cannot check the password
+    /// (unreachable, or failing on its side: a wrong or expired service-account password,
+    /// a wrong search base), that cached hash is accepted, so nobody is locked out of what
+    /// they already had. Only the directory's own refusal (wrong password, unknown or
+    /// disabled user) refuses the login.
     async fn login_directory(&self, user: &UserRecord, password: &str) -> Result<(), AccessError> {
         let refused = || AccessError::Unauthorized("invalid user name or password".into());
         let Some(dir) = &self.directory else {
@@ -683,9 +692,9 @@ impl Access {
                 }
                 Ok(())
             }
-            Err(e) if e.is_unreachable() => {
+            Err(e) if e.is_directory_failure() => {
                 tracing::warn!(error = %e, user = %user.name,
-                    "directory unreachable; checking the password cached at the last bind");
+                    "the directory cannot check passwords; checking the password cached at the last bind");
                 if self.check_stored(user, password).await {
                     Ok(())
                 } else {

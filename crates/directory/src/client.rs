@@ -15,8 +15,10 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// LDAP result code 49: invalidCredentials.
 const RC_INVALID_CREDENTIALS: u32 = 49;
@@ -107,6 +109,14 @@ impl DirectoryError {
         matches!(self, DirectoryError::Unreachable { .. })
     }
 
+    /// Whether the directory itself failed (unreachable, TLS, a refused service bind, an
+    /// operation error, a configuration it cannot serve) rather than refusing a login. A
+    /// login that gets this must not be refused for it: the user's password was never
+    /// checked, so the caller falls back to the hash cached at their last bind.
+    pub fn is_directory_failure(&self) -> bool {
+        !self.is_login_refused()
+    }
+
     /// Whether this is a refused login (bad password, unknown, ambiguous or disabled user,
     /// empty password). The HTTP layer answers all of these the same way, so that a caller
     /// cannot tell which usernames exist.
@@ -195,11 +205,26 @@ fn operation_detail(code: u32, message: &str, matched: &str) -> String {
     }
 }
 
-/// A client for one configured directory. Cheap to clone.
+/// What the last contact with the directory showed: for `/health`, the cluster status and
+/// the start-up check of `berth serve`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct DirectoryStatus {
+    /// `None` until the directory has been contacted; `Some(false)` when the last contact
+    /// failed on the directory's side (a refused login is a healthy directory).
+    pub healthy: Option<bool>,
+    /// Why the last contact failed.
+    pub error: Option<String>,
+    /// Unix milliseconds of the last contact.
+    pub checked_at: Option<i64>,
+}
+
+/// A client for one configured directory. Cheap to clone; clones share their
+/// [`DirectoryStatus`].
 #[derive(Clone, Debug)]
 pub struct DirectoryClient {
     config: Arc<DirectoryConfig>,
     tls: Option<Arc<ClientConfig>>,
+    status: Arc<Mutex<DirectoryStatus>>,
 }
 
 impl DirectoryClient {
@@ -215,7 +240,34 @@ impl DirectoryClient {
         Ok(DirectoryClient {
             config: Arc::new(config),
             tls,
+            status: Arc::default(),
         })
+    }
+
+    /// What the last contact with the directory showed.
+    pub fn status(&self) -> DirectoryStatus {
+        self.status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Records the outcome of one public operation in the shared status.
+    fn observe<T>(&self, r: Result<T, DirectoryError>) -> Result<T, DirectoryError> {
+        let error = match &r {
+            Err(e) if e.is_directory_failure() => Some(e.to_string()),
+            _ => None,
+        };
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        *self.status.lock().unwrap_or_else(|e| e.into_inner()) = DirectoryStatus {
+            healthy: Some(error.is_none()),
+            error,
+            checked_at: Some(now),
+        };
+        r
     }
 
     /// The configuration in use.
@@ -226,15 +278,28 @@ impl DirectoryClient {
     /// Connects and binds as the service account: the "test connection" of the settings
     /// page.
     pub async fn check(&self) -> Result<(), DirectoryError> {
-        let mut ldap = self.service_connection().await?;
-        let _ = ldap.unbind().await;
-        Ok(())
+        let r = async {
+            let mut ldap = self.service_connection().await?;
+            let _ = ldap.unbind().await;
+            Ok(())
+        }
+        .await;
+        self.observe(r)
     }
 
     /// Logs a user in: finds the entry whose username attribute equals `username` (with
     /// the service account), then binds as that entry with `password`. Returns the user's
     /// directory record.
     pub async fn authenticate(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<DirectoryUser, DirectoryError> {
+        let r = self.authenticate_inner(username, password).await;
+        self.observe(r)
+    }
+
+    async fn authenticate_inner(
         &self,
         username: &str,
         password: &str,
@@ -298,6 +363,11 @@ impl DirectoryClient {
     /// snapshot are left out. Searches are paged, so directories with a server-side size
     /// limit (AD: 1000) are read whole.
     pub async fn snapshot(&self) -> Result<DirectorySnapshot, DirectoryError> {
+        let r = self.snapshot_inner().await;
+        self.observe(r)
+    }
+
+    async fn snapshot_inner(&self) -> Result<DirectorySnapshot, DirectoryError> {
         let c = &self.config;
         let mut ldap = self.service_connection().await?;
         let user_entries = self
@@ -325,6 +395,14 @@ impl DirectoryClient {
     /// searched by `member` (group-member mode), or read without their member lists
     /// (user-member-of mode).
     pub async fn user_snapshot(&self, username: &str) -> Result<DirectorySnapshot, DirectoryError> {
+        let r = self.user_snapshot_inner(username).await;
+        self.observe(r)
+    }
+
+    async fn user_snapshot_inner(
+        &self,
+        username: &str,
+    ) -> Result<DirectorySnapshot, DirectoryError> {
         let c = &self.config;
         let mut ldap = self.service_connection().await?;
         let filter = format!(

@@ -18,7 +18,7 @@ pub mod dn;
 pub mod snapshot;
 pub mod sync;
 
-pub use client::{DirectoryClient, DirectoryError};
+pub use client::{DirectoryClient, DirectoryError, DirectoryStatus};
 pub use config::{
     ConfigError, CreateUsers, DirectoryConfig, GroupMapping, MembershipMode, Secret, SyncPolicy,
     TeamRef, TlsConfig,

@@ -992,3 +992,105 @@ fn service_bind_failure_keeps_cached_logins() {
     );
     drop(server);
 }
+
+/// Item 17: directory users whose names are not valid Berth names (a space, non-ASCII
+/// letters) got accounts that the API could not manage (400 `NAME_INVALID` on deactivate,
+/// team removal, token creation). Now their accounts take the documented mapped name
+/// (`Jane Doe` -> `jane.doe`, `José` -> `jose`), which the API manages like any other; they
+/// log in with their directory name; a name with nothing mappable gets no account and a
+/// warning.
+#[test]
+fn directory_names_outside_the_name_rule_get_manageable_accounts() {
+    let slapd = Slapd::start_on(Kind::OpenLdap, 3402);
+    // (entry cn, uid as base64 LDIF, password): "Jane Doe", "José", "Ann Lee", "李雷".
+    let people = [
+        ("Jane Doe", "SmFuZSBEb2U=", "jane-pw"),
+        ("Jose Garcia", "Sm9zw6k=", "jose-pw"),
+        ("Ann Lee", "QW5uIExlZQ==", "ann-pw"),
+        ("Li Lei", "5p2O6Zu3", "li-pw"),
+    ];
+    for (cn, uid, pw) in people {
+        slapd.modify(&format!(
+            "dn: cn={cn},ou=people,dc=example,dc=org\nchangetype: add\n\
+             objectClass: inetOrgPerson\ncn: {cn}\nsn: {cn}\nuid:: {uid}\nuserPassword: {pw}\n\n\
+             dn: cn=developers,ou=groups,dc=example,dc=org\nchangetype: modify\n\
+             add: member\nmember: cn={cn},ou=people,dc=example,dc=org\n"
+        ));
+    }
+    let berth = Berth::new(&slapd, Backend::Embedded);
+    acme(&berth);
+    let server = berth.serve(&[]);
+    let host = server.host.clone();
+
+    // Ann logs in before any sync with her directory name: her account is ann.lee.
+    assert_eq!(berth.granted(&host, "Ann Lee", "ann-pw"), Some(vec![]));
+    assert_eq!(
+        berth.user_line("ann.lee").as_deref(),
+        Some("ann.lee\tdirectory\tactive")
+    );
+    let report = berth.sync();
+    assert_eq!(report["ok"], true, "{report}");
+    let users = berth.users();
+    for want in ["jane.doe\tdirectory\tactive", "jose\tdirectory\tactive"] {
+        assert!(users.iter().any(|l| l == want), "{want} not in {users:?}");
+    }
+    assert!(
+        users.iter().all(|l| l
+            .split('\t')
+            .next()
+            .is_some_and(|n| n.is_ascii() && !n.contains(' '))),
+        "{users:?}"
+    );
+    let warnings = report["warnings"].to_string();
+    assert!(
+        warnings.contains("李雷") && warnings.contains("no account name"),
+        "{report}"
+    );
+    // They log in with their directory names (and a wrong password is refused).
+    assert_eq!(berth.granted(&host, "Jane Doe", "jane-pw"), Some(vec![]));
+    assert_eq!(berth.granted(&host, "José", "jose-pw"), Some(vec![]));
+    assert_eq!(berth.granted(&host, "José", "jane-pw"), None);
+    assert_eq!(berth.granted(&host, "李雷", "li-pw"), None);
+
+    // The API manages them: token creation, team removal, deactivation.
+    let api = |who: (&str, &str), method: reqwest::Method, path: &str, body: Value| {
+        let r = berth
+            .http
+            .request(method, format!("http://{host}{path}"))
+            .basic_auth(who.0, Some(who.1))
+            .json(&body)
+            .send()
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.text().unwrap_or_default())
+    };
+    // José creates his own token, logging in with his directory name.
+    let (status, body) = api(
+        ("José", "jose-pw"),
+        reqwest::Method::POST,
+        "/api/v0/users/jose/tokens",
+        serde_json::json!({"description": "ci"}),
+    );
+    assert_eq!(status, 201, "{body}");
+    let admin = ("admin", ADMIN_PW);
+    let (status, body) = api(
+        admin,
+        reqwest::Method::DELETE,
+        "/api/v0/orgs/acme/teams/devs/members/jose",
+        Value::Null,
+    );
+    assert_eq!(status, 204, "{body}");
+    let (status, body) = api(
+        admin,
+        reqwest::Method::PATCH,
+        "/api/v0/users/jane.doe",
+        serde_json::json!({"active": false}),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        berth.granted(&host, "Jane Doe", "jane-pw"),
+        None,
+        "deactivated"
+    );
+    drop(server);
+}

@@ -614,6 +614,23 @@ impl Access {
         let Some(dir) = &self.directory else {
             return Ok(None);
         };
+        // A directory name outside the name rule (`Jane Doe`) has its account under the
+        // mapped name (`jane.doe`): that account, if it exists, is who is logging in.
+        let Some(account) = berth_directory::names::account_name_for(username) else {
+            return Ok(None);
+        };
+        if account != username {
+            if let Some(user) = self.identity.user_get(UserKey::Name(&account)).await? {
+                if !matches!(user.origin, Origin::Directory { .. })
+                    || !user.active
+                    || user.is_service_account
+                {
+                    return Ok(None);
+                }
+                self.login_directory_as(&user, username, password).await?;
+                return Ok(Some(user));
+            }
+        }
         if let Err(e) = dir.authenticate(username, password).await {
             if e.is_directory_failure() {
                 // No cached hash to fall back to: refused, but the log says whose fault.
@@ -663,6 +680,18 @@ impl Access {
     /// they already had. Only the directory's own refusal (wrong password, unknown or
     /// disabled user) refuses the login.
     async fn login_directory(&self, user: &UserRecord, password: &str) -> Result<(), AccessError> {
+        self.login_directory_as(user, &user.name, password).await
+    }
+
+    /// [`Access::login_directory`] with the name the user typed, which is their directory
+    /// name and may differ from the account name it maps to: the directory entry found
+    /// must map to this account.
+    async fn login_directory_as(
+        &self,
+        user: &UserRecord,
+        login: &str,
+        password: &str,
+    ) -> Result<(), AccessError> {
         let refused = || AccessError::Unauthorized("invalid user name or password".into());
         let Some(dir) = &self.directory else {
             // Directory accounts without a configured directory: only the cached hash.
@@ -672,7 +701,12 @@ impl Access {
                 Err(refused())
             };
         };
-        match dir.authenticate(&user.name, password).await {
+        match dir.authenticate(login, password).await {
+            Ok(entry) if entry.username != user.name => {
+                tracing::info!(user = %user.name, entry = %entry.dn,
+                    "the directory entry bound belongs to another account name");
+                Err(refused())
+            }
             Ok(_) => {
                 let cached_ok = self.check_stored(user, password).await;
                 if !cached_ok {

@@ -24,6 +24,7 @@
 //!   and the run carries a warning. Likewise a mapping whose group matches no directory
 //!   group leaves its team alone and the run carries the plan's warning.
 
+use berth_directory::names::account_name_for;
 use berth_directory::{
     plan, BerthUser, DirectoryClient, DirectoryError, DirectorySnapshot, Membership,
     Origin as PlanOrigin, SyncError, SyncPlan, SyncPolicy, TeamRef,
@@ -458,7 +459,7 @@ async fn apply(
 /// user exactly when a full sync would (eligibility depends only on the user's own entry
 /// and groups), with the same teams.
 pub fn snapshot_of_user(snapshot: &DirectorySnapshot, username: &str) -> DirectorySnapshot {
-    let name = username.to_lowercase();
+    let name = account_name_for(username).unwrap_or_default();
     DirectorySnapshot {
         users: snapshot
             .users
@@ -475,6 +476,7 @@ pub fn snapshot_of_user(snapshot: &DirectorySnapshot, username: &str) -> Directo
                 ..g.clone()
             })
             .collect(),
+        warnings: vec![],
     }
 }
 
@@ -482,7 +484,8 @@ pub fn snapshot_of_user(snapshot: &DirectorySnapshot, username: &str) -> Directo
 /// account yet, when the sync policy makes them eligible, with their mapped teams.
 /// `password` is the argon2id hash to cache for logins while the directory is
 /// unreachable. `None`: not eligible (the login is refused). Reads only that user and
-/// their groups from the directory.
+/// their groups from the directory. `username` is the directory login name; the account
+/// gets its mapped name ([`account_name_for`]).
 pub async fn provision(
     identity: &dyn IdentityStore,
     directory: &DirectoryClient,
@@ -585,6 +588,7 @@ mod tests {
                 group("admins", &["alice"]),
                 group("other", &["dave"]),
             ],
+            warnings: vec![],
         }
     }
 

@@ -8,6 +8,7 @@
 //! sync leaves access as it was, or whether the directory answered no.
 
 use crate::config::{ConfigError, DirectoryConfig, MembershipMode, TlsConfig};
+use crate::names::account_name_for;
 use crate::snapshot::{normalize_dn, DirectoryGroup, DirectorySnapshot, DirectoryUser};
 use ldap3::adapters::{Adapter, EntriesOnly, PagedResults};
 use ldap3::{ldap_escape, Ldap, LdapConnAsync, LdapConnSettings, LdapError, Scope, SearchEntry};
@@ -435,7 +436,7 @@ impl DirectoryClient {
         };
         let _ = ldap.unbind().await;
         let mut snapshot = self.assemble(user_entries, group_entries);
-        let name = username.to_lowercase();
+        let name = account_name_for(username).unwrap_or_default();
         snapshot.users.retain(|u| u.username == name);
         snapshot.groups.retain_mut(|g| {
             g.members.retain(|m| *m == name);
@@ -456,17 +457,31 @@ impl DirectoryClient {
         let mut by_dn: BTreeMap<String, String> = BTreeMap::new();
         let mut member_of: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         let mut users: BTreeMap<String, DirectoryUser> = BTreeMap::new();
+        let mut warnings = Vec::new();
         for entry in user_entries {
             let groups: BTreeSet<String> = values(&entry, &c.member_of_attribute)
                 .iter()
                 .map(|dn| normalize_dn(dn))
                 .collect();
+            if let Some(raw) = first(&entry, &c.username_attribute) {
+                if account_name_for(&raw).is_none() {
+                    warnings.push(format!(
+                        "directory user {raw:?} ({}) has no account name: nothing of the name \
+                         fits the account name rule",
+                        entry.dn
+                    ));
+                }
+            }
             let Some(user) = self.user_from_entry(entry) else {
                 continue;
             };
             if let Some(other) = users.get(&user.username) {
                 tracing::warn!(username = %user.username, kept = %other.dn, ignored = %user.dn,
-                    "two directory entries have the same username; keeping the first");
+                    "two directory entries have the same account name; keeping the first");
+                warnings.push(format!(
+                    "directory users {:?} and {:?} have the same account name {}; only the first has it",
+                    other.dn, user.dn, user.username
+                ));
                 continue;
             }
             by_dn.insert(normalize_dn(&user.dn), user.username.clone());
@@ -503,6 +518,7 @@ impl DirectoryClient {
         DirectorySnapshot {
             users: users.into_values().collect(),
             groups,
+            warnings,
         }
     }
 
@@ -531,8 +547,13 @@ impl DirectoryClient {
             && first(&entry, "userAccountControl")
                 .and_then(|v| v.trim().parse::<i64>().ok())
                 .is_some_and(|uac| uac & UAC_ACCOUNTDISABLE != 0);
+        let Some(account) = account_name_for(&username) else {
+            tracing::warn!(dn = %entry.dn, username = %username,
+                "directory user's name maps to no account name; skipped");
+            return None;
+        };
         Some(DirectoryUser {
-            username: username.to_lowercase(),
+            username: account,
             email: c.email_attribute.as_ref().and_then(|a| first(&entry, a)),
             full_name: c
                 .full_name_attribute

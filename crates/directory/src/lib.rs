@@ -7,6 +7,8 @@
 //!   group-to-team mapping ([`SyncPolicy`]).
 //! - [`dn`]: [`dn::normalize_dn`], distinguished names parsed per RFC 4514 and written in
 //!   one canonical form, so that every spelling of a DN compares equal.
+//! - [`names`]: [`names::account_name_for`], the documented mapping from a directory
+//!   login name to an account name that fits Berth's one name rule.
 //! - [`snapshot`]: [`DirectorySnapshot`], users and groups as read at one moment.
 //! - [`sync`]: [`plan`], the pure diff from a snapshot to account and team changes.
 //! - [`client`]: [`DirectoryClient`], the LDAP client (ldap3 over rustls) that logs users
@@ -15,6 +17,7 @@
 pub mod client;
 pub mod config;
 pub mod dn;
+pub mod names;
 pub mod snapshot;
 pub mod sync;
 

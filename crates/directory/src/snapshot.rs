@@ -12,8 +12,8 @@ use std::collections::BTreeSet;
 pub struct DirectoryUser {
     /// The entry's distinguished name, as the server returned it.
     pub dn: String,
-    /// The login name (the configured username attribute), lowercased: `uid` and
-    /// `sAMAccountName` compare case-insensitively, Berth usernames do not.
+    /// The account name: the configured username attribute mapped by
+    /// [`crate::names::account_name_for`] (lowercased, and made to fit Berth's name rule).
     pub username: String,
     /// E-mail address, when the configured attribute is present.
     pub email: Option<String>,
@@ -42,12 +42,17 @@ pub struct DirectorySnapshot {
     pub users: Vec<DirectoryUser>,
     /// Groups, sorted by DN.
     pub groups: Vec<DirectoryGroup>,
+    /// Entries left out while reading (a username that maps to no account name, two users
+    /// with one account name), for the sync report.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 impl DirectorySnapshot {
-    /// The user with this username (compared case-insensitively).
+    /// The user with this username (mapped to an account name first, so a directory
+    /// spelling finds its user too).
     pub fn user(&self, username: &str) -> Option<&DirectoryUser> {
-        let username = username.to_lowercase();
+        let username = crate::names::account_name_for(username)?;
         self.users.iter().find(|u| u.username == username)
     }
 

@@ -237,7 +237,7 @@ pub fn plan(
         .collect();
 
     let mut out = SyncPlan {
-        warnings,
+        warnings: snapshot.warnings.iter().cloned().chain(warnings).collect(),
         ..SyncPlan::default()
     };
     for (name, du) in &directory {
@@ -370,6 +370,7 @@ mod tests {
                 group("admins", &["alice", "carol"]),
                 group("unmapped", &["dave"]),
             ],
+            warnings: vec![],
         }
     }
 
@@ -686,7 +687,11 @@ mod tests {
                         .map(|(g, ms)| group(g, &ms))
                         .collect::<Vec<_>>()
                 });
-        (users, groups).prop_map(|(users, groups)| DirectorySnapshot { users, groups })
+        (users, groups).prop_map(|(users, groups)| DirectorySnapshot {
+            users,
+            groups,
+            warnings: vec![],
+        })
     }
 
     fn arb_accounts() -> impl Strategy<Value = Vec<BerthUser>> {

@@ -28,6 +28,8 @@ const RC_INVALID_CREDENTIALS: u32 = 49;
 const RC_UNAVAILABLE: &[u32] = &[51, 52, 81, 85];
 /// AD `userAccountControl` ACCOUNTDISABLE.
 const UAC_ACCOUNTDISABLE: i64 = 0x2;
+/// Deepest group nesting followed when one user's groups are read level by level.
+const MAX_NESTING: usize = 32;
 /// Page size for snapshot searches; AD's default MaxPageSize is 1000.
 const PAGE_SIZE: i32 = 500;
 
@@ -379,12 +381,13 @@ impl DirectoryClient {
                 self.user_attributes(),
             )
             .await?;
-        let mut group_attrs = vec![c.group_name_attribute.clone()];
-        if c.membership == MembershipMode::GroupMember {
-            group_attrs.push(c.member_attribute.clone());
-        }
         let group_entries = self
-            .search_all(&mut ldap, &c.group_base, &c.group_filter, group_attrs)
+            .search_all(
+                &mut ldap,
+                &c.group_base,
+                &c.group_filter,
+                self.group_attributes(),
+            )
             .await?;
         let _ = ldap.unbind().await;
         Ok(self.assemble(user_entries, group_entries))
@@ -418,20 +421,44 @@ impl DirectoryClient {
         let group_entries = match (c.membership, user_entries.as_slice()) {
             (_, []) => Vec::new(),
             (MembershipMode::GroupMember, [user, ..]) => {
-                let filter = format!(
-                    "(&{}({}={}))",
-                    c.group_filter,
-                    c.member_attribute,
-                    ldap_escape(&user.dn)
-                );
-                let attrs = vec![c.group_name_attribute.clone(), c.member_attribute.clone()];
-                self.search_all(&mut ldap, &c.group_base, &filter, attrs)
-                    .await?
+                // The groups that list the user, then (nested groups) the groups that list
+                // those, level by level until no new group appears.
+                let mut found: Vec<SearchEntry> = Vec::new();
+                let mut seen: BTreeSet<String> = BTreeSet::new();
+                let mut frontier = vec![user.dn.clone()];
+                for _level in 0..MAX_NESTING {
+                    if frontier.is_empty() {
+                        break;
+                    }
+                    let any: String = frontier
+                        .iter()
+                        .map(|dn| format!("({}={})", c.member_attribute, ldap_escape(dn)))
+                        .collect();
+                    let filter = format!("(&{}(|{any}))", c.group_filter);
+                    let level = self
+                        .search_all(&mut ldap, &c.group_base, &filter, self.group_attributes())
+                        .await?;
+                    frontier.clear();
+                    for g in level {
+                        if seen.insert(normalize_dn(&g.dn)) {
+                            frontier.push(g.dn.clone());
+                            found.push(g);
+                        }
+                    }
+                    if !c.nested_groups {
+                        break;
+                    }
+                }
+                found
             }
             (MembershipMode::UserMemberOf, _) => {
-                let attrs = vec![c.group_name_attribute.clone()];
-                self.search_all(&mut ldap, &c.group_base, &c.group_filter, attrs)
-                    .await?
+                self.search_all(
+                    &mut ldap,
+                    &c.group_base,
+                    &c.group_filter,
+                    self.group_attributes(),
+                )
+                .await?
             }
         };
         let _ = ldap.unbind().await;
@@ -488,20 +515,50 @@ impl DirectoryClient {
             member_of.insert(user.username.clone(), groups);
             users.insert(user.username.clone(), user);
         }
-        let mut groups = Vec::new();
-        for entry in group_entries {
-            let dn_key = normalize_dn(&entry.dn);
+        // Direct members of each group, and (nested groups) which groups are in which.
+        let keys: Vec<String> = group_entries.iter().map(|e| normalize_dn(&e.dn)).collect();
+        let index: BTreeMap<&str, usize> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (k.as_str(), i))
+            .collect();
+        let mut children: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); keys.len()];
+        let mut direct: Vec<BTreeSet<String>> = Vec::with_capacity(keys.len());
+        for (i, entry) in group_entries.iter().enumerate() {
             let members: BTreeSet<String> = match c.membership {
-                MembershipMode::GroupMember => values(&entry, &c.member_attribute)
-                    .iter()
-                    .filter_map(|dn| by_dn.get(&normalize_dn(dn)).cloned())
-                    .collect(),
-                MembershipMode::UserMemberOf => member_of
-                    .iter()
-                    .filter(|(_, gs)| gs.contains(&dn_key))
-                    .map(|(u, _)| u.clone())
-                    .collect(),
+                MembershipMode::GroupMember => {
+                    let mut users = BTreeSet::new();
+                    for dn in values(entry, &c.member_attribute) {
+                        let key = normalize_dn(dn);
+                        if let Some(u) = by_dn.get(&key) {
+                            users.insert(u.clone());
+                        } else if let Some(&j) = index.get(key.as_str()) {
+                            children[i].insert(j);
+                        }
+                    }
+                    users
+                }
+                MembershipMode::UserMemberOf => {
+                    for parent in values(entry, &c.member_of_attribute) {
+                        if let Some(&p) = index.get(normalize_dn(parent).as_str()) {
+                            children[p].insert(i);
+                        }
+                    }
+                    member_of
+                        .iter()
+                        .filter(|(_, gs)| gs.contains(&keys[i]))
+                        .map(|(u, _)| u.clone())
+                        .collect()
+                }
             };
+            direct.push(members);
+        }
+        if !c.nested_groups {
+            children.iter_mut().for_each(BTreeSet::clear);
+        }
+        let mut groups = Vec::new();
+        for (i, entry) in group_entries.into_iter().enumerate() {
+            let members = nested_members(i, &children, &direct);
             let name = first(&entry, &c.group_name_attribute).unwrap_or_else(|| entry.dn.clone());
             groups.push(DirectoryGroup {
                 dn: entry.dn,
@@ -520,6 +577,21 @@ impl DirectoryClient {
             groups,
             warnings,
         }
+    }
+
+    /// A group's name, and what membership is read from: its `member` values, or (users
+    /// list their groups) with nested groups its own `memberOf`.
+    fn group_attributes(&self) -> Vec<String> {
+        let c = &self.config;
+        let mut attrs = vec![c.group_name_attribute.clone()];
+        match c.membership {
+            MembershipMode::GroupMember => attrs.push(c.member_attribute.clone()),
+            MembershipMode::UserMemberOf if c.nested_groups => {
+                attrs.push(c.member_of_attribute.clone())
+            }
+            MembershipMode::UserMemberOf => {}
+        }
+        attrs
     }
 
     fn user_attributes(&self) -> Vec<String> {
@@ -700,6 +772,27 @@ impl DirectoryClient {
     }
 }
 
+/// The users of group `i` and of every group nested in it, at any depth. Each group is
+/// visited once, so a cycle (A in B, B in A) ends.
+fn nested_members(
+    i: usize,
+    children: &[BTreeSet<usize>],
+    direct: &[BTreeSet<String>],
+) -> BTreeSet<String> {
+    let mut seen = BTreeSet::from([i]);
+    let mut todo = vec![i];
+    let mut members = BTreeSet::new();
+    while let Some(g) = todo.pop() {
+        members.extend(direct[g].iter().cloned());
+        for &child in &children[g] {
+            if seen.insert(child) {
+                todo.push(child);
+            }
+        }
+    }
+    members
+}
+
 fn values<'a>(entry: &'a SearchEntry, attribute: &str) -> &'a [String] {
     // Attribute names compare case-insensitively; servers echo their own spelling.
     entry
@@ -868,6 +961,22 @@ mod tests {
             assert_eq!(got, want);
         }
         assert_eq!(result_name(4096), "unknown result code");
+    }
+
+    #[test]
+    fn nested_members_follow_every_level_and_stop_at_cycles() {
+        // 0 <- 1 <- 2 <- 0 (a cycle), 3 alone; each group has one direct user.
+        let children: Vec<BTreeSet<usize>> =
+            vec![[1].into(), [2].into(), [0].into(), BTreeSet::new()];
+        let direct: Vec<BTreeSet<String>> = ["a", "b", "c", "d"]
+            .iter()
+            .map(|u| [u.to_string()].into())
+            .collect();
+        let abc: BTreeSet<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+        for i in 0..3 {
+            assert_eq!(nested_members(i, &children, &direct), abc, "{i}");
+        }
+        assert_eq!(nested_members(3, &children, &direct), direct[3]);
     }
 
     #[test]

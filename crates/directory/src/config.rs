@@ -203,6 +203,11 @@ pub struct DirectoryConfig {
     pub member_attribute: String,
     /// Attribute of a user listing group DNs. Default `memberOf`.
     pub member_of_attribute: String,
+    /// Follow nested groups: a member of a group that is itself a member of a mapped
+    /// group is in the mapped group (at any depth; cycles are cut). Read by recursive
+    /// expansion of `member` (group-member mode) or of the groups' own `memberOf`
+    /// (user-member-of mode). Default `false`; `true` for Active Directory.
+    pub nested_groups: bool,
     /// Treat users whose `userAccountControl` has bit 2 (ACCOUNTDISABLE) as disabled.
     /// Default `false`; `true` for Active Directory.
     pub ad_disabled_flag: bool,
@@ -232,6 +237,7 @@ impl Default for DirectoryConfig {
             membership: MembershipMode::GroupMember,
             member_attribute: "member".into(),
             member_of_attribute: "memberOf".into(),
+            nested_groups: false,
             ad_disabled_flag: false,
             connect_timeout_secs: 5,
             operation_timeout_secs: 15,
@@ -242,7 +248,8 @@ impl Default for DirectoryConfig {
 
 impl DirectoryConfig {
     /// Active Directory defaults: `sAMAccountName` logins, person/user filter, `group`
-    /// entries, `memberOf` membership, `displayName`, and disabled-account detection.
+    /// entries, `memberOf` membership, nested groups, `displayName`, and disabled-account
+    /// detection.
     pub fn active_directory() -> Self {
         DirectoryConfig {
             user_filter: "(&(objectCategory=person)(objectClass=user))".into(),
@@ -250,6 +257,7 @@ impl DirectoryConfig {
             full_name_attribute: Some("displayName".into()),
             group_filter: "(objectClass=group)".into(),
             membership: MembershipMode::UserMemberOf,
+            nested_groups: true,
             ad_disabled_flag: true,
             ..DirectoryConfig::default()
         }

@@ -630,3 +630,100 @@ async fn errors_name_the_result_the_diagnostic_and_the_dn() {
     );
     assert!(!text.contains("not-the-password"), "{text}");
 }
+
+/// Item 19, nested groups: a member of a group that is a member of a mapped group is in
+/// the mapped group (AD administrators expect it). slapd has no in-chain matching rule,
+/// so this is the recursive expansion, with a cycle, in both membership modes, for the
+/// full snapshot and for one user's.
+#[tokio::test]
+async fn nested_groups_are_expanded_with_cycles_cut() {
+    let slapd = Slapd::start(3397, "sample.ldif", "dc=example,dc=org", false);
+    let base = "ou=nested,dc=example,dc=org";
+    // platform > backend > dbas (three levels), and loop-a <-> loop-b (a cycle).
+    let user = |uid: &str| {
+        format!(
+            "dn: uid={uid},{base}\nchangetype: add\nobjectClass: inetOrgPerson\n\
+             uid: {uid}\ncn: {uid}\nsn: {uid}\nuserPassword: {uid}-pw\n\n"
+        )
+    };
+    let group = |cn: &str, members: &[String]| {
+        let m: String = members.iter().map(|d| format!("member: {d}\n")).collect();
+        format!("dn: cn={cn},{base}\nchangetype: add\nobjectClass: groupOfNames\ncn: {cn}\n{m}\n")
+    };
+    let u = |uid: &str| format!("uid={uid},{base}");
+    let g = |cn: &str| format!("cn={cn},{base}");
+    let mut ldif =
+        format!("dn: {base}\nchangetype: add\nobjectClass: organizationalUnit\nou: nested\n\n");
+    for uid in ["dina", "bert", "pia", "lou", "lea"] {
+        ldif.push_str(&user(uid));
+    }
+    ldif.push_str(&group("dbas", &[u("dina")]));
+    ldif.push_str(&group("backend", &[u("bert"), g("dbas")]));
+    ldif.push_str(&group("platform", &[u("pia"), g("backend")]));
+    ldif.push_str(&group("loop-a", &[u("lou")]));
+    ldif.push_str(&group("loop-b", &[u("lea"), g("loop-a")]));
+    slapd.modify(&ldif);
+    slapd.modify(&format!(
+        "dn: cn=loop-a,{base}\nchangetype: modify\nadd: member\nmember: {}\n",
+        g("loop-b")
+    ));
+    let teams = vec![
+        GroupMapping {
+            group: "platform".into(),
+            team: team("acme/platform"),
+        },
+        GroupMapping {
+            group: "loop-a".into(),
+            team: team("acme/loop"),
+        },
+    ];
+    let mut config = plain_config(&slapd, base, teams);
+    config.nested_groups = true;
+    let mut by_member_of = config.clone();
+    by_member_of.membership = MembershipMode::UserMemberOf;
+    let want = vec![
+        ("backend".to_string(), strs(&["bert", "dina"])),
+        ("dbas".to_string(), strs(&["dina"])),
+        ("loop-a".to_string(), strs(&["lea", "lou"])),
+        ("loop-b".to_string(), strs(&["lea", "lou"])),
+        ("platform".to_string(), strs(&["bert", "dina", "pia"])),
+    ];
+    for config in [config.clone(), by_member_of] {
+        let client = DirectoryClient::new(config.clone()).unwrap();
+        let snap = client.snapshot().await.unwrap();
+        assert_eq!(memberships(&snap), want, "{:?}", config.membership);
+        // dina (two levels down) gets the platform team, lou the loop's.
+        let p = plan(&snap, &config.sync, &[]).unwrap();
+        assert!(
+            p.add_memberships.contains(&m("dina", "acme/platform")),
+            "{p:?}"
+        );
+        assert!(p.add_memberships.contains(&m("lou", "acme/loop")), "{p:?}");
+        // One user's part of the directory agrees (a first login).
+        let one = client.user_snapshot("dina").await.unwrap();
+        assert_eq!(
+            memberships(&one),
+            [
+                ("backend".to_string(), strs(&["dina"])),
+                ("dbas".to_string(), strs(&["dina"])),
+                ("platform".to_string(), strs(&["dina"])),
+            ],
+            "{:?}",
+            config.membership
+        );
+        let one = client.user_snapshot("lea").await.unwrap();
+        assert_eq!(one.groups.len(), 2, "{:?}", config.membership);
+    }
+    // Without nested_groups (the OpenLDAP default) only direct members count.
+    let mut flat = config.clone();
+    flat.nested_groups = false;
+    let snap = DirectoryClient::new(flat)
+        .unwrap()
+        .snapshot()
+        .await
+        .unwrap();
+    assert_eq!(
+        snap.group("platform").unwrap().members,
+        ["pia".to_string()].into()
+    );
+}

@@ -1052,6 +1052,25 @@ fn directory_names_outside_the_name_rule_get_manageable_accounts() {
     assert_eq!(berth.granted(&host, "José", "jane-pw"), None);
     assert_eq!(berth.granted(&host, "李雷", "li-pw"), None);
 
+    // Item 19, profiles: a changed e-mail and display name reach the account at the next
+    // sync.
+    slapd.modify(
+        "dn: cn=Jose Garcia,ou=people,dc=example,dc=org\nchangetype: modify\n\
+         replace: mail\nmail: jose.garcia@example.org\n-\nreplace: cn\ncn: Jose Garcia\ncn: Pepe\n",
+    );
+    let report = berth.sync();
+    assert_eq!(report["counts"]["profiles_updated"], 1, "{report}");
+    let jose: Value = berth
+        .http
+        .get(format!("http://{host}/api/v0/users/jose"))
+        .basic_auth("admin", Some(ADMIN_PW))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(jose["email"], "jose.garcia@example.org", "{jose}");
+    assert_eq!(berth.sync()["counts"]["profiles_updated"], 0);
+
     // The API manages them: token creation, team removal, deactivation.
     let api = |who: (&str, &str), method: reqwest::Method, path: &str, body: Value| {
         let r = berth

@@ -81,6 +81,8 @@ pub struct SyncCounts {
     pub teams_created: u64,
     /// Directory users left alone because a local account has their name.
     pub conflicts: u64,
+    /// Directory accounts whose e-mail or display name changed in the directory.
+    pub profiles_updated: u64,
 }
 
 /// The outcome of one sync run: what the audit event's detail holds.
@@ -335,6 +337,8 @@ fn berth_users(
                 .filter(|(_, names)| names.contains(&u.name))
                 .map(|(t, _)| t.clone())
                 .collect(),
+            email: u.email.clone(),
+            full_name: Some(u.full_name.clone()),
         })
         .collect()
 }
@@ -348,7 +352,7 @@ fn without_teams(mut plan: SyncPlan, missing: &BTreeSet<TeamRef>) -> SyncPlan {
 }
 
 /// Carries out a plan in its order: create, reactivate, deactivate (with the tokens),
-/// add memberships, remove memberships. `users` are Berth's accounts by name; created
+/// add memberships, update profiles, remove memberships. `users` are Berth's accounts by name; created
 /// accounts are added to it.
 async fn apply(
     identity: &dyn IdentityStore,
@@ -424,6 +428,17 @@ async fn apply(
                 .team_member_add(team.org(), team.team(), id)
                 .await?;
             report.counts.memberships_added += 1;
+        }
+    }
+    for p in &plan.update_profiles {
+        if let Some(id) = directory_account(users, &p.username) {
+            let patch = UserPatch {
+                full_name: p.full_name.clone(),
+                email: p.email.clone().map(Some),
+                ..UserPatch::default()
+            };
+            identity.user_update(id, &patch).await?;
+            report.counts.profiles_updated += 1;
         }
     }
     let mut left: BTreeSet<(AccountId, String)> = BTreeSet::new();

@@ -27,4 +27,4 @@ pub use config::{
     TeamRef, TlsConfig,
 };
 pub use snapshot::{DirectoryGroup, DirectorySnapshot, DirectoryUser};
-pub use sync::{plan, BerthUser, Membership, NewUser, Origin, SyncError, SyncPlan};
+pub use sync::{plan, BerthUser, Membership, NewUser, Origin, ProfileUpdate, SyncError, SyncPlan};

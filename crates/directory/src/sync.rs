@@ -52,6 +52,24 @@ pub struct BerthUser {
     pub active: bool,
     /// Every team the account is in, mapped or not.
     pub teams: BTreeSet<TeamRef>,
+    /// The account's e-mail address.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// The account's display name.
+    #[serde(default)]
+    pub full_name: Option<String>,
+}
+
+/// New profile attributes of a directory account, as the directory now has them. `None`:
+/// unchanged.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ProfileUpdate {
+    /// The account name.
+    pub username: String,
+    /// The new e-mail address.
+    pub email: Option<String>,
+    /// The new display name.
+    pub full_name: Option<String>,
 }
 
 /// An account to create from the directory.
@@ -91,6 +109,11 @@ pub struct SyncPlan {
     pub add_memberships: Vec<Membership>,
     /// Mapped-team memberships to remove.
     pub remove_memberships: Vec<Membership>,
+    /// Profile attributes (e-mail, display name) of directory accounts that changed in the
+    /// directory. An attribute the directory does not give (absent, or not configured) is
+    /// left as it is.
+    #[serde(default)]
+    pub update_profiles: Vec<ProfileUpdate>,
     /// Directory usernames that are local accounts in Berth and were therefore left alone.
     /// A report for the administrator, not a change.
     pub conflicts: Vec<String>,
@@ -108,6 +131,7 @@ impl SyncPlan {
             && self.reactivate.is_empty()
             && self.add_memberships.is_empty()
             && self.remove_memberships.is_empty()
+            && self.update_profiles.is_empty()
     }
 
     /// Applies the plan to an in-memory list of accounts: the reference meaning of a plan,
@@ -119,6 +143,8 @@ impl SyncPlan {
                 origin: Origin::Directory,
                 active: true,
                 teams: BTreeSet::new(),
+                email: n.email.clone(),
+                full_name: n.full_name.clone(),
             });
         }
         fn find<'a>(users: &'a mut [BerthUser], name: &str) -> Option<&'a mut BerthUser> {
@@ -144,6 +170,16 @@ impl SyncPlan {
         for m in &self.remove_memberships {
             if let Some(u) = find(users, &m.username) {
                 u.teams.remove(&m.team);
+            }
+        }
+        for p in &self.update_profiles {
+            if let Some(u) = find(users, &p.username) {
+                if let Some(e) = &p.email {
+                    u.email = Some(e.clone());
+                }
+                if let Some(n) = &p.full_name {
+                    u.full_name = Some(n.clone());
+                }
             }
         }
     }
@@ -270,6 +306,23 @@ pub fn plan(
         let in_unmanaged = account.teams.iter().any(|t| unmanaged.contains(t));
         let present = directory.get(name).is_some_and(|u| !u.disabled);
         let keep = eligible(name) || (account.active && in_unmanaged && present);
+        if let Some(du) = directory.get(name) {
+            let email = du
+                .email
+                .clone()
+                .filter(|e| Some(e) != account.email.as_ref());
+            let full_name = du
+                .full_name
+                .clone()
+                .filter(|n| Some(n) != account.full_name.as_ref());
+            if email.is_some() || full_name.is_some() {
+                out.update_profiles.push(ProfileUpdate {
+                    username: account.username.clone(),
+                    email,
+                    full_name,
+                });
+            }
+        }
         if keep && !account.active {
             out.reactivate.push(account.username.clone());
         }
@@ -334,6 +387,8 @@ mod tests {
             origin,
             active,
             teams: teams.iter().map(|t| team(t)).collect(),
+            email: Some(format!("{name}@example.org")),
+            full_name: None,
         }
     }
 
@@ -641,6 +696,46 @@ mod tests {
         assert!(got.warnings.is_empty());
     }
 
+    /// Item 19: profile attributes follow the directory on every sync; an attribute the
+    /// directory does not give is left alone.
+    #[test]
+    fn profiles_follow_the_directory() {
+        let mut s = sample();
+        s.users[0].email = Some("alice@new.example.org".into());
+        s.users[0].full_name = Some("Alice Smith".into());
+        s.users[1].email = None; // not given: bob keeps his
+        s.users[2].full_name = Some("Carol D.".into());
+        let mut current = synced();
+        current[2].full_name = Some("Carol D.".into());
+        current.push(account("eve", Origin::Directory, false, &[]));
+        let got = plan(&s, &policy(CreateUsers::MappedGroups), &current).unwrap();
+        assert_eq!(
+            got.update_profiles,
+            [ProfileUpdate {
+                username: "alice".into(),
+                email: Some("alice@new.example.org".into()),
+                full_name: Some("Alice Smith".into()),
+            }]
+        );
+        current[0].email = None;
+        current[0].full_name = Some("Alice Smith".into());
+        let got = plan(&s, &policy(CreateUsers::MappedGroups), &current).unwrap();
+        assert_eq!(
+            got.update_profiles,
+            [ProfileUpdate {
+                username: "alice".into(),
+                email: Some("alice@new.example.org".into()),
+                full_name: None,
+            }]
+        );
+        let mut state = current.clone();
+        got.apply(&mut state);
+        assert_eq!(state[0].email.as_deref(), Some("alice@new.example.org"));
+        assert!(plan(&s, &policy(CreateUsers::MappedGroups), &state)
+            .unwrap()
+            .is_empty());
+    }
+
     #[test]
     fn empty_directory_is_refused_unless_allowed() {
         let empty = DirectorySnapshot::default();
@@ -738,7 +833,8 @@ mod tests {
                 .chain(&got.deactivate)
                 .chain(&got.reactivate)
                 .chain(got.add_memberships.iter().map(|m| &m.username))
-                .chain(got.remove_memberships.iter().map(|m| &m.username));
+                .chain(got.remove_memberships.iter().map(|m| &m.username))
+                .chain(got.update_profiles.iter().map(|p| &p.username));
             for name in changed {
                 prop_assert!(!locals.contains(&name.to_lowercase()), "{name} is local: {got:?}");
             }

@@ -316,6 +316,8 @@ async fn openldap_directory() {
         origin: Origin::Local,
         active: true,
         teams: [team("acme/admins")].into(),
+        email: None,
+        full_name: None,
     };
     let mut berth = vec![root.clone()];
     let first = plan(&snap, &policy, &berth).unwrap();

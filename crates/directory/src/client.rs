@@ -19,7 +19,7 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// LDAP result code 49: invalidCredentials.
 const RC_INVALID_CREDENTIALS: u32 = 49;
@@ -227,7 +227,17 @@ pub struct DirectoryStatus {
 pub struct DirectoryClient {
     config: Arc<DirectoryConfig>,
     tls: Option<Arc<ClientConfig>>,
-    status: Arc<Mutex<DirectoryStatus>>,
+    state: Arc<Mutex<Shared>>,
+}
+
+/// What clones of a client share: the status, and the circuit breaker.
+#[derive(Debug, Default)]
+struct Shared {
+    status: DirectoryStatus,
+    /// Consecutive operations that found the directory unreachable.
+    unreachable_in_a_row: u32,
+    /// While set and in the future, operations fail at once without the network.
+    open_until: Option<Instant>,
 }
 
 impl DirectoryClient {
@@ -243,19 +253,46 @@ impl DirectoryClient {
         Ok(DirectoryClient {
             config: Arc::new(config),
             tls,
-            status: Arc::default(),
+            state: Arc::default(),
         })
     }
 
     /// What the last contact with the directory showed.
     pub fn status(&self) -> DirectoryStatus {
-        self.status
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.lock().status.clone()
     }
 
-    /// Records the outcome of one public operation in the shared status.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The circuit breaker: after `circuit_breaker_failures` operations in a row found the
+    /// directory unreachable (a frozen server makes each wait the full timeout), operations
+    /// fail at once as unreachable for `circuit_breaker_secs`, so logins fall back to the
+    /// cached hash without waiting. Then one operation is let through as a trial (the others
+    /// keep failing fast); its success closes the circuit.
+    fn admit(&self) -> Result<(), DirectoryError> {
+        let c = &self.config;
+        let mut state = self.lock();
+        match state.open_until {
+            Some(until) if Instant::now() < until => Err(DirectoryError::Unreachable {
+                url: c.url.clone(),
+                reason: format!(
+                    "not tried: {} operations in a row found it unreachable; the next attempt \
+                     is in {}s (circuit breaker)",
+                    state.unreachable_in_a_row,
+                    until.saturating_duration_since(Instant::now()).as_secs() + 1
+                ),
+            }),
+            Some(_) => {
+                state.open_until = Some(Instant::now() + c.circuit_breaker_period());
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Records the outcome of one public operation in the shared status and the breaker.
     fn observe<T>(&self, r: Result<T, DirectoryError>) -> Result<T, DirectoryError> {
         let error = match &r {
             Err(e) if e.is_directory_failure() => Some(e.to_string()),
@@ -265,11 +302,28 @@ impl DirectoryClient {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0);
-        *self.status.lock().unwrap_or_else(|e| e.into_inner()) = DirectoryStatus {
+        let threshold = self.config.circuit_breaker_failures;
+        let mut state = self.lock();
+        if matches!(&r, Err(e) if e.is_unreachable()) {
+            state.unreachable_in_a_row = state.unreachable_in_a_row.saturating_add(1);
+            if threshold > 0 && state.unreachable_in_a_row >= threshold {
+                if state.open_until.is_none() {
+                    tracing::warn!(url = %self.config.url, failures = state.unreachable_in_a_row,
+                        seconds = self.config.circuit_breaker_secs,
+                        "directory unreachable repeatedly; not trying it for a while");
+                }
+                state.open_until = Some(Instant::now() + self.config.circuit_breaker_period());
+            }
+        } else {
+            state.unreachable_in_a_row = 0;
+            state.open_until = None;
+        }
+        state.status = DirectoryStatus {
             healthy: Some(error.is_none()),
             error,
             checked_at: Some(now),
         };
+        drop(state);
         r
     }
 
@@ -281,6 +335,7 @@ impl DirectoryClient {
     /// Connects and binds as the service account: the "test connection" of the settings
     /// page.
     pub async fn check(&self) -> Result<(), DirectoryError> {
+        self.admit()?;
         let r = async {
             let mut ldap = self.service_connection().await?;
             let _ = ldap.unbind().await;
@@ -298,6 +353,10 @@ impl DirectoryClient {
         username: &str,
         password: &str,
     ) -> Result<DirectoryUser, DirectoryError> {
+        if password.is_empty() {
+            return Err(DirectoryError::EmptyPassword);
+        }
+        self.admit()?;
         let r = self.authenticate_inner(username, password).await;
         self.observe(r)
     }
@@ -366,6 +425,7 @@ impl DirectoryClient {
     /// snapshot are left out. Searches are paged, so directories with a server-side size
     /// limit (AD: 1000) are read whole.
     pub async fn snapshot(&self) -> Result<DirectorySnapshot, DirectoryError> {
+        self.admit()?;
         let r = self.snapshot_inner().await;
         self.observe(r)
     }
@@ -399,6 +459,7 @@ impl DirectoryClient {
     /// searched by `member` (group-member mode), or read without their member lists
     /// (user-member-of mode).
     pub async fn user_snapshot(&self, username: &str) -> Result<DirectorySnapshot, DirectoryError> {
+        self.admit()?;
         let r = self.user_snapshot_inner(username).await;
         self.observe(r)
     }

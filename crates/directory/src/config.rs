@@ -215,6 +215,12 @@ pub struct DirectoryConfig {
     pub connect_timeout_secs: u64,
     /// Seconds to wait for each directory operation. Default 15.
     pub operation_timeout_secs: u64,
+    /// Operations in a row that find the directory unreachable before the circuit breaker
+    /// opens (then operations fail at once, and logins use the cached hash without
+    /// waiting for a timeout). Default 3; 0 turns the breaker off.
+    pub circuit_breaker_failures: u32,
+    /// Seconds the breaker stays open before one operation is tried again. Default 30.
+    pub circuit_breaker_secs: u64,
     /// Which users get accounts and which groups map to which teams.
     pub sync: SyncPolicy,
 }
@@ -241,6 +247,8 @@ impl Default for DirectoryConfig {
             ad_disabled_flag: false,
             connect_timeout_secs: 5,
             operation_timeout_secs: 15,
+            circuit_breaker_failures: 3,
+            circuit_breaker_secs: 30,
             sync: SyncPolicy::default(),
         }
     }
@@ -271,6 +279,11 @@ impl DirectoryConfig {
     /// The per-operation timeout.
     pub fn operation_timeout(&self) -> Duration {
         Duration::from_secs(self.operation_timeout_secs)
+    }
+
+    /// How long the circuit breaker stays open.
+    pub fn circuit_breaker_period(&self) -> Duration {
+        Duration::from_secs(self.circuit_breaker_secs)
     }
 
     /// Whether connections use TLS (`ldaps://`, or StartTLS on `ldap://`).

@@ -729,3 +729,90 @@ async fn nested_groups_are_expanded_with_cycles_cut() {
         ["pia".to_string()].into()
     );
 }
+
+/// Sends `signal` to the test's own slapd (its pid file is in the test's directory; the
+/// process is checked to be that slapd before it is signalled).
+fn signal(slapd: &Slapd, signal: &str) {
+    let pid_file = slapd.dir.join("slapd.pid");
+    let pid = std::fs::read_to_string(&pid_file).expect("slapd pid file");
+    let pid = pid.trim();
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+    assert!(
+        cmdline.contains("slapd") && cmdline.contains(&format!(":{}", slapd.port)),
+        "pid {pid} from {} is not this test's slapd: {cmdline:?}",
+        pid_file.display()
+    );
+    let out = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid)
+        .output()
+        .expect("kill");
+    assert!(out.status.success(), "kill -{signal} {pid}");
+    // Wait until the state shows it (T: stopped).
+    let stopped = signal == "STOP";
+    for _ in 0..50 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or_default()
+            .trim_start()
+            .chars()
+            .next();
+        if (state == Some('T')) == stopped {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("slapd {pid} did not take SIG{signal}");
+}
+
+/// Item 19, circuit breaker: a frozen directory (accepting connections, answering nothing)
+/// made every uncached login wait the full timeout. After `circuit_breaker_failures`
+/// timeouts in a row, operations fail at once as unreachable (so logins go straight to the
+/// cached hash) until `circuit_breaker_secs` have passed; then one trial closes it.
+#[tokio::test]
+async fn circuit_breaker_stops_waiting_for_a_frozen_directory() {
+    let slapd = Slapd::start(3398, "sample.ldif", "dc=example,dc=org", false);
+    let mut config = plain_config(&slapd, "ou=people,dc=example,dc=org", vec![]);
+    config.operation_timeout_secs = 1;
+    config.connect_timeout_secs = 1;
+    config.circuit_breaker_failures = 2;
+    config.circuit_breaker_secs = 3;
+    let client = DirectoryClient::new(config).unwrap();
+    client.authenticate("alice", "alice-pw").await.unwrap();
+
+    signal(&slapd, "STOP");
+    for _ in 0..2 {
+        let started = std::time::Instant::now();
+        let err = client.authenticate("alice", "alice-pw").await.unwrap_err();
+        assert!(err.is_unreachable(), "{err}");
+        assert!(started.elapsed() >= std::time::Duration::from_millis(900));
+    }
+    // Open: no waiting, for logins, snapshots and checks alike.
+    let started = std::time::Instant::now();
+    for err in [
+        client.authenticate("bob", "bob-pw").await.unwrap_err(),
+        client.snapshot().await.unwrap_err(),
+        client.check().await.unwrap_err(),
+    ] {
+        assert!(
+            err.is_unreachable() && err.to_string().contains("circuit breaker"),
+            "{err}"
+        );
+    }
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(200),
+        "waited {:?} with the circuit open",
+        started.elapsed()
+    );
+    assert_eq!(client.status().healthy, Some(false));
+
+    // The directory thaws; after the open period one trial succeeds and closes it.
+    signal(&slapd, "CONT");
+    tokio::time::sleep(std::time::Duration::from_millis(3200)).await;
+    client.authenticate("alice", "alice-pw").await.unwrap();
+    client.authenticate("bob", "bob-pw").await.unwrap();
+    assert_eq!(client.status().healthy, Some(true));
+}

@@ -1018,9 +1018,29 @@ fn directory_names_outside_the_name_rule_get_manageable_accounts() {
         ));
     }
     let berth = Berth::new(&slapd, Backend::Embedded);
+    // Users may also log in with their e-mail address.
+    let text = std::fs::read_to_string(&berth.config).unwrap();
+    let text = text.replacen(
+        "[directory]\n",
+        "[directory]\nlogin_attributes = [\"mail\"]\n",
+        1,
+    );
+    std::fs::write(&berth.config, text).unwrap();
     acme(&berth);
     let server = berth.serve(&[]);
     let host = server.host.clone();
+
+    // Item 19: alice logs in first with her e-mail address: her account is alice, and the
+    // next login by e-mail is that account's.
+    assert_eq!(berth.granted(&host, "alice@example.org", "alice-pw"), Some(vec![]));
+    assert_eq!(
+        berth.user_line("alice").as_deref(),
+        Some("alice\tdirectory\tactive")
+    );
+    assert_eq!(berth.granted(&host, "alice@example.org", "alice-pw"), Some(vec![]));
+    assert_eq!(berth.granted(&host, "alice@example.org", "bob-pw"), None);
+    assert_eq!(berth.granted(&host, "alice", "alice-pw"), Some(vec![]));
+    assert!(berth.user_line("alice.example.org").is_none());
 
     // Ann logs in before any sync with her directory name: her account is ann.lee.
     assert_eq!(berth.granted(&host, "Ann Lee", "ann-pw"), Some(vec![]));

@@ -631,22 +631,51 @@ impl Access {
                 return Ok(Some(user));
             }
         }
-        if let Err(e) = dir.authenticate(username, password).await {
-            if e.is_directory_failure() {
-                // No cached hash to fall back to: refused, but the log says whose fault.
-                tracing::warn!(error = %e, user = %username,
-                    "the directory could not check a first login; refused until it can");
-            } else {
-                tracing::info!(error = %e, user = %username, "no account, and no directory login");
+        let entry = match dir.authenticate(username, password).await {
+            Ok(entry) => entry,
+            Err(e) => {
+                if e.is_directory_failure() {
+                    // No cached hash to fall back to: refused, but the log says whose fault.
+                    tracing::warn!(error = %e, user = %username,
+                        "the directory could not check a first login; refused until it can");
+                } else {
+                    tracing::info!(error = %e, user = %username, "no account, and no directory login");
+                }
+                return Ok(None);
             }
-            return Ok(None);
+        };
+        // Logged in by another name of an existing account (`login_attributes`: e-mail,
+        // userPrincipalName): that account, checked as any directory login.
+        if entry.username != username {
+            if let Some(user) = self
+                .identity
+                .user_get(UserKey::Name(&entry.username))
+                .await?
+            {
+                if !matches!(user.origin, Origin::Directory { .. })
+                    || !user.active
+                    || user.is_service_account
+                {
+                    return Ok(None);
+                }
+                self.login_directory_as(&user, username, password).await?;
+                return Ok(Some(user));
+            }
         }
         let (pw, params) = (password.as_bytes().to_vec(), self.cfg.password_params);
         let phc = tokio::task::spawn_blocking(move || hash_password(&pw, &params))
             .await
             .ok()
             .and_then(|r| r.ok());
-        match crate::directory_sync::provision(self.identity.as_ref(), dir, username, phc).await {
+        match crate::directory_sync::provision(
+            self.identity.as_ref(),
+            dir,
+            username,
+            &entry.username,
+            phc,
+        )
+        .await
+        {
             Ok(Some(user)) => {
                 tracing::info!(user = %user.name, "created the account of a directory user at first login");
                 Ok(Some(user))

@@ -499,15 +499,17 @@ pub fn snapshot_of_user(snapshot: &DirectorySnapshot, username: &str) -> Directo
 /// account yet, when the sync policy makes them eligible, with their mapped teams.
 /// `password` is the argon2id hash to cache for logins while the directory is
 /// unreachable. `None`: not eligible (the login is refused). Reads only that user and
-/// their groups from the directory. `username` is the directory login name; the account
-/// gets its mapped name ([`account_name_for`]).
+/// their groups from the directory. `login` is what the user logged in with (their
+/// directory name, or a `login_attributes` value such as their e-mail); `account` is the
+/// account name of the entry it bound as ([`account_name_for`] of its username).
 pub async fn provision(
     identity: &dyn IdentityStore,
     directory: &DirectoryClient,
-    username: &str,
+    login: &str,
+    account: &str,
     password: Option<String>,
 ) -> Result<Option<UserRecord>, DirectorySyncError> {
-    let snapshot = snapshot_of_user(&directory.user_snapshot(username).await?, username);
+    let snapshot = snapshot_of_user(&directory.user_snapshot(login).await?, account);
     // One user's part of the directory holds only their groups: the mappings of the others
     // match nothing here without being typos, so they are left out rather than warned of.
     let mut policy = directory.config().sync.clone();

@@ -373,12 +373,7 @@ impl DirectoryClient {
             return Err(DirectoryError::UserNotFound);
         }
         let c = &self.config;
-        let filter = format!(
-            "(&{}({}={}))",
-            c.user_filter,
-            c.username_attribute,
-            ldap_escape(username)
-        );
+        let filter = self.login_filter(username);
         let mut ldap = self.service_connection().await?;
         let result = self
             .timed(&mut ldap)
@@ -470,12 +465,7 @@ impl DirectoryClient {
     ) -> Result<DirectorySnapshot, DirectoryError> {
         let c = &self.config;
         let mut ldap = self.service_connection().await?;
-        let filter = format!(
-            "(&{}({}={}))",
-            c.user_filter,
-            c.username_attribute,
-            ldap_escape(username)
-        );
+        let filter = self.login_filter(username);
         let user_entries = self
             .search_all(&mut ldap, &c.user_base, &filter, self.user_attributes())
             .await?;
@@ -524,10 +514,10 @@ impl DirectoryClient {
         };
         let _ = ldap.unbind().await;
         let mut snapshot = self.assemble(user_entries, group_entries);
-        let name = account_name_for(username).unwrap_or_default();
-        snapshot.users.retain(|u| u.username == name);
+        // Every user read matched the login filter; groups keep only them.
+        let names: BTreeSet<String> = snapshot.users.iter().map(|u| u.username.clone()).collect();
         snapshot.groups.retain_mut(|g| {
-            g.members.retain(|m| *m == name);
+            g.members.retain(|m| names.contains(m));
             !g.members.is_empty()
         });
         Ok(snapshot)
@@ -638,6 +628,19 @@ impl DirectoryClient {
             groups,
             warnings,
         }
+    }
+
+    /// The users a login name designates: the username attribute equals it, or (when
+    /// configured) one of `login_attributes` does (`userPrincipalName`, `mail`). The name
+    /// is escaped per RFC 4515.
+    fn login_filter(&self, login: &str) -> String {
+        let c = &self.config;
+        let login = ldap_escape(login);
+        let any: String = std::iter::once(&c.username_attribute)
+            .chain(&c.login_attributes)
+            .map(|a| format!("({a}={login})"))
+            .collect();
+        format!("(&{}(|{any}))", c.user_filter)
     }
 
     /// A group's name, and what membership is read from: its `member` values, or (users

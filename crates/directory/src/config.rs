@@ -186,6 +186,10 @@ pub struct DirectoryConfig {
     pub user_filter: String,
     /// Attribute holding the login name. Default `uid`; AD: `sAMAccountName`.
     pub username_attribute: String,
+    /// Further attributes a login name may match, so that users can log in with, say,
+    /// their `userPrincipalName` or `mail` as well as their username. The account is still
+    /// named after the username attribute. Default: none.
+    pub login_attributes: Vec<String>,
     /// Attribute holding the e-mail address. Default `mail`; `None` to ignore.
     pub email_attribute: Option<String>,
     /// Attribute holding the display name. Default `cn`; AD: `displayName`; `None` to ignore.
@@ -235,6 +239,7 @@ impl Default for DirectoryConfig {
             user_base: String::new(),
             user_filter: "(objectClass=inetOrgPerson)".into(),
             username_attribute: "uid".into(),
+            login_attributes: Vec::new(),
             email_attribute: Some("mail".into()),
             full_name_attribute: Some("cn".into()),
             group_base: String::new(),
@@ -356,6 +361,9 @@ impl DirectoryConfig {
             ("group_name_attribute", Some(&self.group_name_attribute)),
         ];
         attrs.push(("member_attribute", Some(&self.member_attribute)));
+        for a in &self.login_attributes {
+            attrs.push(("login_attributes", Some(a)));
+        }
         attrs.push(("member_of_attribute", Some(&self.member_of_attribute)));
         for (name, attr) in attrs {
             if let Some(a) = attr {

@@ -816,3 +816,60 @@ async fn circuit_breaker_stops_waiting_for_a_frozen_directory() {
     client.authenticate("bob", "bob-pw").await.unwrap();
     assert_eq!(client.status().healthy, Some(true));
 }
+
+/// Item 19, login by `userPrincipalName` or e-mail: with `login_attributes`, the login
+/// name may be either; the user (and account name) is still the `sAMAccountName`'s.
+/// Without it, as before, only the username logs in.
+#[tokio::test]
+async fn login_by_user_principal_name_or_mail() {
+    const BASE: &str = "DC=corp,DC=example,DC=com";
+    let slapd = Slapd::start(3399, "ad-like.ldif", BASE, true);
+    let users = format!("CN=Users,{BASE}");
+    let config = DirectoryConfig {
+        url: slapd.url(),
+        bind_dn: slapd.admin_dn(),
+        bind_password: Secret::new(admin_password()),
+        user_base: users.clone(),
+        user_filter: "(objectClass=user)".into(),
+        group_base: BASE.into(),
+        group_name_attribute: "sAMAccountName".into(),
+        ..DirectoryConfig::active_directory()
+    };
+    let plain = DirectoryClient::new(config.clone()).unwrap();
+    let err = plain
+        .authenticate("alice@corp.example.com", "alice-pw")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, DirectoryError::UserNotFound), "{err}");
+
+    let mut with_upn = config.clone();
+    with_upn.login_attributes = vec!["userPrincipalName".into(), "mail".into()];
+    let client = DirectoryClient::new(with_upn).unwrap();
+    for login in ["alice", "ALICE@corp.example.com", "alice@CORP.example.com"] {
+        let alice = client.authenticate(login, "alice-pw").await.unwrap();
+        assert_eq!(alice.username, "alice", "{login}");
+        let one = client.user_snapshot(login).await.unwrap();
+        assert_eq!(usernames(&one), ["alice"], "{login}");
+        assert_eq!(one.groups.len(), 2, "{login}");
+    }
+    let err = client
+        .authenticate("alice@corp.example.com", "bob-pw")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, DirectoryError::BadCredentials), "{err}");
+    // A mail shared by two entries is ambiguous, never a guess.
+    slapd.modify(&format!(
+        "dn: CN=Bob Builder,{users}\nchangetype: modify\nreplace: mail\nmail: alice@corp.example.com\n"
+    ));
+    let err = client
+        .authenticate("alice@corp.example.com", "alice-pw")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, DirectoryError::AmbiguousUser { count: 2 }),
+        "{err}"
+    );
+    // Filter metacharacters stay escaped in every attribute.
+    let err = client.authenticate("*", "alice-pw").await.unwrap_err();
+    assert!(matches!(err, DirectoryError::UserNotFound), "{err}");
+}

@@ -28,6 +28,8 @@ const RC_INVALID_CREDENTIALS: u32 = 49;
 const RC_UNAVAILABLE: &[u32] = &[51, 52, 81, 85];
 /// AD `userAccountControl` ACCOUNTDISABLE.
 const UAC_ACCOUNTDISABLE: i64 = 0x2;
+/// Most ranges read for one attribute (AD sends 1500 values a range: 1.5 million members).
+const MAX_RANGE_ROUNDS: usize = 1000;
 /// Deepest group nesting followed when one user's groups are read level by level.
 const MAX_NESTING: usize = 32;
 /// Page size for snapshot searches; AD's default MaxPageSize is 1000.
@@ -436,7 +438,7 @@ impl DirectoryClient {
                 self.user_attributes(),
             )
             .await?;
-        let group_entries = self
+        let mut group_entries = self
             .search_all(
                 &mut ldap,
                 &c.group_base,
@@ -444,6 +446,7 @@ impl DirectoryClient {
                 self.group_attributes(),
             )
             .await?;
+        self.complete_ranges(&mut ldap, &mut group_entries).await?;
         let _ = ldap.unbind().await;
         Ok(self.assemble(user_entries, group_entries))
     }
@@ -486,9 +489,10 @@ impl DirectoryClient {
                         .map(|dn| format!("({}={})", c.member_attribute, ldap_escape(dn)))
                         .collect();
                     let filter = format!("(&{}(|{any}))", c.group_filter);
-                    let level = self
+                    let mut level = self
                         .search_all(&mut ldap, &c.group_base, &filter, self.group_attributes())
                         .await?;
+                    self.complete_ranges(&mut ldap, &mut level).await?;
                     frontier.clear();
                     for g in level {
                         if seen.insert(normalize_dn(&g.dn)) {
@@ -705,6 +709,59 @@ impl DirectoryClient {
         ldap.with_timeout(self.config.operation_timeout())
     }
 
+    /// Active Directory returns at most 1500 values of a multi-valued attribute at once:
+    /// a large group comes back with `member;range=0-1499` instead of `member`. Reads the
+    /// remaining ranges of each such entry (`member;range=1500-*`, ...) with base searches
+    /// until the server answers a range ending in `*`, and merges them into `member`.
+    async fn complete_ranges(
+        &self,
+        ldap: &mut Ldap,
+        entries: &mut [SearchEntry],
+    ) -> Result<(), DirectoryError> {
+        let attr = self.config.member_attribute.clone();
+        for entry in entries.iter_mut() {
+            let mut next = take_range(entry, &attr);
+            let mut rounds = 0;
+            while let Some(start) = next {
+                rounds += 1;
+                if rounds > MAX_RANGE_ROUNDS {
+                    return Err(DirectoryError::Operation {
+                        operation: "ranged read",
+                        target: entry.dn.clone(),
+                        code: 0,
+                        message: format!("{attr} still incomplete after {MAX_RANGE_ROUNDS} ranges"),
+                        matched: String::new(),
+                    });
+                }
+                let want = vec![format!("{attr};range={start}-*")];
+                let result = self
+                    .timed(ldap)
+                    .search(&entry.dn, Scope::Base, "(objectClass=*)", want)
+                    .await
+                    .map_err(|e| self.ldap_error("search", &entry.dn, e))?;
+                let (found, _) = result
+                    .success()
+                    .map_err(|e| self.ldap_error("search", &entry.dn, e))?;
+                let Some(part) = found.into_iter().next() else {
+                    break;
+                };
+                let mut part = SearchEntry::construct(part);
+                next = take_range(&mut part, &attr);
+                let values: Vec<String> = part
+                    .attrs
+                    .into_iter()
+                    .filter(|(k, _)| k.eq_ignore_ascii_case(&attr))
+                    .flat_map(|(_, v)| v)
+                    .collect();
+                if values.is_empty() {
+                    break;
+                }
+                merge_values(entry, &attr, values);
+            }
+        }
+        Ok(())
+    }
+
     async fn search_all(
         &self,
         ldap: &mut Ldap,
@@ -834,6 +891,56 @@ impl DirectoryClient {
             },
         }
     }
+}
+
+/// The start and end (`None`: `*`, the last range) of a ranged attribute description
+/// `attr;range=lo-hi` (options compared case-insensitively), or `None` when `name` is not a
+/// range of `attr`.
+fn parse_range(name: &str, attr: &str) -> Option<(u64, Option<u64>)> {
+    let mut parts = name.split(';');
+    if !parts.next()?.eq_ignore_ascii_case(attr) {
+        return None;
+    }
+    for option in parts {
+        let Some((key, range)) = option.split_once('=') else {
+            continue;
+        };
+        if !key.eq_ignore_ascii_case("range") {
+            continue;
+        }
+        let (lo, hi) = range.split_once('-')?;
+        let lo = lo.parse().ok()?;
+        let hi = match hi {
+            "*" => None,
+            n => Some(n.parse().ok()?),
+        };
+        return Some((lo, hi));
+    }
+    None
+}
+
+/// Moves the values of a ranged `attr;range=lo-hi` of `entry` into `attr`; where the next
+/// range starts, or `None` when there was no range or it was the last.
+fn take_range(entry: &mut SearchEntry, attr: &str) -> Option<u64> {
+    let key = entry
+        .attrs
+        .keys()
+        .find(|k| parse_range(k, attr).is_some())
+        .cloned()?;
+    let (_, hi) = parse_range(&key, attr)?;
+    let values = entry.attrs.remove(&key).unwrap_or_default();
+    merge_values(entry, attr, values);
+    hi.and_then(|h| h.checked_add(1))
+}
+
+fn merge_values(entry: &mut SearchEntry, attr: &str, values: Vec<String>) {
+    let plain = entry
+        .attrs
+        .keys()
+        .find(|k| k.eq_ignore_ascii_case(attr))
+        .cloned()
+        .unwrap_or_else(|| attr.to_string());
+    entry.attrs.entry(plain).or_default().extend(values);
 }
 
 /// The users of group `i` and of every group nested in it, at any depth. Each group is
@@ -1041,6 +1148,44 @@ mod tests {
             assert_eq!(nested_members(i, &children, &direct), abc, "{i}");
         }
         assert_eq!(nested_members(3, &children, &direct), direct[3]);
+    }
+
+    /// Item 19, ranged retrieval (slapd has none, so this is the parsing and merging that
+    /// the client's follow-up reads rely on).
+    #[test]
+    fn ranged_attributes_are_parsed_and_merged() {
+        type Range = Option<(u64, Option<u64>)>;
+        let cases: &[(&str, Range)] = &[
+            ("member;range=0-1499", Some((0, Some(1499)))),
+            ("Member;Range=1500-*", Some((1500, None))),
+            ("member;binary;range=3000-4499", Some((3000, Some(4499)))),
+            ("member", None),
+            ("memberOf;range=0-1499", None),
+            ("member;range=x-1", None),
+            ("member;range=0", None),
+        ];
+        for (name, want) in cases {
+            assert_eq!(parse_range(name, "member"), *want, "{name}");
+        }
+        let entry = |attrs: &[(&str, &[&str])]| SearchEntry {
+            dn: "cn=big".into(),
+            attrs: attrs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.iter().map(|s| s.to_string()).collect()))
+                .collect(),
+            bin_attrs: Default::default(),
+        };
+        let mut e = entry(&[("member", &[]), ("member;range=0-1", &["a", "b"])]);
+        assert_eq!(take_range(&mut e, "member"), Some(2));
+        assert_eq!(values(&e, "member"), ["a", "b"]);
+        merge_values(&mut e, "member", vec!["c".into()]);
+        let mut last = entry(&[("member;range=2-*", &["d"])]);
+        assert_eq!(take_range(&mut last, "member"), None);
+        assert_eq!(values(&last, "member"), ["d"]);
+        assert_eq!(values(&e, "member"), ["a", "b", "c"]);
+        let mut plain = entry(&[("member", &["x"])]);
+        assert_eq!(take_range(&mut plain, "member"), None);
+        assert_eq!(values(&plain, "member"), ["x"]);
     }
 
     #[test]

@@ -1032,12 +1032,18 @@ fn directory_names_outside_the_name_rule_get_manageable_accounts() {
 
     // Item 19: alice logs in first with her e-mail address: her account is alice, and the
     // next login by e-mail is that account's.
-    assert_eq!(berth.granted(&host, "alice@example.org", "alice-pw"), Some(vec![]));
+    assert_eq!(
+        berth.granted(&host, "alice@example.org", "alice-pw"),
+        Some(vec![])
+    );
     assert_eq!(
         berth.user_line("alice").as_deref(),
         Some("alice\tdirectory\tactive")
     );
-    assert_eq!(berth.granted(&host, "alice@example.org", "alice-pw"), Some(vec![]));
+    assert_eq!(
+        berth.granted(&host, "alice@example.org", "alice-pw"),
+        Some(vec![])
+    );
     assert_eq!(berth.granted(&host, "alice@example.org", "bob-pw"), None);
     assert_eq!(berth.granted(&host, "alice", "alice-pw"), Some(vec![]));
     assert!(berth.user_line("alice.example.org").is_none());

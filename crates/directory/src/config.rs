@@ -445,6 +445,20 @@ mod tests {
         assert_eq!(c.membership, MembershipMode::GroupMember);
         assert_eq!(c.sync.create_users, CreateUsers::MappedGroups);
         assert_eq!(c.connect_timeout(), Duration::from_secs(5));
+        assert!(!c.nested_groups && c.login_attributes.is_empty());
+        assert_eq!(
+            (c.circuit_breaker_failures, c.circuit_breaker_secs),
+            (3, 30)
+        );
+        let ad = DirectoryConfig::active_directory();
+        assert!(ad.nested_groups && ad.ad_disabled_flag);
+        let c: DirectoryConfig = toml::from_str(
+            "nested_groups = true\nlogin_attributes = [\"userPrincipalName\", \"mail\"]\n\
+             circuit_breaker_failures = 0\ncircuit_breaker_secs = 5\n",
+        )
+        .unwrap();
+        assert_eq!(c.login_attributes, ["userPrincipalName", "mail"]);
+        assert_eq!(c.circuit_breaker_period(), Duration::from_secs(5));
     }
 
     #[test]
@@ -514,6 +528,9 @@ mod tests {
                 c.username_attribute = "uid=*)(cn".into()
             }),
             ("zero timeout", |c| c.operation_timeout_secs = 0),
+            ("login attribute injection", |c| {
+                c.login_attributes = vec!["mail=*)(uid".into()]
+            }),
             ("empty mapped group", |c| {
                 c.sync.teams.push(GroupMapping {
                     group: "".into(),

@@ -288,9 +288,9 @@ fn hash(pw: &str) -> anyhow::Result<String> {
 }
 
 fn check_name(name: &str) -> anyhow::Result<()> {
-    // An account name is a repository namespace: one component of a repository name.
-    if berth_oci::RepoName::parse(name).is_err() || name.contains('/') {
-        bail!("{name:?} is not a valid account name: lowercase letters, digits and single separators (., _, -)");
+    // The same rule as the API and the metadata store.
+    if !berth_oci::is_valid_account_name(name) {
+        bail!("{name:?} is not a valid account name: 1 to 64 lowercase letters and digits, separated by single '.', '_' or '-'");
     }
     Ok(())
 }

@@ -230,6 +230,37 @@ fn raise_fd_limit(max_connections: usize) {
     }
 }
 
+/// Binds as the directory's service account at start and every minute; logs a warning
+/// saying what it means when that fails, and once when it works again.
+async fn watch_directory(client: berth_directory::DirectoryClient) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // None before the first check, Some(None) while it works, Some(Some(error)) while not.
+    let mut last: Option<Option<String>> = None;
+    loop {
+        tick.tick().await;
+        match client.check().await {
+            Ok(()) => {
+                if last != Some(None) {
+                    tracing::info!(url = %client.config().url,
+                        "directory check passed: the service account binds");
+                }
+                last = Some(None);
+            }
+            Err(e) => {
+                let error = e.to_string();
+                if last.as_ref().and_then(|l| l.as_deref()) != Some(error.as_str()) {
+                    tracing::warn!(url = %client.config().url, error = %error,
+                        "DIRECTORY CHECK FAILED: directory users log in only with the password \
+                         cached at their last login, first logins are refused and syncs fail \
+                         until this is fixed");
+                }
+                last = Some(Some(error));
+            }
+        }
+    }
+}
+
 async fn run_serve(
     cfg: Config,
     admin_password_file: Option<std::path::PathBuf>,
@@ -250,6 +281,9 @@ async fn run_serve(
         None => None,
     };
     if let Some(client) = &directory {
+        // Checked now and every minute, in the background so that a frozen directory does
+        // not hold up the start: the status feeds /health and the cluster status.
+        tokio::spawn(watch_directory(client.clone()));
         if cfg.directory_sync.interval_secs > 0 {
             // Every replica syncs on its own schedule: the plans are idempotent.
             tokio::spawn(berth_core::directory_sync::run_scheduled(

@@ -71,6 +71,20 @@ impl Slapd {
     /// Ports 3391 (plain) and 3392 (AD-like) for the embedded stores, 3393 and 3394 for
     /// PostgreSQL and S3 (the directory crate's own tests use 3389 and 3390).
     fn start(kind: Kind, backend: Backend) -> Slapd {
+        let port = match kind {
+            Kind::OpenLdap => 3391,
+            Kind::ActiveDirectory => 3392,
+        };
+        let port = if backend == Backend::Scaled {
+            port + 2
+        } else {
+            port
+        };
+        Slapd::start_on(kind, port)
+    }
+
+    /// A server on a port of its own (the single-purpose tests below take 3401 and up).
+    fn start_on(kind: Kind, port: u16) -> Slapd {
         let peers = peers_dir();
         let script = peers.join("slapd.sh");
         assert!(
@@ -78,14 +92,9 @@ impl Slapd {
             "slapd.sh not found at {}: set BERTH_PEERS_DIR to the shared peers directory",
             script.display()
         );
-        let (port, ldif) = match kind {
-            Kind::OpenLdap => (3391, "sample.ldif"),
-            Kind::ActiveDirectory => (3392, "ad-like.ldif"),
-        };
-        let port = if backend == Backend::Scaled {
-            port + 2
-        } else {
-            port
+        let ldif = match kind {
+            Kind::OpenLdap => "sample.ldif",
+            Kind::ActiveDirectory => "ad-like.ldif",
         };
         let s = Slapd {
             kind,
@@ -906,4 +915,273 @@ fn openldap(backend: Backend) {
 
 fn active_directory(backend: Backend) {
     scenario(Kind::ActiveDirectory, backend);
+}
+
+/// Sets up acme with its two mapped teams and starts `berth serve`.
+fn acme(berth: &Berth) {
+    for args in [
+        &["org", "create", "acme"][..],
+        &["team", "create", "acme", "devs"],
+        &["team", "create", "acme", "admins"],
+    ] {
+        let out = berth.admin(args);
+        assert!(out.status.success(), "admin {args:?}: {}", out.stderr);
+    }
+}
+
+fn wait_for_log(server: &Process, what: &str) -> String {
+    let mut text = String::new();
+    wait_for(
+        &format!("{what:?} in the server log"),
+        Duration::from_secs(30),
+        || {
+            text = std::fs::read_to_string(&server.log).unwrap_or_default();
+            text.contains(what)
+        },
+    );
+    text
+}
+
+/// Item 16: a wrong or expired service-account password locked out every directory user,
+/// even those whose password was cached at their last bind. Now a service bind failure is
+/// the directory's failure, not the user's: cached logins keep working, `berth serve` says
+/// so at start, and `/health` and the cluster status show the directory failing.
+#[test]
+fn service_bind_failure_keeps_cached_logins() {
+    let slapd = Slapd::start_on(Kind::OpenLdap, 3401);
+    let berth = Berth::new(&slapd, Backend::Embedded);
+    acme(&berth);
+    let server = berth.serve(&[]);
+    let host = server.host.clone();
+    wait_for_log(&server, "directory check passed");
+    // carol logs in once: her account is created and her password hash cached.
+    assert_eq!(berth.granted(&host, "carol", "carol-pw"), Some(vec![]));
+    let health: Value = berth
+        .http
+        .get(format!("http://{host}/health"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        health["components"]["directory"]["healthy"], true,
+        "{health}"
+    );
+    drop(server);
+
+    // The service account's password is changed in the directory, not in Berth.
+    let text = std::fs::read_to_string(&berth.config).unwrap();
+    let wrong = text.replace(
+        &format!("bind_password = \"{}\"", slapd_admin_password()),
+        "bind_password = \"expired-service-pw\"",
+    );
+    assert_ne!(wrong, text);
+    std::fs::write(&berth.config, wrong).unwrap();
+    let server = berth.serve(&[]);
+    let host = server.host.clone();
+    let log = wait_for_log(&server, "DIRECTORY CHECK FAILED");
+    assert!(
+        log.contains("invalidCredentials (result code 49)")
+            && log.contains("cn=admin,dc=example,dc=org"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("expired-service-pw"),
+        "the password is logged:\n{log}"
+    );
+
+    // carol still logs in with her cached hash; a wrong password and a user who never
+    // logged in are refused.
+    assert_eq!(
+        berth.granted(&host, "carol", "carol-pw"),
+        Some(vec![]),
+        "carol's cached login refused while the service bind fails"
+    );
+    assert_eq!(berth.granted(&host, "carol", "not-carol-pw"), None);
+    assert_eq!(berth.granted(&host, "alice", "alice-pw"), None);
+
+    // /health lists the directory as failing (without taking the replica out: 200) ...
+    let r = berth
+        .http
+        .get(format!("http://{host}/health"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let health: Value = r.json().unwrap();
+    let dir = &health["components"]["directory"];
+    assert_eq!(dir["healthy"], false, "{health}");
+    assert!(
+        dir["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("invalidCredentials"),
+        "{health}"
+    );
+    assert!(
+        health["failing"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|x| x == "directory")),
+        "{health}"
+    );
+    // ... and so does the cluster status.
+    let status: Value = berth
+        .http
+        .get(format!("http://{host}/api/v0/meta/cluster_status"))
+        .basic_auth("admin", Some(ADMIN_PW))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        status["replicas"][0]["directory"]["healthy"], false,
+        "{status}"
+    );
+    drop(server);
+}
+
+/// Item 17: directory users whose names are not valid Berth names (a space, non-ASCII
+/// letters) got accounts that the API could not manage (400 `NAME_INVALID` on deactivate,
+/// team removal, token creation). Now their accounts take the documented mapped name
+/// (`Jane Doe` -> `jane.doe`, `José` -> `jose`), which the API manages like any other; they
+/// log in with their directory name; a name with nothing mappable gets no account and a
+/// warning.
+#[test]
+fn directory_names_outside_the_name_rule_get_manageable_accounts() {
+    let slapd = Slapd::start_on(Kind::OpenLdap, 3402);
+    // (entry cn, uid as base64 LDIF, password): "Jane Doe", "José", "Ann Lee", "李雷".
+    let people = [
+        ("Jane Doe", "SmFuZSBEb2U=", "jane-pw"),
+        ("Jose Garcia", "Sm9zw6k=", "jose-pw"),
+        ("Ann Lee", "QW5uIExlZQ==", "ann-pw"),
+        ("Li Lei", "5p2O6Zu3", "li-pw"),
+    ];
+    for (cn, uid, pw) in people {
+        slapd.modify(&format!(
+            "dn: cn={cn},ou=people,dc=example,dc=org\nchangetype: add\n\
+             objectClass: inetOrgPerson\ncn: {cn}\nsn: {cn}\nuid:: {uid}\nuserPassword: {pw}\n\n\
+             dn: cn=developers,ou=groups,dc=example,dc=org\nchangetype: modify\n\
+             add: member\nmember: cn={cn},ou=people,dc=example,dc=org\n"
+        ));
+    }
+    let berth = Berth::new(&slapd, Backend::Embedded);
+    // Users may also log in with their e-mail address.
+    let text = std::fs::read_to_string(&berth.config).unwrap();
+    let text = text.replacen(
+        "[directory]\n",
+        "[directory]\nlogin_attributes = [\"mail\"]\n",
+        1,
+    );
+    std::fs::write(&berth.config, text).unwrap();
+    acme(&berth);
+    let server = berth.serve(&[]);
+    let host = server.host.clone();
+
+    // Item 19: alice logs in first with her e-mail address: her account is alice, and the
+    // next login by e-mail is that account's.
+    assert_eq!(
+        berth.granted(&host, "alice@example.org", "alice-pw"),
+        Some(vec![])
+    );
+    assert_eq!(
+        berth.user_line("alice").as_deref(),
+        Some("alice\tdirectory\tactive")
+    );
+    assert_eq!(
+        berth.granted(&host, "alice@example.org", "alice-pw"),
+        Some(vec![])
+    );
+    assert_eq!(berth.granted(&host, "alice@example.org", "bob-pw"), None);
+    assert_eq!(berth.granted(&host, "alice", "alice-pw"), Some(vec![]));
+    assert!(berth.user_line("alice.example.org").is_none());
+
+    // Ann logs in before any sync with her directory name: her account is ann.lee.
+    assert_eq!(berth.granted(&host, "Ann Lee", "ann-pw"), Some(vec![]));
+    assert_eq!(
+        berth.user_line("ann.lee").as_deref(),
+        Some("ann.lee\tdirectory\tactive")
+    );
+    let report = berth.sync();
+    assert_eq!(report["ok"], true, "{report}");
+    let users = berth.users();
+    for want in ["jane.doe\tdirectory\tactive", "jose\tdirectory\tactive"] {
+        assert!(users.iter().any(|l| l == want), "{want} not in {users:?}");
+    }
+    assert!(
+        users.iter().all(|l| l
+            .split('\t')
+            .next()
+            .is_some_and(|n| n.is_ascii() && !n.contains(' '))),
+        "{users:?}"
+    );
+    let warnings = report["warnings"].to_string();
+    assert!(
+        warnings.contains("李雷") && warnings.contains("no account name"),
+        "{report}"
+    );
+    // They log in with their directory names (and a wrong password is refused).
+    assert_eq!(berth.granted(&host, "Jane Doe", "jane-pw"), Some(vec![]));
+    assert_eq!(berth.granted(&host, "José", "jose-pw"), Some(vec![]));
+    assert_eq!(berth.granted(&host, "José", "jane-pw"), None);
+    assert_eq!(berth.granted(&host, "李雷", "li-pw"), None);
+
+    // Item 19, profiles: a changed e-mail and display name reach the account at the next
+    // sync.
+    slapd.modify(
+        "dn: cn=Jose Garcia,ou=people,dc=example,dc=org\nchangetype: modify\n\
+         replace: mail\nmail: jose.garcia@example.org\n-\nreplace: cn\ncn: Jose Garcia\ncn: Pepe\n",
+    );
+    let report = berth.sync();
+    assert_eq!(report["counts"]["profiles_updated"], 1, "{report}");
+    let jose: Value = berth
+        .http
+        .get(format!("http://{host}/api/v0/users/jose"))
+        .basic_auth("admin", Some(ADMIN_PW))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(jose["email"], "jose.garcia@example.org", "{jose}");
+    assert_eq!(berth.sync()["counts"]["profiles_updated"], 0);
+
+    // The API manages them: token creation, team removal, deactivation.
+    let api = |who: (&str, &str), method: reqwest::Method, path: &str, body: Value| {
+        let r = berth
+            .http
+            .request(method, format!("http://{host}{path}"))
+            .basic_auth(who.0, Some(who.1))
+            .json(&body)
+            .send()
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.text().unwrap_or_default())
+    };
+    // José creates his own token, logging in with his directory name.
+    let (status, body) = api(
+        ("José", "jose-pw"),
+        reqwest::Method::POST,
+        "/api/v0/users/jose/tokens",
+        serde_json::json!({"description": "ci"}),
+    );
+    assert_eq!(status, 201, "{body}");
+    let admin = ("admin", ADMIN_PW);
+    let (status, body) = api(
+        admin,
+        reqwest::Method::DELETE,
+        "/api/v0/orgs/acme/teams/devs/members/jose",
+        Value::Null,
+    );
+    assert_eq!(status, 204, "{body}");
+    let (status, body) = api(
+        admin,
+        reqwest::Method::PATCH,
+        "/api/v0/users/jane.doe",
+        serde_json::json!({"active": false}),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        berth.granted(&host, "Jane Doe", "jane-pw"),
+        None,
+        "deactivated"
+    );
+    drop(server);
 }

@@ -714,16 +714,68 @@ impl Access {
         let Some(dir) = &self.directory else {
             return Ok(None);
         };
-        if let Err(e) = dir.authenticate(username, password).await {
-            tracing::info!(error = %e, user = %username, "no account, and no directory login");
+        // A directory name outside the name rule (`Jane Doe`) has its account under the
+        // mapped name (`jane.doe`): that account, if it exists, is who is logging in.
+        let Some(account) = berth_directory::names::account_name_for(username) else {
             return Ok(None);
+        };
+        if account != username {
+            if let Some(user) = self.identity.user_get(UserKey::Name(&account)).await? {
+                if !matches!(user.origin, Origin::Directory { .. })
+                    || !user.active
+                    || user.is_service_account
+                {
+                    return Ok(None);
+                }
+                self.login_directory_as(&user, username, password).await?;
+                return Ok(Some(user));
+            }
+        }
+        let entry = match dir.authenticate(username, password).await {
+            Ok(entry) => entry,
+            Err(e) => {
+                if e.is_directory_failure() {
+                    // No cached hash to fall back to: refused, but the log says whose fault.
+                    tracing::warn!(error = %e, user = %username,
+                        "the directory could not check a first login; refused until it can");
+                } else {
+                    tracing::info!(error = %e, user = %username, "no account, and no directory login");
+                }
+                return Ok(None);
+            }
+        };
+        // Logged in by another name of an existing account (`login_attributes`: e-mail,
+        // userPrincipalName): that account, checked as any directory login.
+        if entry.username != username {
+            if let Some(user) = self
+                .identity
+                .user_get(UserKey::Name(&entry.username))
+                .await?
+            {
+                if !matches!(user.origin, Origin::Directory { .. })
+                    || !user.active
+                    || user.is_service_account
+                {
+                    return Ok(None);
+                }
+                self.login_directory_as(&user, username, password).await?;
+                return Ok(Some(user));
+            }
         }
         let (pw, params) = (password.as_bytes().to_vec(), self.cfg.password_params);
         let phc = tokio::task::spawn_blocking(move || hash_password(&pw, &params))
             .await
             .ok()
             .and_then(|r| r.ok());
-        match crate::directory_sync::provision(self.identity.as_ref(), dir, username, phc).await {
+        match crate::directory_sync::provision(
+            self.identity.as_ref(),
+            dir,
+            username,
+            &entry.username,
+            phc,
+        )
+        .await
+        {
             Ok(Some(user)) => {
                 tracing::info!(user = %user.name, "created the account of a directory user at first login");
                 Ok(Some(user))
@@ -751,11 +803,26 @@ impl Access {
     }
 
     /// A directory user logs in by binding to the directory. A successful bind refreshes
-    /// the account's cached password hash; while the directory cannot be reached, that
-    /// cached hash is accepted, so nobody is locked out of what they already had. Returns
-    /// the account's credential epoch after the login (a new cached hash moves it: a
-    /// password changed in the directory ends the old password's sessions).
+    /// the account's cached password hash; while the directory cannot check the password
+    /// (unreachable, or failing on its side: a wrong or expired service-account password,
+    /// a wrong search base), that cached hash is accepted, so nobody is locked out of what
+    /// they already had. Only the directory's own refusal (wrong password, unknown or
+    /// disabled user) refuses the login. Returns the account's credential epoch after the
+    /// login (a new cached hash moves it: a password changed in the directory ends the old
+    /// password's sessions).
     async fn login_directory(&self, user: &UserRecord, password: &str) -> Result<i64, AccessError> {
+        self.login_directory_as(user, &user.name, password).await
+    }
+
+    /// [`Access::login_directory`] with the name the user typed, which is their directory
+    /// name and may differ from the account name it maps to: the directory entry found
+    /// must map to this account.
+    async fn login_directory_as(
+        &self,
+        user: &UserRecord,
+        login: &str,
+        password: &str,
+    ) -> Result<i64, AccessError> {
         let refused = || AccessError::Unauthorized("invalid user name or password".into());
         let Some(dir) = &self.directory else {
             // Directory accounts without a configured directory: only the cached hash.
@@ -765,7 +832,12 @@ impl Access {
                 Err(refused())
             };
         };
-        match dir.authenticate(&user.name, password).await {
+        match dir.authenticate(login, password).await {
+            Ok(entry) if entry.username != user.name => {
+                tracing::info!(user = %user.name, entry = %entry.dn,
+                    "the directory entry bound belongs to another account name");
+                Err(refused())
+            }
             Ok(_) => {
                 let cached_ok = self.check_stored(user, password).await;
                 if !cached_ok {
@@ -786,9 +858,9 @@ impl Access {
                 }
                 Ok(user.credential_epoch)
             }
-            Err(e) if e.is_unreachable() => {
+            Err(e) if e.is_directory_failure() => {
                 tracing::warn!(error = %e, user = %user.name,
-                    "directory unreachable; checking the password cached at the last bind");
+                    "the directory cannot check passwords; checking the password cached at the last bind");
                 if self.check_stored(user, password).await {
                     Ok(user.credential_epoch)
                 } else {

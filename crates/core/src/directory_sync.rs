@@ -21,8 +21,10 @@
 //!   finishes the job.
 //! - A mapped team that does not exist is created when its organisation exists (with the
 //!   group recorded on it); when the organisation is missing, its memberships are skipped
-//!   and the run carries a warning.
+//!   and the run carries a warning. Likewise a mapping whose group matches no directory
+//!   group leaves its team alone and the run carries the plan's warning.
 
+use berth_directory::names::account_name_for;
 use berth_directory::{
     plan, BerthUser, DirectoryClient, DirectoryError, DirectorySnapshot, Membership,
     Origin as PlanOrigin, SyncError, SyncPlan, SyncPolicy, TeamRef,
@@ -79,6 +81,8 @@ pub struct SyncCounts {
     pub teams_created: u64,
     /// Directory users left alone because a local account has their name.
     pub conflicts: u64,
+    /// Directory accounts whose e-mail or display name changed in the directory.
+    pub profiles_updated: u64,
 }
 
 /// The outcome of one sync run: what the audit event's detail holds.
@@ -254,6 +258,10 @@ async fn sync_once(
     let current = berth_users(&users, &teams.members);
     let plan = plan(&snapshot, policy, &current)?;
     let plan = without_teams(plan, &teams.missing);
+    for w in &plan.warnings {
+        tracing::warn!(warning = %w, "directory sync");
+    }
+    report.warnings.extend(plan.warnings.iter().cloned());
     report.conflicts = plan.conflicts.clone();
     report.counts.conflicts = plan.conflicts.len() as u64;
     apply(identity, &plan, &mut users, report).await
@@ -329,6 +337,8 @@ fn berth_users(
                 .filter(|(_, names)| names.contains(&u.name))
                 .map(|(t, _)| t.clone())
                 .collect(),
+            email: u.email.clone(),
+            full_name: Some(u.full_name.clone()),
         })
         .collect()
 }
@@ -342,7 +352,7 @@ fn without_teams(mut plan: SyncPlan, missing: &BTreeSet<TeamRef>) -> SyncPlan {
 }
 
 /// Carries out a plan in its order: create, reactivate, deactivate (with the tokens),
-/// add memberships, remove memberships. `users` are Berth's accounts by name; created
+/// add memberships, update profiles, remove memberships. `users` are Berth's accounts by name; created
 /// accounts are added to it.
 async fn apply(
     identity: &dyn IdentityStore,
@@ -429,6 +439,17 @@ async fn apply(
             report.counts.memberships_added += 1;
         }
     }
+    for p in &plan.update_profiles {
+        if let Some(id) = directory_account(users, &p.username) {
+            let patch = UserPatch {
+                full_name: p.full_name.clone(),
+                email: p.email.clone().map(Some),
+                ..UserPatch::default()
+            };
+            identity.user_update(id, &patch).await?;
+            report.counts.profiles_updated += 1;
+        }
+    }
     let mut left: BTreeSet<(AccountId, String)> = BTreeSet::new();
     for Membership { username, team } in &plan.remove_memberships {
         if let Some(id) = directory_account(users, username) {
@@ -462,7 +483,7 @@ async fn apply(
 /// user exactly when a full sync would (eligibility depends only on the user's own entry
 /// and groups), with the same teams.
 pub fn snapshot_of_user(snapshot: &DirectorySnapshot, username: &str) -> DirectorySnapshot {
-    let name = username.to_lowercase();
+    let name = account_name_for(username).unwrap_or_default();
     DirectorySnapshot {
         users: snapshot
             .users
@@ -479,6 +500,7 @@ pub fn snapshot_of_user(snapshot: &DirectorySnapshot, username: &str) -> Directo
                 ..g.clone()
             })
             .collect(),
+        warnings: vec![],
     }
 }
 
@@ -486,15 +508,24 @@ pub fn snapshot_of_user(snapshot: &DirectorySnapshot, username: &str) -> Directo
 /// account yet, when the sync policy makes them eligible, with their mapped teams.
 /// `password` is the argon2id hash to cache for logins while the directory is
 /// unreachable. `None`: not eligible (the login is refused). Reads only that user and
-/// their groups from the directory.
+/// their groups from the directory. `login` is what the user logged in with (their
+/// directory name, or a `login_attributes` value such as their e-mail); `account` is the
+/// account name of the entry it bound as ([`account_name_for`] of its username).
 pub async fn provision(
     identity: &dyn IdentityStore,
     directory: &DirectoryClient,
-    username: &str,
+    login: &str,
+    account: &str,
     password: Option<String>,
 ) -> Result<Option<UserRecord>, DirectorySyncError> {
-    let policy = &directory.config().sync;
-    let snapshot = snapshot_of_user(&directory.user_snapshot(username).await?, username);
+    let snapshot = snapshot_of_user(&directory.user_snapshot(login).await?, account);
+    // One user's part of the directory holds only their groups: the mappings of the others
+    // match nothing here without being typos, so they are left out rather than warned of.
+    let mut policy = directory.config().sync.clone();
+    policy
+        .teams
+        .retain(|m| snapshot.groups.iter().any(|g| m.matches(g)));
+    let policy = &policy;
     // Collects what `mapped_teams` and `apply` report; not recorded as a sync run.
     let mut report = SyncReport::started(Trigger::Api);
     let plan = plan(&snapshot, policy, &[])?;
@@ -590,6 +621,7 @@ mod tests {
                 group("admins", &["alice"]),
                 group("other", &["dave"]),
             ],
+            warnings: vec![],
         }
     }
 

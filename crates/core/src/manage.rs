@@ -47,7 +47,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// Longest free-text field (full name, e-mail, description, directory group).
 pub const MAX_TEXT: usize = 1024;
 /// Longest account or team name.
-pub const MAX_NAME: usize = 64;
+pub const MAX_NAME: usize = berth_oci::name::MAX_ACCOUNT_NAME_LEN;
 /// Largest page.
 pub const MAX_PAGE: u32 = 1000;
 
@@ -173,17 +173,7 @@ pub struct AuditPage {
 /// `.`, `_` or `-`, at most [`MAX_NAME`] bytes (an account name is also a namespace, the
 /// first component of repository names).
 pub fn check_name(what: &str, name: &str) -> Result<()> {
-    let b = name.as_bytes();
-    let ok = !b.is_empty()
-        && b.len() <= MAX_NAME
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"._-".contains(c))
-        && b[0].is_ascii_alphanumeric()
-        && b[b.len() - 1].is_ascii_alphanumeric()
-        && !b
-            .windows(2)
-            .any(|w| !w[0].is_ascii_alphanumeric() && !w[1].is_ascii_alphanumeric());
-    if ok {
+    if berth_oci::is_valid_account_name(name) {
         Ok(())
     } else {
         Err(ManageError::NameInvalid(format!(

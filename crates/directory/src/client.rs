@@ -8,6 +8,7 @@
 //! sync leaves access as it was, or whether the directory answered no.
 
 use crate::config::{ConfigError, DirectoryConfig, MembershipMode, TlsConfig};
+use crate::names::account_name_for;
 use crate::snapshot::{normalize_dn, DirectoryGroup, DirectorySnapshot, DirectoryUser};
 use ldap3::adapters::{Adapter, EntriesOnly, PagedResults};
 use ldap3::{ldap_escape, Ldap, LdapConnAsync, LdapConnSettings, LdapError, Scope, SearchEntry};
@@ -15,8 +16,10 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// LDAP result code 49: invalidCredentials.
 const RC_INVALID_CREDENTIALS: u32 = 49;
@@ -25,6 +28,10 @@ const RC_INVALID_CREDENTIALS: u32 = 49;
 const RC_UNAVAILABLE: &[u32] = &[51, 52, 81, 85];
 /// AD `userAccountControl` ACCOUNTDISABLE.
 const UAC_ACCOUNTDISABLE: i64 = 0x2;
+/// Most ranges read for one attribute (AD sends 1500 values a range: 1.5 million members).
+const MAX_RANGE_ROUNDS: usize = 1000;
+/// Deepest group nesting followed when one user's groups are read level by level.
+const MAX_NESTING: usize = 32;
 /// Page size for snapshot searches; AD's default MaxPageSize is 1000.
 const PAGE_SIZE: i32 = 500;
 
@@ -48,9 +55,13 @@ pub enum DirectoryError {
         /// What failed.
         reason: String,
     },
-    /// The service account's bind was refused: the configured bind DN or password is wrong.
-    #[error("the directory refused the service account bind (result code {code}): {message}")]
+    /// The service account's bind was refused: the configured bind DN or password is wrong
+    /// (or expired, or the account is locked).
+    #[error("the directory refused the service account bind as {dn:?}: {} (result code {code}): {}",
+        result_name(*code), diagnostic(message, ""))]
     ServiceBindRefused {
+        /// The configured bind DN.
+        dn: String,
         /// LDAP result code.
         code: u32,
         /// The server's diagnostic message.
@@ -76,15 +87,19 @@ pub enum DirectoryError {
     /// The password is right but the account is disabled in the directory.
     #[error("the directory account is disabled")]
     AccountDisabled,
-    /// The directory answered an operation with an error.
-    #[error("directory {operation} failed (result code {code}): {message}")]
+    /// The directory answered an operation with an error, or the client failed it.
+    #[error("directory {operation} of {target:?} failed: {}", operation_detail(*code, message, matched))]
     Operation {
         /// Which operation.
         operation: &'static str,
+        /// The search base or the DN bound as.
+        target: String,
         /// LDAP result code (0 when the failure was on the client side).
         code: u32,
-        /// The server's diagnostic message or the client's error.
+        /// The server's diagnostic message or the client's error (may be empty).
         message: String,
+        /// The server's matched DN: the deepest existing entry of a missing base.
+        matched: String,
     },
     /// The configuration cannot work (see [`DirectoryConfig::validate`]) or its CA file
     /// cannot be read.
@@ -97,6 +112,14 @@ impl DirectoryError {
     /// and report the failure rather than act on an absence of data.
     pub fn is_unreachable(&self) -> bool {
         matches!(self, DirectoryError::Unreachable { .. })
+    }
+
+    /// Whether the directory itself failed (unreachable, TLS, a refused service bind, an
+    /// operation error, a configuration it cannot serve) rather than refusing a login. A
+    /// login that gets this must not be refused for it: the user's password was never
+    /// checked, so the caller falls back to the hash cached at their last bind.
+    pub fn is_directory_failure(&self) -> bool {
+        !self.is_login_refused()
     }
 
     /// Whether this is a refused login (bad password, unknown, ambiguous or disabled user,
@@ -114,11 +137,109 @@ impl DirectoryError {
     }
 }
 
-/// A client for one configured directory. Cheap to clone.
+/// The name RFC 4511 gives an LDAP result code (with AD's and ldap3's client-side codes),
+/// so that an error says `noSuchObject` rather than a bare 32.
+pub fn result_name(code: u32) -> &'static str {
+    match code {
+        0 => "success",
+        1 => "operationsError",
+        2 => "protocolError",
+        3 => "timeLimitExceeded",
+        4 => "sizeLimitExceeded",
+        7 => "authMethodNotSupported",
+        8 => "strongerAuthRequired",
+        10 => "referral",
+        11 => "adminLimitExceeded",
+        12 => "unavailableCriticalExtension",
+        13 => "confidentialityRequired",
+        14 => "saslBindInProgress",
+        16 => "noSuchAttribute",
+        17 => "undefinedAttributeType",
+        18 => "inappropriateMatching",
+        19 => "constraintViolation",
+        20 => "attributeOrValueExists",
+        21 => "invalidAttributeSyntax",
+        32 => "noSuchObject",
+        33 => "aliasProblem",
+        34 => "invalidDNSyntax",
+        36 => "aliasDereferencingProblem",
+        48 => "inappropriateAuthentication",
+        49 => "invalidCredentials",
+        50 => "insufficientAccessRights",
+        51 => "busy",
+        52 => "unavailable",
+        53 => "unwillingToPerform",
+        54 => "loopDetect",
+        64 => "namingViolation",
+        65 => "objectClassViolation",
+        66 => "notAllowedOnNonLeaf",
+        67 => "notAllowedOnRDN",
+        68 => "entryAlreadyExists",
+        69 => "objectClassModsProhibited",
+        71 => "affectsMultipleDSAs",
+        80 => "other",
+        81 => "serverDown",
+        85 => "timeout",
+        _ => "unknown result code",
+    }
+}
+
+/// The server's diagnostic message, or a word saying there was none (an empty message
+/// after a colon reads like a truncated log line).
+fn diagnostic(message: &str, matched: &str) -> String {
+    let mut out = if message.trim().is_empty() {
+        "the server gave no diagnostic message".to_string()
+    } else {
+        message.trim().to_string()
+    };
+    if !matched.is_empty() {
+        out.push_str(&format!("; the deepest existing entry is {matched:?}"));
+    }
+    out
+}
+
+fn operation_detail(code: u32, message: &str, matched: &str) -> String {
+    if code == 0 {
+        diagnostic(message, matched)
+    } else {
+        format!(
+            "{} (result code {code}): {}",
+            result_name(code),
+            diagnostic(message, matched)
+        )
+    }
+}
+
+/// What the last contact with the directory showed: for `/health`, the cluster status and
+/// the start-up check of `berth serve`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct DirectoryStatus {
+    /// `None` until the directory has been contacted; `Some(false)` when the last contact
+    /// failed on the directory's side (a refused login is a healthy directory).
+    pub healthy: Option<bool>,
+    /// Why the last contact failed.
+    pub error: Option<String>,
+    /// Unix milliseconds of the last contact.
+    pub checked_at: Option<i64>,
+}
+
+/// A client for one configured directory. Cheap to clone; clones share their
+/// [`DirectoryStatus`].
 #[derive(Clone, Debug)]
 pub struct DirectoryClient {
     config: Arc<DirectoryConfig>,
     tls: Option<Arc<ClientConfig>>,
+    state: Arc<Mutex<Shared>>,
+}
+
+/// What clones of a client share: the status, and the circuit breaker.
+#[derive(Debug, Default)]
+struct Shared {
+    status: DirectoryStatus,
+    /// Consecutive operations that found the directory unreachable.
+    unreachable_in_a_row: u32,
+    /// While set and in the future, operations fail at once without the network.
+    open_until: Option<Instant>,
 }
 
 impl DirectoryClient {
@@ -134,7 +255,78 @@ impl DirectoryClient {
         Ok(DirectoryClient {
             config: Arc::new(config),
             tls,
+            state: Arc::default(),
         })
+    }
+
+    /// What the last contact with the directory showed.
+    pub fn status(&self) -> DirectoryStatus {
+        self.lock().status.clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The circuit breaker: after `circuit_breaker_failures` operations in a row found the
+    /// directory unreachable (a frozen server makes each wait the full timeout), operations
+    /// fail at once as unreachable for `circuit_breaker_secs`, so logins fall back to the
+    /// cached hash without waiting. Then one operation is let through as a trial (the others
+    /// keep failing fast); its success closes the circuit.
+    fn admit(&self) -> Result<(), DirectoryError> {
+        let c = &self.config;
+        let mut state = self.lock();
+        match state.open_until {
+            Some(until) if Instant::now() < until => Err(DirectoryError::Unreachable {
+                url: c.url.clone(),
+                reason: format!(
+                    "not tried: {} operations in a row found it unreachable; the next attempt \
+                     is in {}s (circuit breaker)",
+                    state.unreachable_in_a_row,
+                    until.saturating_duration_since(Instant::now()).as_secs() + 1
+                ),
+            }),
+            Some(_) => {
+                state.open_until = Some(Instant::now() + c.circuit_breaker_period());
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Records the outcome of one public operation in the shared status and the breaker.
+    fn observe<T>(&self, r: Result<T, DirectoryError>) -> Result<T, DirectoryError> {
+        let error = match &r {
+            Err(e) if e.is_directory_failure() => Some(e.to_string()),
+            _ => None,
+        };
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        let threshold = self.config.circuit_breaker_failures;
+        let mut state = self.lock();
+        if matches!(&r, Err(e) if e.is_unreachable()) {
+            state.unreachable_in_a_row = state.unreachable_in_a_row.saturating_add(1);
+            if threshold > 0 && state.unreachable_in_a_row >= threshold {
+                if state.open_until.is_none() {
+                    tracing::warn!(url = %self.config.url, failures = state.unreachable_in_a_row,
+                        seconds = self.config.circuit_breaker_secs,
+                        "directory unreachable repeatedly; not trying it for a while");
+                }
+                state.open_until = Some(Instant::now() + self.config.circuit_breaker_period());
+            }
+        } else {
+            state.unreachable_in_a_row = 0;
+            state.open_until = None;
+        }
+        state.status = DirectoryStatus {
+            healthy: Some(error.is_none()),
+            error,
+            checked_at: Some(now),
+        };
+        drop(state);
+        r
     }
 
     /// The configuration in use.
@@ -145,9 +337,14 @@ impl DirectoryClient {
     /// Connects and binds as the service account: the "test connection" of the settings
     /// page.
     pub async fn check(&self) -> Result<(), DirectoryError> {
-        let mut ldap = self.service_connection().await?;
-        let _ = ldap.unbind().await;
-        Ok(())
+        self.admit()?;
+        let r = async {
+            let mut ldap = self.service_connection().await?;
+            let _ = ldap.unbind().await;
+            Ok(())
+        }
+        .await;
+        self.observe(r)
     }
 
     /// Logs a user in: finds the entry whose username attribute equals `username` (with
@@ -161,16 +358,24 @@ impl DirectoryClient {
         if password.is_empty() {
             return Err(DirectoryError::EmptyPassword);
         }
+        self.admit()?;
+        let r = self.authenticate_inner(username, password).await;
+        self.observe(r)
+    }
+
+    async fn authenticate_inner(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<DirectoryUser, DirectoryError> {
+        if password.is_empty() {
+            return Err(DirectoryError::EmptyPassword);
+        }
         if username.is_empty() {
             return Err(DirectoryError::UserNotFound);
         }
         let c = &self.config;
-        let filter = format!(
-            "(&{}({}={}))",
-            c.user_filter,
-            c.username_attribute,
-            ldap_escape(username)
-        );
+        let filter = self.login_filter(username);
         let mut ldap = self.service_connection().await?;
         let result = self
             .timed(&mut ldap)
@@ -181,8 +386,10 @@ impl DirectoryClient {
                 self.user_attributes(),
             )
             .await
-            .map_err(|e| self.ldap_error("search", e))?;
-        let (entries, _) = result.success().map_err(|e| self.ldap_error("search", e))?;
+            .map_err(|e| self.ldap_error("search", &c.user_base, e))?;
+        let (entries, _) = result
+            .success()
+            .map_err(|e| self.ldap_error("search", &c.user_base, e))?;
         let mut users: Vec<DirectoryUser> = entries
             .into_iter()
             .map(SearchEntry::construct)
@@ -195,14 +402,14 @@ impl DirectoryClient {
         };
         let bound = self.timed(&mut ldap).simple_bind(&user.dn, password).await;
         let _ = ldap.unbind().await;
-        let result = bound.map_err(|e| self.ldap_error("bind", e))?;
+        let result = bound.map_err(|e| self.ldap_error("bind", &user.dn, e))?;
         match result.rc {
             0 => {}
             RC_INVALID_CREDENTIALS => {
                 tracing::info!(username = %user.username, "directory refused the password");
                 return Err(DirectoryError::BadCredentials);
             }
-            _ => return Err(self.ldap_error("bind", LdapError::LdapResult { result })),
+            _ => return Err(self.ldap_error("bind", &user.dn, LdapError::LdapResult { result })),
         }
         if user.disabled {
             return Err(DirectoryError::AccountDisabled);
@@ -215,6 +422,12 @@ impl DirectoryClient {
     /// snapshot are left out. Searches are paged, so directories with a server-side size
     /// limit (AD: 1000) are read whole.
     pub async fn snapshot(&self) -> Result<DirectorySnapshot, DirectoryError> {
+        self.admit()?;
+        let r = self.snapshot_inner().await;
+        self.observe(r)
+    }
+
+    async fn snapshot_inner(&self) -> Result<DirectorySnapshot, DirectoryError> {
         let c = &self.config;
         let mut ldap = self.service_connection().await?;
         let user_entries = self
@@ -225,13 +438,15 @@ impl DirectoryClient {
                 self.user_attributes(),
             )
             .await?;
-        let mut group_attrs = vec![c.group_name_attribute.clone()];
-        if c.membership == MembershipMode::GroupMember {
-            group_attrs.push(c.member_attribute.clone());
-        }
-        let group_entries = self
-            .search_all(&mut ldap, &c.group_base, &c.group_filter, group_attrs)
+        let mut group_entries = self
+            .search_all(
+                &mut ldap,
+                &c.group_base,
+                &c.group_filter,
+                self.group_attributes(),
+            )
             .await?;
+        self.complete_ranges(&mut ldap, &mut group_entries).await?;
         let _ = ldap.unbind().await;
         Ok(self.assemble(user_entries, group_entries))
     }
@@ -242,42 +457,71 @@ impl DirectoryClient {
     /// searched by `member` (group-member mode), or read without their member lists
     /// (user-member-of mode).
     pub async fn user_snapshot(&self, username: &str) -> Result<DirectorySnapshot, DirectoryError> {
+        self.admit()?;
+        let r = self.user_snapshot_inner(username).await;
+        self.observe(r)
+    }
+
+    async fn user_snapshot_inner(
+        &self,
+        username: &str,
+    ) -> Result<DirectorySnapshot, DirectoryError> {
         let c = &self.config;
         let mut ldap = self.service_connection().await?;
-        let filter = format!(
-            "(&{}({}={}))",
-            c.user_filter,
-            c.username_attribute,
-            ldap_escape(username)
-        );
+        let filter = self.login_filter(username);
         let user_entries = self
             .search_all(&mut ldap, &c.user_base, &filter, self.user_attributes())
             .await?;
         let group_entries = match (c.membership, user_entries.as_slice()) {
             (_, []) => Vec::new(),
             (MembershipMode::GroupMember, [user, ..]) => {
-                let filter = format!(
-                    "(&{}({}={}))",
-                    c.group_filter,
-                    c.member_attribute,
-                    ldap_escape(&user.dn)
-                );
-                let attrs = vec![c.group_name_attribute.clone(), c.member_attribute.clone()];
-                self.search_all(&mut ldap, &c.group_base, &filter, attrs)
-                    .await?
+                // The groups that list the user, then (nested groups) the groups that list
+                // those, level by level until no new group appears.
+                let mut found: Vec<SearchEntry> = Vec::new();
+                let mut seen: BTreeSet<String> = BTreeSet::new();
+                let mut frontier = vec![user.dn.clone()];
+                for _level in 0..MAX_NESTING {
+                    if frontier.is_empty() {
+                        break;
+                    }
+                    let any: String = frontier
+                        .iter()
+                        .map(|dn| format!("({}={})", c.member_attribute, ldap_escape(dn)))
+                        .collect();
+                    let filter = format!("(&{}(|{any}))", c.group_filter);
+                    let mut level = self
+                        .search_all(&mut ldap, &c.group_base, &filter, self.group_attributes())
+                        .await?;
+                    self.complete_ranges(&mut ldap, &mut level).await?;
+                    frontier.clear();
+                    for g in level {
+                        if seen.insert(normalize_dn(&g.dn)) {
+                            frontier.push(g.dn.clone());
+                            found.push(g);
+                        }
+                    }
+                    if !c.nested_groups {
+                        break;
+                    }
+                }
+                found
             }
             (MembershipMode::UserMemberOf, _) => {
-                let attrs = vec![c.group_name_attribute.clone()];
-                self.search_all(&mut ldap, &c.group_base, &c.group_filter, attrs)
-                    .await?
+                self.search_all(
+                    &mut ldap,
+                    &c.group_base,
+                    &c.group_filter,
+                    self.group_attributes(),
+                )
+                .await?
             }
         };
         let _ = ldap.unbind().await;
         let mut snapshot = self.assemble(user_entries, group_entries);
-        let name = username.to_lowercase();
-        snapshot.users.retain(|u| u.username == name);
+        // Every user read matched the login filter; groups keep only them.
+        let names: BTreeSet<String> = snapshot.users.iter().map(|u| u.username.clone()).collect();
         snapshot.groups.retain_mut(|g| {
-            g.members.retain(|m| *m == name);
+            g.members.retain(|m| names.contains(m));
             !g.members.is_empty()
         });
         Ok(snapshot)
@@ -295,37 +539,81 @@ impl DirectoryClient {
         let mut by_dn: BTreeMap<String, String> = BTreeMap::new();
         let mut member_of: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         let mut users: BTreeMap<String, DirectoryUser> = BTreeMap::new();
+        let mut warnings = Vec::new();
         for entry in user_entries {
             let groups: BTreeSet<String> = values(&entry, &c.member_of_attribute)
                 .iter()
                 .map(|dn| normalize_dn(dn))
                 .collect();
+            if let Some(raw) = first(&entry, &c.username_attribute) {
+                if account_name_for(&raw).is_none() {
+                    warnings.push(format!(
+                        "directory user {raw:?} ({}) has no account name: nothing of the name \
+                         fits the account name rule",
+                        entry.dn
+                    ));
+                }
+            }
             let Some(user) = self.user_from_entry(entry) else {
                 continue;
             };
             if let Some(other) = users.get(&user.username) {
                 tracing::warn!(username = %user.username, kept = %other.dn, ignored = %user.dn,
-                    "two directory entries have the same username; keeping the first");
+                    "two directory entries have the same account name; keeping the first");
+                warnings.push(format!(
+                    "directory users {:?} and {:?} have the same account name {}; only the first has it",
+                    other.dn, user.dn, user.username
+                ));
                 continue;
             }
             by_dn.insert(normalize_dn(&user.dn), user.username.clone());
             member_of.insert(user.username.clone(), groups);
             users.insert(user.username.clone(), user);
         }
-        let mut groups = Vec::new();
-        for entry in group_entries {
-            let dn_key = normalize_dn(&entry.dn);
+        // Direct members of each group, and (nested groups) which groups are in which.
+        let keys: Vec<String> = group_entries.iter().map(|e| normalize_dn(&e.dn)).collect();
+        let index: BTreeMap<&str, usize> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (k.as_str(), i))
+            .collect();
+        let mut children: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); keys.len()];
+        let mut direct: Vec<BTreeSet<String>> = Vec::with_capacity(keys.len());
+        for (i, entry) in group_entries.iter().enumerate() {
             let members: BTreeSet<String> = match c.membership {
-                MembershipMode::GroupMember => values(&entry, &c.member_attribute)
-                    .iter()
-                    .filter_map(|dn| by_dn.get(&normalize_dn(dn)).cloned())
-                    .collect(),
-                MembershipMode::UserMemberOf => member_of
-                    .iter()
-                    .filter(|(_, gs)| gs.contains(&dn_key))
-                    .map(|(u, _)| u.clone())
-                    .collect(),
+                MembershipMode::GroupMember => {
+                    let mut users = BTreeSet::new();
+                    for dn in values(entry, &c.member_attribute) {
+                        let key = normalize_dn(dn);
+                        if let Some(u) = by_dn.get(&key) {
+                            users.insert(u.clone());
+                        } else if let Some(&j) = index.get(key.as_str()) {
+                            children[i].insert(j);
+                        }
+                    }
+                    users
+                }
+                MembershipMode::UserMemberOf => {
+                    for parent in values(entry, &c.member_of_attribute) {
+                        if let Some(&p) = index.get(normalize_dn(parent).as_str()) {
+                            children[p].insert(i);
+                        }
+                    }
+                    member_of
+                        .iter()
+                        .filter(|(_, gs)| gs.contains(&keys[i]))
+                        .map(|(u, _)| u.clone())
+                        .collect()
+                }
             };
+            direct.push(members);
+        }
+        if !c.nested_groups {
+            children.iter_mut().for_each(BTreeSet::clear);
+        }
+        let mut groups = Vec::new();
+        for (i, entry) in group_entries.into_iter().enumerate() {
+            let members = nested_members(i, &children, &direct);
             let name = first(&entry, &c.group_name_attribute).unwrap_or_else(|| entry.dn.clone());
             groups.push(DirectoryGroup {
                 dn: entry.dn,
@@ -342,7 +630,36 @@ impl DirectoryClient {
         DirectorySnapshot {
             users: users.into_values().collect(),
             groups,
+            warnings,
         }
+    }
+
+    /// The users a login name designates: the username attribute equals it, or (when
+    /// configured) one of `login_attributes` does (`userPrincipalName`, `mail`). The name
+    /// is escaped per RFC 4515.
+    fn login_filter(&self, login: &str) -> String {
+        let c = &self.config;
+        let login = ldap_escape(login);
+        let any: String = std::iter::once(&c.username_attribute)
+            .chain(&c.login_attributes)
+            .map(|a| format!("({a}={login})"))
+            .collect();
+        format!("(&{}(|{any}))", c.user_filter)
+    }
+
+    /// A group's name, and what membership is read from: its `member` values, or (users
+    /// list their groups) with nested groups its own `memberOf`.
+    fn group_attributes(&self) -> Vec<String> {
+        let c = &self.config;
+        let mut attrs = vec![c.group_name_attribute.clone()];
+        match c.membership {
+            MembershipMode::GroupMember => attrs.push(c.member_attribute.clone()),
+            MembershipMode::UserMemberOf if c.nested_groups => {
+                attrs.push(c.member_of_attribute.clone())
+            }
+            MembershipMode::UserMemberOf => {}
+        }
+        attrs
     }
 
     fn user_attributes(&self) -> Vec<String> {
@@ -370,8 +687,13 @@ impl DirectoryClient {
             && first(&entry, "userAccountControl")
                 .and_then(|v| v.trim().parse::<i64>().ok())
                 .is_some_and(|uac| uac & UAC_ACCOUNTDISABLE != 0);
+        let Some(account) = account_name_for(&username) else {
+            tracing::warn!(dn = %entry.dn, username = %username,
+                "directory user's name maps to no account name; skipped");
+            return None;
+        };
         Some(DirectoryUser {
-            username: username.to_lowercase(),
+            username: account,
             email: c.email_attribute.as_ref().and_then(|a| first(&entry, a)),
             full_name: c
                 .full_name_attribute
@@ -385,6 +707,59 @@ impl DirectoryClient {
     /// Sets the per-operation timeout for the next operation on `ldap`.
     fn timed<'a>(&self, ldap: &'a mut Ldap) -> &'a mut Ldap {
         ldap.with_timeout(self.config.operation_timeout())
+    }
+
+    /// Active Directory returns at most 1500 values of a multi-valued attribute at once:
+    /// a large group comes back with `member;range=0-1499` instead of `member`. Reads the
+    /// remaining ranges of each such entry (`member;range=1500-*`, ...) with base searches
+    /// until the server answers a range ending in `*`, and merges them into `member`.
+    async fn complete_ranges(
+        &self,
+        ldap: &mut Ldap,
+        entries: &mut [SearchEntry],
+    ) -> Result<(), DirectoryError> {
+        let attr = self.config.member_attribute.clone();
+        for entry in entries.iter_mut() {
+            let mut next = take_range(entry, &attr);
+            let mut rounds = 0;
+            while let Some(start) = next {
+                rounds += 1;
+                if rounds > MAX_RANGE_ROUNDS {
+                    return Err(DirectoryError::Operation {
+                        operation: "ranged read",
+                        target: entry.dn.clone(),
+                        code: 0,
+                        message: format!("{attr} still incomplete after {MAX_RANGE_ROUNDS} ranges"),
+                        matched: String::new(),
+                    });
+                }
+                let want = vec![format!("{attr};range={start}-*")];
+                let result = self
+                    .timed(ldap)
+                    .search(&entry.dn, Scope::Base, "(objectClass=*)", want)
+                    .await
+                    .map_err(|e| self.ldap_error("search", &entry.dn, e))?;
+                let (found, _) = result
+                    .success()
+                    .map_err(|e| self.ldap_error("search", &entry.dn, e))?;
+                let Some(part) = found.into_iter().next() else {
+                    break;
+                };
+                let mut part = SearchEntry::construct(part);
+                next = take_range(&mut part, &attr);
+                let values: Vec<String> = part
+                    .attrs
+                    .into_iter()
+                    .filter(|(k, _)| k.eq_ignore_ascii_case(&attr))
+                    .flat_map(|(_, v)| v)
+                    .collect();
+                if values.is_empty() {
+                    break;
+                }
+                merge_values(entry, &attr, values);
+            }
+        }
+        Ok(())
     }
 
     async fn search_all(
@@ -402,12 +777,12 @@ impl DirectoryClient {
             .timed(ldap)
             .streaming_search_with(adapters, base, Scope::Subtree, filter, attrs)
             .await
-            .map_err(|e| self.ldap_error("search", e))?;
+            .map_err(|e| self.ldap_error("search", base, e))?;
         let mut entries = Vec::new();
         while let Some(entry) = stream
             .next()
             .await
-            .map_err(|e| self.ldap_error("search", e))?
+            .map_err(|e| self.ldap_error("search", base, e))?
         {
             entries.push(SearchEntry::construct(entry));
         }
@@ -415,7 +790,7 @@ impl DirectoryClient {
             .finish()
             .await
             .success()
-            .map_err(|e| self.ldap_error("search", e))?;
+            .map_err(|e| self.ldap_error("search", base, e))?;
         Ok(entries)
     }
 
@@ -439,7 +814,7 @@ impl DirectoryClient {
             url: c.url.clone(),
             reason: format!("no connection within {}s", c.connect_timeout_secs),
         })?;
-        let (conn, mut ldap) = connected.map_err(|e| self.ldap_error("connect", e))?;
+        let (conn, mut ldap) = connected.map_err(|e| self.ldap_error("connect", &c.url, e))?;
         tokio::spawn(async move {
             if let Err(e) = conn.drive().await {
                 tracing::debug!(error = %e, "directory connection ended with an error");
@@ -450,12 +825,17 @@ impl DirectoryClient {
                 .timed(&mut ldap)
                 .simple_bind(&c.bind_dn, c.bind_password.expose())
                 .await
-                .map_err(|e| self.ldap_error("bind", e))?;
+                .map_err(|e| self.ldap_error("bind", &c.bind_dn, e))?;
             if result.rc != 0 {
                 if RC_UNAVAILABLE.contains(&result.rc) {
-                    return Err(self.ldap_error("bind", LdapError::LdapResult { result }));
+                    return Err(self.ldap_error(
+                        "bind",
+                        &c.bind_dn,
+                        LdapError::LdapResult { result },
+                    ));
                 }
                 return Err(DirectoryError::ServiceBindRefused {
+                    dn: c.bind_dn.clone(),
                     code: result.rc,
                     message: result.text,
                 });
@@ -465,7 +845,8 @@ impl DirectoryClient {
     }
 
     /// Sorts an ldap3 error into unreachable, TLS, configuration or operation failures.
-    fn ldap_error(&self, operation: &'static str, e: LdapError) -> DirectoryError {
+    /// `target` is the search base or the DN of a bind, named in the error.
+    fn ldap_error(&self, operation: &'static str, target: &str, e: LdapError) -> DirectoryError {
         let url = self.config.url.clone();
         match e {
             LdapError::Io { .. }
@@ -476,7 +857,7 @@ impl DirectoryClient {
             | LdapError::IdScrubSend { .. }
             | LdapError::MiscSend { .. } => DirectoryError::Unreachable {
                 url,
-                reason: format!("{operation}: {e}"),
+                reason: format!("{operation} of {target:?}: {e}"),
             },
             LdapError::Rustls { .. } | LdapError::DNSName { .. } => DirectoryError::Tls {
                 url,
@@ -488,21 +869,99 @@ impl DirectoryClient {
             LdapError::LdapResult { result } if RC_UNAVAILABLE.contains(&result.rc) => {
                 DirectoryError::Unreachable {
                     url,
-                    reason: format!("{operation}: result code {}: {}", result.rc, result.text),
+                    reason: format!(
+                        "{operation} of {target:?}: {}",
+                        operation_detail(result.rc, &result.text, &result.matched)
+                    ),
                 }
             }
             LdapError::LdapResult { result } => DirectoryError::Operation {
                 operation,
+                target: target.to_string(),
                 code: result.rc,
                 message: result.text,
+                matched: result.matched,
             },
             other => DirectoryError::Operation {
                 operation,
+                target: target.to_string(),
                 code: 0,
                 message: other.to_string(),
+                matched: String::new(),
             },
         }
     }
+}
+
+/// The start and end (`None`: `*`, the last range) of a ranged attribute description
+/// `attr;range=lo-hi` (options compared case-insensitively), or `None` when `name` is not a
+/// range of `attr`.
+fn parse_range(name: &str, attr: &str) -> Option<(u64, Option<u64>)> {
+    let mut parts = name.split(';');
+    if !parts.next()?.eq_ignore_ascii_case(attr) {
+        return None;
+    }
+    for option in parts {
+        let Some((key, range)) = option.split_once('=') else {
+            continue;
+        };
+        if !key.eq_ignore_ascii_case("range") {
+            continue;
+        }
+        let (lo, hi) = range.split_once('-')?;
+        let lo = lo.parse().ok()?;
+        let hi = match hi {
+            "*" => None,
+            n => Some(n.parse().ok()?),
+        };
+        return Some((lo, hi));
+    }
+    None
+}
+
+/// Moves the values of a ranged `attr;range=lo-hi` of `entry` into `attr`; where the next
+/// range starts, or `None` when there was no range or it was the last.
+fn take_range(entry: &mut SearchEntry, attr: &str) -> Option<u64> {
+    let key = entry
+        .attrs
+        .keys()
+        .find(|k| parse_range(k, attr).is_some())
+        .cloned()?;
+    let (_, hi) = parse_range(&key, attr)?;
+    let values = entry.attrs.remove(&key).unwrap_or_default();
+    merge_values(entry, attr, values);
+    hi.and_then(|h| h.checked_add(1))
+}
+
+fn merge_values(entry: &mut SearchEntry, attr: &str, values: Vec<String>) {
+    let plain = entry
+        .attrs
+        .keys()
+        .find(|k| k.eq_ignore_ascii_case(attr))
+        .cloned()
+        .unwrap_or_else(|| attr.to_string());
+    entry.attrs.entry(plain).or_default().extend(values);
+}
+
+/// The users of group `i` and of every group nested in it, at any depth. Each group is
+/// visited once, so a cycle (A in B, B in A) ends.
+fn nested_members(
+    i: usize,
+    children: &[BTreeSet<usize>],
+    direct: &[BTreeSet<String>],
+) -> BTreeSet<String> {
+    let mut seen = BTreeSet::from([i]);
+    let mut todo = vec![i];
+    let mut members = BTreeSet::new();
+    while let Some(g) = todo.pop() {
+        members.extend(direct[g].iter().cloned());
+        for &child in &children[g] {
+            if seen.insert(child) {
+                todo.push(child);
+            }
+        }
+    }
+    members
 }
 
 fn values<'a>(entry: &'a SearchEntry, attribute: &str) -> &'a [String] {
@@ -629,6 +1088,104 @@ mod tests {
             group_base: "ou=groups,dc=example,dc=org".into(),
             ..DirectoryConfig::default()
         }
+    }
+
+    #[test]
+    fn errors_read_as_sentences() {
+        let op = |code, message: &str, matched: &str| {
+            DirectoryError::Operation {
+                operation: "search",
+                target: "ou=people,dc=x".into(),
+                code,
+                message: message.into(),
+                matched: matched.into(),
+            }
+            .to_string()
+        };
+        let cases = [
+            (
+                op(32, "", "dc=x"),
+                "directory search of \"ou=people,dc=x\" failed: noSuchObject (result code 32): \
+                 the server gave no diagnostic message; the deepest existing entry is \"dc=x\"",
+            ),
+            (
+                op(50, "no read access to parent", ""),
+                "directory search of \"ou=people,dc=x\" failed: insufficientAccessRights \
+                 (result code 50): no read access to parent",
+            ),
+            (
+                op(0, "protocol error", ""),
+                "directory search of \"ou=people,dc=x\" failed: protocol error",
+            ),
+            (
+                DirectoryError::ServiceBindRefused {
+                    dn: "cn=svc".into(),
+                    code: 49,
+                    message: "80090308: LdapErr: DSID-0C09044E, data 532".into(),
+                }
+                .to_string(),
+                "the directory refused the service account bind as \"cn=svc\": \
+                 invalidCredentials (result code 49): 80090308: LdapErr: DSID-0C09044E, data 532",
+            ),
+        ];
+        for (got, want) in cases {
+            assert_eq!(got, want);
+        }
+        assert_eq!(result_name(4096), "unknown result code");
+    }
+
+    #[test]
+    fn nested_members_follow_every_level_and_stop_at_cycles() {
+        // 0 <- 1 <- 2 <- 0 (a cycle), 3 alone; each group has one direct user.
+        let children: Vec<BTreeSet<usize>> =
+            vec![[1].into(), [2].into(), [0].into(), BTreeSet::new()];
+        let direct: Vec<BTreeSet<String>> = ["a", "b", "c", "d"]
+            .iter()
+            .map(|u| [u.to_string()].into())
+            .collect();
+        let abc: BTreeSet<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+        for i in 0..3 {
+            assert_eq!(nested_members(i, &children, &direct), abc, "{i}");
+        }
+        assert_eq!(nested_members(3, &children, &direct), direct[3]);
+    }
+
+    /// Item 19, ranged retrieval (slapd has none, so this is the parsing and merging that
+    /// the client's follow-up reads rely on).
+    #[test]
+    fn ranged_attributes_are_parsed_and_merged() {
+        type Range = Option<(u64, Option<u64>)>;
+        let cases: &[(&str, Range)] = &[
+            ("member;range=0-1499", Some((0, Some(1499)))),
+            ("Member;Range=1500-*", Some((1500, None))),
+            ("member;binary;range=3000-4499", Some((3000, Some(4499)))),
+            ("member", None),
+            ("memberOf;range=0-1499", None),
+            ("member;range=x-1", None),
+            ("member;range=0", None),
+        ];
+        for (name, want) in cases {
+            assert_eq!(parse_range(name, "member"), *want, "{name}");
+        }
+        let entry = |attrs: &[(&str, &[&str])]| SearchEntry {
+            dn: "cn=big".into(),
+            attrs: attrs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.iter().map(|s| s.to_string()).collect()))
+                .collect(),
+            bin_attrs: Default::default(),
+        };
+        let mut e = entry(&[("member", &[]), ("member;range=0-1", &["a", "b"])]);
+        assert_eq!(take_range(&mut e, "member"), Some(2));
+        assert_eq!(values(&e, "member"), ["a", "b"]);
+        merge_values(&mut e, "member", vec!["c".into()]);
+        let mut last = entry(&[("member;range=2-*", &["d"])]);
+        assert_eq!(take_range(&mut last, "member"), None);
+        assert_eq!(values(&last, "member"), ["d"]);
+        assert_eq!(values(&e, "member"), ["a", "b", "c"]);
+        let mut plain = entry(&[("member", &["x"])]);
+        assert_eq!(take_range(&mut plain, "member"), None);
+        assert_eq!(values(&plain, "member"), ["x"]);
     }
 
     #[test]

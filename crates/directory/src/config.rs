@@ -186,6 +186,10 @@ pub struct DirectoryConfig {
     pub user_filter: String,
     /// Attribute holding the login name. Default `uid`; AD: `sAMAccountName`.
     pub username_attribute: String,
+    /// Further attributes a login name may match, so that users can log in with, say,
+    /// their `userPrincipalName` or `mail` as well as their username. The account is still
+    /// named after the username attribute. Default: none.
+    pub login_attributes: Vec<String>,
     /// Attribute holding the e-mail address. Default `mail`; `None` to ignore.
     pub email_attribute: Option<String>,
     /// Attribute holding the display name. Default `cn`; AD: `displayName`; `None` to ignore.
@@ -203,6 +207,11 @@ pub struct DirectoryConfig {
     pub member_attribute: String,
     /// Attribute of a user listing group DNs. Default `memberOf`.
     pub member_of_attribute: String,
+    /// Follow nested groups: a member of a group that is itself a member of a mapped
+    /// group is in the mapped group (at any depth; cycles are cut). Read by recursive
+    /// expansion of `member` (group-member mode) or of the groups' own `memberOf`
+    /// (user-member-of mode). Default `false`; `true` for Active Directory.
+    pub nested_groups: bool,
     /// Treat users whose `userAccountControl` has bit 2 (ACCOUNTDISABLE) as disabled.
     /// Default `false`; `true` for Active Directory.
     pub ad_disabled_flag: bool,
@@ -210,6 +219,12 @@ pub struct DirectoryConfig {
     pub connect_timeout_secs: u64,
     /// Seconds to wait for each directory operation. Default 15.
     pub operation_timeout_secs: u64,
+    /// Operations in a row that find the directory unreachable before the circuit breaker
+    /// opens (then operations fail at once, and logins use the cached hash without
+    /// waiting for a timeout). Default 3; 0 turns the breaker off.
+    pub circuit_breaker_failures: u32,
+    /// Seconds the breaker stays open before one operation is tried again. Default 30.
+    pub circuit_breaker_secs: u64,
     /// Which users get accounts and which groups map to which teams.
     pub sync: SyncPolicy,
 }
@@ -224,6 +239,7 @@ impl Default for DirectoryConfig {
             user_base: String::new(),
             user_filter: "(objectClass=inetOrgPerson)".into(),
             username_attribute: "uid".into(),
+            login_attributes: Vec::new(),
             email_attribute: Some("mail".into()),
             full_name_attribute: Some("cn".into()),
             group_base: String::new(),
@@ -232,9 +248,12 @@ impl Default for DirectoryConfig {
             membership: MembershipMode::GroupMember,
             member_attribute: "member".into(),
             member_of_attribute: "memberOf".into(),
+            nested_groups: false,
             ad_disabled_flag: false,
             connect_timeout_secs: 5,
             operation_timeout_secs: 15,
+            circuit_breaker_failures: 3,
+            circuit_breaker_secs: 30,
             sync: SyncPolicy::default(),
         }
     }
@@ -242,7 +261,8 @@ impl Default for DirectoryConfig {
 
 impl DirectoryConfig {
     /// Active Directory defaults: `sAMAccountName` logins, person/user filter, `group`
-    /// entries, `memberOf` membership, `displayName`, and disabled-account detection.
+    /// entries, `memberOf` membership, nested groups, `displayName`, and disabled-account
+    /// detection.
     pub fn active_directory() -> Self {
         DirectoryConfig {
             user_filter: "(&(objectCategory=person)(objectClass=user))".into(),
@@ -250,6 +270,7 @@ impl DirectoryConfig {
             full_name_attribute: Some("displayName".into()),
             group_filter: "(objectClass=group)".into(),
             membership: MembershipMode::UserMemberOf,
+            nested_groups: true,
             ad_disabled_flag: true,
             ..DirectoryConfig::default()
         }
@@ -263,6 +284,11 @@ impl DirectoryConfig {
     /// The per-operation timeout.
     pub fn operation_timeout(&self) -> Duration {
         Duration::from_secs(self.operation_timeout_secs)
+    }
+
+    /// How long the circuit breaker stays open.
+    pub fn circuit_breaker_period(&self) -> Duration {
+        Duration::from_secs(self.circuit_breaker_secs)
     }
 
     /// Whether connections use TLS (`ldaps://`, or StartTLS on `ldap://`).
@@ -335,6 +361,9 @@ impl DirectoryConfig {
             ("group_name_attribute", Some(&self.group_name_attribute)),
         ];
         attrs.push(("member_attribute", Some(&self.member_attribute)));
+        for a in &self.login_attributes {
+            attrs.push(("login_attributes", Some(a)));
+        }
         attrs.push(("member_of_attribute", Some(&self.member_of_attribute)));
         for (name, attr) in attrs {
             if let Some(a) = attr {
@@ -416,6 +445,20 @@ mod tests {
         assert_eq!(c.membership, MembershipMode::GroupMember);
         assert_eq!(c.sync.create_users, CreateUsers::MappedGroups);
         assert_eq!(c.connect_timeout(), Duration::from_secs(5));
+        assert!(!c.nested_groups && c.login_attributes.is_empty());
+        assert_eq!(
+            (c.circuit_breaker_failures, c.circuit_breaker_secs),
+            (3, 30)
+        );
+        let ad = DirectoryConfig::active_directory();
+        assert!(ad.nested_groups && ad.ad_disabled_flag);
+        let c: DirectoryConfig = toml::from_str(
+            "nested_groups = true\nlogin_attributes = [\"userPrincipalName\", \"mail\"]\n\
+             circuit_breaker_failures = 0\ncircuit_breaker_secs = 5\n",
+        )
+        .unwrap();
+        assert_eq!(c.login_attributes, ["userPrincipalName", "mail"]);
+        assert_eq!(c.circuit_breaker_period(), Duration::from_secs(5));
     }
 
     #[test]
@@ -485,6 +528,9 @@ mod tests {
                 c.username_attribute = "uid=*)(cn".into()
             }),
             ("zero timeout", |c| c.operation_timeout_secs = 0),
+            ("login attribute injection", |c| {
+                c.login_attributes = vec!["mail=*)(uid".into()]
+            }),
             ("empty mapped group", |c| {
                 c.sync.teams.push(GroupMapping {
                     group: "".into(),

@@ -3,6 +3,7 @@
 //! the evidence of what it saw. Plain data: no IO.
 
 use crate::config::GroupMapping;
+pub use crate::dn::normalize_dn;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
@@ -11,8 +12,8 @@ use std::collections::BTreeSet;
 pub struct DirectoryUser {
     /// The entry's distinguished name, as the server returned it.
     pub dn: String,
-    /// The login name (the configured username attribute), lowercased: `uid` and
-    /// `sAMAccountName` compare case-insensitively, Berth usernames do not.
+    /// The account name: the configured username attribute mapped by
+    /// [`crate::names::account_name_for`] (lowercased, and made to fit Berth's name rule).
     pub username: String,
     /// E-mail address, when the configured attribute is present.
     pub email: Option<String>,
@@ -41,12 +42,17 @@ pub struct DirectorySnapshot {
     pub users: Vec<DirectoryUser>,
     /// Groups, sorted by DN.
     pub groups: Vec<DirectoryGroup>,
+    /// Entries left out while reading (a username that maps to no account name, two users
+    /// with one account name), for the sync report.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 impl DirectorySnapshot {
-    /// The user with this username (compared case-insensitively).
+    /// The user with this username (mapped to an account name first, so a directory
+    /// spelling finds its user too).
     pub fn user(&self, username: &str) -> Option<&DirectoryUser> {
-        let username = username.to_lowercase();
+        let username = crate::names::account_name_for(username)?;
         self.users.iter().find(|u| u.username == username)
     }
 
@@ -71,36 +77,6 @@ fn group_matches(dn_or_name: &str, group: &DirectoryGroup) -> bool {
     }
 }
 
-/// A DN in a form that compares equal for the spellings directories use interchangeably:
-/// case (`CN=` / `cn=`, and values, which user and group naming attributes match
-/// case-insensitively) and spaces around `,` and `=`. Escaped characters are kept as is.
-pub fn normalize_dn(dn: &str) -> String {
-    let mut rdns = Vec::new();
-    let mut current = String::new();
-    let mut escaped = false;
-    for c in dn.chars() {
-        if escaped {
-            current.push(c);
-            escaped = false;
-        } else if c == '\\' {
-            current.push(c);
-            escaped = true;
-        } else if c == ',' {
-            rdns.push(std::mem::take(&mut current));
-        } else {
-            current.push(c);
-        }
-    }
-    rdns.push(current);
-    rdns.iter()
-        .map(|rdn| match rdn.split_once('=') {
-            Some((a, v)) => format!("{}={}", a.trim(), v.trim()).to_lowercase(),
-            None => rdn.trim().to_lowercase(),
-        })
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,7 +90,7 @@ mod tests {
                 "cn=registry admins,cn=users,dc=corp",
             ),
             ("uid=alice,ou=people", "uid=alice,ou=people"),
-            ("cn = a\\, b , dc=x", "cn=a\\, b,dc=x"),
+            ("cn = a\\, b , dc=x", "cn=a\\2c b,dc=x"),
         ];
         for (dn, want) in cases {
             assert_eq!(normalize_dn(dn), want, "{dn}");

@@ -19,6 +19,11 @@
 //!   twice changes nothing the second time.
 //! - A snapshot with no user at all is refused while Berth has active directory accounts,
 //!   unless the policy allows it (see [`SyncPolicy::allow_empty_directory`]).
+//! - A mapping whose group matches no group of the snapshot (a typo, a renamed or deleted
+//!   group, a wrong group base) says nothing about who is in the team: the plan warns
+//!   ([`SyncPlan::warnings`]) and leaves that team alone (no membership added or removed,
+//!   and no active member deactivated for being in no mapped group), as the sync already
+//!   does for a team whose organisation is missing.
 
 use crate::config::{CreateUsers, SyncPolicy, TeamRef};
 use crate::snapshot::{DirectorySnapshot, DirectoryUser};
@@ -47,6 +52,24 @@ pub struct BerthUser {
     pub active: bool,
     /// Every team the account is in, mapped or not.
     pub teams: BTreeSet<TeamRef>,
+    /// The account's e-mail address.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// The account's display name.
+    #[serde(default)]
+    pub full_name: Option<String>,
+}
+
+/// New profile attributes of a directory account, as the directory now has them. `None`:
+/// unchanged.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ProfileUpdate {
+    /// The account name.
+    pub username: String,
+    /// The new e-mail address.
+    pub email: Option<String>,
+    /// The new display name.
+    pub full_name: Option<String>,
 }
 
 /// An account to create from the directory.
@@ -86,9 +109,18 @@ pub struct SyncPlan {
     pub add_memberships: Vec<Membership>,
     /// Mapped-team memberships to remove.
     pub remove_memberships: Vec<Membership>,
+    /// Profile attributes (e-mail, display name) of directory accounts that changed in the
+    /// directory. An attribute the directory does not give (absent, or not configured) is
+    /// left as it is.
+    #[serde(default)]
+    pub update_profiles: Vec<ProfileUpdate>,
     /// Directory usernames that are local accounts in Berth and were therefore left alone.
     /// A report for the administrator, not a change.
     pub conflicts: Vec<String>,
+    /// What the administrator should fix (a mapped group that matches no directory group).
+    /// A report, not a change.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 impl SyncPlan {
@@ -99,6 +131,7 @@ impl SyncPlan {
             && self.reactivate.is_empty()
             && self.add_memberships.is_empty()
             && self.remove_memberships.is_empty()
+            && self.update_profiles.is_empty()
     }
 
     /// Applies the plan to an in-memory list of accounts: the reference meaning of a plan,
@@ -110,6 +143,8 @@ impl SyncPlan {
                 origin: Origin::Directory,
                 active: true,
                 teams: BTreeSet::new(),
+                email: n.email.clone(),
+                full_name: n.full_name.clone(),
             });
         }
         fn find<'a>(users: &'a mut [BerthUser], name: &str) -> Option<&'a mut BerthUser> {
@@ -135,6 +170,16 @@ impl SyncPlan {
         for m in &self.remove_memberships {
             if let Some(u) = find(users, &m.username) {
                 u.teams.remove(&m.team);
+            }
+        }
+        for p in &self.update_profiles {
+            if let Some(u) = find(users, &p.username) {
+                if let Some(e) = &p.email {
+                    u.email = Some(e.clone());
+                }
+                if let Some(n) = &p.full_name {
+                    u.full_name = Some(n.clone());
+                }
             }
         }
     }
@@ -167,8 +212,27 @@ pub fn plan(
         });
     }
 
-    let mapped_teams: BTreeSet<&TeamRef> = policy.teams.iter().map(|m| &m.team).collect();
-    // username -> the mapped teams its groups grant
+    // A mapping that matches no group tells nothing about who should be in its team: that
+    // team is left alone (an empty group does match, and empties its team).
+    let mut unmanaged: BTreeSet<&TeamRef> = BTreeSet::new();
+    let mut warnings = Vec::new();
+    for m in &policy.teams {
+        if !snapshot.groups.iter().any(|g| m.matches(g)) {
+            warnings.push(format!(
+                "mapped group {:?} matches no directory group; team {} is left as it is",
+                m.group, m.team
+            ));
+            unmanaged.insert(&m.team);
+        }
+    }
+    let mapped_teams: BTreeSet<&TeamRef> = policy
+        .teams
+        .iter()
+        .map(|m| &m.team)
+        .filter(|t| !unmanaged.contains(t))
+        .collect();
+    // username -> the mapped teams its groups grant (managed or not: both make a user
+    // eligible)
     let mut granted: BTreeMap<String, BTreeSet<&TeamRef>> = BTreeMap::new();
     for group in &snapshot.groups {
         let teams: Vec<&TeamRef> = policy
@@ -208,7 +272,10 @@ pub fn plan(
         .map(|u| (u.username.to_lowercase(), u))
         .collect();
 
-    let mut out = SyncPlan::default();
+    let mut out = SyncPlan {
+        warnings: snapshot.warnings.iter().cloned().chain(warnings).collect(),
+        ..SyncPlan::default()
+    };
     for (name, du) in &directory {
         match accounts.get(name) {
             Some(account) if account.origin == Origin::Local => out.conflicts.push(name.clone()),
@@ -220,7 +287,7 @@ pub fn plan(
                     email: du.email.clone(),
                     full_name: du.full_name.clone(),
                 });
-                for team in teams_of(name) {
+                for team in teams_of(name).iter().filter(|t| mapped_teams.contains(*t)) {
                     out.add_memberships.push(Membership {
                         username: name.clone(),
                         team: (*team).clone(),
@@ -234,7 +301,28 @@ pub fn plan(
         if account.origin != Origin::Directory {
             continue;
         }
-        let keep = eligible(name);
+        // An active member of a team left alone stays active while the directory still
+        // has them: whether they are in its group cannot be told.
+        let in_unmanaged = account.teams.iter().any(|t| unmanaged.contains(t));
+        let present = directory.get(name).is_some_and(|u| !u.disabled);
+        let keep = eligible(name) || (account.active && in_unmanaged && present);
+        if let Some(du) = directory.get(name) {
+            let email = du
+                .email
+                .clone()
+                .filter(|e| Some(e) != account.email.as_ref());
+            let full_name = du
+                .full_name
+                .clone()
+                .filter(|n| Some(n) != account.full_name.as_ref());
+            if email.is_some() || full_name.is_some() {
+                out.update_profiles.push(ProfileUpdate {
+                    username: account.username.clone(),
+                    email,
+                    full_name,
+                });
+            }
+        }
         if keep && !account.active {
             out.reactivate.push(account.username.clone());
         }
@@ -242,7 +330,7 @@ pub fn plan(
             out.deactivate.push(account.username.clone());
         }
         let wanted: &BTreeSet<&TeamRef> = if keep { teams_of(name) } else { &no_teams };
-        for team in wanted {
+        for team in wanted.iter().filter(|t| mapped_teams.contains(*t)) {
             if !account.teams.contains(*team) {
                 out.add_memberships.push(Membership {
                     username: account.username.clone(),
@@ -299,6 +387,8 @@ mod tests {
             origin,
             active,
             teams: teams.iter().map(|t| team(t)).collect(),
+            email: Some(format!("{name}@example.org")),
+            full_name: None,
         }
     }
 
@@ -335,6 +425,7 @@ mod tests {
                 group("admins", &["alice", "carol"]),
                 group("unmapped", &["dave"]),
             ],
+            warnings: vec![],
         }
     }
 
@@ -516,6 +607,135 @@ mod tests {
         }
     }
 
+    /// Item 15: a typo in a mapped group name used to empty the team and deactivate every
+    /// member whose only mapped group it was. Now the plan warns and leaves the team alone.
+    #[test]
+    fn mapping_that_matches_no_group_leaves_its_team_alone() {
+        let typo = |group: &str| SyncPolicy {
+            create_users: CreateUsers::MappedGroups,
+            teams: vec![
+                GroupMapping {
+                    group: group.into(),
+                    team: team("acme/devs"),
+                },
+                GroupMapping {
+                    group: "cn=admins,ou=groups,dc=example,dc=org".into(),
+                    team: team("acme/admins"),
+                },
+            ],
+            allow_empty_directory: false,
+        };
+        // (mapped group, current state, deactivate, remove, add, warnings)
+        type Row = (
+            &'static str,
+            Vec<BerthUser>,
+            Vec<&'static str>,
+            Vec<Membership>,
+            Vec<Membership>,
+            usize,
+        );
+        let rows: Vec<Row> = vec![
+            // bob is only in acme/devs: he stays active and in the team.
+            ("developpers", synced(), vec![], vec![], vec![], 1),
+            (
+                "cn=developpers,ou=groups,dc=example,dc=org",
+                synced(),
+                vec![],
+                vec![],
+                vec![],
+                1,
+            ),
+            // A user gone from the directory or disabled is still deactivated (the
+            // directory says so); the memberships of the team stay.
+            (
+                "developpers",
+                {
+                    let mut s = synced();
+                    s.push(account("eve", Origin::Directory, true, &["acme/devs"]));
+                    s.push(account("frank", Origin::Directory, true, &["acme/devs"]));
+                    s
+                },
+                vec!["eve", "frank"],
+                vec![],
+                vec![],
+                1,
+            ),
+            // The group spelled right: the team is managed as before.
+            (
+                "developers",
+                {
+                    let mut s = synced();
+                    s.push(account("frank", Origin::Directory, true, &["acme/devs"]));
+                    s
+                },
+                vec!["frank"],
+                vec![m("frank", "acme/devs")],
+                vec![],
+                0,
+            ),
+        ];
+        for (group, current, deactivate, remove, add, warnings) in rows {
+            let p = typo(group);
+            let got = plan(&sample(), &p, &current).unwrap();
+            assert_eq!(got.deactivate, deactivate, "{group}");
+            assert_eq!(got.remove_memberships, remove, "{group}");
+            assert_eq!(got.add_memberships, add, "{group}");
+            assert_eq!(got.warnings.len(), warnings, "{group}: {:?}", got.warnings);
+            if warnings > 0 {
+                assert!(got.warnings[0].contains(group) && got.warnings[0].contains("acme/devs"));
+            }
+            let mut state = current.clone();
+            got.apply(&mut state);
+            assert!(plan(&sample(), &p, &state).unwrap().is_empty(), "{group}");
+        }
+        // An existing group with no member is not a typo: it empties its team.
+        let mut s = sample();
+        s.groups[0].members.clear();
+        let got = plan(&s, &policy(CreateUsers::MappedGroups), &synced()).unwrap();
+        assert_eq!(got.deactivate, ["bob"]);
+        assert!(got.warnings.is_empty());
+    }
+
+    /// Item 19: profile attributes follow the directory on every sync; an attribute the
+    /// directory does not give is left alone.
+    #[test]
+    fn profiles_follow_the_directory() {
+        let mut s = sample();
+        s.users[0].email = Some("alice@new.example.org".into());
+        s.users[0].full_name = Some("Alice Smith".into());
+        s.users[1].email = None; // not given: bob keeps his
+        s.users[2].full_name = Some("Carol D.".into());
+        let mut current = synced();
+        current[2].full_name = Some("Carol D.".into());
+        current.push(account("eve", Origin::Directory, false, &[]));
+        let got = plan(&s, &policy(CreateUsers::MappedGroups), &current).unwrap();
+        assert_eq!(
+            got.update_profiles,
+            [ProfileUpdate {
+                username: "alice".into(),
+                email: Some("alice@new.example.org".into()),
+                full_name: Some("Alice Smith".into()),
+            }]
+        );
+        current[0].email = None;
+        current[0].full_name = Some("Alice Smith".into());
+        let got = plan(&s, &policy(CreateUsers::MappedGroups), &current).unwrap();
+        assert_eq!(
+            got.update_profiles,
+            [ProfileUpdate {
+                username: "alice".into(),
+                email: Some("alice@new.example.org".into()),
+                full_name: None,
+            }]
+        );
+        let mut state = current.clone();
+        got.apply(&mut state);
+        assert_eq!(state[0].email.as_deref(), Some("alice@new.example.org"));
+        assert!(plan(&s, &policy(CreateUsers::MappedGroups), &state)
+            .unwrap()
+            .is_empty());
+    }
+
     #[test]
     fn empty_directory_is_refused_unless_allowed() {
         let empty = DirectorySnapshot::default();
@@ -562,7 +782,11 @@ mod tests {
                         .map(|(g, ms)| group(g, &ms))
                         .collect::<Vec<_>>()
                 });
-        (users, groups).prop_map(|(users, groups)| DirectorySnapshot { users, groups })
+        (users, groups).prop_map(|(users, groups)| DirectorySnapshot {
+            users,
+            groups,
+            warnings: vec![],
+        })
     }
 
     fn arb_accounts() -> impl Strategy<Value = Vec<BerthUser>> {
@@ -609,7 +833,8 @@ mod tests {
                 .chain(&got.deactivate)
                 .chain(&got.reactivate)
                 .chain(got.add_memberships.iter().map(|m| &m.username))
-                .chain(got.remove_memberships.iter().map(|m| &m.username));
+                .chain(got.remove_memberships.iter().map(|m| &m.username))
+                .chain(got.update_profiles.iter().map(|p| &p.username));
             for name in changed {
                 prop_assert!(!locals.contains(&name.to_lowercase()), "{name} is local: {got:?}");
             }

@@ -131,7 +131,7 @@ pub async fn health(State(st): State<AppState>) -> Response {
     if blobs.is_err() {
         failing.push("blobs");
     }
-    let body = serde_json::json!({
+    let mut body = serde_json::json!({
         "healthy": ok,
         "failing": failing,
         "components": {
@@ -139,12 +139,36 @@ pub async fn health(State(st): State<AppState>) -> Response {
             "blobs": comp(st.registry.blobs().kind(), &blobs),
         }
     });
+    // The directory is listed, and named in `failing`, but does not make the replica 503:
+    // pulls, tokens and cached directory logins still work, and every replica shares the
+    // same directory, so a load balancer would take them all out at once.
+    if let Some(dir) = directory_status(&st) {
+        if dir["healthy"] == false {
+            body["failing"]
+                .as_array_mut()
+                .expect("failing is an array")
+                .push("directory".into());
+        }
+        body["components"]["directory"] = dir;
+    }
     let status = if ok {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, axum::Json(body)).into_response()
+}
+
+/// The directory's status from its last contact (logins, syncs, the periodic check of
+/// `berth serve`); `None` without a configured directory.
+fn directory_status(st: &AppState) -> Option<serde_json::Value> {
+    let status = st.access.directory()?.status();
+    Some(serde_json::json!({
+        "kind": "ldap",
+        "healthy": status.healthy,
+        "error": status.error,
+        "checked_at": status.checked_at,
+    }))
 }
 
 /// `/nginx_status`: NGINX's stub_status format.
@@ -256,5 +280,9 @@ pub async fn cluster_status(
         "this_replica": r.id,
         "gc": gc,
     });
+    let mut body = body;
+    if let Some(dir) = directory_status(&st) {
+        body["replicas"][0]["directory"] = dir;
+    }
     axum::Json(body).into_response()
 }

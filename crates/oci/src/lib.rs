@@ -20,4 +20,4 @@ pub mod name;
 pub use digest::{Algorithm, Digest, DigestError, Digester};
 pub use error::ErrorCode;
 pub use manifest::{Descriptor, ManifestError, ParsedManifest};
-pub use name::{NameError, Reference, RepoName, Tag};
+pub use name::{is_valid_account_name, NameError, Reference, RepoName, Tag};

@@ -10,6 +10,26 @@ use std::fmt;
 /// Longest repository name accepted.
 pub const MAX_NAME_LEN: usize = 255;
 
+/// Longest account (user, organisation) or team name accepted.
+pub const MAX_ACCOUNT_NAME_LEN: usize = 64;
+
+/// The one rule for account and team names, everywhere they are created or looked up
+/// (API, command line, metadata store, directory sync): 1 to [`MAX_ACCOUNT_NAME_LEN`]
+/// lowercase ASCII letters and digits, separated by single `.`, `_` or `-`. An account
+/// name is a namespace, the first component of repository names, so it must be one.
+pub fn is_valid_account_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= MAX_ACCOUNT_NAME_LEN
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"._-".contains(c))
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+        && !b
+            .windows(2)
+            .any(|w| !w[0].is_ascii_alphanumeric() && !w[1].is_ascii_alphanumeric())
+}
+
 /// Why a repository name or tag is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NameError {

@@ -108,7 +108,7 @@ async fn verify_storage_removes_old_orphans_only() {
         .await
         .expect("append");
     blobs
-        .upload_commit("crashed", &st, n, &d_orphan)
+        .upload_commit("crashed", &st, n, &d_orphan, berth_blob::Existing::Keep)
         .await
         .expect("commit");
 

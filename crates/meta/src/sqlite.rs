@@ -24,7 +24,7 @@ use crate::sqlite_fast::FastReads;
 use crate::sqlite_gc as gc;
 use crate::{
     BlobClaim, GcBatch, GcLease, GcPass, GcRun, GcSettings, ManifestRecord, MetaError, MetaStore,
-    NewManifest, Referrer, UploadRecord,
+    NewManifest, Referrer, UploadLease, UploadRecord,
 };
 use async_trait::async_trait;
 use berth_oci::{Digest, RepoName, Tag};
@@ -485,11 +485,13 @@ fn upload_advance(
     conn: &rusqlite::Connection,
     rec: &UploadRecord,
     expected_offset: u64,
+    lease: &str,
 ) -> Result<(), MetaError> {
     let changed = conn
         .prepare_cached(
-            "UPDATE uploads SET \"offset\" = ?1, hash_state = ?2, store_state = ?3, updated_at = ?4 \
-             WHERE id = ?5 AND \"offset\" = ?6 \
+            "UPDATE uploads SET \"offset\" = ?1, hash_state = ?2, store_state = ?3, updated_at = ?4, \
+             lease = NULL, lease_until = NULL \
+             WHERE id = ?5 AND \"offset\" = ?6 AND lease = ?8 \
              AND repo_id = (SELECT id FROM repositories WHERE name = ?7)",
         )
         .and_then(|mut st| {
@@ -501,6 +503,7 @@ fn upload_advance(
                 &rec.id,
                 to_db(expected_offset, "upload offset").unwrap_or(i64::MAX),
                 rec.repo.as_str(),
+                lease,
             ))
         })
         .map_err(sql)?;
@@ -508,6 +511,54 @@ fn upload_advance(
         return Err(MetaError::UploadConflict(rec.id.clone()));
     }
     Ok(())
+}
+
+fn upload_lease(
+    conn: &rusqlite::Connection,
+    repo: &RepoName,
+    id: &str,
+    lease: &str,
+    now: i64,
+    until: i64,
+) -> Result<UploadLease, MetaError> {
+    let row: Option<(i64, Vec<u8>, String, i64)> = conn
+        .prepare_cached(
+            "UPDATE uploads SET lease = ?3, lease_until = ?5, updated_at = ?4 \
+             WHERE id = ?1 AND repo_id = (SELECT id FROM repositories WHERE name = ?2) \
+             AND (lease IS NULL OR lease_until < ?4) \
+             RETURNING \"offset\", hash_state, store_state, created_at",
+        )
+        .and_then(|mut st| {
+            st.query_row((id, repo.as_str(), lease, now, until), |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .optional()
+        })
+        .map_err(sql)?;
+    if let Some((offset, hash_state, store_state, created_at)) = row {
+        return Ok(UploadLease::Held(UploadRecord {
+            id: id.to_string(),
+            repo: repo.clone(),
+            offset: from_db(offset, "upload offset")?,
+            hash_state,
+            store_state,
+            created_at,
+            updated_at: now,
+        }));
+    }
+    let offset: Option<i64> = conn
+        .prepare_cached(
+            "SELECT u.\"offset\" FROM uploads u JOIN repositories r ON r.id = u.repo_id \
+             WHERE u.id = ?1 AND r.name = ?2",
+        )
+        .and_then(|mut st| st.query_row((id, repo.as_str()), |r| r.get(0)).optional())
+        .map_err(sql)?;
+    Ok(match offset {
+        Some(o) => UploadLease::Busy {
+            offset: from_db(o, "upload offset")?,
+        },
+        None => UploadLease::Missing,
+    })
 }
 
 fn manifest_put(
@@ -762,13 +813,55 @@ impl MetaStore for SqliteMetaStore {
         .transpose()
     }
 
+    async fn upload_lease(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        lease: &str,
+        now: i64,
+        until: i64,
+    ) -> Result<UploadLease, MetaError> {
+        let (repo, id, lease) = (repo.clone(), id.to_string(), lease.to_string());
+        self.write(move |conn| upload_lease(conn, &repo, &id, &lease, now, until))
+            .await
+    }
+
+    async fn upload_renew(&self, id: &str, lease: &str, until: i64) -> Result<bool, MetaError> {
+        let (id, lease) = (id.to_string(), lease.to_string());
+        self.write(move |conn| {
+            let n = conn
+                .prepare_cached(
+                    "UPDATE uploads SET lease_until = ?3, updated_at = ?4 \
+                     WHERE id = ?1 AND lease = ?2",
+                )
+                .and_then(|mut st| st.execute((&id, &lease, until, now_ms())))
+                .map_err(sql)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn upload_release(&self, id: &str, lease: &str) -> Result<(), MetaError> {
+        let (id, lease) = (id.to_string(), lease.to_string());
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "UPDATE uploads SET lease = NULL, lease_until = NULL WHERE id = ?1 AND lease = ?2",
+            )
+            .and_then(|mut st| st.execute((&id, &lease)))
+            .map_err(sql)?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn upload_advance(
         &self,
         rec: &UploadRecord,
         expected_offset: u64,
+        lease: &str,
     ) -> Result<(), MetaError> {
-        let rec = rec.clone();
-        self.write(move |conn| upload_advance(conn, &rec, expected_offset))
+        let (rec, lease) = (rec.clone(), lease.to_string());
+        self.write(move |conn| upload_advance(conn, &rec, expected_offset, &lease))
             .await
     }
 

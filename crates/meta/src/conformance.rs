@@ -88,6 +88,7 @@ macro_rules! meta_store_conformance {
             tags_list_unknown_and_empty_repositories,
             tags_list_orders_bytewise_and_pages,
             manifest_roundtrip_keeps_bytes,
+            manifest_blob_size_must_match,
             manifest_reput_moves_tag,
             manifest_put_missing_blob_writes_nothing,
             manifest_put_in_unknown_repo_writes_nothing,
@@ -217,6 +218,7 @@ fn image(config: &Digest, layers: &[Digest], salt: &str) -> NewManifest {
         subject: None,
         annotations: Some(format!(r#"{{"salt":"{salt}"}}"#)),
         bytes,
+        blob_sizes: blobs.iter().map(size_of).collect(),
         blobs,
         children: vec![],
     }
@@ -242,6 +244,7 @@ fn index(children: &[Digest], salt: &str) -> NewManifest {
         annotations: None,
         bytes,
         blobs: vec![],
+        blob_sizes: vec![],
         children: children.to_vec(),
     }
 }
@@ -263,6 +266,7 @@ fn referrer(subject: &Digest, artifact_type: &str, config: &Digest, salt: &str) 
         annotations: Some(format!(r#"{{"salt":"{salt}"}}"#)),
         bytes,
         blobs: vec![config.clone()],
+        blob_sizes: vec![size_of(config)],
         children: vec![],
     }
 }
@@ -697,6 +701,38 @@ pub async fn tags_list_orders_bytewise_and_pages(store: Store) {
 }
 
 /// A manifest comes back byte for byte, by digest and by tag.
+/// A manifest whose descriptor gives a linked blob another size than the stored one is
+/// refused (`BlobSizeMismatch`, nothing written), by the query that checks the link.
+pub async fn manifest_blob_size_must_match(store: Store) {
+    let r = repo("sizes/app");
+    let (cfg, layer) = (blob("size cfg"), blob("size layer"));
+    link(&store, &r, &cfg).await;
+    link(&store, &r, &layer).await;
+    let mut m = image(&cfg, std::slice::from_ref(&layer), "sizes");
+    m.blob_sizes[1] += 1;
+    match store.manifest_put(&r, &m, None).await {
+        Err(MetaError::BlobSizeMismatch {
+            digest,
+            declared,
+            stored,
+        }) => {
+            assert_eq!(digest, layer);
+            assert_eq!((declared, stored), (size_of(&layer) + 1, size_of(&layer)));
+        }
+        other => panic!("expected BlobSizeMismatch, got {other:?}"),
+    }
+    assert_eq!(
+        store.manifest_get(&r, &m.digest).await.expect("get"),
+        None,
+        "nothing written"
+    );
+    let good = image(&cfg, &[layer], "sizes");
+    store
+        .manifest_put(&r, &good, None)
+        .await
+        .expect("sizes that match");
+}
+
 pub async fn manifest_roundtrip_keeps_bytes(store: Store) {
     let r = repo("library/app");
     let cfg = blob("cfg");
@@ -716,6 +752,7 @@ pub async fn manifest_roundtrip_keeps_bytes(store: Store) {
         annotations: None,
         bytes: bytes.clone(),
         blobs: vec![cfg.clone()],
+        blob_sizes: vec![size_of(&cfg)],
         children: vec![],
     };
     assert_eq!(

@@ -55,6 +55,13 @@ pub enum MetaError {
     /// An index references a manifest the repository does not hold.
     #[error("manifest {0} is not known in this repository")]
     MissingManifest(Digest),
+    /// A manifest's descriptor gives a blob another size than the stored blob has.
+    #[error("the descriptor of blob {digest} gives size {declared}, the blob has {stored} bytes")]
+    BlobSizeMismatch {
+        digest: Digest,
+        declared: u64,
+        stored: u64,
+    },
     /// A compare-and-swap on an upload lost a race with another request.
     #[error("upload {0} was changed concurrently")]
     UploadConflict(String),
@@ -128,6 +135,9 @@ pub struct NewManifest {
     pub bytes: Bytes,
     /// Blobs that must be linked in the repository (config, non-foreign layers).
     pub blobs: Vec<Digest>,
+    /// The size the manifest's descriptor gives each of `blobs` (same order and length):
+    /// checked against the stored blob in the query that checks the link.
+    pub blob_sizes: Vec<u64>,
     /// Manifests that must exist in the repository (an index's children).
     pub children: Vec<Digest>,
 }

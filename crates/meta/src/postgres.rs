@@ -22,7 +22,7 @@ use bytes::Bytes;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, Executor};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -507,10 +507,11 @@ impl MetaStore for PgMetaStore {
             Some(id) => {
                 // FOR SHARE: the rows found cannot be deleted (unlinked) until this commits;
                 // a delete that committed first makes them missing here.
-                let mut blobs = HashSet::new();
+                let mut blobs = HashMap::new();
                 if !m.blobs.is_empty() {
-                    let rows: Vec<String> = sqlx::query_scalar(
-                        "SELECT digest FROM repo_blobs WHERE repo_id = $1 AND digest = ANY($2) FOR SHARE",
+                    let rows: Vec<(String, i64)> = sqlx::query_as(
+                        "SELECT rb.digest, b.size FROM repo_blobs rb JOIN blobs b ON b.digest = rb.digest \
+                         WHERE rb.repo_id = $1 AND rb.digest = ANY($2) FOR SHARE OF rb",
                     )
                     .bind(id)
                     .bind(digests(&m.blobs))
@@ -537,7 +538,7 @@ impl MetaStore for PgMetaStore {
             }
             None => {
                 // A repository that does not exist links nothing.
-                if let Some(e) = first_missing(m, &HashSet::new(), &HashSet::new()) {
+                if let Some(e) = first_missing(m, &HashMap::new(), &HashSet::new()) {
                     tx.rollback().await?;
                     return Err(e);
                 }

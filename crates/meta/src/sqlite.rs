@@ -34,7 +34,7 @@ use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -572,25 +572,27 @@ fn manifest_put(
     let repo_id = match repo_id(conn, repo)? {
         Some(id) => {
             if !m.blobs.is_empty() || !m.children.is_empty() {
-                let present: Vec<(i64, String)> = conn
+                let present: Vec<(i64, String, i64)> = conn
                     .prepare_cached(
-                        "SELECT 0, digest FROM repo_blobs \
-                         WHERE repo_id = ?1 AND digest IN (SELECT value FROM json_each(?2)) \
+                        "SELECT 0, rb.digest, b.size FROM repo_blobs rb \
+                         JOIN blobs b ON b.digest = rb.digest \
+                         WHERE rb.repo_id = ?1 AND rb.digest IN (SELECT value FROM json_each(?2)) \
                          UNION ALL \
-                         SELECT 1, digest FROM manifests \
+                         SELECT 1, digest, 0 FROM manifests \
                          WHERE repo_id = ?1 AND digest IN (SELECT value FROM json_each(?3))",
                     )
                     .and_then(|mut st| {
                         st.query_map((id, json_array(&m.blobs), json_array(&m.children)), |r| {
-                            Ok((r.get(0)?, r.get(1)?))
+                            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
                         })?
                         .collect()
                     })
                     .map_err(sql)?;
                 let (blobs, children): (Vec<_>, Vec<_>) =
-                    present.into_iter().partition(|(kind, _)| *kind == 0);
-                let blobs: HashSet<String> = blobs.into_iter().map(|(_, d)| d).collect();
-                let children: HashSet<String> = children.into_iter().map(|(_, d)| d).collect();
+                    present.into_iter().partition(|(kind, _, _)| *kind == 0);
+                let blobs: HashMap<String, i64> =
+                    blobs.into_iter().map(|(_, d, size)| (d, size)).collect();
+                let children: HashSet<String> = children.into_iter().map(|(_, d, _)| d).collect();
                 if let Some(e) = first_missing(m, &blobs, &children) {
                     return Err(e);
                 }
@@ -599,7 +601,7 @@ fn manifest_put(
         }
         None => {
             // A repository that does not exist links nothing.
-            if let Some(e) = first_missing(m, &HashSet::new(), &HashSet::new()) {
+            if let Some(e) = first_missing(m, &HashMap::new(), &HashSet::new()) {
                 return Err(e);
             }
             ensure_repo(conn, repo, now)?

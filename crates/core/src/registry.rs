@@ -324,8 +324,19 @@ impl Registry {
         }
     }
 
-    /// Opens an upload session.
+    /// Opens an upload session, hashed with SHA-256.
     pub async fn upload_start(&self, repo: &RepoName) -> Result<UploadStatus, CoreError> {
+        self.upload_start_with(repo, Algorithm::Sha256).await
+    }
+
+    /// Opens an upload session whose bytes are hashed with `algorithm` as they arrive
+    /// (`POST ?digest-algorithm=`), so that completing it with a digest of that algorithm
+    /// needs no second pass.
+    pub async fn upload_start_with(
+        &self,
+        repo: &RepoName,
+        algorithm: Algorithm,
+    ) -> Result<UploadStatus, CoreError> {
         self.check_writable()?;
         let id = uuid::Uuid::new_v4().simple().to_string();
         let state = self.blobs.upload_start(&id).await?;
@@ -334,7 +345,7 @@ impl Registry {
             id: id.clone(),
             repo: repo.clone(),
             offset: 0,
-            hash_state: Digester::new(Algorithm::Sha256).to_bytes(),
+            hash_state: Digester::new(algorithm).to_bytes(),
             store_state: state.0,
             created_at: now,
             updated_at: now,
@@ -653,16 +664,11 @@ impl Registry {
         body: Option<ByteStream>,
     ) -> Result<u64, CoreError> {
         let mut hasher = Self::restore_hasher(&rec)?;
-        if hasher.algorithm() != digest.algorithm() {
-            if rec.offset == 0 {
-                hasher = Digester::new(digest.algorithm());
-            } else {
-                return Err(CoreError::Unsupported(format!(
-                    "a chunked upload is verified with {}; send {} content in one request",
-                    hasher.algorithm().as_str(),
-                    digest.algorithm().as_str()
-                )));
-            }
+        // Bytes already staged were hashed with the session's algorithm; a digest of
+        // another one is verified by a second pass over them (`commit_rehashed`).
+        let rehash = hasher.algorithm() != digest.algorithm() && rec.offset > 0;
+        if hasher.algorithm() != digest.algorithm() && !rehash {
+            hasher = Digester::new(digest.algorithm());
         }
         if let Some(body) = body {
             let (r, h) = self
@@ -672,6 +678,9 @@ impl Registry {
             hasher = h;
         }
         let actual = hasher.finish();
+        if rehash {
+            return self.commit_rehashed(repo, &rec, &actual, digest).await;
+        }
         if &actual != digest {
             return Err(CoreError::DigestMismatch {
                 expected: digest.clone(),
@@ -693,6 +702,70 @@ impl Registry {
         self.complete(repo, digest, rec.offset, generation, Some(&rec.id))
             .await?;
         Ok(rec.offset)
+    }
+
+    /// Completes a session with a digest of another algorithm than the one its bytes were
+    /// hashed with as they arrived (`staged`, their digest in that algorithm). The bytes
+    /// are committed and linked under `staged` first (verified, so content-addressed
+    /// correctly; an unreferenced link GC collects like any other), then read back through
+    /// the requested algorithm into a new upload, which is committed under `digest` only if
+    /// it hashes to it. Costs a second pass over the bytes, only for such uploads; clients
+    /// that say `?digest-algorithm=` on POST avoid it. On a mismatch the session is gone
+    /// (its data was consumed).
+    async fn commit_rehashed(
+        &self,
+        repo: &RepoName,
+        rec: &UploadRecord,
+        staged: &Digest,
+        digest: &Digest,
+    ) -> Result<u64, CoreError> {
+        let (generation, existing) = self.claim(staged).await?;
+        self.blobs
+            .upload_commit(
+                &rec.id,
+                &UploadState(rec.store_state.clone()),
+                rec.offset,
+                staged,
+                existing,
+            )
+            .await?;
+        self.complete(repo, staged, rec.offset, generation, None)
+            .await?;
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let state = self.blobs.upload_start(&id).await?;
+        let copied = async {
+            let (generation, existing) = self.claim(digest).await?;
+            let read = self.blobs.get(staged, None).await?;
+            let hasher = Arc::new(Mutex::new(Digester::new(digest.algorithm())));
+            let (state, n) = self
+                .blobs
+                .upload_append(&id, &state, 0, hashing(read.stream, hasher.clone()))
+                .await?;
+            let actual = take_hasher(hasher).finish();
+            if &actual != digest {
+                return Err(CoreError::DigestMismatch {
+                    expected: digest.clone(),
+                    actual,
+                });
+            }
+            self.blobs
+                .upload_commit(&id, &state, n, digest, existing)
+                .await?;
+            Ok((n, generation))
+        }
+        .await;
+        match copied {
+            Ok((n, generation)) => {
+                self.complete(repo, digest, n, generation, Some(&rec.id))
+                    .await?;
+                Ok(n)
+            }
+            Err(e) => {
+                let _ = self.blobs.upload_abort(&id, &state).await;
+                let _ = self.meta.upload_delete(&rec.id).await;
+                Err(e)
+            }
+        }
     }
 
     /// `DELETE` of an upload: forgets it and its data.

@@ -1027,3 +1027,71 @@ async fn client_numbers_never_wrap_and_descriptor_sizes_must_match() {
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "the right sizes");
 }
+
+/// Chunked and streamed uploads completed with a `sha512:` digest (issue 10, item 20):
+/// hashed with SHA-512 from the start when the POST says `?digest-algorithm=sha512`, else
+/// verified at completion by a second pass over the staged bytes; a wrong digest is
+/// `DIGEST_INVALID`, an unknown algorithm `UNSUPPORTED`.
+#[tokio::test]
+async fn sha512_chunked_uploads() {
+    let a = app().await;
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let d512 = Digest::of(berth_oci::Algorithm::Sha512, &data);
+    for post in [
+        "/v2/s/blobs/uploads/?digest-algorithm=sha512",
+        "/v2/s/blobs/uploads/",
+    ] {
+        let r = a.req("POST", post, &[], Body::empty()).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{post}");
+        let loc = r.header("location").to_string();
+        let r = a
+            .req(
+                "PATCH",
+                &loc,
+                &[("content-range", "0-99999"), ("content-length", "100000")],
+                data[..100_000].to_vec(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED);
+        // The rest streamed with the PUT.
+        let r = a
+            .req(
+                "PUT",
+                &format!("{loc}?digest={d512}"),
+                &[("content-length", "200000")],
+                data[100_000..].to_vec(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{post}: {:?}", r.body);
+        let r = a
+            .req("GET", &format!("/v2/s/blobs/{d512}"), &[], Body::empty())
+            .await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(&r.body[..], &data[..]);
+    }
+    // A wrong sha512 digest, after chunks hashed with sha256.
+    let r = a
+        .req("POST", "/v2/s/blobs/uploads/", &[], Body::empty())
+        .await;
+    let loc = r.header("location").to_string();
+    let r = a
+        .req("PATCH", &loc, &[("content-length", "5")], b"hello".to_vec())
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    let wrong = Digest::of(berth_oci::Algorithm::Sha512, b"other");
+    let r = a
+        .req("PUT", &format!("{loc}?digest={wrong}"), &[], Body::empty())
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.code(), "DIGEST_INVALID");
+    let r = a
+        .req(
+            "POST",
+            "/v2/s/blobs/uploads/?digest-algorithm=md5",
+            &[],
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.code(), "UNSUPPORTED");
+}

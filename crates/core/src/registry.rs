@@ -224,31 +224,48 @@ impl Registry {
     }
 
     /// Links a committed blob under the claim taken before its commit.
+    ///
+    /// Should GC have collected the claim meanwhile (possible with a short grace period),
+    /// its deletion of the bytes came either before this upload's commit wrote them (they
+    /// are there now, recorded by no row) or after (they are gone). So the digest is
+    /// claimed again (waiting out a tombstone) and, if the bytes are there, linked under
+    /// the new claim: the upload succeeds and leaves no unrecorded bytes for `fsck` to
+    /// report. If they are gone, or the claim keeps being lost, the client is told to
+    /// upload again; the new claim row then holds whatever is left for GC to delete like
+    /// any other unreferenced blob.
     async fn complete(
         &self,
         repo: &RepoName,
         digest: &Digest,
         size: u64,
-        generation: i64,
+        mut generation: i64,
         upload: Option<&str>,
     ) -> Result<(), CoreError> {
-        match self
-            .meta
-            .upload_complete(repo, digest, size, generation, upload)
-            .await
-        {
-            Ok(()) => Ok(()),
-            Err(berth_meta::MetaError::ClaimLost(d)) => {
-                if let Some(id) = upload {
-                    // Its data was consumed by the commit: the session cannot continue.
-                    let _ = self.meta.upload_delete(id).await;
+        const ATTEMPTS: usize = 3;
+        for _ in 0..ATTEMPTS {
+            match self
+                .meta
+                .upload_complete(repo, digest, size, generation, upload)
+                .await
+            {
+                Ok(()) => return Ok(()),
+                Err(berth_meta::MetaError::ClaimLost(_)) => {
+                    let (again, _) = self.claim(digest).await?;
+                    if self.blobs.stat(digest).await? != Some(size) {
+                        break;
+                    }
+                    generation = again;
                 }
-                Err(CoreError::Collecting(format!(
-                    "blob {d} was garbage-collected while this upload committed it; upload it again"
-                )))
+                Err(e) => return Err(e.into()),
             }
-            Err(e) => Err(e.into()),
         }
+        if let Some(id) = upload {
+            // Its data was consumed by the commit: the session cannot continue.
+            let _ = self.meta.upload_delete(id).await;
+        }
+        Err(CoreError::Collecting(format!(
+            "blob {digest} was garbage-collected while this upload committed it; upload it again"
+        )))
     }
 
     pub fn meta(&self) -> &Arc<dyn MetaStore> {

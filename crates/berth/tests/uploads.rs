@@ -15,7 +15,8 @@ use std::time::Duration;
 
 both_backends!(
     racing_patch_keeps_acknowledged_bytes,
-    concurrent_upload_stress
+    concurrent_upload_stress,
+    sha512_chunked_upload
 );
 
 /// A client that opens a connection per request: a request refused before its body was
@@ -357,5 +358,30 @@ fn concurrent_upload_stress(backend: Backend) {
         committed.len(),
         committed.values().sum::<usize>()
     );
+    server.fsck();
+}
+
+/// A chunked upload completed with a `sha512:` digest (issue 10, item 20), with and
+/// without `?digest-algorithm=sha512` on the POST, over 5 MiB so that S3 stages a part.
+fn sha512_chunked_upload(backend: Backend) {
+    use sha2::Digest as _;
+    let server = Server::start(backend);
+    let mut rng = Rng::new();
+    let repo = format!("sha512/{}", unique());
+    let data = rng.bytes(6 * 1024 * 1024 + 17);
+    let d = format!("sha512:{}", hex::encode(sha2::Sha512::digest(&data)));
+    for query in ["?digest-algorithm=sha512", ""] {
+        let r = client(&server)
+            .post(server.url(&format!("/v2/{repo}/blobs/uploads/{query}")))
+            .send()
+            .expect("POST");
+        assert_eq!(r.status().as_u16(), 202);
+        let loc = path_of(r.headers()["location"].to_str().expect("location"));
+        let half = data.len() / 2;
+        assert_eq!(patch_status(&server, &loc, &data[..half], 0), 202);
+        assert_eq!(patch_status(&server, &loc, &data[half..], half), 202);
+        assert_eq!(put_status(&server, &loc, &d), 201, "POST{query}");
+        assert_eq!(blob_bytes(&server, &repo, &d), data);
+    }
     server.fsck();
 }

@@ -96,9 +96,9 @@ const TOMBSTONE_WAIT: Duration = Duration::from_secs(30);
 /// How long a request's write lease on an upload session lasts unless renewed: how long a
 /// session stays busy after the process writing it died. Replicas' clocks must agree to
 /// well within this.
-const LEASE_TTL_MS: i64 = 30_000;
+const LEASE_TTL_MS: i64 = 15_000;
 /// How often a request renews its lease while it writes or commits.
-const LEASE_RENEW: Duration = Duration::from_secs(10);
+const LEASE_RENEW: Duration = Duration::from_secs(5);
 
 pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
@@ -466,21 +466,34 @@ impl Registry {
     }
 
     /// Takes the write lease of session `id` of `repo`: the session as it stands, read
-    /// under the lease, and the lease's token. A session another request is writing is
-    /// busy: `RangeInvalid` with the acknowledged offset, as for any request that does not
-    /// continue where the session stands.
+    /// under the lease, and the lease's token. While another request holds it, waits (its
+    /// body unread) until it is released or has expired, so a client resuming after a
+    /// crash of the process that held it gets through once the lease runs out; a racing
+    /// request then finds the offset the other one advanced to, and its range is refused
+    /// by the caller's check.
     async fn lease(&self, repo: &RepoName, id: &str) -> Result<(UploadRecord, String), CoreError> {
         check_upload_id(id)?;
         let token = uuid::Uuid::new_v4().simple().to_string();
-        let now = now_ms();
-        match self
-            .meta
-            .upload_lease(repo, id, &token, now, now + LEASE_TTL_MS)
-            .await?
-        {
-            UploadLease::Held(rec) => Ok((rec, token)),
-            UploadLease::Busy { offset } => Err(CoreError::RangeInvalid { offset }),
-            UploadLease::Missing => Err(CoreError::UploadUnknown),
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_millis(LEASE_TTL_MS as u64) + LEASE_RENEW;
+        let mut pause = Duration::from_millis(10);
+        loop {
+            let now = now_ms();
+            match self
+                .meta
+                .upload_lease(repo, id, &token, now, now + LEASE_TTL_MS)
+                .await?
+            {
+                UploadLease::Held(rec) => return Ok((rec, token)),
+                UploadLease::Busy { offset } => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(CoreError::RangeInvalid { offset });
+                    }
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(250));
+                }
+                UploadLease::Missing => return Err(CoreError::UploadUnknown),
+            }
         }
     }
 

@@ -611,18 +611,18 @@ impl Registry {
             // on the next append.
             return Ok((rec, hasher));
         }
-        self.meta
-            .upload_advance(&rec, prev, token)
-            .await
-            .map_err(|e| match e {
-                // The lease was lost meanwhile (the session was deleted, or this request
-                // stalled past the lease and another took it over).
-                berth_meta::MetaError::UploadConflict(_) => {
-                    CoreError::RangeInvalid { offset: prev }
+        match self.meta.upload_advance(&rec, prev, token).await {
+            Ok(()) => Ok((rec, hasher)),
+            // The lease was lost meanwhile: the session was deleted (`DELETE`, expiry), or
+            // this request stalled past the lease and another took it over.
+            Err(berth_meta::MetaError::UploadConflict(_)) => {
+                match self.meta.upload_get(&rec.repo, &rec.id).await? {
+                    None => Err(CoreError::UploadUnknown),
+                    Some(now) => Err(CoreError::RangeInvalid { offset: now.offset }),
                 }
-                other => other.into(),
-            })?;
-        Ok((rec, hasher))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     fn restore_hasher(rec: &UploadRecord) -> Result<Digester, CoreError> {

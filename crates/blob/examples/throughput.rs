@@ -66,7 +66,9 @@ async fn main() -> anyhow::Result<()> {
             .upload_append(&id, &state, 0, body(&data, chunk_kib << 10))
             .await?;
         let appended = t.elapsed().as_secs_f64();
-        store.upload_commit(&id, &state, n, &digest).await?;
+        store
+            .upload_commit(&id, &state, n, &digest, berth_blob::Existing::Keep)
+            .await?;
         let total = t.elapsed().as_secs_f64();
         println!(
             "push {round}: {} (append {} + commit {:.1} ms)",

@@ -25,7 +25,7 @@
 //!
 //! Test code: failures panic, with a message saying what the store did wrong.
 
-use crate::{BlobError, BlobStore, ByteStream, UploadState};
+use crate::{BlobError, BlobStore, ByteStream, Existing, UploadState};
 use berth_oci::Digest;
 use bytes::{Bytes, BytesMut};
 use futures::stream::{self, StreamExt, TryStreamExt};
@@ -81,6 +81,7 @@ macro_rules! blob_store_conformance {
             resume_in_new_instance,
             append_replayed_from_older_state,
             commit_existing_dedups,
+            commit_replaces_unverified,
             abort,
             zero_length_blob,
             range_edges,
@@ -243,7 +244,7 @@ pub async fn upload(store: &dyn BlobStore, id: &str, pieces: &[&Bytes]) -> Diges
     }
     let digest = Digest::sha256_of(&concat(pieces));
     store
-        .upload_commit(id, &state, offset, &digest)
+        .upload_commit(id, &state, offset, &digest, Existing::Keep)
         .await
         .unwrap_or_else(|e| panic!("commit of {id} as {digest}: {e}"));
     digest
@@ -385,7 +386,7 @@ async fn failed_then_retry(fx: &Fixture, id: &str, first: usize, partial: usize,
     state = append(&*s, id, &state, a.len() as u64, &b).await;
     let want = concat(&[&a, &b]);
     let d = Digest::sha256_of(&want);
-    s.upload_commit(id, &state, want.len() as u64, &d)
+    s.upload_commit(id, &state, want.len() as u64, &d, Existing::Keep)
         .await
         .expect("commit after retry");
     assert_blob(&*s, &d, &want).await;
@@ -426,7 +427,7 @@ pub async fn resume_in_new_instance(fx: &Fixture) {
     let want = concat(&[&a, &b, &c]);
     let d = Digest::sha256_of(&want);
     second
-        .upload_commit(id, &state, want.len() as u64, &d)
+        .upload_commit(id, &state, want.len() as u64, &d, Existing::Keep)
         .await
         .expect("commit in the new instance");
     assert_blob(&*fx.open(), &d, &want).await;
@@ -449,7 +450,7 @@ pub async fn append_replayed_from_older_state(fx: &Fixture) {
     state = append(&*s, id, &state, (a.len() + b.len()) as u64, &c).await;
     let want = concat(&[&a, &b, &c]);
     let d = Digest::sha256_of(&want);
-    s.upload_commit(id, &state, want.len() as u64, &d)
+    s.upload_commit(id, &state, want.len() as u64, &d, Existing::Keep)
         .await
         .expect("commit");
     assert_blob(&*s, &d, &want).await;
@@ -465,9 +466,15 @@ pub async fn commit_existing_dedups(fx: &Fixture) {
     let d2 = upload(&*s, "dedup-2", &[&data]).await;
     assert_eq!(d, d2);
     // A commit retried after it succeeded is harmless too.
-    s.upload_commit("dedup-2", &UploadState::default(), data.len() as u64, &d)
-        .await
-        .expect("repeated commit");
+    s.upload_commit(
+        "dedup-2",
+        &UploadState::default(),
+        data.len() as u64,
+        &d,
+        Existing::Keep,
+    )
+    .await
+    .expect("repeated commit");
     assert_blob(&*s, &d, &data).await;
     assert_eq!(blobs(&*s).await, vec![(d, data.len() as u64)]);
     assert_eq!(
@@ -475,6 +482,34 @@ pub async fn commit_existing_dedups(fx: &Fixture) {
         Vec::<String>::new(),
         "upload left after dedup"
     );
+    drain(&*s).await;
+}
+
+/// A commit with [`Existing::Replace`] puts its own bytes in place of whatever is stored
+/// under the digest (bytes nobody verified), and a retry of it succeeds.
+pub async fn commit_replaces_unverified(fx: &Fixture) {
+    let s = fx.open();
+    let good = test_bytes(41, 70_000);
+    let d = Digest::sha256_of(&good);
+    // Junk stored under the digest, as a corrupting writer of an older version left it.
+    let junk = test_bytes(42, 50_000);
+    let st = s.upload_start("junk").await.expect("upload_start");
+    let st = append(&*s, "junk", &st, 0, &junk).await;
+    s.upload_commit("junk", &st, junk.len() as u64, &d, Existing::Keep)
+        .await
+        .expect("commit junk");
+    let st = s.upload_start("good").await.expect("upload_start");
+    let st = append(&*s, "good", &st, 0, &good).await;
+    s.upload_commit("good", &st, good.len() as u64, &d, Existing::Replace)
+        .await
+        .expect("replacing commit");
+    assert_blob(&*s, &d, &good).await;
+    s.upload_commit("good", &st, good.len() as u64, &d, Existing::Replace)
+        .await
+        .expect("retried replacing commit");
+    assert_blob(&*s, &d, &good).await;
+    assert_eq!(blobs(&*s).await, vec![(d, good.len() as u64)]);
+    assert_eq!(upload_ids(&*s).await, Vec::<String>::new());
     drain(&*s).await;
 }
 
@@ -633,7 +668,7 @@ pub async fn invalid_upload_ids(fx: &Fixture) {
             matches!(app, Err(BlobError::UploadNotFound(_))),
             "append {id:?}"
         );
-        let commit = s.upload_commit(id, &st, 0, &d).await;
+        let commit = s.upload_commit(id, &st, 0, &d, Existing::Keep).await;
         assert!(
             matches!(commit, Err(BlobError::UploadNotFound(_))),
             "commit {id:?}"
@@ -659,7 +694,9 @@ pub async fn unknown_upload(fx: &Fixture) {
         "append: {:?}",
         app.map(|r| r.1)
     );
-    let commit = s.upload_commit("nobody", &st, 0, &digest_of_text("")).await;
+    let commit = s
+        .upload_commit("nobody", &st, 0, &digest_of_text(""), Existing::Keep)
+        .await;
     assert!(
         matches!(commit, Err(BlobError::UploadNotFound(_))),
         "commit: {commit:?}"

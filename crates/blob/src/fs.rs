@@ -32,7 +32,7 @@
 //! or into a committed blob. Two processes sharing a root rely on the caller's upload lock.
 
 use crate::keys::{self, check_upload_id};
-use crate::{BlobError, BlobRead, BlobStore, ByteStream, UploadState};
+use crate::{BlobError, BlobRead, BlobStore, ByteStream, Existing, UploadState};
 use async_trait::async_trait;
 use berth_oci::{Algorithm, Digest};
 use bytes::{Buf, Bytes};
@@ -854,6 +854,7 @@ impl BlobStore for FsBlobStore {
         _state: &UploadState,
         len: u64,
         digest: &Digest,
+        existing: Existing,
     ) -> Result<(), BlobError> {
         check_upload_id(id)?;
         let guard = self.inner.locks.lock(id).await;
@@ -865,15 +866,19 @@ impl BlobStore for FsBlobStore {
         let owned_id = id.to_string();
         blocking(move || {
             let _guard = guard;
-            if fs::metadata(&target).is_ok_and(|m| m.is_file()) {
+            let there = fs::metadata(&target).is_ok_and(|m| m.is_file());
+            if there && existing == Existing::Keep {
                 // Already committed (by another repository, or a retried commit).
                 return match fs::remove_file(&upload) {
                     Err(e) if !is_not_found(&e) => Err(e.into()),
                     _ => Ok(()),
                 };
             }
+            // With `Replace`, the rename below swaps the upload in over the stored bytes.
             let file = match OpenOptions::new().write(true).open(&upload) {
                 Ok(f) => f,
+                // A retried commit: the upload became the blob.
+                Err(e) if is_not_found(&e) && there => return Ok(()),
                 Err(e) if is_not_found(&e) => return Err(BlobError::UploadNotFound(owned_id)),
                 Err(e) => return Err(e.into()),
             };

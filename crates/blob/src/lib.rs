@@ -57,6 +57,17 @@ pub enum BlobError {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UploadState(pub String);
 
+/// What a commit does when bytes are already stored under the digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Existing {
+    /// Keep them and drop the upload's (deduplication): the caller knows they were
+    /// committed by an upload that hashed them.
+    Keep,
+    /// Replace them, atomically, with the upload's own bytes, which the caller has hashed:
+    /// stored bytes nobody verified (crash or lost-claim leftovers) are never trusted.
+    Replace,
+}
+
 /// A committed blob being read.
 pub struct BlobRead {
     /// Total size of the blob (not of the range).
@@ -114,14 +125,18 @@ pub trait BlobStore: Send + Sync + 'static {
     ) -> Result<(UploadState, u64), BlobError>;
 
     /// Makes the first `len` bytes of the upload the blob `digest` (the caller has checked
-    /// the digest), durably, and removes the upload data. If the blob already exists the
-    /// upload data is simply removed.
+    /// the digest), durably, and removes the upload data. If the blob already exists, what
+    /// happens is `existing`'s: the upload data is simply removed ([`Existing::Keep`]), or
+    /// it replaces the stored bytes in one atomic step ([`Existing::Replace`]; readers see
+    /// the old bytes or the new, never a mixture or nothing). A commit retried after it
+    /// succeeded (the upload data is gone, the blob is there) succeeds.
     async fn upload_commit(
         &self,
         id: &str,
         state: &UploadState,
         len: u64,
         digest: &Digest,
+        existing: Existing,
     ) -> Result<(), BlobError>;
 
     /// Removes an upload's data; succeeds if there is none.

@@ -3,7 +3,7 @@
 //! durability. Clones share their contents, which is how a test plays "another process".
 
 use crate::keys::{self, check_upload_id};
-use crate::{BlobError, BlobRead, BlobStore, ByteStream, UploadState};
+use crate::{BlobError, BlobRead, BlobStore, ByteStream, Existing, UploadState};
 use async_trait::async_trait;
 use berth_oci::Digest;
 use bytes::{Bytes, BytesMut};
@@ -170,12 +170,14 @@ impl BlobStore for MemoryBlobStore {
         _state: &UploadState,
         len: u64,
         digest: &Digest,
+        existing: Existing,
     ) -> Result<(), BlobError> {
         check_upload_id(id)?;
         // Lock order: uploads, then blobs.
         let mut uploads = lock(&self.uploads);
         let mut blobs = lock(&self.blobs);
-        if blobs.contains_key(digest) {
+        let there = blobs.contains_key(digest);
+        if there && (existing == Existing::Keep || !uploads.contains_key(id)) {
             uploads.remove(id);
             return Ok(());
         }

@@ -26,7 +26,7 @@
 //! the upload's objects. The copy is one `CopyObject`, which AWS limits to 5 GiB.
 
 use crate::keys::{self, check_upload_id};
-use crate::{BlobError, BlobRead, BlobStore, ByteStream, UploadState};
+use crate::{BlobError, BlobRead, BlobStore, ByteStream, Existing, UploadState};
 use async_trait::async_trait;
 use berth_oci::Digest;
 use bytes::Bytes;
@@ -675,11 +675,13 @@ impl BlobStore for S3BlobStore {
         state: &UploadState,
         len: u64,
         digest: &Digest,
+        existing: Existing,
     ) -> Result<(), BlobError> {
         check_upload_id(id)?;
         let st = S3State::parse(state)?;
         let target = self.blob_key(digest);
-        if self.stat(digest).await?.is_some() {
+        let there = self.stat(digest).await?.is_some();
+        if there && existing == Existing::Keep {
             // Already there (pushed to another repository, or a retried commit).
             let mp = match self.marker(id).await {
                 Ok(m) => st.multipart.clone().or(m.multipart),
@@ -688,7 +690,14 @@ impl BlobStore for S3BlobStore {
             };
             return self.remove_upload(id, mp.as_deref()).await;
         }
-        let marker = self.marker(id).await?;
+        // With `Replace`, the put or copy below overwrites the stored object (one atomic
+        // step for S3 readers).
+        let marker = match self.marker(id).await {
+            Ok(m) => m,
+            // A retried commit: the upload became the blob.
+            Err(BlobError::UploadNotFound(_)) if there => return Ok(()),
+            Err(e) => return Err(e),
+        };
         let multipart = st.multipart.clone().or(marker.multipart);
         if len < st.sent {
             return Err(BlobError::Backend(format!(

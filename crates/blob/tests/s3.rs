@@ -136,7 +136,13 @@ async fn large_appends_become_parts() {
     assert_eq!(names, [("tail.8388608", 4 << 20)]);
     let d = berth_oci::Digest::sha256_of(&data);
     store
-        .upload_commit(id, &state, data.len() as u64, &d)
+        .upload_commit(
+            id,
+            &state,
+            data.len() as u64,
+            &d,
+            berth_blob::Existing::Keep,
+        )
         .await
         .expect("commit");
     conformance::assert_blob(&store, &d, &data).await;

@@ -58,6 +58,9 @@ impl From<MetaError> for CoreError {
             MetaError::MissingBlob(d) | MetaError::MissingManifest(d) => {
                 CoreError::ManifestBlobUnknown(d)
             }
+            e @ MetaError::BlobSizeMismatch { .. } => {
+                CoreError::ManifestInvalid(berth_oci::ManifestError::Invalid(e.to_string()))
+            }
             other => CoreError::Meta(other),
         }
     }

@@ -7,7 +7,7 @@ use crate::error::CoreError;
 use crate::registry::Registry;
 use berth_meta::{ManifestRecord, NewManifest};
 use berth_oci::manifest::MAX_MANIFEST_SIZE;
-use berth_oci::{media, Digest, ParsedManifest, Reference, RepoName, Tag};
+use berth_oci::{media, Digest, ManifestError, ParsedManifest, Reference, RepoName, Tag};
 use bytes::Bytes;
 use serde::Serialize;
 
@@ -68,9 +68,21 @@ impl Registry {
             Some(a) if !a.is_empty() => serde_json::to_string(a).ok(),
             _ => None,
         };
-        let mut blobs: Vec<Digest> = parsed.required_blobs().map(|d| d.digest.clone()).collect();
-        blobs.sort();
-        blobs.dedup();
+        // Each required blob with the size its descriptor gives (a negative size was
+        // refused by the parser); one digest given two sizes is a contradiction.
+        let mut sized: Vec<(Digest, u64)> = parsed
+            .required_blobs()
+            .map(|d| (d.digest.clone(), u64::try_from(d.size).unwrap_or(u64::MAX)))
+            .collect();
+        sized.sort();
+        sized.dedup();
+        if let Some(w) = sized.windows(2).find(|w| w[0].0 == w[1].0) {
+            return Err(CoreError::ManifestInvalid(ManifestError::Invalid(format!(
+                "descriptors of blob {} give different sizes ({} and {})",
+                w[0].0, w[0].1, w[1].1
+            ))));
+        }
+        let (blobs, blob_sizes): (Vec<Digest>, Vec<u64>) = sized.into_iter().unzip();
         let mut children: Vec<Digest> = parsed.manifests.iter().map(|d| d.digest.clone()).collect();
         children.sort();
         children.dedup();
@@ -82,6 +94,7 @@ impl Registry {
             annotations,
             bytes,
             blobs,
+            blob_sizes,
             children,
         };
         self.meta.manifest_put(repo, &m, tag).await?;
@@ -155,7 +168,7 @@ impl Registry {
         }
         let mut items = self
             .meta
-            .tags_list(repo, last, n + 1)
+            .tags_list(repo, last, n.saturating_add(1))
             .await?
             .ok_or(CoreError::NameUnknown)?;
         let more = items.len() > n as usize;
@@ -172,7 +185,7 @@ impl Registry {
                 more: false,
             });
         }
-        let mut items = self.meta.catalog(last, n + 1).await?;
+        let mut items = self.meta.catalog(last, n.saturating_add(1)).await?;
         let more = items.len() > n as usize;
         items.truncate(n as usize);
         Ok(Page { items, more })

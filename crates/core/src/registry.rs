@@ -5,12 +5,20 @@
 //! blob store's own state), written before each chunk is acknowledged: a restarted process
 //! or another replica continues from the last acknowledged byte. The hash is computed as
 //! the bytes stream through, so completing an upload never re-reads it.
+//!
+//! A request that changes a session (`PATCH`, `PUT`) first takes the session's write
+//! lease in the metadata store (`MetaStore::upload_lease`, a compare-and-swap on the row
+//! that also reads it) and only then writes a byte; it renews the lease while it works and
+//! releases it with the offset it advances. So a session has one writer across every
+//! replica, the offset it writes at is the one read under the lease, and acknowledged
+//! bytes are never rewritten (ARCHITECTURE.md, invariants 1 and 2).
 
 use crate::error::CoreError;
-use berth_blob::{BlobStore, ByteStream, UploadState};
-use berth_meta::{BlobClaim, MetaStore, UploadRecord};
+use berth_blob::{BlobStore, ByteStream, Existing, UploadState};
+use berth_meta::{BlobClaim, MetaStore, UploadLease, UploadRecord};
 use berth_oci::{Algorithm, Digest, Digester, RepoName};
 use futures::StreamExt;
+use std::future::Future;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -85,6 +93,13 @@ pub(crate) struct GcHooks {
 /// committing before giving up with 503.
 const TOMBSTONE_WAIT: Duration = Duration::from_secs(30);
 
+/// How long a request's write lease on an upload session lasts unless renewed: how long a
+/// session stays busy after the process writing it died. Replicas' clocks must agree to
+/// well within this.
+const LEASE_TTL_MS: i64 = 15_000;
+/// How often a request renews its lease while it writes or commits.
+const LEASE_RENEW: Duration = Duration::from_secs(5);
+
 pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -102,6 +117,15 @@ fn hashing(stream: ByteStream, hasher: Arc<Mutex<Digester>>) -> ByteStream {
             r
         })
         .boxed()
+}
+
+/// An upload id as this registry makes them; anything else names no session.
+fn check_upload_id(id: &str) -> Result<(), CoreError> {
+    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
+        return Err(CoreError::UploadUnknown);
+    }
+    Ok(())
 }
 
 fn take_hasher(h: Arc<Mutex<Digester>>) -> Digester {
@@ -167,13 +191,25 @@ impl Registry {
             .await?)
     }
 
-    /// Claims `digest` before its bytes are committed; waits while GC deletes it.
-    async fn claim(&self, digest: &Digest) -> Result<i64, CoreError> {
+    /// Claims `digest` before its bytes are committed; waits while GC deletes it. Returns
+    /// the claim's generation and what the commit is to do with bytes already stored under
+    /// the digest: keep them only if an upload that hashed them committed them.
+    async fn claim(&self, digest: &Digest) -> Result<(i64, Existing), CoreError> {
         let deadline = tokio::time::Instant::now() + TOMBSTONE_WAIT;
         let mut pause = Duration::from_millis(20);
         loop {
             match self.meta.blob_claim(digest).await? {
-                BlobClaim::Claimed { generation } => return Ok(generation),
+                BlobClaim::Claimed {
+                    generation,
+                    verified,
+                } => {
+                    let existing = if verified {
+                        Existing::Keep
+                    } else {
+                        Existing::Replace
+                    };
+                    return Ok((generation, existing));
+                }
                 BlobClaim::Deleting if tokio::time::Instant::now() < deadline => {
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_millis(500));
@@ -188,31 +224,48 @@ impl Registry {
     }
 
     /// Links a committed blob under the claim taken before its commit.
+    ///
+    /// Should GC have collected the claim meanwhile (possible with a short grace period),
+    /// its deletion of the bytes came either before this upload's commit wrote them (they
+    /// are there now, recorded by no row) or after (they are gone). So the digest is
+    /// claimed again (waiting out a tombstone) and, if the bytes are there, linked under
+    /// the new claim: the upload succeeds and leaves no unrecorded bytes for `fsck` to
+    /// report. If they are gone, or the claim keeps being lost, the client is told to
+    /// upload again; the new claim row then holds whatever is left for GC to delete like
+    /// any other unreferenced blob.
     async fn complete(
         &self,
         repo: &RepoName,
         digest: &Digest,
         size: u64,
-        generation: i64,
+        mut generation: i64,
         upload: Option<&str>,
     ) -> Result<(), CoreError> {
-        match self
-            .meta
-            .upload_complete(repo, digest, size, generation, upload)
-            .await
-        {
-            Ok(()) => Ok(()),
-            Err(berth_meta::MetaError::ClaimLost(d)) => {
-                if let Some(id) = upload {
-                    // Its data was consumed by the commit: the session cannot continue.
-                    let _ = self.meta.upload_delete(id).await;
+        const ATTEMPTS: usize = 3;
+        for _ in 0..ATTEMPTS {
+            match self
+                .meta
+                .upload_complete(repo, digest, size, generation, upload)
+                .await
+            {
+                Ok(()) => return Ok(()),
+                Err(berth_meta::MetaError::ClaimLost(_)) => {
+                    let (again, _) = self.claim(digest).await?;
+                    if self.blobs.stat(digest).await? != Some(size) {
+                        break;
+                    }
+                    generation = again;
                 }
-                Err(CoreError::Collecting(format!(
-                    "blob {d} was garbage-collected while this upload committed it; upload it again"
-                )))
+                Err(e) => return Err(e.into()),
             }
-            Err(e) => Err(e.into()),
         }
+        if let Some(id) = upload {
+            // Its data was consumed by the commit: the session cannot continue.
+            let _ = self.meta.upload_delete(id).await;
+        }
+        Err(CoreError::Collecting(format!(
+            "blob {digest} was garbage-collected while this upload committed it; upload it again"
+        )))
     }
 
     pub fn meta(&self) -> &Arc<dyn MetaStore> {
@@ -288,8 +341,19 @@ impl Registry {
         }
     }
 
-    /// Opens an upload session.
+    /// Opens an upload session, hashed with SHA-256.
     pub async fn upload_start(&self, repo: &RepoName) -> Result<UploadStatus, CoreError> {
+        self.upload_start_with(repo, Algorithm::Sha256).await
+    }
+
+    /// Opens an upload session whose bytes are hashed with `algorithm` as they arrive
+    /// (`POST ?digest-algorithm=`), so that completing it with a digest of that algorithm
+    /// needs no second pass.
+    pub async fn upload_start_with(
+        &self,
+        repo: &RepoName,
+        algorithm: Algorithm,
+    ) -> Result<UploadStatus, CoreError> {
         self.check_writable()?;
         let id = uuid::Uuid::new_v4().simple().to_string();
         let state = self.blobs.upload_start(&id).await?;
@@ -298,7 +362,7 @@ impl Registry {
             id: id.clone(),
             repo: repo.clone(),
             offset: 0,
-            hash_state: Digester::new(Algorithm::Sha256).to_bytes(),
+            hash_state: Digester::new(algorithm).to_bytes(),
             store_state: state.0,
             created_at: now,
             updated_at: now,
@@ -326,7 +390,7 @@ impl Registry {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let state = self.blobs.upload_start(&id).await?;
         let result = async {
-            let generation = self.claim(digest).await?;
+            let (generation, existing) = self.claim(digest).await?;
             let hasher = Arc::new(Mutex::new(Digester::new(digest.algorithm())));
             let (state, n) = self
                 .blobs
@@ -346,7 +410,9 @@ impl Registry {
                     actual,
                 });
             }
-            self.blobs.upload_commit(&id, &state, n, digest).await?;
+            self.blobs
+                .upload_commit(&id, &state, n, digest, existing)
+                .await?;
             Ok((n, generation))
         }
         .await;
@@ -379,12 +445,7 @@ impl Registry {
     }
 
     async fn upload_record(&self, repo: &RepoName, id: &str) -> Result<UploadRecord, CoreError> {
-        if id.is_empty()
-            || id.len() > 64
-            || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        {
-            return Err(CoreError::UploadUnknown);
-        }
+        check_upload_id(id)?;
         self.meta
             .upload_get(repo, id)
             .await?
@@ -404,28 +465,117 @@ impl Registry {
         })
     }
 
-    /// Appends a chunk. `range` is the `Content-Range` (inclusive); it must start at the
-    /// current offset.
+    /// Takes the write lease of session `id` of `repo`: the session as it stands, read
+    /// under the lease, and the lease's token. While another request holds it, waits (its
+    /// body unread) until it is released or has expired, so a client resuming after a
+    /// crash of the process that held it gets through once the lease runs out; a racing
+    /// request then finds the offset the other one advanced to, and its range is refused
+    /// by the caller's check.
+    async fn lease(&self, repo: &RepoName, id: &str) -> Result<(UploadRecord, String), CoreError> {
+        check_upload_id(id)?;
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_millis(LEASE_TTL_MS as u64) + LEASE_RENEW;
+        let mut pause = Duration::from_millis(10);
+        loop {
+            let now = now_ms();
+            match self
+                .meta
+                .upload_lease(repo, id, &token, now, now + LEASE_TTL_MS)
+                .await?
+            {
+                UploadLease::Held(rec) => return Ok((rec, token)),
+                UploadLease::Busy { offset } => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(CoreError::RangeInvalid { offset });
+                    }
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(250));
+                }
+                UploadLease::Missing => return Err(CoreError::UploadUnknown),
+            }
+        }
+    }
+
+    /// Runs `work` under the lease `token` of session `id`, renewing it every
+    /// [`LEASE_RENEW`]; should the lease be lost (the session was deleted, or this process
+    /// stalled past the lease), `work` is dropped, which stops its writes. The lease is
+    /// released if `work` fails (on success `work` itself released it, by advancing or by
+    /// completing the session).
+    async fn leased<T>(
+        &self,
+        id: &str,
+        token: &str,
+        work: impl Future<Output = Result<T, CoreError>>,
+    ) -> Result<T, CoreError> {
+        let result = async {
+            tokio::pin!(work);
+            let mut tick =
+                tokio::time::interval_at(tokio::time::Instant::now() + LEASE_RENEW, LEASE_RENEW);
+            loop {
+                tokio::select! {
+                    r = &mut work => return r,
+                    _ = tick.tick() => {
+                        let until = now_ms() + LEASE_TTL_MS;
+                        if !self.meta.upload_renew(id, token, until).await? {
+                            return Err(CoreError::UploadUnknown);
+                        }
+                    }
+                }
+            }
+        }
+        .await;
+        if result.is_err() {
+            let _ = self.meta.upload_release(id, token).await;
+        }
+        result
+    }
+
+    /// Appends a chunk under the session's lease `token`. `range` is the `Content-Range`
+    /// (inclusive); it must start at the current offset. With `persist`, the new offset is
+    /// acknowledged (and the lease released) by a compare-and-swap on lease and offset.
+    #[allow(clippy::too_many_arguments)]
     async fn append(
         &self,
         mut rec: UploadRecord,
+        token: &str,
         range: Option<(u64, u64)>,
         content_length: Option<u64>,
         body: ByteStream,
         hasher: Digester,
         persist: bool,
     ) -> Result<(UploadRecord, Digester), CoreError> {
-        if let Some((start, end)) = range {
-            if start != rec.offset || end < start {
-                return Err(CoreError::RangeInvalid { offset: rec.offset });
-            }
-            if let Some(cl) = content_length {
-                if cl != end - start + 1 {
-                    return Err(CoreError::SizeInvalid(format!(
-                        "Content-Range covers {} bytes but Content-Length is {cl}",
-                        end - start + 1
-                    )));
+        let expected = match range {
+            Some((start, end)) => {
+                if start != rec.offset || end < start {
+                    return Err(CoreError::RangeInvalid { offset: rec.offset });
                 }
+                // `end` is at least `start`, so this cannot wrap; but `end - start + 1`
+                // can (`0-18446744073709551615`).
+                let len = (end - start).checked_add(1).ok_or_else(|| {
+                    CoreError::SizeInvalid(format!("Content-Range {start}-{end} is too large"))
+                })?;
+                if let Some(cl) = content_length {
+                    if cl != len {
+                        return Err(CoreError::SizeInvalid(format!(
+                            "Content-Range covers {len} bytes but Content-Length is {cl}"
+                        )));
+                    }
+                }
+                Some(len)
+            }
+            None => content_length,
+        };
+        if let Some(len) = expected {
+            if rec
+                .offset
+                .checked_add(len)
+                .is_none_or(|e| e > i64::MAX as u64)
+            {
+                return Err(CoreError::SizeInvalid(format!(
+                    "an upload of {len} more bytes after {} is too large",
+                    rec.offset
+                )));
             }
         }
         let hasher = Arc::new(Mutex::new(hasher));
@@ -438,7 +588,6 @@ impl Registry {
                 hashing(body, hasher.clone()),
             )
             .await?;
-        let expected = range.map(|(s, e)| e - s + 1).or(content_length);
         if let Some(want) = expected {
             if want != n {
                 return Err(CoreError::SizeInvalid(format!(
@@ -448,7 +597,11 @@ impl Registry {
         }
         let hasher = take_hasher(hasher);
         let prev = rec.offset;
-        rec.offset += n;
+        rec.offset = prev.checked_add(n).ok_or_else(|| {
+            CoreError::SizeInvalid(format!(
+                "an upload of {n} more bytes after {prev} is too large"
+            ))
+        })?;
         rec.hash_state = hasher.to_bytes();
         rec.store_state = state.0;
         rec.updated_at = now_ms();
@@ -458,16 +611,18 @@ impl Registry {
             // on the next append.
             return Ok((rec, hasher));
         }
-        self.meta
-            .upload_advance(&rec, prev)
-            .await
-            .map_err(|e| match e {
-                berth_meta::MetaError::UploadConflict(_) => {
-                    CoreError::RangeInvalid { offset: prev }
+        match self.meta.upload_advance(&rec, prev, token).await {
+            Ok(()) => Ok((rec, hasher)),
+            // The lease was lost meanwhile: the session was deleted (`DELETE`, expiry), or
+            // this request stalled past the lease and another took it over.
+            Err(berth_meta::MetaError::UploadConflict(_)) => {
+                match self.meta.upload_get(&rec.repo, &rec.id).await? {
+                    None => Err(CoreError::UploadUnknown),
+                    Some(now) => Err(CoreError::RangeInvalid { offset: now.offset }),
                 }
-                other => other.into(),
-            })?;
-        Ok((rec, hasher))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     fn restore_hasher(rec: &UploadRecord) -> Result<Digester, CoreError> {
@@ -489,11 +644,21 @@ impl Registry {
         body: ByteStream,
     ) -> Result<UploadStatus, CoreError> {
         self.check_writable()?;
-        let rec = self.upload_record(repo, id).await?;
-        let hasher = Self::restore_hasher(&rec)?;
-        let (rec, _) = self
-            .append(rec, range, content_length, body, hasher, true)
-            .await?;
+        let (rec, token) = self.lease(repo, id).await?;
+        let work = async {
+            let hasher = Self::restore_hasher(&rec)?;
+            self.append(
+                rec.clone(),
+                &token,
+                range,
+                content_length,
+                body,
+                hasher,
+                true,
+            )
+            .await
+        };
+        let (rec, _) = self.leased(id, &token, work).await?;
         Ok(UploadStatus {
             id: rec.id,
             offset: rec.offset,
@@ -512,27 +677,40 @@ impl Registry {
         body: Option<ByteStream>,
     ) -> Result<u64, CoreError> {
         self.check_writable()?;
-        let mut rec = self.upload_record(repo, id).await?;
+        let (rec, token) = self.lease(repo, id).await?;
+        let work = self.finish_leased(repo, rec, &token, digest, range, content_length, body);
+        self.leased(id, &token, work).await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn finish_leased(
+        &self,
+        repo: &RepoName,
+        mut rec: UploadRecord,
+        token: &str,
+        digest: &Digest,
+        range: Option<(u64, u64)>,
+        content_length: Option<u64>,
+        body: Option<ByteStream>,
+    ) -> Result<u64, CoreError> {
         let mut hasher = Self::restore_hasher(&rec)?;
-        if hasher.algorithm() != digest.algorithm() {
-            if rec.offset == 0 {
-                hasher = Digester::new(digest.algorithm());
-            } else {
-                return Err(CoreError::Unsupported(format!(
-                    "a chunked upload is verified with {}; send {} content in one request",
-                    hasher.algorithm().as_str(),
-                    digest.algorithm().as_str()
-                )));
-            }
+        // Bytes already staged were hashed with the session's algorithm; a digest of
+        // another one is verified by a second pass over them (`commit_rehashed`).
+        let rehash = hasher.algorithm() != digest.algorithm() && rec.offset > 0;
+        if hasher.algorithm() != digest.algorithm() && !rehash {
+            hasher = Digester::new(digest.algorithm());
         }
         if let Some(body) = body {
             let (r, h) = self
-                .append(rec, range, content_length, body, hasher, false)
+                .append(rec, token, range, content_length, body, hasher, false)
                 .await?;
             rec = r;
             hasher = h;
         }
         let actual = hasher.finish();
+        if rehash {
+            return self.commit_rehashed(repo, &rec, &actual, digest).await;
+        }
         if &actual != digest {
             return Err(CoreError::DigestMismatch {
                 expected: digest.clone(),
@@ -541,18 +719,83 @@ impl Registry {
         }
         // Claimed before the commit: the store's commit keeps bytes that already exist, and
         // those must not be GC's to delete meanwhile (ARCHITECTURE.md, invariant 9).
-        let generation = self.claim(digest).await?;
+        let (generation, existing) = self.claim(digest).await?;
         self.blobs
             .upload_commit(
                 &rec.id,
                 &UploadState(rec.store_state.clone()),
                 rec.offset,
                 digest,
+                existing,
             )
             .await?;
         self.complete(repo, digest, rec.offset, generation, Some(&rec.id))
             .await?;
         Ok(rec.offset)
+    }
+
+    /// Completes a session with a digest of another algorithm than the one its bytes were
+    /// hashed with as they arrived (`staged`, their digest in that algorithm). The bytes
+    /// are committed and linked under `staged` first (verified, so content-addressed
+    /// correctly; an unreferenced link GC collects like any other), then read back through
+    /// the requested algorithm into a new upload, which is committed under `digest` only if
+    /// it hashes to it. Costs a second pass over the bytes, only for such uploads; clients
+    /// that say `?digest-algorithm=` on POST avoid it. On a mismatch the session is gone
+    /// (its data was consumed).
+    async fn commit_rehashed(
+        &self,
+        repo: &RepoName,
+        rec: &UploadRecord,
+        staged: &Digest,
+        digest: &Digest,
+    ) -> Result<u64, CoreError> {
+        let (generation, existing) = self.claim(staged).await?;
+        self.blobs
+            .upload_commit(
+                &rec.id,
+                &UploadState(rec.store_state.clone()),
+                rec.offset,
+                staged,
+                existing,
+            )
+            .await?;
+        self.complete(repo, staged, rec.offset, generation, None)
+            .await?;
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let state = self.blobs.upload_start(&id).await?;
+        let copied = async {
+            let (generation, existing) = self.claim(digest).await?;
+            let read = self.blobs.get(staged, None).await?;
+            let hasher = Arc::new(Mutex::new(Digester::new(digest.algorithm())));
+            let (state, n) = self
+                .blobs
+                .upload_append(&id, &state, 0, hashing(read.stream, hasher.clone()))
+                .await?;
+            let actual = take_hasher(hasher).finish();
+            if &actual != digest {
+                return Err(CoreError::DigestMismatch {
+                    expected: digest.clone(),
+                    actual,
+                });
+            }
+            self.blobs
+                .upload_commit(&id, &state, n, digest, existing)
+                .await?;
+            Ok((n, generation))
+        }
+        .await;
+        match copied {
+            Ok((n, generation)) => {
+                self.complete(repo, digest, n, generation, Some(&rec.id))
+                    .await?;
+                Ok(n)
+            }
+            Err(e) => {
+                let _ = self.blobs.upload_abort(&id, &state).await;
+                let _ = self.meta.upload_delete(&rec.id).await;
+                Err(e)
+            }
+        }
     }
 
     /// `DELETE` of an upload: forgets it and its data.

@@ -81,15 +81,23 @@ fn duration(text: &str, what: &str) -> Result<Duration, ApiError> {
             "{what}: {text:?} is not a duration such as 90s, 30m, 1h"
         ))
     })?;
+    let bad = || {
+        invalid(format!(
+            "{what}: {text:?} is not a duration such as 90s, 30m, 1h"
+        ))
+    };
+    let secs = |per: u64| {
+        n.checked_mul(per)
+            .map(Duration::from_secs)
+            .ok_or_else(|| invalid(format!("{what}: {text:?} is too long")))
+    };
     match unit {
         "ms" => Ok(Duration::from_millis(n)),
         "" | "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        "h" => Ok(Duration::from_secs(n * 3600)),
-        "d" => Ok(Duration::from_secs(n * 86_400)),
-        _ => Err(invalid(format!(
-            "{what}: {text:?} is not a duration such as 90s, 30m, 1h"
-        ))),
+        "m" => secs(60),
+        "h" => secs(3600),
+        "d" => secs(86_400),
+        _ => Err(bad()),
     }
 }
 

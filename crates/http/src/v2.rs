@@ -12,7 +12,7 @@ use berth_auth::rbac::Permission;
 use berth_blob::ByteStream;
 use berth_core::registry::ByteRange;
 use berth_core::{Caller, CoreError, Verdict};
-use berth_oci::{Digest, ErrorCode, RepoName};
+use berth_oci::{Algorithm, Digest, ErrorCode, RepoName};
 use futures::{StreamExt, TryStreamExt};
 
 type Result<T> = std::result::Result<T, ApiError>;
@@ -467,7 +467,18 @@ async fn dispatch(st: &AppState, caller: &Caller, ep: Endpoint, req: Request) ->
                     .await?;
                 return Ok(blob_created(&repo, &digest));
             }
-            let up = reg.upload_start(&repo).await?;
+            // The spec's `digest-algorithm`: hash the session's bytes with it as they arrive.
+            let algorithm = match query.get("digest-algorithm") {
+                None | Some("sha256") => Algorithm::Sha256,
+                Some("sha512") => Algorithm::Sha512,
+                Some(other) => {
+                    return Err(CoreError::Unsupported(format!(
+                        "digest-algorithm {other:?}: sha256 and sha512 are supported"
+                    ))
+                    .into())
+                }
+            };
+            let up = reg.upload_start_with(&repo, algorithm).await?;
             Ok(upload_accepted(
                 st,
                 &repo,

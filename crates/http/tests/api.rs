@@ -916,3 +916,182 @@ async fn chunk_min_length_is_advertised_when_configured() {
         .await;
     assert_eq!(r.header("oci-chunk-min-length"), "5242880");
 }
+
+/// Client-supplied numbers never wrap (issue 10, item 13): a `Content-Range` whose length
+/// overflows (`0-18446744073709551615`, empty body) or a `Content-Length` past any size is
+/// refused and leaves the session where it was; a manifest whose descriptor gives a blob
+/// another size than the stored one is `MANIFEST_INVALID`.
+#[tokio::test]
+async fn client_numbers_never_wrap_and_descriptor_sizes_must_match() {
+    let a = app().await;
+    let r = a
+        .req("POST", "/v2/n/blobs/uploads/", &[], Body::empty())
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    let loc = r.header("location").to_string();
+    for (range, len) in [
+        ("0-18446744073709551615", "0"),
+        ("bytes 0-18446744073709551615/*", "0"),
+    ] {
+        let r = a
+            .req(
+                "PATCH",
+                &loc,
+                &[("content-range", range), ("content-length", len)],
+                Body::empty(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "Content-Range {range}");
+        assert_eq!(r.code(), "SIZE_INVALID");
+    }
+    let r = a
+        .req(
+            "PATCH",
+            &loc,
+            &[("content-length", "18446744073709551615")],
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "huge Content-Length");
+    let d = Digest::sha256_of(b"x");
+    let r = a
+        .req(
+            "PUT",
+            &format!("{loc}?digest={d}"),
+            &[
+                ("content-range", "0-18446744073709551615"),
+                ("content-length", "1"),
+            ],
+            b"x".to_vec(),
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::BAD_REQUEST,
+        "PUT with a wrapping range"
+    );
+    let r = a.req("GET", &loc, &[], Body::empty()).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_eq!(r.header("range"), "0-0", "the session did not move");
+    // The session still works.
+    let r = a
+        .req(
+            "PATCH",
+            &loc,
+            &[("content-range", "0-2"), ("content-length", "3")],
+            b"abc".to_vec(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    assert_eq!(r.header("range"), "0-2");
+    // A range read past the end of the u64 range is clamped, not wrapped.
+    let blob = a.push_blob("n", b"ranged").await;
+    let r = a
+        .req(
+            "GET",
+            &format!("/v2/n/blobs/{blob}"),
+            &[("range", "bytes=2-18446744073709551615")],
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(&r.body[..], b"nged");
+
+    // Descriptor sizes against stored sizes.
+    let cfg = a.push_blob("n", b"{}").await;
+    let layer = a.push_blob("n", b"layer bytes").await;
+    for (cfg_size, layer_size) in [(3, 11), (2, 10), (2, 12)] {
+        let m = image_manifest(&cfg, cfg_size, &layer, layer_size, "");
+        let r = a
+            .req(
+                "PUT",
+                "/v2/n/manifests/sizes",
+                &[("content-type", OCI_MANIFEST)],
+                m,
+            )
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::BAD_REQUEST,
+            "sizes {cfg_size}/{layer_size}"
+        );
+        assert_eq!(r.code(), "MANIFEST_INVALID");
+    }
+    let r = a
+        .req(
+            "PUT",
+            "/v2/n/manifests/sizes",
+            &[("content-type", OCI_MANIFEST)],
+            image_manifest(&cfg, 2, &layer, 11, ""),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "the right sizes");
+}
+
+/// Chunked and streamed uploads completed with a `sha512:` digest (issue 10, item 20):
+/// hashed with SHA-512 from the start when the POST says `?digest-algorithm=sha512`, else
+/// verified at completion by a second pass over the staged bytes; a wrong digest is
+/// `DIGEST_INVALID`, an unknown algorithm `UNSUPPORTED`.
+#[tokio::test]
+async fn sha512_chunked_uploads() {
+    let a = app().await;
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let d512 = Digest::of(berth_oci::Algorithm::Sha512, &data);
+    for post in [
+        "/v2/s/blobs/uploads/?digest-algorithm=sha512",
+        "/v2/s/blobs/uploads/",
+    ] {
+        let r = a.req("POST", post, &[], Body::empty()).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{post}");
+        let loc = r.header("location").to_string();
+        let r = a
+            .req(
+                "PATCH",
+                &loc,
+                &[("content-range", "0-99999"), ("content-length", "100000")],
+                data[..100_000].to_vec(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED);
+        // The rest streamed with the PUT.
+        let r = a
+            .req(
+                "PUT",
+                &format!("{loc}?digest={d512}"),
+                &[("content-length", "200000")],
+                data[100_000..].to_vec(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{post}: {:?}", r.body);
+        let r = a
+            .req("GET", &format!("/v2/s/blobs/{d512}"), &[], Body::empty())
+            .await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(&r.body[..], &data[..]);
+    }
+    // A wrong sha512 digest, after chunks hashed with sha256.
+    let r = a
+        .req("POST", "/v2/s/blobs/uploads/", &[], Body::empty())
+        .await;
+    let loc = r.header("location").to_string();
+    let r = a
+        .req("PATCH", &loc, &[("content-length", "5")], b"hello".to_vec())
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    let wrong = Digest::of(berth_oci::Algorithm::Sha512, b"other");
+    let r = a
+        .req("PUT", &format!("{loc}?digest={wrong}"), &[], Body::empty())
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.code(), "DIGEST_INVALID");
+    let r = a
+        .req(
+            "POST",
+            "/v2/s/blobs/uploads/?digest-algorithm=md5",
+            &[],
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.code(), "UNSUPPORTED");
+}

@@ -18,7 +18,7 @@
 //! This is test support compiled into the library so that other crates (wrappers adding
 //! metrics or fault injection) can run it against their own stores; it panics by design.
 
-use crate::{MetaError, MetaStore, NewManifest, Referrer, UploadRecord};
+use crate::{MetaError, MetaStore, NewManifest, Referrer, UploadLease, UploadRecord};
 use berth_oci::{Digest, RepoName, Tag};
 use bytes::Bytes;
 use std::sync::Arc;
@@ -88,6 +88,7 @@ macro_rules! meta_store_conformance {
             tags_list_unknown_and_empty_repositories,
             tags_list_orders_bytewise_and_pages,
             manifest_roundtrip_keeps_bytes,
+            manifest_blob_size_must_match,
             manifest_reput_moves_tag,
             manifest_put_missing_blob_writes_nothing,
             manifest_put_in_unknown_repo_writes_nothing,
@@ -219,6 +220,7 @@ fn image(config: &Digest, layers: &[Digest], salt: &str) -> NewManifest {
         subject: None,
         annotations: Some(format!(r#"{{"salt":"{salt}"}}"#)),
         bytes,
+        blob_sizes: blobs.iter().map(size_of).collect(),
         blobs,
         children: vec![],
     }
@@ -244,6 +246,7 @@ fn index(children: &[Digest], salt: &str) -> NewManifest {
         annotations: None,
         bytes,
         blobs: vec![],
+        blob_sizes: vec![],
         children: children.to_vec(),
     }
 }
@@ -265,6 +268,7 @@ fn referrer(subject: &Digest, artifact_type: &str, config: &Digest, salt: &str) 
         annotations: Some(format!(r#"{{"salt":"{salt}"}}"#)),
         bytes,
         blobs: vec![config.clone()],
+        blob_sizes: vec![size_of(config)],
         children: vec![],
     }
 }
@@ -699,6 +703,38 @@ pub async fn tags_list_orders_bytewise_and_pages(store: Store) {
 }
 
 /// A manifest comes back byte for byte, by digest and by tag.
+/// A manifest whose descriptor gives a linked blob another size than the stored one is
+/// refused (`BlobSizeMismatch`, nothing written), by the query that checks the link.
+pub async fn manifest_blob_size_must_match(store: Store) {
+    let r = repo("sizes/app");
+    let (cfg, layer) = (blob("size cfg"), blob("size layer"));
+    link(&store, &r, &cfg).await;
+    link(&store, &r, &layer).await;
+    let mut m = image(&cfg, std::slice::from_ref(&layer), "sizes");
+    m.blob_sizes[1] += 1;
+    match store.manifest_put(&r, &m, None).await {
+        Err(MetaError::BlobSizeMismatch {
+            digest,
+            declared,
+            stored,
+        }) => {
+            assert_eq!(digest, layer);
+            assert_eq!((declared, stored), (size_of(&layer) + 1, size_of(&layer)));
+        }
+        other => panic!("expected BlobSizeMismatch, got {other:?}"),
+    }
+    assert_eq!(
+        store.manifest_get(&r, &m.digest).await.expect("get"),
+        None,
+        "nothing written"
+    );
+    let good = image(&cfg, &[layer], "sizes");
+    store
+        .manifest_put(&r, &good, None)
+        .await
+        .expect("sizes that match");
+}
+
 pub async fn manifest_roundtrip_keeps_bytes(store: Store) {
     let r = repo("library/app");
     let cfg = blob("cfg");
@@ -718,6 +754,7 @@ pub async fn manifest_roundtrip_keeps_bytes(store: Store) {
         annotations: None,
         bytes: bytes.clone(),
         blobs: vec![cfg.clone()],
+        blob_sizes: vec![size_of(&cfg)],
         children: vec![],
     };
     assert_eq!(
@@ -1198,8 +1235,16 @@ pub async fn upload_lifecycle(store: Store) {
     next.store_state = "part 1".to_string();
     next.updated_at = rec.updated_at + 1500;
     next.created_at = 42; // not part of an advance
+    assert!(
+        matches!(
+            store.upload_advance(&next, 0, "nobody").await,
+            Err(MetaError::UploadConflict(_))
+        ),
+        "an advance needs the lease"
+    );
+    take_lease(&store, &r, &rec.id, "lease-1").await;
     store
-        .upload_advance(&next, 0)
+        .upload_advance(&next, 0, "lease-1")
         .await
         .expect("upload_advance");
     let got = store
@@ -1216,10 +1261,11 @@ pub async fn upload_lifecycle(store: Store) {
         "created_at is not changed by an advance"
     );
 
-    // A stale expected offset loses.
+    // A stale expected offset loses, even under the lease.
+    take_lease(&store, &r, &rec.id, "lease-2").await;
     let mut stale = rec.clone();
     stale.offset = 10;
-    match store.upload_advance(&stale, 0).await {
+    match store.upload_advance(&stale, 0, "lease-2").await {
         Err(MetaError::UploadConflict(id)) => assert_eq!(id, rec.id),
         other => panic!("expected UploadConflict, got {other:?}"),
     }
@@ -1233,12 +1279,52 @@ pub async fn upload_lifecycle(store: Store) {
         "a lost advance changes nothing"
     );
 
+    // The advance released the first lease; the second is still held.
+    let now = crate::convert::now_ms();
+    assert!(matches!(
+        store
+            .upload_lease(&r, &rec.id, "lease-3", now, now + 60_000)
+            .await
+            .expect("upload_lease"),
+        UploadLease::Busy { offset } if offset == next.offset
+    ));
+    assert!(store
+        .upload_renew(&rec.id, "lease-2", now + 60_000)
+        .await
+        .expect("renew"));
+    assert!(!store
+        .upload_renew(&rec.id, "lease-3", now + 60_000)
+        .await
+        .expect("renew"));
     let mut again = next.clone();
     again.offset = next.offset + 1;
     store
-        .upload_advance(&again, next.offset)
+        .upload_advance(&again, next.offset, "lease-2")
         .await
         .expect("second advance");
+    // An expired lease is taken over; a released one is free.
+    take_lease(&store, &r, &rec.id, "lease-4").await;
+    store
+        .upload_renew(&rec.id, "lease-4", now - 1)
+        .await
+        .expect("renew");
+    take_lease(&store, &r, &rec.id, "lease-5").await;
+    store
+        .upload_release(&rec.id, "lease-4")
+        .await
+        .expect("a release of a lost lease changes nothing");
+    assert!(matches!(
+        store
+            .upload_lease(&r, &rec.id, "lease-6", now, now + 1)
+            .await
+            .expect("upload_lease"),
+        UploadLease::Busy { .. }
+    ));
+    store
+        .upload_release(&rec.id, "lease-5")
+        .await
+        .expect("release");
+    take_lease(&store, &r, &rec.id, "lease-7").await;
 
     assert!(store.upload_delete(&rec.id).await.expect("upload_delete"));
     assert_eq!(store.upload_count().await.expect("upload_count"), 0);
@@ -1251,9 +1337,16 @@ pub async fn upload_lifecycle(store: Store) {
         None
     );
     assert!(matches!(
-        store.upload_advance(&again, again.offset).await,
+        store.upload_advance(&again, again.offset, "lease-7").await,
         Err(MetaError::UploadConflict(_))
     ));
+    assert_eq!(
+        store
+            .upload_lease(&r, &rec.id, "lease-8", now, now + 1)
+            .await
+            .expect("upload_lease"),
+        UploadLease::Missing
+    );
     assert!(!store
         .upload_delete("never-existed")
         .await
@@ -1278,11 +1371,19 @@ pub async fn upload_is_found_only_in_its_repository(store: Store) {
         None
     );
 
+    let now = crate::convert::now_ms();
+    assert_eq!(
+        store
+            .upload_lease(&b, &rec.id, "l", now, now + 60_000)
+            .await
+            .expect("upload_lease"),
+        UploadLease::Missing
+    );
     let mut wrong = rec.clone();
     wrong.repo = b.clone();
     wrong.offset = 7;
     assert!(matches!(
-        store.upload_advance(&wrong, 0).await,
+        store.upload_advance(&wrong, 0, "l").await,
         Err(MetaError::UploadConflict(_))
     ));
     assert_eq!(
@@ -1424,8 +1525,9 @@ pub async fn concurrent_manifest_put_same_tag(store: Store) {
     }
 }
 
-/// Advances racing from the same offset: exactly one wins, the others get `UploadConflict`
-/// and the session holds the winner's state.
+/// Requests racing for one session's write lease and then advancing from offset 0: the
+/// others find it busy while one holds it; exactly one advances, and the session holds its
+/// state.
 pub async fn concurrent_upload_advance_one_wins(store: Store) {
     let r = repo("race/upload");
     let rec = upload("race-upload", &r);
@@ -1433,26 +1535,39 @@ pub async fn concurrent_upload_advance_one_wins(store: Store) {
     let mut tasks = Vec::new();
     for i in 0..TASKS {
         let store = Arc::clone(&store);
+        let r = r.clone();
         let mut next = rec.clone();
         next.offset = 1000 + i as u64;
         next.hash_state = vec![u8::try_from(i).unwrap_or(0); 8];
         next.store_state = format!("state {i}");
         next.updated_at = rec.updated_at + 1;
         tasks.push(tokio::spawn(async move {
-            let res = store.upload_advance(&next, 0).await;
-            (next, res)
+            let token = format!("lease {i}");
+            let now = crate::convert::now_ms();
+            let got = store
+                .upload_lease(&r, &next.id, &token, now, now + 60_000)
+                .await;
+            let adv = store.upload_advance(&next, 0, &token).await;
+            (next, got, adv)
         }));
     }
     let mut winners = Vec::new();
     for t in tasks {
-        let (next, res) = t.await.expect("task");
-        match res {
-            Ok(()) => winners.push(next),
-            Err(MetaError::UploadConflict(id)) => assert_eq!(id, rec.id),
-            Err(e) => panic!("unexpected error from a racing upload_advance: {e}"),
+        let (next, got, adv) = t.await.expect("task");
+        match got.expect("upload_lease") {
+            UploadLease::Held(cur) if cur.offset == 0 => {
+                adv.expect("the holder advances");
+                winners.push(next);
+            }
+            // Taken after the winner advanced (and released): a stale offset loses.
+            UploadLease::Held(_) | UploadLease::Busy { .. } => match adv {
+                Err(MetaError::UploadConflict(id)) => assert_eq!(id, rec.id),
+                other => panic!("an advance without the lease: {other:?}"),
+            },
+            UploadLease::Missing => panic!("the session is there"),
         }
     }
-    assert_eq!(winners.len(), 1, "exactly one advance wins");
+    assert_eq!(winners.len(), 1, "exactly one request takes the lease");
     let got = store
         .upload_get(&r, &rec.id)
         .await
@@ -1461,6 +1576,19 @@ pub async fn concurrent_upload_advance_one_wins(store: Store) {
     assert_eq!(got.offset, winners[0].offset);
     assert_eq!(got.hash_state, winners[0].hash_state);
     assert_eq!(got.store_state, winners[0].store_state);
+}
+
+/// Takes the write lease of a session for a minute, or panics.
+async fn take_lease(store: &Store, r: &RepoName, id: &str, token: &str) -> UploadRecord {
+    let now = crate::convert::now_ms();
+    match store
+        .upload_lease(r, id, token, now, now + 60_000)
+        .await
+        .expect("upload_lease")
+    {
+        UploadLease::Held(rec) => rec,
+        other => panic!("lease {token} not taken: {other:?}"),
+    }
 }
 
 /// Many tasks linking blobs into one new repository at once: all succeed, one repository.

@@ -4,7 +4,7 @@
 
 use crate::{MetaError, NewManifest};
 use berth_oci::{Digest, RepoName};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Now, in unix milliseconds.
@@ -43,11 +43,23 @@ pub(crate) fn stored_repo(s: &str) -> Result<RepoName, MetaError> {
 /// child; `None` if nothing is missing.
 pub(crate) fn first_missing(
     m: &NewManifest,
-    blobs_present: &HashSet<String>,
+    blobs_present: &HashMap<String, i64>,
     children_present: &HashSet<String>,
 ) -> Option<MetaError> {
-    if let Some(d) = m.blobs.iter().find(|d| !blobs_present.contains(d.as_str())) {
-        return Some(MetaError::MissingBlob(d.clone()));
+    for (i, d) in m.blobs.iter().enumerate() {
+        let Some(&stored) = blobs_present.get(d.as_str()) else {
+            return Some(MetaError::MissingBlob(d.clone()));
+        };
+        let stored = u64::try_from(stored).unwrap_or(0);
+        if let Some(&declared) = m.blob_sizes.get(i) {
+            if declared != stored {
+                return Some(MetaError::BlobSizeMismatch {
+                    digest: d.clone(),
+                    declared,
+                    stored,
+                });
+            }
+        }
     }
     m.children
         .iter()

@@ -16,8 +16,11 @@ use serde::{Deserialize, Serialize};
 pub enum BlobClaim {
     /// The row exists (created now if it did not) and will not be collected before the
     /// grace period has passed; `generation` must be presented to
-    /// [`upload_complete`](crate::MetaStore::upload_complete).
-    Claimed { generation: i64 },
+    /// [`upload_complete`](crate::MetaStore::upload_complete). `verified`: the row is live
+    /// and its bytes were committed by an upload that hashed them, so a commit may keep the
+    /// stored bytes instead of its own; otherwise whatever is stored under the digest (crash
+    /// or lost-claim leftovers, bytes from before issue 10) is replaced.
+    Claimed { generation: i64, verified: bool },
     /// GC is deleting the bytes of this digest: wait until the tombstone is gone.
     Deleting,
 }

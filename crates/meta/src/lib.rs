@@ -55,6 +55,13 @@ pub enum MetaError {
     /// An index references a manifest the repository does not hold.
     #[error("manifest {0} is not known in this repository")]
     MissingManifest(Digest),
+    /// A manifest's descriptor gives a blob another size than the stored blob has.
+    #[error("the descriptor of blob {digest} gives size {declared}, the blob has {stored} bytes")]
+    BlobSizeMismatch {
+        digest: Digest,
+        declared: u64,
+        stored: u64,
+    },
     /// A compare-and-swap on an upload lost a race with another request.
     #[error("upload {0} was changed concurrently")]
     UploadConflict(String),
@@ -110,6 +117,19 @@ pub struct UploadRecord {
     pub updated_at: i64,
 }
 
+/// What taking the write lease of an upload session found (see
+/// [`MetaStore::upload_lease`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UploadLease {
+    /// The lease is the caller's until it advances, releases or lets it expire: the session
+    /// as it stands, read under the lease.
+    Held(UploadRecord),
+    /// Another request holds an unexpired lease; the acknowledged offset.
+    Busy { offset: u64 },
+    /// No such session in the repository.
+    Missing,
+}
+
 /// A manifest to store.
 #[derive(Debug, Clone)]
 pub struct NewManifest {
@@ -124,6 +144,9 @@ pub struct NewManifest {
     pub bytes: Bytes,
     /// Blobs that must be linked in the repository (config, non-foreign layers).
     pub blobs: Vec<Digest>,
+    /// The size the manifest's descriptor gives each of `blobs` (same order and length):
+    /// checked against the stored blob in the query that checks the link.
+    pub blob_sizes: Vec<u64>,
     /// Manifests that must exist in the repository (an index's children).
     pub children: Vec<Digest>,
 }
@@ -201,12 +224,35 @@ pub trait MetaStore: Send + Sync + 'static {
         id: &str,
     ) -> Result<Option<UploadRecord>, MetaError>;
 
-    /// Replaces the session's offset, hash state, store state and `updated_at` if its offset
-    /// is still `expected_offset`; `UploadConflict` otherwise (or if it is gone).
+    /// Takes the write lease of session `id` of `repo` for `lease` (a token unique to the
+    /// caller) until `until` (unix ms), if no other lease is held at `now`, and returns the
+    /// session as it stands, in one statement: the compare-and-swap that makes a request the
+    /// session's only writer, on every replica, before it writes a byte. Also counts as
+    /// activity (`updated_at = now`), so stale-session expiry spares a session being written.
+    async fn upload_lease(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        lease: &str,
+        now: i64,
+        until: i64,
+    ) -> Result<UploadLease, MetaError>;
+
+    /// Extends a held lease to `until` (and `updated_at`); `false` if `lease` no longer
+    /// holds it (the session was deleted, or the lease expired and was taken).
+    async fn upload_renew(&self, id: &str, lease: &str, until: i64) -> Result<bool, MetaError>;
+
+    /// Gives up a held lease without advancing (a request that failed before acknowledging).
+    async fn upload_release(&self, id: &str, lease: &str) -> Result<(), MetaError>;
+
+    /// Replaces the session's offset, hash state, store state and `updated_at` and releases
+    /// the lease, if `lease` still holds it and the offset is still `expected_offset`;
+    /// `UploadConflict` otherwise (or if it is gone).
     async fn upload_advance(
         &self,
         rec: &UploadRecord,
         expected_offset: u64,
+        lease: &str,
     ) -> Result<(), MetaError>;
 
     /// Removes a session; `false` if it was not there.

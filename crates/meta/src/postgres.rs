@@ -14,7 +14,7 @@ use crate::convert::{first_missing, from_db, now_ms, stored_digest, stored_repo,
 use crate::postgres_gc as gc;
 use crate::{
     BlobClaim, GcBatch, GcLease, GcPass, GcRun, GcSettings, ManifestRecord, MetaError, MetaStore,
-    NewManifest, Referrer, UploadRecord,
+    NewManifest, Referrer, UploadLease, UploadRecord,
 };
 use async_trait::async_trait;
 use berth_oci::{Digest, RepoName, Tag};
@@ -22,7 +22,7 @@ use bytes::Bytes;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, Executor};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -382,16 +382,91 @@ impl MetaStore for PgMetaStore {
         .transpose()
     }
 
+    async fn upload_lease(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        lease: &str,
+        now: i64,
+        until: i64,
+    ) -> Result<UploadLease, MetaError> {
+        // A concurrent taker waits for the row lock, then re-checks the WHERE clause against
+        // the committed row, which now holds an unexpired lease: one of them gets it.
+        let row: Option<(i64, Vec<u8>, String, i64)> = sqlx::query_as(
+            "UPDATE uploads SET lease = $3, lease_until = $5, updated_at = $4 \
+             WHERE id = $1 AND repo_id = (SELECT id FROM repositories WHERE name = $2) \
+             AND (lease IS NULL OR lease_until < $4) \
+             RETURNING \"offset\", hash_state, store_state, created_at",
+        )
+        .bind(id)
+        .bind(repo.as_str())
+        .bind(lease)
+        .bind(now)
+        .bind(until)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some((offset, hash_state, store_state, created_at)) = row {
+            return Ok(UploadLease::Held(UploadRecord {
+                id: id.to_string(),
+                repo: repo.clone(),
+                offset: from_db(offset, "upload offset")?,
+                hash_state,
+                store_state,
+                created_at,
+                updated_at: now,
+            }));
+        }
+        let offset: Option<i64> = sqlx::query_scalar(
+            "SELECT u.\"offset\" FROM uploads u JOIN repositories r ON r.id = u.repo_id \
+             WHERE u.id = $1 AND r.name = $2",
+        )
+        .bind(id)
+        .bind(repo.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match offset {
+            Some(o) => UploadLease::Busy {
+                offset: from_db(o, "upload offset")?,
+            },
+            None => UploadLease::Missing,
+        })
+    }
+
+    async fn upload_renew(&self, id: &str, lease: &str, until: i64) -> Result<bool, MetaError> {
+        let done = sqlx::query(
+            "UPDATE uploads SET lease_until = $3, updated_at = $4 WHERE id = $1 AND lease = $2",
+        )
+        .bind(id)
+        .bind(lease)
+        .bind(until)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn upload_release(&self, id: &str, lease: &str) -> Result<(), MetaError> {
+        sqlx::query(
+            "UPDATE uploads SET lease = NULL, lease_until = NULL WHERE id = $1 AND lease = $2",
+        )
+        .bind(id)
+        .bind(lease)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     async fn upload_advance(
         &self,
         rec: &UploadRecord,
         expected_offset: u64,
+        lease: &str,
     ) -> Result<(), MetaError> {
-        // Compare-and-swap: a concurrent update of the row makes PostgreSQL re-check the
-        // WHERE clause against the committed row, which no longer has the expected offset.
+        // Compare-and-swap on the lease and the offset, releasing the lease.
         let done = sqlx::query(
-            "UPDATE uploads SET \"offset\" = $1, hash_state = $2, store_state = $3, updated_at = $4 \
-             WHERE id = $5 AND \"offset\" = $6 \
+            "UPDATE uploads SET \"offset\" = $1, hash_state = $2, store_state = $3, updated_at = $4, \
+             lease = NULL, lease_until = NULL \
+             WHERE id = $5 AND \"offset\" = $6 AND lease = $8 \
              AND repo_id = (SELECT id FROM repositories WHERE name = $7)",
         )
         .bind(to_db(rec.offset, "upload offset")?)
@@ -401,6 +476,7 @@ impl MetaStore for PgMetaStore {
         .bind(&rec.id)
         .bind(to_db(expected_offset, "upload offset")?)
         .bind(rec.repo.as_str())
+        .bind(lease)
         .execute(&self.pool)
         .await?;
         if done.rows_affected() == 0 {
@@ -437,10 +513,11 @@ impl MetaStore for PgMetaStore {
             Some(id) => {
                 // FOR SHARE: the rows found cannot be deleted (unlinked) until this commits;
                 // a delete that committed first makes them missing here.
-                let mut blobs = HashSet::new();
+                let mut blobs = HashMap::new();
                 if !m.blobs.is_empty() {
-                    let rows: Vec<String> = sqlx::query_scalar(
-                        "SELECT digest FROM repo_blobs WHERE repo_id = $1 AND digest = ANY($2) FOR SHARE",
+                    let rows: Vec<(String, i64)> = sqlx::query_as(
+                        "SELECT rb.digest, b.size FROM repo_blobs rb JOIN blobs b ON b.digest = rb.digest \
+                         WHERE rb.repo_id = $1 AND rb.digest = ANY($2) FOR SHARE OF rb",
                     )
                     .bind(id)
                     .bind(digests(&m.blobs))
@@ -467,7 +544,7 @@ impl MetaStore for PgMetaStore {
             }
             None => {
                 // A repository that does not exist links nothing.
-                if let Some(e) = first_missing(m, &HashSet::new(), &HashSet::new()) {
+                if let Some(e) = first_missing(m, &HashMap::new(), &HashSet::new()) {
                     tx.rollback().await?;
                     return Err(e);
                 }

@@ -22,19 +22,23 @@ pub(crate) async fn blob_claim(pool: &PgPool, digest: &Digest) -> Result<BlobCla
     let now = now_ms();
     // The row lock of ON CONFLICT DO UPDATE waits for a GC transaction deciding this blob,
     // and the WHERE sees its tombstone.
-    let generation: Option<i64> = sqlx::query_scalar(
+    let row: Option<(i64, bool)> = sqlx::query_as(
         "INSERT INTO blobs (digest, size, created_at, claimed_at, live, generation) \
          VALUES ($1, 0, $2, $2, 0, $3) \
          ON CONFLICT (digest) DO UPDATE SET claimed_at = EXCLUDED.claimed_at \
-         WHERE blobs.deleting IS NULL RETURNING generation",
+         WHERE blobs.deleting IS NULL \
+         RETURNING generation, (live = 1 AND verified = 1)",
     )
     .bind(digest.as_str())
     .bind(now)
     .bind(new_generation())
     .fetch_optional(pool)
     .await?;
-    Ok(match generation {
-        Some(generation) => BlobClaim::Claimed { generation },
+    Ok(match row {
+        Some((generation, verified)) => BlobClaim::Claimed {
+            generation,
+            verified,
+        },
         None => BlobClaim::Deleting,
     })
 }
@@ -69,7 +73,7 @@ pub(crate) async fn upload_complete(
     let size = to_db(size, "blob size")?;
     let mut tx = pool.begin().await?;
     let n = sqlx::query(
-        "UPDATE blobs SET live = 1, size = $2, claimed_at = $4 \
+        "UPDATE blobs SET live = 1, verified = 1, size = $2, claimed_at = $4 \
          WHERE digest = $1 AND generation = $3 AND deleting IS NULL",
     )
     .bind(digest.as_str())

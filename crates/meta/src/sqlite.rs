@@ -24,7 +24,7 @@ use crate::sqlite_fast::FastReads;
 use crate::sqlite_gc as gc;
 use crate::{
     BlobClaim, GcBatch, GcLease, GcPass, GcRun, GcSettings, ManifestRecord, MetaError, MetaStore,
-    NewManifest, Referrer, UploadRecord,
+    NewManifest, Referrer, UploadLease, UploadRecord,
 };
 use async_trait::async_trait;
 use berth_oci::{Digest, RepoName, Tag};
@@ -34,7 +34,7 @@ use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -486,11 +486,13 @@ fn upload_advance(
     conn: &rusqlite::Connection,
     rec: &UploadRecord,
     expected_offset: u64,
+    lease: &str,
 ) -> Result<(), MetaError> {
     let changed = conn
         .prepare_cached(
-            "UPDATE uploads SET \"offset\" = ?1, hash_state = ?2, store_state = ?3, updated_at = ?4 \
-             WHERE id = ?5 AND \"offset\" = ?6 \
+            "UPDATE uploads SET \"offset\" = ?1, hash_state = ?2, store_state = ?3, updated_at = ?4, \
+             lease = NULL, lease_until = NULL \
+             WHERE id = ?5 AND \"offset\" = ?6 AND lease = ?8 \
              AND repo_id = (SELECT id FROM repositories WHERE name = ?7)",
         )
         .and_then(|mut st| {
@@ -502,6 +504,7 @@ fn upload_advance(
                 &rec.id,
                 to_db(expected_offset, "upload offset").unwrap_or(i64::MAX),
                 rec.repo.as_str(),
+                lease,
             ))
         })
         .map_err(sql)?;
@@ -509,6 +512,54 @@ fn upload_advance(
         return Err(MetaError::UploadConflict(rec.id.clone()));
     }
     Ok(())
+}
+
+fn upload_lease(
+    conn: &rusqlite::Connection,
+    repo: &RepoName,
+    id: &str,
+    lease: &str,
+    now: i64,
+    until: i64,
+) -> Result<UploadLease, MetaError> {
+    let row: Option<(i64, Vec<u8>, String, i64)> = conn
+        .prepare_cached(
+            "UPDATE uploads SET lease = ?3, lease_until = ?5, updated_at = ?4 \
+             WHERE id = ?1 AND repo_id = (SELECT id FROM repositories WHERE name = ?2) \
+             AND (lease IS NULL OR lease_until < ?4) \
+             RETURNING \"offset\", hash_state, store_state, created_at",
+        )
+        .and_then(|mut st| {
+            st.query_row((id, repo.as_str(), lease, now, until), |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .optional()
+        })
+        .map_err(sql)?;
+    if let Some((offset, hash_state, store_state, created_at)) = row {
+        return Ok(UploadLease::Held(UploadRecord {
+            id: id.to_string(),
+            repo: repo.clone(),
+            offset: from_db(offset, "upload offset")?,
+            hash_state,
+            store_state,
+            created_at,
+            updated_at: now,
+        }));
+    }
+    let offset: Option<i64> = conn
+        .prepare_cached(
+            "SELECT u.\"offset\" FROM uploads u JOIN repositories r ON r.id = u.repo_id \
+             WHERE u.id = ?1 AND r.name = ?2",
+        )
+        .and_then(|mut st| st.query_row((id, repo.as_str()), |r| r.get(0)).optional())
+        .map_err(sql)?;
+    Ok(match offset {
+        Some(o) => UploadLease::Busy {
+            offset: from_db(o, "upload offset")?,
+        },
+        None => UploadLease::Missing,
+    })
 }
 
 fn manifest_put(
@@ -522,25 +573,27 @@ fn manifest_put(
     let repo_id = match repo_id(conn, repo)? {
         Some(id) => {
             if !m.blobs.is_empty() || !m.children.is_empty() {
-                let present: Vec<(i64, String)> = conn
+                let present: Vec<(i64, String, i64)> = conn
                     .prepare_cached(
-                        "SELECT 0, digest FROM repo_blobs \
-                         WHERE repo_id = ?1 AND digest IN (SELECT value FROM json_each(?2)) \
+                        "SELECT 0, rb.digest, b.size FROM repo_blobs rb \
+                         JOIN blobs b ON b.digest = rb.digest \
+                         WHERE rb.repo_id = ?1 AND rb.digest IN (SELECT value FROM json_each(?2)) \
                          UNION ALL \
-                         SELECT 1, digest FROM manifests \
+                         SELECT 1, digest, 0 FROM manifests \
                          WHERE repo_id = ?1 AND digest IN (SELECT value FROM json_each(?3))",
                     )
                     .and_then(|mut st| {
                         st.query_map((id, json_array(&m.blobs), json_array(&m.children)), |r| {
-                            Ok((r.get(0)?, r.get(1)?))
+                            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
                         })?
                         .collect()
                     })
                     .map_err(sql)?;
                 let (blobs, children): (Vec<_>, Vec<_>) =
-                    present.into_iter().partition(|(kind, _)| *kind == 0);
-                let blobs: HashSet<String> = blobs.into_iter().map(|(_, d)| d).collect();
-                let children: HashSet<String> = children.into_iter().map(|(_, d)| d).collect();
+                    present.into_iter().partition(|(kind, _, _)| *kind == 0);
+                let blobs: HashMap<String, i64> =
+                    blobs.into_iter().map(|(_, d, size)| (d, size)).collect();
+                let children: HashSet<String> = children.into_iter().map(|(_, d, _)| d).collect();
                 if let Some(e) = first_missing(m, &blobs, &children) {
                     return Err(e);
                 }
@@ -549,7 +602,7 @@ fn manifest_put(
         }
         None => {
             // A repository that does not exist links nothing.
-            if let Some(e) = first_missing(m, &HashSet::new(), &HashSet::new()) {
+            if let Some(e) = first_missing(m, &HashMap::new(), &HashSet::new()) {
                 return Err(e);
             }
             ensure_repo(conn, repo, now)?
@@ -763,13 +816,55 @@ impl MetaStore for SqliteMetaStore {
         .transpose()
     }
 
+    async fn upload_lease(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        lease: &str,
+        now: i64,
+        until: i64,
+    ) -> Result<UploadLease, MetaError> {
+        let (repo, id, lease) = (repo.clone(), id.to_string(), lease.to_string());
+        self.write(move |conn| upload_lease(conn, &repo, &id, &lease, now, until))
+            .await
+    }
+
+    async fn upload_renew(&self, id: &str, lease: &str, until: i64) -> Result<bool, MetaError> {
+        let (id, lease) = (id.to_string(), lease.to_string());
+        self.write(move |conn| {
+            let n = conn
+                .prepare_cached(
+                    "UPDATE uploads SET lease_until = ?3, updated_at = ?4 \
+                     WHERE id = ?1 AND lease = ?2",
+                )
+                .and_then(|mut st| st.execute((&id, &lease, until, now_ms())))
+                .map_err(sql)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn upload_release(&self, id: &str, lease: &str) -> Result<(), MetaError> {
+        let (id, lease) = (id.to_string(), lease.to_string());
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "UPDATE uploads SET lease = NULL, lease_until = NULL WHERE id = ?1 AND lease = ?2",
+            )
+            .and_then(|mut st| st.execute((&id, &lease)))
+            .map_err(sql)?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn upload_advance(
         &self,
         rec: &UploadRecord,
         expected_offset: u64,
+        lease: &str,
     ) -> Result<(), MetaError> {
-        let rec = rec.clone();
-        self.write(move |conn| upload_advance(conn, &rec, expected_offset))
+        let (rec, lease) = (rec.clone(), lease.to_string());
+        self.write(move |conn| upload_advance(conn, &rec, expected_offset, &lease))
             .await
     }
 

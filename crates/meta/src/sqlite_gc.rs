@@ -20,20 +20,25 @@ pub(crate) fn new_generation() -> i64 {
 
 pub(crate) fn blob_claim(conn: &Connection, digest: &Digest) -> Result<BlobClaim, MetaError> {
     let now = now_ms();
-    let row: Option<(Option<i64>, i64)> = conn
-        .prepare_cached("SELECT deleting, generation FROM blobs WHERE digest = ?1")
+    let row: Option<(Option<i64>, i64, bool)> = conn
+        .prepare_cached(
+            "SELECT deleting, generation, live = 1 AND verified = 1 FROM blobs WHERE digest = ?1",
+        )
         .and_then(|mut st| {
-            st.query_row([digest.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+            st.query_row([digest.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                 .optional()
         })
         .map_err(sql)?;
     match row {
-        Some((Some(_), _)) => Ok(BlobClaim::Deleting),
-        Some((None, generation)) => {
+        Some((Some(_), _, _)) => Ok(BlobClaim::Deleting),
+        Some((None, generation, verified)) => {
             conn.prepare_cached("UPDATE blobs SET claimed_at = ?2 WHERE digest = ?1")
                 .and_then(|mut st| st.execute((digest.as_str(), now)))
                 .map_err(sql)?;
-            Ok(BlobClaim::Claimed { generation })
+            Ok(BlobClaim::Claimed {
+                generation,
+                verified,
+            })
         }
         None => {
             let generation = new_generation();
@@ -43,7 +48,10 @@ pub(crate) fn blob_claim(conn: &Connection, digest: &Digest) -> Result<BlobClaim
             )
             .and_then(|mut st| st.execute((digest.as_str(), now, generation)))
             .map_err(sql)?;
-            Ok(BlobClaim::Claimed { generation })
+            Ok(BlobClaim::Claimed {
+                generation,
+                verified: false,
+            })
         }
     }
 }
@@ -60,7 +68,7 @@ pub(crate) fn upload_complete(
     let size = to_db(size, "blob size")?;
     let n = conn
         .prepare_cached(
-            "UPDATE blobs SET live = 1, size = ?2, claimed_at = ?4 \
+            "UPDATE blobs SET live = 1, verified = 1, size = ?2, claimed_at = ?4 \
              WHERE digest = ?1 AND generation = ?3 AND deleting IS NULL",
         )
         .and_then(|mut st| st.execute((digest.as_str(), size, generation, now)))

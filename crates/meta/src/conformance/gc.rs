@@ -57,8 +57,12 @@ fn d(s: &str) -> Digest {
 pub async fn gc_claim_and_complete(store: Store) {
     let r = repo("gc/claim");
     let b = d("claimed");
-    let BlobClaim::Claimed { generation } = store.blob_claim(&b).await.expect("claim") else {
-        panic!("a new digest is claimable");
+    let BlobClaim::Claimed {
+        generation,
+        verified: false,
+    } = store.blob_claim(&b).await.expect("claim")
+    else {
+        panic!("a new digest is claimable, and not verified");
     };
     assert_eq!(store.blob_in_repo(&r, &b).await.expect("in repo"), None);
     assert_eq!(store.blob_anywhere(&b).await.expect("anywhere"), None);
@@ -75,7 +79,10 @@ pub async fn gc_claim_and_complete(store: Store) {
     }
     assert_eq!(
         store.blob_claim(&b).await.expect("claim again"),
-        BlobClaim::Claimed { generation },
+        BlobClaim::Claimed {
+            generation,
+            verified: false
+        },
         "a second claim sees the same row"
     );
     store
@@ -84,6 +91,14 @@ pub async fn gc_claim_and_complete(store: Store) {
         .expect("complete");
     assert_eq!(store.blob_in_repo(&r, &b).await.expect("in repo"), Some(42));
     assert_eq!(store.all_blobs().await.expect("all"), vec![(b.clone(), 42)]);
+    assert_eq!(
+        store.blob_claim(&b).await.expect("claim a completed blob"),
+        BlobClaim::Claimed {
+            generation,
+            verified: true
+        },
+        "bytes committed by an upload are verified"
+    );
     // Completing an upload session removes it in the same transaction.
     let rec = UploadRecord {
         id: "u1".into(),
@@ -96,7 +111,7 @@ pub async fn gc_claim_and_complete(store: Store) {
     };
     store.upload_create(&rec).await.expect("upload");
     let b2 = d("second");
-    let BlobClaim::Claimed { generation } = store.blob_claim(&b2).await.expect("claim") else {
+    let BlobClaim::Claimed { generation, .. } = store.blob_claim(&b2).await.expect("claim") else {
         panic!("claimable");
     };
     store
@@ -152,14 +167,16 @@ pub async fn gc_collects_only_garbage(store: Store) {
         .await
         .expect("tombstones")
         .is_empty());
-    let BlobClaim::Claimed { generation } = store.blob_claim(&l2).await.expect("claim") else {
+    let BlobClaim::Claimed { generation, .. } = store.blob_claim(&l2).await.expect("claim") else {
         panic!("claimable once forgotten");
     };
-    assert_ne!(
-        BlobClaim::Claimed { generation },
-        before,
-        "a new generation"
-    );
+    let BlobClaim::Claimed {
+        generation: before, ..
+    } = before
+    else {
+        panic!("claimed before");
+    };
+    assert_ne!(generation, before, "a new generation");
     // Still tagged: nothing else goes, however often GC runs (but the claim made just
     // now and never completed is old enough for this pass).
     let again = collect_all(&store, &everything()).await;

@@ -27,7 +27,23 @@ pub struct Config {
     pub directory: Option<berth_directory::DirectoryConfig>,
     pub directory_sync: DirectorySyncSection,
     pub gc: GcSection,
+    pub audit: AuditSection,
     pub log: LogConfig,
+}
+
+/// The audit log.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditSection {
+    /// Days an audit event is kept; older ones are deleted by a job of `berth serve`
+    /// (hourly). 0: kept forever.
+    pub retention_days: u64,
+}
+
+impl Default for AuditSection {
+    fn default() -> Self {
+        AuditSection { retention_days: 90 }
+    }
 }
 
 /// Garbage collection: `berth gc`, the schedule of `berth serve`, the API's on-demand runs.
@@ -347,6 +363,7 @@ impl Default for Config {
             directory: None,
             directory_sync: DirectorySyncSection::default(),
             gc: GcSection::default(),
+            audit: AuditSection::default(),
             log: LogConfig::default(),
         }
     }
@@ -514,6 +531,11 @@ impl Config {
         }
         if let Some(v) = env("BERTH_AUTH_SERVICE") {
             self.auth.service = v;
+        }
+        if let Some(v) = env("BERTH_AUDIT_RETENTION_DAYS") {
+            self.audit.retention_days = v
+                .parse()
+                .with_context(|| format!("BERTH_AUDIT_RETENTION_DAYS={v:?}"))?;
         }
         if let Some(v) = env("BERTH_DIRECTORY_SYNC_INTERVAL_SECS") {
             self.directory_sync.interval_secs = v

@@ -293,6 +293,13 @@ async fn run_serve(
             ));
         }
     }
+    if cfg.audit.retention_days > 0 {
+        tokio::spawn(berth_core::audit_retention::run_scheduled(
+            identity.clone(),
+            Duration::from_secs(cfg.audit.retention_days.saturating_mul(86_400)),
+            Duration::from_secs(3600),
+        ));
+    }
     let access =
         berth_core::Access::new(identity.clone(), directory, cfg.auth.access_config()).await?;
     let listener = tokio::net::TcpListener::bind(&cfg.listen)

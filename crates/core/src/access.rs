@@ -278,7 +278,8 @@ impl Failures {
             None
         }
     }
-    fn fail(&mut self, key: String, window: Duration) {
+    /// Counts one failure under `key`; returns the count in the current window.
+    fn fail(&mut self, key: String, window: Duration) -> u32 {
         if self.map.len() > 100_000 {
             self.map.retain(|_, (_, s)| s.elapsed() < window);
         }
@@ -286,7 +287,8 @@ impl Failures {
         if e.1.elapsed() >= window {
             *e = (0, Instant::now());
         }
-        e.0 += 1;
+        e.0 = e.0.saturating_add(1);
+        e.0
     }
     fn clear(&mut self, key: &str) {
         self.map.remove(key);
@@ -522,19 +524,25 @@ impl Access {
     }
 
     /// Counts a refused login: against the source always, against the account (from this
-    /// source, and overall) only for a password.
-    fn record_failure(&self, username: &str, source: Option<IpAddr>, password: bool) {
+    /// source, and overall) only for a password. Returns the failures of this name from
+    /// this source in the current window (of the source alone for a token).
+    fn record_failure(&self, username: &str, source: Option<IpAddr>, password: bool) -> u32 {
         let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         let w = self.cfg.login_window;
+        let mut count = 0;
         if password {
-            f.fail(format!("u:{username}"), w);
+            count = f.fail(format!("u:{username}"), w);
             if let Some(s) = source {
-                f.fail(format!("a:{username}|{s}"), w);
+                count = f.fail(format!("a:{username}|{s}"), w);
             }
         }
         if let Some(s) = source {
-            f.fail(format!("s:{s}"), w);
+            let by_source = f.fail(format!("s:{s}"), w);
+            if !password {
+                count = by_source;
+            }
         }
+        count.max(1)
     }
 
     fn cache_key(&self, username: &str, password: &str) -> [u8; 32] {
@@ -633,20 +641,30 @@ impl Access {
                 .await;
             }
             Err(AccessError::Unauthorized(why)) => {
-                self.record_failure(&username, source, !is_token);
-                tracing::info!(user = ?username, source = ?source, reason = %why, "login refused");
-                self.audit(
-                    &Caller::anonymous(source),
-                    "login.failure",
-                    &username,
-                    serde_json::json!({ "reason": why }),
-                )
-                .await;
+                let failures = self.record_failure(&username, source, !is_token);
+                tracing::info!(user = ?username, source = ?source, reason = %why, failures, "login refused");
+                // Repeated failures are aggregated: the first of a window, then the 2nd,
+                // 4th, 8th... each with the count, so guessing cannot flood the log.
+                if failures.is_power_of_two() {
+                    self.audit(
+                        &Caller::anonymous(source),
+                        "login.failure",
+                        &username,
+                        serde_json::json!({ "reason": why, "failures": failures }),
+                    )
+                    .await;
+                }
                 // The reason is for the log and the audit trail; the caller learns nothing
                 // more than "no" (a deactivated account, a service account's password, a
-                // wrong password and an unknown name answer alike).
+                // wrong password and an unknown name answer alike; so do every unusable
+                // token and a token of another account).
                 return Err(AccessError::Unauthorized(
-                    "invalid user name or password".into(),
+                    if is_token {
+                        "invalid, expired or revoked token"
+                    } else {
+                        "invalid user name or password"
+                    }
+                    .into(),
                 ));
             }
             Err(_) => {}
@@ -1372,13 +1390,17 @@ impl Access {
             }
             _ => None,
         };
-        self.audit(
-            caller,
-            "token.issue",
-            &sub,
-            serde_json::json!({ "access": claims.access, "offline": refresh_token.is_some() }),
-        )
-        .await;
+        // An anonymous request granted nothing is no event (clients ask before they log
+        // in); the HTTP layer counts those in a metric instead.
+        if !(caller.is_anonymous() && claims.access.is_empty()) {
+            self.audit(
+                caller,
+                "token.issue",
+                &sub,
+                serde_json::json!({ "access": claims.access, "offline": refresh_token.is_some() }),
+            )
+            .await;
+        }
         Ok(IssuedToken {
             token: jwt,
             expires_in: ttl,

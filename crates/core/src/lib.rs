@@ -5,6 +5,7 @@
 //! - [`manifests`]: manifest put/get/delete, tags, referrers.
 //! - [`directory_sync`]: the directory sync applied to accounts and teams, its schedule
 //!   and history, and just-in-time accounts of directory users.
+//! - [`audit_retention`]: the job that deletes audit events past their retention.
 //! - [`gc`]: garbage collection: a run over the metadata store's candidate queue, its
 //!   schedule, and the read-only flag replicas follow.
 //! - [`error`]: [`CoreError`], what went wrong in domain terms (the HTTP crate maps it to
@@ -18,6 +19,7 @@
 //!   store before a chunk is acknowledged, so any process on the same stores continues it.
 
 pub mod access;
+pub mod audit_retention;
 pub mod directory_sync;
 pub mod error;
 pub mod gc;

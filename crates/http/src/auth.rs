@@ -300,6 +300,10 @@ async fn token_inner(st: &AppState, req: Request) -> Result<Response, ApiError> 
         .issue(&caller, tr.service.as_deref(), &scopes, offline)
         .await?;
     let _ = tr.client_id;
+    if caller.is_anonymous() && issued.access.is_empty() {
+        // Not audited (see `Access::issue`); counted.
+        metrics::counter!("berth_token_anonymous_empty_total").increment(1);
+    }
     let mut body = serde_json::json!({
         "token": issued.token,
         "access_token": issued.token,

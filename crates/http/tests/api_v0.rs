@@ -6,6 +6,8 @@
 //! and a private repository), the expected status and error code. Each cell runs against a
 //! fresh world, so a cell that deletes something does not change the next one.
 
+mod common;
+
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use base64::Engine as _;
@@ -207,35 +209,7 @@ async fn world_with(directory: Option<berth_directory::DirectoryClient>) -> Worl
         )
         .await
         .unwrap();
-    // The system administrator's access token restricted to ci/*, exchanged for a bearer
-    // token for both repositories and the catalog, as a client would.
-    let ci_only = access
-        .create_access_token(
-            &anon,
-            users["root"],
-            "ci only",
-            None,
-            Some(Restriction {
-                entries: vec![RestrictionEntry {
-                    target: RestrictionTarget::Repository("ci/*".into()),
-                    max_role: Role::ReadWrite,
-                }],
-            }),
-        )
-        .await
-        .unwrap();
-    let ci_caller = access.login("root", &ci_only.token, None).await.unwrap();
-    let scopes = berth_auth::scope::parse_scopes(&[
-        "repository:acme/public-app:pull,push,delete",
-        "repository:acme/private-app:pull,push,delete",
-        "registry:catalog:*",
-    ])
-    .unwrap();
-    let jwt = access
-        .issue(&ci_caller, Some("berth"), &scopes, false)
-        .await
-        .unwrap()
-        .token;
+    let bearer = common::restricted_bearer(&access, users["root"]).await;
     let c = |u: &str, p: String| Some(basic(u, &p));
     let creds = vec![
         ("anonymous", None),
@@ -248,7 +222,7 @@ async fn world_with(directory: Option<berth_directory::DirectoryClient>) -> Worl
         ("expired-token", c("writer", expired_secret)),
         ("revoked-token", c("writer", revoked_secret)),
         ("reduced-token", c("owner", reduced.token)),
-        ("restricted-bearer", Some(format!("Bearer {jwt}"))),
+        ("restricted-bearer", Some(bearer)),
     ];
     let state = AppState {
         registry: Arc::new(reg),

@@ -630,6 +630,11 @@ pub trait IdentityStore: Send + Sync + 'static {
     /// Appends an event; its id.
     async fn audit_append(&self, event: &NewAuditEvent) -> Result<i64, MetaError>;
 
+    /// Deletes at most `max` audit events older than `before` (Unix milliseconds), oldest
+    /// first, and returns how many it deleted: the retention job calls it until it
+    /// deletes fewer than `max`, so no transaction grows with the log.
+    async fn audit_prune(&self, before: i64, max: u32) -> Result<u64, MetaError>;
+
     /// Events matching `filter` with ids below `before` (all if `None`), newest first, at
     /// most `n`. The next page passes the last id returned as `before`.
     async fn audit_query(

@@ -1082,6 +1082,18 @@ impl IdentityStore for PgMetaStore {
         .await?)
     }
 
+    async fn audit_prune(&self, before: i64, max: u32) -> Result<u64, MetaError> {
+        let r = sqlx::query(
+            "DELETE FROM audit_log WHERE id IN \
+             (SELECT id FROM audit_log WHERE at < $1 ORDER BY at LIMIT $2)",
+        )
+        .bind(before)
+        .bind(i64::from(max))
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected())
+    }
+
     async fn audit_query(
         &self,
         filter: &AuditFilter,

@@ -1200,6 +1200,19 @@ impl IdentityStore for SqliteMetaStore {
         .await
     }
 
+    async fn audit_prune(&self, before: i64, max: u32) -> Result<u64, MetaError> {
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "DELETE FROM audit_log WHERE id IN \
+                 (SELECT id FROM audit_log WHERE at < ?1 ORDER BY at LIMIT ?2)",
+            )
+            .and_then(|mut st| st.execute((before, i64::from(max))))
+            .map(|n| n as u64)
+            .map_err(sql)
+        })
+        .await
+    }
+
     async fn audit_query(
         &self,
         filter: &AuditFilter,

@@ -69,6 +69,40 @@ pub fn repo_of(vis: &str) -> &'static str {
     }
 }
 
+/// The `Authorization` header of the matrices' `restricted-bearer` subject: the system
+/// administrator `root`'s access token restricted to read-write on ci/*, exchanged for a
+/// bearer token for both acme repositories and the catalog (the token service's own path,
+/// minus HTTP).
+pub async fn restricted_bearer(access: &Access, root: berth_meta::identity::AccountId) -> String {
+    let ci_only = access
+        .create_access_token(
+            &Caller::anonymous(None),
+            root,
+            "ci only",
+            None,
+            Some(Restriction {
+                entries: vec![RestrictionEntry {
+                    target: RestrictionTarget::Repository("ci/*".into()),
+                    max_role: Role::ReadWrite,
+                }],
+            }),
+        )
+        .await
+        .unwrap();
+    let caller = access.login("root", &ci_only.token, None).await.unwrap();
+    let scopes = berth_auth::scope::parse_scopes(&[
+        "repository:acme/public-app:pull,push,delete",
+        "repository:acme/private-app:pull,push,delete",
+        "registry:catalog:*",
+    ])
+    .unwrap();
+    let issued = access
+        .issue(&caller, Some("berth"), &scopes, false)
+        .await
+        .unwrap();
+    format!("Bearer {}", issued.token)
+}
+
 impl World {
     pub async fn new() -> World {
         Self::with(AccessConfig {
@@ -215,36 +249,10 @@ impl World {
         creds.insert("expired-token", Some(basic("tokenuser", &expired.token)));
         creds.insert("revoked-token", Some(basic("tokenuser", &revoked.token)));
         creds.insert("reduced-token", Some(basic("owner", &reduced.token)));
-        // The system administrator's access token restricted to ci/*, exchanged for a
-        // bearer token as a client would (the token service's own path, minus HTTP).
-        let ci_only = access
-            .create_access_token(
-                &actor,
-                users["root"],
-                "ci only",
-                None,
-                Some(Restriction {
-                    entries: vec![RestrictionEntry {
-                        target: RestrictionTarget::Repository("ci/*".into()),
-                        max_role: Role::ReadWrite,
-                    }],
-                }),
-            )
-            .await
-            .unwrap();
-        let caller = access.login("root", &ci_only.token, None).await.unwrap();
-        let scopes = berth_auth::scope::parse_scopes(&[
-            "repository:acme/public-app:pull,push,delete",
-            "repository:acme/private-app:pull,push,delete",
-            "registry:catalog:*",
-        ])
-        .unwrap();
-        let jwt = access
-            .issue(&caller, Some("berth"), &scopes, false)
-            .await
-            .unwrap()
-            .token;
-        creds.insert("restricted-bearer", Some(format!("Bearer {jwt}")));
+        creds.insert(
+            "restricted-bearer",
+            Some(restricted_bearer(&access, users["root"]).await),
+        );
         World {
             router: router(state),
             access,

@@ -1998,6 +1998,32 @@ pub async fn audit_paging_and_filters(store: FullStore) {
         page.iter().map(|e| (e.at - 1_000) / 10).collect::<Vec<_>>(),
         [11, 9, 6]
     );
+
+    // Retention: the oldest events go first, at most `max` per call, nothing newer.
+    assert_eq!(
+        store.audit_prune(1_000 + 10 * 10, 3).await.expect("prune"),
+        3
+    );
+    assert_eq!(
+        store
+            .audit_prune(1_000 + 10 * 10, 100)
+            .await
+            .expect("prune"),
+        7
+    );
+    assert_eq!(
+        store
+            .audit_prune(1_000 + 10 * 10, 100)
+            .await
+            .expect("prune"),
+        0
+    );
+    let left = store.audit_query(&all, None, 100).await.expect("query");
+    assert_eq!(left.len(), 15);
+    assert!(
+        left.iter().all(|e| e.at >= 1_100),
+        "an event past retention is left"
+    );
 }
 
 /// SQL metacharacters, quotes, NULs-free Unicode and strings longer than 255 characters

@@ -1185,3 +1185,76 @@ fn directory_names_outside_the_name_rule_get_manageable_accounts() {
     );
     drop(server);
 }
+
+/// Issue 10 item 19: accounts are bound to the directory entry's immutable identifier
+/// (`entryUUID`), not to its name. `sam` gets an account (and with it the namespace
+/// `sam/`, where their private repositories live); `sam` leaves the directory, and the
+/// name is given to another person (a new entry, a new `entryUUID`). Before the fix the
+/// next sync reactivated the old account and the newcomer's login was that account, with
+/// everything in `sam/`. Now the sync warns and leaves the account inactive, and the
+/// newcomer's login is refused (logged with the reason).
+#[test]
+fn a_reused_directory_name_does_not_inherit_the_account() {
+    let slapd = Slapd::start_on(Kind::OpenLdap, 3403);
+    let add_sam = |password: &str| {
+        slapd.add_ungrouped_user("sam", password);
+        slapd.set_developer("sam", true);
+    };
+    add_sam("first-sam-pw");
+    let berth = Berth::new(&slapd, Backend::Embedded);
+    acme(&berth);
+    let server = berth.serve(&[]);
+    let host = server.host.clone();
+    let scope = "repository:sam/private:pull,push";
+    let actions = |user: &str, password: &str| -> Option<Value> {
+        let (status, body) = berth.token(&host, user, password, scope);
+        if status == 401 {
+            return None;
+        }
+        assert_eq!(status, 200, "{body}");
+        Some(jwt_claims(body["token"].as_str().expect("token"))["access"][0]["actions"].clone())
+    };
+    // The first sam's account owns sam/.
+    let report = berth.sync();
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(
+        berth.user_line("sam").as_deref(),
+        Some("sam\tdirectory\tactive")
+    );
+    assert_eq!(
+        actions("sam", "first-sam-pw"),
+        Some(serde_json::json!(["pull", "push"]))
+    );
+
+    // sam leaves; the account is deactivated.
+    slapd.set_developer("sam", false);
+    slapd.delete("uid=sam,ou=people,dc=example,dc=org");
+    let report = berth.sync();
+    assert_eq!(report["counts"]["deactivated"], 1, "{report}");
+    assert_eq!(
+        berth.user_line("sam").as_deref(),
+        Some("sam\tdirectory\tinactive")
+    );
+
+    // Another person gets the name sam.
+    add_sam("second-sam-pw");
+    let report = berth.sync();
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["counts"]["reactivated"], 0, "{report}");
+    assert!(
+        report["warnings"].to_string().contains("reused"),
+        "{report}"
+    );
+    assert_eq!(
+        berth.user_line("sam").as_deref(),
+        Some("sam\tdirectory\tinactive"),
+        "the old account is not handed over"
+    );
+    assert_eq!(actions("sam", "second-sam-pw"), None);
+    wait_for_log(&server, "name reused");
+    // Still so at the next run (nothing changes, the warning stays).
+    let report = berth.sync();
+    assert_eq!(report["counts"]["reactivated"], 0, "{report}");
+    assert_eq!(actions("sam", "second-sam-pw"), None);
+    drop(server);
+}

@@ -856,7 +856,39 @@ impl Access {
                     "the directory entry bound belongs to another account name");
                 Err(refused())
             }
-            Ok(_) => {
+            Ok(entry) => {
+                let Origin::Directory { dn, id: bound } = &user.origin else {
+                    return Err(refused());
+                };
+                match (bound, &entry.id) {
+                    (Some(had), Some(has)) if had != has => {
+                        // The name was given to another person: they are not the account's.
+                        tracing::warn!(user = %user.name, entry = %entry.dn, account_entry = %had,
+                            entry_id = %has,
+                            "login refused: the directory entry of this name is not the one the account was made for (name reused)");
+                        return Err(refused());
+                    }
+                    (None, Some(has)) => {
+                        // An account made before Berth kept entry ids adopts its entry's.
+                        let patch = UserPatch {
+                            origin: Some(Origin::Directory {
+                                dn: dn.clone(),
+                                id: Some(has.clone()),
+                            }),
+                            ..UserPatch::default()
+                        };
+                        match self.identity.user_update(user.id, &patch).await {
+                            Ok(_) => {}
+                            Err(berth_meta::MetaError::Conflict(_)) => {
+                                tracing::warn!(user = %user.name, entry = %entry.dn, entry_id = %has,
+                                    "login refused: the directory entry belongs to another account");
+                                return Err(refused());
+                            }
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                    _ => {}
+                }
                 let cached_ok = self.check_stored(user, password).await;
                 if !cached_ok {
                     let pw = password.as_bytes().to_vec();

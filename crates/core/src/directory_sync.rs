@@ -83,6 +83,8 @@ pub struct SyncCounts {
     pub conflicts: u64,
     /// Directory accounts whose e-mail or display name changed in the directory.
     pub profiles_updated: u64,
+    /// Directory accounts that learned their entry's immutable id.
+    pub ids_adopted: u64,
 }
 
 /// The outcome of one sync run: what the audit event's detail holds.
@@ -331,6 +333,10 @@ fn berth_users(
                 Origin::Local => PlanOrigin::Local,
                 Origin::Directory { .. } => PlanOrigin::Directory,
             },
+            directory_id: match &u.origin {
+                Origin::Local => None,
+                Origin::Directory { id, .. } => id.clone(),
+            },
             active: u.active,
             teams: members
                 .iter()
@@ -341,6 +347,18 @@ fn berth_users(
             full_name: Some(u.full_name.clone()),
         })
         .collect()
+}
+
+/// Whether an account is a directory account that may stand for the directory entry with
+/// immutable id `id`: it has no id yet, or that one (or the entry has none).
+fn same_entry(origin: &Origin, id: Option<&str>) -> bool {
+    match origin {
+        Origin::Local => false,
+        Origin::Directory { id: had, .. } => match (had.as_deref(), id) {
+            (Some(had), Some(has)) => had == has,
+            _ => true,
+        },
+    }
 }
 
 /// Drops the memberships of teams that cannot be managed.
@@ -366,7 +384,10 @@ async fn apply(
             full_name: n.full_name.clone().unwrap_or_default(),
             email: n.email.clone(),
             password: None,
-            origin: Origin::Directory { dn: n.dn.clone() },
+            origin: Origin::Directory {
+                dn: n.dn.clone(),
+                id: n.id.clone(),
+            },
             active: true,
             is_system_admin: false,
             is_service_account: false,
@@ -380,7 +401,7 @@ async fn apply(
             Err(MetaError::Conflict(_)) => {
                 // A login created it meanwhile, or an organisation has the name.
                 match identity.user_get(UserKey::Name(&n.username)).await? {
-                    Some(rec) if matches!(rec.origin, Origin::Directory { .. }) => {
+                    Some(rec) if same_entry(&rec.origin, n.id.as_deref()) => {
                         users.insert(rec.name.clone(), rec);
                     }
                     _ => report.warnings.push(format!(
@@ -437,6 +458,30 @@ async fn apply(
                 .team_member_add(team.org(), team.team(), id)
                 .await?;
             report.counts.memberships_added += 1;
+        }
+    }
+    for a in &plan.adopt_ids {
+        let Some(rec) = users.get(&a.username.to_lowercase()) else {
+            continue;
+        };
+        let Origin::Directory { dn, id: None } = &rec.origin else {
+            continue;
+        };
+        let patch = UserPatch {
+            origin: Some(Origin::Directory {
+                dn: dn.clone(),
+                id: Some(a.id.clone()),
+            }),
+            ..UserPatch::default()
+        };
+        match identity.user_update(rec.id, &patch).await {
+            Ok(_) => report.counts.ids_adopted += 1,
+            // Another account already stands for that entry.
+            Err(MetaError::Conflict(_)) => report.warnings.push(format!(
+                "directory account {} did not adopt entry id {}: another account has it",
+                a.username, a.id
+            )),
+            Err(e) => return Err(e.into()),
         }
     }
     for p in &plan.update_profiles {
@@ -540,7 +585,10 @@ pub async fn provision(
             full_name: new.full_name.clone().unwrap_or_default(),
             email: new.email.clone(),
             password,
-            origin: Origin::Directory { dn: new.dn.clone() },
+            origin: Origin::Directory {
+                dn: new.dn.clone(),
+                id: new.id.clone(),
+            },
             active: true,
             is_system_admin: false,
             is_service_account: false,
@@ -552,7 +600,7 @@ pub async fn provision(
         // Two first logins at once, or a sync: use the account if it is a directory one.
         Err(MetaError::Conflict(_)) => {
             match identity.user_get(UserKey::Name(&new.username)).await? {
-                Some(rec) if matches!(rec.origin, Origin::Directory { .. }) => rec,
+                Some(rec) if same_entry(&rec.origin, new.id.as_deref()) => rec,
                 _ => return Ok(None),
             }
         }
@@ -600,6 +648,7 @@ mod tests {
         let user = |n: &str, disabled| DirectoryUser {
             dn: format!("uid={n},ou=people"),
             username: n.into(),
+            id: None,
             email: None,
             full_name: None,
             disabled,
@@ -723,7 +772,14 @@ mod tests {
         let users = BTreeMap::from([
             (
                 "alice".to_string(),
-                rec(1, "alice", Origin::Directory { dn: "x".into() }),
+                rec(
+                    1,
+                    "alice",
+                    Origin::Directory {
+                        dn: "x".into(),
+                        id: None,
+                    },
+                ),
             ),
             ("root".to_string(), rec(2, "root", Origin::Local)),
         ]);
@@ -769,6 +825,7 @@ mod tests {
         let new = |n: &str| berth_directory::sync::NewUser {
             username: n.into(),
             dn: format!("uid={n},ou=people"),
+            id: None,
             email: None,
             full_name: None,
         };
@@ -791,6 +848,21 @@ mod tests {
         );
         assert_eq!(store.user_get(UserKey::Name("carol")).await.unwrap(), None);
         store.close().await;
+    }
+
+    /// A racing create falls back only to an account of the same directory entry.
+    #[test]
+    fn only_an_account_of_the_same_entry_stands_for_it() {
+        let dir = |id: Option<&str>| Origin::Directory {
+            dn: "uid=sam,ou=people".into(),
+            id: id.map(str::to_string),
+        };
+        assert!(same_entry(&dir(Some("a")), Some("a")));
+        assert!(!same_entry(&dir(Some("a")), Some("b")));
+        assert!(same_entry(&dir(None), Some("b")));
+        assert!(same_entry(&dir(Some("a")), None));
+        assert!(!same_entry(&Origin::Local, Some("a")));
+        assert!(!same_entry(&Origin::Local, None));
     }
 
     #[test]

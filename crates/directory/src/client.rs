@@ -665,6 +665,7 @@ impl DirectoryClient {
     fn user_attributes(&self) -> Vec<String> {
         let c = &self.config;
         let mut attrs = vec![c.username_attribute.clone()];
+        attrs.extend(c.id_attribute.clone());
         attrs.extend(c.email_attribute.clone());
         attrs.extend(c.full_name_attribute.clone());
         if c.ad_disabled_flag {
@@ -692,8 +693,13 @@ impl DirectoryClient {
                 "directory user's name maps to no account name; skipped");
             return None;
         };
+        let id = c
+            .id_attribute
+            .as_ref()
+            .and_then(|a| immutable_id(&entry, a));
         Some(DirectoryUser {
             username: account,
+            id,
             email: c.email_attribute.as_ref().and_then(|a| first(&entry, a)),
             full_name: c
                 .full_name_attribute
@@ -978,6 +984,38 @@ fn first(entry: &SearchEntry, attribute: &str) -> Option<String> {
     values(entry, attribute).first().cloned()
 }
 
+/// Attributes whose values are binary whatever their bytes (a GUID's 16 bytes may happen
+/// to be valid UTF-8, and then the client gives them as text).
+const BINARY_ID_ATTRIBUTES: [&str; 2] = ["objectGUID", "objectSid"];
+
+/// The entry's immutable identifier as text: a textual attribute (`entryUUID`) as the
+/// server gives it, a binary one (`objectGUID`, or any value that is not UTF-8) as
+/// lowercase hex of its bytes. `None` when the entry has no such value.
+fn immutable_id(entry: &SearchEntry, attribute: &str) -> Option<String> {
+    let binary = BINARY_ID_ATTRIBUTES
+        .iter()
+        .any(|b| b.eq_ignore_ascii_case(attribute));
+    if let Some(text) = values(entry, attribute).first() {
+        return Some(if binary {
+            hex(text.as_bytes())
+        } else {
+            text.clone()
+        })
+        .filter(|v| !v.is_empty());
+    }
+    entry
+        .bin_attrs
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(attribute))
+        .and_then(|(_, v)| v.first())
+        .filter(|b| !b.is_empty())
+        .map(|b| hex(b))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The rustls client configuration: ring provider, the configured CA file or the system
 /// trust store, or (tests only) no verification of the chain.
 fn tls_config(tls: &TlsConfig) -> Result<Arc<ClientConfig>, DirectoryError> {
@@ -1228,5 +1266,60 @@ mod tests {
         assert!(err.is_unreachable(), "{err}");
         let err = client.authenticate("alice", "pw").await.unwrap_err();
         assert!(err.is_unreachable(), "{err}");
+    }
+
+    /// Issue 10: the immutable id binding an account to its entry. `entryUUID` is text and
+    /// kept as given; AD's `objectGUID` is 16 binary bytes, kept as lowercase hex whether
+    /// the client handed them over as binary or (valid UTF-8 by chance) as text; a value
+    /// that is not UTF-8 is hex in any attribute. The AD-like slapd of the tests has no
+    /// `objectGUID`, so the AD path is tested here.
+    #[test]
+    fn immutable_ids_are_text_or_hex() {
+        let guid: [u8; 16] = [
+            0x3f, 0x25, 0x04, 0x89, 0xb8, 0x6a, 0x4b, 0x4c, 0x9e, 0x2a, 0x00, 0xff, 0x10, 0x20,
+            0x30, 0x40,
+        ];
+        let entry = |text: &[(&str, &str)], bin: &[(&str, &[u8])]| SearchEntry {
+            dn: "cn=u".into(),
+            attrs: text
+                .iter()
+                .map(|(k, v)| (k.to_string(), vec![v.to_string()]))
+                .collect(),
+            bin_attrs: bin
+                .iter()
+                .map(|(k, v)| (k.to_string(), vec![v.to_vec()]))
+                .collect(),
+        };
+        let uuid = "0b6f5c1e-1111-4c3a-9d7e-000000000001";
+        let cases: Vec<(SearchEntry, &str, Option<&str>)> = vec![
+            (entry(&[("entryUUID", uuid)], &[]), "entryUUID", Some(uuid)),
+            (entry(&[("entryuuid", uuid)], &[]), "entryUUID", Some(uuid)),
+            (
+                entry(&[], &[("objectGUID", &guid)]),
+                "objectGUID",
+                Some("3f250489b86a4b4c9e2a00ff10203040"),
+            ),
+            (
+                entry(&[], &[("objectguid", &guid)]),
+                "objectGUID",
+                Some("3f250489b86a4b4c9e2a00ff10203040"),
+            ),
+            // Sixteen bytes that happen to be UTF-8 come back as text: still hex.
+            (
+                entry(&[("objectGUID", "ABCDEFGHIJKLMNOP")], &[]),
+                "objectGUID",
+                Some("4142434445464748494a4b4c4d4e4f50"),
+            ),
+            (
+                entry(&[], &[("someBinaryId", &[0xff, 0x00])]),
+                "someBinaryId",
+                Some("ff00"),
+            ),
+            (entry(&[("uid", "sam")], &[]), "entryUUID", None),
+            (entry(&[("entryUUID", "")], &[]), "entryUUID", None),
+        ];
+        for (e, attr, want) in cases {
+            assert_eq!(immutable_id(&e, attr).as_deref(), want, "{attr} {e:?}");
+        }
     }
 }

@@ -190,6 +190,11 @@ pub struct DirectoryConfig {
     /// their `userPrincipalName` or `mail` as well as their username. The account is still
     /// named after the username attribute. Default: none.
     pub login_attributes: Vec<String>,
+    /// Attribute holding the entry's immutable identifier, which binds a directory account
+    /// to the entry it was made for: a name reused by another entry (another person) does
+    /// not get the account. Default `entryUUID` (OpenLDAP, 389-DS); AD: `objectGUID`
+    /// (binary, stored as lowercase hex). `None`: accounts are bound by name only.
+    pub id_attribute: Option<String>,
     /// Attribute holding the e-mail address. Default `mail`; `None` to ignore.
     pub email_attribute: Option<String>,
     /// Attribute holding the display name. Default `cn`; AD: `displayName`; `None` to ignore.
@@ -240,6 +245,7 @@ impl Default for DirectoryConfig {
             user_filter: "(objectClass=inetOrgPerson)".into(),
             username_attribute: "uid".into(),
             login_attributes: Vec::new(),
+            id_attribute: Some("entryUUID".into()),
             email_attribute: Some("mail".into()),
             full_name_attribute: Some("cn".into()),
             group_base: String::new(),
@@ -267,6 +273,7 @@ impl DirectoryConfig {
         DirectoryConfig {
             user_filter: "(&(objectCategory=person)(objectClass=user))".into(),
             username_attribute: "sAMAccountName".into(),
+            id_attribute: Some("objectGUID".into()),
             full_name_attribute: Some("displayName".into()),
             group_filter: "(objectClass=group)".into(),
             membership: MembershipMode::UserMemberOf,
@@ -357,6 +364,7 @@ impl DirectoryConfig {
         let mut attrs = vec![
             ("username_attribute", Some(&self.username_attribute)),
             ("email_attribute", self.email_attribute.as_ref()),
+            ("id_attribute", self.id_attribute.as_ref()),
             ("full_name_attribute", self.full_name_attribute.as_ref()),
             ("group_name_attribute", Some(&self.group_name_attribute)),
         ];
@@ -450,8 +458,10 @@ mod tests {
             (c.circuit_breaker_failures, c.circuit_breaker_secs),
             (3, 30)
         );
+        assert_eq!(c.id_attribute.as_deref(), Some("entryUUID"));
         let ad = DirectoryConfig::active_directory();
         assert!(ad.nested_groups && ad.ad_disabled_flag);
+        assert_eq!(ad.id_attribute.as_deref(), Some("objectGUID"));
         let c: DirectoryConfig = toml::from_str(
             "nested_groups = true\nlogin_attributes = [\"userPrincipalName\", \"mail\"]\n\
              circuit_breaker_failures = 0\ncircuit_breaker_secs = 5\n",

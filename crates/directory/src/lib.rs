@@ -27,4 +27,6 @@ pub use config::{
     TeamRef, TlsConfig,
 };
 pub use snapshot::{DirectoryGroup, DirectorySnapshot, DirectoryUser};
-pub use sync::{plan, BerthUser, Membership, NewUser, Origin, ProfileUpdate, SyncError, SyncPlan};
+pub use sync::{
+    plan, BerthUser, IdAdoption, Membership, NewUser, Origin, ProfileUpdate, SyncError, SyncPlan,
+};

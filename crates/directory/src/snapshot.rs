@@ -15,6 +15,11 @@ pub struct DirectoryUser {
     /// The account name: the configured username attribute mapped by
     /// [`crate::names::account_name_for`] (lowercased, and made to fit Berth's name rule).
     pub username: String,
+    /// The entry's immutable identifier (the configured `id_attribute`: `entryUUID` as the
+    /// server gives it, AD's binary `objectGUID` as lowercase hex), when present. Binds the
+    /// account to this entry: another entry with the same name is another person.
+    #[serde(default)]
+    pub id: Option<String>,
     /// E-mail address, when the configured attribute is present.
     pub email: Option<String>,
     /// Display name, when the configured attribute is present.

@@ -24,6 +24,14 @@
 //!   ([`SyncPlan::warnings`]) and leaves that team alone (no membership added or removed,
 //!   and no active member deactivated for being in no mapped group), as the sync already
 //!   does for a team whose organisation is missing.
+//! - A directory account belongs to the directory entry it was made for, known by the
+//!   entry's immutable identifier ([`DirectoryUser::id`]), not by its name: when the entry
+//!   of that name now has another identifier (the person left, and the name was given to
+//!   someone else), the account is treated as that of a user no longer in the directory
+//!   (deactivated, out of every mapped team, profile untouched, never reactivated) and the
+//!   plan warns; the new person gets no account under that name until an administrator
+//!   renames or deletes the old one. An account with no identifier yet (made before Berth
+//!   kept them) adopts its entry's identifier ([`SyncPlan::adopt_ids`]).
 
 use crate::config::{CreateUsers, SyncPolicy, TeamRef};
 use crate::snapshot::{DirectorySnapshot, DirectoryUser};
@@ -58,6 +66,19 @@ pub struct BerthUser {
     /// The account's display name.
     #[serde(default)]
     pub full_name: Option<String>,
+    /// The immutable identifier of the directory entry the account was made for (`None`:
+    /// not known yet, or a local account).
+    #[serde(default)]
+    pub directory_id: Option<String>,
+}
+
+/// A directory account that learns the immutable identifier of its entry.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct IdAdoption {
+    /// The account name.
+    pub username: String,
+    /// The entry's identifier.
+    pub id: String,
 }
 
 /// New profile attributes of a directory account, as the directory now has them. `None`:
@@ -79,6 +100,9 @@ pub struct NewUser {
     pub username: String,
     /// The directory entry it comes from.
     pub dn: String,
+    /// That entry's immutable identifier, when the directory gives one.
+    #[serde(default)]
+    pub id: Option<String>,
     /// E-mail address from the directory.
     pub email: Option<String>,
     /// Display name from the directory.
@@ -114,6 +138,10 @@ pub struct SyncPlan {
     /// left as it is.
     #[serde(default)]
     pub update_profiles: Vec<ProfileUpdate>,
+    /// Directory accounts without a stored entry identifier that adopt the one of the
+    /// entry of their name.
+    #[serde(default)]
+    pub adopt_ids: Vec<IdAdoption>,
     /// Directory usernames that are local accounts in Berth and were therefore left alone.
     /// A report for the administrator, not a change.
     pub conflicts: Vec<String>,
@@ -132,6 +160,7 @@ impl SyncPlan {
             && self.add_memberships.is_empty()
             && self.remove_memberships.is_empty()
             && self.update_profiles.is_empty()
+            && self.adopt_ids.is_empty()
     }
 
     /// Applies the plan to an in-memory list of accounts: the reference meaning of a plan,
@@ -145,6 +174,7 @@ impl SyncPlan {
                 teams: BTreeSet::new(),
                 email: n.email.clone(),
                 full_name: n.full_name.clone(),
+                directory_id: n.id.clone(),
             });
         }
         fn find<'a>(users: &'a mut [BerthUser], name: &str) -> Option<&'a mut BerthUser> {
@@ -170,6 +200,11 @@ impl SyncPlan {
         for m in &self.remove_memberships {
             if let Some(u) = find(users, &m.username) {
                 u.teams.remove(&m.team);
+            }
+        }
+        for a in &self.adopt_ids {
+            if let Some(u) = find(users, &a.username) {
+                u.directory_id.get_or_insert_with(|| a.id.clone());
             }
         }
         for p in &self.update_profiles {
@@ -258,6 +293,28 @@ pub fn plan(
     for u in &snapshot.users {
         directory.entry(u.username.to_lowercase()).or_insert(u);
     }
+    let accounts: BTreeMap<String, &BerthUser> = current
+        .iter()
+        .map(|u| (u.username.to_lowercase(), u))
+        .collect();
+    // Directory accounts made for another entry than the one that now has their name: for
+    // the plan, that name's entry is not in the directory (its person is gone).
+    for (name, account) in &accounts {
+        if account.origin != Origin::Directory {
+            continue;
+        }
+        if let Some(du) = directory.get(name) {
+            if let (Some(had), Some(has)) = (&account.directory_id, &du.id) {
+                if had != has {
+                    warnings.push(format!(
+                        "directory account {name} belongs to directory entry {had}, but the entry named {name} is now {has} ({}): the name was reused; the account is treated as departed and the new entry gets no account until the old one is renamed or deleted",
+                        du.dn
+                    ));
+                    directory.remove(name);
+                }
+            }
+        }
+    }
     let eligible = |name: &str| -> bool {
         directory.get(name).is_some_and(|u| {
             !u.disabled
@@ -267,10 +324,6 @@ pub fn plan(
                 }
         })
     };
-    let accounts: BTreeMap<String, &BerthUser> = current
-        .iter()
-        .map(|u| (u.username.to_lowercase(), u))
-        .collect();
 
     let mut out = SyncPlan {
         warnings: snapshot.warnings.iter().cloned().chain(warnings).collect(),
@@ -284,6 +337,7 @@ pub fn plan(
                 out.create.push(NewUser {
                     username: name.clone(),
                     dn: du.dn.clone(),
+                    id: du.id.clone(),
                     email: du.email.clone(),
                     full_name: du.full_name.clone(),
                 });
@@ -307,6 +361,12 @@ pub fn plan(
         let present = directory.get(name).is_some_and(|u| !u.disabled);
         let keep = eligible(name) || (account.active && in_unmanaged && present);
         if let Some(du) = directory.get(name) {
+            if let (None, Some(id)) = (&account.directory_id, &du.id) {
+                out.adopt_ids.push(IdAdoption {
+                    username: account.username.clone(),
+                    id: id.clone(),
+                });
+            }
             let email = du
                 .email
                 .clone()
@@ -367,6 +427,7 @@ mod tests {
         DirectoryUser {
             dn: format!("uid={name},ou=people,dc=example,dc=org"),
             username: name.to_string(),
+            id: None,
             email: Some(format!("{name}@example.org")),
             full_name: None,
             disabled,
@@ -389,6 +450,7 @@ mod tests {
             teams: teams.iter().map(|t| team(t)).collect(),
             email: Some(format!("{name}@example.org")),
             full_name: None,
+            directory_id: None,
         }
     }
 
@@ -734,6 +796,89 @@ mod tests {
         assert!(plan(&s, &policy(CreateUsers::MappedGroups), &state)
             .unwrap()
             .is_empty());
+    }
+
+    /// Issue 10: an account belongs to the directory entry it was made for. `sam` left and
+    /// the name was given to another person (another entry id): the old account is not
+    /// handed over (not reactivated, no team, profile untouched, deactivated if active),
+    /// the new person gets no account under that name, and the plan warns. An account with
+    /// no stored id adopts the id of its entry; one with the entry's own id is kept.
+    #[test]
+    fn accounts_are_bound_to_their_entry() {
+        let p = policy(CreateUsers::All);
+        let with_id = |name: &str, id: &str| DirectoryUser {
+            id: Some(id.into()),
+            email: Some(format!("new-{name}@example.org")),
+            ..duser(name, false)
+        };
+        let snap = DirectorySnapshot {
+            users: vec![
+                with_id("sam", "uuid-new-sam"),
+                with_id("alice", "uuid-alice"),
+                with_id("bob", "uuid-bob"),
+            ],
+            groups: vec![group("developers", &["sam", "alice", "bob"])],
+            warnings: vec![],
+        };
+        let bound = |name: &str, id: Option<&str>, active| BerthUser {
+            directory_id: id.map(str::to_string),
+            ..account(name, Origin::Directory, active, &["acme/devs"])
+        };
+        for sam_active in [false, true] {
+            let mut current = vec![
+                bound("sam", Some("uuid-old-sam"), sam_active),
+                bound("alice", Some("uuid-alice"), true),
+                bound("bob", None, true),
+            ];
+            let got = plan(&snap, &p, &current).unwrap();
+            assert!(got.create.is_empty(), "{got:?}");
+            assert!(!got.reactivate.contains(&"sam".to_string()));
+            assert_eq!(got.deactivate.contains(&"sam".to_string()), sam_active);
+            assert!(got.add_memberships.iter().all(|m| m.username != "sam"));
+            assert!(got.remove_memberships.contains(&m("sam", "acme/devs")));
+            assert!(got.update_profiles.iter().all(|u| u.username != "sam"));
+            assert_eq!(
+                got.adopt_ids,
+                [IdAdoption {
+                    username: "bob".into(),
+                    id: "uuid-bob".into()
+                }]
+            );
+            assert!(
+                got.warnings
+                    .iter()
+                    .any(|w| w.contains("sam") && w.contains("reused")),
+                "{:?}",
+                got.warnings
+            );
+            // Applying it settles: the next plan changes nothing (and still warns).
+            got.apply(&mut current);
+            let again = plan(&snap, &p, &current).unwrap();
+            assert!(again.is_empty(), "{again:?}");
+            assert_eq!(
+                again
+                    .warnings
+                    .iter()
+                    .filter(|w| w.contains("reused"))
+                    .count(),
+                1
+            );
+            assert!(current.iter().all(|u| u.username != "sam" || !u.active));
+        }
+        // Without ids on either side the name decides, as before.
+        let snap = DirectorySnapshot {
+            users: vec![duser("sam", false)],
+            ..snap.clone()
+        };
+        let got = plan(&snap, &p, &[bound("sam", Some("uuid-old-sam"), false)]).unwrap();
+        assert_eq!(got.reactivate, ["sam"]);
+        // A new account carries its entry's id.
+        let snap = DirectorySnapshot {
+            users: vec![with_id("sam", "uuid-new-sam")],
+            ..snap
+        };
+        let got = plan(&snap, &p, &[]).unwrap();
+        assert_eq!(got.create[0].id.as_deref(), Some("uuid-new-sam"));
     }
 
     #[test]

@@ -318,6 +318,7 @@ async fn openldap_directory() {
         teams: [team("acme/admins")].into(),
         email: None,
         full_name: None,
+        directory_id: None,
     };
     let mut berth = vec![root.clone()];
     let first = plan(&snap, &policy, &berth).unwrap();

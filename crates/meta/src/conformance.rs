@@ -120,6 +120,7 @@ macro_rules! meta_store_conformance {
         ; // identity cases: the store must also implement `IdentityStore`
             accounts_share_one_namespace,
             user_update_and_delete,
+            directory_ids_are_stored_and_unique,
             organisations_members_and_teams,
             team_delete_cascades,
             repository_settings_and_default_visibility,

@@ -43,6 +43,10 @@ pub enum Origin {
     Directory {
         /// The user's distinguished name in the directory.
         dn: String,
+        /// The directory's immutable identifier of the entry (`entryUUID`, `objectGUID`)
+        /// the account belongs to; `None` until known (an account made before Berth kept
+        /// it adopts it at its next sync or login). Unique among accounts.
+        id: Option<String>,
     },
 }
 
@@ -678,18 +682,24 @@ pub(crate) fn parse_role(s: &str) -> Result<Role, MetaError> {
     Role::parse(s).ok_or_else(|| MetaError::Backend(format!("stored role {s:?}")))
 }
 
-pub(crate) fn origin_parts(o: &Origin) -> (&'static str, Option<&str>) {
+/// The stored columns of an origin: `origin`, `directory_dn`, `directory_id`.
+pub(crate) fn origin_parts(o: &Origin) -> (&'static str, Option<&str>, Option<&str>) {
     match o {
-        Origin::Local => ("local", None),
-        Origin::Directory { dn } => ("directory", Some(dn.as_str())),
+        Origin::Local => ("local", None, None),
+        Origin::Directory { dn, id } => ("directory", Some(dn.as_str()), id.as_deref()),
     }
 }
 
-pub(crate) fn parse_origin(kind: &str, dn: Option<String>) -> Result<Origin, MetaError> {
+pub(crate) fn parse_origin(
+    kind: &str,
+    dn: Option<String>,
+    id: Option<String>,
+) -> Result<Origin, MetaError> {
     match kind {
         "local" => Ok(Origin::Local),
         "directory" => Ok(Origin::Directory {
             dn: dn.unwrap_or_default(),
+            id,
         }),
         other => Err(MetaError::Backend(format!("stored origin {other:?}"))),
     }
@@ -741,21 +751,37 @@ pub(crate) type UserRow = (
     i64,
     i64,
     i64,
+    Option<String>,
 );
 
 pub(crate) const USER_COLUMNS: &str = "id, name, full_name, email, password, origin, \
      directory_dn, active, system_admin, service_account, created_at, updated_at, \
-     credential_epoch";
+     credential_epoch, directory_id";
 
 pub(crate) fn user_record(r: UserRow) -> Result<UserRecord, MetaError> {
-    let (id, name, full_name, email, password, origin, dn, active, admin, service, c, u, epoch) = r;
+    let (
+        id,
+        name,
+        full_name,
+        email,
+        password,
+        origin,
+        dn,
+        active,
+        admin,
+        service,
+        c,
+        u,
+        epoch,
+        did,
+    ) = r;
     Ok(UserRecord {
         id,
         name,
         full_name,
         email,
         password,
-        origin: parse_origin(&origin, dn)?,
+        origin: parse_origin(&origin, dn, did)?,
         active,
         is_system_admin: admin,
         is_service_account: service,

@@ -190,15 +190,17 @@ impl IdentityStore for PgMetaStore {
     async fn user_create(&self, user: &NewUser) -> Result<UserRecord, MetaError> {
         check_name("user", &user.name)?;
         let now = now_ms();
-        let (origin, dn) = origin_parts(&user.origin);
+        let (origin, dn, did) = origin_parts(&user.origin);
         let mut tx = self.pool.begin().await?;
         lock_namespace(&mut tx, &user.name).await?;
         let held = namespace_held(&mut tx, &user.name).await?;
         check_namespace_free(&user.name, held, user.claim_namespace)?;
         let row: UserRow = sqlx::query_as(&format!(
             "INSERT INTO accounts (name, kind, full_name, email, password, origin, \
-             directory_dn, active, system_admin, service_account, created_at, updated_at) \
-             VALUES ($1, 'user', $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) RETURNING {USER_COLUMNS}"
+             directory_dn, active, system_admin, service_account, created_at, updated_at, \
+             directory_id) \
+             VALUES ($1, 'user', $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11) \
+             RETURNING {USER_COLUMNS}"
         ))
         .bind(&user.name)
         .bind(&user.full_name)
@@ -210,6 +212,7 @@ impl IdentityStore for PgMetaStore {
         .bind(user.is_system_admin)
         .bind(user.is_service_account)
         .bind(now)
+        .bind(did)
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| write_err(e, &format!("account {}", user.name)))?;
@@ -254,6 +257,7 @@ impl IdentityStore for PgMetaStore {
              password = CASE WHEN $5 THEN $6 ELSE password END, \
              origin = COALESCE($7, origin), \
              directory_dn = CASE WHEN $7::text IS NULL THEN directory_dn ELSE $8 END, \
+             directory_id = CASE WHEN $7::text IS NULL THEN directory_id ELSE $13 END, \
              active = COALESCE($9, active), \
              system_admin = COALESCE($10, system_admin), \
              service_account = COALESCE($11, service_account), \
@@ -275,8 +279,10 @@ impl IdentityStore for PgMetaStore {
         .bind(patch.is_system_admin)
         .bind(patch.is_service_account)
         .bind(now_ms())
+        .bind(origin.and_then(|o| o.2))
         .fetch_optional(&mut *tx)
-        .await?;
+        .await
+        .map_err(|e| write_err(e, &format!("account {id}")))?;
         let Some(row) = row else {
             return Err(MetaError::NotFound(format!("user {id}")));
         };

@@ -45,6 +45,7 @@ fn user_row(r: &Row<'_>) -> rusqlite::Result<UserRow> {
         r.get(10)?,
         r.get(11)?,
         r.get(12)?,
+        r.get(13)?,
     ))
 }
 
@@ -249,12 +250,13 @@ impl IdentityStore for SqliteMetaStore {
         self.write(move |conn| {
             check_namespace_free(&u.name, namespace_held(conn, &u.name)?, u.claim_namespace)?;
             let now = now_ms();
-            let (origin, dn) = origin_parts(&u.origin);
+            let (origin, dn, did) = origin_parts(&u.origin);
             let id: i64 = conn
                 .prepare_cached(
                     "INSERT INTO accounts (name, kind, full_name, email, password, origin, \
-                     directory_dn, active, system_admin, service_account, created_at, updated_at) \
-                     VALUES (?1, 'user', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10) RETURNING id",
+                     directory_dn, active, system_admin, service_account, created_at, updated_at, \
+                     directory_id) \
+                     VALUES (?1, 'user', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11) RETURNING id",
                 )
                 .and_then(|mut st| {
                     st.query_row(
@@ -268,7 +270,8 @@ impl IdentityStore for SqliteMetaStore {
                             u.active,
                             u.is_system_admin,
                             u.is_service_account,
-                            now
+                            now,
+                            did
                         ],
                         |r| r.get(0),
                     )
@@ -318,6 +321,7 @@ impl IdentityStore for SqliteMetaStore {
                      password = CASE WHEN ?5 THEN ?6 ELSE password END, \
                      origin = COALESCE(?7, origin), \
                      directory_dn = CASE WHEN ?7 IS NULL THEN directory_dn ELSE ?8 END, \
+                     directory_id = CASE WHEN ?7 IS NULL THEN directory_id ELSE ?13 END, \
                      active = COALESCE(?9, active), \
                      system_admin = COALESCE(?10, system_admin), \
                      service_account = COALESCE(?11, service_account), \
@@ -341,9 +345,10 @@ impl IdentityStore for SqliteMetaStore {
                         p.is_system_admin,
                         p.is_service_account,
                         now_ms(),
+                        origin.and_then(|o| o.2),
                     ])
                 })
-                .map_err(sql)?;
+                .map_err(|e| write_err(e, &format!("account {id}")))?;
             if n == 0 {
                 return Err(MetaError::NotFound(format!("user {id}")));
             }

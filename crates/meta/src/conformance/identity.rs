@@ -212,6 +212,77 @@ pub async fn accounts_share_one_namespace(store: FullStore) {
     assert_eq!(names(&orgs, |o| &o.name), ["beta"]);
 }
 
+/// A directory account keeps the immutable identifier of its directory entry: stored at
+/// creation or adopted later by a patch of its origin, read back by every read, and
+/// unique (two accounts never stand for one entry); a patch without an origin keeps it.
+pub async fn directory_ids_are_stored_and_unique(store: FullStore) {
+    let dir = |name: &str, id: Option<&str>| Origin::Directory {
+        dn: format!("uid={name},ou=people,dc=example,dc=test"),
+        id: id.map(str::to_string),
+    };
+    let mut nu = new_user("sam");
+    nu.password = None;
+    nu.origin = dir("sam", Some("0b6f5c1e-1111-4c3a-9d7e-000000000001"));
+    let sam = store.user_create(&nu).await.expect("user_create");
+    assert_eq!(sam.origin, nu.origin);
+    let got = store.user_get(UserKey::Id(sam.id)).await.expect("get");
+    assert_eq!(got.map(|u| u.origin), Some(nu.origin.clone()));
+    let listed = store.users_list(None, 10).await.expect("list");
+    assert_eq!(listed[0].origin, nu.origin);
+    // An account from before the column: no id, adopted by a patch of its origin.
+    let mut old = new_user("ola");
+    old.origin = dir("ola", None);
+    let ola = store.user_create(&old).await.expect("user_create");
+    assert_eq!(ola.origin, dir("ola", None));
+    let adopted = store
+        .user_update(
+            ola.id,
+            &UserPatch {
+                origin: Some(dir("ola", Some("AQIDBA=="))),
+                ..UserPatch::default()
+            },
+        )
+        .await
+        .expect("adopt");
+    assert_eq!(adopted.origin, dir("ola", Some("AQIDBA==")));
+    let other = store
+        .user_update(
+            ola.id,
+            &UserPatch {
+                active: Some(false),
+                ..UserPatch::default()
+            },
+        )
+        .await
+        .expect("update");
+    assert_eq!(other.origin, dir("ola", Some("AQIDBA==")), "kept");
+    // One entry, one account.
+    let mut twin = new_user("sam2");
+    twin.origin = dir("sam2", Some("0b6f5c1e-1111-4c3a-9d7e-000000000001"));
+    assert!(matches!(
+        store.user_create(&twin).await,
+        Err(MetaError::Conflict(_))
+    ));
+    assert!(matches!(
+        store
+            .user_update(
+                ola.id,
+                &UserPatch {
+                    origin: Some(dir("ola", Some("0b6f5c1e-1111-4c3a-9d7e-000000000001"))),
+                    ..UserPatch::default()
+                },
+            )
+            .await,
+        Err(MetaError::Conflict(_))
+    ));
+    // Many accounts without an id.
+    for name in ["nia", "noa"] {
+        let mut n = new_user(name);
+        n.origin = dir(name, None);
+        store.user_create(&n).await.expect("no id");
+    }
+}
+
 /// A patch changes what it names and nothing else; deleting a user takes their
 /// memberships and tokens.
 pub async fn user_update_and_delete(store: FullStore) {
@@ -225,6 +296,7 @@ pub async fn user_update_and_delete(store: FullStore) {
                 password: Some(None),
                 origin: Some(Origin::Directory {
                     dn: "uid=erin,ou=people,dc=example,dc=test".into(),
+                    id: None,
                 }),
                 is_system_admin: Some(true),
                 ..UserPatch::default()
@@ -238,7 +310,8 @@ pub async fn user_update_and_delete(store: FullStore) {
     assert_eq!(
         changed.origin,
         Origin::Directory {
-            dn: "uid=erin,ou=people,dc=example,dc=test".into()
+            dn: "uid=erin,ou=people,dc=example,dc=test".into(),
+            id: None,
         }
     );
     assert!(changed.is_system_admin && changed.active && !changed.is_service_account);
@@ -2040,6 +2113,7 @@ pub async fn hostile_strings_round_trip(store: FullStore) {
     nu.password = Some(long.clone());
     nu.origin = Origin::Directory {
         dn: format!("cn={nasty},ou=people"),
+        id: Some(nasty.to_string()),
     };
     let u = store.user_create(&nu).await.expect("user_create");
     let got = store

@@ -9,12 +9,9 @@
 # Env: BENCH, WORK (default /var/tmp/berth-bench-auth), BERTH, REPEAT (default 3), JSON,
 #      TOKEN_N (requests per token measurement, default 2000).
 set -euo pipefail
-ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-BENCH="${BENCH:-$ROOT/../shared/bench/registry-bench}"
+source "$(dirname "$0")/bench-lib.sh"
 PEERS="${BERTH_PEERS_DIR:-$ROOT/../shared/peers}"
 WORK="${WORK:-/var/tmp/berth-bench-auth}"
-TARGET="${CARGO_TARGET_DIR:-/var/tmp/berth-target}"
-BERTH="${BERTH:-$TARGET/release/berth}"
 REPEAT="${REPEAT:-3}"
 JSON="${JSON:-$WORK/result.json}"
 TOKEN_N="${TOKEN_N:-2000}"
@@ -24,34 +21,21 @@ TPORT=5113
 USER=bench
 PASS=bench-password-123
 
-[[ -x $BERTH ]] || (cd "$ROOT" && cargo build --release -p berth)
-need=()
-command -v docker-registry >/dev/null || need+=(docker-registry)
-command -v ab >/dev/null || need+=(apache2-utils)
-python3 -c 'import cryptography' 2>/dev/null || need+=(python3-cryptography)
-if ((${#need[@]})); then apt-get update -qq && apt-get install -y -qq "${need[@]}"; fi
+bench_prepare docker-registry ab:apache2-utils
+python3 -c 'import cryptography' 2>/dev/null || bench_prepare python3-cryptography
 rm -rf "$WORK"
-mkdir -p "$WORK/dist/data" "$WORK/berth" "$WORK/token"
+mkdir -p "$WORK/berth" "$WORK/token"
 
 python3 "$PEERS/token_server.py" --port $TPORT --dir "$WORK/token" --users "$USER:$PASS" \
   --service registry --issuer peers-token-issuer --grant all > "$WORK/token/out" 2>&1 &
 TPID=$!
 for _ in $(seq 100); do [[ -s $WORK/token/cert.pem ]] && break; sleep 0.1; done
-cat > "$WORK/dist/config.yml" <<YML
-version: 0.1
-log: {level: warn, accesslog: {disabled: true}}
-storage:
-  cache: {blobdescriptor: inmemory}
-  filesystem: {rootdirectory: $WORK/dist/data}
-  delete: {enabled: true}
-http: {addr: 127.0.0.1:$DPORT}
-auth:
+dist_config "$WORK/dist" $DPORT "auth:
   token:
     realm: http://127.0.0.1:$TPORT/token
     service: registry
     issuer: peers-token-issuer
-    rootcertbundle: $WORK/token/cert.pem
-YML
+    rootcertbundle: $WORK/token/cert.pem"
 docker-registry serve "$WORK/dist/config.yml" > "$WORK/dist/log" 2>&1 &
 DPID=$!
 # Berth: the bench user is a system administrator (the harness pushes to fresh namespaces).
@@ -60,14 +44,8 @@ BERTH_ADMIN_PASSWORD=unused-admin-pw "$BERTH" admin --data-dir "$WORK/berth" use
 BERTH_LOG=warn BERTH_ADMIN_PASSWORD=unused-admin-pw "$BERTH" serve --listen 127.0.0.1:$BPORT --data-dir "$WORK/berth" > "$WORK/berth/log" 2>&1 &
 BPID=$!
 trap 'kill $DPID $BPID $TPID 2>/dev/null || true' EXIT
-for p in $DPORT $BPORT; do
-  for _ in $(seq 100); do
-    code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$p/v2/" || true)
-    [[ $code == 401 ]] && break
-    sleep 0.1
-  done
-done
-echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r); berth $("$BERTH" --version)" >&2
+wait_v2 $DPORT 401; wait_v2 $BPORT 401
+machine_line
 "$BENCH" "http://127.0.0.1:$DPORT" --label distribution+token_server.py --pid $DPID \
   --compare "http://127.0.0.1:$BPORT" --label2 berth --pid2 $BPID \
   --user $USER --password "$PASS" --repeat "$REPEAT" --json "$JSON" "$@"
@@ -97,7 +75,7 @@ printf '[auth]\ncredential_cache_secs = 0\n' > "$WORK/nocache.toml"
 BERTH_LOG=warn BERTH_ADMIN_PASSWORD=unused-admin-pw "$BERTH" serve --config "$WORK/nocache.toml" \
   --listen 127.0.0.1:$BPORT --data-dir "$WORK/berth" > "$WORK/berth/log2" 2>&1 &
 BPID=$!
-for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$BPORT/v2/" && break; sleep 0.1; done
+wait_v2 $BPORT
 for c in 1 16; do
   out=$(ab -q -n "$TOKEN_N" -c $c -A "$USER:$PASS" "http://127.0.0.1:$BPORT/auth/token?service=berth&scope=repository:rb/x:pull,push" 2>&1)
   echo "berth (no cache) c=$c: $(awk '/Requests per second/{print $4}' <<<"$out") req/s, p50 $(awk '/ 50% /{print $2}' <<<"$out") ms, p99 $(awk '/ 99% /{print $2}' <<<"$out") ms, failed $(awk '/Failed requests/{print $3}' <<<"$out"), non-2xx $(awk '/Non-2xx/{print $3}' <<<"$out")"

@@ -23,11 +23,8 @@
 #      GC, the control for the method itself), PACE
 #      (the GC's pace for the run, `--pace` or `"pace"`; empty: the configured default).
 set -euo pipefail
-ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-BENCH="${BENCH:-$ROOT/../shared/bench/registry-bench}"
+source "$(dirname "$0")/bench-lib.sh"
 WORK="${WORK:-/var/tmp/berth-bench-gc-push}"
-TARGET="${CARGO_TARGET_DIR:-/var/tmp/berth-target}"
-BERTH="${BERTH:-$TARGET/release/berth}"
 ROUNDS="${ROUNDS:-3}"
 REPOS="${REPOS:-1000}"
 ORPHANS="${ORPHANS:-8}"
@@ -37,10 +34,8 @@ GRACE="${GRACE:-10s}"
 GC_VIA="${GC_VIA:-cli}"
 PACE="${PACE:-}"
 PORT=5113
-ADMIN_PW=bench-admin-password
 
-[[ -x $BERTH ]] || (cd "$ROOT" && cargo build --release -p berth)
-command -v jq >/dev/null || { apt-get update -qq && apt-get install -y -qq jq; }
+bench_prepare jq
 rm -rf "$WORK"
 mkdir -p "$WORK/berth"
 export BERTH_GC_GRACE="$GRACE"
@@ -48,7 +43,7 @@ BERTH_LOG=warn BERTH_ADMIN_PASSWORD=$ADMIN_PW "$BERTH" serve --listen 127.0.0.1:
 BPID=$!
 GPID=
 trap 'kill $BPID $GPID 2>/dev/null || true' EXIT
-for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$PORT/v2/" && break; sleep 0.1; done
+wait_v2 $PORT
 now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.1f", b-a}'; }
 bench() { # json-file [registry-bench args...]
@@ -65,7 +60,7 @@ pushes() { # json-file label
   bench "$1" -w push-small,manifest-put -c "$C" --small-count "$COUNT" --manifest-count "$COUNT" --prefix "$2"
 }
 
-echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r); berth $("$BERTH" --version)" >&2
+machine_line
 LINES=()
 for r in $(seq "$ROUNDS"); do
   t0=$(now)

@@ -19,30 +19,24 @@
 #      WORK (default /var/tmp/berth-bench-gc), BERTH (default the release build),
 #      TAGS (tags per repository, default 10; 1 in TAGS is deleted), P (delete parallelism, 8).
 set -euo pipefail
-ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-BENCH="${BENCH:-$ROOT/../shared/bench/registry-bench}"
+source "$(dirname "$0")/bench-lib.sh"
 WORK="${WORK:-/var/tmp/berth-bench-gc}"
-TARGET="${CARGO_TARGET_DIR:-/var/tmp/berth-target}"
-BERTH="${BERTH:-$TARGET/release/berth}"
 TAGS="${TAGS:-10}"
 P="${P:-8}"
 DPORT=5111
 BPORT=5112
-ADMIN_PW=bench-admin-password
 SIZES=("$@")
 [[ ${#SIZES[@]} -gt 0 ]] || SIZES=(1000 10000)
 
-[[ -x $BERTH ]] || (cd "$ROOT" && cargo build --release -p berth)
-command -v docker-registry >/dev/null || { apt-get update -qq && apt-get install -y -qq docker-registry; }
+bench_prepare docker-registry jq
 
 DPID= BPID=
 cleanup() { for p in $DPID $BPID; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 
-wait_port() { for _ in $(seq 200); do curl -s -o /dev/null "http://127.0.0.1:$1/v2/" && return 0; sleep 0.1; done; echo "port $1 not up" >&2; return 1; }
 start_dist() {
   docker-registry serve "$WORK/dist/config.yml" >> "$WORK/dist/log" 2>&1 &
-  DPID=$!; wait_port $DPORT
+  DPID=$!; wait_v2 $DPORT
 }
 stop_dist() { kill "$DPID"; wait "$DPID" 2>/dev/null || true; DPID=; }
 now() { date +%s.%N; }
@@ -77,24 +71,16 @@ berth_gc() { # label -> sets B_SECS B_BLOBS B_MANIFESTS B_BEFORE B_AFTER
   B_MANIFESTS=$(jq -r .run.manifests_deleted "$WORK/berth-gc-$1.json")
 }
 
-echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r); berth $("$BERTH" --version); $(docker-registry --version)" >&2
+machine_line "$(docker-registry --version)"
 LINES=()
 for N in "${SIZES[@]}"; do
   REPOS=$(( (N + TAGS - 1) / TAGS ))
   rm -rf "$WORK/dist" "$WORK/berth"
-  mkdir -p "$WORK/dist/data" "$WORK/berth"
-  cat > "$WORK/dist/config.yml" <<YML
-version: 0.1
-log: {level: warn, accesslog: {disabled: true}}
-storage:
-  cache: {blobdescriptor: inmemory}
-  filesystem: {rootdirectory: $WORK/dist/data}
-  delete: {enabled: true}
-http: {addr: 127.0.0.1:$DPORT}
-YML
+  mkdir -p "$WORK/berth"
+  dist_config "$WORK/dist" $DPORT
   start_dist
   BERTH_LOG=warn BERTH_ADMIN_PASSWORD=$ADMIN_PW "$BERTH" serve --listen 127.0.0.1:$BPORT --data-dir "$WORK/berth" > "$WORK/berth.log" 2>&1 &
-  BPID=$!; wait_port $BPORT
+  BPID=$!; wait_v2 $BPORT
 
   PREFIX="gc$N"
   echo "== N=$N: populate $REPOS repos x $TAGS tags, unique layers" >&2

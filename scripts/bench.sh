@@ -8,41 +8,26 @@
 #      WORK (data directory, default /var/tmp/berth-bench), BERTH (binary, default the release
 #      build in CARGO_TARGET_DIR), REPEAT (default 3), JSON (result file).
 set -euo pipefail
-ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-BENCH="${BENCH:-$ROOT/../shared/bench/registry-bench}"
+source "$(dirname "$0")/bench-lib.sh"
 WORK="${WORK:-/var/tmp/berth-bench}"
-TARGET="${CARGO_TARGET_DIR:-/var/tmp/berth-target}"
-BERTH="${BERTH:-$TARGET/release/berth}"
 REPEAT="${REPEAT:-3}"
 JSON="${JSON:-$WORK/result.json}"
 DPORT=5101
 BPORT=5102
 
-[[ -x $BERTH ]] || (cd "$ROOT" && cargo build --release -p berth)
-command -v docker-registry >/dev/null || { apt-get update -qq && apt-get install -y -qq docker-registry; }
+bench_prepare docker-registry
 rm -rf "$WORK/dist" "$WORK/berth"
-mkdir -p "$WORK/dist/data" "$WORK/berth"
-cat > "$WORK/dist/config.yml" <<YML
-version: 0.1
-log: {level: warn, accesslog: {disabled: true}}
-storage:
-  cache: {blobdescriptor: inmemory}
-  filesystem: {rootdirectory: $WORK/dist/data}
-  delete: {enabled: true}
-http: {addr: 127.0.0.1:$DPORT}
-YML
+mkdir -p "$WORK/berth"
+dist_config "$WORK/dist" $DPORT
 docker-registry serve "$WORK/dist/config.yml" > "$WORK/dist/log" 2>&1 &
 DPID=$!
 # Berth asks for credentials (the token protocol); the harness logs in as the first
 # administrator, who may create repositories anywhere. Distribution runs without auth.
-ADMIN_PW=bench-admin-password
 BERTH_LOG=warn BERTH_ADMIN_PASSWORD=$ADMIN_PW "$BERTH" serve --listen 127.0.0.1:$BPORT --data-dir "$WORK/berth" > "$WORK/berth/log" 2>&1 &
 BPID=$!
 trap 'kill $DPID $BPID 2>/dev/null || true' EXIT
-for p in $DPORT $BPORT; do
-  for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$p/v2/" && break; sleep 0.1; done
-done
-echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r); berth $("$BERTH" --version)" >&2
+wait_v2 $DPORT; wait_v2 $BPORT
+machine_line
 if [[ ${ONLY:-} == berth ]]; then
   "$BENCH" "http://127.0.0.1:$BPORT" --label berth --pid $BPID --repeat "$REPEAT" --json "$JSON" --user admin --password "$ADMIN_PW" "$@"
 else

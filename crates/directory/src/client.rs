@@ -1115,17 +1115,9 @@ impl ServerCertVerifier for AnyCertificate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Secret;
 
     fn config() -> DirectoryConfig {
-        DirectoryConfig {
-            url: "ldap://127.0.0.1:1".into(),
-            bind_dn: "cn=admin,dc=example,dc=org".into(),
-            bind_password: Secret::new("hunter2"),
-            user_base: "ou=people,dc=example,dc=org".into(),
-            group_base: "ou=groups,dc=example,dc=org".into(),
-            ..DirectoryConfig::default()
-        }
+        crate::config::sample("ldap://127.0.0.1:1")
     }
 
     #[test]

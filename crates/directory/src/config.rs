@@ -423,19 +423,25 @@ pub enum ConfigError {
     Invalid(String),
 }
 
+/// A complete configuration for unit tests (bind password "hunter2").
+#[cfg(test)]
+pub(crate) fn sample(url: &str) -> DirectoryConfig {
+    DirectoryConfig {
+        url: url.into(),
+        bind_dn: "cn=admin,dc=example,dc=org".into(),
+        bind_password: Secret::new("hunter2"),
+        user_base: "ou=people,dc=example,dc=org".into(),
+        group_base: "ou=groups,dc=example,dc=org".into(),
+        ..DirectoryConfig::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn valid() -> DirectoryConfig {
-        DirectoryConfig {
-            url: "ldap://127.0.0.1:3389".into(),
-            bind_dn: "cn=admin,dc=example,dc=org".into(),
-            bind_password: Secret::new("hunter2"),
-            user_base: "ou=people,dc=example,dc=org".into(),
-            group_base: "ou=groups,dc=example,dc=org".into(),
-            ..DirectoryConfig::default()
-        }
+        sample("ldap://127.0.0.1:3389")
     }
 
     #[test]

@@ -34,6 +34,12 @@ const MAX_RANGE_ROUNDS: usize = 1000;
 const MAX_NESTING: usize = 32;
 /// Page size for snapshot searches; AD's default MaxPageSize is 1000.
 const PAGE_SIZE: i32 = 500;
+/// LDAP_CAP_ACTIVE_DIRECTORY_OID: in the rootDSE's `supportedCapabilities` of Active
+/// Directory and of Samba's AD domain controller.
+const CAP_ACTIVE_DIRECTORY: &str = "1.2.840.113556.1.4.800";
+/// LDAP_MATCHING_RULE_IN_CHAIN: `(member:1.2.840.113556.1.4.1941:=<dn>)` matches the groups
+/// that hold `<dn>` at any depth of nesting (the server follows the chain, cycles included).
+const MATCHING_RULE_IN_CHAIN: &str = "1.2.840.113556.1.4.1941";
 
 /// What went wrong talking to the directory.
 #[derive(Debug, thiserror::Error)]
@@ -223,6 +229,16 @@ pub struct DirectoryStatus {
     pub checked_at: Option<i64>,
 }
 
+/// What a client has read from the directory since it was made.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct DirectoryTraffic {
+    /// Search operations sent (rootDSE, users, groups, further ranges; a paged search
+    /// counts once).
+    pub searches: u64,
+    /// Entries received by those searches.
+    pub entries: u64,
+}
+
 /// A client for one configured directory. Cheap to clone; clones share their
 /// [`DirectoryStatus`].
 #[derive(Clone, Debug)]
@@ -232,10 +248,16 @@ pub struct DirectoryClient {
     state: Arc<Mutex<Shared>>,
 }
 
-/// What clones of a client share: the status, and the circuit breaker.
+/// What clones of a client share: the status, the circuit breaker, and what was learnt
+/// about the server.
 #[derive(Debug, Default)]
 struct Shared {
     status: DirectoryStatus,
+    /// Whether the server advertises Active Directory (and so the in-chain matching rule);
+    /// `None` until its rootDSE has been read.
+    in_chain: Option<bool>,
+    /// What has been read from the directory.
+    traffic: DirectoryTraffic,
     /// Consecutive operations that found the directory unreachable.
     unreachable_in_a_row: u32,
     /// While set and in the future, operations fail at once without the network.
@@ -262,6 +284,29 @@ impl DirectoryClient {
     /// What the last contact with the directory showed.
     pub fn status(&self) -> DirectoryStatus {
         self.lock().status.clone()
+    }
+
+    /// What this client and its clones have read from the directory: what an operation
+    /// cost, for tests and diagnostics.
+    pub fn traffic(&self) -> DirectoryTraffic {
+        self.lock().traffic
+    }
+
+    /// Whether one user's nested groups are found with AD's in-chain matching rule: the
+    /// server advertised Active Directory in its rootDSE. `None` until a nested lookup
+    /// needed to know (and always with `nested_groups_in_chain` off).
+    pub fn uses_in_chain(&self) -> Option<bool> {
+        self.lock().in_chain
+    }
+
+    fn count_search(&self) {
+        let mut state = self.lock();
+        state.traffic.searches = state.traffic.searches.saturating_add(1);
+    }
+
+    fn count_entries(&self, n: usize) {
+        let mut state = self.lock();
+        state.traffic.entries = state.traffic.entries.saturating_add(n as u64);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
@@ -377,6 +422,7 @@ impl DirectoryClient {
         let c = &self.config;
         let filter = self.login_filter(username);
         let mut ldap = self.service_connection().await?;
+        self.count_search();
         let result = self
             .timed(&mut ldap)
             .search(
@@ -390,6 +436,7 @@ impl DirectoryClient {
         let (entries, _) = result
             .success()
             .map_err(|e| self.ldap_error("search", &c.user_base, e))?;
+        self.count_entries(entries.len());
         let mut users: Vec<DirectoryUser> = entries
             .into_iter()
             .map(SearchEntry::construct)
@@ -472,8 +519,33 @@ impl DirectoryClient {
         let user_entries = self
             .search_all(&mut ldap, &c.user_base, &filter, self.user_attributes())
             .await?;
+        let in_chain = match user_entries.as_slice() {
+            [_, ..] if c.nested_groups && c.nested_groups_in_chain => {
+                self.server_has_in_chain(&mut ldap).await?
+            }
+            _ => false,
+        };
         let group_entries = match (c.membership, user_entries.as_slice()) {
             (_, []) => Vec::new(),
+            (_, [user, ..]) if in_chain => {
+                // Every group holding the user at any depth, in one search. The groups are
+                // read with the same attributes as by the expansion and assembled the same
+                // way, so the answer is the same: a group reached only through a group
+                // outside the group base or filter is found here but has no path to the
+                // user in `assemble`, and is dropped below like the expansion never finds
+                // it.
+                let filter = format!(
+                    "(&{}({}:{MATCHING_RULE_IN_CHAIN}:={}))",
+                    c.group_filter,
+                    c.member_attribute,
+                    ldap_escape(&user.dn)
+                );
+                let mut found = self
+                    .search_all(&mut ldap, &c.group_base, &filter, self.group_attributes())
+                    .await?;
+                self.complete_ranges(&mut ldap, &mut found).await?;
+                found
+            }
             (MembershipMode::GroupMember, [user, ..]) => {
                 // The groups that list the user, then (nested groups) the groups that list
                 // those, level by level until no new group appears.
@@ -715,6 +787,58 @@ impl DirectoryClient {
         ldap.with_timeout(self.config.operation_timeout())
     }
 
+    /// Whether the server advertises Active Directory (LDAP_CAP_ACTIVE_DIRECTORY_OID in the
+    /// rootDSE's `supportedCapabilities`), and so evaluates the in-chain matching rule.
+    /// Read once per client. A rootDSE the service account may not read counts as no (the
+    /// expansion works everywhere); only an unreachable server is an error.
+    async fn server_has_in_chain(&self, ldap: &mut Ldap) -> Result<bool, DirectoryError> {
+        if let Some(known) = self.lock().in_chain {
+            return Ok(known);
+        }
+        self.count_search();
+        let read = async {
+            let result = self
+                .timed(ldap)
+                .search(
+                    "",
+                    Scope::Base,
+                    "(objectClass=*)",
+                    vec!["supportedCapabilities"],
+                )
+                .await?;
+            let (entries, _) = result.success()?;
+            self.count_entries(entries.len());
+            Ok::<_, LdapError>(entries.into_iter().next().map(SearchEntry::construct))
+        }
+        .await;
+        let root = match read {
+            Ok(root) => root,
+            Err(e) => match self.ldap_error("search", "the rootDSE", e) {
+                e if e.is_unreachable() => return Err(e),
+                e => {
+                    tracing::debug!(error = %e, "rootDSE unreadable; nested groups by expansion");
+                    return Ok(false);
+                }
+            },
+        };
+        let ad = root.is_some_and(|r| {
+            values(&r, "supportedCapabilities")
+                .iter()
+                .any(|v| v.trim() == CAP_ACTIVE_DIRECTORY)
+        });
+        tracing::debug!(
+            active_directory = ad,
+            "nested groups of one user by {}",
+            if ad {
+                "the in-chain matching rule"
+            } else {
+                "expansion"
+            }
+        );
+        self.lock().in_chain = Some(ad);
+        Ok(ad)
+    }
+
     /// Active Directory returns at most 1500 values of a multi-valued attribute at once:
     /// a large group comes back with `member;range=0-1499` instead of `member`. Reads the
     /// remaining ranges of each such entry (`member;range=1500-*`, ...) with base searches
@@ -740,6 +864,7 @@ impl DirectoryClient {
                     });
                 }
                 let want = vec![format!("{attr};range={start}-*")];
+                self.count_search();
                 let result = self
                     .timed(ldap)
                     .search(&entry.dn, Scope::Base, "(objectClass=*)", want)
@@ -748,6 +873,7 @@ impl DirectoryClient {
                 let (found, _) = result
                     .success()
                     .map_err(|e| self.ldap_error("search", &entry.dn, e))?;
+                self.count_entries(found.len());
                 let Some(part) = found.into_iter().next() else {
                     break;
                 };
@@ -779,6 +905,7 @@ impl DirectoryClient {
             Box::new(EntriesOnly::new()),
             Box::new(PagedResults::new(PAGE_SIZE)),
         ];
+        self.count_search();
         let mut stream = self
             .timed(ldap)
             .streaming_search_with(adapters, base, Scope::Subtree, filter, attrs)
@@ -797,6 +924,7 @@ impl DirectoryClient {
             .await
             .success()
             .map_err(|e| self.ldap_error("search", base, e))?;
+        self.count_entries(entries.len());
         Ok(entries)
     }
 

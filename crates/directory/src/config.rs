@@ -215,8 +215,15 @@ pub struct DirectoryConfig {
     /// Follow nested groups: a member of a group that is itself a member of a mapped
     /// group is in the mapped group (at any depth; cycles are cut). Read by recursive
     /// expansion of `member` (group-member mode) or of the groups' own `memberOf`
-    /// (user-member-of mode). Default `false`; `true` for Active Directory.
+    /// (user-member-of mode); one user's groups on Active Directory by the in-chain rule
+    /// (see `nested_groups_in_chain`). Default `false`; `true` for Active Directory.
     pub nested_groups: bool,
+    /// With nested groups, find one user's groups (at login) with Active Directory's
+    /// in-chain matching rule (`member:1.2.840.113556.1.4.1941:=`) in one search when the
+    /// server advertises AD (rootDSE `supportedCapabilities` holds
+    /// 1.2.840.113556.1.4.800); other servers get the level-by-level expansion. `false`:
+    /// always the expansion. Default `true`.
+    pub nested_groups_in_chain: bool,
     /// Treat users whose `userAccountControl` has bit 2 (ACCOUNTDISABLE) as disabled.
     /// Default `false`; `true` for Active Directory.
     pub ad_disabled_flag: bool,
@@ -255,6 +262,7 @@ impl Default for DirectoryConfig {
             member_attribute: "member".into(),
             member_of_attribute: "memberOf".into(),
             nested_groups: false,
+            nested_groups_in_chain: true,
             ad_disabled_flag: false,
             connect_timeout_secs: 5,
             operation_timeout_secs: 15,

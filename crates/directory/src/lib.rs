@@ -21,7 +21,7 @@ pub mod names;
 pub mod snapshot;
 pub mod sync;
 
-pub use client::{DirectoryClient, DirectoryError, DirectoryStatus};
+pub use client::{DirectoryClient, DirectoryError, DirectoryStatus, DirectoryTraffic};
 pub use config::{
     ConfigError, CreateUsers, DirectoryConfig, GroupMapping, MembershipMode, Secret, SyncPolicy,
     TeamRef, TlsConfig,

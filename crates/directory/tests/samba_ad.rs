@@ -31,7 +31,7 @@ const URL: &str = "ldap://127.0.0.1:389";
 /// Users in the template's big group: more than AD's MaxValRange of 1500.
 const BULK_USERS: usize = 1600;
 /// Bumped when the template's content changes, so that an old template is not reused.
-const TEMPLATE_REVISION: u32 = 1;
+const TEMPLATE_REVISION: u32 = 2;
 /// The packages the harness needs (samba-ad-provision holds the schema for provisioning).
 const PACKAGES: &[&str] = &[
     "samba",
@@ -115,12 +115,28 @@ fn template() -> PathBuf {
     if dir.join("ready").exists() {
         return dir;
     }
+    // Templates of other revisions or versions, and builds whose process is gone.
+    for entry in std::fs::read_dir(&tmp).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        let stale = match name.strip_prefix("berth-samba-ad-building-") {
+            Some(pid) => !Path::new("/proc").join(pid).exists(),
+            None => name.starts_with("berth-samba-ad-r"),
+        };
+        if stale {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
     let building = tmp.join(format!("berth-samba-ad-building-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&building);
     let t = Instant::now();
     run(Command::new("samba-tool")
         .args(["domain", "provision", "--server-role=dc", "--use-rfc2307"])
-        .args(["--realm=BERTH.TEST", "--domain=BERTH", "--dns-backend=NONE"])
+        .args([
+            "--realm=BERTH.TEST",
+            "--domain=BERTH",
+            "--host-name=berthdc",
+        ])
+        .arg("--dns-backend=NONE")
         .arg(format!("--adminpass={ADMIN_PW}"))
         .arg(format!("--targetdir={}", building.display()))
         .env("TDB_NO_FSYNC", "1"));
@@ -152,20 +168,35 @@ fn template() -> PathBuf {
         provisioned.as_secs_f64(),
         (t.elapsed() - provisioned).as_secs_f64()
     );
-    // LDAP only, loopback only, simple binds over plain LDAP (a test server: no TLS).
+    // LDAP only, loopback only, simple binds over plain LDAP (a test server: no TLS),
+    // logs in the directory. These replace what provisioning wrote for the same keys.
     let conf_path = building.join("etc/smb.conf");
     let conf = std::fs::read_to_string(&conf_path).unwrap();
-    let ours = "[global]\n\
-        \tserver services = ldap\n\
-        \tinterfaces = 127.0.0.1\n\
-        \tbind interfaces only = yes\n\
-        \tldap server require strong auth = no\n\
-        \ttls enabled = no\n\
-        \tlog file = @DIR@/log.%m\n";
+    let ours = [
+        ("server services", "ldap"),
+        ("interfaces", "127.0.0.1"),
+        ("bind interfaces only", "yes"),
+        ("ldap server require strong auth", "no"),
+        ("tls enabled", "no"),
+        ("logging", "file"),
+        ("log file", "@DIR@/log.%m"),
+    ];
     assert!(conf.contains("[global]\n"), "{conf}");
-    let conf = conf
-        .replacen("[global]\n", ours, 1)
-        .replace(&building.display().to_string(), "@DIR@");
+    let mut out = String::new();
+    for line in conf.lines() {
+        let key = line.split('=').next().unwrap_or_default().trim();
+        if ours.iter().any(|(k, _)| k.eq_ignore_ascii_case(key)) {
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+        if line.trim() == "[global]" {
+            for (k, v) in ours {
+                out.push_str(&format!("\t{k} = {v}\n"));
+            }
+        }
+    }
+    let conf = out.replace(&building.display().to_string(), "@DIR@");
     std::fs::write(&conf_path, conf).unwrap();
     std::fs::write(building.join("ready"), "").unwrap();
     if std::fs::rename(&building, &dir).is_err() {

@@ -550,9 +550,10 @@ fn g_out(ou: &str, cn: &str) -> String {
     format!("CN={cn},{ou}")
 }
 
-/// Issue 10 on a real AD: accounts are bound to `objectGUID` (binary, kept as hex). A
-/// person deleted and a new one created under the same sAMAccountName is another entry:
-/// the old account is treated as departed, and the newcomer does not get it.
+/// Issue 10 on a real AD: accounts are bound to `objectGUID` (binary, kept as hex). An
+/// entry renamed keeps its account (the group's `member` follows the rename); a person
+/// deleted and a new one created under the same sAMAccountName is another entry: the old
+/// account is treated as departed, and the newcomer does not get it.
 #[tokio::test]
 async fn accounts_are_bound_to_object_guid() {
     let ou = fresh_ou("guid");
@@ -579,8 +580,20 @@ async fn accounts_are_bound_to_object_guid() {
     let p = plan(&snap, &config.sync, std::slice::from_ref(&account)).unwrap();
     assert!(p.is_empty(), "{p:?}");
 
+    // Her entry is renamed (a new CN, as when a surname changes): the same objectGUID, the
+    // same account.
+    modify(&format!(
+        "dn: CN=carol,{ou}\nchangetype: modrdn\nnewrdn: CN=Carol Married\ndeleteoldrdn: 1\n"
+    ));
+    let renamed = client.authenticate("carol", pw).await.unwrap();
+    assert_eq!(renamed.dn, format!("CN=Carol Married,{ou}"));
+    assert_eq!(renamed.id.as_deref(), Some(old_id.as_str()));
+    let snap = client.snapshot().await.unwrap();
+    let p = plan(&snap, &config.sync, std::slice::from_ref(&account)).unwrap();
+    assert!(p.is_empty(), "{p:?}");
+
     // carol leaves; a new carol arrives with the same name and the same group.
-    delete(&format!("CN=carol,{ou}"));
+    delete(&format!("CN=Carol Married,{ou}"));
     modify(&user_ldif(&ou, "carol", pw, true));
     modify(&format!(
         "dn: CN=devs,{ou}\nchangetype: modify\nadd: member\nmember: CN=carol,{ou}\n"

@@ -28,6 +28,9 @@ const RC_INVALID_CREDENTIALS: u32 = 49;
 const RC_UNAVAILABLE: &[u32] = &[51, 52, 81, 85];
 /// AD `userAccountControl` ACCOUNTDISABLE.
 const UAC_ACCOUNTDISABLE: i64 = 0x2;
+/// The Windows error AD gives in a refused bind's diagnostic (`..., data 533, ...`) when
+/// the password is right but the account is disabled (ERROR_ACCOUNT_DISABLED).
+const AD_ERROR_ACCOUNT_DISABLED: u32 = 0x533;
 /// Most ranges read for one attribute (AD sends 1500 values a range: 1.5 million members).
 const MAX_RANGE_ROUNDS: usize = 1000;
 /// Deepest group nesting followed when one user's groups are read level by level.
@@ -452,6 +455,15 @@ impl DirectoryClient {
         let result = bound.map_err(|e| self.ldap_error("bind", &user.dn, e))?;
         match result.rc {
             0 => {}
+            // AD (and Samba) refuse the bind of a disabled account themselves, saying so
+            // only when the password was right (a wrong one is "data 52e").
+            RC_INVALID_CREDENTIALS
+                if ad_bind_error(&result.text) == Some(AD_ERROR_ACCOUNT_DISABLED) =>
+            {
+                tracing::info!(username = %user.username,
+                    "directory refused the bind: the account is disabled");
+                return Err(DirectoryError::AccountDisabled);
+            }
             RC_INVALID_CREDENTIALS => {
                 tracing::info!(username = %user.username, "directory refused the password");
                 return Err(DirectoryError::BadCredentials);
@@ -1027,6 +1039,16 @@ impl DirectoryClient {
     }
 }
 
+/// The Windows error code in the diagnostic of a bind AD refused:
+/// `80090308: LdapErr: DSID-0C09044E, comment: AcceptSecurityContext error, data 52e, v4563`
+/// gives 0x52e. `None` for other servers' messages.
+fn ad_bind_error(message: &str) -> Option<u32> {
+    message.split(',').find_map(|part| {
+        let code = part.trim().strip_prefix("data ")?;
+        u32::from_str_radix(code.trim(), 16).ok()
+    })
+}
+
 /// The start and end (`None`: `*`, the last range) of a ranged attribute description
 /// `attr;range=lo-hi` (options compared case-insensitively), or `None` when `name` is not a
 /// range of `attr`.
@@ -1344,6 +1366,28 @@ mod tests {
         let mut plain = entry(&[("member", &["x"])]);
         assert_eq!(take_range(&mut plain, "member"), None);
         assert_eq!(values(&plain, "member"), ["x"]);
+    }
+
+    #[test]
+    fn ad_bind_errors_are_read_from_the_diagnostic() {
+        let cases = [
+            (
+                "80090308: LdapErr: DSID-0C0903A9, comment: AcceptSecurityContext error, \
+                 data 533, v1db1",
+                Some(AD_ERROR_ACCOUNT_DISABLED),
+            ),
+            (
+                "80090308: LdapErr: DSID-0C09044E, comment: AcceptSecurityContext error, \
+                 data 52e, v4563",
+                Some(0x52e),
+            ),
+            ("", None),
+            ("invalid credentials", None),
+            ("data xyz, v1", None),
+        ];
+        for (message, want) in cases {
+            assert_eq!(ad_bind_error(message), want, "{message}");
+        }
     }
 
     #[test]

@@ -720,11 +720,16 @@ async fn login_by_user_principal_name() {
         .await
         .unwrap_err();
     assert!(matches!(err, DirectoryError::BadCredentials), "{err}");
-    // AD refuses the bind of a disabled account itself (invalidCredentials, "data 533"),
-    // unlike slapd, where the client finds the flag after a successful bind: a refusal
-    // either way. The sync sees the flag.
+    // AD refuses the bind of a disabled account itself (invalidCredentials, "data 533"
+    // when the password is right), where slapd binds and the client reads the flag: the
+    // same refusal either way. The sync sees the flag.
     let err = client
         .authenticate("frank@berth.test", pw)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, DirectoryError::AccountDisabled), "{err}");
+    let err = client
+        .authenticate("frank@berth.test", "wrong-Pw-1")
         .await
         .unwrap_err();
     assert!(matches!(err, DirectoryError::BadCredentials), "{err}");

@@ -142,6 +142,7 @@ fn ci() -> Result<()> {
             return Err(e);
         }
     };
+    eprintln!("xtask: if this run is interrupted, stop the peers with `cargo xtask peers --stop`");
     let tests = run(cargo()
         .args(["test", "--workspace", "--no-fail-fast"])
         .envs(env));
@@ -151,6 +152,12 @@ fn ci() -> Result<()> {
     }
     for line in lines {
         eprintln!("xtask: {line}");
+    }
+    if !started.reused.is_empty() {
+        eprintln!(
+            "xtask: left running (found running before this run): {}",
+            started.reused.join(", ")
+        );
     }
     tests
 }

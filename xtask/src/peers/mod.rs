@@ -133,20 +133,28 @@ const PEERS: &[Peer] = &[
 /// The peers started by one `start_all`, so that `ci` stops exactly those.
 pub struct Started {
     names: Vec<&'static str>,
+    /// Found running: never stopped by `ci`.
+    pub reused: Vec<&'static str>,
 }
 
 /// Starts every peer (reusing live ones); returns the test environment and which peers this
 /// call started.
 pub fn start_all(s: &Settings) -> Result<(Env, Started)> {
     let mut env = Env::new();
-    let mut started = Started { names: vec![] };
+    let mut started = Started {
+        names: vec![],
+        reused: vec![],
+    };
     for p in PEERS {
         match (p.start)(s, &mut env).with_context(|| format!("starting {}", p.name))? {
             Status::Started(t) => {
                 eprintln!("xtask: started {} in {:.1} s", p.name, t.as_secs_f64());
                 started.names.push(p.name);
             }
-            Status::Running => eprintln!("xtask: {} already running, reused", p.name),
+            Status::Running => {
+                eprintln!("xtask: {} already running, reused", p.name);
+                started.reused.push(p.name);
+            }
             Status::Ready(t) => eprintln!("xtask: {} ready in {:.1} s", p.name, t.as_secs_f64()),
         }
     }

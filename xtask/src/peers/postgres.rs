@@ -155,8 +155,11 @@ pub fn start(s: &Settings, env: &mut Env) -> Result<Status> {
 }
 
 pub fn stop(s: &Settings) -> Result<Option<String>> {
+    let data = s.state.join(format!("postgres-{}", s.pg_port)).join("data");
+    if !data.join("postmaster.pid").exists() {
+        return Ok(None);
+    }
     let bin = bindir()?;
-    let (_, data) = paths(s)?;
     if !running(&bin, &data) {
         return Ok(None);
     }

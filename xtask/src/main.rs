@@ -4,6 +4,8 @@
 //!   formatting (`cargo fmt --check`) and lints (`cargo clippy --workspace --all-targets
 //!   -- -D warnings`), starts the peer services (see [`peers`]), runs the whole test suite
 //!   against them, and then stops the peers it started, pass or fail, saying which.
+//!   Arguments after `ci` replace `--workspace --no-fail-fast` in the `cargo test` command
+//!   (`cargo xtask ci -p berth-directory --test slapd`).
 //! - `cargo xtask peers`: only installs and starts the peers, printing the environment the
 //!   tests read (`export NAME=VALUE` lines on stdout), for running single tests by hand.
 //! - `cargo xtask peers --stop` (or `cargo xtask stop`): stops every peer xtask runs from its
@@ -119,7 +121,7 @@ fn cargo() -> Command {
 
 /// Formatting, lints, peers, tests; then the peers this run started are stopped, whatever
 /// the outcome.
-fn ci() -> Result<()> {
+fn ci(test_args: &[&str]) -> Result<()> {
     install()?;
     run(cargo().args(["fmt", "--all", "--check"])).context("cargo fmt --check")?;
     run(cargo().args([
@@ -132,20 +134,25 @@ fn ci() -> Result<()> {
     ]))
     .context("cargo clippy")?;
     let settings = peers::Settings::from_env()?;
-    let (env, started) = match peers::start_all(&settings) {
-        Ok(x) => x,
+    let mut started = peers::Started::default();
+    let env = match peers::start_all(&settings, &mut started) {
+        Ok(env) => env,
         Err(e) => {
-            // Stop what came up before the failure.
-            for line in peers::stop(&settings, None) {
+            // Stop what this run started before the failure.
+            for line in peers::stop(&settings, Some(&started)) {
                 eprintln!("xtask: {line}");
             }
             return Err(e);
         }
     };
     eprintln!("xtask: if this run is interrupted, stop the peers with `cargo xtask peers --stop`");
-    let tests = run(cargo()
-        .args(["test", "--workspace", "--no-fail-fast"])
-        .envs(env));
+    let tests = if test_args.is_empty() {
+        run(cargo()
+            .args(["test", "--workspace", "--no-fail-fast"])
+            .envs(env))
+    } else {
+        run(cargo().arg("test").args(test_args).envs(env))
+    };
     let lines = peers::stop(&settings, Some(&started));
     if lines.is_empty() {
         eprintln!("xtask: no peer to stop (all were running before this run)");
@@ -166,11 +173,11 @@ fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     match args.as_slice() {
-        ["ci"] => ci(),
+        ["ci", test_args @ ..] => ci(test_args),
         ["peers"] => {
             install()?;
             let settings = peers::Settings::from_env()?;
-            let (env, _) = peers::start_all(&settings)?;
+            let env = peers::start_all(&settings, &mut peers::Started::default())?;
             for (k, v) in env {
                 println!("export {k}={v}");
             }
@@ -188,6 +195,6 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
-        _ => bail!("usage: cargo xtask ci | peers [--stop] | stop"),
+        _ => bail!("usage: cargo xtask ci [CARGO TEST ARGS] | peers [--stop] | stop"),
     }
 }

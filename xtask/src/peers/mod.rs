@@ -131,20 +131,17 @@ const PEERS: &[Peer] = &[
 ];
 
 /// The peers started by one `start_all`, so that `ci` stops exactly those.
+#[derive(Default)]
 pub struct Started {
     names: Vec<&'static str>,
     /// Found running: never stopped by `ci`.
     pub reused: Vec<&'static str>,
 }
 
-/// Starts every peer (reusing live ones); returns the test environment and which peers this
-/// call started.
-pub fn start_all(s: &Settings) -> Result<(Env, Started)> {
+/// Starts every peer (reusing live ones) and returns the test environment; `started`
+/// records which peers this call started, also when it fails half-way.
+pub fn start_all(s: &Settings, started: &mut Started) -> Result<Env> {
     let mut env = Env::new();
-    let mut started = Started {
-        names: vec![],
-        reused: vec![],
-    };
     for p in PEERS {
         match (p.start)(s, &mut env).with_context(|| format!("starting {}", p.name))? {
             Status::Started(t) => {
@@ -158,7 +155,7 @@ pub fn start_all(s: &Settings) -> Result<(Env, Started)> {
             Status::Ready(t) => eprintln!("xtask: {} ready in {:.1} s", p.name, t.as_secs_f64()),
         }
     }
-    Ok((env, started))
+    Ok(env)
 }
 
 /// Stops the peers `started` names (or every peer xtask runs when `started` is `None`), and

@@ -88,8 +88,17 @@ fn install() -> Result<()> {
             .args(["install", "-y", "-qq", "--no-install-recommends"])
             .args(&missing))?;
     }
+    // One `pip show` for all (each call costs seconds); one per package only when some
+    // are missing.
+    let all_there = Command::new("python3")
+        .args(["-m", "pip", "show", "-q"])
+        .args(PYPI_PACKAGES)
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
     let pip_missing: Vec<&str> = PYPI_PACKAGES
         .iter()
+        .filter(|_| !all_there)
         .copied()
         .filter(|p| {
             !Command::new("python3")

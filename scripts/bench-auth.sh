@@ -6,11 +6,11 @@
 # caches it). Then measures the token endpoints themselves with ab (Debian apache2-utils).
 #
 # Usage: scripts/bench-auth.sh [registry-bench args...]   e.g. scripts/bench-auth.sh -w manifest-get -c 16,64
-# Env: BENCH, WORK (default /var/tmp/berth-bench-auth), BERTH, REPEAT (default 3), JSON,
+# Env: BENCH, TOKEN_SERVER (the reference issuer, default beside the checkout), WORK (default /var/tmp/berth-bench-auth), BERTH, REPEAT (default 3), JSON,
 #      TOKEN_N (requests per token measurement, default 2000).
 set -euo pipefail
 source "$(dirname "$0")/bench-lib.sh"
-PEERS="${BERTH_PEERS_DIR:-$ROOT/../shared/peers}"
+TOKEN_SERVER="${TOKEN_SERVER:-$ROOT/../shared/peers/token_server.py}"
 WORK="${WORK:-/var/tmp/berth-bench-auth}"
 REPEAT="${REPEAT:-3}"
 JSON="${JSON:-$WORK/result.json}"
@@ -26,7 +26,7 @@ python3 -c 'import cryptography' 2>/dev/null || bench_prepare python3-cryptograp
 rm -rf "$WORK"
 mkdir -p "$WORK/berth" "$WORK/token"
 
-python3 "$PEERS/token_server.py" --port $TPORT --dir "$WORK/token" --users "$USER:$PASS" \
+python3 "$TOKEN_SERVER" --port $TPORT --dir "$WORK/token" --users "$USER:$PASS" \
   --service registry --issuer peers-token-issuer --grant all > "$WORK/token/out" 2>&1 &
 TPID=$!
 for _ in $(seq 100); do [[ -s $WORK/token/cert.pem ]] && break; sleep 0.1; done

@@ -1,13 +1,20 @@
 //! Developer and CI workflows, as Rust so they run the same everywhere:
 //!
-//! - `cargo xtask ci`: installs the Debian and PyPI packages the tests use, starts the peer
-//!   services (PostgreSQL, an S3 server, a Docker engine) on loopback, and runs the whole
-//!   test suite against them. This is the README's test command and what `.ci/run` calls.
+//! - `cargo xtask ci`: installs the Debian and PyPI packages the tests use, checks
+//!   formatting (`cargo fmt --check`) and lints (`cargo clippy --workspace --all-targets
+//!   -- -D warnings`), starts the peer services (see [`peers`]), runs the whole test suite
+//!   against them, and then stops the peers it started, pass or fail, saying which.
+//!   Arguments after `ci` replace `--workspace --no-fail-fast` in the `cargo test` command
+//!   (`cargo xtask ci -p berth-directory --test slapd`).
 //! - `cargo xtask peers`: only installs and starts the peers, printing the environment the
-//!   tests read, for running single tests by hand.
+//!   tests read (`export NAME=VALUE` lines on stdout), for running single tests by hand.
+//! - `cargo xtask peers --stop` (or `cargo xtask stop`): stops every peer xtask runs from its
+//!   state directory.
 //!
-//! The peer scripts come from the shared reference directory (`../shared/peers` beside
-//! the checkout, or `$BERTH_PEERS_DIR`).
+//! Everything is started from this repository's own code: a fresh clone needs nothing beside
+//! it.
+
+mod peers;
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -19,7 +26,10 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "podman",
     "buildah",
     "docker-registry",
+    "notary",
     "postgresql",
+    "slapd",
+    "ldap-utils",
     "curl",
     "openssl",
     "procps",
@@ -36,17 +46,6 @@ fn root() -> PathBuf {
     manifest.parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
-fn peers_dir() -> Result<PathBuf> {
-    if let Ok(d) = std::env::var("BERTH_PEERS_DIR") {
-        return Ok(PathBuf::from(d));
-    }
-    let d = root().join("../shared/peers");
-    if d.join("postgres.sh").exists() {
-        return Ok(d.canonicalize()?);
-    }
-    bail!("peer scripts not found: set BERTH_PEERS_DIR or place shared/peers beside the checkout")
-}
-
 fn run(cmd: &mut Command) -> Result<()> {
     eprintln!("xtask: {cmd:?}");
     let st = cmd.status().with_context(|| format!("running {cmd:?}"))?;
@@ -54,23 +53,6 @@ fn run(cmd: &mut Command) -> Result<()> {
         bail!("{cmd:?} failed: {st}");
     }
     Ok(())
-}
-
-fn output(cmd: &mut Command) -> Result<String> {
-    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
-    if !out.status.success() {
-        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
-fn have(bin: &str) -> bool {
-    Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {bin}"))
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
 }
 
 fn install() -> Result<()> {
@@ -86,14 +68,37 @@ fn install() -> Result<()> {
         })
         .collect();
     if !missing.is_empty() {
+        if missing.contains(&"slapd") {
+            // Keep the package's own set-up from creating a system directory: the tests
+            // start their own servers.
+            let mut c = Command::new("debconf-set-selections")
+                .stdin(std::process::Stdio::piped())
+                .spawn()
+                .context("running debconf-set-selections")?;
+            use std::io::Write;
+            c.stdin
+                .take()
+                .context("debconf-set-selections stdin")?
+                .write_all(b"slapd slapd/no_configuration boolean true\n")?;
+            c.wait()?;
+        }
         run(Command::new("apt-get").args(["update", "-qq"]))?;
         run(Command::new("apt-get")
             .env("DEBIAN_FRONTEND", "noninteractive")
             .args(["install", "-y", "-qq", "--no-install-recommends"])
             .args(&missing))?;
     }
+    // One `pip show` for all (each call costs seconds); one per package only when some
+    // are missing.
+    let all_there = Command::new("python3")
+        .args(["-m", "pip", "show", "-q"])
+        .args(PYPI_PACKAGES)
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
     let pip_missing: Vec<&str> = PYPI_PACKAGES
         .iter()
+        .filter(|_| !all_there)
         .copied()
         .filter(|p| {
             !Command::new("python3")
@@ -117,65 +122,88 @@ fn install() -> Result<()> {
     Ok(())
 }
 
-/// Starts the peers and returns the environment the tests read.
-fn peers() -> Result<Vec<(String, String)>> {
-    let dir = peers_dir()?;
-    // The scripts report on stdout; keep stdout for the environment `peers` prints.
-    let sh = |script: &str, args: &[&str]| -> Result<()> {
-        let to_stderr = std::fs::OpenOptions::new()
-            .write(true)
-            .open("/dev/stderr")?;
-        run(Command::new("bash")
-            .arg(dir.join(script))
-            .args(args)
-            .stdout(to_stderr))
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(root());
+    cmd
+}
+
+/// Formatting, lints, peers, tests; then the peers this run started are stopped, whatever
+/// the outcome.
+fn ci(test_args: &[&str]) -> Result<()> {
+    install()?;
+    run(cargo().args(["fmt", "--all", "--check"])).context("cargo fmt --check")?;
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))
+    .context("cargo clippy")?;
+    let settings = peers::Settings::from_env()?;
+    let mut started = peers::Started::default();
+    let env = match peers::start_all(&settings, &mut started) {
+        Ok(env) => env,
+        Err(e) => {
+            // Stop what this run started before the failure.
+            for line in peers::stop(&settings, Some(&started)) {
+                eprintln!("xtask: {line}");
+            }
+            return Err(e);
+        }
     };
-    sh("postgres.sh", &["start"])?;
-    sh("s3.sh", &["start"])?;
-    sh("dockerd.sh", &["start"])?;
-    let pg = output(Command::new("bash").arg(dir.join("postgres.sh")).arg("url"))?;
-    let mut env = vec![
-        ("BERTH_TEST_PG_URL".to_string(), pg),
-        (
-            "BERTH_TEST_S3_ENDPOINT".into(),
-            "http://127.0.0.1:9000".into(),
-        ),
-        ("BERTH_TEST_S3_BUCKET".into(), "registry".into()),
-        ("BERTH_TEST_S3_ACCESS_KEY".into(), "peersaccess".into()),
-        ("BERTH_TEST_S3_SECRET_KEY".into(), "peerssecret123".into()),
-        ("BERTH_TEST_S3_REGION".into(), "us-east-1".into()),
-        (
-            "DOCKER_HOST".into(),
-            "unix:///tmp/peers-dockerd/docker.sock".into(),
-        ),
-        ("BERTH_PEERS_DIR".into(), dir.display().to_string()),
-    ];
-    if !have("crane") {
-        let crane = output(Command::new("bash").arg(dir.join("crane.sh")).arg("path"))?;
-        env.push(("BERTH_TEST_CRANE".into(), crane));
+    eprintln!("xtask: if this run is interrupted, stop the peers with `cargo xtask peers --stop`");
+    let tests = if test_args.is_empty() {
+        run(cargo()
+            .args(["test", "--workspace", "--no-fail-fast"])
+            .envs(env))
+    } else {
+        run(cargo().arg("test").args(test_args).envs(env))
+    };
+    let lines = peers::stop(&settings, Some(&started));
+    if lines.is_empty() {
+        eprintln!("xtask: no peer to stop (all were running before this run)");
     }
-    Ok(env)
+    for line in lines {
+        eprintln!("xtask: {line}");
+    }
+    if !started.reused.is_empty() {
+        eprintln!(
+            "xtask: left running (found running before this run): {}",
+            started.reused.join(", ")
+        );
+    }
+    tests
 }
 
 fn main() -> Result<()> {
-    let task = std::env::args().nth(1).unwrap_or_default();
-    match task.as_str() {
-        "ci" => {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    match args.as_slice() {
+        ["ci", test_args @ ..] => ci(test_args),
+        ["peers"] => {
             install()?;
-            let env = peers()?;
-            let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-            cmd.current_dir(root())
-                .args(["test", "--workspace", "--no-fail-fast"])
-                .envs(env);
-            run(&mut cmd)
-        }
-        "peers" => {
-            install()?;
-            for (k, v) in peers()? {
+            let settings = peers::Settings::from_env()?;
+            let env = peers::start_all(&settings, &mut peers::Started::default())?;
+            for (k, v) in env {
                 println!("export {k}={v}");
+            }
+            eprintln!("xtask: stop them with `cargo xtask peers --stop`");
+            Ok(())
+        }
+        ["peers", "--stop"] | ["stop"] => {
+            let settings = peers::Settings::from_env()?;
+            let lines = peers::stop(&settings, None);
+            if lines.is_empty() {
+                eprintln!("xtask: no peer running under {}", settings.state.display());
+            }
+            for line in lines {
+                eprintln!("xtask: {line}");
             }
             Ok(())
         }
-        _ => bail!("usage: cargo xtask ci | peers"),
+        _ => bail!("usage: cargo xtask ci [CARGO TEST ARGS] | peers [--stop] | stop"),
     }
 }

@@ -1,6 +1,6 @@
 //! Directory users end to end: the real `berth` binary (on SQLite and the filesystem, and
 //! on PostgreSQL and S3), configured with a TOML file pointing at a real slapd started by
-//! the shared peer script `slapd.sh`, once with the plain OpenLDAP directory (`uid`,
+//! `berth_testkit::Slapd` (one per test, on a free port), once with the plain OpenLDAP directory (`uid`,
 //! `groupOfNames`) and once with the Active-Directory-like one (`sAMAccountName`,
 //! `memberOf`, `userAccountControl`).
 //!
@@ -16,7 +16,7 @@
 //! password hash cached at their last bind) and pulling; once slapd is back, the schedule
 //! (`BERTH_DIRECTORY_SYNC_INTERVAL_SECS`) syncs again by itself.
 //!
-//! Needs `slapd.sh` (from `$BERTH_PEERS_DIR`, else `shared/peers` beside the checkout), a
+//! Needs Debian's slapd and ldap-utils (`cargo xtask peers` installs them), a
 //! Docker engine (`DOCKER_HOST`), and for the scaled variant PostgreSQL and S3
 //! (`BERTH_TEST_PG_URL`, `BERTH_TEST_S3_*`). Without them the tests fail: they never skip.
 
@@ -25,139 +25,60 @@ mod common;
 
 use common::*;
 use serde_json::Value;
-use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::sync::Mutex;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 both_backends!(openldap, active_directory);
 
-/// slapd.sh may install packages on first use; two tests doing that at once would fight
-/// over the dpkg lock.
-static START: Mutex<()> = Mutex::new(());
-
 const ADMIN_PW: &str = "ldap-e2e-admin-pw";
 const REPO: &str = "acme/private";
 
-fn peers_dir() -> PathBuf {
-    match std::env::var("BERTH_PEERS_DIR") {
-        Ok(d) => PathBuf::from(d),
-        Err(_) => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/peers"),
-    }
-}
-
 fn slapd_admin_password() -> String {
-    std::env::var("SLAPD_ADMIN_PW").unwrap_or_else(|_| "admin".into())
+    berth_testkit::slapd::ADMIN_PASSWORD.into()
 }
 
-/// Which of the two peer directories.
+/// Which of the two sample directories.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Kind {
     OpenLdap,
     ActiveDirectory,
 }
 
-/// A slapd started by slapd.sh on its own port and data directory; stopped when dropped.
+/// A test's own slapd (from the test kit: free port, fresh data), with the directory
+/// changes these tests make; stopped when dropped.
 struct Slapd {
     kind: Kind,
-    script: PathBuf,
-    port: u16,
-    ldif: PathBuf,
-    dir: PathBuf,
+    server: berth_testkit::Slapd,
 }
 
 impl Slapd {
-    /// Ports 3391 (plain) and 3392 (AD-like) for the embedded stores, 3393 and 3394 for
-    /// PostgreSQL and S3 (the directory crate's own tests use 3389 and 3390).
-    fn start(kind: Kind, backend: Backend) -> Slapd {
-        let port = match kind {
-            Kind::OpenLdap => 3391,
-            Kind::ActiveDirectory => 3392,
+    fn start(kind: Kind) -> Slapd {
+        let directory = match kind {
+            Kind::OpenLdap => berth_testkit::Directory::OpenLdap,
+            Kind::ActiveDirectory => berth_testkit::Directory::ActiveDirectory,
         };
-        let port = if backend == Backend::Scaled {
-            port + 2
-        } else {
-            port
-        };
-        Slapd::start_on(kind, port)
-    }
-
-    /// A server on a port of its own (the single-purpose tests below take 3401 and up).
-    fn start_on(kind: Kind, port: u16) -> Slapd {
-        let peers = peers_dir();
-        let script = peers.join("slapd.sh");
-        assert!(
-            script.is_file(),
-            "slapd.sh not found at {}: set BERTH_PEERS_DIR to the shared peers directory",
-            script.display()
-        );
-        let ldif = match kind {
-            Kind::OpenLdap => "sample.ldif",
-            Kind::ActiveDirectory => "ad-like.ldif",
-        };
-        let s = Slapd {
+        Slapd {
             kind,
-            script,
-            port,
-            ldif: peers.join("ldap").join(ldif),
-            dir: std::env::temp_dir().join(format!("berth-ldap-e2e-slapd-{port}")),
-        };
-        let _guard = START.lock().unwrap_or_else(|e| e.into_inner());
-        s.script_cmd("reset");
-        s.up();
-        s
-    }
-
-    /// Starts slapd on its existing data (the first start loads the LDIF).
-    fn up(&self) {
-        let out = self.script_cmd("start");
-        assert!(
-            out.status.success(),
-            "slapd.sh could not start slapd on port {}:\n{}\n{}",
-            self.port,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn stop(&self) {
-        assert!(self.script_cmd("stop").status.success(), "slapd.sh stop");
-    }
-
-    fn script_cmd(&self, cmd: &str) -> std::process::Output {
-        Command::new("bash")
-            .arg(&self.script)
-            .arg(cmd)
-            .arg(self.port.to_string())
-            .arg(&self.ldif)
-            .arg(&self.dir)
-            .env(
-                "SLAPD_AD",
-                if self.kind == Kind::ActiveDirectory {
-                    "1"
-                } else {
-                    "0"
-                },
-            )
-            .stdin(Stdio::null())
-            .output()
-            .expect("running bash slapd.sh")
-    }
-
-    fn url(&self) -> String {
-        format!("ldap://127.0.0.1:{}", self.port)
-    }
-
-    fn suffix(&self) -> &'static str {
-        match self.kind {
-            Kind::OpenLdap => "dc=example,dc=org",
-            Kind::ActiveDirectory => "DC=corp,DC=example,DC=com",
+            server: berth_testkit::Slapd::start(directory),
         }
     }
 
+    /// Starts slapd again on its existing data.
+    fn up(&self) {
+        self.server.up();
+    }
+
+    fn stop(&self) {
+        self.server.stop();
+    }
+
+    fn url(&self) -> String {
+        self.server.url()
+    }
+
     fn admin_dn(&self) -> String {
-        format!("cn=admin,{}", self.suffix())
+        self.server.admin_dn()
     }
 
     /// The DN of one of the sample users.
@@ -270,46 +191,11 @@ team = "acme/admins"
     }
 
     fn modify(&self, ldif: &str) {
-        let mut child = Command::new("ldapmodify")
-            .args(["-x", "-H", &self.url(), "-D", &self.admin_dn(), "-w"])
-            .arg(slapd_admin_password())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("running ldapmodify (ldap-utils)");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(ldif.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "ldapmodify failed: {}\n{ldif}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        self.server.modify(ldif);
     }
 
     fn delete(&self, dn: &str) {
-        let out = Command::new("ldapdelete")
-            .args(["-x", "-H", &self.url(), "-D", &self.admin_dn(), "-w"])
-            .arg(slapd_admin_password())
-            .arg(dn)
-            .output()
-            .expect("running ldapdelete (ldap-utils)");
-        assert!(
-            out.status.success(),
-            "ldapdelete failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-impl Drop for Slapd {
-    fn drop(&mut self) {
-        let _ = self.script_cmd("stop");
+        self.server.delete(dn);
     }
 }
 
@@ -636,7 +522,7 @@ fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
 
 fn scenario(kind: Kind, backend: Backend) {
     require_env("DOCKER_HOST");
-    let slapd = Slapd::start(kind, backend);
+    let slapd = Slapd::start(kind);
     let berth = Berth::new(&slapd, backend);
     // The organisation and its two teams exist before the directory is read.
     for args in [
@@ -948,7 +834,7 @@ fn wait_for_log(server: &Process, what: &str) -> String {
 /// so at start, and `/health` and the cluster status show the directory failing.
 #[test]
 fn service_bind_failure_keeps_cached_logins() {
-    let slapd = Slapd::start_on(Kind::OpenLdap, 3401);
+    let slapd = Slapd::start(Kind::OpenLdap);
     let berth = Berth::new(&slapd, Backend::Embedded);
     acme(&berth);
     let server = berth.serve(&[]);
@@ -1047,7 +933,7 @@ fn service_bind_failure_keeps_cached_logins() {
 /// warning.
 #[test]
 fn directory_names_outside_the_name_rule_get_manageable_accounts() {
-    let slapd = Slapd::start_on(Kind::OpenLdap, 3402);
+    let slapd = Slapd::start(Kind::OpenLdap);
     // (entry cn, uid as base64 LDIF, password): "Jane Doe", "José", "Ann Lee", "李雷".
     let people = [
         ("Jane Doe", "SmFuZSBEb2U=", "jane-pw"),
@@ -1195,7 +1081,7 @@ fn directory_names_outside_the_name_rule_get_manageable_accounts() {
 /// newcomer's login is refused (logged with the reason).
 #[test]
 fn a_reused_directory_name_does_not_inherit_the_account() {
-    let slapd = Slapd::start_on(Kind::OpenLdap, 3403);
+    let slapd = Slapd::start(Kind::OpenLdap);
     let add_sam = |password: &str| {
         slapd.add_ungrouped_user("sam", password);
         slapd.set_developer("sam", true);

@@ -1,6 +1,6 @@
 //! The conformance suite against a real S3-compatible server. Each case works under its
 //! own random prefix of the bucket. Without `BERTH_TEST_S3_ENDPOINT` these tests fail: start
-//! the server with `../shared/peers/s3.sh start` and export the variables below.
+//! the server with `eval "$(cargo xtask peers)"`, which exports the variables below.
 
 use berth_blob::conformance::{self, Fixture};
 use berth_blob::s3::{S3BlobStore, S3Config};
@@ -14,11 +14,9 @@ use rand::Rng;
 fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
         panic!(
-            "{name} is not set. The S3 tests need a running S3 server: start one with \
-             `/work/shared/peers/s3.sh start` (or `../shared/peers/s3.sh start` from the repo) \
-             and export BERTH_TEST_S3_ENDPOINT=http://127.0.0.1:9000 BERTH_TEST_S3_BUCKET=registry \
-             BERTH_TEST_S3_ACCESS_KEY=peersaccess BERTH_TEST_S3_SECRET_KEY=peerssecret123 \
-             BERTH_TEST_S3_REGION=us-east-1"
+            "{name} is not set. The S3 tests need a running S3 server: start one and export \
+             BERTH_TEST_S3_ENDPOINT, BERTH_TEST_S3_BUCKET, BERTH_TEST_S3_ACCESS_KEY, \
+             BERTH_TEST_S3_SECRET_KEY and BERTH_TEST_S3_REGION with `eval \"$(cargo xtask peers)\"`"
         )
     })
 }

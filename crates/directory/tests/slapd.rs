@@ -1,13 +1,12 @@
-//! The directory client and the sync plan against a real OpenLDAP server, started from the
-//! shared peer script `slapd.sh` with both of its directories: the plain one (`uid`,
+//! The directory client and the sync plan against a real OpenLDAP server, started by
+//! `berth_testkit::Slapd` with both of its sample directories: the plain one (`uid`,
 //! `groupOfNames`) and the Active-Directory-like one (`sAMAccountName`, `memberOf`,
-//! `userAccountControl`). Each test owns its server (own port, own directory wiped at
-//! start), changes the directory with `ldapmodify` / `ldapdelete` as a person would, and
-//! stops the server at the end to see the client report it unreachable.
+//! `userAccountControl`). Each test owns its server (free port, fresh directory), changes
+//! the directory with `ldapmodify` / `ldapdelete` as a person would, and stops the server
+//! at the end to see the client report it unreachable.
 //!
-//! Needs `slapd.sh` (from `$BERTH_PEERS_DIR`, else `shared/peers` beside the checkout),
-//! which installs Debian's slapd and ldap-utils itself. Without it the tests fail: they
-//! never skip.
+//! Needs Debian's slapd and ldap-utils (`cargo xtask peers` installs them). Without them
+//! the tests fail: they never skip.
 
 use berth_directory::snapshot::normalize_dn;
 use berth_directory::{
@@ -15,141 +14,12 @@ use berth_directory::{
     DirectorySnapshot, GroupMapping, Membership, MembershipMode, Origin, Secret, SyncPolicy,
     TeamRef,
 };
+use berth_testkit::{Directory, Slapd};
 use std::collections::BTreeSet;
-use std::io::Write;
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
-use std::sync::Mutex;
-
-/// slapd.sh installs packages on first use; two tests doing that at once would fight over
-/// the dpkg lock.
-static START: Mutex<()> = Mutex::new(());
-
-fn peers_dir() -> PathBuf {
-    match std::env::var("BERTH_PEERS_DIR") {
-        Ok(d) => PathBuf::from(d),
-        Err(_) => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/peers"),
-    }
-}
+use std::process::Command;
 
 fn admin_password() -> String {
-    std::env::var("SLAPD_ADMIN_PW").unwrap_or_else(|_| "admin".into())
-}
-
-/// A slapd started by slapd.sh; stopped when dropped.
-struct Slapd {
-    script: PathBuf,
-    port: u16,
-    ldif: PathBuf,
-    dir: PathBuf,
-    ad: bool,
-    suffix: String,
-}
-
-impl Slapd {
-    fn start(port: u16, ldif: &str, suffix: &str, ad: bool) -> Slapd {
-        let peers = peers_dir();
-        let script = peers.join("slapd.sh");
-        assert!(
-            script.is_file(),
-            "slapd.sh not found at {}: set BERTH_PEERS_DIR to the shared peers directory \
-             (the one holding slapd.sh and ldap/*.ldif), or run `cargo xtask ci`",
-            script.display()
-        );
-        let s = Slapd {
-            script,
-            port,
-            ldif: peers.join("ldap").join(ldif),
-            dir: std::env::temp_dir().join(format!("berth-directory-slapd-{port}")),
-            ad,
-            suffix: suffix.to_string(),
-        };
-        let _guard = START.lock().unwrap_or_else(|e| e.into_inner());
-        // A fresh directory every run: the tests change the data.
-        s.script_cmd("reset");
-        let out = s.script_cmd("start");
-        assert!(
-            out.status.success(),
-            "slapd.sh could not start slapd on port {port} ({}):\nstdout: {}\nstderr: {}\n\
-             slapd.sh installs Debian's slapd and ldap-utils with apt-get (run as root, or \
-             install them first); the port must be free",
-            s.dir.display(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        s
-    }
-
-    fn script_cmd(&self, cmd: &str) -> Output {
-        Command::new("bash")
-            .arg(&self.script)
-            .arg(cmd)
-            .arg(self.port.to_string())
-            .arg(&self.ldif)
-            .arg(&self.dir)
-            .env("SLAPD_AD", if self.ad { "1" } else { "0" })
-            .stdin(Stdio::null())
-            .output()
-            .expect("running bash slapd.sh")
-    }
-
-    fn url(&self) -> String {
-        format!("ldap://127.0.0.1:{}", self.port)
-    }
-
-    fn admin_dn(&self) -> String {
-        format!("cn=admin,{}", self.suffix)
-    }
-
-    /// Runs `ldapmodify` as the directory administrator.
-    fn modify(&self, ldif: &str) {
-        let mut child = Command::new("ldapmodify")
-            .args(["-x", "-H", &self.url(), "-D", &self.admin_dn(), "-w"])
-            .arg(admin_password())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("running ldapmodify (ldap-utils)");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(ldif.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "ldapmodify failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// Runs `ldapdelete` as the directory administrator.
-    fn delete(&self, dn: &str) {
-        let out = Command::new("ldapdelete")
-            .args(["-x", "-H", &self.url(), "-D", &self.admin_dn(), "-w"])
-            .arg(admin_password())
-            .arg(dn)
-            .output()
-            .expect("running ldapdelete (ldap-utils)");
-        assert!(
-            out.status.success(),
-            "ldapdelete failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn stop(&self) {
-        let out = self.script_cmd("stop");
-        assert!(out.status.success(), "slapd.sh stop failed");
-    }
-}
-
-impl Drop for Slapd {
-    fn drop(&mut self) {
-        let _ = self.script_cmd("stop");
-    }
+    berth_testkit::slapd::ADMIN_PASSWORD.into()
 }
 
 fn team(s: &str) -> TeamRef {
@@ -217,7 +87,7 @@ async fn unreachable(slapd: &Slapd, client: &DirectoryClient) {
 
 #[tokio::test]
 async fn openldap_directory() {
-    let slapd = Slapd::start(3389, "sample.ldif", "dc=example,dc=org", false);
+    let slapd = Slapd::start(Directory::OpenLdap);
     let policy = SyncPolicy {
         create_users: CreateUsers::MappedGroups,
         teams: vec![
@@ -364,7 +234,7 @@ async fn openldap_directory() {
 #[tokio::test]
 async fn active_directory_like_directory() {
     const BASE: &str = "DC=corp,DC=example,DC=com";
-    let slapd = Slapd::start(3390, "ad-like.ldif", BASE, true);
+    let slapd = Slapd::start(Directory::ActiveDirectory);
     let users = format!("CN=Users,{BASE}");
     let policy = SyncPolicy {
         create_users: CreateUsers::MappedGroups,
@@ -516,7 +386,7 @@ fn plain_config(slapd: &Slapd, base: &str, teams: Vec<GroupMapping>) -> Director
 /// member values and the mappings each spelled another way.
 #[tokio::test]
 async fn escaped_dns_match_in_every_spelling() {
-    let slapd = Slapd::start(3395, "sample.ldif", "dc=example,dc=org", false);
+    let slapd = Slapd::start(Directory::OpenLdap);
     let base = "ou=escaped,dc=example,dc=org";
     slapd.modify(&format!(
         "dn: {base}\nchangetype: add\nobjectClass: organizationalUnit\nou: escaped\n\n\
@@ -582,7 +452,7 @@ async fn escaped_dns_match_in_every_spelling() {
 /// none), and the base or DN involved.
 #[tokio::test]
 async fn errors_name_the_result_the_diagnostic_and_the_dn() {
-    let slapd = Slapd::start(3396, "sample.ldif", "dc=example,dc=org", false);
+    let slapd = Slapd::start(Directory::OpenLdap);
     let mut missing = plain_config(&slapd, "ou=missing,dc=example,dc=org", vec![]);
     missing.group_base = "ou=groups,dc=example,dc=org".into();
     let client = DirectoryClient::new(missing).unwrap();
@@ -640,7 +510,7 @@ async fn errors_name_the_result_the_diagnostic_and_the_dn() {
 /// full snapshot and for one user's.
 #[tokio::test]
 async fn nested_groups_are_expanded_with_cycles_cut() {
-    let slapd = Slapd::start(3397, "sample.ldif", "dc=example,dc=org", false);
+    let slapd = Slapd::start(Directory::OpenLdap);
     let base = "ou=nested,dc=example,dc=org";
     // platform > backend > dbas (three levels), and loop-a <-> loop-b (a cycle).
     let user = |uid: &str| {
@@ -731,22 +601,19 @@ async fn nested_groups_are_expanded_with_cycles_cut() {
     );
 }
 
-/// Sends `signal` to the test's own slapd (its pid file is in the test's directory; the
-/// process is checked to be that slapd before it is signalled).
+/// Sends `signal` to the test's own slapd (the process the test kit started, checked to be
+/// that slapd before it is signalled).
 fn signal(slapd: &Slapd, signal: &str) {
-    let pid_file = slapd.dir.join("slapd.pid");
-    let pid = std::fs::read_to_string(&pid_file).expect("slapd pid file");
-    let pid = pid.trim();
+    let pid = slapd.pid().expect("slapd is running").to_string();
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
     assert!(
-        cmdline.contains("slapd") && cmdline.contains(&format!(":{}", slapd.port)),
-        "pid {pid} from {} is not this test's slapd: {cmdline:?}",
-        pid_file.display()
+        cmdline.contains("slapd") && cmdline.contains(&format!(":{}", slapd.port())),
+        "pid {pid} is not this test's slapd: {cmdline:?}"
     );
     let out = Command::new("kill")
         .arg(format!("-{signal}"))
-        .arg(pid)
+        .arg(&pid)
         .output()
         .expect("kill");
     assert!(out.status.success(), "kill -{signal} {pid}");
@@ -775,7 +642,7 @@ fn signal(slapd: &Slapd, signal: &str) {
 /// cached hash) until `circuit_breaker_secs` have passed; then one trial closes it.
 #[tokio::test]
 async fn circuit_breaker_stops_waiting_for_a_frozen_directory() {
-    let slapd = Slapd::start(3398, "sample.ldif", "dc=example,dc=org", false);
+    let slapd = Slapd::start(Directory::OpenLdap);
     let mut config = plain_config(&slapd, "ou=people,dc=example,dc=org", vec![]);
     config.operation_timeout_secs = 1;
     config.connect_timeout_secs = 1;
@@ -824,7 +691,7 @@ async fn circuit_breaker_stops_waiting_for_a_frozen_directory() {
 #[tokio::test]
 async fn login_by_user_principal_name_or_mail() {
     const BASE: &str = "DC=corp,DC=example,DC=com";
-    let slapd = Slapd::start(3399, "ad-like.ldif", BASE, true);
+    let slapd = Slapd::start(Directory::ActiveDirectory);
     let users = format!("CN=Users,{BASE}");
     let config = DirectoryConfig {
         url: slapd.url(),

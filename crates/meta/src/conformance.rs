@@ -50,10 +50,9 @@ pub fn pg_test_url() -> String {
     match std::env::var(PG_URL_ENV) {
         Ok(url) if !url.trim().is_empty() => url,
         _ => panic!(
-            "{PG_URL_ENV} is not set: these tests need a PostgreSQL server. Start one with \
-             `../shared/peers/postgres.sh start` (from /work/main) and export \
-             {PG_URL_ENV}=\"$(../shared/peers/postgres.sh url)\" \
-             (by default postgres://registry:registry@127.0.0.1:5433/registry)"
+            "{PG_URL_ENV} is not set: these tests need a PostgreSQL server. Start one and \
+             export {PG_URL_ENV} with `eval \"$(cargo xtask peers)\"` \
+             (by default postgres://registry:registry@127.0.0.1:15432/registry)"
         ),
     }
 }

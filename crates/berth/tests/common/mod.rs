@@ -150,7 +150,7 @@ pub fn crane_bin() -> PathBuf {
     }
     require_tool(
         "crane",
-        "set BERTH_TEST_CRANE to the binary printed by `$BERTH_PEERS_DIR/crane.sh path` (cargo xtask ci does)",
+        "set BERTH_TEST_CRANE to the crane binary (`eval \"$(cargo xtask peers)\"` builds one and sets it)",
     )
 }
 
@@ -355,7 +355,7 @@ impl ClientEnv {
         let host = require_env("DOCKER_HOST");
         let bin = require_tool(
             "docker",
-            "install Debian package docker.io and start $BERTH_PEERS_DIR/dockerd.sh",
+            "install Debian package docker.io and start an engine with `eval \"$(cargo xtask peers)\"`",
         );
         let mut c = self.cmd(bin);
         c.env("DOCKER_HOST", host);

@@ -10,7 +10,7 @@
 //! each run copies the template and starts `samba -i -M single` on it as a child process,
 //! LDAP only, on 127.0.0.1:389, simple binds over plain LDAP allowed. Samba stops when the
 //! test binary ends (it exits when its standard input closes). Every test works in its own
-//! OU. Missing packages are installed with apt-get; a Samba that cannot start fails the
+//! OU. `cargo xtask peers` installs the packages; a Samba that cannot start fails the
 //! tests, it never skips them.
 
 use berth_directory::{
@@ -33,13 +33,6 @@ const BULK_USERS: usize = 1600;
 /// Bumped when the template's content changes, so that an old template is not reused.
 const TEMPLATE_REVISION: u32 = 2;
 /// The packages the harness needs (samba-ad-provision holds the schema for provisioning).
-const PACKAGES: &[&str] = &[
-    "samba",
-    "samba-ad-dc",
-    "samba-ad-provision",
-    "ldb-tools",
-    "ldap-utils",
-];
 
 /// The running domain controller, shared by the tests of this binary. Never dropped:
 /// Samba exits when `_stdin` closes with the process.
@@ -70,35 +63,18 @@ fn run(cmd: &mut Command) -> std::process::Output {
     out
 }
 
-/// Installs Debian's Samba AD packages when a piece is missing.
+/// Debian's Samba AD packages are installed by `cargo xtask ci` / `cargo xtask peers`.
 fn install_packages() {
     let present = ["/usr/sbin/samba", "/usr/bin/samba-tool", "/usr/bin/ldbadd"]
         .iter()
         .all(|p| Path::new(p).exists())
         && Path::new("/usr/share/samba/setup/ad-schema").is_dir()
         && Path::new("/usr/bin/ldapmodify").exists();
-    if present {
-        return;
-    }
-    let install = || {
-        Command::new("apt-get")
-            .args(["install", "-y", "--no-install-recommends"])
-            .args(PACKAGES)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .stdin(Stdio::null())
-            .output()
-            .expect("running apt-get (Debian's Samba is needed: run as root or install it)")
-    };
-    if !install().status.success() {
-        run(Command::new("apt-get").arg("update"));
-        let out = install();
-        assert!(
-            out.status.success(),
-            "apt-get install {} failed (run as root, or install them first):\n{}",
-            PACKAGES.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    assert!(
+        present,
+        "Samba's AD domain controller is not installed: run `cargo xtask peers` \
+         (it installs the Debian packages samba, samba-ad-dc, samba-ad-provision, ldb-tools, ldap-utils)"
+    );
 }
 
 /// A provisioned domain with the bulk users, ready to copy: `etc/smb.conf` names its own

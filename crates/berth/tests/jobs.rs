@@ -291,11 +291,11 @@ fn sigterm_drains_requests_stops_jobs_and_releases_leases() {
         took < Duration::from_secs(20),
         "exited {took:?} after SIGTERM"
     );
-    assert!(a.log().contains("job lease released"), "log:\n{}", a.log());
 
     // Released: nothing holds the job now, and another process takes it at once (its
     // first attempt), not after the 60 s the lease would have lived.
     assert_eq!(holder(&data, JOB), None, "the lease was released at exit");
+    assert!(a.log().contains("job lease released"), "log:\n{}", a.log());
     let started = Instant::now();
     let b = Proc::start(&data, "replica-b", &env);
     wait_holder(&data, JOB, "replica-b", Duration::from_secs(20));

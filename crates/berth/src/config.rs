@@ -27,8 +27,37 @@ pub struct Config {
     pub directory: Option<berth_directory::DirectoryConfig>,
     pub directory_sync: DirectorySyncSection,
     pub gc: GcSection,
+    pub jobs: JobsSection,
     pub audit: AuditSection,
     pub log: LogConfig,
+}
+
+/// The background jobs of `berth serve` (GC schedule, directory sync, audit retention).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JobsSection {
+    /// How long a job's lease lasts unless its holder renews it (every third of it): how
+    /// soon another replica takes over the jobs of one that died. A duration (`30s`).
+    pub lease_ttl: String,
+}
+
+impl Default for JobsSection {
+    fn default() -> Self {
+        JobsSection {
+            lease_ttl: "30s".into(),
+        }
+    }
+}
+
+impl JobsSection {
+    /// The lease time to live (at least 300 ms).
+    pub fn lease_ttl(&self) -> anyhow::Result<std::time::Duration> {
+        let d = parse_duration(&self.lease_ttl).context("jobs.lease_ttl")?;
+        if d < std::time::Duration::from_millis(300) {
+            bail!("jobs.lease_ttl must be at least 300ms");
+        }
+        Ok(d)
+    }
 }
 
 /// The audit log.
@@ -232,6 +261,9 @@ pub struct HttpSection {
     pub body_idle_timeout: String,
     /// Connections open at once; further ones wait in the kernel's backlog.
     pub max_connections: usize,
+    /// On SIGTERM or SIGINT, how long requests in flight (and background jobs) may take
+    /// to finish after the listener closed; then the process exits anyway.
+    pub shutdown_timeout: String,
 }
 
 impl Default for HttpSection {
@@ -242,6 +274,7 @@ impl Default for HttpSection {
             idle_timeout: "60s".into(),
             body_idle_timeout: "60s".into(),
             max_connections: berth_http::server::Limits::default().max_connections,
+            shutdown_timeout: "30s".into(),
         }
     }
 }
@@ -250,6 +283,11 @@ impl Default for HttpSection {
 pub const MAX_CONNECTIONS: usize = 1_000_000;
 
 impl HttpSection {
+    /// The drain deadline of a shutdown.
+    pub fn shutdown_timeout(&self) -> anyhow::Result<std::time::Duration> {
+        parse_duration(&self.shutdown_timeout).context("http.shutdown_timeout")
+    }
+
     /// The listener's limits these settings give.
     pub fn limits(&self) -> anyhow::Result<berth_http::server::Limits> {
         let positive = |text: &str, key: &str| -> anyhow::Result<std::time::Duration> {
@@ -363,6 +401,7 @@ impl Default for Config {
             directory: None,
             directory_sync: DirectorySyncSection::default(),
             gc: GcSection::default(),
+            jobs: JobsSection::default(),
             audit: AuditSection::default(),
             log: LogConfig::default(),
         }
@@ -486,6 +525,12 @@ impl Config {
                 .parse()
                 .with_context(|| format!("BERTH_HTTP_MAX_CONNECTIONS={v:?}"))?;
         }
+        if let Some(v) = env("BERTH_HTTP_SHUTDOWN_TIMEOUT") {
+            self.http.shutdown_timeout = v;
+        }
+        if let Some(v) = env("BERTH_JOBS_LEASE_TTL") {
+            self.jobs.lease_ttl = v;
+        }
         if let Some(v) = env("BERTH_METADATA_URL") {
             self.metadata.url = v;
         }
@@ -599,6 +644,8 @@ impl Config {
             bail!("auth.token_ttl_secs must be between 30 and 86400");
         }
         self.http.limits()?;
+        self.http.shutdown_timeout()?;
+        self.jobs.lease_ttl()?;
         if let Some(d) = &self.directory {
             d.validate()
                 .map_err(|e| anyhow::anyhow!("directory settings: {e}"))?;

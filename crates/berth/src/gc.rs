@@ -134,10 +134,17 @@ fn print_run(r: &GcRun) {
 
 async fn status(meta: &dyn MetaStore, json: bool) -> anyhow::Result<()> {
     let runs = meta.gc_runs(20).await?;
-    let lease = meta.gc_lease().await?;
+    let leases = meta.leases().await?;
     let settings = meta.gc_settings().await?;
     let now = gc::now_ms();
-    let running = lease.as_ref().filter(|l| l.expires_at > now);
+    let running = leases
+        .iter()
+        .find(|l| l.name == gc::LEASE && l.live_at(now));
+    // The other background jobs' leases: which replica runs each scheduled job.
+    let jobs: Vec<_> = leases
+        .iter()
+        .filter(|l| l.name != gc::LEASE && l.live_at(now))
+        .collect();
     if json {
         println!(
             "{}",
@@ -147,6 +154,7 @@ async fn status(meta: &dyn MetaStore, json: bool) -> anyhow::Result<()> {
                 "since": running.map(|l| l.acquired_at),
                 "read_only_since": settings.read_only_since,
                 "schedule": settings.schedule,
+                "jobs": jobs,
                 "runs": runs,
             })
         );
@@ -165,6 +173,14 @@ async fn status(meta: &dyn MetaStore, json: bool) -> anyhow::Result<()> {
     }
     if let Some(s) = &settings.schedule {
         println!("schedule (set through the API): {s}");
+    }
+    for l in &jobs {
+        println!(
+            "job {} runs on {} (lease until {})",
+            l.name,
+            l.holder,
+            rfc3339(l.expires_at)
+        );
     }
     for r in &runs {
         print_run(r);

@@ -14,6 +14,7 @@ mod gc;
 mod stores;
 
 use anyhow::Context;
+use berth_core::jobs::{Job, Jobs};
 use berth_http::{router, server, AppState, ReplicaInfo};
 use clap::{Parser, Subcommand};
 use config::{Config, ServeFlags, StoreFlags};
@@ -230,37 +231,6 @@ fn raise_fd_limit(max_connections: usize) {
     }
 }
 
-/// Binds as the directory's service account at start and every minute; logs a warning
-/// saying what it means when that fails, and once when it works again.
-async fn watch_directory(client: berth_directory::DirectoryClient) {
-    let mut tick = tokio::time::interval(Duration::from_secs(60));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // None before the first check, Some(None) while it works, Some(Some(error)) while not.
-    let mut last: Option<Option<String>> = None;
-    loop {
-        tick.tick().await;
-        match client.check().await {
-            Ok(()) => {
-                if last != Some(None) {
-                    tracing::info!(url = %client.config().url,
-                        "directory check passed: the service account binds");
-                }
-                last = Some(None);
-            }
-            Err(e) => {
-                let error = e.to_string();
-                if last.as_ref().and_then(|l| l.as_deref()) != Some(error.as_str()) {
-                    tracing::warn!(url = %client.config().url, error = %error,
-                        "DIRECTORY CHECK FAILED: directory users log in only with the password \
-                         cached at their last login, first logins are refused and syncs fail \
-                         until this is fixed");
-                }
-                last = Some(Some(error));
-            }
-        }
-    }
-}
-
 async fn run_serve(
     cfg: Config,
     admin_password_file: Option<std::path::PathBuf>,
@@ -280,13 +250,15 @@ async fn run_serve(
         ),
         None => None,
     };
+    // Background jobs, started once this replica's id (the lease holder) is known.
+    let mut background = Vec::new();
     if let Some(client) = &directory {
         // Checked now and every minute, in the background so that a frozen directory does
         // not hold up the start: the status feeds /health and the cluster status.
-        tokio::spawn(watch_directory(client.clone()));
+        background.push(directory_check_job(client.clone()));
         if cfg.directory_sync.interval_secs > 0 {
-            // Every replica syncs on its own schedule: the plans are idempotent.
-            tokio::spawn(berth_core::directory_sync::run_scheduled(
+            // One replica at a time syncs (the job's lease).
+            background.push(berth_core::directory_sync::scheduled_job(
                 identity.clone(),
                 client.clone(),
                 Duration::from_secs(cfg.directory_sync.interval_secs),
@@ -294,7 +266,7 @@ async fn run_serve(
         }
     }
     if cfg.audit.retention_days > 0 {
-        tokio::spawn(berth_core::audit_retention::run_scheduled(
+        background.push(berth_core::audit_retention::job(
             identity.clone(),
             Duration::from_secs(cfg.audit.retention_days.saturating_mul(86_400)),
             Duration::from_secs(3600),
@@ -328,7 +300,12 @@ async fn run_serve(
     };
     berth_http::ops::prometheus();
     let registry = Arc::new(registry);
-    start_gc(&cfg, &registry, &id)?;
+    let leases: Arc<dyn berth_meta::LeaseStore> = registry.meta().clone();
+    let jobs = Jobs::new(leases, id.clone(), cfg.jobs.lease_ttl()?);
+    background.extend(gc_jobs(&cfg, &registry, &id, &jobs)?);
+    for job in background {
+        jobs.start(job);
+    }
     let state = AppState {
         registry,
         access: Arc::new(access),
@@ -352,39 +329,93 @@ async fn run_serve(
         "berth listening on {scheme}://{addr}"
     );
     let app = router(state.clone());
+    let drain = cfg.http.shutdown_timeout()?;
+    let signalled = Arc::new(std::sync::OnceLock::new());
+    let on_signal = {
+        let (jobs, signalled) = (jobs.clone(), signalled.clone());
+        async move {
+            shutdown_signal().await;
+            let _ = signalled.set(Instant::now());
+            // The jobs stop while the requests in flight finish.
+            jobs.cancel();
+        }
+    };
     server::serve(
         listener,
         tls,
         app,
         state.counters.clone(),
         limits,
-        shutdown_signal(),
-        Duration::from_secs(30),
+        on_signal,
+        drain,
     )
     .await?;
+    // What is left of the deadline for the jobs; they were cancelled at the signal.
+    let spent = signalled.get().map(Instant::elapsed).unwrap_or_default();
+    if !jobs.shutdown(drain.saturating_sub(spent)).await {
+        tracing::warn!("background jobs aborted at the shutdown deadline");
+    }
+    tracing::info!("stopped: requests drained, jobs stopped, leases released");
     Ok(())
 }
 
+/// Binds as the directory's service account at start and every minute (a job of every
+/// replica); logs a warning saying what it means when that fails, and once when it works
+/// again.
+fn directory_check_job(client: berth_directory::DirectoryClient) -> Job {
+    // None before the first check, Some(None) while it works, Some(Some(error)) while not.
+    let last = Arc::new(std::sync::Mutex::new(None::<Option<String>>));
+    Job::new("directory-check", Duration::from_secs(60), move |_| {
+        let (client, last) = (client.clone(), last.clone());
+        async move {
+            let now = check_directory(&client).await;
+            let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
+            match &now {
+                None if *last != Some(None) => {
+                    tracing::info!(url = %client.config().url,
+                        "directory check passed: the service account binds");
+                }
+                Some(error) if last.as_ref().and_then(|l| l.as_deref()) != Some(error.as_str()) => {
+                    tracing::warn!(url = %client.config().url, error = %error,
+                        "DIRECTORY CHECK FAILED: directory users log in only with the password \
+                         cached at their last login, first logins are refused and syncs fail \
+                         until this is fixed");
+                }
+                _ => {}
+            }
+            *last = Some(now);
+        }
+    })
+}
+
+/// One directory check: `None` if the service account binds, else the error.
+async fn check_directory(client: &berth_directory::DirectoryClient) -> Option<String> {
+    client.check().await.err().map(|e| e.to_string())
+}
+
 /// Garbage collection inside `berth serve`: the read-only flag every replica follows, link
-/// claims on HEAD, the options of on-demand API runs, and the schedule.
-fn start_gc(cfg: &Config, registry: &Arc<berth_core::Registry>, id: &str) -> anyhow::Result<()> {
+/// claims on HEAD, the options of on-demand API runs, and the schedule (one replica).
+fn gc_jobs(
+    cfg: &Config,
+    registry: &Arc<berth_core::Registry>,
+    id: &str,
+    jobs: &Jobs,
+) -> anyhow::Result<Vec<Job>> {
     let mut opts = cfg.gc.options()?;
     opts.holder = id.to_string();
     // A link found by HEAD stays claimed for at least half the grace period.
     registry.set_link_claim_refresh(opts.grace / 2);
-    tokio::spawn(berth_core::gc::watch_read_only(
-        registry.clone(),
-        Duration::from_secs(1),
-    ));
     let schedule = (!cfg.gc.schedule.trim().is_empty()).then(|| cfg.gc.schedule.clone());
-    berth_http::gc_api::configure(opts.clone(), schedule.clone());
+    berth_http::gc_api::configure(opts.clone(), schedule.clone(), jobs.clone());
     opts.started_by = "schedule".into();
-    tokio::spawn(berth_core::gc::run_scheduled(
-        registry.clone(),
-        schedule,
-        opts,
-        Duration::from_secs(5),
-        |outcome| berth_http::ops::record_gc(&outcome.run),
-    ));
-    Ok(())
+    Ok(vec![
+        berth_core::gc::read_only_job(registry.clone(), Duration::from_secs(1)),
+        berth_core::gc::scheduled_job(
+            registry.clone(),
+            schedule,
+            opts,
+            Duration::from_secs(5),
+            |outcome| berth_http::ops::record_gc(&outcome.run),
+        ),
+    ])
 }

@@ -1,7 +1,8 @@
 //! The audit log's retention: events older than the configured retention are deleted by a
-//! background job, in batches, so the log does not grow without bound. Every replica may
-//! run it; deleting what another replica already deleted is harmless.
+//! background job, in batches, so the log does not grow without bound. One replica at a
+//! time runs it (an exclusive job); deleting what was already deleted would be harmless.
 
+use crate::jobs::Job;
 use berth_meta::{IdentityStore, MetaError};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -27,20 +28,25 @@ pub async fn prune(
     }
 }
 
-/// Runs [`prune`] at start and then every `every`, for as long as the process lives.
-pub async fn run_scheduled(identity: Arc<dyn IdentityStore>, retention: Duration, every: Duration) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
-        match prune(identity.as_ref(), retention, now).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(deleted = n, "audit events past their retention deleted"),
-            Err(e) => tracing::warn!(error = %e, "could not apply the audit retention"),
+/// The name of the retention job (and of its lease).
+pub const JOB: &str = "audit-retention";
+
+/// The retention as an exclusive background job: [`prune`] when the lease is taken and
+/// then every `every`.
+pub fn job(identity: Arc<dyn IdentityStore>, retention: Duration, every: Duration) -> Job {
+    Job::new(JOB, every, move |_| {
+        let identity = identity.clone();
+        async move {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0);
+            match prune(identity.as_ref(), retention, now).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(deleted = n, "audit events past their retention deleted"),
+                Err(e) => tracing::warn!(error = %e, "could not apply the audit retention"),
+            }
         }
-    }
+    })
+    .exclusive()
 }

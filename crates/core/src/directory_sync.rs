@@ -222,19 +222,23 @@ pub async fn sync_runs(identity: &dyn IdentityStore, n: u32) -> Result<Vec<SyncR
         .collect())
 }
 
-/// Runs [`run_sync`] now and then every `interval` until the task is dropped. Every
-/// replica that runs it syncs; the plans are idempotent, so replicas agree.
-pub async fn run_scheduled(
+/// The name of the scheduled sync job (and of its lease).
+pub const JOB: &str = "directory-sync";
+
+/// The scheduled sync, an exclusive background job: one replica at a time runs
+/// [`run_sync`], when it takes the lease and then every `interval`.
+pub fn scheduled_job(
     identity: Arc<dyn IdentityStore>,
     directory: DirectoryClient,
     interval: Duration,
-) {
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        run_sync(identity.as_ref(), &directory, Trigger::Schedule, None).await;
-    }
+) -> crate::jobs::Job {
+    crate::jobs::Job::new(JOB, interval, move |_| {
+        let (identity, directory) = (identity.clone(), directory.clone());
+        async move {
+            run_sync(identity.as_ref(), &directory, Trigger::Schedule, None).await;
+        }
+    })
+    .exclusive()
 }
 
 async fn sync_once(

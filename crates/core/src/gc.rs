@@ -1,5 +1,6 @@
-//! Garbage collection: a run ([`run`]), its schedule ([`run_scheduled`]) and the shared
-//! read-only flag every replica follows ([`watch_read_only`]).
+//! Garbage collection: a run ([`run`]), its schedule ([`scheduled_job`]) and the shared
+//! read-only flag every replica follows ([`read_only_job`]); both are background
+//! [`jobs`](crate::jobs).
 //!
 //! A run works from the metadata store's candidate queue (what lost a reference, or was
 //! created and is not referenced yet), never from a listing of blob storage: its cost
@@ -8,7 +9,8 @@
 //! (ARCHITECTURE.md, invariant 9); this module drives it in batches, deletes the bytes of
 //! the blobs it tombstoned, then forgets their rows. In order:
 //!
-//! 1. take the lease (one GC at a time across replicas and `berth gc` processes), record
+//! 1. take the lease [`LEASE`] (one GC at a time across replicas and `berth gc` processes;
+//!    a job lease, so the scheduled job's lease `gc-schedule` is another one), record
 //!    the run, and in read-only mode set the shared flag and give replicas time to see it;
 //! 2. finish tombstones an interrupted run left (bytes, then rows);
 //! 3. collect batches until the queue holds nothing old enough, or the maximum duration
@@ -24,6 +26,7 @@
 //! A dry run does the whole collection inside a transaction that is rolled back, so its
 //! counts include cascades (a manifest's blobs freed by deleting it), and changes nothing.
 
+use crate::jobs::{CancellationToken, Job as BackgroundJob};
 use crate::registry::Registry;
 use berth_blob::{BlobError, BlobStore, UploadState};
 use berth_meta::{GcPass, GcRun, MetaError, MetaStore};
@@ -102,8 +105,11 @@ pub struct GcOptions {
     /// rest (writes wait for them anyway).
     pub pace: f64,
     /// In read-only mode, how long to wait after setting the flag before collecting, so
-    /// that every replica's [`watch_read_only`] has seen it.
+    /// that every replica's [`read_only_job`] has seen it.
     pub read_only_settle: Duration,
+    /// Once cancelled, the run stops as at its maximum duration (`stopped`; the next run
+    /// continues): process shutdown.
+    pub cancel: CancellationToken,
 }
 
 impl Default for GcOptions {
@@ -122,6 +128,7 @@ impl Default for GcOptions {
             batch: 500,
             pace: 0.05,
             read_only_settle: Duration::from_secs(3),
+            cancel: CancellationToken::new(),
         }
     }
 }
@@ -148,6 +155,10 @@ pub struct GcOutcome {
 
 /// Most blobs an outcome lists.
 pub const LISTED: usize = 10_000;
+/// The name of the job lease a run holds.
+pub const LEASE: &str = "gc";
+/// The name of the scheduled GC job (and of its lease).
+pub const SCHEDULE_JOB: &str = "gc-schedule";
 /// The lease lives this long unless renewed (every third of it).
 const LEASE_TTL: Duration = Duration::from_secs(30);
 /// Blob deletions in flight at once.
@@ -174,11 +185,11 @@ pub async fn run(
     opts: &GcOptions,
 ) -> Result<GcOutcome, GcError> {
     if !meta
-        .gc_lease_acquire(&opts.holder, LEASE_TTL.as_millis() as i64)
+        .lease_acquire(LEASE, &opts.holder, LEASE_TTL.as_millis() as i64)
         .await?
     {
         let holder = meta
-            .gc_lease()
+            .lease(LEASE)
             .await?
             .map(|l| l.holder)
             .unwrap_or_else(|| "another process".into());
@@ -191,7 +202,7 @@ pub async fn run(
             loop {
                 tokio::time::sleep(LEASE_TTL / 3).await;
                 match meta
-                    .gc_lease_acquire(&holder, LEASE_TTL.as_millis() as i64)
+                    .lease_renew(LEASE, &holder, LEASE_TTL.as_millis() as i64)
                     .await
                 {
                     Ok(true) => {}
@@ -278,7 +289,7 @@ pub async fn run(
             tracing::error!(error = %e, "recording the GC run");
         }
     }
-    if let Err(e) = meta.gc_lease_release(&opts.holder).await {
+    if let Err(e) = meta.lease_release(LEASE, &opts.holder).await {
         tracing::warn!(error = %e, "releasing the GC lease (it expires by itself)");
     }
     tracing::info!(
@@ -309,9 +320,10 @@ struct Job<'a> {
 }
 
 impl Job<'_> {
-    /// Whether the run must stop now (maximum duration, or the lease was lost).
+    /// Whether the run must stop now (maximum duration, shutdown, or the lease was lost).
     fn must_stop(&self) -> bool {
         self.lost.load(Ordering::Relaxed)
+            || self.opts.cancel.is_cancelled()
             || self
                 .opts
                 .max_duration
@@ -586,87 +598,119 @@ pub fn next_fire(expr: &str, after_ms: i64) -> Result<Option<i64>, GcError> {
         .map(|n| n.timestamp_millis()))
 }
 
-/// The scheduled GC of `berth serve`: every `tick`, reads the schedule (the shared
-/// settings' if set through the API, else `default_schedule`) and, when it has fired since
-/// the last look and no run started since it fired, runs GC (the lease keeps it to one
-/// replica; the others find it busy or the run already recorded). `on_run` sees each
-/// outcome (metrics).
-pub async fn run_scheduled(
+/// The scheduled GC of `berth serve`, an exclusive job (lease [`SCHEDULE_JOB`]: one
+/// replica looks at the schedule): every `tick`, reads the schedule (the shared settings'
+/// if set through the API, else `default_schedule`) and, when it has fired since the last
+/// look and no run started since it fired, runs GC (the run's own lease, [`LEASE`], keeps
+/// it from overlapping a `berth gc` or an on-demand run). `on_run` sees each outcome
+/// (metrics). A run stops early when the job is cancelled (shutdown).
+pub fn scheduled_job(
     registry: Arc<Registry>,
     default_schedule: Option<String>,
     opts: GcOptions,
     tick: Duration,
-    on_run: impl Fn(&GcOutcome) + Send + 'static,
-) {
-    let meta = registry.meta().clone();
-    let blobs = registry.blobs().clone();
-    let mut last_look = now_ms();
-    loop {
-        tokio::time::sleep(tick).await;
-        let now = now_ms();
-        let schedule = match meta.gc_settings().await {
-            Ok(s) => s.schedule.or_else(|| default_schedule.clone()),
-            Err(e) => {
-                tracing::warn!(error = %e, "reading the GC schedule");
-                continue;
-            }
+    on_run: impl Fn(&GcOutcome) + Send + Sync + 'static,
+) -> BackgroundJob {
+    let last_look = Arc::new(std::sync::Mutex::new(now_ms()));
+    let on_run = Arc::new(on_run);
+    BackgroundJob::new(SCHEDULE_JOB, tick, move |cancel| {
+        let (registry, default_schedule, last_look, on_run) = (
+            registry.clone(),
+            default_schedule.clone(),
+            last_look.clone(),
+            on_run.clone(),
+        );
+        let opts = GcOptions {
+            cancel,
+            ..opts.clone()
         };
-        let Some(expr) = schedule.filter(|s| !s.trim().is_empty()) else {
-            last_look = now;
-            continue;
-        };
-        let fired = match next_fire(&expr, last_look) {
-            Ok(Some(at)) if at <= now => at,
-            Ok(_) => {
-                last_look = now;
-                continue;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "the GC schedule does not parse; no scheduled GC");
-                last_look = now;
-                continue;
-            }
-        };
-        last_look = now;
-        // Another replica may have run it already for this firing.
-        match meta.gc_runs(1).await {
-            Ok(runs) if runs.first().is_some_and(|r| r.started_at >= fired) => continue,
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "reading GC runs");
-                continue;
+        async move {
+            let last = *last_look.lock().unwrap_or_else(|e| e.into_inner());
+            let (look, outcome) = schedule_tick(&registry, default_schedule, &opts, last).await;
+            *last_look.lock().unwrap_or_else(|e| e.into_inner()) = look;
+            if let Some(outcome) = outcome {
+                on_run(&outcome);
             }
         }
-        match run(meta.clone(), blobs.clone(), &opts).await {
-            Ok(outcome) => on_run(&outcome),
-            Err(GcError::Busy(holder)) => {
-                tracing::debug!(%holder, "scheduled GC skipped: another process runs it")
-            }
-            Err(e) => tracing::error!(error = %e, "scheduled GC failed"),
+    })
+    .exclusive()
+}
+
+/// One look at the schedule (see [`scheduled_job`]): the new `last_look`, and the outcome
+/// of the run if one ran.
+async fn schedule_tick(
+    registry: &Registry,
+    default_schedule: Option<String>,
+    opts: &GcOptions,
+    last_look: i64,
+) -> (i64, Option<GcOutcome>) {
+    let meta = registry.meta().clone();
+    let now = now_ms();
+    let schedule = match meta.gc_settings().await {
+        Ok(s) => s.schedule.or(default_schedule),
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the GC schedule");
+            return (last_look, None);
+        }
+    };
+    let Some(expr) = schedule.filter(|s| !s.trim().is_empty()) else {
+        return (now, None);
+    };
+    let fired = match next_fire(&expr, last_look) {
+        Ok(Some(at)) if at <= now => at,
+        Ok(_) => return (now, None),
+        Err(e) => {
+            tracing::warn!(error = %e, "the GC schedule does not parse; no scheduled GC");
+            return (now, None);
+        }
+    };
+    // Another replica may have run it already for this firing.
+    match meta.gc_runs(1).await {
+        Ok(runs) if runs.first().is_some_and(|r| r.started_at >= fired) => return (now, None),
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "reading GC runs");
+            return (now, None);
+        }
+    }
+    match run(meta, registry.blobs().clone(), opts).await {
+        Ok(outcome) => (now, Some(outcome)),
+        Err(GcError::Busy(holder)) => {
+            tracing::debug!(%holder, "scheduled GC skipped: another process runs it");
+            (now, None)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "scheduled GC failed");
+            (now, None)
         }
     }
 }
 
 /// Follows the shared read-only flag of a read-only GC (set by whichever process runs
 /// it) and makes `registry` refuse writes while it is set and the GC lease is held (a
-/// flag left by a killed process lapses with its lease). Runs until the process ends.
-pub async fn watch_read_only(registry: Arc<Registry>, every: Duration) {
-    loop {
-        let meta = registry.meta();
-        match tokio::try_join!(meta.gc_settings(), meta.gc_lease()) {
-            Ok((s, lease)) => registry.set_gc_read_only(
-                s.read_only_since
-                    .filter(|_| lease.is_some_and(|l| l.expires_at > now_ms()))
-                    .map(|since| {
-                        format!(
-                            "garbage collection is running in read-only mode since {} (run by {})",
-                            rfc3339(since),
-                            s.read_only_by.as_deref().unwrap_or("another replica")
-                        )
-                    }),
-            ),
-            Err(e) => tracing::warn!(error = %e, "reading the GC read-only flag"),
-        }
-        tokio::time::sleep(every).await;
+/// flag left by a killed process lapses with its lease). A job of every replica (not
+/// exclusive), looking `every` so often.
+pub fn read_only_job(registry: Arc<Registry>, every: Duration) -> BackgroundJob {
+    BackgroundJob::new("gc-read-only", every, move |_| {
+        let registry = registry.clone();
+        async move { follow_read_only(&registry).await }
+    })
+}
+
+async fn follow_read_only(registry: &Registry) {
+    let meta = registry.meta();
+    match tokio::try_join!(meta.gc_settings(), meta.lease(LEASE)) {
+        Ok((s, lease)) => registry.set_gc_read_only(
+            s.read_only_since
+                .filter(|_| lease.is_some_and(|l| l.live_at(now_ms())))
+                .map(|since| {
+                    format!(
+                        "garbage collection is running in read-only mode since {} (run by {})",
+                        rfc3339(since),
+                        s.read_only_by.as_deref().unwrap_or("another replica")
+                    )
+                }),
+        ),
+        Err(e) => tracing::warn!(error = %e, "reading the GC read-only flag"),
     }
 }

@@ -8,6 +8,9 @@
 //! - [`audit_retention`]: the job that deletes audit events past their retention.
 //! - [`gc`]: garbage collection: a run over the metadata store's candidate queue, its
 //!   schedule, and the read-only flag replicas follow.
+//! - [`jobs`]: background jobs: a name, an interval, a lease for those that run on one
+//!   replica at a time, a cancellation token; started, stopped and their leases released
+//!   together.
 //! - [`error`]: [`CoreError`], what went wrong in domain terms (the HTTP crate maps it to
 //!   the wire, in one place).
 //!
@@ -23,6 +26,7 @@ pub mod audit_retention;
 pub mod directory_sync;
 pub mod error;
 pub mod gc;
+pub mod jobs;
 pub mod manage;
 pub mod manifests;
 pub mod registry;

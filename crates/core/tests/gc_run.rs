@@ -143,14 +143,14 @@ async fn verify_storage_removes_old_orphans_only() {
     assert!(second.run.errors.is_empty(), "{:?}", second.run.errors);
     // A second process cannot run while the lease is held.
     assert!(meta
-        .gc_lease_acquire("someone-else", 60_000)
+        .lease_acquire(gc::LEASE, "someone-else", 60_000)
         .await
         .expect("lease"));
     match gc::run(meta.clone(), blobs.clone(), &opts()).await {
         Err(GcError::Busy(h)) => assert_eq!(h, "someone-else"),
         other => panic!("expected Busy, got {other:?}"),
     }
-    meta.gc_lease_release("someone-else")
+    meta.lease_release(gc::LEASE, "someone-else")
         .await
         .expect("release");
     let runs = meta.gc_runs(10).await.expect("runs");

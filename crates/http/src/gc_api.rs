@@ -22,6 +22,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use berth_core::gc::{self, rfc3339, GcError, GcMode, GcOptions};
+use berth_core::jobs::Jobs;
 use berth_core::manage::ManageError;
 use serde::Deserialize;
 use std::sync::OnceLock;
@@ -32,15 +33,21 @@ use std::time::Duration;
 struct Configured {
     options: GcOptions,
     schedule: Option<String>,
+    /// Where background runs go, so that shutdown cancels and waits for them.
+    jobs: Jobs,
 }
 
 static CONFIGURED: OnceLock<Configured> = OnceLock::new();
 
 /// Sets the options of on-demand runs (grace, mode, limits, this replica as holder) and
 /// the configuration file's schedule; once per process (later calls are ignored). Without
-/// it, runs use [`GcOptions::default`].
-pub fn configure(options: GcOptions, schedule: Option<String>) {
-    let _ = CONFIGURED.set(Configured { options, schedule });
+/// it, runs use [`GcOptions::default`] and background runs are plain tasks.
+pub fn configure(options: GcOptions, schedule: Option<String>, jobs: Jobs) {
+    let _ = CONFIGURED.set(Configured {
+        options,
+        schedule,
+        jobs,
+    });
 }
 
 fn configured() -> (GcOptions, Option<String>) {
@@ -145,7 +152,7 @@ async fn start_run(
     let meta = st.registry.meta().clone();
     let blobs = st.registry.blobs().clone();
     if let Some(l) = meta
-        .gc_lease()
+        .lease(gc::LEASE)
         .await
         .map_err(ManageError::from)?
         .filter(|l| l.expires_at > gc::now_ms())
@@ -162,12 +169,20 @@ async fn start_run(
             Err(e) => Err(invalid(e.to_string())),
         };
     }
-    tokio::spawn(async move {
+    let jobs = CONFIGURED.get().map(|c| c.jobs.clone());
+    if let Some(jobs) = &jobs {
+        opts.cancel = jobs.token();
+    }
+    let run = async move {
         match gc::run(meta, blobs, &opts).await {
             Ok(outcome) => crate::ops::record_gc(&outcome.run),
             Err(e) => tracing::warn!(error = %e, "on-demand GC did not run"),
         }
-    });
+    };
+    match jobs {
+        Some(jobs) => jobs.spawn(run),
+        None => drop(tokio::spawn(run)),
+    }
     Ok((
         StatusCode::ACCEPTED,
         axum::Json(serde_json::json!({ "started": true })),
@@ -194,7 +209,7 @@ async fn list_runs(
         .gc_runs(q.n.unwrap_or(20).clamp(1, 1000))
         .await
         .map_err(ManageError::from)?;
-    let lease = meta.gc_lease().await.map_err(ManageError::from)?;
+    let lease = meta.lease(gc::LEASE).await.map_err(ManageError::from)?;
     let settings = meta.gc_settings().await.map_err(ManageError::from)?;
     let running = lease.filter(|l| l.expires_at > gc::now_ms());
     Ok(axum::Json(serde_json::json!({

@@ -192,7 +192,7 @@ pub async fn metrics(State(st): State<AppState>) -> Response {
     if let Ok(n) = st.registry.meta().upload_count().await {
         metrics::gauge!("berth_upload_sessions_open").set(n as f64);
     }
-    if let Ok(lease) = st.registry.meta().gc_lease().await {
+    if let Ok(lease) = st.registry.meta().lease(berth_core::gc::LEASE).await {
         let running = lease.is_some_and(|l| l.expires_at > berth_core::gc::now_ms());
         metrics::gauge!("berth_gc_running").set(if running { 1.0 } else { 0.0 });
     }
@@ -240,8 +240,11 @@ pub fn record_gc(run: &berth_meta::GcRun) {
 /// Whether GC runs (the lease), who holds it, the read-only flag and the last run.
 async fn gc_status(st: &AppState) -> serde_json::Value {
     let meta = st.registry.meta();
-    let (lease, settings, runs) =
-        tokio::join!(meta.gc_lease(), meta.gc_settings(), meta.gc_runs(1));
+    let (lease, settings, runs) = tokio::join!(
+        meta.lease(berth_core::gc::LEASE),
+        meta.gc_settings(),
+        meta.gc_runs(1)
+    );
     let now = berth_core::gc::now_ms();
     let running = lease.ok().flatten().filter(|l| l.expires_at > now);
     let settings = settings.unwrap_or_default();

@@ -41,6 +41,10 @@ pub mod identity;
 mod gc;
 pub use gc::*;
 
+/// The job-lease cases ([`LeaseStore`](crate::LeaseStore)), run by the same macro.
+mod lease;
+pub use lease::*;
+
 /// Environment variable holding the URL of the PostgreSQL server the tests use.
 pub const PG_URL_ENV: &str = "BERTH_TEST_PG_URL";
 
@@ -116,6 +120,10 @@ macro_rules! meta_store_conformance {
             gc_lease_settings_and_runs,
             gc_candidates_follow_cascades,
             gc_manifest_claim,
+            lease_acquire_renew_release,
+            lease_expiry_hands_over,
+            leases_are_per_name,
+            concurrent_lease_acquire_one_wins,
         ; // identity cases: the store must also implement `IdentityStore`
             accounts_share_one_namespace,
             user_update_and_delete,

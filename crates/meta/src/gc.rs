@@ -3,8 +3,7 @@
 //! The store keeps what GC needs to be both safe while pushes continue and proportional to
 //! the garbage: claims on blobs, links and manifests (timestamps that a run's grace
 //! period compares with), tombstones on blobs whose bytes are being deleted, a queue of
-//! candidates filled by triggers whenever a reference disappears, the lease that lets one
-//! process at a time run GC, the shared read-only flag, the schedule and the run records.
+//! candidates filled by triggers whenever a reference disappears, the shared read-only flag, the schedule and the run records.
 //! The deciding statements live in the stores, each re-checking inside its transaction;
 //! `berth_core::gc` drives them.
 
@@ -50,16 +49,6 @@ pub struct GcBatch {
     /// Blobs tombstoned by this call: their bytes are to be deleted, then
     /// [`gc_forget`](crate::MetaStore::gc_forget) removes their rows.
     pub blobs: Vec<(Digest, u64)>,
-}
-
-/// Who holds the GC lease.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GcLease {
-    pub holder: String,
-    /// Unix ms.
-    pub acquired_at: i64,
-    /// Unix ms; free after this unless renewed.
-    pub expires_at: i64,
 }
 
 /// Settings shared by every replica.

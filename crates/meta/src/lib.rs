@@ -17,8 +17,10 @@
 //! - [`identity`]: the [`IdentityStore`] trait: accounts, organisations, teams, grants,
 //!   repository settings, tokens, signing keys and the audit log, for identity and access.
 //! - [`gc`]: the types of the garbage-collection methods (claims, tombstones, the
-//!   candidate queue, lease, settings, run records); `sqlite_gc` and `postgres_gc` hold
+//!   candidate queue, settings, run records); `sqlite_gc` and `postgres_gc` hold
 //!   their statements.
+//! - [`lease`]: the [`LeaseStore`] trait: leases of background jobs (any name, holder,
+//!   expiry, renewal), one table, both implementations.
 //! - [`conformance`]: the one test suite both pass (both traits).
 //!
 //! The private `convert` module holds the conversions both share (clock, sizes, values read
@@ -29,6 +31,7 @@ pub mod conformance;
 mod convert;
 pub mod gc;
 pub mod identity;
+pub mod lease;
 pub mod postgres;
 mod postgres_gc;
 mod postgres_identity;
@@ -37,8 +40,9 @@ mod sqlite_fast;
 mod sqlite_gc;
 mod sqlite_identity;
 
-pub use gc::{BlobClaim, GcBatch, GcLease, GcPass, GcRun, GcSettings};
+pub use gc::{BlobClaim, GcBatch, GcPass, GcRun, GcSettings};
 pub use identity::IdentityStore;
+pub use lease::{Lease, LeaseStore};
 pub use postgres::PgMetaStore;
 pub use sqlite::SqliteMetaStore;
 
@@ -170,9 +174,10 @@ pub struct Referrer {
     pub annotations: Option<String>,
 }
 
-/// Registry metadata. Every method is one transaction.
+/// Registry metadata. Every method is one transaction. The job leases ([`LeaseStore`])
+/// live in the same database.
 #[async_trait]
-pub trait MetaStore: Send + Sync + 'static {
+pub trait MetaStore: LeaseStore + Send + Sync + 'static {
     /// "sqlite" or "postgres".
     fn kind(&self) -> &'static str;
 
@@ -396,16 +401,6 @@ pub trait MetaStore: Send + Sync + 'static {
 
     /// Upload sessions not advanced since `before` (unix ms), oldest first, at most `limit`.
     async fn uploads_stale(&self, before: i64, limit: u32) -> Result<Vec<UploadRecord>, MetaError>;
-
-    /// Takes or renews the GC lease for `holder` until now + `ttl_ms`: `true` if `holder`
-    /// holds it now (it was free, expired or already its).
-    async fn gc_lease_acquire(&self, holder: &str, ttl_ms: i64) -> Result<bool, MetaError>;
-
-    /// Gives the lease back if `holder` holds it.
-    async fn gc_lease_release(&self, holder: &str) -> Result<(), MetaError>;
-
-    /// The current lease, expired or not.
-    async fn gc_lease(&self) -> Result<Option<GcLease>, MetaError>;
 
     /// The settings every replica shares.
     async fn gc_settings(&self) -> Result<GcSettings, MetaError>;

@@ -13,7 +13,7 @@
 use crate::convert::{first_missing, from_db, now_ms, stored_digest, stored_repo, to_db};
 use crate::postgres_gc as gc;
 use crate::{
-    BlobClaim, GcBatch, GcLease, GcPass, GcRun, GcSettings, ManifestRecord, MetaError, MetaStore,
+    BlobClaim, GcBatch, GcPass, GcRun, GcSettings, ManifestRecord, MetaError, MetaStore,
     NewManifest, Referrer, UploadLease, UploadRecord,
 };
 use async_trait::async_trait;
@@ -869,31 +869,6 @@ impl MetaStore for PgMetaStore {
 
     async fn uploads_stale(&self, before: i64, limit: u32) -> Result<Vec<UploadRecord>, MetaError> {
         gc::uploads_stale(&self.pool, before, limit).await
-    }
-
-    async fn gc_lease_acquire(&self, holder: &str, ttl_ms: i64) -> Result<bool, MetaError> {
-        gc::gc_lease_acquire(&self.pool, holder, ttl_ms).await
-    }
-
-    async fn gc_lease_release(&self, holder: &str) -> Result<(), MetaError> {
-        sqlx::query("DELETE FROM gc_lease WHERE name = 'gc' AND holder = $1")
-            .bind(holder)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    async fn gc_lease(&self) -> Result<Option<GcLease>, MetaError> {
-        let row: Option<(String, i64, i64)> = sqlx::query_as(
-            "SELECT holder, acquired_at, expires_at FROM gc_lease WHERE name = 'gc'",
-        )
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(|(holder, acquired_at, expires_at)| GcLease {
-            holder,
-            acquired_at,
-            expires_at,
-        }))
     }
 
     async fn gc_settings(&self) -> Result<GcSettings, MetaError> {

@@ -430,29 +430,6 @@ pub(crate) async fn uploads_stale(
         .collect()
 }
 
-pub(crate) async fn gc_lease_acquire(
-    pool: &PgPool,
-    holder: &str,
-    ttl_ms: i64,
-) -> Result<bool, MetaError> {
-    let now = now_ms();
-    let n = sqlx::query(
-        "INSERT INTO gc_lease (name, holder, acquired_at, expires_at) VALUES ('gc', $1, $2, $3) \
-         ON CONFLICT (name) DO UPDATE SET \
-             acquired_at = CASE WHEN gc_lease.holder = EXCLUDED.holder \
-                 THEN gc_lease.acquired_at ELSE EXCLUDED.acquired_at END, \
-             holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at \
-         WHERE gc_lease.holder = EXCLUDED.holder OR gc_lease.expires_at < $2",
-    )
-    .bind(holder)
-    .bind(now)
-    .bind(now.saturating_add(ttl_ms))
-    .execute(pool)
-    .await?
-    .rows_affected();
-    Ok(n > 0)
-}
-
 pub(crate) async fn gc_run_save(pool: &PgPool, run: &GcRun) -> Result<i64, MetaError> {
     let errors = serde_json::to_string(&run.errors)
         .map_err(|e| MetaError::Backend(format!("encoding run errors: {e}")))?;

@@ -23,7 +23,7 @@ use crate::convert::{
 use crate::sqlite_fast::FastReads;
 use crate::sqlite_gc as gc;
 use crate::{
-    BlobClaim, GcBatch, GcLease, GcPass, GcRun, GcSettings, ManifestRecord, MetaError, MetaStore,
+    BlobClaim, GcBatch, GcPass, GcRun, GcSettings, ManifestRecord, MetaError, MetaStore,
     NewManifest, Referrer, UploadLease, UploadRecord,
 };
 use async_trait::async_trait;
@@ -1191,36 +1191,6 @@ impl MetaStore for SqliteMetaStore {
                 },
             )
             .collect()
-    }
-
-    async fn gc_lease_acquire(&self, holder: &str, ttl_ms: i64) -> Result<bool, MetaError> {
-        let holder = holder.to_string();
-        self.write(move |conn| gc::gc_lease_acquire(conn, &holder, ttl_ms))
-            .await
-    }
-
-    async fn gc_lease_release(&self, holder: &str) -> Result<(), MetaError> {
-        let holder = holder.to_string();
-        self.write(move |conn| {
-            conn.prepare_cached("DELETE FROM gc_lease WHERE name = 'gc' AND holder = ?1")
-                .and_then(|mut st| st.execute([&holder]))
-                .map_err(sql)?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn gc_lease(&self) -> Result<Option<GcLease>, MetaError> {
-        let row: Option<(String, i64, i64)> = sqlx::query_as(
-            "SELECT holder, acquired_at, expires_at FROM gc_lease WHERE name = 'gc'",
-        )
-        .fetch_optional(&self.read)
-        .await?;
-        Ok(row.map(|(holder, acquired_at, expires_at)| GcLease {
-            holder,
-            acquired_at,
-            expires_at,
-        }))
     }
 
     async fn gc_settings(&self) -> Result<GcSettings, MetaError> {

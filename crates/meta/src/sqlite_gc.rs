@@ -371,26 +371,6 @@ pub(crate) fn gc_orphan(
     Ok(true)
 }
 
-pub(crate) fn gc_lease_acquire(
-    conn: &Connection,
-    holder: &str,
-    ttl_ms: i64,
-) -> Result<bool, MetaError> {
-    let now = now_ms();
-    let n = conn
-        .prepare_cached(
-            "INSERT INTO gc_lease (name, holder, acquired_at, expires_at) VALUES ('gc', ?1, ?2, ?3) \
-             ON CONFLICT (name) DO UPDATE SET \
-                 acquired_at = CASE WHEN gc_lease.holder = excluded.holder \
-                     THEN gc_lease.acquired_at ELSE excluded.acquired_at END, \
-                 holder = excluded.holder, expires_at = excluded.expires_at \
-             WHERE gc_lease.holder = excluded.holder OR gc_lease.expires_at < ?2",
-        )
-        .and_then(|mut st| st.execute((holder, now, now.saturating_add(ttl_ms))))
-        .map_err(sql)?;
-    Ok(n > 0)
-}
-
 pub(crate) fn gc_run_save(conn: &Connection, run: &GcRun) -> Result<i64, MetaError> {
     let errors = serde_json::to_string(&run.errors)
         .map_err(|e| MetaError::Backend(format!("encoding run errors: {e}")))?;

@@ -8,6 +8,7 @@
 //! - [`audit_retention`]: the job that deletes audit events past their retention.
 //! - [`gc`]: garbage collection: a run over the metadata store's candidate queue, its
 //!   schedule, and the read-only flag replicas follow.
+//! - [`time`]: now in unix milliseconds, RFC 3339, durations (`90s`, `1h 30m`).
 //! - [`error`]: [`CoreError`], what went wrong in domain terms (the HTTP crate maps it to
 //!   the wire, in one place).
 //!
@@ -26,6 +27,7 @@ pub mod gc;
 pub mod manage;
 pub mod manifests;
 pub mod registry;
+pub mod time;
 
 pub use access::{Access, AccessConfig, AccessError, Caller, Credentials, Verdict};
 pub use error::CoreError;

@@ -543,7 +543,7 @@ impl Access {
             || username.chars().any(char::is_control)
             || password.len() > 4096
         {
-            tracing::info!(user = ?username, source = ?source, "login refused: malformed credentials");
+            tracing::info!(user = ?username, source = source.map(tracing::field::display), "login refused: malformed credentials");
             return Err(AccessError::Unauthorized(
                 "invalid user name or password".into(),
             ));
@@ -615,7 +615,7 @@ impl Access {
             }
             Err(AccessError::Unauthorized(why)) => {
                 let failures = self.record_failure(&username, source, !is_token);
-                tracing::info!(user = ?username, source = ?source, reason = %why, failures, "login refused");
+                tracing::info!(user = ?username, source = source.map(tracing::field::display), reason = %why, failures, "login refused");
                 // Repeated failures are aggregated: the first of a window, then the 2nd,
                 // 4th, 8th... each with the count, so guessing cannot flood the log.
                 if failures.is_power_of_two() {

@@ -1127,7 +1127,13 @@ async fn request_id_is_returned() {
 
     // Without an id, or with one that could forge or flood a log, a fresh one is made.
     let long = "x".repeat(129);
-    for sent in [None, Some(long.as_str()), Some("a b"), Some("a\tb"), Some("x\"y")] {
+    for sent in [
+        None,
+        Some(long.as_str()),
+        Some("a b"),
+        Some("a\tb"),
+        Some("x\"y"),
+    ] {
         let mut headers = vec![];
         if let Some(s) = sent {
             headers.push(("x-request-id", s));

@@ -83,7 +83,8 @@ pub struct GcSection {
     /// A schedule set through the API overrides it.
     pub schedule: String,
     /// `online` (no pause) or `read-only` (writes refused with 503 during the run).
-    pub mode: String,
+    #[serde(deserialize_with = "from_str")]
+    pub mode: berth_core::gc::GcMode,
     /// Unreferenced blobs and untagged manifests younger than this are kept (a push in
     /// progress). A duration: `90s`, `30m`, `1h`, `2d`.
     pub grace: String,
@@ -104,7 +105,7 @@ impl Default for GcSection {
     fn default() -> Self {
         GcSection {
             schedule: String::new(),
-            mode: "online".into(),
+            mode: berth_core::gc::GcMode::Online,
             grace: "1h".into(),
             max_duration: String::new(),
             delete_untagged: true,
@@ -120,23 +121,19 @@ pub fn check_pace(p: f64) -> anyhow::Result<f64> {
     berth_core::gc::check_pace(p).map_err(anyhow::Error::msg)
 }
 
-/// A duration written `500ms`, `90s`, `30m`, `1h`, `2d` (or bare seconds).
+/// A duration written `500ms`, `90s`, `30m`, `1h`, `2d`, `1h 30m`, or bare seconds.
 pub fn parse_duration(text: &str) -> anyhow::Result<std::time::Duration> {
-    use std::time::Duration;
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (n, unit) = t.split_at(split);
-    let n: u64 = n
-        .parse()
-        .with_context(|| format!("{text:?} is not a duration such as 90s, 30m, 1h or 2d"))?;
-    Ok(match unit {
-        "ms" => Duration::from_millis(n),
-        "" | "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
-        "d" => Duration::from_secs(n * 86_400),
-        _ => bail!("{text:?} is not a duration such as 90s, 30m, 1h or 2d"),
-    })
+    berth_core::time::parse_duration(text).map_err(anyhow::Error::msg)
+}
+
+/// Deserialises a value through its `FromStr` (the same words the command line takes).
+fn from_str<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: std::str::FromStr<Err = String>,
+{
+    let text = String::deserialize(d)?;
+    text.parse().map_err(serde::de::Error::custom)
 }
 
 impl GcSection {
@@ -144,10 +141,7 @@ impl GcSection {
     pub fn options(&self) -> anyhow::Result<berth_core::gc::GcOptions> {
         Ok(berth_core::gc::GcOptions {
             grace: parse_duration(&self.grace).context("gc.grace")?,
-            mode: self
-                .mode
-                .parse()
-                .map_err(|e: String| anyhow::anyhow!("gc.mode: {e}"))?,
+            mode: self.mode,
             max_duration: if self.max_duration.trim().is_empty() {
                 None
             } else {
@@ -319,18 +313,42 @@ pub struct TlsConfig {
     pub key: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MetadataConfig {
     /// `sqlite:PATH` or `postgres://...`; empty: `sqlite:<data_dir>/berth.db`.
     pub url: String,
+    /// PostgreSQL: connections in the pool of each process.
+    pub max_connections: u32,
+}
+
+impl Default for MetadataConfig {
+    fn default() -> Self {
+        MetadataConfig {
+            url: String::new(),
+            max_connections: berth_meta::postgres::DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+}
+
+/// The most connections `metadata.max_connections` may ask for.
+pub const MAX_PG_CONNECTIONS: u32 = 1000;
+
+/// Where blobs are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum BlobsKind {
+    /// Files under `blobs.path`.
+    Filesystem,
+    /// An S3-compatible bucket (`blobs.s3`).
+    S3,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BlobsConfig {
     /// `filesystem` or `s3`.
-    pub kind: String,
+    pub kind: BlobsKind,
     /// Filesystem root; empty: `<data_dir>/blobs`.
     pub path: Option<PathBuf>,
     /// S3-compatible storage, when `kind = "s3"` (the blob crate's own settings).
@@ -340,7 +358,7 @@ pub struct BlobsConfig {
 impl Default for BlobsConfig {
     fn default() -> Self {
         BlobsConfig {
-            kind: "filesystem".into(),
+            kind: BlobsKind::Filesystem,
             path: None,
             s3: S3Config::default(),
         }
@@ -368,22 +386,59 @@ impl Default for RegistrySection {
     }
 }
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One line of text per event (coloured on a terminal).
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogConfig {
-    /// A tracing filter such as `info` or `berth=debug,info`.
+    /// A tracing filter such as `info` or `berth_http=debug,info`.
     pub level: String,
     /// `text` or `json`.
-    pub format: String,
+    pub format: LogFormat,
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
             level: "info".into(),
-            format: "text".into(),
+            format: LogFormat::Text,
         }
     }
+}
+
+/// The levels a filter directive may name.
+const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+
+/// Checks a tracing filter: comma-separated directives, each a level or `target=level`.
+/// A bare word that is not a level would be read by tracing as a target enabled at every
+/// level, so `infoo` would silence every line: it is refused instead.
+pub fn check_log_filter(filter: &str) -> anyhow::Result<()> {
+    let bad = |d: &str| {
+        anyhow::anyhow!(
+            "log.level: {d:?} is neither a level ({}) nor TARGET=LEVEL, in {filter:?}",
+            LEVELS.join(", ")
+        )
+    };
+    if filter.trim().is_empty() {
+        bail!("log.level must not be empty (e.g. \"info\" or \"berth_http=debug,info\")");
+    }
+    for d in filter.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let level = d.rsplit_once('=').map_or(d, |(_, l)| l);
+        if !LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
+            return Err(bad(d));
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(filter)
+        .map(drop)
+        .map_err(|e| anyhow::anyhow!("log.level {filter:?}: {e}"))
 }
 
 impl Default for Config {
@@ -420,9 +475,9 @@ pub struct StoreFlags {
     /// Metadata store: `sqlite:PATH` or `postgres://...` (env BERTH_METADATA_URL).
     #[arg(long)]
     pub metadata: Option<String>,
-    /// Blob store kind: `filesystem` or `s3` (env BERTH_BLOBS_KIND).
-    #[arg(long)]
-    pub blobs: Option<String>,
+    /// Blob store kind (env BERTH_BLOBS_KIND).
+    #[arg(long, value_enum)]
+    pub blobs: Option<BlobsKind>,
 }
 
 /// Flags of `berth serve`.
@@ -439,17 +494,157 @@ pub struct ServeFlags {
     pub tls_key: Option<PathBuf>,
 }
 
+/// How the text of an environment variable becomes a configuration value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnvKind {
+    /// As written (strings, paths, durations, words such as `s3`).
+    Text,
+    /// `1`, `true`, `yes`, `on` or `0`, `false`, `no`, `off`.
+    Bool,
+    /// A whole number.
+    Integer,
+    /// A decimal number.
+    Number,
+}
+
+/// Every `BERTH_*` override: the variable, the key it sets, how its text is read.
+/// docs/configuration.md lists the same pairs (a test checks both ways).
+pub const ENV_OVERRIDES: &[(&str, &str, EnvKind)] = {
+    use EnvKind::*;
+    &[
+        ("BERTH_LISTEN", "listen", Text),
+        ("BERTH_DATA_DIR", "data_dir", Text),
+        ("BERTH_REPLICA_ID", "replica_id", Text),
+        ("BERTH_TLS_CERT", "tls.cert", Text),
+        ("BERTH_TLS_KEY", "tls.key", Text),
+        (
+            "BERTH_HTTP_HEADER_READ_TIMEOUT",
+            "http.header_read_timeout",
+            Text,
+        ),
+        (
+            "BERTH_HTTP_TLS_HANDSHAKE_TIMEOUT",
+            "http.tls_handshake_timeout",
+            Text,
+        ),
+        ("BERTH_HTTP_IDLE_TIMEOUT", "http.idle_timeout", Text),
+        (
+            "BERTH_HTTP_BODY_IDLE_TIMEOUT",
+            "http.body_idle_timeout",
+            Text,
+        ),
+        (
+            "BERTH_HTTP_MAX_CONNECTIONS",
+            "http.max_connections",
+            Integer,
+        ),
+        ("BERTH_HTTP_SHUTDOWN_TIMEOUT", "http.shutdown_timeout", Text),
+        ("BERTH_JOBS_LEASE_TTL", "jobs.lease_ttl", Text),
+        ("BERTH_METADATA_URL", "metadata.url", Text),
+        (
+            "BERTH_METADATA_MAX_CONNECTIONS",
+            "metadata.max_connections",
+            Integer,
+        ),
+        ("BERTH_BLOBS_KIND", "blobs.kind", Text),
+        ("BERTH_BLOBS_PATH", "blobs.path", Text),
+        ("BERTH_S3_ENDPOINT", "blobs.s3.endpoint", Text),
+        ("BERTH_S3_BUCKET", "blobs.s3.bucket", Text),
+        ("BERTH_S3_REGION", "blobs.s3.region", Text),
+        ("BERTH_S3_ACCESS_KEY_ID", "blobs.s3.access_key_id", Text),
+        (
+            "BERTH_S3_SECRET_ACCESS_KEY",
+            "blobs.s3.secret_access_key",
+            Text,
+        ),
+        ("BERTH_S3_PATH_STYLE", "blobs.s3.path_style", Bool),
+        ("BERTH_S3_ALLOW_HTTP", "blobs.s3.allow_http", Bool),
+        ("BERTH_S3_PREFIX", "blobs.s3.prefix", Text),
+        ("BERTH_READ_ONLY", "registry.read_only", Bool),
+        ("BERTH_ANONYMOUS_PUSH", "auth.anonymous_push", Bool),
+        ("BERTH_AUTH_REALM", "auth.realm", Text),
+        ("BERTH_AUTH_SERVICE", "auth.service", Text),
+        (
+            "BERTH_AUDIT_RETENTION_DAYS",
+            "audit.retention_days",
+            Integer,
+        ),
+        (
+            "BERTH_DIRECTORY_SYNC_INTERVAL_SECS",
+            "directory_sync.interval_secs",
+            Integer,
+        ),
+        ("BERTH_GC_SCHEDULE", "gc.schedule", Text),
+        ("BERTH_GC_MODE", "gc.mode", Text),
+        ("BERTH_GC_GRACE", "gc.grace", Text),
+        ("BERTH_GC_MAX_DURATION", "gc.max_duration", Text),
+        ("BERTH_GC_PACE", "gc.pace", Number),
+        ("BERTH_GC_UPLOAD_MAX_AGE", "gc.upload_max_age", Text),
+        ("BERTH_LOG", "log.level", Text),
+        ("BERTH_LOG_FORMAT", "log.format", Text),
+    ]
+};
+
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|s| !s.is_empty())
 }
 
-fn env_bool(name: &str) -> anyhow::Result<Option<bool>> {
-    match env(name).as_deref() {
-        None => Ok(None),
-        Some("1" | "true" | "yes" | "on") => Ok(Some(true)),
-        Some("0" | "false" | "no" | "off") => Ok(Some(false)),
-        Some(v) => bail!("{name}={v:?} is not a boolean"),
+/// The value `text` of the variable `name` gives.
+fn env_value(name: &str, text: &str, kind: EnvKind) -> anyhow::Result<toml::Value> {
+    Ok(match kind {
+        EnvKind::Text => toml::Value::String(text.to_string()),
+        EnvKind::Bool => toml::Value::Boolean(match text {
+            "1" | "true" | "yes" | "on" => true,
+            "0" | "false" | "no" | "off" => false,
+            _ => bail!("{name}={text:?} is not a boolean"),
+        }),
+        EnvKind::Integer => toml::Value::Integer(
+            text.trim()
+                .parse()
+                .map_err(|_| anyhow::anyhow!("{name}={text:?} is not a whole number"))?,
+        ),
+        EnvKind::Number => toml::Value::Float(
+            text.trim()
+                .parse()
+                .map_err(|_| anyhow::anyhow!("{name}={text:?} is not a number"))?,
+        ),
+    })
+}
+
+/// Sets, in the configuration file's table, every key whose variable is set (a variable
+/// set to the empty string counts as unset).
+fn apply_env(table: &mut toml::Table, get: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
+    let file_has_s3 = table.get("blobs").and_then(|b| b.get("s3")).is_some();
+    for &(name, key, kind) in ENV_OVERRIDES {
+        let Some(text) = get(name) else { continue };
+        let value = env_value(name, &text, kind)?;
+        let (sections, last) = match key.rsplit_once('.') {
+            Some((sections, last)) => (Some(sections), last),
+            None => (None, key),
+        };
+        let mut t = &mut *table;
+        for part in sections.into_iter().flat_map(|s| s.split('.')) {
+            t = t
+                .entry(part)
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                .as_table_mut()
+                .with_context(|| format!("{name}: `{part}` in the configuration is not a table"))?;
+        }
+        t.insert(last.to_string(), value);
     }
+    // `blobs.s3` requires its bucket in a file; a section the environment made has its
+    // fields one by one, and a missing bucket is for `validate` to name (when the blob
+    // store is S3 at all).
+    if let Some(s3) = table
+        .get_mut("blobs")
+        .filter(|_| !file_has_s3)
+        .and_then(|b| b.get_mut("s3"))
+        .and_then(|s| s.as_table_mut())
+    {
+        s3.entry("bucket")
+            .or_insert_with(|| toml::Value::String(String::new()));
+    }
+    Ok(())
 }
 
 impl Config {
@@ -459,19 +654,29 @@ impl Config {
             .config
             .clone()
             .or_else(|| env("BERTH_CONFIG").map(PathBuf::from));
-        let mut cfg = match &file {
-            Some(p) => Self::from_file(p)?,
-            None => Config::default(),
+        let mut table = match &file {
+            Some(p) => Self::file_table(p)?,
+            None => toml::Table::new(),
         };
-        cfg.apply_env()?;
+        apply_env(&mut table, env)?;
+        let mut cfg: Config =
+            toml::Value::Table(table)
+                .try_into()
+                .with_context(|| match &file {
+                    Some(p) => format!(
+                        "the configuration in {} with BERTH_* variables",
+                        p.display()
+                    ),
+                    None => "the configuration in BERTH_* variables".to_string(),
+                })?;
         if let Some(d) = &stores.data_dir {
             cfg.data_dir = d.clone();
         }
         if let Some(m) = &stores.metadata {
             cfg.metadata.url = m.clone();
         }
-        if let Some(b) = &stores.blobs {
-            cfg.blobs.kind = b.clone();
+        if let Some(b) = stores.blobs {
+            cfg.blobs.kind = b;
         }
         if let Some(s) = serve {
             if let Some(l) = &s.listen {
@@ -486,148 +691,21 @@ impl Config {
         Ok(cfg)
     }
 
-    fn from_file(p: &Path) -> anyhow::Result<Config> {
+    fn file_table(p: &Path) -> anyhow::Result<toml::Table> {
         let text = std::fs::read_to_string(p)
             .with_context(|| format!("reading config file {}", p.display()))?;
         toml::from_str(&text).with_context(|| format!("parsing config file {}", p.display()))
-    }
-
-    fn apply_env(&mut self) -> anyhow::Result<()> {
-        if let Some(v) = env("BERTH_LISTEN") {
-            self.listen = v;
-        }
-        if let Some(v) = env("BERTH_DATA_DIR") {
-            self.data_dir = v.into();
-        }
-        if let Some(v) = env("BERTH_REPLICA_ID") {
-            self.replica_id = v;
-        }
-        if let Some(v) = env("BERTH_TLS_CERT") {
-            self.tls.cert = Some(v.into());
-        }
-        if let Some(v) = env("BERTH_TLS_KEY") {
-            self.tls.key = Some(v.into());
-        }
-        if let Some(v) = env("BERTH_HTTP_HEADER_READ_TIMEOUT") {
-            self.http.header_read_timeout = v;
-        }
-        if let Some(v) = env("BERTH_HTTP_TLS_HANDSHAKE_TIMEOUT") {
-            self.http.tls_handshake_timeout = v;
-        }
-        if let Some(v) = env("BERTH_HTTP_IDLE_TIMEOUT") {
-            self.http.idle_timeout = v;
-        }
-        if let Some(v) = env("BERTH_HTTP_BODY_IDLE_TIMEOUT") {
-            self.http.body_idle_timeout = v;
-        }
-        if let Some(v) = env("BERTH_HTTP_MAX_CONNECTIONS") {
-            self.http.max_connections = v
-                .parse()
-                .with_context(|| format!("BERTH_HTTP_MAX_CONNECTIONS={v:?}"))?;
-        }
-        if let Some(v) = env("BERTH_HTTP_SHUTDOWN_TIMEOUT") {
-            self.http.shutdown_timeout = v;
-        }
-        if let Some(v) = env("BERTH_JOBS_LEASE_TTL") {
-            self.jobs.lease_ttl = v;
-        }
-        if let Some(v) = env("BERTH_METADATA_URL") {
-            self.metadata.url = v;
-        }
-        if let Some(v) = env("BERTH_BLOBS_KIND") {
-            self.blobs.kind = v;
-        }
-        if let Some(v) = env("BERTH_BLOBS_PATH") {
-            self.blobs.path = Some(v.into());
-        }
-        let s3 = &mut self.blobs.s3;
-        if let Some(v) = env("BERTH_S3_ENDPOINT") {
-            s3.endpoint = Some(v);
-        }
-        if let Some(v) = env("BERTH_S3_BUCKET") {
-            s3.bucket = v;
-        }
-        if let Some(v) = env("BERTH_S3_REGION") {
-            s3.region = v;
-        }
-        if let Some(v) = env("BERTH_S3_ACCESS_KEY_ID") {
-            s3.access_key_id = Some(v);
-        }
-        if let Some(v) = env("BERTH_S3_SECRET_ACCESS_KEY") {
-            s3.secret_access_key = Some(v);
-        }
-        if let Some(v) = env_bool("BERTH_S3_PATH_STYLE")? {
-            s3.path_style = v;
-        }
-        if let Some(v) = env_bool("BERTH_S3_ALLOW_HTTP")? {
-            s3.allow_http = v;
-        }
-        if let Some(v) = env("BERTH_S3_PREFIX") {
-            s3.prefix = v;
-        }
-        if let Some(v) = env_bool("BERTH_READ_ONLY")? {
-            self.registry.read_only = v;
-        }
-        if let Some(v) = env_bool("BERTH_ANONYMOUS_PUSH")? {
-            self.auth.anonymous_push = v;
-        }
-        if let Some(v) = env("BERTH_AUTH_REALM") {
-            self.auth.realm = v;
-        }
-        if let Some(v) = env("BERTH_AUTH_SERVICE") {
-            self.auth.service = v;
-        }
-        if let Some(v) = env("BERTH_AUDIT_RETENTION_DAYS") {
-            self.audit.retention_days = v
-                .parse()
-                .with_context(|| format!("BERTH_AUDIT_RETENTION_DAYS={v:?}"))?;
-        }
-        if let Some(v) = env("BERTH_DIRECTORY_SYNC_INTERVAL_SECS") {
-            self.directory_sync.interval_secs = v
-                .parse()
-                .with_context(|| format!("BERTH_DIRECTORY_SYNC_INTERVAL_SECS={v:?}"))?;
-        }
-        if let Some(v) = env("BERTH_GC_SCHEDULE") {
-            self.gc.schedule = v;
-        }
-        if let Some(v) = env("BERTH_GC_MODE") {
-            self.gc.mode = v;
-        }
-        if let Some(v) = env("BERTH_GC_GRACE") {
-            self.gc.grace = v;
-        }
-        if let Some(v) = env("BERTH_GC_MAX_DURATION") {
-            self.gc.max_duration = v;
-        }
-        if let Some(v) = env("BERTH_GC_PACE") {
-            self.gc.pace = v
-                .parse()
-                .map_err(|_| anyhow::anyhow!("BERTH_GC_PACE={v:?} is not a number"))?;
-        }
-        if let Some(v) = env("BERTH_GC_UPLOAD_MAX_AGE") {
-            self.gc.upload_max_age = v;
-        }
-        if let Some(v) = env("BERTH_LOG") {
-            self.log.level = v;
-        }
-        if let Some(v) = env("BERTH_LOG_FORMAT") {
-            self.log.format = v;
-        }
-        Ok(())
     }
 
     fn validate(&self) -> anyhow::Result<()> {
         if self.tls.cert.is_some() != self.tls.key.is_some() {
             bail!("tls.cert and tls.key go together");
         }
-        match self.blobs.kind.as_str() {
-            "filesystem" => {}
-            "s3" => {
-                if self.blobs.s3.bucket.is_empty() {
-                    bail!("blobs.kind = \"s3\" needs blobs.s3.bucket (env BERTH_S3_BUCKET)");
-                }
-            }
-            other => bail!("blobs.kind must be \"filesystem\" or \"s3\", not {other:?}"),
+        if self.blobs.kind == BlobsKind::S3 && self.blobs.s3.bucket.is_empty() {
+            bail!("blobs.kind = \"s3\" needs blobs.s3.bucket (env BERTH_S3_BUCKET)");
+        }
+        if !(1..=MAX_PG_CONNECTIONS).contains(&self.metadata.max_connections) {
+            bail!("metadata.max_connections must be between 1 and {MAX_PG_CONNECTIONS}");
         }
         let url = &self.metadata.url;
         if !(url.is_empty()
@@ -655,9 +733,7 @@ impl Config {
             berth_core::gc::parse_schedule(&self.gc.schedule)
                 .map_err(|e| anyhow::anyhow!("gc.schedule: {e}"))?;
         }
-        if !matches!(self.log.format.as_str(), "text" | "json") {
-            bail!("log.format must be \"text\" or \"json\"");
-        }
+        check_log_filter(&self.log.level)?;
         Ok(())
     }
 
@@ -737,7 +813,11 @@ mod tests {
         assert_eq!(parse_duration("0s").unwrap(), Duration::ZERO);
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse_duration("2d").unwrap(), Duration::from_secs(172_800));
-        assert!(parse_duration("1 week").is_err());
+        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("1h 30m").unwrap(), Duration::from_secs(5400));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("-1s").is_err());
         let c: Config = toml::from_str(
             "[gc]\nschedule = \"0 3 * * *\"\nmode = \"read-only\"\ngrace = \"30m\"\nmax_duration = \"1h\"\n",
         )
@@ -768,6 +848,101 @@ mod tests {
         assert_eq!(c.directory_sync.interval_secs, 0);
         c.validate().unwrap();
         assert!(toml::from_str::<Config>("[directory_sync]\nevery = 1\n").is_err());
+    }
+
+    /// Every `BERTH_*` variable in docs/configuration.md is an override of the key its
+    /// row names, and every override is documented (issue 11: one mechanism, same names).
+    #[test]
+    fn documented_variables_are_the_overrides() {
+        use std::collections::BTreeMap;
+        let doc = include_str!("../../../docs/configuration.md");
+        let mut documented = BTreeMap::new();
+        // The main table's rows: | `key` | default | `BERTH_...` | flag | meaning |
+        for line in doc.lines().filter(|l| l.starts_with("| `")) {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            let (key, var) = (cells[1].trim_matches('`'), cells[3].trim_matches('`'));
+            if var.starts_with("BERTH_") {
+                assert!(documented.insert(var, key).is_none(), "{var} twice");
+            }
+        }
+        let table: BTreeMap<&str, &str> = ENV_OVERRIDES.iter().map(|(n, k, _)| (*n, *k)).collect();
+        assert_eq!(documented, table);
+    }
+
+    /// Each override sets the key it names (a wrong key would be refused: every section
+    /// denies unknown fields) and reads its text by its kind.
+    #[test]
+    fn every_override_sets_its_key() {
+        for &(name, key, kind) in ENV_OVERRIDES {
+            let text = match (key, kind) {
+                ("blobs.kind", _) => "s3",
+                ("gc.mode", _) => "read-only",
+                ("log.format", _) => "json",
+                (_, EnvKind::Bool) => "yes",
+                (_, EnvKind::Integer) => "7",
+                (_, EnvKind::Number) => "0.5",
+                (_, EnvKind::Text) => "text-value",
+            };
+            let mut table = toml::Table::new();
+            apply_env(&mut table, |n| (n == name).then(|| text.to_string())).unwrap();
+            let c: Result<Config, _> = toml::Value::Table(table.clone()).try_into();
+            c.unwrap_or_else(|e| panic!("{name} -> {key}: {e}\n{table}"));
+            let mut v = &toml::Value::Table(table);
+            for part in key.split('.') {
+                v = &v[part];
+            }
+            let want = env_value(name, text, kind).unwrap();
+            assert_eq!(v, &want, "{name}");
+        }
+        let mut table: toml::Table = toml::from_str("[gc]\ngrace = \"2h\"\n").unwrap();
+        apply_env(&mut table, |n| {
+            (n == "BERTH_GC_MODE").then(|| "online".into())
+        })
+        .unwrap();
+        let c: Config = toml::Value::Table(table).try_into().unwrap();
+        assert_eq!(c.gc.grace, "2h", "the file's other keys stay");
+        for (name, text) in [
+            ("BERTH_READ_ONLY", "maybe"),
+            ("BERTH_HTTP_MAX_CONNECTIONS", "many"),
+            ("BERTH_GC_PACE", "fast"),
+        ] {
+            let mut table = toml::Table::new();
+            let e = apply_env(&mut table, |n| (n == name).then(|| text.to_string())).unwrap_err();
+            assert!(e.to_string().contains(name), "{e}");
+        }
+    }
+
+    /// `log.level = "infoo"` would silence every line (tracing reads a bare word as a
+    /// target): a filter whose directives are not levels or TARGET=LEVEL is refused.
+    #[test]
+    fn log_filters_are_checked() {
+        for good in [
+            "info",
+            "warn",
+            "berth_http=debug,info",
+            "OFF",
+            "berth_core=trace",
+        ] {
+            check_log_filter(good).unwrap_or_else(|e| panic!("{good}: {e}"));
+        }
+        for bad in ["infoo", "", "info,berth", "berth_http=loud", "debug;info"] {
+            assert!(check_log_filter(bad).is_err(), "{bad:?} accepted");
+        }
+        let c: Config = toml::from_str("[log]\nlevel = \"infoo\"\n").unwrap();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("infoo"), "{e}");
+        assert!(toml::from_str::<Config>("[log]\nformat = \"xml\"\n").is_err());
+    }
+
+    #[test]
+    fn metadata_pool_size() {
+        let c = Config::default();
+        assert_eq!(c.metadata.max_connections, 16);
+        let c: Config = toml::from_str("[metadata]\nmax_connections = 40\n").unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.metadata.max_connections, 40);
+        let c: Config = toml::from_str("[metadata]\nmax_connections = 0\n").unwrap();
+        assert!(c.validate().is_err());
     }
 
     /// The directory examples of docs/configuration.md are valid configurations.

@@ -6,9 +6,11 @@
 //! - [`fsck`]: `berth fsck`, the consistency check between the two stores.
 //! - [`gc`]: `berth gc`, garbage collection on demand, and its status.
 //! - [`admin`]: `berth admin`, accounts before the API is reachable; the first administrator.
+//! - [`datadir`]: `berth serve` refuses a data directory it could not write.
 
 mod admin;
 mod config;
+mod datadir;
 mod fsck;
 mod gc;
 mod stores;
@@ -81,13 +83,18 @@ enum AdminCli {
     Directory(admin::DirectoryCmd),
 }
 
+/// Logs to standard error, in colour only when it is a terminal (and `NO_COLOR` is
+/// unset): a file or a pipe gets plain text. `log.level` was checked by `Config::load`.
 fn init_logging(cfg: &Config) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log.level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
-    if cfg.log.format == "json" {
+    if cfg.log.format == config::LogFormat::Json {
         b.json().init();
     } else {
         b.fmt_fields(escaped_fields()).init();
@@ -96,15 +103,29 @@ fn init_logging(cfg: &Config) {
 
 /// Text-log fields with every control character escaped, whatever the field holds and
 /// however it was recorded (`%` or `?`): a user name, a header or a path sent by a client
-/// cannot start a forged line. (The JSON format escapes on its own.)
+/// cannot start a forged line. (The JSON format escapes on its own.) An optional value
+/// recorded with `?` prints as its value (`source=127.0.0.1`, not `Some(127.0.0.1)`), or
+/// not at all when absent.
 fn escaped_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> {
     use tracing_subscriber::field::MakeExt;
     tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
         let text = format!("{value:?}");
-        let text: String = if text.chars().any(char::is_control) {
-            text.chars().flat_map(char::escape_default).collect()
+        let text = if field.name() == "message" {
+            text.as_str()
+        } else if text == "None" {
+            return Ok(());
         } else {
-            text
+            text.strip_prefix("Some(")
+                .and_then(|t| t.strip_suffix(')'))
+                .unwrap_or(&text)
+        };
+        let text: std::borrow::Cow<str> = if text.chars().any(char::is_control) {
+            text.chars()
+                .flat_map(char::escape_default)
+                .collect::<String>()
+                .into()
+        } else {
+            text.into()
         };
         if field.name() == "message" {
             write!(w, "{text}")
@@ -241,6 +262,13 @@ async fn run_serve(
         (Some(c), Some(k)) => Some(server::tls_acceptor(c, k)?),
         _ => None,
     };
+    // Bound before anything is created: a start that cannot listen (the port is taken, a
+    // bad address) leaves no data directory and no administrator whose one-time password
+    // would be printed to nobody.
+    let listener = tokio::net::TcpListener::bind(&cfg.listen)
+        .await
+        .with_context(|| format!("listening on {}", cfg.listen))?;
+    datadir::check_writable(&cfg)?;
     let (meta, identity, blobs) = stores::open(&cfg).await?;
     admin::ensure_first_admin(identity.as_ref(), admin_password_file.as_ref()).await?;
     let directory = match &cfg.directory {
@@ -274,9 +302,6 @@ async fn run_serve(
     }
     let access =
         berth_core::Access::new(identity.clone(), directory, cfg.auth.access_config()).await?;
-    let listener = tokio::net::TcpListener::bind(&cfg.listen)
-        .await
-        .with_context(|| format!("listening on {}", cfg.listen))?;
     let addr = listener.local_addr()?;
     let registry = berth_core::Registry::new(
         meta,

@@ -1,6 +1,6 @@
 //! Opens the configured stores. The only module that names concrete implementations.
 
-use crate::config::Config;
+use crate::config::{BlobsKind, Config};
 use anyhow::Context;
 use berth_blob::fs::FsBlobStore;
 use berth_blob::s3::S3BlobStore;
@@ -29,7 +29,7 @@ pub async fn open_meta(
         Ok((store.clone(), store))
     } else {
         let store = Arc::new(
-            PgMetaStore::connect(&url)
+            PgMetaStore::connect_pooled(&url, cfg.metadata.max_connections)
                 .await
                 .context("connecting to PostgreSQL")?,
         );
@@ -46,11 +46,11 @@ pub async fn open(
     Arc<dyn BlobStore>,
 )> {
     let (meta, identity) = open_meta(cfg).await?;
-    let blobs: Arc<dyn BlobStore> = match cfg.blobs.kind.as_str() {
-        "s3" => {
+    let blobs: Arc<dyn BlobStore> = match cfg.blobs.kind {
+        BlobsKind::S3 => {
             Arc::new(S3BlobStore::new(cfg.blobs.s3.clone()).context("configuring S3 blob storage")?)
         }
-        _ => {
+        BlobsKind::Filesystem => {
             let root = cfg.blob_path();
             Arc::new(
                 FsBlobStore::open(root.clone())

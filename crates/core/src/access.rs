@@ -22,6 +22,7 @@
 //! - Secrets (passwords, tokens) are never logged nor put in audit details.
 
 use crate::error::CoreError;
+use crate::time::now_ms;
 use berth_auth::password::{hash_password, verify_dummy, verify_password, PasswordParams};
 use berth_auth::rbac::{self, Decision, Permission, Restriction, Subject, TokenAccess};
 use berth_auth::scope::{Action, ResourceName, ResourceType, Scope};
@@ -39,7 +40,7 @@ use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// Settings of authentication and the token service.
 #[derive(Debug, Clone)]
@@ -318,40 +319,12 @@ pub struct Access {
 }
 
 fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    u64::try_from(now_ms() / 1000).unwrap_or(0)
 }
 
 /// RFC 3339 UTC of unix seconds.
 pub fn rfc3339(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    crate::time::rfc3339_ms(i64::try_from(secs).unwrap_or(i64::MAX).saturating_mul(1000))
 }
 
 fn permission_action(p: Permission) -> &'static str {
@@ -570,7 +543,7 @@ impl Access {
             || username.chars().any(char::is_control)
             || password.len() > 4096
         {
-            tracing::info!(user = ?username, source = ?source, "login refused: malformed credentials");
+            tracing::info!(user = ?username, source = source.map(tracing::field::display), "login refused: malformed credentials");
             return Err(AccessError::Unauthorized(
                 "invalid user name or password".into(),
             ));
@@ -642,7 +615,7 @@ impl Access {
             }
             Err(AccessError::Unauthorized(why)) => {
                 let failures = self.record_failure(&username, source, !is_token);
-                tracing::info!(user = ?username, source = ?source, reason = %why, failures, "login refused");
+                tracing::info!(user = ?username, source = source.map(tracing::field::display), reason = %why, failures, "login refused");
                 // Repeated failures are aggregated: the first of a window, then the 2nd,
                 // 4th, 8th... each with the count, so guessing cannot flood the log.
                 if failures.is_power_of_two() {

@@ -11,6 +11,7 @@
 //! - [`jobs`]: background jobs: a name, an interval, a lease for those that run on one
 //!   replica at a time, a cancellation token; started, stopped and their leases released
 //!   together.
+//! - [`time`]: now in unix milliseconds, RFC 3339, durations (`90s`, `1h 30m`).
 //! - [`error`]: [`CoreError`], what went wrong in domain terms (the HTTP crate maps it to
 //!   the wire, in one place).
 //!
@@ -30,6 +31,7 @@ pub mod jobs;
 pub mod manage;
 pub mod manifests;
 pub mod registry;
+pub mod time;
 
 pub use access::{Access, AccessConfig, AccessError, Caller, Credentials, Verdict};
 pub use error::CoreError;

@@ -21,7 +21,7 @@ use futures::StreamExt;
 use std::future::Future;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// Tunables of registry behaviour.
 #[derive(Debug, Clone)]
@@ -100,12 +100,7 @@ const LEASE_TTL_MS: i64 = 15_000;
 /// How often a request renews its lease while it writes or commits.
 const LEASE_RENEW: Duration = Duration::from_secs(5);
 
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub(crate) use crate::time::now_ms;
 
 /// Wraps a body so every chunk that passes is fed to `hasher` and counted.
 fn hashing(stream: ByteStream, hasher: Arc<Mutex<Digester>>) -> ByteStream {

@@ -247,74 +247,20 @@ pub fn plan(
         });
     }
 
-    // A mapping that matches no group tells nothing about who should be in its team: that
-    // team is left alone (an empty group does match, and empties its team).
-    let mut unmanaged: BTreeSet<&TeamRef> = BTreeSet::new();
-    let mut warnings = Vec::new();
-    for m in &policy.teams {
-        if !snapshot.groups.iter().any(|g| m.matches(g)) {
-            warnings.push(format!(
-                "mapped group {:?} matches no directory group; team {} is left as it is",
-                m.group, m.team
-            ));
-            unmanaged.insert(&m.team);
-        }
-    }
-    let mapped_teams: BTreeSet<&TeamRef> = policy
-        .teams
-        .iter()
-        .map(|m| &m.team)
-        .filter(|t| !unmanaged.contains(t))
-        .collect();
-    // username -> the mapped teams its groups grant (managed or not: both make a user
-    // eligible)
-    let mut granted: BTreeMap<String, BTreeSet<&TeamRef>> = BTreeMap::new();
-    for group in &snapshot.groups {
-        let teams: Vec<&TeamRef> = policy
-            .teams
-            .iter()
-            .filter(|m| m.matches(group))
-            .map(|m| &m.team)
-            .collect();
-        if teams.is_empty() {
-            continue;
-        }
-        for member in &group.members {
-            granted
-                .entry(member.to_lowercase())
-                .or_default()
-                .extend(teams.iter().copied());
-        }
-    }
+    let TeamMapping {
+        unmanaged,
+        mapped_teams,
+        granted,
+        mut warnings,
+    } = team_mapping(snapshot, policy);
     let no_teams = BTreeSet::new();
     let teams_of = |name: &str| granted.get(name).unwrap_or(&no_teams);
 
-    let mut directory: BTreeMap<String, &DirectoryUser> = BTreeMap::new();
-    for u in &snapshot.users {
-        directory.entry(u.username.to_lowercase()).or_insert(u);
-    }
     let accounts: BTreeMap<String, &BerthUser> = current
         .iter()
         .map(|u| (u.username.to_lowercase(), u))
         .collect();
-    // Directory accounts made for another entry than the one that now has their name: for
-    // the plan, that name's entry is not in the directory (its person is gone).
-    for (name, account) in &accounts {
-        if account.origin != Origin::Directory {
-            continue;
-        }
-        if let Some(du) = directory.get(name) {
-            if let (Some(had), Some(has)) = (&account.directory_id, &du.id) {
-                if had != has {
-                    warnings.push(format!(
-                        "directory account {name} belongs to directory entry {had}, but the entry named {name} is now {has} ({}): the name was reused; the account is treated as departed and the new entry gets no account until the old one is renamed or deleted",
-                        du.dn
-                    ));
-                    directory.remove(name);
-                }
-            }
-        }
-    }
+    let directory = directory_entries(snapshot, &accounts, &mut warnings);
     let eligible = |name: &str| -> bool {
         directory.get(name).is_some_and(|u| {
             !u.disabled
@@ -361,27 +307,7 @@ pub fn plan(
         let present = directory.get(name).is_some_and(|u| !u.disabled);
         let keep = eligible(name) || (account.active && in_unmanaged && present);
         if let Some(du) = directory.get(name) {
-            if let (None, Some(id)) = (&account.directory_id, &du.id) {
-                out.adopt_ids.push(IdAdoption {
-                    username: account.username.clone(),
-                    id: id.clone(),
-                });
-            }
-            let email = du
-                .email
-                .clone()
-                .filter(|e| Some(e) != account.email.as_ref());
-            let full_name = du
-                .full_name
-                .clone()
-                .filter(|n| Some(n) != account.full_name.as_ref());
-            if email.is_some() || full_name.is_some() {
-                out.update_profiles.push(ProfileUpdate {
-                    username: account.username.clone(),
-                    email,
-                    full_name,
-                });
-            }
+            profile_changes(account, du, &mut out);
         }
         if keep && !account.active {
             out.reactivate.push(account.username.clone());
@@ -410,6 +336,123 @@ pub fn plan(
     out.add_memberships.sort();
     out.remove_memberships.sort();
     Ok(out)
+}
+
+/// What the policy's team mappings say about this snapshot.
+struct TeamMapping<'a> {
+    /// Teams whose mapping matches no group: left as they are.
+    unmanaged: BTreeSet<&'a TeamRef>,
+    /// Teams whose membership the sync manages.
+    mapped_teams: BTreeSet<&'a TeamRef>,
+    /// Lower-case user name -> the mapped teams its groups grant (managed or not: both
+    /// make a user eligible).
+    granted: BTreeMap<String, BTreeSet<&'a TeamRef>>,
+    warnings: Vec<String>,
+}
+
+/// The team mappings of `policy` applied to the groups of `snapshot`.
+fn team_mapping<'a>(snapshot: &'a DirectorySnapshot, policy: &'a SyncPolicy) -> TeamMapping<'a> {
+    // A mapping that matches no group tells nothing about who should be in its team: that
+    // team is left alone (an empty group does match, and empties its team).
+    let mut unmanaged: BTreeSet<&TeamRef> = BTreeSet::new();
+    let mut warnings = Vec::new();
+    for m in &policy.teams {
+        if !snapshot.groups.iter().any(|g| m.matches(g)) {
+            warnings.push(format!(
+                "mapped group {:?} matches no directory group; team {} is left as it is",
+                m.group, m.team
+            ));
+            unmanaged.insert(&m.team);
+        }
+    }
+    let mapped_teams: BTreeSet<&TeamRef> = policy
+        .teams
+        .iter()
+        .map(|m| &m.team)
+        .filter(|t| !unmanaged.contains(t))
+        .collect();
+    let mut granted: BTreeMap<String, BTreeSet<&TeamRef>> = BTreeMap::new();
+    for group in &snapshot.groups {
+        let teams: Vec<&TeamRef> = policy
+            .teams
+            .iter()
+            .filter(|m| m.matches(group))
+            .map(|m| &m.team)
+            .collect();
+        if teams.is_empty() {
+            continue;
+        }
+        for member in &group.members {
+            granted
+                .entry(member.to_lowercase())
+                .or_default()
+                .extend(teams.iter().copied());
+        }
+    }
+    TeamMapping {
+        unmanaged,
+        mapped_teams,
+        granted,
+        warnings,
+    }
+}
+
+/// The snapshot's users by lower-case name, without the entries whose name a directory
+/// account of another entry holds (for the plan, that account's person is gone).
+fn directory_entries<'a>(
+    snapshot: &'a DirectorySnapshot,
+    accounts: &BTreeMap<String, &BerthUser>,
+    warnings: &mut Vec<String>,
+) -> BTreeMap<String, &'a DirectoryUser> {
+    let mut directory: BTreeMap<String, &DirectoryUser> = BTreeMap::new();
+    for u in &snapshot.users {
+        directory.entry(u.username.to_lowercase()).or_insert(u);
+    }
+    // Directory accounts made for another entry than the one that now has their name: for
+    // the plan, that name's entry is not in the directory (its person is gone).
+    for (name, account) in accounts {
+        if account.origin != Origin::Directory {
+            continue;
+        }
+        if let Some(du) = directory.get(name) {
+            if let (Some(had), Some(has)) = (&account.directory_id, &du.id) {
+                if had != has {
+                    warnings.push(format!(
+                        "directory account {name} belongs to directory entry {had}, but the entry named {name} is now {has} ({}): the name was reused; the account is treated as departed and the new entry gets no account until the old one is renamed or deleted",
+                        du.dn
+                    ));
+                    directory.remove(name);
+                }
+            }
+        }
+    }
+    directory
+}
+
+/// The directory id to adopt and the profile fields to update for `account`, whose
+/// directory entry is `du`.
+fn profile_changes(account: &BerthUser, du: &DirectoryUser, out: &mut SyncPlan) {
+    if let (None, Some(id)) = (&account.directory_id, &du.id) {
+        out.adopt_ids.push(IdAdoption {
+            username: account.username.clone(),
+            id: id.clone(),
+        });
+    }
+    let email = du
+        .email
+        .clone()
+        .filter(|e| Some(e) != account.email.as_ref());
+    let full_name = du
+        .full_name
+        .clone()
+        .filter(|n| Some(n) != account.full_name.as_ref());
+    if email.is_some() || full_name.is_some() {
+        out.update_profiles.push(ProfileUpdate {
+            username: account.username.clone(),
+            email,
+            full_name,
+        });
+    }
 }
 
 #[cfg(test)]

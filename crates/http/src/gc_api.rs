@@ -80,32 +80,7 @@ async fn body<T: serde::de::DeserializeOwned + Default>(req: Request) -> Result<
 }
 
 fn duration(text: &str, what: &str) -> Result<Duration, ApiError> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (n, unit) = t.split_at(split);
-    let n: u64 = n.parse().map_err(|_| {
-        invalid(format!(
-            "{what}: {text:?} is not a duration such as 90s, 30m, 1h"
-        ))
-    })?;
-    let bad = || {
-        invalid(format!(
-            "{what}: {text:?} is not a duration such as 90s, 30m, 1h"
-        ))
-    };
-    let secs = |per: u64| {
-        n.checked_mul(per)
-            .map(Duration::from_secs)
-            .ok_or_else(|| invalid(format!("{what}: {text:?} is too long")))
-    };
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "" | "s" => Ok(Duration::from_secs(n)),
-        "m" => secs(60),
-        "h" => secs(3600),
-        "d" => secs(86_400),
-        _ => Err(bad()),
-    }
+    berth_core::time::parse_duration(text).map_err(|e| invalid(format!("{what}: {e}")))
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -10,6 +10,8 @@
 //! - [`gc_api`]: `/api/v0/gc/...`, garbage collection runs and schedule (system admins).
 //! - [`ops`]: `/health`, `/nginx_status`, `/metrics`, `/api/v0/meta/cluster_status`.
 //! - [`server`]: the listener (plain or rustls), connection counting, graceful shutdown.
+//! - [`trace`]: the request id (`X-Request-Id`) and the span every request's log lines
+//!   carry.
 //!
 //! This crate never names a database or an object store: it holds a
 //! [`berth_core::Registry`] and the trait objects it was given.
@@ -21,6 +23,7 @@ pub mod error;
 pub mod gc_api;
 pub mod ops;
 pub mod server;
+pub mod trace;
 pub mod v2;
 
 use axum::routing::get;
@@ -52,7 +55,8 @@ pub struct AppState {
     pub counters: Arc<server::Counters>,
 }
 
-/// The whole application: `/v2`, operations endpoints, metrics middleware.
+/// The whole application: `/v2`, operations endpoints, metrics middleware, and outermost
+/// the request id and span ([`trace`]).
 pub fn router(state: AppState) -> Router {
     ops::prometheus();
     Router::new()
@@ -71,5 +75,19 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             ops::observe,
         ))
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(axum::middleware::map_request(trace::screen_request_id))
+                .layer(tower_http::request_id::SetRequestIdLayer::x_request_id(
+                    trace::MakeId,
+                ))
+                .layer(tower_http::request_id::PropagateRequestIdLayer::x_request_id())
+                .layer(
+                    tower_http::trace::TraceLayer::new_for_http()
+                        .make_span_with(trace::span)
+                        // Failures are logged once, where they happen (error.rs).
+                        .on_failure(()),
+                ),
+        )
         .with_state(state)
 }

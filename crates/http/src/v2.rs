@@ -6,13 +6,14 @@ use crate::error::{upload_range, ApiError};
 use crate::AppState;
 use axum::body::Body;
 use axum::extract::{Request, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use berth_auth::rbac::Permission;
 use berth_blob::ByteStream;
 use berth_core::registry::ByteRange;
 use berth_core::{Caller, CoreError, Verdict};
-use berth_oci::{Algorithm, Digest, ErrorCode, RepoName};
+use berth_oci::{Algorithm, Digest, ErrorCode, Reference, RepoName};
 use futures::{StreamExt, TryStreamExt};
 
 type Result<T> = std::result::Result<T, ApiError>;
@@ -261,7 +262,6 @@ async fn dispatch(st: &AppState, caller: &Caller, ep: Endpoint, req: Request) ->
     let reg = &st.registry;
     let query = Query::from(&req);
     let (parts, body) = req.into_parts();
-    let headers = &parts.headers;
     match ep {
         Endpoint::Base => Ok((
             StatusCode::OK,
@@ -269,225 +269,23 @@ async fn dispatch(st: &AppState, caller: &Caller, ep: Endpoint, req: Request) ->
             "{}",
         )
             .into_response()),
-
-        Endpoint::Catalog => {
-            let n = query.n()?;
-            let max = reg.config().max_page;
-            let size = n.unwrap_or(max).min(max);
-            // Whoever may read everything walks the repository index directly (the pull
-            // path's read connections); everyone else gets it filtered by their rights.
-            let (items, next) = if st.access.may_read_everything(caller).await? {
-                let page = reg.catalog(query.get("last"), Some(size)).await?;
-                let next = page.more.then(|| page.items.last().cloned()).flatten();
-                (page.items, next)
-            } else {
-                st.access.catalog(caller, query.get("last"), size).await?
-            };
-            let link = link_next("/v2/_catalog", n, next.as_ref(), "");
-            let mut r = axum::Json(serde_json::json!({ "repositories": items })).into_response();
-            if let Some(l) = link {
-                r.headers_mut().insert(header::LINK, l);
-            }
-            Ok(r)
-        }
-
-        Endpoint::TagsList { repo } => {
-            let n = query.n()?;
-            let page = reg.tags_list(&repo, query.get("last"), n).await?;
-            let path = format!("/v2/{repo}/tags/list");
-            let link = page
-                .more
-                .then(|| link_next(&path, n, page.items.last(), ""))
-                .flatten();
-            let mut r =
-                axum::Json(serde_json::json!({ "name": repo.as_str(), "tags": page.items }))
-                    .into_response();
-            if let Some(l) = link {
-                r.headers_mut().insert(header::LINK, l);
-            }
-            Ok(r)
-        }
-
+        Endpoint::Catalog => catalog(st, caller, &query).await,
+        Endpoint::TagsList { repo } => tags_list(st, repo, &query).await,
         Endpoint::GetManifest { repo, reference } | Endpoint::HeadManifest { repo, reference } => {
-            let accept: Vec<&str> = headers
-                .get_all(header::ACCEPT)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .collect();
-            let m = reg.manifest_get(&repo, &reference, &accept).await?;
-            let mut r = if parts.method == Method::HEAD {
-                Response::new(Body::empty())
-            } else {
-                Response::new(Body::from(m.bytes.clone()))
-            };
-            let h = r.headers_mut();
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_str(&m.media_type)
-                    .unwrap_or(HeaderValue::from_static("application/json")),
-            );
-            h.insert(header::CONTENT_LENGTH, HeaderValue::from(m.bytes.len()));
-            h.insert("docker-content-digest", digest_header(&m.digest));
-            h.insert(
-                header::ETAG,
-                HeaderValue::from_str(&format!("\"{}\"", m.digest))
-                    .unwrap_or(HeaderValue::from_static("")),
-            );
-            Ok(r)
+            get_manifest(st, repo, reference, &parts).await
         }
-
         Endpoint::PutManifest { repo, reference } => {
-            let ct = headers
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
-            let bytes = read_manifest_body(headers, body).await?;
-            st.access.create_on_push(caller, &repo).await?;
-            let put = reg
-                .manifest_put(&repo, &reference, ct.as_deref(), bytes)
-                .await?;
-            st.access
-                .audit(
-                    caller,
-                    "push",
-                    repo.as_str(),
-                    serde_json::json!({ "reference": reference.to_string(), "digest": put.digest.as_str() }),
-                )
-                .await;
-            let mut r = StatusCode::CREATED.into_response();
-            let h = r.headers_mut();
-            h.insert(
-                header::LOCATION,
-                location("manifests", &repo, put.digest.as_str()),
-            );
-            h.insert("docker-content-digest", digest_header(&put.digest));
-            h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
-            if let Some(s) = &put.subject {
-                h.insert("oci-subject", digest_header(s));
-            }
-            Ok(r)
+            put_manifest(st, caller, repo, reference, &parts.headers, body).await
         }
-
         Endpoint::DeleteManifest { repo, reference } => {
-            reg.manifest_delete(&repo, &reference).await?;
-            st.access
-                .audit(
-                    caller,
-                    "delete",
-                    repo.as_str(),
-                    serde_json::json!({ "reference": reference.to_string() }),
-                )
-                .await;
-            Ok(StatusCode::ACCEPTED.into_response())
+            delete_manifest(st, caller, repo, reference).await
         }
-
-        Endpoint::HeadBlob { repo, digest } => {
-            let size = reg.blob_head(&repo, &digest).await?;
-            let mut r = Response::new(Body::empty());
-            let h = r.headers_mut();
-            h.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/octet-stream"),
-            );
-            h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-            h.insert("docker-content-digest", digest_header(&digest));
-            Ok(r)
-        }
-
-        Endpoint::GetBlob { repo, digest } => {
-            let range = byte_range(headers)?;
-            let b = reg.blob_get(&repo, &digest, range).await?;
-            let (status, len) = match b.range {
-                Some((s, e)) => (StatusCode::PARTIAL_CONTENT, e - s + 1),
-                None => (StatusCode::OK, b.size),
-            };
-            let mut r = Response::new(Body::from_stream(b.stream));
-            *r.status_mut() = status;
-            let h = r.headers_mut();
-            h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/octet-stream"),
-            );
-            h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-            h.insert("docker-content-digest", digest_header(&digest));
-            h.insert(
-                header::ETAG,
-                HeaderValue::from_str(&format!("\"{digest}\""))
-                    .unwrap_or(HeaderValue::from_static("")),
-            );
-            if let Some((s, e)) = b.range {
-                if let Ok(v) = HeaderValue::from_str(&format!("bytes {s}-{e}/{}", b.size)) {
-                    h.insert(header::CONTENT_RANGE, v);
-                }
-            }
-            Ok(r)
-        }
-
-        Endpoint::DeleteBlob { repo, digest } => {
-            reg.blob_delete(&repo, &digest).await?;
-            st.access
-                .audit(
-                    caller,
-                    "delete",
-                    repo.as_str(),
-                    serde_json::json!({ "blob": digest.as_str() }),
-                )
-                .await;
-            Ok(StatusCode::ACCEPTED.into_response())
-        }
-
+        Endpoint::HeadBlob { repo, digest } => head_blob(st, repo, digest).await,
+        Endpoint::GetBlob { repo, digest } => get_blob(st, repo, digest, &parts.headers).await,
+        Endpoint::DeleteBlob { repo, digest } => delete_blob(st, caller, repo, digest).await,
         Endpoint::StartUpload { repo } => {
-            st.access.create_on_push(caller, &repo).await?;
-            if let Some(mount) = query.digest("mount")? {
-                let from = match query.get("from") {
-                    Some(f) => Some(
-                        RepoName::parse(f)
-                            .map_err(|e| ApiError::from(CoreError::NameInvalid(e)))?,
-                    ),
-                    None => None,
-                };
-                // A blob is mounted only from where the caller may pull it; without
-                // `from`, only for those who may read everything. Otherwise the client
-                // uploads it, and learns nothing about other repositories.
-                let may_mount = match &from {
-                    Some(f) => {
-                        st.access.authorize(caller, f, Permission::Pull).await? == Verdict::Allowed
-                    }
-                    None => st.access.may_read_everything(caller).await?,
-                };
-                if may_mount && reg.mount(&repo, from.as_ref(), &mount).await?.is_some() {
-                    return Ok(blob_created(&repo, &mount));
-                }
-                // Not mountable: fall back to an ordinary upload, as the spec asks.
-            } else if let Some(digest) = query.digest("digest")? {
-                let cl = content_length(headers)?;
-                reg.upload_monolithic(&repo, &digest, body_stream(body), cl)
-                    .await?;
-                return Ok(blob_created(&repo, &digest));
-            }
-            // The spec's `digest-algorithm`: hash the session's bytes with it as they arrive.
-            let algorithm = match query.get("digest-algorithm") {
-                None | Some("sha256") => Algorithm::Sha256,
-                Some("sha512") => Algorithm::Sha512,
-                Some(other) => {
-                    return Err(CoreError::Unsupported(format!(
-                        "digest-algorithm {other:?}: sha256 and sha512 are supported"
-                    ))
-                    .into())
-                }
-            };
-            let up = reg.upload_start_with(&repo, algorithm).await?;
-            Ok(upload_accepted(
-                st,
-                &repo,
-                &up.id,
-                up.offset,
-                StatusCode::ACCEPTED,
-            ))
+            start_upload(st, caller, repo, &query, &parts.headers, body).await
         }
-
         Endpoint::GetUpload { repo, id } => {
             let up = reg.upload_status(&repo, &id).await?;
             Ok(upload_accepted(
@@ -498,59 +296,354 @@ async fn dispatch(st: &AppState, caller: &Caller, ep: Endpoint, req: Request) ->
                 StatusCode::NO_CONTENT,
             ))
         }
-
         Endpoint::PatchUpload { repo, id } => {
-            let range = content_range(headers)?;
-            let cl = content_length(headers)?;
-            let up = reg
-                .upload_patch(&repo, &id, range, cl, body_stream(body))
-                .await?;
-            Ok(upload_accepted(
-                st,
-                &repo,
-                &up.id,
-                up.offset,
-                StatusCode::ACCEPTED,
-            ))
+            patch_upload(st, repo, id, &parts.headers, body).await
         }
-
         Endpoint::PutUpload { repo, id } => {
-            let digest = query.digest("digest")?.ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    ErrorCode::DigestInvalid,
-                    "the digest query parameter is required",
-                )
-            })?;
-            let range = content_range(headers)?;
-            let cl = content_length(headers)?;
-            let body = has_body(headers).then(|| body_stream(body));
-            reg.upload_finish(&repo, &id, &digest, range, cl, body)
-                .await?;
-            Ok(blob_created(&repo, &digest))
+            put_upload(st, repo, id, &query, &parts.headers, body).await
         }
-
         Endpoint::DeleteUpload { repo, id } => {
             reg.upload_cancel(&repo, &id).await?;
             Ok(StatusCode::NO_CONTENT.into_response())
         }
+        Endpoint::Referrers { repo, digest } => referrers(st, repo, digest, &query).await,
+    }
+}
 
-        Endpoint::Referrers { repo, digest } => {
-            let at = query.get("artifactType").filter(|s| !s.is_empty());
-            let doc = reg.referrers(&repo, &digest, at).await?;
-            let mut r = Response::new(Body::from(doc));
-            let h = r.headers_mut();
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(berth_oci::media::OCI_INDEX),
-            );
-            if at.is_some() {
-                h.insert(
-                    "oci-filters-applied",
-                    HeaderValue::from_static("artifactType"),
-                );
-            }
-            Ok(r)
+/// `GET /v2/_catalog`: every repository the caller may see, a page at a time.
+async fn catalog(st: &AppState, caller: &Caller, query: &Query) -> Result<Response> {
+    let reg = &st.registry;
+    let n = query.n()?;
+    let max = reg.config().max_page;
+    let size = n.unwrap_or(max).min(max);
+    // Whoever may read everything walks the repository index directly (the pull
+    // path's read connections); everyone else gets it filtered by their rights.
+    let (items, next) = if st.access.may_read_everything(caller).await? {
+        let page = reg.catalog(query.get("last"), Some(size)).await?;
+        let next = page.more.then(|| page.items.last().cloned()).flatten();
+        (page.items, next)
+    } else {
+        st.access.catalog(caller, query.get("last"), size).await?
+    };
+    let link = link_next("/v2/_catalog", n, next.as_ref(), "");
+    let mut r = axum::Json(serde_json::json!({ "repositories": items })).into_response();
+    if let Some(l) = link {
+        r.headers_mut().insert(header::LINK, l);
+    }
+    Ok(r)
+}
+
+/// `GET /v2/<name>/tags/list`.
+async fn tags_list(st: &AppState, repo: RepoName, query: &Query) -> Result<Response> {
+    let reg = &st.registry;
+    let n = query.n()?;
+    let page = reg.tags_list(&repo, query.get("last"), n).await?;
+    let path = format!("/v2/{repo}/tags/list");
+    let link = page
+        .more
+        .then(|| link_next(&path, n, page.items.last(), ""))
+        .flatten();
+    let mut r = axum::Json(serde_json::json!({ "name": repo.as_str(), "tags": page.items }))
+        .into_response();
+    if let Some(l) = link {
+        r.headers_mut().insert(header::LINK, l);
+    }
+    Ok(r)
+}
+
+/// `GET` and `HEAD /v2/<name>/manifests/<reference>`.
+async fn get_manifest(
+    st: &AppState,
+    repo: RepoName,
+    reference: Reference,
+    parts: &Parts,
+) -> Result<Response> {
+    let reg = &st.registry;
+    let headers = &parts.headers;
+    let accept: Vec<&str> = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let m = reg.manifest_get(&repo, &reference, &accept).await?;
+    let mut r = if parts.method == Method::HEAD {
+        Response::new(Body::empty())
+    } else {
+        Response::new(Body::from(m.bytes.clone()))
+    };
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(&m.media_type)
+            .unwrap_or(HeaderValue::from_static("application/json")),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(m.bytes.len()));
+    h.insert("docker-content-digest", digest_header(&m.digest));
+    h.insert(
+        header::ETAG,
+        HeaderValue::from_str(&format!("\"{}\"", m.digest)).unwrap_or(HeaderValue::from_static("")),
+    );
+    Ok(r)
+}
+
+/// `PUT /v2/<name>/manifests/<reference>`: creates the repository on first push.
+async fn put_manifest(
+    st: &AppState,
+    caller: &Caller,
+    repo: RepoName,
+    reference: Reference,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response> {
+    let reg = &st.registry;
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let bytes = read_manifest_body(headers, body).await?;
+    st.access.create_on_push(caller, &repo).await?;
+    let put = reg
+        .manifest_put(&repo, &reference, ct.as_deref(), bytes)
+        .await?;
+    st.access
+        .audit(
+            caller,
+            "push",
+            repo.as_str(),
+            serde_json::json!({ "reference": reference.to_string(), "digest": put.digest.as_str() }),
+        )
+        .await;
+    let mut r = StatusCode::CREATED.into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::LOCATION,
+        location("manifests", &repo, put.digest.as_str()),
+    );
+    h.insert("docker-content-digest", digest_header(&put.digest));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    if let Some(s) = &put.subject {
+        h.insert("oci-subject", digest_header(s));
+    }
+    Ok(r)
+}
+
+/// `DELETE /v2/<name>/manifests/<reference>`.
+async fn delete_manifest(
+    st: &AppState,
+    caller: &Caller,
+    repo: RepoName,
+    reference: Reference,
+) -> Result<Response> {
+    let reg = &st.registry;
+    reg.manifest_delete(&repo, &reference).await?;
+    st.access
+        .audit(
+            caller,
+            "delete",
+            repo.as_str(),
+            serde_json::json!({ "reference": reference.to_string() }),
+        )
+        .await;
+    Ok(StatusCode::ACCEPTED.into_response())
+}
+
+/// `HEAD /v2/<name>/blobs/<digest>`.
+async fn head_blob(st: &AppState, repo: RepoName, digest: Digest) -> Result<Response> {
+    let reg = &st.registry;
+    let size = reg.blob_head(&repo, &digest).await?;
+    let mut r = Response::new(Body::empty());
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert("docker-content-digest", digest_header(&digest));
+    Ok(r)
+}
+
+/// `GET /v2/<name>/blobs/<digest>`, whole or a byte range.
+async fn get_blob(
+    st: &AppState,
+    repo: RepoName,
+    digest: Digest,
+    headers: &HeaderMap,
+) -> Result<Response> {
+    let reg = &st.registry;
+    let range = byte_range(headers)?;
+    let b = reg.blob_get(&repo, &digest, range).await?;
+    let (status, len) = match b.range {
+        Some((s, e)) => (StatusCode::PARTIAL_CONTENT, e - s + 1),
+        None => (StatusCode::OK, b.size),
+    };
+    let mut r = Response::new(Body::from_stream(b.stream));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert("docker-content-digest", digest_header(&digest));
+    h.insert(
+        header::ETAG,
+        HeaderValue::from_str(&format!("\"{digest}\"")).unwrap_or(HeaderValue::from_static("")),
+    );
+    if let Some((s, e)) = b.range {
+        if let Ok(v) = HeaderValue::from_str(&format!("bytes {s}-{e}/{}", b.size)) {
+            h.insert(header::CONTENT_RANGE, v);
         }
     }
+    Ok(r)
+}
+
+/// `DELETE /v2/<name>/blobs/<digest>`.
+async fn delete_blob(
+    st: &AppState,
+    caller: &Caller,
+    repo: RepoName,
+    digest: Digest,
+) -> Result<Response> {
+    let reg = &st.registry;
+    reg.blob_delete(&repo, &digest).await?;
+    st.access
+        .audit(
+            caller,
+            "delete",
+            repo.as_str(),
+            serde_json::json!({ "blob": digest.as_str() }),
+        )
+        .await;
+    Ok(StatusCode::ACCEPTED.into_response())
+}
+
+/// `POST /v2/<name>/blobs/uploads/`: a mount, a monolithic upload, or a new session.
+async fn start_upload(
+    st: &AppState,
+    caller: &Caller,
+    repo: RepoName,
+    query: &Query,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response> {
+    let reg = &st.registry;
+    st.access.create_on_push(caller, &repo).await?;
+    if let Some(mount) = query.digest("mount")? {
+        let from = match query.get("from") {
+            Some(f) => {
+                Some(RepoName::parse(f).map_err(|e| ApiError::from(CoreError::NameInvalid(e)))?)
+            }
+            None => None,
+        };
+        // A blob is mounted only from where the caller may pull it; without
+        // `from`, only for those who may read everything. Otherwise the client
+        // uploads it, and learns nothing about other repositories.
+        let may_mount = match &from {
+            Some(f) => st.access.authorize(caller, f, Permission::Pull).await? == Verdict::Allowed,
+            None => st.access.may_read_everything(caller).await?,
+        };
+        if may_mount && reg.mount(&repo, from.as_ref(), &mount).await?.is_some() {
+            return Ok(blob_created(&repo, &mount));
+        }
+        // Not mountable: fall back to an ordinary upload, as the spec asks.
+    } else if let Some(digest) = query.digest("digest")? {
+        let cl = content_length(headers)?;
+        reg.upload_monolithic(&repo, &digest, body_stream(body), cl)
+            .await?;
+        return Ok(blob_created(&repo, &digest));
+    }
+    // The spec's `digest-algorithm`: hash the session's bytes with it as they arrive.
+    let algorithm = match query.get("digest-algorithm") {
+        None | Some("sha256") => Algorithm::Sha256,
+        Some("sha512") => Algorithm::Sha512,
+        Some(other) => {
+            return Err(CoreError::Unsupported(format!(
+                "digest-algorithm {other:?}: sha256 and sha512 are supported"
+            ))
+            .into())
+        }
+    };
+    let up = reg.upload_start_with(&repo, algorithm).await?;
+    Ok(upload_accepted(
+        st,
+        &repo,
+        &up.id,
+        up.offset,
+        StatusCode::ACCEPTED,
+    ))
+}
+
+/// `PATCH` of an upload session: one chunk.
+async fn patch_upload(
+    st: &AppState,
+    repo: RepoName,
+    id: String,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response> {
+    let reg = &st.registry;
+    let range = content_range(headers)?;
+    let cl = content_length(headers)?;
+    let up = reg
+        .upload_patch(&repo, &id, range, cl, body_stream(body))
+        .await?;
+    Ok(upload_accepted(
+        st,
+        &repo,
+        &up.id,
+        up.offset,
+        StatusCode::ACCEPTED,
+    ))
+}
+
+/// `PUT` of an upload session: the last chunk (if any) and the digest.
+async fn put_upload(
+    st: &AppState,
+    repo: RepoName,
+    id: String,
+    query: &Query,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response> {
+    let reg = &st.registry;
+    let digest = query.digest("digest")?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::DigestInvalid,
+            "the digest query parameter is required",
+        )
+    })?;
+    let range = content_range(headers)?;
+    let cl = content_length(headers)?;
+    let body = has_body(headers).then(|| body_stream(body));
+    reg.upload_finish(&repo, &id, &digest, range, cl, body)
+        .await?;
+    Ok(blob_created(&repo, &digest))
+}
+
+/// `GET /v2/<name>/referrers/<digest>`.
+async fn referrers(
+    st: &AppState,
+    repo: RepoName,
+    digest: Digest,
+    query: &Query,
+) -> Result<Response> {
+    let reg = &st.registry;
+    let at = query.get("artifactType").filter(|s| !s.is_empty());
+    let doc = reg.referrers(&repo, &digest, at).await?;
+    let mut r = Response::new(Body::from(doc));
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(berth_oci::media::OCI_INDEX),
+    );
+    if at.is_some() {
+        h.insert(
+            "oci-filters-applied",
+            HeaderValue::from_static("artifactType"),
+        );
+    }
+    Ok(r)
 }

@@ -1095,3 +1095,100 @@ async fn sha512_chunked_uploads() {
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(r.code(), "UNSUPPORTED");
 }
+
+/// Every response carries `X-Request-Id`: the caller's own when it is a sane token, a
+/// fresh one otherwise (too long, a control or space character, two of them) (issue 11,
+/// observability). That every log line of a request names it is checked through the
+/// binary, whose log goes to a file: `crates/berth/tests/newcomer.rs`.
+#[tokio::test]
+async fn request_id_is_returned() {
+    let a = app().await;
+    let r = a
+        .req(
+            "GET",
+            "/v2/",
+            &[("x-request-id", "build-42.step:7_a")],
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.header("x-request-id"), "build-42.step:7_a");
+    // An error answer carries it too.
+    let r = a
+        .req(
+            "GET",
+            "/v2/no/such/manifests/latest",
+            &[("x-request-id", "err-1")],
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.header("x-request-id"), "err-1");
+
+    // Without an id, or with one that could forge or flood a log, a fresh one is made.
+    let long = "x".repeat(129);
+    for sent in [
+        None,
+        Some(long.as_str()),
+        Some("a b"),
+        Some("a\tb"),
+        Some("x\"y"),
+    ] {
+        let mut headers = vec![];
+        if let Some(s) = sent {
+            headers.push(("x-request-id", s));
+        }
+        let r = a.req("GET", "/v2/", &headers, Body::empty()).await;
+        let id = r.header("x-request-id").to_string();
+        assert!(
+            !id.is_empty() && Some(id.as_str()) != sent,
+            "{sent:?} -> {id:?}"
+        );
+        assert!(uuid_like(&id), "{id}");
+    }
+    // Two ids: neither is trusted.
+    let req = Request::builder()
+        .uri("/health")
+        .header("x-request-id", "one")
+        .header("x-request-id", "two")
+        .body(Body::empty())
+        .unwrap();
+    let resp = a.router.clone().oneshot(req).await.unwrap();
+    let ids: Vec<_> = resp.headers().get_all("x-request-id").iter().collect();
+    assert_eq!(ids.len(), 1);
+    assert!(uuid_like(ids[0].to_str().unwrap()), "{ids:?}");
+}
+
+fn uuid_like(s: &str) -> bool {
+    s.len() == 36 && s.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
+}
+
+/// `/api/v0` requests are counted under their route's pattern, never under the raw path
+/// or a catch-all (issue 11): the label set stays closed however many names are used.
+#[tokio::test]
+async fn api_v0_routes_have_their_own_metric_labels() {
+    let a = app().await;
+    for user in ["u-one", "u-two"] {
+        a.req("GET", &format!("/api/v0/users/{user}"), &[], Body::empty())
+            .await;
+    }
+    a.req("GET", "/api/v0/orgs", &[], Body::empty()).await;
+    a.req("GET", "/api/v0/no/such/thing", &[], Body::empty())
+        .await;
+    let r = a.req("GET", "/metrics", &[], Body::empty()).await;
+    let text = String::from_utf8(r.body.to_vec()).unwrap();
+    let routes: std::collections::BTreeSet<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("berth_http_requests_total{"))
+        .filter_map(|l| l.split("route=\"").nth(1)?.split('"').next())
+        .collect();
+    for want in ["/api/v0/users/{user}", "/api/v0/orgs", "not_found"] {
+        assert!(routes.contains(want), "no {want} in {routes:?}");
+    }
+    for route in &routes {
+        assert!(
+            !route.contains("u-one") && !route.contains("no/such") && *route != "other",
+            "{route} in {routes:?}"
+        );
+    }
+}

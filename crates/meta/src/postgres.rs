@@ -29,8 +29,9 @@ use std::time::Duration;
 
 static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
 
-/// Connections per process. The database, not this pool, is the limit beyond this.
-const MAX_CONNECTIONS: u32 = 16;
+/// Connections per process unless configured (`metadata.max_connections`). The database,
+/// not this pool, is the limit beyond this.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 16;
 /// How long a request waits for a pooled connection.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -44,8 +45,16 @@ impl PgMetaStore {
     /// Connects to `url` (`postgres://user:password@host:port/database`) and brings the
     /// schema up to date. Tables live in the role's default `search_path` (usually `public`).
     pub async fn connect(url: &str) -> Result<Self, MetaError> {
+        Self::connect_pooled(url, DEFAULT_MAX_CONNECTIONS).await
+    }
+
+    /// Like [`connect`](Self::connect), with a pool of at most `max_connections`.
+    pub async fn connect_pooled(url: &str, max_connections: u32) -> Result<Self, MetaError> {
         let options = PgConnectOptions::from_str(url)?;
-        let pool = pool_options().connect_with(options).await?;
+        let pool = pool_options()
+            .max_connections(max_connections.max(1))
+            .connect_with(options)
+            .await?;
         Self::migrated(pool).await
     }
 
@@ -104,7 +113,7 @@ impl PgMetaStore {
 
 fn pool_options() -> PgPoolOptions {
     PgPoolOptions::new()
-        .max_connections(MAX_CONNECTIONS)
+        .max_connections(DEFAULT_MAX_CONNECTIONS)
         .acquire_timeout(ACQUIRE_TIMEOUT)
 }
 

@@ -503,7 +503,9 @@ fn ownerless_namespaces_are_claimed_only_explicitly(backend: Backend) {
         olive.0,
         olive.1,
     );
-    assert_eq!(r.status, 404, "push into library/base");
+    // Refused as every write the caller may not make is, whether the repository exists
+    // or not (issue 11): 403 DENIED.
+    assert_eq!(r.status, 403, "push into library/base");
     let (s, b) = api_as(
         &server,
         Method::PATCH,

@@ -8,6 +8,10 @@
 //! - [`audit_retention`]: the job that deletes audit events past their retention.
 //! - [`gc`]: garbage collection: a run over the metadata store's candidate queue, its
 //!   schedule, and the read-only flag replicas follow.
+//! - [`status`]: the stores' health and GC's state and history as views for the
+//!   operations endpoints (so `http` reaches no store).
+//! - [`manage`]: the management service of `/api/v0` and `berth admin`; [`access`]:
+//!   authentication, the token service, the access decision, the audit trail.
 //! - [`error`]: [`CoreError`], what went wrong in domain terms (the HTTP crate maps it to
 //!   the wire, in one place).
 //!
@@ -26,6 +30,7 @@ pub mod gc;
 pub mod manage;
 pub mod manifests;
 pub mod registry;
+pub mod status;
 
 pub use access::{Access, AccessConfig, AccessError, Caller, Credentials, Verdict};
 pub use error::CoreError;

@@ -17,15 +17,15 @@ use crate::auth::SystemAdmin as Admin;
 use crate::error::ApiError;
 use crate::AppState;
 use axum::extract::{Query, Request, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
 use berth_core::gc::{self, rfc3339, GcError, GcMode, GcOptions};
 use berth_core::manage::ManageError;
+use berth_core::status::GcRunView;
 use serde::Deserialize;
 use std::sync::OnceLock;
 use std::time::Duration;
+use utoipa::{IntoParams, ToSchema};
 
 /// What `berth serve` configured: the options of on-demand runs and the configuration's
 /// schedule.
@@ -50,10 +50,9 @@ fn configured() -> (GcOptions, Option<String>) {
     }
 }
 
-/// The GC routes, merged into the application router.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v0/gc/runs", get(list_runs).post(start_run))
+/// Adds the GC routes to the `/api/v0` routes.
+pub fn routes(r: crate::api::Routes) -> crate::api::Routes {
+    r.route("/api/v0/gc/runs", get(list_runs).post(start_run))
         .route("/api/v0/gc/schedule", get(get_schedule).put(put_schedule))
 }
 
@@ -101,9 +100,10 @@ fn duration(text: &str, what: &str) -> Result<Duration, ApiError> {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// A garbage collection run to start; every field is optional.
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(default, deny_unknown_fields)]
-struct RunBody {
+pub struct RunBody {
     dry_run: bool,
     mode: Option<String>,
     grace: Option<String>,
@@ -114,7 +114,18 @@ struct RunBody {
     wait: bool,
 }
 
-async fn start_run(
+/// Start a garbage collection run now (system administrators).
+#[utoipa::path(
+    post, path = "/api/v0/gc/runs", tag = "gc", request_body = RunBody,
+    responses(
+        (status = 202, description = "Started in the background: {\"started\": true}", body = Object),
+        (status = 200, description = "With `wait`: the finished run", body = Object),
+        (status = 403, description = "Not a system administrator (DENIED)", body = crate::api::ErrorBody),
+        (status = 409, description = "A run holds the lease (CONFLICT)", body = crate::api::ErrorBody),
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
+pub async fn start_run(
     _: Admin,
     State(st): State<AppState>,
     req: Request,
@@ -142,80 +153,72 @@ async fn start_run(
     if opts.holder.is_empty() || opts.holder == GcOptions::default().holder {
         opts.holder = st.replica.id.clone();
     }
-    let meta = st.registry.meta().clone();
-    let blobs = st.registry.blobs().clone();
-    if let Some(l) = meta
-        .gc_lease()
-        .await
-        .map_err(ManageError::from)?
-        .filter(|l| l.expires_at > gc::now_ms())
-    {
-        return Err(busy(&l.holder));
+    let registry = st.registry.clone();
+    if let Some(holder) = registry.gc_holder().await.map_err(ManageError::from)? {
+        return Err(busy(&holder));
     }
     if b.wait {
-        return match gc::run(meta, blobs, &opts).await {
-            Ok(outcome) => {
-                crate::ops::record_gc(&outcome.run);
-                Ok(axum::Json(outcome.run).into_response())
+        return match registry.gc_run(&opts).await {
+            Ok(run) => {
+                crate::ops::record_gc(&run);
+                Ok(axum::Json(GcRunView::from(&run)).into_response())
             }
             Err(GcError::Busy(h)) => Err(busy(&h)),
             Err(e) => Err(invalid(e.to_string())),
         };
     }
     tokio::spawn(async move {
-        match gc::run(meta, blobs, &opts).await {
-            Ok(outcome) => crate::ops::record_gc(&outcome.run),
+        match registry.gc_run(&opts).await {
+            Ok(run) => crate::ops::record_gc(&run),
             Err(e) => tracing::warn!(error = %e, "on-demand GC did not run"),
         }
     });
-    Ok((
-        StatusCode::ACCEPTED,
-        axum::Json(serde_json::json!({ "started": true })),
-    )
-        .into_response())
+    Ok(crate::api::accepted(serde_json::json!({ "started": true })))
 }
 
 fn busy(holder: &str) -> ApiError {
     ManageError::Conflict(format!("a garbage collection run (held by {holder})")).into()
 }
 
-#[derive(Debug, Default, Deserialize)]
-struct ListQuery {
+/// How many runs to list.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Default 20, at most 1000.
+    #[param(minimum = 1, maximum = 1000)]
     n: Option<u32>,
 }
 
-async fn list_runs(
+/// The last runs, newest first, and whether one runs now and who holds it (system
+/// administrators).
+#[utoipa::path(
+    get, path = "/api/v0/gc/runs", tag = "gc", params(ListQuery),
+    responses(
+        (status = 200, description = "`{running, holder, since, read_only_since, runs}`", body = Object),
+        (status = 403, description = "Not a system administrator (DENIED)", body = crate::api::ErrorBody),
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
+pub async fn list_runs(
     _: Admin,
     State(st): State<AppState>,
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
-    let meta = st.registry.meta();
-    let runs = meta
-        .gc_runs(q.n.unwrap_or(20).clamp(1, 1000))
+    let runs = st
+        .registry
+        .gc_last_runs(q.n.unwrap_or(20).clamp(1, 1000))
         .await
         .map_err(ManageError::from)?;
-    let lease = meta.gc_lease().await.map_err(ManageError::from)?;
-    let settings = meta.gc_settings().await.map_err(ManageError::from)?;
-    let running = lease.filter(|l| l.expires_at > gc::now_ms());
-    Ok(axum::Json(serde_json::json!({
-        "running": running.is_some(),
-        "holder": running.as_ref().map(|l| l.holder.clone()),
-        "since": running.as_ref().map(|l| rfc3339(l.acquired_at)),
-        "read_only_since": settings.read_only_since.map(rfc3339),
-        "runs": runs,
-    }))
-    .into_response())
+    let state = st.registry.gc_state().await.map_err(ManageError::from)?;
+    let mut v = serde_json::to_value(state).map_err(|e| invalid(e.to_string()))?;
+    v["runs"] = serde_json::to_value(runs).map_err(|e| invalid(e.to_string()))?;
+    Ok(axum::Json(v).into_response())
 }
 
 async fn schedule_view(st: &AppState) -> Result<Response, ApiError> {
-    let settings = st
-        .registry
-        .meta()
-        .gc_settings()
-        .await
-        .map_err(ManageError::from)?;
+    let from_api = st.registry.gc_schedule().await.map_err(ManageError::from)?;
     let (_, from_config) = configured();
-    let (schedule, source) = match (settings.schedule, from_config) {
+    let (schedule, source) = match (from_api, from_config) {
         (Some(s), _) => (Some(s), Some("api")),
         (None, Some(c)) => (Some(c), Some("config")),
         (None, None) => (None, None),
@@ -232,17 +235,38 @@ async fn schedule_view(st: &AppState) -> Result<Response, ApiError> {
     .into_response())
 }
 
-async fn get_schedule(_: Admin, State(st): State<AppState>) -> Result<Response, ApiError> {
+/// The schedule every replica follows (system administrators).
+#[utoipa::path(
+    get, path = "/api/v0/gc/schedule", tag = "gc",
+    responses(
+        (status = 200, description = "`{schedule, source: api|config|null, next_run}`", body = Object),
+        (status = 403, description = "Not a system administrator (DENIED)", body = crate::api::ErrorBody),
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
+pub async fn get_schedule(_: Admin, State(st): State<AppState>) -> Result<Response, ApiError> {
     schedule_view(&st).await
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// A schedule to set.
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ScheduleBody {
+pub struct ScheduleBody {
+    /// A cron expression (`0 3 * * *`); null: back to the configuration file's.
+    #[schema(nullable)]
     schedule: Option<String>,
 }
 
-async fn put_schedule(
+/// Set the schedule (system administrators); the answer is as `GET`'s.
+#[utoipa::path(
+    put, path = "/api/v0/gc/schedule", tag = "gc", request_body = ScheduleBody,
+    responses(
+        (status = 200, description = "`{schedule, source, next_run}`", body = Object),
+        (status = 403, description = "Not a system administrator (DENIED)", body = crate::api::ErrorBody),
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
+pub async fn put_schedule(
     _: Admin,
     State(st): State<AppState>,
     req: Request,
@@ -253,7 +277,6 @@ async fn put_schedule(
         gc::parse_schedule(s).map_err(|e| invalid(e.to_string()))?;
     }
     st.registry
-        .meta()
         .gc_set_schedule(schedule.as_deref())
         .await
         .map_err(ManageError::from)?;

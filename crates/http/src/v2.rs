@@ -12,7 +12,7 @@ use berth_auth::rbac::Permission;
 use berth_blob::ByteStream;
 use berth_core::registry::ByteRange;
 use berth_core::{Caller, CoreError, Verdict};
-use berth_oci::{Algorithm, Digest, ErrorCode, RepoName};
+use berth_oci::{Algorithm, Digest, RepoName};
 use futures::{StreamExt, TryStreamExt};
 
 type Result<T> = std::result::Result<T, ApiError>;
@@ -65,25 +65,18 @@ impl Query {
     fn n(&self) -> Result<Option<u32>> {
         match self.get("n") {
             None => Ok(None),
-            Some(v) => v.parse::<u32>().map(Some).map_err(|_| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    ErrorCode::Unsupported,
-                    format!("invalid page size n={v:?}"),
-                )
-            }),
+            Some(v) => v
+                .parse::<u32>()
+                .map(Some)
+                .map_err(|_| ApiError::unsupported(format!("invalid page size n={v:?}"))),
         }
     }
     fn digest(&self, k: &str) -> Result<Option<Digest>> {
         match self.get(k) {
             None => Ok(None),
-            Some(v) => Digest::parse(v).map(Some).map_err(|e| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    ErrorCode::DigestInvalid,
-                    e.to_string(),
-                )
-            }),
+            Some(v) => Digest::parse(v)
+                .map(Some)
+                .map_err(|e| ApiError::digest_invalid(e.to_string())),
         }
     }
 }
@@ -96,13 +89,7 @@ fn content_length(h: &HeaderMap) -> Result<Option<u64>> {
             .ok()
             .and_then(|s| s.parse::<u64>().ok())
             .map(Some)
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    ErrorCode::SizeInvalid,
-                    "invalid Content-Length",
-                )
-            }),
+            .ok_or_else(ApiError::content_length_invalid),
     }
 }
 
@@ -111,13 +98,7 @@ fn content_range(h: &HeaderMap) -> Result<Option<(u64, u64)>> {
     let Some(v) = h.get(header::CONTENT_RANGE) else {
         return Ok(None);
     };
-    let bad = || {
-        ApiError::new(
-            StatusCode::RANGE_NOT_SATISFIABLE,
-            ErrorCode::BlobUploadInvalid,
-            "invalid Content-Range: expected <start>-<end>",
-        )
-    };
+    let bad = ApiError::content_range_invalid;
     let s = v.to_str().map_err(|_| bad())?.trim();
     let s = s
         .strip_prefix("bytes")
@@ -138,13 +119,7 @@ fn byte_range(h: &HeaderMap) -> Result<Option<ByteRange>> {
     let Some(v) = h.get(header::RANGE) else {
         return Ok(None);
     };
-    let bad = || {
-        ApiError::new(
-            StatusCode::RANGE_NOT_SATISFIABLE,
-            ErrorCode::SizeInvalid,
-            "invalid Range header",
-        )
-    };
+    let bad = ApiError::range_invalid;
     let s = v.to_str().map_err(|_| bad())?.trim();
     let spec = s.strip_prefix("bytes=").ok_or_else(bad)?;
     if spec.contains(',') {
@@ -516,11 +491,7 @@ async fn dispatch(st: &AppState, caller: &Caller, ep: Endpoint, req: Request) ->
 
         Endpoint::PutUpload { repo, id } => {
             let digest = query.digest("digest")?.ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    ErrorCode::DigestInvalid,
-                    "the digest query parameter is required",
-                )
+                ApiError::digest_invalid("the digest query parameter is required")
             })?;
             let range = content_range(headers)?;
             let cl = content_length(headers)?;

@@ -273,6 +273,7 @@ async fn token_inner(st: &AppState, req: Request) -> Result<Response, ApiError> 
         }
         _ => {
             return Err(ApiError::method_not_allowed(
+                "GET, POST",
                 "the token endpoint takes GET or POST",
             ))
         }

@@ -76,13 +76,15 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::Unsupported, message)
     }
 
-    /// 405 `UNSUPPORTED`: a known path with a method it does not take.
-    pub fn method_not_allowed(message: impl Into<String>) -> ApiError {
+    /// 405 `UNSUPPORTED`: a known path with a method it does not take; `allow` lists the
+    /// ones it takes (the `Allow` header RFC 9110 requires).
+    pub fn method_not_allowed(allow: &str, message: impl Into<String>) -> ApiError {
         ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::Unsupported,
             message,
         )
+        .with_header(header::ALLOW, allow.to_string())
     }
 
     /// 400 `DIGEST_INVALID`: a digest parameter that is missing or malformed.

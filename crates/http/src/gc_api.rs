@@ -13,10 +13,11 @@
 //! - `PUT /api/v0/gc/schedule` body `{"schedule": "0 3 * * *" | null}` (null: back to the
 //!   configuration's): 200 with the same body as GET.
 
+use crate::api::ApiQuery;
 use crate::auth::SystemAdmin as Admin;
 use crate::error::ApiError;
 use crate::AppState;
-use axum::extract::{Query, Request, State};
+use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use berth_core::gc::{self, rfc3339, GcError, GcMode, GcOptions};
@@ -60,19 +61,26 @@ fn invalid(msg: impl Into<String>) -> ApiError {
     ManageError::Invalid(msg.into()).into()
 }
 
-/// A JSON object body, or an empty body as `{}`.
-async fn body<T: serde::de::DeserializeOwned + Default>(req: Request) -> Result<T, ApiError> {
+/// A JSON object body, or (unless `required`) an empty body or `null` as `{}`.
+async fn body<T: serde::de::DeserializeOwned + Default>(
+    req: Request,
+    required: bool,
+) -> Result<T, ApiError> {
     let bytes = axum::body::to_bytes(req.into_body(), 64 * 1024)
         .await
         .map_err(|e| invalid(format!("reading the body: {e}")))?;
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
+    let text = bytes.trim_ascii();
+    if text.is_empty() || (!required && text == b"null") {
+        return match required {
+            true => Err(invalid("a JSON body is required")),
+            false => Ok(T::default()),
+        };
     }
     serde_json::from_slice(&bytes).map_err(|e| invalid(format!("invalid body: {e}")))
 }
 
 fn duration(text: &str, what: &str) -> Result<Duration, ApiError> {
-    let t = text.trim();
+    let t = text;
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (n, unit) = t.split_at(split);
     let n: u64 = n.parse().map_err(|_| {
@@ -105,18 +113,29 @@ fn duration(text: &str, what: &str) -> Result<Duration, ApiError> {
 #[serde(default, deny_unknown_fields)]
 pub struct RunBody {
     dry_run: bool,
+    /// `online` (default: the configuration's) or `read-only`.
+    #[schema(pattern = "^(online|read-only|readonly)$")]
     mode: Option<String>,
+    /// Only what is older than this is collected (`90s`, `30m`, `1h`, `2d`).
+    #[schema(pattern = "^[0-9]{1,6}(ms|s|m|h|d)?$")]
     grace: Option<String>,
     verify_storage: bool,
+    /// Stop after this long; the next run continues.
+    #[schema(pattern = "^[0-9]{1,6}(ms|s|m|h|d)?$")]
     max_duration: Option<String>,
+    /// Purge upload sessions idle for this long.
+    #[schema(pattern = "^[0-9]{1,6}(ms|s|m|h|d)?$")]
     upload_max_age: Option<String>,
+    /// The share of wall time an online run works.
+    #[schema(exclusive_minimum = 0.0, maximum = 1.0)]
     pace: Option<f64>,
+    /// Answer when the run has finished, with its record.
     wait: bool,
 }
 
 /// Start a garbage collection run now (system administrators).
 #[utoipa::path(
-    post, path = "/api/v0/gc/runs", tag = "gc", request_body = RunBody,
+    post, path = "/api/v0/gc/runs", tag = "gc", request_body = Option<RunBody>,
     responses(
         (status = 202, description = "Started in the background: {\"started\": true}", body = Object),
         (status = 200, description = "With `wait`: the finished run", body = Object),
@@ -130,7 +149,7 @@ pub async fn start_run(
     State(st): State<AppState>,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let b: RunBody = body(req).await?;
+    let b: RunBody = body(req, false).await?;
     let (mut opts, _) = configured();
     if let Some(m) = &b.mode {
         opts.mode = m.parse::<GcMode>().map_err(invalid)?;
@@ -184,7 +203,7 @@ fn busy(holder: &str) -> ApiError {
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
-    /// Default 20, at most 1000.
+    /// Default 20, 1 to 1000.
     #[param(minimum = 1, maximum = 1000)]
     n: Option<u32>,
 }
@@ -202,11 +221,15 @@ pub struct ListQuery {
 pub async fn list_runs(
     _: Admin,
     State(st): State<AppState>,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Response, ApiError> {
+    let n = q.n.unwrap_or(20);
+    if !(1..=1000).contains(&n) {
+        return Err(invalid("n must be 1 to 1000"));
+    }
     let runs = st
         .registry
-        .gc_last_runs(q.n.unwrap_or(20).clamp(1, 1000))
+        .gc_last_runs(n)
         .await
         .map_err(ManageError::from)?;
     let state = st.registry.gc_state().await.map_err(ManageError::from)?;
@@ -252,8 +275,14 @@ pub async fn get_schedule(_: Admin, State(st): State<AppState>) -> Result<Respon
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleBody {
-    /// A cron expression (`0 3 * * *`); null: back to the configuration file's.
-    #[schema(nullable)]
+    /// A cron expression (`0 3 * * *`: minute hour day-of-month month day-of-week; the
+    /// pattern shows the plain form, and steps, ranges, lists and a leading seconds field
+    /// are accepted too: `*/30 * * * * *`); null or empty: back to the configuration
+    /// file's.
+    #[schema(
+        nullable,
+        pattern = "^$|^(\\*|[0-5]?[0-9]) (\\*|[01]?[0-9]|2[0-3]) (\\*|[1-9]|[12][0-9]|3[01]) (\\*|[1-9]|1[0-2]) (\\*|[0-7])$"
+    )]
     schedule: Option<String>,
 }
 
@@ -271,8 +300,8 @@ pub async fn put_schedule(
     State(st): State<AppState>,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let b: ScheduleBody = body(req).await?;
-    let schedule = b.schedule.filter(|s| !s.trim().is_empty());
+    let b: ScheduleBody = body(req, true).await?;
+    let schedule = b.schedule.filter(|s| !s.is_empty());
     if let Some(s) = &schedule {
         gc::parse_schedule(s).map_err(|e| invalid(e.to_string()))?;
     }

@@ -1390,4 +1390,5 @@ async fn repository_paths_take_the_name_with_its_slash() {
         )
         .await;
     assert_eq!(r.status, 405);
+    assert_eq!(r.headers["allow"], "GET, HEAD, PATCH, DELETE");
 }

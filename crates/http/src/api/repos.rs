@@ -332,9 +332,17 @@ pub async fn dispatch(State(st): State<AppState>, req: Request) -> Result<Respon
             grant_set(st, &c, (r, t), b).await
         }
         (RepoPath::Grant(r, t), &Method::DELETE) => grant_remove(st, &c, (r, t)).await,
-        (_, m) => Err(ApiError::method_not_allowed(format!(
-            "{m} is not an operation of this path"
-        ))),
+        (t, m) => {
+            let allow = match t {
+                RepoPath::Repository(_) => "GET, HEAD, PATCH, DELETE",
+                RepoPath::Grants(_) => "GET, HEAD",
+                RepoPath::Grant(..) => "PUT, DELETE",
+            };
+            Err(ApiError::method_not_allowed(
+                allow,
+                format!("{m} is not an operation of this path"),
+            ))
+        }
     }
 }
 

@@ -40,7 +40,7 @@ docker-registry serve "$WORK/dist/config.yml" > "$WORK/dist/log" 2>&1 &
 DPID=$!
 # Berth: the bench user is a system administrator (the harness pushes to fresh namespaces).
 printf '%s\n' "$PASS" > "$WORK/pw"
-BERTH_ADMIN_PASSWORD=unused-admin-pw "$BERTH" admin --data-dir "$WORK/berth" user create $USER --admin --password-file "$WORK/pw" >/dev/null
+BERTH_ADMIN_PASSWORD=unused-admin-pw "$BERTH" admin --data-dir "$WORK/berth" --init user create $USER --admin --password-file "$WORK/pw" >/dev/null
 BERTH_LOG=warn BERTH_ADMIN_PASSWORD=unused-admin-pw "$BERTH" serve --listen 127.0.0.1:$BPORT --data-dir "$WORK/berth" > "$WORK/berth/log" 2>&1 &
 BPID=$!
 trap 'kill $DPID $BPID $TPID 2>/dev/null || true' EXIT

@@ -4,17 +4,22 @@
 //!
 //! Passwords are never taken from the command line (they would land in shell history and
 //! `ps`): only from a file or standard input. They are stored as argon2id hashes. An access
-//! token is printed once on standard output and only its SHA-256 is stored. Changes to
-//! grants, repositories and tokens are appended to the audit log (actor none, source
-//! `berth admin`), as the same changes through the API are.
+//! token is printed once on standard output and only its SHA-256 is stored.
+//!
+//! Every command goes through `berth_core::manage`, as the `/api/v0` API does, acting as
+//! the local administrator ([`Caller::local_admin`]: every right of a system administrator,
+//! and tokens for any user): the same name and value checks, the same errors and the same
+//! audit events (actor none, source `berth admin`). Only the first administrator, created
+//! by `berth serve` before anything else exists, is written to the store directly.
 
 use anyhow::{bail, Context};
 use berth_auth::password::{hash_password, PasswordParams};
 use berth_auth::rbac::{Restriction, RestrictionEntry, RestrictionTarget, Role, Visibility};
-use berth_auth::secret::{self, SecretId};
+use berth_auth::secret;
+use berth_core::manage::{self, LocalUser, Manage, ManageError, TokenRequest, UserChange};
+use berth_core::{Access, Caller};
 use berth_meta::identity::{
-    NewAuditEvent, NewToken, NewUser, OrgSettings, Origin, TokenKind, TokenParent, UserKey,
-    UserPatch,
+    NewUser, OrgSettings, Origin, TokenKind, TokenParent, TokenRecord, UserKey,
 };
 use berth_meta::IdentityStore;
 use berth_oci::RepoName;
@@ -54,6 +59,12 @@ pub struct PasswordSource {
     /// Read the password from standard input (its first line).
     #[arg(long)]
     pub password_stdin: bool,
+}
+
+impl PasswordSource {
+    fn given(&self) -> bool {
+        self.password_file.is_some() || self.password_stdin
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -226,8 +237,9 @@ fn parse_scope(s: &str) -> Result<RestrictionEntry, String> {
     })
 }
 
+/// Repositories a token pattern may name; the rest of the check is `core::manage`'s.
 fn repo_name(name: &str) -> anyhow::Result<RepoName> {
-    RepoName::parse(name).map_err(|e| anyhow::anyhow!("{name:?} is not a repository name: {e}"))
+    Ok(manage::repo_name(name)?)
 }
 
 fn now_ms() -> i64 {
@@ -237,30 +249,8 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Appends an audit event for a change made here; a failed write is reported, not fatal
-/// (the change itself is already committed).
-async fn audit(store: &dyn IdentityStore, action: &str, target: &str, detail: serde_json::Value) {
-    let event = NewAuditEvent {
-        at: now_ms(),
-        actor: None,
-        source: Some("berth admin".into()),
-        action: action.into(),
-        target: target.into(),
-        detail,
-    };
-    if let Err(e) = store.audit_append(&event).await {
-        eprintln!("berth: warning: the audit event {action} on {target} was not written: {e}");
-    }
-}
-
-async fn user_id(store: &dyn IdentityStore, name: &str) -> anyhow::Result<i64> {
-    Ok(store
-        .user_get(UserKey::Name(name))
-        .await?
-        .with_context(|| format!("no user {name:?}"))?
-        .id)
-}
-
+/// The first line of the password file or of standard input (its length is checked where
+/// the API's is, in `core::manage`, after the name: a taken name is the answer first).
 fn read_password(src: &PasswordSource) -> anyhow::Result<String> {
     let text = match (&src.password_file, src.password_stdin) {
         (Some(p), _) => {
@@ -275,11 +265,7 @@ fn read_password(src: &PasswordSource) -> anyhow::Result<String> {
         }
         (None, false) => bail!("give the password with --password-file FILE or --password-stdin"),
     };
-    let pw = text.lines().next().unwrap_or("").to_string();
-    if pw.chars().count() < 8 {
-        bail!("the password must have at least 8 characters");
-    }
-    Ok(pw)
+    Ok(text.lines().next().unwrap_or("").to_string())
 }
 
 fn hash(pw: &str) -> anyhow::Result<String> {
@@ -287,18 +273,24 @@ fn hash(pw: &str) -> anyhow::Result<String> {
         .map_err(|e| anyhow::anyhow!("hashing the password: {e}"))
 }
 
-fn check_name(name: &str) -> anyhow::Result<()> {
-    // The same rule as the API and the metadata store.
-    if !berth_oci::is_valid_account_name(name) {
-        bail!("{name:?} is not a valid account name: 1 to 64 lowercase letters and digits, separated by single '.', '_' or '-'");
+/// Runs an admin command through `core::manage` as the local administrator
+/// ([`Caller::local_admin`]): the API's validation, rules, errors and audit events (actor
+/// none, source `berth admin`).
+pub async fn run(access: &Access, cmd: AdminCmd) -> anyhow::Result<()> {
+    let m = Manage::new(access);
+    let c = Caller::local_admin();
+    match cmd {
+        AdminCmd::User(cmd) => user(&m, &c, cmd).await,
+        AdminCmd::Org(cmd) => org(&m, &c, cmd).await,
+        AdminCmd::Team(cmd) => team(&m, &c, cmd).await,
+        AdminCmd::Repo(cmd) => repo(&m, &c, cmd).await,
+        AdminCmd::Token(cmd) => token(&m, &c, cmd).await,
     }
-    Ok(())
 }
 
-/// Runs an admin command against the identity store.
-pub async fn run(store: &dyn IdentityStore, cmd: AdminCmd) -> anyhow::Result<()> {
+async fn user(m: &Manage<'_>, c: &Caller, cmd: UserCmd) -> anyhow::Result<()> {
     match cmd {
-        AdminCmd::User(UserCmd::Create {
+        UserCmd::Create {
             name,
             password,
             admin,
@@ -306,294 +298,280 @@ pub async fn run(store: &dyn IdentityStore, cmd: AdminCmd) -> anyhow::Result<()>
             email,
             full_name,
             claim_namespace,
-        }) => {
-            check_name(&name)?;
-            let pw = read_password(&password)?;
-            let user = NewUser {
-                name,
-                full_name,
-                email,
-                password: Some(hash(&pw)?),
-                origin: Origin::Local,
-                active: true,
-                is_system_admin: admin,
-                is_service_account: service_account,
-                claim_namespace,
+        } => {
+            let rec = if service_account {
+                if admin || email.is_some() || password.given() {
+                    bail!("a service account has no password, e-mail address nor administrator flag; it authenticates with access tokens (berth admin token create)");
+                }
+                m.service_account_create(c, &name, &full_name, None, claim_namespace)
+                    .await?
+            } else {
+                let new = LocalUser {
+                    password: read_password(&password)?,
+                    name,
+                    full_name,
+                    email,
+                    is_system_admin: admin,
+                    claim_namespace,
+                };
+                m.user_create(c, new).await?
             };
-            let rec = store.user_create(&user).await?;
-            if claim_namespace {
-                let detail = serde_json::json!({ "account": "user" });
-                audit(store, "namespace.claim", &rec.name, detail).await;
-            }
             println!("created user {} (id {})", rec.name, rec.id);
         }
-        AdminCmd::User(UserCmd::Password { name, password }) => {
+        UserCmd::Password { name, password } => {
             let pw = read_password(&password)?;
-            let user = store
-                .user_get(UserKey::Name(&name))
-                .await?
-                .with_context(|| format!("no user {name:?}"))?;
-            let patch = UserPatch {
-                password: Some(Some(hash(&pw)?)),
-                active: Some(true),
-                ..UserPatch::default()
-            };
-            store.user_update(user.id, &patch).await?;
+            m.user_set_password(c, &name, None, &pw).await?;
+            if !m.user_get(c, &name).await?.active {
+                let change = UserChange {
+                    active: Some(true),
+                    ..UserChange::default()
+                };
+                m.user_update(c, &name, change).await?;
+            }
             println!("password of {name} changed");
         }
-        AdminCmd::User(UserCmd::List) => {
+        UserCmd::List => {
             let mut last: Option<String> = None;
             loop {
-                let page = store.users_list(last.as_deref(), 500).await?;
-                for u in &page {
+                let page = m.users_list(c, last.as_deref(), 500).await?;
+                for u in &page.items {
                     let origin = match &u.origin {
                         Origin::Local => "local",
                         Origin::Directory { .. } => "directory",
                     };
-                    println!(
-                        "{}\t{}\t{}{}{}",
-                        u.name,
-                        origin,
-                        if u.active { "active" } else { "inactive" },
-                        if u.is_system_admin { "\tadmin" } else { "" },
-                        if u.is_service_account {
-                            "\tservice"
-                        } else {
-                            ""
-                        }
-                    );
+                    let active = if u.active { "active" } else { "inactive" };
+                    let admin = if u.is_system_admin { "\tadmin" } else { "" };
+                    let service = if u.is_service_account {
+                        "\tservice"
+                    } else {
+                        ""
+                    };
+                    println!("{}\t{origin}\t{active}{admin}{service}", u.name);
                 }
-                match page.last() {
-                    Some(u) if page.len() == 500 => last = Some(u.name.clone()),
-                    _ => break,
+                match page.next {
+                    Some(n) => last = Some(n),
+                    None => break,
                 }
             }
         }
-        AdminCmd::Org(OrgCmd::Create {
+    }
+    Ok(())
+}
+
+async fn org(m: &Manage<'_>, c: &Caller, cmd: OrgCmd) -> anyhow::Result<()> {
+    match cmd {
+        OrgCmd::Create {
             name,
             members_can_create,
             public,
             claim_namespace,
-        }) => {
-            check_name(&name)?;
+        } => {
             let settings = OrgSettings {
                 members_can_create,
                 default_visibility: if public {
-                    berth_auth::rbac::Visibility::Public
+                    Visibility::Public
                 } else {
-                    berth_auth::rbac::Visibility::Private
+                    Visibility::Private
                 },
             };
-            store
-                .org_create(&name, "", &settings, claim_namespace)
+            m.org_create(c, &name, "", settings, claim_namespace)
                 .await?;
-            if claim_namespace {
-                let detail = serde_json::json!({ "account": "organisation" });
-                audit(store, "namespace.claim", &name, detail).await;
-            }
             println!("created organisation {name}");
         }
-        AdminCmd::Org(OrgCmd::List) => {
+        OrgCmd::List => {
             let mut last: Option<String> = None;
             loop {
-                let page = store.orgs_list(last.as_deref(), 500).await?;
-                for o in &page {
+                let page = m.orgs_list(c, last.as_deref(), 500).await?;
+                for o in &page.items {
                     println!("{}", o.name);
                 }
-                match page.last() {
-                    Some(o) if page.len() == 500 => last = Some(o.name.clone()),
-                    _ => break,
+                match page.next {
+                    Some(n) => last = Some(n),
+                    None => break,
                 }
             }
         }
-        AdminCmd::Team(TeamCmd::Create { org, team }) => {
-            check_name(&team)?;
-            store.team_create(&org, &team, None).await?;
+    }
+    Ok(())
+}
+
+async fn team(m: &Manage<'_>, c: &Caller, cmd: TeamCmd) -> anyhow::Result<()> {
+    match cmd {
+        TeamCmd::Create { org, team } => {
+            m.team_create(c, &org, &team, None).await?;
             println!("created team {org}/{team}");
         }
-        AdminCmd::Team(TeamCmd::Add { org, team, user }) => {
-            let u = store
-                .user_get(UserKey::Name(&user))
-                .await?
-                .with_context(|| format!("no user {user:?}"))?;
-            store.team_member_add(&org, &team, u.id).await?;
+        TeamCmd::Add { org, team, user } => {
+            m.team_member_add(c, &org, &team, &user).await?;
             println!("added {user} to {org}/{team}");
         }
-        AdminCmd::Team(TeamCmd::List { org }) => {
-            for t in store.teams_list(&org).await? {
+        TeamCmd::List { org } => {
+            for t in m.teams_list(c, &org).await? {
                 println!("{}", t.name);
             }
         }
-        AdminCmd::Team(TeamCmd::Grant {
+        TeamCmd::Grant {
             org,
             team,
             target,
             role,
-        }) => {
+        } => {
             let on = match &target.repo {
                 Some(name) => {
-                    store
-                        .grant_repo_set(&org, &team, &repo_name(name)?, role)
-                        .await?;
+                    let repo = grant_repo(&org, name)?;
+                    m.repo_grant_set(c, &repo, &team, role).await?;
                     name.clone()
                 }
                 None => {
-                    store.grant_namespace_set(&org, &team, role).await?;
+                    m.namespace_grant_set(c, &org, &team, role).await?;
                     format!("{org}/*")
                 }
             };
-            audit(
-                store,
-                "grant.change",
-                &format!("{org}/{team}"),
-                serde_json::json!({ "on": on, "role": role.as_str() }),
-            )
-            .await;
             println!("{org}/{team} has {} on {on}", role.as_str());
         }
-        AdminCmd::Team(TeamCmd::Revoke { org, team, target }) => {
+        TeamCmd::Revoke { org, team, target } => {
             let (removed, on) = match &target.repo {
-                Some(name) => (
-                    store
-                        .grant_repo_remove(&org, &team, &repo_name(name)?)
-                        .await?,
-                    name.clone(),
-                ),
+                Some(name) => {
+                    let repo = grant_repo(&org, name)?;
+                    (m.repo_grant_remove(c, &repo, &team).await, name.clone())
+                }
                 None => (
-                    store.grant_namespace_remove(&org, &team).await?,
+                    m.namespace_grant_remove(c, &org, &team).await,
                     format!("{org}/*"),
                 ),
             };
-            if !removed {
-                bail!("{org}/{team} has no role on {on}");
+            match removed {
+                Ok(()) => println!("{org}/{team} has no role on {on} any more"),
+                Err(ManageError::NotFound(_)) => bail!("{org}/{team} has no role on {on}"),
+                Err(e) => return Err(e.into()),
             }
-            audit(
-                store,
-                "grant.change",
-                &format!("{org}/{team}"),
-                serde_json::json!({ "on": on, "role": null }),
-            )
-            .await;
-            println!("{org}/{team} has no role on {on} any more");
         }
-        AdminCmd::Repo(RepoCmd::Create {
+    }
+    Ok(())
+}
+
+/// A repository of the organisation `org`, for a team grant.
+fn grant_repo(org: &str, name: &str) -> anyhow::Result<RepoName> {
+    let repo = repo_name(name)?;
+    if repo.namespace() != org {
+        bail!("{name} is not in the namespace of the organisation {org}");
+    }
+    Ok(repo)
+}
+
+async fn repo(m: &Manage<'_>, c: &Caller, cmd: RepoCmd) -> anyhow::Result<()> {
+    match cmd {
+        RepoCmd::Create {
             name,
             public,
             private,
-        }) => {
+        } => {
             let repo = repo_name(&name)?;
             let visibility = match (public, private) {
                 (true, _) => Some(Visibility::Public),
                 (_, true) => Some(Visibility::Private),
                 _ => None,
             };
-            let rec = store.repo_create(&repo, None, visibility).await?;
-            let vis = visibility_word(rec.visibility);
-            audit(
-                store,
-                "repo.create",
-                &name,
-                serde_json::json!({ "visibility": vis }),
-            )
-            .await;
-            println!("created repository {name} ({vis})");
+            let rec = m.repo_create(c, &repo, visibility).await?;
+            println!(
+                "created repository {name} ({})",
+                visibility_word(rec.visibility)
+            );
         }
-        AdminCmd::Repo(RepoCmd::Visibility { name, visibility }) => {
-            let repo = repo_name(&name)?;
+        RepoCmd::Visibility { name, visibility } => {
             let v = if visibility == "public" {
                 Visibility::Public
             } else {
                 Visibility::Private
             };
-            if !store.repo_set_visibility(&repo, v).await? {
-                bail!("no repository {name:?}");
-            }
-            audit(
-                store,
-                "repo.visibility",
-                &name,
-                serde_json::json!({ "visibility": visibility_word(v) }),
-            )
-            .await;
+            m.repo_set_visibility(c, &repo_name(&name)?, v).await?;
             println!("{name} is {}", visibility_word(v));
         }
-        AdminCmd::Token(TokenCmd::Create {
+    }
+    Ok(())
+}
+
+async fn token(m: &Manage<'_>, c: &Caller, cmd: TokenCmd) -> anyhow::Result<()> {
+    match cmd {
+        TokenCmd::Create {
             user,
             description,
             expires_in_days,
             scopes,
-        }) => {
-            let user_id = user_id(store, &user).await?;
-            let expires_at = expires_in_days.map(|d| now_ms() + i64::from(d) * 86_400_000);
-            let restriction = (!scopes.is_empty()).then_some(Restriction { entries: scopes });
-            let s = secret::generate();
-            store
-                .token_create(&NewToken {
-                    id: s.id.clone(),
-                    kind: TokenKind::Access,
-                    user_id,
-                    description: description.clone(),
-                    hash: s.hash,
-                    expires_at,
-                    restriction,
-                    parent: None,
-                })
-                .await?;
-            audit(
-                store,
-                "token.create",
-                s.id.as_str(),
-                serde_json::json!({ "user": user_id, "description": description }),
-            )
-            .await;
+        } => {
+            let req = TokenRequest {
+                description,
+                expires_in: expires_in_days.map(|d| u64::from(d) * 86_400),
+                restriction: (!scopes.is_empty()).then_some(Restriction { entries: scopes }),
+            };
+            let created = m.token_create(c, &user, req).await?;
             eprintln!(
                 "berth: created access token {} for {user}; it is shown once, below",
-                s.id.as_str()
+                created.record.id.as_str()
             );
             // The only place the secret is ever shown: standard output, for a script to take.
-            println!("{}", s.token);
+            println!("{}", created.token);
         }
-        AdminCmd::Token(TokenCmd::List { user, kind }) => {
-            let user_id = user_id(store, &user).await?;
+        TokenCmd::List { user, kind } => {
             let kind = match kind.as_str() {
                 "refresh" => TokenKind::Refresh,
                 _ => TokenKind::Access,
             };
-            for t in store.tokens_list(user_id, kind).await? {
-                let state = if t.revoked {
-                    "revoked"
-                } else if t.usable_at(now_ms()) {
-                    "active"
-                } else {
-                    "expired"
-                };
-                match &t.parent {
-                    None => println!("{}\t{state}\t{}", t.id.as_str(), t.description),
-                    Some(p) => {
-                        let from = match p {
-                            TokenParent::Password { .. } => "password".to_string(),
-                            TokenParent::Token(id) => format!("token:{}", id.as_str()),
-                        };
-                        println!("{}\t{state}\t{}\t{from}", t.id.as_str(), t.description)
-                    }
-                }
+            for t in m.tokens_list(c, &user, kind).await? {
+                println!("{}", token_line(&t, now_ms()));
             }
         }
-        AdminCmd::Token(TokenCmd::Revoke { id }) => {
+        TokenCmd::Revoke { id } => {
             // A whole token is accepted too: only its id part is used.
             let id = match secret::parse(&id) {
-                Ok(p) => p.id,
-                Err(_) => SecretId::parse(&id)
-                    .map_err(|e| anyhow::anyhow!("{id:?} is not a token id: {e}"))?,
+                Ok(p) => p.id.as_str().to_string(),
+                Err(_) => id,
             };
-            if !store.token_revoke(&id).await? {
-                bail!("no token {}", id.as_str());
-            }
-            audit(store, "token.revoke", id.as_str(), serde_json::json!({})).await;
-            println!("revoked token {}", id.as_str());
+            m.token_revoke_id(c, &id).await?;
+            println!("revoked token {id}");
         }
     }
     Ok(())
+}
+
+/// One line of `token list`: id, state, expiry (RFC 3339 or `never`), scope (`all`: the
+/// user's rights; else `PATTERN=ROLE` entries joined by `,`), description, and for a
+/// refresh token what it was issued against.
+fn token_line(t: &TokenRecord, now: i64) -> String {
+    let state = if t.revoked {
+        "revoked"
+    } else if t.usable_at(now) {
+        "active"
+    } else {
+        "expired"
+    };
+    let expires = t.expires_at.map_or("never".to_string(), manage::rfc3339_ms);
+    let scope = match &t.restriction {
+        None => "all".to_string(),
+        Some(r) => r
+            .entries
+            .iter()
+            .map(|e| {
+                let on = match &e.target {
+                    RestrictionTarget::Repository(p) => p.clone(),
+                    RestrictionTarget::Namespace(ns) => format!("{ns}/*"),
+                };
+                format!("{on}={}", e.max_role.as_str())
+            })
+            .collect::<Vec<_>>()
+            .join(","),
+    };
+    let mut line = format!(
+        "{}\t{state}\t{expires}\t{scope}\t{}",
+        t.id.as_str(),
+        t.description
+    );
+    match &t.parent {
+        None => {}
+        Some(TokenParent::Password { .. }) => line.push_str("\tpassword"),
+        Some(TokenParent::Token(id)) => line.push_str(&format!("\ttoken:{}", id.as_str())),
+    }
+    line
 }
 
 fn visibility_word(v: Visibility) -> &'static str {
@@ -619,13 +597,16 @@ pub async fn ensure_first_admin(
         password_file,
     ) {
         (Some(pw), _) => (pw, false),
-        (None, Some(p)) => (
-            read_password(&PasswordSource {
+        (None, Some(p)) => {
+            let pw = read_password(&PasswordSource {
                 password_file: Some(p.clone()),
                 password_stdin: false,
-            })?,
-            false,
-        ),
+            })?;
+            if pw.chars().count() < 8 {
+                bail!("the password must have at least 8 characters");
+            }
+            (pw, false)
+        }
         (None, None) => {
             let mut bytes = [0u8; 18];
             rand::rngs::OsRng.fill_bytes(&mut bytes);

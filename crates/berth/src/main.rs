@@ -47,10 +47,15 @@ enum Cmd {
         #[arg(long)]
         admin_password_file: Option<std::path::PathBuf>,
     },
-    /// Accounts, organisations and teams, directly in the metadata store.
+    /// Accounts, organisations, teams, repositories and tokens, through the same rules as
+    /// the /api/v0 API. Refuses a data directory that holds no registry unless --init.
     Admin {
         #[command(flatten)]
         stores: StoreFlags,
+        /// Create the registry's database if the data directory holds none (without it, a
+        /// mistyped --data-dir or a run from another directory is refused).
+        #[arg(long)]
+        init: bool,
         #[command(subcommand)]
         cmd: AdminCli,
     },
@@ -153,13 +158,21 @@ fn main() -> anyhow::Result<()> {
             init_logging(&cfg);
             rt.block_on(run_serve(cfg, admin_password_file))
         }
-        Cmd::Admin { stores, cmd } => {
+        Cmd::Admin { stores, init, cmd } => {
             let cfg = Config::load(&stores, None)?;
             init_logging(&cfg);
             rt.block_on(async {
-                let (_, identity) = stores::open_meta(&cfg).await?;
+                let (_, identity) = stores::open_meta(&cfg, init).await?;
                 match cmd {
-                    AdminCli::Accounts(cmd) => admin::run(identity.as_ref(), cmd).await,
+                    AdminCli::Accounts(cmd) => {
+                        let access = berth_core::Access::new(
+                            identity.clone(),
+                            None,
+                            cfg.auth.access_config(),
+                        )
+                        .await?;
+                        admin::run(&access, cmd).await
+                    }
                     AdminCli::Directory(cmd) => {
                         admin::run_directory(identity.as_ref(), cfg.directory.as_ref(), cmd).await
                     }
@@ -170,7 +183,7 @@ fn main() -> anyhow::Result<()> {
             let cfg = Config::load(&stores, None)?;
             init_logging(&cfg);
             let code = rt.block_on(async {
-                let (meta, _, blobs) = stores::open(&cfg).await?;
+                let (meta, _, blobs) = stores::open(&cfg, false).await?;
                 gc::run(&cfg, meta, blobs, flags).await
             })?;
             std::process::exit(code);
@@ -179,7 +192,7 @@ fn main() -> anyhow::Result<()> {
             let cfg = Config::load(&stores, None)?;
             init_logging(&cfg);
             let clean = rt.block_on(async {
-                let (meta, _, blobs) = stores::open(&cfg).await?;
+                let (meta, _, blobs) = stores::open(&cfg, false).await?;
                 fsck::run(meta, blobs, json).await
             })?;
             std::process::exit(if clean { 0 } else { 1 });
@@ -269,7 +282,7 @@ async fn run_serve(
         .await
         .with_context(|| format!("listening on {}", cfg.listen))?;
     datadir::check_writable(&cfg)?;
-    let (meta, identity, blobs) = stores::open(&cfg).await?;
+    let (meta, identity, blobs) = stores::open(&cfg, true).await?;
     admin::ensure_first_admin(identity.as_ref(), admin_password_file.as_ref()).await?;
     let directory = match &cfg.directory {
         Some(d) => Some(

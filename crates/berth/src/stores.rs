@@ -11,13 +11,24 @@ use berth_meta::{IdentityStore, MetaStore};
 use std::path::Path;
 use std::sync::Arc;
 
-/// Opens the metadata store named by `cfg`, as both of its traits.
+/// Opens the metadata store named by `cfg`, as both of its traits. Unless `create`, an
+/// SQLite database that does not exist yet is refused (not created empty): a command run
+/// from the wrong directory or with a mistyped `--data-dir` must not start a new registry.
 pub async fn open_meta(
     cfg: &Config,
+    create: bool,
 ) -> anyhow::Result<(Arc<dyn MetaStore>, Arc<dyn IdentityStore>)> {
     let url = cfg.metadata_url();
     if let Some(path) = url.strip_prefix("sqlite:") {
         let path = Path::new(path);
+        if !create && !path.exists() {
+            anyhow::bail!(
+                "no registry here: {} does not exist (the data directory is {}); give the \
+                 registry's --data-dir or --config, or --init to create a new registry",
+                path.display(),
+                cfg.data_dir.display()
+            );
+        }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
@@ -37,15 +48,16 @@ pub async fn open_meta(
     }
 }
 
-/// Opens the metadata and blob stores named by `cfg`.
+/// Opens the metadata and blob stores named by `cfg` (`create`: as [`open_meta`]).
 pub async fn open(
     cfg: &Config,
+    create: bool,
 ) -> anyhow::Result<(
     Arc<dyn MetaStore>,
     Arc<dyn IdentityStore>,
     Arc<dyn BlobStore>,
 )> {
-    let (meta, identity) = open_meta(cfg).await?;
+    let (meta, identity) = open_meta(cfg, create).await?;
     let blobs: Arc<dyn BlobStore> = match cfg.blobs.kind {
         BlobsKind::S3 => {
             Arc::new(S3BlobStore::new(cfg.blobs.s3.clone()).context("configuring S3 blob storage")?)

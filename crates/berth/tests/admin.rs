@@ -83,6 +83,7 @@ fn first_admin_and_admin_commands() {
         Some("correct horse\n"),
     );
     assert!(ok, "{out}");
+    // A service account has no password (it uses access tokens), as through the API.
     let pwfile = dir.path().join("pw");
     std::fs::write(&pwfile, "another long secret\n").unwrap();
     let (ok, out) = admin(
@@ -97,6 +98,12 @@ fn first_admin_and_admin_commands() {
         ],
         None,
     );
+    assert!(!ok && out.contains("no password"), "{out}");
+    let (ok, out) = admin(
+        &data,
+        &["user", "create", "ci-bot", "--service-account"],
+        None,
+    );
     assert!(ok, "{out}");
     let (ok, out) = admin(
         &data,
@@ -109,13 +116,13 @@ fn first_admin_and_admin_commands() {
         &["user", "create", "bob", "--password-stdin"],
         Some("short\n"),
     );
-    assert!(!ok && out.contains("at least 8"), "{out}");
+    assert!(!ok && out.contains("8 to 1024 characters"), "{out}");
     let (ok, out) = admin(
         &data,
         &["user", "create", "Bad/Name", "--password-stdin"],
         Some("long enough pw\n"),
     );
-    assert!(!ok && out.contains("not a valid account name"), "{out}");
+    assert!(!ok && out.contains("invalid user name"), "{out}");
     let (ok, out) = admin(
         &data,
         &[
@@ -138,7 +145,7 @@ fn first_admin_and_admin_commands() {
         &["user", "password", "nobody", "--password-stdin"],
         Some("a new long password\n"),
     );
-    assert!(!ok && out.contains("no user"), "{out}");
+    assert!(!ok && out.contains("user nobody not found"), "{out}");
     let (_, out) = admin(&data, &["user", "list"], None);
     assert!(out.lines().any(|l| l == "alice\tlocal\tactive"), "{out}");
     assert!(
@@ -339,14 +346,34 @@ fn grants_repositories_and_tokens() {
         .strip_prefix("berth_")
         .and_then(|t| t.split('_').next())
         .expect("token id");
+    // The list shows the expiry and the scope (issue 11): id, state, expiry, scope,
+    // description.
     let out = server.admin_ok(&["token", "list", "bob"], None);
-    assert_eq!(out.trim(), format!("{id}\tactive\tci pulls"));
+    let cols: Vec<&str> = out.trim().split('\t').collect();
+    assert_eq!(cols.len(), 5, "{out}");
+    assert_eq!((cols[0], cols[1]), (id, "active"), "{out}");
+    assert!(
+        cols[2].starts_with("20") && cols[2].ends_with('Z') && cols[2].len() == 20,
+        "expiry {out}"
+    );
+    assert_eq!(
+        (cols[3], cols[4]),
+        ("shop/app=read-only", "ci pulls"),
+        "{out}"
+    );
     assert!(!out.contains(&token), "token list printed the secret");
     let out = server.admin_ok(&["token", "revoke", id], None);
     assert_eq!(out.trim(), format!("revoked token {id}"));
     assert_eq!(pull("shop/app", &token), 401);
     let out = server.admin_ok(&["token", "list", "bob"], None);
-    assert_eq!(out.trim(), format!("{id}\trevoked\tci pulls"));
+    assert!(out.starts_with(&format!("{id}\trevoked\t")), "{out}");
+    // A token without scope nor expiry says so.
+    server.admin_ok(&["token", "create", "bob"], None);
+    let out = server.admin_ok(&["token", "list", "bob"], None);
+    assert!(
+        out.lines().any(|l| l.contains("\tactive\tnever\tall\t")),
+        "{out}"
+    );
     let bad = server.admin(
         &["token", "create", "bob", "--scope", "Shop/*=read-only"],
         None,
@@ -366,7 +393,7 @@ fn grants_repositories_and_tokens() {
     assert_eq!(anon_tags("shop/web"), 401);
     let out = server.admin(&["repo", "visibility", "shop/none", "public"], None);
     assert!(
-        !out.status.success() && out.stderr.contains("no repository"),
+        !out.status.success() && out.stderr.contains("shop/none not known"),
         "{}",
         out.stderr
     );
@@ -476,7 +503,9 @@ fn ownerless_namespaces_are_claimed_only_explicitly(backend: Backend) {
         olive.0,
         olive.1,
     );
-    assert_eq!(r.status, 404, "push into library/base");
+    // Refused as every write the caller may not make is, whether the repository exists
+    // or not (issue 11): 403 DENIED.
+    assert_eq!(r.status, 403, "push into library/base");
     let (s, b) = api_as(
         &server,
         Method::PATCH,
@@ -523,4 +552,159 @@ fn ownerless_namespaces_are_claimed_only_explicitly(backend: Backend) {
     let audit: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     assert_eq!(audit["items"][0]["target"], "carol", "{audit}");
     assert_eq!(audit["items"][0]["source"], "berth admin", "{audit}");
+}
+
+/// `berth admin --data-dir DIR --init ARGS` (creates the registry's database when DIR holds
+/// none).
+fn admin_init(data: &Path, args: &[&str], stdin: Option<&str>) -> (bool, String) {
+    let mut all = vec!["--init"];
+    all.extend_from_slice(args);
+    admin(data, &all, stdin)
+}
+
+/// Issue 11, "one management path": every account and team name runs through the real
+/// `berth admin` binary and through `/api/v0` of a running server, and both accept and
+/// refuse exactly the same ones (they share `core::manage`'s check).
+#[test]
+fn cli_and_api_accept_and_refuse_the_same_names() {
+    use reqwest::Method;
+    let server = Server::start(Backend::Embedded);
+    let creds = server.admin_creds();
+    let creds = (creds.0.to_string(), creds.1.to_string());
+    let as_admin = (creds.0.as_str(), creds.1.as_str());
+    let dir = tempfile::tempdir().unwrap();
+    let cli = dir.path().join("cli");
+    let pw = "long enough pw";
+    // The same starting point on both sides: a user `taken`, an organisation `acme`.
+    let (ok, out) = admin_init(
+        &cli,
+        &["user", "create", "taken", "--password-stdin"],
+        Some("long enough pw\n"),
+    );
+    assert!(ok, "{out}");
+    let (ok, out) = admin(&cli, &["org", "create", "acme"], None);
+    assert!(ok, "{out}");
+    server.create_user("taken", pw);
+    server.admin_ok(&["org", "create", "acme"], None);
+
+    let long = "a".repeat(64);
+    let too_long = "a".repeat(65);
+    let cases: &[(&str, &str)] = &[
+        ("valid", "alice"),
+        ("digits", "team42"),
+        ("one character", "a"),
+        ("separators", "a.b_c-d"),
+        ("64 characters", &long),
+        ("65 characters", &too_long),
+        ("empty", ""),
+        ("uppercase", "Alice"),
+        ("space", "al ice"),
+        ("tab", "al\tice"),
+        ("non-ASCII", "álice"),
+        ("leading separator", "-alice"),
+        ("trailing separator", "alice."),
+        ("double separator", "al__ice"),
+        ("slash", "acme/app"),
+        ("quote", "x');drop"),
+        ("taken", "taken"),
+        ("an organisation's name", "acme"),
+    ];
+    let mut mismatches = Vec::new();
+    for (case, name) in cases {
+        // Users.
+        let (cli_ok, cli_out) = admin(
+            &cli,
+            &["user", "create", name, "--password-stdin"],
+            Some("long enough pw\n"),
+        );
+        let body = serde_json::json!({ "name": name, "password": pw }).to_string();
+        let (status, api_out) = api_as(&server, Method::POST, "/api/v0/users", as_admin, &body);
+        assert!(status < 500, "{case}: {status} {api_out}");
+        if cli_ok != (status == 201) {
+            mismatches.push(format!(
+                "user {case} {name:?}: cli {cli_ok} ({}), api {status} ({api_out})",
+                cli_out.trim()
+            ));
+        }
+        // Teams (a namespace of their own, inside `acme`).
+        let (cli_ok, cli_out) = admin(&cli, &["team", "create", "acme", name], None);
+        let body = serde_json::json!({ "name": name }).to_string();
+        let (status, api_out) = api_as(
+            &server,
+            Method::POST,
+            "/api/v0/orgs/acme/teams",
+            as_admin,
+            &body,
+        );
+        assert!(status < 500, "{case}: {status} {api_out}");
+        if cli_ok != (status == 201) {
+            mismatches.push(format!(
+                "team {case} {name:?}: cli {cli_ok} ({}), api {status} ({api_out})",
+                cli_out.trim()
+            ));
+        }
+    }
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+    // The valid ones were accepted, the others refused, on both sides alike.
+    let (_, out) = admin(&cli, &["user", "list"], None);
+    let users: Vec<&str> = out.lines().map(|l| l.split('\t').next().unwrap()).collect();
+    assert_eq!(
+        users,
+        ["a", "a.b_c-d", &long, "alice", "taken", "team42"],
+        "{out}"
+    );
+}
+
+/// Issue 11: `berth admin` run where no registry is (another directory, a mistyped
+/// `--data-dir`) is refused with a clear message and creates nothing; `--init` creates one.
+#[test]
+fn admin_refuses_a_data_directory_without_a_registry() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("berth-data");
+    let (ok, out) = admin(&data, &["user", "list"], None);
+    assert!(!ok, "berth admin ran on an empty directory: {out}");
+    assert!(
+        out.contains("no registry here") && out.contains("--init"),
+        "{out}"
+    );
+    assert!(!data.exists(), "berth admin created {}", data.display());
+    // Without --data-dir: the default ./berth-data of the working directory, refused too.
+    let out = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["admin", "org", "list"])
+        .current_dir(dir.path())
+        .env_remove("BERTH_DATA_DIR")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(!data.exists(), "berth admin created ./berth-data");
+    let (ok, out) = admin_init(&data, &["org", "create", "acme"], None);
+    assert!(ok, "{out}");
+    let (ok, out) = admin(&data, &["org", "list"], None);
+    assert!(ok && out.trim() == "acme", "{out}");
+}
+
+/// Issue 11: creating a user that exists reports the conflict, whatever the password
+/// (it used to report the password rule when standard input was empty or short).
+#[test]
+fn creating_an_existing_user_reports_the_conflict() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (ok, out) = admin_init(
+        &data,
+        &["user", "create", "alice", "--password-stdin"],
+        Some("correct horse\n"),
+    );
+    assert!(ok, "{out}");
+    for stdin in ["", "short\n", "another good password\n"] {
+        let (ok, out) = admin(
+            &data,
+            &["user", "create", "alice", "--password-stdin"],
+            Some(stdin),
+        );
+        assert!(!ok, "{out}");
+        assert!(
+            out.contains("user alice already exists") && !out.contains("characters"),
+            "stdin {stdin:?}: {out}"
+        );
+    }
 }

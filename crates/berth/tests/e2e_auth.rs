@@ -189,6 +189,22 @@ fn docker_roles(backend: Backend) {
         &["requested access to the resource is denied"],
     );
     assert_eq!(server.tags(PRIVATE), ["v1"], "a refused push left a tag");
+    // Issue 11: a push where the user may not create a repository (a namespace of nobody)
+    // says that the right is missing, as above, not that the repository is unknown.
+    let elsewhere = format!("{}:v1", server.reference("top/app"));
+    run_ok(
+        reader_env.docker().args(["tag", &v1, &elsewhere]),
+        CLIENT_TIMEOUT,
+    );
+    let out = run(
+        reader_env.docker().args(["push", &elsewhere]),
+        CLIENT_TIMEOUT,
+    );
+    assert_refused(
+        &out,
+        "docker push into a namespace of nobody",
+        &["denied: requested access to the resource is denied"],
+    );
 
     // read-write may not delete: 403 DENIED (it can pull, so it learns the repository exists).
     let del = format!("/v2/{PRIVATE}/manifests/{digest}");

@@ -118,7 +118,13 @@ pub enum AuthMethod {
     RefreshToken,
     /// A registry bearer token.
     Bearer,
+    /// The local administrator: `berth admin`, run by whoever may open the stores
+    /// ([`Caller::local_admin`]).
+    Local,
 }
+
+/// The name and audit source of [`Caller::local_admin`].
+pub const LOCAL_ADMIN: &str = "berth admin";
 
 /// An authenticated (or anonymous) caller.
 #[derive(Debug, Clone)]
@@ -162,6 +168,35 @@ impl Caller {
             credential: Some(TokenParent::Password { epoch }),
             ..self
         }
+    }
+
+    /// The local administrator: `berth admin` on the machine that holds the stores. It
+    /// has no account (its name, [`LOCAL_ADMIN`], is not a valid account name, so it
+    /// never matches one), holds every right like a system administrator, may also
+    /// create an access token for any user, and is audited with no actor and the source
+    /// [`LOCAL_ADMIN`].
+    pub fn local_admin() -> Caller {
+        Caller {
+            subject: Subject::user(rbac::User {
+                id: String::new(),
+                name: LOCAL_ADMIN.into(),
+                is_system_admin: true,
+                active: true,
+                orgs: Vec::new(),
+                teams: Vec::new(),
+            }),
+            account: None,
+            name: Some(LOCAL_ADMIN.into()),
+            method: AuthMethod::Local,
+            claims: None,
+            source: None,
+            credential: None,
+        }
+    }
+
+    /// Whether this is [`Caller::local_admin`].
+    pub fn is_local_admin(&self) -> bool {
+        self.method == AuthMethod::Local
     }
 
     pub fn is_anonymous(&self) -> bool {
@@ -1087,6 +1122,9 @@ impl Access {
         repo: &RepoName,
         perm: Permission,
     ) -> Result<Verdict, AccessError> {
+        if caller.is_local_admin() {
+            return Ok(Verdict::Allowed);
+        }
         // A bearer caller not yet resolved: its claim answers, with no store round trip.
         // A resolved one ([`Access::resolve`]) carries the claim in its subject.
         if let Some(claims) = caller
@@ -1475,7 +1513,7 @@ impl Access {
     ) {
         let actor = match caller.account {
             Some(a) => Some(a),
-            None if caller.name.is_some() => self
+            None if caller.name.is_some() && !caller.is_local_admin() => self
                 .identity
                 .user_get(UserKey::Name(caller.name.as_deref().unwrap_or_default()))
                 .await
@@ -1491,7 +1529,10 @@ impl Access {
         let ev = NewAuditEvent {
             at: now_ms(),
             actor,
-            source: caller.source.map(|s| s.to_string()),
+            source: match caller.is_local_admin() {
+                true => Some(LOCAL_ADMIN.to_string()),
+                false => caller.source.map(|s| s.to_string()),
+            },
             action: action.to_string(),
             target: target.to_string(),
             detail,

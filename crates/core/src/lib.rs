@@ -12,6 +12,10 @@
 //!   replica at a time, a cancellation token; started, stopped and their leases released
 //!   together.
 //! - [`time`]: now in unix milliseconds, RFC 3339, durations (`90s`, `1h 30m`).
+//! - [`status`]: the stores' health and GC's state and history as views for the
+//!   operations endpoints (so `http` reaches no store).
+//! - [`manage`]: the management service of `/api/v0` and `berth admin`; [`access`]:
+//!   authentication, the token service, the access decision, the audit trail.
 //! - [`error`]: [`CoreError`], what went wrong in domain terms (the HTTP crate maps it to
 //!   the wire, in one place).
 //!
@@ -31,6 +35,7 @@ pub mod jobs;
 pub mod manage;
 pub mod manifests;
 pub mod registry;
+pub mod status;
 pub mod time;
 
 pub use access::{Access, AccessConfig, AccessError, Caller, Credentials, Verdict};

@@ -381,8 +381,19 @@ impl<'a> Manage<'a> {
         if let Some(e) = &u.email {
             check_text("email", e)?;
         }
-        check_password(&u.password)?;
         self.require_admin(c, "create users")?;
+        // A taken name is the answer, whatever the password (a caller with a good password
+        // for a name that exists learns nothing from the password rule).
+        if self
+            .access
+            .identity()
+            .user_get(UserKey::Name(&u.name))
+            .await?
+            .is_some()
+        {
+            return Err(ManageError::Conflict(format!("user {}", u.name)));
+        }
+        check_password(&u.password)?;
         let phc = self.hash(&u.password).await?;
         let rec = self
             .access
@@ -1203,6 +1214,7 @@ impl<'a> Manage<'a> {
         let me = self.full_user(c, "create access tokens")?;
         let target = self.find_user(user).await?;
         let allowed = me.name == target.name
+            || c.is_local_admin()
             || (target.is_service_account
                 && (c.is_system_admin() || self.owns_org_of(c, &target).await?));
         if !allowed {
@@ -1222,6 +1234,29 @@ impl<'a> Manage<'a> {
             .access
             .create_access_token(c, target.id, &req.description, expires_at, req.restriction)
             .await?)
+    }
+
+    /// Revokes a token by its id alone, whoever it belongs to (system administrators, as
+    /// `berth admin token revoke` does).
+    pub async fn token_revoke_id(&self, c: &Caller, token_id: &str) -> Result<()> {
+        self.require_admin(c, "revoke any user's tokens")?;
+        let rec = match SecretId::parse(token_id) {
+            Ok(id) => self.access.identity().token_get(&id).await?,
+            Err(_) => None,
+        };
+        let Some(rec) = rec else {
+            return Err(ManageError::NotFound(format!(
+                "token {}",
+                token_id.chars().take(40).collect::<String>()
+            )));
+        };
+        let user = self
+            .access
+            .identity()
+            .user_get(UserKey::Id(rec.user_id))
+            .await?
+            .ok_or_else(|| ManageError::NotFound(format!("the owner of token {token_id}")))?;
+        self.token_revoke(c, &user.name, token_id).await
     }
 
     /// Revokes one of a user's tokens, an access or a refresh token; revoking an access

@@ -32,8 +32,6 @@ const URL: &str = "ldap://127.0.0.1:389";
 const BULK_USERS: usize = 1600;
 /// Bumped when the template's content changes, so that an old template is not reused.
 const TEMPLATE_REVISION: u32 = 2;
-/// The packages the harness needs (samba-ad-provision holds the schema for provisioning).
-
 /// The running domain controller, shared by the tests of this binary. Never dropped:
 /// Samba exits when `_stdin` closes with the process.
 struct Samba {

@@ -10,7 +10,7 @@ use crate::server::ConnInfo;
 use crate::AppState;
 use axum::extract::{Request, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use berth_auth::rbac::Permission;
@@ -18,7 +18,7 @@ use berth_auth::scope::{merge_scopes, parse_scopes};
 use berth_core::access::AuthMethod;
 use berth_core::manage::ManageError;
 use berth_core::{AccessError, Caller, Credentials, Verdict};
-use berth_oci::{ErrorCode, RepoName};
+use berth_oci::RepoName;
 use std::net::IpAddr;
 
 /// Largest token request form accepted.
@@ -29,7 +29,7 @@ pub fn credentials(h: &HeaderMap) -> Result<Option<Credentials>, ApiError> {
     let Some(v) = h.get(header::AUTHORIZATION) else {
         return Ok(None);
     };
-    let bad = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, m);
+    let bad = |m: &str| ApiError::unauthorized(m);
     let v = v
         .to_str()
         .map_err(|_| bad("malformed Authorization header"))?
@@ -107,8 +107,7 @@ pub fn challenge(
     if insufficient {
         v.push_str(",error=\"insufficient_scope\"");
     }
-    ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message)
-        .with_header(header::WWW_AUTHENTICATE, v)
+    ApiError::unauthorized(message).with_header(header::WWW_AUTHENTICATE, v)
 }
 
 fn scope_of(repo: &RepoName, need: Need) -> String {
@@ -160,19 +159,7 @@ pub async fn check(
     let Some(repo) = repo else { return Ok(()) };
     match st.access.authorize(caller, repo, perm).await? {
         Verdict::Allowed => Ok(()),
-        Verdict::Denied => Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            ErrorCode::Denied,
-            format!(
-                "requested access to the resource is denied: {} on {repo}",
-                perm.as_str()
-            ),
-        )),
-        Verdict::Invisible => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            ErrorCode::NameUnknown,
-            format!("repository {repo} not known to registry"),
-        )),
+        v @ (Verdict::Denied | Verdict::Invisible) => Err(ApiError::refused(v, perm, repo)),
         Verdict::Challenge => Err(challenge(
             st,
             req,
@@ -202,7 +189,7 @@ struct TokenRequest {
 async fn token_inner(st: &AppState, req: Request) -> Result<Response, ApiError> {
     let (req, body) = req.into_parts();
     let src = source(&req);
-    let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::Unsupported, m);
+    let bad = |m: String| ApiError::unsupported(m);
     let (caller, tr, post) = match req.method {
         Method::GET => {
             let q: Vec<(String, String)> = req
@@ -285,9 +272,8 @@ async fn token_inner(st: &AppState, req: Request) -> Result<Response, ApiError> 
             (caller, tr, true)
         }
         _ => {
-            return Err(ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                ErrorCode::Unsupported,
+            return Err(ApiError::method_not_allowed(
+                "GET, POST",
                 "the token endpoint takes GET or POST",
             ))
         }

@@ -5,9 +5,10 @@
 use crate::endpoint::PathError;
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use berth_auth::rbac::Permission;
 use berth_core::manage::ManageError;
-use berth_core::{AccessError, CoreError};
-use berth_oci::{ErrorCode, NameError};
+use berth_core::{AccessError, CoreError, Verdict};
+use berth_oci::{ErrorCode, NameError, RepoName};
 
 /// An error on its way to the wire.
 #[derive(Debug)]
@@ -21,11 +22,13 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> ApiError {
+    // Private: every status is chosen in this module, by the conversions and the named
+    // constructors below.
+    fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> ApiError {
         ApiError::coded(status, code.as_str(), message)
     }
     /// An error with a code outside the distribution spec's (management API only).
-    pub fn coded(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+    fn coded(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
             code,
@@ -36,6 +39,94 @@ impl ApiError {
     pub fn with_header(mut self, name: HeaderName, value: String) -> ApiError {
         self.headers.push((name, value));
         self
+    }
+
+    /// 401 `UNAUTHORIZED`: credentials missing, malformed or refused (the caller adds the
+    /// challenge header).
+    pub fn unauthorized(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message)
+    }
+
+    /// The answer to a `/v2` request the access decision refused, for an authenticated
+    /// caller (an anonymous one gets a challenge instead). A refused write (push, delete)
+    /// is 403 `DENIED` whether or not the repository exists and whether or not the caller
+    /// may see it, so the answer tells nothing about the repository; a refused read of a
+    /// repository the caller may not see is 404 `NAME_UNKNOWN`, exactly as a missing one.
+    pub fn refused(verdict: Verdict, perm: Permission, repo: &RepoName) -> ApiError {
+        match (verdict, perm) {
+            (Verdict::Invisible, Permission::Pull) => ApiError::new(
+                StatusCode::NOT_FOUND,
+                ErrorCode::NameUnknown,
+                format!("repository {repo} not known to registry"),
+            ),
+            _ => ApiError::new(
+                StatusCode::FORBIDDEN,
+                ErrorCode::Denied,
+                format!(
+                    "requested access to the resource is denied: {} on {repo}",
+                    perm.as_str()
+                ),
+            ),
+        }
+    }
+
+    /// 400 `UNSUPPORTED`: a request that is malformed in a way no other code names (a
+    /// token request, a page size).
+    pub fn unsupported(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::Unsupported, message)
+    }
+
+    /// 405 `UNSUPPORTED`: a known path with a method it does not take; `allow` lists the
+    /// ones it takes (the `Allow` header RFC 9110 requires).
+    pub fn method_not_allowed(allow: &str, message: impl Into<String>) -> ApiError {
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::Unsupported,
+            message,
+        )
+        .with_header(header::ALLOW, allow.to_string())
+    }
+
+    /// 400 `DIGEST_INVALID`: a digest parameter that is missing or malformed.
+    pub fn digest_invalid(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::DigestInvalid, message)
+    }
+
+    /// 400 `SIZE_INVALID`: a `Content-Length` that is not a number.
+    pub fn content_length_invalid() -> ApiError {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::SizeInvalid,
+            "invalid Content-Length",
+        )
+    }
+
+    /// 416 `BLOB_UPLOAD_INVALID`: a `Content-Range` of an upload chunk that cannot be read.
+    pub fn content_range_invalid() -> ApiError {
+        ApiError::new(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            ErrorCode::BlobUploadInvalid,
+            "invalid Content-Range: expected <start>-<end>",
+        )
+    }
+
+    /// 404 `NOT_FOUND` (management API): directory settings or syncs asked of a registry
+    /// with no directory configured.
+    pub fn no_directory() -> ApiError {
+        ApiError::coded(
+            StatusCode::NOT_FOUND,
+            codes::NOT_FOUND,
+            "no directory is configured",
+        )
+    }
+
+    /// 416 `SIZE_INVALID`: a `Range` header of a blob read that cannot be read.
+    pub fn range_invalid() -> ApiError {
+        ApiError::new(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            ErrorCode::SizeInvalid,
+            "invalid Range header",
+        )
     }
 }
 
@@ -231,6 +322,17 @@ impl IntoResponse for ApiError {
         }
         resp
     }
+}
+
+/// `/health`'s answer: 200 when every store answers, else 503 (so a load balancer takes
+/// the replica out), with `body` either way.
+pub fn health_response(healthy: bool, body: serde_json::Value) -> Response {
+    let status = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(body)).into_response()
 }
 
 /// Anything outside the known routes.

@@ -13,20 +13,21 @@
 //! - `PUT /api/v0/gc/schedule` body `{"schedule": "0 3 * * *" | null}` (null: back to the
 //!   configuration's): 200 with the same body as GET.
 
+use crate::api::ApiQuery;
 use crate::auth::SystemAdmin as Admin;
 use crate::error::ApiError;
 use crate::AppState;
-use axum::extract::{Query, Request, State};
-use axum::http::StatusCode;
+use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
 use berth_core::gc::{self, rfc3339, GcError, GcMode, GcOptions};
 use berth_core::jobs::Jobs;
 use berth_core::manage::ManageError;
+use berth_core::status::GcRunView;
 use serde::Deserialize;
 use std::sync::OnceLock;
 use std::time::Duration;
+use utoipa::{IntoParams, ToSchema};
 
 /// What `berth serve` configured: the options of on-demand runs and the configuration's
 /// schedule.
@@ -57,10 +58,9 @@ fn configured() -> (GcOptions, Option<String>) {
     }
 }
 
-/// The GC routes, merged into the application router.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v0/gc/runs", get(list_runs).post(start_run))
+/// Adds the GC routes to the `/api/v0` routes.
+pub fn routes(r: crate::api::Routes) -> crate::api::Routes {
+    r.route("/api/v0/gc/runs", get(list_runs).post(start_run))
         .route("/api/v0/gc/schedule", get(get_schedule).put(put_schedule))
 }
 
@@ -68,13 +68,20 @@ fn invalid(msg: impl Into<String>) -> ApiError {
     ManageError::Invalid(msg.into()).into()
 }
 
-/// A JSON object body, or an empty body as `{}`.
-async fn body<T: serde::de::DeserializeOwned + Default>(req: Request) -> Result<T, ApiError> {
+/// A JSON object body, or (unless `required`) an empty body or `null` as `{}`.
+async fn body<T: serde::de::DeserializeOwned + Default>(
+    req: Request,
+    required: bool,
+) -> Result<T, ApiError> {
     let bytes = axum::body::to_bytes(req.into_body(), 64 * 1024)
         .await
         .map_err(|e| invalid(format!("reading the body: {e}")))?;
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
+    let text = bytes.trim_ascii();
+    if text.is_empty() || (!required && text == b"null") {
+        return match required {
+            true => Err(invalid("a JSON body is required")),
+            false => Ok(T::default()),
+        };
     }
     serde_json::from_slice(&bytes).map_err(|e| invalid(format!("invalid body: {e}")))
 }
@@ -83,25 +90,48 @@ fn duration(text: &str, what: &str) -> Result<Duration, ApiError> {
     berth_core::time::parse_duration(text).map_err(|e| invalid(format!("{what}: {e}")))
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// A garbage collection run to start; every field is optional.
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(default, deny_unknown_fields)]
-struct RunBody {
+pub struct RunBody {
     dry_run: bool,
+    /// `online` (default: the configuration's) or `read-only`.
+    #[schema(pattern = "^(online|read-only|readonly)$")]
     mode: Option<String>,
+    /// Only what is older than this is collected (`90s`, `30m`, `1h`, `2d`).
+    #[schema(pattern = "^[0-9]{1,6}(ms|s|m|h|d)?$")]
     grace: Option<String>,
     verify_storage: bool,
+    /// Stop after this long; the next run continues.
+    #[schema(pattern = "^[0-9]{1,6}(ms|s|m|h|d)?$")]
     max_duration: Option<String>,
+    /// Purge upload sessions idle for this long.
+    #[schema(pattern = "^[0-9]{1,6}(ms|s|m|h|d)?$")]
     upload_max_age: Option<String>,
+    /// The share of wall time an online run works.
+    #[schema(exclusive_minimum = 0.0, maximum = 1.0)]
     pace: Option<f64>,
+    /// Answer when the run has finished, with its record.
     wait: bool,
 }
 
-async fn start_run(
+/// Start a garbage collection run now (system administrators).
+#[utoipa::path(
+    post, path = "/api/v0/gc/runs", tag = "gc", request_body = Option<RunBody>,
+    responses(
+        (status = 202, description = "Started in the background: {\"started\": true}", body = Object),
+        (status = 200, description = "With `wait`: the finished run", body = Object),
+        (status = 403, description = "Not a system administrator (DENIED)", body = crate::api::ErrorBody),
+        (status = 409, description = "A run holds the lease (CONFLICT)", body = crate::api::ErrorBody),
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
+pub async fn start_run(
     _: Admin,
     State(st): State<AppState>,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let b: RunBody = body(req).await?;
+    let b: RunBody = body(req, false).await?;
     let (mut opts, _) = configured();
     if let Some(m) = &b.mode {
         opts.mode = m.parse::<GcMode>().map_err(invalid)?;
@@ -124,21 +154,15 @@ async fn start_run(
     if opts.holder.is_empty() || opts.holder == GcOptions::default().holder {
         opts.holder = st.replica.id.clone();
     }
-    let meta = st.registry.meta().clone();
-    let blobs = st.registry.blobs().clone();
-    if let Some(l) = meta
-        .lease(gc::LEASE)
-        .await
-        .map_err(ManageError::from)?
-        .filter(|l| l.expires_at > gc::now_ms())
-    {
-        return Err(busy(&l.holder));
+    let registry = st.registry.clone();
+    if let Some(holder) = registry.gc_holder().await.map_err(ManageError::from)? {
+        return Err(busy(&holder));
     }
     if b.wait {
-        return match gc::run(meta, blobs, &opts).await {
-            Ok(outcome) => {
-                crate::ops::record_gc(&outcome.run);
-                Ok(axum::Json(outcome.run).into_response())
+        return match registry.gc_run(&opts).await {
+            Ok(run) => {
+                crate::ops::record_gc(&run);
+                Ok(axum::Json(GcRunView::from(&run)).into_response())
             }
             Err(GcError::Busy(h)) => Err(busy(&h)),
             Err(e) => Err(invalid(e.to_string())),
@@ -149,8 +173,8 @@ async fn start_run(
         opts.cancel = jobs.token();
     }
     let run = async move {
-        match gc::run(meta, blobs, &opts).await {
-            Ok(outcome) => crate::ops::record_gc(&outcome.run),
+        match registry.gc_run(&opts).await {
+            Ok(run) => crate::ops::record_gc(&run),
             Err(e) => tracing::warn!(error = %e, "on-demand GC did not run"),
         }
     };
@@ -158,54 +182,56 @@ async fn start_run(
         Some(jobs) => jobs.spawn(run),
         None => drop(tokio::spawn(run)),
     }
-    Ok((
-        StatusCode::ACCEPTED,
-        axum::Json(serde_json::json!({ "started": true })),
-    )
-        .into_response())
+    Ok(crate::api::accepted(serde_json::json!({ "started": true })))
 }
 
 fn busy(holder: &str) -> ApiError {
     ManageError::Conflict(format!("a garbage collection run (held by {holder})")).into()
 }
 
-#[derive(Debug, Default, Deserialize)]
-struct ListQuery {
+/// How many runs to list.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Default 20, 1 to 1000.
+    #[param(minimum = 1, maximum = 1000)]
     n: Option<u32>,
 }
 
-async fn list_runs(
+/// The last runs, newest first, and whether one runs now and who holds it (system
+/// administrators).
+#[utoipa::path(
+    get, path = "/api/v0/gc/runs", tag = "gc", params(ListQuery),
+    responses(
+        (status = 200, description = "`{running, holder, since, read_only_since, runs}`", body = Object),
+        (status = 403, description = "Not a system administrator (DENIED)", body = crate::api::ErrorBody),
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
+pub async fn list_runs(
     _: Admin,
     State(st): State<AppState>,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Response, ApiError> {
-    let meta = st.registry.meta();
-    let runs = meta
-        .gc_runs(q.n.unwrap_or(20).clamp(1, 1000))
+    let n = q.n.unwrap_or(20);
+    if !(1..=1000).contains(&n) {
+        return Err(invalid("n must be 1 to 1000"));
+    }
+    let runs = st
+        .registry
+        .gc_last_runs(n)
         .await
         .map_err(ManageError::from)?;
-    let lease = meta.lease(gc::LEASE).await.map_err(ManageError::from)?;
-    let settings = meta.gc_settings().await.map_err(ManageError::from)?;
-    let running = lease.filter(|l| l.expires_at > gc::now_ms());
-    Ok(axum::Json(serde_json::json!({
-        "running": running.is_some(),
-        "holder": running.as_ref().map(|l| l.holder.clone()),
-        "since": running.as_ref().map(|l| rfc3339(l.acquired_at)),
-        "read_only_since": settings.read_only_since.map(rfc3339),
-        "runs": runs,
-    }))
-    .into_response())
+    let state = st.registry.gc_state().await.map_err(ManageError::from)?;
+    let mut v = serde_json::to_value(state).map_err(|e| invalid(e.to_string()))?;
+    v["runs"] = serde_json::to_value(runs).map_err(|e| invalid(e.to_string()))?;
+    Ok(axum::Json(v).into_response())
 }
 
 async fn schedule_view(st: &AppState) -> Result<Response, ApiError> {
-    let settings = st
-        .registry
-        .meta()
-        .gc_settings()
-        .await
-        .map_err(ManageError::from)?;
+    let from_api = st.registry.gc_schedule().await.map_err(ManageError::from)?;
     let (_, from_config) = configured();
-    let (schedule, source) = match (settings.schedule, from_config) {
+    let (schedule, source) = match (from_api, from_config) {
         (Some(s), _) => (Some(s), Some("api")),
         (None, Some(c)) => (Some(c), Some("config")),
         (None, None) => (None, None),
@@ -222,28 +248,54 @@ async fn schedule_view(st: &AppState) -> Result<Response, ApiError> {
     .into_response())
 }
 
-async fn get_schedule(_: Admin, State(st): State<AppState>) -> Result<Response, ApiError> {
+/// The schedule every replica follows (system administrators).
+#[utoipa::path(
+    get, path = "/api/v0/gc/schedule", tag = "gc",
+    responses(
+        (status = 200, description = "`{schedule, source: api|config|null, next_run}`", body = Object),
+        (status = 403, description = "Not a system administrator (DENIED)", body = crate::api::ErrorBody),
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
+pub async fn get_schedule(_: Admin, State(st): State<AppState>) -> Result<Response, ApiError> {
     schedule_view(&st).await
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// A schedule to set.
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ScheduleBody {
+pub struct ScheduleBody {
+    /// A cron expression (`0 3 * * *`: minute hour day-of-month month day-of-week; the
+    /// pattern shows the plain form, and steps, ranges, lists and a leading seconds field
+    /// are accepted too: `*/30 * * * * *`); null or empty: back to the configuration
+    /// file's.
+    #[schema(
+        nullable,
+        pattern = "^$|^(\\*|[0-5]?[0-9]) (\\*|[01]?[0-9]|2[0-3]) (\\*|[1-9]|[12][0-9]|3[01]) (\\*|[1-9]|1[0-2]) (\\*|[0-7])$"
+    )]
     schedule: Option<String>,
 }
 
-async fn put_schedule(
+/// Set the schedule (system administrators); the answer is as `GET`'s.
+#[utoipa::path(
+    put, path = "/api/v0/gc/schedule", tag = "gc", request_body = ScheduleBody,
+    responses(
+        (status = 200, description = "`{schedule, source, next_run}`", body = Object),
+        (status = 403, description = "Not a system administrator (DENIED)", body = crate::api::ErrorBody),
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
+pub async fn put_schedule(
     _: Admin,
     State(st): State<AppState>,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let b: ScheduleBody = body(req).await?;
-    let schedule = b.schedule.filter(|s| !s.trim().is_empty());
+    let b: ScheduleBody = body(req, true).await?;
+    let schedule = b.schedule.filter(|s| !s.is_empty());
     if let Some(s) = &schedule {
         gc::parse_schedule(s).map_err(|e| invalid(e.to_string()))?;
     }
     st.registry
-        .meta()
         .gc_set_schedule(schedule.as_deref())
         .await
         .map_err(ManageError::from)?;

@@ -63,13 +63,11 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(ops::health))
         .route("/nginx_status", get(ops::nginx_status))
         .route("/metrics", get(ops::metrics))
-        .route("/api/v0/meta/cluster_status", get(ops::cluster_status))
         .route("/auth/token", get(auth::token).post(auth::token))
         .route("/v2", axum::routing::any(v2::handle))
         .route("/v2/", axum::routing::any(v2::handle))
         .route("/v2/{*rest}", axum::routing::any(v2::handle))
-        .merge(api::router())
-        .merge(gc_api::router())
+        .merge(api::routes().into_router())
         .fallback(error::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -91,3 +89,6 @@ pub fn router(state: AppState) -> Router {
         )
         .with_state(state)
 }
+
+#[cfg(test)]
+mod boundary_tests;

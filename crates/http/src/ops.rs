@@ -9,6 +9,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use berth_core::status::StoreHealth;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::atomic::Ordering;
 use std::sync::OnceLock;
@@ -116,27 +117,25 @@ pub async fn observe(State(st): State<AppState>, req: Request, next: Next) -> Re
 
 /// `/health`: 200 when both stores answer, 503 naming the failing component otherwise.
 pub async fn health(State(st): State<AppState>) -> Response {
-    let (meta, blobs) = tokio::join!(st.registry.meta().ping(), st.registry.blobs().ping());
-    let comp = |kind: &str, r: &Result<(), String>| match r {
-        Ok(()) => serde_json::json!({ "kind": kind, "healthy": true }),
-        Err(e) => serde_json::json!({ "kind": kind, "healthy": false, "error": e }),
+    let (meta, blobs) = st.registry.stores_health().await;
+    let comp = |h: &StoreHealth| match &h.error {
+        None => serde_json::json!({ "kind": h.kind, "healthy": true }),
+        Some(e) => serde_json::json!({ "kind": h.kind, "healthy": false, "error": e }),
     };
-    let meta = meta.map_err(|e| e.to_string());
-    let blobs = blobs.map_err(|e| e.to_string());
-    let ok = meta.is_ok() && blobs.is_ok();
+    let ok = meta.healthy() && blobs.healthy();
     let mut failing = vec![];
-    if meta.is_err() {
+    if !meta.healthy() {
         failing.push("metadata");
     }
-    if blobs.is_err() {
+    if !blobs.healthy() {
         failing.push("blobs");
     }
     let mut body = serde_json::json!({
         "healthy": ok,
         "failing": failing,
         "components": {
-            "metadata": comp(st.registry.meta().kind(), &meta),
-            "blobs": comp(st.registry.blobs().kind(), &blobs),
+            "metadata": comp(&meta),
+            "blobs": comp(&blobs),
         }
     });
     // The directory is listed, and named in `failing`, but does not make the replica 503:
@@ -151,12 +150,7 @@ pub async fn health(State(st): State<AppState>) -> Response {
         }
         body["components"]["directory"] = dir;
     }
-    let status = if ok {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (status, axum::Json(body)).into_response()
+    crate::error::health_response(ok, body)
 }
 
 /// The directory's status from its last contact (logins, syncs, the periodic check of
@@ -189,11 +183,11 @@ pub async fn nginx_status(State(st): State<AppState>) -> Response {
 pub async fn metrics(State(st): State<AppState>) -> Response {
     metrics::gauge!("berth_connections_active")
         .set(st.counters.active.load(Ordering::Relaxed) as f64);
-    if let Ok(n) = st.registry.meta().upload_count().await {
+    if let Ok(n) = st.registry.open_uploads().await {
         metrics::gauge!("berth_upload_sessions_open").set(n as f64);
     }
-    if let Ok(lease) = st.registry.meta().lease(berth_core::gc::LEASE).await {
-        let running = lease.is_some_and(|l| l.expires_at > berth_core::gc::now_ms());
+    if let Ok(holder) = st.registry.gc_holder().await {
+        let running = holder.is_some();
         metrics::gauge!("berth_gc_running").set(if running { 1.0 } else { 0.0 });
     }
     (
@@ -239,45 +233,50 @@ pub fn record_gc(run: &berth_meta::GcRun) {
 
 /// Whether GC runs (the lease), who holds it, the read-only flag and the last run.
 async fn gc_status(st: &AppState) -> serde_json::Value {
-    let meta = st.registry.meta();
-    let (lease, settings, runs) = tokio::join!(
-        meta.lease(berth_core::gc::LEASE),
-        meta.gc_settings(),
-        meta.gc_runs(1)
-    );
-    let now = berth_core::gc::now_ms();
-    let running = lease.ok().flatten().filter(|l| l.expires_at > now);
-    let settings = settings.unwrap_or_default();
-    serde_json::json!({
-        "running": running.is_some(),
-        "holder": running.as_ref().map(|l| l.holder.clone()),
-        "since": running.as_ref().map(|l| berth_core::gc::rfc3339(l.acquired_at)),
-        "read_only_since": settings.read_only_since.map(berth_core::gc::rfc3339),
-        "last_run": runs.ok().and_then(|r| r.into_iter().next()),
-    })
+    let (state, runs) = tokio::join!(st.registry.gc_state(), st.registry.gc_last_runs(1));
+    let mut v = match state {
+        Ok(s) => serde_json::to_value(s).unwrap_or_default(),
+        Err(_) => serde_json::json!({
+            "running": false, "holder": null, "since": null, "read_only_since": null,
+        }),
+    };
+    v["last_run"] = runs
+        .ok()
+        .and_then(|r| r.into_iter().next())
+        .and_then(|r| serde_json::to_value(r).ok())
+        .unwrap_or_default();
+    v
 }
 
 /// `/api/v0/meta/cluster_status`: this replica, the health of each store, and garbage
-/// collection (whether it runs and who holds it).
-/// This replica and its stores; for system administrators (it names store endpoints and
-/// their errors).
+/// collection (whether it runs and who holds it); for system administrators (it names
+/// store endpoints and their errors).
+#[utoipa::path(
+    get, path = "/api/v0/meta/cluster_status", tag = "meta",
+    responses(
+        (status = 200, description = "`{replicas: [{id, version, started_at, uptime_seconds, healthy, stores, directory?}], this_replica, gc}`", body = Object),
+        (status = 403, description = "Not a system administrator (DENIED)", body = crate::api::ErrorBody),
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
 pub async fn cluster_status(
     State(st): State<AppState>,
     _admin: crate::auth::SystemAdmin,
 ) -> Response {
-    let (meta, blobs) = tokio::join!(st.registry.meta().ping(), st.registry.blobs().ping());
+    let (meta, blobs) = st.registry.stores_health().await;
     let gc = gc_status(&st).await;
     let r = &st.replica;
+    let store = |h: &StoreHealth| serde_json::json!({ "kind": h.kind, "healthy": h.healthy(), "error": h.error });
     let body = serde_json::json!({
         "replicas": [{
             "id": r.id,
             "version": r.version,
             "started_at": r.started_at,
             "uptime_seconds": r.started.elapsed().as_secs(),
-            "healthy": meta.is_ok() && blobs.is_ok(),
+            "healthy": meta.healthy() && blobs.healthy(),
             "stores": {
-                "metadata": { "kind": st.registry.meta().kind(), "healthy": meta.is_ok(), "error": meta.err().map(|e| e.to_string()) },
-                "blobs": { "kind": st.registry.blobs().kind(), "healthy": blobs.is_ok(), "error": blobs.err().map(|e| e.to_string()) },
+                "metadata": store(&meta),
+                "blobs": store(&blobs),
             }
         }],
         "this_replica": r.id,

@@ -13,7 +13,7 @@ use berth_auth::rbac::Permission;
 use berth_blob::ByteStream;
 use berth_core::registry::ByteRange;
 use berth_core::{Caller, CoreError, Verdict};
-use berth_oci::{Algorithm, Digest, ErrorCode, Reference, RepoName};
+use berth_oci::{Algorithm, Digest, Reference, RepoName};
 use futures::{StreamExt, TryStreamExt};
 
 type Result<T> = std::result::Result<T, ApiError>;
@@ -66,25 +66,18 @@ impl Query {
     fn n(&self) -> Result<Option<u32>> {
         match self.get("n") {
             None => Ok(None),
-            Some(v) => v.parse::<u32>().map(Some).map_err(|_| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    ErrorCode::Unsupported,
-                    format!("invalid page size n={v:?}"),
-                )
-            }),
+            Some(v) => v
+                .parse::<u32>()
+                .map(Some)
+                .map_err(|_| ApiError::unsupported(format!("invalid page size n={v:?}"))),
         }
     }
     fn digest(&self, k: &str) -> Result<Option<Digest>> {
         match self.get(k) {
             None => Ok(None),
-            Some(v) => Digest::parse(v).map(Some).map_err(|e| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    ErrorCode::DigestInvalid,
-                    e.to_string(),
-                )
-            }),
+            Some(v) => Digest::parse(v)
+                .map(Some)
+                .map_err(|e| ApiError::digest_invalid(e.to_string())),
         }
     }
 }
@@ -97,13 +90,7 @@ fn content_length(h: &HeaderMap) -> Result<Option<u64>> {
             .ok()
             .and_then(|s| s.parse::<u64>().ok())
             .map(Some)
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    ErrorCode::SizeInvalid,
-                    "invalid Content-Length",
-                )
-            }),
+            .ok_or_else(ApiError::content_length_invalid),
     }
 }
 
@@ -112,13 +99,7 @@ fn content_range(h: &HeaderMap) -> Result<Option<(u64, u64)>> {
     let Some(v) = h.get(header::CONTENT_RANGE) else {
         return Ok(None);
     };
-    let bad = || {
-        ApiError::new(
-            StatusCode::RANGE_NOT_SATISFIABLE,
-            ErrorCode::BlobUploadInvalid,
-            "invalid Content-Range: expected <start>-<end>",
-        )
-    };
+    let bad = ApiError::content_range_invalid;
     let s = v.to_str().map_err(|_| bad())?.trim();
     let s = s
         .strip_prefix("bytes")
@@ -139,13 +120,7 @@ fn byte_range(h: &HeaderMap) -> Result<Option<ByteRange>> {
     let Some(v) = h.get(header::RANGE) else {
         return Ok(None);
     };
-    let bad = || {
-        ApiError::new(
-            StatusCode::RANGE_NOT_SATISFIABLE,
-            ErrorCode::SizeInvalid,
-            "invalid Range header",
-        )
-    };
+    let bad = ApiError::range_invalid;
     let s = v.to_str().map_err(|_| bad())?.trim();
     let spec = s.strip_prefix("bytes=").ok_or_else(bad)?;
     if spec.contains(',') {
@@ -608,13 +583,9 @@ async fn put_upload(
     body: Body,
 ) -> Result<Response> {
     let reg = &st.registry;
-    let digest = query.digest("digest")?.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            ErrorCode::DigestInvalid,
-            "the digest query parameter is required",
-        )
-    })?;
+    let digest = query
+        .digest("digest")?
+        .ok_or_else(|| ApiError::digest_invalid("the digest query parameter is required"))?;
     let range = content_range(headers)?;
     let cl = content_length(headers)?;
     let body = has_body(headers).then(|| body_stream(body));

@@ -1277,3 +1277,118 @@ async fn bearer_tokens_are_bounded_by_their_access_claim() {
         .await;
     assert_eq!(r.status, 403);
 }
+
+/// Issue 11: every path and method the router serves under `/api/v0` is in the OpenAPI
+/// document (the GC routes and the cluster status were missing). The paths come from the
+/// router itself ([`berth_http::api::routes`]); each method is probed against the real
+/// router, so one added without documentation fails here.
+#[tokio::test]
+async fn every_routed_path_and_method_is_in_the_openapi_document() {
+    let w = world().await;
+    let doc = w
+        .req("GET", "/api/v0/openapi.json", None, None)
+        .await
+        .json();
+    let documented = doc["paths"].as_object().unwrap().clone();
+    let routes = berth_http::api::routes();
+    assert!(routes.paths().len() >= 25, "{:?}", routes.paths());
+    let sample = |p: &str| {
+        p.replace("{org}", "acme")
+            .replace("{team}", "readers")
+            .replace("{user}", "reader")
+            .replace("{token}", "0000000000000000")
+    };
+    let mut missing = Vec::new();
+    for path in routes.paths() {
+        assert!(path.starts_with("/api/v0/"), "{path}");
+        // The repositories' catch-all serves three documented templates.
+        let cases: Vec<(String, String)> = match path.strip_suffix("{*path}") {
+            Some(prefix) => [
+                ("acme%2Fpublic-app", "{repository}"),
+                ("acme%2Fpublic-app/grants", "{repository}/grants"),
+                (
+                    "acme%2Fpublic-app/grants/readers",
+                    "{repository}/grants/{team}",
+                ),
+            ]
+            .into_iter()
+            .map(|(c, t)| (format!("{prefix}{c}"), format!("{prefix}{t}")))
+            .collect(),
+            None => vec![(sample(path), path.to_string())],
+        };
+        for (concrete, template) in cases {
+            for method in ["GET", "POST", "PUT", "PATCH", "DELETE"] {
+                let r = w.as_("no-role", method, &concrete, None).await;
+                if r.status == 405 {
+                    continue;
+                }
+                let op = documented
+                    .get(&template)
+                    .and_then(|item| item.get(method.to_lowercase()));
+                if op.is_none() {
+                    missing.push(format!("{method} {template} ({})", r.status));
+                }
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "served but not in openapi.json:\n{}",
+        missing.join("\n")
+    );
+}
+
+/// Issue 11: a repository name with its `/` unencoded is accepted as `/v2` accepts it,
+/// for the repository and its grants; a name ending in `grants` is written encoded.
+#[tokio::test]
+async fn repository_paths_take_the_name_with_its_slash() {
+    let w = world().await;
+    for path in [
+        "/api/v0/repositories/acme/public-app",
+        "/api/v0/repositories/acme%2Fpublic-app",
+    ] {
+        let r = w.as_("no-role", "GET", path, None).await;
+        assert_eq!(r.status, 200, "{path}: {:?}", r.body);
+        assert_eq!(r.json()["name"], "acme/public-app");
+    }
+    for path in [
+        "/api/v0/repositories/acme/private-app/grants",
+        "/api/v0/repositories/acme%2Fprivate-app/grants",
+    ] {
+        let r = w.as_("sysadmin", "GET", path, None).await;
+        assert_eq!(r.status, 200, "{path}: {:?}", r.body);
+        assert!(r.json().is_array(), "{path}");
+    }
+    let r = w
+        .as_(
+            "sysadmin",
+            "PUT",
+            "/api/v0/repositories/acme/private-app/grants/readers",
+            Some(serde_json::json!({"role": "read-only"})),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{:?}", r.body);
+    // A missing repository, unencoded: the same answer as encoded.
+    for path in [
+        "/api/v0/repositories/acme/none",
+        "/api/v0/repositories/acme%2Fnone",
+    ] {
+        let r = w.as_("no-role", "GET", path, None).await;
+        assert_eq!(
+            (r.status.as_u16(), r.code().as_str()),
+            (404, "NAME_UNKNOWN"),
+            "{path}"
+        );
+    }
+    // A method the path does not take.
+    let r = w
+        .as_(
+            "sysadmin",
+            "POST",
+            "/api/v0/repositories/acme/public-app",
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 405);
+    assert_eq!(r.headers["allow"], "GET, HEAD, PATCH, DELETE");
+}

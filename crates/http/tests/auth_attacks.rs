@@ -728,9 +728,10 @@ async fn an_org_owner_cannot_take_over_an_ownerless_namespace() {
             m,
         )
         .await;
+    // A refused write is 403 whether the repository exists or not (issue 11).
     assert_eq!(
         (r.status, r.code().as_str()),
-        (StatusCode::NOT_FOUND, "NAME_UNKNOWN")
+        (StatusCode::FORBIDDEN, "DENIED")
     );
     let r = w
         .req(
@@ -743,7 +744,7 @@ async fn an_org_owner_cannot_take_over_an_ownerless_namespace() {
         .await;
     assert_eq!(
         (r.status, r.code().as_str()),
-        (StatusCode::NOT_FOUND, "NAME_UNKNOWN")
+        (StatusCode::FORBIDDEN, "DENIED")
     );
     let r = w
         .req(

@@ -2,10 +2,9 @@
 //! bind password redacted, and directory sync runs (run one now, list the last ones).
 
 use super::{time, ApiQuery, Who};
-use crate::error::{codes, ApiError};
+use crate::error::ApiError;
 use crate::AppState;
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::Json;
 use berth_core::directory_sync::{SyncReport, Trigger};
 use berth_core::manage::Manage;
@@ -173,9 +172,5 @@ pub async fn sync_runs(
 }
 
 fn no_directory() -> ApiError {
-    ApiError::coded(
-        StatusCode::NOT_FOUND,
-        codes::NOT_FOUND,
-        "no directory is configured",
-    )
+    ApiError::no_directory()
 }

@@ -27,7 +27,7 @@ use crate::AppState;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::response::IntoResponse;
-use axum::routing::{get, put};
+use axum::routing::{any, get, put, MethodRouter};
 use axum::Router;
 use berth_auth::rbac::{Role, Visibility};
 use berth_core::manage::{rfc3339_ms, Manage, ManageError};
@@ -38,13 +38,55 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{RefOr, Response as OaResponse};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
-/// The `/api/v0` routes (merged into the application's router).
-pub fn router() -> Router<AppState> {
+/// A router that remembers the paths it serves, so that a test can hold the OpenAPI
+/// document to exactly what the router answers (nothing served and undocumented).
+pub struct Routes {
+    router: Router<AppState>,
+    paths: Vec<&'static str>,
+}
+
+impl Routes {
+    pub fn new() -> Routes {
+        Routes {
+            router: Router::new(),
+            paths: Vec::new(),
+        }
+    }
+
+    pub fn route(mut self, path: &'static str, m: MethodRouter<AppState>) -> Routes {
+        self.paths.push(path);
+        self.router = self.router.route(path, m);
+        self
+    }
+
+    /// The paths, as given to the router (`{name}` parameters, `{*rest}` for the rest).
+    pub fn paths(&self) -> &[&'static str] {
+        &self.paths
+    }
+
+    pub fn into_router(self) -> Router<AppState> {
+        self.router
+    }
+}
+
+impl Default for Routes {
+    fn default() -> Routes {
+        Routes::new()
+    }
+}
+
+/// Every `/api/v0` route: the management API's, garbage collection's and the cluster
+/// status (merged into the application's router).
+pub fn routes() -> Routes {
     use accounts as a;
     use orgs as o;
     use repos as r;
     use teams as t;
-    Router::new()
+    let routes = Routes::new()
+        .route(
+            "/api/v0/meta/cluster_status",
+            get(crate::ops::cluster_status),
+        )
         .route("/api/v0/openapi.json", get(openapi_json))
         .route("/api/v0/users", get(a::list).post(a::create))
         .route(
@@ -90,21 +132,16 @@ pub fn router() -> Router<AppState> {
             put(t::grant_set).delete(t::grant_remove),
         )
         .route("/api/v0/repositories", get(r::list).post(r::create))
-        .route(
-            "/api/v0/repositories/{repository}",
-            get(r::get_one).patch(r::update).delete(r::delete),
-        )
-        .route("/api/v0/repositories/{repository}/grants", get(r::grants))
-        .route(
-            "/api/v0/repositories/{repository}/grants/{team}",
-            put(r::grant_set).delete(r::grant_remove),
-        )
+        // `{repository}`, `{repository}/grants` and `{repository}/grants/{team}`, with the
+        // name encoded or not (see `repos`).
+        .route("/api/v0/repositories/{*path}", any(r::dispatch))
         .route("/api/v0/audit", get(audit::query))
         .route("/api/v0/directory/settings", get(directory::settings))
         .route(
             "/api/v0/directory/sync-runs",
             get(directory::sync_runs).post(directory::sync_run),
-        )
+        );
+    crate::gc_api::routes(routes)
 }
 
 // --- extractors ------------------------------------------------------------------------
@@ -180,6 +217,11 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath
 /// `201 Created` with a JSON body.
 pub fn created<T: Serialize>(v: T) -> axum::response::Response {
     (axum::http::StatusCode::CREATED, axum::Json(v)).into_response()
+}
+
+/// `202 Accepted` with a JSON body (work started in the background).
+pub fn accepted<T: Serialize>(v: T) -> axum::response::Response {
+    (axum::http::StatusCode::ACCEPTED, axum::Json(v)).into_response()
 }
 
 /// `204 No Content`.
@@ -365,6 +407,8 @@ pub fn time(ms: i64) -> String {
         repos::grants, repos::grant_set, repos::grant_remove,
         audit::query,
         directory::settings, directory::sync_run, directory::sync_runs,
+        crate::gc_api::list_runs, crate::gc_api::start_run, crate::gc_api::get_schedule,
+        crate::gc_api::put_schedule, crate::ops::cluster_status,
     ),
     components(schemas(ErrorBody, ErrorItem)),
     modifiers(&ErrorResponses),
@@ -376,7 +420,8 @@ pub fn time(ms: i64) -> String {
         (name = "repositories", description = "Repositories and repository grants"),
         (name = "audit", description = "The audit log"),
         (name = "directory", description = "LDAP / Active Directory"),
-        (name = "meta", description = "This document"),
+        (name = "gc", description = "Garbage collection: runs and the schedule"),
+        (name = "meta", description = "This document, and the cluster status"),
     )
 )]
 pub struct ApiDoc;

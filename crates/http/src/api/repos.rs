@@ -1,16 +1,23 @@
 //! Repositories: create (empty), list (only what the caller may pull), read, visibility,
-//! delete; team grants on one repository. The repository name is one path segment with
-//! `/` written `%2F`.
+//! delete; team grants on one repository.
+//!
+//! The repository name in a path is written either in one segment with `/` as `%2F`
+//! (`/api/v0/repositories/acme%2Fapp`) or as it is, over several segments, as on `/v2`
+//! (`/api/v0/repositories/acme/app`). Unencoded, a last segment `grants`, or `grants` and
+//! one more segment, name the grants sub-resources: `acme/app/grants` is the grants of
+//! `acme/app`. A repository whose own name ends so (`acme/grants`) is written encoded
+//! (`acme%2Fgrants`). All these paths go through one route, [`dispatch`], which reads the
+//! raw path (axum's router cannot tell `%2F` from `/` once decoded).
 
-use super::{
-    created, no_content, time, ApiJson, ApiPath, ApiQuery, GrantOut, RoleIn, VisibilityName, Who,
-};
+use super::{created, no_content, time, ApiJson, ApiQuery, GrantOut, RoleIn, VisibilityName, Who};
 use crate::error::ApiError;
 use crate::AppState;
-use axum::extract::State;
-use axum::response::Response;
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::http::Method;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use berth_core::manage::{repo_name, Manage};
+use berth_core::Caller;
 use berth_meta::identity::RepoSettings;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -134,28 +141,23 @@ pub async fn create(
 /// Read a repository (whoever may pull it).
 #[utoipa::path(
     get, path = "/api/v0/repositories/{repository}", tag = "repositories",
-    params(("repository" = String, Path, description = "Full name, '/' written %2F", max_length = 255, pattern = "^[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*$")),
+    params(("repository" = String, Path, description = "Full name, '/' written %2F (or unencoded over several segments)", max_length = 255, pattern = "^[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*$")),
     responses(
         (status = 200, description = "The repository", body = RepoOut),
         (status = 404, description = "No such repository, or one the caller may not pull (NAME_UNKNOWN)", body = super::ErrorBody),
     ),
     security((), ("basic" = []), ("bearer" = []))
 )]
-pub async fn get_one(
-    State(st): State<AppState>,
-    Who(c): Who,
-    ApiPath(repo): ApiPath<String>,
-) -> Result<Json<RepoOut>, ApiError> {
-    let name = repo_name(&repo)?;
-    Ok(Json(
-        Manage::new(&st.access).repo_get(&c, &name).await?.into(),
-    ))
+pub async fn get_one(st: &AppState, c: &Caller, repo: &str) -> Result<Response, ApiError> {
+    let name = repo_name(repo)?;
+    let r: RepoOut = Manage::new(&st.access).repo_get(c, &name).await?.into();
+    Ok(Json(r).into_response())
 }
 
 /// Make a repository public or private (repository admins).
 #[utoipa::path(
     patch, path = "/api/v0/repositories/{repository}", tag = "repositories", request_body = RepoPatchIn,
-    params(("repository" = String, Path, description = "Full name, '/' written %2F", max_length = 255, pattern = "^[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*$")),
+    params(("repository" = String, Path, description = "Full name, '/' written %2F (or unencoded over several segments)", max_length = 255, pattern = "^[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*$")),
     responses(
         (status = 200, description = "The changed repository", body = RepoOut),
         (status = 403, description = "The caller may pull but not administer it (DENIED)", body = super::ErrorBody),
@@ -164,22 +166,23 @@ pub async fn get_one(
     security(("basic" = []), ("bearer" = []))
 )]
 pub async fn update(
-    State(st): State<AppState>,
-    Who(c): Who,
-    ApiPath(repo): ApiPath<String>,
-    ApiJson(b): ApiJson<RepoPatchIn>,
-) -> Result<Json<RepoOut>, ApiError> {
-    let name = repo_name(&repo)?;
-    let r = Manage::new(&st.access)
-        .repo_set_visibility(&c, &name, b.visibility.into())
-        .await?;
-    Ok(Json(r.into()))
+    st: &AppState,
+    c: &Caller,
+    repo: &str,
+    b: RepoPatchIn,
+) -> Result<Response, ApiError> {
+    let name = repo_name(repo)?;
+    let r: RepoOut = Manage::new(&st.access)
+        .repo_set_visibility(c, &name, b.visibility.into())
+        .await?
+        .into();
+    Ok(Json(r).into_response())
 }
 
 /// Delete a repository with its manifests, tags and grants (whoever may delete in it).
 #[utoipa::path(
     delete, path = "/api/v0/repositories/{repository}", tag = "repositories",
-    params(("repository" = String, Path, description = "Full name, '/' written %2F", max_length = 255, pattern = "^[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*$")),
+    params(("repository" = String, Path, description = "Full name, '/' written %2F (or unencoded over several segments)", max_length = 255, pattern = "^[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*$")),
     responses(
         (status = 204, description = "Deleted"),
         (status = 403, description = "The caller may pull but not delete it (DENIED)", body = super::ErrorBody),
@@ -187,13 +190,9 @@ pub async fn update(
     ),
     security(("basic" = []), ("bearer" = []))
 )]
-pub async fn delete(
-    State(st): State<AppState>,
-    Who(c): Who,
-    ApiPath(repo): ApiPath<String>,
-) -> Result<Response, ApiError> {
-    let name = repo_name(&repo)?;
-    Manage::new(&st.access).repo_delete(&c, &name).await?;
+pub async fn delete(st: &AppState, c: &Caller, repo: &str) -> Result<Response, ApiError> {
+    let name = repo_name(repo)?;
+    Manage::new(&st.access).repo_delete(c, &name).await?;
     Ok(no_content())
 }
 
@@ -201,7 +200,7 @@ pub async fn delete(
 /// admins).
 #[utoipa::path(
     get, path = "/api/v0/repositories/{repository}/grants", tag = "repositories",
-    params(("repository" = String, Path, description = "Full name, '/' written %2F", max_length = 255, pattern = "^[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*$")),
+    params(("repository" = String, Path, description = "Full name, '/' written %2F (or unencoded over several segments)", max_length = 255, pattern = "^[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*$")),
     responses(
         (status = 200, description = "The grants", body = Vec<GrantOut>),
         (status = 403, description = "The caller may pull but not administer it (DENIED)", body = super::ErrorBody),
@@ -209,21 +208,18 @@ pub async fn delete(
     ),
     security(("basic" = []), ("bearer" = []))
 )]
-pub async fn grants(
-    State(st): State<AppState>,
-    Who(c): Who,
-    ApiPath(repo): ApiPath<String>,
-) -> Result<Json<Vec<GrantOut>>, ApiError> {
-    let name = repo_name(&repo)?;
-    let g = Manage::new(&st.access).repo_grants(&c, &name).await?;
-    Ok(Json(g.into_iter().map(Into::into).collect()))
+pub async fn grants(st: &AppState, c: &Caller, repo: &str) -> Result<Response, ApiError> {
+    let name = repo_name(repo)?;
+    let g = Manage::new(&st.access).repo_grants(c, &name).await?;
+    let g: Vec<GrantOut> = g.into_iter().map(Into::into).collect();
+    Ok(Json(g).into_response())
 }
 
 /// Give a team of the repository's organisation a role on it (repository admins).
 #[utoipa::path(
     put, path = "/api/v0/repositories/{repository}/grants/{team}", tag = "repositories", request_body = RoleIn,
     params(
-        ("repository" = String, Path, description = "Full name, '/' written %2F", max_length = 255, pattern = "^[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*$"),
+        ("repository" = String, Path, description = "Full name, '/' written %2F (or unencoded over several segments)", max_length = 255, pattern = "^[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*$"),
         ("team" = String, Path, description = "A team of the repository's organisation", max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$"),
     ),
     responses(
@@ -234,14 +230,14 @@ pub async fn grants(
     security(("basic" = []), ("bearer" = []))
 )]
 pub async fn grant_set(
-    State(st): State<AppState>,
-    Who(c): Who,
-    ApiPath((repo, team)): ApiPath<(String, String)>,
-    ApiJson(b): ApiJson<RoleIn>,
+    st: &AppState,
+    c: &Caller,
+    (repo, team): (&str, &str),
+    b: RoleIn,
 ) -> Result<Response, ApiError> {
-    let name = repo_name(&repo)?;
+    let name = repo_name(repo)?;
     Manage::new(&st.access)
-        .repo_grant_set(&c, &name, &team, b.role.into())
+        .repo_grant_set(c, &name, team, b.role.into())
         .await?;
     Ok(no_content())
 }
@@ -250,7 +246,7 @@ pub async fn grant_set(
 #[utoipa::path(
     delete, path = "/api/v0/repositories/{repository}/grants/{team}", tag = "repositories",
     params(
-        ("repository" = String, Path, description = "Full name, '/' written %2F", max_length = 255, pattern = "^[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*$"),
+        ("repository" = String, Path, description = "Full name, '/' written %2F (or unencoded over several segments)", max_length = 255, pattern = "^[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*$"),
         ("team" = String, Path, description = "A team of the repository's organisation", max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$"),
     ),
     responses(
@@ -261,13 +257,126 @@ pub async fn grant_set(
     security(("basic" = []), ("bearer" = []))
 )]
 pub async fn grant_remove(
-    State(st): State<AppState>,
-    Who(c): Who,
-    ApiPath((repo, team)): ApiPath<(String, String)>,
+    st: &AppState,
+    c: &Caller,
+    (repo, team): (&str, &str),
 ) -> Result<Response, ApiError> {
-    let name = repo_name(&repo)?;
+    let name = repo_name(repo)?;
     Manage::new(&st.access)
-        .repo_grant_remove(&c, &name, &team)
+        .repo_grant_remove(c, &name, team)
         .await?;
     Ok(no_content())
+}
+
+/// What a path under `/api/v0/repositories/` names (see the module documentation).
+#[derive(Debug, PartialEq, Eq)]
+pub enum RepoPath {
+    Repository(String),
+    Grants(String),
+    Grant(String, String),
+}
+
+impl RepoPath {
+    /// Parses the raw (still percent-encoded) path after `/api/v0/repositories/`; `None`
+    /// for an empty segment or one that is not UTF-8 once decoded.
+    pub fn parse(raw: &str) -> Option<RepoPath> {
+        let segs = raw
+            .split('/')
+            .map(|s| {
+                percent_encoding::percent_decode_str(s)
+                    .decode_utf8()
+                    .ok()
+                    .filter(|d| !d.is_empty())
+                    .map(|d| d.into_owned())
+            })
+            .collect::<Option<Vec<String>>>()?;
+        let n = segs.len();
+        Some(match segs.as_slice() {
+            [name @ .., g] if n >= 2 && g == "grants" => RepoPath::Grants(name.join("/")),
+            [name @ .., g, team] if n >= 3 && g == "grants" => {
+                RepoPath::Grant(name.join("/"), team.clone())
+            }
+            name => RepoPath::Repository(name.join("/")),
+        })
+    }
+}
+
+/// Every `/api/v0/repositories/...` request: parses the path ([`RepoPath`]) and hands the
+/// request to the operation its method names.
+pub async fn dispatch(State(st): State<AppState>, req: Request) -> Result<Response, ApiError> {
+    let raw = req
+        .uri()
+        .path()
+        .strip_prefix("/api/v0/repositories/")
+        .unwrap_or_default()
+        .to_string();
+    let Some(target) = RepoPath::parse(&raw) else {
+        return Err(crate::error::not_found().await);
+    };
+    let (mut parts, body) = req.into_parts();
+    let Who(c) = Who::from_request_parts(&mut parts, &st).await?;
+    let method = parts.method.clone();
+    let req = Request::from_parts(parts, body);
+    let st = &st;
+    match (&target, &method) {
+        // HEAD as GET (the server leaves the body out), as axum's `get` routes do.
+        (RepoPath::Repository(r), &Method::GET | &Method::HEAD) => get_one(st, &c, r).await,
+        (RepoPath::Repository(r), &Method::PATCH) => {
+            let ApiJson(b) = ApiJson::from_request(req, st).await?;
+            update(st, &c, r, b).await
+        }
+        (RepoPath::Repository(r), &Method::DELETE) => delete(st, &c, r).await,
+        (RepoPath::Grants(r), &Method::GET | &Method::HEAD) => grants(st, &c, r).await,
+        (RepoPath::Grant(r, t), &Method::PUT) => {
+            let ApiJson(b) = ApiJson::from_request(req, st).await?;
+            grant_set(st, &c, (r, t), b).await
+        }
+        (RepoPath::Grant(r, t), &Method::DELETE) => grant_remove(st, &c, (r, t)).await,
+        (t, m) => {
+            let allow = match t {
+                RepoPath::Repository(_) => "GET, HEAD, PATCH, DELETE",
+                RepoPath::Grants(_) => "GET, HEAD",
+                RepoPath::Grant(..) => "PUT, DELETE",
+            };
+            Err(ApiError::method_not_allowed(
+                allow,
+                format!("{m} is not an operation of this path"),
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RepoPath::{self, *};
+
+    #[test]
+    fn repository_paths_encoded_and_not() {
+        let s = |x: &str| x.to_string();
+        for (raw, want) in [
+            ("acme%2Fapp", Some(Repository(s("acme/app")))),
+            ("acme/app", Some(Repository(s("acme/app")))),
+            ("acme/team/app", Some(Repository(s("acme/team/app")))),
+            ("acme", Some(Repository(s("acme")))),
+            ("acme%2Fapp/grants", Some(Grants(s("acme/app")))),
+            ("acme/app/grants", Some(Grants(s("acme/app")))),
+            (
+                "acme/app/grants/readers",
+                Some(Grant(s("acme/app"), s("readers"))),
+            ),
+            (
+                "acme%2Fapp/grants/readers",
+                Some(Grant(s("acme/app"), s("readers"))),
+            ),
+            // A repository whose name ends in `grants` is written encoded.
+            ("acme%2Fgrants", Some(Repository(s("acme/grants")))),
+            ("acme/grants", Some(Grants(s("acme")))),
+            ("", None),
+            ("acme//app", None),
+            ("acme/app/", None),
+            ("%FF", None),
+        ] {
+            assert_eq!(RepoPath::parse(raw), want, "{raw}");
+        }
+    }
 }

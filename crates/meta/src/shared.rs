@@ -42,6 +42,9 @@ pub(crate) fn manifest_record(
     }
 }
 
+/// A referrer row: digest, media type, artifact type, size, annotations.
+type ReferrerRow = (String, String, Option<String>, i64, Option<String>);
+
 /// [`RegistryStore::referrers`](crate::RegistryStore::referrers).
 pub(crate) async fn referrers(
     pool: Pool<'_>,
@@ -54,7 +57,7 @@ pub(crate) async fn referrers(
                WHERE r.name = $1 AND m.subject = $2 \
                AND (CAST($3 AS TEXT) IS NULL OR m.artifact_type = $3) \
                ORDER BY m.digest";
-    let rows: Vec<(String, String, Option<String>, i64, Option<String>)> = on_pool!(pool, p => {
+    let rows: Vec<ReferrerRow> = on_pool!(pool, p => {
         sqlx::query_as(sql)
             .bind(repo.as_str())
             .bind(subject.as_str())
@@ -232,6 +235,9 @@ pub(crate) async fn upload_get(
         .transpose()
 }
 
+/// A stale upload row: id, repository, then [`UploadColumns`].
+type StaleUploadRow = (String, String, i64, Vec<u8>, String, i64, i64);
+
 /// [`GcStore::uploads_stale`](crate::GcStore::uploads_stale).
 pub(crate) async fn uploads_stale(
     pool: Pool<'_>,
@@ -241,7 +247,7 @@ pub(crate) async fn uploads_stale(
     let sql = "SELECT u.id, r.name, u.\"offset\", u.hash_state, u.store_state, u.created_at, \
                u.updated_at FROM uploads u JOIN repositories r ON r.id = u.repo_id \
                WHERE u.updated_at < $1 ORDER BY u.updated_at LIMIT $2";
-    let rows: Vec<(String, String, i64, Vec<u8>, String, i64, i64)> = on_pool!(pool, p => {
+    let rows: Vec<StaleUploadRow> = on_pool!(pool, p => {
         sqlx::query_as(sql)
             .bind(before)
             .bind(i64::from(limit))

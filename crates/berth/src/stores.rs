@@ -1,4 +1,6 @@
-//! Opens the configured stores. The only module that names concrete implementations.
+//! Opens the configured stores. The only module that names concrete implementations, and
+//! where each is wrapped in its instrumenting wrapper (latency and errors per method, on
+//! `/metrics`).
 
 use crate::config::{BlobsKind, Config};
 use anyhow::Context;
@@ -7,7 +9,7 @@ use berth_blob::s3::S3BlobStore;
 use berth_blob::BlobStore;
 use berth_meta::postgres::PgMetaStore;
 use berth_meta::sqlite::SqliteMetaStore;
-use berth_meta::{IdentityStore, MetaStore};
+use berth_meta::{IdentityStore, Instrumented, MetaStore};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -37,15 +39,23 @@ pub async fn open_meta(
                 .await
                 .with_context(|| format!("opening SQLite at {}", path.display()))?,
         );
-        Ok((store.clone(), store))
+        Ok(instrumented(store))
     } else {
         let store = Arc::new(
             PgMetaStore::connect_pooled(&url, cfg.metadata.max_connections)
                 .await
                 .context("connecting to PostgreSQL")?,
         );
-        Ok((store.clone(), store))
+        Ok(instrumented(store))
     }
+}
+
+/// One store, instrumented, as both of its traits.
+fn instrumented<S: MetaStore + IdentityStore>(
+    store: Arc<S>,
+) -> (Arc<dyn MetaStore>, Arc<dyn IdentityStore>) {
+    let store = Arc::new(Instrumented::new(store));
+    (store.clone(), store)
 }
 
 /// Opens the metadata and blob stores named by `cfg` (`create`: as [`open_meta`]).
@@ -70,5 +80,6 @@ pub async fn open(
             )
         }
     };
+    let blobs = Arc::new(berth_blob::instrument::Instrumented::new(blobs));
     Ok((meta, identity, blobs))
 }

@@ -1,6 +1,6 @@
 //! `/health` and `/api/v0/meta/cluster_status` tell the truth about the stores: 503 naming
 //! the failing component when blob storage or the metadata database is unreachable, and
-//! 200 again once it is back.
+//! 200 again once it is back. The stores' calls (and their failures) show on `/metrics`.
 
 #[macro_use]
 mod common;
@@ -13,6 +13,28 @@ fn get_json(host: &str, path: &str) -> (u16, serde_json::Value) {
     let r = reqwest::blocking::get(format!("http://{host}{path}")).expect("GET");
     let status = r.status().as_u16();
     (status, r.json().expect("JSON body"))
+}
+
+/// `path`, as the administrator whose password is `password`.
+fn get_as_admin(host: &str, path: &str, password: &str) -> reqwest::blocking::Response {
+    reqwest::blocking::Client::new()
+        .get(format!("http://{host}{path}"))
+        .basic_auth("admin", Some(password))
+        .send()
+        .expect("GET")
+}
+
+/// The `/metrics` lines of `metric` whose labels include every one of `labels`.
+fn metric_lines(host: &str, metric: &str, labels: &[&str]) -> Vec<String> {
+    let text = reqwest::blocking::get(format!("http://{host}/metrics"))
+        .expect("GET /metrics")
+        .text()
+        .expect("metrics text");
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{metric}{{")))
+        .filter(|l| labels.iter().all(|want| l.contains(want)))
+        .map(str::to_string)
+        .collect()
 }
 
 fn wait_for(host: &str, want: u16) -> serde_json::Value {
@@ -55,22 +77,69 @@ fn unreachable_blob_storage_is_named() {
     // Cluster status names stores and their errors: system administrators only.
     let (status, _) = get_json(&p.host, "/api/v0/meta/cluster_status");
     assert_eq!(status, 401);
-    let r = reqwest::blocking::Client::new()
-        .get(format!("http://{}/api/v0/meta/cluster_status", p.host))
-        .basic_auth("admin", Some("health-admin-pw"))
-        .send()
-        .expect("GET");
+    let r = get_as_admin(&p.host, "/api/v0/meta/cluster_status", "health-admin-pw");
     assert_eq!(r.status().as_u16(), 200);
     let cs: serde_json::Value = r.json().expect("JSON body");
     assert_eq!(
         cs["replicas"][0]["stores"]["blobs"]["healthy"], false,
         "{cs}"
     );
+    // The instrumenting wrapper counted the failed pings.
+    let errors = metric_lines(
+        &p.host,
+        "berth_store_errors_total",
+        &[r#"store="BlobStore""#, r#"method="ping""#],
+    );
+    assert_eq!(errors.len(), 1, "{errors:?}");
     let log = std::fs::read_to_string(&p.log).unwrap();
     assert!(
         !log.contains("BERTH_S3_SECRET") && !log.contains("=s\""),
         "secret in log:\n{log}"
     );
+}
+
+/// Every store is wrapped by `berth`: a call to each shows on `/metrics` as a latency
+/// histogram labelled with the store trait and the method.
+#[test]
+fn store_calls_show_in_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Process::spawn(
+        &["--data-dir".as_ref(), dir.path().join("data").as_os_str()],
+        &[("BERTH_ADMIN_PASSWORD", "metrics-admin-pw")],
+        &dir.path().join("berth.log"),
+    );
+    wait_for(&p.host, 200);
+    // An administrator's catalog request: the caller from the identity store, the names
+    // from the registry store.
+    let r = get_as_admin(&p.host, "/v2/_catalog", "metrics-admin-pw");
+    assert_eq!(r.status().as_u16(), 200);
+    for (store, method) in [
+        ("RegistryStore", "ping"),
+        ("BlobStore", "ping"),
+        ("AccountStore", "user_get"),
+        ("RegistryStore", "catalog"),
+    ] {
+        let store_label = format!("store=\"{store}\"");
+        let method_label = format!("method=\"{method}\"");
+        let counts = metric_lines(
+            &p.host,
+            "berth_store_call_duration_seconds_count",
+            &[&store_label, &method_label],
+        );
+        let all = metric_lines(&p.host, "berth_store_call_duration_seconds_count", &[]);
+        assert_eq!(
+            counts.len(),
+            1,
+            "{store}::{method} not on /metrics: {all:#?}"
+        );
+        let n: u64 = counts[0]
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .expect("count");
+        assert!(n >= 1, "{}", counts[0]);
+    }
 }
 
 #[test]

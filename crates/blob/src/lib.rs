@@ -15,12 +15,17 @@
 //!   renamed to its content path on commit.
 //! - [`memory`]: in-process, for tests of the layers above.
 //! - [`s3`]: any S3-compatible object store through `object_store`'s multipart API.
-//! - [`conformance`]: the one test suite every implementation passes, and the
-//!   [`blob_store_conformance!`] macro that runs it.
+//! - `conformance` (feature `conformance`, on only for tests): the one test suite every
+//!   implementation passes, and the `blob_store_conformance!` macro that runs it. It is
+//!   not compiled into the binary.
+//! - [`instrument`]: [`Instrumented`](instrument::Instrumented), the wrapper that records
+//!   the latency and errors of every call; `berth` wraps the store it opens.
 //! - `keys` (private): the key layout and upload-id grammar the stores share.
 
+#[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod fs;
+pub mod instrument;
 mod keys;
 pub mod memory;
 pub mod s3;

@@ -801,7 +801,7 @@ mod tests {
     /// deleted user) is not created, the run reports it and goes on with the others.
     #[tokio::test]
     async fn directory_accounts_do_not_take_ownerless_namespaces() {
-        use berth_meta::MetaStore;
+        use berth_meta::prelude::*;
         let dir = tempfile::tempdir().unwrap();
         let store = berth_meta::SqliteMetaStore::open(&dir.path().join("m.db"))
             .await

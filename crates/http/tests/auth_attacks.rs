@@ -11,7 +11,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use berth_auth::token::{issue, AccessEntry, Claims, SigningKey};
 use berth_core::AccessConfig;
-use berth_meta::IdentityStore;
+use berth_meta::prelude::*;
 use common::{basic, World, OCI_MANIFEST, PASSWORD};
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

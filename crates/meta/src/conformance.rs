@@ -18,7 +18,8 @@
 //! This is test support compiled into the library so that other crates (wrappers adding
 //! metrics or fault injection) can run it against their own stores; it panics by design.
 
-use crate::{MetaError, MetaStore, NewManifest, Referrer, UploadLease, UploadRecord};
+use crate::prelude::*;
+use crate::{MetaError, NewManifest, Referrer, UploadLease, UploadRecord};
 use berth_oci::{Digest, RepoName, Tag};
 use bytes::Bytes;
 use std::sync::Arc;
@@ -72,6 +73,24 @@ pub fn unique_schema(prefix: &str) -> String {
     h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
     h.write_u32(std::process::id());
     format!("{prefix}_{:016x}", h.finish())
+}
+
+/// Links one blob through `store`, for [`assert_linked`] through another handle on the
+/// same database (the file opened again, a second replica).
+pub async fn link_one(store: &dyn MetaStore) -> (RepoName, Digest) {
+    let repo = RepoName::parse("library/app").expect("name");
+    let digest = Digest::sha256_of(b"layer");
+    store.blob_link(&repo, &digest, 5).await.expect("blob_link");
+    (repo, digest)
+}
+
+/// `store` sees the link [`link_one`] made.
+pub async fn assert_linked(store: &dyn MetaStore, (repo, digest): &(RepoName, Digest)) {
+    let size = store
+        .blob_in_repo(repo, digest)
+        .await
+        .expect("blob_in_repo");
+    assert_eq!(size, Some(5));
 }
 
 /// Expands to a module `$name` with one `#[tokio::test]` per conformance case. `$make` is

@@ -1,14 +1,16 @@
-//! Identity and access storage: the [`IdentityStore`] trait and the records it keeps.
+//! Identity and access storage: the identity traits ([`AccountStore`], [`TeamStore`],
+//! [`AccessStore`], [`TokenStore`], [`AuditStore`], gathered by [`IdentityStore`]) and the
+//! records they keep.
 //!
 //! Accounts (users and organisations, one namespace of names), organisation membership,
 //! teams and their members, repository settings (visibility, creator), team grants on
 //! repositories and namespaces, access and refresh tokens (hashes only), the token
 //! service's signing keys, and the audit log. The decision itself is `berth_auth::rbac`'s;
-//! this store loads what it needs ([`IdentityStore::access_for`]) in one round trip, since
+//! this store loads what it needs ([`AccessStore::access_for`]) in one round trip, since
 //! that runs on every authenticated request.
 //!
-//! A separate trait from [`MetaStore`](crate::MetaStore) so that each stays readable and
-//! so that the registry's pull and push paths do not depend on account management; both
+//! Separate traits from [`MetaStore`](crate::MetaStore)'s so that each stays readable and
+//! so that the registry's pull and push paths do not depend on account management; all
 //! are implemented by [`SqliteMetaStore`](crate::SqliteMetaStore) and
 //! [`PgMetaStore`](crate::PgMetaStore) over the same database.
 //!
@@ -17,7 +19,6 @@
 //! decide who may do what, nor validate names beyond that.
 
 use crate::MetaError;
-use async_trait::async_trait;
 use berth_auth::rbac::{Grant, NamespaceKind, Repository, Restriction, Role, Subject, Visibility};
 use berth_auth::secret::{SecretHash, SecretId};
 use berth_oci::RepoName;
@@ -368,285 +369,316 @@ pub struct AuditFilter {
     pub target_prefix: Option<String>,
 }
 
-/// Identity and access metadata. Every method is one transaction.
-#[async_trait]
-pub trait IdentityStore: Send + Sync + 'static {
-    // --- users ---------------------------------------------------------------------
+store_trait! {
+    /// Accounts: users, organisations and their members. Every method is one transaction.
+    pub trait AccountStore {
+        // --- users ---------------------------------------------------------------------
 
-    /// Creates a user. `Conflict` if a user or an organisation has the name; `Invalid` if
-    /// the name is not lowercase or empty. A name is also a namespace: if repositories
-    /// that no account owns are in it (pushed where no account existed, or left by a
-    /// deleted account), `NamespaceHeld` unless `claim_namespace` is set, in which case
-    /// the new account owns them, in the same transaction. Every way of creating an
-    /// account goes through this check (and [`org_create`](Self::org_create)'s).
-    async fn user_create(&self, user: &NewUser) -> Result<UserRecord, MetaError>;
+        /// Creates a user. `Conflict` if a user or an organisation has the name; `Invalid` if
+        /// the name is not lowercase or empty. A name is also a namespace: if repositories
+        /// that no account owns are in it (pushed where no account existed, or left by a
+        /// deleted account), `NamespaceHeld` unless `claim_namespace` is set, in which case
+        /// the new account owns them, in the same transaction. Every way of creating an
+        /// account goes through this check (and [`org_create`](Self::org_create)'s).
+        async fn user_create(&self, user: &NewUser) -> Result<UserRecord, MetaError>;
 
-    /// The user, if it exists (organisations are not users).
-    async fn user_get(&self, key: UserKey<'_>) -> Result<Option<UserRecord>, MetaError>;
+        /// The user, if it exists (organisations are not users).
+        async fn user_get(&self, key: UserKey<'_>) -> Result<Option<UserRecord>, MetaError>;
 
-    /// Users by name, strictly after `last`, at most `n`.
-    async fn users_list(&self, last: Option<&str>, n: u32) -> Result<Vec<UserRecord>, MetaError>;
+        /// Users by name, strictly after `last`, at most `n`.
+        async fn users_list(&self, last: Option<&str>, n: u32) -> Result<Vec<UserRecord>, MetaError>;
 
-    /// Changes a user; `NotFound` if there is none. A new password (a different hash) or
-    /// a deactivation moves [`UserRecord::credential_epoch`] and revokes the refresh
-    /// tokens issued at a password login under an earlier epoch.
-    async fn user_update(&self, id: AccountId, patch: &UserPatch) -> Result<UserRecord, MetaError>;
+        /// Changes a user; `NotFound` if there is none. A new password (a different hash) or
+        /// a deactivation moves [`UserRecord::credential_epoch`] and revokes the refresh
+        /// tokens issued at a password login under an earlier epoch.
+        async fn user_update(&self, id: AccountId, patch: &UserPatch) -> Result<UserRecord, MetaError>;
 
-    /// Deletes a user with their memberships and tokens; `false` if absent. Their
-    /// repositories stay, owned by no account.
-    async fn user_delete(&self, id: AccountId) -> Result<bool, MetaError>;
+        /// Deletes a user with their memberships and tokens; `false` if absent. Their
+        /// repositories stay, owned by no account.
+        async fn user_delete(&self, id: AccountId) -> Result<bool, MetaError>;
 
-    // --- organisations -------------------------------------------------------------
+        // --- organisations -------------------------------------------------------------
 
-    /// Creates an organisation. `Conflict` if a user or an organisation has the name;
-    /// `NamespaceHeld` or a claim of the namespace's repositories exactly as
-    /// [`user_create`](Self::user_create).
-    async fn org_create(
-        &self,
-        name: &str,
-        full_name: &str,
-        settings: &OrgSettings,
-        claim_namespace: bool,
-    ) -> Result<OrgRecord, MetaError>;
+        /// Creates an organisation. `Conflict` if a user or an organisation has the name;
+        /// `NamespaceHeld` or a claim of the namespace's repositories exactly as
+        /// [`user_create`](Self::user_create).
+        async fn org_create(
+            &self,
+            name: &str,
+            full_name: &str,
+            settings: &OrgSettings,
+            claim_namespace: bool,
+        ) -> Result<OrgRecord, MetaError>;
 
-    async fn org_get(&self, name: &str) -> Result<Option<OrgRecord>, MetaError>;
+        async fn org_get(&self, name: &str) -> Result<Option<OrgRecord>, MetaError>;
 
-    /// Organisations by name, strictly after `last`, at most `n`.
-    async fn orgs_list(&self, last: Option<&str>, n: u32) -> Result<Vec<OrgRecord>, MetaError>;
+        /// Organisations by name, strictly after `last`, at most `n`.
+        async fn orgs_list(&self, last: Option<&str>, n: u32) -> Result<Vec<OrgRecord>, MetaError>;
 
-    /// Replaces the settings; `NotFound` if there is no such organisation.
-    async fn org_update(&self, name: &str, settings: &OrgSettings) -> Result<OrgRecord, MetaError>;
+        /// Replaces the settings; `NotFound` if there is no such organisation.
+        async fn org_update(&self, name: &str, settings: &OrgSettings) -> Result<OrgRecord, MetaError>;
 
-    /// Deletes an organisation with its memberships, teams and grants; its repositories
-    /// stay, owned by no account. `false` if absent.
-    async fn org_delete(&self, name: &str) -> Result<bool, MetaError>;
+        /// Deletes an organisation with its memberships, teams and grants; its repositories
+        /// stay, owned by no account. `false` if absent.
+        async fn org_delete(&self, name: &str) -> Result<bool, MetaError>;
 
-    /// Adds a user to an organisation or changes their owner flag. `NotFound` if either
-    /// is missing.
-    async fn org_member_set(
-        &self,
-        org: &str,
-        user: AccountId,
-        is_owner: bool,
-    ) -> Result<(), MetaError>;
+        /// Adds a user to an organisation or changes their owner flag. `NotFound` if either
+        /// is missing.
+        async fn org_member_set(
+            &self,
+            org: &str,
+            user: AccountId,
+            is_owner: bool,
+        ) -> Result<(), MetaError>;
 
-    /// Removes a user from an organisation and from its teams; `false` if not a member.
-    async fn org_member_remove(&self, org: &str, user: AccountId) -> Result<bool, MetaError>;
+        /// Removes a user from an organisation and from its teams; `false` if not a member.
+        async fn org_member_remove(&self, org: &str, user: AccountId) -> Result<bool, MetaError>;
 
-    /// Members by name; `NotFound` if there is no such organisation.
-    async fn org_members(&self, org: &str) -> Result<Vec<Member>, MetaError>;
+        /// Members by name; `NotFound` if there is no such organisation.
+        async fn org_members(&self, org: &str) -> Result<Vec<Member>, MetaError>;
+    }
+}
 
-    // --- teams ---------------------------------------------------------------------
+store_trait! {
+    /// Teams of an organisation and their members. Every method is one transaction.
+    pub trait TeamStore {
+        // --- teams ---------------------------------------------------------------------
 
-    /// Creates a team. `NotFound` without the organisation, `Conflict` if the name is taken
-    /// in it.
-    async fn team_create(
-        &self,
-        org: &str,
-        name: &str,
-        directory_group: Option<&str>,
-    ) -> Result<TeamRecord, MetaError>;
+        /// Creates a team. `NotFound` without the organisation, `Conflict` if the name is taken
+        /// in it.
+        async fn team_create(
+            &self,
+            org: &str,
+            name: &str,
+            directory_group: Option<&str>,
+        ) -> Result<TeamRecord, MetaError>;
 
-    async fn team_get(&self, org: &str, name: &str) -> Result<Option<TeamRecord>, MetaError>;
+        async fn team_get(&self, org: &str, name: &str) -> Result<Option<TeamRecord>, MetaError>;
 
-    /// Teams of an organisation by name.
-    async fn teams_list(&self, org: &str) -> Result<Vec<TeamRecord>, MetaError>;
+        /// Teams of an organisation by name.
+        async fn teams_list(&self, org: &str) -> Result<Vec<TeamRecord>, MetaError>;
 
-    /// Sets or clears the directory group mapped to a team; `false` if no such team.
-    async fn team_set_directory_group(
-        &self,
-        org: &str,
-        name: &str,
-        group: Option<&str>,
-    ) -> Result<bool, MetaError>;
+        /// Sets or clears the directory group mapped to a team; `false` if no such team.
+        async fn team_set_directory_group(
+            &self,
+            org: &str,
+            name: &str,
+            group: Option<&str>,
+        ) -> Result<bool, MetaError>;
 
-    /// Deletes a team with its memberships and grants; `false` if absent.
-    async fn team_delete(&self, org: &str, name: &str) -> Result<bool, MetaError>;
+        /// Deletes a team with its memberships and grants; `false` if absent.
+        async fn team_delete(&self, org: &str, name: &str) -> Result<bool, MetaError>;
 
-    /// Adds a user to a team, and to its organisation (not as owner) if needed.
-    /// Idempotent; `NotFound` if the team or the user is missing.
-    async fn team_member_add(
-        &self,
-        org: &str,
-        team: &str,
-        user: AccountId,
-    ) -> Result<(), MetaError>;
+        /// Adds a user to a team, and to its organisation (not as owner) if needed.
+        /// Idempotent; `NotFound` if the team or the user is missing.
+        async fn team_member_add(
+            &self,
+            org: &str,
+            team: &str,
+            user: AccountId,
+        ) -> Result<(), MetaError>;
 
-    /// Removes a user from a team (they stay in the organisation); `false` if absent.
-    async fn team_member_remove(
-        &self,
-        org: &str,
-        team: &str,
-        user: AccountId,
-    ) -> Result<bool, MetaError>;
+        /// Removes a user from a team (they stay in the organisation); `false` if absent.
+        async fn team_member_remove(
+            &self,
+            org: &str,
+            team: &str,
+            user: AccountId,
+        ) -> Result<bool, MetaError>;
 
-    /// Members of a team by name; `NotFound` if there is no such team.
-    async fn team_members(&self, org: &str, team: &str) -> Result<Vec<Member>, MetaError>;
+        /// Members of a team by name; `NotFound` if there is no such team.
+        async fn team_members(&self, org: &str, team: &str) -> Result<Vec<Member>, MetaError>;
+    }
+}
 
-    // --- repositories --------------------------------------------------------------
+store_trait! {
+    /// Repository settings, grants and the inputs of the access decision. Every method is
+    /// one transaction.
+    pub trait AccessStore {
+        // --- repositories --------------------------------------------------------------
 
-    /// Creates a repository (management API, or core before a first push) with its
-    /// creator, with `visibility` or else the namespace's default, owned by the
-    /// namespace's account if there is one. `Conflict` if it exists.
-    async fn repo_create(
-        &self,
-        repo: &RepoName,
-        created_by: Option<AccountId>,
-        visibility: Option<Visibility>,
-    ) -> Result<RepoSettings, MetaError>;
+        /// Creates a repository (management API, or core before a first push) with its
+        /// creator, with `visibility` or else the namespace's default, owned by the
+        /// namespace's account if there is one. `Conflict` if it exists.
+        async fn repo_create(
+            &self,
+            repo: &RepoName,
+            created_by: Option<AccountId>,
+            visibility: Option<Visibility>,
+        ) -> Result<RepoSettings, MetaError>;
 
-    async fn repo_settings(&self, repo: &RepoName) -> Result<Option<RepoSettings>, MetaError>;
+        async fn repo_settings(&self, repo: &RepoName) -> Result<Option<RepoSettings>, MetaError>;
 
-    /// Sets a repository's visibility; `false` if it does not exist.
-    async fn repo_set_visibility(
-        &self,
-        repo: &RepoName,
-        visibility: Visibility,
-    ) -> Result<bool, MetaError>;
+        /// Sets a repository's visibility; `false` if it does not exist.
+        async fn repo_set_visibility(
+            &self,
+            repo: &RepoName,
+            visibility: Visibility,
+        ) -> Result<bool, MetaError>;
 
-    /// Repositories by name, strictly after `last`, at most `n`, optionally only those of
-    /// one namespace.
-    async fn repos_list(
-        &self,
-        namespace: Option<&str>,
-        last: Option<&str>,
-        n: u32,
-    ) -> Result<Vec<RepoSettings>, MetaError>;
+        /// Repositories by name, strictly after `last`, at most `n`, optionally only those of
+        /// one namespace.
+        async fn repos_list(
+            &self,
+            namespace: Option<&str>,
+            last: Option<&str>,
+            n: u32,
+        ) -> Result<Vec<RepoSettings>, MetaError>;
 
-    /// The repositories of `scope` (optionally only those of `namespace`), by name,
-    /// strictly after `last`, at most `n`. Each part of the scope is its own index range
-    /// scan of at most `n` rows, so a page costs work in proportion to the page and the
-    /// scope's parts, never to the repositories the scope leaves out.
-    async fn repos_visible(
-        &self,
-        scope: &VisibleScope,
-        namespace: Option<&str>,
-        last: Option<&str>,
-        n: u32,
-    ) -> Result<Vec<RepoSettings>, MetaError>;
+        /// The repositories of `scope` (optionally only those of `namespace`), by name,
+        /// strictly after `last`, at most `n`. Each part of the scope is its own index range
+        /// scan of at most `n` rows, so a page costs work in proportion to the page and the
+        /// scope's parts, never to the repositories the scope leaves out.
+        async fn repos_visible(
+            &self,
+            scope: &VisibleScope,
+            namespace: Option<&str>,
+            last: Option<&str>,
+            n: u32,
+        ) -> Result<Vec<RepoSettings>, MetaError>;
 
-    /// Deletes a repository with its manifests, tags, links, uploads and grants (blob rows
-    /// stay for garbage collection); `false` if absent.
-    async fn repo_delete(&self, repo: &RepoName) -> Result<bool, MetaError>;
+        /// Deletes a repository with its manifests, tags, links, uploads and grants (blob rows
+        /// stay for garbage collection); `false` if absent.
+        async fn repo_delete(&self, repo: &RepoName) -> Result<bool, MetaError>;
 
-    // --- grants --------------------------------------------------------------------
+        // --- grants --------------------------------------------------------------------
 
-    /// Gives a team a role on one repository of its organisation (replacing any role it
-    /// had there). `NotFound` if the team or the repository is missing; `Invalid` if the
-    /// repository is in another namespace.
-    async fn grant_repo_set(
-        &self,
-        org: &str,
-        team: &str,
-        repo: &RepoName,
-        role: Role,
-    ) -> Result<(), MetaError>;
+        /// Gives a team a role on one repository of its organisation (replacing any role it
+        /// had there). `NotFound` if the team or the repository is missing; `Invalid` if the
+        /// repository is in another namespace.
+        async fn grant_repo_set(
+            &self,
+            org: &str,
+            team: &str,
+            repo: &RepoName,
+            role: Role,
+        ) -> Result<(), MetaError>;
 
-    /// `false` if the team had no role there.
-    async fn grant_repo_remove(
-        &self,
-        org: &str,
-        team: &str,
-        repo: &RepoName,
-    ) -> Result<bool, MetaError>;
+        /// `false` if the team had no role there.
+        async fn grant_repo_remove(
+            &self,
+            org: &str,
+            team: &str,
+            repo: &RepoName,
+        ) -> Result<bool, MetaError>;
 
-    /// Gives a team a role on its organisation's whole namespace (replacing any).
-    async fn grant_namespace_set(&self, org: &str, team: &str, role: Role)
-        -> Result<(), MetaError>;
+        /// Gives a team a role on its organisation's whole namespace (replacing any).
+        async fn grant_namespace_set(&self, org: &str, team: &str, role: Role)
+            -> Result<(), MetaError>;
 
-    /// `false` if the team had no namespace role.
-    async fn grant_namespace_remove(&self, org: &str, team: &str) -> Result<bool, MetaError>;
+        /// `false` if the team had no namespace role.
+        async fn grant_namespace_remove(&self, org: &str, team: &str) -> Result<bool, MetaError>;
 
-    /// Grants of every team of an organisation: namespace grants first, then repository
-    /// grants by repository; each by team.
-    async fn grants_of_org(&self, org: &str) -> Result<Vec<Grant>, MetaError>;
+        /// Grants of every team of an organisation: namespace grants first, then repository
+        /// grants by repository; each by team.
+        async fn grants_of_org(&self, org: &str) -> Result<Vec<Grant>, MetaError>;
 
-    /// Grants naming one repository, and namespace grants covering it.
-    async fn grants_on_repo(&self, repo: &RepoName) -> Result<Vec<Grant>, MetaError>;
+        /// Grants naming one repository, and namespace grants covering it.
+        async fn grants_on_repo(&self, repo: &RepoName) -> Result<Vec<Grant>, MetaError>;
 
-    /// Grants of every team a user belongs to (for filtering listings).
-    async fn grants_of_user(&self, user: AccountId) -> Result<Vec<Grant>, MetaError>;
+        /// Grants of every team a user belongs to (for filtering listings).
+        async fn grants_of_user(&self, user: AccountId) -> Result<Vec<Grant>, MetaError>;
 
-    // --- the access decision's inputs --------------------------------------------------
+        // --- the access decision's inputs --------------------------------------------------
 
-    /// The subject of an active or inactive user, with organisations and teams; `None` if
-    /// there is no such user.
-    async fn subject_for(&self, key: UserKey<'_>) -> Result<Option<Subject>, MetaError>;
+        /// The subject of an active or inactive user, with organisations and teams; `None` if
+        /// there is no such user.
+        async fn subject_for(&self, key: UserKey<'_>) -> Result<Option<Subject>, MetaError>;
 
-    /// The repository as the decision sees it: visibility if it exists, its namespace's
-    /// owner kind (for an existing repository, its owning account's; for a missing one,
-    /// the account of the namespace's name, which would own it).
-    async fn repository_for_access(&self, repo: &RepoName) -> Result<Repository, MetaError>;
+        /// The repository as the decision sees it: visibility if it exists, its namespace's
+        /// owner kind (for an existing repository, its owning account's; for a missing one,
+        /// the account of the namespace's name, which would own it).
+        async fn repository_for_access(&self, repo: &RepoName) -> Result<Repository, MetaError>;
 
-    /// [`subject_for`](Self::subject_for), [`repository_for_access`](Self::repository_for_access)
-    /// and the user's grants in the repository's namespace, in one round trip. An unknown
-    /// user gives the anonymous subject.
-    async fn access_for(
-        &self,
-        user: Option<UserKey<'_>>,
-        repo: &RepoName,
-    ) -> Result<AccessContext, MetaError>;
+        /// [`subject_for`](Self::subject_for), [`repository_for_access`](Self::repository_for_access)
+        /// and the user's grants in the repository's namespace, in one round trip. An unknown
+        /// user gives the anonymous subject.
+        async fn access_for(
+            &self,
+            user: Option<UserKey<'_>>,
+            repo: &RepoName,
+        ) -> Result<AccessContext, MetaError>;
+    }
+}
 
-    // --- tokens --------------------------------------------------------------------
+store_trait! {
+    /// Access tokens and the token-signing keys. Every method is one transaction.
+    pub trait TokenStore {
+        // --- tokens --------------------------------------------------------------------
 
-    /// Stores a token; `Conflict` if the id exists, `NotFound` if the user (or a parent
-    /// token of the same user) does not, `Invalid` for a refresh token without a parent,
-    /// an access token with one, or a parent token that is not an access token. A refresh
-    /// token expires no later than its parent token, and is stored revoked if its parent
-    /// no longer holds (a revoked parent token, a password epoch that has moved).
-    async fn token_create(&self, token: &NewToken) -> Result<TokenRecord, MetaError>;
+        /// Stores a token; `Conflict` if the id exists, `NotFound` if the user (or a parent
+        /// token of the same user) does not, `Invalid` for a refresh token without a parent,
+        /// an access token with one, or a parent token that is not an access token. A refresh
+        /// token expires no later than its parent token, and is stored revoked if its parent
+        /// no longer holds (a revoked parent token, a password epoch that has moved).
+        async fn token_create(&self, token: &NewToken) -> Result<TokenRecord, MetaError>;
 
-    /// A token by id, revoked or expired ones included (the caller checks
-    /// [`TokenRecord::usable_at`]).
-    async fn token_get(&self, id: &SecretId) -> Result<Option<TokenRecord>, MetaError>;
+        /// A token by id, revoked or expired ones included (the caller checks
+        /// [`TokenRecord::usable_at`]).
+        async fn token_get(&self, id: &SecretId) -> Result<Option<TokenRecord>, MetaError>;
 
-    /// A user's tokens of one kind, newest first.
-    async fn tokens_list(
-        &self,
-        user: AccountId,
-        kind: TokenKind,
-    ) -> Result<Vec<TokenRecord>, MetaError>;
+        /// A user's tokens of one kind, newest first.
+        async fn tokens_list(
+            &self,
+            user: AccountId,
+            kind: TokenKind,
+        ) -> Result<Vec<TokenRecord>, MetaError>;
 
-    /// Records a use at `at` (unix milliseconds); `false` if absent.
-    async fn token_touch(&self, id: &SecretId, at: i64) -> Result<bool, MetaError>;
+        /// Records a use at `at` (unix milliseconds); `false` if absent.
+        async fn token_touch(&self, id: &SecretId, at: i64) -> Result<bool, MetaError>;
 
-    /// Revokes a token and the refresh tokens issued against it; `false` if absent
-    /// (revoking twice is `true`).
-    async fn token_revoke(&self, id: &SecretId) -> Result<bool, MetaError>;
+        /// Revokes a token and the refresh tokens issued against it; `false` if absent
+        /// (revoking twice is `true`).
+        async fn token_revoke(&self, id: &SecretId) -> Result<bool, MetaError>;
 
-    /// Revokes every token of a user; how many were not revoked before.
-    async fn tokens_revoke_all(&self, user: AccountId) -> Result<u64, MetaError>;
+        /// Revokes every token of a user; how many were not revoked before.
+        async fn tokens_revoke_all(&self, user: AccountId) -> Result<u64, MetaError>;
 
-    // --- signing keys --------------------------------------------------------------
+        // --- signing keys --------------------------------------------------------------
 
-    /// Adds a key; `Conflict` if the kid exists (two replicas generating at once: the
-    /// loser reads the keys again).
-    async fn signing_key_add(&self, kid: &str, pem: &str) -> Result<SigningKeyRecord, MetaError>;
+        /// Adds a key; `Conflict` if the kid exists (two replicas generating at once: the
+        /// loser reads the keys again).
+        async fn signing_key_add(&self, kid: &str, pem: &str) -> Result<SigningKeyRecord, MetaError>;
 
-    /// Every key, newest first.
-    async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, MetaError>;
+        /// Every key, newest first.
+        async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, MetaError>;
 
-    /// Retires a key; `false` if absent.
-    async fn signing_key_retire(&self, kid: &str) -> Result<bool, MetaError>;
+        /// Retires a key; `false` if absent.
+        async fn signing_key_retire(&self, kid: &str) -> Result<bool, MetaError>;
+    }
+}
 
-    // --- audit ---------------------------------------------------------------------
+store_trait! {
+    /// The audit log. Every method is one transaction.
+    pub trait AuditStore {
+        // --- audit ---------------------------------------------------------------------
 
-    /// Appends an event; its id.
-    async fn audit_append(&self, event: &NewAuditEvent) -> Result<i64, MetaError>;
+        /// Appends an event; its id.
+        async fn audit_append(&self, event: &NewAuditEvent) -> Result<i64, MetaError>;
 
-    /// Deletes at most `max` audit events older than `before` (Unix milliseconds), oldest
-    /// first, and returns how many it deleted: the retention job calls it until it
-    /// deletes fewer than `max`, so no transaction grows with the log.
-    async fn audit_prune(&self, before: i64, max: u32) -> Result<u64, MetaError>;
+        /// Deletes at most `max` audit events older than `before` (Unix milliseconds), oldest
+        /// first, and returns how many it deleted: the retention job calls it until it
+        /// deletes fewer than `max`, so no transaction grows with the log.
+        async fn audit_prune(&self, before: i64, max: u32) -> Result<u64, MetaError>;
 
-    /// Events matching `filter` with ids below `before` (all if `None`), newest first, at
-    /// most `n`. The next page passes the last id returned as `before`.
-    async fn audit_query(
-        &self,
-        filter: &AuditFilter,
-        before: Option<i64>,
-        n: u32,
-    ) -> Result<Vec<AuditEvent>, MetaError>;
+        /// Events matching `filter` with ids below `before` (all if `None`), newest first, at
+        /// most `n`. The next page passes the last id returned as `before`.
+        async fn audit_query(
+            &self,
+            filter: &AuditFilter,
+            before: Option<i64>,
+            n: u32,
+        ) -> Result<Vec<AuditEvent>, MetaError>;
+    }
+}
+
+/// Every identity and access trait, as one value (`Arc<dyn IdentityStore>`); implemented
+/// for whatever implements all of them.
+pub trait IdentityStore: AccountStore + TeamStore + AccessStore + TokenStore + AuditStore {}
+
+impl<S: AccountStore + TeamStore + AccessStore + TokenStore + AuditStore + ?Sized> IdentityStore
+    for S
+{
 }
 
 // ---------------------------------------------------------------------------------------

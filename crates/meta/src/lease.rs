@@ -36,9 +36,9 @@ impl Lease {
     }
 }
 
+store_trait! {
 /// Leases of named jobs, shared by every process on the same store.
-#[async_trait]
-pub trait LeaseStore: Send + Sync {
+pub trait LeaseStore {
     /// Takes lease `name` for `holder` until now + `ttl_ms` if it is free, expired or
     /// already `holder`'s (then it is extended, keeping `acquired_at`): `true` if `holder`
     /// holds it now.
@@ -58,6 +58,7 @@ pub trait LeaseStore: Send + Sync {
 
     /// Every recorded lease, expired or not, by name.
     async fn leases(&self) -> Result<Vec<Lease>, MetaError>;
+}
 }
 
 const ACQUIRE: &str = "INSERT INTO leases (name, holder, acquired_at, expires_at) \

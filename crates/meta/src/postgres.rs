@@ -10,15 +10,15 @@
 //! Names and digests are `COLLATE "C"` columns (see `migrations/postgres`), so orderings
 //! and `last` comparisons are byte-wise, as in SQLite.
 
-use crate::convert::{first_missing, from_db, now_ms, stored_digest, stored_repo, to_db};
+use crate::convert::{first_missing, from_db, now_ms, stored_digest, to_db};
 use crate::postgres_gc as gc;
+use crate::shared::{self, manifest_record, upload_record};
 use crate::{
-    BlobClaim, GcBatch, GcPass, GcRun, GcSettings, ManifestRecord, MetaError, MetaStore,
-    NewManifest, Referrer, UploadLease, UploadRecord,
+    BlobClaim, GcBatch, GcPass, GcRun, GcSettings, GcStore, ManifestRecord, MetaError, MetaStore,
+    NewManifest, Referrer, RegistryStore, UploadLease, UploadRecord, UploadStore,
 };
 use async_trait::async_trait;
 use berth_oci::{Digest, RepoName, Tag};
-use bytes::Bytes;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, Executor};
@@ -42,6 +42,11 @@ pub struct PgMetaStore {
 }
 
 impl PgMetaStore {
+    /// The sqlx pool, for the statements both dialects share (`crate::shared`).
+    pub(crate) fn sqlx(&self) -> shared::Pool<'_> {
+        shared::Pool::Postgres(&self.pool)
+    }
+
     /// Connects to `url` (`postgres://user:password@host:port/database`) and brings the
     /// schema up to date. Tables live in the role's default `search_path` (usually `public`).
     pub async fn connect(url: &str) -> Result<Self, MetaError> {
@@ -179,20 +184,14 @@ fn digests(list: &[Digest]) -> Vec<&str> {
     list.iter().map(Digest::as_str).collect()
 }
 
-fn manifest_record(digest: Digest, media_type: String, bytes: Vec<u8>) -> ManifestRecord {
-    ManifestRecord {
-        digest,
-        media_type,
-        bytes: Bytes::from(bytes),
-    }
-}
-
-#[async_trait]
 impl MetaStore for PgMetaStore {
     fn kind(&self) -> &'static str {
         "postgres"
     }
+}
 
+#[async_trait]
+impl RegistryStore for PgMetaStore {
     async fn ping(&self) -> Result<(), MetaError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
@@ -337,175 +336,6 @@ impl MetaStore for PgMetaStore {
         .bind(digest.as_str())
         .execute(&self.pool)
         .await?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    async fn upload_create(&self, rec: &UploadRecord) -> Result<(), MetaError> {
-        let offset = to_db(rec.offset, "upload offset")?;
-        let mut tx = self.pool.begin().await?;
-        let repo_id = ensure_repo(&mut tx, &rec.repo, now_ms()).await?;
-        sqlx::query(
-            "INSERT INTO uploads (id, repo_id, \"offset\", hash_state, store_state, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(&rec.id)
-        .bind(repo_id)
-        .bind(offset)
-        .bind(&rec.hash_state)
-        .bind(&rec.store_state)
-        .bind(rec.created_at)
-        .bind(rec.updated_at)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn upload_get(
-        &self,
-        repo: &RepoName,
-        id: &str,
-    ) -> Result<Option<UploadRecord>, MetaError> {
-        let row: Option<(i64, Vec<u8>, String, i64, i64)> = sqlx::query_as(
-            "SELECT u.\"offset\", u.hash_state, u.store_state, u.created_at, u.updated_at \
-             FROM uploads u JOIN repositories r ON r.id = u.repo_id \
-             WHERE u.id = $1 AND r.name = $2",
-        )
-        .bind(id)
-        .bind(repo.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(
-            |(offset, hash_state, store_state, created_at, updated_at)| {
-                Ok(UploadRecord {
-                    id: id.to_string(),
-                    repo: repo.clone(),
-                    offset: from_db(offset, "upload offset")?,
-                    hash_state,
-                    store_state,
-                    created_at,
-                    updated_at,
-                })
-            },
-        )
-        .transpose()
-    }
-
-    async fn upload_lease(
-        &self,
-        repo: &RepoName,
-        id: &str,
-        lease: &str,
-        now: i64,
-        until: i64,
-    ) -> Result<UploadLease, MetaError> {
-        // A concurrent taker waits for the row lock, then re-checks the WHERE clause against
-        // the committed row, which now holds an unexpired lease: one of them gets it.
-        let row: Option<(i64, Vec<u8>, String, i64)> = sqlx::query_as(
-            "UPDATE uploads SET lease = $3, lease_until = $5, updated_at = $4 \
-             WHERE id = $1 AND repo_id = (SELECT id FROM repositories WHERE name = $2) \
-             AND (lease IS NULL OR lease_until < $4) \
-             RETURNING \"offset\", hash_state, store_state, created_at",
-        )
-        .bind(id)
-        .bind(repo.as_str())
-        .bind(lease)
-        .bind(now)
-        .bind(until)
-        .fetch_optional(&self.pool)
-        .await?;
-        if let Some((offset, hash_state, store_state, created_at)) = row {
-            return Ok(UploadLease::Held(UploadRecord {
-                id: id.to_string(),
-                repo: repo.clone(),
-                offset: from_db(offset, "upload offset")?,
-                hash_state,
-                store_state,
-                created_at,
-                updated_at: now,
-            }));
-        }
-        let offset: Option<i64> = sqlx::query_scalar(
-            "SELECT u.\"offset\" FROM uploads u JOIN repositories r ON r.id = u.repo_id \
-             WHERE u.id = $1 AND r.name = $2",
-        )
-        .bind(id)
-        .bind(repo.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(match offset {
-            Some(o) => UploadLease::Busy {
-                offset: from_db(o, "upload offset")?,
-            },
-            None => UploadLease::Missing,
-        })
-    }
-
-    async fn upload_renew(&self, id: &str, lease: &str, until: i64) -> Result<bool, MetaError> {
-        let done = sqlx::query(
-            "UPDATE uploads SET lease_until = $3, updated_at = $4 WHERE id = $1 AND lease = $2",
-        )
-        .bind(id)
-        .bind(lease)
-        .bind(until)
-        .bind(now_ms())
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    async fn upload_release(&self, id: &str, lease: &str) -> Result<(), MetaError> {
-        sqlx::query(
-            "UPDATE uploads SET lease = NULL, lease_until = NULL WHERE id = $1 AND lease = $2",
-        )
-        .bind(id)
-        .bind(lease)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn upload_advance(
-        &self,
-        rec: &UploadRecord,
-        expected_offset: u64,
-        lease: &str,
-    ) -> Result<(), MetaError> {
-        // Compare-and-swap on the lease and the offset, releasing the lease.
-        let done = sqlx::query(
-            "UPDATE uploads SET \"offset\" = $1, hash_state = $2, store_state = $3, updated_at = $4, \
-             lease = NULL, lease_until = NULL \
-             WHERE id = $5 AND \"offset\" = $6 AND lease = $8 \
-             AND repo_id = (SELECT id FROM repositories WHERE name = $7)",
-        )
-        .bind(to_db(rec.offset, "upload offset")?)
-        .bind(&rec.hash_state)
-        .bind(&rec.store_state)
-        .bind(rec.updated_at)
-        .bind(&rec.id)
-        .bind(to_db(expected_offset, "upload offset")?)
-        .bind(rec.repo.as_str())
-        .bind(lease)
-        .execute(&self.pool)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Err(MetaError::UploadConflict(rec.id.clone()));
-        }
-        Ok(())
-    }
-
-    async fn upload_count(&self) -> Result<u64, MetaError> {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM uploads")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(n.max(0) as u64)
-    }
-
-    async fn upload_delete(&self, id: &str) -> Result<bool, MetaError> {
-        let done = sqlx::query("DELETE FROM uploads WHERE id = $1")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -724,59 +554,167 @@ impl MetaStore for PgMetaStore {
         subject: &Digest,
         artifact_type: Option<&str>,
     ) -> Result<Vec<Referrer>, MetaError> {
-        let rows: Vec<(String, String, Option<String>, i64, Option<String>)> = sqlx::query_as(
-            "SELECT m.digest, m.media_type, m.artifact_type, m.size, m.annotations \
-             FROM repositories r JOIN manifests m ON m.repo_id = r.id \
-             WHERE r.name = $1 AND m.subject = $2 AND ($3::text IS NULL OR m.artifact_type = $3) \
-             ORDER BY m.digest",
-        )
-        .bind(repo.as_str())
-        .bind(subject.as_str())
-        .bind(artifact_type)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter()
-            .map(|(d, media_type, artifact_type, size, annotations)| {
-                Ok(Referrer {
-                    digest: stored_digest(&d)?,
-                    media_type,
-                    artifact_type,
-                    size: from_db(size, "manifest size")?,
-                    annotations,
-                })
-            })
-            .collect()
+        shared::referrers(self.sqlx(), repo, subject, artifact_type).await
     }
 
     async fn all_blobs(&self) -> Result<Vec<(Digest, u64)>, MetaError> {
-        let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT digest, size FROM blobs WHERE live = 1 AND deleting IS NULL ORDER BY digest",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter()
-            .map(|(d, size)| Ok((stored_digest(&d)?, from_db(size, "blob size")?)))
-            .collect()
+        shared::all_blobs(self.sqlx()).await
     }
 
     async fn all_manifests(&self) -> Result<Vec<(RepoName, ManifestRecord)>, MetaError> {
-        let rows: Vec<(String, String, String, Vec<u8>)> = sqlx::query_as(
-            "SELECT r.name, m.digest, m.media_type, m.bytes \
-             FROM repositories r JOIN manifests m ON m.repo_id = r.id \
-             ORDER BY r.name, m.digest",
+        shared::all_manifests(self.sqlx()).await
+    }
+}
+
+#[async_trait]
+impl UploadStore for PgMetaStore {
+    async fn upload_create(&self, rec: &UploadRecord) -> Result<(), MetaError> {
+        let offset = to_db(rec.offset, "upload offset")?;
+        let mut tx = self.pool.begin().await?;
+        let repo_id = ensure_repo(&mut tx, &rec.repo, now_ms()).await?;
+        sqlx::query(
+            "INSERT INTO uploads (id, repo_id, \"offset\", hash_state, store_state, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
-        .fetch_all(&self.pool)
+        .bind(&rec.id)
+        .bind(repo_id)
+        .bind(offset)
+        .bind(&rec.hash_state)
+        .bind(&rec.store_state)
+        .bind(rec.created_at)
+        .bind(rec.updated_at)
+        .execute(&mut *tx)
         .await?;
-        rows.into_iter()
-            .map(|(name, d, media_type, bytes)| {
-                Ok((
-                    stored_repo(&name)?,
-                    manifest_record(stored_digest(&d)?, media_type, bytes),
-                ))
-            })
-            .collect()
+        tx.commit().await?;
+        Ok(())
     }
 
+    async fn upload_get(
+        &self,
+        repo: &RepoName,
+        id: &str,
+    ) -> Result<Option<UploadRecord>, MetaError> {
+        shared::upload_get(self.sqlx(), repo, id).await
+    }
+
+    async fn upload_lease(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        lease: &str,
+        now: i64,
+        until: i64,
+    ) -> Result<UploadLease, MetaError> {
+        // A concurrent taker waits for the row lock, then re-checks the WHERE clause against
+        // the committed row, which now holds an unexpired lease: one of them gets it.
+        let row: Option<(i64, Vec<u8>, String, i64)> = sqlx::query_as(
+            "UPDATE uploads SET lease = $3, lease_until = $5, updated_at = $4 \
+             WHERE id = $1 AND repo_id = (SELECT id FROM repositories WHERE name = $2) \
+             AND (lease IS NULL OR lease_until < $4) \
+             RETURNING \"offset\", hash_state, store_state, created_at",
+        )
+        .bind(id)
+        .bind(repo.as_str())
+        .bind(lease)
+        .bind(now)
+        .bind(until)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some((offset, hash_state, store_state, created_at)) = row {
+            let cols = (offset, hash_state, store_state, created_at, now);
+            return Ok(UploadLease::Held(upload_record(
+                id.to_string(),
+                repo.clone(),
+                cols,
+            )?));
+        }
+        let offset: Option<i64> = sqlx::query_scalar(
+            "SELECT u.\"offset\" FROM uploads u JOIN repositories r ON r.id = u.repo_id \
+             WHERE u.id = $1 AND r.name = $2",
+        )
+        .bind(id)
+        .bind(repo.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match offset {
+            Some(o) => UploadLease::Busy {
+                offset: from_db(o, "upload offset")?,
+            },
+            None => UploadLease::Missing,
+        })
+    }
+
+    async fn upload_renew(&self, id: &str, lease: &str, until: i64) -> Result<bool, MetaError> {
+        let done = sqlx::query(
+            "UPDATE uploads SET lease_until = $3, updated_at = $4 WHERE id = $1 AND lease = $2",
+        )
+        .bind(id)
+        .bind(lease)
+        .bind(until)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn upload_release(&self, id: &str, lease: &str) -> Result<(), MetaError> {
+        sqlx::query(
+            "UPDATE uploads SET lease = NULL, lease_until = NULL WHERE id = $1 AND lease = $2",
+        )
+        .bind(id)
+        .bind(lease)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn upload_advance(
+        &self,
+        rec: &UploadRecord,
+        expected_offset: u64,
+        lease: &str,
+    ) -> Result<(), MetaError> {
+        // Compare-and-swap on the lease and the offset, releasing the lease.
+        let done = sqlx::query(
+            "UPDATE uploads SET \"offset\" = $1, hash_state = $2, store_state = $3, updated_at = $4, \
+             lease = NULL, lease_until = NULL \
+             WHERE id = $5 AND \"offset\" = $6 AND lease = $8 \
+             AND repo_id = (SELECT id FROM repositories WHERE name = $7)",
+        )
+        .bind(to_db(rec.offset, "upload offset")?)
+        .bind(&rec.hash_state)
+        .bind(&rec.store_state)
+        .bind(rec.updated_at)
+        .bind(&rec.id)
+        .bind(to_db(expected_offset, "upload offset")?)
+        .bind(rec.repo.as_str())
+        .bind(lease)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(MetaError::UploadConflict(rec.id.clone()));
+        }
+        Ok(())
+    }
+
+    async fn upload_count(&self) -> Result<u64, MetaError> {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM uploads")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n.max(0) as u64)
+    }
+
+    async fn upload_delete(&self, id: &str) -> Result<bool, MetaError> {
+        let done = sqlx::query("DELETE FROM uploads WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+}
+
+#[async_trait]
+impl GcStore for PgMetaStore {
     async fn blob_claim(&self, digest: &Digest) -> Result<BlobClaim, MetaError> {
         gc::blob_claim(&self.pool, digest).await
     }
@@ -877,22 +815,11 @@ impl MetaStore for PgMetaStore {
     }
 
     async fn uploads_stale(&self, before: i64, limit: u32) -> Result<Vec<UploadRecord>, MetaError> {
-        gc::uploads_stale(&self.pool, before, limit).await
+        shared::uploads_stale(self.sqlx(), before, limit).await
     }
 
     async fn gc_settings(&self) -> Result<GcSettings, MetaError> {
-        let row: Option<(Option<String>, Option<i64>, Option<String>)> = sqlx::query_as(
-            "SELECT schedule, read_only_since, read_only_by FROM gc_settings WHERE id = 1",
-        )
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row
-            .map(|(schedule, read_only_since, read_only_by)| GcSettings {
-                schedule,
-                read_only_since,
-                read_only_by,
-            })
-            .unwrap_or_default())
+        shared::gc_settings(self.sqlx()).await
     }
 
     async fn gc_set_schedule(&self, schedule: Option<&str>) -> Result<(), MetaError> {

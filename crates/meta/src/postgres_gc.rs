@@ -9,11 +9,11 @@
 //! second sees the other's commit. One row per transaction means GC never holds two locks
 //! at once, so it cannot take part in a deadlock.
 
-use crate::convert::{from_db, now_ms, stored_digest, stored_repo, to_db};
+use crate::convert::{from_db, now_ms, stored_digest, to_db};
 use crate::gc::{BlobClaim, GcBatch, GcPass, GcRun};
 use crate::postgres::ensure_repo;
 use crate::sqlite_gc::new_generation;
-use crate::{MetaError, UploadRecord};
+use crate::MetaError;
 use berth_oci::{Digest, RepoName};
 use sqlx::postgres::{PgPool, PgRow};
 use sqlx::{PgConnection, Row};
@@ -394,40 +394,6 @@ pub(crate) async fn gc_orphan(
         .await?;
     tx.commit().await?;
     Ok(inserted)
-}
-
-/// id, repository, offset, hash state, store state, created, updated.
-type UploadRow = (String, String, i64, Vec<u8>, String, i64, i64);
-
-pub(crate) async fn uploads_stale(
-    pool: &PgPool,
-    before: i64,
-    limit: u32,
-) -> Result<Vec<UploadRecord>, MetaError> {
-    let rows: Vec<UploadRow> = sqlx::query_as(
-        "SELECT u.id, r.name, u.\"offset\", u.hash_state, u.store_state, u.created_at, \
-         u.updated_at FROM uploads u JOIN repositories r ON r.id = u.repo_id \
-         WHERE u.updated_at < $1 ORDER BY u.updated_at LIMIT $2",
-    )
-    .bind(before)
-    .bind(i64::from(limit))
-    .fetch_all(pool)
-    .await?;
-    rows.into_iter()
-        .map(
-            |(id, repo, offset, hash_state, store_state, created_at, updated_at)| {
-                Ok(UploadRecord {
-                    id,
-                    repo: stored_repo(&repo)?,
-                    offset: from_db(offset, "upload offset")?,
-                    hash_state,
-                    store_state,
-                    created_at,
-                    updated_at,
-                })
-            },
-        )
-        .collect()
 }
 
 pub(crate) async fn gc_run_save(pool: &PgPool, run: &GcRun) -> Result<i64, MetaError> {

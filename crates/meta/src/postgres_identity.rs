@@ -4,6 +4,7 @@
 
 use crate::convert::now_ms;
 use crate::identity::*;
+use crate::shared::{self, grants_sql, GrantsOf};
 use crate::{MetaError, PgMetaStore};
 use async_trait::async_trait;
 use berth_auth::rbac::{Grant, Repository, Role, Subject, Visibility};
@@ -113,21 +114,6 @@ async fn namespace_claim(
     Ok(())
 }
 
-/// See the SQLite twin: repository grants matching `repo_where`, then namespace grants
-/// matching `ns_where`, as (gorg, gteam, grepo, grole).
-fn grants_sql(repo_where: &str, ns_where: &str) -> String {
-    format!(
-        "SELECT o.name AS gorg, t.name AS gteam, r.name AS grepo, g.role AS grole \
-         FROM repo_grants g \
-         JOIN teams t ON t.id = g.team_id JOIN accounts o ON o.id = t.org_id \
-         JOIN repositories r ON r.id = g.repo_id WHERE {repo_where} \
-         UNION ALL \
-         SELECT o.name, t.name, NULL, g.role FROM namespace_grants g \
-         JOIN teams t ON t.id = g.team_id JOIN accounts o ON o.id = t.org_id WHERE {ns_where} \
-         ORDER BY grepo NULLS FIRST, gorg, gteam"
-    )
-}
-
 const SUBJECT_COLUMNS: &str = "u.id, u.name, u.system_admin, u.active, \
     (SELECT COALESCE(json_agg(json_build_object('org', o.name, 'is_owner', m.is_owner)), '[]')::text \
      FROM org_members m JOIN accounts o ON o.id = m.org_id WHERE m.user_id = u.id), \
@@ -186,7 +172,7 @@ async fn org_by_name(conn: &mut PgConnection, name: &str) -> Result<Option<OrgRe
 }
 
 #[async_trait]
-impl IdentityStore for PgMetaStore {
+impl AccountStore for PgMetaStore {
     async fn user_create(&self, user: &NewUser) -> Result<UserRecord, MetaError> {
         check_name("user", &user.name)?;
         let now = now_ms();
@@ -462,7 +448,10 @@ impl IdentityStore for PgMetaStore {
             })
             .collect())
     }
+}
 
+#[async_trait]
+impl TeamStore for PgMetaStore {
     async fn team_create(
         &self,
         org: &str,
@@ -632,7 +621,10 @@ impl IdentityStore for PgMetaStore {
             })
             .collect())
     }
+}
 
+#[async_trait]
+impl AccessStore for PgMetaStore {
     async fn repo_create(
         &self,
         repo: &RepoName,
@@ -711,13 +703,8 @@ impl IdentityStore for PgMetaStore {
         last: Option<&str>,
         n: u32,
     ) -> Result<Vec<RepoSettings>, MetaError> {
-        let (sql, binds) = repos_page_query(namespace, last, |i| format!("${i}"));
-        let mut q = sqlx::query_as::<_, RepoSettingsRow>(&sql);
-        for b in binds {
-            q = q.bind(b);
-        }
-        let rows = q.bind(i64::from(n)).fetch_all(&self.pool).await?;
-        repo_settings_rows(rows, namespace)
+        let query = repos_page_query(namespace, last, |i| format!("${i}"));
+        shared::repo_settings_page(self.sqlx(), query, namespace, n).await
     }
 
     async fn repos_visible(
@@ -727,16 +714,10 @@ impl IdentityStore for PgMetaStore {
         last: Option<&str>,
         n: u32,
     ) -> Result<Vec<RepoSettings>, MetaError> {
-        let Some((sql, binds)) = visible_page_query(scope, namespace, last, |i| format!("${i}"))
-        else {
-            return Ok(vec![]);
-        };
-        let mut q = sqlx::query_as::<_, RepoSettingsRow>(&sql);
-        for b in binds {
-            q = q.bind(b);
+        match visible_page_query(scope, namespace, last, |i| format!("${i}")) {
+            Some(query) => shared::repo_settings_page(self.sqlx(), query, namespace, n).await,
+            None => Ok(vec![]),
         }
-        let rows = q.bind(i64::from(n)).fetch_all(&self.pool).await?;
-        repo_settings_rows(rows, namespace)
     }
 
     async fn repo_delete(&self, repo: &RepoName) -> Result<bool, MetaError> {
@@ -832,29 +813,15 @@ impl IdentityStore for PgMetaStore {
     }
 
     async fn grants_of_org(&self, org: &str) -> Result<Vec<Grant>, MetaError> {
-        let rows: Vec<GrantRow> = sqlx::query_as(&grants_sql("o.name = $1", "o.name = $1"))
-            .bind(org)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.into_iter().map(grant).collect()
+        shared::grants(self.sqlx(), GrantsOf::Org(org)).await
     }
 
     async fn grants_on_repo(&self, repo: &RepoName) -> Result<Vec<Grant>, MetaError> {
-        let rows: Vec<GrantRow> = sqlx::query_as(&grants_sql("r.name = $1", "o.name = $2"))
-            .bind(repo.as_str())
-            .bind(repo.namespace())
-            .fetch_all(&self.pool)
-            .await?;
-        rows.into_iter().map(grant).collect()
+        shared::grants(self.sqlx(), GrantsOf::Repo(repo)).await
     }
 
     async fn grants_of_user(&self, user: AccountId) -> Result<Vec<Grant>, MetaError> {
-        let mine = "t.id IN (SELECT team_id FROM team_members WHERE user_id = $1)";
-        let rows: Vec<GrantRow> = sqlx::query_as(&grants_sql(mine, mine))
-            .bind(user)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.into_iter().map(grant).collect()
+        shared::grants(self.sqlx(), GrantsOf::User(user)).await
     }
 
     async fn subject_for(&self, key: UserKey<'_>) -> Result<Option<Subject>, MetaError> {
@@ -912,7 +879,10 @@ impl IdentityStore for PgMetaStore {
             repo,
         )
     }
+}
 
+#[async_trait]
+impl TokenStore for PgMetaStore {
     async fn token_create(&self, token: &NewToken) -> Result<TokenRecord, MetaError> {
         check_token_parent(token)?;
         let restriction = restriction_json(&token.restriction)?;
@@ -1072,7 +1042,10 @@ impl IdentityStore for PgMetaStore {
             .await?;
         Ok(r.rows_affected() > 0)
     }
+}
 
+#[async_trait]
+impl AuditStore for PgMetaStore {
     async fn audit_append(&self, event: &NewAuditEvent) -> Result<i64, MetaError> {
         Ok(sqlx::query_scalar(
             "INSERT INTO audit_log (at, actor_id, source, action, target, detail) \

@@ -17,18 +17,16 @@
 //! are sqlx's, run once at open. Each method is as few statements as it can be; lookups go
 //! through the indexes declared in `migrations/sqlite`.
 
-use crate::convert::{
-    first_missing, from_db, json_array, now_ms, stored_digest, stored_repo, to_db,
-};
+use crate::convert::{first_missing, from_db, json_array, now_ms, stored_digest, to_db};
+use crate::shared::{self, manifest_record, upload_record};
 use crate::sqlite_fast::FastReads;
 use crate::sqlite_gc as gc;
 use crate::{
-    BlobClaim, GcBatch, GcPass, GcRun, GcSettings, ManifestRecord, MetaError, MetaStore,
-    NewManifest, Referrer, UploadLease, UploadRecord,
+    BlobClaim, GcBatch, GcPass, GcRun, GcSettings, GcStore, ManifestRecord, MetaError, MetaStore,
+    NewManifest, Referrer, RegistryStore, UploadLease, UploadRecord, UploadStore,
 };
 use async_trait::async_trait;
 use berth_oci::{Digest, RepoName, Tag};
-use bytes::Bytes;
 use rusqlite::OptionalExtension;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
@@ -65,6 +63,11 @@ pub struct SqliteMetaStore {
 }
 
 impl SqliteMetaStore {
+    /// The sqlx pool, for the statements both dialects share (`crate::shared`).
+    pub(crate) fn sqlx(&self) -> shared::Pool<'_> {
+        shared::Pool::Sqlite(&self.read)
+    }
+
     /// Opens (creating it if missing) the database file at `path` and brings its schema
     /// up to date, then starts the writer thread.
     pub async fn open(path: &Path) -> Result<Self, MetaError> {
@@ -537,15 +540,12 @@ fn upload_lease(
         })
         .map_err(sql)?;
     if let Some((offset, hash_state, store_state, created_at)) = row {
-        return Ok(UploadLease::Held(UploadRecord {
-            id: id.to_string(),
-            repo: repo.clone(),
-            offset: from_db(offset, "upload offset")?,
-            hash_state,
-            store_state,
-            created_at,
-            updated_at: now,
-        }));
+        let cols = (offset, hash_state, store_state, created_at, now);
+        return Ok(UploadLease::Held(upload_record(
+            id.to_string(),
+            repo.clone(),
+            cols,
+        )?));
     }
     let offset: Option<i64> = conn
         .prepare_cached(
@@ -682,20 +682,14 @@ fn delete_in_repo(
     Ok(n > 0)
 }
 
-fn manifest_record(digest: Digest, media_type: String, bytes: Vec<u8>) -> ManifestRecord {
-    ManifestRecord {
-        digest,
-        media_type,
-        bytes: Bytes::from(bytes),
-    }
-}
-
-#[async_trait]
 impl MetaStore for SqliteMetaStore {
     fn kind(&self) -> &'static str {
         "sqlite"
     }
+}
 
+#[async_trait]
+impl RegistryStore for SqliteMetaStore {
     async fn ping(&self) -> Result<(), MetaError> {
         sqlx::query("SELECT 1").execute(&self.read).await?;
         Ok(())
@@ -777,112 +771,6 @@ impl MetaStore for SqliteMetaStore {
                 &repo,
                 digest.as_str(),
             )
-        })
-        .await
-    }
-
-    async fn upload_create(&self, rec: &UploadRecord) -> Result<(), MetaError> {
-        let rec = rec.clone();
-        self.write(move |conn| upload_create(conn, &rec)).await
-    }
-
-    async fn upload_get(
-        &self,
-        repo: &RepoName,
-        id: &str,
-    ) -> Result<Option<UploadRecord>, MetaError> {
-        let row: Option<(i64, Vec<u8>, String, i64, i64)> = sqlx::query_as(
-            "SELECT u.\"offset\", u.hash_state, u.store_state, u.created_at, u.updated_at \
-             FROM uploads u JOIN repositories r ON r.id = u.repo_id \
-             WHERE u.id = ?1 AND r.name = ?2",
-        )
-        .bind(id)
-        .bind(repo.as_str())
-        .fetch_optional(&self.read)
-        .await?;
-        row.map(
-            |(offset, hash_state, store_state, created_at, updated_at)| {
-                Ok(UploadRecord {
-                    id: id.to_string(),
-                    repo: repo.clone(),
-                    offset: from_db(offset, "upload offset")?,
-                    hash_state,
-                    store_state,
-                    created_at,
-                    updated_at,
-                })
-            },
-        )
-        .transpose()
-    }
-
-    async fn upload_lease(
-        &self,
-        repo: &RepoName,
-        id: &str,
-        lease: &str,
-        now: i64,
-        until: i64,
-    ) -> Result<UploadLease, MetaError> {
-        let (repo, id, lease) = (repo.clone(), id.to_string(), lease.to_string());
-        self.write(move |conn| upload_lease(conn, &repo, &id, &lease, now, until))
-            .await
-    }
-
-    async fn upload_renew(&self, id: &str, lease: &str, until: i64) -> Result<bool, MetaError> {
-        let (id, lease) = (id.to_string(), lease.to_string());
-        self.write(move |conn| {
-            let n = conn
-                .prepare_cached(
-                    "UPDATE uploads SET lease_until = ?3, updated_at = ?4 \
-                     WHERE id = ?1 AND lease = ?2",
-                )
-                .and_then(|mut st| st.execute((&id, &lease, until, now_ms())))
-                .map_err(sql)?;
-            Ok(n > 0)
-        })
-        .await
-    }
-
-    async fn upload_release(&self, id: &str, lease: &str) -> Result<(), MetaError> {
-        let (id, lease) = (id.to_string(), lease.to_string());
-        self.write(move |conn| {
-            conn.prepare_cached(
-                "UPDATE uploads SET lease = NULL, lease_until = NULL WHERE id = ?1 AND lease = ?2",
-            )
-            .and_then(|mut st| st.execute((&id, &lease)))
-            .map_err(sql)?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn upload_advance(
-        &self,
-        rec: &UploadRecord,
-        expected_offset: u64,
-        lease: &str,
-    ) -> Result<(), MetaError> {
-        let (rec, lease) = (rec.clone(), lease.to_string());
-        self.write(move |conn| upload_advance(conn, &rec, expected_offset, &lease))
-            .await
-    }
-
-    async fn upload_count(&self) -> Result<u64, MetaError> {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM uploads")
-            .fetch_one(&self.read)
-            .await?;
-        Ok(n.max(0) as u64)
-    }
-
-    async fn upload_delete(&self, id: &str) -> Result<bool, MetaError> {
-        let id = id.to_string();
-        self.write(move |conn| {
-            let n = conn
-                .prepare_cached("DELETE FROM uploads WHERE id = ?1")
-                .and_then(|mut st| st.execute([&id]))
-                .map_err(sql)?;
-            Ok(n > 0)
         })
         .await
     }
@@ -990,59 +878,107 @@ impl MetaStore for SqliteMetaStore {
         subject: &Digest,
         artifact_type: Option<&str>,
     ) -> Result<Vec<Referrer>, MetaError> {
-        let rows: Vec<(String, String, Option<String>, i64, Option<String>)> = sqlx::query_as(
-            "SELECT m.digest, m.media_type, m.artifact_type, m.size, m.annotations \
-             FROM repositories r JOIN manifests m ON m.repo_id = r.id \
-             WHERE r.name = ?1 AND m.subject = ?2 AND (?3 IS NULL OR m.artifact_type = ?3) \
-             ORDER BY m.digest",
-        )
-        .bind(repo.as_str())
-        .bind(subject.as_str())
-        .bind(artifact_type)
-        .fetch_all(&self.read)
-        .await?;
-        rows.into_iter()
-            .map(|(d, media_type, artifact_type, size, annotations)| {
-                Ok(Referrer {
-                    digest: stored_digest(&d)?,
-                    media_type,
-                    artifact_type,
-                    size: from_db(size, "manifest size")?,
-                    annotations,
-                })
-            })
-            .collect()
+        shared::referrers(self.sqlx(), repo, subject, artifact_type).await
     }
 
     async fn all_blobs(&self) -> Result<Vec<(Digest, u64)>, MetaError> {
-        let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT digest, size FROM blobs WHERE live = 1 AND deleting IS NULL ORDER BY digest",
-        )
-        .fetch_all(&self.read)
-        .await?;
-        rows.into_iter()
-            .map(|(d, size)| Ok((stored_digest(&d)?, from_db(size, "blob size")?)))
-            .collect()
+        shared::all_blobs(self.sqlx()).await
     }
 
     async fn all_manifests(&self) -> Result<Vec<(RepoName, ManifestRecord)>, MetaError> {
-        let rows: Vec<(String, String, String, Vec<u8>)> = sqlx::query_as(
-            "SELECT r.name, m.digest, m.media_type, m.bytes \
-             FROM repositories r JOIN manifests m ON m.repo_id = r.id \
-             ORDER BY r.name, m.digest",
-        )
-        .fetch_all(&self.read)
-        .await?;
-        rows.into_iter()
-            .map(|(name, d, media_type, bytes)| {
-                Ok((
-                    stored_repo(&name)?,
-                    manifest_record(stored_digest(&d)?, media_type, bytes),
-                ))
-            })
-            .collect()
+        shared::all_manifests(self.sqlx()).await
+    }
+}
+
+#[async_trait]
+impl UploadStore for SqliteMetaStore {
+    async fn upload_create(&self, rec: &UploadRecord) -> Result<(), MetaError> {
+        let rec = rec.clone();
+        self.write(move |conn| upload_create(conn, &rec)).await
     }
 
+    async fn upload_get(
+        &self,
+        repo: &RepoName,
+        id: &str,
+    ) -> Result<Option<UploadRecord>, MetaError> {
+        shared::upload_get(self.sqlx(), repo, id).await
+    }
+
+    async fn upload_lease(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        lease: &str,
+        now: i64,
+        until: i64,
+    ) -> Result<UploadLease, MetaError> {
+        let (repo, id, lease) = (repo.clone(), id.to_string(), lease.to_string());
+        self.write(move |conn| upload_lease(conn, &repo, &id, &lease, now, until))
+            .await
+    }
+
+    async fn upload_renew(&self, id: &str, lease: &str, until: i64) -> Result<bool, MetaError> {
+        let (id, lease) = (id.to_string(), lease.to_string());
+        self.write(move |conn| {
+            let n = conn
+                .prepare_cached(
+                    "UPDATE uploads SET lease_until = ?3, updated_at = ?4 \
+                     WHERE id = ?1 AND lease = ?2",
+                )
+                .and_then(|mut st| st.execute((&id, &lease, until, now_ms())))
+                .map_err(sql)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn upload_release(&self, id: &str, lease: &str) -> Result<(), MetaError> {
+        let (id, lease) = (id.to_string(), lease.to_string());
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "UPDATE uploads SET lease = NULL, lease_until = NULL WHERE id = ?1 AND lease = ?2",
+            )
+            .and_then(|mut st| st.execute((&id, &lease)))
+            .map_err(sql)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn upload_advance(
+        &self,
+        rec: &UploadRecord,
+        expected_offset: u64,
+        lease: &str,
+    ) -> Result<(), MetaError> {
+        let (rec, lease) = (rec.clone(), lease.to_string());
+        self.write(move |conn| upload_advance(conn, &rec, expected_offset, &lease))
+            .await
+    }
+
+    async fn upload_count(&self) -> Result<u64, MetaError> {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM uploads")
+            .fetch_one(&self.read)
+            .await?;
+        Ok(n.max(0) as u64)
+    }
+
+    async fn upload_delete(&self, id: &str) -> Result<bool, MetaError> {
+        let id = id.to_string();
+        self.write(move |conn| {
+            let n = conn
+                .prepare_cached("DELETE FROM uploads WHERE id = ?1")
+                .and_then(|mut st| st.execute([&id]))
+                .map_err(sql)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl GcStore for SqliteMetaStore {
     async fn blob_claim(&self, digest: &Digest) -> Result<BlobClaim, MetaError> {
         let digest = digest.clone();
         self.write(move |conn| gc::blob_claim(conn, &digest)).await
@@ -1167,45 +1103,11 @@ impl MetaStore for SqliteMetaStore {
     }
 
     async fn uploads_stale(&self, before: i64, limit: u32) -> Result<Vec<UploadRecord>, MetaError> {
-        let rows: Vec<(String, String, i64, Vec<u8>, String, i64, i64)> = sqlx::query_as(
-            "SELECT u.id, r.name, u.\"offset\", u.hash_state, u.store_state, u.created_at, \
-             u.updated_at FROM uploads u JOIN repositories r ON r.id = u.repo_id \
-             WHERE u.updated_at < ?1 ORDER BY u.updated_at LIMIT ?2",
-        )
-        .bind(before)
-        .bind(i64::from(limit))
-        .fetch_all(&self.read)
-        .await?;
-        rows.into_iter()
-            .map(
-                |(id, repo, offset, hash_state, store_state, created_at, updated_at)| {
-                    Ok(UploadRecord {
-                        id,
-                        repo: stored_repo(&repo)?,
-                        offset: from_db(offset, "upload offset")?,
-                        hash_state,
-                        store_state,
-                        created_at,
-                        updated_at,
-                    })
-                },
-            )
-            .collect()
+        shared::uploads_stale(self.sqlx(), before, limit).await
     }
 
     async fn gc_settings(&self) -> Result<GcSettings, MetaError> {
-        let row: Option<(Option<String>, Option<i64>, Option<String>)> = sqlx::query_as(
-            "SELECT schedule, read_only_since, read_only_by FROM gc_settings WHERE id = 1",
-        )
-        .fetch_optional(&self.read)
-        .await?;
-        Ok(row
-            .map(|(schedule, read_only_since, read_only_by)| GcSettings {
-                schedule,
-                read_only_since,
-                read_only_by,
-            })
-            .unwrap_or_default())
+        shared::gc_settings(self.sqlx()).await
     }
 
     async fn gc_set_schedule(&self, schedule: Option<&str>) -> Result<(), MetaError> {

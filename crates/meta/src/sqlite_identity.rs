@@ -5,6 +5,7 @@
 
 use crate::convert::now_ms;
 use crate::identity::*;
+use crate::shared::{self, grants_sql, GrantsOf};
 use crate::sqlite::{repo_id, sql};
 use crate::{MetaError, SqliteMetaStore};
 use async_trait::async_trait;
@@ -30,52 +31,13 @@ fn write_err(e: rusqlite::Error, what: &str) -> MetaError {
     sql(e)
 }
 
-fn user_row(r: &Row<'_>) -> rusqlite::Result<UserRow> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
-        r.get(7)?,
-        r.get(8)?,
-        r.get(9)?,
-        r.get(10)?,
-        r.get(11)?,
-        r.get(12)?,
-        r.get(13)?,
-    ))
-}
-
-fn org_row(r: &Row<'_>) -> rusqlite::Result<OrgRow> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
-    ))
-}
-
-fn token_row(r: &Row<'_>) -> rusqlite::Result<TokenRow> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
-        r.get(7)?,
-        r.get(8)?,
-        r.get(9)?,
-        r.get(10)?,
-        r.get(11)?,
-    ))
+/// A row as the tuple type the shared mapping takes (`UserRow`, `OrgRow`, `TokenRow`):
+/// columns in order.
+fn tuple_row<T>(r: &Row<'_>) -> rusqlite::Result<T>
+where
+    T: for<'a> TryFrom<&'a Row<'a>, Error = rusqlite::Error>,
+{
+    T::try_from(r)
 }
 
 fn key_parts(key: UserKey<'_>) -> (Option<i64>, Option<&str>) {
@@ -132,7 +94,7 @@ fn user_by_id(conn: &Connection, id: AccountId) -> Result<UserRecord, MetaError>
         .prepare_cached(&format!(
             "SELECT {USER_COLUMNS} FROM accounts WHERE id = ?1 AND kind = 'user'"
         ))
-        .and_then(|mut st| st.query_row([id], user_row).optional())
+        .and_then(|mut st| st.query_row([id], tuple_row::<UserRow>).optional())
         .map_err(sql)?
         .ok_or_else(|| MetaError::NotFound(format!("user {id}")))?;
     user_record(row)
@@ -142,7 +104,7 @@ fn org_by_name(conn: &Connection, name: &str) -> Result<Option<OrgRecord>, MetaE
     conn.prepare_cached(&format!(
         "SELECT {ORG_COLUMNS} FROM accounts WHERE name = ?1 AND kind = 'org'"
     ))
-    .and_then(|mut st| st.query_row([name], org_row).optional())
+    .and_then(|mut st| st.query_row([name], tuple_row::<OrgRow>).optional())
     .map_err(sql)?
     .map(org_record)
     .transpose()
@@ -170,22 +132,6 @@ fn namespace_claim(conn: &Connection, ns: &str, owner: AccountId) -> Result<(), 
     .and_then(|mut st| st.execute((ns, &slash, &after, owner)))
     .map_err(sql)?;
     Ok(())
-}
-
-/// `SELECT` of grants as (org, team, repository or NULL, role): repository grants
-/// matching `repo_where`, then namespace grants matching `ns_where`. Aliases: `o` the
-/// team's organisation, `t` the team, `r` the repository.
-fn grants_sql(repo_where: &str, ns_where: &str) -> String {
-    format!(
-        "SELECT o.name AS gorg, t.name AS gteam, r.name AS grepo, g.role AS grole \
-         FROM repo_grants g \
-         JOIN teams t ON t.id = g.team_id JOIN accounts o ON o.id = t.org_id \
-         JOIN repositories r ON r.id = g.repo_id WHERE {repo_where} \
-         UNION ALL \
-         SELECT o.name, t.name, NULL, g.role FROM namespace_grants g \
-         JOIN teams t ON t.id = g.team_id JOIN accounts o ON o.id = t.org_id WHERE {ns_where} \
-         ORDER BY grepo NULLS FIRST, gorg, gteam"
-    )
 }
 
 /// The subject's columns: id, name, admin, active, orgs JSON, teams JSON; alias `u`.
@@ -243,7 +189,7 @@ fn access_sql() -> String {
 }
 
 #[async_trait]
-impl IdentityStore for SqliteMetaStore {
+impl AccountStore for SqliteMetaStore {
     async fn user_create(&self, user: &NewUser) -> Result<UserRecord, MetaError> {
         check_name("user", &user.name)?;
         let u = user.clone();
@@ -291,7 +237,7 @@ impl IdentityStore for SqliteMetaStore {
             c.prepare_cached(&format!(
                 "SELECT {USER_COLUMNS} FROM accounts WHERE kind = 'user' AND (id = ?1 OR name = ?2)"
             ))?
-            .query_row((id, name), user_row)
+            .query_row((id, name), tuple_row::<UserRow>)
             .optional()
         })?;
         row.map(user_record).transpose()
@@ -417,7 +363,7 @@ impl IdentityStore for SqliteMetaStore {
                 c.prepare_cached(&format!(
                     "SELECT {ORG_COLUMNS} FROM accounts WHERE name = ?1 AND kind = 'org'"
                 ))?
-                .query_row([name], org_row)
+                .query_row([name], tuple_row::<OrgRow>)
                 .optional()
             })?
             .map(org_record)
@@ -536,7 +482,10 @@ impl IdentityStore for SqliteMetaStore {
             })
             .collect())
     }
+}
 
+#[async_trait]
+impl TeamStore for SqliteMetaStore {
     async fn team_create(
         &self,
         org: &str,
@@ -711,7 +660,10 @@ impl IdentityStore for SqliteMetaStore {
             })
             .collect())
     }
+}
 
+#[async_trait]
+impl AccessStore for SqliteMetaStore {
     async fn repo_create(
         &self,
         repo: &RepoName,
@@ -806,13 +758,8 @@ impl IdentityStore for SqliteMetaStore {
         last: Option<&str>,
         n: u32,
     ) -> Result<Vec<RepoSettings>, MetaError> {
-        let (sql, binds) = repos_page_query(namespace, last, |i| format!("?{i}"));
-        let mut q = sqlx::query_as::<_, RepoSettingsRow>(&sql);
-        for b in binds {
-            q = q.bind(b);
-        }
-        let rows = q.bind(i64::from(n)).fetch_all(&self.read).await?;
-        repo_settings_rows(rows, namespace)
+        let query = repos_page_query(namespace, last, |i| format!("${i}"));
+        shared::repo_settings_page(self.sqlx(), query, namespace, n).await
     }
 
     async fn repos_visible(
@@ -822,16 +769,10 @@ impl IdentityStore for SqliteMetaStore {
         last: Option<&str>,
         n: u32,
     ) -> Result<Vec<RepoSettings>, MetaError> {
-        let Some((sql, binds)) = visible_page_query(scope, namespace, last, |i| format!("?{i}"))
-        else {
-            return Ok(vec![]);
-        };
-        let mut q = sqlx::query_as::<_, RepoSettingsRow>(&sql);
-        for b in binds {
-            q = q.bind(b);
+        match visible_page_query(scope, namespace, last, |i| format!("${i}")) {
+            Some(query) => shared::repo_settings_page(self.sqlx(), query, namespace, n).await,
+            None => Ok(vec![]),
         }
-        let rows = q.bind(i64::from(n)).fetch_all(&self.read).await?;
-        repo_settings_rows(rows, namespace)
     }
 
     async fn repo_delete(&self, repo: &RepoName) -> Result<bool, MetaError> {
@@ -933,29 +874,15 @@ impl IdentityStore for SqliteMetaStore {
     }
 
     async fn grants_of_org(&self, org: &str) -> Result<Vec<Grant>, MetaError> {
-        let rows: Vec<GrantRow> = sqlx::query_as(&grants_sql("o.name = ?1", "o.name = ?1"))
-            .bind(org)
-            .fetch_all(&self.read)
-            .await?;
-        rows.into_iter().map(grant).collect()
+        shared::grants(self.sqlx(), GrantsOf::Org(org)).await
     }
 
     async fn grants_on_repo(&self, repo: &RepoName) -> Result<Vec<Grant>, MetaError> {
-        let rows: Vec<GrantRow> = sqlx::query_as(&grants_sql("r.name = ?1", "o.name = ?2"))
-            .bind(repo.as_str())
-            .bind(repo.namespace())
-            .fetch_all(&self.read)
-            .await?;
-        rows.into_iter().map(grant).collect()
+        shared::grants(self.sqlx(), GrantsOf::Repo(repo)).await
     }
 
     async fn grants_of_user(&self, user: AccountId) -> Result<Vec<Grant>, MetaError> {
-        let mine = "t.id IN (SELECT team_id FROM team_members WHERE user_id = ?1)";
-        let rows: Vec<GrantRow> = sqlx::query_as(&grants_sql(mine, mine))
-            .bind(user)
-            .fetch_all(&self.read)
-            .await?;
-        rows.into_iter().map(grant).collect()
+        shared::grants(self.sqlx(), GrantsOf::User(user)).await
     }
 
     async fn subject_for(&self, key: UserKey<'_>) -> Result<Option<Subject>, MetaError> {
@@ -1005,7 +932,10 @@ impl IdentityStore for SqliteMetaStore {
         let (subject_cols, vis, ns_kind, mcc, grants_json) = row;
         access_context(subject_cols, vis, ns_kind, mcc, &grants_json, repo)
     }
+}
 
+#[async_trait]
+impl TokenStore for SqliteMetaStore {
     async fn token_create(&self, token: &NewToken) -> Result<TokenRecord, MetaError> {
         check_token_parent(token)?;
         let t = token.clone();
@@ -1075,7 +1005,7 @@ impl IdentityStore for SqliteMetaStore {
         self.fast
             .with(|c| {
                 c.prepare_cached(&format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = ?1"))?
-                    .query_row([id.as_str()], token_row)
+                    .query_row([id.as_str()], tuple_row::<TokenRow>)
                     .optional()
             })?
             .map(token_record)
@@ -1185,7 +1115,10 @@ impl IdentityStore for SqliteMetaStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl AuditStore for SqliteMetaStore {
     async fn audit_append(&self, event: &NewAuditEvent) -> Result<i64, MetaError> {
         let e = event.clone();
         let detail = e.detail.to_string();

@@ -19,8 +19,7 @@ berth_meta::meta_store_conformance!(postgres, async { (fresh_store().await, ()) 
 /// existing schema again does not re-run migrations.
 #[tokio::test]
 async fn two_replicas_share_a_schema() {
-    use berth_meta::MetaStore;
-    use berth_oci::{Digest, RepoName};
+    use berth_meta::conformance::{assert_linked, link_one};
     let url = pg_test_url();
     let schema = unique_schema("berth_test");
     let first = PgMetaStore::connect_with_schema(&url, &schema)
@@ -29,22 +28,13 @@ async fn two_replicas_share_a_schema() {
     let second = PgMetaStore::connect_with_schema(&url, &schema)
         .await
         .expect("second replica");
-    let repo = RepoName::parse("shared/app").expect("name");
-    let digest = Digest::sha256_of(b"layer");
-    first.blob_link(&repo, &digest, 9).await.expect("blob_link");
-    assert_eq!(
-        second
-            .blob_in_repo(&repo, &digest)
-            .await
-            .expect("blob_in_repo"),
-        Some(9)
-    );
+    assert_linked(&second, &link_one(&first).await).await;
 }
 
 /// Schemas isolate: a store in another schema sees nothing.
 #[tokio::test]
 async fn schemas_are_isolated() {
-    use berth_meta::MetaStore;
+    use berth_meta::RegistryStore;
     use berth_oci::{Digest, RepoName};
     let a = fresh_store().await;
     let b = fresh_store().await;
@@ -64,10 +54,6 @@ async fn migration_0004_gives_repositories_their_owner() {
     use sqlx::Executor;
     use std::str::FromStr;
     let dir = tempfile::tempdir().expect("temporary directory");
-    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/postgres");
-    for f in ["0001_initial.sql", "0002_identity.sql", "0003_gc.sql"] {
-        std::fs::copy(src.join(f), dir.path().join(f)).expect("copy a migration");
-    }
     let url = pg_test_url();
     let schema = unique_schema("berth_test");
     let options = PgConnectOptions::from_str(&url).expect("url");
@@ -79,15 +65,7 @@ async fn migration_0004_gives_repositories_their_owner() {
     pool.execute(format!("CREATE SCHEMA \"{schema}\"").as_str())
         .await
         .expect("create schema");
-    sqlx::migrate::Migrator::new(dir.path())
-        .await
-        .expect("migrations 0001-0003")
-        .run(&pool)
-        .await
-        .expect("migrate to 0003");
-    for stmt in berth_meta::conformance::identity::BEFORE_0004 {
-        sqlx::query(stmt).execute(&pool).await.expect(stmt);
-    }
+    berth_meta::conformance::identity::schema_before_0004(&pool, "postgres", dir.path()).await;
     pool.close().await;
     let store = PgMetaStore::connect_with_schema(&url, &schema)
         .await

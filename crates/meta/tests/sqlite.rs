@@ -14,25 +14,15 @@ berth_meta::meta_store_conformance!(sqlite_file, async {
 /// What was committed is there after the store is closed and the file opened again.
 #[tokio::test]
 async fn reopen_keeps_data() {
-    use berth_meta::MetaStore;
-    use berth_oci::{Digest, RepoName};
+    use berth_meta::conformance::{assert_linked, link_one};
     let dir = tempfile::tempdir().expect("temporary directory");
     let path = dir.path().join("meta.db");
-    let repo = RepoName::parse("library/app").expect("name");
-    let digest = Digest::sha256_of(b"layer");
-    {
-        let store = SqliteMetaStore::open(&path).await.expect("open");
-        store.blob_link(&repo, &digest, 5).await.expect("blob_link");
-        store.close().await;
-    }
+    let store = SqliteMetaStore::open(&path).await.expect("open");
+    let link = link_one(&store).await;
+    store.close().await;
+    drop(store);
     let store = SqliteMetaStore::open(&path).await.expect("reopen");
-    assert_eq!(
-        store
-            .blob_in_repo(&repo, &digest)
-            .await
-            .expect("blob_in_repo"),
-        Some(5)
-    );
+    assert_linked(&store, &link).await;
 }
 
 /// Migration 0004 over a database that migrations 0001 to 0003 made: existing
@@ -43,10 +33,6 @@ async fn migration_0004_gives_repositories_their_owner() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let old = dir.path().join("migrations");
     std::fs::create_dir(&old).expect("mkdir");
-    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
-    for f in ["0001_initial.sql", "0002_identity.sql", "0003_gc.sql"] {
-        std::fs::copy(src.join(f), old.join(f)).expect("copy a migration");
-    }
     let path = dir.path().join("meta.db");
     let pool = SqlitePoolOptions::new()
         .max_connections(1)
@@ -57,15 +43,7 @@ async fn migration_0004_gives_repositories_their_owner() {
         )
         .await
         .expect("open");
-    sqlx::migrate::Migrator::new(old.as_path())
-        .await
-        .expect("migrations 0001-0003")
-        .run(&pool)
-        .await
-        .expect("migrate to 0003");
-    for stmt in berth_meta::conformance::identity::BEFORE_0004 {
-        sqlx::query(stmt).execute(&pool).await.expect(stmt);
-    }
+    berth_meta::conformance::identity::schema_before_0004(&pool, "sqlite", &old).await;
     pool.close().await;
     let store = SqliteMetaStore::open(&path)
         .await

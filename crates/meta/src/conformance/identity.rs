@@ -1093,6 +1093,34 @@ pub const BEFORE_0004: &[&str] = &[
      ('acme/a/b', 0), ('ghost/app', 0), ('alicex/app', 0), ('alice-x', 0)",
 ];
 
+/// Brings the empty database or schema behind `pool` to the state before migration 0004,
+/// for the migration tests of both backends: runs migrations 0001 to 0003 of `dialect`
+/// ("sqlite" or "postgres", copied into `scratch`, an empty directory), then
+/// [`BEFORE_0004`]. The caller closes the pool and opens the store, which runs 0004.
+pub async fn schema_before_0004<DB>(pool: &sqlx::Pool<DB>, dialect: &str, scratch: &std::path::Path)
+where
+    DB: sqlx::Database,
+    DB::Connection: sqlx::migrate::Migrate,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'p> &'p sqlx::Pool<DB>: sqlx::Executor<'p, Database = DB>,
+{
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("migrations")
+        .join(dialect);
+    for f in ["0001_initial.sql", "0002_identity.sql", "0003_gc.sql"] {
+        std::fs::copy(src.join(f), scratch.join(f)).expect("copy a migration");
+    }
+    sqlx::migrate::Migrator::new(scratch)
+        .await
+        .expect("migrations 0001-0003")
+        .run(pool)
+        .await
+        .expect("migrate to 0003");
+    for stmt in BEFORE_0004 {
+        sqlx::query(stmt).execute(pool).await.expect(stmt);
+    }
+}
+
 /// After migration 0004 over [`BEFORE_0004`]: a repository whose namespace has an account
 /// belongs to it; the others to nobody, and their namespace is held.
 pub async fn owners_after_0004(store: FullStore) {

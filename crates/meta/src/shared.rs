@@ -1,0 +1,265 @@
+//! Statements both dialects accept, written once: the SQL text (`$n` parameters, which
+//! SQLite reads as numbered parameters too, and standard `CAST`), the binding and the row
+//! mapping. Each runs on either backend's sqlx pool: [`on_pool!`] expands one body for
+//! each. What the dialects really disagree on (upserts, locking, SQLite's writer thread
+//! and per-thread readers on the hot paths) stays in `sqlite*` and `postgres*`.
+
+use crate::convert::{from_db, stored_digest, stored_repo};
+use crate::identity::RepoSettings;
+use crate::identity::{grant, repo_settings_rows, GrantRow, RepoSettingsRow};
+use crate::{GcSettings, ManifestRecord, MetaError, Referrer, UploadRecord};
+use berth_auth::rbac::Grant;
+use berth_oci::{Digest, RepoName};
+use bytes::Bytes;
+
+/// The sqlx pool a statement runs on.
+#[derive(Clone, Copy)]
+pub(crate) enum Pool<'a> {
+    Sqlite(&'a sqlx::SqlitePool),
+    Postgres(&'a sqlx::PgPool),
+}
+
+/// Evaluates `$body` with `$p` bound to the pool, once per dialect.
+macro_rules! on_pool {
+    ($pool:expr, $p:ident => $body:expr) => {
+        match $pool {
+            Pool::Sqlite($p) => $body,
+            Pool::Postgres($p) => $body,
+        }
+    };
+}
+
+/// A manifest row as both stores read it.
+pub(crate) fn manifest_record(
+    digest: Digest,
+    media_type: String,
+    bytes: Vec<u8>,
+) -> ManifestRecord {
+    ManifestRecord {
+        digest,
+        media_type,
+        bytes: Bytes::from(bytes),
+    }
+}
+
+/// A referrer row: digest, media type, artifact type, size, annotations.
+type ReferrerRow = (String, String, Option<String>, i64, Option<String>);
+
+/// [`RegistryStore::referrers`](crate::RegistryStore::referrers).
+pub(crate) async fn referrers(
+    pool: Pool<'_>,
+    repo: &RepoName,
+    subject: &Digest,
+    artifact_type: Option<&str>,
+) -> Result<Vec<Referrer>, MetaError> {
+    let sql = "SELECT m.digest, m.media_type, m.artifact_type, m.size, m.annotations \
+               FROM repositories r JOIN manifests m ON m.repo_id = r.id \
+               WHERE r.name = $1 AND m.subject = $2 \
+               AND (CAST($3 AS TEXT) IS NULL OR m.artifact_type = $3) \
+               ORDER BY m.digest";
+    let rows: Vec<ReferrerRow> = on_pool!(pool, p => {
+        sqlx::query_as(sql)
+            .bind(repo.as_str())
+            .bind(subject.as_str())
+            .bind(artifact_type)
+            .fetch_all(p)
+            .await?
+    });
+    rows.into_iter()
+        .map(|(d, media_type, artifact_type, size, annotations)| {
+            Ok(Referrer {
+                digest: stored_digest(&d)?,
+                media_type,
+                artifact_type,
+                size: from_db(size, "manifest size")?,
+                annotations,
+            })
+        })
+        .collect()
+}
+
+/// [`RegistryStore::all_blobs`](crate::RegistryStore::all_blobs).
+pub(crate) async fn all_blobs(pool: Pool<'_>) -> Result<Vec<(Digest, u64)>, MetaError> {
+    let sql = "SELECT digest, size FROM blobs WHERE live = 1 AND deleting IS NULL ORDER BY digest";
+    let rows: Vec<(String, i64)> = on_pool!(pool, p => sqlx::query_as(sql).fetch_all(p).await?);
+    rows.into_iter()
+        .map(|(d, size)| Ok((stored_digest(&d)?, from_db(size, "blob size")?)))
+        .collect()
+}
+
+/// [`RegistryStore::all_manifests`](crate::RegistryStore::all_manifests).
+pub(crate) async fn all_manifests(
+    pool: Pool<'_>,
+) -> Result<Vec<(RepoName, ManifestRecord)>, MetaError> {
+    let sql = "SELECT r.name, m.digest, m.media_type, m.bytes \
+               FROM repositories r JOIN manifests m ON m.repo_id = r.id \
+               ORDER BY r.name, m.digest";
+    let rows: Vec<(String, String, String, Vec<u8>)> =
+        on_pool!(pool, p => sqlx::query_as(sql).fetch_all(p).await?);
+    rows.into_iter()
+        .map(|(name, d, media_type, bytes)| {
+            let record = manifest_record(stored_digest(&d)?, media_type, bytes);
+            Ok((stored_repo(&name)?, record))
+        })
+        .collect()
+}
+
+/// `SELECT` of grants as (org, team, repository or NULL, role): repository grants
+/// matching `repo_where`, then namespace grants matching `ns_where`. Aliases: `o` the
+/// team's organisation, `t` the team, `r` the repository.
+pub(crate) fn grants_sql(repo_where: &str, ns_where: &str) -> String {
+    format!(
+        "SELECT o.name AS gorg, t.name AS gteam, r.name AS grepo, g.role AS grole \
+         FROM repo_grants g \
+         JOIN teams t ON t.id = g.team_id JOIN accounts o ON o.id = t.org_id \
+         JOIN repositories r ON r.id = g.repo_id WHERE {repo_where} \
+         UNION ALL \
+         SELECT o.name, t.name, NULL, g.role FROM namespace_grants g \
+         JOIN teams t ON t.id = g.team_id JOIN accounts o ON o.id = t.org_id WHERE {ns_where} \
+         ORDER BY grepo NULLS FIRST, gorg, gteam"
+    )
+}
+
+/// Whose grants [`grants`] lists.
+#[derive(Clone, Copy)]
+pub(crate) enum GrantsOf<'a> {
+    /// Every grant of an organisation's teams.
+    Org(&'a str),
+    /// The grants that apply to a repository (on it, or on its namespace).
+    Repo(&'a RepoName),
+    /// The grants of the teams a user is a member of.
+    User(i64),
+}
+
+/// `grants_of_org`, `grants_on_repo` and `grants_of_user` of
+/// [`AccessStore`](crate::AccessStore).
+pub(crate) async fn grants(pool: Pool<'_>, of: GrantsOf<'_>) -> Result<Vec<Grant>, MetaError> {
+    let mine = "t.id IN (SELECT team_id FROM team_members WHERE user_id = $1)";
+    let (sql, first, second) = match &of {
+        GrantsOf::Org(org) => (grants_sql("o.name = $1", "o.name = $1"), *org, None),
+        GrantsOf::Repo(r) => (
+            grants_sql("r.name = $1", "o.name = $2"),
+            r.as_str(),
+            Some(r.namespace()),
+        ),
+        GrantsOf::User(_) => (grants_sql(mine, mine), "", None),
+    };
+    let rows: Vec<GrantRow> = on_pool!(pool, p => {
+        let q = sqlx::query_as(&sql);
+        let q = match of {
+            GrantsOf::User(id) => q.bind(id),
+            _ => q.bind(first),
+        };
+        let q = match second {
+            Some(s) => q.bind(s),
+            None => q,
+        };
+        q.fetch_all(p).await?
+    });
+    rows.into_iter().map(grant).collect()
+}
+
+/// One page of [`repos_page_query`](crate::identity::repos_page_query) or
+/// [`visible_page_query`](crate::identity::visible_page_query) (`query`: the statement and
+/// its text parameters, written with `$n`): binds the parameters, then the limit `n`, and
+/// maps the rows with [`repo_settings_rows`].
+pub(crate) async fn repo_settings_page(
+    pool: Pool<'_>,
+    query: (String, Vec<String>),
+    namespace: Option<&str>,
+    n: u32,
+) -> Result<Vec<RepoSettings>, MetaError> {
+    let (sql, binds) = query;
+    let rows: Vec<RepoSettingsRow> = on_pool!(pool, p => {
+        let mut q = sqlx::query_as(&sql);
+        for b in &binds {
+            q = q.bind(b.as_str());
+        }
+        q.bind(i64::from(n)).fetch_all(p).await?
+    });
+    repo_settings_rows(rows, namespace)
+}
+
+/// [`GcStore::gc_settings`](crate::GcStore::gc_settings).
+pub(crate) async fn gc_settings(pool: Pool<'_>) -> Result<GcSettings, MetaError> {
+    let sql = "SELECT schedule, read_only_since, read_only_by FROM gc_settings WHERE id = 1";
+    let row: Option<(Option<String>, Option<i64>, Option<String>)> =
+        on_pool!(pool, p => sqlx::query_as(sql).fetch_optional(p).await?);
+    Ok(row
+        .map(|(schedule, read_only_since, read_only_by)| GcSettings {
+            schedule,
+            read_only_since,
+            read_only_by,
+        })
+        .unwrap_or_default())
+}
+
+/// An upload session's columns as both stores read them: offset, hash state, store
+/// state, created, updated.
+pub(crate) type UploadColumns = (i64, Vec<u8>, String, i64, i64);
+
+/// The session `id` of `repo` from its columns.
+pub(crate) fn upload_record(
+    id: String,
+    repo: RepoName,
+    (offset, hash_state, store_state, created_at, updated_at): UploadColumns,
+) -> Result<UploadRecord, MetaError> {
+    Ok(UploadRecord {
+        id,
+        repo,
+        offset: from_db(offset, "upload offset")?,
+        hash_state,
+        store_state,
+        created_at,
+        updated_at,
+    })
+}
+
+/// [`UploadStore::upload_get`](crate::UploadStore::upload_get).
+pub(crate) async fn upload_get(
+    pool: Pool<'_>,
+    repo: &RepoName,
+    id: &str,
+) -> Result<Option<UploadRecord>, MetaError> {
+    let sql = "SELECT u.\"offset\", u.hash_state, u.store_state, u.created_at, u.updated_at \
+               FROM uploads u JOIN repositories r ON r.id = u.repo_id \
+               WHERE u.id = $1 AND r.name = $2";
+    let row: Option<UploadColumns> = on_pool!(pool, p => {
+        sqlx::query_as(sql)
+            .bind(id)
+            .bind(repo.as_str())
+            .fetch_optional(p)
+            .await?
+    });
+    row.map(|cols| upload_record(id.to_string(), repo.clone(), cols))
+        .transpose()
+}
+
+/// A stale upload row: id, repository, then [`UploadColumns`].
+type StaleUploadRow = (String, String, i64, Vec<u8>, String, i64, i64);
+
+/// [`GcStore::uploads_stale`](crate::GcStore::uploads_stale).
+pub(crate) async fn uploads_stale(
+    pool: Pool<'_>,
+    before: i64,
+    limit: u32,
+) -> Result<Vec<UploadRecord>, MetaError> {
+    let sql = "SELECT u.id, r.name, u.\"offset\", u.hash_state, u.store_state, u.created_at, \
+               u.updated_at FROM uploads u JOIN repositories r ON r.id = u.repo_id \
+               WHERE u.updated_at < $1 ORDER BY u.updated_at LIMIT $2";
+    let rows: Vec<StaleUploadRow> = on_pool!(pool, p => {
+        sqlx::query_as(sql)
+            .bind(before)
+            .bind(i64::from(limit))
+            .fetch_all(p)
+            .await?
+    });
+    rows.into_iter()
+        .map(
+            |(id, repo, offset, hash_state, store_state, created_at, updated_at)| {
+                let cols = (offset, hash_state, store_state, created_at, updated_at);
+                upload_record(id, stored_repo(&repo)?, cols)
+            },
+        )
+        .collect()
+}

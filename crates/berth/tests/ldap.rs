@@ -314,10 +314,12 @@ impl Berth {
         Process::spawn(&["--config".as_ref(), self.config.as_os_str()], &all, &log)
     }
 
-    /// `berth admin --config FILE ARGS`.
+    /// `berth admin --init --config FILE ARGS` (the first call creates the registry, as
+    /// an operator preparing one before its first `serve` would).
     fn admin(&self, args: &[&str]) -> Output {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
         cmd.arg("admin")
+            .arg("--init")
             .arg("--config")
             .arg(&self.config)
             .args(args)

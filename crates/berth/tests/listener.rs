@@ -440,14 +440,21 @@ fn made_up_methods_and_paths_add_no_metric_series() {
         request(&format!("X{}", word(8)), &path);
         request("GET", &path);
     }
+    // The HTTP series: the store wrapper's own (`store`, `method` = a store method) come
+    // from code, and appear as background jobs first call a method.
+    let http = |all: BTreeSet<String>| -> BTreeSet<String> {
+        all.into_iter()
+            .filter(|s| s.starts_with("berth_http"))
+            .collect()
+    };
     series(&p.host);
-    let before = series(&p.host);
+    let before = http(series(&p.host));
     for i in 0..1000 {
         let w = word(3 + i % 10);
         let path = &paths(&w)[i % 7];
         request(&format!("X{w}"), path);
     }
-    let after = series(&p.host);
+    let after = http(series(&p.host));
     let new: Vec<_> = after.difference(&before).collect();
     assert!(
         new.is_empty(),

@@ -242,12 +242,7 @@ fn repo_name(name: &str) -> anyhow::Result<RepoName> {
     Ok(manage::repo_name(name)?)
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+use berth_core::time::now_ms;
 
 /// The first line of the password file or of standard input (its length is checked where
 /// the API's is, in `core::manage`, after the name: a taken name is the answer first).

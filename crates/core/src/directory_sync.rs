@@ -36,7 +36,7 @@ use berth_meta::{IdentityStore, MetaError};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// The audit action of a sync run.
 pub const SYNC_ACTION: &str = "directory.sync";
@@ -152,12 +152,7 @@ pub enum DirectorySyncError {
     Store(#[from] MetaError),
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+use crate::time::now_ms;
 
 /// One run at a time per process: the schedule, the command and the API may ask at once.
 static RUNNING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

@@ -166,17 +166,7 @@ const DELETE_CONCURRENCY: usize = 8;
 /// Most candidates per collecting transaction in a paced online run (see `Job::batch`).
 const PACED_BATCH: u32 = 100;
 
-/// Now, in unix milliseconds.
-pub fn now_ms() -> i64 {
-    crate::registry::now_ms()
-}
-
-/// Renders unix ms as RFC 3339 (UTC).
-pub fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-        .unwrap_or_else(|| ms.to_string())
-}
+pub use crate::time::{now_ms, rfc3339_ms as rfc3339};
 
 /// Runs garbage collection once; see the module documentation.
 pub async fn run(

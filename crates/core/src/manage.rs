@@ -31,7 +31,7 @@
 //! - the audit log: system administrators see every event, everyone else only their own;
 //! - the directory settings and sync runs: system administrators.
 
-use crate::access::{rfc3339, Access, AccessError, Caller, CreatedToken, Verdict};
+use crate::access::{Access, AccessError, Caller, CreatedToken, Verdict};
 use crate::directory_sync::{run_sync, sync_runs, SyncReport, SyncRun, Trigger};
 use berth_auth::password::{hash_password, verify_password};
 use berth_auth::rbac::{self, Grant, Permission, Restriction, Role, User, Visibility};
@@ -42,7 +42,6 @@ use berth_meta::identity::{
 };
 use berth_meta::MetaError;
 use berth_oci::RepoName;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Longest free-text field (full name, e-mail, description, directory group).
 pub const MAX_TEXT: usize = 1024;
@@ -233,17 +232,8 @@ fn check_page(n: u32) -> Result<()> {
     Ok(())
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-/// RFC 3339 of unix milliseconds.
-pub fn rfc3339_ms(ms: i64) -> String {
-    rfc3339((ms.max(0) / 1000) as u64)
-}
+use crate::time::now_ms;
+pub use crate::time::rfc3339_ms;
 
 fn denied(what: &str) -> ManageError {
     ManageError::Denied(format!(

@@ -617,6 +617,9 @@ fn api_and_schedule(backend: Backend) {
         json!({ "grace": "soon" }),
         json!({ "mode": "paused" }),
         json!({ "unknown": true }),
+        // The document's forms only: an object, one number and one unit.
+        json!([]),
+        json!({ "grace": "1h 30m" }),
     ] {
         let r = server
             .http()

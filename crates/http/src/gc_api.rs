@@ -83,10 +83,25 @@ async fn body<T: serde::de::DeserializeOwned + Default>(
             false => Ok(T::default()),
         };
     }
-    serde_json::from_slice(&bytes).map_err(|e| invalid(format!("invalid body: {e}")))
+    // An object only: serde would also read a struct from a JSON array.
+    let value: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| invalid(format!("invalid body: {e}")))?;
+    if !value.is_object() {
+        return Err(invalid("the body must be a JSON object"));
+    }
+    serde_json::from_value(value).map_err(|e| invalid(format!("invalid body: {e}")))
 }
 
+/// A duration as the document describes it (`^[0-9]{1,6}(ms|s|m|h|d)?$`): the API takes
+/// one number and one unit, not the configuration file's longer forms.
 fn duration(text: &str, what: &str) -> Result<Duration, ApiError> {
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    let unit = &text[digits..];
+    if !(1..=6).contains(&digits) || !matches!(unit, "" | "ms" | "s" | "m" | "h" | "d") {
+        return Err(invalid(format!(
+            "{what}: {text:?} is not a duration such as 90s, 30m, 1h"
+        )));
+    }
     berth_core::time::parse_duration(text).map_err(|e| invalid(format!("{what}: {e}")))
 }
 

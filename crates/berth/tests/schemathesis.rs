@@ -52,7 +52,12 @@ fn schemathesis_finds_nothing() {
             // Hypothesis's health checks judge the generator (the repository-name pattern
             // filters many drawn strings; a busy machine is slow), not the server.
             .args(["--suppress-health-check", "filter_too_much,too_slow"])
-            .args(["--no-shrink", "--output-truncate", "true"]),
+            .args(["--no-shrink", "--output-truncate", "true"])
+            // A fixed seed: the same cases every run, so a finding reproduces and a run
+            // does not trip over hypothesis's own occasional internal errors at random
+            // (one was "tuple index out of range" in its optimiser). Change it on purpose
+            // to explore other cases.
+            .args(["--seed", "20261207"]),
         Duration::from_secs(175),
     );
     assert!(

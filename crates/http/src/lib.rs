@@ -55,8 +55,8 @@ pub struct AppState {
     pub counters: Arc<server::Counters>,
 }
 
-/// The whole application: `/v2`, operations endpoints, metrics middleware, and outermost
-/// the request id and span ([`trace`]).
+/// The whole application: `/v2`, operations endpoints, and the middleware every request
+/// passes (request id and span, [`trace`]; metrics).
 pub fn router(state: AppState) -> Router {
     ops::prometheus();
     Router::new()
@@ -73,20 +73,6 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             ops::observe,
         ))
-        .layer(
-            tower::ServiceBuilder::new()
-                .layer(axum::middleware::map_request(trace::screen_request_id))
-                .layer(tower_http::request_id::SetRequestIdLayer::x_request_id(
-                    trace::MakeId,
-                ))
-                .layer(tower_http::request_id::PropagateRequestIdLayer::x_request_id())
-                .layer(
-                    tower_http::trace::TraceLayer::new_for_http()
-                        .make_span_with(trace::span)
-                        // Failures are logged once, where they happen (error.rs).
-                        .on_failure(()),
-                ),
-        )
         .with_state(state)
 }
 

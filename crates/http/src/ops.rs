@@ -95,15 +95,27 @@ fn content_length(h: &axum::http::HeaderMap) -> u64 {
 }
 
 /// Middleware: counts every request for `/nginx_status` and records Prometheus metrics.
-pub async fn observe(State(st): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn observe(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
+    let id = crate::trace::request_id(req.headers());
+    req.headers_mut()
+        .insert(crate::trace::REQUEST_ID, id.clone());
     let route = route_label(&req);
+    let span = crate::trace::span(&id, req.method(), &route);
     let method = method_label(req.method());
     let bytes_in = content_length(req.headers());
     st.counters.requests.fetch_add(1, Ordering::Relaxed);
     st.counters.in_flight.fetch_add(1, Ordering::Relaxed);
     let start = Instant::now();
-    let resp = next.run(req).await;
+    let mut resp = tracing::Instrument::instrument(next.run(req), span.clone()).await;
     st.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
+    resp.headers_mut().insert(crate::trace::REQUEST_ID, id);
+    span.in_scope(|| {
+        tracing::debug!(
+            status = resp.status().as_u16(),
+            elapsed_ms = start.elapsed().as_millis() as u64,
+            "request done"
+        )
+    });
     let status = status_label(resp.status());
     metrics::counter!("berth_http_requests_total", "route" => route.clone(), "method" => method, "status" => status).increment(1);
     metrics::histogram!("berth_http_request_duration_seconds", "route" => route.clone())

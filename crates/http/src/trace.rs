@@ -1,11 +1,12 @@
 //! Request tracing: every request gets an id, kept from the caller's `X-Request-Id` when
 //! it is a sane token and generated otherwise, returned in the response's `X-Request-Id`,
 //! and recorded on a span around the request, so that every log line the request causes
-//! carries it (tower-http's `request_id` and `trace` layers).
+//! carries it. Done in `ops::observe`, the one middleware every request passes, rather than
+//! as a stack of layers: each layer costs every request a boxed future and more.
 
-use axum::extract::{MatchedPath, Request};
-use axum::http::HeaderValue;
-use tower_http::request_id::{MakeRequestId, RequestId};
+use axum::http::{HeaderMap, HeaderValue, Method};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 
 /// The header that carries the id, both ways.
 pub const REQUEST_ID: &str = "x-request-id";
@@ -23,41 +24,39 @@ pub fn acceptable_id(v: &HeaderValue) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b':'))
 }
 
-/// Middleware (first of the tracing layers): drops a caller's id that
-/// [`acceptable_id`] refuses, so that one is generated in its place.
-pub async fn screen_request_id(mut req: Request) -> Request {
-    if let Some(v) = req.headers().get(REQUEST_ID) {
-        if !acceptable_id(v) || req.headers().get_all(REQUEST_ID).iter().count() > 1 {
-            req.headers_mut().remove(REQUEST_ID);
-        }
+/// The id of a request: the caller's when it sent exactly one and [`acceptable_id`]
+/// keeps it, a fresh one otherwise.
+pub fn request_id(headers: &HeaderMap) -> HeaderValue {
+    let mut sent = headers.get_all(REQUEST_ID).iter();
+    match (sent.next(), sent.next()) {
+        (Some(v), None) if acceptable_id(v) => v.clone(),
+        _ => fresh_id(),
     }
-    req
 }
 
-/// Generates an id (a random UUID, hyphenated) for a request that brought none.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct MakeId;
-
-impl MakeRequestId for MakeId {
-    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
-        HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
-            .ok()
-            .map(RequestId::new)
-    }
+/// A fresh id, laid out as a random (version 4) UUID: a random half drawn once per
+/// process and a counter, so that no request pays for a system call or a lock.
+fn fresh_id() -> HeaderValue {
+    static PROCESS: OnceLock<[u8; 8]> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let process = PROCESS.get_or_init(|| {
+        let mut half = [0u8; 8];
+        half.copy_from_slice(&uuid::Uuid::new_v4().as_bytes()[..8]);
+        half
+    });
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(process);
+    bytes[8..].copy_from_slice(&COUNTER.fetch_add(1, Ordering::Relaxed).to_be_bytes());
+    let id = uuid::Builder::from_random_bytes(bytes).into_uuid();
+    let mut buf = uuid::Uuid::encode_buffer();
+    HeaderValue::from_str(id.hyphenated().encode_lower(&mut buf))
+        .unwrap_or_else(|_| HeaderValue::from_static("-"))
 }
 
 /// The span of a request: its id, method and route (the router's pattern, a closed set;
-/// the `/v2` path, whose repository names are the caller's, stays out of the span).
-pub fn span(req: &Request) -> tracing::Span {
-    let id = req
-        .extensions()
-        .get::<RequestId>()
-        .and_then(|id| id.header_value().to_str().ok())
-        .unwrap_or("-");
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str())
-        .unwrap_or("-");
-    tracing::info_span!("request", id = %id, method = %req.method(), route = %route)
+/// the `/v2` path, whose repository names are the caller's, stays out of the span). At the
+/// default level the span is disabled and costs nothing.
+pub fn span(id: &HeaderValue, method: &Method, route: &str) -> tracing::Span {
+    let id = id.to_str().unwrap_or("-");
+    tracing::info_span!("request", id = %id, method = %method, route = %route)
 }

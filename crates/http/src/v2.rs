@@ -409,17 +409,25 @@ async fn delete_manifest(
     repo: RepoName,
     reference: Reference,
 ) -> Result<Response> {
-    let reg = &st.registry;
-    reg.manifest_delete(&repo, &reference).await?;
-    st.access
-        .audit(
-            caller,
-            "delete",
-            repo.as_str(),
-            serde_json::json!({ "reference": reference.to_string() }),
-        )
-        .await;
-    Ok(StatusCode::ACCEPTED.into_response())
+    st.registry.manifest_delete(&repo, &reference).await?;
+    Ok(deleted(
+        st,
+        caller,
+        &repo,
+        serde_json::json!({ "reference": reference.to_string() }),
+    )
+    .await)
+}
+
+/// A delete done: audited, 202.
+async fn deleted(
+    st: &AppState,
+    caller: &Caller,
+    repo: &RepoName,
+    what: serde_json::Value,
+) -> Response {
+    st.access.audit(caller, "delete", repo.as_str(), what).await;
+    StatusCode::ACCEPTED.into_response()
 }
 
 /// `HEAD /v2/<name>/blobs/<digest>`.
@@ -481,17 +489,14 @@ async fn delete_blob(
     repo: RepoName,
     digest: Digest,
 ) -> Result<Response> {
-    let reg = &st.registry;
-    reg.blob_delete(&repo, &digest).await?;
-    st.access
-        .audit(
-            caller,
-            "delete",
-            repo.as_str(),
-            serde_json::json!({ "blob": digest.as_str() }),
-        )
-        .await;
-    Ok(StatusCode::ACCEPTED.into_response())
+    st.registry.blob_delete(&repo, &digest).await?;
+    Ok(deleted(
+        st,
+        caller,
+        &repo,
+        serde_json::json!({ "blob": digest.as_str() }),
+    )
+    .await)
 }
 
 /// `POST /v2/<name>/blobs/uploads/`: a mount, a monolithic upload, or a new session.

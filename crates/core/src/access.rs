@@ -747,14 +747,7 @@ impl Access {
         };
         if account != username {
             if let Some(user) = self.identity.user_get(UserKey::Name(&account)).await? {
-                if !matches!(user.origin, Origin::Directory { .. })
-                    || !user.active
-                    || user.is_service_account
-                {
-                    return Ok(None);
-                }
-                self.login_directory_as(&user, username, password).await?;
-                return Ok(Some(user));
+                return self.login_other_name(user, username, password).await;
             }
         }
         let entry = match dir.authenticate(username, password).await {
@@ -773,19 +766,9 @@ impl Access {
         // Logged in by another name of an existing account (`login_attributes`: e-mail,
         // userPrincipalName): that account, checked as any directory login.
         if entry.username != username {
-            if let Some(user) = self
-                .identity
-                .user_get(UserKey::Name(&entry.username))
-                .await?
-            {
-                if !matches!(user.origin, Origin::Directory { .. })
-                    || !user.active
-                    || user.is_service_account
-                {
-                    return Ok(None);
-                }
-                self.login_directory_as(&user, username, password).await?;
-                return Ok(Some(user));
+            let other = UserKey::Name(&entry.username);
+            if let Some(user) = self.identity.user_get(other).await? {
+                return self.login_other_name(user, username, password).await;
             }
         }
         let (pw, params) = (password.as_bytes().to_vec(), self.cfg.password_params);
@@ -843,6 +826,25 @@ impl Access {
     /// [`Access::login_directory`] with the name the user typed, which is their directory
     /// name and may differ from the account name it maps to: the directory entry found
     /// must map to this account.
+    /// A directory login as `username` into `user`, an existing account of another name
+    /// (see [`login_new_directory_user`](Self::login_new_directory_user)): `None` when it
+    /// is not an active directory user account.
+    async fn login_other_name(
+        &self,
+        user: UserRecord,
+        username: &str,
+        password: &str,
+    ) -> Result<Option<UserRecord>, AccessError> {
+        if !matches!(user.origin, Origin::Directory { .. })
+            || !user.active
+            || user.is_service_account
+        {
+            return Ok(None);
+        }
+        self.login_directory_as(&user, username, password).await?;
+        Ok(Some(user))
+    }
+
     async fn login_directory_as(
         &self,
         user: &UserRecord,

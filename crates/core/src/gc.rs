@@ -363,13 +363,7 @@ impl Job<'_> {
             }
         }
         // 3. The queue.
-        let now = now_ms();
-        let pass = GcPass {
-            cutoff: now - self.opts.grace.as_millis() as i64,
-            now,
-            delete_untagged: self.opts.delete_untagged,
-            referrers_follow_subject: self.opts.referrers_follow_subject,
-        };
+        let pass = self.pass();
         let mut after = 0;
         loop {
             if self.must_stop() {
@@ -464,13 +458,7 @@ impl Job<'_> {
     }
 
     async fn dry(&mut self) -> Result<bool, GcError> {
-        let now = now_ms();
-        let pass = GcPass {
-            cutoff: now - self.opts.grace.as_millis() as i64,
-            now,
-            delete_untagged: self.opts.delete_untagged,
-            referrers_follow_subject: self.opts.referrers_follow_subject,
-        };
+        let pass = self.pass();
         let b = self.meta.gc_collect(&pass, 0, u32::MAX, true).await?;
         self.run.manifests_deleted = b.manifests_deleted;
         self.run.links_deleted = b.links_deleted;
@@ -480,13 +468,7 @@ impl Job<'_> {
         let before = now_ms() - self.opts.upload_max_age.as_millis() as i64;
         self.run.uploads_purged = self.meta.uploads_stale(before, u32::MAX).await?.len() as u64;
         if self.opts.verify_storage {
-            let known: HashSet<Digest> = self
-                .meta
-                .all_blobs()
-                .await?
-                .into_iter()
-                .map(|(d, _)| d)
-                .collect();
+            let known = self.known_blobs().await?;
             let mut list = self.blobs.list();
             while let Some(item) = list.next().await {
                 match item {
@@ -502,15 +484,31 @@ impl Job<'_> {
         Ok(true)
     }
 
-    /// Orphans in blob storage and abandoned upload data.
-    async fn verify(&mut self) -> Result<bool, GcError> {
-        let known: HashSet<Digest> = self
+    /// The sweep's parameters, with its grace period ending now.
+    fn pass(&self) -> GcPass {
+        let now = now_ms();
+        GcPass {
+            cutoff: now - self.opts.grace.as_millis() as i64,
+            now,
+            delete_untagged: self.opts.delete_untagged,
+            referrers_follow_subject: self.opts.referrers_follow_subject,
+        }
+    }
+
+    /// The digests of every blob the metadata knows.
+    async fn known_blobs(&self) -> Result<HashSet<Digest>, GcError> {
+        Ok(self
             .meta
             .all_blobs()
             .await?
             .into_iter()
             .map(|(d, _)| d)
-            .collect();
+            .collect())
+    }
+
+    /// Orphans in blob storage and abandoned upload data.
+    async fn verify(&mut self) -> Result<bool, GcError> {
+        let known = self.known_blobs().await?;
         let seen_before = now_ms() - self.opts.grace.as_millis() as i64;
         let mut list = self.blobs.list();
         let mut orphans = Vec::new();

@@ -130,6 +130,18 @@ fn take_hasher(h: Arc<Mutex<Digester>>) -> Digester {
     }
 }
 
+/// Whether what went through `hasher` has the digest the client named.
+fn check_digest(hasher: Arc<Mutex<Digester>>, digest: &Digest) -> Result<(), CoreError> {
+    let actual = take_hasher(hasher).finish();
+    if &actual != digest {
+        return Err(CoreError::DigestMismatch {
+            expected: digest.clone(),
+            actual,
+        });
+    }
+    Ok(())
+}
+
 impl Registry {
     pub fn new(
         meta: Arc<dyn MetaStore>,
@@ -382,6 +394,21 @@ impl Registry {
         content_length: Option<u64>,
     ) -> Result<u64, CoreError> {
         self.check_writable()?;
+        let (n, generation) = self.store_whole(digest, body, content_length).await?;
+        self.complete(repo, digest, n, generation, None).await?;
+        Ok(n)
+    }
+
+    /// Stores `body` as the blob `digest` through a new upload of the blob store: claims
+    /// the digest, hashes the bytes as they are written, and commits them only if they
+    /// hash to `digest` (and, with `content_length`, are that many); otherwise the upload
+    /// is aborted. The size and the claim's generation, for [`complete`](Self::complete).
+    async fn store_whole(
+        &self,
+        digest: &Digest,
+        body: ByteStream,
+        content_length: Option<u64>,
+    ) -> Result<(u64, i64), CoreError> {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let state = self.blobs.upload_start(&id).await?;
         let result = async {
@@ -398,29 +425,17 @@ impl Registry {
                     )));
                 }
             }
-            let actual = take_hasher(hasher).finish();
-            if &actual != digest {
-                return Err(CoreError::DigestMismatch {
-                    expected: digest.clone(),
-                    actual,
-                });
-            }
+            check_digest(hasher, digest)?;
             self.blobs
                 .upload_commit(&id, &state, n, digest, existing)
                 .await?;
             Ok((n, generation))
         }
         .await;
-        match result {
-            Ok((n, generation)) => {
-                self.complete(repo, digest, n, generation, None).await?;
-                Ok(n)
-            }
-            Err(e) => {
-                let _ = self.blobs.upload_abort(&id, &state).await;
-                Err(e)
-            }
+        if result.is_err() {
+            let _ = self.blobs.upload_abort(&id, &state).await;
         }
+        result
     }
 
     /// Cross-repository mount: links `digest` into `repo` if `from` (or, without `from`, any
@@ -714,6 +729,20 @@ impl Registry {
         }
         // Claimed before the commit: the store's commit keeps bytes that already exist, and
         // those must not be GC's to delete meanwhile (ARCHITECTURE.md, invariant 9).
+        self.commit_claimed(repo, &rec, digest, Some(&rec.id))
+            .await?;
+        Ok(rec.offset)
+    }
+
+    /// Claims `digest`, commits the session's bytes under it, and links it into `repo`
+    /// (`upload`: the session the link completes, if it does).
+    async fn commit_claimed(
+        &self,
+        repo: &RepoName,
+        rec: &UploadRecord,
+        digest: &Digest,
+        upload: Option<&str>,
+    ) -> Result<(), CoreError> {
         let (generation, existing) = self.claim(digest).await?;
         self.blobs
             .upload_commit(
@@ -724,9 +753,8 @@ impl Registry {
                 existing,
             )
             .await?;
-        self.complete(repo, digest, rec.offset, generation, Some(&rec.id))
-            .await?;
-        Ok(rec.offset)
+        self.complete(repo, digest, rec.offset, generation, upload)
+            .await
     }
 
     /// Completes a session with a digest of another algorithm than the one its bytes were
@@ -744,39 +772,10 @@ impl Registry {
         staged: &Digest,
         digest: &Digest,
     ) -> Result<u64, CoreError> {
-        let (generation, existing) = self.claim(staged).await?;
-        self.blobs
-            .upload_commit(
-                &rec.id,
-                &UploadState(rec.store_state.clone()),
-                rec.offset,
-                staged,
-                existing,
-            )
-            .await?;
-        self.complete(repo, staged, rec.offset, generation, None)
-            .await?;
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        let state = self.blobs.upload_start(&id).await?;
+        self.commit_claimed(repo, rec, staged, None).await?;
         let copied = async {
-            let (generation, existing) = self.claim(digest).await?;
             let read = self.blobs.get(staged, None).await?;
-            let hasher = Arc::new(Mutex::new(Digester::new(digest.algorithm())));
-            let (state, n) = self
-                .blobs
-                .upload_append(&id, &state, 0, hashing(read.stream, hasher.clone()))
-                .await?;
-            let actual = take_hasher(hasher).finish();
-            if &actual != digest {
-                return Err(CoreError::DigestMismatch {
-                    expected: digest.clone(),
-                    actual,
-                });
-            }
-            self.blobs
-                .upload_commit(&id, &state, n, digest, existing)
-                .await?;
-            Ok((n, generation))
+            self.store_whole(digest, read.stream, None).await
         }
         .await;
         match copied {
@@ -786,7 +785,6 @@ impl Registry {
                 Ok(n)
             }
             Err(e) => {
-                let _ = self.blobs.upload_abort(&id, &state).await;
                 let _ = self.meta.upload_delete(&rec.id).await;
                 Err(e)
             }

@@ -138,8 +138,7 @@ pub struct RunBody {
         (status = 200, description = "With `wait`: the finished run", body = Object),
         (status = 403, description = "Not a system administrator (DENIED)", body = crate::api::ErrorBody),
         (status = 409, description = "A run holds the lease (CONFLICT)", body = crate::api::ErrorBody),
-    ),
-    security(("basic" = []), ("bearer" = []))
+    )
 )]
 pub async fn start_run(
     _: Admin,
@@ -220,8 +219,7 @@ pub struct ListQuery {
     responses(
         (status = 200, description = "`{running, holder, since, read_only_since, runs}`", body = Object),
         (status = 403, description = "Not a system administrator (DENIED)", body = crate::api::ErrorBody),
-    ),
-    security(("basic" = []), ("bearer" = []))
+    )
 )]
 pub async fn list_runs(
     _: Admin,
@@ -269,8 +267,7 @@ async fn schedule_view(st: &AppState) -> Result<Response, ApiError> {
     responses(
         (status = 200, description = "`{schedule, source: api|config|null, next_run}`", body = Object),
         (status = 403, description = "Not a system administrator (DENIED)", body = crate::api::ErrorBody),
-    ),
-    security(("basic" = []), ("bearer" = []))
+    )
 )]
 pub async fn get_schedule(_: Admin, State(st): State<AppState>) -> Result<Response, ApiError> {
     schedule_view(&st).await
@@ -297,8 +294,7 @@ pub struct ScheduleBody {
     responses(
         (status = 200, description = "`{schedule, source, next_run}`", body = Object),
         (status = 403, description = "Not a system administrator (DENIED)", body = crate::api::ErrorBody),
-    ),
-    security(("basic" = []), ("bearer" = []))
+    )
 )]
 pub async fn put_schedule(
     _: Admin,

@@ -268,8 +268,7 @@ async fn gc_status(st: &AppState) -> serde_json::Value {
     responses(
         (status = 200, description = "`{replicas: [{id, version, started_at, uptime_seconds, healthy, stores, directory?}], this_replica, gc}`", body = Object),
         (status = 403, description = "Not a system administrator (DENIED)", body = crate::api::ErrorBody),
-    ),
-    security(("basic" = []), ("bearer" = []))
+    )
 )]
 pub async fn cluster_status(
     State(st): State<AppState>,

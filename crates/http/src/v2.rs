@@ -253,11 +253,17 @@ async fn dispatch(st: &AppState, caller: &Caller, ep: Endpoint, req: Request) ->
             put_manifest(st, caller, repo, reference, &parts.headers, body).await
         }
         Endpoint::DeleteManifest { repo, reference } => {
-            delete_manifest(st, caller, repo, reference).await
+            reg.manifest_delete(&repo, &reference).await?;
+            let detail = serde_json::json!({ "reference": reference.to_string() });
+            Ok(deleted(st, caller, &repo, detail).await)
         }
         Endpoint::HeadBlob { repo, digest } => head_blob(st, repo, digest).await,
         Endpoint::GetBlob { repo, digest } => get_blob(st, repo, digest, &parts.headers).await,
-        Endpoint::DeleteBlob { repo, digest } => delete_blob(st, caller, repo, digest).await,
+        Endpoint::DeleteBlob { repo, digest } => {
+            reg.blob_delete(&repo, &digest).await?;
+            let detail = serde_json::json!({ "blob": digest.as_str() });
+            Ok(deleted(st, caller, &repo, detail).await)
+        }
         Endpoint::StartUpload { repo } => {
             start_upload(st, caller, repo, &query, &parts.headers, body).await
         }
@@ -402,31 +408,16 @@ async fn put_manifest(
     Ok(r)
 }
 
-/// `DELETE /v2/<name>/manifests/<reference>`.
-async fn delete_manifest(
-    st: &AppState,
-    caller: &Caller,
-    repo: RepoName,
-    reference: Reference,
-) -> Result<Response> {
-    st.registry.manifest_delete(&repo, &reference).await?;
-    Ok(deleted(
-        st,
-        caller,
-        &repo,
-        serde_json::json!({ "reference": reference.to_string() }),
-    )
-    .await)
-}
-
-/// A delete done: audited, 202.
+/// The answer to a `DELETE` (of a manifest or a blob) that succeeded, recorded in the audit log first.
 async fn deleted(
     st: &AppState,
     caller: &Caller,
     repo: &RepoName,
-    what: serde_json::Value,
+    detail: serde_json::Value,
 ) -> Response {
-    st.access.audit(caller, "delete", repo.as_str(), what).await;
+    st.access
+        .audit(caller, "delete", repo.as_str(), detail)
+        .await;
     StatusCode::ACCEPTED.into_response()
 }
 
@@ -435,15 +426,19 @@ async fn head_blob(st: &AppState, repo: RepoName, digest: Digest) -> Result<Resp
     let reg = &st.registry;
     let size = reg.blob_head(&repo, &digest).await?;
     let mut r = Response::new(Body::empty());
-    let h = r.headers_mut();
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+    blob_headers(r.headers_mut(), size, &digest);
+    Ok(r)
+}
+
+/// The headers of a blob's bytes (`len` of them) in a `HEAD` or `GET` answer.
+fn blob_headers(h: &mut HeaderMap, len: u64, digest: &Digest) {
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/octet-stream"),
     );
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    h.insert("docker-content-digest", digest_header(&digest));
-    Ok(r)
+    h.insert("docker-content-digest", digest_header(digest));
 }
 
 /// `GET /v2/<name>/blobs/<digest>`, whole or a byte range.
@@ -463,13 +458,7 @@ async fn get_blob(
     let mut r = Response::new(Body::from_stream(b.stream));
     *r.status_mut() = status;
     let h = r.headers_mut();
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/octet-stream"),
-    );
-    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    h.insert("docker-content-digest", digest_header(&digest));
+    blob_headers(h, len, &digest);
     h.insert(
         header::ETAG,
         HeaderValue::from_str(&format!("\"{digest}\"")).unwrap_or(HeaderValue::from_static("")),
@@ -480,23 +469,6 @@ async fn get_blob(
         }
     }
     Ok(r)
-}
-
-/// `DELETE /v2/<name>/blobs/<digest>`.
-async fn delete_blob(
-    st: &AppState,
-    caller: &Caller,
-    repo: RepoName,
-    digest: Digest,
-) -> Result<Response> {
-    st.registry.blob_delete(&repo, &digest).await?;
-    Ok(deleted(
-        st,
-        caller,
-        &repo,
-        serde_json::json!({ "blob": digest.as_str() }),
-    )
-    .await)
 }
 
 /// `POST /v2/<name>/blobs/uploads/`: a mount, a monolithic upload, or a new session.

@@ -42,6 +42,14 @@ pub struct PgMetaStore {
 }
 
 impl PgMetaStore {
+    /// Runs a statement; whether it changed a row.
+    pub(crate) async fn changed(
+        &self,
+        q: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> Result<bool, MetaError> {
+        Ok(q.execute(&self.pool).await?.rows_affected() > 0)
+    }
+
     /// The sqlx pool, for the statements both dialects share (`crate::shared`).
     pub(crate) fn sqlx(&self) -> shared::Pool<'_> {
         shared::Pool::Postgres(&self.pool)
@@ -328,15 +336,15 @@ impl RegistryStore for PgMetaStore {
     }
 
     async fn blob_unlink(&self, repo: &RepoName, digest: &Digest) -> Result<bool, MetaError> {
-        let done = sqlx::query(
-            "DELETE FROM repo_blobs \
-             WHERE repo_id = (SELECT id FROM repositories WHERE name = $1) AND digest = $2",
+        self.changed(
+            sqlx::query(
+                "DELETE FROM repo_blobs \
+                 WHERE repo_id = (SELECT id FROM repositories WHERE name = $1) AND digest = $2",
+            )
+            .bind(repo.as_str())
+            .bind(digest.as_str()),
         )
-        .bind(repo.as_str())
-        .bind(digest.as_str())
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() > 0)
+        .await
     }
 
     async fn manifest_put(
@@ -491,27 +499,27 @@ impl RegistryStore for PgMetaStore {
 
     async fn manifest_delete(&self, repo: &RepoName, digest: &Digest) -> Result<bool, MetaError> {
         // Tags pointing at it and its references go by ON DELETE CASCADE, in this statement.
-        let done = sqlx::query(
-            "DELETE FROM manifests \
-             WHERE repo_id = (SELECT id FROM repositories WHERE name = $1) AND digest = $2",
+        self.changed(
+            sqlx::query(
+                "DELETE FROM manifests \
+                 WHERE repo_id = (SELECT id FROM repositories WHERE name = $1) AND digest = $2",
+            )
+            .bind(repo.as_str())
+            .bind(digest.as_str()),
         )
-        .bind(repo.as_str())
-        .bind(digest.as_str())
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() > 0)
+        .await
     }
 
     async fn tag_delete(&self, repo: &RepoName, tag: &Tag) -> Result<bool, MetaError> {
-        let done = sqlx::query(
-            "DELETE FROM tags \
-             WHERE repo_id = (SELECT id FROM repositories WHERE name = $1) AND name = $2",
+        self.changed(
+            sqlx::query(
+                "DELETE FROM tags \
+                 WHERE repo_id = (SELECT id FROM repositories WHERE name = $1) AND name = $2",
+            )
+            .bind(repo.as_str())
+            .bind(tag.as_str()),
         )
-        .bind(repo.as_str())
-        .bind(tag.as_str())
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() > 0)
+        .await
     }
 
     async fn tags_list(
@@ -542,10 +550,7 @@ impl RegistryStore for PgMetaStore {
             .bind(limit),
         };
         let rows: Vec<Option<String>> = q.fetch_all(&self.pool).await?;
-        if rows.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some(rows.into_iter().flatten().take(n as usize).collect()))
+        Ok(shared::tag_page(rows, n))
     }
 
     async fn referrers(
@@ -645,16 +650,16 @@ impl UploadStore for PgMetaStore {
     }
 
     async fn upload_renew(&self, id: &str, lease: &str, until: i64) -> Result<bool, MetaError> {
-        let done = sqlx::query(
-            "UPDATE uploads SET lease_until = $3, updated_at = $4 WHERE id = $1 AND lease = $2",
+        self.changed(
+            sqlx::query(
+                "UPDATE uploads SET lease_until = $3, updated_at = $4 WHERE id = $1 AND lease = $2",
+            )
+            .bind(id)
+            .bind(lease)
+            .bind(until)
+            .bind(now_ms()),
         )
-        .bind(id)
-        .bind(lease)
-        .bind(until)
-        .bind(now_ms())
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() > 0)
+        .await
     }
 
     async fn upload_release(&self, id: &str, lease: &str) -> Result<(), MetaError> {
@@ -705,11 +710,8 @@ impl UploadStore for PgMetaStore {
     }
 
     async fn upload_delete(&self, id: &str) -> Result<bool, MetaError> {
-        let done = sqlx::query("DELETE FROM uploads WHERE id = $1")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() > 0)
+        self.changed(sqlx::query("DELETE FROM uploads WHERE id = $1").bind(id))
+            .await
     }
 }
 
@@ -844,7 +846,7 @@ impl GcStore for PgMetaStore {
     }
 
     async fn gc_runs(&self, limit: u32) -> Result<Vec<GcRun>, MetaError> {
-        gc::gc_runs(&self.pool, limit).await
+        shared::gc_runs(self.sqlx(), limit).await
     }
 }
 

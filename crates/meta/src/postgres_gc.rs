@@ -15,8 +15,8 @@ use crate::postgres::ensure_repo;
 use crate::sqlite_gc::new_generation;
 use crate::MetaError;
 use berth_oci::{Digest, RepoName};
-use sqlx::postgres::{PgPool, PgRow};
-use sqlx::{PgConnection, Row};
+use sqlx::postgres::PgPool;
+use sqlx::PgConnection;
 
 pub(crate) async fn blob_claim(pool: &PgPool, digest: &Digest) -> Result<BlobClaim, MetaError> {
     let now = now_ms();
@@ -445,42 +445,4 @@ pub(crate) async fn gc_run_save(pool: &PgPool, run: &GcRun) -> Result<i64, MetaE
         .await?;
         Ok(run.id)
     }
-}
-
-pub(crate) async fn gc_runs(pool: &PgPool, limit: u32) -> Result<Vec<GcRun>, MetaError> {
-    let rows: Vec<PgRow> = sqlx::query(
-        "SELECT id, holder, started_by, mode, dry_run, status, started_at, finished_at, \
-         manifests_deleted, links_deleted, blobs_deleted, blob_bytes, uploads_purged, \
-         orphans_deleted, orphan_bytes, errors FROM gc_runs ORDER BY id DESC LIMIT $1",
-    )
-    .bind(i64::from(limit))
-    .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            let n = |i: usize| -> Result<u64, sqlx::Error> {
-                Ok(r.try_get::<i64, _>(i)?.max(0) as u64)
-            };
-            let errors: String = r.try_get(15)?;
-            Ok(GcRun {
-                id: r.try_get(0)?,
-                holder: r.try_get(1)?,
-                started_by: r.try_get(2)?,
-                mode: r.try_get(3)?,
-                dry_run: r.try_get(4)?,
-                status: r.try_get(5)?,
-                started_at: r.try_get(6)?,
-                finished_at: r.try_get(7)?,
-                manifests_deleted: n(8)?,
-                links_deleted: n(9)?,
-                blobs_deleted: n(10)?,
-                blob_bytes: n(11)?,
-                uploads_purged: n(12)?,
-                orphans_deleted: n(13)?,
-                orphan_bytes: n(14)?,
-                errors: serde_json::from_str(&errors).unwrap_or_default(),
-            })
-        })
-        .collect::<Result<Vec<_>, sqlx::Error>>()
-        .map_err(MetaError::from)
 }

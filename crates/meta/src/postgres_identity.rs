@@ -528,28 +528,28 @@ impl TeamStore for PgMetaStore {
         name: &str,
         group: Option<&str>,
     ) -> Result<bool, MetaError> {
-        let r = sqlx::query(
-            "UPDATE teams SET directory_group = $3 WHERE name = $2 \
-             AND org_id = (SELECT id FROM accounts WHERE name = $1 AND kind = 'org')",
+        self.changed(
+            sqlx::query(
+                "UPDATE teams SET directory_group = $3 WHERE name = $2 \
+                 AND org_id = (SELECT id FROM accounts WHERE name = $1 AND kind = 'org')",
+            )
+            .bind(org)
+            .bind(name)
+            .bind(group),
         )
-        .bind(org)
-        .bind(name)
-        .bind(group)
-        .execute(&self.pool)
-        .await?;
-        Ok(r.rows_affected() > 0)
+        .await
     }
 
     async fn team_delete(&self, org: &str, name: &str) -> Result<bool, MetaError> {
-        let r = sqlx::query(
-            "DELETE FROM teams WHERE name = $2 \
-             AND org_id = (SELECT id FROM accounts WHERE name = $1 AND kind = 'org')",
+        self.changed(
+            sqlx::query(
+                "DELETE FROM teams WHERE name = $2 \
+                 AND org_id = (SELECT id FROM accounts WHERE name = $1 AND kind = 'org')",
+            )
+            .bind(org)
+            .bind(name),
         )
-        .bind(org)
-        .bind(name)
-        .execute(&self.pool)
-        .await?;
-        Ok(r.rows_affected() > 0)
+        .await
     }
 
     async fn team_member_add(
@@ -590,16 +590,14 @@ impl TeamStore for PgMetaStore {
         team: &str,
         user: AccountId,
     ) -> Result<bool, MetaError> {
-        let r = sqlx::query(
+        let q = sqlx::query(
             "DELETE FROM team_members WHERE user_id = $3 AND team_id = (SELECT t.id FROM teams t \
              JOIN accounts o ON o.id = t.org_id WHERE o.name = $1 AND o.kind = 'org' AND t.name = $2)",
         )
         .bind(org)
         .bind(team)
-        .bind(user)
-        .execute(&self.pool)
-        .await?;
-        Ok(r.rows_affected() > 0)
+        .bind(user);
+        self.changed(q).await
     }
 
     async fn team_members(&self, org: &str, team: &str) -> Result<Vec<Member>, MetaError> {
@@ -689,12 +687,12 @@ impl AccessStore for PgMetaStore {
         repo: &RepoName,
         visibility: Visibility,
     ) -> Result<bool, MetaError> {
-        let r = sqlx::query("UPDATE repositories SET visibility = $2 WHERE name = $1")
-            .bind(repo.as_str())
-            .bind(visibility_str(visibility))
-            .execute(&self.pool)
-            .await?;
-        Ok(r.rows_affected() > 0)
+        self.changed(
+            sqlx::query("UPDATE repositories SET visibility = $2 WHERE name = $1")
+                .bind(repo.as_str())
+                .bind(visibility_str(visibility)),
+        )
+        .await
     }
 
     async fn repos_list(
@@ -703,8 +701,7 @@ impl AccessStore for PgMetaStore {
         last: Option<&str>,
         n: u32,
     ) -> Result<Vec<RepoSettings>, MetaError> {
-        let query = repos_page_query(namespace, last, |i| format!("${i}"));
-        shared::repo_settings_page(self.sqlx(), query, namespace, n).await
+        shared::repos_list(self.sqlx(), namespace, last, n).await
     }
 
     async fn repos_visible(
@@ -714,18 +711,12 @@ impl AccessStore for PgMetaStore {
         last: Option<&str>,
         n: u32,
     ) -> Result<Vec<RepoSettings>, MetaError> {
-        match visible_page_query(scope, namespace, last, |i| format!("${i}")) {
-            Some(query) => shared::repo_settings_page(self.sqlx(), query, namespace, n).await,
-            None => Ok(vec![]),
-        }
+        shared::repos_visible(self.sqlx(), scope, namespace, last, n).await
     }
 
     async fn repo_delete(&self, repo: &RepoName) -> Result<bool, MetaError> {
-        let r = sqlx::query("DELETE FROM repositories WHERE name = $1")
-            .bind(repo.as_str())
-            .execute(&self.pool)
-            .await?;
-        Ok(r.rows_affected() > 0)
+        self.changed(sqlx::query("DELETE FROM repositories WHERE name = $1").bind(repo.as_str()))
+            .await
     }
 
     async fn grant_repo_set(
@@ -767,17 +758,15 @@ impl AccessStore for PgMetaStore {
         team: &str,
         repo: &RepoName,
     ) -> Result<bool, MetaError> {
-        let r = sqlx::query(
+        let q = sqlx::query(
             "DELETE FROM repo_grants WHERE team_id = (SELECT t.id FROM teams t \
              JOIN accounts o ON o.id = t.org_id WHERE o.name = $1 AND o.kind = 'org' AND t.name = $2) \
              AND repo_id = (SELECT id FROM repositories WHERE name = $3)",
         )
         .bind(org)
         .bind(team)
-        .bind(repo.as_str())
-        .execute(&self.pool)
-        .await?;
-        Ok(r.rows_affected() > 0)
+        .bind(repo.as_str());
+        self.changed(q).await
     }
 
     async fn grant_namespace_set(
@@ -801,15 +790,13 @@ impl AccessStore for PgMetaStore {
     }
 
     async fn grant_namespace_remove(&self, org: &str, team: &str) -> Result<bool, MetaError> {
-        let r = sqlx::query(
+        let q = sqlx::query(
             "DELETE FROM namespace_grants WHERE team_id = (SELECT t.id FROM teams t \
              JOIN accounts o ON o.id = t.org_id WHERE o.name = $1 AND o.kind = 'org' AND t.name = $2)",
         )
         .bind(org)
-        .bind(team)
-        .execute(&self.pool)
-        .await?;
-        Ok(r.rows_affected() > 0)
+        .bind(team);
+        self.changed(q).await
     }
 
     async fn grants_of_org(&self, org: &str) -> Result<Vec<Grant>, MetaError> {
@@ -971,12 +958,12 @@ impl TokenStore for PgMetaStore {
     }
 
     async fn token_touch(&self, id: &SecretId, at: i64) -> Result<bool, MetaError> {
-        let r = sqlx::query("UPDATE tokens SET last_used_at = $2 WHERE id = $1")
-            .bind(id.as_str())
-            .bind(at)
-            .execute(&self.pool)
-            .await?;
-        Ok(r.rows_affected() > 0)
+        self.changed(
+            sqlx::query("UPDATE tokens SET last_used_at = $2 WHERE id = $1")
+                .bind(id.as_str())
+                .bind(at),
+        )
+        .await
     }
 
     async fn token_revoke(&self, id: &SecretId) -> Result<bool, MetaError> {
@@ -1036,11 +1023,8 @@ impl TokenStore for PgMetaStore {
     }
 
     async fn signing_key_retire(&self, kid: &str) -> Result<bool, MetaError> {
-        let r = sqlx::query("UPDATE signing_keys SET retired = TRUE WHERE kid = $1")
-            .bind(kid)
-            .execute(&self.pool)
-            .await?;
-        Ok(r.rows_affected() > 0)
+        self.changed(sqlx::query("UPDATE signing_keys SET retired = TRUE WHERE kid = $1").bind(kid))
+            .await
     }
 }
 

@@ -5,9 +5,9 @@
 //! and per-thread readers on the hot paths) stays in `sqlite*` and `postgres*`.
 
 use crate::convert::{from_db, stored_digest, stored_repo};
-use crate::identity::RepoSettings;
 use crate::identity::{grant, repo_settings_rows, GrantRow, RepoSettingsRow};
-use crate::{GcSettings, ManifestRecord, MetaError, Referrer, UploadRecord};
+use crate::identity::{repos_page_query, visible_page_query, RepoSettings, VisibleScope};
+use crate::{GcRun, GcSettings, ManifestRecord, MetaError, Referrer, UploadRecord};
 use berth_auth::rbac::Grant;
 use berth_oci::{Digest, RepoName};
 use bytes::Bytes;
@@ -40,6 +40,15 @@ pub(crate) fn manifest_record(
         media_type,
         bytes: Bytes::from(bytes),
     }
+}
+
+/// The answer of `tags_list` from the rows of its statement, which asks for at least one
+/// row: none means no repository, a single NULL tag a repository without (further) tags.
+pub(crate) fn tag_page(rows: Vec<Option<String>>, n: u32) -> Option<Vec<String>> {
+    if rows.is_empty() {
+        return None;
+    }
+    Some(rows.into_iter().flatten().take(n as usize).collect())
 }
 
 /// A referrer row: digest, media type, artifact type, size, annotations.
@@ -159,11 +168,36 @@ pub(crate) async fn grants(pool: Pool<'_>, of: GrantsOf<'_>) -> Result<Vec<Grant
     rows.into_iter().map(grant).collect()
 }
 
+/// [`AccessStore::repos_list`](crate::identity::AccessStore::repos_list).
+pub(crate) async fn repos_list(
+    pool: Pool<'_>,
+    namespace: Option<&str>,
+    last: Option<&str>,
+    n: u32,
+) -> Result<Vec<RepoSettings>, MetaError> {
+    let query = repos_page_query(namespace, last, |i| format!("${i}"));
+    repo_settings_page(pool, query, namespace, n).await
+}
+
+/// [`AccessStore::repos_visible`](crate::identity::AccessStore::repos_visible).
+pub(crate) async fn repos_visible(
+    pool: Pool<'_>,
+    scope: &VisibleScope,
+    namespace: Option<&str>,
+    last: Option<&str>,
+    n: u32,
+) -> Result<Vec<RepoSettings>, MetaError> {
+    match visible_page_query(scope, namespace, last, |i| format!("${i}")) {
+        Some(query) => repo_settings_page(pool, query, namespace, n).await,
+        None => Ok(vec![]),
+    }
+}
+
 /// One page of [`repos_page_query`](crate::identity::repos_page_query) or
 /// [`visible_page_query`](crate::identity::visible_page_query) (`query`: the statement and
 /// its text parameters, written with `$n`): binds the parameters, then the limit `n`, and
 /// maps the rows with [`repo_settings_rows`].
-pub(crate) async fn repo_settings_page(
+async fn repo_settings_page(
     pool: Pool<'_>,
     query: (String, Vec<String>),
     namespace: Option<&str>,
@@ -192,6 +226,59 @@ pub(crate) async fn gc_settings(pool: Pool<'_>) -> Result<GcSettings, MetaError>
             read_only_by,
         })
         .unwrap_or_default())
+}
+
+/// A `gc_runs` row: id, holder, started by, mode, dry run, status, started, finished,
+/// the seven counts (manifests, links, blobs, blob bytes, uploads, orphans, orphan
+/// bytes), errors (JSON).
+type GcRunRow = (
+    i64,
+    String,
+    String,
+    String,
+    bool,
+    String,
+    i64,
+    Option<i64>,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    String,
+);
+
+/// [`GcStore::gc_runs`](crate::GcStore::gc_runs).
+pub(crate) async fn gc_runs(pool: Pool<'_>, limit: u32) -> Result<Vec<GcRun>, MetaError> {
+    let sql = "SELECT id, holder, started_by, mode, dry_run, status, started_at, finished_at, \
+               manifests_deleted, links_deleted, blobs_deleted, blob_bytes, uploads_purged, \
+               orphans_deleted, orphan_bytes, errors FROM gc_runs ORDER BY id DESC LIMIT $1";
+    let rows: Vec<GcRunRow> =
+        on_pool!(pool, p => sqlx::query_as(sql).bind(i64::from(limit)).fetch_all(p).await?);
+    let n = |v: i64| v.max(0) as u64;
+    Ok(rows
+        .into_iter()
+        .map(|r| GcRun {
+            id: r.0,
+            holder: r.1,
+            started_by: r.2,
+            mode: r.3,
+            dry_run: r.4,
+            status: r.5,
+            started_at: r.6,
+            finished_at: r.7,
+            manifests_deleted: n(r.8),
+            links_deleted: n(r.9),
+            blobs_deleted: n(r.10),
+            blob_bytes: n(r.11),
+            uploads_purged: n(r.12),
+            orphans_deleted: n(r.13),
+            orphan_bytes: n(r.14),
+            errors: serde_json::from_str(&r.15).unwrap_or_default(),
+        })
+        .collect())
 }
 
 /// An upload session's columns as both stores read them: offset, hash state, store

@@ -454,6 +454,17 @@ fn blob_mount(
                 .optional()
         })
         .map_err(sql)?;
+    link_found(conn, repo, digest, size)
+}
+
+/// Links a blob that a mount found (its `size`, or `None`: not there) into `repo`; the
+/// size as the mount answers it.
+pub(crate) fn link_found(
+    conn: &rusqlite::Connection,
+    repo: &RepoName,
+    digest: &Digest,
+    size: Option<i64>,
+) -> Result<Option<u64>, MetaError> {
     let Some(size) = size else {
         return Ok(None);
     };
@@ -866,10 +877,7 @@ impl RegistryStore for SqliteMetaStore {
                 .query_map((repo.as_str(), limit), |r| r.get(0))?
                 .collect(),
         })?;
-        if rows.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some(rows.into_iter().flatten().take(n as usize).collect()))
+        Ok(shared::tag_page(rows, n))
     }
 
     async fn referrers(
@@ -1143,15 +1151,7 @@ impl GcStore for SqliteMetaStore {
     }
 
     async fn gc_runs(&self, limit: u32) -> Result<Vec<GcRun>, MetaError> {
-        let query = format!(
-            "SELECT {} FROM gc_runs ORDER BY id DESC LIMIT ?1",
-            gc::RUN_COLUMNS
-        );
-        self.fast.with(|c| {
-            c.prepare(&query)?
-                .query_map([i64::from(limit)], gc::run_from_row)?
-                .collect()
-        })
+        shared::gc_runs(self.sqlx(), limit).await
     }
 }
 

@@ -98,13 +98,7 @@ pub(crate) fn blob_mount_any(
         )
         .and_then(|mut st| st.query_row([digest.as_str()], |r| r.get(0)).optional())
         .map_err(sql)?;
-    let Some(size) = size else {
-        return Ok(None);
-    };
-    let now = now_ms();
-    let repo_id = ensure_repo(conn, repo, now)?;
-    insert_link(conn, repo_id, digest, now)?;
-    Ok(Some(from_db(size, "blob size")?))
+    crate::sqlite::link_found(conn, repo, digest, size)
 }
 
 /// Claims a link again; its size if it is still there.
@@ -438,32 +432,4 @@ pub(crate) fn gc_run_save(conn: &Connection, run: &GcRun) -> Result<i64, MetaErr
         .map_err(sql)?;
         Ok(run.id)
     }
-}
-
-/// Columns of `gc_runs` in the order [`run_from_row`] reads them.
-pub(crate) const RUN_COLUMNS: &str = "id, holder, started_by, mode, dry_run, status, started_at, \
-     finished_at, manifests_deleted, links_deleted, blobs_deleted, blob_bytes, uploads_purged, \
-     orphans_deleted, orphan_bytes, errors";
-
-pub(crate) fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<GcRun> {
-    let n = |i: usize| -> rusqlite::Result<u64> { Ok(r.get::<_, i64>(i)?.max(0) as u64) };
-    let errors: String = r.get(15)?;
-    Ok(GcRun {
-        id: r.get(0)?,
-        holder: r.get(1)?,
-        started_by: r.get(2)?,
-        mode: r.get(3)?,
-        dry_run: r.get(4)?,
-        status: r.get(5)?,
-        started_at: r.get(6)?,
-        finished_at: r.get(7)?,
-        manifests_deleted: n(8)?,
-        links_deleted: n(9)?,
-        blobs_deleted: n(10)?,
-        blob_bytes: n(11)?,
-        uploads_purged: n(12)?,
-        orphans_deleted: n(13)?,
-        orphan_bytes: n(14)?,
-        errors: serde_json::from_str(&errors).unwrap_or_default(),
-    })
 }

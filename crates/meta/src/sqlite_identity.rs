@@ -758,8 +758,7 @@ impl AccessStore for SqliteMetaStore {
         last: Option<&str>,
         n: u32,
     ) -> Result<Vec<RepoSettings>, MetaError> {
-        let query = repos_page_query(namespace, last, |i| format!("${i}"));
-        shared::repo_settings_page(self.sqlx(), query, namespace, n).await
+        shared::repos_list(self.sqlx(), namespace, last, n).await
     }
 
     async fn repos_visible(
@@ -769,10 +768,7 @@ impl AccessStore for SqliteMetaStore {
         last: Option<&str>,
         n: u32,
     ) -> Result<Vec<RepoSettings>, MetaError> {
-        match visible_page_query(scope, namespace, last, |i| format!("${i}")) {
-            Some(query) => shared::repo_settings_page(self.sqlx(), query, namespace, n).await,
-            None => Ok(vec![]),
-        }
+        shared::repos_visible(self.sqlx(), scope, namespace, last, n).await
     }
 
     async fn repo_delete(&self, repo: &RepoName) -> Result<bool, MetaError> {

@@ -1,13 +1,11 @@
 //! Users and service accounts: create, list, read, change (activation, system
 //! administrator flag), passwords, delete.
 
-use super::{created, no_content, time, ApiJson, ApiPath, ApiQuery, Paging, Who};
+use super::{created, no_content, time, Api, ApiJson, ApiPath, ApiQuery, Paging, UserPath};
 use crate::error::ApiError;
-use crate::AppState;
-use axum::extract::State;
 use axum::response::Response;
 use axum::Json;
-use berth_core::manage::{LocalUser, Manage, UserChange};
+use berth_core::manage::{LocalUser, UserChange};
 use berth_meta::identity::{Origin, UserRecord};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -50,14 +48,11 @@ impl From<UserRecord> for UserOut {
     }
 }
 
-/// A page of users.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct UserPage {
-    pub items: Vec<UserOut>,
-    /// Pass as `last` for the next page; null on the last page.
-    #[schema(nullable)]
-    pub next: Option<String>,
-}
+super::page_of!(
+    /// A page of users.
+    UserPage,
+    UserOut
+);
 
 /// A local user to create.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -138,21 +133,15 @@ pub struct PasswordIn {
 /// List users (any authenticated caller).
 #[utoipa::path(
     get, path = "/api/v0/users", tag = "accounts", params(Paging),
-    responses((status = 200, description = "A page of users by name", body = UserPage)),
-    security(("basic" = []), ("bearer" = []))
+    responses((status = 200, description = "A page of users by name", body = UserPage))
 )]
-pub async fn list(
-    State(st): State<AppState>,
-    Who(c): Who,
-    ApiQuery(p): ApiQuery<Paging>,
-) -> Result<Json<UserPage>, ApiError> {
-    let page = Manage::new(&st.access)
-        .users_list(&c, p.last.as_deref(), p.n())
-        .await?;
-    Ok(Json(UserPage {
-        items: page.items.into_iter().map(Into::into).collect(),
-        next: page.next,
-    }))
+pub async fn list(api: Api, ApiQuery(p): ApiQuery<Paging>) -> Result<Json<UserPage>, ApiError> {
+    Ok(Json(
+        api.m()
+            .users_list(&api.c, p.last.as_deref(), p.n())
+            .await?
+            .into(),
+    ))
 }
 
 /// Create a local user with a password (system administrators).
@@ -162,17 +151,13 @@ pub async fn list(
         (status = 201, description = "Created", body = UserOut),
         (status = 403, description = "Not a system administrator (DENIED)", body = super::ErrorBody),
         (status = 409, description = "The name is taken, or its namespace holds repositories that no account owns and claim_namespace is not set (CONFLICT)", body = super::ErrorBody),
-    ),
-    security(("basic" = []), ("bearer" = []))
+    )
 )]
-pub async fn create(
-    State(st): State<AppState>,
-    Who(c): Who,
-    ApiJson(b): ApiJson<NewUserIn>,
-) -> Result<Response, ApiError> {
-    let u = Manage::new(&st.access)
+pub async fn create(api: Api, ApiJson(b): ApiJson<NewUserIn>) -> Result<Response, ApiError> {
+    let u = api
+        .m()
         .user_create(
-            &c,
+            &api.c,
             LocalUser {
                 name: b.name,
                 password: b.password,
@@ -195,17 +180,16 @@ pub async fn create(
         (status = 403, description = "Neither a system administrator nor an owner of the organisation (DENIED)", body = super::ErrorBody),
         (status = 404, description = "No such organisation (NOT_FOUND)", body = super::ErrorBody),
         (status = 409, description = "The name is taken, or its namespace holds repositories that no account owns and claim_namespace is not set (CONFLICT)", body = super::ErrorBody),
-    ),
-    security(("basic" = []), ("bearer" = []))
+    )
 )]
 pub async fn create_service(
-    State(st): State<AppState>,
-    Who(c): Who,
+    api: Api,
     ApiJson(b): ApiJson<NewServiceAccountIn>,
 ) -> Result<Response, ApiError> {
-    let u = Manage::new(&st.access)
+    let u = api
+        .m()
         .service_account_create(
-            &c,
+            &api.c,
             &b.name,
             b.full_name.as_deref().unwrap_or(""),
             b.org.as_deref(),
@@ -218,19 +202,17 @@ pub async fn create_service(
 /// Read a user (any authenticated caller).
 #[utoipa::path(
     get, path = "/api/v0/users/{user}", tag = "accounts",
-    params(("user" = String, Path, description = "User name", max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$")),
+    params(UserPath),
     responses(
         (status = 200, description = "The user", body = UserOut),
         (status = 404, description = "No such user (NOT_FOUND)", body = super::ErrorBody),
-    ),
-    security(("basic" = []), ("bearer" = []))
+    )
 )]
 pub async fn get_one(
-    State(st): State<AppState>,
-    Who(c): Who,
-    ApiPath(user): ApiPath<String>,
+    api: Api,
+    ApiPath(UserPath { user }): ApiPath<UserPath>,
 ) -> Result<Json<UserOut>, ApiError> {
-    let u = Manage::new(&st.access).user_get(&c, &user).await?;
+    let u = api.m().user_get(&api.c, &user).await?;
     Ok(Json(u.into()))
 }
 
@@ -238,19 +220,17 @@ pub async fn get_one(
 /// the system administrator flag (system administrators; not on themselves).
 #[utoipa::path(
     patch, path = "/api/v0/users/{user}", tag = "accounts", request_body = UserPatchIn,
-    params(("user" = String, Path, description = "User name", max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$")),
+    params(UserPath),
     responses(
         (status = 200, description = "The changed user", body = UserOut),
         (status = 403, description = "Not allowed (DENIED)", body = super::ErrorBody),
         (status = 409, description = "Administrators may not deactivate or demote themselves (CONFLICT)", body = super::ErrorBody),
         (status = 404, description = "No such user (NOT_FOUND)", body = super::ErrorBody),
-    ),
-    security(("basic" = []), ("bearer" = []))
+    )
 )]
 pub async fn update(
-    State(st): State<AppState>,
-    Who(c): Who,
-    ApiPath(user): ApiPath<String>,
+    api: Api,
+    ApiPath(UserPath { user }): ApiPath<UserPath>,
     ApiJson(b): ApiJson<UserPatchIn>,
 ) -> Result<Json<UserOut>, ApiError> {
     let ch = UserChange {
@@ -259,7 +239,7 @@ pub async fn update(
         active: b.active,
         is_system_admin: b.is_system_admin,
     };
-    let u = Manage::new(&st.access).user_update(&c, &user, ch).await?;
+    let u = api.m().user_update(&api.c, &user, ch).await?;
     Ok(Json(u.into()))
 }
 
@@ -267,23 +247,26 @@ pub async fn update(
 /// administrators).
 #[utoipa::path(
     put, path = "/api/v0/users/{user}/password", tag = "accounts", request_body = PasswordIn,
-    params(("user" = String, Path, description = "User name", max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$")),
+    params(UserPath),
     responses(
         (status = 204, description = "Changed"),
         (status = 403, description = "Not allowed, or the current password is wrong (DENIED)", body = super::ErrorBody),
         (status = 409, description = "A service or directory account has no password here (CONFLICT)", body = super::ErrorBody),
         (status = 404, description = "No such user (NOT_FOUND)", body = super::ErrorBody),
-    ),
-    security(("basic" = []), ("bearer" = []))
+    )
 )]
 pub async fn set_password(
-    State(st): State<AppState>,
-    Who(c): Who,
-    ApiPath(user): ApiPath<String>,
+    api: Api,
+    ApiPath(UserPath { user }): ApiPath<UserPath>,
     ApiJson(b): ApiJson<PasswordIn>,
 ) -> Result<Response, ApiError> {
-    Manage::new(&st.access)
-        .user_set_password(&c, &user, b.current_password.as_deref(), &b.new_password)
+    api.m()
+        .user_set_password(
+            &api.c,
+            &user,
+            b.current_password.as_deref(),
+            &b.new_password,
+        )
         .await?;
     Ok(no_content())
 }
@@ -291,20 +274,18 @@ pub async fn set_password(
 /// Delete a user with their memberships and tokens (system administrators).
 #[utoipa::path(
     delete, path = "/api/v0/users/{user}", tag = "accounts",
-    params(("user" = String, Path, description = "User name", max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$")),
+    params(UserPath),
     responses(
         (status = 204, description = "Deleted"),
         (status = 403, description = "Not a system administrator (DENIED)", body = super::ErrorBody),
         (status = 404, description = "No such user (NOT_FOUND)", body = super::ErrorBody),
         (status = 409, description = "Administrators may not delete themselves (CONFLICT)", body = super::ErrorBody),
-    ),
-    security(("basic" = []), ("bearer" = []))
+    )
 )]
 pub async fn delete(
-    State(st): State<AppState>,
-    Who(c): Who,
-    ApiPath(user): ApiPath<String>,
+    api: Api,
+    ApiPath(UserPath { user }): ApiPath<UserPath>,
 ) -> Result<Response, ApiError> {
-    Manage::new(&st.access).user_delete(&c, &user).await?;
+    api.m().user_delete(&api.c, &user).await?;
     Ok(no_content())
 }

@@ -1,12 +1,10 @@
 //! The audit log: newest first, paged by event id, filtered by actor, action, time and
 //! target prefix. System administrators read every event; everyone else only their own.
 
-use super::{time, ApiQuery, Who};
+use super::{time, Api, ApiQuery};
 use crate::error::ApiError;
-use crate::AppState;
-use axum::extract::State;
 use axum::Json;
-use berth_core::manage::{AuditQuery, Manage};
+use berth_core::manage::AuditQuery;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use utoipa::{IntoParams, ToSchema};
@@ -73,18 +71,16 @@ pub struct AuditPage {
     responses(
         (status = 200, description = "Events, newest first", body = AuditPage),
         (status = 403, description = "A non-administrator asked for another user's events (DENIED)", body = super::ErrorBody),
-    ),
-    security(("basic" = []), ("bearer" = []))
+    )
 )]
 pub async fn query(
-    State(st): State<AppState>,
-    Who(c): Who,
+    api: Api,
     ApiQuery(p): ApiQuery<AuditParams>,
 ) -> Result<Json<AuditPage>, ApiError> {
-    let m = Manage::new(&st.access);
+    let m = api.m();
     let page = m
         .audit_query(
-            &c,
+            &api.c,
             AuditQuery {
                 actor: p.actor,
                 action: p.action.filter(|a| !a.is_empty()),

@@ -1,13 +1,10 @@
 //! The company directory (LDAP / Active Directory): the configured settings, with the
 //! bind password redacted, and directory sync runs (run one now, list the last ones).
 
-use super::{time, ApiQuery, Who};
+use super::{time, Api, ApiQuery};
 use crate::error::ApiError;
-use crate::AppState;
-use axum::extract::State;
 use axum::Json;
 use berth_core::directory_sync::{SyncReport, Trigger};
-use berth_core::manage::Manage;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -19,14 +16,10 @@ use utoipa::{IntoParams, ToSchema};
         (status = 200, description = "The settings as configured (see docs/configuration.md)", body = Object),
         (status = 403, description = "Not a system administrator (DENIED)", body = super::ErrorBody),
         (status = 404, description = "No directory is configured (NOT_FOUND)", body = super::ErrorBody),
-    ),
-    security(("basic" = []), ("bearer" = []))
+    )
 )]
-pub async fn settings(
-    State(st): State<AppState>,
-    Who(c): Who,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    match Manage::new(&st.access).directory_settings(&c).await? {
+pub async fn settings(api: Api) -> Result<Json<serde_json::Value>, ApiError> {
+    match api.m().directory_settings(&api.c).await? {
         Some(v) => Ok(Json(v)),
         None => Err(no_directory()),
     }
@@ -127,14 +120,10 @@ pub struct RunsQuery {
         (status = 200, description = "The run's report", body = SyncReportOut),
         (status = 403, description = "Not a system administrator (DENIED)", body = super::ErrorBody),
         (status = 404, description = "No directory is configured (NOT_FOUND)", body = super::ErrorBody),
-    ),
-    security(("basic" = []), ("bearer" = []))
+    )
 )]
-pub async fn sync_run(
-    State(st): State<AppState>,
-    Who(c): Who,
-) -> Result<Json<SyncReportOut>, ApiError> {
-    match Manage::new(&st.access).directory_sync(&c).await? {
+pub async fn sync_run(api: Api) -> Result<Json<SyncReportOut>, ApiError> {
+    match api.m().directory_sync(&api.c).await? {
         Some(r) => Ok(Json(r.into())),
         None => Err(no_directory()),
     }
@@ -146,16 +135,14 @@ pub async fn sync_run(
     responses(
         (status = 200, description = "Runs, newest first", body = Vec<SyncRunOut>),
         (status = 403, description = "Not a system administrator (DENIED)", body = super::ErrorBody),
-    ),
-    security(("basic" = []), ("bearer" = []))
+    )
 )]
 pub async fn sync_runs(
-    State(st): State<AppState>,
-    Who(c): Who,
+    api: Api,
     ApiQuery(q): ApiQuery<RunsQuery>,
 ) -> Result<Json<Vec<SyncRunOut>>, ApiError> {
-    let m = Manage::new(&st.access);
-    let runs = m.directory_sync_runs(&c, q.n.unwrap_or(20)).await?;
+    let m = api.m();
+    let runs = m.directory_sync_runs(&api.c, q.n.unwrap_or(20)).await?;
     let mut out = Vec::with_capacity(runs.len());
     for r in runs {
         let actor = match r.actor {

@@ -34,7 +34,7 @@ use berth_core::manage::{rfc3339_ms, Manage, ManageError};
 use berth_core::Caller;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{RefOr, Response as OaResponse};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
@@ -158,6 +158,32 @@ impl FromRequestParts<AppState> for Who {
     }
 }
 
+/// What every handler starts from: the management service and the (resolved) caller.
+/// Extracting it authenticates the request, before any path or body is read.
+pub struct Api {
+    access: std::sync::Arc<berth_core::Access>,
+    pub c: Caller,
+}
+
+impl Api {
+    /// The management service, to which every rule of who may do what belongs.
+    pub fn m(&self) -> Manage<'_> {
+        Manage::new(&self.access)
+    }
+}
+
+impl FromRequestParts<AppState> for Api {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Api, ApiError> {
+        let Who(c) = Who::from_request_parts(parts, st).await?;
+        Ok(Api {
+            access: st.access.clone(),
+            c,
+        })
+    }
+}
+
 /// A JSON object body; anything else (a malformed body, an array, a wrong field) is 400
 /// `INVALID` in the error envelope. (serde would read a struct from an array too.)
 pub struct ApiJson<T>(pub T);
@@ -247,6 +273,93 @@ impl Paging {
     pub fn n(&self) -> u32 {
         self.n.unwrap_or(100)
     }
+}
+
+/// `{org}`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct OrgPath {
+    /// Organisation name
+    #[param(max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$")]
+    pub org: String,
+}
+
+/// `{user}`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct UserPath {
+    /// User name
+    #[param(max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$")]
+    pub user: String,
+}
+
+/// `{org}/members/{user}`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct OrgUserPath {
+    /// Organisation name
+    #[param(max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$")]
+    pub org: String,
+    /// User name
+    #[param(max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$")]
+    pub user: String,
+}
+
+/// `{org}/teams/{team}`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct TeamPath {
+    /// Organisation name
+    #[param(max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$")]
+    pub org: String,
+    /// Team name
+    #[param(max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$")]
+    pub team: String,
+}
+
+/// `{org}/teams/{team}/members/{user}`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct TeamUserPath {
+    /// Organisation name
+    #[param(max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$")]
+    pub org: String,
+    /// Team name
+    #[param(max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$")]
+    pub team: String,
+    /// User name
+    #[param(max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$")]
+    pub user: String,
+}
+
+/// A page of a keyset-paged listing, as `$page` with `$item`s; made from
+/// `berth_core::manage::Page` of anything that converts into `$item`.
+macro_rules! page_of {
+    ($(#[$doc:meta])* $page:ident, $item:ty) => {
+        $(#[$doc])*
+        #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+        pub struct $page {
+            pub items: Vec<$item>,
+            /// Pass as `last` for the next page; null on the last page.
+            #[schema(nullable)]
+            pub next: Option<String>,
+        }
+
+        impl<T: Into<$item>> From<berth_core::manage::Page<T>> for $page {
+            fn from(p: berth_core::manage::Page<T>) -> $page {
+                $page {
+                    items: p.items.into_iter().map(Into::into).collect(),
+                    next: p.next,
+                }
+            }
+        }
+    };
+}
+pub(crate) use page_of;
+
+/// A JSON list of the wire views of `items`.
+pub fn views<T: Into<V>, V>(items: Vec<T>) -> axum::Json<Vec<V>> {
+    axum::Json(items.into_iter().map(Into::into).collect())
 }
 
 /// The error envelope of every error answer.
@@ -483,6 +596,12 @@ impl utoipa::Modify for ErrorResponses {
                 &mut item.patch,
             ];
             for op in ops.into_iter().flatten() {
+                // Operations that say nothing take Basic or a bearer token.
+                op.security.get_or_insert_with(|| {
+                    ["basic", "bearer"]
+                        .map(|s| SecurityRequirement::new::<_, _, &str>(s, []))
+                        .to_vec()
+                });
                 for (code, d) in common {
                     op.responses
                         .responses

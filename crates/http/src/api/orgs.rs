@@ -2,14 +2,12 @@
 //! `default_visibility`), delete; members and the owner flag.
 
 use super::{
-    created, no_content, time, ApiJson, ApiPath, ApiQuery, MemberOut, Paging, VisibilityName, Who,
+    created, no_content, time, views, Api, ApiJson, ApiPath, ApiQuery, MemberOut, OrgPath,
+    OrgUserPath, Paging, VisibilityName,
 };
 use crate::error::ApiError;
-use crate::AppState;
-use axum::extract::State;
 use axum::response::Response;
 use axum::Json;
-use berth_core::manage::Manage;
 use berth_meta::identity::{OrgRecord, OrgSettings};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -42,14 +40,11 @@ impl From<OrgRecord> for OrgOut {
     }
 }
 
-/// A page of organisations.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct OrgPage {
-    pub items: Vec<OrgOut>,
-    /// Pass as `last` for the next page; null on the last page.
-    #[schema(nullable)]
-    pub next: Option<String>,
-}
+super::page_of!(
+    /// A page of organisations.
+    OrgPage,
+    OrgOut
+);
 
 /// An organisation to create.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -96,21 +91,15 @@ pub struct MemberIn {
 /// List organisations (any authenticated caller).
 #[utoipa::path(
     get, path = "/api/v0/orgs", tag = "organisations", params(Paging),
-    responses((status = 200, description = "A page of organisations by name", body = OrgPage)),
-    security(("basic" = []), ("bearer" = []))
+    responses((status = 200, description = "A page of organisations by name", body = OrgPage))
 )]
-pub async fn list(
-    State(st): State<AppState>,
-    Who(c): Who,
-    ApiQuery(p): ApiQuery<Paging>,
-) -> Result<Json<OrgPage>, ApiError> {
-    let page = Manage::new(&st.access)
-        .orgs_list(&c, p.last.as_deref(), p.n())
-        .await?;
-    Ok(Json(OrgPage {
-        items: page.items.into_iter().map(Into::into).collect(),
-        next: page.next,
-    }))
+pub async fn list(api: Api, ApiQuery(p): ApiQuery<Paging>) -> Result<Json<OrgPage>, ApiError> {
+    Ok(Json(
+        api.m()
+            .orgs_list(&api.c, p.last.as_deref(), p.n())
+            .await?
+            .into(),
+    ))
 }
 
 /// Create an organisation (system administrators).
@@ -120,14 +109,9 @@ pub async fn list(
         (status = 201, description = "Created", body = OrgOut),
         (status = 403, description = "Not a system administrator (DENIED)", body = super::ErrorBody),
         (status = 409, description = "The name is taken by a user or an organisation, or its namespace holds repositories that no account owns and claim_namespace is not set (CONFLICT)", body = super::ErrorBody),
-    ),
-    security(("basic" = []), ("bearer" = []))
+    )
 )]
-pub async fn create(
-    State(st): State<AppState>,
-    Who(c): Who,
-    ApiJson(b): ApiJson<NewOrgIn>,
-) -> Result<Response, ApiError> {
+pub async fn create(api: Api, ApiJson(b): ApiJson<NewOrgIn>) -> Result<Response, ApiError> {
     let settings = OrgSettings {
         members_can_create: b.members_can_create.unwrap_or(false),
         default_visibility: b
@@ -135,9 +119,10 @@ pub async fn create(
             .map(Into::into)
             .unwrap_or(berth_auth::rbac::Visibility::Private),
     };
-    let o = Manage::new(&st.access)
+    let o = api
+        .m()
         .org_create(
-            &c,
+            &api.c,
             &b.name,
             b.full_name.as_deref().unwrap_or(""),
             settings,
@@ -150,43 +135,38 @@ pub async fn create(
 /// Read an organisation (any authenticated caller).
 #[utoipa::path(
     get, path = "/api/v0/orgs/{org}", tag = "organisations",
-    params(("org" = String, Path, description = "Organisation name", max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$")),
+    params(OrgPath),
     responses(
         (status = 200, description = "The organisation", body = OrgOut),
         (status = 404, description = "No such organisation (NOT_FOUND)", body = super::ErrorBody),
-    ),
-    security(("basic" = []), ("bearer" = []))
+    )
 )]
 pub async fn get_one(
-    State(st): State<AppState>,
-    Who(c): Who,
-    ApiPath(org): ApiPath<String>,
+    api: Api,
+    ApiPath(OrgPath { org }): ApiPath<OrgPath>,
 ) -> Result<Json<OrgOut>, ApiError> {
-    Ok(Json(
-        Manage::new(&st.access).org_get(&c, &org).await?.into(),
-    ))
+    Ok(Json(api.m().org_get(&api.c, &org).await?.into()))
 }
 
 /// Change an organisation's settings (owners, system administrators).
 #[utoipa::path(
     patch, path = "/api/v0/orgs/{org}", tag = "organisations", request_body = OrgPatchIn,
-    params(("org" = String, Path, description = "Organisation name", max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$")),
+    params(OrgPath),
     responses(
         (status = 200, description = "The changed organisation", body = OrgOut),
         (status = 403, description = "Not an owner (DENIED)", body = super::ErrorBody),
         (status = 404, description = "No such organisation (NOT_FOUND)", body = super::ErrorBody),
-    ),
-    security(("basic" = []), ("bearer" = []))
+    )
 )]
 pub async fn update(
-    State(st): State<AppState>,
-    Who(c): Who,
-    ApiPath(org): ApiPath<String>,
+    api: Api,
+    ApiPath(OrgPath { org }): ApiPath<OrgPath>,
     ApiJson(b): ApiJson<OrgPatchIn>,
 ) -> Result<Json<OrgOut>, ApiError> {
-    let o = Manage::new(&st.access)
+    let o = api
+        .m()
         .org_update(
-            &c,
+            &api.c,
             &org,
             b.members_can_create,
             b.default_visibility.map(Into::into),
@@ -199,64 +179,54 @@ pub async fn update(
 /// (system administrators).
 #[utoipa::path(
     delete, path = "/api/v0/orgs/{org}", tag = "organisations",
-    params(("org" = String, Path, description = "Organisation name", max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$")),
+    params(OrgPath),
     responses(
         (status = 204, description = "Deleted"),
         (status = 403, description = "Not a system administrator (DENIED)", body = super::ErrorBody),
         (status = 404, description = "No such organisation (NOT_FOUND)", body = super::ErrorBody),
-    ),
-    security(("basic" = []), ("bearer" = []))
+    )
 )]
 pub async fn delete(
-    State(st): State<AppState>,
-    Who(c): Who,
-    ApiPath(org): ApiPath<String>,
+    api: Api,
+    ApiPath(OrgPath { org }): ApiPath<OrgPath>,
 ) -> Result<Response, ApiError> {
-    Manage::new(&st.access).org_delete(&c, &org).await?;
+    api.m().org_delete(&api.c, &org).await?;
     Ok(no_content())
 }
 
 /// List an organisation's members (any authenticated caller).
 #[utoipa::path(
     get, path = "/api/v0/orgs/{org}/members", tag = "organisations",
-    params(("org" = String, Path, description = "Organisation name", max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$")),
+    params(OrgPath),
     responses(
         (status = 200, description = "Members by name", body = Vec<MemberOut>),
         (status = 404, description = "No such organisation (NOT_FOUND)", body = super::ErrorBody),
-    ),
-    security(("basic" = []), ("bearer" = []))
+    )
 )]
 pub async fn members(
-    State(st): State<AppState>,
-    Who(c): Who,
-    ApiPath(org): ApiPath<String>,
+    api: Api,
+    ApiPath(OrgPath { org }): ApiPath<OrgPath>,
 ) -> Result<Json<Vec<MemberOut>>, ApiError> {
-    let m = Manage::new(&st.access).org_members(&c, &org).await?;
-    Ok(Json(m.into_iter().map(Into::into).collect()))
+    Ok(views(api.m().org_members(&api.c, &org).await?))
 }
 
 /// Add a member, or set their owner flag (owners, system administrators).
 #[utoipa::path(
     put, path = "/api/v0/orgs/{org}/members/{user}", tag = "organisations", request_body = MemberIn,
-    params(
-        ("org" = String, Path, description = "Organisation name", max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$"),
-        ("user" = String, Path, description = "User name", max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$"),
-    ),
+    params(OrgUserPath),
     responses(
         (status = 204, description = "Set"),
         (status = 403, description = "Not an owner (DENIED)", body = super::ErrorBody),
         (status = 404, description = "No such organisation or user (NOT_FOUND)", body = super::ErrorBody),
-    ),
-    security(("basic" = []), ("bearer" = []))
+    )
 )]
 pub async fn member_set(
-    State(st): State<AppState>,
-    Who(c): Who,
-    ApiPath((org, user)): ApiPath<(String, String)>,
+    api: Api,
+    ApiPath(OrgUserPath { org, user }): ApiPath<OrgUserPath>,
     ApiJson(b): ApiJson<MemberIn>,
 ) -> Result<Response, ApiError> {
-    Manage::new(&st.access)
-        .org_member_set(&c, &org, &user, b.is_owner)
+    api.m()
+        .org_member_set(&api.c, &org, &user, b.is_owner)
         .await?;
     Ok(no_content())
 }
@@ -264,24 +234,17 @@ pub async fn member_set(
 /// Remove a member from the organisation and its teams (owners, system administrators).
 #[utoipa::path(
     delete, path = "/api/v0/orgs/{org}/members/{user}", tag = "organisations",
-    params(
-        ("org" = String, Path, description = "Organisation name", max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$"),
-        ("user" = String, Path, description = "User name", max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$"),
-    ),
+    params(OrgUserPath),
     responses(
         (status = 204, description = "Removed"),
         (status = 403, description = "Not an owner (DENIED)", body = super::ErrorBody),
         (status = 404, description = "No such organisation, user or membership (NOT_FOUND)", body = super::ErrorBody),
-    ),
-    security(("basic" = []), ("bearer" = []))
+    )
 )]
 pub async fn member_remove(
-    State(st): State<AppState>,
-    Who(c): Who,
-    ApiPath((org, user)): ApiPath<(String, String)>,
+    api: Api,
+    ApiPath(OrgUserPath { org, user }): ApiPath<OrgUserPath>,
 ) -> Result<Response, ApiError> {
-    Manage::new(&st.access)
-        .org_member_remove(&c, &org, &user)
-        .await?;
+    api.m().org_member_remove(&api.c, &org, &user).await?;
     Ok(no_content())
 }

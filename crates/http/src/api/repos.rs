@@ -9,15 +9,16 @@
 //! (`acme%2Fgrants`). All these paths go through one route, [`dispatch`], which reads the
 //! raw path (axum's router cannot tell `%2F` from `/` once decoded).
 
-use super::{created, no_content, time, ApiJson, ApiQuery, GrantOut, RoleIn, VisibilityName, Who};
+use super::{
+    created, no_content, time, views, Api, ApiJson, ApiQuery, GrantOut, RoleIn, VisibilityName,
+};
 use crate::error::ApiError;
 use crate::AppState;
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use berth_core::manage::{repo_name, Manage};
-use berth_core::Caller;
+use berth_core::manage::repo_name;
 use berth_meta::identity::RepoSettings;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -45,14 +46,11 @@ impl From<RepoSettings> for RepoOut {
     }
 }
 
-/// A page of repositories.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct RepoPage {
-    pub items: Vec<RepoOut>,
-    /// Pass as `last` for the next page; null on the last page.
-    #[schema(nullable)]
-    pub next: Option<String>,
-}
+super::page_of!(
+    /// A page of repositories.
+    RepoPage,
+    RepoOut
+);
 
 /// Which repositories to list.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -67,6 +65,33 @@ pub struct RepoQuery {
     /// Page size (default 100).
     #[param(minimum = 1, maximum = 1000)]
     pub n: Option<u32>,
+}
+
+/// `{repository}` (documentation only: [`dispatch`] reads the raw path).
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct RepoParams {
+    /// Full name, '/' written %2F (or unencoded over several segments)
+    #[param(
+        max_length = 255,
+        pattern = "^[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*$"
+    )]
+    pub repository: String,
+}
+
+/// `{repository}/grants/{team}` (documentation only).
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct RepoTeamParams {
+    /// Full name, '/' written %2F (or unencoded over several segments)
+    #[param(
+        max_length = 255,
+        pattern = "^[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*$"
+    )]
+    pub repository: String,
+    /// A team of the repository's organisation
+    #[param(max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$")]
+    pub team: String,
 }
 
 /// A repository to create.
@@ -97,23 +122,17 @@ pub struct RepoPatchIn {
     responses((status = 200, description = "A page of repositories by name", body = RepoPage)),
     security((), ("basic" = []), ("bearer" = []))
 )]
-pub async fn list(
-    State(st): State<AppState>,
-    Who(c): Who,
-    ApiQuery(q): ApiQuery<RepoQuery>,
-) -> Result<Json<RepoPage>, ApiError> {
-    let page = Manage::new(&st.access)
+pub async fn list(api: Api, ApiQuery(q): ApiQuery<RepoQuery>) -> Result<Json<RepoPage>, ApiError> {
+    let page = api
+        .m()
         .repos_list(
-            &c,
+            &api.c,
             q.namespace.as_deref(),
             q.last.as_deref().filter(|l| !l.is_empty()),
             q.n.unwrap_or(100),
         )
         .await?;
-    Ok(Json(RepoPage {
-        items: page.items.into_iter().map(Into::into).collect(),
-        next: page.next,
-    }))
+    Ok(Json(page.into()))
 }
 
 /// Create an empty repository (whoever may create in its namespace by pushing).
@@ -123,17 +142,13 @@ pub async fn list(
         (status = 201, description = "Created", body = RepoOut),
         (status = 403, description = "The caller may not create repositories in the namespace (DENIED)", body = super::ErrorBody),
         (status = 409, description = "The repository exists (CONFLICT)", body = super::ErrorBody),
-    ),
-    security(("basic" = []), ("bearer" = []))
+    )
 )]
-pub async fn create(
-    State(st): State<AppState>,
-    Who(c): Who,
-    ApiJson(b): ApiJson<NewRepoIn>,
-) -> Result<Response, ApiError> {
+pub async fn create(api: Api, ApiJson(b): ApiJson<NewRepoIn>) -> Result<Response, ApiError> {
     let name = repo_name(&b.name)?;
-    let r = Manage::new(&st.access)
-        .repo_create(&c, &name, b.visibility.map(Into::into))
+    let r = api
+        .m()
+        .repo_create(&api.c, &name, b.visibility.map(Into::into))
         .await?;
     Ok(created(RepoOut::from(r)))
 }
@@ -141,39 +156,34 @@ pub async fn create(
 /// Read a repository (whoever may pull it).
 #[utoipa::path(
     get, path = "/api/v0/repositories/{repository}", tag = "repositories",
-    params(("repository" = String, Path, description = "Full name, '/' written %2F (or unencoded over several segments)", max_length = 255, pattern = "^[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*$")),
+    params(RepoParams),
     responses(
         (status = 200, description = "The repository", body = RepoOut),
         (status = 404, description = "No such repository, or one the caller may not pull (NAME_UNKNOWN)", body = super::ErrorBody),
     ),
     security((), ("basic" = []), ("bearer" = []))
 )]
-pub async fn get_one(st: &AppState, c: &Caller, repo: &str) -> Result<Response, ApiError> {
+pub async fn get_one(api: &Api, repo: &str) -> Result<Response, ApiError> {
     let name = repo_name(repo)?;
-    let r: RepoOut = Manage::new(&st.access).repo_get(c, &name).await?.into();
+    let r: RepoOut = api.m().repo_get(&api.c, &name).await?.into();
     Ok(Json(r).into_response())
 }
 
 /// Make a repository public or private (repository admins).
 #[utoipa::path(
     patch, path = "/api/v0/repositories/{repository}", tag = "repositories", request_body = RepoPatchIn,
-    params(("repository" = String, Path, description = "Full name, '/' written %2F (or unencoded over several segments)", max_length = 255, pattern = "^[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*$")),
+    params(RepoParams),
     responses(
         (status = 200, description = "The changed repository", body = RepoOut),
         (status = 403, description = "The caller may pull but not administer it (DENIED)", body = super::ErrorBody),
         (status = 404, description = "No such repository, or one the caller may not pull (NAME_UNKNOWN)", body = super::ErrorBody),
-    ),
-    security(("basic" = []), ("bearer" = []))
+    )
 )]
-pub async fn update(
-    st: &AppState,
-    c: &Caller,
-    repo: &str,
-    b: RepoPatchIn,
-) -> Result<Response, ApiError> {
+pub async fn update(api: &Api, repo: &str, b: RepoPatchIn) -> Result<Response, ApiError> {
     let name = repo_name(repo)?;
-    let r: RepoOut = Manage::new(&st.access)
-        .repo_set_visibility(c, &name, b.visibility.into())
+    let r: RepoOut = api
+        .m()
+        .repo_set_visibility(&api.c, &name, b.visibility.into())
         .await?
         .into();
     Ok(Json(r).into_response())
@@ -182,17 +192,16 @@ pub async fn update(
 /// Delete a repository with its manifests, tags and grants (whoever may delete in it).
 #[utoipa::path(
     delete, path = "/api/v0/repositories/{repository}", tag = "repositories",
-    params(("repository" = String, Path, description = "Full name, '/' written %2F (or unencoded over several segments)", max_length = 255, pattern = "^[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*$")),
+    params(RepoParams),
     responses(
         (status = 204, description = "Deleted"),
         (status = 403, description = "The caller may pull but not delete it (DENIED)", body = super::ErrorBody),
         (status = 404, description = "No such repository, or one the caller may not pull (NAME_UNKNOWN)", body = super::ErrorBody),
-    ),
-    security(("basic" = []), ("bearer" = []))
+    )
 )]
-pub async fn delete(st: &AppState, c: &Caller, repo: &str) -> Result<Response, ApiError> {
+pub async fn delete(api: &Api, repo: &str) -> Result<Response, ApiError> {
     let name = repo_name(repo)?;
-    Manage::new(&st.access).repo_delete(c, &name).await?;
+    api.m().repo_delete(&api.c, &name).await?;
     Ok(no_content())
 }
 
@@ -200,44 +209,37 @@ pub async fn delete(st: &AppState, c: &Caller, repo: &str) -> Result<Response, A
 /// admins).
 #[utoipa::path(
     get, path = "/api/v0/repositories/{repository}/grants", tag = "repositories",
-    params(("repository" = String, Path, description = "Full name, '/' written %2F (or unencoded over several segments)", max_length = 255, pattern = "^[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*$")),
+    params(RepoParams),
     responses(
         (status = 200, description = "The grants", body = Vec<GrantOut>),
         (status = 403, description = "The caller may pull but not administer it (DENIED)", body = super::ErrorBody),
         (status = 404, description = "No such repository, or one the caller may not pull (NAME_UNKNOWN)", body = super::ErrorBody),
-    ),
-    security(("basic" = []), ("bearer" = []))
+    )
 )]
-pub async fn grants(st: &AppState, c: &Caller, repo: &str) -> Result<Response, ApiError> {
+pub async fn grants(api: &Api, repo: &str) -> Result<Response, ApiError> {
     let name = repo_name(repo)?;
-    let g = Manage::new(&st.access).repo_grants(c, &name).await?;
-    let g: Vec<GrantOut> = g.into_iter().map(Into::into).collect();
-    Ok(Json(g).into_response())
+    let g = api.m().repo_grants(&api.c, &name).await?;
+    Ok(views::<_, GrantOut>(g).into_response())
 }
 
 /// Give a team of the repository's organisation a role on it (repository admins).
 #[utoipa::path(
     put, path = "/api/v0/repositories/{repository}/grants/{team}", tag = "repositories", request_body = RoleIn,
-    params(
-        ("repository" = String, Path, description = "Full name, '/' written %2F (or unencoded over several segments)", max_length = 255, pattern = "^[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*$"),
-        ("team" = String, Path, description = "A team of the repository's organisation", max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$"),
-    ),
+    params(RepoTeamParams),
     responses(
         (status = 204, description = "Set (replacing any role)"),
         (status = 403, description = "The caller may pull but not administer it (DENIED)", body = super::ErrorBody),
         (status = 404, description = "No such repository (NAME_UNKNOWN) or team (NOT_FOUND)", body = super::ErrorBody),
-    ),
-    security(("basic" = []), ("bearer" = []))
+    )
 )]
 pub async fn grant_set(
-    st: &AppState,
-    c: &Caller,
+    api: &Api,
     (repo, team): (&str, &str),
     b: RoleIn,
 ) -> Result<Response, ApiError> {
     let name = repo_name(repo)?;
-    Manage::new(&st.access)
-        .repo_grant_set(c, &name, team, b.role.into())
+    api.m()
+        .repo_grant_set(&api.c, &name, team, b.role.into())
         .await?;
     Ok(no_content())
 }
@@ -245,26 +247,16 @@ pub async fn grant_set(
 /// Remove a team's role on a repository (repository admins).
 #[utoipa::path(
     delete, path = "/api/v0/repositories/{repository}/grants/{team}", tag = "repositories",
-    params(
-        ("repository" = String, Path, description = "Full name, '/' written %2F (or unencoded over several segments)", max_length = 255, pattern = "^[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*$"),
-        ("team" = String, Path, description = "A team of the repository's organisation", max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$"),
-    ),
+    params(RepoTeamParams),
     responses(
         (status = 204, description = "Removed"),
         (status = 403, description = "The caller may pull but not administer it (DENIED)", body = super::ErrorBody),
         (status = 404, description = "No such repository (NAME_UNKNOWN), team or grant (NOT_FOUND)", body = super::ErrorBody),
-    ),
-    security(("basic" = []), ("bearer" = []))
+    )
 )]
-pub async fn grant_remove(
-    st: &AppState,
-    c: &Caller,
-    (repo, team): (&str, &str),
-) -> Result<Response, ApiError> {
+pub async fn grant_remove(api: &Api, (repo, team): (&str, &str)) -> Result<Response, ApiError> {
     let name = repo_name(repo)?;
-    Manage::new(&st.access)
-        .repo_grant_remove(c, &name, team)
-        .await?;
+    api.m().repo_grant_remove(&api.c, &name, team).await?;
     Ok(no_content())
 }
 
@@ -314,24 +306,24 @@ pub async fn dispatch(State(st): State<AppState>, req: Request) -> Result<Respon
         return Err(crate::error::not_found().await);
     };
     let (mut parts, body) = req.into_parts();
-    let Who(c) = Who::from_request_parts(&mut parts, &st).await?;
+    let api = Api::from_request_parts(&mut parts, &st).await?;
     let method = parts.method.clone();
     let req = Request::from_parts(parts, body);
-    let st = &st;
+    let (st, api) = (&st, &api);
     match (&target, &method) {
         // HEAD as GET (the server leaves the body out), as axum's `get` routes do.
-        (RepoPath::Repository(r), &Method::GET | &Method::HEAD) => get_one(st, &c, r).await,
+        (RepoPath::Repository(r), &Method::GET | &Method::HEAD) => get_one(api, r).await,
         (RepoPath::Repository(r), &Method::PATCH) => {
             let ApiJson(b) = ApiJson::from_request(req, st).await?;
-            update(st, &c, r, b).await
+            update(api, r, b).await
         }
-        (RepoPath::Repository(r), &Method::DELETE) => delete(st, &c, r).await,
-        (RepoPath::Grants(r), &Method::GET | &Method::HEAD) => grants(st, &c, r).await,
+        (RepoPath::Repository(r), &Method::DELETE) => delete(api, r).await,
+        (RepoPath::Grants(r), &Method::GET | &Method::HEAD) => grants(api, r).await,
         (RepoPath::Grant(r, t), &Method::PUT) => {
             let ApiJson(b) = ApiJson::from_request(req, st).await?;
-            grant_set(st, &c, (r, t), b).await
+            grant_set(api, (r, t), b).await
         }
-        (RepoPath::Grant(r, t), &Method::DELETE) => grant_remove(st, &c, (r, t)).await,
+        (RepoPath::Grant(r, t), &Method::DELETE) => grant_remove(api, (r, t)).await,
         (t, m) => {
             let allow = match t {
                 RepoPath::Repository(_) => "GET, HEAD, PATCH, DELETE",

@@ -3,14 +3,14 @@
 //! service issues (`offline_token=true`, `access_type=offline`) are listed (`?kind=refresh`)
 //! and revoked through the same two endpoints.
 
-use super::{created, no_content, time, ApiJson, ApiPath, ApiQuery, RoleName, Who};
+use super::{
+    created, no_content, time, views, Api, ApiJson, ApiPath, ApiQuery, RoleName, UserPath,
+};
 use crate::error::ApiError;
-use crate::AppState;
-use axum::extract::State;
 use axum::response::Response;
 use axum::Json;
 use berth_auth::rbac::{Restriction, RestrictionEntry, RestrictionTarget};
-use berth_core::manage::{Manage, TokenRequest};
+use berth_core::manage::TokenRequest;
 use berth_meta::identity::{TokenKind, TokenParent, TokenRecord};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -161,44 +161,39 @@ impl From<TokenRecord> for TokenOut {
 /// organisations' owners).
 #[utoipa::path(
     get, path = "/api/v0/users/{user}/tokens", tag = "tokens",
-    params(("user" = String, Path, description = "User name", max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$"), TokenQuery),
+    params(UserPath, TokenQuery),
     responses(
         (status = 200, description = "The tokens, newest first, without secrets", body = Vec<TokenOut>),
         (status = 403, description = "Not allowed (DENIED)", body = super::ErrorBody),
         (status = 404, description = "No such user (NOT_FOUND)", body = super::ErrorBody),
-    ),
-    security(("basic" = []), ("bearer" = []))
+    )
 )]
 pub async fn list(
-    State(st): State<AppState>,
-    Who(c): Who,
-    ApiPath(user): ApiPath<String>,
+    api: Api,
+    ApiPath(UserPath { user }): ApiPath<UserPath>,
     ApiQuery(q): ApiQuery<TokenQuery>,
 ) -> Result<Json<Vec<TokenOut>>, ApiError> {
     let kind = match q.kind.unwrap_or_default() {
         TokenKindIo::Access => TokenKind::Access,
         TokenKindIo::Refresh => TokenKind::Refresh,
     };
-    let t = Manage::new(&st.access).tokens_list(&c, &user, kind).await?;
-    Ok(Json(t.into_iter().map(Into::into).collect()))
+    Ok(views(api.m().tokens_list(&api.c, &user, kind).await?))
 }
 
 /// Create an access token for oneself, or for a service account (system administrators,
 /// its organisations' owners). The secret is in this answer only.
 #[utoipa::path(
     post, path = "/api/v0/users/{user}/tokens", tag = "tokens", request_body = TokenIn,
-    params(("user" = String, Path, description = "User name", max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$")),
+    params(UserPath),
     responses(
         (status = 201, description = "Created; the secret is shown once", body = CreatedTokenOut),
         (status = 403, description = "Not allowed (DENIED)", body = super::ErrorBody),
         (status = 404, description = "No such user (NOT_FOUND)", body = super::ErrorBody),
-    ),
-    security(("basic" = []), ("bearer" = []))
+    )
 )]
 pub async fn create(
-    State(st): State<AppState>,
-    Who(c): Who,
-    ApiPath(user): ApiPath<String>,
+    api: Api,
+    ApiPath(UserPath { user }): ApiPath<UserPath>,
     ApiJson(b): ApiJson<TokenIn>,
 ) -> Result<Response, ApiError> {
     let restriction = b.restriction.map(|es| Restriction {
@@ -213,9 +208,10 @@ pub async fn create(
             })
             .collect(),
     });
-    let t = Manage::new(&st.access)
+    let t = api
+        .m()
         .token_create(
-            &c,
+            &api.c,
             &user,
             TokenRequest {
                 description: b.description.unwrap_or_default(),
@@ -245,16 +241,12 @@ pub async fn create(
         (status = 204, description = "Revoked"),
         (status = 403, description = "Not allowed (DENIED)", body = super::ErrorBody),
         (status = 404, description = "No such user or token (NOT_FOUND)", body = super::ErrorBody),
-    ),
-    security(("basic" = []), ("bearer" = []))
+    )
 )]
 pub async fn revoke(
-    State(st): State<AppState>,
-    Who(c): Who,
+    api: Api,
     ApiPath((user, token)): ApiPath<(String, String)>,
 ) -> Result<Response, ApiError> {
-    Manage::new(&st.access)
-        .token_revoke(&c, &user, &token)
-        .await?;
+    api.m().token_revoke(&api.c, &user, &token).await?;
     Ok(no_content())
 }

@@ -386,8 +386,15 @@ pub async fn user_update_and_delete(store: FullStore) {
 /// Organisation settings, owners and members; teams, their directory groups and members;
 /// a team member is an organisation member; leaving the organisation leaves its teams.
 pub async fn organisations_members_and_teams(store: FullStore) {
-    let o = org(&store, "acme", OrgSettings::default()).await;
-    let (ann, ben) = (user(&store, "ann").await, user(&store, "ben").await);
+    let ben = org_settings_and_members(&store).await;
+    let cyd = teams_and_their_members(&store, &ben).await;
+    leaving_and_deleting_the_org(&store, &ben, &cyd).await;
+}
+
+/// Settings of `acme`, its owner `ann` and member `ben` (returned).
+async fn org_settings_and_members(store: &FullStore) -> UserRecord {
+    let o = org(store, "acme", OrgSettings::default()).await;
+    let (ann, ben) = (user(store, "ann").await, user(store, "ben").await);
     let settings = OrgSettings {
         members_can_create: true,
         default_visibility: Visibility::Public,
@@ -443,7 +450,11 @@ pub async fn organisations_members_and_teams(store: FullStore) {
         .expect("demote");
     assert!(!store.org_members("acme").await.expect("members")[0].is_owner);
     expect_not_found(store.org_members("nope").await, "members of a missing org");
+    ben
+}
 
+/// Teams of `acme`, their directory groups and members; `cyd` (returned) joins two.
+async fn teams_and_their_members(store: &FullStore, ben: &UserRecord) -> UserRecord {
     let devs = store
         .team_create("acme", "devs", Some("cn=devs,ou=groups,dc=example,dc=test"))
         .await
@@ -453,7 +464,7 @@ pub async fn organisations_members_and_teams(store: FullStore) {
         devs.directory_group.as_deref(),
         Some("cn=devs,ou=groups,dc=example,dc=test")
     );
-    team(&store, "acme", "ops").await;
+    team(store, "acme", "ops").await;
     expect_conflict(store.team_create("acme", "devs", None).await, "team twice");
     expect_not_found(
         store.team_create("nope", "devs", None).await,
@@ -467,8 +478,8 @@ pub async fn organisations_members_and_teams(store: FullStore) {
         store.team_create("acme", "Devs", None).await,
         "upper-case team",
     );
-    org(&store, "other", OrgSettings::default()).await;
-    team(&store, "other", "devs").await; // same name, other organisation
+    org(store, "other", OrgSettings::default()).await;
+    team(store, "other", "devs").await; // same name, other organisation
     assert_eq!(
         store.team_get("acme", "devs").await.expect("team_get"),
         Some(devs.clone())
@@ -495,7 +506,7 @@ pub async fn organisations_members_and_teams(store: FullStore) {
     assert_eq!(teams[0].directory_group, None);
     assert_eq!(teams[1].directory_group.as_deref(), Some("ops-group"));
 
-    let cyd = user(&store, "cyd").await;
+    let cyd = user(store, "cyd").await;
     store
         .team_member_add("acme", "devs", cyd.id)
         .await
@@ -542,7 +553,11 @@ pub async fn organisations_members_and_teams(store: FullStore) {
         u.teams,
         vec![team_ref("acme", "devs"), team_ref("acme", "ops")]
     );
+    cyd
+}
 
+/// Leaving a team, the organisation (and so its teams), deleting the organisation.
+async fn leaving_and_deleting_the_org(store: &FullStore, ben: &UserRecord, cyd: &UserRecord) {
     assert!(store
         .team_member_remove("acme", "ops", cyd.id)
         .await
@@ -722,12 +737,17 @@ pub async fn repository_settings_and_default_visibility(store: FullStore) {
     assert!(store.user_delete(owner.id).await.expect("delete"));
     let s = store.repo_settings(&repo("open/b")).await.unwrap().unwrap();
     assert_eq!(s.created_by, None);
+    repository_listing_pages(&store).await;
+    visible_listing_matches_repos_list(&store).await;
+}
 
+/// Listing by namespace: neighbours that sort next to it, pages, cursors.
+async fn repository_listing_pages(store: &FullStore) {
     // Neighbours that sort between "open/" and "open0" or right next to "open".
     for n in [
         "open", "open-x/a", "open.x/a", "open_x", "opem/z", "opena/a",
     ] {
-        link(&store, n).await;
+        link(store, n).await;
     }
     let all = store.repos_list(None, None, 100).await.expect("repos_list");
     assert_eq!(all.len(), 12);
@@ -777,7 +797,10 @@ pub async fn repository_settings_and_default_visibility(store: FullStore) {
         names(&p, |r| r.name.as_str()),
         ["opem/z", "open", "open-x/a"]
     );
+}
 
+/// The listing of what a caller may see matches repos_list for each part of the scope.
+async fn visible_listing_matches_repos_list(store: &FullStore) {
     // The listing of what a caller may see: each part of the scope, alone and together,
     // gives exactly the rows repos_list gives for it, in order and page by page.
     let every = store.repos_list(None, None, 100).await.expect("list");
@@ -960,7 +983,12 @@ pub async fn namespaces_belong_to_accounts_by_identity(store: FullStore) {
         decision(&store, Some("olive"), "olive/app", Permission::Admin).await,
         Decision::Allowed
     );
+    deleted_accounts_leave_their_namespace(&store, &olive).await;
+}
 
+/// A deleted account leaves its repositories to nobody, until a new account of the name claims them.
+async fn deleted_accounts_leave_their_namespace(store: &FullStore, olive: &UserRecord) {
+    let ownerless = |kind: NamespaceKind| assert_eq!(kind, NamespaceKind::Unknown);
     // A deleted user's repositories are owned by nobody, and a new account of the name
     // does not get them.
     assert!(store.user_delete(olive.id).await.expect("delete"));
@@ -1024,7 +1052,7 @@ pub async fn namespaces_belong_to_accounts_by_identity(store: FullStore) {
         );
     }
     assert_eq!(
-        decision(&store, Some("olive"), "olive/app", Permission::Admin).await,
+        decision(store, Some("olive"), "olive/app", Permission::Admin).await,
         Decision::Allowed
     );
     let claimed = store
@@ -1060,7 +1088,7 @@ pub async fn namespaces_belong_to_accounts_by_identity(store: FullStore) {
         );
     }
     assert_eq!(
-        decision(&store, Some("library"), "library/base", Permission::Admin).await,
+        decision(store, Some("library"), "library/base", Permission::Admin).await,
         Decision::Allowed
     );
     // The neighbours stayed ownerless.
@@ -1382,7 +1410,13 @@ pub async fn access_for_loads_the_decision_inputs(store: FullStore) {
         .grant_namespace_set("acme", "readers", Role::ReadOnly)
         .await
         .expect("grant");
+    access_for_loads_the_context(&store, &dev).await;
+    decisions_from_loaded_inputs(&store).await;
+    unknown_and_changed_subjects(&store, &dev, &outsider).await;
+}
 
+/// access_for by name and by id, subject_for and repository_for_access agree.
+async fn access_for_loads_the_context(store: &FullStore, dev: &UserRecord) {
     let ctx = store
         .access_for(Some(UserKey::Name("dev")), &repo("acme/app"))
         .await
@@ -1444,18 +1478,27 @@ pub async fn access_for_loads_the_decision_inputs(store: FullStore) {
             .expect("repository"),
         ctx.repository
     );
+}
 
-    let check = |who: Option<UserKey<'static>>, r: &'static str, p, want| {
-        let store = store.clone();
-        async move {
-            let ctx = store.access_for(who, &repo(r)).await.expect("access_for");
-            assert_eq!(
-                decide(&ctx.subject, &ctx.repository, &ctx.grants, p),
-                want,
-                "{who:?} {p:?} on {r}"
-            );
-        }
-    };
+/// Asserts the decision for `who` and `p` on `r` from what access_for loads.
+async fn check_access(
+    store: &FullStore,
+    who: Option<UserKey<'static>>,
+    r: &'static str,
+    p: Permission,
+    want: Decision,
+) {
+    let ctx = store.access_for(who, &repo(r)).await.expect("access_for");
+    assert_eq!(
+        decide(&ctx.subject, &ctx.repository, &ctx.grants, p),
+        want,
+        "{who:?} {p:?} on {r}"
+    );
+}
+
+/// The decisions that access_for's inputs give.
+async fn decisions_from_loaded_inputs(store: &FullStore) {
+    let check = |who, r, p, want| check_access(store, who, r, p, want);
     check(
         Some(UserKey::Name("dev")),
         "acme/app",
@@ -1534,7 +1577,11 @@ pub async fn access_for_loads_the_decision_inputs(store: FullStore) {
         Decision::NeedsAuthentication,
     )
     .await;
+}
 
+/// Anonymous and unknown callers, one's own namespace; deactivation and admin flags.
+async fn unknown_and_changed_subjects(store: &FullStore, dev: &UserRecord, outsider: &UserRecord) {
+    let check = |who, r, p, want| check_access(store, who, r, p, want);
     let anon = store
         .access_for(None, &repo("acme/app"))
         .await
@@ -1812,7 +1859,11 @@ pub async fn refresh_tokens_end_with_their_parent(store: FullStore) {
         "an access token with a parent",
     );
     assert_eq!(store.token_get(&secret_id(7)).await.unwrap(), None);
+    credential_changes_end_sessions(&store, &u, &other).await;
+}
 
+/// A password change or a deactivation ends the sessions of the password, and only those; deleting the user takes every token.
+async fn credential_changes_end_sessions(store: &FullStore, u: &UserRecord, other: &UserRecord) {
     // A password change moves the epoch and ends the password's sessions, and only those.
     store
         .token_create(&new_token(8, u.id, TokenKind::Access))
@@ -1843,7 +1894,7 @@ pub async fn refresh_tokens_end_with_their_parent(store: FullStore) {
         .await
         .expect("no credential change");
     assert_eq!(same.credential_epoch, 0, "the same hash, still active");
-    assert!(!revoked(&store, 4).await);
+    assert!(!revoked(store, 4).await);
     let changed = store
         .user_update(
             u.id,
@@ -1865,12 +1916,12 @@ pub async fn refresh_tokens_end_with_their_parent(store: FullStore) {
             .map(|u| u.credential_epoch),
         Some(1)
     );
-    assert!(revoked(&store, 4).await, "the old password's session ends");
+    assert!(revoked(store, 4).await, "the old password's session ends");
     assert!(
-        !revoked(&store, 9).await,
+        !revoked(store, 9).await,
         "an access token's session is not the password's"
     );
-    assert!(!revoked(&store, 10).await, "another user's session");
+    assert!(!revoked(store, 10).await, "another user's session");
     // Issued after the change but for a login under the old epoch: born revoked.
     let stale = store
         .token_create(&refresh_of(11, u.id, TokenParent::Password { epoch: 0 }))
@@ -1895,7 +1946,7 @@ pub async fn refresh_tokens_end_with_their_parent(store: FullStore) {
         .await
         .expect("deactivate");
     assert_eq!(off.credential_epoch, 2);
-    assert!(revoked(&store, 12).await);
+    assert!(revoked(store, 12).await);
     let on = store
         .user_update(
             u.id,
@@ -1907,7 +1958,7 @@ pub async fn refresh_tokens_end_with_their_parent(store: FullStore) {
         .await
         .expect("reactivate");
     assert_eq!(on.credential_epoch, 2, "reactivation is no new credential");
-    assert!(revoked(&store, 12).await);
+    assert!(revoked(store, 12).await);
     // Listings show refresh tokens with their parents.
     let list = store
         .tokens_list(u.id, TokenKind::Refresh)
@@ -1921,7 +1972,7 @@ pub async fn refresh_tokens_end_with_their_parent(store: FullStore) {
     // Deleting the user takes every token.
     assert!(store.user_delete(u.id).await.expect("delete"));
     assert_eq!(store.token_get(&secret_id(9)).await.unwrap(), None);
-    assert!(!revoked(&store, 10).await);
+    assert!(!revoked(store, 10).await);
 }
 
 /// Several keys, newest first; retiring keeps a key for verification.
@@ -2099,7 +2150,12 @@ pub async fn audit_paging_and_filters(store: FullStore) {
         page.iter().map(|e| (e.at - 1_000) / 10).collect::<Vec<_>>(),
         [11, 9, 6]
     );
+    audit_retention(&store).await;
+}
 
+/// Retention: the oldest events go first, at most `max` per call, nothing newer.
+async fn audit_retention(store: &FullStore) {
+    let all = AuditFilter::default();
     // Retention: the oldest events go first, at most `max` per call, nothing newer.
     assert_eq!(
         store.audit_prune(1_000 + 10 * 10, 3).await.expect("prune"),

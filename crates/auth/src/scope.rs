@@ -157,27 +157,8 @@ impl ScopeName {
     }
 }
 
-impl TryFrom<String> for ScopeName {
-    type Error = ScopeError;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        ScopeName::parse(&s)
-    }
-}
-impl From<ScopeName> for String {
-    fn from(n: ScopeName) -> String {
-        n.0
-    }
-}
-impl fmt::Display for ScopeName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-impl fmt::Debug for ScopeName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ScopeName({})", self.0)
-    }
-}
+berth_oci::text_newtype!(ScopeName);
+berth_oci::string_form!(ScopeName, ScopeError, ScopeName::parse, ScopeName::as_str);
 
 /// `host`, `host:port`, `[v6]` or `[v6]:port`; the host must contain a `:` port or a
 /// bracketed address to be told apart from a repository component (a name like

@@ -51,27 +51,8 @@ impl SecretId {
         &self.0
     }
 }
-impl TryFrom<String> for SecretId {
-    type Error = SecretError;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        SecretId::parse(&s)
-    }
-}
-impl From<SecretId> for String {
-    fn from(id: SecretId) -> String {
-        id.0
-    }
-}
-impl fmt::Display for SecretId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-impl fmt::Debug for SecretId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SecretId({})", self.0)
-    }
-}
+berth_oci::text_newtype!(SecretId);
+berth_oci::string_form!(SecretId, SecretError, SecretId::parse, SecretId::as_str);
 
 /// The stored form of a secret: SHA-256 of the whole token, serialised as 64 hex
 /// characters.
@@ -100,17 +81,12 @@ impl SecretHash {
         hex::encode(self.0)
     }
 }
-impl TryFrom<String> for SecretHash {
-    type Error = SecretError;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        SecretHash::from_hex(&s)
-    }
-}
-impl From<SecretHash> for String {
-    fn from(h: SecretHash) -> String {
-        h.to_hex()
-    }
-}
+berth_oci::string_form!(
+    SecretHash,
+    SecretError,
+    SecretHash::from_hex,
+    SecretHash::to_hex
+);
 impl fmt::Debug for SecretHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("SecretHash(..)")

@@ -326,28 +326,23 @@ async fn user(m: &Manage<'_>, c: &Caller, cmd: UserCmd) -> anyhow::Result<()> {
             println!("password of {name} changed");
         }
         UserCmd::List => {
-            let mut last: Option<String> = None;
-            loop {
-                let page = m.users_list(c, last.as_deref(), 500).await?;
-                for u in &page.items {
-                    let origin = match &u.origin {
-                        Origin::Local => "local",
-                        Origin::Directory { .. } => "directory",
-                    };
-                    let active = if u.active { "active" } else { "inactive" };
-                    let admin = if u.is_system_admin { "\tadmin" } else { "" };
-                    let service = if u.is_service_account {
-                        "\tservice"
-                    } else {
-                        ""
-                    };
-                    println!("{}\t{origin}\t{active}{admin}{service}", u.name);
-                }
-                match page.next {
-                    Some(n) => last = Some(n),
-                    None => break,
-                }
-            }
+            let page =
+                |last: Option<String>| async move { m.users_list(c, last.as_deref(), 500).await };
+            print_every(page, |u| {
+                let origin = match &u.origin {
+                    Origin::Local => "local",
+                    Origin::Directory { .. } => "directory",
+                };
+                let active = if u.active { "active" } else { "inactive" };
+                let admin = if u.is_system_admin { "\tadmin" } else { "" };
+                let service = if u.is_service_account {
+                    "\tservice"
+                } else {
+                    ""
+                };
+                format!("{}\t{origin}\t{active}{admin}{service}", u.name)
+            })
+            .await?;
         }
     }
     Ok(())
@@ -374,20 +369,34 @@ async fn org(m: &Manage<'_>, c: &Caller, cmd: OrgCmd) -> anyhow::Result<()> {
             println!("created organisation {name}");
         }
         OrgCmd::List => {
-            let mut last: Option<String> = None;
-            loop {
-                let page = m.orgs_list(c, last.as_deref(), 500).await?;
-                for o in &page.items {
-                    println!("{}", o.name);
-                }
-                match page.next {
-                    Some(n) => last = Some(n),
-                    None => break,
-                }
-            }
+            let page =
+                |last: Option<String>| async move { m.orgs_list(c, last.as_deref(), 500).await };
+            print_every(page, |o| o.name.clone()).await?;
         }
     }
     Ok(())
+}
+
+/// Prints a line for every item of a keyset-paged listing, reading it page by page
+/// (`page(last)` is the page after `last`).
+async fn print_every<T, F>(
+    mut page: impl FnMut(Option<String>) -> F,
+    line: impl Fn(&T) -> String,
+) -> anyhow::Result<()>
+where
+    F: std::future::Future<Output = Result<manage::Page<T>, ManageError>>,
+{
+    let mut last = None;
+    loop {
+        let p = page(last.take()).await?;
+        for item in &p.items {
+            println!("{}", line(item));
+        }
+        match p.next {
+            Some(n) => last = Some(n),
+            None => return Ok(()),
+        }
+    }
 }
 
 async fn team(m: &Manage<'_>, c: &Caller, cmd: TeamCmd) -> anyhow::Result<()> {

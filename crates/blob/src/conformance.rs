@@ -242,9 +242,15 @@ pub async fn upload(store: &dyn BlobStore, id: &str, pieces: &[&Bytes]) -> Diges
         state = append(store, id, &state, offset, p).await;
         offset += p.len() as u64;
     }
-    let digest = Digest::sha256_of(&concat(pieces));
+    commit(store, id, &state, pieces).await
+}
+
+/// Commits the upload `id`, which holds `pieces`, under their digest.
+async fn commit(store: &dyn BlobStore, id: &str, state: &UploadState, pieces: &[&Bytes]) -> Digest {
+    let want = concat(pieces);
+    let digest = Digest::sha256_of(&want);
     store
-        .upload_commit(id, &state, offset, &digest, Existing::Keep)
+        .upload_commit(id, state, want.len() as u64, &digest, Existing::Keep)
         .await
         .unwrap_or_else(|e| panic!("commit of {id} as {digest}: {e}"));
     digest
@@ -384,12 +390,8 @@ async fn failed_then_retry(fx: &Fixture, id: &str, first: usize, partial: usize,
         "upload gone after a failed append"
     );
     state = append(&*s, id, &state, a.len() as u64, &b).await;
-    let want = concat(&[&a, &b]);
-    let d = Digest::sha256_of(&want);
-    s.upload_commit(id, &state, want.len() as u64, &d, Existing::Keep)
-        .await
-        .expect("commit after retry");
-    assert_blob(&*s, &d, &want).await;
+    let d = commit(&*s, id, &state, &[&a, &b]).await;
+    assert_blob(&*s, &d, &concat(&[&a, &b])).await;
     drain(&*s).await;
 }
 
@@ -424,13 +426,8 @@ pub async fn resume_in_new_instance(fx: &Fixture) {
     );
     let offset = (a.len() + b.len()) as u64;
     let state = append(&*second, id, &state, offset, &c).await;
-    let want = concat(&[&a, &b, &c]);
-    let d = Digest::sha256_of(&want);
-    second
-        .upload_commit(id, &state, want.len() as u64, &d, Existing::Keep)
-        .await
-        .expect("commit in the new instance");
-    assert_blob(&*fx.open(), &d, &want).await;
+    let d = commit(&*second, id, &state, &[&a, &b, &c]).await;
+    assert_blob(&*fx.open(), &d, &concat(&[&a, &b, &c])).await;
     drain(&*second).await;
 }
 
@@ -448,12 +445,8 @@ pub async fn append_replayed_from_older_state(fx: &Fixture) {
     let _lost_state = append(&*s, id, &state, a.len() as u64, &lost).await;
     state = append(&*s, id, &state, a.len() as u64, &b).await;
     state = append(&*s, id, &state, (a.len() + b.len()) as u64, &c).await;
-    let want = concat(&[&a, &b, &c]);
-    let d = Digest::sha256_of(&want);
-    s.upload_commit(id, &state, want.len() as u64, &d, Existing::Keep)
-        .await
-        .expect("commit");
-    assert_blob(&*s, &d, &want).await;
+    let d = commit(&*s, id, &state, &[&a, &b, &c]).await;
+    assert_blob(&*s, &d, &concat(&[&a, &b, &c])).await;
     drain(&*s).await;
 }
 

@@ -31,7 +31,7 @@
 //! writer thread left running by a cancelled request can never write into a later append
 //! or into a committed blob. Two processes sharing a root rely on the caller's upload lock.
 
-use crate::keys::{self, check_upload_id};
+use crate::keys::{self, check_holds, check_upload_id, Needed};
 use crate::{BlobError, BlobRead, BlobStore, ByteStream, Existing, UploadState};
 use async_trait::async_trait;
 use berth_oci::{Algorithm, Digest};
@@ -268,11 +268,7 @@ fn write_upload(
         Err(e) => return Err(e.into()),
     };
     let have = file.metadata()?.len();
-    if have < offset {
-        return Err(BlobError::Backend(format!(
-            "upload {id} holds {have} bytes, fewer than the acknowledged offset {offset}"
-        )));
-    }
+    check_holds(id, have, Needed::Offset(offset))?;
     if have != offset {
         // Bytes of an append that failed half way.
         file.set_len(offset)?;
@@ -883,11 +879,7 @@ impl BlobStore for FsBlobStore {
                 Err(e) => return Err(e.into()),
             };
             let have = file.metadata()?.len();
-            if have < len {
-                return Err(BlobError::Backend(format!(
-                    "upload {owned_id} holds {have} bytes, fewer than the {len} to commit"
-                )));
-            }
+            check_holds(&owned_id, have, Needed::Commit(len))?;
             // The appends made the first `len` bytes durable already; only a truncation
             // needs another sync.
             if have != len {

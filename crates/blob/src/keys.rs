@@ -26,6 +26,28 @@ pub(crate) fn check_upload_id(id: &str) -> Result<(), BlobError> {
     }
 }
 
+/// What an upload's stored bytes must reach: the acknowledged offset an append continues
+/// from, or the length a commit takes.
+pub(crate) enum Needed {
+    Offset(u64),
+    Commit(u64),
+}
+
+/// Refuses an upload that holds `have` bytes, fewer than `needed`: acknowledged bytes are
+/// gone, and going on would store a blob with a hole.
+pub(crate) fn check_holds(id: &str, have: u64, needed: Needed) -> Result<(), BlobError> {
+    let message = match needed {
+        Needed::Offset(offset) if have < offset => {
+            format!("upload {id} holds {have} bytes, fewer than the acknowledged offset {offset}")
+        }
+        Needed::Commit(len) if have < len => {
+            format!("upload {id} holds {have} bytes, fewer than the {len} to commit")
+        }
+        _ => return Ok(()),
+    };
+    Err(BlobError::Backend(message))
+}
+
 /// `<algo>/<first 2 hex>/<hex>`: a committed blob's key below the `blobs` directory.
 pub(crate) fn blob_rel(digest: &Digest) -> String {
     let hex = digest.hex();

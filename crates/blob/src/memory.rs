@@ -2,7 +2,7 @@
 //! durable stores (upload ids, truncation on append, dedup on commit, ranges), none of the
 //! durability. Clones share their contents, which is how a test plays "another process".
 
-use crate::keys::{self, check_upload_id};
+use crate::keys::{self, check_holds, check_upload_id, Needed};
 use crate::{BlobError, BlobRead, BlobStore, ByteStream, Existing, UploadState};
 use async_trait::async_trait;
 use berth_oci::Digest;
@@ -148,12 +148,7 @@ impl BlobStore for MemoryBlobStore {
         let upload = uploads
             .get_mut(id)
             .ok_or_else(|| BlobError::UploadNotFound(id.to_string()))?;
-        let have = upload.data.len() as u64;
-        if have < offset {
-            return Err(BlobError::Backend(format!(
-                "upload {id} holds {have} bytes, fewer than the acknowledged offset {offset}"
-            )));
-        }
+        check_holds(id, upload.data.len() as u64, Needed::Offset(offset))?;
         upload.data.truncate(offset as usize);
         let mut n = 0u64;
         for chunk in chunks {
@@ -184,12 +179,7 @@ impl BlobStore for MemoryBlobStore {
         let upload = uploads
             .get(id)
             .ok_or_else(|| BlobError::UploadNotFound(id.to_string()))?;
-        let have = upload.data.len() as u64;
-        if have < len {
-            return Err(BlobError::Backend(format!(
-                "upload {id} holds {have} bytes, fewer than the {len} to commit"
-            )));
-        }
+        check_holds(id, upload.data.len() as u64, Needed::Commit(len))?;
         if let Some(mut upload) = uploads.remove(id) {
             upload.data.truncate(len as usize);
             blobs.insert(digest.clone(), upload.data.freeze());

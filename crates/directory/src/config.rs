@@ -126,18 +126,7 @@ impl fmt::Display for TeamRef {
     }
 }
 
-impl TryFrom<String> for TeamRef {
-    type Error = ConfigError;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        TeamRef::parse(&s)
-    }
-}
-
-impl From<TeamRef> for String {
-    fn from(t: TeamRef) -> String {
-        t.to_string()
-    }
-}
+berth_oci::string_form!(TeamRef, ConfigError, TeamRef::parse, TeamRef::to_string);
 
 /// One directory group that grants membership of one Berth team.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

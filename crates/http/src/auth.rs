@@ -186,28 +186,42 @@ struct TokenRequest {
     client_id: Option<String>,
 }
 
+/// The fields of a query string or form, in order (a field may repeat, as `scope` does).
+struct Fields(Vec<(String, String)>);
+
+impl Fields {
+    fn parse(text: &[u8]) -> Fields {
+        Fields(form_urlencoded::parse(text).into_owned().collect())
+    }
+
+    /// The first value of `k`.
+    fn get(&self, k: &str) -> Option<String> {
+        self.0.iter().find(|(a, _)| a == k).map(|(_, v)| v.clone())
+    }
+
+    /// What a token request asks for; `offline` is the field and value asking for a
+    /// refresh token (`offline_token=true` in a GET, `access_type=offline` in a POST).
+    fn token_request(&self, offline: (&str, &str)) -> TokenRequest {
+        TokenRequest {
+            service: self.get("service"),
+            scopes: (self.0.iter())
+                .filter(|(k, _)| k == "scope")
+                .map(|(_, v)| v.clone())
+                .collect(),
+            offline: self.get(offline.0).as_deref() == Some(offline.1),
+            client_id: self.get("client_id"),
+        }
+    }
+}
+
 async fn token_inner(st: &AppState, req: Request) -> Result<Response, ApiError> {
     let (req, body) = req.into_parts();
     let src = source(&req);
     let bad = |m: String| ApiError::unsupported(m);
     let (caller, tr, post) = match req.method {
         Method::GET => {
-            let q: Vec<(String, String)> = req
-                .uri
-                .query()
-                .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-                .unwrap_or_default();
-            let get = |k: &str| q.iter().find(|(a, _)| a == k).map(|(_, v)| v.clone());
-            let tr = TokenRequest {
-                service: get("service"),
-                scopes: q
-                    .iter()
-                    .filter(|(k, _)| k == "scope")
-                    .map(|(_, v)| v.clone())
-                    .collect(),
-                offline: get("offline_token").as_deref() == Some("true"),
-                client_id: get("client_id"),
-            };
+            let q = Fields::parse(req.uri.query().unwrap_or_default().as_bytes());
+            let tr = q.token_request(("offline_token", "true"));
             let creds = credentials(&req.headers)?;
             let caller = match creds {
                 None => Caller::anonymous(src),
@@ -236,18 +250,9 @@ async fn token_inner(st: &AppState, req: Request) -> Result<Response, ApiError> 
             let body = axum::body::to_bytes(body, MAX_FORM)
                 .await
                 .map_err(|_| bad(format!("the form is larger than {MAX_FORM} bytes")))?;
-            let f: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
-            let get = |k: &str| f.iter().find(|(a, _)| a == k).map(|(_, v)| v.clone());
-            let tr = TokenRequest {
-                service: get("service"),
-                scopes: f
-                    .iter()
-                    .filter(|(k, _)| k == "scope")
-                    .map(|(_, v)| v.clone())
-                    .collect(),
-                offline: get("access_type").as_deref() == Some("offline"),
-                client_id: get("client_id"),
-            };
+            let f = Fields::parse(&body);
+            let get = |k: &str| f.get(k);
+            let tr = f.token_request(("access_type", "offline"));
             let caller = match get("grant_type").as_deref() {
                 Some("password") => {
                     let (Some(u), Some(p)) = (get("username"), get("password")) else {

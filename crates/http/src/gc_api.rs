@@ -13,7 +13,7 @@
 //! - `PUT /api/v0/gc/schedule` body `{"schedule": "0 3 * * *" | null}` (null: back to the
 //!   configuration's): 200 with the same body as GET.
 
-use crate::api::ApiQuery;
+use crate::api::{Answer, ApiQuery, NotAdmin};
 use crate::auth::SystemAdmin as Admin;
 use crate::error::ApiError;
 use crate::AppState;
@@ -136,15 +136,11 @@ pub struct RunBody {
     responses(
         (status = 202, description = "Started in the background: {\"started\": true}", body = Object),
         (status = 200, description = "With `wait`: the finished run", body = Object),
-        (status = 403, description = "Not a system administrator (DENIED)", body = crate::api::ErrorBody),
+        NotAdmin,
         (status = 409, description = "A run holds the lease (CONFLICT)", body = crate::api::ErrorBody),
     )
 )]
-pub async fn start_run(
-    _: Admin,
-    State(st): State<AppState>,
-    req: Request,
-) -> Result<Response, ApiError> {
+pub async fn start_run(_: Admin, State(st): State<AppState>, req: Request) -> Answer {
     let b: RunBody = body(req, false).await?;
     let (mut opts, _) = configured();
     if let Some(m) = &b.mode {
@@ -218,14 +214,14 @@ pub struct ListQuery {
     get, path = "/api/v0/gc/runs", tag = "gc", params(ListQuery),
     responses(
         (status = 200, description = "`{running, holder, since, read_only_since, runs}`", body = Object),
-        (status = 403, description = "Not a system administrator (DENIED)", body = crate::api::ErrorBody),
+        NotAdmin,
     )
 )]
 pub async fn list_runs(
     _: Admin,
     State(st): State<AppState>,
     ApiQuery(q): ApiQuery<ListQuery>,
-) -> Result<Response, ApiError> {
+) -> Answer {
     let n = q.n.unwrap_or(20);
     if !(1..=1000).contains(&n) {
         return Err(invalid("n must be 1 to 1000"));
@@ -266,10 +262,10 @@ async fn schedule_view(st: &AppState) -> Result<Response, ApiError> {
     get, path = "/api/v0/gc/schedule", tag = "gc",
     responses(
         (status = 200, description = "`{schedule, source: api|config|null, next_run}`", body = Object),
-        (status = 403, description = "Not a system administrator (DENIED)", body = crate::api::ErrorBody),
+        NotAdmin,
     )
 )]
-pub async fn get_schedule(_: Admin, State(st): State<AppState>) -> Result<Response, ApiError> {
+pub async fn get_schedule(_: Admin, State(st): State<AppState>) -> Answer {
     schedule_view(&st).await
 }
 
@@ -293,14 +289,10 @@ pub struct ScheduleBody {
     put, path = "/api/v0/gc/schedule", tag = "gc", request_body = ScheduleBody,
     responses(
         (status = 200, description = "`{schedule, source, next_run}`", body = Object),
-        (status = 403, description = "Not a system administrator (DENIED)", body = crate::api::ErrorBody),
+        NotAdmin,
     )
 )]
-pub async fn put_schedule(
-    _: Admin,
-    State(st): State<AppState>,
-    req: Request,
-) -> Result<Response, ApiError> {
+pub async fn put_schedule(_: Admin, State(st): State<AppState>, req: Request) -> Answer {
     let b: ScheduleBody = body(req, true).await?;
     let schedule = b.schedule.filter(|s| !s.is_empty());
     if let Some(s) = &schedule {

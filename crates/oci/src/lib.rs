@@ -10,12 +10,15 @@
 //! - [`media`]: the media types the registry knows.
 //! - [`manifest`]: parsing and validating image manifests, indexes and artifacts.
 //! - [`error`]: the spec's error codes.
+//! - [`newtype`]: `text_newtype!` and `string_form!`, the impls every validated string type
+//!   shares.
 
 pub mod digest;
 pub mod error;
 pub mod manifest;
 pub mod media;
 pub mod name;
+pub mod newtype;
 
 pub use digest::{Algorithm, Digest, DigestError, Digester};
 pub use error::ErrorCode;

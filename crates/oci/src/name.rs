@@ -111,16 +111,7 @@ impl RepoName {
         self.0.split('/').next().unwrap_or(&self.0)
     }
 }
-impl fmt::Display for RepoName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-impl fmt::Debug for RepoName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "RepoName({})", self.0)
-    }
-}
+crate::text_newtype!(RepoName);
 
 /// A validated tag.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -144,16 +135,7 @@ impl Tag {
         &self.0
     }
 }
-impl fmt::Display for Tag {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-impl fmt::Debug for Tag {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Tag({})", self.0)
-    }
-}
+crate::text_newtype!(Tag);
 
 /// A manifest reference: a tag or a digest.
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]

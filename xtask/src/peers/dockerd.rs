@@ -9,10 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn daemon(s: &Settings) -> Result<Daemon> {
-    Ok(Daemon {
-        dir: s.dir("dockerd")?,
-        exe: "dockerd",
-    })
+    Daemon::new(s, "dockerd", "dockerd")
 }
 
 fn host(s: &Settings) -> String {

@@ -180,34 +180,32 @@ pub fn stop(s: &Settings, started: Option<&Started>) -> Vec<String> {
 // ---- helpers shared by the peers ----
 
 pub fn run(cmd: &mut Command) -> Result<()> {
+    checked(cmd, true).map(drop)
+}
+
+/// What `cmd` printed on standard output, trimmed.
+pub fn output(cmd: &mut Command) -> Result<String> {
+    let out = checked(cmd, false)?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Runs `cmd` without input; a failure names it, its exit status and what it printed on
+/// standard error (and standard output too with `with_stdout`).
+fn checked(cmd: &mut Command, with_stdout: bool) -> Result<std::process::Output> {
     let out = cmd
         .stdin(Stdio::null())
         .output()
         .with_context(|| format!("running {cmd:?}"))?;
     if !out.status.success() {
+        let stdout = if with_stdout { &out.stdout[..] } else { &[] };
         bail!(
             "{cmd:?} failed ({}): {}{}",
             out.status,
-            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(stdout),
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    Ok(())
-}
-
-pub fn output(cmd: &mut Command) -> Result<String> {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("running {cmd:?}"))?;
-    if !out.status.success() {
-        bail!(
-            "{cmd:?} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    Ok(out)
 }
 
 /// Something accepts TCP connections on 127.0.0.1:`port`.
@@ -267,6 +265,19 @@ pub struct Daemon {
 }
 
 impl Daemon {
+    /// A daemon running `exe` whose pid, log and data live in `STATE/dir`.
+    pub fn new(s: &Settings, dir: &str, exe: &'static str) -> Result<Daemon> {
+        Ok(Daemon {
+            dir: s.dir(dir)?,
+            exe,
+        })
+    }
+
+    /// [`Daemon::stop`], saying what was stopped: its pid and `addr`.
+    pub fn stop_at(&self, grace: Duration, addr: &str) -> Result<Option<String>> {
+        Ok(self.stop(grace)?.map(|pid| format!("pid {pid}, {addr}")))
+    }
+
     pub fn log(&self) -> PathBuf {
         self.dir.join("daemon.log")
     }

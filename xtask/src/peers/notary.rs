@@ -10,10 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn daemon(s: &Settings) -> Result<Daemon> {
-    Ok(Daemon {
-        dir: s.dir(&format!("notary-{}", s.notary_port))?,
-        exe: "notary-server",
-    })
+    Daemon::new(s, &format!("notary-{}", s.notary_port), "notary-server")
 }
 
 /// A self-signed CA and a server certificate it signs, made once.
@@ -136,7 +133,6 @@ pub fn start(s: &Settings, env: &mut Env) -> Result<Status> {
 }
 
 pub fn stop(s: &Settings) -> Result<Option<String>> {
-    let d = daemon(s)?;
-    Ok(d.stop(Duration::from_secs(10))?
-        .map(|pid| format!("pid {pid}, https://127.0.0.1:{}", s.notary_port)))
+    let addr = format!("https://127.0.0.1:{}", s.notary_port);
+    daemon(s)?.stop_at(Duration::from_secs(10), &addr)
 }

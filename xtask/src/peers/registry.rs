@@ -8,10 +8,11 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn daemon(s: &Settings) -> Result<Daemon> {
-    Ok(Daemon {
-        dir: s.dir(&format!("registry-{}", s.registry_port))?,
-        exe: "docker-registry",
-    })
+    Daemon::new(
+        s,
+        &format!("registry-{}", s.registry_port),
+        "docker-registry",
+    )
 }
 
 fn url(s: &Settings) -> String {
@@ -59,7 +60,6 @@ pub fn start(s: &Settings, env: &mut Env) -> Result<Status> {
 }
 
 pub fn stop(s: &Settings) -> Result<Option<String>> {
-    let d = daemon(s)?;
-    Ok(d.stop(Duration::from_secs(10))?
-        .map(|pid| format!("pid {pid}, 127.0.0.1:{}", s.registry_port)))
+    let addr = format!("127.0.0.1:{}", s.registry_port);
+    daemon(s)?.stop_at(Duration::from_secs(10), &addr)
 }

@@ -14,10 +14,7 @@ const SECRET_KEY: &str = "berthsecret123";
 const REGION: &str = "us-east-1";
 
 fn daemon(s: &Settings) -> Result<Daemon> {
-    Ok(Daemon {
-        dir: s.dir(&format!("s3-{}", s.s3_port))?,
-        exe: "weed",
-    })
+    Daemon::new(s, &format!("s3-{}", s.s3_port), "weed")
 }
 
 fn endpoint(s: &Settings) -> String {
@@ -128,7 +125,5 @@ pub fn start(s: &Settings, env: &mut Env) -> Result<Status> {
 }
 
 pub fn stop(s: &Settings) -> Result<Option<String>> {
-    let d = daemon(s)?;
-    Ok(d.stop(Duration::from_secs(10))?
-        .map(|pid| format!("pid {pid}, {}", endpoint(s))))
+    daemon(s)?.stop_at(Duration::from_secs(10), &endpoint(s))
 }

@@ -1,9 +1,10 @@
 //! Users and service accounts: create, list, read, change (activation, system
 //! administrator flag), passwords, delete.
 
-use super::{created, no_content, time, Api, ApiJson, ApiPath, ApiQuery, Paging, UserPath};
-use crate::error::ApiError;
-use axum::response::Response;
+use super::{
+    created, done, json, time, Answer, Api, ApiJson, ApiPath, ApiQuery, NoOrg, NoUser, NotAdmin,
+    NotAllowed, Paging, UserPath,
+};
 use axum::Json;
 use berth_core::manage::{LocalUser, UserChange};
 use berth_meta::identity::{Origin, UserRecord};
@@ -135,13 +136,8 @@ pub struct PasswordIn {
     get, path = "/api/v0/users", tag = "accounts", params(Paging),
     responses((status = 200, description = "A page of users by name", body = UserPage))
 )]
-pub async fn list(api: Api, ApiQuery(p): ApiQuery<Paging>) -> Result<Json<UserPage>, ApiError> {
-    Ok(Json(
-        api.m()
-            .users_list(&api.c, p.last.as_deref(), p.n())
-            .await?
-            .into(),
-    ))
+pub async fn list(api: Api, ApiQuery(p): ApiQuery<Paging>) -> Answer<Json<UserPage>> {
+    json(api.m().users_list(&api.c, p.last.as_deref(), p.n()).await)
 }
 
 /// Create a local user with a password (system administrators).
@@ -149,26 +145,26 @@ pub async fn list(api: Api, ApiQuery(p): ApiQuery<Paging>) -> Result<Json<UserPa
     post, path = "/api/v0/users", tag = "accounts", request_body = NewUserIn,
     responses(
         (status = 201, description = "Created", body = UserOut),
-        (status = 403, description = "Not a system administrator (DENIED)", body = super::ErrorBody),
+        NotAdmin,
         (status = 409, description = "The name is taken, or its namespace holds repositories that no account owns and claim_namespace is not set (CONFLICT)", body = super::ErrorBody),
     )
 )]
-pub async fn create(api: Api, ApiJson(b): ApiJson<NewUserIn>) -> Result<Response, ApiError> {
-    let u = api
-        .m()
-        .user_create(
-            &api.c,
-            LocalUser {
-                name: b.name,
-                password: b.password,
-                full_name: b.full_name.unwrap_or_default(),
-                email: b.email.filter(|e| !e.is_empty()),
-                is_system_admin: b.is_system_admin.unwrap_or(false),
-                claim_namespace: b.claim_namespace.unwrap_or(false),
-            },
-        )
-        .await?;
-    Ok(created(UserOut::from(u)))
+pub async fn create(api: Api, ApiJson(b): ApiJson<NewUserIn>) -> Answer {
+    created::<UserOut, _>(
+        api.m()
+            .user_create(
+                &api.c,
+                LocalUser {
+                    name: b.name,
+                    password: b.password,
+                    full_name: b.full_name.unwrap_or_default(),
+                    email: b.email.filter(|e| !e.is_empty()),
+                    is_system_admin: b.is_system_admin.unwrap_or(false),
+                    claim_namespace: b.claim_namespace.unwrap_or(false),
+                },
+            )
+            .await,
+    )
 }
 
 /// Create a service account (system administrators; organisation owners inside their
@@ -178,42 +174,34 @@ pub async fn create(api: Api, ApiJson(b): ApiJson<NewUserIn>) -> Result<Response
     responses(
         (status = 201, description = "Created", body = UserOut),
         (status = 403, description = "Neither a system administrator nor an owner of the organisation (DENIED)", body = super::ErrorBody),
-        (status = 404, description = "No such organisation (NOT_FOUND)", body = super::ErrorBody),
+        NoOrg,
         (status = 409, description = "The name is taken, or its namespace holds repositories that no account owns and claim_namespace is not set (CONFLICT)", body = super::ErrorBody),
     )
 )]
-pub async fn create_service(
-    api: Api,
-    ApiJson(b): ApiJson<NewServiceAccountIn>,
-) -> Result<Response, ApiError> {
-    let u = api
-        .m()
-        .service_account_create(
-            &api.c,
-            &b.name,
-            b.full_name.as_deref().unwrap_or(""),
-            b.org.as_deref(),
-            b.claim_namespace.unwrap_or(false),
-        )
-        .await?;
-    Ok(created(UserOut::from(u)))
+pub async fn create_service(api: Api, ApiJson(b): ApiJson<NewServiceAccountIn>) -> Answer {
+    created::<UserOut, _>(
+        api.m()
+            .service_account_create(
+                &api.c,
+                &b.name,
+                b.full_name.as_deref().unwrap_or(""),
+                b.org.as_deref(),
+                b.claim_namespace.unwrap_or(false),
+            )
+            .await,
+    )
 }
 
 /// Read a user (any authenticated caller).
 #[utoipa::path(
-    get, path = "/api/v0/users/{user}", tag = "accounts",
-    params(UserPath),
-    responses(
-        (status = 200, description = "The user", body = UserOut),
-        (status = 404, description = "No such user (NOT_FOUND)", body = super::ErrorBody),
-    )
+    get, path = "/api/v0/users/{user}", tag = "accounts", params(UserPath),
+    responses((status = 200, description = "The user", body = UserOut), NoUser)
 )]
 pub async fn get_one(
     api: Api,
     ApiPath(UserPath { user }): ApiPath<UserPath>,
-) -> Result<Json<UserOut>, ApiError> {
-    let u = api.m().user_get(&api.c, &user).await?;
-    Ok(Json(u.into()))
+) -> Answer<Json<UserOut>> {
+    json(api.m().user_get(&api.c, &user).await)
 }
 
 /// Change a user: full name and e-mail (the user, system administrators), activation and
@@ -223,24 +211,23 @@ pub async fn get_one(
     params(UserPath),
     responses(
         (status = 200, description = "The changed user", body = UserOut),
-        (status = 403, description = "Not allowed (DENIED)", body = super::ErrorBody),
+        NotAllowed,
         (status = 409, description = "Administrators may not deactivate or demote themselves (CONFLICT)", body = super::ErrorBody),
-        (status = 404, description = "No such user (NOT_FOUND)", body = super::ErrorBody),
+        NoUser,
     )
 )]
 pub async fn update(
     api: Api,
     ApiPath(UserPath { user }): ApiPath<UserPath>,
     ApiJson(b): ApiJson<UserPatchIn>,
-) -> Result<Json<UserOut>, ApiError> {
+) -> Answer<Json<UserOut>> {
     let ch = UserChange {
         full_name: b.full_name,
         email: b.email.map(|e| (!e.is_empty()).then_some(e)),
         active: b.active,
         is_system_admin: b.is_system_admin,
     };
-    let u = api.m().user_update(&api.c, &user, ch).await?;
-    Ok(Json(u.into()))
+    json(api.m().user_update(&api.c, &user, ch).await)
 }
 
 /// Set a local user's password (the user, with the current password; system
@@ -252,40 +239,35 @@ pub async fn update(
         (status = 204, description = "Changed"),
         (status = 403, description = "Not allowed, or the current password is wrong (DENIED)", body = super::ErrorBody),
         (status = 409, description = "A service or directory account has no password here (CONFLICT)", body = super::ErrorBody),
-        (status = 404, description = "No such user (NOT_FOUND)", body = super::ErrorBody),
+        NoUser,
     )
 )]
 pub async fn set_password(
     api: Api,
     ApiPath(UserPath { user }): ApiPath<UserPath>,
     ApiJson(b): ApiJson<PasswordIn>,
-) -> Result<Response, ApiError> {
-    api.m()
-        .user_set_password(
-            &api.c,
-            &user,
-            b.current_password.as_deref(),
-            &b.new_password,
-        )
-        .await?;
-    Ok(no_content())
+) -> Answer {
+    done(
+        api.m()
+            .user_set_password(
+                &api.c,
+                &user,
+                b.current_password.as_deref(),
+                &b.new_password,
+            )
+            .await,
+    )
 }
 
 /// Delete a user with their memberships and tokens (system administrators).
 #[utoipa::path(
-    delete, path = "/api/v0/users/{user}", tag = "accounts",
-    params(UserPath),
+    delete, path = "/api/v0/users/{user}", tag = "accounts", params(UserPath),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 403, description = "Not a system administrator (DENIED)", body = super::ErrorBody),
-        (status = 404, description = "No such user (NOT_FOUND)", body = super::ErrorBody),
+        NotAdmin, NoUser,
         (status = 409, description = "Administrators may not delete themselves (CONFLICT)", body = super::ErrorBody),
     )
 )]
-pub async fn delete(
-    api: Api,
-    ApiPath(UserPath { user }): ApiPath<UserPath>,
-) -> Result<Response, ApiError> {
-    api.m().user_delete(&api.c, &user).await?;
-    Ok(no_content())
+pub async fn delete(api: Api, ApiPath(UserPath { user }): ApiPath<UserPath>) -> Answer {
+    done(api.m().user_delete(&api.c, &user).await)
 }

@@ -1,8 +1,7 @@
 //! The audit log: newest first, paged by event id, filtered by actor, action, time and
 //! target prefix. System administrators read every event; everyone else only their own.
 
-use super::{time, Api, ApiQuery};
-use crate::error::ApiError;
+use super::{time, Answer, Api, ApiQuery};
 use axum::Json;
 use berth_core::manage::AuditQuery;
 use serde::{Deserialize, Serialize};
@@ -73,10 +72,7 @@ pub struct AuditPage {
         (status = 403, description = "A non-administrator asked for another user's events (DENIED)", body = super::ErrorBody),
     )
 )]
-pub async fn query(
-    api: Api,
-    ApiQuery(p): ApiQuery<AuditParams>,
-) -> Result<Json<AuditPage>, ApiError> {
+pub async fn query(api: Api, ApiQuery(p): ApiQuery<AuditParams>) -> Answer<Json<AuditPage>> {
     let m = api.m();
     let page = m
         .audit_query(

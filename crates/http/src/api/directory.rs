@@ -1,7 +1,7 @@
 //! The company directory (LDAP / Active Directory): the configured settings, with the
 //! bind password redacted, and directory sync runs (run one now, list the last ones).
 
-use super::{time, Api, ApiQuery};
+use super::{time, Answer, Api, ApiQuery, NoDirectory, NotAdmin};
 use crate::error::ApiError;
 use axum::Json;
 use berth_core::directory_sync::{SyncReport, Trigger};
@@ -14,15 +14,11 @@ use utoipa::{IntoParams, ToSchema};
     get, path = "/api/v0/directory/settings", tag = "directory",
     responses(
         (status = 200, description = "The settings as configured (see docs/configuration.md)", body = Object),
-        (status = 403, description = "Not a system administrator (DENIED)", body = super::ErrorBody),
-        (status = 404, description = "No directory is configured (NOT_FOUND)", body = super::ErrorBody),
+        NotAdmin, NoDirectory,
     )
 )]
-pub async fn settings(api: Api) -> Result<Json<serde_json::Value>, ApiError> {
-    match api.m().directory_settings(&api.c).await? {
-        Some(v) => Ok(Json(v)),
-        None => Err(no_directory()),
-    }
+pub async fn settings(api: Api) -> Answer<Json<serde_json::Value>> {
+    configured(api.m().directory_settings(&api.c).await?)
 }
 
 /// How many changes a sync run made.
@@ -118,29 +114,22 @@ pub struct RunsQuery {
     post, path = "/api/v0/directory/sync-runs", tag = "directory",
     responses(
         (status = 200, description = "The run's report", body = SyncReportOut),
-        (status = 403, description = "Not a system administrator (DENIED)", body = super::ErrorBody),
-        (status = 404, description = "No directory is configured (NOT_FOUND)", body = super::ErrorBody),
+        NotAdmin, NoDirectory,
     )
 )]
-pub async fn sync_run(api: Api) -> Result<Json<SyncReportOut>, ApiError> {
-    match api.m().directory_sync(&api.c).await? {
-        Some(r) => Ok(Json(r.into())),
-        None => Err(no_directory()),
-    }
+pub async fn sync_run(api: Api) -> Answer<Json<SyncReportOut>> {
+    configured(api.m().directory_sync(&api.c).await?)
 }
 
 /// The last directory sync runs, newest first (system administrators).
 #[utoipa::path(
     get, path = "/api/v0/directory/sync-runs", tag = "directory", params(RunsQuery),
-    responses(
-        (status = 200, description = "Runs, newest first", body = Vec<SyncRunOut>),
-        (status = 403, description = "Not a system administrator (DENIED)", body = super::ErrorBody),
-    )
+    responses((status = 200, description = "Runs, newest first", body = Vec<SyncRunOut>), NotAdmin)
 )]
 pub async fn sync_runs(
     api: Api,
     ApiQuery(q): ApiQuery<RunsQuery>,
-) -> Result<Json<Vec<SyncRunOut>>, ApiError> {
+) -> Answer<Json<Vec<SyncRunOut>>> {
     let m = api.m();
     let runs = m.directory_sync_runs(&api.c, q.n.unwrap_or(20)).await?;
     let mut out = Vec::with_capacity(runs.len());
@@ -158,6 +147,7 @@ pub async fn sync_runs(
     Ok(Json(out))
 }
 
-fn no_directory() -> ApiError {
-    ApiError::no_directory()
+/// `200 OK` with the wire view of `v`, or 404 when no directory is configured (`None`).
+fn configured<V, T: Into<V>>(v: Option<T>) -> Answer<Json<V>> {
+    v.map(|v| Json(v.into())).ok_or_else(ApiError::no_directory)
 }

@@ -240,19 +240,36 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath
     }
 }
 
-/// `201 Created` with a JSON body.
-pub fn created<T: Serialize>(v: T) -> axum::response::Response {
-    (axum::http::StatusCode::CREATED, axum::Json(v)).into_response()
+/// What a handler answers: `T` (a response unless said), or an error in the envelope.
+pub type Answer<T = axum::response::Response> = Result<T, ApiError>;
+
+// The answers to a management call's result, each the one way its status is chosen.
+
+/// `200 OK` with the wire view of what the call returned.
+pub fn json<V, T: Into<V>>(r: Result<T, ManageError>) -> Answer<axum::Json<V>> {
+    Ok(axum::Json(r?.into()))
+}
+
+/// `200 OK` with the wire views of the list the call returned.
+pub fn views<V, T: Into<V>>(r: Result<Vec<T>, ManageError>) -> Answer<axum::Json<Vec<V>>> {
+    Ok(axum::Json(r?.into_iter().map(Into::into).collect()))
+}
+
+/// `201 Created` with the wire view `V` of what the call created.
+pub fn created<V: Serialize, T: Into<V>>(r: Result<T, ManageError>) -> Answer {
+    let v: V = r?.into();
+    Ok((axum::http::StatusCode::CREATED, axum::Json(v)).into_response())
+}
+
+/// `204 No Content` once the call succeeded.
+pub fn done(r: Result<(), ManageError>) -> Answer {
+    r?;
+    Ok(axum::http::StatusCode::NO_CONTENT.into_response())
 }
 
 /// `202 Accepted` with a JSON body (work started in the background).
 pub fn accepted<T: Serialize>(v: T) -> axum::response::Response {
     (axum::http::StatusCode::ACCEPTED, axum::Json(v)).into_response()
-}
-
-/// `204 No Content`.
-pub fn no_content() -> axum::response::Response {
-    axum::http::StatusCode::NO_CONTENT.into_response()
 }
 
 // --- shared wire types -------------------------------------------------------------------
@@ -357,11 +374,6 @@ macro_rules! page_of {
 }
 pub(crate) use page_of;
 
-/// A JSON list of the wire views of `items`.
-pub fn views<T: Into<V>, V>(items: Vec<T>) -> axum::Json<Vec<V>> {
-    axum::Json(items.into_iter().map(Into::into).collect())
-}
-
 /// The error envelope of every error answer.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
@@ -380,6 +392,32 @@ pub struct ErrorItem {
     /// Always null.
     #[schema(nullable)]
     pub detail: Option<serde_json::Value>,
+}
+
+/// Declares error answers that several operations give, each a type that an operation
+/// names among its `responses(...)`, so that the same refusal reads the same everywhere.
+/// Every one has the error envelope as its body.
+macro_rules! error_answers {
+    ($($name:ident = $status:tt, $description:tt;)*) => {
+        $(
+            #[doc = $description]
+            #[derive(utoipa::IntoResponses)]
+            #[response(status = $status, description = $description)]
+            pub struct $name(pub ErrorBody);
+        )*
+    };
+}
+
+error_answers! {
+    NotAdmin = 403, "Not a system administrator (DENIED)";
+    NotOwner = 403, "Not an owner (DENIED)";
+    NotAllowed = 403, "Not allowed (DENIED)";
+    NotRepoAdmin = 403, "The caller may pull but not administer it (DENIED)";
+    NoUser = 404, "No such user (NOT_FOUND)";
+    NoOrg = 404, "No such organisation (NOT_FOUND)";
+    NoTeam = 404, "No such organisation or team (NOT_FOUND)";
+    NoRepo = 404, "No such repository, or one the caller may not pull (NAME_UNKNOWN)";
+    NoDirectory = 404, "No directory is configured (NOT_FOUND)";
 }
 
 /// Whether anonymous callers may pull a repository.

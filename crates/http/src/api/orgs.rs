@@ -2,11 +2,9 @@
 //! `default_visibility`), delete; members and the owner flag.
 
 use super::{
-    created, no_content, time, views, Api, ApiJson, ApiPath, ApiQuery, MemberOut, OrgPath,
-    OrgUserPath, Paging, VisibilityName,
+    created, done, json, time, views, Answer, Api, ApiJson, ApiPath, ApiQuery, MemberOut, NoOrg,
+    NotAdmin, NotOwner, OrgPath, OrgUserPath, Paging, VisibilityName,
 };
-use crate::error::ApiError;
-use axum::response::Response;
 use axum::Json;
 use berth_meta::identity::{OrgRecord, OrgSettings};
 use serde::{Deserialize, Serialize};
@@ -93,13 +91,8 @@ pub struct MemberIn {
     get, path = "/api/v0/orgs", tag = "organisations", params(Paging),
     responses((status = 200, description = "A page of organisations by name", body = OrgPage))
 )]
-pub async fn list(api: Api, ApiQuery(p): ApiQuery<Paging>) -> Result<Json<OrgPage>, ApiError> {
-    Ok(Json(
-        api.m()
-            .orgs_list(&api.c, p.last.as_deref(), p.n())
-            .await?
-            .into(),
-    ))
+pub async fn list(api: Api, ApiQuery(p): ApiQuery<Paging>) -> Answer<Json<OrgPage>> {
+    json(api.m().orgs_list(&api.c, p.last.as_deref(), p.n()).await)
 }
 
 /// Create an organisation (system administrators).
@@ -107,11 +100,11 @@ pub async fn list(api: Api, ApiQuery(p): ApiQuery<Paging>) -> Result<Json<OrgPag
     post, path = "/api/v0/orgs", tag = "organisations", request_body = NewOrgIn,
     responses(
         (status = 201, description = "Created", body = OrgOut),
-        (status = 403, description = "Not a system administrator (DENIED)", body = super::ErrorBody),
+        NotAdmin,
         (status = 409, description = "The name is taken by a user or an organisation, or its namespace holds repositories that no account owns and claim_namespace is not set (CONFLICT)", body = super::ErrorBody),
     )
 )]
-pub async fn create(api: Api, ApiJson(b): ApiJson<NewOrgIn>) -> Result<Response, ApiError> {
+pub async fn create(api: Api, ApiJson(b): ApiJson<NewOrgIn>) -> Answer {
     let settings = OrgSettings {
         members_can_create: b.members_can_create.unwrap_or(false),
         default_visibility: b
@@ -119,33 +112,26 @@ pub async fn create(api: Api, ApiJson(b): ApiJson<NewOrgIn>) -> Result<Response,
             .map(Into::into)
             .unwrap_or(berth_auth::rbac::Visibility::Private),
     };
-    let o = api
-        .m()
-        .org_create(
-            &api.c,
-            &b.name,
-            b.full_name.as_deref().unwrap_or(""),
-            settings,
-            b.claim_namespace.unwrap_or(false),
-        )
-        .await?;
-    Ok(created(OrgOut::from(o)))
+    created::<OrgOut, _>(
+        api.m()
+            .org_create(
+                &api.c,
+                &b.name,
+                b.full_name.as_deref().unwrap_or(""),
+                settings,
+                b.claim_namespace.unwrap_or(false),
+            )
+            .await,
+    )
 }
 
 /// Read an organisation (any authenticated caller).
 #[utoipa::path(
-    get, path = "/api/v0/orgs/{org}", tag = "organisations",
-    params(OrgPath),
-    responses(
-        (status = 200, description = "The organisation", body = OrgOut),
-        (status = 404, description = "No such organisation (NOT_FOUND)", body = super::ErrorBody),
-    )
+    get, path = "/api/v0/orgs/{org}", tag = "organisations", params(OrgPath),
+    responses((status = 200, description = "The organisation", body = OrgOut), NoOrg)
 )]
-pub async fn get_one(
-    api: Api,
-    ApiPath(OrgPath { org }): ApiPath<OrgPath>,
-) -> Result<Json<OrgOut>, ApiError> {
-    Ok(Json(api.m().org_get(&api.c, &org).await?.into()))
+pub async fn get_one(api: Api, ApiPath(OrgPath { org }): ApiPath<OrgPath>) -> Answer<Json<OrgOut>> {
+    json(api.m().org_get(&api.c, &org).await)
 }
 
 /// Change an organisation's settings (owners, system administrators).
@@ -154,60 +140,46 @@ pub async fn get_one(
     params(OrgPath),
     responses(
         (status = 200, description = "The changed organisation", body = OrgOut),
-        (status = 403, description = "Not an owner (DENIED)", body = super::ErrorBody),
-        (status = 404, description = "No such organisation (NOT_FOUND)", body = super::ErrorBody),
+        NotOwner, NoOrg,
     )
 )]
 pub async fn update(
     api: Api,
     ApiPath(OrgPath { org }): ApiPath<OrgPath>,
     ApiJson(b): ApiJson<OrgPatchIn>,
-) -> Result<Json<OrgOut>, ApiError> {
-    let o = api
-        .m()
-        .org_update(
-            &api.c,
-            &org,
-            b.members_can_create,
-            b.default_visibility.map(Into::into),
-        )
-        .await?;
-    Ok(Json(o.into()))
+) -> Answer<Json<OrgOut>> {
+    json(
+        api.m()
+            .org_update(
+                &api.c,
+                &org,
+                b.members_can_create,
+                b.default_visibility.map(Into::into),
+            )
+            .await,
+    )
 }
 
 /// Delete an organisation with its teams, memberships and grants; its repositories stay
 /// (system administrators).
 #[utoipa::path(
-    delete, path = "/api/v0/orgs/{org}", tag = "organisations",
-    params(OrgPath),
-    responses(
-        (status = 204, description = "Deleted"),
-        (status = 403, description = "Not a system administrator (DENIED)", body = super::ErrorBody),
-        (status = 404, description = "No such organisation (NOT_FOUND)", body = super::ErrorBody),
-    )
+    delete, path = "/api/v0/orgs/{org}", tag = "organisations", params(OrgPath),
+    responses((status = 204, description = "Deleted"), NotAdmin, NoOrg)
 )]
-pub async fn delete(
-    api: Api,
-    ApiPath(OrgPath { org }): ApiPath<OrgPath>,
-) -> Result<Response, ApiError> {
-    api.m().org_delete(&api.c, &org).await?;
-    Ok(no_content())
+pub async fn delete(api: Api, ApiPath(OrgPath { org }): ApiPath<OrgPath>) -> Answer {
+    done(api.m().org_delete(&api.c, &org).await)
 }
 
 /// List an organisation's members (any authenticated caller).
 #[utoipa::path(
-    get, path = "/api/v0/orgs/{org}/members", tag = "organisations",
-    params(OrgPath),
-    responses(
-        (status = 200, description = "Members by name", body = Vec<MemberOut>),
-        (status = 404, description = "No such organisation (NOT_FOUND)", body = super::ErrorBody),
-    )
+    get, path = "/api/v0/orgs/{org}/members", tag = "organisations", params(OrgPath),
+    responses((status = 200, description = "Members by name", body = Vec<MemberOut>), NoOrg)
 )]
 pub async fn members(
     api: Api,
     ApiPath(OrgPath { org }): ApiPath<OrgPath>,
-) -> Result<Json<Vec<MemberOut>>, ApiError> {
-    Ok(views(api.m().org_members(&api.c, &org).await?))
+) -> Answer<Json<Vec<MemberOut>>> {
+    views(api.m().org_members(&api.c, &org).await)
 }
 
 /// Add a member, or set their owner flag (owners, system administrators).
@@ -216,7 +188,7 @@ pub async fn members(
     params(OrgUserPath),
     responses(
         (status = 204, description = "Set"),
-        (status = 403, description = "Not an owner (DENIED)", body = super::ErrorBody),
+        NotOwner,
         (status = 404, description = "No such organisation or user (NOT_FOUND)", body = super::ErrorBody),
     )
 )]
@@ -224,27 +196,26 @@ pub async fn member_set(
     api: Api,
     ApiPath(OrgUserPath { org, user }): ApiPath<OrgUserPath>,
     ApiJson(b): ApiJson<MemberIn>,
-) -> Result<Response, ApiError> {
-    api.m()
-        .org_member_set(&api.c, &org, &user, b.is_owner)
-        .await?;
-    Ok(no_content())
+) -> Answer {
+    done(
+        api.m()
+            .org_member_set(&api.c, &org, &user, b.is_owner)
+            .await,
+    )
 }
 
 /// Remove a member from the organisation and its teams (owners, system administrators).
 #[utoipa::path(
-    delete, path = "/api/v0/orgs/{org}/members/{user}", tag = "organisations",
-    params(OrgUserPath),
+    delete, path = "/api/v0/orgs/{org}/members/{user}", tag = "organisations", params(OrgUserPath),
     responses(
         (status = 204, description = "Removed"),
-        (status = 403, description = "Not an owner (DENIED)", body = super::ErrorBody),
+        NotOwner,
         (status = 404, description = "No such organisation, user or membership (NOT_FOUND)", body = super::ErrorBody),
     )
 )]
 pub async fn member_remove(
     api: Api,
     ApiPath(OrgUserPath { org, user }): ApiPath<OrgUserPath>,
-) -> Result<Response, ApiError> {
-    api.m().org_member_remove(&api.c, &org, &user).await?;
-    Ok(no_content())
+) -> Answer {
+    done(api.m().org_member_remove(&api.c, &org, &user).await)
 }

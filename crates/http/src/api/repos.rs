@@ -10,13 +10,14 @@
 //! raw path (axum's router cannot tell `%2F` from `/` once decoded).
 
 use super::{
-    created, no_content, time, views, Api, ApiJson, ApiQuery, GrantOut, RoleIn, VisibilityName,
+    created, done, json, time, views, Answer, Api, ApiJson, ApiQuery, GrantOut, NoRepo,
+    NotRepoAdmin, RoleIn, VisibilityName,
 };
 use crate::error::ApiError;
 use crate::AppState;
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::Method;
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use axum::Json;
 use berth_core::manage::repo_name;
 use berth_meta::identity::RepoSettings;
@@ -122,17 +123,17 @@ pub struct RepoPatchIn {
     responses((status = 200, description = "A page of repositories by name", body = RepoPage)),
     security((), ("basic" = []), ("bearer" = []))
 )]
-pub async fn list(api: Api, ApiQuery(q): ApiQuery<RepoQuery>) -> Result<Json<RepoPage>, ApiError> {
-    let page = api
-        .m()
-        .repos_list(
-            &api.c,
-            q.namespace.as_deref(),
-            q.last.as_deref().filter(|l| !l.is_empty()),
-            q.n.unwrap_or(100),
-        )
-        .await?;
-    Ok(Json(page.into()))
+pub async fn list(api: Api, ApiQuery(q): ApiQuery<RepoQuery>) -> Answer<Json<RepoPage>> {
+    json(
+        api.m()
+            .repos_list(
+                &api.c,
+                q.namespace.as_deref(),
+                q.last.as_deref().filter(|l| !l.is_empty()),
+                q.n.unwrap_or(100),
+            )
+            .await,
+    )
 }
 
 /// Create an empty repository (whoever may create in its namespace by pushing).
@@ -144,29 +145,23 @@ pub async fn list(api: Api, ApiQuery(q): ApiQuery<RepoQuery>) -> Result<Json<Rep
         (status = 409, description = "The repository exists (CONFLICT)", body = super::ErrorBody),
     )
 )]
-pub async fn create(api: Api, ApiJson(b): ApiJson<NewRepoIn>) -> Result<Response, ApiError> {
+pub async fn create(api: Api, ApiJson(b): ApiJson<NewRepoIn>) -> Answer {
     let name = repo_name(&b.name)?;
-    let r = api
-        .m()
-        .repo_create(&api.c, &name, b.visibility.map(Into::into))
-        .await?;
-    Ok(created(RepoOut::from(r)))
+    created::<RepoOut, _>(
+        api.m()
+            .repo_create(&api.c, &name, b.visibility.map(Into::into))
+            .await,
+    )
 }
 
 /// Read a repository (whoever may pull it).
 #[utoipa::path(
-    get, path = "/api/v0/repositories/{repository}", tag = "repositories",
-    params(RepoParams),
-    responses(
-        (status = 200, description = "The repository", body = RepoOut),
-        (status = 404, description = "No such repository, or one the caller may not pull (NAME_UNKNOWN)", body = super::ErrorBody),
-    ),
+    get, path = "/api/v0/repositories/{repository}", tag = "repositories", params(RepoParams),
+    responses((status = 200, description = "The repository", body = RepoOut), NoRepo),
     security((), ("basic" = []), ("bearer" = []))
 )]
-pub async fn get_one(api: &Api, repo: &str) -> Result<Response, ApiError> {
-    let name = repo_name(repo)?;
-    let r: RepoOut = api.m().repo_get(&api.c, &name).await?.into();
-    Ok(Json(r).into_response())
+pub async fn get_one(api: &Api, repo: &str) -> Answer<Json<RepoOut>> {
+    json(api.m().repo_get(&api.c, &repo_name(repo)?).await)
 }
 
 /// Make a repository public or private (repository admins).
@@ -175,34 +170,29 @@ pub async fn get_one(api: &Api, repo: &str) -> Result<Response, ApiError> {
     params(RepoParams),
     responses(
         (status = 200, description = "The changed repository", body = RepoOut),
-        (status = 403, description = "The caller may pull but not administer it (DENIED)", body = super::ErrorBody),
-        (status = 404, description = "No such repository, or one the caller may not pull (NAME_UNKNOWN)", body = super::ErrorBody),
+        NotRepoAdmin, NoRepo,
     )
 )]
-pub async fn update(api: &Api, repo: &str, b: RepoPatchIn) -> Result<Response, ApiError> {
+pub async fn update(api: &Api, repo: &str, b: RepoPatchIn) -> Answer<Json<RepoOut>> {
     let name = repo_name(repo)?;
-    let r: RepoOut = api
-        .m()
-        .repo_set_visibility(&api.c, &name, b.visibility.into())
-        .await?
-        .into();
-    Ok(Json(r).into_response())
+    json(
+        api.m()
+            .repo_set_visibility(&api.c, &name, b.visibility.into())
+            .await,
+    )
 }
 
 /// Delete a repository with its manifests, tags and grants (whoever may delete in it).
 #[utoipa::path(
-    delete, path = "/api/v0/repositories/{repository}", tag = "repositories",
-    params(RepoParams),
+    delete, path = "/api/v0/repositories/{repository}", tag = "repositories", params(RepoParams),
     responses(
         (status = 204, description = "Deleted"),
         (status = 403, description = "The caller may pull but not delete it (DENIED)", body = super::ErrorBody),
-        (status = 404, description = "No such repository, or one the caller may not pull (NAME_UNKNOWN)", body = super::ErrorBody),
+        NoRepo,
     )
 )]
-pub async fn delete(api: &Api, repo: &str) -> Result<Response, ApiError> {
-    let name = repo_name(repo)?;
-    api.m().repo_delete(&api.c, &name).await?;
-    Ok(no_content())
+pub async fn delete(api: &Api, repo: &str) -> Answer {
+    done(api.m().repo_delete(&api.c, &repo_name(repo)?).await)
 }
 
 /// The team grants that apply to a repository, namespace grants included (repository
@@ -212,14 +202,11 @@ pub async fn delete(api: &Api, repo: &str) -> Result<Response, ApiError> {
     params(RepoParams),
     responses(
         (status = 200, description = "The grants", body = Vec<GrantOut>),
-        (status = 403, description = "The caller may pull but not administer it (DENIED)", body = super::ErrorBody),
-        (status = 404, description = "No such repository, or one the caller may not pull (NAME_UNKNOWN)", body = super::ErrorBody),
+        NotRepoAdmin, NoRepo,
     )
 )]
-pub async fn grants(api: &Api, repo: &str) -> Result<Response, ApiError> {
-    let name = repo_name(repo)?;
-    let g = api.m().repo_grants(&api.c, &name).await?;
-    Ok(views::<_, GrantOut>(g).into_response())
+pub async fn grants(api: &Api, repo: &str) -> Answer<Json<Vec<GrantOut>>> {
+    views(api.m().repo_grants(&api.c, &repo_name(repo)?).await)
 }
 
 /// Give a team of the repository's organisation a role on it (repository admins).
@@ -228,20 +215,17 @@ pub async fn grants(api: &Api, repo: &str) -> Result<Response, ApiError> {
     params(RepoTeamParams),
     responses(
         (status = 204, description = "Set (replacing any role)"),
-        (status = 403, description = "The caller may pull but not administer it (DENIED)", body = super::ErrorBody),
+        NotRepoAdmin,
         (status = 404, description = "No such repository (NAME_UNKNOWN) or team (NOT_FOUND)", body = super::ErrorBody),
     )
 )]
-pub async fn grant_set(
-    api: &Api,
-    (repo, team): (&str, &str),
-    b: RoleIn,
-) -> Result<Response, ApiError> {
+pub async fn grant_set(api: &Api, (repo, team): (&str, &str), b: RoleIn) -> Answer {
     let name = repo_name(repo)?;
-    api.m()
-        .repo_grant_set(&api.c, &name, team, b.role.into())
-        .await?;
-    Ok(no_content())
+    done(
+        api.m()
+            .repo_grant_set(&api.c, &name, team, b.role.into())
+            .await,
+    )
 }
 
 /// Remove a team's role on a repository (repository admins).
@@ -250,14 +234,13 @@ pub async fn grant_set(
     params(RepoTeamParams),
     responses(
         (status = 204, description = "Removed"),
-        (status = 403, description = "The caller may pull but not administer it (DENIED)", body = super::ErrorBody),
+        NotRepoAdmin,
         (status = 404, description = "No such repository (NAME_UNKNOWN), team or grant (NOT_FOUND)", body = super::ErrorBody),
     )
 )]
-pub async fn grant_remove(api: &Api, (repo, team): (&str, &str)) -> Result<Response, ApiError> {
+pub async fn grant_remove(api: &Api, (repo, team): (&str, &str)) -> Answer {
     let name = repo_name(repo)?;
-    api.m().repo_grant_remove(&api.c, &name, team).await?;
-    Ok(no_content())
+    done(api.m().repo_grant_remove(&api.c, &name, team).await)
 }
 
 /// What a path under `/api/v0/repositories/` names (see the module documentation).
@@ -295,7 +278,7 @@ impl RepoPath {
 
 /// Every `/api/v0/repositories/...` request: parses the path ([`RepoPath`]) and hands the
 /// request to the operation its method names.
-pub async fn dispatch(State(st): State<AppState>, req: Request) -> Result<Response, ApiError> {
+pub async fn dispatch(State(st): State<AppState>, req: Request) -> Answer {
     let raw = req
         .uri()
         .path()
@@ -312,13 +295,17 @@ pub async fn dispatch(State(st): State<AppState>, req: Request) -> Result<Respon
     let (st, api) = (&st, &api);
     match (&target, &method) {
         // HEAD as GET (the server leaves the body out), as axum's `get` routes do.
-        (RepoPath::Repository(r), &Method::GET | &Method::HEAD) => get_one(api, r).await,
+        (RepoPath::Repository(r), &Method::GET | &Method::HEAD) => {
+            get_one(api, r).await.map(IntoResponse::into_response)
+        }
         (RepoPath::Repository(r), &Method::PATCH) => {
             let ApiJson(b) = ApiJson::from_request(req, st).await?;
-            update(api, r, b).await
+            update(api, r, b).await.map(IntoResponse::into_response)
         }
         (RepoPath::Repository(r), &Method::DELETE) => delete(api, r).await,
-        (RepoPath::Grants(r), &Method::GET | &Method::HEAD) => grants(api, r).await,
+        (RepoPath::Grants(r), &Method::GET | &Method::HEAD) => {
+            grants(api, r).await.map(IntoResponse::into_response)
+        }
         (RepoPath::Grant(r, t), &Method::PUT) => {
             let ApiJson(b) = ApiJson::from_request(req, st).await?;
             grant_set(api, (r, t), b).await

@@ -3,11 +3,9 @@
 //! grants.
 
 use super::{
-    created, no_content, time, views, Api, ApiJson, ApiPath, GrantOut, MemberOut, OrgPath, RoleIn,
-    TeamPath, TeamUserPath,
+    created, done, json, time, views, Answer, Api, ApiJson, ApiPath, GrantOut, MemberOut, NoOrg,
+    NoTeam, NotOwner, OrgPath, RoleIn, TeamPath, TeamUserPath,
 };
-use crate::error::ApiError;
-use axum::response::Response;
 use axum::Json;
 use berth_meta::identity::TeamRecord;
 use serde::{Deserialize, Serialize};
@@ -60,35 +58,29 @@ pub struct TeamPatchIn {
 
 /// Every team grant of an organisation (owners, system administrators).
 #[utoipa::path(
-    get, path = "/api/v0/orgs/{org}/grants", tag = "teams",
-    params(OrgPath),
+    get, path = "/api/v0/orgs/{org}/grants", tag = "teams", params(OrgPath),
     responses(
         (status = 200, description = "Namespace grants first, then repository grants", body = Vec<GrantOut>),
-        (status = 403, description = "Not an owner (DENIED)", body = super::ErrorBody),
-        (status = 404, description = "No such organisation (NOT_FOUND)", body = super::ErrorBody),
+        NotOwner, NoOrg,
     )
 )]
 pub async fn org_grants(
     api: Api,
     ApiPath(OrgPath { org }): ApiPath<OrgPath>,
-) -> Result<Json<Vec<GrantOut>>, ApiError> {
-    Ok(views(api.m().org_grants(&api.c, &org).await?))
+) -> Answer<Json<Vec<GrantOut>>> {
+    views(api.m().org_grants(&api.c, &org).await)
 }
 
 /// List an organisation's teams (any authenticated caller).
 #[utoipa::path(
-    get, path = "/api/v0/orgs/{org}/teams", tag = "teams",
-    params(OrgPath),
-    responses(
-        (status = 200, description = "Teams by name", body = Vec<TeamOut>),
-        (status = 404, description = "No such organisation (NOT_FOUND)", body = super::ErrorBody),
-    )
+    get, path = "/api/v0/orgs/{org}/teams", tag = "teams", params(OrgPath),
+    responses((status = 200, description = "Teams by name", body = Vec<TeamOut>), NoOrg)
 )]
 pub async fn list(
     api: Api,
     ApiPath(OrgPath { org }): ApiPath<OrgPath>,
-) -> Result<Json<Vec<TeamOut>>, ApiError> {
-    Ok(views(api.m().teams_list(&api.c, &org).await?))
+) -> Answer<Json<Vec<TeamOut>>> {
+    views(api.m().teams_list(&api.c, &org).await)
 }
 
 /// Create a team (owners, system administrators).
@@ -97,8 +89,7 @@ pub async fn list(
     params(OrgPath),
     responses(
         (status = 201, description = "Created", body = TeamOut),
-        (status = 403, description = "Not an owner (DENIED)", body = super::ErrorBody),
-        (status = 404, description = "No such organisation (NOT_FOUND)", body = super::ErrorBody),
+        NotOwner, NoOrg,
         (status = 409, description = "The organisation has a team of that name (CONFLICT)", body = super::ErrorBody),
     )
 )]
@@ -106,29 +97,25 @@ pub async fn create(
     api: Api,
     ApiPath(OrgPath { org }): ApiPath<OrgPath>,
     ApiJson(b): ApiJson<NewTeamIn>,
-) -> Result<Response, ApiError> {
+) -> Answer {
     let group = b.directory_group.filter(|g| !g.is_empty());
-    let t = api
-        .m()
-        .team_create(&api.c, &org, &b.name, group.as_deref())
-        .await?;
-    Ok(created(TeamOut::from(t)))
+    created::<TeamOut, _>(
+        api.m()
+            .team_create(&api.c, &org, &b.name, group.as_deref())
+            .await,
+    )
 }
 
 /// Read a team (any authenticated caller).
 #[utoipa::path(
-    get, path = "/api/v0/orgs/{org}/teams/{team}", tag = "teams",
-    params(TeamPath),
-    responses(
-        (status = 200, description = "The team", body = TeamOut),
-        (status = 404, description = "No such organisation or team (NOT_FOUND)", body = super::ErrorBody),
-    )
+    get, path = "/api/v0/orgs/{org}/teams/{team}", tag = "teams", params(TeamPath),
+    responses((status = 200, description = "The team", body = TeamOut), NoTeam)
 )]
 pub async fn get_one(
     api: Api,
     ApiPath(TeamPath { org, team }): ApiPath<TeamPath>,
-) -> Result<Json<TeamOut>, ApiError> {
-    Ok(Json(api.m().team_get(&api.c, &org, &team).await?.into()))
+) -> Answer<Json<TeamOut>> {
+    json(api.m().team_get(&api.c, &org, &team).await)
 }
 
 /// Map the team to a directory group, or clear the mapping (owners, system
@@ -136,57 +123,40 @@ pub async fn get_one(
 #[utoipa::path(
     patch, path = "/api/v0/orgs/{org}/teams/{team}", tag = "teams", request_body = TeamPatchIn,
     params(TeamPath),
-    responses(
-        (status = 200, description = "The changed team", body = TeamOut),
-        (status = 403, description = "Not an owner (DENIED)", body = super::ErrorBody),
-        (status = 404, description = "No such organisation or team (NOT_FOUND)", body = super::ErrorBody),
-    )
+    responses((status = 200, description = "The changed team", body = TeamOut), NotOwner, NoTeam)
 )]
 pub async fn update(
     api: Api,
     ApiPath(TeamPath { org, team }): ApiPath<TeamPath>,
     ApiJson(b): ApiJson<TeamPatchIn>,
-) -> Result<Json<TeamOut>, ApiError> {
+) -> Answer<Json<TeamOut>> {
     let group = b.directory_group.filter(|g| !g.is_empty());
-    let t = api
-        .m()
-        .team_set_group(&api.c, &org, &team, group.as_deref())
-        .await?;
-    Ok(Json(t.into()))
+    json(
+        api.m()
+            .team_set_group(&api.c, &org, &team, group.as_deref())
+            .await,
+    )
 }
 
 /// Delete a team with its memberships and grants (owners, system administrators).
 #[utoipa::path(
-    delete, path = "/api/v0/orgs/{org}/teams/{team}", tag = "teams",
-    params(TeamPath),
-    responses(
-        (status = 204, description = "Deleted"),
-        (status = 403, description = "Not an owner (DENIED)", body = super::ErrorBody),
-        (status = 404, description = "No such organisation or team (NOT_FOUND)", body = super::ErrorBody),
-    )
+    delete, path = "/api/v0/orgs/{org}/teams/{team}", tag = "teams", params(TeamPath),
+    responses((status = 204, description = "Deleted"), NotOwner, NoTeam)
 )]
-pub async fn delete(
-    api: Api,
-    ApiPath(TeamPath { org, team }): ApiPath<TeamPath>,
-) -> Result<Response, ApiError> {
-    api.m().team_delete(&api.c, &org, &team).await?;
-    Ok(no_content())
+pub async fn delete(api: Api, ApiPath(TeamPath { org, team }): ApiPath<TeamPath>) -> Answer {
+    done(api.m().team_delete(&api.c, &org, &team).await)
 }
 
 /// List a team's members (any authenticated caller).
 #[utoipa::path(
-    get, path = "/api/v0/orgs/{org}/teams/{team}/members", tag = "teams",
-    params(TeamPath),
-    responses(
-        (status = 200, description = "Members by name", body = Vec<MemberOut>),
-        (status = 404, description = "No such organisation or team (NOT_FOUND)", body = super::ErrorBody),
-    )
+    get, path = "/api/v0/orgs/{org}/teams/{team}/members", tag = "teams", params(TeamPath),
+    responses((status = 200, description = "Members by name", body = Vec<MemberOut>), NoTeam)
 )]
 pub async fn members(
     api: Api,
     ApiPath(TeamPath { org, team }): ApiPath<TeamPath>,
-) -> Result<Json<Vec<MemberOut>>, ApiError> {
-    Ok(views(api.m().team_members(&api.c, &org, &team).await?))
+) -> Answer<Json<Vec<MemberOut>>> {
+    views(api.m().team_members(&api.c, &org, &team).await)
 }
 
 /// Add a user to a team, and to the organisation if needed (owners, system
@@ -196,16 +166,15 @@ pub async fn members(
     params(TeamUserPath),
     responses(
         (status = 204, description = "Added (or already a member)"),
-        (status = 403, description = "Not an owner (DENIED)", body = super::ErrorBody),
+        NotOwner,
         (status = 404, description = "No such organisation, team or user (NOT_FOUND)", body = super::ErrorBody),
     )
 )]
 pub async fn member_add(
     api: Api,
     ApiPath(TeamUserPath { org, team, user }): ApiPath<TeamUserPath>,
-) -> Result<Response, ApiError> {
-    api.m().team_member_add(&api.c, &org, &team, &user).await?;
-    Ok(no_content())
+) -> Answer {
+    done(api.m().team_member_add(&api.c, &org, &team, &user).await)
 }
 
 /// Remove a user from a team; they stay in the organisation (owners, system
@@ -215,18 +184,15 @@ pub async fn member_add(
     params(TeamUserPath),
     responses(
         (status = 204, description = "Removed"),
-        (status = 403, description = "Not an owner (DENIED)", body = super::ErrorBody),
+        NotOwner,
         (status = 404, description = "No such organisation, team, user or membership (NOT_FOUND)", body = super::ErrorBody),
     )
 )]
 pub async fn member_remove(
     api: Api,
     ApiPath(TeamUserPath { org, team, user }): ApiPath<TeamUserPath>,
-) -> Result<Response, ApiError> {
-    api.m()
-        .team_member_remove(&api.c, &org, &team, &user)
-        .await?;
-    Ok(no_content())
+) -> Answer {
+    done(api.m().team_member_remove(&api.c, &org, &team, &user).await)
 }
 
 /// Give the team a role on every repository of its organisation (owners, system
@@ -234,21 +200,18 @@ pub async fn member_remove(
 #[utoipa::path(
     put, path = "/api/v0/orgs/{org}/teams/{team}/namespace-grant", tag = "teams", request_body = RoleIn,
     params(TeamPath),
-    responses(
-        (status = 204, description = "Set (replacing any role)"),
-        (status = 403, description = "Not an owner (DENIED)", body = super::ErrorBody),
-        (status = 404, description = "No such organisation or team (NOT_FOUND)", body = super::ErrorBody),
-    )
+    responses((status = 204, description = "Set (replacing any role)"), NotOwner, NoTeam)
 )]
 pub async fn grant_set(
     api: Api,
     ApiPath(TeamPath { org, team }): ApiPath<TeamPath>,
     ApiJson(b): ApiJson<RoleIn>,
-) -> Result<Response, ApiError> {
-    api.m()
-        .namespace_grant_set(&api.c, &org, &team, b.role.into())
-        .await?;
-    Ok(no_content())
+) -> Answer {
+    done(
+        api.m()
+            .namespace_grant_set(&api.c, &org, &team, b.role.into())
+            .await,
+    )
 }
 
 /// Remove the team's role on the organisation namespace (owners, system administrators).
@@ -257,14 +220,10 @@ pub async fn grant_set(
     params(TeamPath),
     responses(
         (status = 204, description = "Removed"),
-        (status = 403, description = "Not an owner (DENIED)", body = super::ErrorBody),
+        NotOwner,
         (status = 404, description = "No such organisation, team or grant (NOT_FOUND)", body = super::ErrorBody),
     )
 )]
-pub async fn grant_remove(
-    api: Api,
-    ApiPath(TeamPath { org, team }): ApiPath<TeamPath>,
-) -> Result<Response, ApiError> {
-    api.m().namespace_grant_remove(&api.c, &org, &team).await?;
-    Ok(no_content())
+pub async fn grant_remove(api: Api, ApiPath(TeamPath { org, team }): ApiPath<TeamPath>) -> Answer {
+    done(api.m().namespace_grant_remove(&api.c, &org, &team).await)
 }

@@ -4,12 +4,12 @@
 //! and revoked through the same two endpoints.
 
 use super::{
-    created, no_content, time, views, Api, ApiJson, ApiPath, ApiQuery, RoleName, UserPath,
+    created, done, time, views, Answer, Api, ApiJson, ApiPath, ApiQuery, NoUser, NotAllowed,
+    RoleName, UserPath,
 };
-use crate::error::ApiError;
-use axum::response::Response;
 use axum::Json;
 use berth_auth::rbac::{Restriction, RestrictionEntry, RestrictionTarget};
+use berth_core::access::CreatedToken;
 use berth_core::manage::TokenRequest;
 use berth_meta::identity::{TokenKind, TokenParent, TokenRecord};
 use serde::{Deserialize, Serialize};
@@ -114,6 +114,15 @@ pub struct CreatedTokenOut {
     pub info: TokenOut,
 }
 
+impl From<CreatedToken> for CreatedTokenOut {
+    fn from(t: CreatedToken) -> CreatedTokenOut {
+        CreatedTokenOut {
+            token: t.token,
+            info: t.record.into(),
+        }
+    }
+}
+
 impl From<TokenRecord> for TokenOut {
     fn from(t: TokenRecord) -> TokenOut {
         let (issued_against, parent_token) = match &t.parent {
@@ -160,24 +169,22 @@ impl From<TokenRecord> for TokenOut {
 /// service issued to them (the user; system administrators; for a service account, its
 /// organisations' owners).
 #[utoipa::path(
-    get, path = "/api/v0/users/{user}/tokens", tag = "tokens",
-    params(UserPath, TokenQuery),
+    get, path = "/api/v0/users/{user}/tokens", tag = "tokens", params(UserPath, TokenQuery),
     responses(
         (status = 200, description = "The tokens, newest first, without secrets", body = Vec<TokenOut>),
-        (status = 403, description = "Not allowed (DENIED)", body = super::ErrorBody),
-        (status = 404, description = "No such user (NOT_FOUND)", body = super::ErrorBody),
+        NotAllowed, NoUser,
     )
 )]
 pub async fn list(
     api: Api,
     ApiPath(UserPath { user }): ApiPath<UserPath>,
     ApiQuery(q): ApiQuery<TokenQuery>,
-) -> Result<Json<Vec<TokenOut>>, ApiError> {
+) -> Answer<Json<Vec<TokenOut>>> {
     let kind = match q.kind.unwrap_or_default() {
         TokenKindIo::Access => TokenKind::Access,
         TokenKindIo::Refresh => TokenKind::Refresh,
     };
-    Ok(views(api.m().tokens_list(&api.c, &user, kind).await?))
+    views(api.m().tokens_list(&api.c, &user, kind).await)
 }
 
 /// Create an access token for oneself, or for a service account (system administrators,
@@ -187,15 +194,14 @@ pub async fn list(
     params(UserPath),
     responses(
         (status = 201, description = "Created; the secret is shown once", body = CreatedTokenOut),
-        (status = 403, description = "Not allowed (DENIED)", body = super::ErrorBody),
-        (status = 404, description = "No such user (NOT_FOUND)", body = super::ErrorBody),
+        NotAllowed, NoUser,
     )
 )]
 pub async fn create(
     api: Api,
     ApiPath(UserPath { user }): ApiPath<UserPath>,
     ApiJson(b): ApiJson<TokenIn>,
-) -> Result<Response, ApiError> {
+) -> Answer {
     let restriction = b.restriction.map(|es| Restriction {
         entries: es
             .into_iter()
@@ -223,11 +229,8 @@ pub async fn create(
                 restriction,
             },
         )
-        .await?;
-    Ok(created(CreatedTokenOut {
-        token: t.token,
-        info: t.record.into(),
-    }))
+        .await;
+    created::<CreatedTokenOut, _>(t)
 }
 
 /// Revoke an access token (and the refresh tokens issued against it) or a refresh token.
@@ -239,14 +242,10 @@ pub async fn create(
     ),
     responses(
         (status = 204, description = "Revoked"),
-        (status = 403, description = "Not allowed (DENIED)", body = super::ErrorBody),
+        NotAllowed,
         (status = 404, description = "No such user or token (NOT_FOUND)", body = super::ErrorBody),
     )
 )]
-pub async fn revoke(
-    api: Api,
-    ApiPath((user, token)): ApiPath<(String, String)>,
-) -> Result<Response, ApiError> {
-    api.m().token_revoke(&api.c, &user, &token).await?;
-    Ok(no_content())
+pub async fn revoke(api: Api, ApiPath((user, token)): ApiPath<(String, String)>) -> Answer {
+    done(api.m().token_revoke(&api.c, &user, &token).await)
 }

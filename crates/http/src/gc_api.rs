@@ -13,7 +13,7 @@
 //! - `PUT /api/v0/gc/schedule` body `{"schedule": "0 3 * * *" | null}` (null: back to the
 //!   configuration's): 200 with the same body as GET.
 
-use crate::api::{Answer, ApiQuery, NotAdmin};
+use crate::api::{ApiQuery, NotAdmin};
 use crate::auth::SystemAdmin as Admin;
 use crate::error::ApiError;
 use crate::AppState;
@@ -130,69 +130,127 @@ pub struct RunBody {
     wait: bool,
 }
 
-/// Start a garbage collection run now (system administrators).
-#[utoipa::path(
-    post, path = "/api/v0/gc/runs", tag = "gc", request_body = Option<RunBody>,
+crate::api::operations! {
+    tag = "gc";
+
+    /// Start a garbage collection run now (system administrators).
+    post "/api/v0/gc/runs", request_body(content = Option<RunBody>);
     responses(
         (status = 202, description = "Started in the background: {\"started\": true}", body = Object),
         (status = 200, description = "With `wait`: the finished run", body = Object),
         NotAdmin,
         (status = 409, description = "A run holds the lease (CONFLICT)", body = crate::api::ErrorBody),
-    )
-)]
-pub async fn start_run(_: Admin, State(st): State<AppState>, req: Request) -> Answer {
-    let b: RunBody = body(req, false).await?;
-    let (mut opts, _) = configured();
-    if let Some(m) = &b.mode {
-        opts.mode = m.parse::<GcMode>().map_err(invalid)?;
-    }
-    if let Some(g) = &b.grace {
-        opts.grace = duration(g, "grace")?;
-    }
-    if let Some(m) = &b.max_duration {
-        opts.max_duration = Some(duration(m, "max_duration")?);
-    }
-    if let Some(a) = &b.upload_max_age {
-        opts.upload_max_age = duration(a, "upload_max_age")?;
-    }
-    if let Some(p) = b.pace {
-        opts.pace = gc::check_pace(p).map_err(|e| invalid(format!("pace: {e}")))?;
-    }
-    opts.dry_run = b.dry_run;
-    opts.verify_storage = b.verify_storage;
-    opts.started_by = "api".into();
-    if opts.holder.is_empty() || opts.holder == GcOptions::default().holder {
-        opts.holder = st.replica.id.clone();
-    }
-    let registry = st.registry.clone();
-    if let Some(holder) = registry.gc_holder().await.map_err(ManageError::from)? {
-        return Err(busy(&holder));
-    }
-    if b.wait {
-        return match registry.gc_run(&opts).await {
-            Ok(run) => {
-                crate::ops::record_gc(&run);
-                Ok(axum::Json(GcRunView::from(&run)).into_response())
-            }
-            Err(GcError::Busy(h)) => Err(busy(&h)),
-            Err(e) => Err(invalid(e.to_string())),
-        };
-    }
-    let jobs = CONFIGURED.get().map(|c| c.jobs.clone());
-    if let Some(jobs) = &jobs {
-        opts.cancel = jobs.token();
-    }
-    let run = async move {
-        match registry.gc_run(&opts).await {
-            Ok(run) => crate::ops::record_gc(&run),
-            Err(e) => tracing::warn!(error = %e, "on-demand GC did not run"),
+    );
+    fn start_run(_: Admin, State(st): State<AppState>, req: Request) -> Response {
+        let b: RunBody = body(req, false).await?;
+        let (mut opts, _) = configured();
+        if let Some(m) = &b.mode {
+            opts.mode = m.parse::<GcMode>().map_err(invalid)?;
         }
-    };
-    match jobs {
-        Some(jobs) => jobs.spawn(run),
-        None => drop(tokio::spawn(run)),
+        if let Some(g) = &b.grace {
+            opts.grace = duration(g, "grace")?;
+        }
+        if let Some(m) = &b.max_duration {
+            opts.max_duration = Some(duration(m, "max_duration")?);
+        }
+        if let Some(a) = &b.upload_max_age {
+            opts.upload_max_age = duration(a, "upload_max_age")?;
+        }
+        if let Some(p) = b.pace {
+            opts.pace = gc::check_pace(p).map_err(|e| invalid(format!("pace: {e}")))?;
+        }
+        opts.dry_run = b.dry_run;
+        opts.verify_storage = b.verify_storage;
+        opts.started_by = "api".into();
+        if opts.holder.is_empty() || opts.holder == GcOptions::default().holder {
+            opts.holder = st.replica.id.clone();
+        }
+        let registry = st.registry.clone();
+        if let Some(holder) = registry.gc_holder().await.map_err(ManageError::from)? {
+            return Err(busy(&holder));
+        }
+        if b.wait {
+            return match registry.gc_run(&opts).await {
+                Ok(run) => {
+                    crate::ops::record_gc(&run);
+                    Ok(axum::Json(GcRunView::from(&run)).into_response())
+                }
+                Err(GcError::Busy(h)) => Err(busy(&h)),
+                Err(e) => Err(invalid(e.to_string())),
+            };
+        }
+        let jobs = CONFIGURED.get().map(|c| c.jobs.clone());
+        if let Some(jobs) = &jobs {
+            opts.cancel = jobs.token();
+        }
+        let run = async move {
+            match registry.gc_run(&opts).await {
+                Ok(run) => crate::ops::record_gc(&run),
+                Err(e) => tracing::warn!(error = %e, "on-demand GC did not run"),
+            }
+        };
+        match jobs {
+            Some(jobs) => jobs.spawn(run),
+            None => drop(tokio::spawn(run)),
+        }
+        Ok(crate::api::accepted(serde_json::json!({ "started": true })))
     }
-    Ok(crate::api::accepted(serde_json::json!({ "started": true })))
+
+    /// The last runs, newest first, and whether one runs now and who holds it (system
+    /// administrators).
+    get "/api/v0/gc/runs", params(ListQuery);
+    responses(
+        (status = 200, description = "`{running, holder, since, read_only_since, runs}`", body = Object),
+        NotAdmin,
+    );
+    fn list_runs(
+        _: Admin,
+        State(st): State<AppState>,
+        ApiQuery(q): ApiQuery<ListQuery>,
+    ) -> Response {
+        let n = q.n.unwrap_or(20);
+        if !(1..=1000).contains(&n) {
+            return Err(invalid("n must be 1 to 1000"));
+        }
+        let runs = st
+            .registry
+            .gc_last_runs(n)
+            .await
+            .map_err(ManageError::from)?;
+        let state = st.registry.gc_state().await.map_err(ManageError::from)?;
+        let mut v = serde_json::to_value(state).map_err(|e| invalid(e.to_string()))?;
+        v["runs"] = serde_json::to_value(runs).map_err(|e| invalid(e.to_string()))?;
+        Ok(axum::Json(v).into_response())
+    }
+
+    /// The schedule every replica follows (system administrators).
+    get "/api/v0/gc/schedule";
+    responses(
+        (status = 200, description = "`{schedule, source: api|config|null, next_run}`", body = Object),
+        NotAdmin,
+    );
+    fn get_schedule(_: Admin, State(st): State<AppState>) -> Response {
+        schedule_view(&st).await
+    }
+
+    /// Set the schedule (system administrators); the answer is as `GET`'s.
+    put "/api/v0/gc/schedule", request_body = ScheduleBody;
+    responses(
+        (status = 200, description = "`{schedule, source, next_run}`", body = Object),
+        NotAdmin,
+    );
+    fn put_schedule(_: Admin, State(st): State<AppState>, req: Request) -> Response {
+        let b: ScheduleBody = body(req, true).await?;
+        let schedule = b.schedule.filter(|s| !s.is_empty());
+        if let Some(s) = &schedule {
+            gc::parse_schedule(s).map_err(|e| invalid(e.to_string()))?;
+        }
+        st.registry
+            .gc_set_schedule(schedule.as_deref())
+            .await
+            .map_err(ManageError::from)?;
+        schedule_view(&st).await
+    }
 }
 
 fn busy(holder: &str) -> ApiError {
@@ -206,35 +264,6 @@ pub struct ListQuery {
     /// Default 20, 1 to 1000.
     #[param(minimum = 1, maximum = 1000)]
     n: Option<u32>,
-}
-
-/// The last runs, newest first, and whether one runs now and who holds it (system
-/// administrators).
-#[utoipa::path(
-    get, path = "/api/v0/gc/runs", tag = "gc", params(ListQuery),
-    responses(
-        (status = 200, description = "`{running, holder, since, read_only_since, runs}`", body = Object),
-        NotAdmin,
-    )
-)]
-pub async fn list_runs(
-    _: Admin,
-    State(st): State<AppState>,
-    ApiQuery(q): ApiQuery<ListQuery>,
-) -> Answer {
-    let n = q.n.unwrap_or(20);
-    if !(1..=1000).contains(&n) {
-        return Err(invalid("n must be 1 to 1000"));
-    }
-    let runs = st
-        .registry
-        .gc_last_runs(n)
-        .await
-        .map_err(ManageError::from)?;
-    let state = st.registry.gc_state().await.map_err(ManageError::from)?;
-    let mut v = serde_json::to_value(state).map_err(|e| invalid(e.to_string()))?;
-    v["runs"] = serde_json::to_value(runs).map_err(|e| invalid(e.to_string()))?;
-    Ok(axum::Json(v).into_response())
 }
 
 async fn schedule_view(st: &AppState) -> Result<Response, ApiError> {
@@ -257,18 +286,6 @@ async fn schedule_view(st: &AppState) -> Result<Response, ApiError> {
     .into_response())
 }
 
-/// The schedule every replica follows (system administrators).
-#[utoipa::path(
-    get, path = "/api/v0/gc/schedule", tag = "gc",
-    responses(
-        (status = 200, description = "`{schedule, source: api|config|null, next_run}`", body = Object),
-        NotAdmin,
-    )
-)]
-pub async fn get_schedule(_: Admin, State(st): State<AppState>) -> Answer {
-    schedule_view(&st).await
-}
-
 /// A schedule to set.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -282,25 +299,4 @@ pub struct ScheduleBody {
         pattern = "^$|^(\\*|[0-5]?[0-9]) (\\*|[01]?[0-9]|2[0-3]) (\\*|[1-9]|[12][0-9]|3[01]) (\\*|[1-9]|1[0-2]) (\\*|[0-7])$"
     )]
     schedule: Option<String>,
-}
-
-/// Set the schedule (system administrators); the answer is as `GET`'s.
-#[utoipa::path(
-    put, path = "/api/v0/gc/schedule", tag = "gc", request_body = ScheduleBody,
-    responses(
-        (status = 200, description = "`{schedule, source, next_run}`", body = Object),
-        NotAdmin,
-    )
-)]
-pub async fn put_schedule(_: Admin, State(st): State<AppState>, req: Request) -> Answer {
-    let b: ScheduleBody = body(req, true).await?;
-    let schedule = b.schedule.filter(|s| !s.is_empty());
-    if let Some(s) = &schedule {
-        gc::parse_schedule(s).map_err(|e| invalid(e.to_string()))?;
-    }
-    st.registry
-        .gc_set_schedule(schedule.as_deref())
-        .await
-        .map_err(ManageError::from)?;
-    schedule_view(&st).await
 }

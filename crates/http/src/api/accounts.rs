@@ -2,9 +2,10 @@
 //! administrator flag), passwords, delete.
 
 use super::{
-    created, done, json, time, Answer, Api, ApiJson, ApiPath, ApiQuery, NoOrg, NoUser, NotAdmin,
+    created, done, json, time, Api, ApiJson, ApiPath, ApiQuery, NoOrg, NoUser, NotAdmin,
     NotAllowed, Paging, UserPath,
 };
+use axum::response::Response;
 use axum::Json;
 use berth_core::manage::{LocalUser, UserChange};
 use berth_meta::identity::{Origin, UserRecord};
@@ -131,143 +132,128 @@ pub struct PasswordIn {
     pub new_password: String,
 }
 
-/// List users (any authenticated caller).
-#[utoipa::path(
-    get, path = "/api/v0/users", tag = "accounts", params(Paging),
-    responses((status = 200, description = "A page of users by name", body = UserPage))
-)]
-pub async fn list(api: Api, ApiQuery(p): ApiQuery<Paging>) -> Answer<Json<UserPage>> {
-    json(api.m().users_list(&api.c, p.last.as_deref(), p.n()).await)
-}
+super::operations! {
+    tag = "accounts";
 
-/// Create a local user with a password (system administrators).
-#[utoipa::path(
-    post, path = "/api/v0/users", tag = "accounts", request_body = NewUserIn,
+    /// List users (any authenticated caller).
+    get "/api/v0/users", params(Paging);
+    responses((status = 200, description = "A page of users by name", body = UserPage));
+    fn list(api: Api, ApiQuery(p): ApiQuery<Paging>) -> Json<UserPage> {
+        json(api.m().users_list(&api.c, p.last.as_deref(), p.n()).await)
+    }
+
+    /// Create a local user with a password (system administrators).
+    post "/api/v0/users", request_body = NewUserIn;
     responses(
         (status = 201, description = "Created", body = UserOut),
         NotAdmin,
         (status = 409, description = "The name is taken, or its namespace holds repositories that no account owns and claim_namespace is not set (CONFLICT)", body = super::ErrorBody),
-    )
-)]
-pub async fn create(api: Api, ApiJson(b): ApiJson<NewUserIn>) -> Answer {
-    created::<UserOut, _>(
-        api.m()
-            .user_create(
-                &api.c,
-                LocalUser {
-                    name: b.name,
-                    password: b.password,
-                    full_name: b.full_name.unwrap_or_default(),
-                    email: b.email.filter(|e| !e.is_empty()),
-                    is_system_admin: b.is_system_admin.unwrap_or(false),
-                    claim_namespace: b.claim_namespace.unwrap_or(false),
-                },
-            )
-            .await,
-    )
-}
+    );
+    fn create(api: Api, ApiJson(b): ApiJson<NewUserIn>) -> Response {
+        created::<UserOut, _>(
+            api.m()
+                .user_create(
+                    &api.c,
+                    LocalUser {
+                        name: b.name,
+                        password: b.password,
+                        full_name: b.full_name.unwrap_or_default(),
+                        email: b.email.filter(|e| !e.is_empty()),
+                        is_system_admin: b.is_system_admin.unwrap_or(false),
+                        claim_namespace: b.claim_namespace.unwrap_or(false),
+                    },
+                )
+                .await,
+        )
+    }
 
-/// Create a service account (system administrators; organisation owners inside their
-/// organisation).
-#[utoipa::path(
-    post, path = "/api/v0/service-accounts", tag = "accounts", request_body = NewServiceAccountIn,
+    /// Create a service account (system administrators; organisation owners inside their
+    /// organisation).
+    post "/api/v0/service-accounts", request_body = NewServiceAccountIn;
     responses(
         (status = 201, description = "Created", body = UserOut),
         (status = 403, description = "Neither a system administrator nor an owner of the organisation (DENIED)", body = super::ErrorBody),
         NoOrg,
         (status = 409, description = "The name is taken, or its namespace holds repositories that no account owns and claim_namespace is not set (CONFLICT)", body = super::ErrorBody),
-    )
-)]
-pub async fn create_service(api: Api, ApiJson(b): ApiJson<NewServiceAccountIn>) -> Answer {
-    created::<UserOut, _>(
-        api.m()
-            .service_account_create(
-                &api.c,
-                &b.name,
-                b.full_name.as_deref().unwrap_or(""),
-                b.org.as_deref(),
-                b.claim_namespace.unwrap_or(false),
-            )
-            .await,
-    )
-}
+    );
+    fn create_service(api: Api, ApiJson(b): ApiJson<NewServiceAccountIn>) -> Response {
+        created::<UserOut, _>(
+            api.m()
+                .service_account_create(
+                    &api.c,
+                    &b.name,
+                    b.full_name.as_deref().unwrap_or(""),
+                    b.org.as_deref(),
+                    b.claim_namespace.unwrap_or(false),
+                )
+                .await,
+        )
+    }
 
-/// Read a user (any authenticated caller).
-#[utoipa::path(
-    get, path = "/api/v0/users/{user}", tag = "accounts", params(UserPath),
-    responses((status = 200, description = "The user", body = UserOut), NoUser)
-)]
-pub async fn get_one(
-    api: Api,
-    ApiPath(UserPath { user }): ApiPath<UserPath>,
-) -> Answer<Json<UserOut>> {
-    json(api.m().user_get(&api.c, &user).await)
-}
+    /// Read a user (any authenticated caller).
+    get "/api/v0/users/{user}", params(UserPath);
+    responses((status = 200, description = "The user", body = UserOut), NoUser);
+    fn get_one(api: Api, ApiPath(UserPath { user }): ApiPath<UserPath>) -> Json<UserOut> {
+        json(api.m().user_get(&api.c, &user).await)
+    }
 
-/// Change a user: full name and e-mail (the user, system administrators), activation and
-/// the system administrator flag (system administrators; not on themselves).
-#[utoipa::path(
-    patch, path = "/api/v0/users/{user}", tag = "accounts", request_body = UserPatchIn,
-    params(UserPath),
+    /// Change a user: full name and e-mail (the user, system administrators), activation and
+    /// the system administrator flag (system administrators; not on themselves).
+    patch "/api/v0/users/{user}", request_body = UserPatchIn, params(UserPath);
     responses(
         (status = 200, description = "The changed user", body = UserOut),
         NotAllowed,
         (status = 409, description = "Administrators may not deactivate or demote themselves (CONFLICT)", body = super::ErrorBody),
         NoUser,
-    )
-)]
-pub async fn update(
-    api: Api,
-    ApiPath(UserPath { user }): ApiPath<UserPath>,
-    ApiJson(b): ApiJson<UserPatchIn>,
-) -> Answer<Json<UserOut>> {
-    let ch = UserChange {
-        full_name: b.full_name,
-        email: b.email.map(|e| (!e.is_empty()).then_some(e)),
-        active: b.active,
-        is_system_admin: b.is_system_admin,
-    };
-    json(api.m().user_update(&api.c, &user, ch).await)
-}
+    );
+    fn update(
+        api: Api,
+        ApiPath(UserPath { user }): ApiPath<UserPath>,
+        ApiJson(b): ApiJson<UserPatchIn>,
+    ) -> Json<UserOut> {
+        let ch = UserChange {
+            full_name: b.full_name,
+            email: b.email.map(|e| (!e.is_empty()).then_some(e)),
+            active: b.active,
+            is_system_admin: b.is_system_admin,
+        };
+        json(api.m().user_update(&api.c, &user, ch).await)
+    }
 
-/// Set a local user's password (the user, with the current password; system
-/// administrators).
-#[utoipa::path(
-    put, path = "/api/v0/users/{user}/password", tag = "accounts", request_body = PasswordIn,
-    params(UserPath),
+    /// Set a local user's password (the user, with the current password; system
+    /// administrators).
+    put "/api/v0/users/{user}/password", request_body = PasswordIn, params(UserPath);
     responses(
         (status = 204, description = "Changed"),
         (status = 403, description = "Not allowed, or the current password is wrong (DENIED)", body = super::ErrorBody),
         (status = 409, description = "A service or directory account has no password here (CONFLICT)", body = super::ErrorBody),
         NoUser,
-    )
-)]
-pub async fn set_password(
-    api: Api,
-    ApiPath(UserPath { user }): ApiPath<UserPath>,
-    ApiJson(b): ApiJson<PasswordIn>,
-) -> Answer {
-    done(
-        api.m()
-            .user_set_password(
-                &api.c,
-                &user,
-                b.current_password.as_deref(),
-                &b.new_password,
-            )
-            .await,
-    )
-}
+    );
+    fn set_password(
+        api: Api,
+        ApiPath(UserPath { user }): ApiPath<UserPath>,
+        ApiJson(b): ApiJson<PasswordIn>,
+    ) -> Response {
+        done(
+            api.m()
+                .user_set_password(
+                    &api.c,
+                    &user,
+                    b.current_password.as_deref(),
+                    &b.new_password,
+                )
+                .await,
+        )
+    }
 
-/// Delete a user with their memberships and tokens (system administrators).
-#[utoipa::path(
-    delete, path = "/api/v0/users/{user}", tag = "accounts", params(UserPath),
+    /// Delete a user with their memberships and tokens (system administrators).
+    delete "/api/v0/users/{user}", params(UserPath);
     responses(
         (status = 204, description = "Deleted"),
         NotAdmin, NoUser,
         (status = 409, description = "Administrators may not delete themselves (CONFLICT)", body = super::ErrorBody),
-    )
-)]
-pub async fn delete(api: Api, ApiPath(UserPath { user }): ApiPath<UserPath>) -> Answer {
-    done(api.m().user_delete(&api.c, &user).await)
+    );
+    fn delete(api: Api, ApiPath(UserPath { user }): ApiPath<UserPath>) -> Response {
+        done(api.m().user_delete(&api.c, &user).await)
+    }
 }

@@ -1,7 +1,7 @@
 //! The audit log: newest first, paged by event id, filtered by actor, action, time and
 //! target prefix. System administrators read every event; everyone else only their own.
 
-use super::{time, Answer, Api, ApiQuery};
+use super::{time, Api, ApiQuery};
 use axum::Json;
 use berth_core::manage::AuditQuery;
 use serde::{Deserialize, Serialize};
@@ -63,63 +63,65 @@ pub struct AuditPage {
     pub next: Option<i64>,
 }
 
-/// Read the audit log (any authenticated caller: system administrators see every event,
-/// others only the events they caused).
-#[utoipa::path(
-    get, path = "/api/v0/audit", tag = "audit", params(AuditParams),
+super::operations! {
+    tag = "audit";
+
+    /// Read the audit log (any authenticated caller: system administrators see every event,
+    /// others only the events they caused).
+    get "/api/v0/audit", params(AuditParams);
     responses(
         (status = 200, description = "Events, newest first", body = AuditPage),
         (status = 403, description = "A non-administrator asked for another user's events (DENIED)", body = super::ErrorBody),
-    )
-)]
-pub async fn query(api: Api, ApiQuery(p): ApiQuery<AuditParams>) -> Answer<Json<AuditPage>> {
-    let m = api.m();
-    let page = m
-        .audit_query(
-            &api.c,
-            AuditQuery {
-                actor: p.actor,
-                action: p.action.filter(|a| !a.is_empty()),
-                since: p.since,
-                until: p.until,
-                target_prefix: p.target_prefix.filter(|t| !t.is_empty()),
-                before: p.before,
-                n: p.n.unwrap_or(100),
-            },
-        )
-        .await?;
-    let mut names: HashMap<i64, Option<String>> = HashMap::new();
-    let mut items = Vec::with_capacity(page.items.len());
-    for e in page.items {
-        let actor = match e.actor {
-            Some(id) => match names.get(&id) {
-                Some(n) => n.clone(),
-                None => {
-                    let n = m.account_name(id).await;
-                    names.insert(id, n.clone());
-                    n
-                }
-            },
-            None => None,
-        };
-        let actor = actor.or_else(|| {
-            e.detail
-                .get("actor_name")
-                .and_then(|v| v.as_str())
-                .map(str::to_string)
-        });
-        items.push(AuditOut {
-            id: e.id,
-            at: time(e.at),
-            actor,
-            source: e.source,
-            action: e.action,
-            target: e.target,
-            detail: e.detail,
-        });
+    );
+    fn query(api: Api, ApiQuery(p): ApiQuery<AuditParams>) -> Json<AuditPage> {
+        let m = api.m();
+        let page = m
+            .audit_query(
+                &api.c,
+                AuditQuery {
+                    actor: p.actor,
+                    action: p.action.filter(|a| !a.is_empty()),
+                    since: p.since,
+                    until: p.until,
+                    target_prefix: p.target_prefix.filter(|t| !t.is_empty()),
+                    before: p.before,
+                    n: p.n.unwrap_or(100),
+                },
+            )
+            .await?;
+        let mut names: HashMap<i64, Option<String>> = HashMap::new();
+        let mut items = Vec::with_capacity(page.items.len());
+        for e in page.items {
+            let actor = match e.actor {
+                Some(id) => match names.get(&id) {
+                    Some(n) => n.clone(),
+                    None => {
+                        let n = m.account_name(id).await;
+                        names.insert(id, n.clone());
+                        n
+                    }
+                },
+                None => None,
+            };
+            let actor = actor.or_else(|| {
+                e.detail
+                    .get("actor_name")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string)
+            });
+            items.push(AuditOut {
+                id: e.id,
+                at: time(e.at),
+                actor,
+                source: e.source,
+                action: e.action,
+                target: e.target,
+                detail: e.detail,
+            });
+        }
+        Ok(Json(AuditPage {
+            items,
+            next: page.next,
+        }))
     }
-    Ok(Json(AuditPage {
-        items,
-        next: page.next,
-    }))
 }

@@ -8,17 +8,52 @@ use berth_core::directory_sync::{SyncReport, Trigger};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-/// The directory settings (system administrators). The bind password is `<redacted>`
-/// when set, null otherwise.
-#[utoipa::path(
-    get, path = "/api/v0/directory/settings", tag = "directory",
+super::operations! {
+    tag = "directory";
+
+    /// The directory settings (system administrators). The bind password is `<redacted>`
+    /// when set, null otherwise.
+    get "/api/v0/directory/settings";
     responses(
         (status = 200, description = "The settings as configured (see docs/configuration.md)", body = Object),
         NotAdmin, NoDirectory,
-    )
-)]
-pub async fn settings(api: Api) -> Answer<Json<serde_json::Value>> {
-    configured(api.m().directory_settings(&api.c).await?)
+    );
+    fn settings(api: Api) -> Json<serde_json::Value> {
+        configured(api.m().directory_settings(&api.c).await?)
+    }
+
+    /// Run a directory sync now (system administrators). The run is also recorded (audit
+    /// action `directory.sync`); a failed run (`ok: false`) changed nothing or, if it failed
+    /// while applying, a prefix of the plan.
+    post "/api/v0/directory/sync-runs";
+    responses(
+        (status = 200, description = "The run's report", body = SyncReportOut),
+        NotAdmin, NoDirectory,
+    );
+    fn sync_run(api: Api) -> Json<SyncReportOut> {
+        configured(api.m().directory_sync(&api.c).await?)
+    }
+
+    /// The last directory sync runs, newest first (system administrators).
+    get "/api/v0/directory/sync-runs", params(RunsQuery);
+    responses((status = 200, description = "Runs, newest first", body = Vec<SyncRunOut>), NotAdmin);
+    fn sync_runs(api: Api, ApiQuery(q): ApiQuery<RunsQuery>) -> Json<Vec<SyncRunOut>> {
+        let m = api.m();
+        let runs = m.directory_sync_runs(&api.c, q.n.unwrap_or(20)).await?;
+        let mut out = Vec::with_capacity(runs.len());
+        for r in runs {
+            let actor = match r.actor {
+                Some(id) => m.account_name(id).await,
+                None => None,
+            };
+            out.push(SyncRunOut {
+                id: r.id,
+                actor,
+                report: r.report.into(),
+            });
+        }
+        Ok(Json(out))
+    }
 }
 
 /// How many changes a sync run made.
@@ -105,46 +140,6 @@ pub struct RunsQuery {
     /// At most this many, newest first (default 20).
     #[param(minimum = 1, maximum = 1000)]
     pub n: Option<u32>,
-}
-
-/// Run a directory sync now (system administrators). The run is also recorded (audit
-/// action `directory.sync`); a failed run (`ok: false`) changed nothing or, if it failed
-/// while applying, a prefix of the plan.
-#[utoipa::path(
-    post, path = "/api/v0/directory/sync-runs", tag = "directory",
-    responses(
-        (status = 200, description = "The run's report", body = SyncReportOut),
-        NotAdmin, NoDirectory,
-    )
-)]
-pub async fn sync_run(api: Api) -> Answer<Json<SyncReportOut>> {
-    configured(api.m().directory_sync(&api.c).await?)
-}
-
-/// The last directory sync runs, newest first (system administrators).
-#[utoipa::path(
-    get, path = "/api/v0/directory/sync-runs", tag = "directory", params(RunsQuery),
-    responses((status = 200, description = "Runs, newest first", body = Vec<SyncRunOut>), NotAdmin)
-)]
-pub async fn sync_runs(
-    api: Api,
-    ApiQuery(q): ApiQuery<RunsQuery>,
-) -> Answer<Json<Vec<SyncRunOut>>> {
-    let m = api.m();
-    let runs = m.directory_sync_runs(&api.c, q.n.unwrap_or(20)).await?;
-    let mut out = Vec::with_capacity(runs.len());
-    for r in runs {
-        let actor = match r.actor {
-            Some(id) => m.account_name(id).await,
-            None => None,
-        };
-        out.push(SyncRunOut {
-            id: r.id,
-            actor,
-            report: r.report.into(),
-        });
-    }
-    Ok(Json(out))
 }
 
 /// `200 OK` with the wire view of `v`, or 404 when no directory is configured (`None`).

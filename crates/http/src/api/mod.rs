@@ -349,6 +349,29 @@ pub struct TeamUserPath {
     pub user: String,
 }
 
+/// Declares the operations of one area of `/api/v0`, each written as what varies: its
+/// summary (the doc comment), method and path, the other `utoipa::path` arguments it needs
+/// (`params`, `request_body`, `security`), its answers (`responses`: tuples, and the types
+/// `error_answers!` declares) and its handler, which answers [`Answer`]`<T>`. The tag is
+/// given once for the area. Each becomes a `pub async fn` under the `#[utoipa::path]` the
+/// document is generated from.
+macro_rules! operations {
+    (tag = $tag:tt; $(
+        $(#[doc = $doc:tt])*
+        $method:ident $path:tt $(, $key:ident $(= $value:ident)? $(($($list:tt)*))?)*;
+        responses($($answers:tt)*);
+        fn $name:ident($($args:tt)*) -> $ret:ty $body:block
+    )*) => {$(
+        $(#[doc = $doc])*
+        #[utoipa::path(
+            $method, path = $path, tag = $tag $(, $key $(= $value)? $(($($list)*))?)*,
+            responses($($answers)*)
+        )]
+        pub async fn $name($($args)*) -> $crate::api::Answer<$ret> $body
+    )*};
+}
+pub(crate) use operations;
+
 /// A page of a keyset-paged listing, as `$page` with `$item`s; made from
 /// `berth_core::manage::Page` of anything that converts into `$item`.
 macro_rules! page_of {

@@ -2,9 +2,10 @@
 //! `default_visibility`), delete; members and the owner flag.
 
 use super::{
-    created, done, json, time, views, Answer, Api, ApiJson, ApiPath, ApiQuery, MemberOut, NoOrg,
-    NotAdmin, NotOwner, OrgPath, OrgUserPath, Paging, VisibilityName,
+    created, done, json, time, views, Api, ApiJson, ApiPath, ApiQuery, MemberOut, NoOrg, NotAdmin,
+    NotOwner, OrgPath, OrgUserPath, Paging, VisibilityName,
 };
+use axum::response::Response;
 use axum::Json;
 use berth_meta::identity::{OrgRecord, OrgSettings};
 use serde::{Deserialize, Serialize};
@@ -86,136 +87,119 @@ pub struct MemberIn {
     pub is_owner: bool,
 }
 
-/// List organisations (any authenticated caller).
-#[utoipa::path(
-    get, path = "/api/v0/orgs", tag = "organisations", params(Paging),
-    responses((status = 200, description = "A page of organisations by name", body = OrgPage))
-)]
-pub async fn list(api: Api, ApiQuery(p): ApiQuery<Paging>) -> Answer<Json<OrgPage>> {
-    json(api.m().orgs_list(&api.c, p.last.as_deref(), p.n()).await)
-}
+super::operations! {
+    tag = "organisations";
 
-/// Create an organisation (system administrators).
-#[utoipa::path(
-    post, path = "/api/v0/orgs", tag = "organisations", request_body = NewOrgIn,
+    /// List organisations (any authenticated caller).
+    get "/api/v0/orgs", params(Paging);
+    responses((status = 200, description = "A page of organisations by name", body = OrgPage));
+    fn list(api: Api, ApiQuery(p): ApiQuery<Paging>) -> Json<OrgPage> {
+        json(api.m().orgs_list(&api.c, p.last.as_deref(), p.n()).await)
+    }
+
+    /// Create an organisation (system administrators).
+    post "/api/v0/orgs", request_body = NewOrgIn;
     responses(
         (status = 201, description = "Created", body = OrgOut),
         NotAdmin,
         (status = 409, description = "The name is taken by a user or an organisation, or its namespace holds repositories that no account owns and claim_namespace is not set (CONFLICT)", body = super::ErrorBody),
-    )
-)]
-pub async fn create(api: Api, ApiJson(b): ApiJson<NewOrgIn>) -> Answer {
-    let settings = OrgSettings {
-        members_can_create: b.members_can_create.unwrap_or(false),
-        default_visibility: b
-            .default_visibility
-            .map(Into::into)
-            .unwrap_or(berth_auth::rbac::Visibility::Private),
-    };
-    created::<OrgOut, _>(
-        api.m()
-            .org_create(
-                &api.c,
-                &b.name,
-                b.full_name.as_deref().unwrap_or(""),
-                settings,
-                b.claim_namespace.unwrap_or(false),
-            )
-            .await,
-    )
-}
+    );
+    fn create(api: Api, ApiJson(b): ApiJson<NewOrgIn>) -> Response {
+        let settings = OrgSettings {
+            members_can_create: b.members_can_create.unwrap_or(false),
+            default_visibility: b
+                .default_visibility
+                .map(Into::into)
+                .unwrap_or(berth_auth::rbac::Visibility::Private),
+        };
+        created::<OrgOut, _>(
+            api.m()
+                .org_create(
+                    &api.c,
+                    &b.name,
+                    b.full_name.as_deref().unwrap_or(""),
+                    settings,
+                    b.claim_namespace.unwrap_or(false),
+                )
+                .await,
+        )
+    }
 
-/// Read an organisation (any authenticated caller).
-#[utoipa::path(
-    get, path = "/api/v0/orgs/{org}", tag = "organisations", params(OrgPath),
-    responses((status = 200, description = "The organisation", body = OrgOut), NoOrg)
-)]
-pub async fn get_one(api: Api, ApiPath(OrgPath { org }): ApiPath<OrgPath>) -> Answer<Json<OrgOut>> {
-    json(api.m().org_get(&api.c, &org).await)
-}
+    /// Read an organisation (any authenticated caller).
+    get "/api/v0/orgs/{org}", params(OrgPath);
+    responses((status = 200, description = "The organisation", body = OrgOut), NoOrg);
+    fn get_one(api: Api, ApiPath(OrgPath { org }): ApiPath<OrgPath>) -> Json<OrgOut> {
+        json(api.m().org_get(&api.c, &org).await)
+    }
 
-/// Change an organisation's settings (owners, system administrators).
-#[utoipa::path(
-    patch, path = "/api/v0/orgs/{org}", tag = "organisations", request_body = OrgPatchIn,
-    params(OrgPath),
+    /// Change an organisation's settings (owners, system administrators).
+    patch "/api/v0/orgs/{org}", request_body = OrgPatchIn, params(OrgPath);
     responses(
         (status = 200, description = "The changed organisation", body = OrgOut),
         NotOwner, NoOrg,
-    )
-)]
-pub async fn update(
-    api: Api,
-    ApiPath(OrgPath { org }): ApiPath<OrgPath>,
-    ApiJson(b): ApiJson<OrgPatchIn>,
-) -> Answer<Json<OrgOut>> {
-    json(
-        api.m()
-            .org_update(
-                &api.c,
-                &org,
-                b.members_can_create,
-                b.default_visibility.map(Into::into),
-            )
-            .await,
-    )
-}
+    );
+    fn update(
+        api: Api,
+        ApiPath(OrgPath { org }): ApiPath<OrgPath>,
+        ApiJson(b): ApiJson<OrgPatchIn>,
+    ) -> Json<OrgOut> {
+        json(
+            api.m()
+                .org_update(
+                    &api.c,
+                    &org,
+                    b.members_can_create,
+                    b.default_visibility.map(Into::into),
+                )
+                .await,
+        )
+    }
 
-/// Delete an organisation with its teams, memberships and grants; its repositories stay
-/// (system administrators).
-#[utoipa::path(
-    delete, path = "/api/v0/orgs/{org}", tag = "organisations", params(OrgPath),
-    responses((status = 204, description = "Deleted"), NotAdmin, NoOrg)
-)]
-pub async fn delete(api: Api, ApiPath(OrgPath { org }): ApiPath<OrgPath>) -> Answer {
-    done(api.m().org_delete(&api.c, &org).await)
-}
+    /// Delete an organisation with its teams, memberships and grants; its repositories stay
+    /// (system administrators).
+    delete "/api/v0/orgs/{org}", params(OrgPath);
+    responses((status = 204, description = "Deleted"), NotAdmin, NoOrg);
+    fn delete(api: Api, ApiPath(OrgPath { org }): ApiPath<OrgPath>) -> Response {
+        done(api.m().org_delete(&api.c, &org).await)
+    }
 
-/// List an organisation's members (any authenticated caller).
-#[utoipa::path(
-    get, path = "/api/v0/orgs/{org}/members", tag = "organisations", params(OrgPath),
-    responses((status = 200, description = "Members by name", body = Vec<MemberOut>), NoOrg)
-)]
-pub async fn members(
-    api: Api,
-    ApiPath(OrgPath { org }): ApiPath<OrgPath>,
-) -> Answer<Json<Vec<MemberOut>>> {
-    views(api.m().org_members(&api.c, &org).await)
-}
+    /// List an organisation's members (any authenticated caller).
+    get "/api/v0/orgs/{org}/members", params(OrgPath);
+    responses((status = 200, description = "Members by name", body = Vec<MemberOut>), NoOrg);
+    fn members(api: Api, ApiPath(OrgPath { org }): ApiPath<OrgPath>) -> Json<Vec<MemberOut>> {
+        views(api.m().org_members(&api.c, &org).await)
+    }
 
-/// Add a member, or set their owner flag (owners, system administrators).
-#[utoipa::path(
-    put, path = "/api/v0/orgs/{org}/members/{user}", tag = "organisations", request_body = MemberIn,
-    params(OrgUserPath),
+    /// Add a member, or set their owner flag (owners, system administrators).
+    put "/api/v0/orgs/{org}/members/{user}", request_body = MemberIn, params(OrgUserPath);
     responses(
         (status = 204, description = "Set"),
         NotOwner,
         (status = 404, description = "No such organisation or user (NOT_FOUND)", body = super::ErrorBody),
-    )
-)]
-pub async fn member_set(
-    api: Api,
-    ApiPath(OrgUserPath { org, user }): ApiPath<OrgUserPath>,
-    ApiJson(b): ApiJson<MemberIn>,
-) -> Answer {
-    done(
-        api.m()
-            .org_member_set(&api.c, &org, &user, b.is_owner)
-            .await,
-    )
-}
+    );
+    fn member_set(
+        api: Api,
+        ApiPath(OrgUserPath { org, user }): ApiPath<OrgUserPath>,
+        ApiJson(b): ApiJson<MemberIn>,
+    ) -> Response {
+        done(
+            api.m()
+                .org_member_set(&api.c, &org, &user, b.is_owner)
+                .await,
+        )
+    }
 
-/// Remove a member from the organisation and its teams (owners, system administrators).
-#[utoipa::path(
-    delete, path = "/api/v0/orgs/{org}/members/{user}", tag = "organisations", params(OrgUserPath),
+    /// Remove a member from the organisation and its teams (owners, system administrators).
+    delete "/api/v0/orgs/{org}/members/{user}", params(OrgUserPath);
     responses(
         (status = 204, description = "Removed"),
         NotOwner,
         (status = 404, description = "No such organisation, user or membership (NOT_FOUND)", body = super::ErrorBody),
-    )
-)]
-pub async fn member_remove(
-    api: Api,
-    ApiPath(OrgUserPath { org, user }): ApiPath<OrgUserPath>,
-) -> Answer {
-    done(api.m().org_member_remove(&api.c, &org, &user).await)
+    );
+    fn member_remove(
+        api: Api,
+        ApiPath(OrgUserPath { org, user }): ApiPath<OrgUserPath>,
+    ) -> Response {
+        done(api.m().org_member_remove(&api.c, &org, &user).await)
+    }
 }

@@ -17,7 +17,7 @@ use crate::error::ApiError;
 use crate::AppState;
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::Method;
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use berth_core::manage::repo_name;
 use berth_meta::identity::RepoSettings;
@@ -117,130 +117,114 @@ pub struct RepoPatchIn {
     pub visibility: VisibilityName,
 }
 
-/// List repositories the caller may pull (anyone; anonymous callers see public ones).
-#[utoipa::path(
-    get, path = "/api/v0/repositories", tag = "repositories", params(RepoQuery),
-    responses((status = 200, description = "A page of repositories by name", body = RepoPage)),
-    security((), ("basic" = []), ("bearer" = []))
-)]
-pub async fn list(api: Api, ApiQuery(q): ApiQuery<RepoQuery>) -> Answer<Json<RepoPage>> {
-    json(
-        api.m()
-            .repos_list(
-                &api.c,
-                q.namespace.as_deref(),
-                q.last.as_deref().filter(|l| !l.is_empty()),
-                q.n.unwrap_or(100),
-            )
-            .await,
-    )
-}
+super::operations! {
+    tag = "repositories";
 
-/// Create an empty repository (whoever may create in its namespace by pushing).
-#[utoipa::path(
-    post, path = "/api/v0/repositories", tag = "repositories", request_body = NewRepoIn,
+    /// List repositories the caller may pull (anyone; anonymous callers see public ones).
+    get "/api/v0/repositories", params(RepoQuery), security((), ("basic" = []), ("bearer" = []));
+    responses((status = 200, description = "A page of repositories by name", body = RepoPage));
+    fn list(api: Api, ApiQuery(q): ApiQuery<RepoQuery>) -> Json<RepoPage> {
+        json(
+            api.m()
+                .repos_list(
+                    &api.c,
+                    q.namespace.as_deref(),
+                    q.last.as_deref().filter(|l| !l.is_empty()),
+                    q.n.unwrap_or(100),
+                )
+                .await,
+        )
+    }
+
+    /// Create an empty repository (whoever may create in its namespace by pushing).
+    post "/api/v0/repositories", request_body = NewRepoIn;
     responses(
         (status = 201, description = "Created", body = RepoOut),
         (status = 403, description = "The caller may not create repositories in the namespace (DENIED)", body = super::ErrorBody),
         (status = 409, description = "The repository exists (CONFLICT)", body = super::ErrorBody),
-    )
-)]
-pub async fn create(api: Api, ApiJson(b): ApiJson<NewRepoIn>) -> Answer {
-    let name = repo_name(&b.name)?;
-    created::<RepoOut, _>(
-        api.m()
-            .repo_create(&api.c, &name, b.visibility.map(Into::into))
-            .await,
-    )
-}
+    );
+    fn create(api: Api, ApiJson(b): ApiJson<NewRepoIn>) -> Response {
+        let name = repo_name(&b.name)?;
+        created::<RepoOut, _>(
+            api.m()
+                .repo_create(&api.c, &name, b.visibility.map(Into::into))
+                .await,
+        )
+    }
 
-/// Read a repository (whoever may pull it).
-#[utoipa::path(
-    get, path = "/api/v0/repositories/{repository}", tag = "repositories", params(RepoParams),
-    responses((status = 200, description = "The repository", body = RepoOut), NoRepo),
-    security((), ("basic" = []), ("bearer" = []))
-)]
-pub async fn get_one(api: &Api, repo: &str) -> Answer<Json<RepoOut>> {
-    json(api.m().repo_get(&api.c, &repo_name(repo)?).await)
-}
+    /// Read a repository (whoever may pull it).
+    get "/api/v0/repositories/{repository}", params(RepoParams),
+        security((), ("basic" = []), ("bearer" = []));
+    responses((status = 200, description = "The repository", body = RepoOut), NoRepo);
+    fn get_one(api: &Api, repo: &str) -> Json<RepoOut> {
+        json(api.m().repo_get(&api.c, &repo_name(repo)?).await)
+    }
 
-/// Make a repository public or private (repository admins).
-#[utoipa::path(
-    patch, path = "/api/v0/repositories/{repository}", tag = "repositories", request_body = RepoPatchIn,
-    params(RepoParams),
+    /// Make a repository public or private (repository admins).
+    patch "/api/v0/repositories/{repository}", request_body = RepoPatchIn, params(RepoParams);
     responses(
         (status = 200, description = "The changed repository", body = RepoOut),
         NotRepoAdmin, NoRepo,
-    )
-)]
-pub async fn update(api: &Api, repo: &str, b: RepoPatchIn) -> Answer<Json<RepoOut>> {
-    let name = repo_name(repo)?;
-    json(
-        api.m()
-            .repo_set_visibility(&api.c, &name, b.visibility.into())
-            .await,
-    )
-}
+    );
+    fn update(api: &Api, repo: &str, b: RepoPatchIn) -> Json<RepoOut> {
+        let name = repo_name(repo)?;
+        json(
+            api.m()
+                .repo_set_visibility(&api.c, &name, b.visibility.into())
+                .await,
+        )
+    }
 
-/// Delete a repository with its manifests, tags and grants (whoever may delete in it).
-#[utoipa::path(
-    delete, path = "/api/v0/repositories/{repository}", tag = "repositories", params(RepoParams),
+    /// Delete a repository with its manifests, tags and grants (whoever may delete in it).
+    delete "/api/v0/repositories/{repository}", params(RepoParams);
     responses(
         (status = 204, description = "Deleted"),
         (status = 403, description = "The caller may pull but not delete it (DENIED)", body = super::ErrorBody),
         NoRepo,
-    )
-)]
-pub async fn delete(api: &Api, repo: &str) -> Answer {
-    done(api.m().repo_delete(&api.c, &repo_name(repo)?).await)
-}
+    );
+    fn delete(api: &Api, repo: &str) -> Response {
+        done(api.m().repo_delete(&api.c, &repo_name(repo)?).await)
+    }
 
-/// The team grants that apply to a repository, namespace grants included (repository
-/// admins).
-#[utoipa::path(
-    get, path = "/api/v0/repositories/{repository}/grants", tag = "repositories",
-    params(RepoParams),
+    /// The team grants that apply to a repository, namespace grants included (repository
+    /// admins).
+    get "/api/v0/repositories/{repository}/grants", params(RepoParams);
     responses(
         (status = 200, description = "The grants", body = Vec<GrantOut>),
         NotRepoAdmin, NoRepo,
-    )
-)]
-pub async fn grants(api: &Api, repo: &str) -> Answer<Json<Vec<GrantOut>>> {
-    views(api.m().repo_grants(&api.c, &repo_name(repo)?).await)
-}
+    );
+    fn grants(api: &Api, repo: &str) -> Json<Vec<GrantOut>> {
+        views(api.m().repo_grants(&api.c, &repo_name(repo)?).await)
+    }
 
-/// Give a team of the repository's organisation a role on it (repository admins).
-#[utoipa::path(
-    put, path = "/api/v0/repositories/{repository}/grants/{team}", tag = "repositories", request_body = RoleIn,
-    params(RepoTeamParams),
+    /// Give a team of the repository's organisation a role on it (repository admins).
+    put "/api/v0/repositories/{repository}/grants/{team}", request_body = RoleIn,
+        params(RepoTeamParams);
     responses(
         (status = 204, description = "Set (replacing any role)"),
         NotRepoAdmin,
         (status = 404, description = "No such repository (NAME_UNKNOWN) or team (NOT_FOUND)", body = super::ErrorBody),
-    )
-)]
-pub async fn grant_set(api: &Api, (repo, team): (&str, &str), b: RoleIn) -> Answer {
-    let name = repo_name(repo)?;
-    done(
-        api.m()
-            .repo_grant_set(&api.c, &name, team, b.role.into())
-            .await,
-    )
-}
+    );
+    fn grant_set(api: &Api, (repo, team): (&str, &str), b: RoleIn) -> Response {
+        let name = repo_name(repo)?;
+        done(
+            api.m()
+                .repo_grant_set(&api.c, &name, team, b.role.into())
+                .await,
+        )
+    }
 
-/// Remove a team's role on a repository (repository admins).
-#[utoipa::path(
-    delete, path = "/api/v0/repositories/{repository}/grants/{team}", tag = "repositories",
-    params(RepoTeamParams),
+    /// Remove a team's role on a repository (repository admins).
+    delete "/api/v0/repositories/{repository}/grants/{team}", params(RepoTeamParams);
     responses(
         (status = 204, description = "Removed"),
         NotRepoAdmin,
         (status = 404, description = "No such repository (NAME_UNKNOWN), team or grant (NOT_FOUND)", body = super::ErrorBody),
-    )
-)]
-pub async fn grant_remove(api: &Api, (repo, team): (&str, &str)) -> Answer {
-    let name = repo_name(repo)?;
-    done(api.m().repo_grant_remove(&api.c, &name, team).await)
+    );
+    fn grant_remove(api: &Api, (repo, team): (&str, &str)) -> Response {
+        let name = repo_name(repo)?;
+        done(api.m().repo_grant_remove(&api.c, &name, team).await)
+    }
 }
 
 /// What a path under `/api/v0/repositories/` names (see the module documentation).

@@ -3,9 +3,10 @@
 //! grants.
 
 use super::{
-    created, done, json, time, views, Answer, Api, ApiJson, ApiPath, GrantOut, MemberOut, NoOrg,
-    NoTeam, NotOwner, OrgPath, RoleIn, TeamPath, TeamUserPath,
+    created, done, json, time, views, Api, ApiJson, ApiPath, GrantOut, MemberOut, NoOrg, NoTeam,
+    NotOwner, OrgPath, RoleIn, TeamPath, TeamUserPath,
 };
+use axum::response::Response;
 use axum::Json;
 use berth_meta::identity::TeamRecord;
 use serde::{Deserialize, Serialize};
@@ -56,174 +57,141 @@ pub struct TeamPatchIn {
     pub directory_group: Option<String>,
 }
 
-/// Every team grant of an organisation (owners, system administrators).
-#[utoipa::path(
-    get, path = "/api/v0/orgs/{org}/grants", tag = "teams", params(OrgPath),
+super::operations! {
+    tag = "teams";
+
+    /// Every team grant of an organisation (owners, system administrators).
+    get "/api/v0/orgs/{org}/grants", params(OrgPath);
     responses(
         (status = 200, description = "Namespace grants first, then repository grants", body = Vec<GrantOut>),
         NotOwner, NoOrg,
-    )
-)]
-pub async fn org_grants(
-    api: Api,
-    ApiPath(OrgPath { org }): ApiPath<OrgPath>,
-) -> Answer<Json<Vec<GrantOut>>> {
-    views(api.m().org_grants(&api.c, &org).await)
-}
+    );
+    fn org_grants(api: Api, ApiPath(OrgPath { org }): ApiPath<OrgPath>) -> Json<Vec<GrantOut>> {
+        views(api.m().org_grants(&api.c, &org).await)
+    }
 
-/// List an organisation's teams (any authenticated caller).
-#[utoipa::path(
-    get, path = "/api/v0/orgs/{org}/teams", tag = "teams", params(OrgPath),
-    responses((status = 200, description = "Teams by name", body = Vec<TeamOut>), NoOrg)
-)]
-pub async fn list(
-    api: Api,
-    ApiPath(OrgPath { org }): ApiPath<OrgPath>,
-) -> Answer<Json<Vec<TeamOut>>> {
-    views(api.m().teams_list(&api.c, &org).await)
-}
+    /// List an organisation's teams (any authenticated caller).
+    get "/api/v0/orgs/{org}/teams", params(OrgPath);
+    responses((status = 200, description = "Teams by name", body = Vec<TeamOut>), NoOrg);
+    fn list(api: Api, ApiPath(OrgPath { org }): ApiPath<OrgPath>) -> Json<Vec<TeamOut>> {
+        views(api.m().teams_list(&api.c, &org).await)
+    }
 
-/// Create a team (owners, system administrators).
-#[utoipa::path(
-    post, path = "/api/v0/orgs/{org}/teams", tag = "teams", request_body = NewTeamIn,
-    params(OrgPath),
+    /// Create a team (owners, system administrators).
+    post "/api/v0/orgs/{org}/teams", request_body = NewTeamIn, params(OrgPath);
     responses(
         (status = 201, description = "Created", body = TeamOut),
         NotOwner, NoOrg,
         (status = 409, description = "The organisation has a team of that name (CONFLICT)", body = super::ErrorBody),
-    )
-)]
-pub async fn create(
-    api: Api,
-    ApiPath(OrgPath { org }): ApiPath<OrgPath>,
-    ApiJson(b): ApiJson<NewTeamIn>,
-) -> Answer {
-    let group = b.directory_group.filter(|g| !g.is_empty());
-    created::<TeamOut, _>(
-        api.m()
-            .team_create(&api.c, &org, &b.name, group.as_deref())
-            .await,
-    )
-}
+    );
+    fn create(
+        api: Api,
+        ApiPath(OrgPath { org }): ApiPath<OrgPath>,
+        ApiJson(b): ApiJson<NewTeamIn>,
+    ) -> Response {
+        let group = b.directory_group.filter(|g| !g.is_empty());
+        created::<TeamOut, _>(
+            api.m()
+                .team_create(&api.c, &org, &b.name, group.as_deref())
+                .await,
+        )
+    }
 
-/// Read a team (any authenticated caller).
-#[utoipa::path(
-    get, path = "/api/v0/orgs/{org}/teams/{team}", tag = "teams", params(TeamPath),
-    responses((status = 200, description = "The team", body = TeamOut), NoTeam)
-)]
-pub async fn get_one(
-    api: Api,
-    ApiPath(TeamPath { org, team }): ApiPath<TeamPath>,
-) -> Answer<Json<TeamOut>> {
-    json(api.m().team_get(&api.c, &org, &team).await)
-}
+    /// Read a team (any authenticated caller).
+    get "/api/v0/orgs/{org}/teams/{team}", params(TeamPath);
+    responses((status = 200, description = "The team", body = TeamOut), NoTeam);
+    fn get_one(api: Api, ApiPath(TeamPath { org, team }): ApiPath<TeamPath>) -> Json<TeamOut> {
+        json(api.m().team_get(&api.c, &org, &team).await)
+    }
 
-/// Map the team to a directory group, or clear the mapping (owners, system
-/// administrators).
-#[utoipa::path(
-    patch, path = "/api/v0/orgs/{org}/teams/{team}", tag = "teams", request_body = TeamPatchIn,
-    params(TeamPath),
-    responses((status = 200, description = "The changed team", body = TeamOut), NotOwner, NoTeam)
-)]
-pub async fn update(
-    api: Api,
-    ApiPath(TeamPath { org, team }): ApiPath<TeamPath>,
-    ApiJson(b): ApiJson<TeamPatchIn>,
-) -> Answer<Json<TeamOut>> {
-    let group = b.directory_group.filter(|g| !g.is_empty());
-    json(
-        api.m()
-            .team_set_group(&api.c, &org, &team, group.as_deref())
-            .await,
-    )
-}
+    /// Map the team to a directory group, or clear the mapping (owners, system
+    /// administrators).
+    patch "/api/v0/orgs/{org}/teams/{team}", request_body = TeamPatchIn, params(TeamPath);
+    responses((status = 200, description = "The changed team", body = TeamOut), NotOwner, NoTeam);
+    fn update(
+        api: Api,
+        ApiPath(TeamPath { org, team }): ApiPath<TeamPath>,
+        ApiJson(b): ApiJson<TeamPatchIn>,
+    ) -> Json<TeamOut> {
+        let group = b.directory_group.filter(|g| !g.is_empty());
+        json(
+            api.m()
+                .team_set_group(&api.c, &org, &team, group.as_deref())
+                .await,
+        )
+    }
 
-/// Delete a team with its memberships and grants (owners, system administrators).
-#[utoipa::path(
-    delete, path = "/api/v0/orgs/{org}/teams/{team}", tag = "teams", params(TeamPath),
-    responses((status = 204, description = "Deleted"), NotOwner, NoTeam)
-)]
-pub async fn delete(api: Api, ApiPath(TeamPath { org, team }): ApiPath<TeamPath>) -> Answer {
-    done(api.m().team_delete(&api.c, &org, &team).await)
-}
+    /// Delete a team with its memberships and grants (owners, system administrators).
+    delete "/api/v0/orgs/{org}/teams/{team}", params(TeamPath);
+    responses((status = 204, description = "Deleted"), NotOwner, NoTeam);
+    fn delete(api: Api, ApiPath(TeamPath { org, team }): ApiPath<TeamPath>) -> Response {
+        done(api.m().team_delete(&api.c, &org, &team).await)
+    }
 
-/// List a team's members (any authenticated caller).
-#[utoipa::path(
-    get, path = "/api/v0/orgs/{org}/teams/{team}/members", tag = "teams", params(TeamPath),
-    responses((status = 200, description = "Members by name", body = Vec<MemberOut>), NoTeam)
-)]
-pub async fn members(
-    api: Api,
-    ApiPath(TeamPath { org, team }): ApiPath<TeamPath>,
-) -> Answer<Json<Vec<MemberOut>>> {
-    views(api.m().team_members(&api.c, &org, &team).await)
-}
+    /// List a team's members (any authenticated caller).
+    get "/api/v0/orgs/{org}/teams/{team}/members", params(TeamPath);
+    responses((status = 200, description = "Members by name", body = Vec<MemberOut>), NoTeam);
+    fn members(
+        api: Api,
+        ApiPath(TeamPath { org, team }): ApiPath<TeamPath>,
+    ) -> Json<Vec<MemberOut>> {
+        views(api.m().team_members(&api.c, &org, &team).await)
+    }
 
-/// Add a user to a team, and to the organisation if needed (owners, system
-/// administrators).
-#[utoipa::path(
-    put, path = "/api/v0/orgs/{org}/teams/{team}/members/{user}", tag = "teams",
-    params(TeamUserPath),
+    /// Add a user to a team, and to the organisation if needed (owners, system
+    /// administrators).
+    put "/api/v0/orgs/{org}/teams/{team}/members/{user}", params(TeamUserPath);
     responses(
         (status = 204, description = "Added (or already a member)"),
         NotOwner,
         (status = 404, description = "No such organisation, team or user (NOT_FOUND)", body = super::ErrorBody),
-    )
-)]
-pub async fn member_add(
-    api: Api,
-    ApiPath(TeamUserPath { org, team, user }): ApiPath<TeamUserPath>,
-) -> Answer {
-    done(api.m().team_member_add(&api.c, &org, &team, &user).await)
-}
+    );
+    fn member_add(
+        api: Api,
+        ApiPath(TeamUserPath { org, team, user }): ApiPath<TeamUserPath>,
+    ) -> Response {
+        done(api.m().team_member_add(&api.c, &org, &team, &user).await)
+    }
 
-/// Remove a user from a team; they stay in the organisation (owners, system
-/// administrators).
-#[utoipa::path(
-    delete, path = "/api/v0/orgs/{org}/teams/{team}/members/{user}", tag = "teams",
-    params(TeamUserPath),
+    /// Remove a user from a team; they stay in the organisation (owners, system
+    /// administrators).
+    delete "/api/v0/orgs/{org}/teams/{team}/members/{user}", params(TeamUserPath);
     responses(
         (status = 204, description = "Removed"),
         NotOwner,
         (status = 404, description = "No such organisation, team, user or membership (NOT_FOUND)", body = super::ErrorBody),
-    )
-)]
-pub async fn member_remove(
-    api: Api,
-    ApiPath(TeamUserPath { org, team, user }): ApiPath<TeamUserPath>,
-) -> Answer {
-    done(api.m().team_member_remove(&api.c, &org, &team, &user).await)
-}
+    );
+    fn member_remove(
+        api: Api,
+        ApiPath(TeamUserPath { org, team, user }): ApiPath<TeamUserPath>,
+    ) -> Response {
+        done(api.m().team_member_remove(&api.c, &org, &team, &user).await)
+    }
 
-/// Give the team a role on every repository of its organisation (owners, system
-/// administrators).
-#[utoipa::path(
-    put, path = "/api/v0/orgs/{org}/teams/{team}/namespace-grant", tag = "teams", request_body = RoleIn,
-    params(TeamPath),
-    responses((status = 204, description = "Set (replacing any role)"), NotOwner, NoTeam)
-)]
-pub async fn grant_set(
-    api: Api,
-    ApiPath(TeamPath { org, team }): ApiPath<TeamPath>,
-    ApiJson(b): ApiJson<RoleIn>,
-) -> Answer {
-    done(
-        api.m()
-            .namespace_grant_set(&api.c, &org, &team, b.role.into())
-            .await,
-    )
-}
+    /// Give the team a role on every repository of its organisation (owners, system
+    /// administrators).
+    put "/api/v0/orgs/{org}/teams/{team}/namespace-grant", request_body = RoleIn, params(TeamPath);
+    responses((status = 204, description = "Set (replacing any role)"), NotOwner, NoTeam);
+    fn grant_set(
+        api: Api,
+        ApiPath(TeamPath { org, team }): ApiPath<TeamPath>,
+        ApiJson(b): ApiJson<RoleIn>,
+    ) -> Response {
+        done(
+            api.m()
+                .namespace_grant_set(&api.c, &org, &team, b.role.into())
+                .await,
+        )
+    }
 
-/// Remove the team's role on the organisation namespace (owners, system administrators).
-#[utoipa::path(
-    delete, path = "/api/v0/orgs/{org}/teams/{team}/namespace-grant", tag = "teams",
-    params(TeamPath),
+    /// Remove the team's role on the organisation namespace (owners, system administrators).
+    delete "/api/v0/orgs/{org}/teams/{team}/namespace-grant", params(TeamPath);
     responses(
         (status = 204, description = "Removed"),
         NotOwner,
         (status = 404, description = "No such organisation, team or grant (NOT_FOUND)", body = super::ErrorBody),
-    )
-)]
-pub async fn grant_remove(api: Api, ApiPath(TeamPath { org, team }): ApiPath<TeamPath>) -> Answer {
-    done(api.m().namespace_grant_remove(&api.c, &org, &team).await)
+    );
+    fn grant_remove(api: Api, ApiPath(TeamPath { org, team }): ApiPath<TeamPath>) -> Response {
+        done(api.m().namespace_grant_remove(&api.c, &org, &team).await)
+    }
 }

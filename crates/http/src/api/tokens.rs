@@ -4,9 +4,10 @@
 //! and revoked through the same two endpoints.
 
 use super::{
-    created, done, time, views, Answer, Api, ApiJson, ApiPath, ApiQuery, NoUser, NotAllowed,
-    RoleName, UserPath,
+    created, done, time, views, Api, ApiJson, ApiPath, ApiQuery, NoUser, NotAllowed, RoleName,
+    UserPath,
 };
+use axum::response::Response;
 use axum::Json;
 use berth_auth::rbac::{Restriction, RestrictionEntry, RestrictionTarget};
 use berth_core::access::CreatedToken;
@@ -165,87 +166,83 @@ impl From<TokenRecord> for TokenOut {
     }
 }
 
-/// List a user's access tokens, or with `kind=refresh` the refresh tokens the token
-/// service issued to them (the user; system administrators; for a service account, its
-/// organisations' owners).
-#[utoipa::path(
-    get, path = "/api/v0/users/{user}/tokens", tag = "tokens", params(UserPath, TokenQuery),
+super::operations! {
+    tag = "tokens";
+
+    /// List a user's access tokens, or with `kind=refresh` the refresh tokens the token
+    /// service issued to them (the user; system administrators; for a service account, its
+    /// organisations' owners).
+    get "/api/v0/users/{user}/tokens", params(UserPath, TokenQuery);
     responses(
         (status = 200, description = "The tokens, newest first, without secrets", body = Vec<TokenOut>),
         NotAllowed, NoUser,
-    )
-)]
-pub async fn list(
-    api: Api,
-    ApiPath(UserPath { user }): ApiPath<UserPath>,
-    ApiQuery(q): ApiQuery<TokenQuery>,
-) -> Answer<Json<Vec<TokenOut>>> {
-    let kind = match q.kind.unwrap_or_default() {
-        TokenKindIo::Access => TokenKind::Access,
-        TokenKindIo::Refresh => TokenKind::Refresh,
-    };
-    views(api.m().tokens_list(&api.c, &user, kind).await)
-}
+    );
+    fn list(
+        api: Api,
+        ApiPath(UserPath { user }): ApiPath<UserPath>,
+        ApiQuery(q): ApiQuery<TokenQuery>,
+    ) -> Json<Vec<TokenOut>> {
+        let kind = match q.kind.unwrap_or_default() {
+            TokenKindIo::Access => TokenKind::Access,
+            TokenKindIo::Refresh => TokenKind::Refresh,
+        };
+        views(api.m().tokens_list(&api.c, &user, kind).await)
+    }
 
-/// Create an access token for oneself, or for a service account (system administrators,
-/// its organisations' owners). The secret is in this answer only.
-#[utoipa::path(
-    post, path = "/api/v0/users/{user}/tokens", tag = "tokens", request_body = TokenIn,
-    params(UserPath),
+    /// Create an access token for oneself, or for a service account (system administrators,
+    /// its organisations' owners). The secret is in this answer only.
+    post "/api/v0/users/{user}/tokens", request_body = TokenIn, params(UserPath);
     responses(
         (status = 201, description = "Created; the secret is shown once", body = CreatedTokenOut),
         NotAllowed, NoUser,
-    )
-)]
-pub async fn create(
-    api: Api,
-    ApiPath(UserPath { user }): ApiPath<UserPath>,
-    ApiJson(b): ApiJson<TokenIn>,
-) -> Answer {
-    let restriction = b.restriction.map(|es| Restriction {
-        entries: es
-            .into_iter()
-            .map(|e| RestrictionEntry {
-                target: match e.kind {
-                    RestrictionKind::Repository => RestrictionTarget::Repository(e.pattern),
-                    RestrictionKind::Namespace => RestrictionTarget::Namespace(e.pattern),
+    );
+    fn create(
+        api: Api,
+        ApiPath(UserPath { user }): ApiPath<UserPath>,
+        ApiJson(b): ApiJson<TokenIn>,
+    ) -> Response {
+        let restriction = b.restriction.map(|es| Restriction {
+            entries: es
+                .into_iter()
+                .map(|e| RestrictionEntry {
+                    target: match e.kind {
+                        RestrictionKind::Repository => RestrictionTarget::Repository(e.pattern),
+                        RestrictionKind::Namespace => RestrictionTarget::Namespace(e.pattern),
+                    },
+                    max_role: e.max_role.into(),
+                })
+                .collect(),
+        });
+        let t = api
+            .m()
+            .token_create(
+                &api.c,
+                &user,
+                TokenRequest {
+                    description: b.description.unwrap_or_default(),
+                    expires_in: b
+                        .expires_in
+                        .as_ref()
+                        .map(|n| super::json_u64(n, "expires_in"))
+                        .transpose()?,
+                    restriction,
                 },
-                max_role: e.max_role.into(),
-            })
-            .collect(),
-    });
-    let t = api
-        .m()
-        .token_create(
-            &api.c,
-            &user,
-            TokenRequest {
-                description: b.description.unwrap_or_default(),
-                expires_in: b
-                    .expires_in
-                    .as_ref()
-                    .map(|n| super::json_u64(n, "expires_in"))
-                    .transpose()?,
-                restriction,
-            },
-        )
-        .await;
-    created::<CreatedTokenOut, _>(t)
-}
+            )
+            .await;
+        created::<CreatedTokenOut, _>(t)
+    }
 
-/// Revoke an access token (and the refresh tokens issued against it) or a refresh token.
-#[utoipa::path(
-    delete, path = "/api/v0/users/{user}/tokens/{token}", tag = "tokens",
-    params(
+    /// Revoke an access token (and the refresh tokens issued against it) or a refresh token.
+    delete "/api/v0/users/{user}/tokens/{token}", params(
         ("user" = String, Path, description = "User name", max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$"),
         ("token" = String, Path, description = "Token id", pattern = "^[0-9a-f]{16}$"),
-    ),
+    );
     responses(
         (status = 204, description = "Revoked"),
         NotAllowed,
         (status = 404, description = "No such user or token (NOT_FOUND)", body = super::ErrorBody),
-    )
-)]
-pub async fn revoke(api: Api, ApiPath((user, token)): ApiPath<(String, String)>) -> Answer {
-    done(api.m().token_revoke(&api.c, &user, &token).await)
+    );
+    fn revoke(api: Api, ApiPath((user, token)): ApiPath<(String, String)>) -> Response {
+        done(api.m().token_revoke(&api.c, &user, &token).await)
+    }
 }

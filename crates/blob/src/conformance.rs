@@ -28,7 +28,7 @@
 use crate::{BlobError, BlobStore, ByteStream, Existing, UploadState};
 use berth_oci::Digest;
 use bytes::{Bytes, BytesMut};
-use futures::stream::{self, StreamExt, TryStreamExt};
+use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use std::any::Any;
 use std::io;
 
@@ -256,20 +256,19 @@ async fn commit(store: &dyn BlobStore, id: &str, state: &UploadState, pieces: &[
     digest
 }
 
-async fn blobs(store: &dyn BlobStore) -> Vec<(Digest, u64)> {
-    let mut all: Vec<_> = store.list().try_collect().await.expect("list");
+/// Everything a listing of the store gives (`what` names it), sorted.
+async fn sorted<T: Ord>(listing: BoxStream<'static, Result<T, BlobError>>, what: &str) -> Vec<T> {
+    let mut all: Vec<T> = listing.try_collect().await.expect(what);
     all.sort();
     all
 }
 
+async fn blobs(store: &dyn BlobStore) -> Vec<(Digest, u64)> {
+    sorted(store.list(), "list").await
+}
+
 async fn uploads(store: &dyn BlobStore) -> Vec<(String, u64)> {
-    let mut all: Vec<_> = store
-        .list_uploads()
-        .try_collect()
-        .await
-        .expect("list_uploads");
-    all.sort();
-    all
+    sorted(store.list_uploads(), "list_uploads").await
 }
 
 async fn upload_ids(store: &dyn BlobStore) -> Vec<String> {
@@ -277,13 +276,18 @@ async fn upload_ids(store: &dyn BlobStore) -> Vec<String> {
 }
 
 async fn foreign(store: &dyn BlobStore) -> Vec<String> {
-    let mut all: Vec<_> = store
-        .list_foreign()
-        .try_collect()
-        .await
-        .expect("list_foreign");
-    all.sort();
-    all
+    sorted(store.list_foreign(), "list_foreign").await
+}
+
+/// The store holds `want` under `digest`, no other blob and no upload (after what `after`
+/// names); then it is emptied for the next test.
+async fn assert_only_blob(store: &dyn BlobStore, digest: &Digest, want: &Bytes, after: &str) {
+    assert_blob(store, digest, want).await;
+    let only = vec![(digest.clone(), want.len() as u64)];
+    assert_eq!(blobs(store).await, only, "blobs after {after}");
+    let none = Vec::<String>::new();
+    assert_eq!(upload_ids(store).await, none, "upload left after {after}");
+    drain(store).await;
 }
 
 /// Empties the store through the trait, as fsck and GC would, and checks nothing is left.
@@ -342,14 +346,7 @@ pub async fn single_append_commit(fx: &Fixture) {
     let s = fx.open();
     let data = test_bytes(1, 300 * 1024 + 7);
     let d = upload(&*s, "single-1", &[&data]).await;
-    assert_blob(&*s, &d, &data).await;
-    assert_eq!(
-        upload_ids(&*s).await,
-        Vec::<String>::new(),
-        "upload left after commit"
-    );
-    assert_eq!(blobs(&*s).await, vec![(d, data.len() as u64)]);
-    drain(&*s).await;
+    assert_only_blob(&*s, &d, &data, "commit").await;
 }
 
 /// Appends of 1 byte, 4 KiB, 5 MiB + 1 and 12 MiB: S3 parts and tails on every path.
@@ -468,14 +465,7 @@ pub async fn commit_existing_dedups(fx: &Fixture) {
     )
     .await
     .expect("repeated commit");
-    assert_blob(&*s, &d, &data).await;
-    assert_eq!(blobs(&*s).await, vec![(d, data.len() as u64)]);
-    assert_eq!(
-        upload_ids(&*s).await,
-        Vec::<String>::new(),
-        "upload left after dedup"
-    );
-    drain(&*s).await;
+    assert_only_blob(&*s, &d, &data, "dedup").await;
 }
 
 /// A commit with [`Existing::Replace`] puts its own bytes in place of whatever is stored
@@ -500,10 +490,7 @@ pub async fn commit_replaces_unverified(fx: &Fixture) {
     s.upload_commit("good", &st, good.len() as u64, &d, Existing::Replace)
         .await
         .expect("retried replacing commit");
-    assert_blob(&*s, &d, &good).await;
-    assert_eq!(blobs(&*s).await, vec![(d, good.len() as u64)]);
-    assert_eq!(upload_ids(&*s).await, Vec::<String>::new());
-    drain(&*s).await;
+    assert_only_blob(&*s, &d, &good, "a retried replacing commit").await;
 }
 
 /// Abort removes the upload; appending afterwards finds no upload; abort is idempotent.
@@ -625,10 +612,7 @@ pub async fn concurrent_same_content(fx: &Fixture) {
         upload(&*s, "same-2", &pieces)
     );
     assert_eq!(d1, d2);
-    assert_blob(&*s, &d1, &data).await;
-    assert_eq!(blobs(&*s).await, vec![(d1, data.len() as u64)]);
-    assert_eq!(upload_ids(&*s).await, Vec::<String>::new());
-    drain(&*s).await;
+    assert_only_blob(&*s, &d1, &data, "two commits of one digest").await;
 }
 
 /// Ids outside `[A-Za-z0-9-]{1,64}` are unknown uploads, for every upload method.

@@ -700,18 +700,10 @@ mod tests {
             for name in ["alice", "bob", "dave", "eve", "nobody", "ALICE"] {
                 let one = plan(&snapshot_of_user(&snapshot(), name), &p, &[]).unwrap();
                 let lower = name.to_lowercase();
-                let want_create: Vec<_> = full
-                    .create
-                    .iter()
-                    .filter(|n| n.username == lower)
-                    .cloned()
-                    .collect();
-                let want_add: Vec<_> = full
-                    .add_memberships
-                    .iter()
-                    .filter(|m| m.username == lower)
-                    .cloned()
-                    .collect();
+                let mut want_create = full.create.clone();
+                want_create.retain(|n| n.username == lower);
+                let mut want_add = full.add_memberships.clone();
+                want_add.retain(|m| m.username == lower);
                 assert_eq!(one.create, want_create, "{create_users:?} {name}");
                 assert_eq!(one.add_memberships, want_add, "{create_users:?} {name}");
             }

@@ -42,6 +42,7 @@ use berth_meta::identity::{
 };
 use berth_meta::MetaError;
 use berth_oci::RepoName;
+use serde_json::json;
 
 /// Longest free-text field (full name, e-mail, description, directory group).
 pub const MAX_TEXT: usize = 1024;
@@ -308,13 +309,8 @@ impl<'a> Manage<'a> {
 
     /// The audit event of a namespace claimed by a new account.
     async fn audit_claim(&self, c: &Caller, name: &str, account: &str) {
-        self.audit(
-            c,
-            "namespace.claim",
-            name,
-            serde_json::json!({ "account": account }),
-        )
-        .await;
+        self.audit(c, "namespace.claim", name, json!({ "account": account }))
+            .await;
     }
 
     async fn find_user(&self, name: &str) -> Result<UserRecord> {
@@ -400,8 +396,7 @@ impl<'a> Manage<'a> {
                 claim_namespace: u.claim_namespace,
             })
             .await?;
-        self.audit(c, "user.create", &rec.name, serde_json::json!({}))
-            .await;
+        self.audit(c, "user.create", &rec.name, json!({})).await;
         if u.claim_namespace {
             self.audit_claim(c, &rec.name, "user").await;
         }
@@ -410,7 +405,7 @@ impl<'a> Manage<'a> {
                 c,
                 "user.system_admin",
                 &rec.name,
-                serde_json::json!({ "system_admin": true }),
+                json!({ "system_admin": true }),
             )
             .await;
         }
@@ -458,13 +453,8 @@ impl<'a> Manage<'a> {
                 claim_namespace,
             })
             .await?;
-        self.audit(
-            c,
-            "user.create",
-            name,
-            serde_json::json!({ "service_account": true }),
-        )
-        .await;
+        self.audit(c, "user.create", name, json!({ "service_account": true }))
+            .await;
         if claim_namespace {
             self.audit_claim(c, name, "service account").await;
         }
@@ -474,7 +464,7 @@ impl<'a> Manage<'a> {
                 c,
                 "org.member.set",
                 &format!("{o}/{name}"),
-                serde_json::json!({ "owner": false }),
+                json!({ "owner": false }),
             )
             .await;
         }
@@ -524,13 +514,8 @@ impl<'a> Manage<'a> {
             .await?;
         if ch.active.is_some_and(|a| a != target.active) {
             self.access.forget_credentials();
-            self.audit(
-                c,
-                "user.active",
-                name,
-                serde_json::json!({ "active": rec.active }),
-            )
-            .await;
+            self.audit(c, "user.active", name, json!({ "active": rec.active }))
+                .await;
         }
         if ch
             .is_system_admin
@@ -540,13 +525,12 @@ impl<'a> Manage<'a> {
                 c,
                 "user.system_admin",
                 name,
-                serde_json::json!({ "system_admin": rec.is_system_admin }),
+                json!({ "system_admin": rec.is_system_admin }),
             )
             .await;
         }
         if ch.full_name.is_some() || ch.email.is_some() {
-            self.audit(c, "user.update", name, serde_json::json!({}))
-                .await;
+            self.audit(c, "user.update", name, json!({})).await;
         }
         Ok(rec)
     }
@@ -609,8 +593,7 @@ impl<'a> Manage<'a> {
             .user_update(target.id, &patch)
             .await?;
         self.access.forget_credentials();
-        self.audit(c, "user.password", name, serde_json::json!({}))
-            .await;
+        self.audit(c, "user.password", name, json!({})).await;
         Ok(())
     }
 
@@ -624,8 +607,7 @@ impl<'a> Manage<'a> {
         }
         self.access.identity().user_delete(target.id).await?;
         self.access.forget_credentials();
-        self.audit(c, "user.delete", name, serde_json::json!({}))
-            .await;
+        self.audit(c, "user.delete", name, json!({})).await;
         Ok(())
     }
 
@@ -717,8 +699,7 @@ impl<'a> Manage<'a> {
         self.require_admin(c, "delete organisations")?;
         self.org_get(c, name).await?;
         self.access.identity().org_delete(name).await?;
-        self.audit(c, "org.delete", name, serde_json::json!({}))
-            .await;
+        self.audit(c, "org.delete", name, json!({})).await;
         Ok(())
     }
 
@@ -745,7 +726,7 @@ impl<'a> Manage<'a> {
             c,
             "org.member.set",
             &format!("{org}/{user}"),
-            serde_json::json!({ "owner": owner }),
+            json!({ "owner": owner }),
         )
         .await;
         Ok(())
@@ -758,13 +739,8 @@ impl<'a> Manage<'a> {
         if !self.access.identity().org_member_remove(org, u.id).await? {
             return Err(ManageError::NotFound(format!("member {user} of {org}")));
         }
-        self.audit(
-            c,
-            "org.member.remove",
-            &format!("{org}/{user}"),
-            serde_json::json!({}),
-        )
-        .await;
+        self.audit(c, "org.member.remove", &format!("{org}/{user}"), json!({}))
+            .await;
         Ok(())
     }
 
@@ -803,7 +779,7 @@ impl<'a> Manage<'a> {
             c,
             "team.create",
             &format!("{org}/{team}"),
-            serde_json::json!({ "directory_group": group }),
+            json!({ "directory_group": group }),
         )
         .await;
         Ok(rec)
@@ -830,7 +806,7 @@ impl<'a> Manage<'a> {
             c,
             "team.directory_group",
             &format!("{org}/{team}"),
-            serde_json::json!({ "directory_group": group }),
+            json!({ "directory_group": group }),
         )
         .await;
         self.team_get(c, org, team).await
@@ -841,13 +817,8 @@ impl<'a> Manage<'a> {
         self.require_owner(c, org, "manage teams").await?;
         self.team_get(c, org, team).await?;
         self.access.identity().team_delete(org, team).await?;
-        self.audit(
-            c,
-            "team.delete",
-            &format!("{org}/{team}"),
-            serde_json::json!({}),
-        )
-        .await;
+        self.audit(c, "team.delete", &format!("{org}/{team}"), json!({}))
+            .await;
         Ok(())
     }
 
@@ -875,7 +846,7 @@ impl<'a> Manage<'a> {
             c,
             "team.member.add",
             &format!("{org}/{team}/{user}"),
-            serde_json::json!({}),
+            json!({}),
         )
         .await;
         Ok(())
@@ -905,7 +876,7 @@ impl<'a> Manage<'a> {
             c,
             "team.member.remove",
             &format!("{org}/{team}/{user}"),
-            serde_json::json!({}),
+            json!({}),
         )
         .await;
         Ok(())
@@ -938,7 +909,7 @@ impl<'a> Manage<'a> {
             c,
             "grant.set",
             org,
-            serde_json::json!({ "team": team, "role": role.as_str() }),
+            json!({ "team": team, "role": role.as_str() }),
         )
         .await;
         Ok(())
@@ -957,7 +928,7 @@ impl<'a> Manage<'a> {
                 "namespace grant of {org}/{team}"
             )));
         }
-        self.audit(c, "grant.remove", org, serde_json::json!({ "team": team }))
+        self.audit(c, "grant.remove", org, json!({ "team": team }))
             .await;
         Ok(())
     }
@@ -986,7 +957,7 @@ impl<'a> Manage<'a> {
             c,
             "grant.set",
             repo.as_str(),
-            serde_json::json!({ "team": team, "role": role.as_str() }),
+            json!({ "team": team, "role": role.as_str() }),
         )
         .await;
         Ok(())
@@ -1005,13 +976,8 @@ impl<'a> Manage<'a> {
                 "grant of team {team} on {repo}"
             )));
         }
-        self.audit(
-            c,
-            "grant.remove",
-            repo.as_str(),
-            serde_json::json!({ "team": team }),
-        )
-        .await;
+        self.audit(c, "grant.remove", repo.as_str(), json!({ "team": team }))
+            .await;
         Ok(())
     }
 
@@ -1098,7 +1064,7 @@ impl<'a> Manage<'a> {
             c,
             "repo.create",
             repo.as_str(),
-            serde_json::json!({ "on": "api", "visibility": vis_str(rec.visibility) }),
+            json!({ "on": "api", "visibility": vis_str(rec.visibility) }),
         )
         .await;
         Ok(rec)
@@ -1120,7 +1086,7 @@ impl<'a> Manage<'a> {
                 c,
                 "repo.visibility",
                 repo.as_str(),
-                serde_json::json!({ "visibility": vis_str(v) }),
+                json!({ "visibility": vis_str(v) }),
             )
             .await;
         }
@@ -1136,8 +1102,7 @@ impl<'a> Manage<'a> {
         if !self.access.identity().repo_delete(repo).await? {
             return Err(ManageError::RepoUnknown(repo.to_string()));
         }
-        self.audit(c, "repo.delete", repo.as_str(), serde_json::json!({}))
-            .await;
+        self.audit(c, "repo.delete", repo.as_str(), json!({})).await;
         Ok(())
     }
 
@@ -1278,7 +1243,7 @@ impl<'a> Manage<'a> {
             c,
             "token.revoke",
             id.as_str(),
-            serde_json::json!({ "user": user, "kind": rec.kind.as_str() }),
+            json!({ "user": user, "kind": rec.kind.as_str() }),
         )
         .await;
         Ok(())
@@ -1464,7 +1429,7 @@ fn vis_str(v: Visibility) -> &'static str {
 }
 
 fn org_detail(s: &OrgSettings) -> serde_json::Value {
-    serde_json::json!({
+    json!({
         "members_can_create": s.members_can_create,
         "default_visibility": vis_str(s.default_visibility),
     })

@@ -6,7 +6,8 @@
 //! whole state serialises to a few dozen bytes that the metadata store keeps with the upload.
 
 use sha2::digest::consts::{U128, U64};
-use sha2::digest::generic_array::GenericArray;
+use sha2::digest::generic_array::{ArrayLength, GenericArray};
+use sha2::digest::typenum::Unsigned;
 use std::fmt;
 use std::str::FromStr;
 
@@ -224,29 +225,8 @@ impl Digester {
     fn compress(&mut self, blocks: &[u8]) {
         debug_assert_eq!(blocks.len() % self.block_size(), 0);
         match &mut self.state {
-            State::Sha256(h) => {
-                // Hand sha2 up to 64 blocks per call: the CPU-feature check is per call.
-                let mut batch: [GenericArray<u8, U64>; 64] =
-                    std::array::from_fn(|_| GenericArray::default());
-                for group in blocks.chunks(64 * 64) {
-                    let n = group.len() / 64;
-                    for (dst, src) in batch.iter_mut().zip(group.chunks_exact(64)) {
-                        dst.copy_from_slice(src);
-                    }
-                    sha2::compress256(h, &batch[..n]);
-                }
-            }
-            State::Sha512(h) => {
-                let mut batch: [GenericArray<u8, U128>; 32] =
-                    std::array::from_fn(|_| GenericArray::default());
-                for group in blocks.chunks(128 * 32) {
-                    let n = group.len() / 128;
-                    for (dst, src) in batch.iter_mut().zip(group.chunks_exact(128)) {
-                        dst.copy_from_slice(src);
-                    }
-                    sha2::compress512(h, &batch[..n]);
-                }
-            }
+            State::Sha256(h) => in_batches::<U64, 64>(blocks, |b| sha2::compress256(h, b)),
+            State::Sha512(h) => in_batches::<U128, 32>(blocks, |b| sha2::compress512(h, b)),
         }
     }
 
@@ -341,24 +321,12 @@ impl Digester {
         let rest = &b[10..];
         let (state, buf, bs) = match b[1] {
             1 => {
-                if rest.len() < 32 {
-                    return None;
-                }
-                let mut h = [0u32; 8];
-                for (i, w) in h.iter_mut().enumerate() {
-                    *w = u32::from_be_bytes(rest[i * 4..i * 4 + 4].try_into().ok()?);
-                }
-                (State::Sha256(h), &rest[32..], 64)
+                let (h, buf) = state_words(rest, |w| Some(u32::from_be_bytes(w.try_into().ok()?)))?;
+                (State::Sha256(h), buf, 64)
             }
             2 => {
-                if rest.len() < 64 {
-                    return None;
-                }
-                let mut h = [0u64; 8];
-                for (i, w) in h.iter_mut().enumerate() {
-                    *w = u64::from_be_bytes(rest[i * 8..i * 8 + 8].try_into().ok()?);
-                }
-                (State::Sha512(h), &rest[64..], 128)
+                let (h, buf) = state_words(rest, |w| Some(u64::from_be_bytes(w.try_into().ok()?)))?;
+                (State::Sha512(h), buf, 128)
             }
             _ => return None,
         };
@@ -368,6 +336,38 @@ impl Digester {
         let mut v = Vec::with_capacity(bs);
         v.extend_from_slice(buf);
         Some(Digester { state, buf: v, len })
+    }
+}
+
+/// The eight big-endian words of a SHA-2 state (of `T`'s size) at the front of `b`, and
+/// what follows them; `None` when `b` is shorter.
+fn state_words<T: Copy + Default>(
+    b: &[u8],
+    word: impl Fn(&[u8]) -> Option<T>,
+) -> Option<([T; 8], &[u8])> {
+    let size = std::mem::size_of::<T>();
+    let (words, rest) = b.split_at_checked(8 * size)?;
+    let mut h = [T::default(); 8];
+    for (w, bytes) in h.iter_mut().zip(words.chunks_exact(size)) {
+        *w = word(bytes)?;
+    }
+    Some((h, rest))
+}
+
+/// Hands `blocks` (whole blocks of `B` bytes) to `compress` up to `K` blocks per call:
+/// sha2 checks the CPU's features once per call.
+fn in_batches<B: ArrayLength<u8>, const K: usize>(
+    blocks: &[u8],
+    mut compress: impl FnMut(&[GenericArray<u8, B>]),
+) {
+    let size = B::USIZE;
+    let mut batch: [GenericArray<u8, B>; K] = std::array::from_fn(|_| GenericArray::default());
+    for group in blocks.chunks(size * K) {
+        let n = group.len() / size;
+        for (dst, src) in batch.iter_mut().zip(group.chunks_exact(size)) {
+            dst.copy_from_slice(src);
+        }
+        compress(&batch[..n]);
     }
 }
 

@@ -7,7 +7,6 @@
 
 use sha2::digest::consts::{U128, U64};
 use sha2::digest::generic_array::{ArrayLength, GenericArray};
-use sha2::digest::typenum::Unsigned;
 use std::fmt;
 use std::str::FromStr;
 

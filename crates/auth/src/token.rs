@@ -47,6 +47,12 @@ pub enum KeyError {
     Invalid(String),
 }
 
+impl KeyError {
+    fn invalid(e: impl fmt::Display) -> KeyError {
+        KeyError::Invalid(e.to_string())
+    }
+}
+
 /// Why a token was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
@@ -108,9 +114,8 @@ impl SigningKey {
 
     /// Reads a PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`) P-256 key.
     pub fn from_pkcs8_pem(pem: &str) -> Result<SigningKey, KeyError> {
-        p256::ecdsa::SigningKey::from_pkcs8_pem(pem)
-            .map(SigningKey::from_inner)
-            .map_err(|e| KeyError::Invalid(e.to_string()))
+        let inner = p256::ecdsa::SigningKey::from_pkcs8_pem(pem).map_err(KeyError::invalid)?;
+        Ok(SigningKey::from_inner(inner))
     }
 
     /// The key as PKCS#8 PEM, for the metadata store. A secret: never log it.
@@ -155,9 +160,9 @@ impl VerifyingKey {
 
     /// Reads a SubjectPublicKeyInfo PEM (`-----BEGIN PUBLIC KEY-----`) P-256 key.
     pub fn from_public_key_pem(pem: &str) -> Result<VerifyingKey, KeyError> {
-        p256::ecdsa::VerifyingKey::from_public_key_pem(pem)
-            .map(VerifyingKey::from_inner)
-            .map_err(|e| KeyError::Invalid(e.to_string()))
+        let inner =
+            p256::ecdsa::VerifyingKey::from_public_key_pem(pem).map_err(KeyError::invalid)?;
+        Ok(VerifyingKey::from_inner(inner))
     }
 
     /// The key as SubjectPublicKeyInfo PEM.

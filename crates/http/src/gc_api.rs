@@ -19,7 +19,6 @@ use crate::error::ApiError;
 use crate::AppState;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use berth_core::gc::{self, rfc3339, GcError, GcMode, GcOptions};
 use berth_core::jobs::Jobs;
 use berth_core::manage::ManageError;
@@ -56,12 +55,6 @@ fn configured() -> (GcOptions, Option<String>) {
         Some(c) => (c.options.clone(), c.schedule.clone()),
         None => (GcOptions::default(), None),
     }
-}
-
-/// Adds the GC routes to the `/api/v0` routes.
-pub fn routes(r: crate::api::Routes) -> crate::api::Routes {
-    r.route("/api/v0/gc/runs", get(list_runs).post(start_run))
-        .route("/api/v0/gc/schedule", get(get_schedule).put(put_schedule))
 }
 
 fn invalid(msg: impl Into<String>) -> ApiError {
@@ -131,7 +124,7 @@ pub struct RunBody {
 }
 
 crate::api::operations! {
-    tag = "gc";
+    tag = "gc", routes;
 
     /// Start a garbage collection run now (system administrators).
     post "/api/v0/gc/runs", request_body(content = Option<RunBody>);

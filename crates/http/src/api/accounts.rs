@@ -133,7 +133,7 @@ pub struct PasswordIn {
 }
 
 super::operations! {
-    tag = "accounts";
+    tag = "accounts", routes;
 
     /// List users (any authenticated caller).
     get "/api/v0/users", params(Paging);

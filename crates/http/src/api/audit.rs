@@ -64,7 +64,7 @@ pub struct AuditPage {
 }
 
 super::operations! {
-    tag = "audit";
+    tag = "audit", routes;
 
     /// Read the audit log (any authenticated caller: system administrators see every event,
     /// others only the events they caused).

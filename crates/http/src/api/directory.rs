@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 super::operations! {
-    tag = "directory";
+    tag = "directory", routes;
 
     /// The directory settings (system administrators). The bind password is `<redacted>`
     /// when set, null otherwise.

@@ -27,7 +27,7 @@ use crate::AppState;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::response::IntoResponse;
-use axum::routing::{any, get, put, MethodRouter};
+use axum::routing::{any, get, MethodRouter};
 use axum::Router;
 use berth_auth::rbac::{Role, Visibility};
 use berth_core::manage::{rfc3339_ms, Manage, ManageError};
@@ -53,8 +53,11 @@ impl Routes {
         }
     }
 
+    /// Serves `m` at `path`; the methods of several calls for one path are merged.
     pub fn route(mut self, path: &'static str, m: MethodRouter<AppState>) -> Routes {
-        self.paths.push(path);
+        if !self.paths.contains(&path) {
+            self.paths.push(path);
+        }
         self.router = self.router.route(path, m);
         self
     }
@@ -78,70 +81,26 @@ impl Default for Routes {
 /// Every `/api/v0` route: the management API's, garbage collection's and the cluster
 /// status (merged into the application's router).
 pub fn routes() -> Routes {
-    use accounts as a;
-    use orgs as o;
-    use repos as r;
-    use teams as t;
     let routes = Routes::new()
         .route(
             "/api/v0/meta/cluster_status",
             get(crate::ops::cluster_status),
         )
         .route("/api/v0/openapi.json", get(openapi_json))
-        .route("/api/v0/users", get(a::list).post(a::create))
-        .route(
-            "/api/v0/users/{user}",
-            get(a::get_one).patch(a::update).delete(a::delete),
-        )
-        .route("/api/v0/users/{user}/password", put(a::set_password))
-        .route(
-            "/api/v0/service-accounts",
-            axum::routing::post(a::create_service),
-        )
-        .route(
-            "/api/v0/users/{user}/tokens",
-            get(tokens::list).post(tokens::create),
-        )
-        .route(
-            "/api/v0/users/{user}/tokens/{token}",
-            axum::routing::delete(tokens::revoke),
-        )
-        .route("/api/v0/orgs", get(o::list).post(o::create))
-        .route(
-            "/api/v0/orgs/{org}",
-            get(o::get_one).patch(o::update).delete(o::delete),
-        )
-        .route("/api/v0/orgs/{org}/members", get(o::members))
-        .route(
-            "/api/v0/orgs/{org}/members/{user}",
-            put(o::member_set).delete(o::member_remove),
-        )
-        .route("/api/v0/orgs/{org}/grants", get(t::org_grants))
-        .route("/api/v0/orgs/{org}/teams", get(t::list).post(t::create))
-        .route(
-            "/api/v0/orgs/{org}/teams/{team}",
-            get(t::get_one).patch(t::update).delete(t::delete),
-        )
-        .route("/api/v0/orgs/{org}/teams/{team}/members", get(t::members))
-        .route(
-            "/api/v0/orgs/{org}/teams/{team}/members/{user}",
-            put(t::member_add).delete(t::member_remove),
-        )
-        .route(
-            "/api/v0/orgs/{org}/teams/{team}/namespace-grant",
-            put(t::grant_set).delete(t::grant_remove),
-        )
-        .route("/api/v0/repositories", get(r::list).post(r::create))
         // `{repository}`, `{repository}/grants` and `{repository}/grants/{team}`, with the
         // name encoded or not (see `repos`).
-        .route("/api/v0/repositories/{*path}", any(r::dispatch))
-        .route("/api/v0/audit", get(audit::query))
-        .route("/api/v0/directory/settings", get(directory::settings))
-        .route(
-            "/api/v0/directory/sync-runs",
-            get(directory::sync_runs).post(directory::sync_run),
-        );
-    crate::gc_api::routes(routes)
+        .route("/api/v0/repositories/{*path}", any(repos::dispatch));
+    let areas = [
+        accounts::routes,
+        tokens::routes,
+        orgs::routes,
+        teams::routes,
+        repos::routes,
+        audit::routes,
+        directory::routes,
+        crate::gc_api::routes,
+    ];
+    areas.into_iter().fold(routes, |routes, area| area(routes))
 }
 
 // --- extractors ------------------------------------------------------------------------
@@ -354,8 +313,25 @@ pub struct TeamUserPath {
 /// (`params`, `request_body`, `security`), its answers (`responses`: tuples, and the types
 /// `error_answers!` declares) and its handler, which answers [`Answer`]`<T>`. The tag is
 /// given once for the area. Each becomes a `pub async fn` under the `#[utoipa::path]` the
-/// document is generated from.
+/// document is generated from. With `, routes` after the tag, the area also gets `pub fn
+/// routes(Routes) -> Routes`, which serves each operation at the path and method its
+/// document names (so a path is written once).
 macro_rules! operations {
+    (tag = $tag:tt, routes; $($operations:tt)*) => {
+        $crate::api::operations!(tag = $tag; $($operations)*);
+        $crate::api::operations!(@routes $($operations)*);
+    };
+    (@routes $(
+        $(#[doc = $doc:tt])*
+        $method:ident $path:tt $(, $key:ident $(= $value:ident)? $(($($list:tt)*))?)*;
+        responses($($answers:tt)*);
+        fn $name:ident($($args:tt)*) -> $ret:ty $body:block
+    )*) => {
+        /// Serves the operations above at their paths.
+        pub fn routes(routes: $crate::api::Routes) -> $crate::api::Routes {
+            routes $(.route($path, axum::routing::$method($name)))*
+        }
+    };
     (tag = $tag:tt; $(
         $(#[doc = $doc:tt])*
         $method:ident $path:tt $(, $key:ident $(= $value:ident)? $(($($list:tt)*))?)*;

@@ -88,7 +88,7 @@ pub struct MemberIn {
 }
 
 super::operations! {
-    tag = "organisations";
+    tag = "organisations", routes;
 
     /// List organisations (any authenticated caller).
     get "/api/v0/orgs", params(Paging);

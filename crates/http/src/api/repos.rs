@@ -80,16 +80,10 @@ pub struct RepoParams {
     pub repository: String,
 }
 
-/// `{repository}/grants/{team}` (documentation only).
+/// `{team}` of `{repository}/grants/{team}`, after [`RepoParams`] (documentation only).
 #[derive(Debug, IntoParams)]
 #[into_params(parameter_in = Path)]
-pub struct RepoTeamParams {
-    /// Full name, '/' written %2F (or unencoded over several segments)
-    #[param(
-        max_length = 255,
-        pattern = "^[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*$"
-    )]
-    pub repository: String,
+pub struct GrantTeamParams {
     /// A team of the repository's organisation
     #[param(max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$")]
     pub team: String,
@@ -118,10 +112,11 @@ pub struct RepoPatchIn {
 }
 
 super::operations! {
-    tag = "repositories";
+    tag = "repositories", routes;
 
     /// List repositories the caller may pull (anyone; anonymous callers see public ones).
-    get "/api/v0/repositories", params(RepoQuery), security((), ("basic" = []), ("bearer" = []));
+    get "/api/v0/repositories", params(RepoQuery),
+        security((), ("basic" = []), ("bearer" = []));
     responses((status = 200, description = "A page of repositories by name", body = RepoPage));
     fn list(api: Api, ApiQuery(q): ApiQuery<RepoQuery>) -> Json<RepoPage> {
         json(
@@ -151,6 +146,11 @@ super::operations! {
                 .await,
         )
     }
+}
+
+// The operations on one repository, served through [`dispatch`] (the name may hold `/`).
+super::operations! {
+    tag = "repositories";
 
     /// Read a repository (whoever may pull it).
     get "/api/v0/repositories/{repository}", params(RepoParams),
@@ -199,7 +199,7 @@ super::operations! {
 
     /// Give a team of the repository's organisation a role on it (repository admins).
     put "/api/v0/repositories/{repository}/grants/{team}", request_body = RoleIn,
-        params(RepoTeamParams);
+        params(RepoParams, GrantTeamParams);
     responses(
         (status = 204, description = "Set (replacing any role)"),
         NotRepoAdmin,
@@ -215,7 +215,8 @@ super::operations! {
     }
 
     /// Remove a team's role on a repository (repository admins).
-    delete "/api/v0/repositories/{repository}/grants/{team}", params(RepoTeamParams);
+    delete "/api/v0/repositories/{repository}/grants/{team}",
+        params(RepoParams, GrantTeamParams);
     responses(
         (status = 204, description = "Removed"),
         NotRepoAdmin,

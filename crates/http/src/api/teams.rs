@@ -58,7 +58,7 @@ pub struct TeamPatchIn {
 }
 
 super::operations! {
-    tag = "teams";
+    tag = "teams", routes;
 
     /// Every team grant of an organisation (owners, system administrators).
     get "/api/v0/orgs/{org}/grants", params(OrgPath);

@@ -167,7 +167,7 @@ impl From<TokenRecord> for TokenOut {
 }
 
 super::operations! {
-    tag = "tokens";
+    tag = "tokens", routes;
 
     /// List a user's access tokens, or with `kind=refresh` the refresh tokens the token
     /// service issued to them (the user; system administrators; for a service account, its

@@ -303,6 +303,18 @@ impl<'a> Manage<'a> {
         }
     }
 
+    /// [`Manage::require_owner`] of `org`, and `team` exists in it (else 404).
+    async fn require_team_owner(
+        &self,
+        c: &Caller,
+        org: &str,
+        team: &str,
+        what: &str,
+    ) -> Result<()> {
+        self.require_owner(c, org, what).await?;
+        self.team_get(c, org, team).await.map(drop)
+    }
+
     async fn audit(&self, c: &Caller, action: &str, target: &str, detail: serde_json::Value) {
         self.access.audit(c, action, target, detail).await
     }
@@ -332,14 +344,13 @@ impl<'a> Manage<'a> {
         n: u32,
     ) -> Result<Page<UserRecord>> {
         self.user(c)?;
-        check_page(n)?;
-        check_last(last)?;
-        let mut items = self.access.identity().users_list(last, n + 1).await?;
-        let next = page_next(&mut items, n, |u| u.name.clone());
-        for u in &mut items {
+        let read = page_request(last, n)?;
+        let users = self.access.identity().users_list(last, read).await?;
+        let mut page = page_of(users, n, |u| u.name.clone());
+        for u in &mut page.items {
             self.redact(c, u);
         }
-        Ok(Page { items, next })
+        Ok(page)
     }
 
     /// A user; the e-mail address only for the user and system administrators.
@@ -629,11 +640,9 @@ impl<'a> Manage<'a> {
         n: u32,
     ) -> Result<Page<OrgRecord>> {
         self.user(c)?;
-        check_page(n)?;
-        check_last(last)?;
-        let mut items = self.access.identity().orgs_list(last, n + 1).await?;
-        let next = page_next(&mut items, n, |o| o.name.clone());
-        Ok(Page { items, next })
+        let read = page_request(last, n)?;
+        let orgs = self.access.identity().orgs_list(last, read).await?;
+        Ok(page_of(orgs, n, |o| o.name.clone()))
     }
 
     pub async fn org_get(&self, c: &Caller, name: &str) -> Result<OrgRecord> {
@@ -796,8 +805,8 @@ impl<'a> Manage<'a> {
         if let Some(g) = group {
             check_text("directory_group", g)?;
         }
-        self.require_owner(c, org, "manage teams").await?;
-        self.team_get(c, org, team).await?;
+        self.require_team_owner(c, org, team, "manage teams")
+            .await?;
         self.access
             .identity()
             .team_set_directory_group(org, team, group)
@@ -814,8 +823,8 @@ impl<'a> Manage<'a> {
 
     /// Deletes a team with its memberships and grants (owners).
     pub async fn team_delete(&self, c: &Caller, org: &str, team: &str) -> Result<()> {
-        self.require_owner(c, org, "manage teams").await?;
-        self.team_get(c, org, team).await?;
+        self.require_team_owner(c, org, team, "manage teams")
+            .await?;
         self.access.identity().team_delete(org, team).await?;
         self.audit(c, "team.delete", &format!("{org}/{team}"), json!({}))
             .await;
@@ -835,8 +844,8 @@ impl<'a> Manage<'a> {
         team: &str,
         user: &str,
     ) -> Result<()> {
-        self.require_owner(c, org, "manage teams").await?;
-        self.team_get(c, org, team).await?;
+        self.require_team_owner(c, org, team, "manage teams")
+            .await?;
         let u = self.find_user(user).await?;
         self.access
             .identity()
@@ -859,8 +868,8 @@ impl<'a> Manage<'a> {
         team: &str,
         user: &str,
     ) -> Result<()> {
-        self.require_owner(c, org, "manage teams").await?;
-        self.team_get(c, org, team).await?;
+        self.require_team_owner(c, org, team, "manage teams")
+            .await?;
         let u = self.find_user(user).await?;
         if !self
             .access
@@ -899,8 +908,8 @@ impl<'a> Manage<'a> {
         team: &str,
         role: Role,
     ) -> Result<()> {
-        self.require_owner(c, org, "change grants").await?;
-        self.team_get(c, org, team).await?;
+        self.require_team_owner(c, org, team, "change grants")
+            .await?;
         self.access
             .identity()
             .grant_namespace_set(org, team, role)
@@ -916,8 +925,8 @@ impl<'a> Manage<'a> {
     }
 
     pub async fn namespace_grant_remove(&self, c: &Caller, org: &str, team: &str) -> Result<()> {
-        self.require_owner(c, org, "change grants").await?;
-        self.team_get(c, org, team).await?;
+        self.require_team_owner(c, org, team, "change grants")
+            .await?;
         if !self
             .access
             .identity()
@@ -1412,13 +1421,24 @@ fn check_restriction(r: &Restriction) -> Result<()> {
     Ok(())
 }
 
-fn page_next<T>(items: &mut Vec<T>, n: u32, key: impl Fn(&T) -> String) -> Option<String> {
-    if items.len() > n as usize {
+/// A keyset page's request, `n` names after `last`, checked; what to read is one more, to
+/// know whether a next page exists.
+fn page_request(last: Option<&str>, n: u32) -> Result<u32> {
+    check_page(n)?;
+    check_last(last)?;
+    Ok(n + 1)
+}
+
+/// The first `n` of `items` (read as [`page_request`] says) as a page; `key` names the
+/// last, for the next page.
+fn page_of<T>(mut items: Vec<T>, n: u32, key: impl Fn(&T) -> String) -> Page<T> {
+    let next = if items.len() > n as usize {
         items.truncate(n as usize);
         items.last().map(key)
     } else {
         None
-    }
+    };
+    Page { items, next }
 }
 
 fn vis_str(v: Visibility) -> &'static str {

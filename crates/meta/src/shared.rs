@@ -5,8 +5,11 @@
 //! and per-thread readers on the hot paths) stays in `sqlite*` and `postgres*`.
 
 use crate::convert::{from_db, stored_digest, stored_repo};
-use crate::identity::{grant, repo_settings_rows, GrantRow, RepoSettingsRow};
+use crate::identity::{audit_event, grant, repo_settings_rows, token_record};
 use crate::identity::{repos_page_query, visible_page_query, RepoSettings, VisibleScope};
+use crate::identity::{AccountId, AuditEvent, AuditFilter, AuditRow, GrantRow, Member};
+use crate::identity::{RepoSettingsRow, SigningKeyRecord, TeamRecord, TokenKind};
+use crate::identity::{TokenRecord, TokenRow, TOKEN_COLUMNS};
 use crate::{GcRun, GcSettings, ManifestRecord, MetaError, Referrer, UploadRecord};
 use berth_auth::rbac::Grant;
 use berth_oci::{Digest, RepoName};
@@ -349,4 +352,200 @@ pub(crate) async fn uploads_stale(
             },
         )
         .collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// Identity listings (the reads off the hot path; the hot ones run on SQLite's per-thread
+// connections)
+
+/// A row type both pools can decode.
+pub(crate) trait AnyRow:
+    for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+    + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+    + Send
+    + Unpin
+{
+}
+
+impl<T> AnyRow for T where
+    T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+        + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+        + Send
+        + Unpin
+{
+}
+
+/// [`AccountStore::users_list`](crate::AccountStore::users_list) and
+/// [`orgs_list`](crate::AccountStore::orgs_list): accounts of `kind` by name, their
+/// `columns`, each row mapped by `record`.
+pub(crate) async fn accounts_page<R: AnyRow, T>(
+    pool: Pool<'_>,
+    (columns, kind): (&str, &str),
+    last: Option<&str>,
+    n: u32,
+    record: fn(R) -> Result<T, MetaError>,
+) -> Result<Vec<T>, MetaError> {
+    let sql = format!(
+        "SELECT {columns} FROM accounts WHERE kind = '{kind}' \
+         AND (CAST($1 AS TEXT) IS NULL OR name > $1) ORDER BY name LIMIT $2"
+    );
+    let rows: Vec<R> = on_pool!(pool, p => {
+        sqlx::query_as(&sql).bind(last).bind(i64::from(n)).fetch_all(p).await?
+    });
+    rows.into_iter().map(record).collect()
+}
+
+/// Members of an organisation (`org_members`) or of a team (`team_members`, never owners):
+/// `id_sql` finds the organisation's or team's id from `names`, `NotFound(what)` if there
+/// is none; `members_sql` lists (id, name, is_owner) for that id.
+pub(crate) async fn members(
+    pool: Pool<'_>,
+    (id_sql, names): (&str, &[&str]),
+    members_sql: &str,
+    what: impl FnOnce() -> String,
+) -> Result<Vec<Member>, MetaError> {
+    let id: Option<i64> = on_pool!(pool, p => {
+        let mut q = sqlx::query_scalar(id_sql);
+        for name in names {
+            q = q.bind(*name);
+        }
+        q.fetch_optional(p).await?
+    });
+    let id = id.ok_or_else(|| MetaError::NotFound(what()))?;
+    let rows: Vec<(i64, String, bool)> =
+        on_pool!(pool, p => sqlx::query_as(members_sql).bind(id).fetch_all(p).await?);
+    Ok(rows
+        .into_iter()
+        .map(|(user_id, name, is_owner)| Member {
+            user_id,
+            name,
+            is_owner,
+        })
+        .collect())
+}
+
+/// [`AccountStore::org_members`](crate::AccountStore::org_members).
+pub(crate) async fn org_members(pool: Pool<'_>, org: &str) -> Result<Vec<Member>, MetaError> {
+    members(
+        pool,
+        (ORG_ID, &[org]),
+        "SELECT u.id, u.name, m.is_owner FROM org_members m \
+         JOIN accounts u ON u.id = m.user_id WHERE m.org_id = $1 ORDER BY u.name",
+        || format!("organisation {org}"),
+    )
+    .await
+}
+
+/// [`TeamStore::team_members`](crate::TeamStore::team_members).
+pub(crate) async fn team_members(
+    pool: Pool<'_>,
+    org: &str,
+    team: &str,
+) -> Result<Vec<Member>, MetaError> {
+    members(
+        pool,
+        (TEAM_ID, &[org, team]),
+        "SELECT u.id, u.name, FALSE FROM team_members tm JOIN accounts u ON u.id = tm.user_id \
+         WHERE tm.team_id = $1 ORDER BY u.name",
+        || format!("team {org}/{team}"),
+    )
+    .await
+}
+
+/// The id of organisation `$1`.
+pub(crate) const ORG_ID: &str = "SELECT id FROM accounts WHERE name = $1 AND kind = 'org'";
+
+/// The id of team `$2` of organisation `$1`.
+pub(crate) const TEAM_ID: &str = "SELECT t.id FROM teams t JOIN accounts o ON o.id = t.org_id \
+     WHERE o.name = $1 AND o.kind = 'org' AND t.name = $2";
+
+/// [`TeamStore::teams_list`](crate::TeamStore::teams_list).
+pub(crate) async fn teams_list(pool: Pool<'_>, org: &str) -> Result<Vec<TeamRecord>, MetaError> {
+    let sql = "SELECT t.id, t.name, t.directory_group, t.created_at FROM teams t \
+               JOIN accounts o ON o.id = t.org_id WHERE o.name = $1 AND o.kind = 'org' \
+               ORDER BY t.name";
+    let rows: Vec<(i64, String, Option<String>, i64)> =
+        on_pool!(pool, p => sqlx::query_as(sql).bind(org).fetch_all(p).await?);
+    Ok(rows
+        .into_iter()
+        .map(|(id, name, group, created_at)| team_record(org, name, (id, group, created_at)))
+        .collect())
+}
+
+/// A team from its organisation, its name and its columns (id, directory group, created).
+pub(crate) fn team_record(
+    org: &str,
+    name: String,
+    (id, directory_group, created_at): (i64, Option<String>, i64),
+) -> TeamRecord {
+    TeamRecord {
+        id,
+        org: org.to_string(),
+        name,
+        directory_group,
+        created_at,
+    }
+}
+
+/// [`TokenStore::tokens_list`](crate::TokenStore::tokens_list).
+pub(crate) async fn tokens_list(
+    pool: Pool<'_>,
+    user: AccountId,
+    kind: TokenKind,
+) -> Result<Vec<TokenRecord>, MetaError> {
+    let sql = format!(
+        "SELECT {TOKEN_COLUMNS} FROM tokens WHERE user_id = $1 AND kind = $2 \
+         ORDER BY created_at DESC, id"
+    );
+    let rows: Vec<TokenRow> = on_pool!(pool, p => {
+        sqlx::query_as(&sql).bind(user).bind(kind.as_str()).fetch_all(p).await?
+    });
+    rows.into_iter().map(token_record).collect()
+}
+
+/// [`TokenStore::signing_keys`](crate::TokenStore::signing_keys).
+pub(crate) async fn signing_keys(pool: Pool<'_>) -> Result<Vec<SigningKeyRecord>, MetaError> {
+    let sql =
+        "SELECT kid, pem, created_at, retired FROM signing_keys ORDER BY created_at DESC, kid";
+    let rows: Vec<(String, String, i64, bool)> =
+        on_pool!(pool, p => sqlx::query_as(sql).fetch_all(p).await?);
+    Ok(rows
+        .into_iter()
+        .map(|(kid, pem, created_at, retired)| SigningKeyRecord {
+            kid,
+            pem,
+            created_at,
+            retired,
+        })
+        .collect())
+}
+
+/// [`AuditStore::audit_query`](crate::AuditStore::audit_query).
+pub(crate) async fn audit_query(
+    pool: Pool<'_>,
+    filter: &AuditFilter,
+    before: Option<i64>,
+    n: u32,
+) -> Result<Vec<AuditEvent>, MetaError> {
+    let sql = "SELECT id, at, actor_id, source, action, target, detail FROM audit_log \
+               WHERE (CAST($1 AS BIGINT) IS NULL OR id < $1) \
+               AND (CAST($2 AS BIGINT) IS NULL OR actor_id = $2) \
+               AND (CAST($3 AS TEXT) IS NULL OR action = $3) \
+               AND (CAST($4 AS BIGINT) IS NULL OR at >= $4) \
+               AND (CAST($5 AS BIGINT) IS NULL OR at < $5) \
+               AND (CAST($6 AS TEXT) IS NULL OR substr(target, 1, length($6)) = $6) \
+               ORDER BY id DESC LIMIT $7";
+    let rows: Vec<AuditRow> = on_pool!(pool, p => {
+        sqlx::query_as(sql)
+            .bind(before)
+            .bind(filter.actor)
+            .bind(filter.action.as_deref())
+            .bind(filter.since)
+            .bind(filter.until)
+            .bind(filter.target_prefix.as_deref())
+            .bind(i64::from(n))
+            .fetch_all(p)
+            .await?
+    });
+    rows.into_iter().map(audit_event).collect()
 }

@@ -5,7 +5,7 @@
 
 use crate::convert::now_ms;
 use crate::identity::*;
-use crate::shared::{self, grants_sql, GrantsOf};
+use crate::shared::{self, grants_sql, team_record, GrantsOf, ORG_ID, TEAM_ID};
 use crate::sqlite::{repo_id, sql};
 use crate::{MetaError, SqliteMetaStore};
 use async_trait::async_trait;
@@ -49,7 +49,7 @@ fn key_parts(key: UserKey<'_>) -> (Option<i64>, Option<&str>) {
 
 /// The id of organisation `org`.
 fn org_id(conn: &Connection, org: &str) -> Result<i64, MetaError> {
-    conn.prepare_cached("SELECT id FROM accounts WHERE name = ?1 AND kind = 'org'")
+    conn.prepare_cached(ORG_ID)
         .and_then(|mut st| st.query_row([org], |r| r.get(0)).optional())
         .map_err(sql)?
         .ok_or_else(|| MetaError::NotFound(format!("organisation {org}")))
@@ -57,13 +57,10 @@ fn org_id(conn: &Connection, org: &str) -> Result<i64, MetaError> {
 
 /// The id of team `team` of `org`.
 fn team_id(conn: &Connection, org: &str, team: &str) -> Result<i64, MetaError> {
-    conn.prepare_cached(
-        "SELECT t.id FROM teams t JOIN accounts o ON o.id = t.org_id \
-         WHERE o.name = ?1 AND o.kind = 'org' AND t.name = ?2",
-    )
-    .and_then(|mut st| st.query_row([org, team], |r| r.get(0)).optional())
-    .map_err(sql)?
-    .ok_or_else(|| MetaError::NotFound(format!("team {org}/{team}")))
+    conn.prepare_cached(TEAM_ID)
+        .and_then(|mut st| st.query_row([org, team], |r| r.get(0)).optional())
+        .map_err(sql)?
+        .ok_or_else(|| MetaError::NotFound(format!("team {org}/{team}")))
 }
 
 fn check_user(conn: &Connection, user: AccountId) -> Result<(), MetaError> {
@@ -244,15 +241,7 @@ impl AccountStore for SqliteMetaStore {
     }
 
     async fn users_list(&self, last: Option<&str>, n: u32) -> Result<Vec<UserRecord>, MetaError> {
-        let rows: Vec<UserRow> = sqlx::query_as(&format!(
-            "SELECT {USER_COLUMNS} FROM accounts WHERE kind = 'user' \
-             AND (?1 IS NULL OR name > ?1) ORDER BY name LIMIT ?2"
-        ))
-        .bind(last)
-        .bind(i64::from(n))
-        .fetch_all(&self.read)
-        .await?;
-        rows.into_iter().map(user_record).collect()
+        shared::accounts_page(self.sqlx(), (USER_COLUMNS, "user"), last, n, user_record).await
     }
 
     async fn user_update(&self, id: AccountId, patch: &UserPatch) -> Result<UserRecord, MetaError> {
@@ -371,15 +360,7 @@ impl AccountStore for SqliteMetaStore {
     }
 
     async fn orgs_list(&self, last: Option<&str>, n: u32) -> Result<Vec<OrgRecord>, MetaError> {
-        let rows: Vec<OrgRow> = sqlx::query_as(&format!(
-            "SELECT {ORG_COLUMNS} FROM accounts WHERE kind = 'org' \
-             AND (?1 IS NULL OR name > ?1) ORDER BY name LIMIT ?2"
-        ))
-        .bind(last)
-        .bind(i64::from(n))
-        .fetch_all(&self.read)
-        .await?;
-        rows.into_iter().map(org_record).collect()
+        shared::accounts_page(self.sqlx(), (ORG_COLUMNS, "org"), last, n, org_record).await
     }
 
     async fn org_update(&self, name: &str, settings: &OrgSettings) -> Result<OrgRecord, MetaError> {
@@ -462,25 +443,7 @@ impl AccountStore for SqliteMetaStore {
     }
 
     async fn org_members(&self, org: &str) -> Result<Vec<Member>, MetaError> {
-        if self.org_get(org).await?.is_none() {
-            return Err(MetaError::NotFound(format!("organisation {org}")));
-        }
-        let rows: Vec<(i64, String, bool)> = sqlx::query_as(
-            "SELECT u.id, u.name, m.is_owner FROM org_members m \
-             JOIN accounts o ON o.id = m.org_id JOIN accounts u ON u.id = m.user_id \
-             WHERE o.name = ?1 ORDER BY u.name",
-        )
-        .bind(org)
-        .fetch_all(&self.read)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(user_id, name, is_owner)| Member {
-                user_id,
-                name,
-                is_owner,
-            })
-            .collect())
+        shared::org_members(self.sqlx(), org).await
     }
 }
 
@@ -508,13 +471,7 @@ impl TeamStore for SqliteMetaStore {
                 )
                 .and_then(|mut st| st.query_row((oid, &name, &group, now), |r| r.get(0)))
                 .map_err(|e| write_err(e, &format!("team {org}/{name}")))?;
-            Ok(TeamRecord {
-                id,
-                org,
-                name,
-                directory_group: group,
-                created_at: now,
-            })
+            Ok(team_record(&org, name, (id, group, now)))
         })
         .await
     }
@@ -529,34 +486,11 @@ impl TeamStore for SqliteMetaStore {
             .query_row([org, name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .optional()
         })?;
-        Ok(row.map(|(id, directory_group, created_at)| TeamRecord {
-            id,
-            org: org.to_string(),
-            name: name.to_string(),
-            directory_group,
-            created_at,
-        }))
+        Ok(row.map(|cols| team_record(org, name.to_string(), cols)))
     }
 
     async fn teams_list(&self, org: &str) -> Result<Vec<TeamRecord>, MetaError> {
-        let rows: Vec<(i64, String, Option<String>, i64)> = sqlx::query_as(
-            "SELECT t.id, t.name, t.directory_group, t.created_at FROM teams t \
-             JOIN accounts o ON o.id = t.org_id WHERE o.name = ?1 AND o.kind = 'org' \
-             ORDER BY t.name",
-        )
-        .bind(org)
-        .fetch_all(&self.read)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, name, directory_group, created_at)| TeamRecord {
-                id,
-                org: org.to_string(),
-                name,
-                directory_group,
-                created_at,
-            })
-            .collect())
+        shared::teams_list(self.sqlx(), org).await
     }
 
     async fn team_set_directory_group(
@@ -641,24 +575,7 @@ impl TeamStore for SqliteMetaStore {
     }
 
     async fn team_members(&self, org: &str, team: &str) -> Result<Vec<Member>, MetaError> {
-        let Some(t) = self.team_get(org, team).await? else {
-            return Err(MetaError::NotFound(format!("team {org}/{team}")));
-        };
-        let rows: Vec<(i64, String)> = sqlx::query_as(
-            "SELECT u.id, u.name FROM team_members tm JOIN accounts u ON u.id = tm.user_id \
-             WHERE tm.team_id = ?1 ORDER BY u.name",
-        )
-        .bind(t.id)
-        .fetch_all(&self.read)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(user_id, name)| Member {
-                user_id,
-                name,
-                is_owner: false,
-            })
-            .collect())
+        shared::team_members(self.sqlx(), org, team).await
     }
 }
 
@@ -700,20 +617,14 @@ impl AccessStore for SqliteMetaStore {
                         .optional()
                 })
                 .map_err(sql)?;
-            Ok(RepoSettings {
-                visibility: parse_visibility(&vis)?,
-                namespace: namespace_kind(owner_row)?,
-                name: repo,
-                created_by,
-                created_at: now,
-            })
+            let (kind, mcc) = owner_row.map_or((None, None), |(k, m)| (Some(k), Some(m)));
+            repo_settings(repo, (vis, created_by, now, kind, mcc))
         })
         .await
     }
 
     async fn repo_settings(&self, repo: &RepoName) -> Result<Option<RepoSettings>, MetaError> {
-        type Row5 = (String, Option<i64>, i64, Option<String>, Option<bool>);
-        let row: Option<Row5> = self.fast.with(|c| {
+        let row: Option<SettingsCols> = self.fast.with(|c| {
             c.prepare_cached(
                 "SELECT r.visibility, r.created_by, r.created_at, ns.kind, ns.members_can_create \
                  FROM repositories r LEFT JOIN accounts ns ON ns.id = r.owner_id \
@@ -724,16 +635,8 @@ impl AccessStore for SqliteMetaStore {
             })
             .optional()
         })?;
-        row.map(|(v, created_by, created_at, kind, mcc)| {
-            Ok(RepoSettings {
-                name: repo.clone(),
-                visibility: parse_visibility(&v)?,
-                namespace: namespace_kind(kind.map(|k| (k, mcc.unwrap_or(false))))?,
-                created_by,
-                created_at,
-            })
-        })
-        .transpose()
+        row.map(|cols| repo_settings(repo.clone(), cols))
+            .transpose()
     }
 
     async fn repo_set_visibility(
@@ -980,19 +883,7 @@ impl TokenStore for SqliteMetaStore {
                 ])
             })
             .map_err(|e| write_err(e, &format!("token {}", t.id)))?;
-            Ok(TokenRecord {
-                id: t.id,
-                kind: t.kind,
-                user_id: t.user_id,
-                description: t.description,
-                hash: t.hash,
-                expires_at,
-                restriction: t.restriction,
-                created_at: now,
-                last_used_at: None,
-                revoked,
-                parent: t.parent,
-            })
+            Ok(created_token(t, (expires_at, revoked), now))
         })
         .await
     }
@@ -1013,15 +904,7 @@ impl TokenStore for SqliteMetaStore {
         user: AccountId,
         kind: TokenKind,
     ) -> Result<Vec<TokenRecord>, MetaError> {
-        let rows: Vec<TokenRow> = sqlx::query_as(&format!(
-            "SELECT {TOKEN_COLUMNS} FROM tokens WHERE user_id = ?1 AND kind = ?2 \
-             ORDER BY created_at DESC, id"
-        ))
-        .bind(user)
-        .bind(kind.as_str())
-        .fetch_all(&self.read)
-        .await?;
-        rows.into_iter().map(token_record).collect()
+        shared::tokens_list(self.sqlx(), user, kind).await
     }
 
     async fn token_touch(&self, id: &SecretId, at: i64) -> Result<bool, MetaError> {
@@ -1084,20 +967,7 @@ impl TokenStore for SqliteMetaStore {
     }
 
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, MetaError> {
-        let rows: Vec<(String, String, i64, bool)> = sqlx::query_as(
-            "SELECT kid, pem, created_at, retired FROM signing_keys ORDER BY created_at DESC, kid",
-        )
-        .fetch_all(&self.read)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(kid, pem, created_at, retired)| SigningKeyRecord {
-                kid,
-                pem,
-                created_at,
-                retired,
-            })
-            .collect())
+        shared::signing_keys(self.sqlx()).await
     }
 
     async fn signing_key_retire(&self, kid: &str) -> Result<bool, MetaError> {
@@ -1153,24 +1023,7 @@ impl AuditStore for SqliteMetaStore {
         before: Option<i64>,
         n: u32,
     ) -> Result<Vec<AuditEvent>, MetaError> {
-        let rows: Vec<AuditRow> = sqlx::query_as(
-            "SELECT id, at, actor_id, source, action, target, detail FROM audit_log \
-             WHERE (?1 IS NULL OR id < ?1) AND (?2 IS NULL OR actor_id = ?2) \
-             AND (?3 IS NULL OR action = ?3) AND (?4 IS NULL OR at >= ?4) \
-             AND (?5 IS NULL OR at < ?5) \
-             AND (?6 IS NULL OR substr(target, 1, length(?6)) = ?6) \
-             ORDER BY id DESC LIMIT ?7",
-        )
-        .bind(before)
-        .bind(filter.actor)
-        .bind(filter.action.as_deref())
-        .bind(filter.since)
-        .bind(filter.until)
-        .bind(filter.target_prefix.as_deref())
-        .bind(i64::from(n))
-        .fetch_all(&self.read)
-        .await?;
-        rows.into_iter().map(audit_event).collect()
+        shared::audit_query(self.sqlx(), filter, before, n).await
     }
 }
 

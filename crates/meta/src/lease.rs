@@ -11,7 +11,8 @@
 
 use crate::convert::now_ms;
 use crate::postgres::PgMetaStore;
-use crate::sqlite::{sql, SqliteMetaStore};
+use crate::shared::Pool;
+use crate::sqlite::SqliteMetaStore;
 use crate::MetaError;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -90,6 +91,23 @@ fn window(ttl_ms: i64) -> (i64, i64) {
     (now, now.saturating_add(ttl_ms))
 }
 
+/// Every statement above, for the check that their parameters are in order.
+#[cfg(test)]
+pub(crate) const STATEMENTS: &[&str] = &[ACQUIRE, RENEW, RELEASE, GET, LIST];
+
+/// [`LeaseStore::lease`] on either pool.
+async fn get(pool: Pool<'_>, name: &str) -> Result<Option<Lease>, MetaError> {
+    let row: Option<Row> =
+        on_pool!(pool, p => sqlx::query_as(GET).bind(name).fetch_optional(p).await?);
+    Ok(row.map(lease))
+}
+
+/// [`LeaseStore::leases`] on either pool.
+async fn list(pool: Pool<'_>) -> Result<Vec<Lease>, MetaError> {
+    let rows: Vec<Row> = on_pool!(pool, p => sqlx::query_as(LIST).fetch_all(p).await?);
+    Ok(rows.into_iter().map(lease).collect())
+}
+
 #[async_trait]
 impl LeaseStore for SqliteMetaStore {
     async fn lease_acquire(
@@ -98,54 +116,28 @@ impl LeaseStore for SqliteMetaStore {
         holder: &str,
         ttl_ms: i64,
     ) -> Result<bool, MetaError> {
-        let (name, holder) = (name.to_string(), holder.to_string());
         let (now, until) = window(ttl_ms);
-        self.write(move |c| {
-            let n = c
-                .prepare_cached(ACQUIRE)
-                .and_then(|mut st| st.execute((&name, &holder, now, until)))
-                .map_err(sql)?;
-            Ok(n > 0)
-        })
-        .await
+        let params = (name.to_string(), holder.to_string(), now, until);
+        Ok(self.execute(ACQUIRE, params).await? > 0)
     }
 
     async fn lease_renew(&self, name: &str, holder: &str, ttl_ms: i64) -> Result<bool, MetaError> {
-        let (name, holder) = (name.to_string(), holder.to_string());
         let (_, until) = window(ttl_ms);
-        self.write(move |c| {
-            let n = c
-                .prepare_cached(RENEW)
-                .and_then(|mut st| st.execute((until, &name, &holder)))
-                .map_err(sql)?;
-            Ok(n > 0)
-        })
-        .await
+        let params = (until, name.to_string(), holder.to_string());
+        Ok(self.execute(RENEW, params).await? > 0)
     }
 
     async fn lease_release(&self, name: &str, holder: &str) -> Result<bool, MetaError> {
-        let (name, holder) = (name.to_string(), holder.to_string());
-        self.write(move |c| {
-            let n = c
-                .prepare_cached(RELEASE)
-                .and_then(|mut st| st.execute((&name, &holder)))
-                .map_err(sql)?;
-            Ok(n > 0)
-        })
-        .await
+        let params = (name.to_string(), holder.to_string());
+        Ok(self.execute(RELEASE, params).await? > 0)
     }
 
     async fn lease(&self, name: &str) -> Result<Option<Lease>, MetaError> {
-        let row: Option<Row> = sqlx::query_as(GET)
-            .bind(name)
-            .fetch_optional(&self.read)
-            .await?;
-        Ok(row.map(lease))
+        get(self.sqlx(), name).await
     }
 
     async fn leases(&self) -> Result<Vec<Lease>, MetaError> {
-        let rows: Vec<Row> = sqlx::query_as(LIST).fetch_all(&self.read).await?;
-        Ok(rows.into_iter().map(lease).collect())
+        list(self.sqlx()).await
     }
 }
 
@@ -158,49 +150,26 @@ impl LeaseStore for PgMetaStore {
         ttl_ms: i64,
     ) -> Result<bool, MetaError> {
         let (now, until) = window(ttl_ms);
-        let n = sqlx::query(ACQUIRE)
-            .bind(name)
-            .bind(holder)
-            .bind(now)
-            .bind(until)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        Ok(n > 0)
+        let q = sqlx::query(ACQUIRE).bind(name).bind(holder);
+        self.changed(q.bind(now).bind(until)).await
     }
 
     async fn lease_renew(&self, name: &str, holder: &str, ttl_ms: i64) -> Result<bool, MetaError> {
         let (_, until) = window(ttl_ms);
-        let n = sqlx::query(RENEW)
-            .bind(until)
-            .bind(name)
-            .bind(holder)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        Ok(n > 0)
+        self.changed(sqlx::query(RENEW).bind(until).bind(name).bind(holder))
+            .await
     }
 
     async fn lease_release(&self, name: &str, holder: &str) -> Result<bool, MetaError> {
-        let n = sqlx::query(RELEASE)
-            .bind(name)
-            .bind(holder)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        Ok(n > 0)
+        self.changed(sqlx::query(RELEASE).bind(name).bind(holder))
+            .await
     }
 
     async fn lease(&self, name: &str) -> Result<Option<Lease>, MetaError> {
-        let row: Option<Row> = sqlx::query_as(GET)
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(lease))
+        get(self.sqlx(), name).await
     }
 
     async fn leases(&self) -> Result<Vec<Lease>, MetaError> {
-        let rows: Vec<Row> = sqlx::query_as(LIST).fetch_all(&self.pool).await?;
-        Ok(rows.into_iter().map(lease).collect())
+        list(self.sqlx()).await
     }
 }

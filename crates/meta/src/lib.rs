@@ -40,6 +40,8 @@
 
 #[macro_use]
 mod instrument;
+#[macro_use]
+mod shared;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 mod convert;
@@ -49,7 +51,6 @@ pub mod lease;
 pub mod postgres;
 mod postgres_gc;
 mod postgres_identity;
-mod shared;
 pub mod sqlite;
 mod sqlite_fast;
 mod sqlite_gc;

@@ -11,8 +11,11 @@
 //! and `last` comparisons are byte-wise, as in SQLite.
 
 use crate::convert::{first_missing, from_db, now_ms, stored_digest, to_db};
+use crate::gc::{Collect, Completion};
 use crate::postgres_gc as gc;
 use crate::shared::{self, manifest_record, upload_record};
+use crate::shared::{BLOB_UNLINK, GC_SET_READ_ONLY, GC_SET_SCHEDULE, MANIFEST_DELETE, TAG_DELETE};
+use crate::shared::{UPLOAD_DELETE, UPLOAD_RELEASE, UPLOAD_RENEW};
 use crate::{
     BlobClaim, GcBatch, GcPass, GcRun, GcSettings, GcStore, ManifestRecord, MetaError, MetaStore,
     NewManifest, Referrer, RegistryStore, UploadLease, UploadRecord, UploadStore,
@@ -48,6 +51,17 @@ impl PgMetaStore {
         q: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
     ) -> Result<bool, MetaError> {
         Ok(q.execute(&self.pool).await?.rows_affected() > 0)
+    }
+
+    /// A `DELETE` of one row identified by repository name and `key`; whether it deleted.
+    async fn delete_in_repo(
+        &self,
+        statement: &'static str,
+        repo: &RepoName,
+        key: &str,
+    ) -> Result<bool, MetaError> {
+        self.changed(sqlx::query(statement).bind(repo.as_str()).bind(key))
+            .await
     }
 
     /// The sqlx pool, for the statements both dialects share (`crate::shared`).
@@ -336,15 +350,8 @@ impl RegistryStore for PgMetaStore {
     }
 
     async fn blob_unlink(&self, repo: &RepoName, digest: &Digest) -> Result<bool, MetaError> {
-        self.changed(
-            sqlx::query(
-                "DELETE FROM repo_blobs \
-                 WHERE repo_id = (SELECT id FROM repositories WHERE name = $1) AND digest = $2",
-            )
-            .bind(repo.as_str())
-            .bind(digest.as_str()),
-        )
-        .await
+        self.delete_in_repo(BLOB_UNLINK, repo, digest.as_str())
+            .await
     }
 
     async fn manifest_put(
@@ -498,28 +505,12 @@ impl RegistryStore for PgMetaStore {
     }
 
     async fn manifest_delete(&self, repo: &RepoName, digest: &Digest) -> Result<bool, MetaError> {
-        // Tags pointing at it and its references go by ON DELETE CASCADE, in this statement.
-        self.changed(
-            sqlx::query(
-                "DELETE FROM manifests \
-                 WHERE repo_id = (SELECT id FROM repositories WHERE name = $1) AND digest = $2",
-            )
-            .bind(repo.as_str())
-            .bind(digest.as_str()),
-        )
-        .await
+        self.delete_in_repo(MANIFEST_DELETE, repo, digest.as_str())
+            .await
     }
 
     async fn tag_delete(&self, repo: &RepoName, tag: &Tag) -> Result<bool, MetaError> {
-        self.changed(
-            sqlx::query(
-                "DELETE FROM tags \
-                 WHERE repo_id = (SELECT id FROM repositories WHERE name = $1) AND name = $2",
-            )
-            .bind(repo.as_str())
-            .bind(tag.as_str()),
-        )
-        .await
+        self.delete_in_repo(TAG_DELETE, repo, tag.as_str()).await
     }
 
     async fn tags_list(
@@ -650,26 +641,13 @@ impl UploadStore for PgMetaStore {
     }
 
     async fn upload_renew(&self, id: &str, lease: &str, until: i64) -> Result<bool, MetaError> {
-        self.changed(
-            sqlx::query(
-                "UPDATE uploads SET lease_until = $3, updated_at = $4 WHERE id = $1 AND lease = $2",
-            )
-            .bind(id)
-            .bind(lease)
-            .bind(until)
-            .bind(now_ms()),
-        )
-        .await
+        let q = sqlx::query(UPLOAD_RENEW).bind(until).bind(now_ms());
+        self.changed(q.bind(id).bind(lease)).await
     }
 
     async fn upload_release(&self, id: &str, lease: &str) -> Result<(), MetaError> {
-        sqlx::query(
-            "UPDATE uploads SET lease = NULL, lease_until = NULL WHERE id = $1 AND lease = $2",
-        )
-        .bind(id)
-        .bind(lease)
-        .execute(&self.pool)
-        .await?;
+        self.changed(sqlx::query(UPLOAD_RELEASE).bind(id).bind(lease))
+            .await?;
         Ok(())
     }
 
@@ -710,8 +688,7 @@ impl UploadStore for PgMetaStore {
     }
 
     async fn upload_delete(&self, id: &str) -> Result<bool, MetaError> {
-        self.changed(sqlx::query("DELETE FROM uploads WHERE id = $1").bind(id))
-            .await
+        self.changed(sqlx::query(UPLOAD_DELETE).bind(id)).await
     }
 }
 
@@ -729,7 +706,11 @@ impl GcStore for PgMetaStore {
         generation: i64,
         upload: Option<&str>,
     ) -> Result<(), MetaError> {
-        gc::upload_complete(&self.pool, repo, digest, size, generation, upload).await
+        gc::upload_complete(
+            &self.pool,
+            &Completion::new(repo, digest, size, generation, upload),
+        )
+        .await
     }
 
     async fn blob_mount_any(
@@ -787,7 +768,8 @@ impl GcStore for PgMetaStore {
         limit: u32,
         dry_run: bool,
     ) -> Result<GcBatch, MetaError> {
-        gc::gc_collect(&self.pool, pass, after, limit, dry_run).await
+        let c = Collect::new(*pass, after, limit, dry_run);
+        gc::gc_collect(&self.pool, c).await
     }
 
     async fn gc_tombstones(&self, limit: u32) -> Result<Vec<(Digest, u64)>, MetaError> {
@@ -825,19 +807,14 @@ impl GcStore for PgMetaStore {
     }
 
     async fn gc_set_schedule(&self, schedule: Option<&str>) -> Result<(), MetaError> {
-        sqlx::query("UPDATE gc_settings SET schedule = $1 WHERE id = 1")
-            .bind(schedule)
-            .execute(&self.pool)
+        self.changed(sqlx::query(GC_SET_SCHEDULE).bind(schedule))
             .await?;
         Ok(())
     }
 
     async fn gc_set_read_only(&self, since: Option<(i64, &str)>) -> Result<(), MetaError> {
-        sqlx::query("UPDATE gc_settings SET read_only_since = $1, read_only_by = $2 WHERE id = 1")
-            .bind(since.map(|s| s.0))
-            .bind(since.map(|s| s.1))
-            .execute(&self.pool)
-            .await?;
+        let q = sqlx::query(GC_SET_READ_ONLY).bind(since.map(|s| s.0));
+        self.changed(q.bind(since.map(|s| s.1))).await?;
         Ok(())
     }
 

@@ -10,8 +10,9 @@
 //! at once, so it cannot take part in a deadlock.
 
 use crate::convert::{from_db, now_ms, stored_digest, to_db};
-use crate::gc::{BlobClaim, GcBatch, GcPass, GcRun};
+use crate::gc::{BlobClaim, Collect, Completion, GcBatch, GcPass, GcRun};
 use crate::postgres::ensure_repo;
+use crate::shared::{BLOB_COMPLETE, UPLOAD_DELETE};
 use crate::sqlite_gc::new_generation;
 use crate::MetaError;
 use berth_oci::{Digest, RepoName};
@@ -61,36 +62,26 @@ async fn insert_link(
     Ok(())
 }
 
-pub(crate) async fn upload_complete(
-    pool: &PgPool,
-    repo: &RepoName,
-    digest: &Digest,
-    size: u64,
-    generation: i64,
-    upload: Option<&str>,
-) -> Result<(), MetaError> {
+pub(crate) async fn upload_complete(pool: &PgPool, c: &Completion) -> Result<(), MetaError> {
     let now = now_ms();
-    let size = to_db(size, "blob size")?;
+    let size = to_db(c.size, "blob size")?;
     let mut tx = pool.begin().await?;
-    let n = sqlx::query(
-        "UPDATE blobs SET live = 1, verified = 1, size = $2, claimed_at = $4 \
-         WHERE digest = $1 AND generation = $3 AND deleting IS NULL",
-    )
-    .bind(digest.as_str())
-    .bind(size)
-    .bind(generation)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
+    let n = sqlx::query(BLOB_COMPLETE)
+        .bind(size)
+        .bind(now)
+        .bind(c.digest.as_str())
+        .bind(c.generation)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
     if n == 0 {
         tx.rollback().await?;
-        return Err(MetaError::ClaimLost(digest.clone()));
+        return Err(MetaError::ClaimLost(c.digest.clone()));
     }
-    let repo_id = ensure_repo(&mut tx, repo, now).await?;
-    insert_link(&mut tx, repo_id, digest, now).await?;
-    if let Some(id) = upload {
-        sqlx::query("DELETE FROM uploads WHERE id = $1")
+    let repo_id = ensure_repo(&mut tx, &c.repo, now).await?;
+    insert_link(&mut tx, repo_id, &c.digest, now).await?;
+    if let Some(id) = &c.upload {
+        sqlx::query(UPLOAD_DELETE)
             .bind(id)
             .execute(&mut *tx)
             .await?;
@@ -298,18 +289,10 @@ async fn drop_candidate(conn: &mut PgConnection, id: i64) -> Result<(), MetaErro
     Ok(())
 }
 
-pub(crate) async fn gc_collect(
-    pool: &PgPool,
-    pass: &GcPass,
-    after: i64,
-    limit: u32,
-    dry_run: bool,
-) -> Result<GcBatch, MetaError> {
-    let mut out = GcBatch {
-        cursor: after,
-        ..GcBatch::default()
-    };
-    if dry_run {
+pub(crate) async fn gc_collect(pool: &PgPool, c: Collect) -> Result<GcBatch, MetaError> {
+    let (pass, after, limit) = (&c.pass, c.after, c.limit);
+    let mut out = c.start();
+    if c.dry_run {
         // Everything in one transaction, rolled back: cascades are seen, nothing changes.
         let mut tx = pool.begin().await?;
         loop {

@@ -15,6 +15,56 @@ use berth_auth::rbac::Grant;
 use berth_oci::{Digest, RepoName};
 use bytes::Bytes;
 
+// ---------------------------------------------------------------------------------------
+// Statement text both dialects accept. SQLite's writer and per-thread readers bind
+// parameters by position, and SQLite numbers `$n` parameters in the order they first
+// appear: so in these, `$1`, `$2`, ... first appear in that order (`parameters_in_order`
+// checks every one).
+
+/// Removes a blob's link: repository name, digest.
+pub(crate) const BLOB_UNLINK: &str = "DELETE FROM repo_blobs \
+     WHERE repo_id = (SELECT id FROM repositories WHERE name = $1) AND digest = $2";
+/// Deletes a manifest (its tags and references by `ON DELETE CASCADE`): repository, digest.
+pub(crate) const MANIFEST_DELETE: &str = "DELETE FROM manifests \
+     WHERE repo_id = (SELECT id FROM repositories WHERE name = $1) AND digest = $2";
+/// Removes a tag: repository, tag.
+pub(crate) const TAG_DELETE: &str = "DELETE FROM tags \
+     WHERE repo_id = (SELECT id FROM repositories WHERE name = $1) AND name = $2";
+/// Extends an upload's lease: until, now, id, lease.
+pub(crate) const UPLOAD_RENEW: &str =
+    "UPDATE uploads SET lease_until = $1, updated_at = $2 WHERE id = $3 AND lease = $4";
+/// Gives up an upload's lease: id, lease.
+pub(crate) const UPLOAD_RELEASE: &str =
+    "UPDATE uploads SET lease = NULL, lease_until = NULL WHERE id = $1 AND lease = $2";
+/// Removes an upload session: id.
+pub(crate) const UPLOAD_DELETE: &str = "DELETE FROM uploads WHERE id = $1";
+/// Sets GC's schedule: schedule.
+pub(crate) const GC_SET_SCHEDULE: &str = "UPDATE gc_settings SET schedule = $1 WHERE id = 1";
+/// Sets GC's read-only flag: since, by.
+pub(crate) const GC_SET_READ_ONLY: &str =
+    "UPDATE gc_settings SET read_only_since = $1, read_only_by = $2 WHERE id = 1";
+
+/// Makes a claimed blob row live once its bytes are committed, if it still has the
+/// claimed generation and no tombstone: size, now, digest, generation.
+pub(crate) const BLOB_COMPLETE: &str = "UPDATE blobs SET live = 1, verified = 1, \
+     size = $1, claimed_at = $2 WHERE digest = $3 AND generation = $4 AND deleting IS NULL";
+
+/// Every statement above, for `parameters_in_order`.
+#[cfg(test)]
+const STATEMENTS: &[&str] = &[
+    BLOB_UNLINK,
+    MANIFEST_DELETE,
+    TAG_DELETE,
+    UPLOAD_RENEW,
+    UPLOAD_RELEASE,
+    UPLOAD_DELETE,
+    GC_SET_SCHEDULE,
+    GC_SET_READ_ONLY,
+    BLOB_COMPLETE,
+    ORG_ID,
+    TEAM_ID,
+];
+
 /// The sqlx pool a statement runs on.
 #[derive(Clone, Copy)]
 pub(crate) enum Pool<'a> {
@@ -548,4 +598,33 @@ pub(crate) async fn audit_query(
             .await?
     });
     rows.into_iter().map(audit_event).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    /// The `$n` of a statement in the order they first appear.
+    fn first_appearances(sql: &str) -> Vec<u32> {
+        let mut seen = Vec::new();
+        let mut rest = sql;
+        while let Some(at) = rest.find('$') {
+            rest = &rest[at + 1..];
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            if let Ok(n) = digits.parse::<u32>() {
+                if !seen.contains(&n) {
+                    seen.push(n);
+                }
+            }
+        }
+        seen
+    }
+
+    /// SQLite binds `$n` by the order of first appearance, so that order must be 1, 2, ...
+    #[test]
+    fn parameters_in_order() {
+        for sql in super::STATEMENTS.iter().chain(crate::lease::STATEMENTS) {
+            let seen = first_appearances(sql);
+            let expected: Vec<u32> = (1..=seen.len() as u32).collect();
+            assert_eq!(seen, expected, "{sql}");
+        }
+    }
 }

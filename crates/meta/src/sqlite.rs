@@ -18,7 +18,10 @@
 //! through the indexes declared in `migrations/sqlite`.
 
 use crate::convert::{first_missing, from_db, json_array, now_ms, stored_digest, to_db};
+use crate::gc::{Collect, Completion};
 use crate::shared::{self, manifest_record, upload_record};
+use crate::shared::{BLOB_UNLINK, GC_SET_READ_ONLY, GC_SET_SCHEDULE, MANIFEST_DELETE, TAG_DELETE};
+use crate::shared::{UPLOAD_DELETE, UPLOAD_RELEASE, UPLOAD_RENEW};
 use crate::sqlite_fast::FastReads;
 use crate::sqlite_gc as gc;
 use crate::{
@@ -113,6 +116,23 @@ impl SqliteMetaStore {
     /// closing its connection, when the last handle of the store is dropped.
     pub async fn close(&self) {
         self.read.close().await;
+    }
+
+    /// Runs one statement in the writer's next transaction; the number of rows it changed.
+    pub(crate) async fn execute<P>(
+        &self,
+        statement: &'static str,
+        params: P,
+    ) -> Result<usize, MetaError>
+    where
+        P: rusqlite::Params + Send + 'static,
+    {
+        self.write(move |conn| {
+            conn.prepare_cached(statement)
+                .and_then(|mut st| st.execute(params))
+                .map_err(sql)
+        })
+        .await
     }
 
     /// Runs `op` in the writer's next transaction; returns once that has committed (or
@@ -679,18 +699,17 @@ fn manifest_put(
     Ok(())
 }
 
-/// A `DELETE` of one row identified by repository name and `key`; whether it deleted.
-fn delete_in_repo(
-    conn: &rusqlite::Connection,
-    sql_text: &'static str,
-    repo: &RepoName,
-    key: &str,
-) -> Result<bool, MetaError> {
-    let n = conn
-        .prepare_cached(sql_text)
-        .and_then(|mut st| st.execute((repo.as_str(), key)))
-        .map_err(sql)?;
-    Ok(n > 0)
+impl SqliteMetaStore {
+    /// A `DELETE` of one row identified by repository name and `key`; whether it deleted.
+    async fn delete_in_repo(
+        &self,
+        statement: &'static str,
+        repo: &RepoName,
+        key: &str,
+    ) -> Result<bool, MetaError> {
+        let params = (repo.as_str().to_string(), key.to_string());
+        Ok(self.execute(statement, params).await? > 0)
+    }
 }
 
 impl MetaStore for SqliteMetaStore {
@@ -773,17 +792,8 @@ impl RegistryStore for SqliteMetaStore {
     }
 
     async fn blob_unlink(&self, repo: &RepoName, digest: &Digest) -> Result<bool, MetaError> {
-        let (repo, digest) = (repo.clone(), digest.clone());
-        self.write(move |conn| {
-            delete_in_repo(
-                conn,
-                "DELETE FROM repo_blobs \
-                     WHERE repo_id = (SELECT id FROM repositories WHERE name = ?1) AND digest = ?2",
-                &repo,
-                digest.as_str(),
-            )
-        })
-        .await
+        self.delete_in_repo(BLOB_UNLINK, repo, digest.as_str())
+            .await
     }
 
     async fn manifest_put(
@@ -829,32 +839,12 @@ impl RegistryStore for SqliteMetaStore {
     }
 
     async fn manifest_delete(&self, repo: &RepoName, digest: &Digest) -> Result<bool, MetaError> {
-        let (repo, digest) = (repo.clone(), digest.clone());
-        // Tags pointing at it and its references go by ON DELETE CASCADE, in this statement.
-        self.write(move |conn| {
-            delete_in_repo(
-                conn,
-                "DELETE FROM manifests \
-                     WHERE repo_id = (SELECT id FROM repositories WHERE name = ?1) AND digest = ?2",
-                &repo,
-                digest.as_str(),
-            )
-        })
-        .await
+        self.delete_in_repo(MANIFEST_DELETE, repo, digest.as_str())
+            .await
     }
 
     async fn tag_delete(&self, repo: &RepoName, tag: &Tag) -> Result<bool, MetaError> {
-        let (repo, tag) = (repo.clone(), tag.clone());
-        self.write(move |conn| {
-            delete_in_repo(
-                conn,
-                "DELETE FROM tags \
-                     WHERE repo_id = (SELECT id FROM repositories WHERE name = ?1) AND name = ?2",
-                &repo,
-                tag.as_str(),
-            )
-        })
-        .await
+        self.delete_in_repo(TAG_DELETE, repo, tag.as_str()).await
     }
 
     async fn tags_list(
@@ -927,31 +917,14 @@ impl UploadStore for SqliteMetaStore {
     }
 
     async fn upload_renew(&self, id: &str, lease: &str, until: i64) -> Result<bool, MetaError> {
-        let (id, lease) = (id.to_string(), lease.to_string());
-        self.write(move |conn| {
-            let n = conn
-                .prepare_cached(
-                    "UPDATE uploads SET lease_until = ?3, updated_at = ?4 \
-                     WHERE id = ?1 AND lease = ?2",
-                )
-                .and_then(|mut st| st.execute((&id, &lease, until, now_ms())))
-                .map_err(sql)?;
-            Ok(n > 0)
-        })
-        .await
+        let params = (until, now_ms(), id.to_string(), lease.to_string());
+        Ok(self.execute(UPLOAD_RENEW, params).await? > 0)
     }
 
     async fn upload_release(&self, id: &str, lease: &str) -> Result<(), MetaError> {
-        let (id, lease) = (id.to_string(), lease.to_string());
-        self.write(move |conn| {
-            conn.prepare_cached(
-                "UPDATE uploads SET lease = NULL, lease_until = NULL WHERE id = ?1 AND lease = ?2",
-            )
-            .and_then(|mut st| st.execute((&id, &lease)))
-            .map_err(sql)?;
-            Ok(())
-        })
-        .await
+        self.execute(UPLOAD_RELEASE, (id.to_string(), lease.to_string()))
+            .await?;
+        Ok(())
     }
 
     async fn upload_advance(
@@ -973,15 +946,7 @@ impl UploadStore for SqliteMetaStore {
     }
 
     async fn upload_delete(&self, id: &str) -> Result<bool, MetaError> {
-        let id = id.to_string();
-        self.write(move |conn| {
-            let n = conn
-                .prepare_cached("DELETE FROM uploads WHERE id = ?1")
-                .and_then(|mut st| st.execute([&id]))
-                .map_err(sql)?;
-            Ok(n > 0)
-        })
-        .await
+        Ok(self.execute(UPLOAD_DELETE, [id.to_string()]).await? > 0)
     }
 }
 
@@ -1000,11 +965,8 @@ impl GcStore for SqliteMetaStore {
         generation: i64,
         upload: Option<&str>,
     ) -> Result<(), MetaError> {
-        let (repo, digest, upload) = (repo.clone(), digest.clone(), upload.map(str::to_string));
-        self.write(move |conn| {
-            gc::upload_complete(conn, &repo, &digest, size, generation, upload.as_deref())
-        })
-        .await
+        let c = Completion::new(repo, digest, size, generation, upload);
+        self.write(move |conn| gc::upload_complete(conn, &c)).await
     }
 
     async fn blob_mount_any(
@@ -1082,9 +1044,8 @@ impl GcStore for SqliteMetaStore {
         limit: u32,
         dry_run: bool,
     ) -> Result<GcBatch, MetaError> {
-        let pass = *pass;
-        self.write(move |conn| gc::gc_collect(conn, &pass, after, limit, dry_run))
-            .await
+        let c = Collect::new(*pass, after, limit, dry_run);
+        self.write(move |conn| gc::gc_collect(conn, c)).await
     }
 
     async fn gc_tombstones(&self, limit: u32) -> Result<Vec<(Digest, u64)>, MetaError> {
@@ -1119,30 +1080,15 @@ impl GcStore for SqliteMetaStore {
     }
 
     async fn gc_set_schedule(&self, schedule: Option<&str>) -> Result<(), MetaError> {
-        let schedule = schedule.map(str::to_string);
-        self.write(move |conn| {
-            conn.prepare_cached("UPDATE gc_settings SET schedule = ?1 WHERE id = 1")
-                .and_then(|mut st| st.execute([&schedule]))
-                .map_err(sql)?;
-            Ok(())
-        })
-        .await
+        self.execute(GC_SET_SCHEDULE, [schedule.map(str::to_string)])
+            .await?;
+        Ok(())
     }
 
     async fn gc_set_read_only(&self, since: Option<(i64, &str)>) -> Result<(), MetaError> {
-        let (at, by) = match since {
-            Some((at, by)) => (Some(at), Some(by.to_string())),
-            None => (None, None),
-        };
-        self.write(move |conn| {
-            conn.prepare_cached(
-                "UPDATE gc_settings SET read_only_since = ?1, read_only_by = ?2 WHERE id = 1",
-            )
-            .and_then(|mut st| st.execute((at, &by)))
-            .map_err(sql)?;
-            Ok(())
-        })
-        .await
+        let params = (since.map(|s| s.0), since.map(|s| s.1.to_string()));
+        self.execute(GC_SET_READ_ONLY, params).await?;
+        Ok(())
     }
 
     async fn gc_run_save(&self, run: &GcRun) -> Result<i64, MetaError> {

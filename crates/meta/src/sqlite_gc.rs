@@ -3,7 +3,8 @@
 //! write of the process and, through `BEGIN IMMEDIATE`, of other processes).
 
 use crate::convert::{from_db, now_ms, stored_digest, to_db};
-use crate::gc::{BlobClaim, GcBatch, GcPass, GcRun};
+use crate::gc::{BlobClaim, Collect, Completion, GcBatch, GcPass, GcRun};
+use crate::shared::{BLOB_COMPLETE, UPLOAD_DELETE};
 use crate::sqlite::{ensure_repo, insert_link, sql};
 use crate::MetaError;
 use berth_oci::{Digest, RepoName};
@@ -56,30 +57,20 @@ pub(crate) fn blob_claim(conn: &Connection, digest: &Digest) -> Result<BlobClaim
     }
 }
 
-pub(crate) fn upload_complete(
-    conn: &Connection,
-    repo: &RepoName,
-    digest: &Digest,
-    size: u64,
-    generation: i64,
-    upload: Option<&str>,
-) -> Result<(), MetaError> {
+pub(crate) fn upload_complete(conn: &Connection, c: &Completion) -> Result<(), MetaError> {
     let now = now_ms();
-    let size = to_db(size, "blob size")?;
+    let size = to_db(c.size, "blob size")?;
     let n = conn
-        .prepare_cached(
-            "UPDATE blobs SET live = 1, verified = 1, size = ?2, claimed_at = ?4 \
-             WHERE digest = ?1 AND generation = ?3 AND deleting IS NULL",
-        )
-        .and_then(|mut st| st.execute((digest.as_str(), size, generation, now)))
+        .prepare_cached(BLOB_COMPLETE)
+        .and_then(|mut st| st.execute((size, now, c.digest.as_str(), c.generation)))
         .map_err(sql)?;
     if n == 0 {
-        return Err(MetaError::ClaimLost(digest.clone()));
+        return Err(MetaError::ClaimLost(c.digest.clone()));
     }
-    let repo_id = ensure_repo(conn, repo, now)?;
-    insert_link(conn, repo_id, digest, now)?;
-    if let Some(id) = upload {
-        conn.prepare_cached("DELETE FROM uploads WHERE id = ?1")
+    let repo_id = ensure_repo(conn, &c.repo, now)?;
+    insert_link(conn, repo_id, &c.digest, now)?;
+    if let Some(id) = &c.upload {
+        conn.prepare_cached(UPLOAD_DELETE)
             .and_then(|mut st| st.execute([id]))
             .map_err(sql)?;
     }
@@ -127,35 +118,23 @@ pub(crate) fn link_touch(
 /// Candidates examined per statement page.
 const PAGE: u32 = 500;
 
-pub(crate) fn gc_collect(
-    conn: &Connection,
-    pass: &GcPass,
-    after: i64,
-    limit: u32,
-    dry_run: bool,
-) -> Result<GcBatch, MetaError> {
-    if !dry_run {
-        return collect(conn, pass, after, limit, false);
+pub(crate) fn gc_collect(conn: &Connection, c: Collect) -> Result<GcBatch, MetaError> {
+    if !c.dry_run {
+        return collect(conn, &c);
     }
     // A dry run does the real work (cascades included) and rolls it back.
     conn.execute_batch("SAVEPOINT gc_dry_run").map_err(sql)?;
-    let result = collect(conn, pass, after, limit, true);
+    let result = collect(conn, &c);
     conn.execute_batch("ROLLBACK TO gc_dry_run; RELEASE gc_dry_run")
         .map_err(sql)?;
     result
 }
 
-fn collect(
-    conn: &Connection,
-    pass: &GcPass,
-    after: i64,
-    limit: u32,
-    to_the_end: bool,
-) -> Result<GcBatch, MetaError> {
-    let mut out = GcBatch {
-        cursor: after,
-        ..GcBatch::default()
-    };
+/// Examines candidates; a dry run goes on to `limit` (cascades included), a real one stops
+/// after one page.
+fn collect(conn: &Connection, c: &Collect) -> Result<GcBatch, MetaError> {
+    let (pass, limit, to_the_end) = (&c.pass, c.limit, c.dry_run);
+    let mut out = c.start();
     loop {
         let left = u64::from(limit).saturating_sub(out.examined);
         if left == 0 {

@@ -146,3 +146,26 @@ pub struct GcRun {
     pub orphan_bytes: u64,
     pub errors: Vec<String>,
 }
+
+impl GcRun {
+    /// The seven counts as the databases store them, in their columns' order:
+    /// manifests, links, blobs, blob bytes, uploads, orphans, orphan bytes.
+    pub(crate) fn counts(&self) -> [i64; 7] {
+        [
+            self.manifests_deleted,
+            self.links_deleted,
+            self.blobs_deleted,
+            self.blob_bytes,
+            self.uploads_purged,
+            self.orphans_deleted,
+            self.orphan_bytes,
+        ]
+        .map(|v| i64::try_from(v).unwrap_or(i64::MAX))
+    }
+
+    /// The errors as the databases store them (JSON).
+    pub(crate) fn errors_json(&self) -> Result<String, crate::MetaError> {
+        serde_json::to_string(&self.errors)
+            .map_err(|e| crate::MetaError::Backend(format!("encoding run errors: {e}")))
+    }
+}

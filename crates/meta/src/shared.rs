@@ -49,6 +49,55 @@ pub(crate) const GC_SET_READ_ONLY: &str =
 pub(crate) const BLOB_COMPLETE: &str = "UPDATE blobs SET live = 1, verified = 1, \
      size = $1, claimed_at = $2 WHERE digest = $3 AND generation = $4 AND deleting IS NULL";
 
+/// Deletes a manifest that is garbage under a pass: repository id, digest, cutoff,
+/// delete untagged, referrers follow their subject.
+pub(crate) const DELETE_MANIFEST: &str =
+    "DELETE FROM manifests WHERE repo_id = $1 AND digest = $2 \
+     AND claimed_at < $3 \
+     AND NOT EXISTS (SELECT 1 FROM tags WHERE repo_id = $1 AND manifest = $2) \
+     AND NOT EXISTS (SELECT 1 FROM manifest_refs \
+         WHERE referenced = $2 AND kind = 'manifest' AND repo_id = $1) \
+     AND NOT EXISTS (SELECT 1 FROM manifests r \
+         JOIN tags t ON t.repo_id = r.repo_id AND t.manifest = r.digest \
+         WHERE r.repo_id = $1 AND r.subject = $2) \
+     AND CASE WHEN subject IS NULL THEN $4 \
+         WHEN $5 THEN NOT EXISTS (SELECT 1 FROM manifests s \
+             WHERE s.repo_id = $1 AND s.digest = manifests.subject) \
+         ELSE FALSE END";
+/// Deletes a link that is garbage: repository id, digest, cutoff.
+pub(crate) const DELETE_LINK: &str = "DELETE FROM repo_blobs WHERE repo_id = $1 AND digest = $2 \
+     AND claimed_at < $3 \
+     AND NOT EXISTS (SELECT 1 FROM manifest_refs \
+         WHERE referenced = $2 AND kind = 'blob' AND repo_id = $1)";
+/// Tombstones a blob that is garbage, returning its size: now, digest, cutoff.
+pub(crate) const TOMBSTONE_BLOB: &str = "UPDATE blobs SET deleting = $1 \
+     WHERE digest = $2 AND deleting IS NULL AND claimed_at < $3 \
+     AND NOT EXISTS (SELECT 1 FROM repo_blobs WHERE digest = $2) \
+     AND NOT EXISTS (SELECT 1 FROM manifest_refs WHERE referenced = $2 AND kind = 'blob') \
+     RETURNING size";
+
+/// A manifest's claim: repository id, digest.
+pub(crate) const MANIFEST_CLAIM: &str =
+    "SELECT claimed_at FROM manifests WHERE repo_id = $1 AND digest = $2";
+/// A link's claim: repository id, digest.
+pub(crate) const LINK_CLAIM: &str =
+    "SELECT claimed_at FROM repo_blobs WHERE repo_id = $1 AND digest = $2";
+/// A page of GC candidates: after, limit.
+pub(crate) const GC_CANDIDATES: &str =
+    "SELECT id, kind, repo_id, digest FROM gc_candidates WHERE id > $1 ORDER BY id LIMIT $2";
+/// Removes a GC candidate: id.
+pub(crate) const GC_CANDIDATE_DROP: &str = "DELETE FROM gc_candidates WHERE id = $1";
+/// Records a new GC run, returning its id: holder, started by, mode, dry run, status,
+/// started, finished, then the seven counts ([`GcRun::counts`](crate::GcRun)), errors.
+pub(crate) const GC_RUN_INSERT: &str = "INSERT INTO gc_runs (holder, started_by, mode, \
+     dry_run, status, started_at, finished_at, manifests_deleted, links_deleted, \
+     blobs_deleted, blob_bytes, uploads_purged, orphans_deleted, orphan_bytes, errors) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING id";
+/// Updates a GC run: status, finished, the seven counts, errors, id.
+pub(crate) const GC_RUN_UPDATE: &str = "UPDATE gc_runs SET status = $1, finished_at = $2, \
+     manifests_deleted = $3, links_deleted = $4, blobs_deleted = $5, blob_bytes = $6, \
+     uploads_purged = $7, orphans_deleted = $8, orphan_bytes = $9, errors = $10 WHERE id = $11";
+
 /// Every statement above, for `parameters_in_order`.
 #[cfg(test)]
 const STATEMENTS: &[&str] = &[
@@ -61,6 +110,15 @@ const STATEMENTS: &[&str] = &[
     GC_SET_SCHEDULE,
     GC_SET_READ_ONLY,
     BLOB_COMPLETE,
+    DELETE_MANIFEST,
+    DELETE_LINK,
+    TOMBSTONE_BLOB,
+    MANIFEST_CLAIM,
+    LINK_CLAIM,
+    GC_CANDIDATES,
+    GC_CANDIDATE_DROP,
+    GC_RUN_INSERT,
+    GC_RUN_UPDATE,
     ORG_ID,
     TEAM_ID,
 ];

@@ -1102,19 +1102,24 @@ impl GcStore for SqliteMetaStore {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::conformance;
     use std::sync::Arc;
 
+    /// A store on a new file in a temporary directory (removed when dropped).
+    pub(crate) async fn temporary() -> (tempfile::TempDir, SqliteMetaStore) {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = SqliteMetaStore::open(&dir.path().join("meta.db"))
+            .await
+            .expect("open");
+        (dir, store)
+    }
+
     #[tokio::test]
     async fn references_follow_their_manifest() {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let store = Arc::new(
-            SqliteMetaStore::open(&dir.path().join("meta.db"))
-                .await
-                .expect("open"),
-        );
+        let (_dir, store) = temporary().await;
+        let store = Arc::new(store);
         let read = store.read.clone();
         let refs = move || {
             let read = read.clone();
@@ -1134,10 +1139,7 @@ mod tests {
     /// on the writer's connection and the readers'.
     #[tokio::test]
     async fn writer_pragmas() {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let store = SqliteMetaStore::open(&dir.path().join("meta.db"))
-            .await
-            .expect("open");
+        let (_dir, store) = temporary().await;
         let (mode, sync, fk): (String, i64, i64) = store
             .write(|c| {
                 let q = |p: &str| {

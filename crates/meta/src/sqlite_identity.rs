@@ -1036,10 +1036,7 @@ mod tests {
     /// repositories.
     #[tokio::test]
     async fn listing_pages_search_indexes_and_never_scan_the_table() {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let store = SqliteMetaStore::open(&dir.path().join("meta.db"))
-            .await
-            .expect("open");
+        let (_dir, store) = crate::sqlite::tests::temporary().await;
         for scope in [
             VisibleScope {
                 public: true,

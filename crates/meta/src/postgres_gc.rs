@@ -14,7 +14,7 @@ use crate::gc::{BlobClaim, Collect, Completion, GcBatch, GcPass, GcRun};
 use crate::postgres::ensure_repo;
 use crate::shared::{BLOB_COMPLETE, DELETE_LINK, DELETE_MANIFEST, TOMBSTONE_BLOB, UPLOAD_DELETE};
 use crate::shared::{GC_CANDIDATES, GC_CANDIDATE_DROP, GC_RUN_INSERT, GC_RUN_UPDATE};
-use crate::shared::{LINK_CLAIM, MANIFEST_CLAIM};
+use crate::shared::{LINK_CLAIM, LINK_CLAIMED, LINK_INSERT, LINK_TOUCH, MANIFEST_CLAIM};
 use crate::sqlite_gc::new_generation;
 use crate::MetaError;
 use berth_oci::{Digest, RepoName};
@@ -46,21 +46,18 @@ pub(crate) async fn blob_claim(pool: &PgPool, digest: &Digest) -> Result<BlobCla
     })
 }
 
-async fn insert_link(
+pub(crate) async fn insert_link(
     conn: &mut PgConnection,
     repo_id: i64,
     digest: &Digest,
     now: i64,
 ) -> Result<(), MetaError> {
-    sqlx::query(
-        "INSERT INTO repo_blobs (repo_id, digest, created_at, claimed_at) VALUES ($1, $2, $3, $3) \
-         ON CONFLICT (repo_id, digest) DO UPDATE SET claimed_at = EXCLUDED.claimed_at",
-    )
-    .bind(repo_id)
-    .bind(digest.as_str())
-    .bind(now)
-    .execute(conn)
-    .await?;
+    sqlx::query(LINK_INSERT)
+        .bind(repo_id)
+        .bind(digest.as_str())
+        .bind(now)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
@@ -97,7 +94,6 @@ pub(crate) async fn blob_mount_any(
     repo: &RepoName,
     digest: &Digest,
 ) -> Result<Option<u64>, MetaError> {
-    let now = now_ms();
     let mut tx = pool.begin().await?;
     let size: Option<i64> = sqlx::query_scalar(
         "SELECT size FROM blobs WHERE digest = $1 AND live = 1 AND deleting IS NULL \
@@ -106,10 +102,22 @@ pub(crate) async fn blob_mount_any(
     .bind(digest.as_str())
     .fetch_optional(&mut *tx)
     .await?;
+    link_found(tx, repo, digest, size).await
+}
+
+/// Links a blob that a mount found in `tx` (its `size`, or `None`: not there) into
+/// `repo` and commits; the size as the mount answers it.
+pub(crate) async fn link_found(
+    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    repo: &RepoName,
+    digest: &Digest,
+    size: Option<i64>,
+) -> Result<Option<u64>, MetaError> {
     let Some(size) = size else {
         tx.rollback().await?;
         return Ok(None);
     };
+    let now = now_ms();
     let repo_id = ensure_repo(&mut tx, repo, now).await?;
     insert_link(&mut tx, repo_id, digest, now).await?;
     tx.commit().await?;
@@ -122,30 +130,22 @@ pub(crate) async fn link_claim(
     digest: &Digest,
     stale_before: i64,
 ) -> Result<Option<u64>, MetaError> {
-    let row: Option<(i64, i64)> = sqlx::query_as(
-        "SELECT b.size, rb.claimed_at FROM repositories r \
-         JOIN repo_blobs rb ON rb.repo_id = r.id \
-         JOIN blobs b ON b.digest = rb.digest \
-         WHERE r.name = $1 AND rb.digest = $2",
-    )
-    .bind(repo.as_str())
-    .bind(digest.as_str())
-    .fetch_optional(pool)
-    .await?;
+    let row: Option<(i64, i64)> = sqlx::query_as(LINK_CLAIMED)
+        .bind(repo.as_str())
+        .bind(digest.as_str())
+        .fetch_optional(pool)
+        .await?;
     let Some((size, claimed)) = row else {
         return Ok(None);
     };
     if claimed < stale_before {
-        let n = sqlx::query(
-            "UPDATE repo_blobs SET claimed_at = $3 \
-             WHERE repo_id = (SELECT id FROM repositories WHERE name = $1) AND digest = $2",
-        )
-        .bind(repo.as_str())
-        .bind(digest.as_str())
-        .bind(now_ms())
-        .execute(pool)
-        .await?
-        .rows_affected();
+        let n = sqlx::query(LINK_TOUCH)
+            .bind(now_ms())
+            .bind(repo.as_str())
+            .bind(digest.as_str())
+            .execute(pool)
+            .await?
+            .rows_affected();
         if n == 0 {
             return Ok(None);
         }

@@ -21,6 +21,97 @@ use bytes::Bytes;
 // appear: so in these, `$1`, `$2`, ... first appear in that order (`parameters_in_order`
 // checks every one).
 
+/// Whether a repository exists: name.
+pub(crate) const REPO_EXISTS: &str = "SELECT 1 FROM repositories WHERE name = $1";
+/// A catalog page after a name: last, limit. (Two statements rather than
+/// `$1 IS NULL OR name > $1`, so both are index range scans.)
+pub(crate) const CATALOG_AFTER: &str =
+    "SELECT name FROM repositories WHERE name > $1 ORDER BY name LIMIT $2";
+/// The first catalog page: limit.
+pub(crate) const CATALOG_FIRST: &str = "SELECT name FROM repositories ORDER BY name LIMIT $1";
+/// A manifest's media type and bytes: repository, digest.
+pub(crate) const MANIFEST_GET: &str = "SELECT m.media_type, m.bytes FROM repositories r \
+     JOIN manifests m ON m.repo_id = r.id \
+     WHERE r.name = $1 AND m.digest = $2";
+/// The manifest a tag points at (digest, media type, bytes): repository, tag.
+pub(crate) const MANIFEST_BY_TAG: &str = "SELECT m.digest, m.media_type, m.bytes \
+     FROM repositories r \
+     JOIN tags t ON t.repo_id = r.id \
+     JOIN manifests m ON m.repo_id = t.repo_id AND m.digest = t.manifest \
+     WHERE r.name = $1 AND t.name = $2";
+/// A page of tags after a name (no row: no repository; a NULL: no further tags): last,
+/// repository, limit.
+pub(crate) const TAGS_AFTER: &str = "SELECT t.name FROM repositories r \
+     LEFT JOIN tags t ON t.repo_id = r.id AND t.name > $1 \
+     WHERE r.name = $2 ORDER BY t.name LIMIT $3";
+/// The first page of tags, as [`TAGS_AFTER`]: repository, limit.
+pub(crate) const TAGS_FIRST: &str = "SELECT t.name FROM repositories r \
+     LEFT JOIN tags t ON t.repo_id = r.id \
+     WHERE r.name = $1 ORDER BY t.name LIMIT $2";
+/// A manifest's claim: repository, digest.
+pub(crate) const MANIFEST_CLAIMED: &str = "SELECT m.claimed_at FROM repositories r \
+     JOIN manifests m ON m.repo_id = r.id WHERE r.name = $1 AND m.digest = $2";
+/// Claims a manifest again: now, repository, digest.
+pub(crate) const MANIFEST_TOUCH: &str = "UPDATE manifests SET claimed_at = $1 \
+     WHERE repo_id = (SELECT id FROM repositories WHERE name = $2) AND digest = $3";
+/// A link's blob size and claim: repository, digest.
+pub(crate) const LINK_CLAIMED: &str = "SELECT b.size, rb.claimed_at FROM repositories r \
+     JOIN repo_blobs rb ON rb.repo_id = r.id \
+     JOIN blobs b ON b.digest = rb.digest \
+     WHERE r.name = $1 AND rb.digest = $2";
+/// Claims a link again: now, repository, digest.
+pub(crate) const LINK_TOUCH: &str = "UPDATE repo_blobs SET claimed_at = $1 \
+     WHERE repo_id = (SELECT id FROM repositories WHERE name = $2) AND digest = $3";
+/// The size of a blob a repository links: repository, digest.
+pub(crate) const BLOB_IN_REPO: &str = "SELECT b.size FROM repositories r \
+     JOIN repo_blobs rb ON rb.repo_id = r.id \
+     JOIN blobs b ON b.digest = rb.digest \
+     WHERE r.name = $1 AND rb.digest = $2";
+/// Links a blob (or claims the link again): repository id, digest, now.
+pub(crate) const LINK_INSERT: &str = "INSERT INTO repo_blobs (repo_id, digest, created_at, \
+     claimed_at) VALUES ($1, $2, $3, $3) \
+     ON CONFLICT (repo_id, digest) DO UPDATE SET claimed_at = excluded.claimed_at";
+/// Records a blob whose bytes the caller vouches for, returning its tombstone (a
+/// tombstoned row is not revived): digest, size, now, generation.
+pub(crate) const BLOB_ROW_LIVE: &str = "INSERT INTO blobs (digest, size, created_at, \
+     claimed_at, live, generation) VALUES ($1, $2, $3, $3, 1, $4) \
+     ON CONFLICT (digest) DO UPDATE SET claimed_at = excluded.claimed_at, live = 1 \
+     RETURNING deleting";
+/// Stores a manifest unless it is there: repository id, digest, media type, artifact
+/// type, subject, annotations, size, bytes, now.
+pub(crate) const MANIFEST_INSERT: &str = "INSERT INTO manifests (repo_id, digest, media_type, \
+     artifact_type, subject, annotations, size, bytes, created_at, claimed_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) \
+     ON CONFLICT (repo_id, digest) DO NOTHING";
+/// Claims a stored manifest again (a re-put): now, repository id, digest.
+pub(crate) const MANIFEST_RECLAIM: &str =
+    "UPDATE manifests SET claimed_at = $1 WHERE repo_id = $2 AND digest = $3";
+/// Points a tag at a manifest: repository id, tag, digest, now.
+pub(crate) const TAG_SET: &str = "INSERT INTO tags (repo_id, name, manifest, updated_at) \
+     VALUES ($1, $2, $3, $4) ON CONFLICT (repo_id, name) DO UPDATE \
+     SET manifest = excluded.manifest, updated_at = excluded.updated_at";
+/// Creates an upload session: id, repository id, offset, hash state, store state,
+/// created, updated.
+pub(crate) const UPLOAD_INSERT: &str = "INSERT INTO uploads (id, repo_id, \"offset\", \
+     hash_state, store_state, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+/// Takes an upload's lease if it is free or expired, returning the session's offset,
+/// hash state, store state and creation time: lease, until, now, id, repository.
+pub(crate) const UPLOAD_LEASE: &str = "UPDATE uploads \
+     SET lease = $1, lease_until = $2, updated_at = $3 \
+     WHERE id = $4 AND repo_id = (SELECT id FROM repositories WHERE name = $5) \
+     AND (lease IS NULL OR lease_until < $3) \
+     RETURNING \"offset\", hash_state, store_state, created_at";
+/// An upload's offset: id, repository.
+pub(crate) const UPLOAD_OFFSET: &str = "SELECT u.\"offset\" FROM uploads u \
+     JOIN repositories r ON r.id = u.repo_id WHERE u.id = $1 AND r.name = $2";
+/// Advances an upload and releases its lease if the lease and the offset are still the
+/// caller's: offset, hash state, store state, updated, id, expected offset, lease,
+/// repository.
+pub(crate) const UPLOAD_ADVANCE: &str = "UPDATE uploads SET \"offset\" = $1, hash_state = $2, \
+     store_state = $3, updated_at = $4, lease = NULL, lease_until = NULL \
+     WHERE id = $5 AND \"offset\" = $6 AND lease = $7 \
+     AND repo_id = (SELECT id FROM repositories WHERE name = $8)";
+
 /// Removes a blob's link: repository name, digest.
 pub(crate) const BLOB_UNLINK: &str = "DELETE FROM repo_blobs \
      WHERE repo_id = (SELECT id FROM repositories WHERE name = $1) AND digest = $2";
@@ -101,6 +192,27 @@ pub(crate) const GC_RUN_UPDATE: &str = "UPDATE gc_runs SET status = $1, finished
 /// Every statement above, for `parameters_in_order`.
 #[cfg(test)]
 const STATEMENTS: &[&str] = &[
+    REPO_EXISTS,
+    CATALOG_AFTER,
+    CATALOG_FIRST,
+    MANIFEST_GET,
+    MANIFEST_BY_TAG,
+    TAGS_AFTER,
+    TAGS_FIRST,
+    MANIFEST_CLAIMED,
+    MANIFEST_TOUCH,
+    LINK_CLAIMED,
+    LINK_TOUCH,
+    BLOB_IN_REPO,
+    LINK_INSERT,
+    BLOB_ROW_LIVE,
+    MANIFEST_INSERT,
+    MANIFEST_RECLAIM,
+    TAG_SET,
+    UPLOAD_INSERT,
+    UPLOAD_LEASE,
+    UPLOAD_OFFSET,
+    UPLOAD_ADVANCE,
     BLOB_UNLINK,
     MANIFEST_DELETE,
     TAG_DELETE,

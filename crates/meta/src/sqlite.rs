@@ -20,7 +20,11 @@
 use crate::convert::{first_missing, from_db, json_array, now_ms, stored_digest, to_db};
 use crate::gc::{Collect, Completion};
 use crate::shared::{self, manifest_record, upload_record};
+use crate::shared::{BLOB_IN_REPO, BLOB_ROW_LIVE, LINK_CLAIMED, LINK_INSERT, MANIFEST_BY_TAG};
 use crate::shared::{BLOB_UNLINK, GC_SET_READ_ONLY, GC_SET_SCHEDULE, MANIFEST_DELETE, TAG_DELETE};
+use crate::shared::{CATALOG_AFTER, CATALOG_FIRST, MANIFEST_GET, REPO_EXISTS, TAGS_AFTER};
+use crate::shared::{MANIFEST_CLAIMED, MANIFEST_INSERT, MANIFEST_RECLAIM, MANIFEST_TOUCH, TAG_SET};
+use crate::shared::{TAGS_FIRST, UPLOAD_ADVANCE, UPLOAD_INSERT, UPLOAD_LEASE, UPLOAD_OFFSET};
 use crate::shared::{UPLOAD_DELETE, UPLOAD_RELEASE, UPLOAD_RENEW};
 use crate::sqlite_fast::FastReads;
 use crate::sqlite_gc as gc;
@@ -390,41 +394,11 @@ pub(crate) fn insert_link(
     digest: &Digest,
     now: i64,
 ) -> Result<(), MetaError> {
-    conn.prepare_cached(
-        "INSERT INTO repo_blobs (repo_id, digest, created_at, claimed_at) VALUES (?1, ?2, ?3, ?3) \
-         ON CONFLICT (repo_id, digest) DO UPDATE SET claimed_at = excluded.claimed_at",
-    )
-    .and_then(|mut st| st.execute((repo_id, digest.as_str(), now)))
-    .map_err(sql)?;
+    conn.prepare_cached(LINK_INSERT)
+        .and_then(|mut st| st.execute((repo_id, digest.as_str(), now)))
+        .map_err(sql)?;
     Ok(())
 }
-
-const REPO_EXISTS: &str = "SELECT 1 FROM repositories WHERE name = ?1";
-const CATALOG_AFTER: &str = "SELECT name FROM repositories WHERE name > ?1 ORDER BY name LIMIT ?2";
-const CATALOG_FIRST: &str = "SELECT name FROM repositories ORDER BY name LIMIT ?1";
-const MANIFEST_GET: &str = "SELECT m.media_type, m.bytes FROM repositories r \
-     JOIN manifests m ON m.repo_id = r.id \
-     WHERE r.name = ?1 AND m.digest = ?2";
-const MANIFEST_BY_TAG: &str = "SELECT m.digest, m.media_type, m.bytes FROM repositories r \
-     JOIN tags t ON t.repo_id = r.id \
-     JOIN manifests m ON m.repo_id = t.repo_id AND m.digest = t.manifest \
-     WHERE r.name = ?1 AND t.name = ?2";
-const TAGS_AFTER: &str = "SELECT t.name FROM repositories r \
-     LEFT JOIN tags t ON t.repo_id = r.id AND t.name > ?2 \
-     WHERE r.name = ?1 ORDER BY t.name LIMIT ?3";
-const TAGS_FIRST: &str = "SELECT t.name FROM repositories r \
-     LEFT JOIN tags t ON t.repo_id = r.id \
-     WHERE r.name = ?1 ORDER BY t.name LIMIT ?2";
-const MANIFEST_CLAIMED: &str = "SELECT m.claimed_at FROM repositories r \
-     JOIN manifests m ON m.repo_id = r.id WHERE r.name = ?1 AND m.digest = ?2";
-const LINK_CLAIMED: &str = "SELECT b.size, rb.claimed_at FROM repositories r \
-     JOIN repo_blobs rb ON rb.repo_id = r.id \
-     JOIN blobs b ON b.digest = rb.digest \
-     WHERE r.name = ?1 AND rb.digest = ?2";
-const BLOB_IN_REPO: &str = "SELECT b.size FROM repositories r \
-     JOIN repo_blobs rb ON rb.repo_id = r.id \
-     JOIN blobs b ON b.digest = rb.digest \
-     WHERE r.name = ?1 AND rb.digest = ?2";
 
 fn blob_link(
     conn: &rusqlite::Connection,
@@ -437,12 +411,7 @@ fn blob_link(
     // Without a claim: the caller vouches that the bytes are committed. A tombstoned row
     // is not revived (its bytes are being deleted).
     let deleting: Option<i64> = conn
-        .prepare_cached(
-            "INSERT INTO blobs (digest, size, created_at, claimed_at, live, generation) \
-             VALUES (?1, ?2, ?3, ?3, 1, ?4) \
-             ON CONFLICT (digest) DO UPDATE SET claimed_at = excluded.claimed_at, live = 1 \
-             RETURNING deleting",
-        )
+        .prepare_cached(BLOB_ROW_LIVE)
         .and_then(|mut st| {
             st.query_row(
                 (
@@ -497,22 +466,19 @@ pub(crate) fn link_found(
 fn upload_create(conn: &rusqlite::Connection, rec: &UploadRecord) -> Result<(), MetaError> {
     let offset = to_db(rec.offset, "upload offset")?;
     let repo_id = ensure_repo(conn, &rec.repo, now_ms())?;
-    conn.prepare_cached(
-        "INSERT INTO uploads (id, repo_id, \"offset\", hash_state, store_state, created_at, updated_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )
-    .and_then(|mut st| {
-        st.execute((
-            &rec.id,
-            repo_id,
-            offset,
-            &rec.hash_state,
-            &rec.store_state,
-            rec.created_at,
-            rec.updated_at,
-        ))
-    })
-    .map_err(sql)?;
+    conn.prepare_cached(UPLOAD_INSERT)
+        .and_then(|mut st| {
+            st.execute((
+                &rec.id,
+                repo_id,
+                offset,
+                &rec.hash_state,
+                &rec.store_state,
+                rec.created_at,
+                rec.updated_at,
+            ))
+        })
+        .map_err(sql)?;
     Ok(())
 }
 
@@ -523,12 +489,7 @@ fn upload_advance(
     lease: &str,
 ) -> Result<(), MetaError> {
     let changed = conn
-        .prepare_cached(
-            "UPDATE uploads SET \"offset\" = ?1, hash_state = ?2, store_state = ?3, updated_at = ?4, \
-             lease = NULL, lease_until = NULL \
-             WHERE id = ?5 AND \"offset\" = ?6 AND lease = ?8 \
-             AND repo_id = (SELECT id FROM repositories WHERE name = ?7)",
-        )
+        .prepare_cached(UPLOAD_ADVANCE)
         .and_then(|mut st| {
             st.execute((
                 to_db(rec.offset, "upload offset").unwrap_or(i64::MAX),
@@ -537,8 +498,8 @@ fn upload_advance(
                 rec.updated_at,
                 &rec.id,
                 to_db(expected_offset, "upload offset").unwrap_or(i64::MAX),
-                rec.repo.as_str(),
                 lease,
+                rec.repo.as_str(),
             ))
         })
         .map_err(sql)?;
@@ -557,14 +518,9 @@ fn upload_lease(
     until: i64,
 ) -> Result<UploadLease, MetaError> {
     let row: Option<(i64, Vec<u8>, String, i64)> = conn
-        .prepare_cached(
-            "UPDATE uploads SET lease = ?3, lease_until = ?5, updated_at = ?4 \
-             WHERE id = ?1 AND repo_id = (SELECT id FROM repositories WHERE name = ?2) \
-             AND (lease IS NULL OR lease_until < ?4) \
-             RETURNING \"offset\", hash_state, store_state, created_at",
-        )
+        .prepare_cached(UPLOAD_LEASE)
         .and_then(|mut st| {
-            st.query_row((id, repo.as_str(), lease, now, until), |r| {
+            st.query_row((lease, until, now, id, repo.as_str()), |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
             })
             .optional()
@@ -579,10 +535,7 @@ fn upload_lease(
         )?));
     }
     let offset: Option<i64> = conn
-        .prepare_cached(
-            "SELECT u.\"offset\" FROM uploads u JOIN repositories r ON r.id = u.repo_id \
-             WHERE u.id = ?1 AND r.name = ?2",
-        )
+        .prepare_cached(UPLOAD_OFFSET)
         .and_then(|mut st| st.query_row((id, repo.as_str()), |r| r.get(0)).optional())
         .map_err(sql)?;
     Ok(match offset {
@@ -640,12 +593,7 @@ fn manifest_put(
         }
     };
     let inserted = conn
-        .prepare_cached(
-            "INSERT INTO manifests \
-             (repo_id, digest, media_type, artifact_type, subject, annotations, size, bytes, created_at, claimed_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9) \
-             ON CONFLICT (repo_id, digest) DO NOTHING",
-        )
+        .prepare_cached(MANIFEST_INSERT)
         .and_then(|mut st| {
             st.execute((
                 repo_id,
@@ -663,11 +611,9 @@ fn manifest_put(
         > 0;
     if !inserted {
         // A re-put claims the manifest again (an index about to reference it).
-        conn.prepare_cached(
-            "UPDATE manifests SET claimed_at = ?3 WHERE repo_id = ?1 AND digest = ?2",
-        )
-        .and_then(|mut st| st.execute((repo_id, m.digest.as_str(), now)))
-        .map_err(sql)?;
+        conn.prepare_cached(MANIFEST_RECLAIM)
+            .and_then(|mut st| st.execute((now, repo_id, m.digest.as_str())))
+            .map_err(sql)?;
     }
     // A manifest already stored has its references already (same digest, same bytes).
     if inserted && (!m.blobs.is_empty() || !m.children.is_empty()) {
@@ -688,13 +634,9 @@ fn manifest_put(
         .map_err(sql)?;
     }
     if let Some(tag) = tag {
-        conn.prepare_cached(
-            "INSERT INTO tags (repo_id, name, manifest, updated_at) VALUES (?1, ?2, ?3, ?4) \
-             ON CONFLICT (repo_id, name) DO UPDATE \
-             SET manifest = excluded.manifest, updated_at = excluded.updated_at",
-        )
-        .and_then(|mut st| st.execute((repo_id, tag.as_str(), m.digest.as_str(), now)))
-        .map_err(sql)?;
+        conn.prepare_cached(TAG_SET)
+            .and_then(|mut st| st.execute((repo_id, tag.as_str(), m.digest.as_str(), now)))
+            .map_err(sql)?;
     }
     Ok(())
 }
@@ -860,7 +802,7 @@ impl RegistryStore for SqliteMetaStore {
         let rows: Vec<Option<String>> = self.fast.with(|c| match last {
             Some(last) => c
                 .prepare_cached(TAGS_AFTER)?
-                .query_map((repo.as_str(), last, limit), |r| r.get(0))?
+                .query_map((last, repo.as_str(), limit), |r| r.get(0))?
                 .collect(),
             None => c
                 .prepare_cached(TAGS_FIRST)?
@@ -1023,12 +965,8 @@ impl GcStore for SqliteMetaStore {
                 let (repo, digest) = (repo.clone(), digest.clone());
                 self.write(move |conn| {
                     let n = conn
-                        .prepare_cached(
-                            "UPDATE manifests SET claimed_at = ?3 \
-                             WHERE repo_id = (SELECT id FROM repositories WHERE name = ?1) \
-                             AND digest = ?2",
-                        )
-                        .and_then(|mut st| st.execute((repo.as_str(), digest.as_str(), now_ms())))
+                        .prepare_cached(MANIFEST_TOUCH)
+                        .and_then(|mut st| st.execute((now_ms(), repo.as_str(), digest.as_str())))
                         .map_err(sql)?;
                     Ok(n > 0)
                 })

@@ -6,7 +6,7 @@ use crate::convert::{from_db, now_ms, stored_digest, to_db};
 use crate::gc::{BlobClaim, Collect, Completion, GcBatch, GcPass, GcRun};
 use crate::shared::{BLOB_COMPLETE, DELETE_LINK, DELETE_MANIFEST, TOMBSTONE_BLOB, UPLOAD_DELETE};
 use crate::shared::{GC_CANDIDATES, GC_CANDIDATE_DROP, GC_RUN_INSERT, GC_RUN_UPDATE};
-use crate::shared::{LINK_CLAIM, MANIFEST_CLAIM};
+use crate::shared::{LINK_CLAIM, LINK_TOUCH, MANIFEST_CLAIM};
 use crate::sqlite::{ensure_repo, insert_link, sql};
 use crate::MetaError;
 use berth_oci::{Digest, RepoName};
@@ -101,11 +101,8 @@ pub(crate) fn link_touch(
     digest: &Digest,
 ) -> Result<Option<u64>, MetaError> {
     let n = conn
-        .prepare_cached(
-            "UPDATE repo_blobs SET claimed_at = ?3 \
-             WHERE repo_id = (SELECT id FROM repositories WHERE name = ?1) AND digest = ?2",
-        )
-        .and_then(|mut st| st.execute((repo.as_str(), digest.as_str(), now_ms())))
+        .prepare_cached(LINK_TOUCH)
+        .and_then(|mut st| st.execute((now_ms(), repo.as_str(), digest.as_str())))
         .map_err(sql)?;
     if n == 0 {
         return Ok(None);

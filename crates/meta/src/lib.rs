@@ -33,8 +33,11 @@
 //! - `conformance` (feature `conformance`, on only for tests): the one test suite both
 //!   pass (every trait). It is not compiled into the binary.
 //!
-//! The private `shared` module holds the statements both dialects accept, written once
-//! and run on either sqlx pool. The private `convert` module holds the conversions both share (clock, sizes, values read
+//! The private `shared` module holds the statements both dialects accept, written once:
+//! their text (which SQLite's writer thread and per-thread readers run as PostgreSQL
+//! does, with `$n` parameters numbered in the order they first appear), and whole reads
+//! run on either sqlx pool. Each backend runs a one-statement write through one helper
+//! (`SqliteMetaStore::execute`, `PgMetaStore::changed`). The private `convert` module holds the conversions both share (clock, sizes, values read
 //! back from a database). Schemas live in `migrations/sqlite` and `migrations/postgres`,
 //! applied when a store opens.
 

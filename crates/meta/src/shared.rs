@@ -310,13 +310,56 @@ pub(crate) async fn referrers(
         .collect()
 }
 
+/// [`RegistryStore::ping`](crate::RegistryStore::ping).
+pub(crate) async fn ping(pool: Pool<'_>) -> Result<(), MetaError> {
+    on_pool!(pool, p => {
+        sqlx::query("SELECT 1").execute(p).await?;
+    });
+    Ok(())
+}
+
+/// [`RegistryStore::blob_anywhere`](crate::RegistryStore::blob_anywhere).
+pub(crate) async fn blob_anywhere(
+    pool: Pool<'_>,
+    digest: &Digest,
+) -> Result<Option<u64>, MetaError> {
+    let sql = "SELECT size FROM blobs WHERE digest = $1 \
+               AND EXISTS (SELECT 1 FROM repo_blobs WHERE digest = $1)";
+    let size: Option<i64> = on_pool!(pool, p => {
+        sqlx::query_scalar(sql).bind(digest.as_str()).fetch_optional(p).await?
+    });
+    size.map(|s| from_db(s, "blob size")).transpose()
+}
+
+/// [`UploadStore::upload_count`](crate::UploadStore::upload_count).
+pub(crate) async fn upload_count(pool: Pool<'_>) -> Result<u64, MetaError> {
+    let sql = "SELECT count(*) FROM uploads";
+    let n: i64 = on_pool!(pool, p => sqlx::query_scalar(sql).fetch_one(p).await?);
+    Ok(n.max(0) as u64)
+}
+
 /// [`RegistryStore::all_blobs`](crate::RegistryStore::all_blobs).
 pub(crate) async fn all_blobs(pool: Pool<'_>) -> Result<Vec<(Digest, u64)>, MetaError> {
     let sql = "SELECT digest, size FROM blobs WHERE live = 1 AND deleting IS NULL ORDER BY digest";
     let rows: Vec<(String, i64)> = on_pool!(pool, p => sqlx::query_as(sql).fetch_all(p).await?);
-    rows.into_iter()
-        .map(|(d, size)| Ok((stored_digest(&d)?, from_db(size, "blob size")?)))
-        .collect()
+    rows.into_iter().map(digest_size).collect()
+}
+
+/// [`GcStore::gc_tombstones`](crate::GcStore::gc_tombstones).
+pub(crate) async fn gc_tombstones(
+    pool: Pool<'_>,
+    limit: u32,
+) -> Result<Vec<(Digest, u64)>, MetaError> {
+    let sql = "SELECT digest, size FROM blobs WHERE deleting IS NOT NULL ORDER BY deleting \
+               LIMIT $1";
+    let rows: Vec<(String, i64)> =
+        on_pool!(pool, p => sqlx::query_as(sql).bind(i64::from(limit)).fetch_all(p).await?);
+    rows.into_iter().map(digest_size).collect()
+}
+
+/// A blob row's digest and size.
+fn digest_size((digest, size): (String, i64)) -> Result<(Digest, u64), MetaError> {
+    Ok((stored_digest(&digest)?, from_db(size, "blob size")?))
 }
 
 /// [`RegistryStore::all_manifests`](crate::RegistryStore::all_manifests).

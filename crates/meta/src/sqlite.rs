@@ -663,8 +663,7 @@ impl MetaStore for SqliteMetaStore {
 #[async_trait]
 impl RegistryStore for SqliteMetaStore {
     async fn ping(&self) -> Result<(), MetaError> {
-        sqlx::query("SELECT 1").execute(&self.read).await?;
-        Ok(())
+        shared::ping(self.sqlx()).await
     }
 
     async fn repo_exists(&self, repo: &RepoName) -> Result<bool, MetaError> {
@@ -696,17 +695,6 @@ impl RegistryStore for SqliteMetaStore {
                 .query_row((repo.as_str(), digest.as_str()), |r| r.get(0))
                 .optional()
         })?;
-        size.map(|s| from_db(s, "blob size")).transpose()
-    }
-
-    async fn blob_anywhere(&self, digest: &Digest) -> Result<Option<u64>, MetaError> {
-        let size: Option<i64> = sqlx::query_scalar(
-            "SELECT size FROM blobs WHERE digest = ?1 \
-             AND EXISTS (SELECT 1 FROM repo_blobs WHERE digest = ?1)",
-        )
-        .bind(digest.as_str())
-        .fetch_optional(&self.read)
-        .await?;
         size.map(|s| from_db(s, "blob size")).transpose()
     }
 
@@ -828,6 +816,10 @@ impl RegistryStore for SqliteMetaStore {
     async fn all_manifests(&self) -> Result<Vec<(RepoName, ManifestRecord)>, MetaError> {
         shared::all_manifests(self.sqlx()).await
     }
+
+    async fn blob_anywhere(&self, digest: &Digest) -> Result<Option<u64>, MetaError> {
+        shared::blob_anywhere(self.sqlx(), digest).await
+    }
 }
 
 #[async_trait]
@@ -881,10 +873,7 @@ impl UploadStore for SqliteMetaStore {
     }
 
     async fn upload_count(&self) -> Result<u64, MetaError> {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM uploads")
-            .fetch_one(&self.read)
-            .await?;
-        Ok(n.max(0) as u64)
+        shared::upload_count(self.sqlx()).await
     }
 
     async fn upload_delete(&self, id: &str) -> Result<bool, MetaError> {
@@ -987,15 +976,7 @@ impl GcStore for SqliteMetaStore {
     }
 
     async fn gc_tombstones(&self, limit: u32) -> Result<Vec<(Digest, u64)>, MetaError> {
-        let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT digest, size FROM blobs WHERE deleting IS NOT NULL ORDER BY deleting LIMIT ?1",
-        )
-        .bind(i64::from(limit))
-        .fetch_all(&self.read)
-        .await?;
-        rows.into_iter()
-            .map(|(d, size)| Ok((stored_digest(&d)?, from_db(size, "blob size")?)))
-            .collect()
+        shared::gc_tombstones(self.sqlx(), limit).await
     }
 
     async fn gc_forget(&self, digests: &[Digest]) -> Result<u64, MetaError> {

@@ -1,5 +1,5 @@
-//! Leases of background jobs: the [`LeaseStore`] trait and its SQLite and PostgreSQL
-//! implementations.
+//! Leases of background jobs: the [`LeaseStore`] trait and its implementation for both
+//! backends.
 //!
 //! A lease names a job (`gc`, `gc-schedule`, `directory-sync`, …; any name) and says which
 //! process runs it until when. It is taken when free or expired, renewed by its holder
@@ -7,12 +7,12 @@
 //! releasing loses it when it expires, and another process takes it. One table for every
 //! job, so a new job needs no schema change. The statements are the same text in both
 //! dialects (`$N` parameters, numbered in the order they first appear, which SQLite binds
-//! by position as PostgreSQL does); only the way each store runs them differs.
+//! by position as PostgreSQL does), and [`LeaseStore`] is implemented once, for every
+//! store that can run a statement (`shared::Statements`: SQLite's writer thread,
+//! PostgreSQL's pool).
 
 use crate::convert::now_ms;
-use crate::postgres::PgMetaStore;
-use crate::shared::Pool;
-use crate::sqlite::SqliteMetaStore;
+use crate::shared::{Arg, Pool, Statements};
 use crate::MetaError;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -95,21 +95,8 @@ fn window(ttl_ms: i64) -> (i64, i64) {
 #[cfg(test)]
 pub(crate) const STATEMENTS: &[&str] = &[ACQUIRE, RENEW, RELEASE, GET, LIST];
 
-/// [`LeaseStore::lease`] on either pool.
-async fn get(pool: Pool<'_>, name: &str) -> Result<Option<Lease>, MetaError> {
-    let row: Option<Row> =
-        on_pool!(pool, p => sqlx::query_as(GET).bind(name).fetch_optional(p).await?);
-    Ok(row.map(lease))
-}
-
-/// [`LeaseStore::leases`] on either pool.
-async fn list(pool: Pool<'_>) -> Result<Vec<Lease>, MetaError> {
-    let rows: Vec<Row> = on_pool!(pool, p => sqlx::query_as(LIST).fetch_all(p).await?);
-    Ok(rows.into_iter().map(lease).collect())
-}
-
 #[async_trait]
-impl LeaseStore for SqliteMetaStore {
+impl<S: Statements> LeaseStore for S {
     async fn lease_acquire(
         &self,
         name: &str,
@@ -117,59 +104,29 @@ impl LeaseStore for SqliteMetaStore {
         ttl_ms: i64,
     ) -> Result<bool, MetaError> {
         let (now, until) = window(ttl_ms);
-        let params = (name.to_string(), holder.to_string(), now, until);
-        Ok(self.execute(ACQUIRE, params).await? > 0)
+        let args = vec![name.into(), holder.into(), Arg::Int(now), Arg::Int(until)];
+        self.run(ACQUIRE, args).await
     }
 
     async fn lease_renew(&self, name: &str, holder: &str, ttl_ms: i64) -> Result<bool, MetaError> {
         let (_, until) = window(ttl_ms);
-        let params = (until, name.to_string(), holder.to_string());
-        Ok(self.execute(RENEW, params).await? > 0)
-    }
-
-    async fn lease_release(&self, name: &str, holder: &str) -> Result<bool, MetaError> {
-        let params = (name.to_string(), holder.to_string());
-        Ok(self.execute(RELEASE, params).await? > 0)
-    }
-
-    async fn lease(&self, name: &str) -> Result<Option<Lease>, MetaError> {
-        get(self.sqlx(), name).await
-    }
-
-    async fn leases(&self) -> Result<Vec<Lease>, MetaError> {
-        list(self.sqlx()).await
-    }
-}
-
-#[async_trait]
-impl LeaseStore for PgMetaStore {
-    async fn lease_acquire(
-        &self,
-        name: &str,
-        holder: &str,
-        ttl_ms: i64,
-    ) -> Result<bool, MetaError> {
-        let (now, until) = window(ttl_ms);
-        let q = sqlx::query(ACQUIRE).bind(name).bind(holder);
-        self.changed(q.bind(now).bind(until)).await
-    }
-
-    async fn lease_renew(&self, name: &str, holder: &str, ttl_ms: i64) -> Result<bool, MetaError> {
-        let (_, until) = window(ttl_ms);
-        self.changed(sqlx::query(RENEW).bind(until).bind(name).bind(holder))
+        self.run(RENEW, vec![Arg::Int(until), name.into(), holder.into()])
             .await
     }
 
     async fn lease_release(&self, name: &str, holder: &str) -> Result<bool, MetaError> {
-        self.changed(sqlx::query(RELEASE).bind(name).bind(holder))
-            .await
+        self.run(RELEASE, vec![name.into(), holder.into()]).await
     }
 
     async fn lease(&self, name: &str) -> Result<Option<Lease>, MetaError> {
-        get(self.sqlx(), name).await
+        let row: Option<Row> = on_pool!(self.pool(), p => {
+            sqlx::query_as(GET).bind(name).fetch_optional(p).await?
+        });
+        Ok(row.map(lease))
     }
 
     async fn leases(&self) -> Result<Vec<Lease>, MetaError> {
-        list(self.sqlx()).await
+        let rows: Vec<Row> = on_pool!(self.pool(), p => sqlx::query_as(LIST).fetch_all(p).await?);
+        Ok(rows.into_iter().map(lease).collect())
     }
 }

@@ -29,7 +29,7 @@
 //!   candidate queue, settings, run records); `sqlite_gc` and `postgres_gc` hold
 //!   their statements.
 //! - [`lease`]: the [`LeaseStore`] trait: leases of background jobs (any name, holder,
-//!   expiry, renewal), one table, both implementations.
+//!   expiry, renewal), one table, one implementation for both backends.
 //! - `conformance` (feature `conformance`, on only for tests): the one test suite both
 //!   pass (every trait). It is not compiled into the binary.
 //!

@@ -242,6 +242,73 @@ pub(crate) enum Pool<'a> {
     Postgres(&'a sqlx::PgPool),
 }
 
+/// A value bound to a statement run through [`Statements::run`] (owned: SQLite's writer
+/// thread takes it along).
+#[derive(Debug, Clone)]
+pub(crate) enum Arg {
+    Int(i64),
+    Text(String),
+}
+
+impl From<&str> for Arg {
+    fn from(s: &str) -> Arg {
+        Arg::Text(s.to_string())
+    }
+}
+
+impl rusqlite::ToSql for Arg {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        match self {
+            Arg::Int(i) => i.to_sql(),
+            Arg::Text(t) => t.to_sql(),
+        }
+    }
+}
+
+/// What a store needs for a trait written once over both backends (the job leases): one
+/// write statement with its arguments, run as each backend runs a write (SQLite's writer
+/// thread, PostgreSQL's pool), and the sqlx pool for the reads.
+#[async_trait::async_trait]
+pub(crate) trait Statements: Send + Sync + 'static {
+    /// Runs `statement` with `args` (`$1`, `$2`, ... in order); whether it changed a row.
+    async fn run(&self, statement: &'static str, args: Vec<Arg>) -> Result<bool, MetaError>;
+
+    /// The sqlx pool for reads.
+    fn pool(&self) -> Pool<'_>;
+}
+
+#[async_trait::async_trait]
+impl Statements for crate::SqliteMetaStore {
+    async fn run(&self, statement: &'static str, args: Vec<Arg>) -> Result<bool, MetaError> {
+        Ok(self
+            .execute(statement, rusqlite::params_from_iter(args))
+            .await?
+            > 0)
+    }
+
+    fn pool(&self) -> Pool<'_> {
+        self.sqlx()
+    }
+}
+
+#[async_trait::async_trait]
+impl Statements for crate::PgMetaStore {
+    async fn run(&self, statement: &'static str, args: Vec<Arg>) -> Result<bool, MetaError> {
+        let mut q = sqlx::query(statement);
+        for arg in args {
+            q = match arg {
+                Arg::Int(i) => q.bind(i),
+                Arg::Text(t) => q.bind(t),
+            };
+        }
+        self.changed(q).await
+    }
+
+    fn pool(&self) -> Pool<'_> {
+        self.sqlx()
+    }
+}
+
 /// Evaluates `$body` with `$p` bound to the pool, once per dialect.
 macro_rules! on_pool {
     ($pool:expr, $p:ident => $body:expr) => {

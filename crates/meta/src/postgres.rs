@@ -218,6 +218,10 @@ impl MetaStore for PgMetaStore {
 
 #[async_trait]
 impl RegistryStore for PgMetaStore {
+    async fn blob_anywhere(&self, digest: &Digest) -> Result<Option<u64>, MetaError> {
+        shared::blob_anywhere(self.sqlx(), digest).await
+    }
+
     async fn ping(&self) -> Result<(), MetaError> {
         shared::ping(self.sqlx()).await
     }
@@ -477,10 +481,6 @@ impl RegistryStore for PgMetaStore {
 
     async fn all_manifests(&self) -> Result<Vec<(RepoName, ManifestRecord)>, MetaError> {
         shared::all_manifests(self.sqlx()).await
-    }
-
-    async fn blob_anywhere(&self, digest: &Digest) -> Result<Option<u64>, MetaError> {
-        shared::blob_anywhere(self.sqlx(), digest).await
     }
 }
 

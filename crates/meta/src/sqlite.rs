@@ -662,6 +662,10 @@ impl MetaStore for SqliteMetaStore {
 
 #[async_trait]
 impl RegistryStore for SqliteMetaStore {
+    async fn blob_anywhere(&self, digest: &Digest) -> Result<Option<u64>, MetaError> {
+        shared::blob_anywhere(self.sqlx(), digest).await
+    }
+
     async fn ping(&self) -> Result<(), MetaError> {
         shared::ping(self.sqlx()).await
     }
@@ -815,10 +819,6 @@ impl RegistryStore for SqliteMetaStore {
 
     async fn all_manifests(&self) -> Result<Vec<(RepoName, ManifestRecord)>, MetaError> {
         shared::all_manifests(self.sqlx()).await
-    }
-
-    async fn blob_anywhere(&self, digest: &Digest) -> Result<Option<u64>, MetaError> {
-        shared::blob_anywhere(self.sqlx(), digest).await
     }
 }
 

@@ -105,17 +105,17 @@ impl<S: Statements> LeaseStore for S {
     ) -> Result<bool, MetaError> {
         let (now, until) = window(ttl_ms);
         let args = vec![name.into(), holder.into(), Arg::Int(now), Arg::Int(until)];
-        self.run(ACQUIRE, args).await
+        Ok(self.run(ACQUIRE, args).await? > 0)
     }
 
     async fn lease_renew(&self, name: &str, holder: &str, ttl_ms: i64) -> Result<bool, MetaError> {
         let (_, until) = window(ttl_ms);
-        self.run(RENEW, vec![Arg::Int(until), name.into(), holder.into()])
-            .await
+        let args = vec![Arg::Int(until), name.into(), holder.into()];
+        Ok(self.run(RENEW, args).await? > 0)
     }
 
     async fn lease_release(&self, name: &str, holder: &str) -> Result<bool, MetaError> {
-        self.run(RELEASE, vec![name.into(), holder.into()]).await
+        Ok(self.run(RELEASE, vec![name.into(), holder.into()]).await? > 0)
     }
 
     async fn lease(&self, name: &str) -> Result<Option<Lease>, MetaError> {

@@ -4,7 +4,11 @@
 
 use crate::convert::now_ms;
 use crate::identity::*;
-use crate::shared::{self, grants_sql, team_record, GrantsOf, ORG_ID, TEAM_ID};
+use crate::shared::USER_DELETE;
+use crate::shared::{self, grants_sql, team_record, GrantsOf, Statements, ORG_ID, TEAM_ID};
+use crate::shared::{AUDIT_PRUNE, GRANT_NAMESPACE_REMOVE, GRANT_REPO_REMOVE, ORG_DELETE};
+use crate::shared::{REPO_DELETE, REPO_SET_VISIBILITY, SIGNING_KEY_RETIRE, TEAM_DELETE};
+use crate::shared::{TEAM_MEMBER_REMOVE, TEAM_SET_GROUP, TOKENS_REVOKE_ALL, TOKEN_TOUCH};
 use crate::{MetaError, PgMetaStore};
 use async_trait::async_trait;
 use berth_auth::rbac::{Grant, Repository, Role, Subject, Visibility};
@@ -288,10 +292,7 @@ impl AccountStore for PgMetaStore {
             return Ok(false);
         };
         lock_namespace(&mut tx, &name).await?;
-        let r = sqlx::query("DELETE FROM accounts WHERE id = $1 AND kind = 'user'")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        let r = sqlx::query(USER_DELETE).bind(id).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(r.rows_affected() > 0)
     }
@@ -357,10 +358,7 @@ impl AccountStore for PgMetaStore {
     async fn org_delete(&self, name: &str) -> Result<bool, MetaError> {
         let mut tx = self.pool.begin().await?;
         lock_namespace(&mut tx, name).await?;
-        let r = sqlx::query("DELETE FROM accounts WHERE name = $1 AND kind = 'org'")
-            .bind(name)
-            .execute(&mut *tx)
-            .await?;
+        let r = sqlx::query(ORG_DELETE).bind(name).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(r.rows_affected() > 0)
     }
@@ -465,28 +463,12 @@ impl TeamStore for PgMetaStore {
         name: &str,
         group: Option<&str>,
     ) -> Result<bool, MetaError> {
-        self.changed(
-            sqlx::query(
-                "UPDATE teams SET directory_group = $3 WHERE name = $2 \
-                 AND org_id = (SELECT id FROM accounts WHERE name = $1 AND kind = 'org')",
-            )
-            .bind(org)
-            .bind(name)
-            .bind(group),
-        )
-        .await
+        let q = sqlx::query(TEAM_SET_GROUP).bind(group);
+        self.changed(q.bind(org).bind(name)).await
     }
 
     async fn team_delete(&self, org: &str, name: &str) -> Result<bool, MetaError> {
-        self.changed(
-            sqlx::query(
-                "DELETE FROM teams WHERE name = $2 \
-                 AND org_id = (SELECT id FROM accounts WHERE name = $1 AND kind = 'org')",
-            )
-            .bind(org)
-            .bind(name),
-        )
-        .await
+        Ok(self.run(TEAM_DELETE, vec![org.into(), name.into()]).await? > 0)
     }
 
     async fn team_member_add(
@@ -527,14 +509,8 @@ impl TeamStore for PgMetaStore {
         team: &str,
         user: AccountId,
     ) -> Result<bool, MetaError> {
-        let q = sqlx::query(
-            "DELETE FROM team_members WHERE user_id = $3 AND team_id = (SELECT t.id FROM teams t \
-             JOIN accounts o ON o.id = t.org_id WHERE o.name = $1 AND o.kind = 'org' AND t.name = $2)",
-        )
-        .bind(org)
-        .bind(team)
-        .bind(user);
-        self.changed(q).await
+        let args = vec![org.into(), team.into(), user.into()];
+        Ok(self.run(TEAM_MEMBER_REMOVE, args).await? > 0)
     }
 
     async fn team_members(&self, org: &str, team: &str) -> Result<Vec<Member>, MetaError> {
@@ -595,12 +571,8 @@ impl AccessStore for PgMetaStore {
         repo: &RepoName,
         visibility: Visibility,
     ) -> Result<bool, MetaError> {
-        self.changed(
-            sqlx::query("UPDATE repositories SET visibility = $2 WHERE name = $1")
-                .bind(repo.as_str())
-                .bind(visibility_str(visibility)),
-        )
-        .await
+        let args = vec![visibility_str(visibility).into(), repo.as_str().into()];
+        Ok(self.run(REPO_SET_VISIBILITY, args).await? > 0)
     }
 
     async fn repos_list(
@@ -623,8 +595,7 @@ impl AccessStore for PgMetaStore {
     }
 
     async fn repo_delete(&self, repo: &RepoName) -> Result<bool, MetaError> {
-        self.changed(sqlx::query("DELETE FROM repositories WHERE name = $1").bind(repo.as_str()))
-            .await
+        Ok(self.run(REPO_DELETE, vec![repo.as_str().into()]).await? > 0)
     }
 
     async fn grant_repo_set(
@@ -666,15 +637,8 @@ impl AccessStore for PgMetaStore {
         team: &str,
         repo: &RepoName,
     ) -> Result<bool, MetaError> {
-        let q = sqlx::query(
-            "DELETE FROM repo_grants WHERE team_id = (SELECT t.id FROM teams t \
-             JOIN accounts o ON o.id = t.org_id WHERE o.name = $1 AND o.kind = 'org' AND t.name = $2) \
-             AND repo_id = (SELECT id FROM repositories WHERE name = $3)",
-        )
-        .bind(org)
-        .bind(team)
-        .bind(repo.as_str());
-        self.changed(q).await
+        let args = vec![org.into(), team.into(), repo.as_str().into()];
+        Ok(self.run(GRANT_REPO_REMOVE, args).await? > 0)
     }
 
     async fn grant_namespace_set(
@@ -698,13 +662,8 @@ impl AccessStore for PgMetaStore {
     }
 
     async fn grant_namespace_remove(&self, org: &str, team: &str) -> Result<bool, MetaError> {
-        let q = sqlx::query(
-            "DELETE FROM namespace_grants WHERE team_id = (SELECT t.id FROM teams t \
-             JOIN accounts o ON o.id = t.org_id WHERE o.name = $1 AND o.kind = 'org' AND t.name = $2)",
-        )
-        .bind(org)
-        .bind(team);
-        self.changed(q).await
+        let args = vec![org.into(), team.into()];
+        Ok(self.run(GRANT_NAMESPACE_REMOVE, args).await? > 0)
     }
 
     async fn grants_of_org(&self, org: &str) -> Result<Vec<Grant>, MetaError> {
@@ -846,12 +805,10 @@ impl TokenStore for PgMetaStore {
     }
 
     async fn token_touch(&self, id: &SecretId, at: i64) -> Result<bool, MetaError> {
-        self.changed(
-            sqlx::query("UPDATE tokens SET last_used_at = $2 WHERE id = $1")
-                .bind(id.as_str())
-                .bind(at),
-        )
-        .await
+        Ok(self
+            .run(TOKEN_TOUCH, vec![at.into(), id.as_str().into()])
+            .await?
+            > 0)
     }
 
     async fn token_revoke(&self, id: &SecretId) -> Result<bool, MetaError> {
@@ -869,11 +826,7 @@ impl TokenStore for PgMetaStore {
     }
 
     async fn tokens_revoke_all(&self, user: AccountId) -> Result<u64, MetaError> {
-        let r = sqlx::query("UPDATE tokens SET revoked = TRUE WHERE user_id = $1 AND NOT revoked")
-            .bind(user)
-            .execute(&self.pool)
-            .await?;
-        Ok(r.rows_affected())
+        self.run(TOKENS_REVOKE_ALL, vec![user.into()]).await
     }
 
     async fn signing_key_add(&self, kid: &str, pem: &str) -> Result<SigningKeyRecord, MetaError> {
@@ -898,8 +851,7 @@ impl TokenStore for PgMetaStore {
     }
 
     async fn signing_key_retire(&self, kid: &str) -> Result<bool, MetaError> {
-        self.changed(sqlx::query("UPDATE signing_keys SET retired = TRUE WHERE kid = $1").bind(kid))
-            .await
+        Ok(self.run(SIGNING_KEY_RETIRE, vec![kid.into()]).await? > 0)
     }
 }
 
@@ -921,15 +873,8 @@ impl AuditStore for PgMetaStore {
     }
 
     async fn audit_prune(&self, before: i64, max: u32) -> Result<u64, MetaError> {
-        let r = sqlx::query(
-            "DELETE FROM audit_log WHERE id IN \
-             (SELECT id FROM audit_log WHERE at < $1 ORDER BY at LIMIT $2)",
-        )
-        .bind(before)
-        .bind(i64::from(max))
-        .execute(&self.pool)
-        .await?;
-        Ok(r.rows_affected())
+        self.run(AUDIT_PRUNE, vec![before.into(), i64::from(max).into()])
+            .await
     }
 
     async fn audit_query(

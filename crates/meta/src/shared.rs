@@ -189,6 +189,47 @@ pub(crate) const GC_RUN_UPDATE: &str = "UPDATE gc_runs SET status = $1, finished
      manifests_deleted = $3, links_deleted = $4, blobs_deleted = $5, blob_bytes = $6, \
      uploads_purged = $7, orphans_deleted = $8, orphan_bytes = $9, errors = $10 WHERE id = $11";
 
+/// Deletes a user: id.
+pub(crate) const USER_DELETE: &str = "DELETE FROM accounts WHERE id = $1 AND kind = 'user'";
+/// Deletes an organisation: name.
+pub(crate) const ORG_DELETE: &str = "DELETE FROM accounts WHERE name = $1 AND kind = 'org'";
+/// Maps a team to a directory group: group, organisation, team.
+pub(crate) const TEAM_SET_GROUP: &str = "UPDATE teams SET directory_group = $1 WHERE id = \
+     (SELECT t.id FROM teams t JOIN accounts o ON o.id = t.org_id \
+     WHERE o.name = $2 AND o.kind = 'org' AND t.name = $3)";
+/// Deletes a team: organisation, team.
+pub(crate) const TEAM_DELETE: &str = "DELETE FROM teams WHERE id = \
+     (SELECT t.id FROM teams t JOIN accounts o ON o.id = t.org_id \
+     WHERE o.name = $1 AND o.kind = 'org' AND t.name = $2)";
+/// Removes a team member: organisation, team, user.
+pub(crate) const TEAM_MEMBER_REMOVE: &str = "DELETE FROM team_members WHERE team_id = \
+     (SELECT t.id FROM teams t JOIN accounts o ON o.id = t.org_id \
+     WHERE o.name = $1 AND o.kind = 'org' AND t.name = $2) AND user_id = $3";
+/// Removes a repository grant: organisation, team, repository.
+pub(crate) const GRANT_REPO_REMOVE: &str = "DELETE FROM repo_grants WHERE team_id = \
+     (SELECT t.id FROM teams t JOIN accounts o ON o.id = t.org_id \
+     WHERE o.name = $1 AND o.kind = 'org' AND t.name = $2) \
+     AND repo_id = (SELECT id FROM repositories WHERE name = $3)";
+/// Removes a namespace grant: organisation, team.
+pub(crate) const GRANT_NAMESPACE_REMOVE: &str = "DELETE FROM namespace_grants WHERE team_id = \
+     (SELECT t.id FROM teams t JOIN accounts o ON o.id = t.org_id \
+     WHERE o.name = $1 AND o.kind = 'org' AND t.name = $2)";
+/// Records a token's use: when, id.
+pub(crate) const TOKEN_TOUCH: &str = "UPDATE tokens SET last_used_at = $1 WHERE id = $2";
+/// Revokes every token of a user: user.
+pub(crate) const TOKENS_REVOKE_ALL: &str =
+    "UPDATE tokens SET revoked = TRUE WHERE user_id = $1 AND NOT revoked";
+/// Deletes a repository: name.
+pub(crate) const REPO_DELETE: &str = "DELETE FROM repositories WHERE name = $1";
+/// Sets a repository's visibility: visibility, name.
+pub(crate) const REPO_SET_VISIBILITY: &str =
+    "UPDATE repositories SET visibility = $1 WHERE name = $2";
+/// Retires a signing key: kid.
+pub(crate) const SIGNING_KEY_RETIRE: &str = "UPDATE signing_keys SET retired = TRUE WHERE kid = $1";
+/// Deletes up to `$2` audit events older than `$1`.
+pub(crate) const AUDIT_PRUNE: &str = "DELETE FROM audit_log WHERE id IN \
+     (SELECT id FROM audit_log WHERE at < $1 ORDER BY at LIMIT $2)";
+
 /// Every statement above, for `parameters_in_order`.
 #[cfg(test)]
 const STATEMENTS: &[&str] = &[
@@ -233,6 +274,19 @@ const STATEMENTS: &[&str] = &[
     GC_RUN_UPDATE,
     ORG_ID,
     TEAM_ID,
+    USER_DELETE,
+    ORG_DELETE,
+    TEAM_SET_GROUP,
+    TEAM_DELETE,
+    TEAM_MEMBER_REMOVE,
+    GRANT_REPO_REMOVE,
+    GRANT_NAMESPACE_REMOVE,
+    REPO_SET_VISIBILITY,
+    REPO_DELETE,
+    TOKEN_TOUCH,
+    TOKENS_REVOKE_ALL,
+    SIGNING_KEY_RETIRE,
+    AUDIT_PRUNE,
 ];
 
 /// The sqlx pool a statement runs on.
@@ -256,6 +310,12 @@ impl From<&str> for Arg {
     }
 }
 
+impl From<i64> for Arg {
+    fn from(i: i64) -> Arg {
+        Arg::Int(i)
+    }
+}
+
 impl rusqlite::ToSql for Arg {
     fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
         match self {
@@ -270,8 +330,8 @@ impl rusqlite::ToSql for Arg {
 /// thread, PostgreSQL's pool), and the sqlx pool for the reads.
 #[async_trait::async_trait]
 pub(crate) trait Statements: Send + Sync + 'static {
-    /// Runs `statement` with `args` (`$1`, `$2`, ... in order); whether it changed a row.
-    async fn run(&self, statement: &'static str, args: Vec<Arg>) -> Result<bool, MetaError>;
+    /// Runs `statement` with `args` (`$1`, `$2`, ... in order); how many rows it changed.
+    async fn run(&self, statement: &'static str, args: Vec<Arg>) -> Result<u64, MetaError>;
 
     /// The sqlx pool for reads.
     fn pool(&self) -> Pool<'_>;
@@ -279,11 +339,11 @@ pub(crate) trait Statements: Send + Sync + 'static {
 
 #[async_trait::async_trait]
 impl Statements for crate::SqliteMetaStore {
-    async fn run(&self, statement: &'static str, args: Vec<Arg>) -> Result<bool, MetaError> {
-        Ok(self
+    async fn run(&self, statement: &'static str, args: Vec<Arg>) -> Result<u64, MetaError> {
+        let n = self
             .execute(statement, rusqlite::params_from_iter(args))
-            .await?
-            > 0)
+            .await?;
+        Ok(n as u64)
     }
 
     fn pool(&self) -> Pool<'_> {
@@ -293,7 +353,7 @@ impl Statements for crate::SqliteMetaStore {
 
 #[async_trait::async_trait]
 impl Statements for crate::PgMetaStore {
-    async fn run(&self, statement: &'static str, args: Vec<Arg>) -> Result<bool, MetaError> {
+    async fn run(&self, statement: &'static str, args: Vec<Arg>) -> Result<u64, MetaError> {
         let mut q = sqlx::query(statement);
         for arg in args {
             q = match arg {
@@ -301,7 +361,7 @@ impl Statements for crate::PgMetaStore {
                 Arg::Text(t) => q.bind(t),
             };
         }
-        self.changed(q).await
+        Ok(q.execute(&self.pool).await?.rows_affected())
     }
 
     fn pool(&self) -> Pool<'_> {

@@ -5,7 +5,11 @@
 
 use crate::convert::now_ms;
 use crate::identity::*;
-use crate::shared::{self, grants_sql, team_record, GrantsOf, ORG_ID, TEAM_ID};
+use crate::shared::USER_DELETE;
+use crate::shared::{self, grants_sql, team_record, GrantsOf, Statements, ORG_ID, TEAM_ID};
+use crate::shared::{AUDIT_PRUNE, GRANT_NAMESPACE_REMOVE, GRANT_REPO_REMOVE, ORG_DELETE};
+use crate::shared::{REPO_DELETE, REPO_SET_VISIBILITY, SIGNING_KEY_RETIRE, TEAM_DELETE};
+use crate::shared::{TEAM_MEMBER_REMOVE, TEAM_SET_GROUP, TOKENS_REVOKE_ALL, TOKEN_TOUCH};
 use crate::sqlite::{repo_id, sql};
 use crate::{MetaError, SqliteMetaStore};
 use async_trait::async_trait;
@@ -297,14 +301,7 @@ impl AccountStore for SqliteMetaStore {
     }
 
     async fn user_delete(&self, id: AccountId) -> Result<bool, MetaError> {
-        self.write(move |conn| {
-            let n = conn
-                .prepare_cached("DELETE FROM accounts WHERE id = ?1 AND kind = 'user'")
-                .and_then(|mut st| st.execute([id]))
-                .map_err(sql)?;
-            Ok(n > 0)
-        })
-        .await
+        Ok(self.run(USER_DELETE, vec![id.into()]).await? > 0)
     }
 
     async fn org_create(
@@ -389,15 +386,7 @@ impl AccountStore for SqliteMetaStore {
     }
 
     async fn org_delete(&self, name: &str) -> Result<bool, MetaError> {
-        let name = name.to_string();
-        self.write(move |conn| {
-            let n = conn
-                .prepare_cached("DELETE FROM accounts WHERE name = ?1 AND kind = 'org'")
-                .and_then(|mut st| st.execute([&name]))
-                .map_err(sql)?;
-            Ok(n > 0)
-        })
-        .await
+        Ok(self.run(ORG_DELETE, vec![name.into()]).await? > 0)
     }
 
     async fn org_member_set(
@@ -499,31 +488,13 @@ impl TeamStore for SqliteMetaStore {
         name: &str,
         group: Option<&str>,
     ) -> Result<bool, MetaError> {
-        let (org, name, group) = (org.to_string(), name.to_string(), group.map(str::to_string));
-        self.write(move |conn| {
-            let Ok(tid) = team_id(conn, &org, &name) else {
-                return Ok(false);
-            };
-            conn.prepare_cached("UPDATE teams SET directory_group = ?2 WHERE id = ?1")
-                .and_then(|mut st| st.execute((tid, &group)))
-                .map_err(sql)?;
-            Ok(true)
-        })
-        .await
+        let group = group.map(str::to_string);
+        let params = (group, org.to_string(), name.to_string());
+        Ok(self.execute(TEAM_SET_GROUP, params).await? > 0)
     }
 
     async fn team_delete(&self, org: &str, name: &str) -> Result<bool, MetaError> {
-        let (org, name) = (org.to_string(), name.to_string());
-        self.write(move |conn| {
-            let Ok(tid) = team_id(conn, &org, &name) else {
-                return Ok(false);
-            };
-            conn.prepare_cached("DELETE FROM teams WHERE id = ?1")
-                .and_then(|mut st| st.execute([tid]))
-                .map_err(sql)?;
-            Ok(true)
-        })
-        .await
+        Ok(self.run(TEAM_DELETE, vec![org.into(), name.into()]).await? > 0)
     }
 
     async fn team_member_add(
@@ -560,18 +531,8 @@ impl TeamStore for SqliteMetaStore {
         team: &str,
         user: AccountId,
     ) -> Result<bool, MetaError> {
-        let (org, team) = (org.to_string(), team.to_string());
-        self.write(move |conn| {
-            let Ok(tid) = team_id(conn, &org, &team) else {
-                return Ok(false);
-            };
-            let n = conn
-                .prepare_cached("DELETE FROM team_members WHERE team_id = ?1 AND user_id = ?2")
-                .and_then(|mut st| st.execute((tid, user)))
-                .map_err(sql)?;
-            Ok(n > 0)
-        })
-        .await
+        let args = vec![org.into(), team.into(), user.into()];
+        Ok(self.run(TEAM_MEMBER_REMOVE, args).await? > 0)
     }
 
     async fn team_members(&self, org: &str, team: &str) -> Result<Vec<Member>, MetaError> {
@@ -644,15 +605,8 @@ impl AccessStore for SqliteMetaStore {
         repo: &RepoName,
         visibility: Visibility,
     ) -> Result<bool, MetaError> {
-        let repo = repo.clone();
-        self.write(move |conn| {
-            let n = conn
-                .prepare_cached("UPDATE repositories SET visibility = ?2 WHERE name = ?1")
-                .and_then(|mut st| st.execute((repo.as_str(), visibility_str(visibility))))
-                .map_err(sql)?;
-            Ok(n > 0)
-        })
-        .await
+        let args = vec![visibility_str(visibility).into(), repo.as_str().into()];
+        Ok(self.run(REPO_SET_VISIBILITY, args).await? > 0)
     }
 
     async fn repos_list(
@@ -675,15 +629,7 @@ impl AccessStore for SqliteMetaStore {
     }
 
     async fn repo_delete(&self, repo: &RepoName) -> Result<bool, MetaError> {
-        let repo = repo.clone();
-        self.write(move |conn| {
-            let n = conn
-                .prepare_cached("DELETE FROM repositories WHERE name = ?1")
-                .and_then(|mut st| st.execute([repo.as_str()]))
-                .map_err(sql)?;
-            Ok(n > 0)
-        })
-        .await
+        Ok(self.run(REPO_DELETE, vec![repo.as_str().into()]).await? > 0)
     }
 
     async fn grant_repo_set(
@@ -720,21 +666,8 @@ impl AccessStore for SqliteMetaStore {
         team: &str,
         repo: &RepoName,
     ) -> Result<bool, MetaError> {
-        let (org, team, repo) = (org.to_string(), team.to_string(), repo.clone());
-        self.write(move |conn| {
-            let Ok(tid) = team_id(conn, &org, &team) else {
-                return Ok(false);
-            };
-            let n = conn
-                .prepare_cached(
-                    "DELETE FROM repo_grants WHERE team_id = ?1 \
-                     AND repo_id = (SELECT id FROM repositories WHERE name = ?2)",
-                )
-                .and_then(|mut st| st.execute((tid, repo.as_str())))
-                .map_err(sql)?;
-            Ok(n > 0)
-        })
-        .await
+        let args = vec![org.into(), team.into(), repo.as_str().into()];
+        Ok(self.run(GRANT_REPO_REMOVE, args).await? > 0)
     }
 
     async fn grant_namespace_set(
@@ -758,18 +691,8 @@ impl AccessStore for SqliteMetaStore {
     }
 
     async fn grant_namespace_remove(&self, org: &str, team: &str) -> Result<bool, MetaError> {
-        let (org, team) = (org.to_string(), team.to_string());
-        self.write(move |conn| {
-            let Ok(tid) = team_id(conn, &org, &team) else {
-                return Ok(false);
-            };
-            let n = conn
-                .prepare_cached("DELETE FROM namespace_grants WHERE team_id = ?1")
-                .and_then(|mut st| st.execute([tid]))
-                .map_err(sql)?;
-            Ok(n > 0)
-        })
-        .await
+        let args = vec![org.into(), team.into()];
+        Ok(self.run(GRANT_NAMESPACE_REMOVE, args).await? > 0)
     }
 
     async fn grants_of_org(&self, org: &str) -> Result<Vec<Grant>, MetaError> {
@@ -908,15 +831,10 @@ impl TokenStore for SqliteMetaStore {
     }
 
     async fn token_touch(&self, id: &SecretId, at: i64) -> Result<bool, MetaError> {
-        let id = id.clone();
-        self.write(move |conn| {
-            let n = conn
-                .prepare_cached("UPDATE tokens SET last_used_at = ?2 WHERE id = ?1")
-                .and_then(|mut st| st.execute((id.as_str(), at)))
-                .map_err(sql)?;
-            Ok(n > 0)
-        })
-        .await
+        Ok(self
+            .run(TOKEN_TOUCH, vec![at.into(), id.as_str().into()])
+            .await?
+            > 0)
     }
 
     async fn token_revoke(&self, id: &SecretId) -> Result<bool, MetaError> {
@@ -937,14 +855,7 @@ impl TokenStore for SqliteMetaStore {
     }
 
     async fn tokens_revoke_all(&self, user: AccountId) -> Result<u64, MetaError> {
-        self.write(move |conn| {
-            let n = conn
-                .prepare_cached("UPDATE tokens SET revoked = 1 WHERE user_id = ?1 AND revoked = 0")
-                .and_then(|mut st| st.execute([user]))
-                .map_err(sql)?;
-            Ok(n as u64)
-        })
-        .await
+        self.run(TOKENS_REVOKE_ALL, vec![user.into()]).await
     }
 
     async fn signing_key_add(&self, kid: &str, pem: &str) -> Result<SigningKeyRecord, MetaError> {
@@ -971,15 +882,7 @@ impl TokenStore for SqliteMetaStore {
     }
 
     async fn signing_key_retire(&self, kid: &str) -> Result<bool, MetaError> {
-        let kid = kid.to_string();
-        self.write(move |conn| {
-            let n = conn
-                .prepare_cached("UPDATE signing_keys SET retired = 1 WHERE kid = ?1")
-                .and_then(|mut st| st.execute([&kid]))
-                .map_err(sql)?;
-            Ok(n > 0)
-        })
-        .await
+        Ok(self.run(SIGNING_KEY_RETIRE, vec![kid.into()]).await? > 0)
     }
 }
 
@@ -1005,16 +908,8 @@ impl AuditStore for SqliteMetaStore {
     }
 
     async fn audit_prune(&self, before: i64, max: u32) -> Result<u64, MetaError> {
-        self.write(move |conn| {
-            conn.prepare_cached(
-                "DELETE FROM audit_log WHERE id IN \
-                 (SELECT id FROM audit_log WHERE at < ?1 ORDER BY at LIMIT ?2)",
-            )
-            .and_then(|mut st| st.execute((before, i64::from(max))))
-            .map(|n| n as u64)
-            .map_err(sql)
-        })
-        .await
+        self.run(AUDIT_PRUNE, vec![before.into(), i64::from(max).into()])
+            .await
     }
 
     async fn audit_query(

@@ -584,6 +584,15 @@ impl AccessStore for SqliteMetaStore {
         .await
     }
 
+    async fn repo_set_visibility(
+        &self,
+        repo: &RepoName,
+        visibility: Visibility,
+    ) -> Result<bool, MetaError> {
+        let args = vec![visibility_str(visibility).into(), repo.as_str().into()];
+        Ok(self.run(REPO_SET_VISIBILITY, args).await? > 0)
+    }
+
     async fn repo_settings(&self, repo: &RepoName) -> Result<Option<RepoSettings>, MetaError> {
         let row: Option<SettingsCols> = self.fast.with(|c| {
             c.prepare_cached(
@@ -598,34 +607,6 @@ impl AccessStore for SqliteMetaStore {
         })?;
         row.map(|cols| repo_settings(repo.clone(), cols))
             .transpose()
-    }
-
-    async fn repo_set_visibility(
-        &self,
-        repo: &RepoName,
-        visibility: Visibility,
-    ) -> Result<bool, MetaError> {
-        let args = vec![visibility_str(visibility).into(), repo.as_str().into()];
-        Ok(self.run(REPO_SET_VISIBILITY, args).await? > 0)
-    }
-
-    async fn repos_list(
-        &self,
-        namespace: Option<&str>,
-        last: Option<&str>,
-        n: u32,
-    ) -> Result<Vec<RepoSettings>, MetaError> {
-        shared::repos_list(self.sqlx(), namespace, last, n).await
-    }
-
-    async fn repos_visible(
-        &self,
-        scope: &VisibleScope,
-        namespace: Option<&str>,
-        last: Option<&str>,
-        n: u32,
-    ) -> Result<Vec<RepoSettings>, MetaError> {
-        shared::repos_visible(self.sqlx(), scope, namespace, last, n).await
     }
 
     async fn repo_delete(&self, repo: &RepoName) -> Result<bool, MetaError> {
@@ -660,6 +641,15 @@ impl AccessStore for SqliteMetaStore {
         .await
     }
 
+    async fn repos_list(
+        &self,
+        namespace: Option<&str>,
+        last: Option<&str>,
+        n: u32,
+    ) -> Result<Vec<RepoSettings>, MetaError> {
+        shared::repos_list(self.sqlx(), namespace, last, n).await
+    }
+
     async fn grant_repo_remove(
         &self,
         org: &str,
@@ -668,6 +658,16 @@ impl AccessStore for SqliteMetaStore {
     ) -> Result<bool, MetaError> {
         let args = vec![org.into(), team.into(), repo.as_str().into()];
         Ok(self.run(GRANT_REPO_REMOVE, args).await? > 0)
+    }
+
+    async fn repos_visible(
+        &self,
+        scope: &VisibleScope,
+        namespace: Option<&str>,
+        last: Option<&str>,
+        n: u32,
+    ) -> Result<Vec<RepoSettings>, MetaError> {
+        shared::repos_visible(self.sqlx(), scope, namespace, last, n).await
     }
 
     async fn grant_namespace_set(
@@ -690,21 +690,17 @@ impl AccessStore for SqliteMetaStore {
         .await
     }
 
+    async fn grants_of_org(&self, org: &str) -> Result<Vec<Grant>, MetaError> {
+        shared::grants(self.sqlx(), GrantsOf::Org(org)).await
+    }
+
     async fn grant_namespace_remove(&self, org: &str, team: &str) -> Result<bool, MetaError> {
         let args = vec![org.into(), team.into()];
         Ok(self.run(GRANT_NAMESPACE_REMOVE, args).await? > 0)
     }
 
-    async fn grants_of_org(&self, org: &str) -> Result<Vec<Grant>, MetaError> {
-        shared::grants(self.sqlx(), GrantsOf::Org(org)).await
-    }
-
     async fn grants_on_repo(&self, repo: &RepoName) -> Result<Vec<Grant>, MetaError> {
         shared::grants(self.sqlx(), GrantsOf::Repo(repo)).await
-    }
-
-    async fn grants_of_user(&self, user: AccountId) -> Result<Vec<Grant>, MetaError> {
-        shared::grants(self.sqlx(), GrantsOf::User(user)).await
     }
 
     async fn subject_for(&self, key: UserKey<'_>) -> Result<Option<Subject>, MetaError> {
@@ -720,8 +716,8 @@ impl AccessStore for SqliteMetaStore {
         row.flatten().map(subject_from).transpose()
     }
 
-    async fn repository_for_access(&self, repo: &RepoName) -> Result<Repository, MetaError> {
-        Ok(self.access_for(None, repo).await?.repository)
+    async fn grants_of_user(&self, user: AccountId) -> Result<Vec<Grant>, MetaError> {
+        shared::grants(self.sqlx(), GrantsOf::User(user)).await
     }
 
     async fn access_for(
@@ -753,6 +749,10 @@ impl AccessStore for SqliteMetaStore {
         })?;
         let (subject_cols, vis, ns_kind, mcc, grants_json) = row;
         access_context(subject_cols, vis, ns_kind, mcc, &grants_json, repo)
+    }
+
+    async fn repository_for_access(&self, repo: &RepoName) -> Result<Repository, MetaError> {
+        Ok(self.access_for(None, repo).await?.repository)
     }
 }
 

@@ -111,6 +111,20 @@ fn org_by_name(conn: &Connection, name: &str) -> Result<Option<OrgRecord>, MetaE
     .transpose()
 }
 
+impl SqliteMetaStore {
+    /// Runs `op` in the writer's next transaction with the id of team `team` of `org`
+    /// (`NotFound`, running nothing, if there is no such team).
+    async fn with_team<T, F>(&self, org: &str, team: &str, op: F) -> Result<T, MetaError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, i64) -> Result<T, MetaError> + Send + 'static,
+    {
+        let (org, team) = (org.to_string(), team.to_string());
+        self.write(move |conn| op(conn, team_id(conn, &org, &team)?))
+            .await
+    }
+}
+
 /// Whether repositories that no account owns are in namespace `ns`.
 fn namespace_held(conn: &Connection, ns: &str) -> Result<bool, MetaError> {
     let (slash, after) = namespace_bounds(ns);
@@ -503,9 +517,7 @@ impl TeamStore for SqliteMetaStore {
         team: &str,
         user: AccountId,
     ) -> Result<(), MetaError> {
-        let (org, team) = (org.to_string(), team.to_string());
-        self.write(move |conn| {
-            let tid = team_id(conn, &org, &team)?;
+        self.with_team(org, team, move |conn, tid| {
             check_user(conn, user)?;
             conn.prepare_cached(
                 "INSERT INTO org_members (org_id, user_id, is_owner) \
@@ -625,9 +637,8 @@ impl AccessStore for SqliteMetaStore {
                 "repository {repo} is not in the namespace of organisation {org}"
             )));
         }
-        let (org, team, repo) = (org.to_string(), team.to_string(), repo.clone());
-        self.write(move |conn| {
-            let tid = team_id(conn, &org, &team)?;
+        let repo = repo.clone();
+        self.with_team(org, team, move |conn, tid| {
             let rid = repo_id(conn, &repo)?
                 .ok_or_else(|| MetaError::NotFound(format!("repository {repo}")))?;
             conn.prepare_cached(
@@ -676,9 +687,7 @@ impl AccessStore for SqliteMetaStore {
         team: &str,
         role: Role,
     ) -> Result<(), MetaError> {
-        let (org, team) = (org.to_string(), team.to_string());
-        self.write(move |conn| {
-            let tid = team_id(conn, &org, &team)?;
+        self.with_team(org, team, move |conn, tid| {
             conn.prepare_cached(
                 "INSERT INTO namespace_grants (team_id, role) VALUES (?1, ?2) \
                  ON CONFLICT (team_id) DO UPDATE SET role = excluded.role",

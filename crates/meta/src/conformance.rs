@@ -19,7 +19,7 @@
 //! metrics or fault injection) can run it against their own stores; it panics by design.
 
 use crate::prelude::*;
-use crate::{MetaError, NewManifest, Referrer, UploadLease, UploadRecord};
+use crate::{ManifestRecord, MetaError, NewManifest, Referrer, UploadLease, UploadRecord};
 use berth_oci::{Digest, RepoName, Tag};
 use bytes::Bytes;
 use std::sync::Arc;
@@ -323,20 +323,75 @@ async fn tags(store: &Store, r: &RepoName) -> Option<Vec<String>> {
         .unwrap_or_else(|e| panic!("tags_list {r}: {e}"))
 }
 
+async fn manifest(store: &Store, r: &RepoName, d: &Digest) -> Option<ManifestRecord> {
+    let got = store.manifest_get(r, d).await;
+    got.unwrap_or_else(|e| panic!("manifest_get {r} {d}: {e}"))
+}
+
+async fn tagged(store: &Store, r: &RepoName, t: &Tag) -> Option<ManifestRecord> {
+    let got = store.manifest_by_tag(r, t).await;
+    got.unwrap_or_else(|e| panic!("manifest_by_tag {r}:{t}: {e}"))
+}
+
+async fn delete_tag(store: &Store, r: &RepoName, t: &Tag) -> bool {
+    let deleted = store.tag_delete(r, t).await;
+    deleted.unwrap_or_else(|e| panic!("tag_delete {r}:{t}: {e}"))
+}
+
+async fn delete_manifest(store: &Store, r: &RepoName, d: &Digest) -> bool {
+    let deleted = store.manifest_delete(r, d).await;
+    deleted.unwrap_or_else(|e| panic!("manifest_delete {r} {d}: {e}"))
+}
+
+async fn upload_of(store: &Store, r: &RepoName, id: &str) -> Option<UploadRecord> {
+    let got = store.upload_get(r, id).await;
+    got.unwrap_or_else(|e| panic!("upload_get {r} {id}: {e}"))
+}
+
+async fn lease_upload(
+    store: &Store,
+    r: &RepoName,
+    id: &str,
+    lease: &str,
+    (now, until): (i64, i64),
+) -> UploadLease {
+    let got = store.upload_lease(r, id, lease, now, until).await;
+    got.unwrap_or_else(|e| panic!("upload_lease {r} {id}: {e}"))
+}
+
+/// Every entry of a listing, walked in pages of `page_size`: `page(last)` answers one
+/// page after `last`, which must be no longer than `page_size`.
+async fn walk_pages<F, Fut>(page_size: u32, mut page: F) -> Vec<String>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: std::future::Future<Output = Vec<String>>,
+{
+    let mut got = Vec::new();
+    let mut last: Option<String> = None;
+    loop {
+        let entries = page(last.clone()).await;
+        assert!(entries.len() <= page_size as usize);
+        if entries.is_empty() {
+            return got;
+        }
+        last = entries.last().cloned();
+        got.extend(entries);
+    }
+}
+
+/// Images `a` and `b` of one config, each with one layer of `layers`.
+fn two_images(layers: [&str; 2]) -> (NewManifest, NewManifest) {
+    let config = blob("cfg");
+    let [a, b] = layers.map(blob);
+    (image(&config, &[a], "a"), image(&config, &[b], "b"))
+}
+
 async fn get_digest(store: &Store, r: &RepoName, d: &Digest) -> Option<Digest> {
-    store
-        .manifest_get(r, d)
-        .await
-        .unwrap_or_else(|e| panic!("manifest_get {r} {d}: {e}"))
-        .map(|m| m.digest)
+    manifest(store, r, d).await.map(|m| m.digest)
 }
 
 async fn by_tag(store: &Store, r: &RepoName, t: &str) -> Option<Digest> {
-    store
-        .manifest_by_tag(r, &tag(t))
-        .await
-        .unwrap_or_else(|e| panic!("manifest_by_tag {r}:{t}: {e}"))
-        .map(|m| m.digest)
+    tagged(store, r, &tag(t)).await.map(|m| m.digest)
 }
 
 fn expect_missing_blob(res: Result<(), MetaError>, want: &Digest) {
@@ -599,20 +654,14 @@ pub async fn catalog_orders_bytewise_and_pages(store: Store) {
     );
 
     for page_size in [1u32, 2, 4, 7] {
-        let mut got = Vec::new();
-        let mut last: Option<String> = None;
-        loop {
-            let page = store
-                .catalog(last.as_deref(), page_size)
-                .await
-                .expect("catalog page");
-            assert!(page.len() <= page_size as usize);
-            if page.is_empty() {
-                break;
+        let got = walk_pages(page_size, |last| {
+            let store = store.clone();
+            async move {
+                let page = store.catalog(last.as_deref(), page_size).await;
+                page.expect("catalog page")
             }
-            last = page.last().cloned();
-            got.extend(page);
-        }
+        })
+        .await;
         assert_eq!(got, want, "pages of {page_size}");
     }
 
@@ -698,21 +747,14 @@ pub async fn tags_list_orders_bytewise_and_pages(store: Store) {
     );
 
     for page_size in [1u32, 3, 5] {
-        let mut got = Vec::new();
-        let mut last: Option<String> = None;
-        loop {
-            let page = store
-                .tags_list(&r, last.as_deref(), page_size)
-                .await
-                .expect("tags_list")
-                .expect("repository exists");
-            assert!(page.len() <= page_size as usize);
-            if page.is_empty() {
-                break;
+        let got = walk_pages(page_size, |last| {
+            let (store, r) = (store.clone(), r.clone());
+            async move {
+                let page = store.tags_list(&r, last.as_deref(), page_size).await;
+                page.expect("tags_list").expect("repository exists")
             }
-            last = page.last().cloned();
-            got.extend(page);
-        }
+        })
+        .await;
         assert_eq!(got, want, "pages of {page_size}");
     }
     let after =
@@ -751,7 +793,7 @@ pub async fn manifest_blob_size_must_match(store: Store) {
         other => panic!("expected BlobSizeMismatch, got {other:?}"),
     }
     assert_eq!(
-        store.manifest_get(&r, &m.digest).await.expect("get"),
+        manifest(&store, &r, &m.digest).await,
         None,
         "nothing written"
     );
@@ -784,44 +826,20 @@ pub async fn manifest_roundtrip_keeps_bytes(store: Store) {
         blob_sizes: vec![size_of(&cfg)],
         children: vec![],
     };
-    assert_eq!(
-        store
-            .manifest_get(&r, &m.digest)
-            .await
-            .expect("manifest_get"),
-        None
-    );
+    assert_eq!(manifest(&store, &r, &m.digest).await, None);
     put(&store, &r, &m, Some("v1")).await;
 
-    let got = store
-        .manifest_get(&r, &m.digest)
+    let got = manifest(&store, &r, &m.digest)
         .await
-        .expect("manifest_get")
         .expect("manifest stored");
     assert_eq!(got.digest, m.digest);
     assert_eq!(got.media_type, m.media_type);
     assert!(got.bytes == bytes, "bytes differ from those received");
 
-    let by_tag = store
-        .manifest_by_tag(&r, &tag("v1"))
-        .await
-        .expect("manifest_by_tag")
-        .expect("tag stored");
+    let by_tag = tagged(&store, &r, &tag("v1")).await.expect("tag stored");
     assert_eq!(by_tag, got);
-    assert_eq!(
-        store
-            .manifest_by_tag(&r, &tag("v2"))
-            .await
-            .expect("manifest_by_tag"),
-        None
-    );
-    assert_eq!(
-        store
-            .manifest_get(&r, &blob("nothing"))
-            .await
-            .expect("manifest_get"),
-        None
-    );
+    assert_eq!(tagged(&store, &r, &tag("v2")).await, None);
+    assert_eq!(manifest(&store, &r, &blob("nothing")).await, None);
     assert_eq!(tags(&store, &r).await, Some(vec!["v1".to_string()]));
     assert_eq!(
         store.catalog(None, 10).await.expect("catalog"),
@@ -832,8 +850,7 @@ pub async fn manifest_roundtrip_keeps_bytes(store: Store) {
 /// Re-putting a stored manifest succeeds; a tag given with it moves to it.
 pub async fn manifest_reput_moves_tag(store: Store) {
     let r = repo("app");
-    let a = image(&blob("cfg"), &[blob("l1")], "a");
-    let b = image(&blob("cfg"), &[blob("l2")], "b");
+    let (a, b) = two_images(["l1", "l2"]);
     push(&store, &r, &a, Some("latest")).await;
     push(&store, &r, &b, Some("latest")).await;
     assert_eq!(by_tag(&store, &r, "latest").await, Some(b.digest.clone()));
@@ -999,10 +1016,8 @@ pub async fn index_children(store: Store) {
 
     push(&store, &r, &arm64, None).await;
     put(&store, &r, &idx, Some("latest")).await;
-    let got = store
-        .manifest_by_tag(&r, &tag("latest"))
+    let got = tagged(&store, &r, &tag("latest"))
         .await
-        .expect("manifest_by_tag")
         .expect("index tagged");
     assert_eq!(got.digest, idx.digest);
     assert_eq!(got.media_type, OCI_INDEX);
@@ -1013,10 +1028,7 @@ pub async fn index_children(store: Store) {
     put(&store, &r, &outer, Some("outer")).await;
 
     // Deleting a child does not delete its parents; a parent cannot be re-pushed without it.
-    assert!(store
-        .manifest_delete(&r, &arm64.digest)
-        .await
-        .expect("delete child"));
+    assert!(delete_manifest(&store, &r, &arm64.digest).await);
     assert_eq!(
         get_digest(&store, &r, &idx.digest).await,
         Some(idx.digest.clone())
@@ -1027,26 +1039,16 @@ pub async fn index_children(store: Store) {
 /// Deleting a manifest deletes every tag pointing at it, and only those.
 pub async fn manifest_delete_removes_its_tags(store: Store) {
     let r = repo("app");
-    let a = image(&blob("cfg"), &[blob("la")], "a");
-    let b = image(&blob("cfg"), &[blob("lb")], "b");
+    let (a, b) = two_images(["la", "lb"]);
     push(&store, &r, &a, Some("v1")).await;
     put(&store, &r, &a, Some("v1.0")).await;
     put(&store, &r, &a, Some("latest")).await;
     push(&store, &r, &b, Some("v2")).await;
 
-    assert!(!store
-        .manifest_delete(&r, &blob("absent"))
-        .await
-        .expect("delete absent"));
-    assert!(!store
-        .manifest_delete(&repo("unknown"), &a.digest)
-        .await
-        .expect("delete in unknown repo"));
-    assert!(store.manifest_delete(&r, &a.digest).await.expect("delete"));
-    assert!(!store
-        .manifest_delete(&r, &a.digest)
-        .await
-        .expect("delete twice"));
+    assert!(!delete_manifest(&store, &r, &blob("absent")).await);
+    assert!(!delete_manifest(&store, &repo("unknown"), &a.digest).await);
+    assert!(delete_manifest(&store, &r, &a.digest).await);
+    assert!(!delete_manifest(&store, &r, &a.digest).await);
 
     assert_eq!(get_digest(&store, &r, &a.digest).await, None);
     for t in ["v1", "v1.0", "latest"] {
@@ -1070,7 +1072,7 @@ pub async fn manifest_delete_removes_its_tags(store: Store) {
     // It can be pushed again.
     put(&store, &r, &a, Some("v1")).await;
     assert_eq!(by_tag(&store, &r, "v1").await, Some(a.digest.clone()));
-    assert!(store.manifest_delete(&r, &a.digest).await.expect("delete"));
+    assert!(delete_manifest(&store, &r, &a.digest).await);
     assert_eq!(tags(&store, &r).await, Some(vec!["v2".to_string()]));
 }
 
@@ -1081,23 +1083,17 @@ pub async fn manifests_are_per_repository(store: Store) {
     push(&store, &a, &m, Some("v1")).await;
     assert_eq!(get_digest(&store, &b, &m.digest).await, None);
     assert_eq!(by_tag(&store, &b, "v1").await, None);
-    assert_eq!(
-        store
-            .manifest_get(&repo("unknown"), &m.digest)
-            .await
-            .expect("manifest_get"),
-        None
-    );
+    assert_eq!(manifest(&store, &repo("unknown"), &m.digest).await, None);
 
     push(&store, &b, &m, Some("v1")).await;
-    assert!(store.manifest_delete(&a, &m.digest).await.expect("delete"));
+    assert!(delete_manifest(&store, &a, &m.digest).await);
     assert_eq!(
         get_digest(&store, &b, &m.digest).await,
         Some(m.digest.clone())
     );
     assert_eq!(by_tag(&store, &b, "v1").await, Some(m.digest.clone()));
-    assert!(!store.tag_delete(&a, &tag("v1")).await.expect("tag_delete"));
-    assert!(store.tag_delete(&b, &tag("v1")).await.expect("tag_delete"));
+    assert!(!delete_tag(&store, &a, &tag("v1")).await);
+    assert!(delete_tag(&store, &b, &tag("v1")).await);
 }
 
 /// Deleting a tag keeps its manifest.
@@ -1106,19 +1102,10 @@ pub async fn tag_delete(store: Store) {
     let m = image(&blob("cfg"), &[], "m");
     push(&store, &r, &m, Some("v1")).await;
     put(&store, &r, &m, Some("v2")).await;
-    assert!(!store
-        .tag_delete(&r, &tag("v3"))
-        .await
-        .expect("tag_delete absent"));
-    assert!(!store
-        .tag_delete(&repo("unknown"), &tag("v1"))
-        .await
-        .expect("tag_delete unknown repo"));
-    assert!(store.tag_delete(&r, &tag("v1")).await.expect("tag_delete"));
-    assert!(!store
-        .tag_delete(&r, &tag("v1"))
-        .await
-        .expect("tag_delete twice"));
+    assert!(!delete_tag(&store, &r, &tag("v3")).await);
+    assert!(!delete_tag(&store, &repo("unknown"), &tag("v1")).await);
+    assert!(delete_tag(&store, &r, &tag("v1")).await);
+    assert!(!delete_tag(&store, &r, &tag("v1")).await);
     assert_eq!(by_tag(&store, &r, "v1").await, None);
     assert_eq!(tags(&store, &r).await, Some(vec!["v2".to_string()]));
     assert_eq!(
@@ -1220,10 +1207,7 @@ pub async fn referrers_by_subject_and_artifact_type(store: Store) {
     );
 
     // A deleted referrer is gone from the list.
-    assert!(store
-        .manifest_delete(&r, &ours[0].digest)
-        .await
-        .expect("delete"));
+    assert!(delete_manifest(&store, &r, &ours[0].digest).await);
     let left = store
         .referrers(&r, &subject, None)
         .await
@@ -1236,10 +1220,7 @@ pub async fn referrers_by_subject_and_artifact_type(store: Store) {
 pub async fn upload_lifecycle(store: Store) {
     let r = repo("uploads/here");
     let rec = upload("8c5d1b0e-upload", &r);
-    assert_eq!(
-        store.upload_get(&r, &rec.id).await.expect("upload_get"),
-        None
-    );
+    assert_eq!(upload_of(&store, &r, &rec.id).await, None);
     assert_eq!(store.upload_count().await.expect("upload_count"), 0);
     store.upload_create(&rec).await.expect("upload_create");
     assert_eq!(store.upload_count().await.expect("upload_count"), 1);
@@ -1247,10 +1228,7 @@ pub async fn upload_lifecycle(store: Store) {
         store.repo_exists(&r).await.expect("repo_exists"),
         "an upload creates its repository"
     );
-    assert_eq!(
-        store.upload_get(&r, &rec.id).await.expect("upload_get"),
-        Some(rec.clone())
-    );
+    assert_eq!(upload_of(&store, &r, &rec.id).await, Some(rec.clone()));
     assert!(
         store.upload_create(&rec).await.is_err(),
         "an upload id is unique"
@@ -1274,11 +1252,7 @@ pub async fn upload_lifecycle(store: Store) {
         .upload_advance(&next, 0, "lease-1")
         .await
         .expect("upload_advance");
-    let got = store
-        .upload_get(&r, &rec.id)
-        .await
-        .expect("upload_get")
-        .expect("upload exists");
+    let got = upload_of(&store, &r, &rec.id).await.expect("upload exists");
     assert_eq!(got.offset, next.offset);
     assert_eq!(got.hash_state, next.hash_state);
     assert_eq!(got.store_state, next.store_state);
@@ -1297,11 +1271,7 @@ pub async fn upload_lifecycle(store: Store) {
         other => panic!("expected UploadConflict, got {other:?}"),
     }
     assert_eq!(
-        store
-            .upload_get(&r, &rec.id)
-            .await
-            .expect("upload_get")
-            .map(|u| u.offset),
+        upload_of(&store, &r, &rec.id).await.map(|u| u.offset),
         Some(next.offset),
         "a lost advance changes nothing"
     );
@@ -1309,10 +1279,7 @@ pub async fn upload_lifecycle(store: Store) {
     // The advance released the first lease; the second is still held.
     let now = crate::convert::now_ms();
     assert!(matches!(
-        store
-            .upload_lease(&r, &rec.id, "lease-3", now, now + 60_000)
-            .await
-            .expect("upload_lease"),
+        lease_upload(&store, &r, &rec.id, "lease-3", (now, now + 60_000)).await,
         UploadLease::Busy { offset } if offset == next.offset
     ));
     assert!(store
@@ -1341,10 +1308,7 @@ pub async fn upload_lifecycle(store: Store) {
         .await
         .expect("a release of a lost lease changes nothing");
     assert!(matches!(
-        store
-            .upload_lease(&r, &rec.id, "lease-6", now, now + 1)
-            .await
-            .expect("upload_lease"),
+        lease_upload(&store, &r, &rec.id, "lease-6", (now, now + 1)).await,
         UploadLease::Busy { .. }
     ));
     store
@@ -1359,19 +1323,13 @@ pub async fn upload_lifecycle(store: Store) {
         .upload_delete(&rec.id)
         .await
         .expect("upload_delete twice"));
-    assert_eq!(
-        store.upload_get(&r, &rec.id).await.expect("upload_get"),
-        None
-    );
+    assert_eq!(upload_of(&store, &r, &rec.id).await, None);
     assert!(matches!(
         store.upload_advance(&again, again.offset, "lease-7").await,
         Err(MetaError::UploadConflict(_))
     ));
     assert_eq!(
-        store
-            .upload_lease(&r, &rec.id, "lease-8", now, now + 1)
-            .await
-            .expect("upload_lease"),
+        lease_upload(&store, &r, &rec.id, "lease-8", (now, now + 1)).await,
         UploadLease::Missing
     );
     assert!(!store
@@ -1386,24 +1344,12 @@ pub async fn upload_is_found_only_in_its_repository(store: Store) {
     link(&store, &b, &blob("b exists")).await;
     let rec = upload("up-1", &a);
     store.upload_create(&rec).await.expect("upload_create");
-    assert_eq!(
-        store.upload_get(&b, &rec.id).await.expect("upload_get"),
-        None
-    );
-    assert_eq!(
-        store
-            .upload_get(&repo("c"), &rec.id)
-            .await
-            .expect("upload_get"),
-        None
-    );
+    assert_eq!(upload_of(&store, &b, &rec.id).await, None);
+    assert_eq!(upload_of(&store, &repo("c"), &rec.id).await, None);
 
     let now = crate::convert::now_ms();
     assert_eq!(
-        store
-            .upload_lease(&b, &rec.id, "l", now, now + 60_000)
-            .await
-            .expect("upload_lease"),
+        lease_upload(&store, &b, &rec.id, "l", (now, now + 60_000)).await,
         UploadLease::Missing
     );
     let mut wrong = rec.clone();
@@ -1413,19 +1359,13 @@ pub async fn upload_is_found_only_in_its_repository(store: Store) {
         store.upload_advance(&wrong, 0, "l").await,
         Err(MetaError::UploadConflict(_))
     ));
-    assert_eq!(
-        store.upload_get(&a, &rec.id).await.expect("upload_get"),
-        Some(rec.clone())
-    );
+    assert_eq!(upload_of(&store, &a, &rec.id).await, Some(rec.clone()));
 
     // Two sessions in one repository are independent.
     let other = upload("up-2", &a);
     store.upload_create(&other).await.expect("upload_create");
     assert!(store.upload_delete(&rec.id).await.expect("upload_delete"));
-    assert_eq!(
-        store.upload_get(&a, &other.id).await.expect("upload_get"),
-        Some(other)
-    );
+    assert_eq!(upload_of(&store, &a, &other.id).await, Some(other));
 }
 
 /// `all_blobs` lists every blob row, `all_manifests` every manifest with its repository.
@@ -1595,11 +1535,7 @@ pub async fn concurrent_upload_advance_one_wins(store: Store) {
         }
     }
     assert_eq!(winners.len(), 1, "exactly one request takes the lease");
-    let got = store
-        .upload_get(&r, &rec.id)
-        .await
-        .expect("upload_get")
-        .expect("upload exists");
+    let got = upload_of(&store, &r, &rec.id).await.expect("upload exists");
     assert_eq!(got.offset, winners[0].offset);
     assert_eq!(got.hash_state, winners[0].hash_state);
     assert_eq!(got.store_state, winners[0].store_state);
@@ -1608,11 +1544,7 @@ pub async fn concurrent_upload_advance_one_wins(store: Store) {
 /// Takes the write lease of a session for a minute, or panics.
 async fn take_lease(store: &Store, r: &RepoName, id: &str, token: &str) -> UploadRecord {
     let now = crate::convert::now_ms();
-    match store
-        .upload_lease(r, id, token, now, now + 60_000)
-        .await
-        .expect("upload_lease")
-    {
+    match lease_upload(store, r, id, token, (now, now + 60_000)).await {
         UploadLease::Held(rec) => rec,
         other => panic!("lease {token} not taken: {other:?}"),
     }
@@ -1698,11 +1630,7 @@ pub async fn concurrent_writes_fail_alone(store: Store) {
         }
     }
     assert_eq!(created, 1, "exactly one upload_create of an id succeeds");
-    assert!(store
-        .upload_get(&r, "same-id")
-        .await
-        .expect("upload_get")
-        .is_some());
+    assert!(upload_of(&store, &r, "same-id").await.is_some());
     assert_eq!(tags(&store, &r).await.map(|t| t.len()), Some(TASKS / 2));
 }
 
@@ -1745,15 +1673,12 @@ where
     with_index.sort();
     assert_eq!(refs().await, with_index, "re-puts add nothing");
 
-    assert!(store.manifest_delete(&r, &m.digest).await.expect("delete"));
+    assert!(delete_manifest(&store, &r, &m.digest).await);
     assert_eq!(
         refs().await,
         vec![row(&idx.digest, "manifest", &m.digest)],
         "a deleted manifest's references go with it; others' stay"
     );
-    assert!(store
-        .manifest_delete(&r, &idx.digest)
-        .await
-        .expect("delete"));
+    assert!(delete_manifest(&store, &r, &idx.digest).await);
     assert!(refs().await.is_empty());
 }

@@ -7,8 +7,66 @@
 //! The deciding statements live in the stores, each re-checking inside its transaction;
 //! `berth_core::gc` drives them.
 
-use berth_oci::Digest;
+use berth_oci::{Digest, RepoName};
 use serde::{Deserialize, Serialize};
+
+/// The arguments of [`upload_complete`](crate::GcStore::upload_complete), as both
+/// backends' statements take them.
+#[derive(Debug, Clone)]
+pub(crate) struct Completion {
+    pub(crate) repo: RepoName,
+    pub(crate) digest: Digest,
+    pub(crate) size: u64,
+    pub(crate) generation: i64,
+    /// The upload session to remove.
+    pub(crate) upload: Option<String>,
+}
+
+/// The arguments of [`gc_collect`](crate::GcStore::gc_collect), as both backends take them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Collect {
+    pub(crate) pass: GcPass,
+    pub(crate) after: i64,
+    pub(crate) limit: u32,
+    pub(crate) dry_run: bool,
+}
+
+impl Completion {
+    pub(crate) fn new(
+        repo: &RepoName,
+        digest: &Digest,
+        size: u64,
+        generation: i64,
+        upload: Option<&str>,
+    ) -> Completion {
+        Completion {
+            repo: repo.clone(),
+            digest: digest.clone(),
+            size,
+            generation,
+            upload: upload.map(str::to_string),
+        }
+    }
+}
+
+impl Collect {
+    pub(crate) fn new(pass: GcPass, after: i64, limit: u32, dry_run: bool) -> Collect {
+        Collect {
+            pass,
+            after,
+            limit,
+            dry_run,
+        }
+    }
+
+    /// The batch before any candidate is examined.
+    pub(crate) fn start(&self) -> GcBatch {
+        GcBatch {
+            cursor: self.after,
+            ..GcBatch::default()
+        }
+    }
+}
 
 /// What an upload learns when it claims a digest before committing its bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,4 +145,27 @@ pub struct GcRun {
     pub orphans_deleted: u64,
     pub orphan_bytes: u64,
     pub errors: Vec<String>,
+}
+
+impl GcRun {
+    /// The seven counts as the databases store them, in their columns' order:
+    /// manifests, links, blobs, blob bytes, uploads, orphans, orphan bytes.
+    pub(crate) fn counts(&self) -> [i64; 7] {
+        [
+            self.manifests_deleted,
+            self.links_deleted,
+            self.blobs_deleted,
+            self.blob_bytes,
+            self.uploads_purged,
+            self.orphans_deleted,
+            self.orphan_bytes,
+        ]
+        .map(|v| i64::try_from(v).unwrap_or(i64::MAX))
+    }
+
+    /// The errors as the databases store them (JSON).
+    pub(crate) fn errors_json(&self) -> Result<String, crate::MetaError> {
+        serde_json::to_string(&self.errors)
+            .map_err(|e| crate::MetaError::Backend(format!("encoding run errors: {e}")))
+    }
 }

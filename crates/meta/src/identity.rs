@@ -1156,15 +1156,52 @@ pub(crate) fn repo_settings_rows(
         if namespace.is_some_and(|ns| name.namespace() != ns) {
             continue;
         }
-        out.push(RepoSettings {
+        out.push(repo_settings(
             name,
-            visibility: parse_visibility(&vis)?,
-            namespace: namespace_kind(kind.map(|k| (k, mcc.unwrap_or(false))))?,
-            created_by,
-            created_at,
-        });
+            (vis, created_by, created_at, kind, mcc),
+        )?);
     }
     Ok(out)
+}
+
+/// A repository's settings columns: visibility, creator, creation time, the owning
+/// account's kind and `members_can_create` (NULL without an owner).
+pub(crate) type SettingsCols = (String, Option<i64>, i64, Option<String>, Option<bool>);
+
+/// The settings of repository `name` from its [`SettingsCols`].
+pub(crate) fn repo_settings(
+    name: RepoName,
+    (vis, created_by, created_at, kind, mcc): SettingsCols,
+) -> Result<RepoSettings, MetaError> {
+    Ok(RepoSettings {
+        name,
+        visibility: parse_visibility(&vis)?,
+        namespace: namespace_kind(kind.map(|k| (k, mcc.unwrap_or(false))))?,
+        created_by,
+        created_at,
+    })
+}
+
+/// The record of token `t` just stored with `state` (expiry, revoked: what
+/// [`new_token_state`] decided) at `created_at`.
+pub(crate) fn created_token(
+    t: NewToken,
+    (expires_at, revoked): (Option<i64>, bool),
+    created_at: i64,
+) -> TokenRecord {
+    TokenRecord {
+        id: t.id,
+        kind: t.kind,
+        user_id: t.user_id,
+        description: t.description,
+        hash: t.hash,
+        expires_at,
+        restriction: t.restriction,
+        created_at,
+        last_used_at: None,
+        revoked,
+        parent: t.parent,
+    }
 }
 
 /// Refuses to create an account named `name` while repositories that no account owns

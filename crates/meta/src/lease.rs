@@ -1,5 +1,5 @@
-//! Leases of background jobs: the [`LeaseStore`] trait and its SQLite and PostgreSQL
-//! implementations.
+//! Leases of background jobs: the [`LeaseStore`] trait and its implementation for both
+//! backends.
 //!
 //! A lease names a job (`gc`, `gc-schedule`, `directory-sync`, …; any name) and says which
 //! process runs it until when. It is taken when free or expired, renewed by its holder
@@ -7,11 +7,12 @@
 //! releasing loses it when it expires, and another process takes it. One table for every
 //! job, so a new job needs no schema change. The statements are the same text in both
 //! dialects (`$N` parameters, numbered in the order they first appear, which SQLite binds
-//! by position as PostgreSQL does); only the way each store runs them differs.
+//! by position as PostgreSQL does), and [`LeaseStore`] is implemented once, for every
+//! store that can run a statement (`shared::Statements`: SQLite's writer thread,
+//! PostgreSQL's pool).
 
 use crate::convert::now_ms;
-use crate::postgres::PgMetaStore;
-use crate::sqlite::{sql, SqliteMetaStore};
+use crate::shared::{Arg, Pool, Statements};
 use crate::MetaError;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -90,67 +91,12 @@ fn window(ttl_ms: i64) -> (i64, i64) {
     (now, now.saturating_add(ttl_ms))
 }
 
-#[async_trait]
-impl LeaseStore for SqliteMetaStore {
-    async fn lease_acquire(
-        &self,
-        name: &str,
-        holder: &str,
-        ttl_ms: i64,
-    ) -> Result<bool, MetaError> {
-        let (name, holder) = (name.to_string(), holder.to_string());
-        let (now, until) = window(ttl_ms);
-        self.write(move |c| {
-            let n = c
-                .prepare_cached(ACQUIRE)
-                .and_then(|mut st| st.execute((&name, &holder, now, until)))
-                .map_err(sql)?;
-            Ok(n > 0)
-        })
-        .await
-    }
-
-    async fn lease_renew(&self, name: &str, holder: &str, ttl_ms: i64) -> Result<bool, MetaError> {
-        let (name, holder) = (name.to_string(), holder.to_string());
-        let (_, until) = window(ttl_ms);
-        self.write(move |c| {
-            let n = c
-                .prepare_cached(RENEW)
-                .and_then(|mut st| st.execute((until, &name, &holder)))
-                .map_err(sql)?;
-            Ok(n > 0)
-        })
-        .await
-    }
-
-    async fn lease_release(&self, name: &str, holder: &str) -> Result<bool, MetaError> {
-        let (name, holder) = (name.to_string(), holder.to_string());
-        self.write(move |c| {
-            let n = c
-                .prepare_cached(RELEASE)
-                .and_then(|mut st| st.execute((&name, &holder)))
-                .map_err(sql)?;
-            Ok(n > 0)
-        })
-        .await
-    }
-
-    async fn lease(&self, name: &str) -> Result<Option<Lease>, MetaError> {
-        let row: Option<Row> = sqlx::query_as(GET)
-            .bind(name)
-            .fetch_optional(&self.read)
-            .await?;
-        Ok(row.map(lease))
-    }
-
-    async fn leases(&self) -> Result<Vec<Lease>, MetaError> {
-        let rows: Vec<Row> = sqlx::query_as(LIST).fetch_all(&self.read).await?;
-        Ok(rows.into_iter().map(lease).collect())
-    }
-}
+/// Every statement above, for the check that their parameters are in order.
+#[cfg(test)]
+pub(crate) const STATEMENTS: &[&str] = &[ACQUIRE, RENEW, RELEASE, GET, LIST];
 
 #[async_trait]
-impl LeaseStore for PgMetaStore {
+impl<S: Statements> LeaseStore for S {
     async fn lease_acquire(
         &self,
         name: &str,
@@ -158,49 +104,29 @@ impl LeaseStore for PgMetaStore {
         ttl_ms: i64,
     ) -> Result<bool, MetaError> {
         let (now, until) = window(ttl_ms);
-        let n = sqlx::query(ACQUIRE)
-            .bind(name)
-            .bind(holder)
-            .bind(now)
-            .bind(until)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        Ok(n > 0)
+        let args = vec![name.into(), holder.into(), Arg::Int(now), Arg::Int(until)];
+        Ok(self.run(ACQUIRE, args).await? > 0)
     }
 
     async fn lease_renew(&self, name: &str, holder: &str, ttl_ms: i64) -> Result<bool, MetaError> {
         let (_, until) = window(ttl_ms);
-        let n = sqlx::query(RENEW)
-            .bind(until)
-            .bind(name)
-            .bind(holder)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        Ok(n > 0)
+        let args = vec![Arg::Int(until), name.into(), holder.into()];
+        Ok(self.run(RENEW, args).await? > 0)
     }
 
     async fn lease_release(&self, name: &str, holder: &str) -> Result<bool, MetaError> {
-        let n = sqlx::query(RELEASE)
-            .bind(name)
-            .bind(holder)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        Ok(n > 0)
+        Ok(self.run(RELEASE, vec![name.into(), holder.into()]).await? > 0)
     }
 
     async fn lease(&self, name: &str) -> Result<Option<Lease>, MetaError> {
-        let row: Option<Row> = sqlx::query_as(GET)
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row: Option<Row> = on_pool!(self.pool(), p => {
+            sqlx::query_as(GET).bind(name).fetch_optional(p).await?
+        });
         Ok(row.map(lease))
     }
 
     async fn leases(&self) -> Result<Vec<Lease>, MetaError> {
-        let rows: Vec<Row> = sqlx::query_as(LIST).fetch_all(&self.pool).await?;
+        let rows: Vec<Row> = on_pool!(self.pool(), p => sqlx::query_as(LIST).fetch_all(p).await?);
         Ok(rows.into_iter().map(lease).collect())
     }
 }

@@ -29,17 +29,22 @@
 //!   candidate queue, settings, run records); `sqlite_gc` and `postgres_gc` hold
 //!   their statements.
 //! - [`lease`]: the [`LeaseStore`] trait: leases of background jobs (any name, holder,
-//!   expiry, renewal), one table, both implementations.
+//!   expiry, renewal), one table, one implementation for both backends.
 //! - `conformance` (feature `conformance`, on only for tests): the one test suite both
 //!   pass (every trait). It is not compiled into the binary.
 //!
-//! The private `shared` module holds the statements both dialects accept, written once
-//! and run on either sqlx pool. The private `convert` module holds the conversions both share (clock, sizes, values read
+//! The private `shared` module holds the statements both dialects accept, written once:
+//! their text (which SQLite's writer thread and per-thread readers run as PostgreSQL
+//! does, with `$n` parameters numbered in the order they first appear), and whole reads
+//! run on either sqlx pool. Each backend runs a one-statement write through one helper
+//! (`SqliteMetaStore::execute`, `PgMetaStore::changed`). The private `convert` module holds the conversions both share (clock, sizes, values read
 //! back from a database). Schemas live in `migrations/sqlite` and `migrations/postgres`,
 //! applied when a store opens.
 
 #[macro_use]
 mod instrument;
+#[macro_use]
+mod shared;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 mod convert;
@@ -49,7 +54,6 @@ pub mod lease;
 pub mod postgres;
 mod postgres_gc;
 mod postgres_identity;
-mod shared;
 pub mod sqlite;
 mod sqlite_fast;
 mod sqlite_gc;

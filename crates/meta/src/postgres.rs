@@ -11,8 +11,15 @@
 //! and `last` comparisons are byte-wise, as in SQLite.
 
 use crate::convert::{first_missing, from_db, now_ms, stored_digest, to_db};
+use crate::gc::{Collect, Completion};
 use crate::postgres_gc as gc;
 use crate::shared::{self, manifest_record, upload_record};
+use crate::shared::{BLOB_IN_REPO, BLOB_ROW_LIVE, MANIFEST_BY_TAG, MANIFEST_GET, REPO_EXISTS};
+use crate::shared::{BLOB_UNLINK, GC_SET_READ_ONLY, GC_SET_SCHEDULE, MANIFEST_DELETE, TAG_DELETE};
+use crate::shared::{CATALOG_AFTER, CATALOG_FIRST, TAGS_AFTER, TAGS_FIRST, UPLOAD_OFFSET};
+use crate::shared::{MANIFEST_CLAIMED, MANIFEST_INSERT, MANIFEST_RECLAIM, MANIFEST_TOUCH, TAG_SET};
+use crate::shared::{UPLOAD_ADVANCE, UPLOAD_INSERT, UPLOAD_LEASE};
+use crate::shared::{UPLOAD_DELETE, UPLOAD_RELEASE, UPLOAD_RENEW};
 use crate::{
     BlobClaim, GcBatch, GcPass, GcRun, GcSettings, GcStore, ManifestRecord, MetaError, MetaStore,
     NewManifest, Referrer, RegistryStore, UploadLease, UploadRecord, UploadStore,
@@ -24,7 +31,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, Executor};
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
@@ -48,6 +55,17 @@ impl PgMetaStore {
         q: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
     ) -> Result<bool, MetaError> {
         Ok(q.execute(&self.pool).await?.rows_affected() > 0)
+    }
+
+    /// A `DELETE` of one row identified by repository name and `key`; whether it deleted.
+    async fn delete_in_repo(
+        &self,
+        statement: &'static str,
+        repo: &RepoName,
+        key: &str,
+    ) -> Result<bool, MetaError> {
+        self.changed(sqlx::query(statement).bind(repo.as_str()).bind(key))
+            .await
     }
 
     /// The sqlx pool, for the statements both dialects share (`crate::shared`).
@@ -200,31 +218,25 @@ impl MetaStore for PgMetaStore {
 
 #[async_trait]
 impl RegistryStore for PgMetaStore {
+    async fn blob_anywhere(&self, digest: &Digest) -> Result<Option<u64>, MetaError> {
+        shared::blob_anywhere(self.sqlx(), digest).await
+    }
+
     async fn ping(&self) -> Result<(), MetaError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
+        shared::ping(self.sqlx()).await
     }
 
     async fn repo_exists(&self, repo: &RepoName) -> Result<bool, MetaError> {
-        Ok(
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM repositories WHERE name = $1)")
-                .bind(repo.as_str())
-                .fetch_one(&self.pool)
-                .await?,
-        )
+        let row = sqlx::query(REPO_EXISTS).bind(repo.as_str());
+        Ok(row.fetch_optional(&self.pool).await?.is_some())
     }
 
     async fn catalog(&self, last: Option<&str>, n: u32) -> Result<Vec<String>, MetaError> {
         let q = match last {
-            Some(last) => sqlx::query_scalar(
-                "SELECT name FROM repositories WHERE name > $1 ORDER BY name LIMIT $2",
-            )
-            .bind(last)
-            .bind(i64::from(n)),
-            None => sqlx::query_scalar("SELECT name FROM repositories ORDER BY name LIMIT $1")
-                .bind(i64::from(n)),
+            Some(last) => sqlx::query_scalar(CATALOG_AFTER).bind(last),
+            None => sqlx::query_scalar(CATALOG_FIRST),
         };
-        Ok(q.fetch_all(&self.pool).await?)
+        Ok(q.bind(i64::from(n)).fetch_all(&self.pool).await?)
     }
 
     async fn blob_in_repo(
@@ -232,27 +244,11 @@ impl RegistryStore for PgMetaStore {
         repo: &RepoName,
         digest: &Digest,
     ) -> Result<Option<u64>, MetaError> {
-        let size: Option<i64> = sqlx::query_scalar(
-            "SELECT b.size FROM repositories r \
-             JOIN repo_blobs rb ON rb.repo_id = r.id \
-             JOIN blobs b ON b.digest = rb.digest \
-             WHERE r.name = $1 AND rb.digest = $2",
-        )
-        .bind(repo.as_str())
-        .bind(digest.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
-        size.map(|s| from_db(s, "blob size")).transpose()
-    }
-
-    async fn blob_anywhere(&self, digest: &Digest) -> Result<Option<u64>, MetaError> {
-        let size: Option<i64> = sqlx::query_scalar(
-            "SELECT size FROM blobs WHERE digest = $1 \
-             AND EXISTS (SELECT 1 FROM repo_blobs WHERE digest = $1)",
-        )
-        .bind(digest.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
+        let size: Option<i64> = sqlx::query_scalar(BLOB_IN_REPO)
+            .bind(repo.as_str())
+            .bind(digest.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
         size.map(|s| from_db(s, "blob size")).transpose()
     }
 
@@ -268,31 +264,18 @@ impl RegistryStore for PgMetaStore {
         let repo_id = ensure_repo(&mut tx, repo, now).await?;
         // Without a claim: the caller vouches that the bytes are committed. A tombstoned
         // row is not revived (its bytes are being deleted).
-        let deleting: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO blobs (digest, size, created_at, claimed_at, live, generation) \
-             VALUES ($1, $2, $3, $3, 1, $4) \
-             ON CONFLICT (digest) DO UPDATE SET claimed_at = EXCLUDED.claimed_at, live = 1 \
-             RETURNING deleting",
-        )
-        .bind(digest.as_str())
-        .bind(size)
-        .bind(now)
-        .bind(crate::sqlite_gc::new_generation())
-        .fetch_one(&mut *tx)
-        .await?;
+        let deleting: Option<i64> = sqlx::query_scalar(BLOB_ROW_LIVE)
+            .bind(digest.as_str())
+            .bind(size)
+            .bind(now)
+            .bind(crate::sqlite_gc::new_generation())
+            .fetch_one(&mut *tx)
+            .await?;
         if deleting.is_some() {
             tx.rollback().await?;
             return Err(MetaError::ClaimLost(digest.clone()));
         }
-        sqlx::query(
-            "INSERT INTO repo_blobs (repo_id, digest, created_at, claimed_at) VALUES ($1, $2, $3, $3) \
-             ON CONFLICT (repo_id, digest) DO UPDATE SET claimed_at = EXCLUDED.claimed_at",
-        )
-        .bind(repo_id)
-        .bind(digest.as_str())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+        gc::insert_link(&mut tx, repo_id, digest, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -303,48 +286,21 @@ impl RegistryStore for PgMetaStore {
         from: &RepoName,
         digest: &Digest,
     ) -> Result<Option<u64>, MetaError> {
-        let now = now_ms();
+        static LOCKED: LazyLock<String> =
+            LazyLock::new(|| format!("{BLOB_IN_REPO} FOR SHARE OF rb"));
         let mut tx = self.pool.begin().await?;
         // The source link stays until this commits: a concurrent unlink in `from` waits.
-        let size: Option<i64> = sqlx::query_scalar(
-            "SELECT b.size FROM repositories r \
-             JOIN repo_blobs rb ON rb.repo_id = r.id \
-             JOIN blobs b ON b.digest = rb.digest \
-             WHERE r.name = $1 AND rb.digest = $2 \
-             FOR SHARE OF rb",
-        )
-        .bind(from.as_str())
-        .bind(digest.as_str())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(size) = size else {
-            tx.rollback().await?;
-            return Ok(None);
-        };
-        let repo_id = ensure_repo(&mut tx, repo, now).await?;
-        sqlx::query(
-            "INSERT INTO repo_blobs (repo_id, digest, created_at, claimed_at) VALUES ($1, $2, $3, $3) \
-             ON CONFLICT (repo_id, digest) DO UPDATE SET claimed_at = EXCLUDED.claimed_at",
-        )
-        .bind(repo_id)
-        .bind(digest.as_str())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(Some(from_db(size, "blob size")?))
+        let size: Option<i64> = sqlx::query_scalar(LOCKED.as_str())
+            .bind(from.as_str())
+            .bind(digest.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        gc::link_found(tx, repo, digest, size).await
     }
 
     async fn blob_unlink(&self, repo: &RepoName, digest: &Digest) -> Result<bool, MetaError> {
-        self.changed(
-            sqlx::query(
-                "DELETE FROM repo_blobs \
-                 WHERE repo_id = (SELECT id FROM repositories WHERE name = $1) AND digest = $2",
-            )
-            .bind(repo.as_str())
-            .bind(digest.as_str()),
-        )
-        .await
+        self.delete_in_repo(BLOB_UNLINK, repo, digest.as_str())
+            .await
     }
 
     async fn manifest_put(
@@ -400,31 +356,26 @@ impl RegistryStore for PgMetaStore {
         };
         // A concurrent put of the same manifest waits here for the other to commit, then
         // does nothing.
-        let inserted = sqlx::query(
-            "INSERT INTO manifests \
-             (repo_id, digest, media_type, artifact_type, subject, annotations, size, bytes, created_at, claimed_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) \
-             ON CONFLICT (repo_id, digest) DO NOTHING",
-        )
-        .bind(repo_id)
-        .bind(m.digest.as_str())
-        .bind(&m.media_type)
-        .bind(m.artifact_type.as_deref())
-        .bind(m.subject.as_ref().map(Digest::as_str))
-        .bind(m.annotations.as_deref())
-        .bind(size)
-        .bind(m.bytes.as_ref())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
+        let inserted = sqlx::query(MANIFEST_INSERT)
+            .bind(repo_id)
+            .bind(m.digest.as_str())
+            .bind(&m.media_type)
+            .bind(m.artifact_type.as_deref())
+            .bind(m.subject.as_ref().map(Digest::as_str))
+            .bind(m.annotations.as_deref())
+            .bind(size)
+            .bind(m.bytes.as_ref())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
             > 0;
         if !inserted {
             // A re-put claims the manifest again (an index about to reference it).
-            sqlx::query("UPDATE manifests SET claimed_at = $3 WHERE repo_id = $1 AND digest = $2")
+            sqlx::query(MANIFEST_RECLAIM)
+                .bind(now)
                 .bind(repo_id)
                 .bind(m.digest.as_str())
-                .bind(now)
                 .execute(&mut *tx)
                 .await?;
         }
@@ -445,17 +396,13 @@ impl RegistryStore for PgMetaStore {
             .await?;
         }
         if let Some(tag) = tag {
-            sqlx::query(
-                "INSERT INTO tags (repo_id, name, manifest, updated_at) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (repo_id, name) DO UPDATE \
-                 SET manifest = EXCLUDED.manifest, updated_at = EXCLUDED.updated_at",
-            )
-            .bind(repo_id)
-            .bind(tag.as_str())
-            .bind(m.digest.as_str())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query(TAG_SET)
+                .bind(repo_id)
+                .bind(tag.as_str())
+                .bind(m.digest.as_str())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -466,15 +413,11 @@ impl RegistryStore for PgMetaStore {
         repo: &RepoName,
         digest: &Digest,
     ) -> Result<Option<ManifestRecord>, MetaError> {
-        let row: Option<(String, Vec<u8>)> = sqlx::query_as(
-            "SELECT m.media_type, m.bytes FROM repositories r \
-             JOIN manifests m ON m.repo_id = r.id \
-             WHERE r.name = $1 AND m.digest = $2",
-        )
-        .bind(repo.as_str())
-        .bind(digest.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
+        let row: Option<(String, Vec<u8>)> = sqlx::query_as(MANIFEST_GET)
+            .bind(repo.as_str())
+            .bind(digest.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(row.map(|(media_type, bytes)| manifest_record(digest.clone(), media_type, bytes)))
     }
 
@@ -483,43 +426,22 @@ impl RegistryStore for PgMetaStore {
         repo: &RepoName,
         tag: &Tag,
     ) -> Result<Option<ManifestRecord>, MetaError> {
-        let row: Option<(String, String, Vec<u8>)> = sqlx::query_as(
-            "SELECT m.digest, m.media_type, m.bytes FROM repositories r \
-             JOIN tags t ON t.repo_id = r.id \
-             JOIN manifests m ON m.repo_id = t.repo_id AND m.digest = t.manifest \
-             WHERE r.name = $1 AND t.name = $2",
-        )
-        .bind(repo.as_str())
-        .bind(tag.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
+        let row: Option<(String, String, Vec<u8>)> = sqlx::query_as(MANIFEST_BY_TAG)
+            .bind(repo.as_str())
+            .bind(tag.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
         row.map(|(d, media_type, bytes)| Ok(manifest_record(stored_digest(&d)?, media_type, bytes)))
             .transpose()
     }
 
     async fn manifest_delete(&self, repo: &RepoName, digest: &Digest) -> Result<bool, MetaError> {
-        // Tags pointing at it and its references go by ON DELETE CASCADE, in this statement.
-        self.changed(
-            sqlx::query(
-                "DELETE FROM manifests \
-                 WHERE repo_id = (SELECT id FROM repositories WHERE name = $1) AND digest = $2",
-            )
-            .bind(repo.as_str())
-            .bind(digest.as_str()),
-        )
-        .await
+        self.delete_in_repo(MANIFEST_DELETE, repo, digest.as_str())
+            .await
     }
 
     async fn tag_delete(&self, repo: &RepoName, tag: &Tag) -> Result<bool, MetaError> {
-        self.changed(
-            sqlx::query(
-                "DELETE FROM tags \
-                 WHERE repo_id = (SELECT id FROM repositories WHERE name = $1) AND name = $2",
-            )
-            .bind(repo.as_str())
-            .bind(tag.as_str()),
-        )
-        .await
+        self.delete_in_repo(TAG_DELETE, repo, tag.as_str()).await
     }
 
     async fn tags_list(
@@ -533,23 +455,14 @@ impl RegistryStore for PgMetaStore {
         // that n = 0 still tells the two apart.
         let limit = i64::from(n.max(1));
         let q = match last {
-            Some(last) => sqlx::query_scalar(
-                "SELECT t.name FROM repositories r \
-                 LEFT JOIN tags t ON t.repo_id = r.id AND t.name > $2 \
-                 WHERE r.name = $1 ORDER BY t.name LIMIT $3",
-            )
-            .bind(repo.as_str())
-            .bind(last)
-            .bind(limit),
-            None => sqlx::query_scalar(
-                "SELECT t.name FROM repositories r \
-                 LEFT JOIN tags t ON t.repo_id = r.id \
-                 WHERE r.name = $1 ORDER BY t.name LIMIT $2",
-            )
-            .bind(repo.as_str())
-            .bind(limit),
+            Some(last) => sqlx::query_scalar(TAGS_AFTER).bind(last),
+            None => sqlx::query_scalar(TAGS_FIRST),
         };
-        let rows: Vec<Option<String>> = q.fetch_all(&self.pool).await?;
+        let rows: Vec<Option<String>> = q
+            .bind(repo.as_str())
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
         Ok(shared::tag_page(rows, n))
     }
 
@@ -577,19 +490,16 @@ impl UploadStore for PgMetaStore {
         let offset = to_db(rec.offset, "upload offset")?;
         let mut tx = self.pool.begin().await?;
         let repo_id = ensure_repo(&mut tx, &rec.repo, now_ms()).await?;
-        sqlx::query(
-            "INSERT INTO uploads (id, repo_id, \"offset\", hash_state, store_state, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(&rec.id)
-        .bind(repo_id)
-        .bind(offset)
-        .bind(&rec.hash_state)
-        .bind(&rec.store_state)
-        .bind(rec.created_at)
-        .bind(rec.updated_at)
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query(UPLOAD_INSERT)
+            .bind(&rec.id)
+            .bind(repo_id)
+            .bind(offset)
+            .bind(&rec.hash_state)
+            .bind(&rec.store_state)
+            .bind(rec.created_at)
+            .bind(rec.updated_at)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -612,19 +522,14 @@ impl UploadStore for PgMetaStore {
     ) -> Result<UploadLease, MetaError> {
         // A concurrent taker waits for the row lock, then re-checks the WHERE clause against
         // the committed row, which now holds an unexpired lease: one of them gets it.
-        let row: Option<(i64, Vec<u8>, String, i64)> = sqlx::query_as(
-            "UPDATE uploads SET lease = $3, lease_until = $5, updated_at = $4 \
-             WHERE id = $1 AND repo_id = (SELECT id FROM repositories WHERE name = $2) \
-             AND (lease IS NULL OR lease_until < $4) \
-             RETURNING \"offset\", hash_state, store_state, created_at",
-        )
-        .bind(id)
-        .bind(repo.as_str())
-        .bind(lease)
-        .bind(now)
-        .bind(until)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row: Option<(i64, Vec<u8>, String, i64)> = sqlx::query_as(UPLOAD_LEASE)
+            .bind(lease)
+            .bind(until)
+            .bind(now)
+            .bind(id)
+            .bind(repo.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
         if let Some((offset, hash_state, store_state, created_at)) = row {
             let cols = (offset, hash_state, store_state, created_at, now);
             return Ok(UploadLease::Held(upload_record(
@@ -633,14 +538,11 @@ impl UploadStore for PgMetaStore {
                 cols,
             )?));
         }
-        let offset: Option<i64> = sqlx::query_scalar(
-            "SELECT u.\"offset\" FROM uploads u JOIN repositories r ON r.id = u.repo_id \
-             WHERE u.id = $1 AND r.name = $2",
-        )
-        .bind(id)
-        .bind(repo.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
+        let offset: Option<i64> = sqlx::query_scalar(UPLOAD_OFFSET)
+            .bind(id)
+            .bind(repo.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(match offset {
             Some(o) => UploadLease::Busy {
                 offset: from_db(o, "upload offset")?,
@@ -650,26 +552,13 @@ impl UploadStore for PgMetaStore {
     }
 
     async fn upload_renew(&self, id: &str, lease: &str, until: i64) -> Result<bool, MetaError> {
-        self.changed(
-            sqlx::query(
-                "UPDATE uploads SET lease_until = $3, updated_at = $4 WHERE id = $1 AND lease = $2",
-            )
-            .bind(id)
-            .bind(lease)
-            .bind(until)
-            .bind(now_ms()),
-        )
-        .await
+        let q = sqlx::query(UPLOAD_RENEW).bind(until).bind(now_ms());
+        self.changed(q.bind(id).bind(lease)).await
     }
 
     async fn upload_release(&self, id: &str, lease: &str) -> Result<(), MetaError> {
-        sqlx::query(
-            "UPDATE uploads SET lease = NULL, lease_until = NULL WHERE id = $1 AND lease = $2",
-        )
-        .bind(id)
-        .bind(lease)
-        .execute(&self.pool)
-        .await?;
+        self.changed(sqlx::query(UPLOAD_RELEASE).bind(id).bind(lease))
+            .await?;
         Ok(())
     }
 
@@ -680,22 +569,17 @@ impl UploadStore for PgMetaStore {
         lease: &str,
     ) -> Result<(), MetaError> {
         // Compare-and-swap on the lease and the offset, releasing the lease.
-        let done = sqlx::query(
-            "UPDATE uploads SET \"offset\" = $1, hash_state = $2, store_state = $3, updated_at = $4, \
-             lease = NULL, lease_until = NULL \
-             WHERE id = $5 AND \"offset\" = $6 AND lease = $8 \
-             AND repo_id = (SELECT id FROM repositories WHERE name = $7)",
-        )
-        .bind(to_db(rec.offset, "upload offset")?)
-        .bind(&rec.hash_state)
-        .bind(&rec.store_state)
-        .bind(rec.updated_at)
-        .bind(&rec.id)
-        .bind(to_db(expected_offset, "upload offset")?)
-        .bind(rec.repo.as_str())
-        .bind(lease)
-        .execute(&self.pool)
-        .await?;
+        let done = sqlx::query(UPLOAD_ADVANCE)
+            .bind(to_db(rec.offset, "upload offset")?)
+            .bind(&rec.hash_state)
+            .bind(&rec.store_state)
+            .bind(rec.updated_at)
+            .bind(&rec.id)
+            .bind(to_db(expected_offset, "upload offset")?)
+            .bind(lease)
+            .bind(rec.repo.as_str())
+            .execute(&self.pool)
+            .await?;
         if done.rows_affected() == 0 {
             return Err(MetaError::UploadConflict(rec.id.clone()));
         }
@@ -703,15 +587,11 @@ impl UploadStore for PgMetaStore {
     }
 
     async fn upload_count(&self) -> Result<u64, MetaError> {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM uploads")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(n.max(0) as u64)
+        shared::upload_count(self.sqlx()).await
     }
 
     async fn upload_delete(&self, id: &str) -> Result<bool, MetaError> {
-        self.changed(sqlx::query("DELETE FROM uploads WHERE id = $1").bind(id))
-            .await
+        self.changed(sqlx::query(UPLOAD_DELETE).bind(id)).await
     }
 }
 
@@ -729,7 +609,11 @@ impl GcStore for PgMetaStore {
         generation: i64,
         upload: Option<&str>,
     ) -> Result<(), MetaError> {
-        gc::upload_complete(&self.pool, repo, digest, size, generation, upload).await
+        gc::upload_complete(
+            &self.pool,
+            &Completion::new(repo, digest, size, generation, upload),
+        )
+        .await
     }
 
     async fn blob_mount_any(
@@ -755,28 +639,19 @@ impl GcStore for PgMetaStore {
         digest: &Digest,
         stale_before: i64,
     ) -> Result<bool, MetaError> {
-        let claimed: Option<i64> = sqlx::query_scalar(
-            "SELECT m.claimed_at FROM repositories r JOIN manifests m ON m.repo_id = r.id \
-             WHERE r.name = $1 AND m.digest = $2",
-        )
-        .bind(repo.as_str())
-        .bind(digest.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
+        let claimed: Option<i64> = sqlx::query_scalar(MANIFEST_CLAIMED)
+            .bind(repo.as_str())
+            .bind(digest.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
         match claimed {
             None => Ok(false),
             Some(at) if at >= stale_before => Ok(true),
-            Some(_) => Ok(sqlx::query(
-                "UPDATE manifests SET claimed_at = $3 \
-                 WHERE repo_id = (SELECT id FROM repositories WHERE name = $1) AND digest = $2",
-            )
-            .bind(repo.as_str())
-            .bind(digest.as_str())
-            .bind(now_ms())
-            .execute(&self.pool)
-            .await?
-            .rows_affected()
-                > 0),
+            Some(_) => {
+                let q = sqlx::query(MANIFEST_TOUCH).bind(now_ms());
+                self.changed(q.bind(repo.as_str()).bind(digest.as_str()))
+                    .await
+            }
         }
     }
 
@@ -787,19 +662,12 @@ impl GcStore for PgMetaStore {
         limit: u32,
         dry_run: bool,
     ) -> Result<GcBatch, MetaError> {
-        gc::gc_collect(&self.pool, pass, after, limit, dry_run).await
+        let c = Collect::new(*pass, after, limit, dry_run);
+        gc::gc_collect(&self.pool, c).await
     }
 
     async fn gc_tombstones(&self, limit: u32) -> Result<Vec<(Digest, u64)>, MetaError> {
-        let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT digest, size FROM blobs WHERE deleting IS NOT NULL ORDER BY deleting LIMIT $1",
-        )
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter()
-            .map(|(d, size)| Ok((stored_digest(&d)?, from_db(size, "blob size")?)))
-            .collect()
+        shared::gc_tombstones(self.sqlx(), limit).await
     }
 
     async fn gc_forget(&self, digests: &[Digest]) -> Result<u64, MetaError> {
@@ -825,19 +693,14 @@ impl GcStore for PgMetaStore {
     }
 
     async fn gc_set_schedule(&self, schedule: Option<&str>) -> Result<(), MetaError> {
-        sqlx::query("UPDATE gc_settings SET schedule = $1 WHERE id = 1")
-            .bind(schedule)
-            .execute(&self.pool)
+        self.changed(sqlx::query(GC_SET_SCHEDULE).bind(schedule))
             .await?;
         Ok(())
     }
 
     async fn gc_set_read_only(&self, since: Option<(i64, &str)>) -> Result<(), MetaError> {
-        sqlx::query("UPDATE gc_settings SET read_only_since = $1, read_only_by = $2 WHERE id = 1")
-            .bind(since.map(|s| s.0))
-            .bind(since.map(|s| s.1))
-            .execute(&self.pool)
-            .await?;
+        let q = sqlx::query(GC_SET_READ_ONLY).bind(since.map(|s| s.0));
+        self.changed(q.bind(since.map(|s| s.1))).await?;
         Ok(())
     }
 

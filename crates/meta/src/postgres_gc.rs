@@ -10,8 +10,11 @@
 //! at once, so it cannot take part in a deadlock.
 
 use crate::convert::{from_db, now_ms, stored_digest, to_db};
-use crate::gc::{BlobClaim, GcBatch, GcPass, GcRun};
+use crate::gc::{BlobClaim, Collect, Completion, GcBatch, GcPass, GcRun};
 use crate::postgres::ensure_repo;
+use crate::shared::{BLOB_COMPLETE, DELETE_LINK, DELETE_MANIFEST, TOMBSTONE_BLOB, UPLOAD_DELETE};
+use crate::shared::{GC_CANDIDATES, GC_CANDIDATE_DROP, GC_RUN_INSERT, GC_RUN_UPDATE};
+use crate::shared::{LINK_CLAIM, LINK_CLAIMED, LINK_INSERT, LINK_TOUCH, MANIFEST_CLAIM};
 use crate::sqlite_gc::new_generation;
 use crate::MetaError;
 use berth_oci::{Digest, RepoName};
@@ -43,54 +46,41 @@ pub(crate) async fn blob_claim(pool: &PgPool, digest: &Digest) -> Result<BlobCla
     })
 }
 
-async fn insert_link(
+pub(crate) async fn insert_link(
     conn: &mut PgConnection,
     repo_id: i64,
     digest: &Digest,
     now: i64,
 ) -> Result<(), MetaError> {
-    sqlx::query(
-        "INSERT INTO repo_blobs (repo_id, digest, created_at, claimed_at) VALUES ($1, $2, $3, $3) \
-         ON CONFLICT (repo_id, digest) DO UPDATE SET claimed_at = EXCLUDED.claimed_at",
-    )
-    .bind(repo_id)
-    .bind(digest.as_str())
-    .bind(now)
-    .execute(conn)
-    .await?;
+    sqlx::query(LINK_INSERT)
+        .bind(repo_id)
+        .bind(digest.as_str())
+        .bind(now)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
-pub(crate) async fn upload_complete(
-    pool: &PgPool,
-    repo: &RepoName,
-    digest: &Digest,
-    size: u64,
-    generation: i64,
-    upload: Option<&str>,
-) -> Result<(), MetaError> {
+pub(crate) async fn upload_complete(pool: &PgPool, c: &Completion) -> Result<(), MetaError> {
     let now = now_ms();
-    let size = to_db(size, "blob size")?;
+    let size = to_db(c.size, "blob size")?;
     let mut tx = pool.begin().await?;
-    let n = sqlx::query(
-        "UPDATE blobs SET live = 1, verified = 1, size = $2, claimed_at = $4 \
-         WHERE digest = $1 AND generation = $3 AND deleting IS NULL",
-    )
-    .bind(digest.as_str())
-    .bind(size)
-    .bind(generation)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
+    let n = sqlx::query(BLOB_COMPLETE)
+        .bind(size)
+        .bind(now)
+        .bind(c.digest.as_str())
+        .bind(c.generation)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
     if n == 0 {
         tx.rollback().await?;
-        return Err(MetaError::ClaimLost(digest.clone()));
+        return Err(MetaError::ClaimLost(c.digest.clone()));
     }
-    let repo_id = ensure_repo(&mut tx, repo, now).await?;
-    insert_link(&mut tx, repo_id, digest, now).await?;
-    if let Some(id) = upload {
-        sqlx::query("DELETE FROM uploads WHERE id = $1")
+    let repo_id = ensure_repo(&mut tx, &c.repo, now).await?;
+    insert_link(&mut tx, repo_id, &c.digest, now).await?;
+    if let Some(id) = &c.upload {
+        sqlx::query(UPLOAD_DELETE)
             .bind(id)
             .execute(&mut *tx)
             .await?;
@@ -104,7 +94,6 @@ pub(crate) async fn blob_mount_any(
     repo: &RepoName,
     digest: &Digest,
 ) -> Result<Option<u64>, MetaError> {
-    let now = now_ms();
     let mut tx = pool.begin().await?;
     let size: Option<i64> = sqlx::query_scalar(
         "SELECT size FROM blobs WHERE digest = $1 AND live = 1 AND deleting IS NULL \
@@ -113,10 +102,22 @@ pub(crate) async fn blob_mount_any(
     .bind(digest.as_str())
     .fetch_optional(&mut *tx)
     .await?;
+    link_found(tx, repo, digest, size).await
+}
+
+/// Links a blob that a mount found in `tx` (its `size`, or `None`: not there) into
+/// `repo` and commits; the size as the mount answers it.
+pub(crate) async fn link_found(
+    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    repo: &RepoName,
+    digest: &Digest,
+    size: Option<i64>,
+) -> Result<Option<u64>, MetaError> {
     let Some(size) = size else {
         tx.rollback().await?;
         return Ok(None);
     };
+    let now = now_ms();
     let repo_id = ensure_repo(&mut tx, repo, now).await?;
     insert_link(&mut tx, repo_id, digest, now).await?;
     tx.commit().await?;
@@ -129,30 +130,22 @@ pub(crate) async fn link_claim(
     digest: &Digest,
     stale_before: i64,
 ) -> Result<Option<u64>, MetaError> {
-    let row: Option<(i64, i64)> = sqlx::query_as(
-        "SELECT b.size, rb.claimed_at FROM repositories r \
-         JOIN repo_blobs rb ON rb.repo_id = r.id \
-         JOIN blobs b ON b.digest = rb.digest \
-         WHERE r.name = $1 AND rb.digest = $2",
-    )
-    .bind(repo.as_str())
-    .bind(digest.as_str())
-    .fetch_optional(pool)
-    .await?;
+    let row: Option<(i64, i64)> = sqlx::query_as(LINK_CLAIMED)
+        .bind(repo.as_str())
+        .bind(digest.as_str())
+        .fetch_optional(pool)
+        .await?;
     let Some((size, claimed)) = row else {
         return Ok(None);
     };
     if claimed < stale_before {
-        let n = sqlx::query(
-            "UPDATE repo_blobs SET claimed_at = $3 \
-             WHERE repo_id = (SELECT id FROM repositories WHERE name = $1) AND digest = $2",
-        )
-        .bind(repo.as_str())
-        .bind(digest.as_str())
-        .bind(now_ms())
-        .execute(pool)
-        .await?
-        .rows_affected();
+        let n = sqlx::query(LINK_TOUCH)
+            .bind(now_ms())
+            .bind(repo.as_str())
+            .bind(digest.as_str())
+            .execute(pool)
+            .await?
+            .rows_affected();
         if n == 0 {
             return Ok(None);
         }
@@ -160,35 +153,11 @@ pub(crate) async fn link_claim(
     Ok(Some(from_db(size, "blob size")?))
 }
 
-const DELETE_MANIFEST: &str = "DELETE FROM manifests WHERE repo_id = $1 AND digest = $2 \
-     AND claimed_at < $3 \
-     AND NOT EXISTS (SELECT 1 FROM tags WHERE repo_id = $1 AND manifest = $2) \
-     AND NOT EXISTS (SELECT 1 FROM manifest_refs \
-         WHERE referenced = $2 AND kind = 'manifest' AND repo_id = $1) \
-     AND NOT EXISTS (SELECT 1 FROM manifests r \
-         JOIN tags t ON t.repo_id = r.repo_id AND t.manifest = r.digest \
-         WHERE r.repo_id = $1 AND r.subject = $2) \
-     AND CASE WHEN subject IS NULL THEN $4 \
-         WHEN $5 THEN NOT EXISTS (SELECT 1 FROM manifests s \
-             WHERE s.repo_id = $1 AND s.digest = manifests.subject) \
-         ELSE FALSE END";
-const DELETE_LINK: &str = "DELETE FROM repo_blobs WHERE repo_id = $1 AND digest = $2 \
-     AND claimed_at < $3 \
-     AND NOT EXISTS (SELECT 1 FROM manifest_refs \
-         WHERE referenced = $2 AND kind = 'blob' AND repo_id = $1)";
-const TOMBSTONE_BLOB: &str = "UPDATE blobs SET deleting = $3 \
-     WHERE digest = $1 AND deleting IS NULL AND claimed_at < $2 \
-     AND NOT EXISTS (SELECT 1 FROM repo_blobs WHERE digest = $1) \
-     AND NOT EXISTS (SELECT 1 FROM manifest_refs WHERE referenced = $1 AND kind = 'blob') \
-     RETURNING size";
-
 /// Judges one candidate on `conn` (inside a transaction); whether it stays queued.
 async fn examine(
     conn: &mut PgConnection,
     pass: &GcPass,
-    kind: &str,
-    repo_id: i64,
-    digest: &str,
+    (kind, repo_id, digest): (&str, i64, &str),
     lock: bool,
     out: &mut GcBatch,
 ) -> Result<bool, MetaError> {
@@ -199,56 +168,25 @@ async fn examine(
             q.to_string()
         }
     };
+    let in_repo = |q| sqlx::query(q).bind(repo_id).bind(digest).bind(pass.cutoff);
     match kind {
         "manifest" => {
-            let claimed: Option<i64> = sqlx::query_scalar(&lock_sql(
-                "SELECT claimed_at FROM manifests WHERE repo_id = $1 AND digest = $2",
-            ))
-            .bind(repo_id)
-            .bind(digest)
-            .fetch_optional(&mut *conn)
-            .await?;
-            let Some(claimed) = claimed else {
-                return Ok(false);
-            };
-            let n = sqlx::query(DELETE_MANIFEST)
-                .bind(repo_id)
-                .bind(digest)
-                .bind(pass.cutoff)
+            let delete = in_repo(DELETE_MANIFEST)
                 .bind(pass.delete_untagged)
-                .bind(pass.referrers_follow_subject)
-                .execute(&mut *conn)
-                .await?
-                .rows_affected();
-            if n > 0 {
-                out.manifests_deleted += 1;
-                return Ok(false);
-            }
-            Ok(claimed >= pass.cutoff)
+                .bind(pass.referrers_follow_subject);
+            let claim = lock_sql(MANIFEST_CLAIM);
+            let (deleted, keep) =
+                claim_then_delete(conn, &claim, (repo_id, digest), delete, pass).await?;
+            out.manifests_deleted += u64::from(deleted);
+            Ok(keep)
         }
         "link" => {
-            let claimed: Option<i64> = sqlx::query_scalar(&lock_sql(
-                "SELECT claimed_at FROM repo_blobs WHERE repo_id = $1 AND digest = $2",
-            ))
-            .bind(repo_id)
-            .bind(digest)
-            .fetch_optional(&mut *conn)
-            .await?;
-            let Some(claimed) = claimed else {
-                return Ok(false);
-            };
-            let n = sqlx::query(DELETE_LINK)
-                .bind(repo_id)
-                .bind(digest)
-                .bind(pass.cutoff)
-                .execute(&mut *conn)
-                .await?
-                .rows_affected();
-            if n > 0 {
-                out.links_deleted += 1;
-                return Ok(false);
-            }
-            Ok(claimed >= pass.cutoff)
+            let claim = lock_sql(LINK_CLAIM);
+            let (deleted, keep) =
+                claim_then_delete(conn, &claim, (repo_id, digest), in_repo(DELETE_LINK), pass)
+                    .await?;
+            out.links_deleted += u64::from(deleted);
+            Ok(keep)
         }
         _ => {
             let row: Option<(i64, Option<i64>)> = sqlx::query_as(&lock_sql(
@@ -261,9 +199,9 @@ async fn examine(
                 return Ok(false);
             };
             let size: Option<i64> = sqlx::query_scalar(TOMBSTONE_BLOB)
+                .bind(pass.now)
                 .bind(digest)
                 .bind(pass.cutoff)
-                .bind(pass.now)
                 .fetch_optional(&mut *conn)
                 .await?;
             if let Some(size) = size {
@@ -276,40 +214,54 @@ async fn examine(
     }
 }
 
+/// A manifest or link candidate: reads its claim with `claim` (locking the row), then
+/// runs `delete`, which re-checks that it is garbage. (deleted, stays queued): a row
+/// that is gone or deleted leaves the queue, one too young to judge stays.
+async fn claim_then_delete(
+    conn: &mut PgConnection,
+    claim: &str,
+    (repo_id, digest): (i64, &str),
+    delete: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    pass: &GcPass,
+) -> Result<(bool, bool), MetaError> {
+    let claimed: Option<i64> = sqlx::query_scalar(claim)
+        .bind(repo_id)
+        .bind(digest)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some(claimed) = claimed else {
+        return Ok((false, false));
+    };
+    if delete.execute(&mut *conn).await?.rows_affected() > 0 {
+        return Ok((true, false));
+    }
+    Ok((false, claimed >= pass.cutoff))
+}
+
 async fn page(
     conn: &mut PgConnection,
     after: i64,
     n: u64,
 ) -> Result<Vec<(i64, String, i64, String)>, MetaError> {
-    Ok(sqlx::query_as(
-        "SELECT id, kind, repo_id, digest FROM gc_candidates WHERE id > $1 ORDER BY id LIMIT $2",
-    )
-    .bind(after)
-    .bind(i64::try_from(n).unwrap_or(i64::MAX))
-    .fetch_all(conn)
-    .await?)
+    Ok(sqlx::query_as(GC_CANDIDATES)
+        .bind(after)
+        .bind(i64::try_from(n).unwrap_or(i64::MAX))
+        .fetch_all(conn)
+        .await?)
 }
 
 async fn drop_candidate(conn: &mut PgConnection, id: i64) -> Result<(), MetaError> {
-    sqlx::query("DELETE FROM gc_candidates WHERE id = $1")
+    sqlx::query(GC_CANDIDATE_DROP)
         .bind(id)
         .execute(conn)
         .await?;
     Ok(())
 }
 
-pub(crate) async fn gc_collect(
-    pool: &PgPool,
-    pass: &GcPass,
-    after: i64,
-    limit: u32,
-    dry_run: bool,
-) -> Result<GcBatch, MetaError> {
-    let mut out = GcBatch {
-        cursor: after,
-        ..GcBatch::default()
-    };
-    if dry_run {
+pub(crate) async fn gc_collect(pool: &PgPool, c: Collect) -> Result<GcBatch, MetaError> {
+    let (pass, after, limit) = (&c.pass, c.after, c.limit);
+    let mut out = c.start();
+    if c.dry_run {
         // Everything in one transaction, rolled back: cascades are seen, nothing changes.
         let mut tx = pool.begin().await?;
         loop {
@@ -319,7 +271,8 @@ pub(crate) async fn gc_collect(
                 break;
             }
             for (id, kind, repo_id, digest) in rows {
-                if !examine(&mut tx, pass, &kind, repo_id, &digest, false, &mut out).await? {
+                let candidate = (kind.as_str(), repo_id, digest.as_str());
+                if !examine(&mut tx, pass, candidate, false, &mut out).await? {
                     drop_candidate(&mut tx, id).await?;
                 }
                 out.examined += 1;
@@ -334,7 +287,8 @@ pub(crate) async fn gc_collect(
     drop(conn);
     for (id, kind, repo_id, digest) in rows {
         let mut tx = pool.begin().await?;
-        if !examine(&mut tx, pass, &kind, repo_id, &digest, true, &mut out).await? {
+        let candidate = (kind.as_str(), repo_id, digest.as_str());
+        if !examine(&mut tx, pass, candidate, true, &mut out).await? {
             drop_candidate(&mut tx, id).await?;
         }
         tx.commit().await?;
@@ -397,52 +351,29 @@ pub(crate) async fn gc_orphan(
 }
 
 pub(crate) async fn gc_run_save(pool: &PgPool, run: &GcRun) -> Result<i64, MetaError> {
-    let errors = serde_json::to_string(&run.errors)
-        .map_err(|e| MetaError::Backend(format!("encoding run errors: {e}")))?;
-    let c = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    let errors = run.errors_json()?;
+    let counts = run.counts();
     if run.id == 0 {
-        Ok(sqlx::query_scalar(
-            "INSERT INTO gc_runs (holder, started_by, mode, dry_run, status, started_at, \
-             finished_at, manifests_deleted, links_deleted, blobs_deleted, blob_bytes, \
-             uploads_purged, orphans_deleted, orphan_bytes, errors) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING id",
-        )
-        .bind(&run.holder)
-        .bind(&run.started_by)
-        .bind(&run.mode)
-        .bind(run.dry_run)
-        .bind(&run.status)
-        .bind(run.started_at)
-        .bind(run.finished_at)
-        .bind(c(run.manifests_deleted))
-        .bind(c(run.links_deleted))
-        .bind(c(run.blobs_deleted))
-        .bind(c(run.blob_bytes))
-        .bind(c(run.uploads_purged))
-        .bind(c(run.orphans_deleted))
-        .bind(c(run.orphan_bytes))
-        .bind(errors)
-        .fetch_one(pool)
-        .await?)
+        let mut q = sqlx::query_scalar(GC_RUN_INSERT)
+            .bind(&run.holder)
+            .bind(&run.started_by)
+            .bind(&run.mode)
+            .bind(run.dry_run)
+            .bind(&run.status)
+            .bind(run.started_at)
+            .bind(run.finished_at);
+        for c in counts {
+            q = q.bind(c);
+        }
+        Ok(q.bind(errors).fetch_one(pool).await?)
     } else {
-        sqlx::query(
-            "UPDATE gc_runs SET status = $2, finished_at = $3, manifests_deleted = $4, \
-             links_deleted = $5, blobs_deleted = $6, blob_bytes = $7, uploads_purged = $8, \
-             orphans_deleted = $9, orphan_bytes = $10, errors = $11 WHERE id = $1",
-        )
-        .bind(run.id)
-        .bind(&run.status)
-        .bind(run.finished_at)
-        .bind(c(run.manifests_deleted))
-        .bind(c(run.links_deleted))
-        .bind(c(run.blobs_deleted))
-        .bind(c(run.blob_bytes))
-        .bind(c(run.uploads_purged))
-        .bind(c(run.orphans_deleted))
-        .bind(c(run.orphan_bytes))
-        .bind(errors)
-        .execute(pool)
-        .await?;
+        let mut q = sqlx::query(GC_RUN_UPDATE)
+            .bind(&run.status)
+            .bind(run.finished_at);
+        for c in counts {
+            q = q.bind(c);
+        }
+        q.bind(errors).bind(run.id).execute(pool).await?;
         Ok(run.id)
     }
 }

@@ -4,7 +4,11 @@
 
 use crate::convert::now_ms;
 use crate::identity::*;
-use crate::shared::{self, grants_sql, GrantsOf};
+use crate::shared::USER_DELETE;
+use crate::shared::{self, grants_sql, team_record, GrantsOf, Statements, ORG_ID, TEAM_ID};
+use crate::shared::{AUDIT_PRUNE, GRANT_NAMESPACE_REMOVE, GRANT_REPO_REMOVE, ORG_DELETE};
+use crate::shared::{REPO_DELETE, REPO_SET_VISIBILITY, SIGNING_KEY_RETIRE, TEAM_DELETE};
+use crate::shared::{TEAM_MEMBER_REMOVE, TEAM_SET_GROUP, TOKENS_REVOKE_ALL, TOKEN_TOUCH};
 use crate::{MetaError, PgMetaStore};
 use async_trait::async_trait;
 use berth_auth::rbac::{Grant, Repository, Role, Subject, Visibility};
@@ -32,7 +36,7 @@ fn key_parts(key: UserKey<'_>) -> (Option<i64>, Option<&str>) {
 }
 
 async fn org_id(conn: &mut PgConnection, org: &str) -> Result<i64, MetaError> {
-    sqlx::query_scalar("SELECT id FROM accounts WHERE name = $1 AND kind = 'org'")
+    sqlx::query_scalar(ORG_ID)
         .bind(org)
         .fetch_optional(conn)
         .await?
@@ -40,15 +44,12 @@ async fn org_id(conn: &mut PgConnection, org: &str) -> Result<i64, MetaError> {
 }
 
 async fn team_id(conn: &mut PgConnection, org: &str, team: &str) -> Result<i64, MetaError> {
-    sqlx::query_scalar(
-        "SELECT t.id FROM teams t JOIN accounts o ON o.id = t.org_id \
-         WHERE o.name = $1 AND o.kind = 'org' AND t.name = $2",
-    )
-    .bind(org)
-    .bind(team)
-    .fetch_optional(conn)
-    .await?
-    .ok_or_else(|| MetaError::NotFound(format!("team {org}/{team}")))
+    sqlx::query_scalar(TEAM_ID)
+        .bind(org)
+        .bind(team)
+        .fetch_optional(conn)
+        .await?
+        .ok_or_else(|| MetaError::NotFound(format!("team {org}/{team}")))
 }
 
 async fn check_user(conn: &mut PgConnection, user: AccountId) -> Result<(), MetaError> {
@@ -222,15 +223,7 @@ impl AccountStore for PgMetaStore {
     }
 
     async fn users_list(&self, last: Option<&str>, n: u32) -> Result<Vec<UserRecord>, MetaError> {
-        let rows: Vec<UserRow> = sqlx::query_as(&format!(
-            "SELECT {USER_COLUMNS} FROM accounts WHERE kind = 'user' \
-             AND ($1::text IS NULL OR name > $1) ORDER BY name LIMIT $2"
-        ))
-        .bind(last)
-        .bind(i64::from(n))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter().map(user_record).collect()
+        shared::accounts_page(self.sqlx(), (USER_COLUMNS, "user"), last, n, user_record).await
     }
 
     async fn user_update(&self, id: AccountId, patch: &UserPatch) -> Result<UserRecord, MetaError> {
@@ -299,10 +292,7 @@ impl AccountStore for PgMetaStore {
             return Ok(false);
         };
         lock_namespace(&mut tx, &name).await?;
-        let r = sqlx::query("DELETE FROM accounts WHERE id = $1 AND kind = 'user'")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        let r = sqlx::query(USER_DELETE).bind(id).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(r.rows_affected() > 0)
     }
@@ -345,15 +335,7 @@ impl AccountStore for PgMetaStore {
     }
 
     async fn orgs_list(&self, last: Option<&str>, n: u32) -> Result<Vec<OrgRecord>, MetaError> {
-        let rows: Vec<OrgRow> = sqlx::query_as(&format!(
-            "SELECT {ORG_COLUMNS} FROM accounts WHERE kind = 'org' \
-             AND ($1::text IS NULL OR name > $1) ORDER BY name LIMIT $2"
-        ))
-        .bind(last)
-        .bind(i64::from(n))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter().map(org_record).collect()
+        shared::accounts_page(self.sqlx(), (ORG_COLUMNS, "org"), last, n, org_record).await
     }
 
     async fn org_update(&self, name: &str, settings: &OrgSettings) -> Result<OrgRecord, MetaError> {
@@ -376,10 +358,7 @@ impl AccountStore for PgMetaStore {
     async fn org_delete(&self, name: &str) -> Result<bool, MetaError> {
         let mut tx = self.pool.begin().await?;
         lock_namespace(&mut tx, name).await?;
-        let r = sqlx::query("DELETE FROM accounts WHERE name = $1 AND kind = 'org'")
-            .bind(name)
-            .execute(&mut *tx)
-            .await?;
+        let r = sqlx::query(ORG_DELETE).bind(name).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(r.rows_affected() > 0)
     }
@@ -430,23 +409,7 @@ impl AccountStore for PgMetaStore {
     }
 
     async fn org_members(&self, org: &str) -> Result<Vec<Member>, MetaError> {
-        let mut conn = self.pool.acquire().await?;
-        let oid = org_id(&mut conn, org).await?;
-        let rows: Vec<(i64, String, bool)> = sqlx::query_as(
-            "SELECT u.id, u.name, m.is_owner FROM org_members m \
-             JOIN accounts u ON u.id = m.user_id WHERE m.org_id = $1 ORDER BY u.name",
-        )
-        .bind(oid)
-        .fetch_all(&mut *conn)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(user_id, name, is_owner)| Member {
-                user_id,
-                name,
-                is_owner,
-            })
-            .collect())
+        shared::org_members(self.sqlx(), org).await
     }
 }
 
@@ -473,13 +436,8 @@ impl TeamStore for PgMetaStore {
         .fetch_one(&mut *conn)
         .await
         .map_err(|e| write_err(e, &format!("team {org}/{name}")))?;
-        Ok(TeamRecord {
-            id,
-            org: org.to_string(),
-            name: name.to_string(),
-            directory_group: directory_group.map(str::to_string),
-            created_at: now,
-        })
+        let group = directory_group.map(str::to_string);
+        Ok(team_record(org, name.to_string(), (id, group, now)))
     }
 
     async fn team_get(&self, org: &str, name: &str) -> Result<Option<TeamRecord>, MetaError> {
@@ -492,34 +450,11 @@ impl TeamStore for PgMetaStore {
         .bind(name)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|(id, directory_group, created_at)| TeamRecord {
-            id,
-            org: org.to_string(),
-            name: name.to_string(),
-            directory_group,
-            created_at,
-        }))
+        Ok(row.map(|cols| team_record(org, name.to_string(), cols)))
     }
 
     async fn teams_list(&self, org: &str) -> Result<Vec<TeamRecord>, MetaError> {
-        let rows: Vec<(i64, String, Option<String>, i64)> = sqlx::query_as(
-            "SELECT t.id, t.name, t.directory_group, t.created_at FROM teams t \
-             JOIN accounts o ON o.id = t.org_id WHERE o.name = $1 AND o.kind = 'org' \
-             ORDER BY t.name",
-        )
-        .bind(org)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, name, directory_group, created_at)| TeamRecord {
-                id,
-                org: org.to_string(),
-                name,
-                directory_group,
-                created_at,
-            })
-            .collect())
+        shared::teams_list(self.sqlx(), org).await
     }
 
     async fn team_set_directory_group(
@@ -528,28 +463,12 @@ impl TeamStore for PgMetaStore {
         name: &str,
         group: Option<&str>,
     ) -> Result<bool, MetaError> {
-        self.changed(
-            sqlx::query(
-                "UPDATE teams SET directory_group = $3 WHERE name = $2 \
-                 AND org_id = (SELECT id FROM accounts WHERE name = $1 AND kind = 'org')",
-            )
-            .bind(org)
-            .bind(name)
-            .bind(group),
-        )
-        .await
+        let q = sqlx::query(TEAM_SET_GROUP).bind(group);
+        self.changed(q.bind(org).bind(name)).await
     }
 
     async fn team_delete(&self, org: &str, name: &str) -> Result<bool, MetaError> {
-        self.changed(
-            sqlx::query(
-                "DELETE FROM teams WHERE name = $2 \
-                 AND org_id = (SELECT id FROM accounts WHERE name = $1 AND kind = 'org')",
-            )
-            .bind(org)
-            .bind(name),
-        )
-        .await
+        Ok(self.run(TEAM_DELETE, vec![org.into(), name.into()]).await? > 0)
     }
 
     async fn team_member_add(
@@ -590,34 +509,12 @@ impl TeamStore for PgMetaStore {
         team: &str,
         user: AccountId,
     ) -> Result<bool, MetaError> {
-        let q = sqlx::query(
-            "DELETE FROM team_members WHERE user_id = $3 AND team_id = (SELECT t.id FROM teams t \
-             JOIN accounts o ON o.id = t.org_id WHERE o.name = $1 AND o.kind = 'org' AND t.name = $2)",
-        )
-        .bind(org)
-        .bind(team)
-        .bind(user);
-        self.changed(q).await
+        let args = vec![org.into(), team.into(), user.into()];
+        Ok(self.run(TEAM_MEMBER_REMOVE, args).await? > 0)
     }
 
     async fn team_members(&self, org: &str, team: &str) -> Result<Vec<Member>, MetaError> {
-        let mut conn = self.pool.acquire().await?;
-        let tid = team_id(&mut conn, org, team).await?;
-        let rows: Vec<(i64, String)> = sqlx::query_as(
-            "SELECT u.id, u.name FROM team_members tm JOIN accounts u ON u.id = tm.user_id \
-             WHERE tm.team_id = $1 ORDER BY u.name",
-        )
-        .bind(tid)
-        .fetch_all(&mut *conn)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(user_id, name)| Member {
-                user_id,
-                name,
-                is_owner: false,
-            })
-            .collect())
+        shared::team_members(self.sqlx(), org, team).await
     }
 }
 
@@ -652,17 +549,12 @@ impl AccessStore for PgMetaStore {
                 .fetch_optional(&mut *tx)
                 .await?;
         tx.commit().await?;
-        Ok(RepoSettings {
-            name: repo.clone(),
-            visibility: parse_visibility(&vis)?,
-            namespace: namespace_kind(owner_row)?,
-            created_by,
-            created_at: now,
-        })
+        let (kind, mcc) = owner_row.map_or((None, None), |(k, m)| (Some(k), Some(m)));
+        repo_settings(repo.clone(), (vis, created_by, now, kind, mcc))
     }
 
     async fn repo_settings(&self, repo: &RepoName) -> Result<Option<RepoSettings>, MetaError> {
-        let row: Option<(String, Option<i64>, i64, Option<String>, Option<bool>)> = sqlx::query_as(
+        let row: Option<SettingsCols> = sqlx::query_as(
             "SELECT r.visibility, r.created_by, r.created_at, ns.kind, ns.members_can_create \
                  FROM repositories r LEFT JOIN accounts ns ON ns.id = r.owner_id \
                  WHERE r.name = $1",
@@ -670,16 +562,8 @@ impl AccessStore for PgMetaStore {
         .bind(repo.as_str())
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|(v, created_by, created_at, kind, mcc)| {
-            Ok(RepoSettings {
-                name: repo.clone(),
-                visibility: parse_visibility(&v)?,
-                namespace: namespace_kind(kind.map(|k| (k, mcc.unwrap_or(false))))?,
-                created_by,
-                created_at,
-            })
-        })
-        .transpose()
+        row.map(|cols| repo_settings(repo.clone(), cols))
+            .transpose()
     }
 
     async fn repo_set_visibility(
@@ -687,12 +571,8 @@ impl AccessStore for PgMetaStore {
         repo: &RepoName,
         visibility: Visibility,
     ) -> Result<bool, MetaError> {
-        self.changed(
-            sqlx::query("UPDATE repositories SET visibility = $2 WHERE name = $1")
-                .bind(repo.as_str())
-                .bind(visibility_str(visibility)),
-        )
-        .await
+        let args = vec![visibility_str(visibility).into(), repo.as_str().into()];
+        Ok(self.run(REPO_SET_VISIBILITY, args).await? > 0)
     }
 
     async fn repos_list(
@@ -715,8 +595,7 @@ impl AccessStore for PgMetaStore {
     }
 
     async fn repo_delete(&self, repo: &RepoName) -> Result<bool, MetaError> {
-        self.changed(sqlx::query("DELETE FROM repositories WHERE name = $1").bind(repo.as_str()))
-            .await
+        Ok(self.run(REPO_DELETE, vec![repo.as_str().into()]).await? > 0)
     }
 
     async fn grant_repo_set(
@@ -758,15 +637,8 @@ impl AccessStore for PgMetaStore {
         team: &str,
         repo: &RepoName,
     ) -> Result<bool, MetaError> {
-        let q = sqlx::query(
-            "DELETE FROM repo_grants WHERE team_id = (SELECT t.id FROM teams t \
-             JOIN accounts o ON o.id = t.org_id WHERE o.name = $1 AND o.kind = 'org' AND t.name = $2) \
-             AND repo_id = (SELECT id FROM repositories WHERE name = $3)",
-        )
-        .bind(org)
-        .bind(team)
-        .bind(repo.as_str());
-        self.changed(q).await
+        let args = vec![org.into(), team.into(), repo.as_str().into()];
+        Ok(self.run(GRANT_REPO_REMOVE, args).await? > 0)
     }
 
     async fn grant_namespace_set(
@@ -790,13 +662,8 @@ impl AccessStore for PgMetaStore {
     }
 
     async fn grant_namespace_remove(&self, org: &str, team: &str) -> Result<bool, MetaError> {
-        let q = sqlx::query(
-            "DELETE FROM namespace_grants WHERE team_id = (SELECT t.id FROM teams t \
-             JOIN accounts o ON o.id = t.org_id WHERE o.name = $1 AND o.kind = 'org' AND t.name = $2)",
-        )
-        .bind(org)
-        .bind(team);
-        self.changed(q).await
+        let args = vec![org.into(), team.into()];
+        Ok(self.run(GRANT_NAMESPACE_REMOVE, args).await? > 0)
     }
 
     async fn grants_of_org(&self, org: &str) -> Result<Vec<Grant>, MetaError> {
@@ -917,19 +784,7 @@ impl TokenStore for PgMetaStore {
         .await
         .map_err(|e| write_err(e, &format!("token {}", token.id)))?;
         tx.commit().await?;
-        Ok(TokenRecord {
-            id: token.id.clone(),
-            kind: token.kind,
-            user_id: token.user_id,
-            description: token.description.clone(),
-            hash: token.hash.clone(),
-            expires_at,
-            restriction: token.restriction.clone(),
-            created_at: now,
-            last_used_at: None,
-            revoked,
-            parent: token.parent.clone(),
-        })
+        Ok(created_token(token.clone(), (expires_at, revoked), now))
     }
 
     async fn token_get(&self, id: &SecretId) -> Result<Option<TokenRecord>, MetaError> {
@@ -946,24 +801,14 @@ impl TokenStore for PgMetaStore {
         user: AccountId,
         kind: TokenKind,
     ) -> Result<Vec<TokenRecord>, MetaError> {
-        let rows: Vec<TokenRow> = sqlx::query_as(&format!(
-            "SELECT {TOKEN_COLUMNS} FROM tokens WHERE user_id = $1 AND kind = $2 \
-             ORDER BY created_at DESC, id"
-        ))
-        .bind(user)
-        .bind(kind.as_str())
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter().map(token_record).collect()
+        shared::tokens_list(self.sqlx(), user, kind).await
     }
 
     async fn token_touch(&self, id: &SecretId, at: i64) -> Result<bool, MetaError> {
-        self.changed(
-            sqlx::query("UPDATE tokens SET last_used_at = $2 WHERE id = $1")
-                .bind(id.as_str())
-                .bind(at),
-        )
-        .await
+        Ok(self
+            .run(TOKEN_TOUCH, vec![at.into(), id.as_str().into()])
+            .await?
+            > 0)
     }
 
     async fn token_revoke(&self, id: &SecretId) -> Result<bool, MetaError> {
@@ -981,11 +826,7 @@ impl TokenStore for PgMetaStore {
     }
 
     async fn tokens_revoke_all(&self, user: AccountId) -> Result<u64, MetaError> {
-        let r = sqlx::query("UPDATE tokens SET revoked = TRUE WHERE user_id = $1 AND NOT revoked")
-            .bind(user)
-            .execute(&self.pool)
-            .await?;
-        Ok(r.rows_affected())
+        self.run(TOKENS_REVOKE_ALL, vec![user.into()]).await
     }
 
     async fn signing_key_add(&self, kid: &str, pem: &str) -> Result<SigningKeyRecord, MetaError> {
@@ -1006,25 +847,11 @@ impl TokenStore for PgMetaStore {
     }
 
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, MetaError> {
-        let rows: Vec<(String, String, i64, bool)> = sqlx::query_as(
-            "SELECT kid, pem, created_at, retired FROM signing_keys ORDER BY created_at DESC, kid",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(kid, pem, created_at, retired)| SigningKeyRecord {
-                kid,
-                pem,
-                created_at,
-                retired,
-            })
-            .collect())
+        shared::signing_keys(self.sqlx()).await
     }
 
     async fn signing_key_retire(&self, kid: &str) -> Result<bool, MetaError> {
-        self.changed(sqlx::query("UPDATE signing_keys SET retired = TRUE WHERE kid = $1").bind(kid))
-            .await
+        Ok(self.run(SIGNING_KEY_RETIRE, vec![kid.into()]).await? > 0)
     }
 }
 
@@ -1046,15 +873,8 @@ impl AuditStore for PgMetaStore {
     }
 
     async fn audit_prune(&self, before: i64, max: u32) -> Result<u64, MetaError> {
-        let r = sqlx::query(
-            "DELETE FROM audit_log WHERE id IN \
-             (SELECT id FROM audit_log WHERE at < $1 ORDER BY at LIMIT $2)",
-        )
-        .bind(before)
-        .bind(i64::from(max))
-        .execute(&self.pool)
-        .await?;
-        Ok(r.rows_affected())
+        self.run(AUDIT_PRUNE, vec![before.into(), i64::from(max).into()])
+            .await
     }
 
     async fn audit_query(
@@ -1063,23 +883,6 @@ impl AuditStore for PgMetaStore {
         before: Option<i64>,
         n: u32,
     ) -> Result<Vec<AuditEvent>, MetaError> {
-        let rows: Vec<AuditRow> = sqlx::query_as(
-            "SELECT id, at, actor_id, source, action, target, detail FROM audit_log \
-             WHERE ($1::bigint IS NULL OR id < $1) AND ($2::bigint IS NULL OR actor_id = $2) \
-             AND ($3::text IS NULL OR action = $3) AND ($4::bigint IS NULL OR at >= $4) \
-             AND ($5::bigint IS NULL OR at < $5) \
-             AND ($6::text IS NULL OR left(target, length($6)) = $6) \
-             ORDER BY id DESC LIMIT $7",
-        )
-        .bind(before)
-        .bind(filter.actor)
-        .bind(filter.action.as_deref())
-        .bind(filter.since)
-        .bind(filter.until)
-        .bind(filter.target_prefix.as_deref())
-        .bind(i64::from(n))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter().map(audit_event).collect()
+        shared::audit_query(self.sqlx(), filter, before, n).await
     }
 }

@@ -18,7 +18,14 @@
 //! through the indexes declared in `migrations/sqlite`.
 
 use crate::convert::{first_missing, from_db, json_array, now_ms, stored_digest, to_db};
+use crate::gc::{Collect, Completion};
 use crate::shared::{self, manifest_record, upload_record};
+use crate::shared::{BLOB_IN_REPO, BLOB_ROW_LIVE, LINK_CLAIMED, LINK_INSERT, MANIFEST_BY_TAG};
+use crate::shared::{BLOB_UNLINK, GC_SET_READ_ONLY, GC_SET_SCHEDULE, MANIFEST_DELETE, TAG_DELETE};
+use crate::shared::{CATALOG_AFTER, CATALOG_FIRST, MANIFEST_GET, REPO_EXISTS, TAGS_AFTER};
+use crate::shared::{MANIFEST_CLAIMED, MANIFEST_INSERT, MANIFEST_RECLAIM, MANIFEST_TOUCH, TAG_SET};
+use crate::shared::{TAGS_FIRST, UPLOAD_ADVANCE, UPLOAD_INSERT, UPLOAD_LEASE, UPLOAD_OFFSET};
+use crate::shared::{UPLOAD_DELETE, UPLOAD_RELEASE, UPLOAD_RENEW};
 use crate::sqlite_fast::FastReads;
 use crate::sqlite_gc as gc;
 use crate::{
@@ -113,6 +120,23 @@ impl SqliteMetaStore {
     /// closing its connection, when the last handle of the store is dropped.
     pub async fn close(&self) {
         self.read.close().await;
+    }
+
+    /// Runs one statement in the writer's next transaction; the number of rows it changed.
+    pub(crate) async fn execute<P>(
+        &self,
+        statement: &'static str,
+        params: P,
+    ) -> Result<usize, MetaError>
+    where
+        P: rusqlite::Params + Send + 'static,
+    {
+        self.write(move |conn| {
+            conn.prepare_cached(statement)
+                .and_then(|mut st| st.execute(params))
+                .map_err(sql)
+        })
+        .await
     }
 
     /// Runs `op` in the writer's next transaction; returns once that has committed (or
@@ -370,41 +394,11 @@ pub(crate) fn insert_link(
     digest: &Digest,
     now: i64,
 ) -> Result<(), MetaError> {
-    conn.prepare_cached(
-        "INSERT INTO repo_blobs (repo_id, digest, created_at, claimed_at) VALUES (?1, ?2, ?3, ?3) \
-         ON CONFLICT (repo_id, digest) DO UPDATE SET claimed_at = excluded.claimed_at",
-    )
-    .and_then(|mut st| st.execute((repo_id, digest.as_str(), now)))
-    .map_err(sql)?;
+    conn.prepare_cached(LINK_INSERT)
+        .and_then(|mut st| st.execute((repo_id, digest.as_str(), now)))
+        .map_err(sql)?;
     Ok(())
 }
-
-const REPO_EXISTS: &str = "SELECT 1 FROM repositories WHERE name = ?1";
-const CATALOG_AFTER: &str = "SELECT name FROM repositories WHERE name > ?1 ORDER BY name LIMIT ?2";
-const CATALOG_FIRST: &str = "SELECT name FROM repositories ORDER BY name LIMIT ?1";
-const MANIFEST_GET: &str = "SELECT m.media_type, m.bytes FROM repositories r \
-     JOIN manifests m ON m.repo_id = r.id \
-     WHERE r.name = ?1 AND m.digest = ?2";
-const MANIFEST_BY_TAG: &str = "SELECT m.digest, m.media_type, m.bytes FROM repositories r \
-     JOIN tags t ON t.repo_id = r.id \
-     JOIN manifests m ON m.repo_id = t.repo_id AND m.digest = t.manifest \
-     WHERE r.name = ?1 AND t.name = ?2";
-const TAGS_AFTER: &str = "SELECT t.name FROM repositories r \
-     LEFT JOIN tags t ON t.repo_id = r.id AND t.name > ?2 \
-     WHERE r.name = ?1 ORDER BY t.name LIMIT ?3";
-const TAGS_FIRST: &str = "SELECT t.name FROM repositories r \
-     LEFT JOIN tags t ON t.repo_id = r.id \
-     WHERE r.name = ?1 ORDER BY t.name LIMIT ?2";
-const MANIFEST_CLAIMED: &str = "SELECT m.claimed_at FROM repositories r \
-     JOIN manifests m ON m.repo_id = r.id WHERE r.name = ?1 AND m.digest = ?2";
-const LINK_CLAIMED: &str = "SELECT b.size, rb.claimed_at FROM repositories r \
-     JOIN repo_blobs rb ON rb.repo_id = r.id \
-     JOIN blobs b ON b.digest = rb.digest \
-     WHERE r.name = ?1 AND rb.digest = ?2";
-const BLOB_IN_REPO: &str = "SELECT b.size FROM repositories r \
-     JOIN repo_blobs rb ON rb.repo_id = r.id \
-     JOIN blobs b ON b.digest = rb.digest \
-     WHERE r.name = ?1 AND rb.digest = ?2";
 
 fn blob_link(
     conn: &rusqlite::Connection,
@@ -417,12 +411,7 @@ fn blob_link(
     // Without a claim: the caller vouches that the bytes are committed. A tombstoned row
     // is not revived (its bytes are being deleted).
     let deleting: Option<i64> = conn
-        .prepare_cached(
-            "INSERT INTO blobs (digest, size, created_at, claimed_at, live, generation) \
-             VALUES (?1, ?2, ?3, ?3, 1, ?4) \
-             ON CONFLICT (digest) DO UPDATE SET claimed_at = excluded.claimed_at, live = 1 \
-             RETURNING deleting",
-        )
+        .prepare_cached(BLOB_ROW_LIVE)
         .and_then(|mut st| {
             st.query_row(
                 (
@@ -477,22 +466,19 @@ pub(crate) fn link_found(
 fn upload_create(conn: &rusqlite::Connection, rec: &UploadRecord) -> Result<(), MetaError> {
     let offset = to_db(rec.offset, "upload offset")?;
     let repo_id = ensure_repo(conn, &rec.repo, now_ms())?;
-    conn.prepare_cached(
-        "INSERT INTO uploads (id, repo_id, \"offset\", hash_state, store_state, created_at, updated_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )
-    .and_then(|mut st| {
-        st.execute((
-            &rec.id,
-            repo_id,
-            offset,
-            &rec.hash_state,
-            &rec.store_state,
-            rec.created_at,
-            rec.updated_at,
-        ))
-    })
-    .map_err(sql)?;
+    conn.prepare_cached(UPLOAD_INSERT)
+        .and_then(|mut st| {
+            st.execute((
+                &rec.id,
+                repo_id,
+                offset,
+                &rec.hash_state,
+                &rec.store_state,
+                rec.created_at,
+                rec.updated_at,
+            ))
+        })
+        .map_err(sql)?;
     Ok(())
 }
 
@@ -503,12 +489,7 @@ fn upload_advance(
     lease: &str,
 ) -> Result<(), MetaError> {
     let changed = conn
-        .prepare_cached(
-            "UPDATE uploads SET \"offset\" = ?1, hash_state = ?2, store_state = ?3, updated_at = ?4, \
-             lease = NULL, lease_until = NULL \
-             WHERE id = ?5 AND \"offset\" = ?6 AND lease = ?8 \
-             AND repo_id = (SELECT id FROM repositories WHERE name = ?7)",
-        )
+        .prepare_cached(UPLOAD_ADVANCE)
         .and_then(|mut st| {
             st.execute((
                 to_db(rec.offset, "upload offset").unwrap_or(i64::MAX),
@@ -517,8 +498,8 @@ fn upload_advance(
                 rec.updated_at,
                 &rec.id,
                 to_db(expected_offset, "upload offset").unwrap_or(i64::MAX),
-                rec.repo.as_str(),
                 lease,
+                rec.repo.as_str(),
             ))
         })
         .map_err(sql)?;
@@ -537,14 +518,9 @@ fn upload_lease(
     until: i64,
 ) -> Result<UploadLease, MetaError> {
     let row: Option<(i64, Vec<u8>, String, i64)> = conn
-        .prepare_cached(
-            "UPDATE uploads SET lease = ?3, lease_until = ?5, updated_at = ?4 \
-             WHERE id = ?1 AND repo_id = (SELECT id FROM repositories WHERE name = ?2) \
-             AND (lease IS NULL OR lease_until < ?4) \
-             RETURNING \"offset\", hash_state, store_state, created_at",
-        )
+        .prepare_cached(UPLOAD_LEASE)
         .and_then(|mut st| {
-            st.query_row((id, repo.as_str(), lease, now, until), |r| {
+            st.query_row((lease, until, now, id, repo.as_str()), |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
             })
             .optional()
@@ -559,10 +535,7 @@ fn upload_lease(
         )?));
     }
     let offset: Option<i64> = conn
-        .prepare_cached(
-            "SELECT u.\"offset\" FROM uploads u JOIN repositories r ON r.id = u.repo_id \
-             WHERE u.id = ?1 AND r.name = ?2",
-        )
+        .prepare_cached(UPLOAD_OFFSET)
         .and_then(|mut st| st.query_row((id, repo.as_str()), |r| r.get(0)).optional())
         .map_err(sql)?;
     Ok(match offset {
@@ -620,12 +593,7 @@ fn manifest_put(
         }
     };
     let inserted = conn
-        .prepare_cached(
-            "INSERT INTO manifests \
-             (repo_id, digest, media_type, artifact_type, subject, annotations, size, bytes, created_at, claimed_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9) \
-             ON CONFLICT (repo_id, digest) DO NOTHING",
-        )
+        .prepare_cached(MANIFEST_INSERT)
         .and_then(|mut st| {
             st.execute((
                 repo_id,
@@ -643,11 +611,9 @@ fn manifest_put(
         > 0;
     if !inserted {
         // A re-put claims the manifest again (an index about to reference it).
-        conn.prepare_cached(
-            "UPDATE manifests SET claimed_at = ?3 WHERE repo_id = ?1 AND digest = ?2",
-        )
-        .and_then(|mut st| st.execute((repo_id, m.digest.as_str(), now)))
-        .map_err(sql)?;
+        conn.prepare_cached(MANIFEST_RECLAIM)
+            .and_then(|mut st| st.execute((now, repo_id, m.digest.as_str())))
+            .map_err(sql)?;
     }
     // A manifest already stored has its references already (same digest, same bytes).
     if inserted && (!m.blobs.is_empty() || !m.children.is_empty()) {
@@ -668,29 +634,24 @@ fn manifest_put(
         .map_err(sql)?;
     }
     if let Some(tag) = tag {
-        conn.prepare_cached(
-            "INSERT INTO tags (repo_id, name, manifest, updated_at) VALUES (?1, ?2, ?3, ?4) \
-             ON CONFLICT (repo_id, name) DO UPDATE \
-             SET manifest = excluded.manifest, updated_at = excluded.updated_at",
-        )
-        .and_then(|mut st| st.execute((repo_id, tag.as_str(), m.digest.as_str(), now)))
-        .map_err(sql)?;
+        conn.prepare_cached(TAG_SET)
+            .and_then(|mut st| st.execute((repo_id, tag.as_str(), m.digest.as_str(), now)))
+            .map_err(sql)?;
     }
     Ok(())
 }
 
-/// A `DELETE` of one row identified by repository name and `key`; whether it deleted.
-fn delete_in_repo(
-    conn: &rusqlite::Connection,
-    sql_text: &'static str,
-    repo: &RepoName,
-    key: &str,
-) -> Result<bool, MetaError> {
-    let n = conn
-        .prepare_cached(sql_text)
-        .and_then(|mut st| st.execute((repo.as_str(), key)))
-        .map_err(sql)?;
-    Ok(n > 0)
+impl SqliteMetaStore {
+    /// A `DELETE` of one row identified by repository name and `key`; whether it deleted.
+    async fn delete_in_repo(
+        &self,
+        statement: &'static str,
+        repo: &RepoName,
+        key: &str,
+    ) -> Result<bool, MetaError> {
+        let params = (repo.as_str().to_string(), key.to_string());
+        Ok(self.execute(statement, params).await? > 0)
+    }
 }
 
 impl MetaStore for SqliteMetaStore {
@@ -701,9 +662,12 @@ impl MetaStore for SqliteMetaStore {
 
 #[async_trait]
 impl RegistryStore for SqliteMetaStore {
+    async fn blob_anywhere(&self, digest: &Digest) -> Result<Option<u64>, MetaError> {
+        shared::blob_anywhere(self.sqlx(), digest).await
+    }
+
     async fn ping(&self) -> Result<(), MetaError> {
-        sqlx::query("SELECT 1").execute(&self.read).await?;
-        Ok(())
+        shared::ping(self.sqlx()).await
     }
 
     async fn repo_exists(&self, repo: &RepoName) -> Result<bool, MetaError> {
@@ -738,17 +702,6 @@ impl RegistryStore for SqliteMetaStore {
         size.map(|s| from_db(s, "blob size")).transpose()
     }
 
-    async fn blob_anywhere(&self, digest: &Digest) -> Result<Option<u64>, MetaError> {
-        let size: Option<i64> = sqlx::query_scalar(
-            "SELECT size FROM blobs WHERE digest = ?1 \
-             AND EXISTS (SELECT 1 FROM repo_blobs WHERE digest = ?1)",
-        )
-        .bind(digest.as_str())
-        .fetch_optional(&self.read)
-        .await?;
-        size.map(|s| from_db(s, "blob size")).transpose()
-    }
-
     async fn blob_link(
         &self,
         repo: &RepoName,
@@ -773,17 +726,8 @@ impl RegistryStore for SqliteMetaStore {
     }
 
     async fn blob_unlink(&self, repo: &RepoName, digest: &Digest) -> Result<bool, MetaError> {
-        let (repo, digest) = (repo.clone(), digest.clone());
-        self.write(move |conn| {
-            delete_in_repo(
-                conn,
-                "DELETE FROM repo_blobs \
-                     WHERE repo_id = (SELECT id FROM repositories WHERE name = ?1) AND digest = ?2",
-                &repo,
-                digest.as_str(),
-            )
-        })
-        .await
+        self.delete_in_repo(BLOB_UNLINK, repo, digest.as_str())
+            .await
     }
 
     async fn manifest_put(
@@ -829,32 +773,12 @@ impl RegistryStore for SqliteMetaStore {
     }
 
     async fn manifest_delete(&self, repo: &RepoName, digest: &Digest) -> Result<bool, MetaError> {
-        let (repo, digest) = (repo.clone(), digest.clone());
-        // Tags pointing at it and its references go by ON DELETE CASCADE, in this statement.
-        self.write(move |conn| {
-            delete_in_repo(
-                conn,
-                "DELETE FROM manifests \
-                     WHERE repo_id = (SELECT id FROM repositories WHERE name = ?1) AND digest = ?2",
-                &repo,
-                digest.as_str(),
-            )
-        })
-        .await
+        self.delete_in_repo(MANIFEST_DELETE, repo, digest.as_str())
+            .await
     }
 
     async fn tag_delete(&self, repo: &RepoName, tag: &Tag) -> Result<bool, MetaError> {
-        let (repo, tag) = (repo.clone(), tag.clone());
-        self.write(move |conn| {
-            delete_in_repo(
-                conn,
-                "DELETE FROM tags \
-                     WHERE repo_id = (SELECT id FROM repositories WHERE name = ?1) AND name = ?2",
-                &repo,
-                tag.as_str(),
-            )
-        })
-        .await
+        self.delete_in_repo(TAG_DELETE, repo, tag.as_str()).await
     }
 
     async fn tags_list(
@@ -870,7 +794,7 @@ impl RegistryStore for SqliteMetaStore {
         let rows: Vec<Option<String>> = self.fast.with(|c| match last {
             Some(last) => c
                 .prepare_cached(TAGS_AFTER)?
-                .query_map((repo.as_str(), last, limit), |r| r.get(0))?
+                .query_map((last, repo.as_str(), limit), |r| r.get(0))?
                 .collect(),
             None => c
                 .prepare_cached(TAGS_FIRST)?
@@ -927,31 +851,14 @@ impl UploadStore for SqliteMetaStore {
     }
 
     async fn upload_renew(&self, id: &str, lease: &str, until: i64) -> Result<bool, MetaError> {
-        let (id, lease) = (id.to_string(), lease.to_string());
-        self.write(move |conn| {
-            let n = conn
-                .prepare_cached(
-                    "UPDATE uploads SET lease_until = ?3, updated_at = ?4 \
-                     WHERE id = ?1 AND lease = ?2",
-                )
-                .and_then(|mut st| st.execute((&id, &lease, until, now_ms())))
-                .map_err(sql)?;
-            Ok(n > 0)
-        })
-        .await
+        let params = (until, now_ms(), id.to_string(), lease.to_string());
+        Ok(self.execute(UPLOAD_RENEW, params).await? > 0)
     }
 
     async fn upload_release(&self, id: &str, lease: &str) -> Result<(), MetaError> {
-        let (id, lease) = (id.to_string(), lease.to_string());
-        self.write(move |conn| {
-            conn.prepare_cached(
-                "UPDATE uploads SET lease = NULL, lease_until = NULL WHERE id = ?1 AND lease = ?2",
-            )
-            .and_then(|mut st| st.execute((&id, &lease)))
-            .map_err(sql)?;
-            Ok(())
-        })
-        .await
+        self.execute(UPLOAD_RELEASE, (id.to_string(), lease.to_string()))
+            .await?;
+        Ok(())
     }
 
     async fn upload_advance(
@@ -966,22 +873,11 @@ impl UploadStore for SqliteMetaStore {
     }
 
     async fn upload_count(&self) -> Result<u64, MetaError> {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM uploads")
-            .fetch_one(&self.read)
-            .await?;
-        Ok(n.max(0) as u64)
+        shared::upload_count(self.sqlx()).await
     }
 
     async fn upload_delete(&self, id: &str) -> Result<bool, MetaError> {
-        let id = id.to_string();
-        self.write(move |conn| {
-            let n = conn
-                .prepare_cached("DELETE FROM uploads WHERE id = ?1")
-                .and_then(|mut st| st.execute([&id]))
-                .map_err(sql)?;
-            Ok(n > 0)
-        })
-        .await
+        Ok(self.execute(UPLOAD_DELETE, [id.to_string()]).await? > 0)
     }
 }
 
@@ -1000,11 +896,8 @@ impl GcStore for SqliteMetaStore {
         generation: i64,
         upload: Option<&str>,
     ) -> Result<(), MetaError> {
-        let (repo, digest, upload) = (repo.clone(), digest.clone(), upload.map(str::to_string));
-        self.write(move |conn| {
-            gc::upload_complete(conn, &repo, &digest, size, generation, upload.as_deref())
-        })
-        .await
+        let c = Completion::new(repo, digest, size, generation, upload);
+        self.write(move |conn| gc::upload_complete(conn, &c)).await
     }
 
     async fn blob_mount_any(
@@ -1061,12 +954,8 @@ impl GcStore for SqliteMetaStore {
                 let (repo, digest) = (repo.clone(), digest.clone());
                 self.write(move |conn| {
                     let n = conn
-                        .prepare_cached(
-                            "UPDATE manifests SET claimed_at = ?3 \
-                             WHERE repo_id = (SELECT id FROM repositories WHERE name = ?1) \
-                             AND digest = ?2",
-                        )
-                        .and_then(|mut st| st.execute((repo.as_str(), digest.as_str(), now_ms())))
+                        .prepare_cached(MANIFEST_TOUCH)
+                        .and_then(|mut st| st.execute((now_ms(), repo.as_str(), digest.as_str())))
                         .map_err(sql)?;
                     Ok(n > 0)
                 })
@@ -1082,21 +971,12 @@ impl GcStore for SqliteMetaStore {
         limit: u32,
         dry_run: bool,
     ) -> Result<GcBatch, MetaError> {
-        let pass = *pass;
-        self.write(move |conn| gc::gc_collect(conn, &pass, after, limit, dry_run))
-            .await
+        let c = Collect::new(*pass, after, limit, dry_run);
+        self.write(move |conn| gc::gc_collect(conn, c)).await
     }
 
     async fn gc_tombstones(&self, limit: u32) -> Result<Vec<(Digest, u64)>, MetaError> {
-        let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT digest, size FROM blobs WHERE deleting IS NOT NULL ORDER BY deleting LIMIT ?1",
-        )
-        .bind(i64::from(limit))
-        .fetch_all(&self.read)
-        .await?;
-        rows.into_iter()
-            .map(|(d, size)| Ok((stored_digest(&d)?, from_db(size, "blob size")?)))
-            .collect()
+        shared::gc_tombstones(self.sqlx(), limit).await
     }
 
     async fn gc_forget(&self, digests: &[Digest]) -> Result<u64, MetaError> {
@@ -1119,30 +999,15 @@ impl GcStore for SqliteMetaStore {
     }
 
     async fn gc_set_schedule(&self, schedule: Option<&str>) -> Result<(), MetaError> {
-        let schedule = schedule.map(str::to_string);
-        self.write(move |conn| {
-            conn.prepare_cached("UPDATE gc_settings SET schedule = ?1 WHERE id = 1")
-                .and_then(|mut st| st.execute([&schedule]))
-                .map_err(sql)?;
-            Ok(())
-        })
-        .await
+        self.execute(GC_SET_SCHEDULE, [schedule.map(str::to_string)])
+            .await?;
+        Ok(())
     }
 
     async fn gc_set_read_only(&self, since: Option<(i64, &str)>) -> Result<(), MetaError> {
-        let (at, by) = match since {
-            Some((at, by)) => (Some(at), Some(by.to_string())),
-            None => (None, None),
-        };
-        self.write(move |conn| {
-            conn.prepare_cached(
-                "UPDATE gc_settings SET read_only_since = ?1, read_only_by = ?2 WHERE id = 1",
-            )
-            .and_then(|mut st| st.execute((at, &by)))
-            .map_err(sql)?;
-            Ok(())
-        })
-        .await
+        let params = (since.map(|s| s.0), since.map(|s| s.1.to_string()));
+        self.execute(GC_SET_READ_ONLY, params).await?;
+        Ok(())
     }
 
     async fn gc_run_save(&self, run: &GcRun) -> Result<i64, MetaError> {
@@ -1156,19 +1021,24 @@ impl GcStore for SqliteMetaStore {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::conformance;
     use std::sync::Arc;
 
+    /// A store on a new file in a temporary directory (removed when dropped).
+    pub(crate) async fn temporary() -> (tempfile::TempDir, SqliteMetaStore) {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = SqliteMetaStore::open(&dir.path().join("meta.db"))
+            .await
+            .expect("open");
+        (dir, store)
+    }
+
     #[tokio::test]
     async fn references_follow_their_manifest() {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let store = Arc::new(
-            SqliteMetaStore::open(&dir.path().join("meta.db"))
-                .await
-                .expect("open"),
-        );
+        let (_dir, store) = temporary().await;
+        let store = Arc::new(store);
         let read = store.read.clone();
         let refs = move || {
             let read = read.clone();
@@ -1188,10 +1058,7 @@ mod tests {
     /// on the writer's connection and the readers'.
     #[tokio::test]
     async fn writer_pragmas() {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let store = SqliteMetaStore::open(&dir.path().join("meta.db"))
-            .await
-            .expect("open");
+        let (_dir, store) = temporary().await;
         let (mode, sync, fk): (String, i64, i64) = store
             .write(|c| {
                 let q = |p: &str| {

@@ -3,7 +3,10 @@
 //! write of the process and, through `BEGIN IMMEDIATE`, of other processes).
 
 use crate::convert::{from_db, now_ms, stored_digest, to_db};
-use crate::gc::{BlobClaim, GcBatch, GcPass, GcRun};
+use crate::gc::{BlobClaim, Collect, Completion, GcBatch, GcPass, GcRun};
+use crate::shared::{BLOB_COMPLETE, DELETE_LINK, DELETE_MANIFEST, TOMBSTONE_BLOB, UPLOAD_DELETE};
+use crate::shared::{GC_CANDIDATES, GC_CANDIDATE_DROP, GC_RUN_INSERT, GC_RUN_UPDATE};
+use crate::shared::{LINK_CLAIM, LINK_TOUCH, MANIFEST_CLAIM};
 use crate::sqlite::{ensure_repo, insert_link, sql};
 use crate::MetaError;
 use berth_oci::{Digest, RepoName};
@@ -56,30 +59,20 @@ pub(crate) fn blob_claim(conn: &Connection, digest: &Digest) -> Result<BlobClaim
     }
 }
 
-pub(crate) fn upload_complete(
-    conn: &Connection,
-    repo: &RepoName,
-    digest: &Digest,
-    size: u64,
-    generation: i64,
-    upload: Option<&str>,
-) -> Result<(), MetaError> {
+pub(crate) fn upload_complete(conn: &Connection, c: &Completion) -> Result<(), MetaError> {
     let now = now_ms();
-    let size = to_db(size, "blob size")?;
+    let size = to_db(c.size, "blob size")?;
     let n = conn
-        .prepare_cached(
-            "UPDATE blobs SET live = 1, verified = 1, size = ?2, claimed_at = ?4 \
-             WHERE digest = ?1 AND generation = ?3 AND deleting IS NULL",
-        )
-        .and_then(|mut st| st.execute((digest.as_str(), size, generation, now)))
+        .prepare_cached(BLOB_COMPLETE)
+        .and_then(|mut st| st.execute((size, now, c.digest.as_str(), c.generation)))
         .map_err(sql)?;
     if n == 0 {
-        return Err(MetaError::ClaimLost(digest.clone()));
+        return Err(MetaError::ClaimLost(c.digest.clone()));
     }
-    let repo_id = ensure_repo(conn, repo, now)?;
-    insert_link(conn, repo_id, digest, now)?;
-    if let Some(id) = upload {
-        conn.prepare_cached("DELETE FROM uploads WHERE id = ?1")
+    let repo_id = ensure_repo(conn, &c.repo, now)?;
+    insert_link(conn, repo_id, &c.digest, now)?;
+    if let Some(id) = &c.upload {
+        conn.prepare_cached(UPLOAD_DELETE)
             .and_then(|mut st| st.execute([id]))
             .map_err(sql)?;
     }
@@ -108,11 +101,8 @@ pub(crate) fn link_touch(
     digest: &Digest,
 ) -> Result<Option<u64>, MetaError> {
     let n = conn
-        .prepare_cached(
-            "UPDATE repo_blobs SET claimed_at = ?3 \
-             WHERE repo_id = (SELECT id FROM repositories WHERE name = ?1) AND digest = ?2",
-        )
-        .and_then(|mut st| st.execute((repo.as_str(), digest.as_str(), now_ms())))
+        .prepare_cached(LINK_TOUCH)
+        .and_then(|mut st| st.execute((now_ms(), repo.as_str(), digest.as_str())))
         .map_err(sql)?;
     if n == 0 {
         return Ok(None);
@@ -127,45 +117,30 @@ pub(crate) fn link_touch(
 /// Candidates examined per statement page.
 const PAGE: u32 = 500;
 
-pub(crate) fn gc_collect(
-    conn: &Connection,
-    pass: &GcPass,
-    after: i64,
-    limit: u32,
-    dry_run: bool,
-) -> Result<GcBatch, MetaError> {
-    if !dry_run {
-        return collect(conn, pass, after, limit, false);
+pub(crate) fn gc_collect(conn: &Connection, c: Collect) -> Result<GcBatch, MetaError> {
+    if !c.dry_run {
+        return collect(conn, &c);
     }
     // A dry run does the real work (cascades included) and rolls it back.
     conn.execute_batch("SAVEPOINT gc_dry_run").map_err(sql)?;
-    let result = collect(conn, pass, after, limit, true);
+    let result = collect(conn, &c);
     conn.execute_batch("ROLLBACK TO gc_dry_run; RELEASE gc_dry_run")
         .map_err(sql)?;
     result
 }
 
-fn collect(
-    conn: &Connection,
-    pass: &GcPass,
-    after: i64,
-    limit: u32,
-    to_the_end: bool,
-) -> Result<GcBatch, MetaError> {
-    let mut out = GcBatch {
-        cursor: after,
-        ..GcBatch::default()
-    };
+/// Examines candidates; a dry run goes on to `limit` (cascades included), a real one stops
+/// after one page.
+fn collect(conn: &Connection, c: &Collect) -> Result<GcBatch, MetaError> {
+    let (pass, limit, to_the_end) = (&c.pass, c.limit, c.dry_run);
+    let mut out = c.start();
     loop {
         let left = u64::from(limit).saturating_sub(out.examined);
         if left == 0 {
             break;
         }
         let page: Vec<(i64, String, i64, String)> = conn
-            .prepare_cached(
-                "SELECT id, kind, repo_id, digest FROM gc_candidates WHERE id > ?1 \
-                 ORDER BY id LIMIT ?2",
-            )
+            .prepare_cached(GC_CANDIDATES)
             .and_then(|mut st| {
                 st.query_map((out.cursor, left.min(u64::from(PAGE)) as i64), |r| {
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
@@ -177,13 +152,37 @@ fn collect(
             break;
         }
         for (id, kind, repo_id, digest) in page {
+            let in_repo = (repo_id, digest.as_str());
             let keep = match kind.as_str() {
-                "manifest" => examine_manifest(conn, pass, repo_id, &digest, &mut out)?,
-                "link" => examine_link(conn, pass, repo_id, &digest, &mut out)?,
+                "manifest" => {
+                    let params = (
+                        repo_id,
+                        &digest,
+                        pass.cutoff,
+                        pass.delete_untagged,
+                        pass.referrers_follow_subject,
+                    );
+                    let (deleted, keep) = delete_or_claim(
+                        conn,
+                        (DELETE_MANIFEST, params),
+                        MANIFEST_CLAIM,
+                        in_repo,
+                        pass,
+                    )?;
+                    out.manifests_deleted += u64::from(deleted);
+                    keep
+                }
+                "link" => {
+                    let params = (repo_id, &digest, pass.cutoff);
+                    let (deleted, keep) =
+                        delete_or_claim(conn, (DELETE_LINK, params), LINK_CLAIM, in_repo, pass)?;
+                    out.links_deleted += u64::from(deleted);
+                    keep
+                }
                 _ => examine_blob(conn, pass, &digest, &mut out)?,
             };
             if !keep {
-                conn.prepare_cached("DELETE FROM gc_candidates WHERE id = ?1")
+                conn.prepare_cached(GC_CANDIDATE_DROP)
                     .and_then(|mut st| st.execute([id]))
                     .map_err(sql)?;
             }
@@ -197,78 +196,28 @@ fn collect(
     Ok(out)
 }
 
-/// Deletes the manifest if it is garbage; whether its candidate stays queued (it exists
-/// and is too young to judge).
-fn examine_manifest(
+/// A manifest or link candidate: runs `delete` (which re-checks that it is garbage), else
+/// reads its claim with `claim`. (deleted, stays queued): a row that is gone or deleted
+/// leaves the queue, one too young to judge stays.
+fn delete_or_claim<P: rusqlite::Params>(
     conn: &Connection,
+    (delete, params): (&'static str, P),
+    claim: &'static str,
+    (repo_id, digest): (i64, &str),
     pass: &GcPass,
-    repo_id: i64,
-    digest: &str,
-    out: &mut GcBatch,
-) -> Result<bool, MetaError> {
+) -> Result<(bool, bool), MetaError> {
     let n = conn
-        .prepare_cached(
-            "DELETE FROM manifests WHERE repo_id = ?1 AND digest = ?2 AND claimed_at < ?3 \
-             AND NOT EXISTS (SELECT 1 FROM tags WHERE repo_id = ?1 AND manifest = ?2) \
-             AND NOT EXISTS (SELECT 1 FROM manifest_refs \
-                 WHERE referenced = ?2 AND kind = 'manifest' AND repo_id = ?1) \
-             AND NOT EXISTS (SELECT 1 FROM manifests r \
-                 JOIN tags t ON t.repo_id = r.repo_id AND t.manifest = r.digest \
-                 WHERE r.repo_id = ?1 AND r.subject = ?2) \
-             AND CASE WHEN subject IS NULL THEN ?4 \
-                 WHEN ?5 THEN NOT EXISTS (SELECT 1 FROM manifests s \
-                     WHERE s.repo_id = ?1 AND s.digest = manifests.subject) \
-                 ELSE 0 END",
-        )
-        .and_then(|mut st| {
-            st.execute((
-                repo_id,
-                digest,
-                pass.cutoff,
-                pass.delete_untagged,
-                pass.referrers_follow_subject,
-            ))
-        })
+        .prepare_cached(delete)
+        .and_then(|mut st| st.execute(params))
         .map_err(sql)?;
     if n > 0 {
-        out.manifests_deleted += 1;
-        return Ok(false);
+        return Ok((true, false));
     }
-    young(
-        conn,
-        "SELECT claimed_at FROM manifests WHERE repo_id = ?1 AND digest = ?2",
-        repo_id,
-        digest,
-        pass,
-    )
-}
-
-fn examine_link(
-    conn: &Connection,
-    pass: &GcPass,
-    repo_id: i64,
-    digest: &str,
-    out: &mut GcBatch,
-) -> Result<bool, MetaError> {
-    let n = conn
-        .prepare_cached(
-            "DELETE FROM repo_blobs WHERE repo_id = ?1 AND digest = ?2 AND claimed_at < ?3 \
-             AND NOT EXISTS (SELECT 1 FROM manifest_refs \
-                 WHERE referenced = ?2 AND kind = 'blob' AND repo_id = ?1)",
-        )
-        .and_then(|mut st| st.execute((repo_id, digest, pass.cutoff)))
+    let claimed: Option<i64> = conn
+        .prepare_cached(claim)
+        .and_then(|mut st| st.query_row((repo_id, digest), |r| r.get(0)).optional())
         .map_err(sql)?;
-    if n > 0 {
-        out.links_deleted += 1;
-        return Ok(false);
-    }
-    young(
-        conn,
-        "SELECT claimed_at FROM repo_blobs WHERE repo_id = ?1 AND digest = ?2",
-        repo_id,
-        digest,
-        pass,
-    )
+    Ok((false, claimed.is_some_and(|c| c >= pass.cutoff)))
 }
 
 fn examine_blob(
@@ -278,15 +227,9 @@ fn examine_blob(
     out: &mut GcBatch,
 ) -> Result<bool, MetaError> {
     let size: Option<i64> = conn
-        .prepare_cached(
-            "UPDATE blobs SET deleting = ?3 \
-             WHERE digest = ?1 AND deleting IS NULL AND claimed_at < ?2 \
-             AND NOT EXISTS (SELECT 1 FROM repo_blobs WHERE digest = ?1) \
-             AND NOT EXISTS (SELECT 1 FROM manifest_refs WHERE referenced = ?1 AND kind = 'blob') \
-             RETURNING size",
-        )
+        .prepare_cached(TOMBSTONE_BLOB)
         .and_then(|mut st| {
-            st.query_row((digest, pass.cutoff, pass.now), |r| r.get(0))
+            st.query_row((pass.now, digest, pass.cutoff), |r| r.get(0))
                 .optional()
         })
         .map_err(sql)?;
@@ -298,20 +241,6 @@ fn examine_blob(
     let claimed: Option<i64> = conn
         .prepare_cached("SELECT claimed_at FROM blobs WHERE digest = ?1 AND deleting IS NULL")
         .and_then(|mut st| st.query_row([digest], |r| r.get(0)).optional())
-        .map_err(sql)?;
-    Ok(claimed.is_some_and(|c| c >= pass.cutoff))
-}
-
-fn young(
-    conn: &Connection,
-    query: &'static str,
-    repo_id: i64,
-    digest: &str,
-    pass: &GcPass,
-) -> Result<bool, MetaError> {
-    let claimed: Option<i64> = conn
-        .prepare_cached(query)
-        .and_then(|mut st| st.query_row((repo_id, digest), |r| r.get(0)).optional())
         .map_err(sql)?;
     Ok(claimed.is_some_and(|c| c >= pass.cutoff))
 }
@@ -366,70 +295,32 @@ pub(crate) fn gc_orphan(
 }
 
 pub(crate) fn gc_run_save(conn: &Connection, run: &GcRun) -> Result<i64, MetaError> {
-    let errors = serde_json::to_string(&run.errors)
-        .map_err(|e| MetaError::Backend(format!("encoding run errors: {e}")))?;
-    let counts = [
-        run.manifests_deleted,
-        run.links_deleted,
-        run.blobs_deleted,
-        run.blob_bytes,
-        run.uploads_purged,
-        run.orphans_deleted,
-        run.orphan_bytes,
-    ]
-    .map(|v| i64::try_from(v).unwrap_or(i64::MAX));
+    use rusqlite::ToSql;
+    let errors = run.errors_json()?;
+    let counts = run.counts();
+    let counts = counts.iter().map(|c| c as &dyn ToSql);
     if run.id == 0 {
-        conn.prepare_cached(
-            "INSERT INTO gc_runs (holder, started_by, mode, dry_run, status, started_at, \
-             finished_at, manifests_deleted, links_deleted, blobs_deleted, blob_bytes, \
-             uploads_purged, orphans_deleted, orphan_bytes, errors) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) RETURNING id",
-        )
-        .and_then(|mut st| {
-            st.query_row(
-                rusqlite::params![
-                    run.holder,
-                    run.started_by,
-                    run.mode,
-                    run.dry_run,
-                    run.status,
-                    run.started_at,
-                    run.finished_at,
-                    counts[0],
-                    counts[1],
-                    counts[2],
-                    counts[3],
-                    counts[4],
-                    counts[5],
-                    counts[6],
-                    errors
-                ],
-                |r| r.get(0),
-            )
-        })
-        .map_err(sql)
+        let mut params: Vec<&dyn ToSql> = vec![
+            &run.holder,
+            &run.started_by,
+            &run.mode,
+            &run.dry_run,
+            &run.status,
+            &run.started_at,
+            &run.finished_at,
+        ];
+        params.extend(counts);
+        params.push(&errors);
+        conn.prepare_cached(GC_RUN_INSERT)
+            .and_then(|mut st| st.query_row(&*params, |r| r.get(0)))
+            .map_err(sql)
     } else {
-        conn.prepare_cached(
-            "UPDATE gc_runs SET status = ?2, finished_at = ?3, manifests_deleted = ?4, \
-             links_deleted = ?5, blobs_deleted = ?6, blob_bytes = ?7, uploads_purged = ?8, \
-             orphans_deleted = ?9, orphan_bytes = ?10, errors = ?11 WHERE id = ?1",
-        )
-        .and_then(|mut st| {
-            st.execute(rusqlite::params![
-                run.id,
-                run.status,
-                run.finished_at,
-                counts[0],
-                counts[1],
-                counts[2],
-                counts[3],
-                counts[4],
-                counts[5],
-                counts[6],
-                errors
-            ])
-        })
-        .map_err(sql)?;
+        let mut params: Vec<&dyn ToSql> = vec![&run.status, &run.finished_at];
+        params.extend(counts);
+        params.extend([&errors as &dyn ToSql, &run.id]);
+        conn.prepare_cached(GC_RUN_UPDATE)
+            .and_then(|mut st| st.execute(&*params))
+            .map_err(sql)?;
         Ok(run.id)
     }
 }

@@ -5,7 +5,11 @@
 
 use crate::convert::now_ms;
 use crate::identity::*;
-use crate::shared::{self, grants_sql, GrantsOf};
+use crate::shared::USER_DELETE;
+use crate::shared::{self, grants_sql, team_record, GrantsOf, Statements, ORG_ID, TEAM_ID};
+use crate::shared::{AUDIT_PRUNE, GRANT_NAMESPACE_REMOVE, GRANT_REPO_REMOVE, ORG_DELETE};
+use crate::shared::{REPO_DELETE, REPO_SET_VISIBILITY, SIGNING_KEY_RETIRE, TEAM_DELETE};
+use crate::shared::{TEAM_MEMBER_REMOVE, TEAM_SET_GROUP, TOKENS_REVOKE_ALL, TOKEN_TOUCH};
 use crate::sqlite::{repo_id, sql};
 use crate::{MetaError, SqliteMetaStore};
 use async_trait::async_trait;
@@ -49,7 +53,7 @@ fn key_parts(key: UserKey<'_>) -> (Option<i64>, Option<&str>) {
 
 /// The id of organisation `org`.
 fn org_id(conn: &Connection, org: &str) -> Result<i64, MetaError> {
-    conn.prepare_cached("SELECT id FROM accounts WHERE name = ?1 AND kind = 'org'")
+    conn.prepare_cached(ORG_ID)
         .and_then(|mut st| st.query_row([org], |r| r.get(0)).optional())
         .map_err(sql)?
         .ok_or_else(|| MetaError::NotFound(format!("organisation {org}")))
@@ -57,13 +61,10 @@ fn org_id(conn: &Connection, org: &str) -> Result<i64, MetaError> {
 
 /// The id of team `team` of `org`.
 fn team_id(conn: &Connection, org: &str, team: &str) -> Result<i64, MetaError> {
-    conn.prepare_cached(
-        "SELECT t.id FROM teams t JOIN accounts o ON o.id = t.org_id \
-         WHERE o.name = ?1 AND o.kind = 'org' AND t.name = ?2",
-    )
-    .and_then(|mut st| st.query_row([org, team], |r| r.get(0)).optional())
-    .map_err(sql)?
-    .ok_or_else(|| MetaError::NotFound(format!("team {org}/{team}")))
+    conn.prepare_cached(TEAM_ID)
+        .and_then(|mut st| st.query_row([org, team], |r| r.get(0)).optional())
+        .map_err(sql)?
+        .ok_or_else(|| MetaError::NotFound(format!("team {org}/{team}")))
 }
 
 fn check_user(conn: &Connection, user: AccountId) -> Result<(), MetaError> {
@@ -108,6 +109,20 @@ fn org_by_name(conn: &Connection, name: &str) -> Result<Option<OrgRecord>, MetaE
     .map_err(sql)?
     .map(org_record)
     .transpose()
+}
+
+impl SqliteMetaStore {
+    /// Runs `op` in the writer's next transaction with the id of team `team` of `org`
+    /// (`NotFound`, running nothing, if there is no such team).
+    async fn with_team<T, F>(&self, org: &str, team: &str, op: F) -> Result<T, MetaError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, i64) -> Result<T, MetaError> + Send + 'static,
+    {
+        let (org, team) = (org.to_string(), team.to_string());
+        self.write(move |conn| op(conn, team_id(conn, &org, &team)?))
+            .await
+    }
 }
 
 /// Whether repositories that no account owns are in namespace `ns`.
@@ -244,15 +259,7 @@ impl AccountStore for SqliteMetaStore {
     }
 
     async fn users_list(&self, last: Option<&str>, n: u32) -> Result<Vec<UserRecord>, MetaError> {
-        let rows: Vec<UserRow> = sqlx::query_as(&format!(
-            "SELECT {USER_COLUMNS} FROM accounts WHERE kind = 'user' \
-             AND (?1 IS NULL OR name > ?1) ORDER BY name LIMIT ?2"
-        ))
-        .bind(last)
-        .bind(i64::from(n))
-        .fetch_all(&self.read)
-        .await?;
-        rows.into_iter().map(user_record).collect()
+        shared::accounts_page(self.sqlx(), (USER_COLUMNS, "user"), last, n, user_record).await
     }
 
     async fn user_update(&self, id: AccountId, patch: &UserPatch) -> Result<UserRecord, MetaError> {
@@ -308,14 +315,7 @@ impl AccountStore for SqliteMetaStore {
     }
 
     async fn user_delete(&self, id: AccountId) -> Result<bool, MetaError> {
-        self.write(move |conn| {
-            let n = conn
-                .prepare_cached("DELETE FROM accounts WHERE id = ?1 AND kind = 'user'")
-                .and_then(|mut st| st.execute([id]))
-                .map_err(sql)?;
-            Ok(n > 0)
-        })
-        .await
+        Ok(self.run(USER_DELETE, vec![id.into()]).await? > 0)
     }
 
     async fn org_create(
@@ -371,15 +371,7 @@ impl AccountStore for SqliteMetaStore {
     }
 
     async fn orgs_list(&self, last: Option<&str>, n: u32) -> Result<Vec<OrgRecord>, MetaError> {
-        let rows: Vec<OrgRow> = sqlx::query_as(&format!(
-            "SELECT {ORG_COLUMNS} FROM accounts WHERE kind = 'org' \
-             AND (?1 IS NULL OR name > ?1) ORDER BY name LIMIT ?2"
-        ))
-        .bind(last)
-        .bind(i64::from(n))
-        .fetch_all(&self.read)
-        .await?;
-        rows.into_iter().map(org_record).collect()
+        shared::accounts_page(self.sqlx(), (ORG_COLUMNS, "org"), last, n, org_record).await
     }
 
     async fn org_update(&self, name: &str, settings: &OrgSettings) -> Result<OrgRecord, MetaError> {
@@ -408,15 +400,7 @@ impl AccountStore for SqliteMetaStore {
     }
 
     async fn org_delete(&self, name: &str) -> Result<bool, MetaError> {
-        let name = name.to_string();
-        self.write(move |conn| {
-            let n = conn
-                .prepare_cached("DELETE FROM accounts WHERE name = ?1 AND kind = 'org'")
-                .and_then(|mut st| st.execute([&name]))
-                .map_err(sql)?;
-            Ok(n > 0)
-        })
-        .await
+        Ok(self.run(ORG_DELETE, vec![name.into()]).await? > 0)
     }
 
     async fn org_member_set(
@@ -462,25 +446,7 @@ impl AccountStore for SqliteMetaStore {
     }
 
     async fn org_members(&self, org: &str) -> Result<Vec<Member>, MetaError> {
-        if self.org_get(org).await?.is_none() {
-            return Err(MetaError::NotFound(format!("organisation {org}")));
-        }
-        let rows: Vec<(i64, String, bool)> = sqlx::query_as(
-            "SELECT u.id, u.name, m.is_owner FROM org_members m \
-             JOIN accounts o ON o.id = m.org_id JOIN accounts u ON u.id = m.user_id \
-             WHERE o.name = ?1 ORDER BY u.name",
-        )
-        .bind(org)
-        .fetch_all(&self.read)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(user_id, name, is_owner)| Member {
-                user_id,
-                name,
-                is_owner,
-            })
-            .collect())
+        shared::org_members(self.sqlx(), org).await
     }
 }
 
@@ -508,13 +474,7 @@ impl TeamStore for SqliteMetaStore {
                 )
                 .and_then(|mut st| st.query_row((oid, &name, &group, now), |r| r.get(0)))
                 .map_err(|e| write_err(e, &format!("team {org}/{name}")))?;
-            Ok(TeamRecord {
-                id,
-                org,
-                name,
-                directory_group: group,
-                created_at: now,
-            })
+            Ok(team_record(&org, name, (id, group, now)))
         })
         .await
     }
@@ -529,34 +489,11 @@ impl TeamStore for SqliteMetaStore {
             .query_row([org, name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .optional()
         })?;
-        Ok(row.map(|(id, directory_group, created_at)| TeamRecord {
-            id,
-            org: org.to_string(),
-            name: name.to_string(),
-            directory_group,
-            created_at,
-        }))
+        Ok(row.map(|cols| team_record(org, name.to_string(), cols)))
     }
 
     async fn teams_list(&self, org: &str) -> Result<Vec<TeamRecord>, MetaError> {
-        let rows: Vec<(i64, String, Option<String>, i64)> = sqlx::query_as(
-            "SELECT t.id, t.name, t.directory_group, t.created_at FROM teams t \
-             JOIN accounts o ON o.id = t.org_id WHERE o.name = ?1 AND o.kind = 'org' \
-             ORDER BY t.name",
-        )
-        .bind(org)
-        .fetch_all(&self.read)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, name, directory_group, created_at)| TeamRecord {
-                id,
-                org: org.to_string(),
-                name,
-                directory_group,
-                created_at,
-            })
-            .collect())
+        shared::teams_list(self.sqlx(), org).await
     }
 
     async fn team_set_directory_group(
@@ -565,31 +502,13 @@ impl TeamStore for SqliteMetaStore {
         name: &str,
         group: Option<&str>,
     ) -> Result<bool, MetaError> {
-        let (org, name, group) = (org.to_string(), name.to_string(), group.map(str::to_string));
-        self.write(move |conn| {
-            let Ok(tid) = team_id(conn, &org, &name) else {
-                return Ok(false);
-            };
-            conn.prepare_cached("UPDATE teams SET directory_group = ?2 WHERE id = ?1")
-                .and_then(|mut st| st.execute((tid, &group)))
-                .map_err(sql)?;
-            Ok(true)
-        })
-        .await
+        let group = group.map(str::to_string);
+        let params = (group, org.to_string(), name.to_string());
+        Ok(self.execute(TEAM_SET_GROUP, params).await? > 0)
     }
 
     async fn team_delete(&self, org: &str, name: &str) -> Result<bool, MetaError> {
-        let (org, name) = (org.to_string(), name.to_string());
-        self.write(move |conn| {
-            let Ok(tid) = team_id(conn, &org, &name) else {
-                return Ok(false);
-            };
-            conn.prepare_cached("DELETE FROM teams WHERE id = ?1")
-                .and_then(|mut st| st.execute([tid]))
-                .map_err(sql)?;
-            Ok(true)
-        })
-        .await
+        Ok(self.run(TEAM_DELETE, vec![org.into(), name.into()]).await? > 0)
     }
 
     async fn team_member_add(
@@ -598,9 +517,7 @@ impl TeamStore for SqliteMetaStore {
         team: &str,
         user: AccountId,
     ) -> Result<(), MetaError> {
-        let (org, team) = (org.to_string(), team.to_string());
-        self.write(move |conn| {
-            let tid = team_id(conn, &org, &team)?;
+        self.with_team(org, team, move |conn, tid| {
             check_user(conn, user)?;
             conn.prepare_cached(
                 "INSERT INTO org_members (org_id, user_id, is_owner) \
@@ -626,39 +543,12 @@ impl TeamStore for SqliteMetaStore {
         team: &str,
         user: AccountId,
     ) -> Result<bool, MetaError> {
-        let (org, team) = (org.to_string(), team.to_string());
-        self.write(move |conn| {
-            let Ok(tid) = team_id(conn, &org, &team) else {
-                return Ok(false);
-            };
-            let n = conn
-                .prepare_cached("DELETE FROM team_members WHERE team_id = ?1 AND user_id = ?2")
-                .and_then(|mut st| st.execute((tid, user)))
-                .map_err(sql)?;
-            Ok(n > 0)
-        })
-        .await
+        let args = vec![org.into(), team.into(), user.into()];
+        Ok(self.run(TEAM_MEMBER_REMOVE, args).await? > 0)
     }
 
     async fn team_members(&self, org: &str, team: &str) -> Result<Vec<Member>, MetaError> {
-        let Some(t) = self.team_get(org, team).await? else {
-            return Err(MetaError::NotFound(format!("team {org}/{team}")));
-        };
-        let rows: Vec<(i64, String)> = sqlx::query_as(
-            "SELECT u.id, u.name FROM team_members tm JOIN accounts u ON u.id = tm.user_id \
-             WHERE tm.team_id = ?1 ORDER BY u.name",
-        )
-        .bind(t.id)
-        .fetch_all(&self.read)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(user_id, name)| Member {
-                user_id,
-                name,
-                is_owner: false,
-            })
-            .collect())
+        shared::team_members(self.sqlx(), org, team).await
     }
 }
 
@@ -700,20 +590,23 @@ impl AccessStore for SqliteMetaStore {
                         .optional()
                 })
                 .map_err(sql)?;
-            Ok(RepoSettings {
-                visibility: parse_visibility(&vis)?,
-                namespace: namespace_kind(owner_row)?,
-                name: repo,
-                created_by,
-                created_at: now,
-            })
+            let (kind, mcc) = owner_row.map_or((None, None), |(k, m)| (Some(k), Some(m)));
+            repo_settings(repo, (vis, created_by, now, kind, mcc))
         })
         .await
     }
 
+    async fn repo_set_visibility(
+        &self,
+        repo: &RepoName,
+        visibility: Visibility,
+    ) -> Result<bool, MetaError> {
+        let args = vec![visibility_str(visibility).into(), repo.as_str().into()];
+        Ok(self.run(REPO_SET_VISIBILITY, args).await? > 0)
+    }
+
     async fn repo_settings(&self, repo: &RepoName) -> Result<Option<RepoSettings>, MetaError> {
-        type Row5 = (String, Option<i64>, i64, Option<String>, Option<bool>);
-        let row: Option<Row5> = self.fast.with(|c| {
+        let row: Option<SettingsCols> = self.fast.with(|c| {
             c.prepare_cached(
                 "SELECT r.visibility, r.created_by, r.created_at, ns.kind, ns.members_can_create \
                  FROM repositories r LEFT JOIN accounts ns ON ns.id = r.owner_id \
@@ -724,63 +617,12 @@ impl AccessStore for SqliteMetaStore {
             })
             .optional()
         })?;
-        row.map(|(v, created_by, created_at, kind, mcc)| {
-            Ok(RepoSettings {
-                name: repo.clone(),
-                visibility: parse_visibility(&v)?,
-                namespace: namespace_kind(kind.map(|k| (k, mcc.unwrap_or(false))))?,
-                created_by,
-                created_at,
-            })
-        })
-        .transpose()
-    }
-
-    async fn repo_set_visibility(
-        &self,
-        repo: &RepoName,
-        visibility: Visibility,
-    ) -> Result<bool, MetaError> {
-        let repo = repo.clone();
-        self.write(move |conn| {
-            let n = conn
-                .prepare_cached("UPDATE repositories SET visibility = ?2 WHERE name = ?1")
-                .and_then(|mut st| st.execute((repo.as_str(), visibility_str(visibility))))
-                .map_err(sql)?;
-            Ok(n > 0)
-        })
-        .await
-    }
-
-    async fn repos_list(
-        &self,
-        namespace: Option<&str>,
-        last: Option<&str>,
-        n: u32,
-    ) -> Result<Vec<RepoSettings>, MetaError> {
-        shared::repos_list(self.sqlx(), namespace, last, n).await
-    }
-
-    async fn repos_visible(
-        &self,
-        scope: &VisibleScope,
-        namespace: Option<&str>,
-        last: Option<&str>,
-        n: u32,
-    ) -> Result<Vec<RepoSettings>, MetaError> {
-        shared::repos_visible(self.sqlx(), scope, namespace, last, n).await
+        row.map(|cols| repo_settings(repo.clone(), cols))
+            .transpose()
     }
 
     async fn repo_delete(&self, repo: &RepoName) -> Result<bool, MetaError> {
-        let repo = repo.clone();
-        self.write(move |conn| {
-            let n = conn
-                .prepare_cached("DELETE FROM repositories WHERE name = ?1")
-                .and_then(|mut st| st.execute([repo.as_str()]))
-                .map_err(sql)?;
-            Ok(n > 0)
-        })
-        .await
+        Ok(self.run(REPO_DELETE, vec![repo.as_str().into()]).await? > 0)
     }
 
     async fn grant_repo_set(
@@ -795,9 +637,8 @@ impl AccessStore for SqliteMetaStore {
                 "repository {repo} is not in the namespace of organisation {org}"
             )));
         }
-        let (org, team, repo) = (org.to_string(), team.to_string(), repo.clone());
-        self.write(move |conn| {
-            let tid = team_id(conn, &org, &team)?;
+        let repo = repo.clone();
+        self.with_team(org, team, move |conn, tid| {
             let rid = repo_id(conn, &repo)?
                 .ok_or_else(|| MetaError::NotFound(format!("repository {repo}")))?;
             conn.prepare_cached(
@@ -811,27 +652,33 @@ impl AccessStore for SqliteMetaStore {
         .await
     }
 
+    async fn repos_list(
+        &self,
+        namespace: Option<&str>,
+        last: Option<&str>,
+        n: u32,
+    ) -> Result<Vec<RepoSettings>, MetaError> {
+        shared::repos_list(self.sqlx(), namespace, last, n).await
+    }
+
     async fn grant_repo_remove(
         &self,
         org: &str,
         team: &str,
         repo: &RepoName,
     ) -> Result<bool, MetaError> {
-        let (org, team, repo) = (org.to_string(), team.to_string(), repo.clone());
-        self.write(move |conn| {
-            let Ok(tid) = team_id(conn, &org, &team) else {
-                return Ok(false);
-            };
-            let n = conn
-                .prepare_cached(
-                    "DELETE FROM repo_grants WHERE team_id = ?1 \
-                     AND repo_id = (SELECT id FROM repositories WHERE name = ?2)",
-                )
-                .and_then(|mut st| st.execute((tid, repo.as_str())))
-                .map_err(sql)?;
-            Ok(n > 0)
-        })
-        .await
+        let args = vec![org.into(), team.into(), repo.as_str().into()];
+        Ok(self.run(GRANT_REPO_REMOVE, args).await? > 0)
+    }
+
+    async fn repos_visible(
+        &self,
+        scope: &VisibleScope,
+        namespace: Option<&str>,
+        last: Option<&str>,
+        n: u32,
+    ) -> Result<Vec<RepoSettings>, MetaError> {
+        shared::repos_visible(self.sqlx(), scope, namespace, last, n).await
     }
 
     async fn grant_namespace_set(
@@ -840,9 +687,7 @@ impl AccessStore for SqliteMetaStore {
         team: &str,
         role: Role,
     ) -> Result<(), MetaError> {
-        let (org, team) = (org.to_string(), team.to_string());
-        self.write(move |conn| {
-            let tid = team_id(conn, &org, &team)?;
+        self.with_team(org, team, move |conn, tid| {
             conn.prepare_cached(
                 "INSERT INTO namespace_grants (team_id, role) VALUES (?1, ?2) \
                  ON CONFLICT (team_id) DO UPDATE SET role = excluded.role",
@@ -854,31 +699,17 @@ impl AccessStore for SqliteMetaStore {
         .await
     }
 
-    async fn grant_namespace_remove(&self, org: &str, team: &str) -> Result<bool, MetaError> {
-        let (org, team) = (org.to_string(), team.to_string());
-        self.write(move |conn| {
-            let Ok(tid) = team_id(conn, &org, &team) else {
-                return Ok(false);
-            };
-            let n = conn
-                .prepare_cached("DELETE FROM namespace_grants WHERE team_id = ?1")
-                .and_then(|mut st| st.execute([tid]))
-                .map_err(sql)?;
-            Ok(n > 0)
-        })
-        .await
-    }
-
     async fn grants_of_org(&self, org: &str) -> Result<Vec<Grant>, MetaError> {
         shared::grants(self.sqlx(), GrantsOf::Org(org)).await
     }
 
-    async fn grants_on_repo(&self, repo: &RepoName) -> Result<Vec<Grant>, MetaError> {
-        shared::grants(self.sqlx(), GrantsOf::Repo(repo)).await
+    async fn grant_namespace_remove(&self, org: &str, team: &str) -> Result<bool, MetaError> {
+        let args = vec![org.into(), team.into()];
+        Ok(self.run(GRANT_NAMESPACE_REMOVE, args).await? > 0)
     }
 
-    async fn grants_of_user(&self, user: AccountId) -> Result<Vec<Grant>, MetaError> {
-        shared::grants(self.sqlx(), GrantsOf::User(user)).await
+    async fn grants_on_repo(&self, repo: &RepoName) -> Result<Vec<Grant>, MetaError> {
+        shared::grants(self.sqlx(), GrantsOf::Repo(repo)).await
     }
 
     async fn subject_for(&self, key: UserKey<'_>) -> Result<Option<Subject>, MetaError> {
@@ -894,8 +725,8 @@ impl AccessStore for SqliteMetaStore {
         row.flatten().map(subject_from).transpose()
     }
 
-    async fn repository_for_access(&self, repo: &RepoName) -> Result<Repository, MetaError> {
-        Ok(self.access_for(None, repo).await?.repository)
+    async fn grants_of_user(&self, user: AccountId) -> Result<Vec<Grant>, MetaError> {
+        shared::grants(self.sqlx(), GrantsOf::User(user)).await
     }
 
     async fn access_for(
@@ -927,6 +758,10 @@ impl AccessStore for SqliteMetaStore {
         })?;
         let (subject_cols, vis, ns_kind, mcc, grants_json) = row;
         access_context(subject_cols, vis, ns_kind, mcc, &grants_json, repo)
+    }
+
+    async fn repository_for_access(&self, repo: &RepoName) -> Result<Repository, MetaError> {
+        Ok(self.access_for(None, repo).await?.repository)
     }
 }
 
@@ -980,19 +815,7 @@ impl TokenStore for SqliteMetaStore {
                 ])
             })
             .map_err(|e| write_err(e, &format!("token {}", t.id)))?;
-            Ok(TokenRecord {
-                id: t.id,
-                kind: t.kind,
-                user_id: t.user_id,
-                description: t.description,
-                hash: t.hash,
-                expires_at,
-                restriction: t.restriction,
-                created_at: now,
-                last_used_at: None,
-                revoked,
-                parent: t.parent,
-            })
+            Ok(created_token(t, (expires_at, revoked), now))
         })
         .await
     }
@@ -1013,27 +836,14 @@ impl TokenStore for SqliteMetaStore {
         user: AccountId,
         kind: TokenKind,
     ) -> Result<Vec<TokenRecord>, MetaError> {
-        let rows: Vec<TokenRow> = sqlx::query_as(&format!(
-            "SELECT {TOKEN_COLUMNS} FROM tokens WHERE user_id = ?1 AND kind = ?2 \
-             ORDER BY created_at DESC, id"
-        ))
-        .bind(user)
-        .bind(kind.as_str())
-        .fetch_all(&self.read)
-        .await?;
-        rows.into_iter().map(token_record).collect()
+        shared::tokens_list(self.sqlx(), user, kind).await
     }
 
     async fn token_touch(&self, id: &SecretId, at: i64) -> Result<bool, MetaError> {
-        let id = id.clone();
-        self.write(move |conn| {
-            let n = conn
-                .prepare_cached("UPDATE tokens SET last_used_at = ?2 WHERE id = ?1")
-                .and_then(|mut st| st.execute((id.as_str(), at)))
-                .map_err(sql)?;
-            Ok(n > 0)
-        })
-        .await
+        Ok(self
+            .run(TOKEN_TOUCH, vec![at.into(), id.as_str().into()])
+            .await?
+            > 0)
     }
 
     async fn token_revoke(&self, id: &SecretId) -> Result<bool, MetaError> {
@@ -1054,14 +864,7 @@ impl TokenStore for SqliteMetaStore {
     }
 
     async fn tokens_revoke_all(&self, user: AccountId) -> Result<u64, MetaError> {
-        self.write(move |conn| {
-            let n = conn
-                .prepare_cached("UPDATE tokens SET revoked = 1 WHERE user_id = ?1 AND revoked = 0")
-                .and_then(|mut st| st.execute([user]))
-                .map_err(sql)?;
-            Ok(n as u64)
-        })
-        .await
+        self.run(TOKENS_REVOKE_ALL, vec![user.into()]).await
     }
 
     async fn signing_key_add(&self, kid: &str, pem: &str) -> Result<SigningKeyRecord, MetaError> {
@@ -1084,32 +887,11 @@ impl TokenStore for SqliteMetaStore {
     }
 
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, MetaError> {
-        let rows: Vec<(String, String, i64, bool)> = sqlx::query_as(
-            "SELECT kid, pem, created_at, retired FROM signing_keys ORDER BY created_at DESC, kid",
-        )
-        .fetch_all(&self.read)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(kid, pem, created_at, retired)| SigningKeyRecord {
-                kid,
-                pem,
-                created_at,
-                retired,
-            })
-            .collect())
+        shared::signing_keys(self.sqlx()).await
     }
 
     async fn signing_key_retire(&self, kid: &str) -> Result<bool, MetaError> {
-        let kid = kid.to_string();
-        self.write(move |conn| {
-            let n = conn
-                .prepare_cached("UPDATE signing_keys SET retired = 1 WHERE kid = ?1")
-                .and_then(|mut st| st.execute([&kid]))
-                .map_err(sql)?;
-            Ok(n > 0)
-        })
-        .await
+        Ok(self.run(SIGNING_KEY_RETIRE, vec![kid.into()]).await? > 0)
     }
 }
 
@@ -1135,16 +917,8 @@ impl AuditStore for SqliteMetaStore {
     }
 
     async fn audit_prune(&self, before: i64, max: u32) -> Result<u64, MetaError> {
-        self.write(move |conn| {
-            conn.prepare_cached(
-                "DELETE FROM audit_log WHERE id IN \
-                 (SELECT id FROM audit_log WHERE at < ?1 ORDER BY at LIMIT ?2)",
-            )
-            .and_then(|mut st| st.execute((before, i64::from(max))))
-            .map(|n| n as u64)
-            .map_err(sql)
-        })
-        .await
+        self.run(AUDIT_PRUNE, vec![before.into(), i64::from(max).into()])
+            .await
     }
 
     async fn audit_query(
@@ -1153,24 +927,7 @@ impl AuditStore for SqliteMetaStore {
         before: Option<i64>,
         n: u32,
     ) -> Result<Vec<AuditEvent>, MetaError> {
-        let rows: Vec<AuditRow> = sqlx::query_as(
-            "SELECT id, at, actor_id, source, action, target, detail FROM audit_log \
-             WHERE (?1 IS NULL OR id < ?1) AND (?2 IS NULL OR actor_id = ?2) \
-             AND (?3 IS NULL OR action = ?3) AND (?4 IS NULL OR at >= ?4) \
-             AND (?5 IS NULL OR at < ?5) \
-             AND (?6 IS NULL OR substr(target, 1, length(?6)) = ?6) \
-             ORDER BY id DESC LIMIT ?7",
-        )
-        .bind(before)
-        .bind(filter.actor)
-        .bind(filter.action.as_deref())
-        .bind(filter.since)
-        .bind(filter.until)
-        .bind(filter.target_prefix.as_deref())
-        .bind(i64::from(n))
-        .fetch_all(&self.read)
-        .await?;
-        rows.into_iter().map(audit_event).collect()
+        shared::audit_query(self.sqlx(), filter, before, n).await
     }
 }
 
@@ -1183,10 +940,7 @@ mod tests {
     /// repositories.
     #[tokio::test]
     async fn listing_pages_search_indexes_and_never_scan_the_table() {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let store = SqliteMetaStore::open(&dir.path().join("meta.db"))
-            .await
-            .expect("open");
+        let (_dir, store) = crate::sqlite::tests::temporary().await;
         for scope in [
             VisibleScope {
                 public: true,

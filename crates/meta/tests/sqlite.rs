@@ -11,6 +11,20 @@ berth_meta::meta_store_conformance!(sqlite_file, async {
     (store, dir)
 });
 
+/// A one-connection pool on the database file at `path` (created if missing), without
+/// the store's migrations: for building an older schema by hand.
+async fn bare_pool(path: &std::path::Path) -> sqlx::SqlitePool {
+    use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true);
+    SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(options)
+        .await
+        .expect("open")
+}
+
 /// What was committed is there after the store is closed and the file opened again.
 #[tokio::test]
 async fn reopen_keeps_data() {
@@ -29,20 +43,11 @@ async fn reopen_keeps_data() {
 /// repositories belong to the account of their namespace, if there is one.
 #[tokio::test]
 async fn migration_0004_gives_repositories_their_owner() {
-    use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
     let dir = tempfile::tempdir().expect("temporary directory");
     let old = dir.path().join("migrations");
     std::fs::create_dir(&old).expect("mkdir");
     let path = dir.path().join("meta.db");
-    let pool = SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect_with(
-            SqliteConnectOptions::new()
-                .filename(&path)
-                .create_if_missing(true),
-        )
-        .await
-        .expect("open");
+    let pool = bare_pool(&path).await;
     berth_meta::conformance::identity::schema_before_0004(&pool, "sqlite", &old).await;
     pool.close().await;
     let store = SqliteMetaStore::open(&path)
@@ -68,15 +73,7 @@ async fn migration_0009_carries_the_gc_lease_over() {
         }
     }
     let path = dir.path().join("meta.db");
-    let pool = SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect_with(
-            SqliteConnectOptions::new()
-                .filename(&path)
-                .create_if_missing(true),
-        )
-        .await
-        .expect("open");
+    let pool = bare_pool(&path).await;
     sqlx::migrate::Migrator::new(old.as_path())
         .await
         .expect("migrations 0001-0008")

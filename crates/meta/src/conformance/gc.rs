@@ -1,10 +1,10 @@
 //! Conformance cases of the garbage-collection methods: claims, the candidate queue and
 //! what a pass deletes, tombstones, orphans, stale uploads, settings and runs.
 
-use super::{image, index, link, put, referrer, repo, size_of, tag, Store};
+use super::{image, index, link, manifest, put, referrer, repo, size_of, tag, Store};
 use crate::gc::{BlobClaim, GcBatch, GcPass, GcRun};
-use crate::{MetaError, UploadRecord};
-use berth_oci::Digest;
+use crate::{MetaError, NewManifest, UploadRecord};
+use berth_oci::{Digest, RepoName};
 
 fn now() -> i64 {
     crate::convert::now_ms()
@@ -48,6 +48,28 @@ async fn collect_all(store: &Store, pass: &GcPass) -> GcBatch {
     }
 }
 
+/// Links every blob of `blobs` into `r`.
+async fn link_all(store: &Store, r: &RepoName, blobs: &[&Digest]) {
+    for b in blobs {
+        link(store, r, b).await;
+    }
+}
+
+/// An untagged image in `r` of config `{name}-cfg` and layer `{name}-layer`, both linked:
+/// (config, layer, manifest).
+async fn one_image(store: &Store, r: &RepoName, name: &str) -> (Digest, Digest, NewManifest) {
+    let (cfg, l) = (d(&format!("{name}-cfg")), d(&format!("{name}-layer")));
+    link_all(store, r, &[&cfg, &l]).await;
+    let m = image(&cfg, std::slice::from_ref(&l), name);
+    put(store, r, &m, None).await;
+    (cfg, l, m)
+}
+
+async fn in_repo(store: &Store, r: &RepoName, d: &Digest) -> Option<u64> {
+    let size = store.blob_in_repo(r, d).await;
+    size.unwrap_or_else(|e| panic!("blob_in_repo {r} {d}: {e}"))
+}
+
 fn d(s: &str) -> Digest {
     Digest::sha256_of(s.as_bytes())
 }
@@ -64,7 +86,7 @@ pub async fn gc_claim_and_complete(store: Store) {
     else {
         panic!("a new digest is claimable, and not verified");
     };
-    assert_eq!(store.blob_in_repo(&r, &b).await.expect("in repo"), None);
+    assert_eq!(in_repo(&store, &r, &b).await, None);
     assert_eq!(store.blob_anywhere(&b).await.expect("anywhere"), None);
     assert!(
         store.all_blobs().await.expect("all").is_empty(),
@@ -89,7 +111,7 @@ pub async fn gc_claim_and_complete(store: Store) {
         .upload_complete(&r, &b, 42, generation, None)
         .await
         .expect("complete");
-    assert_eq!(store.blob_in_repo(&r, &b).await.expect("in repo"), Some(42));
+    assert_eq!(in_repo(&store, &r, &b).await, Some(42));
     assert_eq!(store.all_blobs().await.expect("all"), vec![(b.clone(), 42)]);
     assert_eq!(
         store.blob_claim(&b).await.expect("claim a completed blob"),
@@ -127,9 +149,7 @@ pub async fn gc_claim_and_complete(store: Store) {
 pub async fn gc_collects_only_garbage(store: Store) {
     let r = repo("gc/app");
     let (cfg, l1, l2) = (d("cfg"), d("layer-1"), d("layer-2"));
-    for b in [&cfg, &l1, &l2] {
-        link(&store, &r, b).await;
-    }
+    link_all(&store, &r, &[&cfg, &l1, &l2]).await;
     let m = image(&cfg, std::slice::from_ref(&l1), "a");
     put(&store, &r, &m, Some("v1")).await;
     // l2 is linked but nothing references it.
@@ -138,7 +158,7 @@ pub async fn gc_collects_only_garbage(store: Store) {
     assert_eq!(first.manifests_deleted, 0);
     assert_eq!(first.links_deleted, 1, "only the unreferenced link goes");
     assert_eq!(first.blobs, vec![(l2.clone(), size_of(&l2))]);
-    assert_eq!(store.blob_in_repo(&r, &l2).await.expect("in repo"), None);
+    assert_eq!(in_repo(&store, &r, &l2).await, None);
     assert_eq!(
         store.blob_claim(&l2).await.expect("claim"),
         BlobClaim::Deleting
@@ -182,15 +202,8 @@ pub async fn gc_collects_only_garbage(store: Store) {
     let again = collect_all(&store, &everything()).await;
     assert_eq!(again.manifests_deleted, 0);
     assert_eq!(again.blobs, vec![(l2.clone(), 0)], "the abandoned claim");
-    assert!(store
-        .manifest_get(&r, &m.digest)
-        .await
-        .expect("get")
-        .is_some());
-    assert_eq!(
-        store.blob_in_repo(&r, &l1).await.expect("in repo"),
-        Some(size_of(&l1))
-    );
+    assert!(manifest(&store, &r, &m.digest).await.is_some());
+    assert_eq!(in_repo(&store, &r, &l1).await, Some(size_of(&l1)));
     // Untagged: the manifest, then its links, then its blobs.
     assert!(store.tag_delete(&r, &tag("v1")).await.expect("untag"));
     let second = collect_all(&store, &everything()).await;
@@ -201,11 +214,7 @@ pub async fn gc_collects_only_garbage(store: Store) {
     let mut want = vec![cfg.clone(), l1.clone()];
     want.sort();
     assert_eq!(gone, want, "config and layer");
-    assert!(store
-        .manifest_get(&r, &m.digest)
-        .await
-        .expect("get")
-        .is_none());
+    assert!(manifest(&store, &r, &m.digest).await.is_none());
     assert_eq!(store.forget_all().await, 3);
 }
 
@@ -227,11 +236,7 @@ impl dyn crate::MetaStore {
 /// later pass.
 pub async fn gc_grace_keeps_young_things(store: Store) {
     let r = repo("gc/young");
-    let (cfg, l) = (d("young-cfg"), d("young-layer"));
-    link(&store, &r, &cfg).await;
-    link(&store, &r, &l).await;
-    let m = image(&cfg, std::slice::from_ref(&l), "y");
-    put(&store, &r, &m, None).await;
+    let (cfg, l, m) = one_image(&store, &r, "young").await;
     let young = collect_all(&store, &nothing_old()).await;
     assert_eq!(
         (
@@ -246,8 +251,7 @@ pub async fn gc_grace_keeps_young_things(store: Store) {
     assert_eq!(old.blobs.len(), 2);
     assert_eq!(store.forget_all().await, 2);
     // A re-put claims a manifest again.
-    link(&store, &r, &cfg).await;
-    link(&store, &r, &l).await;
+    link_all(&store, &r, &[&cfg, &l]).await;
     put(&store, &r, &m, None).await;
     let pass = GcPass {
         cutoff: now() - 60_000,
@@ -261,9 +265,7 @@ pub async fn gc_grace_keeps_young_things(store: Store) {
 pub async fn gc_index_and_referrers(store: Store) {
     let r = repo("gc/multi");
     let (cfg, l, sig) = (d("m-cfg"), d("m-layer"), d("m-sig"));
-    for b in [&cfg, &l, &sig] {
-        link(&store, &r, b).await;
-    }
+    link_all(&store, &r, &[&cfg, &l, &sig]).await;
     let child = image(&cfg, std::slice::from_ref(&l), "child");
     put(&store, &r, &child, None).await;
     let idx = index(std::slice::from_ref(&child.digest), "idx");
@@ -280,25 +282,16 @@ pub async fn gc_index_and_referrers(store: Store) {
         0
     );
     for m in [&child, &idx, &sign] {
-        assert!(store
-            .manifest_get(&r, &m.digest)
-            .await
-            .expect("get")
-            .is_some());
+        assert!(manifest(&store, &r, &m.digest).await.is_some());
     }
     // Untagged: the index, its child, and the referrer following its subject.
     assert!(store.tag_delete(&r, &tag("latest")).await.expect("untag"));
     let b = collect_all(&store, &everything()).await;
     assert_eq!(b.manifests_deleted, 3, "index, child, referrer");
-    assert!(store
-        .manifest_get(&r, &sign.digest)
-        .await
-        .expect("get")
-        .is_none());
+    assert!(manifest(&store, &r, &sign.digest).await.is_none());
     store.forget_all().await;
     // A tagged referrer keeps its (untagged) subject.
-    link(&store, &r, &cfg).await;
-    link(&store, &r, &l).await;
+    link_all(&store, &r, &[&cfg, &l]).await;
     link(&store, &r, &sig).await;
     put(&store, &r, &child, None).await;
     let sign2 = referrer(&child.digest, "application/example.sig", &sig, "t");
@@ -320,26 +313,14 @@ pub async fn gc_index_and_referrers(store: Store) {
         1,
         "the subject, once its tagged referrer lost its tag; the referrers stay"
     );
-    assert!(store
-        .manifest_get(&r, &child.digest)
-        .await
-        .expect("get")
-        .is_none());
-    assert!(store
-        .manifest_get(&r, &other.digest)
-        .await
-        .expect("get")
-        .is_some());
+    assert!(manifest(&store, &r, &child.digest).await.is_none());
+    assert!(manifest(&store, &r, &other.digest).await.is_some());
 }
 
 /// A dry run reports what a real pass would do, cascades included, and changes nothing.
 pub async fn gc_dry_run_changes_nothing(store: Store) {
     let r = repo("gc/dry");
-    let (cfg, l) = (d("dry-cfg"), d("dry-layer"));
-    link(&store, &r, &cfg).await;
-    link(&store, &r, &l).await;
-    let m = image(&cfg, std::slice::from_ref(&l), "dry");
-    put(&store, &r, &m, None).await;
+    let (_, l, m) = one_image(&store, &r, "dry").await;
     let dry = store
         .gc_collect(&everything(), 0, 10_000, true)
         .await
@@ -347,15 +328,8 @@ pub async fn gc_dry_run_changes_nothing(store: Store) {
     assert_eq!(dry.manifests_deleted, 1);
     assert_eq!(dry.links_deleted, 2);
     assert_eq!(dry.blobs.len(), 2);
-    assert!(store
-        .manifest_get(&r, &m.digest)
-        .await
-        .expect("get")
-        .is_some());
-    assert_eq!(
-        store.blob_in_repo(&r, &l).await.expect("in repo"),
-        Some(size_of(&l))
-    );
+    assert!(manifest(&store, &r, &m.digest).await.is_some());
+    assert_eq!(in_repo(&store, &r, &l).await, Some(size_of(&l)));
     assert!(store
         .gc_tombstones(10)
         .await
@@ -534,8 +508,7 @@ pub async fn gc_lease_settings_and_runs(store: Store) {
 pub async fn gc_candidates_follow_cascades(store: Store) {
     let (a, b) = (repo("gc/a"), repo("gc/b"));
     let (shared, own) = (d("shared"), d("own"));
-    link(&store, &a, &shared).await;
-    link(&store, &a, &own).await;
+    link_all(&store, &a, &[&shared, &own]).await;
     link(&store, &b, &shared).await;
     let m = image(&shared, std::slice::from_ref(&own), "c");
     put(&store, &a, &m, Some("t")).await;
@@ -551,10 +524,7 @@ pub async fn gc_candidates_follow_cascades(store: Store) {
         vec![(own.clone(), size_of(&own))],
         "shared stays for b"
     );
-    assert_eq!(
-        store.blob_in_repo(&b, &shared).await.expect("b"),
-        Some(size_of(&shared))
-    );
+    assert_eq!(in_repo(&store, &b, &shared).await, Some(size_of(&shared)));
 }
 
 /// Finding a manifest by digest claims it again once stale; once GC removed it, the
@@ -562,8 +532,7 @@ pub async fn gc_candidates_follow_cascades(store: Store) {
 pub async fn gc_manifest_claim(store: Store) {
     let r = repo("gc/mclaim");
     let (cfg, l) = (d("mc-cfg"), d("mc-layer"));
-    link(&store, &r, &cfg).await;
-    link(&store, &r, &l).await;
+    link_all(&store, &r, &[&cfg, &l]).await;
     let m = image(&cfg, std::slice::from_ref(&l), "mc");
     put(&store, &r, &m, None).await;
     assert!(store.manifest_claim(&r, &m.digest, 0).await.expect("fresh"));

@@ -60,6 +60,72 @@ async fn link(store: &FullStore, name: &str) {
         .unwrap_or_else(|e| panic!("blob_link {name}: {e}"));
 }
 
+/// Store calls a case expects to succeed, each panicking with what failed.
+trait Must {
+    /// The settings of repository `r`, which must exist.
+    async fn settings_of(&self, r: &str) -> RepoSettings;
+    /// Creates organisation `name` with default settings.
+    async fn create_org(&self, name: &str) -> Result<OrgRecord, MetaError>;
+    async fn add_member(&self, org: &str, team: &str, user: AccountId);
+    async fn create_token(&self, t: &NewToken) -> TokenRecord;
+    /// Sets a user's `active` and `is_system_admin` flags (`None` leaves one as it is).
+    async fn set_flags(&self, user: AccountId, flags: [Option<bool>; 2]) -> UserRecord;
+    /// Creates token `n` of `kind` for `user` (see [`new_token`]).
+    async fn issue(&self, n: u8, user: AccountId, kind: TokenKind) -> TokenRecord;
+    /// The names of a [`repos_list`](AccessStore::repos_list) page.
+    async fn repo_names(&self, ns: Option<&str>, last: Option<&str>, n: u32) -> Vec<String>;
+    async fn grant_namespace(&self, org: &str, team: &str, role: Role);
+}
+
+impl Must for FullStore {
+    async fn settings_of(&self, r: &str) -> RepoSettings {
+        let got = self.repo_settings(&repo(r)).await;
+        let got = got.unwrap_or_else(|e| panic!("repo_settings {r}: {e}"));
+        got.unwrap_or_else(|| panic!("repository {r} has no settings"))
+    }
+
+    async fn create_org(&self, name: &str) -> Result<OrgRecord, MetaError> {
+        self.org_create(name, "", &OrgSettings::default(), false)
+            .await
+    }
+
+    async fn add_member(&self, org: &str, team: &str, user: AccountId) {
+        let added = self.team_member_add(org, team, user).await;
+        added.unwrap_or_else(|e| panic!("team_member_add {org}/{team} {user}: {e}"))
+    }
+
+    async fn create_token(&self, t: &NewToken) -> TokenRecord {
+        let made = self.token_create(t).await;
+        made.unwrap_or_else(|e| panic!("token_create {}: {e}", t.id))
+    }
+
+    async fn set_flags(&self, user: AccountId, flags: [Option<bool>; 2]) -> UserRecord {
+        let [active, is_system_admin] = flags;
+        let patch = UserPatch {
+            active,
+            is_system_admin,
+            ..UserPatch::default()
+        };
+        let done = self.user_update(user, &patch).await;
+        done.unwrap_or_else(|e| panic!("user_update {user}: {e}"))
+    }
+
+    async fn issue(&self, n: u8, user: AccountId, kind: TokenKind) -> TokenRecord {
+        self.create_token(&new_token(n, user, kind)).await
+    }
+
+    async fn repo_names(&self, ns: Option<&str>, last: Option<&str>, n: u32) -> Vec<String> {
+        let list = self.repos_list(ns, last, n).await;
+        let list = list.unwrap_or_else(|e| panic!("repos_list {ns:?} after {last:?}: {e}"));
+        names(&list, |r| r.name.as_str())
+    }
+
+    async fn grant_namespace(&self, org: &str, team: &str, role: Role) {
+        let done = self.grant_namespace_set(org, team, role).await;
+        done.unwrap_or_else(|e| panic!("grant_namespace_set {org}/{team}: {e}"))
+    }
+}
+
 fn team_ref(org: &str, team: &str) -> TeamRef {
     TeamRef {
         org: org.to_string(),
@@ -121,12 +187,8 @@ fn refresh_of(n: u8, user: AccountId, parent: TokenParent) -> NewToken {
 }
 
 async fn revoked(store: &FullStore, n: u8) -> bool {
-    store
-        .token_get(&secret_id(n))
-        .await
-        .expect("token_get")
-        .unwrap_or_else(|| panic!("token {n} is gone"))
-        .revoked
+    let token = store.token_get(&secret_id(n)).await.expect("token_get");
+    token.unwrap_or_else(|| panic!("token {n} is gone")).revoked
 }
 
 fn names<T>(v: &[T], f: impl Fn(&T) -> &str) -> Vec<String> {
@@ -152,31 +214,16 @@ pub async fn accounts_share_one_namespace(store: FullStore) {
     );
 
     expect_conflict(store.user_create(&new_user("alice")).await, "user twice");
-    expect_conflict(
-        store
-            .org_create("alice", "", &OrgSettings::default(), false)
-            .await,
-        "org named like a user",
-    );
+    expect_conflict(store.create_org("alice").await, "org named like a user");
     let acme = org(&store, "acme", OrgSettings::default()).await;
     assert_eq!(acme.settings, OrgSettings::default());
     expect_conflict(
         store.user_create(&new_user("acme")).await,
         "user named like an org",
     );
-    expect_conflict(
-        store
-            .org_create("acme", "", &OrgSettings::default(), false)
-            .await,
-        "org twice",
-    );
+    expect_conflict(store.create_org("acme").await, "org twice");
     expect_invalid(store.user_create(&new_user("Bob")).await, "upper-case user");
-    expect_invalid(
-        store
-            .org_create("ACME2", "", &OrgSettings::default(), false)
-            .await,
-        "upper-case org",
-    );
+    expect_invalid(store.create_org("ACME2").await, "upper-case org");
     expect_invalid(store.user_create(&new_user("")).await, "empty name");
 
     let by_id = store.user_get(UserKey::Id(alice.id)).await.expect("get");
@@ -245,16 +292,7 @@ pub async fn directory_ids_are_stored_and_unique(store: FullStore) {
         .await
         .expect("adopt");
     assert_eq!(adopted.origin, dir("ola", Some("AQIDBA==")));
-    let other = store
-        .user_update(
-            ola.id,
-            &UserPatch {
-                active: Some(false),
-                ..UserPatch::default()
-            },
-        )
-        .await
-        .expect("update");
+    let other = store.set_flags(ola.id, [Some(false), None]).await;
     assert_eq!(other.origin, dir("ola", Some("AQIDBA==")), "kept");
     // One entry, one account.
     let mut twin = new_user("sam2");
@@ -344,18 +382,9 @@ pub async fn user_update_and_delete(store: FullStore) {
 
     org(&store, "team-org", OrgSettings::default()).await;
     team(&store, "team-org", "devs").await;
-    store
-        .team_member_add("team-org", "devs", u.id)
-        .await
-        .expect("team_member_add");
-    store
-        .token_create(&new_token(1, u.id, TokenKind::Access))
-        .await
-        .expect("token_create");
-    store
-        .token_create(&new_token(2, other.id, TokenKind::Access))
-        .await
-        .expect("token_create");
+    store.add_member("team-org", "devs", u.id).await;
+    store.issue(1, u.id, TokenKind::Access).await;
+    store.issue(2, other.id, TokenKind::Access).await;
 
     assert!(store.user_delete(u.id).await.expect("user_delete"));
     assert!(!store.user_delete(u.id).await.expect("user_delete twice"));
@@ -507,22 +536,10 @@ async fn teams_and_their_members(store: &FullStore, ben: &UserRecord) -> UserRec
     assert_eq!(teams[1].directory_group.as_deref(), Some("ops-group"));
 
     let cyd = user(store, "cyd").await;
-    store
-        .team_member_add("acme", "devs", cyd.id)
-        .await
-        .expect("add");
-    store
-        .team_member_add("acme", "devs", cyd.id)
-        .await
-        .expect("add twice");
-    store
-        .team_member_add("acme", "ops", cyd.id)
-        .await
-        .expect("add");
-    store
-        .team_member_add("acme", "devs", ben.id)
-        .await
-        .expect("add");
+    store.add_member("acme", "devs", cyd.id).await;
+    store.add_member("acme", "devs", cyd.id).await;
+    store.add_member("acme", "ops", cyd.id).await;
+    store.add_member("acme", "devs", ben.id).await;
     expect_not_found(
         store.team_member_add("acme", "nope", cyd.id).await,
         "no team",
@@ -616,15 +633,12 @@ pub async fn team_delete_cascades(store: FullStore) {
     link(&store, "acme/app").await;
     for t in ["devs", "ops"] {
         team(&store, "acme", t).await;
-        store.team_member_add("acme", t, u.id).await.expect("add");
+        store.add_member("acme", t, u.id).await;
         store
             .grant_repo_set("acme", t, &repo("acme/app"), Role::ReadWrite)
             .await
             .expect("grant repo");
-        store
-            .grant_namespace_set("acme", t, Role::ReadOnly)
-            .await
-            .expect("grant namespace");
+        store.grant_namespace("acme", t, Role::ReadOnly).await;
     }
     assert_eq!(store.grants_of_org("acme").await.expect("grants").len(), 4);
     assert!(store
@@ -668,28 +682,19 @@ pub async fn repository_settings_and_default_visibility(store: FullStore) {
     link(&store, "closed/a").await;
     link(&store, "olga/a").await;
     link(&store, "nobody/a").await;
-    let vis = |s: Option<RepoSettings>| s.expect("settings").visibility;
-    assert_eq!(
-        vis(store.repo_settings(&repo("open/a")).await.unwrap()),
-        Visibility::Public
-    );
-    assert_eq!(
-        vis(store.repo_settings(&repo("closed/a")).await.unwrap()),
-        Visibility::Private
-    );
-    assert_eq!(
-        vis(store.repo_settings(&repo("olga/a")).await.unwrap()),
-        Visibility::Private
-    );
-    assert_eq!(
-        vis(store.repo_settings(&repo("nobody/a")).await.unwrap()),
-        Visibility::Private
-    );
+    for (r, want) in [
+        ("open/a", Visibility::Public),
+        ("closed/a", Visibility::Private),
+        ("olga/a", Visibility::Private),
+        ("nobody/a", Visibility::Private),
+    ] {
+        assert_eq!(store.settings_of(r).await.visibility, want, "{r}");
+    }
     assert_eq!(
         store.repo_settings(&repo("open/none")).await.expect("get"),
         None
     );
-    let s = store.repo_settings(&repo("open/a")).await.unwrap().unwrap();
+    let s = store.settings_of("open/a").await;
     assert_eq!(
         s.created_by, None,
         "a push-created repository has no recorded creator"
@@ -725,7 +730,7 @@ pub async fn repository_settings_and_default_visibility(store: FullStore) {
         .await
         .expect("set"));
     assert_eq!(
-        vis(store.repo_settings(&repo("closed/a")).await.unwrap()),
+        store.settings_of("closed/a").await.visibility,
         Visibility::Public
     );
     assert!(!store
@@ -735,7 +740,7 @@ pub async fn repository_settings_and_default_visibility(store: FullStore) {
 
     // The creator's account going away keeps the repository.
     assert!(store.user_delete(owner.id).await.expect("delete"));
-    let s = store.repo_settings(&repo("open/b")).await.unwrap().unwrap();
+    let s = store.settings_of("open/b").await;
     assert_eq!(s.created_by, None);
     repository_listing_pages(&store).await;
     visible_listing_matches_repos_list(&store).await;
@@ -773,20 +778,12 @@ async fn repository_listing_pages(store: &FullStore) {
     assert!(p3.is_empty());
     // A cursor before the namespace starts at its first name; one among the names that
     // sort between `open` and `open/` (`open-x/a`) continues with `open/a`.
-    let before = store
-        .repos_list(Some("open"), Some("olga/a"), 100)
-        .await
-        .expect("list");
     assert_eq!(
-        names(&before, |r| r.name.as_str()),
+        store.repo_names(Some("open"), Some("olga/a"), 100).await,
         ["open", "open/a", "open/b", "open/c"]
     );
-    let between = store
-        .repos_list(Some("open"), Some("open-x/a"), 100)
-        .await
-        .expect("list");
     assert_eq!(
-        names(&between, |r| r.name.as_str()),
+        store.repo_names(Some("open"), Some("open-x/a"), 100).await,
         ["open/a", "open/b", "open/c"]
     );
     let p = store
@@ -896,11 +893,7 @@ pub async fn namespaces_belong_to_accounts_by_identity(store: FullStore) {
     // An administrator's push into a namespace without an account.
     link(&store, "library/base").await;
     link(&store, "library").await;
-    let s = store
-        .repo_settings(&repo("library/base"))
-        .await
-        .unwrap()
-        .unwrap();
+    let s = store.settings_of("library/base").await;
     ownerless(s.namespace);
     ownerless(
         store
@@ -929,12 +922,7 @@ pub async fn namespaces_belong_to_accounts_by_identity(store: FullStore) {
         store.user_create(&new_user("library")).await,
         "user library",
     );
-    expect_namespace_held(
-        store
-            .org_create("library", "", &OrgSettings::default(), false)
-            .await,
-        "organisation library",
-    );
+    expect_namespace_held(store.create_org("library").await, "organisation library");
     assert_eq!(
         store.user_get(UserKey::Name("library")).await.unwrap(),
         None
@@ -949,12 +937,7 @@ pub async fn namespaces_belong_to_accounts_by_identity(store: FullStore) {
     }
 
     // A taken name is still `Conflict`; names next to a held one are free.
-    expect_conflict(
-        store
-            .org_create("acme", "", &OrgSettings::default(), false)
-            .await,
-        "existing organisation",
-    );
+    expect_conflict(store.create_org("acme").await, "existing organisation");
     link(&store, "held-x/a").await;
     link(&store, "heldx").await;
     link(&store, "held.x/a").await;
@@ -964,12 +947,7 @@ pub async fn namespaces_belong_to_accounts_by_identity(store: FullStore) {
     link(&store, "acme/app").await;
     link(&store, "olive/app").await;
     assert_eq!(
-        store
-            .repo_settings(&repo("acme/app"))
-            .await
-            .unwrap()
-            .unwrap()
-            .namespace,
+        store.settings_of("acme/app").await.namespace,
         NamespaceKind::Organization {
             members_can_create: false
         }
@@ -993,14 +971,7 @@ async fn deleted_accounts_leave_their_namespace(store: &FullStore, olive: &UserR
     // does not get them.
     assert!(store.user_delete(olive.id).await.expect("delete"));
     for r in ["olive/app", "olive/made"] {
-        ownerless(
-            store
-                .repo_settings(&repo(r))
-                .await
-                .unwrap()
-                .unwrap()
-                .namespace,
-        );
+        ownerless(store.settings_of(r).await.namespace);
     }
     let mut service = NewUser {
         password: None,
@@ -1011,18 +982,9 @@ async fn deleted_accounts_leave_their_namespace(store: &FullStore, olive: &UserR
     expect_namespace_held(store.user_create(&service).await, "a deleted user's name");
     // A deleted organisation's too.
     assert!(store.org_delete("acme").await.expect("delete"));
-    ownerless(
-        store
-            .repo_settings(&repo("acme/app"))
-            .await
-            .unwrap()
-            .unwrap()
-            .namespace,
-    );
+    ownerless(store.settings_of("acme/app").await.namespace);
     expect_namespace_held(
-        store
-            .org_create("acme", "", &OrgSettings::default(), false)
-            .await,
+        store.create_org("acme").await,
         "a deleted organisation's name",
     );
     expect_namespace_held(
@@ -1041,15 +1003,7 @@ async fn deleted_accounts_leave_their_namespace(store: &FullStore, olive: &UserR
     let olive2 = store.user_create(&service).await.expect("claim olive");
     assert_ne!(olive2.id, olive.id);
     for r in ["olive/app", "olive/made"] {
-        assert_eq!(
-            store
-                .repo_settings(&repo(r))
-                .await
-                .unwrap()
-                .unwrap()
-                .namespace,
-            NamespaceKind::User
-        );
+        assert_eq!(store.settings_of(r).await.namespace, NamespaceKind::User);
     }
     assert_eq!(
         decision(store, Some("olive"), "olive/app", Permission::Admin).await,
@@ -1061,12 +1015,7 @@ async fn deleted_accounts_leave_their_namespace(store: &FullStore, olive: &UserR
         .expect("claim acme");
     assert_eq!(claimed.name, "acme");
     assert!(matches!(
-        store
-            .repo_settings(&repo("acme/app"))
-            .await
-            .unwrap()
-            .unwrap()
-            .namespace,
+        store.settings_of("acme/app").await.namespace,
         NamespaceKind::Organization { .. }
     ));
     let lib = store
@@ -1077,29 +1026,14 @@ async fn deleted_accounts_leave_their_namespace(store: &FullStore, olive: &UserR
         .await
         .expect("claim library");
     for r in ["library", "library/base"] {
-        assert_eq!(
-            store
-                .repo_settings(&repo(r))
-                .await
-                .unwrap()
-                .unwrap()
-                .namespace,
-            NamespaceKind::User
-        );
+        assert_eq!(store.settings_of(r).await.namespace, NamespaceKind::User);
     }
     assert_eq!(
         decision(store, Some("library"), "library/base", Permission::Admin).await,
         Decision::Allowed
     );
     // The neighbours stayed ownerless.
-    ownerless(
-        store
-            .repo_settings(&repo("held-x/a"))
-            .await
-            .unwrap()
-            .unwrap()
-            .namespace,
-    );
+    ownerless(store.settings_of("held-x/a").await.namespace);
     assert!(store.user_delete(lib.id).await.expect("delete"));
     // Claiming a name whose namespace holds nothing is plain creation.
     store
@@ -1154,14 +1088,7 @@ where
 pub async fn owners_after_0004(store: FullStore) {
     let kind = |r: &'static str| {
         let store = store.clone();
-        async move {
-            store
-                .repo_settings(&repo(r))
-                .await
-                .expect("repo_settings")
-                .unwrap_or_else(|| panic!("{r} survives the migration"))
-                .namespace
-        }
+        async move { store.settings_of(r).await.namespace }
     };
     let org = NamespaceKind::Organization {
         members_can_create: false,
@@ -1244,24 +1171,35 @@ pub async fn grants_roundtrip(store: FullStore) {
     link(&store, "acme/db").await;
     link(&store, "zeta/app").await;
 
-    expect_invalid(
-        store
-            .grant_repo_set("acme", "devs", &repo("zeta/app"), Role::Admin)
-            .await,
-        "grant outside the team's namespace",
-    );
-    expect_not_found(
-        store
-            .grant_repo_set("acme", "devs", &repo("acme/none"), Role::Admin)
-            .await,
-        "grant on a missing repository",
-    );
-    expect_not_found(
-        store
-            .grant_repo_set("acme", "nope", &repo("acme/app"), Role::Admin)
-            .await,
-        "grant of a missing team",
-    );
+    type Refusal = fn(Result<(), MetaError>, &str);
+    let refused: [(&str, &str, Refusal, &str); 3] = [
+        (
+            "devs",
+            "zeta/app",
+            expect_invalid,
+            "grant outside the team's namespace",
+        ),
+        (
+            "devs",
+            "acme/none",
+            expect_not_found,
+            "grant on a missing repository",
+        ),
+        (
+            "nope",
+            "acme/app",
+            expect_not_found,
+            "grant of a missing team",
+        ),
+    ];
+    for (team, r, expect, what) in refused {
+        expect(
+            store
+                .grant_repo_set("acme", team, &repo(r), Role::Admin)
+                .await,
+            what,
+        );
+    }
     expect_not_found(
         store.grant_namespace_set("acme", "nope", Role::Admin).await,
         "namespace grant of a missing team",
@@ -1280,14 +1218,8 @@ pub async fn grants_roundtrip(store: FullStore) {
     set("devs", "acme/app", Role::ReadWrite).await; // replaces
     set("devs", "acme/db", Role::Admin).await;
     set("ops", "acme/app", Role::ReadOnly).await;
-    store
-        .grant_namespace_set("acme", "ops", Role::ReadOnly)
-        .await
-        .expect("ns");
-    store
-        .grant_namespace_set("acme", "ops", Role::Admin)
-        .await
-        .expect("ns replace");
+    store.grant_namespace("acme", "ops", Role::ReadOnly).await;
+    store.grant_namespace("acme", "ops", Role::Admin).await;
     store
         .grant_repo_set("zeta", "devs", &repo("zeta/app"), Role::Admin)
         .await
@@ -1324,10 +1256,7 @@ pub async fn grants_roundtrip(store: FullStore) {
         .await
         .expect("of user")
         .is_empty());
-    store
-        .team_member_add("acme", "devs", u.id)
-        .await
-        .expect("add");
+    store.add_member("acme", "devs", u.id).await;
     assert_eq!(
         store.grants_of_user(u.id).await.expect("of user"),
         vec![
@@ -1383,14 +1312,8 @@ pub async fn access_for_loads_the_decision_inputs(store: FullStore) {
         .expect("owner");
     team(&store, "acme", "devs").await;
     team(&store, "acme", "readers").await;
-    store
-        .team_member_add("acme", "devs", dev.id)
-        .await
-        .expect("add");
-    store
-        .team_member_add("acme", "readers", dev.id)
-        .await
-        .expect("add");
+    store.add_member("acme", "devs", dev.id).await;
+    store.add_member("acme", "readers", dev.id).await;
     link(&store, "acme/app").await;
     link(&store, "acme/other").await;
     link(&store, "acme/public").await;
@@ -1407,9 +1330,8 @@ pub async fn access_for_loads_the_decision_inputs(store: FullStore) {
         .await
         .expect("grant");
     store
-        .grant_namespace_set("acme", "readers", Role::ReadOnly)
-        .await
-        .expect("grant");
+        .grant_namespace("acme", "readers", Role::ReadOnly)
+        .await;
     access_for_loads_the_context(&store, &dev).await;
     decisions_from_loaded_inputs(&store).await;
     unknown_and_changed_subjects(&store, &dev, &outsider).await;
@@ -1607,26 +1529,8 @@ async fn unknown_and_changed_subjects(store: &FullStore, dev: &UserRecord, outsi
     );
 
     // Deactivation and admin flags reach the subject.
-    store
-        .user_update(
-            dev.id,
-            &UserPatch {
-                active: Some(false),
-                ..UserPatch::default()
-            },
-        )
-        .await
-        .expect("deactivate");
-    store
-        .user_update(
-            outsider.id,
-            &UserPatch {
-                is_system_admin: Some(true),
-                ..UserPatch::default()
-            },
-        )
-        .await
-        .expect("promote");
+    store.set_flags(dev.id, [Some(false), None]).await;
+    store.set_flags(outsider.id, [None, Some(true)]).await;
     check(
         Some(UserKey::Name("dev")),
         "acme/app",
@@ -1663,7 +1567,7 @@ pub async fn tokens_lifecycle(store: FullStore) {
     let mut t1 = new_token(1, u.id, TokenKind::Access);
     t1.expires_at = Some(2_000_000_000_000);
     t1.restriction = Some(restriction.clone());
-    let rec = store.token_create(&t1).await.expect("token_create");
+    let rec = store.create_token(&t1).await;
     assert_eq!(rec.id, t1.id);
     assert_eq!(rec.hash, secret_hash(1));
     assert_eq!(rec.expires_at, Some(2_000_000_000_000));
@@ -1690,20 +1594,11 @@ pub async fn tokens_lifecycle(store: FullStore) {
         "token of an organisation",
     );
 
-    let r2 = store
-        .token_create(&new_token(2, u.id, TokenKind::Refresh))
-        .await
-        .expect("refresh");
+    let r2 = store.issue(2, u.id, TokenKind::Refresh).await;
     assert_eq!(r2.kind, TokenKind::Refresh);
     assert!(r2.usable_at(i64::MAX), "no expiry");
-    store
-        .token_create(&new_token(3, u.id, TokenKind::Access))
-        .await
-        .expect("t3");
-    store
-        .token_create(&new_token(4, other.id, TokenKind::Access))
-        .await
-        .expect("t4");
+    store.issue(3, u.id, TokenKind::Access).await;
+    store.issue(4, other.id, TokenKind::Access).await;
     let list = store
         .tokens_list(u.id, TokenKind::Access)
         .await
@@ -1777,10 +1672,10 @@ pub async fn refresh_tokens_end_with_their_parent(store: FullStore) {
     // Against an access token with a 5-second life: the refresh token's 90 days shrink.
     let mut parent = new_token(1, u.id, TokenKind::Access);
     parent.expires_at = Some(1_700_000_005_000);
-    store.token_create(&parent).await.expect("parent");
+    store.create_token(&parent).await;
     let mut child = refresh_of(2, u.id, TokenParent::Token(secret_id(1)));
     child.expires_at = Some(1_700_000_000_000 + 90 * 86_400_000);
-    let rec = store.token_create(&child).await.expect("child");
+    let rec = store.create_token(&child).await;
     assert_eq!(
         rec.expires_at,
         Some(1_700_000_005_000),
@@ -1800,9 +1695,8 @@ pub async fn refresh_tokens_end_with_their_parent(store: FullStore) {
     assert_eq!(rec.expires_at, Some(1_700_000_005_000));
     // Revoking the parent revokes its children, and nothing else.
     let pw_child = store
-        .token_create(&refresh_of(4, u.id, TokenParent::Password { epoch: 0 }))
-        .await
-        .expect("password child");
+        .create_token(&refresh_of(4, u.id, TokenParent::Password { epoch: 0 }))
+        .await;
     assert!(!pw_child.revoked);
     assert!(store.token_revoke(&secret_id(1)).await.expect("revoke"));
     assert!(revoked(&store, 2).await && revoked(&store, 3).await);
@@ -1818,46 +1712,33 @@ pub async fn refresh_tokens_end_with_their_parent(store: FullStore) {
     assert!(late.revoked && revoked(&store, 5).await);
 
     // The parent must be an access token of the same user.
-    store
-        .token_create(&new_token(6, other.id, TokenKind::Access))
-        .await
-        .expect("other's token");
-    expect_not_found(
-        store
-            .token_create(&refresh_of(7, u.id, TokenParent::Token(secret_id(6))))
-            .await,
-        "a parent of another user",
-    );
-    expect_not_found(
-        store
-            .token_create(&refresh_of(7, u.id, TokenParent::Token(secret_id(99))))
-            .await,
-        "a missing parent",
-    );
-    expect_invalid(
-        store
-            .token_create(&refresh_of(7, u.id, TokenParent::Token(secret_id(4))))
-            .await,
-        "a refresh token as a parent",
-    );
-    expect_invalid(
-        store
-            .token_create(&NewToken {
+    store.issue(6, other.id, TokenKind::Access).await;
+    type Refusal = fn(Result<TokenRecord, MetaError>, &str);
+    let child_of = |parent: u8| refresh_of(7, u.id, TokenParent::Token(secret_id(parent)));
+    let refused: [(NewToken, Refusal, &str); 5] = [
+        (child_of(6), expect_not_found, "a parent of another user"),
+        (child_of(99), expect_not_found, "a missing parent"),
+        (child_of(4), expect_invalid, "a refresh token as a parent"),
+        (
+            NewToken {
                 parent: None,
                 ..new_token(7, u.id, TokenKind::Refresh)
-            })
-            .await,
-        "a refresh token without a parent",
-    );
-    expect_invalid(
-        store
-            .token_create(&NewToken {
+            },
+            expect_invalid,
+            "a refresh token without a parent",
+        ),
+        (
+            NewToken {
                 parent: Some(TokenParent::Password { epoch: 0 }),
                 ..new_token(7, u.id, TokenKind::Access)
-            })
-            .await,
-        "an access token with a parent",
-    );
+            },
+            expect_invalid,
+            "an access token with a parent",
+        ),
+    ];
+    for (token, expect, what) in refused {
+        expect(store.token_create(&token).await, what);
+    }
     assert_eq!(store.token_get(&secret_id(7)).await.unwrap(), None);
     credential_changes_end_sessions(&store, &u, &other).await;
 }
@@ -1865,22 +1746,18 @@ pub async fn refresh_tokens_end_with_their_parent(store: FullStore) {
 /// A password change or a deactivation ends the sessions of the password, and only those; deleting the user takes every token.
 async fn credential_changes_end_sessions(store: &FullStore, u: &UserRecord, other: &UserRecord) {
     // A password change moves the epoch and ends the password's sessions, and only those.
-    store
-        .token_create(&new_token(8, u.id, TokenKind::Access))
-        .await
-        .expect("access token");
+    store.issue(8, u.id, TokenKind::Access).await;
     store
         .token_create(&refresh_of(9, u.id, TokenParent::Token(secret_id(8))))
         .await
         .expect("child of 8");
     store
-        .token_create(&refresh_of(
+        .create_token(&refresh_of(
             10,
             other.id,
             TokenParent::Password { epoch: 0 },
         ))
-        .await
-        .expect("other's session");
+        .await;
     let same = store
         .user_update(
             u.id,
@@ -1924,27 +1801,16 @@ async fn credential_changes_end_sessions(store: &FullStore, u: &UserRecord, othe
     assert!(!revoked(store, 10).await, "another user's session");
     // Issued after the change but for a login under the old epoch: born revoked.
     let stale = store
-        .token_create(&refresh_of(11, u.id, TokenParent::Password { epoch: 0 }))
-        .await
-        .expect("stale session");
+        .create_token(&refresh_of(11, u.id, TokenParent::Password { epoch: 0 }))
+        .await;
     assert!(stale.revoked);
     let fresh = store
-        .token_create(&refresh_of(12, u.id, TokenParent::Password { epoch: 1 }))
-        .await
-        .expect("fresh session");
+        .create_token(&refresh_of(12, u.id, TokenParent::Password { epoch: 1 }))
+        .await;
     assert!(!fresh.revoked && fresh.parent == Some(TokenParent::Password { epoch: 1 }));
 
     // Deactivation ends the password's sessions too; reactivation does not revive them.
-    let off = store
-        .user_update(
-            u.id,
-            &UserPatch {
-                active: Some(false),
-                ..UserPatch::default()
-            },
-        )
-        .await
-        .expect("deactivate");
+    let off = store.set_flags(u.id, [Some(false), None]).await;
     assert_eq!(off.credential_epoch, 2);
     assert!(revoked(store, 12).await);
     let on = store
@@ -2236,14 +2102,8 @@ pub async fn hostile_strings_round_trip(store: FullStore) {
         .await
         .expect("team_create");
     assert_eq!(store.team_get(&oname, &tname).await.unwrap(), Some(t));
-    store
-        .team_member_add(&oname, &tname, u.id)
-        .await
-        .expect("add");
-    store
-        .grant_namespace_set(&oname, &tname, Role::ReadOnly)
-        .await
-        .expect("grant");
+    store.add_member(&oname, &tname, u.id).await;
+    store.grant_namespace(&oname, &tname, Role::ReadOnly).await;
     let s = store
         .subject_for(UserKey::Id(u.id))
         .await
@@ -2265,7 +2125,7 @@ pub async fn hostile_strings_round_trip(store: FullStore) {
             max_role: Role::ReadOnly,
         }],
     });
-    store.token_create(&tok).await.expect("token");
+    store.create_token(&tok).await;
     let got = store.token_get(&tok.id).await.unwrap().unwrap();
     assert_eq!(got.description, long);
     assert_eq!(got.restriction, tok.restriction);

@@ -7,105 +7,93 @@ fn now() -> i64 {
     crate::convert::now_ms()
 }
 
+/// Whether `holder` takes (or keeps) lease `name` for `ttl` ms.
+async fn acquire(store: &Store, name: &str, holder: &str, ttl: i64) -> bool {
+    let got = store.lease_acquire(name, holder, ttl).await;
+    got.unwrap_or_else(|e| panic!("lease_acquire {name} by {holder}: {e}"))
+}
+
+/// Whether `holder` renews lease `name` for `ttl` ms.
+async fn renew(store: &Store, name: &str, holder: &str, ttl: i64) -> bool {
+    let got = store.lease_renew(name, holder, ttl).await;
+    got.unwrap_or_else(|e| panic!("lease_renew {name} by {holder}: {e}"))
+}
+
+/// Whether `holder` releases lease `name`.
+async fn release(store: &Store, name: &str, holder: &str) -> bool {
+    let got = store.lease_release(name, holder).await;
+    got.unwrap_or_else(|e| panic!("lease_release {name} by {holder}: {e}"))
+}
+
+/// Lease `name`, which must be recorded.
+async fn held(store: &Store, name: &str) -> crate::Lease {
+    let lease = store.lease(name).await.expect("lease");
+    lease.unwrap_or_else(|| panic!("lease {name} is not recorded"))
+}
+
 /// One holder at a time; the holder renews (keeping `acquired_at`) and releases; a
 /// release or renewal by another changes nothing.
 pub async fn lease_acquire_renew_release(store: Store) {
     assert!(store.lease("job").await.expect("lease").is_none());
     assert!(store.leases().await.expect("leases").is_empty());
-    assert!(store.lease_acquire("job", "a", 60_000).await.expect("a"));
-    let first = store.lease("job").await.expect("lease").expect("held");
+    assert!(acquire(&store, "job", "a", 60_000).await);
+    let first = held(&store, "job").await;
     assert_eq!((first.name.as_str(), first.holder.as_str()), ("job", "a"));
     assert!(first.live_at(now()));
-    assert!(!store.lease_acquire("job", "b", 60_000).await.expect("b"));
-    assert!(!store.lease_renew("job", "b", 60_000).await.expect("b"));
-    assert!(!store.lease_release("job", "b").await.expect("not b's"));
-    assert!(store.lease_renew("job", "a", 120_000).await.expect("renew"));
-    assert!(store
-        .lease_acquire("job", "a", 120_000)
-        .await
-        .expect("again"));
-    let renewed = store.lease("job").await.expect("lease").expect("held");
+    assert!(!acquire(&store, "job", "b", 60_000).await);
+    assert!(!renew(&store, "job", "b", 60_000).await);
+    assert!(!release(&store, "job", "b").await);
+    assert!(renew(&store, "job", "a", 120_000).await);
+    assert!(acquire(&store, "job", "a", 120_000).await);
+    let renewed = held(&store, "job").await;
     assert_eq!(renewed.holder, "a");
     assert_eq!(renewed.acquired_at, first.acquired_at, "a renewal keeps it");
     assert!(renewed.expires_at >= first.expires_at + 59_000);
-    assert!(store.lease_release("job", "a").await.expect("release"));
+    assert!(release(&store, "job", "a").await);
     assert!(store.lease("job").await.expect("lease").is_none());
     assert!(
-        !store.lease_renew("job", "a", 60_000).await.expect("renew"),
+        !renew(&store, "job", "a", 60_000).await,
         "a released lease is not renewed"
     );
-    assert!(store
-        .lease_acquire("job", "b", 60_000)
-        .await
-        .expect("free: b"));
+    assert!(acquire(&store, "job", "b", 60_000).await);
 }
 
 /// An expired lease is taken by another process at once; the old holder can then neither
 /// renew nor release it.
 pub async fn lease_expiry_hands_over(store: Store) {
-    assert!(store.lease_acquire("job", "a", -1).await.expect("a"));
+    assert!(acquire(&store, "job", "a", -1).await);
     let dead = store.lease("job").await.expect("lease").expect("recorded");
     assert!(!dead.live_at(now()), "expired, still recorded");
-    assert!(store
-        .lease_acquire("job", "b", 60_000)
-        .await
-        .expect("taken over"));
-    let taken = store.lease("job").await.expect("lease").expect("held");
+    assert!(acquire(&store, "job", "b", 60_000).await);
+    let taken = held(&store, "job").await;
     assert_eq!(taken.holder, "b");
     assert!(taken.acquired_at >= dead.acquired_at);
-    assert!(!store.lease_renew("job", "a", 60_000).await.expect("a"));
-    assert!(!store.lease_release("job", "a").await.expect("a"));
-    assert_eq!(
-        store
-            .lease("job")
-            .await
-            .expect("lease")
-            .expect("held")
-            .holder,
-        "b"
-    );
+    assert!(!renew(&store, "job", "a", 60_000).await);
+    assert!(!release(&store, "job", "a").await);
+    assert_eq!(held(&store, "job").await.holder, "b");
     // A holder whose lease expired but was not taken may still renew it.
-    assert!(store.lease_acquire("other", "a", -1).await.expect("a"));
-    assert!(store
-        .lease_renew("other", "a", 60_000)
-        .await
-        .expect("renew"));
-    assert!(store
-        .lease("other")
-        .await
-        .expect("lease")
-        .expect("held")
-        .live_at(now()));
+    assert!(acquire(&store, "other", "a", -1).await);
+    assert!(renew(&store, "other", "a", 60_000).await);
+    assert!(held(&store, "other").await.live_at(now()));
 }
 
 /// Names are independent: one holder may hold several, and hostile names round-trip.
 pub async fn leases_are_per_name(store: Store) {
     let odd = "gc'; DROP TABLE leases; --\u{e9}";
     for name in ["gc", "directory-sync", odd] {
-        assert!(store.lease_acquire(name, "a", 60_000).await.expect(name));
+        assert!(acquire(&store, name, "a", 60_000).await);
     }
-    assert!(store
-        .lease_acquire("audit-retention", "b", 60_000)
-        .await
-        .expect("b"));
+    assert!(acquire(&store, "audit-retention", "b", 60_000).await);
     let all = store.leases().await.expect("leases");
     let names: Vec<_> = all.iter().map(|l| l.name.as_str()).collect();
     let mut sorted = names.clone();
     sorted.sort_unstable();
     assert_eq!(names, sorted, "by name");
     assert_eq!(all.len(), 4);
+    assert_eq!(held(&store, odd).await.holder, "a");
+    assert!(release(&store, "gc", "a").await);
     assert_eq!(
-        store.lease(odd).await.expect("lease").expect("held").holder,
-        "a"
-    );
-    assert!(store.lease_release("gc", "a").await.expect("release"));
-    assert_eq!(
-        store
-            .lease("directory-sync")
-            .await
-            .expect("lease")
-            .expect("held")
-            .holder,
+        held(&store, "directory-sync").await.holder,
         "a",
         "releasing one name keeps the others"
     );

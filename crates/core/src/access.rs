@@ -611,10 +611,13 @@ impl Access {
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(&key);
         }
+        // A password is checked by hashing or by a directory bind, which cost far more than
+        // an allocation, through futures of several KiB: boxed, so that every request's
+        // future (bearer and anonymous ones too) does not carry and copy that size.
         let outcome = if is_token {
             self.login_token(&username, password, source).await
         } else {
-            self.login_password(&username, password, source).await
+            Box::pin(self.login_password(&username, password, source)).await
         };
         match &outcome {
             Ok(c) => {

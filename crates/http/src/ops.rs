@@ -3,7 +3,6 @@
 //! `/api/v0/meta/cluster_status`. Garbage collection's metrics are recorded here
 //! ([`record_gc`]) from each run's record.
 
-use crate::endpoint::Endpoint;
 use crate::AppState;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, Method, StatusCode};
@@ -38,18 +37,21 @@ pub fn prometheus() -> &'static PrometheusHandle {
     })
 }
 
-/// The `route` label: the `/v2` endpoint's name, the router's pattern for every other
-/// route (`/api/v0/users/{user}`), `not_found` for a path no route matches. Every value
-/// comes from the code, never from the request, so the number of series is bounded.
-fn route_label(req: &Request) -> std::borrow::Cow<'static, str> {
+/// The `route` label of a `/v2` request: its endpoint's name, which [`crate::v2::handle`]
+/// parses from the path anyway and leaves in the response's extensions (and on the span).
+#[derive(Debug, Clone, Copy)]
+pub struct V2Route(pub &'static str);
+
+/// The `route` label: the `/v2` endpoint's name (`None` here: [`V2Route`] tells it once
+/// the response is made), the router's pattern for every other route
+/// (`/api/v0/users/{user}`), `not_found` for a path no route matches. Every value comes
+/// from the code, never from the request, so the number of series is bounded.
+fn route_label(req: &Request) -> Option<std::borrow::Cow<'static, str>> {
     let path = req.uri().path();
     if path == "/v2" || path.starts_with("/v2/") {
-        return Endpoint::parse(req.method(), path)
-            .map(|e| e.name())
-            .unwrap_or("v2_invalid")
-            .into();
+        return None;
     }
-    match req.extensions().get::<MatchedPath>() {
+    Some(match req.extensions().get::<MatchedPath>() {
         Some(m) => match m.as_str() {
             "/health" => "health".into(),
             "/nginx_status" => "nginx_status".into(),
@@ -59,7 +61,7 @@ fn route_label(req: &Request) -> std::borrow::Cow<'static, str> {
             pattern => pattern.to_owned().into(),
         },
         None => "not_found".into(),
-    }
+    })
 }
 
 /// The `method` label: the methods some route serves, `other` for any other name (a
@@ -78,12 +80,14 @@ fn method_label(m: &Method) -> &'static str {
 }
 
 /// The `status` label: the code when it is one HTTP defines, `other` otherwise (a status
-/// is 100-999 in hyper; only the registered ones name a series).
-fn status_label(s: StatusCode) -> std::borrow::Cow<'static, str> {
-    if s.canonical_reason().is_some() {
-        s.as_str().to_owned().into()
-    } else {
-        "other".into()
+/// is 100-999 in hyper; only the registered ones name a series). Each label is made once.
+fn status_label(s: StatusCode) -> &'static str {
+    static LABELS: [OnceLock<&'static str>; 1000] = [const { OnceLock::new() }; 1000];
+    match LABELS.get(usize::from(s.as_u16())) {
+        Some(l) if s.canonical_reason().is_some() => {
+            l.get_or_init(|| Box::leak(s.as_str().to_owned().into_boxed_str()))
+        }
+        _ => "other",
     }
 }
 
@@ -100,7 +104,7 @@ pub async fn observe(State(st): State<AppState>, mut req: Request, next: Next) -
     req.headers_mut()
         .insert(crate::trace::REQUEST_ID, id.clone());
     let route = route_label(&req);
-    let span = crate::trace::span(&id, req.method(), &route);
+    let span = crate::trace::span(&id, req.method(), route.as_deref());
     let method = method_label(req.method());
     let bytes_in = content_length(req.headers());
     st.counters.requests.fetch_add(1, Ordering::Relaxed);
@@ -116,6 +120,9 @@ pub async fn observe(State(st): State<AppState>, mut req: Request, next: Next) -
             "request done"
         )
     });
+    let route = route
+        .or_else(|| resp.extensions().get::<V2Route>().map(|r| r.0.into()))
+        .unwrap_or("v2_invalid".into());
     let status = status_label(resp.status());
     metrics::counter!("berth_http_requests_total", "route" => route.clone(), "method" => method, "status" => status).increment(1);
     metrics::histogram!("berth_http_request_duration_seconds", "route" => route.clone())

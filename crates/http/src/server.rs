@@ -28,7 +28,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::time::{Instant, Sleep};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
@@ -50,6 +50,17 @@ pub struct Limits {
     pub body_idle_timeout: Duration,
     /// Connections open at once; beyond it new ones wait in the kernel's backlog.
     pub max_connections: usize,
+}
+
+impl Limits {
+    /// How often a connection's watchdog looks at least: the shortest timeout a phase of the
+    /// connection has (1 ms at the least).
+    fn watch_interval(&self) -> Duration {
+        self.header_read_timeout
+            .min(self.idle_timeout)
+            .min(self.body_idle_timeout)
+            .max(Duration::from_millis(1))
+    }
 }
 
 impl Default for Limits {
@@ -147,8 +158,8 @@ struct ActivityState {
 }
 
 /// One connection's activity: requests in progress (from the head to the end of the
-/// response body) and bytes arriving while idle; its watchdog sleeps until the current
-/// phase's deadline and is woken when the phase changes.
+/// response body) and bytes arriving while idle. Its watchdog ([`Activity::expired`]) is
+/// never woken by a change: a request costs it nothing.
 #[derive(Debug)]
 struct Activity {
     state: Mutex<ActivityState>,
@@ -156,7 +167,6 @@ struct Activity {
     idle: AtomicBool,
     /// `write_blocked.is_some()`, readable without the lock on every write.
     blocked: AtomicBool,
-    changed: Notify,
 }
 
 impl Activity {
@@ -170,7 +180,6 @@ impl Activity {
             }),
             idle: AtomicBool::new(false),
             blocked: AtomicBool::new(false),
-            changed: Notify::new(),
         }
     }
 
@@ -183,7 +192,6 @@ impl Activity {
         st.phase = phase;
         st.since = Instant::now();
         self.idle.store(phase == Phase::Idle, Ordering::Relaxed);
-        self.changed.notify_one();
     }
 
     fn request_started(&self) {
@@ -220,7 +228,6 @@ impl Activity {
         if st.write_blocked.is_none() {
             st.write_blocked = Some(Instant::now());
             self.blocked.store(true, Ordering::Relaxed);
-            self.changed.notify_one();
         }
     }
 
@@ -232,7 +239,6 @@ impl Activity {
         let mut st = self.lock();
         st.write_blocked = None;
         self.blocked.store(false, Ordering::Relaxed);
-        self.changed.notify_one();
     }
 
     fn busy(&self) -> bool {
@@ -259,19 +265,24 @@ impl Activity {
         }
     }
 
-    /// Resolves when the current phase outlives its deadline, with that phase.
+    /// Resolves when the current phase outlives its deadline, with that phase. It looks
+    /// at least every [`Limits::watch_interval`] (the shortest of the deadlines' timeouts)
+    /// and at the current deadline. Every deadline a change of phase sets lies at least
+    /// that interval after the change, so after the watchdog's next look: no deadline is
+    /// missed or late, and nothing has to wake the watchdog when the phase changes.
     async fn expired(&self, limits: &Limits) -> Phase {
+        let every = limits.watch_interval();
+        let sleep = tokio::time::sleep(every);
+        tokio::pin!(sleep);
         loop {
-            match self.deadline(limits) {
-                Some((at, phase)) if at <= Instant::now() => return phase,
-                Some((at, _)) => {
-                    tokio::select! {
-                        _ = tokio::time::sleep_until(at) => {}
-                        _ = self.changed.notified() => {}
-                    }
-                }
-                None => self.changed.notified().await,
-            }
+            let now = Instant::now();
+            let next = match self.deadline(limits) {
+                Some((at, phase)) if at <= now => return phase,
+                Some((at, _)) => at.min(now + every),
+                None => now + every,
+            };
+            sleep.as_mut().reset(next);
+            sleep.as_mut().await;
         }
     }
 }

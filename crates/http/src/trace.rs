@@ -54,9 +54,18 @@ fn fresh_id() -> HeaderValue {
 }
 
 /// The span of a request: its id, method and route (the router's pattern, a closed set;
-/// the `/v2` path, whose repository names are the caller's, stays out of the span). At the
-/// default level the span is disabled and costs nothing.
-pub fn span(id: &HeaderValue, method: &Method, route: &str) -> tracing::Span {
+/// the `/v2` path, whose repository names are the caller's, stays out of the span). A
+/// `/v2` request's route, its endpoint's name, is recorded once the path is parsed
+/// ([`record_route`]). At the default level the span is disabled and costs nothing.
+pub fn span(id: &HeaderValue, method: &Method, route: Option<&str>) -> tracing::Span {
     let id = id.to_str().unwrap_or("-");
-    tracing::info_span!("request", id = %id, method = %method, route = %route)
+    match route {
+        Some(route) => tracing::info_span!("request", id = %id, method = %method, route = %route),
+        None => tracing::info_span!("request", id = %id, method = %method, route = tracing::field::Empty),
+    }
+}
+
+/// Records a `/v2` request's route on its span.
+pub fn record_route(route: &'static str) {
+    tracing::Span::current().record("route", route);
 }

@@ -25,27 +25,35 @@ pub async fn handle(State(st): State<AppState>, req: Request) -> Response {
     let method = req.method().clone();
     let endpoint = match Endpoint::parse(&method, req.uri().path()) {
         Ok(e) => e,
-        Err(e) => return ApiError::from(e).into_response(),
+        Err(e) => return labelled(ApiError::from(e).into_response(), "v2_invalid"),
     };
+    let route = endpoint.name();
+    crate::trace::record_route(route);
     let (parts, body) = req.into_parts();
     let caller = match crate::auth::caller(&st, &parts).await {
         Ok(c) => c,
-        Err(e) => return with_version(e.into_response()),
+        Err(e) => return with_version(e.into_response(), route),
     };
     if let Err(e) = crate::auth::check(&st, &caller, &endpoint, &parts).await {
-        return with_version(e.into_response());
+        return with_version(e.into_response(), route);
     }
     let req = Request::from_parts(parts, body);
     let resp = match dispatch(&st, &caller, endpoint, req).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
-    with_version(resp)
+    with_version(resp, route)
 }
 
-fn with_version(mut resp: Response) -> Response {
+fn with_version(mut resp: Response, route: &'static str) -> Response {
     resp.headers_mut()
         .insert("docker-distribution-api-version", API_VERSION);
+    labelled(resp, route)
+}
+
+/// Tells [`crate::ops::observe`] the endpoint, for the metrics' `route` label.
+fn labelled(mut resp: Response, route: &'static str) -> Response {
+    resp.extensions_mut().insert(crate::ops::V2Route(route));
     resp
 }
 
@@ -277,11 +285,13 @@ async fn dispatch(st: &AppState, caller: &Caller, ep: Endpoint, req: Request) ->
                 StatusCode::NO_CONTENT,
             ))
         }
+        // Boxed: their futures are several KiB, and every request's future, the reads'
+        // too, would otherwise carry and copy that size.
         Endpoint::PatchUpload { repo, id } => {
-            patch_upload(st, repo, id, &parts.headers, body).await
+            Box::pin(patch_upload(st, repo, id, &parts.headers, body)).await
         }
         Endpoint::PutUpload { repo, id } => {
-            put_upload(st, repo, id, &query, &parts.headers, body).await
+            Box::pin(put_upload(st, repo, id, &query, &parts.headers, body)).await
         }
         Endpoint::DeleteUpload { repo, id } => {
             reg.upload_cancel(&repo, &id).await?;

@@ -680,6 +680,21 @@ fn api_and_schedule(backend: Backend) {
     let gc_status = &cs.json()["gc"];
     assert!(gc_status["running"].is_boolean(), "{gc_status}");
     assert!(gc_status["last_run"]["id"].is_number(), "{gc_status}");
+    // The schedule's job lease is held by this replica, and said so twice.
+    let cs = cs.json();
+    let me = cs["this_replica"].as_str().expect("this_replica");
+    let schedule = cs["leases"]
+        .as_array()
+        .and_then(|a| a.iter().find(|l| l["job"] == "gc-schedule"))
+        .unwrap_or_else(|| panic!("no gc-schedule lease: {cs}"));
+    assert_eq!(schedule["holder"], me, "{cs}");
+    assert_eq!(schedule["live"], true, "{cs}");
+    assert!(
+        cs["replicas"][0]["leases"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|j| j == "gc-schedule")),
+        "{cs}"
+    );
     let metrics = server.get("/metrics", None).text();
     assert!(metrics.contains("berth_gc_runs_total"), "no GC metrics");
     assert!(metrics.contains("berth_gc_running"), "no GC running gauge");

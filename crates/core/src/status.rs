@@ -35,6 +35,21 @@ pub struct GcState {
     pub read_only_since: Option<String>,
 }
 
+/// A background job's lease (one row of the lease table), as cluster status shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct LeaseView {
+    /// The job: `gc` (a run), `gc-schedule`, `directory-sync`, `audit-retention`, ...
+    pub job: String,
+    /// The replica id (or `berth-gc@host` for the command line) that holds or held it.
+    pub holder: String,
+    /// RFC 3339: since when this holder holds it.
+    pub since: String,
+    /// RFC 3339: when it lapses unless its holder renews it.
+    pub expires: String,
+    /// Whether it is held now (not lapsed).
+    pub live: bool,
+}
+
 /// One garbage collection run, as the API shows it (the fields of the stored record,
 /// times in unix milliseconds, named and typed here so the store may change).
 #[derive(Debug, Clone, Serialize)]
@@ -113,6 +128,24 @@ impl Registry {
             .await?
             .filter(|l| l.expires_at > now)
             .map(|l| l.holder))
+    }
+
+    /// Every job's lease, live or lapsed, by job name.
+    pub async fn job_leases(&self) -> Result<Vec<LeaseView>, MetaError> {
+        let now = gc::now_ms();
+        Ok(self
+            .meta()
+            .leases()
+            .await?
+            .into_iter()
+            .map(|l| LeaseView {
+                live: l.expires_at > now,
+                since: gc::rfc3339(l.acquired_at),
+                expires: gc::rfc3339(l.expires_at),
+                job: l.name,
+                holder: l.holder,
+            })
+            .collect())
     }
 
     /// Whether GC runs and who holds it, and the read-only flag.

@@ -285,6 +285,13 @@ pub async fn cluster_status(
     let gc = gc_status(&st).await;
     let r = &st.replica;
     let store = |h: &StoreHealth| serde_json::json!({ "kind": h.kind, "healthy": h.healthy(), "error": h.error });
+    // The lease table is in the metadata store: when that fails, the stores' entry says so.
+    let leases = st.registry.job_leases().await.unwrap_or_default();
+    let held: Vec<&str> = leases
+        .iter()
+        .filter(|l| l.live && l.holder == r.id)
+        .map(|l| l.job.as_str())
+        .collect();
     let body = serde_json::json!({
         "replicas": [{
             "id": r.id,
@@ -295,9 +302,11 @@ pub async fn cluster_status(
             "stores": {
                 "metadata": store(&meta),
                 "blobs": store(&blobs),
-            }
+            },
+            "leases": held,
         }],
         "this_replica": r.id,
+        "leases": leases,
         "gc": gc,
     });
     let mut body = body;

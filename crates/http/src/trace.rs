@@ -61,7 +61,9 @@ pub fn span(id: &HeaderValue, method: &Method, route: Option<&str>) -> tracing::
     let id = id.to_str().unwrap_or("-");
     match route {
         Some(route) => tracing::info_span!("request", id = %id, method = %method, route = %route),
-        None => tracing::info_span!("request", id = %id, method = %method, route = tracing::field::Empty),
+        None => {
+            tracing::info_span!("request", id = %id, method = %method, route = tracing::field::Empty)
+        }
     }
 }
 

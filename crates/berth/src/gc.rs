@@ -74,7 +74,18 @@ pub async fn run(
     opts.verify_storage = flags.verify_storage;
     opts.holder = holder();
     opts.started_by = "cli".into();
-    let outcome = match gc::run(meta, blobs, &opts).await {
+    // SIGTERM or SIGINT stops the run as its maximum duration would: the batch in hand
+    // finishes, the run is recorded `stopped`, a read-only run lifts read-only mode, the
+    // lease is released, and the next run goes on from there.
+    let cancel = opts.cancel.clone();
+    let on_signal = tokio::spawn(async move {
+        crate::shutdown_signal().await;
+        eprintln!("signal received: stopping the garbage collection run cleanly");
+        cancel.cancel();
+    });
+    let result = gc::run(meta, blobs, &opts).await;
+    on_signal.abort();
+    let outcome = match result {
         Ok(o) => o,
         Err(GcError::Busy(h)) => {
             eprintln!("garbage collection is already running ({h} holds it)");

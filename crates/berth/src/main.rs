@@ -200,7 +200,8 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn shutdown_signal() {
+/// Resolves at the first SIGINT (Ctrl-C) or SIGTERM.
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -270,7 +270,8 @@ async fn upload_ids(store: &dyn BlobStore) -> Vec<String> {
     uploads(store).await.into_iter().map(|(id, _)| id).collect()
 }
 
-async fn foreign(store: &dyn BlobStore) -> Vec<String> {
+/// What `list_foreign` lists, sorted.
+pub async fn foreign(store: &dyn BlobStore) -> Vec<String> {
     let mut all: Vec<_> = store
         .list_foreign()
         .try_collect()

@@ -4,7 +4,7 @@
 //! A test that needs a service or a client that is missing fails with a message saying
 //! what to install or which variable to set; nothing here skips.
 
-use crate::images::unique;
+use crate::images::{find_digest, unique};
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -302,6 +302,34 @@ impl ClientEnv {
         c
     }
 
+    /// `skopeo copy FROM TO` with TLS verification off and `creds` (`USER:PASSWORD`) for
+    /// both ends (skopeo uses them only for `docker://` ones), plus `extra` flags; the
+    /// digest skopeo reports for what it wrote.
+    pub fn skopeo_copy(&self, creds: &str, extra: &[&str], from: &str, to: &str) -> String {
+        let digestfile = self.path(&format!("digest-{}", unique()));
+        run_ok(
+            self.skopeo()
+                .args([
+                    "copy",
+                    "--src-tls-verify=false",
+                    "--dest-tls-verify=false",
+                    "--src-creds",
+                    creds,
+                    "--dest-creds",
+                    creds,
+                    "--digestfile",
+                ])
+                .arg(&digestfile)
+                .args(extra)
+                .args([from, to]),
+            CLIENT_TIMEOUT,
+        );
+        std::fs::read_to_string(&digestfile)
+            .expect("skopeo wrote the digest file")
+            .trim()
+            .to_string()
+    }
+
     /// `docker login HOST` with the password on standard input; the output, whatever it is.
     pub fn try_docker_login(&self, host: &str, user: &str, password: &str) -> Output {
         run_input(
@@ -373,4 +401,39 @@ impl ClientEnv {
             out.stderr
         );
     }
+}
+
+/// Removes the test's images from the shared engine even when the test fails.
+pub struct DockerImages<'a> {
+    pub env: &'a ClientEnv,
+    pub refs: Vec<String>,
+}
+
+impl Drop for DockerImages<'_> {
+    fn drop(&mut self) {
+        // Best effort, and never a second panic: the engine may be what is missing.
+        if std::env::var_os("DOCKER_HOST").is_none() {
+            return;
+        }
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut cmd = self.env.docker();
+            cmd.args(["rmi", "-f"]).args(&self.refs);
+            run(&mut cmd, CLIENT_TIMEOUT);
+        }));
+    }
+}
+
+/// The `digest: sha256:...` of `docker push` output.
+pub fn pushed_digest(out: &Output) -> String {
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.contains("digest: sha256:"))
+        .unwrap_or_else(|| {
+            panic!(
+                "docker push printed no digest line:\n{}\n{}",
+                out.stdout, out.stderr
+            )
+        });
+    find_digest(line).expect("digest in the push line")
 }

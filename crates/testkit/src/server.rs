@@ -450,6 +450,19 @@ impl Server {
         );
     }
 
+    /// Pushes `data` as a blob of `repo` in one monolithic POST; its digest.
+    pub fn push_blob(&self, repo: &str, data: &[u8]) -> String {
+        let d = sha256_digest(data);
+        let r = self
+            .http
+            .post(self.url(&format!("/v2/{repo}/blobs/uploads/?digest={d}")))
+            .body(data.to_vec())
+            .send()
+            .expect("POST");
+        assert_eq!(r.status().as_u16(), 201, "monolithic push: {:?}", r.text());
+        d
+    }
+
     /// `berth fsck` over this server's stores must find nothing.
     pub fn fsck(&self) {
         let mut cmd = Command::new(berth_bin());
@@ -564,6 +577,58 @@ impl Drop for Server {
             });
         }
     }
+}
+
+/// The path and query of a `Location` header value, which may be absolute and name the
+/// process that issued it.
+pub fn path_of(location: &str) -> String {
+    match location
+        .strip_prefix("http://")
+        .or_else(|| location.strip_prefix("https://"))
+    {
+        Some(rest) => rest[rest.find('/').unwrap_or(rest.len())..].to_string(),
+        None => location.to_string(),
+    }
+}
+
+/// A chunk `PATCH` of `data` at `offset` (its `Content-Range`) to `url`, ready to send.
+pub fn patch_chunk(
+    client: &reqwest::blocking::Client,
+    url: String,
+    data: &[u8],
+    offset: usize,
+) -> reqwest::blocking::RequestBuilder {
+    client
+        .patch(url)
+        .header(
+            "Content-Range",
+            format!("{}-{}", offset, offset + data.len() - 1),
+        )
+        .body(data.to_vec())
+}
+
+/// Sends a request's `head` (its request line and own header lines) with `Host`,
+/// `Authorization` and the `Content-Length` of the whole `body`, then only the first `send`
+/// bytes of the body: the request stays in flight on the returned connection.
+pub fn start_request(
+    host: &str,
+    authorization: &str,
+    head: &str,
+    body: &[u8],
+    send: usize,
+) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(host).expect("connect");
+    s.set_write_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let req = format!(
+        "{head}Host: {host}\r\nAuthorization: {authorization}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).expect("request head");
+    s.write_all(&body[..send]).expect("part of the body");
+    s.flush().unwrap();
+    s
 }
 
 /// A finished HTTP exchange, read whole (test payloads are small).

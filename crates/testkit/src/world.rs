@@ -61,6 +61,49 @@ impl Resp {
     }
 }
 
+/// A request with an optional `Authorization` header and other headers.
+pub fn request(
+    method: &str,
+    uri: &str,
+    auth: Option<&str>,
+    headers: &[(&str, &str)],
+    body: impl Into<Body>,
+) -> Request<Body> {
+    let mut b = Request::builder().method(method).uri(uri);
+    if let Some(a) = auth {
+        b = b.header("authorization", a);
+    }
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    b.body(body.into()).unwrap()
+}
+
+/// Creates an active local account (a service account has no password), as `berth admin`
+/// would, and returns its id.
+pub async fn local_account(
+    id: &dyn IdentityStore,
+    name: &str,
+    password_phc: Option<String>,
+    is_system_admin: bool,
+    is_service_account: bool,
+) -> berth_meta::identity::AccountId {
+    id.user_create(&NewUser {
+        name: name.into(),
+        full_name: String::new(),
+        email: None,
+        password: password_phc,
+        origin: Origin::Local,
+        active: true,
+        is_system_admin,
+        is_service_account,
+        claim_namespace: false,
+    })
+    .await
+    .unwrap()
+    .id
+}
+
 /// Sends `request` through `router` and reads the whole answer.
 pub async fn send(router: &axum::Router, request: Request<Body>) -> Resp {
     let resp = router.clone().oneshot(request).await.unwrap();
@@ -177,21 +220,10 @@ impl World {
             ("root", true),
             ("tokenuser", false),
         ] {
-            let u = id
-                .user_create(&NewUser {
-                    name: name.into(),
-                    full_name: String::new(),
-                    email: None,
-                    password: Some(phc.clone()),
-                    origin: Origin::Local,
-                    active: true,
-                    is_system_admin: admin,
-                    is_service_account: false,
-                    claim_namespace: false,
-                })
-                .await
-                .unwrap();
-            users.insert(name, u.id);
+            users.insert(
+                name,
+                local_account(id, name, Some(phc.clone()), admin, false).await,
+            );
         }
         id.org_create("acme", "Acme", &OrgSettings::default(), false)
             .await
@@ -295,32 +327,7 @@ impl World {
         headers: &[(&str, &str)],
         body: impl Into<Body>,
     ) -> Resp {
-        self.req_from(None::<()>, method, uri, auth, headers, body)
-            .await
-    }
-
-    /// A request carrying `conn` as an extension: what the listener records about the
-    /// connection (the http crate's `ConnInfo`, with the peer address).
-    pub async fn req_from<C: Clone + Send + Sync + 'static>(
-        &self,
-        conn: Option<C>,
-        method: &str,
-        uri: &str,
-        auth: Option<&str>,
-        headers: &[(&str, &str)],
-        body: impl Into<Body>,
-    ) -> Resp {
-        let mut b = Request::builder().method(method).uri(uri);
-        if let Some(conn) = conn {
-            b = b.extension(conn);
-        }
-        if let Some(a) = auth {
-            b = b.header("authorization", a);
-        }
-        for (k, v) in headers {
-            b = b.header(*k, *v);
-        }
-        send(&self.router, b.body(body.into()).unwrap()).await
+        send(&self.router, request(method, uri, auth, headers, body)).await
     }
 
     pub fn root(&self) -> Option<&str> {

@@ -17,39 +17,15 @@ const CHUNK: usize = 8 * MIB;
 /// Sends request headers (with the administrator's credentials) and the first `send` bytes
 /// of a `body` that the headers announce whole, and leaves the connection open: a request
 /// in flight when the crash comes.
-fn start_request(server: &Server, head: &str, body: &[u8], send: usize) -> TcpStream {
-    let host = &server.host;
-    let mut s = TcpStream::connect(host).expect("connect");
-    s.set_write_timeout(Some(Duration::from_secs(30))).unwrap();
-    let req = format!(
-        "{head}Host: {host}\r\nAuthorization: {}\r\nContent-Length: {}\r\n\r\n",
-        server.basic(),
-        body.len()
-    );
-    s.write_all(req.as_bytes()).expect("headers");
-    s.write_all(&body[..send]).expect("partial body");
-    s.flush().unwrap();
+fn send_part(server: &Server, head: &str, body: &[u8], send: usize) -> TcpStream {
+    let s = start_request(&server.host, &server.basic(), head, body, send);
     // Give the server time to take in what was sent (and write it to the stores).
     std::thread::sleep(Duration::from_millis(500));
     s
 }
 
-fn path_of(location: &str) -> String {
-    match location.strip_prefix("http://") {
-        Some(rest) => rest[rest.find('/').unwrap_or(rest.len())..].to_string(),
-        None => location.to_string(),
-    }
-}
-
 fn patch(server: &Server, loc: &str, data: &[u8], offset: usize) -> String {
-    let r = server
-        .http()
-        .patch(server.url(loc))
-        .header(
-            "Content-Range",
-            format!("{}-{}", offset, offset + data.len() - 1),
-        )
-        .body(data.to_vec())
+    let r = patch_chunk(server.http(), server.url(loc), data, offset)
         .send()
         .expect("PATCH");
     assert_eq!(
@@ -59,18 +35,6 @@ fn patch(server: &Server, loc: &str, data: &[u8], offset: usize) -> String {
         r.text()
     );
     path_of(r.headers()["location"].to_str().unwrap())
-}
-
-fn push_blob(server: &Server, repo: &str, data: &[u8]) -> String {
-    let d = sha256_digest(data);
-    let r = server
-        .http()
-        .post(server.url(&format!("/v2/{repo}/blobs/uploads/?digest={d}")))
-        .body(data.to_vec())
-        .send()
-        .expect("POST");
-    assert_eq!(r.status().as_u16(), 201, "monolithic push: {:?}", r.text());
-    d
 }
 
 fn manifest_for(config: &str, layer: &str, layer_size: usize) -> Vec<u8> {
@@ -86,9 +50,9 @@ fn killed_mid_chunk_and_mid_manifest(backend: Backend) {
     let repo = format!("crash/{}", unique());
 
     // Acknowledged before the crash: a small blob, and an image manifest tagged v1.
-    let config = push_blob(&server, &repo, b"{}");
+    let config = server.push_blob(&repo, b"{}");
     let small = rng.bytes(100_000);
-    let small_d = push_blob(&server, &repo, &small);
+    let small_d = server.push_blob(&repo, &small);
     let m1 = manifest_for(&config, &small_d, small.len());
     let r = server
         .http()
@@ -117,7 +81,7 @@ fn killed_mid_chunk_and_mid_manifest(backend: Backend) {
         3 * CHUNK,
         4 * CHUNK - 1
     );
-    let in_flight = start_request(&server, &head, &big[3 * CHUNK..4 * CHUNK], CHUNK / 2);
+    let in_flight = send_part(&server, &head, &big[3 * CHUNK..4 * CHUNK], CHUNK / 2);
     server.restart();
     drop(in_flight);
 
@@ -150,7 +114,7 @@ fn killed_mid_chunk_and_mid_manifest(backend: Backend) {
     let m2 = manifest_for(&config, &big_d, big.len());
     let m2_d = sha256_digest(&m2);
     let head = format!("PUT /v2/{repo}/manifests/v2 HTTP/1.1\r\nContent-Type: {OCI_MANIFEST}\r\n");
-    let in_flight = start_request(&server, &head, &m2, m2.len() / 2);
+    let in_flight = send_part(&server, &head, &m2, m2.len() / 2);
     server.restart();
     drop(in_flight);
     server
@@ -183,6 +147,34 @@ fn killed_mid_chunk_and_mid_manifest(backend: Backend) {
 /// A body that ends before its `Content-Length` is refused and leaves nothing behind; a body
 /// longer than its `Content-Length` is cut at the announced length (the rest is not part of
 /// the request) and verified as such.
+/// `POST path` as the administrator with the `extra` header lines, announcing `announced`
+/// body bytes and sending `data` (then closing the sending side when `close_write`): the
+/// whole answer.
+fn post_raw(
+    server: &Server,
+    path: &str,
+    extra: &str,
+    announced: usize,
+    data: &[u8],
+    close_write: bool,
+) -> String {
+    let mut s = TcpStream::connect(&server.host).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: {}\r\nContent-Length: {announced}\r\n{extra}\r\n",
+        server.host,
+        server.basic()
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(data).unwrap();
+    if close_write {
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+    }
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    resp
+}
+
 #[test]
 fn body_shorter_or_longer_than_content_length() {
     let server = Server::start(Backend::Embedded);
@@ -190,35 +182,15 @@ fn body_shorter_or_longer_than_content_length() {
     let data = b"0123456789".to_vec();
     let d = sha256_digest(&data);
 
-    let mut s = TcpStream::connect(&server.host).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let req = format!(
-        "POST /v2/{repo}/blobs/uploads/?digest={d} HTTP/1.1\r\nHost: {}\r\nAuthorization: {}\r\nContent-Length: 20\r\n\r\n",
-        server.host,
-        server.basic()
-    );
-    s.write_all(req.as_bytes()).unwrap();
-    s.write_all(&data).unwrap();
-    s.shutdown(std::net::Shutdown::Write).unwrap();
-    let mut resp = String::new();
-    let _ = s.read_to_string(&mut resp);
+    let post = format!("/v2/{repo}/blobs/uploads/?digest={d}");
+    let resp = post_raw(&server, &post, "", 20, &data, true);
     assert!(resp.starts_with("HTTP/1.1 400"), "short body: {resp}");
     assert!(resp.contains("BLOB_UPLOAD_INVALID"), "short body: {resp}");
     server
         .head(&format!("/v2/{repo}/blobs/{d}"), None)
         .expect(404);
 
-    let mut s = TcpStream::connect(&server.host).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let req = format!(
-        "POST /v2/{repo}/blobs/uploads/?digest={d} HTTP/1.1\r\nHost: {}\r\nAuthorization: {}\r\nContent-Length: 5\r\nConnection: close\r\n\r\n",
-        server.host,
-        server.basic()
-    );
-    s.write_all(req.as_bytes()).unwrap();
-    s.write_all(&data).unwrap();
-    let mut resp = String::new();
-    let _ = s.read_to_string(&mut resp);
+    let resp = post_raw(&server, &post, "Connection: close\r\n", 5, &data, false);
     assert!(resp.starts_with("HTTP/1.1 400"), "long body: {resp}");
     assert!(resp.contains("DIGEST_INVALID"), "long body: {resp}");
     server

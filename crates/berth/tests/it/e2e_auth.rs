@@ -58,40 +58,6 @@ fn setup_org(server: &Server) -> Users {
     users
 }
 
-/// Removes the test's images from the shared engine even when the test fails.
-struct DockerImages<'a> {
-    env: &'a ClientEnv,
-    refs: Vec<String>,
-}
-
-impl Drop for DockerImages<'_> {
-    fn drop(&mut self) {
-        // Best effort, and never a second panic: the engine may be what is missing.
-        if std::env::var_os("DOCKER_HOST").is_none() {
-            return;
-        }
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let mut cmd = self.env.docker();
-            cmd.args(["rmi", "-f"]).args(&self.refs);
-            berth_testkit::clients::run(&mut cmd, CLIENT_TIMEOUT);
-        }));
-    }
-}
-
-/// The `digest: sha256:...` of `docker push` output.
-fn pushed_digest(out: &Output) -> String {
-    out.stdout
-        .lines()
-        .find(|l| l.contains("digest: sha256:"))
-        .and_then(find_digest)
-        .unwrap_or_else(|| {
-            panic!(
-                "docker push printed no digest line:\n{}\n{}",
-                out.stdout, out.stderr
-            )
-        })
-}
-
 fn image_id(env: &ClientEnv, reference: &str) -> String {
     let out = run_ok(
         env.docker()
@@ -445,18 +411,11 @@ fn anonymous_public_and_private() {
     let src = admin_env.path("src");
     OciLayout::new(&src).add_image(&image, "v1");
     for repo in [public, PRIVATE] {
-        run_ok(
-            admin_env
-                .skopeo()
-                .args([
-                    "copy",
-                    "--dest-tls-verify=false",
-                    "--dest-creds",
-                    &server.creds(),
-                ])
-                .arg(format!("oci:{}:v1", src.display()))
-                .arg(format!("docker://{}:v1", server.reference(repo))),
-            CLIENT_TIMEOUT,
+        admin_env.skopeo_copy(
+            &server.creds(),
+            &[],
+            &format!("oci:{}:v1", src.display()),
+            &format!("docker://{}:v1", server.reference(repo)),
         );
     }
 

@@ -7,39 +7,17 @@ use serde_json::Value;
 
 both_backends!(docker_push_pull, docker_pull_multi_platform);
 
-/// Removes the test's images from the shared engine even when the test fails.
-struct DockerImages<'a> {
-    env: &'a ClientEnv,
-    refs: Vec<String>,
-}
-
-impl Drop for DockerImages<'_> {
-    fn drop(&mut self) {
-        // Best effort, and never a second panic: the engine may be what is missing.
-        if std::env::var_os("DOCKER_HOST").is_none() {
-            return;
-        }
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let mut cmd = self.env.docker();
-            cmd.args(["rmi", "-f"]).args(&self.refs);
-            berth_testkit::clients::run(&mut cmd, CLIENT_TIMEOUT);
-        }));
-    }
-}
-
-/// The `digest: sha256:...` of `docker push` output.
-fn pushed_digest(out: &Output) -> String {
-    let line = out
-        .stdout
-        .lines()
-        .find(|l| l.contains("digest: sha256:"))
-        .unwrap_or_else(|| {
-            panic!(
-                "docker push printed no digest line:\n{}\n{}",
-                out.stdout, out.stderr
-            )
-        });
-    find_digest(line).expect("digest in the push line")
+/// `docker image inspect` output `v` lists `want` among its repository digests.
+fn assert_repo_digest(v: &Value, want: &str) {
+    assert!(
+        v["RepoDigests"]
+            .as_array()
+            .expect("RepoDigests")
+            .iter()
+            .any(|d| d == want),
+        "RepoDigests {} lack {want}",
+        v["RepoDigests"]
+    );
 }
 
 fn inspect(env: &ClientEnv, reference: &str) -> Value {
@@ -64,16 +42,7 @@ fn assert_pulled(env: &ClientEnv, reference: &str, repo_ref: &str, image: &Image
         .collect();
     let expected: Vec<&str> = image.layers.iter().map(|l| l.diff_id.as_str()).collect();
     assert_eq!(layers, expected, "layer diff ids after pull");
-    let want = format!("{repo_ref}@{pushed}");
-    assert!(
-        v["RepoDigests"]
-            .as_array()
-            .expect("RepoDigests")
-            .iter()
-            .any(|d| d == want.as_str()),
-        "RepoDigests {} lack {want}",
-        v["RepoDigests"]
-    );
+    assert_repo_digest(&v, &format!("{repo_ref}@{pushed}"));
 }
 
 /// What the registry stores for a Docker push: the manifest digest the push reported, the
@@ -223,33 +192,17 @@ fn docker_pull_multi_platform(backend: Backend) {
             arm.config_digest.clone(),
         ],
     };
-    let skopeo = |extra: &[&str], from: String, to: String| {
-        run_ok(
-            env.skopeo()
-                .args([
-                    "copy",
-                    "--all",
-                    "--src-tls-verify=false",
-                    "--dest-tls-verify=false",
-                    "--src-creds",
-                    &server.creds(),
-                    "--dest-creds",
-                    &server.creds(),
-                ])
-                .args(extra)
-                .args([from, to]),
-            CLIENT_TIMEOUT,
-        );
-    };
-    skopeo(
-        &[],
-        format!("oci:{}:multi", src.display()),
-        format!("docker://{repo}:oci"),
+    env.skopeo_copy(
+        &server.creds(),
+        &["--all"],
+        &format!("oci:{}:multi", src.display()),
+        &format!("docker://{repo}:oci"),
     );
-    skopeo(
-        &["--format", "v2s2"],
-        format!("docker://{repo}:oci"),
-        format!("docker://{repo}:list"),
+    env.skopeo_copy(
+        &server.creds(),
+        &["--all", "--format", "v2s2"],
+        &format!("docker://{repo}:oci"),
+        &format!("docker://{repo}:list"),
     );
     let list = server.manifest("e2e/multi", "list");
     assert_eq!(list.header("content-type").as_deref(), Some(DOCKER_LIST));
@@ -265,16 +218,7 @@ fn docker_pull_multi_platform(backend: Backend) {
             amd.config_digest.as_str(),
             "{reference}: default platform"
         );
-        let want = format!("{repo}@{digest}");
-        assert!(
-            v["RepoDigests"]
-                .as_array()
-                .expect("RepoDigests")
-                .iter()
-                .any(|d| d == want.as_str()),
-            "RepoDigests {} lack {want}",
-            v["RepoDigests"]
-        );
+        assert_repo_digest(&v, &format!("{repo}@{digest}"));
         run_ok(
             env.docker()
                 .args(["pull", "--platform", "linux/arm64", &reference]),

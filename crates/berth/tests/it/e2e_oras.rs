@@ -71,17 +71,11 @@ fn oras_referrers(backend: Backend) {
     let image = Image::random(1, 64, "amd64");
     let src = env.path("src");
     OciLayout::new(&src).add_image(&image, "v1");
-    run_ok(
-        env.skopeo()
-            .args([
-                "copy",
-                "--dest-tls-verify=false",
-                "--dest-creds",
-                &server.creds(),
-            ])
-            .arg(format!("oci:{}:v1", src.display()))
-            .arg(format!("docker://{}:v1", server.reference(repo))),
-        CLIENT_TIMEOUT,
+    env.skopeo_copy(
+        &server.creds(),
+        &[],
+        &format!("oci:{}:v1", src.display()),
+        &format!("docker://{}:v1", server.reference(repo)),
     );
     server.manifest(repo, &image.manifest_digest);
 

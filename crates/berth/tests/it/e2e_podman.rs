@@ -25,60 +25,40 @@ fn podman_push_pull(backend: Backend) {
     let image = Image::random(3, 100, "amd64");
     let repo = "e2e/podman/app";
     let reference = format!("{}:v1", server.reference(repo));
-    let archive = env.path("app.tar");
-    image.write_docker_archive(&archive, &reference);
-    run_ok(podman().arg("load").arg("-i").arg(&archive), CLIENT_TIMEOUT);
+    let load = |image: &Image, reference: &str, archive: &str| {
+        let archive = env.path(archive);
+        image.write_docker_archive(&archive, reference);
+        run_ok(podman().arg("load").arg("-i").arg(&archive), CLIENT_TIMEOUT);
+    };
+    // `podman push --tls-verify=false FLAGS SOURCE [DESTINATION]`: the digest it pushed.
+    let push = |flags: &[&str], refs: &[&str]| {
+        let (file, pushed) = digestfile(&env);
+        run_ok(
+            podman()
+                .args(["push", "--tls-verify=false"])
+                .args(flags)
+                .arg("--digestfile")
+                .arg(&file)
+                .args(refs),
+            CLIENT_TIMEOUT,
+        );
+        pushed()
+    };
+    load(&image, &reference, "app.tar");
 
     // Once as podman's default (Docker schema 2), once converted to OCI.
-    let (file, pushed) = digestfile(&env);
-    run_ok(
-        podman()
-            .args(["push", "--tls-verify=false", "--digestfile"])
-            .arg(&file)
-            .arg(&reference),
-        CLIENT_TIMEOUT,
-    );
-    let v1 = pushed();
+    let v1 = push(&[], &[&reference]);
     let oci_ref = format!("{}:oci", server.reference(repo));
-    let (file, pushed) = digestfile(&env);
-    run_ok(
-        podman()
-            .args([
-                "push",
-                "--tls-verify=false",
-                "--format",
-                "oci",
-                "--digestfile",
-            ])
-            .arg(&file)
-            .args([&reference, &oci_ref]),
-        CLIENT_TIMEOUT,
-    );
-    let oci = pushed();
+    let oci = push(&["--format", "oci"], &[&reference, &oci_ref]);
     // And with zstd layers, which only OCI manifests can name: another image, since
     // podman reuses the gzip blobs it already pushed for the first.
     let packed = Image::random(2, 64, "amd64");
     let zstd_ref = format!("{}:zstd", server.reference(repo));
-    let archive = env.path("zstd.tar");
-    packed.write_docker_archive(&archive, &zstd_ref);
-    run_ok(podman().arg("load").arg("-i").arg(&archive), CLIENT_TIMEOUT);
-    let (file, pushed) = digestfile(&env);
-    run_ok(
-        podman()
-            .args([
-                "push",
-                "--tls-verify=false",
-                "--format",
-                "oci",
-                "--compression-format",
-                "zstd",
-                "--digestfile",
-            ])
-            .arg(&file)
-            .arg(&zstd_ref),
-        CLIENT_TIMEOUT,
+    load(&packed, &zstd_ref, "zstd.tar");
+    let zstd = push(
+        &["--format", "oci", "--compression-format", "zstd"],
+        &[&zstd_ref],
     );
-    let zstd = pushed();
 
     let mut configs = Vec::new();
     for (tag, digest, media_type) in [("v1", &v1, DOCKER_MANIFEST), ("oci", &oci, OCI_MANIFEST)] {

@@ -15,15 +15,8 @@ fn location_path(r: &reqwest::blocking::Response) -> String {
         .headers()
         .get("location")
         .and_then(|v| v.to_str().ok())
-        .unwrap_or_else(|| panic!("no Location on {} {}", r.status(), r.url()))
-        .to_string();
-    match loc
-        .strip_prefix("http://")
-        .or_else(|| loc.strip_prefix("https://"))
-    {
-        Some(rest) => rest[rest.find('/').unwrap_or(rest.len())..].to_string(),
-        None => loc,
-    }
+        .unwrap_or_else(|| panic!("no Location on {} {}", r.status(), r.url()));
+    path_of(loc)
 }
 
 fn expect_status(
@@ -43,15 +36,8 @@ fn expect_status(
 }
 
 fn patch(server: &Server, path: &str, data: &[u8], offset: usize) -> String {
-    let r = server
-        .http()
-        .patch(server.url(path))
+    let r = patch_chunk(server.http(), server.url(path), data, offset)
         .header("Content-Type", "application/octet-stream")
-        .header(
-            "Content-Range",
-            format!("{}-{}", offset, offset + data.len() - 1),
-        )
-        .body(data.to_vec())
         .send()
         .expect("PATCH");
     let r = expect_status(

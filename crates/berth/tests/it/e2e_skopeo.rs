@@ -7,33 +7,6 @@ use std::path::Path;
 
 both_backends!(skopeo_copy_list_delete, skopeo_multi_platform);
 
-/// `skopeo copy` with the server's administrator credentials for both ends (skopeo uses
-/// them only for `docker://` ones).
-fn skopeo_copy(env: &ClientEnv, server: &Server, extra: &[&str], from: &str, to: &str) -> String {
-    let digestfile = env.path(&format!("digest-{}", unique()));
-    run_ok(
-        env.skopeo()
-            .args([
-                "copy",
-                "--src-tls-verify=false",
-                "--dest-tls-verify=false",
-                "--src-creds",
-                &server.creds(),
-                "--dest-creds",
-                &server.creds(),
-                "--digestfile",
-            ])
-            .arg(&digestfile)
-            .args(extra)
-            .args([from, to]),
-        CLIENT_TIMEOUT,
-    );
-    std::fs::read_to_string(&digestfile)
-        .expect("skopeo wrote the digest file")
-        .trim()
-        .to_string()
-}
-
 fn oci(dir: &Path, tag: &str) -> String {
     format!("oci:{}:{tag}", dir.display())
 }
@@ -76,7 +49,7 @@ fn skopeo_copy_list_delete(backend: Backend) {
     let remote = |tag: &str| format!("docker://{}:{tag}", server.reference(repo));
 
     // In: the digest of the manifest as the layout holds it, stored byte for byte.
-    let digest = skopeo_copy(&env, &server, &[], &oci(&src, "v1"), &remote("v1"));
+    let digest = env.skopeo_copy(&server.creds(), &[], &oci(&src, "v1"), &remote("v1"));
     assert_eq!(
         digest, image.manifest_digest,
         "skopeo reports the layout's manifest digest"
@@ -103,12 +76,12 @@ fn skopeo_copy_list_delete(backend: Backend) {
 
     // Registry to registry: a second tag, and a second repository (blobs mounted or re-sent).
     assert_eq!(
-        skopeo_copy(&env, &server, &[], &remote("v1"), &remote("v2")),
+        env.skopeo_copy(&server.creds(), &[], &remote("v1"), &remote("v2")),
         image.manifest_digest
     );
     let other = format!("docker://{}:copy", server.reference("e2e/skopeo/other"));
     assert_eq!(
-        skopeo_copy(&env, &server, &[], &remote("v1"), &other),
+        env.skopeo_copy(&server.creds(), &[], &remote("v1"), &other),
         image.manifest_digest
     );
     server.assert_has_image("e2e/skopeo/other", &image);
@@ -116,14 +89,19 @@ fn skopeo_copy_list_delete(backend: Backend) {
     // Out: an OCI layout identical to the source.
     let out = env.path("out");
     assert_eq!(
-        skopeo_copy(&env, &server, &[], &remote("v2"), &oci(&out, "v2")),
+        env.skopeo_copy(&server.creds(), &[], &remote("v2"), &oci(&out, "v2")),
         image.manifest_digest
     );
     assert_layout_has(&out, "v2", &image);
 
     // Delete: the manifest and its tag are gone, the other image is untouched.
     assert_eq!(
-        skopeo_copy(&env, &server, &[], &oci(&src, "doomed"), &remote("doomed")),
+        env.skopeo_copy(
+            &server.creds(),
+            &[],
+            &oci(&src, "doomed"),
+            &remote("doomed")
+        ),
         doomed.manifest_digest
     );
     let tags = run_ok(
@@ -209,7 +187,7 @@ fn skopeo_multi_platform(backend: Backend) {
 
     // `--all` keeps the index as it is, with every platform image.
     assert_eq!(
-        skopeo_copy(&env, &server, &["--all"], &oci(&src, "multi"), &remote),
+        env.skopeo_copy(&server.creds(), &["--all"], &oci(&src, "multi"), &remote),
         index.digest
     );
     let served = server.manifest(repo, "v1");
@@ -226,7 +204,7 @@ fn skopeo_multi_platform(backend: Backend) {
     // Back out whole.
     let out = env.path("out");
     assert_eq!(
-        skopeo_copy(&env, &server, &["--all"], &remote, &oci(&out, "multi")),
+        env.skopeo_copy(&server.creds(), &["--all"], &remote, &oci(&out, "multi")),
         index.digest
     );
     let entry = read_layout_index(&out)

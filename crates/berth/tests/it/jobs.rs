@@ -137,22 +137,6 @@ fn wait_holder(data: &Path, job: &str, want: &str, limit: Duration) -> Value {
     }
 }
 
-/// Sends a request's head and the first `send` bytes of its body; the connection stays
-/// open with the request in flight.
-fn start_request(host: &str, head: &str, body: &[u8], send: usize) -> TcpStream {
-    let mut s = TcpStream::connect(host).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let req = format!(
-        "{head}Host: {host}\r\nAuthorization: {}\r\nContent-Length: {}\r\n\r\n",
-        basic_auth(ADMIN, PASSWORD),
-        body.len()
-    );
-    s.write_all(req.as_bytes()).expect("head");
-    s.write_all(&body[..send]).expect("part of the body");
-    s.flush().unwrap();
-    s
-}
-
 /// Sends the rest of the body in `pieces`, `pause` apart, and returns the status line.
 fn finish_request(mut s: TcpStream, rest: &[u8], pieces: usize, pause: Duration) -> String {
     for piece in rest.chunks(rest.len().div_ceil(pieces).max(1)) {
@@ -196,13 +180,6 @@ fn push_blob(host: &str, repo: &str, data: &[u8]) -> String {
     d
 }
 
-fn path_of(location: &str) -> String {
-    match location.strip_prefix("http://") {
-        Some(rest) => rest[rest.find('/').unwrap_or(rest.len())..].to_string(),
-        None => location.to_string(),
-    }
-}
-
 #[test]
 fn sigterm_drains_requests_stops_jobs_and_releases_leases() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -237,6 +214,7 @@ fn sigterm_drains_requests_stops_jobs_and_releases_leases() {
     // Both requests in flight: part of each body sent.
     let patch = start_request(
         &a.host,
+        &basic_auth(ADMIN, PASSWORD),
         &format!(
             "PATCH {upload} HTTP/1.1\r\nContent-Type: application/octet-stream\r\nContent-Range: 0-{}\r\n",
             chunk.len() - 1
@@ -246,6 +224,7 @@ fn sigterm_drains_requests_stops_jobs_and_releases_leases() {
     );
     let put = start_request(
         &a.host,
+        &basic_auth(ADMIN, PASSWORD),
         &format!("PUT /v2/{repo}/manifests/v1 HTTP/1.1\r\nContent-Type: {OCI_MANIFEST}\r\n"),
         &manifest,
         manifest.len() / 2,

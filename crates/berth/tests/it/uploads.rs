@@ -33,13 +33,6 @@ fn client(server: &Server) -> reqwest::blocking::Client {
         .expect("client")
 }
 
-fn path_of(location: &str) -> String {
-    match location.strip_prefix("http://") {
-        Some(rest) => rest[rest.find('/').unwrap_or(rest.len())..].to_string(),
-        None => location.to_string(),
-    }
-}
-
 fn open_upload(server: &Server, repo: &str) -> String {
     let r = client(server)
         .post(server.url(&format!("/v2/{repo}/blobs/uploads/")))
@@ -52,19 +45,11 @@ fn open_upload(server: &Server, repo: &str) -> String {
 /// Sends a PATCH's headers (the whole `body` announced) and the first `send` bytes, and
 /// leaves the request in flight.
 fn start_patch(server: &Server, loc: &str, body: &[u8], send: usize) -> TcpStream {
-    let host = &server.host;
-    let mut s = TcpStream::connect(host).expect("connect");
-    s.set_write_timeout(Some(Duration::from_secs(30))).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let req = format!(
-        "PATCH {loc} HTTP/1.1\r\nHost: {host}\r\nAuthorization: {}\r\nContent-Type: application/octet-stream\r\nContent-Range: 0-{}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        server.basic(),
-        body.len() - 1,
-        body.len()
+    let head = format!(
+        "PATCH {loc} HTTP/1.1\r\nContent-Type: application/octet-stream\r\nContent-Range: 0-{}\r\nConnection: close\r\n",
+        body.len() - 1
     );
-    s.write_all(req.as_bytes()).expect("headers");
-    s.write_all(&body[..send]).expect("partial body");
-    s.flush().unwrap();
+    let s = start_request(&server.host, &server.basic(), &head, body, send);
     // Let the server take the request in and start writing it.
     std::thread::sleep(Duration::from_millis(700));
     s
@@ -84,13 +69,7 @@ fn finish_patch(mut s: TcpStream, body: &[u8], sent: usize) -> u16 {
 }
 
 fn patch_status(server: &Server, loc: &str, data: &[u8], offset: usize) -> u16 {
-    client(server)
-        .patch(server.url(loc))
-        .header(
-            "Content-Range",
-            format!("{}-{}", offset, offset + data.len() - 1),
-        )
-        .body(data.to_vec())
+    patch_chunk(&client(server), server.url(loc), data, offset)
         .send()
         .expect("PATCH")
         .status()

@@ -9,7 +9,7 @@ use berth_core::{Registry, RegistryConfig};
 use berth_meta::sqlite::SqliteMetaStore;
 use berth_oci::Digest;
 use berth_testkit::wire::OCI_MANIFEST;
-use berth_testkit::world::{send, Resp};
+use berth_testkit::world::{request, send, Resp};
 use std::sync::Arc;
 
 struct App {
@@ -54,11 +54,7 @@ impl App {
         headers: &[(&str, &str)],
         body: impl Into<Body>,
     ) -> Resp {
-        let mut b = Request::builder().method(method).uri(uri);
-        for (k, v) in headers {
-            b = b.header(*k, *v);
-        }
-        send(&self.router, b.body(body.into()).unwrap()).await
+        send(&self.router, request(method, uri, None, headers, body)).await
     }
 
     async fn push_blob(&self, repo: &str, data: &[u8]) -> Digest {

@@ -13,12 +13,12 @@ use berth_auth::rbac::{Role, Visibility};
 use berth_auth::secret;
 use berth_blob::memory::MemoryBlobStore;
 use berth_core::{Access, AccessConfig, Caller, Registry, RegistryConfig};
-use berth_meta::identity::{NewToken, NewUser, OrgSettings, Origin, TokenKind};
+use berth_meta::identity::{NewToken, OrgSettings, TokenKind};
 use berth_meta::prelude::*;
 use berth_meta::sqlite::SqliteMetaStore;
 use berth_oci::RepoName;
 use berth_testkit::wire::basic_auth;
-use berth_testkit::world::{repositories_only, send, Resp};
+use berth_testkit::world::{local_account, repositories_only, request, send, Resp};
 use std::sync::Arc;
 
 struct World {
@@ -91,21 +91,8 @@ async fn world_with(directory: Option<berth_directory::DirectoryClient>) -> Worl
         ("repoadmin", false, false),
         ("bot", false, true),
     ] {
-        let u = id
-            .user_create(&NewUser {
-                name: name.into(),
-                full_name: String::new(),
-                email: None,
-                password: (!service).then(|| hash_password(pw(name).as_bytes(), &fast).unwrap()),
-                origin: Origin::Local,
-                active: true,
-                is_system_admin: admin,
-                is_service_account: service,
-                claim_namespace: false,
-            })
-            .await
-            .unwrap();
-        users.insert(name, u.id);
+        let phc = (!service).then(|| hash_password(pw(name).as_bytes(), &fast).unwrap());
+        users.insert(name, local_account(id, name, phc, admin, service).await);
     }
     id.org_create("acme", "Acme", &OrgSettings::default(), false)
         .await
@@ -219,18 +206,17 @@ impl World {
         auth: Option<&str>,
         body: Option<serde_json::Value>,
     ) -> Resp {
-        let mut b = Request::builder().method(method).uri(uri);
-        if let Some(a) = auth {
-            b = b.header("authorization", a);
-        }
-        let body = match body {
-            Some(v) => {
-                b = b.header("content-type", "application/json");
-                Body::from(serde_json::to_vec(&v).unwrap())
-            }
-            None => Body::empty(),
+        let r = match body {
+            Some(v) => request(
+                method,
+                uri,
+                auth,
+                &[("content-type", "application/json")],
+                serde_json::to_vec(&v).unwrap(),
+            ),
+            None => request(method, uri, auth, &[], Body::empty()),
         };
-        send(&self.router, b.body(body).unwrap()).await
+        send(&self.router, r).await
     }
 
     async fn as_(

@@ -12,7 +12,7 @@ use berth_core::AccessConfig;
 use berth_http::server::ConnInfo;
 use berth_meta::prelude::*;
 use berth_testkit::wire::{basic_auth, OCI_MANIFEST};
-use berth_testkit::world::{Resp, World, PASSWORD};
+use berth_testkit::world::{request, send, Resp, World, PASSWORD};
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -325,16 +325,17 @@ async fn the_token_service_grants_only_what_roles_allow() {
     assert_eq!(r.json()["scope"], format!("repository:{PRIVATE}:pull"));
 }
 
-/// What the listener records about a connection from `ip`.
-fn from(ip: &str) -> Option<ConnInfo> {
+/// `GET uri` from `ip` with `auth`: the connection as the listener records it.
+async fn get_from(w: &World, ip: &str, uri: &str, auth: Option<&str>) -> Resp {
     let peer: SocketAddr = format!("{ip}:40000").parse().unwrap();
-    Some(ConnInfo { peer, tls: false })
+    let mut r = request("GET", uri, auth, &[], Body::empty());
+    r.extensions_mut().insert(ConnInfo { peer, tls: false });
+    send(&w.router, r).await
 }
 
 /// `GET /v2/` from `ip` with `auth`.
 async fn v2_from(w: &World, ip: &str, auth: Option<&str>) -> Resp {
-    w.req_from(from(ip), "GET", "/v2/", auth, &[], Body::empty())
-        .await
+    get_from(w, ip, "/v2/", auth).await
 }
 
 #[tokio::test]
@@ -386,9 +387,7 @@ async fn password_guessing_is_rate_limited_per_account_and_per_source() {
         ("10.0.0.2", "/v2/"),
         ("10.0.0.3", "/auth/token?service=berth"),
     ] {
-        let r = w
-            .req_from(from(ip), "GET", uri, Some(&right), &[], Body::empty())
-            .await;
+        let r = get_from(&w, ip, uri, Some(&right)).await;
         assert_eq!(
             (r.status, r.code().as_str()),
             (StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS"),

@@ -146,6 +146,22 @@ pub fn repo_of(vis: &str) -> &'static str {
     }
 }
 
+/// The secret of the matrices' `reduced-token` subject: an access token of `owner`
+/// restricted to read-only on acme/*.
+pub async fn reduced_token(access: &Access, owner: berth_meta::identity::AccountId) -> String {
+    access
+        .create_access_token(
+            &Caller::anonymous(None),
+            owner,
+            "reduced",
+            None,
+            Some(repositories_only("acme/*", Role::ReadOnly)),
+        )
+        .await
+        .unwrap()
+        .token
+}
+
 /// The `Authorization` header of the matrices' `restricted-bearer` subject: the system
 /// administrator `root`'s access token restricted to read-write on ci/*, exchanged for a
 /// bearer token for both acme repositories and the catalog (the token service's own path,
@@ -279,16 +295,7 @@ impl World {
             .await
             .unwrap();
         id.token_revoke(&revoked.record.id).await.unwrap();
-        let reduced = access
-            .create_access_token(
-                &actor,
-                users["owner"],
-                "reduced",
-                None,
-                Some(repositories_only("acme/*", Role::ReadOnly)),
-            )
-            .await
-            .unwrap();
+        let reduced = reduced_token(&access, users["owner"]).await;
         let mut creds = BTreeMap::new();
         creds.insert("anonymous", None);
         creds.insert("no-role", Some(basic_auth("nobody", PASSWORD)));
@@ -305,7 +312,7 @@ impl World {
             "revoked-token",
             Some(basic_auth("tokenuser", &revoked.token)),
         );
-        creds.insert("reduced-token", Some(basic_auth("owner", &reduced.token)));
+        creds.insert("reduced-token", Some(basic_auth("owner", &reduced)));
         creds.insert(
             "restricted-bearer",
             Some(restricted_bearer(&access, users["root"]).await),

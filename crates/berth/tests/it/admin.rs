@@ -102,47 +102,56 @@ fn first_admin_and_admin_commands() {
         None,
     );
     assert!(ok, "{out}");
-    let (ok, out) = admin(
-        &data,
-        &["user", "create", "alice", "--password-stdin"],
-        Some("correct horse\n"),
-    );
-    assert!(!ok, "a second alice was created: {out}");
-    let (ok, out) = admin(
-        &data,
-        &["user", "create", "bob", "--password-stdin"],
-        Some("short\n"),
-    );
-    assert!(!ok && out.contains("8 to 1024 characters"), "{out}");
-    let (ok, out) = admin(
-        &data,
-        &["user", "create", "Bad/Name", "--password-stdin"],
-        Some("long enough pw\n"),
-    );
-    assert!(!ok && out.contains("invalid user name"), "{out}");
-    let (ok, out) = admin(
-        &data,
-        &[
-            "user",
-            "create",
-            "x'); DROP TABLE accounts;--",
-            "--password-stdin",
-        ],
-        Some("long enough pw\n"),
-    );
-    assert!(!ok, "{out}");
-    let (ok, out) = admin(
-        &data,
-        &["user", "password", "alice", "--password-stdin"],
-        Some("a new long password\n"),
-    );
-    assert!(ok, "{out}");
-    let (ok, out) = admin(
-        &data,
-        &["user", "password", "nobody", "--password-stdin"],
-        Some("a new long password\n"),
-    );
-    assert!(!ok && out.contains("user nobody not found"), "{out}");
+    // Each command: `None` where it must succeed, else what its refusal must say ("" where
+    // any refusal will do).
+    let long_pw = Some("long enough pw\n");
+    let new_pw = Some("a new long password\n");
+    for (args, stdin, refusal) in [
+        (
+            &["user", "create", "alice", "--password-stdin"][..],
+            Some("correct horse\n"),
+            Some(""),
+        ),
+        (
+            &["user", "create", "bob", "--password-stdin"],
+            Some("short\n"),
+            Some("8 to 1024 characters"),
+        ),
+        (
+            &["user", "create", "Bad/Name", "--password-stdin"],
+            long_pw,
+            Some("invalid user name"),
+        ),
+        (
+            &[
+                "user",
+                "create",
+                "x'); DROP TABLE accounts;--",
+                "--password-stdin",
+            ],
+            long_pw,
+            Some(""),
+        ),
+        (
+            &["user", "password", "alice", "--password-stdin"],
+            new_pw,
+            None,
+        ),
+        (
+            &["user", "password", "nobody", "--password-stdin"],
+            new_pw,
+            Some("user nobody not found"),
+        ),
+    ] {
+        let (ok, out) = admin(&data, args, stdin);
+        match refusal {
+            None => assert!(ok, "{args:?}: {out}"),
+            Some(why) => assert!(
+                !ok && out.contains(why),
+                "{args:?} was not refused ({why:?}): {out}"
+            ),
+        }
+    }
     let (_, out) = admin(&data, &["user", "list"], None);
     assert!(out.lines().any(|l| l == "alice\tlocal\tactive"), "{out}");
     assert!(

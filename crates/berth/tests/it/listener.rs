@@ -207,36 +207,10 @@ fn idle_keep_alive_connection_is_closed() {
     assert!(t < Duration::from_secs(5), "closed only after {t:?}");
 }
 
-/// A self-signed certificate for 127.0.0.1.
-fn make_cert(dir: &Path) {
-    run_ok(
-        Command::new("openssl").current_dir(dir).args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.crt",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-        ]),
-        Duration::from_secs(60),
-    );
-}
-
 #[test]
 fn unfinished_tls_handshake_is_cut() {
     let dir = tempfile::tempdir().unwrap();
-    make_cert(dir.path());
+    certs::self_signed(dir.path());
     let cert = dir.path().join("server.crt");
     let key = dir.path().join("server.key");
     let p = start(

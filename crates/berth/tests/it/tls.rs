@@ -9,79 +9,6 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-fn openssl(dir: &Path, args: &[&str]) {
-    run_ok(
-        Command::new("openssl").current_dir(dir).args(args),
-        Duration::from_secs(60),
-    );
-}
-
-/// A CA and a server certificate for 127.0.0.1 signed by it.
-fn make_certs(dir: &Path) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=berth test CA",
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=127.0.0.1",
-        ],
-    );
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
-    )
-    .unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.crt",
-            "-days",
-            "2",
-            "-extfile",
-            "ext.cnf",
-        ],
-    );
-}
-
 const ADMIN_PASSWORD: &str = "tls-admin-password-9f3c";
 
 fn start(dir: &Path) -> Process {
@@ -103,7 +30,7 @@ fn start(dir: &Path) -> Process {
 fn https_with_verified_clients() {
     let env = ClientEnv::new();
     let dir = tempfile::tempdir().unwrap();
-    make_certs(dir.path());
+    certs::ca_and_server(dir.path());
     let server = start(dir.path());
     let ca = dir.path().join("ca.crt");
     let admin = creds(ADMIN, ADMIN_PASSWORD);

@@ -14,7 +14,6 @@ use berth_blob::BlobStore;
 use berth_core::gc::{self, GcMode, GcOptions};
 use berth_core::{CoreError, Registry, RegistryConfig};
 use berth_meta::prelude::*;
-use berth_meta::SqliteMetaStore;
 use berth_oci::{Digest, Reference, RepoName, Tag};
 use bytes::Bytes;
 use futures::StreamExt;
@@ -316,11 +315,7 @@ fn check_sequence(ops: Vec<Op>) {
         .expect("runtime");
     rt.block_on(async {
         let dir = tempfile::tempdir().expect("temporary directory");
-        let meta: Arc<dyn MetaStore> = Arc::new(
-            SqliteMetaStore::open(&dir.path().join("meta.db"))
-                .await
-                .expect("open"),
-        );
+        let meta = crate::sqlite_meta(dir.path()).await;
         let blobs: Arc<dyn BlobStore> = Arc::new(MemoryBlobStore::new());
         let registry = Arc::new(Registry::new(
             meta.clone(),

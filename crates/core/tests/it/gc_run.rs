@@ -8,7 +8,6 @@ use berth_blob::{BlobStore, ByteStream, Existing, UploadState};
 use berth_core::gc::{self, GcError, GcOptions};
 use berth_core::{Registry, RegistryConfig};
 use berth_meta::prelude::*;
-use berth_meta::SqliteMetaStore;
 use berth_oci::{Digest, Reference, RepoName, Tag};
 use bytes::Bytes;
 use futures::StreamExt;
@@ -35,11 +34,7 @@ async fn setup() -> (
     Arc<dyn BlobStore>,
 ) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let meta: Arc<dyn MetaStore> = Arc::new(
-        SqliteMetaStore::open(&dir.path().join("meta.db"))
-            .await
-            .expect("open"),
-    );
+    let meta = crate::sqlite_meta(dir.path()).await;
     let blobs: Arc<dyn BlobStore> = Arc::new(MemoryBlobStore::new());
     let reg = Registry::new(meta.clone(), blobs.clone(), RegistryConfig::default());
     (dir, reg, meta, blobs)
@@ -256,11 +251,7 @@ impl BlobStore for GcBeforeCommit {
 async fn gc_racing_a_push_leaves_no_orphan() {
     for chunked in [false, true] {
         let dir = tempfile::tempdir().expect("tempdir");
-        let meta: Arc<dyn MetaStore> = Arc::new(
-            SqliteMetaStore::open(&dir.path().join("meta.db"))
-                .await
-                .expect("open"),
-        );
+        let meta = crate::sqlite_meta(dir.path()).await;
         let inner: Arc<dyn BlobStore> = Arc::new(MemoryBlobStore::new());
         let blobs: Arc<dyn BlobStore> = Arc::new(GcBeforeCommit {
             inner: inner.clone(),

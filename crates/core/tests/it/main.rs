@@ -4,3 +4,15 @@
 mod gc_model;
 mod gc_run;
 mod jobs;
+
+use berth_meta::{MetaStore, SqliteMetaStore};
+use std::sync::Arc;
+
+/// A SQLite metadata store in `dir`, as `berth serve` opens it.
+pub async fn sqlite_meta(dir: &std::path::Path) -> Arc<dyn MetaStore> {
+    Arc::new(
+        SqliteMetaStore::open(&dir.join("meta.db"))
+            .await
+            .expect("open"),
+    )
+}

@@ -3,3 +3,31 @@
 
 mod samba_ad;
 mod slapd;
+
+use berth_directory::{DirectorySnapshot, Membership, TeamRef};
+
+/// Helpers both suites use.
+pub fn team(s: &str) -> TeamRef {
+    TeamRef::parse(s).unwrap()
+}
+
+/// `user` in team `t`, as a plan lists it.
+pub fn m(user: &str, t: &str) -> Membership {
+    Membership {
+        username: user.into(),
+        team: team(t),
+    }
+}
+
+/// Each group of a snapshot with its members.
+pub fn memberships(snapshot: &DirectorySnapshot) -> Vec<(String, Vec<String>)> {
+    snapshot
+        .groups
+        .iter()
+        .map(|g| (g.name.clone(), g.members.iter().cloned().collect()))
+        .collect()
+}
+
+pub fn strs(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}

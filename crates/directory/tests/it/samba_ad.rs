@@ -13,10 +13,10 @@
 //! OU. `cargo xtask peers` installs the packages; a Samba that cannot start fails the
 //! tests, it never skips them.
 
+use crate::{m, memberships, strs, team};
 use berth_directory::{
-    plan, BerthUser, DirectoryClient, DirectoryConfig, DirectoryError, DirectorySnapshot,
-    DirectoryTraffic, GroupMapping, Membership, MembershipMode, Origin, Secret, SyncPolicy,
-    TeamRef,
+    plan, BerthUser, DirectoryClient, DirectoryConfig, DirectoryError, DirectoryTraffic,
+    GroupMapping, MembershipMode, Origin, Secret, SyncPolicy,
 };
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -360,34 +360,11 @@ fn ad_config(ou: &str, teams: Vec<GroupMapping>) -> DirectoryConfig {
     }
 }
 
-fn team(s: &str) -> TeamRef {
-    TeamRef::parse(s).unwrap()
-}
-
 fn mapping(group: &str, t: &str) -> GroupMapping {
     GroupMapping {
         group: group.into(),
         team: team(t),
     }
-}
-
-fn m(user: &str, t: &str) -> Membership {
-    Membership {
-        username: user.into(),
-        team: team(t),
-    }
-}
-
-fn memberships(snapshot: &DirectorySnapshot) -> Vec<(String, Vec<String>)> {
-    snapshot
-        .groups
-        .iter()
-        .map(|g| (g.name.clone(), g.members.iter().cloned().collect()))
-        .collect()
-}
-
-fn strs(v: &[&str]) -> Vec<String> {
-    v.iter().map(|s| s.to_string()).collect()
 }
 
 /// Item 19, nested groups on a real AD: Samba advertises Active Directory, so one user's

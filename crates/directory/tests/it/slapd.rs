@@ -8,11 +8,11 @@
 //! Needs Debian's slapd and ldap-utils (`cargo xtask peers` installs them). Without them
 //! the tests fail: they never skip.
 
+use crate::{m, memberships, strs, team};
 use berth_directory::snapshot::normalize_dn;
 use berth_directory::{
     plan, BerthUser, CreateUsers, DirectoryClient, DirectoryConfig, DirectoryError,
-    DirectorySnapshot, GroupMapping, Membership, MembershipMode, Origin, Secret, SyncPolicy,
-    TeamRef,
+    DirectorySnapshot, GroupMapping, MembershipMode, Origin, Secret, SyncPolicy,
 };
 use berth_testkit::{Directory, Slapd};
 use std::collections::BTreeSet;
@@ -22,31 +22,8 @@ fn admin_password() -> String {
     berth_testkit::slapd::ADMIN_PASSWORD.into()
 }
 
-fn team(s: &str) -> TeamRef {
-    TeamRef::parse(s).unwrap()
-}
-
-fn memberships(snapshot: &DirectorySnapshot) -> Vec<(String, Vec<String>)> {
-    snapshot
-        .groups
-        .iter()
-        .map(|g| (g.name.clone(), g.members.iter().cloned().collect()))
-        .collect()
-}
-
 fn usernames(snapshot: &DirectorySnapshot) -> Vec<&str> {
     snapshot.users.iter().map(|u| u.username.as_str()).collect()
-}
-
-fn m(user: &str, t: &str) -> Membership {
-    Membership {
-        username: user.into(),
-        team: team(t),
-    }
-}
-
-fn strs(v: &[&str]) -> Vec<String> {
-    v.iter().map(|s| s.to_string()).collect()
 }
 
 /// The refusals every directory must give, whatever its schema.

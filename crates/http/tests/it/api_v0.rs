@@ -18,7 +18,7 @@ use berth_meta::prelude::*;
 use berth_meta::sqlite::SqliteMetaStore;
 use berth_oci::RepoName;
 use berth_testkit::wire::basic_auth;
-use berth_testkit::world::{local_account, repositories_only, request, send, Resp};
+use berth_testkit::world::{local_account, request, send, Resp};
 use std::sync::Arc;
 
 struct World {
@@ -155,16 +155,7 @@ async fn world_with(directory: Option<berth_directory::DirectoryClient>) -> Worl
     let (revoked, revoked_secret) = token(None);
     id.token_create(&revoked).await.unwrap();
     id.token_revoke(&revoked.id).await.unwrap();
-    let reduced = access
-        .create_access_token(
-            &anon,
-            users["owner"],
-            "reduced",
-            None,
-            Some(repositories_only("acme/*", Role::ReadOnly)),
-        )
-        .await
-        .unwrap();
+    let reduced = berth_testkit::world::reduced_token(&access, users["owner"]).await;
     let bearer = berth_testkit::world::restricted_bearer(&access, users["root"]).await;
     let c = |u: &str, p: String| Some(basic_auth(u, &p));
     let creds = vec![
@@ -177,7 +168,7 @@ async fn world_with(directory: Option<berth_directory::DirectoryClient>) -> Worl
         ("sysadmin", c("root", pw("root"))),
         ("expired-token", c("writer", expired_secret)),
         ("revoked-token", c("writer", revoked_secret)),
-        ("reduced-token", c("owner", reduced.token)),
+        ("reduced-token", c("owner", reduced)),
         ("restricted-bearer", Some(bearer)),
     ];
     World {

@@ -4,7 +4,7 @@
 //! A test that needs a service or a client that is missing fails with a message saying
 //! what to install or which variable to set; nothing here skips.
 
-use crate::images::{find_digest, unique};
+use crate::images::{find_digest, unique, Image};
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -328,6 +328,17 @@ impl ClientEnv {
             .expect("skopeo wrote the digest file")
             .trim()
             .to_string()
+    }
+
+    /// Writes `image` as a `docker save` archive named `archive` in this environment,
+    /// tagged `reference`, and loads it into the engine.
+    pub fn docker_load(&self, image: &Image, reference: &str, archive: &str) {
+        let archive = self.path(archive);
+        image.write_docker_archive(&archive, reference);
+        run_ok(
+            self.docker().arg("load").arg("-i").arg(&archive),
+            CLIENT_TIMEOUT,
+        );
     }
 
     /// `docker login HOST` with the password on standard input; the output, whatever it is.

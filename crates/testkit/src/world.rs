@@ -146,20 +146,52 @@ pub fn repo_of(vis: &str) -> &'static str {
     }
 }
 
-/// The secret of the matrices' `reduced-token` subject: an access token of `owner`
-/// restricted to read-only on acme/*.
-pub async fn reduced_token(access: &Access, owner: berth_meta::identity::AccountId) -> String {
+/// The secret of a new access token of `user` restricted to the repositories matching
+/// `pattern`, with at most `max_role`.
+pub async fn restricted_token(
+    access: &Access,
+    user: berth_meta::identity::AccountId,
+    description: &str,
+    pattern: &str,
+    max_role: Role,
+) -> String {
     access
         .create_access_token(
             &Caller::anonymous(None),
-            owner,
-            "reduced",
+            user,
+            description,
             None,
-            Some(repositories_only("acme/*", Role::ReadOnly)),
+            Some(repositories_only(pattern, max_role)),
         )
         .await
         .unwrap()
         .token
+}
+
+/// The secret of the matrices' `reduced-token` subject: an access token of `owner`
+/// restricted to read-only on acme/*.
+pub async fn reduced_token(access: &Access, owner: berth_meta::identity::AccountId) -> String {
+    restricted_token(access, owner, "reduced", "acme/*", Role::ReadOnly).await
+}
+
+/// Creates the organisation `acme`, owned by `owner`.
+pub async fn create_acme(id: &dyn IdentityStore, owner: berth_meta::identity::AccountId) {
+    id.org_create("acme", "Acme", &OrgSettings::default(), false)
+        .await
+        .unwrap();
+    id.org_member_set("acme", owner, true).await.unwrap();
+}
+
+/// Creates acme's public and private repositories ([`repo_of`]).
+pub async fn create_acme_repositories(id: &dyn IdentityStore) {
+    for (vis, v) in [
+        ("public", Visibility::Public),
+        ("private", Visibility::Private),
+    ] {
+        id.repo_create(&RepoName::parse(repo_of(vis)).unwrap(), None, Some(v))
+            .await
+            .unwrap();
+    }
 }
 
 /// The `Authorization` header of the matrices' `restricted-bearer` subject: the system
@@ -167,17 +199,8 @@ pub async fn reduced_token(access: &Access, owner: berth_meta::identity::Account
 /// bearer token for both acme repositories and the catalog (the token service's own path,
 /// minus HTTP).
 pub async fn restricted_bearer(access: &Access, root: berth_meta::identity::AccountId) -> String {
-    let ci_only = access
-        .create_access_token(
-            &Caller::anonymous(None),
-            root,
-            "ci only",
-            None,
-            Some(repositories_only("ci/*", Role::ReadWrite)),
-        )
-        .await
-        .unwrap();
-    let caller = access.login("root", &ci_only.token, None).await.unwrap();
+    let ci_only = restricted_token(access, root, "ci only", "ci/*", Role::ReadWrite).await;
+    let caller = access.login("root", &ci_only, None).await.unwrap();
     let scopes = berth_auth::scope::parse_scopes(&[
         "repository:acme/public-app:pull,push,delete",
         "repository:acme/private-app:pull,push,delete",
@@ -241,22 +264,8 @@ impl World {
                 local_account(id, name, Some(phc.clone()), admin, false).await,
             );
         }
-        id.org_create("acme", "Acme", &OrgSettings::default(), false)
-            .await
-            .unwrap();
-        id.org_member_set("acme", users["owner"], true)
-            .await
-            .unwrap();
-        for vis in ["public", "private"] {
-            let v = if vis == "public" {
-                Visibility::Public
-            } else {
-                Visibility::Private
-            };
-            id.repo_create(&RepoName::parse(repo_of(vis)).unwrap(), None, Some(v))
-                .await
-                .unwrap();
-        }
+        create_acme(id, users["owner"]).await;
+        create_acme_repositories(id).await;
         for (team, member, role) in [
             ("readers", "reader", Role::ReadOnly),
             ("writers", "writer", Role::ReadWrite),

@@ -228,6 +228,9 @@ fn grants_repositories_and_tokens() {
     }
     let out = server.admin(&["repo", "create", "shop/app"], None);
     assert!(!out.status.success(), "created twice: {}", out.stdout);
+    // `team grant shop devs FLAGS`.
+    let devs_grant =
+        |flags: &[&'static str]| [&["team", "grant", "shop", "devs"][..], flags].concat();
     let as_bob = |method: Method, path: &str, password: &str| {
         server.request_as(method, path, "bob", password).status
     };
@@ -245,34 +248,14 @@ fn grants_repositories_and_tokens() {
     // No role: the private repositories are invisible to bob.
     assert_eq!(pull("shop/app", pw), 404);
     // A namespace grant covers every repository of the organisation.
-    let out = server.admin_ok(
-        &[
-            "team",
-            "grant",
-            "shop",
-            "devs",
-            "--namespace",
-            "--role",
-            "read-only",
-        ],
-        None,
-    );
+    let out = server.admin_ok(&devs_grant(&["--namespace", "--role", "read-only"]), None);
     assert_eq!(out.trim(), "shop/devs has read-only on shop/*");
     assert_eq!(pull("shop/app", pw), 200);
     assert_eq!(pull("shop/web", pw), 200);
     assert_eq!(push("shop/app", pw), 403);
     // A repository grant adds to it, on that repository only.
     server.admin_ok(
-        &[
-            "team",
-            "grant",
-            "shop",
-            "devs",
-            "--repo",
-            "shop/app",
-            "--role",
-            "read-write",
-        ],
+        &devs_grant(&["--repo", "shop/app", "--role", "read-write"]),
         None,
     );
     assert_eq!(push("shop/app", pw), 202);
@@ -290,33 +273,14 @@ fn grants_repositories_and_tokens() {
     // Refused: a repository outside the organisation, a role that does not exist, both or
     // neither of --repo and --namespace.
     server.admin_ok(&["repo", "create", "bob/own"], None);
-    for args in [
-        &[
-            "team", "grant", "shop", "devs", "--repo", "bob/own", "--role", "admin",
-        ][..],
-        &[
-            "team",
-            "grant",
-            "shop",
-            "devs",
-            "--namespace",
-            "--role",
-            "owner",
-        ],
-        &["team", "grant", "shop", "devs", "--role", "admin"],
-        &[
-            "team",
-            "grant",
-            "shop",
-            "devs",
-            "--namespace",
-            "--repo",
-            "shop/app",
-            "--role",
-            "admin",
-        ],
+    for flags in [
+        &["--repo", "bob/own", "--role", "admin"][..],
+        &["--namespace", "--role", "owner"],
+        &["--role", "admin"],
+        &["--namespace", "--repo", "shop/app", "--role", "admin"],
     ] {
-        let out = server.admin(args, None);
+        let args = devs_grant(flags);
+        let out = server.admin(&args, None);
         assert!(
             !out.status.success(),
             "berth admin {args:?} succeeded: {}",

@@ -107,12 +107,7 @@ fn docker_roles(backend: Backend) {
 
     // read-write, logged in with a password: the push goes through.
     writer_env.docker_login(&server.host, "writer", &users.writer);
-    let archive = writer_env.path("image.tar");
-    image.write_docker_archive(&archive, &v1);
-    run_ok(
-        writer_env.docker().arg("load").arg("-i").arg(&archive),
-        CLIENT_TIMEOUT,
-    );
+    writer_env.docker_load(&image, &v1, "image.tar");
     let digest = pushed_digest(&run_ok(
         writer_env.docker().args(["push", &v1]),
         CLIENT_TIMEOUT,
@@ -872,14 +867,7 @@ fn restricted_bearer_tokens(backend: Backend) {
     };
     // A blob only the private repository vault/secret holds, pushed by the administrator.
     let bytes = format!("secret layer {}", unique()).into_bytes();
-    let digest = sha256_digest(&bytes);
-    let r = server
-        .http()
-        .post(server.url(&format!("/v2/vault/secret/blobs/uploads/?digest={digest}")))
-        .body(bytes.clone())
-        .send()
-        .expect("push");
-    assert_eq!(r.status().as_u16(), 201, "monolithic push as admin");
+    let digest = server.push_blob("vault/secret", &bytes);
     let bearer = |user: &str, secret: &str, scopes: &[&str]| -> String {
         let q: Vec<String> = scopes.iter().map(|s| format!("scope={s}")).collect();
         let path = format!("/auth/token?service=berth&{}", q.join("&"));

@@ -111,12 +111,7 @@ fn docker_push_pull(backend: Backend) {
     };
 
     for (image, reference, file) in [(&app, &app_v1, "app.tar"), (&tool, &tool_v1, "tool.tar")] {
-        let archive = env.path(file);
-        image.write_docker_archive(&archive, reference);
-        run_ok(
-            env.docker().arg("load").arg("-i").arg(&archive),
-            CLIENT_TIMEOUT,
-        );
+        env.docker_load(image, reference, file);
     }
     run_ok(env.docker().args(["tag", &app_v1, &app_v2]), CLIENT_TIMEOUT);
 

@@ -454,14 +454,7 @@ fn crash_during_sweep(backend: Backend) {
         for chunk in garbage.chunks(400) {
             s.spawn(move || {
                 for b in chunk {
-                    let d = sha256_digest(b);
-                    let r = server_ref
-                        .http()
-                        .post(server_ref.url(&format!("/v2/crash/junk/blobs/uploads/?digest={d}")))
-                        .body(b.clone())
-                        .send()
-                        .expect("upload");
-                    assert_eq!(r.status().as_u16(), 201);
+                    server_ref.push_blob("crash/junk", b);
                 }
             });
         }
@@ -547,12 +540,7 @@ fn docker_during_gc(backend: Backend) {
     let app_ref = server.reference("gc/app:v1");
     let tool_ref = server.reference("gc/tool:v1");
     for (image, reference, file) in [(&app, &app_ref, "app.tar"), (&tool, &tool_ref, "tool.tar")] {
-        let archive = env.path(file);
-        image.write_docker_archive(&archive, reference);
-        run_ok(
-            env.docker().arg("load").arg("-i").arg(&archive),
-            CLIENT_TIMEOUT,
-        );
+        env.docker_load(image, reference, file);
     }
     for round in 0..4 {
         run_ok(env.docker().args(["push", &app_ref]), CLIENT_TIMEOUT);

@@ -112,8 +112,9 @@ fn readme_tour_runs_line_by_line() {
     let mut server: Option<Killed> = None;
     let mut password: Option<String> = None;
     let log = cwd.path().join("serve.log");
-    let _cleanup = DockerRefs {
-        client: &client,
+    // Removes the tour's images from the shared engine, even when the test fails.
+    let _cleanup = DockerImages {
+        env: &client,
         refs: vec![format!("{local}:latest"), format!("{host}/admin/busybox:1")],
     };
     let image = Image::random(1, 8, "amd64");
@@ -224,22 +225,6 @@ fn readme_tour_runs_line_by_line() {
         "the tour's steps"
     );
     drop(server);
-}
-
-/// Removes the tour's images from the shared engine, even when the test fails.
-struct DockerRefs<'a> {
-    client: &'a ClientEnv,
-    refs: Vec<String>,
-}
-
-impl Drop for DockerRefs<'_> {
-    fn drop(&mut self) {
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let mut cmd = self.client.docker();
-            cmd.args(["rmi", "-f"]).args(&self.refs);
-            run(&mut cmd, CLIENT_TIMEOUT);
-        }));
-    }
 }
 
 // ---------------------------------------------------------------------------------------

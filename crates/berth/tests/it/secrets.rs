@@ -27,6 +27,13 @@ fn secrets_never_reach_the_log_or_the_audit_trail() {
     );
     let host = server.host.clone();
     let http = reqwest::blocking::Client::new();
+    // `GET uri` as the administrator with `password` (a password or a token).
+    let get_as_admin = |uri: &str, password: &str| {
+        http.get(format!("http://{host}{uri}"))
+            .basic_auth(ADMIN, Some(password))
+            .send()
+            .unwrap()
+    };
     let mut secrets: Vec<String> = vec![admin_pw.clone()];
 
     // The Docker engine logs in, and pulls (missing image: the refresh grant runs).
@@ -55,11 +62,7 @@ fn secrets_never_reach_the_log_or_the_audit_trail() {
     // Wrong passwords, on /v2 and at the token service.
     for (i, uri) in ["/v2/", "/auth/token?service=berth"].iter().enumerate() {
         let wrong = format!("wrong-password-{i}-{}", unique());
-        let r = http
-            .get(format!("http://{host}{uri}"))
-            .basic_auth(ADMIN, Some(&wrong))
-            .send()
-            .unwrap();
+        let r = get_as_admin(uri, &wrong);
         assert_eq!(r.status(), 401);
         secrets.push(wrong);
     }
@@ -75,22 +78,15 @@ fn secrets_never_reach_the_log_or_the_audit_trail() {
     ]);
     let token = run_ok(&mut cmd, CLIENT_TIMEOUT).stdout.trim().to_string();
     assert!(token.starts_with("berth_"), "{token}");
-    let r = http
-        .get(format!("http://{host}/v2/_catalog"))
-        .basic_auth(ADMIN, Some(&token))
-        .send()
-        .unwrap();
+    let r = get_as_admin("/v2/_catalog", &token);
     assert_eq!(r.status(), 200);
     secrets.push(token);
-    let r: serde_json::Value = http
-        .get(format!(
-            "http://{host}/auth/token?service=berth&offline_token=true&scope=repository:admin/x:pull,push"
-        ))
-        .basic_auth(ADMIN, Some(&admin_pw))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let r: serde_json::Value = get_as_admin(
+        "/auth/token?service=berth&offline_token=true&scope=repository:admin/x:pull,push",
+        &admin_pw,
+    )
+    .json()
+    .unwrap();
     let refresh = r["refresh_token"].as_str().unwrap().to_string();
     secrets.push(r["token"].as_str().unwrap().to_string());
     let r: serde_json::Value = http
@@ -116,11 +112,7 @@ fn secrets_never_reach_the_log_or_the_audit_trail() {
     secrets.push(jwt);
 
     // The audit log recorded all of it, without the secrets.
-    let audit = http
-        .get(format!("http://{host}/api/v0/audit?n=1000"))
-        .basic_auth(ADMIN, Some(&admin_pw))
-        .send()
-        .unwrap();
+    let audit = get_as_admin("/api/v0/audit?n=1000", &admin_pw);
     assert_eq!(audit.status(), 200);
     let audit = audit.text().unwrap();
     for action in [

@@ -31,3 +31,15 @@ pub fn memberships(snapshot: &DirectorySnapshot) -> Vec<(String, Vec<String>)> {
 pub fn strs(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
+
+/// The groups of the nested sample both suites build, expanded: each with every member
+/// reached through nesting (the loop cut).
+pub fn nested_memberships() -> Vec<(String, Vec<String>)> {
+    vec![
+        ("backend".to_string(), strs(&["bert", "dina"])),
+        ("dbas".to_string(), strs(&["dina"])),
+        ("loop-a".to_string(), strs(&["lea", "lou"])),
+        ("loop-b".to_string(), strs(&["lea", "lou"])),
+        ("platform".to_string(), strs(&["bert", "dina", "pia"])),
+    ]
+}

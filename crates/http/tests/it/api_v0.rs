@@ -9,11 +9,11 @@
 use axum::body::Body;
 use axum::http::Request;
 use berth_auth::password::{hash_password, PasswordParams};
-use berth_auth::rbac::{Role, Visibility};
+use berth_auth::rbac::Role;
 use berth_auth::secret;
 use berth_blob::memory::MemoryBlobStore;
 use berth_core::{Access, AccessConfig, Caller, Registry, RegistryConfig};
-use berth_meta::identity::{NewToken, OrgSettings, TokenKind};
+use berth_meta::identity::{NewToken, TokenKind};
 use berth_meta::prelude::*;
 use berth_meta::sqlite::SqliteMetaStore;
 use berth_oci::RepoName;
@@ -94,23 +94,11 @@ async fn world_with(directory: Option<berth_directory::DirectoryClient>) -> Worl
         let phc = (!service).then(|| hash_password(pw(name).as_bytes(), &fast).unwrap());
         users.insert(name, local_account(id, name, phc, admin, service).await);
     }
-    id.org_create("acme", "Acme", &OrgSettings::default(), false)
-        .await
-        .unwrap();
-    id.org_member_set("acme", users["owner"], true)
-        .await
-        .unwrap();
+    berth_testkit::world::create_acme(id, users["owner"]).await;
     id.org_member_set("acme", users["bot"], false)
         .await
         .unwrap();
-    for (vis, name) in [
-        (Visibility::Public, "acme/public-app"),
-        (Visibility::Private, "acme/private-app"),
-    ] {
-        id.repo_create(&RepoName::parse(name).unwrap(), None, Some(vis))
-            .await
-            .unwrap();
-    }
+    berth_testkit::world::create_acme_repositories(id).await;
     for (team, user, role) in [
         ("readers", "reader", Role::ReadOnly),
         ("writers", "writer", Role::ReadWrite),

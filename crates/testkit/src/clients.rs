@@ -189,6 +189,12 @@ pub struct ClientEnv {
     pub dir: tempfile::TempDir,
 }
 
+impl Default for ClientEnv {
+    fn default() -> ClientEnv {
+        ClientEnv::new()
+    }
+}
+
 impl ClientEnv {
     pub fn new() -> ClientEnv {
         let dir = tempfile::Builder::new()

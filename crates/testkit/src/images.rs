@@ -50,6 +50,12 @@ impl Rng {
     }
 }
 
+impl Default for Rng {
+    fn default() -> Rng {
+        Rng::new()
+    }
+}
+
 /// A short lowercase token, unique within this machine for the test run.
 pub fn unique() -> String {
     format!("{:012x}", Rng::new().next_u64() & 0xffff_ffff_ffff)

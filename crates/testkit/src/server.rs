@@ -591,6 +591,15 @@ pub fn path_of(location: &str) -> String {
     }
 }
 
+/// A header of a client response as text, `""` when it is absent or not text.
+pub fn header_text(r: &reqwest::blocking::Response, name: &str) -> String {
+    r.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// A chunk `PATCH` of `data` at `offset` (its `Content-Range`) to `url`, ready to send.
 pub fn patch_chunk(
     client: &reqwest::blocking::Client,

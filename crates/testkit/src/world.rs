@@ -346,6 +346,11 @@ impl World {
         send(&self.router, request(method, uri, auth, headers, body)).await
     }
 
+    /// A request with no other header than `auth` and no body.
+    pub async fn call(&self, method: &str, uri: &str, auth: Option<&str>) -> Resp {
+        self.req(method, uri, auth, &[], Body::empty()).await
+    }
+
     pub fn root(&self) -> Option<&str> {
         self.creds["sysadmin"].as_deref()
     }

@@ -445,12 +445,7 @@ fn anonymous_public_and_private() {
         .send()
         .expect("POST");
     assert_eq!(r.status().as_u16(), 401, "anonymous upload");
-    let challenge = r
-        .headers()
-        .get("www-authenticate")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
+    let challenge = header_text(&r, "www-authenticate");
     assert_eq!(
         challenge,
         format!(

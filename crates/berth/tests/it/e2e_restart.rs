@@ -45,12 +45,7 @@ fn patch(server: &Server, path: &str, data: &[u8], offset: usize) -> String {
         202,
         &format!("PATCH {path} at {offset} on {}", server.host),
     );
-    let range = r
-        .headers()
-        .get("range")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
+    let range = header_text(&r, "range");
     assert_eq!(
         range,
         format!("0-{}", offset + data.len() - 1),

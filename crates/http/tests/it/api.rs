@@ -57,6 +57,11 @@ impl App {
         send(&self.router, request(method, uri, None, headers, body)).await
     }
 
+    /// A request with no headers and no body.
+    async fn call(&self, method: &str, uri: &str) -> Resp {
+        self.req(method, uri, &[], Body::empty()).await
+    }
+
     async fn push_blob(&self, repo: &str, data: &[u8]) -> Digest {
         let d = Digest::sha256_of(data);
         let r = self
@@ -104,7 +109,7 @@ fn image_manifest(
 #[tokio::test]
 async fn base_and_version_header() {
     let a = app().await;
-    let r = a.req("GET", "/v2/", &[], Body::empty()).await;
+    let r = a.call("GET", "/v2/").await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.header("docker-distribution-api-version"), "registry/2.0");
 }
@@ -112,9 +117,7 @@ async fn base_and_version_header() {
 #[tokio::test]
 async fn chunked_upload_with_out_of_order_chunk_and_status() {
     let a = app().await;
-    let r = a
-        .req("POST", "/v2/x/y/blobs/uploads/", &[], Body::empty())
-        .await;
+    let r = a.call("POST", "/v2/x/y/blobs/uploads/").await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
     let loc = r.header("location").to_string();
     assert!(loc.starts_with("/v2/x/y/blobs/uploads/"));
@@ -141,7 +144,7 @@ async fn chunked_upload_with_out_of_order_chunk_and_status() {
     assert_eq!(r.status, StatusCode::RANGE_NOT_SATISFIABLE);
     assert_eq!(r.header("range"), "0-4999");
     assert_eq!(r.code(), "BLOB_UPLOAD_INVALID");
-    let r = a.req("GET", &loc, &[], Body::empty()).await;
+    let r = a.call("GET", &loc).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     assert_eq!(r.header("range"), "0-4999");
     let d = Digest::sha256_of(&data);
@@ -164,9 +167,7 @@ async fn chunked_upload_with_out_of_order_chunk_and_status() {
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     assert_eq!(r.header("location"), format!("/v2/x/y/blobs/{d}"));
-    let r = a
-        .req("GET", &format!("/v2/x/y/blobs/{d}"), &[], Body::empty())
-        .await;
+    let r = a.call("GET", &format!("/v2/x/y/blobs/{d}")).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(&r.body[..], &data[..]);
     assert_eq!(r.header("docker-content-digest"), d.as_str());
@@ -191,7 +192,7 @@ async fn chunked_upload_with_out_of_order_chunk_and_status() {
         .await;
     assert_eq!(r.status, StatusCode::RANGE_NOT_SATISFIABLE);
     // The finished upload is gone.
-    let r = a.req("GET", &loc, &[], Body::empty()).await;
+    let r = a.call("GET", &loc).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert_eq!(r.code(), "BLOB_UPLOAD_UNKNOWN");
 }
@@ -199,9 +200,7 @@ async fn chunked_upload_with_out_of_order_chunk_and_status() {
 #[tokio::test]
 async fn post_then_put_and_cancel() {
     let a = app().await;
-    let r = a
-        .req("POST", "/v2/p/blobs/uploads/", &[], Body::empty())
-        .await;
+    let r = a.call("POST", "/v2/p/blobs/uploads/").await;
     let loc = r.header("location").to_string();
     let d = Digest::sha256_of(b"hello");
     let r = a
@@ -213,23 +212,13 @@ async fn post_then_put_and_cancel() {
         )
         .await;
     assert_eq!(r.status, StatusCode::CREATED);
-    let r = a
-        .req("HEAD", &format!("/v2/p/blobs/{d}"), &[], Body::empty())
-        .await;
+    let r = a.call("HEAD", &format!("/v2/p/blobs/{d}")).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.header("content-length"), "5");
-    let r = a
-        .req("POST", "/v2/p/blobs/uploads/", &[], Body::empty())
-        .await;
+    let r = a.call("POST", "/v2/p/blobs/uploads/").await;
     let loc = r.header("location").to_string();
-    assert_eq!(
-        a.req("DELETE", &loc, &[], Body::empty()).await.status,
-        StatusCode::NO_CONTENT
-    );
-    assert_eq!(
-        a.req("GET", &loc, &[], Body::empty()).await.status,
-        StatusCode::NOT_FOUND
-    );
+    assert_eq!(a.call("DELETE", &loc).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(a.call("GET", &loc).await.status, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
@@ -237,39 +226,28 @@ async fn mount_with_and_without_from_and_fallback() {
     let a = app().await;
     let d = a.push_blob("src", b"shared layer").await;
     let r = a
-        .req(
+        .call(
             "POST",
             &format!("/v2/dst/blobs/uploads/?mount={d}&from=src"),
-            &[],
-            Body::empty(),
         )
         .await;
     assert_eq!(r.status, StatusCode::CREATED);
     assert_eq!(r.header("location"), format!("/v2/dst/blobs/{d}"));
     let r = a
-        .req(
-            "POST",
-            &format!("/v2/dst2/blobs/uploads/?mount={d}"),
-            &[],
-            Body::empty(),
-        )
+        .call("POST", &format!("/v2/dst2/blobs/uploads/?mount={d}"))
         .await;
     assert_eq!(r.status, StatusCode::CREATED);
     // Not mountable from a repository that does not have it: a new upload instead.
     let r = a
-        .req(
+        .call(
             "POST",
             &format!("/v2/dst3/blobs/uploads/?mount={d}&from=nothere"),
-            &[],
-            Body::empty(),
         )
         .await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
     assert!(r.header("location").contains("/blobs/uploads/"));
     assert_eq!(
-        a.req("HEAD", &format!("/v2/dst3/blobs/{d}"), &[], Body::empty())
-            .await
-            .status,
+        a.call("HEAD", &format!("/v2/dst3/blobs/{d}")).await.status,
         StatusCode::NOT_FOUND
     );
 }
@@ -290,14 +268,7 @@ async fn manifests_tags_delete_and_accept() {
     assert_eq!(&r.body[..], &m[..]);
     assert_eq!(r.header("content-type"), OCI_MANIFEST);
     assert_eq!(r.header("docker-content-digest"), d.as_str());
-    let r = a
-        .req(
-            "HEAD",
-            &format!("/v2/app/manifests/{d}"),
-            &[],
-            Body::empty(),
-        )
-        .await;
+    let r = a.call("HEAD", &format!("/v2/app/manifests/{d}")).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.header("content-length"), m.len().to_string());
     // Several Accept lines, as the Docker daemon sends them.
@@ -327,53 +298,38 @@ async fn manifests_tags_delete_and_accept() {
             .await;
         assert_eq!(r.status, StatusCode::CREATED);
     }
-    let r = a
-        .req("GET", "/v2/app/tags/list?n=2", &[], Body::empty())
-        .await;
+    let r = a.call("GET", "/v2/app/tags/list?n=2").await;
     assert_eq!(r.json()["tags"], serde_json::json!(["a", "b"]));
     assert_eq!(
         r.header("link"),
         "</v2/app/tags/list?n=2&last=b>; rel=\"next\""
     );
-    let r = a
-        .req("GET", "/v2/app/tags/list?n=2&last=b", &[], Body::empty())
-        .await;
+    let r = a.call("GET", "/v2/app/tags/list?n=2&last=b").await;
     assert_eq!(r.json()["tags"], serde_json::json!(["v1", "v2"]));
     assert_eq!(r.header("link"), "");
     // Deleting a tag leaves the manifest; deleting by digest removes it and its tags.
     assert_eq!(
-        a.req("DELETE", "/v2/app/manifests/a", &[], Body::empty())
-            .await
-            .status,
+        a.call("DELETE", "/v2/app/manifests/a").await.status,
         StatusCode::ACCEPTED
     );
     assert_eq!(
-        a.req("GET", "/v2/app/manifests/a", &[], Body::empty())
-            .await
-            .status,
+        a.call("GET", "/v2/app/manifests/a").await.status,
         StatusCode::NOT_FOUND
     );
     assert_eq!(
-        a.req(
-            "DELETE",
-            &format!("/v2/app/manifests/{d}"),
-            &[],
-            Body::empty()
-        )
-        .await
-        .status,
+        a.call("DELETE", &format!("/v2/app/manifests/{d}"))
+            .await
+            .status,
         StatusCode::ACCEPTED
     );
-    let r = a
-        .req("GET", "/v2/app/manifests/v1", &[], Body::empty())
-        .await;
+    let r = a.call("GET", "/v2/app/manifests/v1").await;
     assert_eq!(
         (r.status, r.code().as_str()),
         (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN")
     );
-    let r = a.req("GET", "/v2/app/tags/list", &[], Body::empty()).await;
+    let r = a.call("GET", "/v2/app/tags/list").await;
     assert_eq!(r.json()["tags"], serde_json::json!([]));
-    let r = a.req("GET", "/v2/nope/tags/list", &[], Body::empty()).await;
+    let r = a.call("GET", "/v2/nope/tags/list").await;
     assert_eq!(
         (r.status, r.code().as_str()),
         (StatusCode::NOT_FOUND, "NAME_UNKNOWN")
@@ -386,20 +342,18 @@ async fn catalog_pagination() {
     for r in ["c/b", "a", "c", "b/x"] {
         a.push_blob(r, r.as_bytes()).await;
     }
-    let r = a.req("GET", "/v2/_catalog", &[], Body::empty()).await;
+    let r = a.call("GET", "/v2/_catalog").await;
     assert_eq!(
         r.json()["repositories"],
         serde_json::json!(["a", "b/x", "c", "c/b"])
     );
-    let r = a.req("GET", "/v2/_catalog?n=3", &[], Body::empty()).await;
+    let r = a.call("GET", "/v2/_catalog?n=3").await;
     assert_eq!(
         r.json()["repositories"],
         serde_json::json!(["a", "b/x", "c"])
     );
     assert_eq!(r.header("link"), "</v2/_catalog?n=3&last=c>; rel=\"next\"");
-    let r = a
-        .req("GET", "/v2/_catalog?n=3&last=c", &[], Body::empty())
-        .await;
+    let r = a.call("GET", "/v2/_catalog?n=3&last=c").await;
     assert_eq!(r.json()["repositories"], serde_json::json!(["c/b"]));
     assert_eq!(r.header("link"), "");
 }
@@ -441,14 +395,7 @@ async fn referrers_with_filter_and_fallback_tag() {
         )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
-    let r = a
-        .req(
-            "GET",
-            &format!("/v2/r/referrers/{subject}"),
-            &[],
-            Body::empty(),
-        )
-        .await;
+    let r = a.call("GET", &format!("/v2/r/referrers/{subject}")).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(
         r.header("content-type"),
@@ -457,11 +404,9 @@ async fn referrers_with_filter_and_fallback_tag() {
     assert_eq!(r.json()["manifests"].as_array().unwrap().len(), 2);
     assert_eq!(r.header("oci-filters-applied"), "");
     let r = a
-        .req(
+        .call(
             "GET",
             &format!("/v2/r/referrers/{subject}?artifactType=application/vnd.example.sig"),
-            &[],
-            Body::empty(),
         )
         .await;
     let list = r.json()["manifests"].as_array().unwrap().clone();
@@ -508,14 +453,7 @@ async fn referrers_with_filter_and_fallback_tag() {
         )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
-    let r = a
-        .req(
-            "GET",
-            &format!("/v2/r/referrers/{subject}"),
-            &[],
-            Body::empty(),
-        )
-        .await;
+    let r = a.call("GET", &format!("/v2/r/referrers/{subject}")).await;
     assert_eq!(r.json()["manifests"].as_array().unwrap().len(), 3);
 }
 
@@ -681,9 +619,7 @@ async fn bad_input_gets_spec_errors() {
         );
     }
     // A bad Content-Range on a chunk.
-    let r = a
-        .req("POST", "/v2/b/blobs/uploads/", &[], Body::empty())
-        .await;
+    let r = a.call("POST", "/v2/b/blobs/uploads/").await;
     let loc = r.header("location").to_string();
     for cr in ["bytes=abc", "10-5", "-"] {
         let r = a.req("PATCH", &loc, &[("content-range", cr)], "x").await;
@@ -794,37 +730,33 @@ async fn read_only_refuses_writes_serves_reads() {
         ..RegistryConfig::default()
     })
     .await;
-    let r = a
-        .req("POST", "/v2/ro/blobs/uploads/", &[], Body::empty())
-        .await;
+    let r = a.call("POST", "/v2/ro/blobs/uploads/").await;
     assert_eq!(
         (r.status, r.code().as_str()),
         (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE")
     );
-    let r = a.req("GET", "/v2/_catalog", &[], Body::empty()).await;
+    let r = a.call("GET", "/v2/_catalog").await;
     assert_eq!(r.status, StatusCode::OK);
 }
 
 #[tokio::test]
 async fn ops_endpoints() {
     let a = app().await;
-    let r = a.req("GET", "/health", &[], Body::empty()).await;
+    let r = a.call("GET", "/health").await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.json()["healthy"], true);
-    let r = a.req("GET", "/nginx_status", &[], Body::empty()).await;
+    let r = a.call("GET", "/nginx_status").await;
     let text = String::from_utf8(r.body.to_vec()).unwrap();
     assert!(text.starts_with("Active connections: "), "{text}");
     assert!(text.contains("server accepts handled requests"));
     // Cluster status is for system administrators, even in an open registry (see the
     // operations test in auth_attacks.rs).
-    let r = a
-        .req("GET", "/api/v0/meta/cluster_status", &[], Body::empty())
-        .await;
+    let r = a.call("GET", "/api/v0/meta/cluster_status").await;
     assert_eq!(
         (r.status, r.code().as_str()),
         (StatusCode::UNAUTHORIZED, "UNAUTHORIZED")
     );
-    let r = a.req("GET", "/metrics", &[], Body::empty()).await;
+    let r = a.call("GET", "/metrics").await;
     let text = String::from_utf8(r.body.to_vec()).unwrap();
     assert!(text.contains("berth_http_requests_total"), "{text}");
     assert!(text.contains("berth_upload_sessions_open"), "{text}");
@@ -837,18 +769,14 @@ async fn ops_endpoints() {
 #[tokio::test]
 async fn chunk_min_length_is_advertised_when_configured() {
     let a = app().await;
-    let r = a
-        .req("POST", "/v2/c/blobs/uploads/", &[], Body::empty())
-        .await;
+    let r = a.call("POST", "/v2/c/blobs/uploads/").await;
     assert_eq!(r.header("oci-chunk-min-length"), "");
     let a = app_with(RegistryConfig {
         chunk_min_length: 5 * 1024 * 1024,
         ..RegistryConfig::default()
     })
     .await;
-    let r = a
-        .req("POST", "/v2/c/blobs/uploads/", &[], Body::empty())
-        .await;
+    let r = a.call("POST", "/v2/c/blobs/uploads/").await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
     assert_eq!(r.header("oci-chunk-min-length"), "5242880");
     let loc = r.header("location").to_string();
@@ -865,9 +793,7 @@ async fn chunk_min_length_is_advertised_when_configured() {
 #[tokio::test]
 async fn client_numbers_never_wrap_and_descriptor_sizes_must_match() {
     let a = app().await;
-    let r = a
-        .req("POST", "/v2/n/blobs/uploads/", &[], Body::empty())
-        .await;
+    let r = a.call("POST", "/v2/n/blobs/uploads/").await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
     let loc = r.header("location").to_string();
     for (range, len) in [
@@ -911,7 +837,7 @@ async fn client_numbers_never_wrap_and_descriptor_sizes_must_match() {
         StatusCode::BAD_REQUEST,
         "PUT with a wrapping range"
     );
-    let r = a.req("GET", &loc, &[], Body::empty()).await;
+    let r = a.call("GET", &loc).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     assert_eq!(r.header("range"), "0-0", "the session did not move");
     // The session still works.
@@ -982,7 +908,7 @@ async fn sha512_chunked_uploads() {
         "/v2/s/blobs/uploads/?digest-algorithm=sha512",
         "/v2/s/blobs/uploads/",
     ] {
-        let r = a.req("POST", post, &[], Body::empty()).await;
+        let r = a.call("POST", post).await;
         assert_eq!(r.status, StatusCode::ACCEPTED, "{post}");
         let loc = r.header("location").to_string();
         let r = a
@@ -1004,34 +930,23 @@ async fn sha512_chunked_uploads() {
             )
             .await;
         assert_eq!(r.status, StatusCode::CREATED, "{post}: {:?}", r.body);
-        let r = a
-            .req("GET", &format!("/v2/s/blobs/{d512}"), &[], Body::empty())
-            .await;
+        let r = a.call("GET", &format!("/v2/s/blobs/{d512}")).await;
         assert_eq!(r.status, StatusCode::OK);
         assert_eq!(&r.body[..], &data[..]);
     }
     // A wrong sha512 digest, after chunks hashed with sha256.
-    let r = a
-        .req("POST", "/v2/s/blobs/uploads/", &[], Body::empty())
-        .await;
+    let r = a.call("POST", "/v2/s/blobs/uploads/").await;
     let loc = r.header("location").to_string();
     let r = a
         .req("PATCH", &loc, &[("content-length", "5")], b"hello".to_vec())
         .await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
     let wrong = Digest::of(berth_oci::Algorithm::Sha512, b"other");
-    let r = a
-        .req("PUT", &format!("{loc}?digest={wrong}"), &[], Body::empty())
-        .await;
+    let r = a.call("PUT", &format!("{loc}?digest={wrong}")).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(r.code(), "DIGEST_INVALID");
     let r = a
-        .req(
-            "POST",
-            "/v2/s/blobs/uploads/?digest-algorithm=md5",
-            &[],
-            Body::empty(),
-        )
+        .call("POST", "/v2/s/blobs/uploads/?digest-algorithm=md5")
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(r.code(), "UNSUPPORTED");
@@ -1110,13 +1025,11 @@ fn uuid_like(s: &str) -> bool {
 async fn api_v0_routes_have_their_own_metric_labels() {
     let a = app().await;
     for user in ["u-one", "u-two"] {
-        a.req("GET", &format!("/api/v0/users/{user}"), &[], Body::empty())
-            .await;
+        a.call("GET", &format!("/api/v0/users/{user}")).await;
     }
-    a.req("GET", "/api/v0/orgs", &[], Body::empty()).await;
-    a.req("GET", "/api/v0/no/such/thing", &[], Body::empty())
-        .await;
-    let r = a.req("GET", "/metrics", &[], Body::empty()).await;
+    a.call("GET", "/api/v0/orgs").await;
+    a.call("GET", "/api/v0/no/such/thing").await;
+    let r = a.call("GET", "/metrics").await;
     let text = String::from_utf8(r.body.to_vec()).unwrap();
     let routes: std::collections::BTreeSet<&str> = text
         .lines()

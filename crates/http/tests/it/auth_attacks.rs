@@ -118,12 +118,10 @@ async fn forged_altered_expired_and_misdirected_tokens_are_refused() {
 
     // Tampered: a reader's real pull token with push added to its claims.
     let r = w
-        .req(
+        .call(
             "GET",
             &format!("/auth/token?service=berth&scope=repository:{PRIVATE}:pull"),
             w.creds["read-only"].as_deref(),
-            &[],
-            Body::empty(),
         )
         .await;
     let real = r.json()["token"].as_str().unwrap().to_string();
@@ -138,12 +136,10 @@ async fn forged_altered_expired_and_misdirected_tokens_are_refused() {
         parts[2]
     );
     let r = w
-        .req(
+        .call(
             "DELETE",
             &format!("/v2/{PRIVATE}/manifests/v1"),
             Some(&format!("Bearer {tampered}")),
-            &[],
-            Body::empty(),
         )
         .await;
     assert_eq!((r.status, r.code()), refused);
@@ -153,12 +149,10 @@ async fn forged_altered_expired_and_misdirected_tokens_are_refused() {
         StatusCode::OK
     );
     let r = w
-        .req(
+        .call(
             "DELETE",
             &format!("/v2/{PRIVATE}/manifests/v1"),
             Some(&format!("Bearer {real}")),
-            &[],
-            Body::empty(),
         )
         .await;
     assert_eq!(
@@ -174,21 +168,13 @@ async fn forged_altered_expired_and_misdirected_tokens_are_refused() {
         "Negotiate abc",
         "Basic !!!",
     ] {
-        let r = w.req("GET", "/v2/", Some(bad), &[], Body::empty()).await;
+        let r = w.call("GET", "/v2/", Some(bad)).await;
         assert_eq!((r.status, r.code()), refused, "{bad:?}");
     }
 }
 
 async fn granted(w: &World, auth: Option<&str>, query: &str) -> (StatusCode, Vec<String>) {
-    let r = w
-        .req(
-            "GET",
-            &format!("/auth/token?{query}"),
-            auth,
-            &[],
-            Body::empty(),
-        )
-        .await;
+    let r = w.call("GET", &format!("/auth/token?{query}"), auth).await;
     if r.status != StatusCode::OK {
         return (r.status, vec![]);
     }
@@ -260,12 +246,10 @@ async fn the_token_service_grants_only_what_roles_allow() {
     );
     // Another service is refused outright.
     let r = w
-        .req(
+        .call(
             "GET",
             "/auth/token?service=other&scope=repository:acme/public-app:pull",
             reader,
-            &[],
-            Body::empty(),
         )
         .await;
     assert_eq!(
@@ -465,13 +449,7 @@ async fn hostile_names_get_clean_refusals_and_change_nothing() {
     // Credentials.
     for user in [sql, long.as_str(), "", "root\0", "../root", "ROOT' --"] {
         let r = w
-            .req(
-                "GET",
-                "/v2/",
-                Some(&basic_auth(user, PASSWORD)),
-                &[],
-                Body::empty(),
-            )
+            .call("GET", "/v2/", Some(&basic_auth(user, PASSWORD)))
             .await;
         assert_eq!(
             (r.status, r.code().as_str()),
@@ -481,13 +459,7 @@ async fn hostile_names_get_clean_refusals_and_change_nothing() {
         );
     }
     let r = w
-        .req(
-            "GET",
-            "/v2/",
-            Some(&basic_auth("root", &long)),
-            &[],
-            Body::empty(),
-        )
+        .call("GET", "/v2/", Some(&basic_auth("root", &long)))
         .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     // Repository names in paths: traversal, SQL, oversize, encoded separators.
@@ -502,7 +474,7 @@ async fn hostile_names_get_clean_refusals_and_change_nothing() {
         ),
         format!("/v2/{}/tags/list", &long[..60_000]),
     ] {
-        let r = w.req("GET", &path, root, &[], Body::empty()).await;
+        let r = w.call("GET", &path, root).await;
         assert!(r.status.is_client_error(), "{:.60}: {}", path, r.status);
         assert_ne!(r.status, StatusCode::OK);
         assert!(
@@ -542,13 +514,7 @@ async fn hostile_names_get_clean_refusals_and_change_nothing() {
         .map(|i| format!("&scope=repository:a/b{i}:pull"))
         .collect();
     let r = w
-        .req(
-            "GET",
-            &format!("/auth/token?service=berth{many}"),
-            None,
-            &[],
-            Body::empty(),
-        )
+        .call("GET", &format!("/auth/token?service=berth{many}"), None)
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     // Nothing changed, everything still works.
@@ -573,19 +539,11 @@ async fn operations_endpoints_are_open_but_cluster_status_is_for_system_administ
     let w = World::new(crate::app).await;
     for (subject, auth) in &w.creds {
         for path in ["/health", "/nginx_status", "/metrics"] {
-            let r = w
-                .req("GET", path, auth.as_deref(), &[], Body::empty())
-                .await;
+            let r = w.call("GET", path, auth.as_deref()).await;
             assert_eq!(r.status, StatusCode::OK, "{path} as {subject}");
         }
         let r = w
-            .req(
-                "GET",
-                "/api/v0/meta/cluster_status",
-                auth.as_deref(),
-                &[],
-                Body::empty(),
-            )
+            .call("GET", "/api/v0/meta/cluster_status", auth.as_deref())
             .await;
         let want = match *subject {
             "sysadmin" => (StatusCode::OK, "-"),
@@ -636,7 +594,7 @@ async fn a_deactivated_account_does_not_confirm_its_password() {
             basic_auth("reader", "wrong password"),
             basic_auth("nobody-at-all", PASSWORD),
         ] {
-            let r = w.req("GET", uri, Some(&auth), &[], Body::empty()).await;
+            let r = w.call("GET", uri, Some(&auth)).await;
             answers.push((r.status, r.body.clone()));
         }
         assert_eq!(answers[0].0, StatusCode::UNAUTHORIZED, "{uri}");
@@ -680,7 +638,7 @@ async fn an_org_owner_cannot_take_over_an_ownerless_namespace() {
         let r = w.req("POST", create, root, &json, body).await;
         assert_eq!(r.status, StatusCode::CREATED, "{create}");
         w.manifest(repo, Some("1"), repo).await;
-        let r = w.req("DELETE", delete, root, &[], Body::empty()).await;
+        let r = w.call("DELETE", delete, root).await;
         assert_eq!(r.status, StatusCode::NO_CONTENT, "{delete}");
     }
 
@@ -738,13 +696,7 @@ async fn an_org_owner_cannot_take_over_an_ownerless_namespace() {
         (StatusCode::FORBIDDEN, "DENIED")
     );
     let r = w
-        .req(
-            "POST",
-            "/v2/library/new/blobs/uploads/",
-            owner,
-            &[],
-            Body::empty(),
-        )
+        .call("POST", "/v2/library/new/blobs/uploads/", owner)
         .await;
     assert_eq!(
         (r.status, r.code().as_str()),
@@ -764,25 +716,9 @@ async fn an_org_owner_cannot_take_over_an_ownerless_namespace() {
         (StatusCode::NOT_FOUND, "NAME_UNKNOWN")
     );
     // Unchanged: private, and the tag names the administrator's manifest.
-    let r = w
-        .req(
-            "GET",
-            "/v2/library/base/manifests/1",
-            None,
-            &[],
-            Body::empty(),
-        )
-        .await;
+    let r = w.call("GET", "/v2/library/base/manifests/1", None).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-    let r = w
-        .req(
-            "HEAD",
-            "/v2/library/base/manifests/1",
-            root,
-            &[],
-            Body::empty(),
-        )
-        .await;
+    let r = w.call("HEAD", "/v2/library/base/manifests/1", root).await;
     assert_eq!(r.headers["docker-content-digest"], base.as_str());
 
     // A system administrator claims `library` explicitly: the account owns the namespace,
@@ -798,13 +734,7 @@ async fn an_org_owner_cannot_take_over_an_ownerless_namespace() {
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     let r = w
-        .req(
-            "GET",
-            "/api/v0/audit?action=namespace.claim",
-            root,
-            &[],
-            Body::empty(),
-        )
+        .call("GET", "/api/v0/audit?action=namespace.claim", root)
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     let items = r.json()["items"].as_array().unwrap().clone();
@@ -852,12 +782,10 @@ async fn the_audit_log_is_bounded() {
     let issued_before = count("token.issue").await.len();
     for _ in 0..20 {
         let r = w
-            .req(
+            .call(
                 "GET",
                 "/auth/token?service=berth&scope=repository:acme/private-app:pull",
                 None,
-                &[],
-                Body::empty(),
             )
             .await;
         assert_eq!(r.status, StatusCode::OK);

@@ -19,18 +19,9 @@ async fn cell(w: &World, endpoint: &str, auth: Option<&str>, vis: &str, n: usize
     let repo = repo_of(vis);
     let (m, _) = w.manifest(repo, Some("v1"), "base").await;
     match endpoint {
-        "base" => w.req("GET", "/v2/", auth, &[], Body::empty()).await,
-        "catalog" => w.req("GET", "/v2/_catalog", auth, &[], Body::empty()).await,
-        "tags_list" => {
-            w.req(
-                "GET",
-                &format!("/v2/{repo}/tags/list"),
-                auth,
-                &[],
-                Body::empty(),
-            )
-            .await
-        }
+        "base" => w.call("GET", "/v2/", auth).await,
+        "catalog" => w.call("GET", "/v2/_catalog", auth).await,
+        "tags_list" => w.call("GET", &format!("/v2/{repo}/tags/list"), auth).await,
         "manifest_get" | "manifest_head" => {
             let method = if endpoint == "manifest_get" {
                 "GET"
@@ -53,24 +44,11 @@ async fn cell(w: &World, endpoint: &str, auth: Option<&str>, vis: &str, n: usize
             } else {
                 "HEAD"
             };
-            w.req(
-                method,
-                &format!("/v2/{repo}/blobs/{d}"),
-                auth,
-                &[],
-                Body::empty(),
-            )
-            .await
+            w.call(method, &format!("/v2/{repo}/blobs/{d}"), auth).await
         }
         "referrers" => {
-            w.req(
-                "GET",
-                &format!("/v2/{repo}/referrers/{m}"),
-                auth,
-                &[],
-                Body::empty(),
-            )
-            .await
+            w.call("GET", &format!("/v2/{repo}/referrers/{m}"), auth)
+                .await
         }
         "manifest_put" => {
             let (_, bytes) = w.manifest(repo, None, &format!("put {n}")).await;
@@ -87,35 +65,17 @@ async fn cell(w: &World, endpoint: &str, auth: Option<&str>, vis: &str, n: usize
             let (d, _) = w
                 .manifest(repo, Some(&format!("del-{n}")), &format!("del {n}"))
                 .await;
-            w.req(
-                "DELETE",
-                &format!("/v2/{repo}/manifests/{d}"),
-                auth,
-                &[],
-                Body::empty(),
-            )
-            .await
+            w.call("DELETE", &format!("/v2/{repo}/manifests/{d}"), auth)
+                .await
         }
         "blob_delete" => {
             let d = w.blob(repo, format!("doomed {n}").as_bytes()).await;
-            w.req(
-                "DELETE",
-                &format!("/v2/{repo}/blobs/{d}"),
-                auth,
-                &[],
-                Body::empty(),
-            )
-            .await
+            w.call("DELETE", &format!("/v2/{repo}/blobs/{d}"), auth)
+                .await
         }
         "upload_start" => {
-            w.req(
-                "POST",
-                &format!("/v2/{repo}/blobs/uploads/"),
-                auth,
-                &[],
-                Body::empty(),
-            )
-            .await
+            w.call("POST", &format!("/v2/{repo}/blobs/uploads/"), auth)
+                .await
         }
         "upload_get" | "upload_patch" | "upload_put" | "upload_delete" => {
             let id = w.upload(repo).await;
@@ -123,7 +83,7 @@ async fn cell(w: &World, endpoint: &str, auth: Option<&str>, vis: &str, n: usize
             let data = format!("chunk {n}").into_bytes();
             let len = data.len().to_string();
             match endpoint {
-                "upload_get" => w.req("GET", &uri, auth, &[], Body::empty()).await,
+                "upload_get" => w.call("GET", &uri, auth).await,
                 "upload_patch" => {
                     w.req("PATCH", &uri, auth, &[("content-length", &len)], data)
                         .await
@@ -139,29 +99,25 @@ async fn cell(w: &World, endpoint: &str, auth: Option<&str>, vis: &str, n: usize
                     )
                     .await
                 }
-                _ => w.req("DELETE", &uri, auth, &[], Body::empty()).await,
+                _ => w.call("DELETE", &uri, auth).await,
             }
         }
         "upload_mount_any" => {
             let d = w
                 .blob("hidden/store", format!("hidden {n}").as_bytes())
                 .await;
-            w.req(
+            w.call(
                 "POST",
                 &format!("/v2/{repo}/blobs/uploads/?mount={d}"),
                 auth,
-                &[],
-                Body::empty(),
             )
             .await
         }
         "token" => {
-            w.req(
+            w.call(
                 "GET",
                 &format!("/auth/token?service=berth&scope=repository:{repo}:pull,push,delete"),
                 auth,
-                &[],
-                Body::empty(),
             )
             .await
         }
@@ -319,15 +275,13 @@ async fn the_matrix_holds_with_bearer_tokens() {
     for (n, row) in rows.iter().enumerate() {
         let basic = w.creds[row.subject.as_str()].clone();
         let t = w
-            .req(
+            .call(
                 "GET",
                 &format!(
                     "/auth/token?service=berth&scope=repository:{}:pull,push,delete",
                     repo_of(&row.vis)
                 ),
                 basic.as_deref(),
-                &[],
-                Body::empty(),
             )
             .await;
         assert_eq!(t.status, StatusCode::OK, "token for {}", row.subject);
@@ -389,15 +343,13 @@ async fn refused_writes_answer_alike_whether_the_repository_exists_or_not() {
                 format!("/v2/{repo}/manifests/sha256:{}", "0".repeat(64)),
             ),
         ] {
-            let r = w
-                .req(method, &path, no_role.as_deref(), &[], Body::empty())
-                .await;
+            let r = w.call(method, &path, no_role.as_deref()).await;
             let message = r.json()["errors"][0]["message"]
                 .as_str()
                 .unwrap_or_default()
                 .replace(repo, "REPO");
             answers.push((method, repo, r.status.as_u16(), r.code(), message));
-            let anon = w.req(method, &path, None, &[], Body::empty()).await;
+            let anon = w.call(method, &path, None).await;
             assert_eq!(anon.status, StatusCode::UNAUTHORIZED, "{method} {path}");
         }
     }

@@ -24,6 +24,7 @@ use tower::ServiceExt;
 /// `router` with its state).
 pub type App = fn(Arc<Registry>, Arc<Access>) -> axum::Router;
 
+/// The password of every person in the world.
 pub const PASSWORD: &str = "correct horse battery staple";
 
 /// A finished in-process exchange, read whole.
@@ -117,6 +118,7 @@ pub async fn send(router: &axum::Router, request: Request<Body>) -> Resp {
     }
 }
 
+/// The registry in process with its accounts, behind the router a test chose.
 pub struct World {
     pub router: axum::Router,
     pub access: Arc<Access>,
@@ -136,6 +138,8 @@ pub fn repositories_only(pattern: &str, max_role: Role) -> Restriction {
     }
 }
 
+/// The acme repository of a visibility in the matrices (`public`, `private`,
+/// `ownerless`).
 pub fn repo_of(vis: &str) -> &'static str {
     match vis {
         "public" => "acme/public-app",
@@ -215,6 +219,8 @@ pub async fn restricted_bearer(access: &Access, root: berth_meta::identity::Acco
 }
 
 impl World {
+    /// The world with rate limits out of the way (the matrices' expired and revoked
+    /// tokens fail on every cell).
     pub async fn new(app: App) -> World {
         Self::with(
             app,
@@ -229,6 +235,7 @@ impl World {
         .await
     }
 
+    /// The world with the access service configured as `cfg`.
     pub async fn with(app: App, cfg: AccessConfig) -> World {
         let dir = tempfile::tempdir().unwrap();
         let meta = Arc::new(
@@ -335,6 +342,7 @@ impl World {
         }
     }
 
+    /// A request through the router, with `auth` as its `Authorization` header.
     pub async fn req(
         &self,
         method: &str,
@@ -351,10 +359,12 @@ impl World {
         self.req(method, uri, auth, &[], Body::empty()).await
     }
 
+    /// The system administrator's `Authorization` header.
     pub fn root(&self) -> Option<&str> {
         self.creds["sysadmin"].as_deref()
     }
 
+    /// Pushes `data` as a blob of `repo`, as the system administrator; its digest.
     pub async fn blob(&self, repo: &str, data: &[u8]) -> Digest {
         let d = Digest::sha256_of(data);
         let r = self
@@ -403,6 +413,7 @@ impl World {
         (d, m)
     }
 
+    /// Opens an upload session in `repo` as the system administrator; its id.
     pub async fn upload(&self, repo: &str) -> String {
         let r = self
             .req(

@@ -49,6 +49,18 @@ impl Resp {
             .unwrap_or_else(|e| panic!("{}: body is not JSON ({e}): {:?}", self.status, self.body))
     }
 
+    /// Fails the test unless the answer is `status` with the OCI error `code` (as
+    /// [`Resp::code`] gives it).
+    #[track_caller]
+    pub fn assert_is(&self, status: StatusCode, code: &str) {
+        assert_eq!(
+            (self.status, self.code().as_str()),
+            (status, code),
+            "body: {:?}",
+            self.body
+        );
+    }
+
     /// The code of the body's first OCI error: `-` for a success or an empty body (a HEAD),
     /// `?` for an error body that names none; fails the test when an error body is not JSON.
     pub fn code(&self) -> String {

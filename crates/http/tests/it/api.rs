@@ -323,17 +323,11 @@ async fn manifests_tags_delete_and_accept() {
         StatusCode::ACCEPTED
     );
     let r = a.call("GET", "/v2/app/manifests/v1").await;
-    assert_eq!(
-        (r.status, r.code().as_str()),
-        (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN")
-    );
+    r.assert_is(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN");
     let r = a.call("GET", "/v2/app/tags/list").await;
     assert_eq!(r.json()["tags"], serde_json::json!([]));
     let r = a.call("GET", "/v2/nope/tags/list").await;
-    assert_eq!(
-        (r.status, r.code().as_str()),
-        (StatusCode::NOT_FOUND, "NAME_UNKNOWN")
-    );
+    r.assert_is(StatusCode::NOT_FOUND, "NAME_UNKNOWN");
 }
 
 #[tokio::test]
@@ -434,10 +428,7 @@ async fn referrers_with_filter_and_fallback_tag() {
             idx,
         )
         .await;
-    assert_eq!(
-        (r.status, r.code().as_str()),
-        (StatusCode::BAD_REQUEST, "MANIFEST_BLOB_UNKNOWN")
-    );
+    r.assert_is(StatusCode::BAD_REQUEST, "MANIFEST_BLOB_UNKNOWN");
     // ...while an index of manifests that exist is accepted and merged.
     let idx = format!(
         r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{{"mediaType":"{OCI_MANIFEST}","digest":"{sig_d}","size":{}}},{{"mediaType":"{OCI_MANIFEST}","digest":"{subject}","size":{},"artifactType":"application/vnd.example.old"}}]}}"#,
@@ -633,10 +624,7 @@ async fn bad_input_gets_spec_errors() {
     let r = a
         .req("PATCH", &loc, &[("content-range", "0-9")], "short")
         .await;
-    assert_eq!(
-        (r.status, r.code().as_str()),
-        (StatusCode::BAD_REQUEST, "SIZE_INVALID")
-    );
+    r.assert_is(StatusCode::BAD_REQUEST, "SIZE_INVALID");
     // And the upload is still usable from offset 0.
     let r = a
         .req("PATCH", &loc, &[("content-range", "0-4")], "hello")
@@ -717,10 +705,7 @@ async fn docker_manifest_list_and_schema1_refused() {
             r#"{"schemaVersion":1}"#,
         )
         .await;
-    assert_eq!(
-        (r.status, r.code().as_str()),
-        (StatusCode::BAD_REQUEST, "MANIFEST_INVALID")
-    );
+    r.assert_is(StatusCode::BAD_REQUEST, "MANIFEST_INVALID");
 }
 
 #[tokio::test]
@@ -731,10 +716,7 @@ async fn read_only_refuses_writes_serves_reads() {
     })
     .await;
     let r = a.call("POST", "/v2/ro/blobs/uploads/").await;
-    assert_eq!(
-        (r.status, r.code().as_str()),
-        (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE")
-    );
+    r.assert_is(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE");
     let r = a.call("GET", "/v2/_catalog").await;
     assert_eq!(r.status, StatusCode::OK);
 }
@@ -752,10 +734,7 @@ async fn ops_endpoints() {
     // Cluster status is for system administrators, even in an open registry (see the
     // operations test in auth_attacks.rs).
     let r = a.call("GET", "/api/v0/meta/cluster_status").await;
-    assert_eq!(
-        (r.status, r.code().as_str()),
-        (StatusCode::UNAUTHORIZED, "UNAUTHORIZED")
-    );
+    r.assert_is(StatusCode::UNAUTHORIZED, "UNAUTHORIZED");
     let r = a.call("GET", "/metrics").await;
     let text = String::from_utf8(r.body.to_vec()).unwrap();
     assert!(text.contains("berth_http_requests_total"), "{text}");

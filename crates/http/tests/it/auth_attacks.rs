@@ -155,10 +155,7 @@ async fn forged_altered_expired_and_misdirected_tokens_are_refused() {
             Some(&format!("Bearer {real}")),
         )
         .await;
-    assert_eq!(
-        (r.status, r.code().as_str()),
-        (StatusCode::FORBIDDEN, "DENIED")
-    );
+    r.assert_is(StatusCode::FORBIDDEN, "DENIED");
 
     // Garbage in the header.
     for bad in [
@@ -252,10 +249,7 @@ async fn the_token_service_grants_only_what_roles_allow() {
             reader,
         )
         .await;
-    assert_eq!(
-        (r.status, r.code().as_str()),
-        (StatusCode::BAD_REQUEST, "UNSUPPORTED")
-    );
+    r.assert_is(StatusCode::BAD_REQUEST, "UNSUPPORTED");
     // A system administrator asking for `*` gets it, and the token deletes.
     let (_, g) = granted(
         &w,
@@ -359,10 +353,7 @@ async fn password_guessing_is_rate_limited_per_account_and_per_source() {
     let wrong = basic_auth("reader", "guess");
     for _ in 0..5 {
         let r = v2_from(&w, "10.0.0.1", Some(&wrong)).await;
-        assert_eq!(
-            (r.status, r.code().as_str()),
-            (StatusCode::UNAUTHORIZED, "UNAUTHORIZED")
-        );
+        r.assert_is(StatusCode::UNAUTHORIZED, "UNAUTHORIZED");
     }
     // The guessing source is stopped for this account, and so is every source the account
     // never logged in from, on /v2 and on the token service alike.
@@ -409,10 +400,7 @@ async fn password_guessing_is_rate_limited_per_account_and_per_source() {
     }
     let admin = w.creds["admin"].as_deref();
     let r = v2_from(&w, "10.0.0.9", admin).await;
-    assert_eq!(
-        (r.status, r.code().as_str()),
-        (StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS")
-    );
+    r.assert_is(StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS");
     let r = v2_from(&w, "10.0.0.10", admin).await;
     assert_eq!(r.status, StatusCode::OK);
     // Failures and successes are in the audit log, without the passwords.
@@ -663,10 +651,7 @@ async fn an_org_owner_cannot_take_over_an_ownerless_namespace() {
         let r = w
             .req("POST", "/api/v0/service-accounts", owner, &json, body)
             .await;
-        assert_eq!(
-            (r.status, r.code().as_str()),
-            (StatusCode::FORBIDDEN, "DENIED")
-        );
+        r.assert_is(StatusCode::FORBIDDEN, "DENIED");
         // No account came to be: no token to act with.
         let r = w
             .req(
@@ -691,17 +676,11 @@ async fn an_org_owner_cannot_take_over_an_ownerless_namespace() {
         )
         .await;
     // A refused write is 403 whether the repository exists or not (issue 11).
-    assert_eq!(
-        (r.status, r.code().as_str()),
-        (StatusCode::FORBIDDEN, "DENIED")
-    );
+    r.assert_is(StatusCode::FORBIDDEN, "DENIED");
     let r = w
         .call("POST", "/v2/library/new/blobs/uploads/", owner)
         .await;
-    assert_eq!(
-        (r.status, r.code().as_str()),
-        (StatusCode::FORBIDDEN, "DENIED")
-    );
+    r.assert_is(StatusCode::FORBIDDEN, "DENIED");
     let r = w
         .req(
             "PATCH",
@@ -711,10 +690,7 @@ async fn an_org_owner_cannot_take_over_an_ownerless_namespace() {
             r#"{"visibility": "public"}"#,
         )
         .await;
-    assert_eq!(
-        (r.status, r.code().as_str()),
-        (StatusCode::NOT_FOUND, "NAME_UNKNOWN")
-    );
+    r.assert_is(StatusCode::NOT_FOUND, "NAME_UNKNOWN");
     // Unchanged: private, and the tag names the administrator's manifest.
     let r = w.call("GET", "/v2/library/base/manifests/1", None).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);

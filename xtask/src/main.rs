@@ -5,7 +5,7 @@
 //!   -- -D warnings`), starts the peer services (see [`peers`]), runs the whole test suite
 //!   against them, and then stops the peers it started, pass or fail, saying which.
 //!   Arguments after `ci` replace `--workspace --no-fail-fast` in the `cargo test` command
-//!   (`cargo xtask ci -p berth-directory --test slapd`).
+//!   (`cargo xtask ci -p berth-directory --test it slapd::`).
 //! - `cargo xtask peers`: only installs and starts the peers, printing the environment the
 //!   tests read (`export NAME=VALUE` lines on stdout), for running single tests by hand.
 //! - `cargo xtask peers --stop` (or `cargo xtask stop`): stops every peer xtask runs from its

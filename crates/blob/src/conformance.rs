@@ -275,7 +275,8 @@ async fn upload_ids(store: &dyn BlobStore) -> Vec<String> {
     uploads(store).await.into_iter().map(|(id, _)| id).collect()
 }
 
-async fn foreign(store: &dyn BlobStore) -> Vec<String> {
+/// What `list_foreign` lists, sorted.
+pub async fn foreign(store: &dyn BlobStore) -> Vec<String> {
     sorted(store.list_foreign(), "list_foreign").await
 }
 

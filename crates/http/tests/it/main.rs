@@ -1,0 +1,29 @@
+//! The http crate's integration tests, one test binary: every request goes through the real
+//! router over the real core and real stores. The shared world (an organisation, public and
+//! private repositories, a caller of every kind) is `berth-testkit`'s, given [`app`].
+
+mod api;
+mod api_v0;
+mod auth_attacks;
+mod v2_matrix;
+
+use berth_core::{Access, Registry};
+use berth_http::{router, server::Counters, AppState, ReplicaInfo};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The router `berth serve` puts over a registry and its access service (no token realm).
+pub fn app(registry: Arc<Registry>, access: Arc<Access>) -> axum::Router {
+    router(AppState {
+        registry,
+        access,
+        realm: None,
+        replica: Arc::new(ReplicaInfo {
+            id: "test".into(),
+            version: "0",
+            started: Instant::now(),
+            started_at: 0,
+        }),
+        counters: Arc::new(Counters::default()),
+    })
+}

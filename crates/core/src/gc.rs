@@ -386,7 +386,11 @@ impl Job<'_> {
             if self.paced() {
                 let pace = self.opts.pace;
                 let work = started.elapsed();
-                tokio::time::sleep(work.mul_f64((1.0 - pace) / pace)).await;
+                // A rest ends early when the run is cancelled (shutdown, SIGTERM).
+                tokio::select! {
+                    _ = tokio::time::sleep(work.mul_f64((1.0 - pace) / pace)) => {}
+                    _ = self.opts.cancel.cancelled() => {}
+                }
             }
         }
         // 4. Abandoned uploads.

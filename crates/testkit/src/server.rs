@@ -494,7 +494,55 @@ fn configure_stores(cmd: &mut Command, scaled: Option<&Scaled>) {
     }
 }
 
+/// Store pairs for tests that run their own `berth` processes (several replicas, the
+/// command line): on `Embedded`, nothing beyond the data directory the processes share
+/// (SQLite and the filesystem in it); on `Scaled`, a fresh PostgreSQL database and S3
+/// prefix, dropped with this value unless the test failed.
+pub struct Stores {
+    scaled: Option<Scaled>,
+}
+
+impl Stores {
+    pub fn new(backend: Backend) -> Stores {
+        Stores {
+            scaled: (backend == Backend::Scaled).then(Scaled::create),
+        }
+    }
+
+    /// Points `cmd` (`berth serve`, `berth gc`, ...) at these stores.
+    pub fn configure<'c>(&self, cmd: &'c mut Command) -> &'c mut Command {
+        configure_stores(cmd, self.scaled.as_ref());
+        cmd
+    }
+}
+
+impl Drop for Stores {
+    fn drop(&mut self) {
+        match &self.scaled {
+            Some(s) if std::thread::panicking() => s.kept(),
+            Some(s) => s.drop_database(),
+            None => {}
+        }
+    }
+}
+
 impl Scaled {
+    fn kept(&self) {
+        eprintln!(
+            "--- PostgreSQL database {} and S3 prefix {} kept ---",
+            self.db, self.prefix
+        );
+    }
+
+    fn drop_database(&self) {
+        let _ = std::panic::catch_unwind(|| {
+            psql(
+                &self.admin_url,
+                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.db),
+            )
+        });
+    }
+
     fn create() -> Scaled {
         let admin_url = require_env("BERTH_TEST_PG_URL");
         let db = format!("berth_e2e_{}", unique());
@@ -561,20 +609,12 @@ impl Drop for Server {
                 tail.into_iter().rev().collect::<Vec<_>>().join("\n")
             );
             if let Some(s) = &self.scaled {
-                eprintln!(
-                    "--- PostgreSQL database {} and S3 prefix {} kept ---",
-                    s.db, s.prefix
-                );
+                s.kept();
             }
             return;
         }
         if let Some(s) = self.scaled.as_ref().filter(|s| s.owner) {
-            let _ = std::panic::catch_unwind(|| {
-                psql(
-                    &s.admin_url,
-                    &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", s.db),
-                )
-            });
+            s.drop_database();
         }
     }
 }

@@ -1,5 +1,5 @@
-//! Background jobs and shutdown, with the real binary on SQLite, two processes sharing
-//! one data directory (as two replicas share a database):
+//! Background jobs and shutdown, with the real binary, two processes sharing one data
+//! directory and one store pair (as two replicas share a database), on both store pairs:
 //!
 //! - SIGTERM while a slow chunked upload (a PATCH body still arriving) and a manifest PUT
 //!   are in flight: both complete with their normal status, new connections are refused
@@ -8,19 +8,53 @@
 //!   lease would have expired.
 //! - SIGKILL of a lease holder: the other process takes its job once the lease expires,
 //!   and not before.
+//! - SIGTERM to `berth gc` in the middle of a run: the run stops cleanly (`stopped`), the
+//!   lease is released, the process exits 0, and the next run collects the rest.
 
 use berth_testkit::e2e::*;
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 /// The scheduled GC job: every `berth serve` starts it, one holds its lease.
 const JOB: &str = "gc-schedule";
 
-/// A `berth serve` on a given data directory, with its own replica id and settings.
+/// Where a test's processes meet: one data directory and one store pair.
+struct Site {
+    _dir: tempfile::TempDir,
+    data: PathBuf,
+    stores: Stores,
+}
+
+impl Site {
+    fn new(backend: Backend) -> Site {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Site {
+            data: dir.path().join("data"),
+            _dir: dir,
+            stores: Stores::new(backend),
+        }
+    }
+
+    /// `berth ARGS --data-dir DATA` on this site's stores.
+    fn berth(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
+        cmd.args(args).arg("--data-dir").arg(&self.data);
+        self.stores.configure(&mut cmd).env("NO_COLOR", "1");
+        cmd
+    }
+}
+
+both_backends!(
+    sigterm_drains_requests_stops_jobs_and_releases_leases,
+    sigkill_of_a_holder_hands_its_job_over_after_expiry,
+    gc_command_stops_cleanly_on_sigterm,
+);
+
+/// A `berth serve` on a site, with its own replica id and settings.
 struct Proc {
     child: Child,
     host: String,
@@ -28,16 +62,13 @@ struct Proc {
 }
 
 impl Proc {
-    fn start(data: &Path, id: &str, env: &[(&str, &str)]) -> Proc {
-        let log = data.with_file_name(format!("{id}.log"));
+    fn start(site: &Site, id: &str, env: &[(&str, &str)]) -> Proc {
+        let log = site.data.with_file_name(format!("{id}.log"));
         let file = std::fs::File::create(&log).expect("log file");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data)
-            .env("BERTH_REPLICA_ID", id)
+        let mut cmd = site.berth(&["serve", "--listen", "127.0.0.1:0"]);
+        cmd.env("BERTH_REPLICA_ID", id)
             .env("BERTH_ADMIN_PASSWORD", PASSWORD)
             .env("BERTH_LOG", "info")
-            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(file);
@@ -106,16 +137,8 @@ impl Drop for Proc {
 const PASSWORD: &str = "jobs-test-password";
 
 /// The live lease of `job` as `berth gc --status --json` (a third process) sees it.
-fn holder(data: &Path, job: &str) -> Option<Value> {
-    let out = run_ok(
-        Command::new(env!("CARGO_BIN_EXE_berth"))
-            .args(["gc", "--status", "--json", "--data-dir"])
-            .arg(data)
-            .env("NO_COLOR", "1"),
-        Duration::from_secs(30),
-    );
-    let v: Value = serde_json::from_str(out.stdout.trim()).expect("status JSON");
-    v["jobs"]
+fn holder(site: &Site, job: &str) -> Option<Value> {
+    gc_status(site)["jobs"]
         .as_array()
         .expect("jobs")
         .iter()
@@ -123,10 +146,19 @@ fn holder(data: &Path, job: &str) -> Option<Value> {
         .cloned()
 }
 
-fn wait_holder(data: &Path, job: &str, want: &str, limit: Duration) -> Value {
+/// What `berth gc --status --json` says.
+fn gc_status(site: &Site) -> Value {
+    let out = run_ok(
+        &mut site.berth(&["gc", "--status", "--json"]),
+        Duration::from_secs(30),
+    );
+    serde_json::from_str(out.stdout.trim()).expect("status JSON")
+}
+
+fn wait_holder(site: &Site, job: &str, want: &str, limit: Duration) -> Value {
     let deadline = Instant::now() + limit;
     loop {
-        if let Some(l) = holder(data, job).filter(|l| l["holder"] == want) {
+        if let Some(l) = holder(site, job).filter(|l| l["holder"] == want) {
             return l;
         }
         assert!(
@@ -180,17 +212,15 @@ fn push_blob(host: &str, repo: &str, data: &[u8]) -> String {
     d
 }
 
-#[test]
-fn sigterm_drains_requests_stops_jobs_and_releases_leases() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("data");
+fn sigterm_drains_requests_stops_jobs_and_releases_leases(backend: Backend) {
+    let site = Site::new(backend);
     // A long lease: a take-over within it can only come from a release.
     let env = [
         ("BERTH_JOBS_LEASE_TTL", "60s"),
         ("BERTH_HTTP_SHUTDOWN_TIMEOUT", "20s"),
     ];
-    let mut a = Proc::start(&data, "replica-a", &env);
-    wait_holder(&data, JOB, "replica-a", Duration::from_secs(20));
+    let mut a = Proc::start(&site, "replica-a", &env);
+    wait_holder(&site, JOB, "replica-a", Duration::from_secs(20));
 
     let repo = format!("jobs/{}", unique());
     let mut rng = Rng::new();
@@ -270,11 +300,11 @@ fn sigterm_drains_requests_stops_jobs_and_releases_leases() {
 
     // Released: nothing holds the job now, and another process takes it at once (its
     // first attempt), not after the 60 s the lease would have lived.
-    assert_eq!(holder(&data, JOB), None, "the lease was released at exit");
+    assert_eq!(holder(&site, JOB), None, "the lease was released at exit");
     assert!(a.log().contains("job lease released"), "log:\n{}", a.log());
     let started = Instant::now();
-    let b = Proc::start(&data, "replica-b", &env);
-    wait_holder(&data, JOB, "replica-b", Duration::from_secs(20));
+    let b = Proc::start(&site, "replica-b", &env);
+    wait_holder(&site, JOB, "replica-b", Duration::from_secs(20));
     let taken = started.elapsed();
     assert!(taken < Duration::from_secs(30));
     eprintln!("exit 0 {took:?} after SIGTERM; replica-b held {JOB} {taken:?} after its start");
@@ -300,19 +330,17 @@ fn sigterm_drains_requests_stops_jobs_and_releases_leases() {
     assert_eq!(r.bytes().expect("body").to_vec(), manifest);
 }
 
-#[test]
-fn sigkill_of_a_holder_hands_its_job_over_after_expiry() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("data");
+fn sigkill_of_a_holder_hands_its_job_over_after_expiry(backend: Backend) {
+    let site = Site::new(backend);
     let env = [("BERTH_JOBS_LEASE_TTL", "2s")];
-    let mut a = Proc::start(&data, "replica-a", &env);
-    wait_holder(&data, JOB, "replica-a", Duration::from_secs(20));
-    let b = Proc::start(&data, "replica-b", &env);
+    let mut a = Proc::start(&site, "replica-a", &env);
+    wait_holder(&site, JOB, "replica-a", Duration::from_secs(20));
+    let b = Proc::start(&site, "replica-b", &env);
 
     // While A lives it renews its lease: B never gets the job, over several lifetimes.
     let watch = Instant::now();
     while watch.elapsed() < Duration::from_secs(5) {
-        let l = holder(&data, JOB).expect("held while A lives");
+        let l = holder(&site, JOB).expect("held while A lives");
         assert_eq!(
             l["holder"], "replica-a",
             "B took the job from a live holder"
@@ -320,13 +348,13 @@ fn sigkill_of_a_holder_hands_its_job_over_after_expiry() {
         std::thread::sleep(Duration::from_millis(200));
     }
 
-    let before = holder(&data, JOB).expect("held");
+    let before = holder(&site, JOB).expect("held");
     a.child.kill().expect("SIGKILL");
     let _ = a.child.wait();
     let killed = Instant::now();
     let expires = before["expires_at"].as_i64().expect("expires_at");
 
-    let taken = wait_holder(&data, JOB, "replica-b", Duration::from_secs(15));
+    let taken = wait_holder(&site, JOB, "replica-b", Duration::from_secs(15));
     let after = killed.elapsed();
     assert!(
         taken["acquired_at"].as_i64().expect("acquired_at") >= expires,
@@ -337,4 +365,93 @@ fn sigkill_of_a_holder_hands_its_job_over_after_expiry() {
     assert!(after < Duration::from_secs(8), "take-over took {after:?}");
     assert!(b.log().contains("job lease taken"), "log:\n{}", b.log());
     eprintln!("job {JOB} moved to replica-b {after:?} after SIGKILL");
+}
+
+fn gc_command_stops_cleanly_on_sigterm(backend: Backend) {
+    const MANIFESTS: usize = 150;
+    let site = Site::new(backend);
+    let a = Proc::start(&site, "replica-a", &[]);
+    let repo = format!("jobs/{}", unique());
+    let config = push_blob(&a.host, &repo, b"{}");
+    let layer = push_blob(&a.host, &repo, b"one layer");
+    // Untagged manifests pushed by digest: garbage once older than the grace period (0s).
+    for i in 0..MANIFESTS {
+        let manifest = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config}","size":2}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{layer}","size":9}}],"annotations":{{"n":"{i}"}}}}"#
+        );
+        let digest = sha256_digest(manifest.as_bytes());
+        let r = client()
+            .put(format!("http://{}/v2/{repo}/manifests/{digest}", a.host))
+            .basic_auth(ADMIN, Some(PASSWORD))
+            .header("Content-Type", OCI_MANIFEST)
+            .body(manifest)
+            .send()
+            .expect("PUT manifest");
+        assert_eq!(r.status().as_u16(), 201, "{:?}", r.text());
+    }
+
+    // A slow run (it rests 999 times as long as each batch of at most 100 took), stopped
+    // by SIGTERM while it rests after its first batch.
+    let log = site.data.with_file_name("gc.log");
+    let mut gc = site
+        .berth(&["gc", "--grace", "0s", "--pace", "0.001"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("berth gc");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let cli = loop {
+        let st = gc_status(&site);
+        let first = &st["runs"][0];
+        if st["running"] == true && first["manifests_deleted"].as_u64().unwrap_or(0) > 0 {
+            break st["holder"].as_str().expect("holder").to_string();
+        }
+        if let Some(exit) = gc.try_wait().expect("try_wait") {
+            panic!("berth gc ended ({exit}) before it was signalled: {st}");
+        }
+        assert!(Instant::now() < deadline, "no progress: {st}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(cli.starts_with("berth-gc@"), "{cli}");
+    let signalled = Instant::now();
+    let st = Command::new("kill")
+        .args(["-TERM", &gc.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(st.success());
+    let exit = loop {
+        if let Some(exit) = gc.try_wait().expect("try_wait") {
+            break exit;
+        }
+        assert!(
+            signalled.elapsed() < Duration::from_secs(20),
+            "berth gc still running 20 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let took = signalled.elapsed();
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(exit.success(), "exit {exit}:\n{text}");
+    assert!(
+        text.contains("stopping the garbage collection run"),
+        "{text}"
+    );
+    let st = gc_status(&site);
+    assert_eq!(st["running"], false, "the lease was released: {st}");
+    let stopped = &st["runs"][0];
+    assert_eq!(stopped["status"], "stopped", "{st}");
+    assert_eq!(stopped["holder"], cli.as_str(), "{st}");
+    let first = stopped["manifests_deleted"].as_u64().expect("count");
+    assert!(first > 0 && first < MANIFESTS as u64, "{st}");
+
+    // The next run collects the rest.
+    run_ok(
+        &mut site.berth(&["gc", "--grace", "0s"]),
+        Duration::from_secs(120),
+    );
+    let st = gc_status(&site);
+    assert_eq!(st["runs"][0]["status"], "finished", "{st}");
+    let rest = st["runs"][0]["manifests_deleted"].as_u64().expect("count");
+    assert_eq!(first + rest, MANIFESTS as u64, "{st}");
+    eprintln!("berth gc exited 0 {took:?} after SIGTERM, {first} manifests collected, then {rest}");
 }

@@ -200,14 +200,21 @@ fn client() -> reqwest::blocking::Client {
         .expect("client")
 }
 
+/// Sends `request` as the administrator.
+fn as_admin(request: reqwest::blocking::RequestBuilder) -> reqwest::blocking::Response {
+    request
+        .basic_auth(ADMIN, Some(PASSWORD))
+        .send()
+        .expect("request")
+}
+
 fn push_blob(host: &str, repo: &str, data: &[u8]) -> String {
     let d = sha256_digest(data);
-    let r = client()
-        .post(format!("http://{host}/v2/{repo}/blobs/uploads/?digest={d}"))
-        .basic_auth(ADMIN, Some(PASSWORD))
-        .body(data.to_vec())
-        .send()
-        .expect("POST");
+    let r = as_admin(
+        client()
+            .post(format!("http://{host}/v2/{repo}/blobs/uploads/?digest={d}"))
+            .body(data.to_vec()),
+    );
     assert_eq!(r.status().as_u16(), 201, "push: {:?}", r.text());
     d
 }
@@ -232,11 +239,7 @@ fn sigterm_drains_requests_stops_jobs_and_releases_leases(backend: Backend) {
         layer.len()
     )
     .into_bytes();
-    let r = client()
-        .post(format!("http://{}/v2/{repo}/blobs/uploads/", a.host))
-        .basic_auth(ADMIN, Some(PASSWORD))
-        .send()
-        .expect("POST");
+    let r = as_admin(client().post(format!("http://{}/v2/{repo}/blobs/uploads/", a.host)));
     assert_eq!(r.status().as_u16(), 202);
     let upload = path_of(r.headers()["location"].to_str().unwrap());
     let chunk = rng.bytes(1024 * 1024);
@@ -269,26 +272,18 @@ fn sigterm_drains_requests_stops_jobs_and_releases_leases(backend: Backend) {
     );
 
     // The slow upload keeps sending for about two seconds, then the manifest finishes.
-    let patched = finish_request(
-        patch,
-        &chunk[chunk.len() / 4..],
-        8,
-        Duration::from_millis(250),
-    );
-    assert!(
-        patched.contains(" 202 "),
-        "PATCH in flight at SIGTERM: {patched}"
-    );
-    let put_done = finish_request(
-        put,
-        &manifest[manifest.len() / 2..],
-        2,
-        Duration::from_millis(100),
-    );
-    assert!(
-        put_done.contains(" 201 "),
-        "manifest PUT in flight at SIGTERM: {put_done}"
-    );
+    let rest_of_patch = &chunk[chunk.len() / 4..];
+    let rest_of_put = &manifest[manifest.len() / 2..];
+    for (request, rest, pieces, pause, want, what) in [
+        (patch, rest_of_patch, 8, 250, " 202 ", "PATCH"),
+        (put, rest_of_put, 2, 100, " 201 ", "manifest PUT"),
+    ] {
+        let answer = finish_request(request, rest, pieces, Duration::from_millis(pause));
+        assert!(
+            answer.contains(want),
+            "{what} in flight at SIGTERM: {answer}"
+        );
+    }
 
     let status = a.wait(Duration::from_secs(20));
     let took = signalled.elapsed();
@@ -310,22 +305,17 @@ fn sigterm_drains_requests_stops_jobs_and_releases_leases(backend: Backend) {
     eprintln!("exit 0 {took:?} after SIGTERM; replica-b held {JOB} {taken:?} after its start");
 
     // What both requests wrote is there.
-    let r = client()
-        .get(format!("http://{}{upload}", b.host))
-        .basic_auth(ADMIN, Some(PASSWORD))
-        .send()
-        .expect("GET upload");
+    let r = as_admin(client().get(format!("http://{}{upload}", b.host)));
     assert_eq!(r.status().as_u16(), 204);
     assert_eq!(
         r.headers()["range"].to_str().unwrap(),
         format!("0-{}", chunk.len() - 1)
     );
-    let r = client()
-        .get(format!("http://{}/v2/{repo}/manifests/v1", b.host))
-        .basic_auth(ADMIN, Some(PASSWORD))
-        .header("Accept", OCI_MANIFEST)
-        .send()
-        .expect("GET manifest");
+    let r = as_admin(
+        client()
+            .get(format!("http://{}/v2/{repo}/manifests/v1", b.host))
+            .header("Accept", OCI_MANIFEST),
+    );
     assert_eq!(r.status().as_u16(), 200);
     assert_eq!(r.bytes().expect("body").to_vec(), manifest);
 }
@@ -380,13 +370,12 @@ fn gc_command_stops_cleanly_on_sigterm(backend: Backend) {
             r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config}","size":2}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{layer}","size":9}}],"annotations":{{"n":"{i}"}}}}"#
         );
         let digest = sha256_digest(manifest.as_bytes());
-        let r = client()
-            .put(format!("http://{}/v2/{repo}/manifests/{digest}", a.host))
-            .basic_auth(ADMIN, Some(PASSWORD))
-            .header("Content-Type", OCI_MANIFEST)
-            .body(manifest)
-            .send()
-            .expect("PUT manifest");
+        let r = as_admin(
+            client()
+                .put(format!("http://{}/v2/{repo}/manifests/{digest}", a.host))
+                .header("Content-Type", OCI_MANIFEST)
+                .body(manifest),
+        );
         assert_eq!(r.status().as_u16(), 201, "{:?}", r.text());
     }
 

@@ -286,31 +286,23 @@ pub struct SigningKeyRecord {
     pub retired: bool,
 }
 
-impl std::fmt::Debug for NewUser {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NewUser")
-            .field("name", &self.name)
-            .field("origin", &self.origin)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
-            .field("active", &self.active)
-            .field("is_system_admin", &self.is_system_admin)
-            .field("is_service_account", &self.is_service_account)
-            .finish_non_exhaustive()
-    }
+/// `Debug` for an account record: its fields, and the password hash as `<redacted>`.
+macro_rules! account_debug {
+    ($($t:ident { $($field:ident),* })*) => {$(
+        impl std::fmt::Debug for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($t))
+                    $(.field(stringify!($field), &self.$field))*
+                    .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+                    .finish_non_exhaustive()
+            }
+        }
+    )*};
 }
 
-impl std::fmt::Debug for UserRecord {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UserRecord")
-            .field("id", &self.id)
-            .field("name", &self.name)
-            .field("origin", &self.origin)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
-            .field("active", &self.active)
-            .field("is_system_admin", &self.is_system_admin)
-            .field("is_service_account", &self.is_service_account)
-            .finish_non_exhaustive()
-    }
+account_debug! {
+    NewUser { name, origin, active, is_system_admin, is_service_account }
+    UserRecord { id, name, origin, active, is_system_admin, is_service_account }
 }
 
 impl std::fmt::Debug for SigningKeyRecord {

@@ -124,14 +124,47 @@ pub async fn observe(State(st): State<AppState>, mut req: Request, next: Next) -
         .or_else(|| resp.extensions().get::<V2Route>().map(|r| r.0.into()))
         .unwrap_or("v2_invalid".into());
     let status = status_label(resp.status());
-    metrics::counter!("berth_http_requests_total", "route" => route.clone(), "method" => method, "status" => status).increment(1);
-    metrics::histogram!("berth_http_request_duration_seconds", "route" => route.clone())
-        .record(start.elapsed().as_secs_f64());
-    metrics::counter!("berth_http_request_bytes_total", "route" => route.clone())
-        .increment(bytes_in);
-    metrics::counter!("berth_http_response_bytes_total", "route" => route)
-        .increment(content_length(resp.headers()));
+    let bytes_out = content_length(resp.headers());
+    Series::record((route, method, status), |s| {
+        s.requests.increment(1);
+        s.duration.record(start.elapsed().as_secs_f64());
+        s.bytes_in.increment(bytes_in);
+        s.bytes_out.increment(bytes_out);
+    });
     resp
+}
+
+/// The request metrics of one route, method and status.
+struct Series {
+    requests: metrics::Counter,
+    duration: metrics::Histogram,
+    bytes_in: metrics::Counter,
+    bytes_out: metrics::Counter,
+}
+
+type SeriesKey = (std::borrow::Cow<'static, str>, &'static str, &'static str);
+
+thread_local! {
+    /// The handles, looked up once per thread and series: a lookup builds and hashes the
+    /// key, which every request would otherwise pay four times. The labels come from
+    /// closed sets, so this stays small.
+    static SERIES: std::cell::RefCell<std::collections::HashMap<SeriesKey, Series>> =
+        Default::default();
+}
+
+impl Series {
+    fn record(key: SeriesKey, f: impl FnOnce(&Series)) {
+        SERIES.with(|m| {
+            let mut m = m.borrow_mut();
+            let s = m.entry(key).or_insert_with_key(|(route, method, status)| Series {
+                requests: metrics::counter!("berth_http_requests_total", "route" => route.clone(), "method" => *method, "status" => *status),
+                duration: metrics::histogram!("berth_http_request_duration_seconds", "route" => route.clone()),
+                bytes_in: metrics::counter!("berth_http_request_bytes_total", "route" => route.clone()),
+                bytes_out: metrics::counter!("berth_http_response_bytes_total", "route" => route.clone()),
+            });
+            f(s)
+        })
+    }
 }
 
 /// `/health`: 200 when both stores answer, 503 naming the failing component otherwise.

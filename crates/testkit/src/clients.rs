@@ -4,7 +4,7 @@
 //! A test that needs a service or a client that is missing fails with a message saying
 //! what to install or which variable to set; nothing here skips.
 
-use crate::images::{find_digest, unique, Image};
+use crate::images::{find_digest, unique, Image, OciLayout};
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -239,6 +239,16 @@ impl ClientEnv {
 
     pub fn path(&self, sub: &str) -> PathBuf {
         self.dir.path().join(sub)
+    }
+
+    /// A new OCI image layout at `sub` holding each of `images` under its tag.
+    pub fn image_layout(&self, sub: &str, images: &[(&Image, &str)]) -> PathBuf {
+        let dir = self.path(sub);
+        let mut layout = OciLayout::new(&dir);
+        for (image, tag) in images {
+            layout.add_image(image, tag);
+        }
+        dir
     }
 
     /// A command for `program` with this environment applied.

@@ -6,9 +6,9 @@
 //! log in through their own commands (`docker login`, `crane auth login`, `--creds` for
 //! containers/image tools).
 
-use crate::clients::{require_env, require_tool, run_input, run_ok, Output};
+use crate::clients::{require_env, require_tool, run_input, run_ok, ClientEnv, Output};
 use crate::images::{sha256_digest, unique, Image, Rng};
-use crate::wire::{basic_auth, creds, ACCEPT_ALL};
+use crate::wire::{basic_auth, creds, ACCEPT_ALL, OCI_MANIFEST};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -284,6 +284,20 @@ impl Server {
         &self.http
     }
 
+    /// A new client environment in which `docker` is logged in here as the administrator.
+    pub fn docker_env(&self) -> ClientEnv {
+        let env = ClientEnv::new();
+        env.docker_login(&self.host, ADMIN, &self.admin_password);
+        env
+    }
+
+    /// A new client environment in which `crane` is logged in here as the administrator.
+    pub fn crane_env(&self) -> ClientEnv {
+        let env = ClientEnv::new();
+        env.crane_login(&self.host, ADMIN, &self.admin_password);
+        env
+    }
+
     /// An HTTP client that sends no credentials.
     pub fn http_anon(&self) -> &reqwest::blocking::Client {
         &self.anon
@@ -400,6 +414,19 @@ impl Server {
         r
     }
 
+    /// The manifest `reference` of `repo` as served (see [`Server::manifest`]), which must be
+    /// exactly the bytes that were pushed.
+    pub fn manifest_as_pushed(&self, repo: &str, reference: &str, pushed: &[u8]) -> Response {
+        let served = self.manifest(repo, reference);
+        assert!(
+            served.body == pushed,
+            "{}: manifest served differs from the one pushed:\n{}",
+            served.what,
+            served.text()
+        );
+        served
+    }
+
     pub fn tags(&self, repo: &str) -> Vec<String> {
         let r = self.get(&format!("/v2/{repo}/tags/list"), None);
         r.expect(200);
@@ -461,6 +488,25 @@ impl Server {
             .expect("POST");
         assert_eq!(r.status().as_u16(), 201, "monolithic push: {:?}", r.text());
         d
+    }
+
+    /// Pushes `manifest` (an OCI image manifest) as `repo:reference`; it must be created and
+    /// answered with its own digest, which is returned.
+    pub fn push_manifest(&self, repo: &str, reference: &str, manifest: &[u8]) -> String {
+        let what = format!("PUT /v2/{repo}/manifests/{reference}");
+        let r = self
+            .http
+            .put(self.url(&format!("/v2/{repo}/manifests/{reference}")))
+            .header("Content-Type", OCI_MANIFEST)
+            .body(manifest.to_vec())
+            .send()
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        let status = r.status().as_u16();
+        let header = header_text(&r, "docker-content-digest");
+        assert_eq!(status, 201, "{what}: {:?}", r.text());
+        let digest = sha256_digest(manifest);
+        assert_eq!(header, digest, "{what}: Docker-Content-Digest");
+        digest
     }
 
     /// `berth fsck` over this server's stores must find nothing.
@@ -746,6 +792,17 @@ pub struct Process {
 }
 
 impl Process {
+    /// Starts `berth serve` with `envs`, its data directory `dir/data` and its log
+    /// `dir/berth.log` (see [`Process::spawn`]).
+    pub fn spawn_in(dir: &Path, envs: &[(&str, &str)]) -> Process {
+        let data = dir.join("data");
+        Process::spawn(
+            &["--data-dir".as_ref(), data.as_os_str()],
+            envs,
+            &dir.join("berth.log"),
+        )
+    }
+
     /// Starts `berth serve --listen 127.0.0.1:0 ARGS` with `envs`, logging to `log`, and
     /// waits for its "listening on" line (http or https).
     // The child is waited on by `Process`'s Drop, or before the start-up panic.

@@ -188,22 +188,19 @@ fn first_admin_and_admin_commands() {
 #[test]
 fn configured_admin_password_is_never_printed() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let log = dir.path().join("berth.log");
     let secret = "configured-admin-secret-42";
-    let p = Process::spawn(
-        &["--data-dir".as_ref(), data.as_os_str()],
+    let p = Process::spawn_in(
+        dir.path(),
         &[("BERTH_ADMIN_PASSWORD", secret), ("BERTH_LOG", "debug")],
-        &log,
     );
-    let text = std::fs::read_to_string(&log).unwrap();
+    let text = std::fs::read_to_string(&p.log).unwrap();
     assert!(text.contains("configured password"), "{text}");
     assert!(
         !text.contains(secret),
         "the admin password reached the log:\n{text}"
     );
     drop(p);
-    let (_, out) = admin(&data, &["user", "list"], None);
+    let (_, out) = admin(&dir.path().join("data"), &["user", "list"], None);
     assert!(
         out.lines().any(|l| l == "admin\tlocal\tactive\tadmin"),
         "{out}"

@@ -54,14 +54,7 @@ fn killed_mid_chunk_and_mid_manifest(backend: Backend) {
     let small = rng.bytes(100_000);
     let small_d = server.push_blob(&repo, &small);
     let m1 = manifest_for(&config, &small_d, small.len());
-    let r = server
-        .http()
-        .put(server.url(&format!("/v2/{repo}/manifests/v1")))
-        .header("Content-Type", OCI_MANIFEST)
-        .body(m1.clone())
-        .send()
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 201);
+    server.push_manifest(&repo, "v1", &m1);
 
     // A large chunked upload: three chunks acknowledged, the fourth half sent at the crash.
     let big = rng.bytes(6 * CHUNK);
@@ -133,14 +126,7 @@ fn killed_mid_chunk_and_mid_manifest(backend: Backend) {
     server.fsck();
 
     // And the same manifest goes in whole afterwards.
-    let r = server
-        .http()
-        .put(server.url(&format!("/v2/{repo}/manifests/v2")))
-        .header("Content-Type", OCI_MANIFEST)
-        .body(m2.clone())
-        .send()
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 201);
+    server.push_manifest(&repo, "v2", &m2);
     server.fsck();
 }
 
@@ -183,18 +169,23 @@ fn body_shorter_or_longer_than_content_length() {
     let d = sha256_digest(&data);
 
     let post = format!("/v2/{repo}/blobs/uploads/?digest={d}");
-    let resp = post_raw(&server, &post, "", 20, &data, true);
-    assert!(resp.starts_with("HTTP/1.1 400"), "short body: {resp}");
-    assert!(resp.contains("BLOB_UPLOAD_INVALID"), "short body: {resp}");
-    server
-        .head(&format!("/v2/{repo}/blobs/{d}"), None)
-        .expect(404);
-
-    let resp = post_raw(&server, &post, "Connection: close\r\n", 5, &data, false);
-    assert!(resp.starts_with("HTTP/1.1 400"), "long body: {resp}");
-    assert!(resp.contains("DIGEST_INVALID"), "long body: {resp}");
-    server
-        .head(&format!("/v2/{repo}/blobs/{d}"), None)
-        .expect(404);
+    // (case, extra header lines, announced length, close the write side, error code)
+    for (case, extra, announced, close_write, code) in [
+        ("short body", "", 20, true, "BLOB_UPLOAD_INVALID"),
+        (
+            "long body",
+            "Connection: close\r\n",
+            5,
+            false,
+            "DIGEST_INVALID",
+        ),
+    ] {
+        let resp = post_raw(&server, &post, extra, announced, &data, close_write);
+        assert!(resp.starts_with("HTTP/1.1 400"), "{case}: {resp}");
+        assert!(resp.contains(code), "{case}: {resp}");
+        server
+            .head(&format!("/v2/{repo}/blobs/{d}"), None)
+            .expect(404);
+    }
     server.fsck();
 }

@@ -8,15 +8,20 @@ both_backends!(crane_push_copy_list, crane_concurrent_pushes);
 
 fn crane_push_copy_list(backend: Backend) {
     let server = Server::start(backend);
-    let env = ClientEnv::new();
-    let (user, password) = server.admin_creds();
-    env.crane_login(&server.host, user, password);
+    let env = server.crane_env();
     let crane = || {
         let mut c = env.crane();
         c.arg("--insecure");
         c
     };
     let at = |repo_tag: &str| server.reference(repo_tag);
+    // The digest crane resolves for a reference, as it prints it.
+    let digest_of = |repo_tag: &str| {
+        run_ok(crane().args(["digest", &at(repo_tag)]), CLIENT_TIMEOUT)
+            .stdout
+            .trim()
+            .to_string()
+    };
 
     // A `docker save` tarball: crane writes its own manifest around the same config.
     let tarred = Image::random(2, 100, "amd64");
@@ -34,13 +39,7 @@ fn crane_push_copy_list(backend: Backend) {
     );
     let pushed = find_digest(&std::fs::read_to_string(&refs).expect("image refs"))
         .expect("digest in --image-refs");
-    let digest = run_ok(
-        crane().args(["digest", &at("e2e/crane/tarball:v1")]),
-        CLIENT_TIMEOUT,
-    )
-    .stdout
-    .trim()
-    .to_string();
+    let digest = digest_of("e2e/crane/tarball:v1");
     assert_eq!(digest, pushed, "crane digest after crane push");
     let config = run_ok(
         crane().args(["config", &at("e2e/crane/tarball:v1")]),
@@ -55,8 +54,7 @@ fn crane_push_copy_list(backend: Backend) {
 
     // An OCI layout with one image: pushed as is.
     let image = Image::random(3, 64, "amd64");
-    let layout = env.path("layout");
-    OciLayout::new(&layout).add_image(&image, "v1");
+    let layout = env.image_layout("layout", &[(&image, "v1")]);
     run_ok(
         crane()
             .arg("push")
@@ -65,25 +63,14 @@ fn crane_push_copy_list(backend: Backend) {
         CLIENT_TIMEOUT,
     );
     server.assert_has_image("e2e/crane/layout", &image);
-    let served = server.manifest("e2e/crane/layout", "v1");
-    assert!(
-        served.body == image.manifest,
-        "layout manifest stored differently:\n{}",
-        served.text()
-    );
+    server.manifest_as_pushed("e2e/crane/layout", "v1", &image.manifest);
 
     // Copy to another repository (crane mounts the blobs), tag, list.
     run_ok(
         crane().args(["copy", &at("e2e/crane/layout:v1"), &at("e2e/crane/copy:v2")]),
         CLIENT_TIMEOUT,
     );
-    let digest = run_ok(
-        crane().args(["digest", &at("e2e/crane/copy:v2")]),
-        CLIENT_TIMEOUT,
-    )
-    .stdout
-    .trim()
-    .to_string();
+    let digest = digest_of("e2e/crane/copy:v2");
     assert_eq!(digest, image.manifest_digest, "crane digest of the copy");
     server.assert_has_image("e2e/crane/copy", &image);
     run_ok(
@@ -164,12 +151,9 @@ fn crane_push_copy_list(backend: Backend) {
 /// same blobs are uploaded, committed and linked concurrently.
 fn crane_concurrent_pushes(backend: Backend) {
     let server = Server::start(backend);
-    let env = ClientEnv::new();
-    let (user, password) = server.admin_creds();
-    env.crane_login(&server.host, user, password);
+    let env = server.crane_env();
     let image = Image::random(3, 64, "amd64");
-    let layout = env.path("layout");
-    OciLayout::new(&layout).add_image(&image, "v1");
+    let layout = env.image_layout("layout", &[(&image, "v1")]);
     let targets: Vec<String> = (0..4)
         .map(|i| format!("e2e/race/shared:t{i}"))
         .chain((0..4).map(|i| format!("e2e/race/own{i}:t")))

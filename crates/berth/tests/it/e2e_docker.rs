@@ -82,9 +82,7 @@ fn assert_served(server: &Server, repo: &str, tag: &str, image: &Image, pushed: 
 
 fn docker_push_pull(backend: Backend) {
     let server = Server::start(backend);
-    let env = ClientEnv::new();
-    let (user, password) = server.admin_creds();
-    env.docker_login(&server.host, user, password);
+    let env = server.docker_env();
 
     // Two images sharing their first two layers, pushed to two repositories: the second
     // push mounts the shared layers from the first repository.
@@ -167,9 +165,7 @@ fn docker_push_pull(backend: Backend) {
 /// manifest list) and pulls another platform on request.
 fn docker_pull_multi_platform(backend: Backend) {
     let server = Server::start(backend);
-    let env = ClientEnv::new();
-    let (user, password) = server.admin_creds();
-    env.docker_login(&server.host, user, password);
+    let env = server.docker_env();
     let index = Index::new(vec![
         Image::random(2, 64, "amd64"),
         Image::random(2, 64, "arm64"),

@@ -82,20 +82,7 @@ fn push_artifact(server: &Server, repo: &str, layer: &str, size: usize) {
         "layers": [{"mediaType": "application/octet-stream", "digest": layer, "size": size}]
     }))
     .expect("json");
-    let r = server
-        .http()
-        .put(server.url(&format!("/v2/{repo}/manifests/blob")))
-        .header("Content-Type", OCI_MANIFEST)
-        .body(manifest.clone())
-        .send()
-        .expect("PUT manifest");
-    let r = expect_status(r, 201, "PUT artifact manifest");
-    assert_eq!(
-        r.headers()
-            .get("docker-content-digest")
-            .and_then(|v| v.to_str().ok()),
-        Some(sha256_digest(&manifest).as_str())
-    );
+    server.push_manifest(repo, "blob", &manifest);
 }
 
 fn restart_and_replicas(backend: Backend) {
@@ -104,10 +91,7 @@ fn restart_and_replicas(backend: Backend) {
     let repo = "e2e/state/app";
     let first = Image::random(2, 100, "amd64");
     let second = Image::random(2, 64, "amd64");
-    let src = env.path("src");
-    OciLayout::new(&src)
-        .add_image(&first, "first")
-        .add_image(&second, "second");
+    let src = env.image_layout("src", &[(&first, "first"), (&second, "second")]);
     // One administrator password for every process on these stores.
     let creds = server.creds();
     let skopeo_copy = |from: String, to: String| {
@@ -174,12 +158,7 @@ fn restart_and_replicas(backend: Backend) {
         .send()
         .expect("PUT");
     let r = expect_status(r, 201, "PUT closing the upload");
-    assert_eq!(
-        r.headers()
-            .get("docker-content-digest")
-            .and_then(|v| v.to_str().ok()),
-        Some(digest.as_str())
-    );
+    assert_eq!(header_text(&r, "docker-content-digest"), digest);
     server.assert_blob("e2e/state/big", &digest, &data);
     other.assert_blob("e2e/state/big", &digest, &data);
     push_artifact(other, "e2e/state/big", &digest, data.len());

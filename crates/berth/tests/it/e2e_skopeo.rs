@@ -41,10 +41,7 @@ fn skopeo_copy_list_delete(backend: Backend) {
     let env = ClientEnv::new();
     let image = Image::random(3, 100, "amd64");
     let doomed = Image::random(1, 64, "amd64");
-    let src = env.path("src");
-    OciLayout::new(&src)
-        .add_image(&image, "v1")
-        .add_image(&doomed, "doomed");
+    let src = env.image_layout("src", &[(&image, "v1"), (&doomed, "doomed")]);
     let repo = "e2e/skopeo/app";
     let remote = |tag: &str| format!("docker://{}:{tag}", server.reference(repo));
 
@@ -54,12 +51,7 @@ fn skopeo_copy_list_delete(backend: Backend) {
         digest, image.manifest_digest,
         "skopeo reports the layout's manifest digest"
     );
-    let served = server.manifest(repo, "v1");
-    assert!(
-        served.body == image.manifest,
-        "manifest served differs from the one pushed:\n{}",
-        served.text()
-    );
+    let served = server.manifest_as_pushed(repo, "v1", &image.manifest);
     assert_eq!(served.header("content-type").as_deref(), Some(OCI_MANIFEST));
     server.assert_has_image(repo, &image);
     let raw = run_ok(
@@ -190,12 +182,7 @@ fn skopeo_multi_platform(backend: Backend) {
         env.skopeo_copy(&server.creds(), &["--all"], &oci(&src, "multi"), &remote),
         index.digest
     );
-    let served = server.manifest(repo, "v1");
-    assert!(
-        served.body == index.bytes,
-        "index served differs from the one pushed:\n{}",
-        served.text()
-    );
+    let served = server.manifest_as_pushed(repo, "v1", &index.bytes);
     assert_eq!(served.header("content-type").as_deref(), Some(OCI_INDEX));
     for child in &index.images {
         server.assert_has_image(repo, child);

@@ -85,16 +85,12 @@ fn push(
             }
         }
         if !have {
-            let r = http
-                .post(server.url(&format!("/v2/{repo}/blobs/uploads/?digest={d}")))
-                .header("Content-Type", "application/octet-stream")
-                .body(b.clone())
-                .send()
-                .map_err(|e| (0, e.to_string()))?;
-            let status = r.status().as_u16();
-            if status != 201 {
-                return Err((status, r.text().unwrap_or_default()));
-            }
+            created(
+                http.post(server.url(&format!("/v2/{repo}/blobs/uploads/?digest={d}")))
+                    .header("Content-Type", "application/octet-stream")
+                    .body(b.clone())
+                    .send(),
+            )?;
         }
         let media = if i == 0 {
             OCI_CONFIG
@@ -110,17 +106,23 @@ fn push(
         "layers": descriptors[1..],
     }))
     .expect("manifest json");
-    let r = http
-        .put(server.url(&format!("/v2/{repo}/manifests/{tag}")))
-        .header("Content-Type", OCI_MANIFEST)
-        .body(manifest.clone())
-        .send()
-        .map_err(|e| (0, e.to_string()))?;
+    created(
+        http.put(server.url(&format!("/v2/{repo}/manifests/{tag}")))
+            .header("Content-Type", OCI_MANIFEST)
+            .body(manifest.clone())
+            .send(),
+    )?;
+    Ok(sha256_digest(&manifest))
+}
+
+/// A request that was answered 201; otherwise the status (0 when no answer came) and the body.
+fn created(sent: reqwest::Result<reqwest::blocking::Response>) -> Result<(), (u16, String)> {
+    let r = sent.map_err(|e| (0, e.to_string()))?;
     let status = r.status().as_u16();
     if status != 201 {
         return Err((status, r.text().unwrap_or_default()));
     }
-    Ok(sha256_digest(&manifest))
+    Ok(())
 }
 
 /// `POST /api/v0/gc/runs` with `body` and `"wait": true`, retried while another run holds
@@ -575,27 +577,12 @@ fn docker_during_gc(backend: Backend) {
 
 fn api_and_schedule(backend: Backend) {
     let server = start(backend);
-    let anon = server
-        .http_anon()
-        .get(server.url("/api/v0/gc/runs"))
-        .send()
-        .expect("anon");
-    assert_eq!(anon.status().as_u16(), 401);
+    server.get_anon("/api/v0/gc/runs", None).expect(401);
     server.create_user("gcbob", "bob-password-1");
-    let bob = server.request_as(
-        reqwest::Method::GET,
-        "/api/v0/gc/runs",
-        "gcbob",
-        "bob-password-1",
-    );
-    assert_eq!(bob.status, 403, "{}", bob.text());
-    let bob = server.request_as(
-        reqwest::Method::POST,
-        "/api/v0/gc/runs",
-        "gcbob",
-        "bob-password-1",
-    );
-    assert_eq!(bob.status, 403, "{}", bob.text());
+    for method in [reqwest::Method::GET, reqwest::Method::POST] {
+        let bob = server.request_as(method, "/api/v0/gc/runs", "gcbob", "bob-password-1");
+        assert_eq!(bob.status, 403, "{}: {}", bob.what, bob.text());
+    }
     for body in [
         json!({ "pace": 0 }),
         json!({ "pace": 1.5 }),
@@ -617,19 +604,17 @@ fn api_and_schedule(backend: Backend) {
         assert!(v["errors"][0]["code"].is_string(), "{body}: {v}");
     }
 
-    let bad = server
-        .http()
-        .put(server.url("/api/v0/gc/schedule"))
-        .json(&json!({ "schedule": "every day" }))
-        .send()
-        .expect("put");
+    let put_schedule = |schedule: Value| {
+        server
+            .http()
+            .put(server.url("/api/v0/gc/schedule"))
+            .json(&json!({ "schedule": schedule }))
+            .send()
+            .expect("put")
+    };
+    let bad = put_schedule(json!("every day"));
     assert_eq!(bad.status().as_u16(), 400);
-    let set = server
-        .http()
-        .put(server.url("/api/v0/gc/schedule"))
-        .json(&json!({ "schedule": "*/2 * * * * *" }))
-        .send()
-        .expect("put");
+    let set = put_schedule(json!("*/2 * * * * *"));
     assert_eq!(set.status().as_u16(), 200);
     let v: Value = set.json().expect("json");
     assert_eq!(v["source"], "api");
@@ -650,12 +635,7 @@ fn api_and_schedule(backend: Backend) {
         std::thread::sleep(Duration::from_millis(250));
     };
     assert_eq!(scheduled["mode"], "online");
-    let cleared = server
-        .http()
-        .put(server.url("/api/v0/gc/schedule"))
-        .json(&json!({ "schedule": null }))
-        .send()
-        .expect("put");
+    let cleared = put_schedule(Value::Null);
     assert_eq!(cleared.status().as_u16(), 200);
     let v: Value = cleared.json().expect("json");
     assert_eq!(v["schedule"], Value::Null);

@@ -160,16 +160,14 @@ fn secrets_never_reach_the_log_or_the_audit_trail() {
 #[test]
 fn a_newline_in_a_user_name_forges_no_log_line() {
     let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("berth.log");
-    let data = dir.path().join("data");
-    let server = Process::spawn(
-        &[OsStr::new("--data-dir"), data.as_os_str()],
+    let server = Process::spawn_in(
+        dir.path(),
         &[
             ("BERTH_LOG", "debug"),
             ("BERTH_ADMIN_PASSWORD", "forge-test-admin"),
         ],
-        &log,
     );
+    let log = server.log.clone();
     let http = reqwest::blocking::Client::new();
     let forged = "ghost\n2026-01-01T00:00:00Z  INFO berth: FORGED login.success user=admin";
     let r = http

@@ -51,6 +51,11 @@ async fn get_manifest(w: &World, auth: &str) -> (StatusCode, String) {
     (r.status, r.code())
 }
 
+async fn delete_manifest(w: &World, auth: &str) -> Resp {
+    w.call("DELETE", &format!("/v2/{PRIVATE}/manifests/v1"), Some(auth))
+        .await
+}
+
 #[tokio::test]
 async fn forged_altered_expired_and_misdirected_tokens_are_refused() {
     let w = World::new(crate::app).await;
@@ -135,26 +140,14 @@ async fn forged_altered_expired_and_misdirected_tokens_are_refused() {
         URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).unwrap()),
         parts[2]
     );
-    let r = w
-        .call(
-            "DELETE",
-            &format!("/v2/{PRIVATE}/manifests/v1"),
-            Some(&format!("Bearer {tampered}")),
-        )
-        .await;
+    let r = delete_manifest(&w, &format!("Bearer {tampered}")).await;
     assert_eq!((r.status, r.code()), refused);
     // The untampered token still reads, and is refused the delete by the role (403).
     assert_eq!(
         get_manifest(&w, &format!("Bearer {real}")).await.0,
         StatusCode::OK
     );
-    let r = w
-        .call(
-            "DELETE",
-            &format!("/v2/{PRIVATE}/manifests/v1"),
-            Some(&format!("Bearer {real}")),
-        )
-        .await;
+    let r = delete_manifest(&w, &format!("Bearer {real}")).await;
     r.assert_is(StatusCode::FORBIDDEN, "DENIED");
 
     // Garbage in the header.
@@ -194,6 +187,18 @@ async fn granted(w: &World, auth: Option<&str>, query: &str) -> (StatusCode, Vec
         }
     }
     (r.status, out)
+}
+
+/// `POST /auth/token` with `form`, as a client without credentials sends it.
+async fn post_token_form(w: &World, form: String) -> Resp {
+    w.req(
+        "POST",
+        "/auth/token",
+        None,
+        &[("content-type", "application/x-www-form-urlencoded")],
+        form,
+    )
+    .await
 }
 
 #[tokio::test]
@@ -265,42 +270,35 @@ async fn the_token_service_grants_only_what_roles_allow() {
         ("grant_type=refresh_token&refresh_token=berth_0000000000000000_00&service=berth".to_string(), 401),
         ("grant_type=password&service=berth".to_string(), 400),
     ] {
-        let r = w
-            .req(
-                "POST",
-                "/auth/token",
-                None,
-                &[("content-type", "application/x-www-form-urlencoded")],
-                form.clone(),
-            )
-            .await;
+        let r = post_token_form(&w, form.clone()).await;
         assert_eq!(r.status.as_u16(), status, "{form}: {:?}", r.body);
     }
     // The offline flow: a refresh token from a password login buys tokens later, and
     // never a second refresh token.
-    let r = w
-        .req(
-            "POST",
-            "/auth/token",
-            None,
-            &[("content-type", "application/x-www-form-urlencoded")],
-            format!("grant_type=password&username=reader&password={}&service=berth&access_type=offline&client_id=docker", PASSWORD.replace(' ', "+")),
-        )
-        .await;
+    let r = post_token_form(
+        &w,
+        format!("grant_type=password&username=reader&password={}&service=berth&access_type=offline&client_id=docker", PASSWORD.replace(' ', "+")),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK);
     let refresh = r.json()["refresh_token"].as_str().unwrap().to_string();
-    let r = w
-        .req(
-            "POST",
-            "/auth/token",
-            None,
-            &[("content-type", "application/x-www-form-urlencoded")],
-            format!("grant_type=refresh_token&refresh_token={refresh}&service=berth&access_type=offline&scope=repository:{PRIVATE}:pull,push"),
-        )
-        .await;
+    let r = post_token_form(
+        &w,
+        format!("grant_type=refresh_token&refresh_token={refresh}&service=berth&access_type=offline&scope=repository:{PRIVATE}:pull,push"),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK);
     assert!(r.json().get("refresh_token").is_none());
     assert_eq!(r.json()["scope"], format!("repository:{PRIVATE}:pull"));
+}
+
+/// The account `name` of the world, which must exist.
+async fn user_named(w: &World, name: &str) -> berth_meta::identity::UserRecord {
+    w.meta
+        .user_get(berth_meta::identity::UserKey::Name(name))
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("no user {name}"))
 }
 
 /// `GET uri` from `ip` with `auth`: the connection as the listener records it.
@@ -332,12 +330,7 @@ async fn password_guessing_is_rate_limited_per_account_and_per_source() {
     let right = basic_auth("reader", PASSWORD);
     let r = v2_from(&w, "10.0.0.4", Some(&right)).await;
     assert_eq!(r.status, StatusCode::OK);
-    let reader = w
-        .meta
-        .user_get(berth_meta::identity::UserKey::Name("reader"))
-        .await
-        .unwrap()
-        .unwrap();
+    let reader = user_named(&w, "reader").await;
     let ci = w
         .access
         .create_access_token(
@@ -559,12 +552,7 @@ async fn operations_endpoints_are_open_but_cluster_status_is_for_system_administ
 #[tokio::test]
 async fn a_deactivated_account_does_not_confirm_its_password() {
     let w = World::new(crate::app).await;
-    let reader = w
-        .meta
-        .user_get(berth_meta::identity::UserKey::Name("reader"))
-        .await
-        .unwrap()
-        .unwrap();
+    let reader = user_named(&w, "reader").await;
     w.meta
         .user_update(
             reader.id,

@@ -687,51 +687,39 @@ impl Registry {
         body: Option<ByteStream>,
     ) -> Result<u64, CoreError> {
         self.check_writable()?;
-        let (rec, token) = self.lease(repo, id).await?;
-        let work = self.finish_leased(repo, rec, &token, digest, range, content_length, body);
-        self.leased(id, &token, work).await
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn finish_leased(
-        &self,
-        repo: &RepoName,
-        mut rec: UploadRecord,
-        token: &str,
-        digest: &Digest,
-        range: Option<(u64, u64)>,
-        content_length: Option<u64>,
-        body: Option<ByteStream>,
-    ) -> Result<u64, CoreError> {
-        let mut hasher = Self::restore_hasher(&rec)?;
-        // Bytes already staged were hashed with the session's algorithm; a digest of
-        // another one is verified by a second pass over them (`commit_rehashed`).
-        let rehash = hasher.algorithm() != digest.algorithm() && rec.offset > 0;
-        if hasher.algorithm() != digest.algorithm() && !rehash {
-            hasher = Digester::new(digest.algorithm());
-        }
-        if let Some(body) = body {
-            let (r, h) = self
-                .append(rec, token, range, content_length, body, hasher, false)
+        let (mut rec, token) = self.lease(repo, id).await?;
+        let work = async {
+            let mut hasher = Self::restore_hasher(&rec)?;
+            // Bytes already staged were hashed with the session's algorithm; a digest of
+            // another one is verified by a second pass over them (`commit_rehashed`).
+            let rehash = hasher.algorithm() != digest.algorithm() && rec.offset > 0;
+            if hasher.algorithm() != digest.algorithm() && !rehash {
+                hasher = Digester::new(digest.algorithm());
+            }
+            if let Some(body) = body {
+                let (r, h) = self
+                    .append(rec, &token, range, content_length, body, hasher, false)
+                    .await?;
+                rec = r;
+                hasher = h;
+            }
+            let actual = hasher.finish();
+            if rehash {
+                return self.commit_rehashed(repo, &rec, &actual, digest).await;
+            }
+            if &actual != digest {
+                return Err(CoreError::DigestMismatch {
+                    expected: digest.clone(),
+                    actual,
+                });
+            }
+            // Claimed before the commit: the store's commit keeps bytes that already exist, and
+            // those must not be GC's to delete meanwhile (ARCHITECTURE.md, invariant 9).
+            self.commit_claimed(repo, &rec, digest, Some(&rec.id))
                 .await?;
-            rec = r;
-            hasher = h;
-        }
-        let actual = hasher.finish();
-        if rehash {
-            return self.commit_rehashed(repo, &rec, &actual, digest).await;
-        }
-        if &actual != digest {
-            return Err(CoreError::DigestMismatch {
-                expected: digest.clone(),
-                actual,
-            });
-        }
-        // Claimed before the commit: the store's commit keeps bytes that already exist, and
-        // those must not be GC's to delete meanwhile (ARCHITECTURE.md, invariant 9).
-        self.commit_claimed(repo, &rec, digest, Some(&rec.id))
-            .await?;
-        Ok(rec.offset)
+            Ok(rec.offset)
+        };
+        self.leased(id, &token, work).await
     }
 
     /// Claims `digest`, commits the session's bytes under it, and links it into `repo`

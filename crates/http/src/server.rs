@@ -15,6 +15,7 @@
 
 use axum::Router;
 use bytes::Bytes;
+use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder;
@@ -440,32 +441,6 @@ impl Body for IdleBody {
     }
 }
 
-/// A response body holding its request's [`InFlight`] until it is sent (or dropped).
-struct TrackedBody {
-    inner: axum::body::Body,
-    _in_flight: InFlight,
-}
-
-impl Body for TrackedBody {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
 /// Whether `accept` failed for this one connection (the peer gave up), not for the
 /// listener (out of file descriptors, out of memory).
 fn is_connection_error(e: &io::Error) -> bool {
@@ -594,9 +569,14 @@ async fn serve_connection<S>(
         let resp = app.clone().oneshot(req);
         async move {
             let resp = resp.await?;
-            Ok::<_, std::convert::Infallible>(resp.map(|inner| TrackedBody {
-                inner,
-                _in_flight: in_flight,
+            // The response body holds its request's `InFlight` until it is sent (or
+            // dropped): the closure of an error mapping that changes nothing owns it, and
+            // `MapErr` passes on the frames, the end and the size hint as they are.
+            Ok::<_, std::convert::Infallible>(resp.map(|body| {
+                body.map_err(move |e| {
+                    let _held = &in_flight;
+                    e
+                })
             }))
         }
     });

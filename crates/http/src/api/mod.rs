@@ -414,6 +414,8 @@ error_answers! {
     NotRepoAdmin = 403, "The caller may pull but not administer it (DENIED)";
     NoUser = 404, "No such user (NOT_FOUND)";
     NoOrg = 404, "No such organisation (NOT_FOUND)";
+    NoOrgOrUser = 404, "No such organisation or user (NOT_FOUND)";
+    NoOrgMember = 404, "No such organisation, user or membership (NOT_FOUND)";
     NoTeam = 404, "No such organisation or team (NOT_FOUND)";
     NoRepo = 404, "No such repository, or one the caller may not pull (NAME_UNKNOWN)";
     NoDirectory = 404, "No directory is configured (NOT_FOUND)";

@@ -2,8 +2,8 @@
 //! `default_visibility`), delete; members and the owner flag.
 
 use super::{
-    created, done, json, time, views, Api, ApiJson, ApiPath, ApiQuery, MemberOut, NoOrg, NotAdmin,
-    NotOwner, OrgPath, OrgUserPath, Paging, VisibilityName,
+    created, done, json, time, views, Api, ApiJson, ApiPath, ApiQuery, MemberOut, NoOrg,
+    NoOrgMember, NoOrgOrUser, NotAdmin, NotOwner, OrgPath, OrgUserPath, Paging, VisibilityName,
 };
 use axum::response::Response;
 use axum::Json;
@@ -172,11 +172,7 @@ super::operations! {
 
     /// Add a member, or set their owner flag (owners, system administrators).
     put "/api/v0/orgs/{org}/members/{user}", request_body = MemberIn, params(OrgUserPath);
-    responses(
-        (status = 204, description = "Set"),
-        NotOwner,
-        (status = 404, description = "No such organisation or user (NOT_FOUND)", body = super::ErrorBody),
-    );
+    responses((status = 204, description = "Set"), NotOwner, NoOrgOrUser);
     fn member_set(
         api: Api,
         ApiPath(OrgUserPath { org, user }): ApiPath<OrgUserPath>,
@@ -191,11 +187,7 @@ super::operations! {
 
     /// Remove a member from the organisation and its teams (owners, system administrators).
     delete "/api/v0/orgs/{org}/members/{user}", params(OrgUserPath);
-    responses(
-        (status = 204, description = "Removed"),
-        NotOwner,
-        (status = 404, description = "No such organisation, user or membership (NOT_FOUND)", body = super::ErrorBody),
-    );
+    responses((status = 204, description = "Removed"), NotOwner, NoOrgMember);
     fn member_remove(
         api: Api,
         ApiPath(OrgUserPath { org, user }): ApiPath<OrgUserPath>,

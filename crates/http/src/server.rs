@@ -514,17 +514,24 @@ pub async fn serve(
             let _slot = slot;
             let _guard = guard;
             match tls {
+                // Boxed: the handshake and the TLS connection make a future twice a plain
+                // one's size, which every connection's task would otherwise carry.
                 Some(acceptor) => {
-                    match tokio::time::timeout(
-                        limits.tls_handshake_timeout,
-                        acceptor.accept(stream),
-                    )
+                    Box::pin(async move {
+                        match tokio::time::timeout(
+                            limits.tls_handshake_timeout,
+                            acceptor.accept(stream),
+                        )
+                        .await
+                        {
+                            Ok(Ok(s)) => serve_connection(s, app, info, &limits, stop).await,
+                            Ok(Err(e)) => {
+                                tracing::debug!(error = %e, %peer, "tls handshake failed")
+                            }
+                            Err(_) => tracing::debug!(%peer, "tls handshake timed out"),
+                        }
+                    })
                     .await
-                    {
-                        Ok(Ok(s)) => serve_connection(s, app, info, &limits, stop).await,
-                        Ok(Err(e)) => tracing::debug!(error = %e, %peer, "tls handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "tls handshake timed out"),
-                    }
                 }
                 None => serve_connection(stream, app, info, &limits, stop).await,
             }

@@ -338,6 +338,7 @@ async fn run_serve(
         cfg.replica_id.clone()
     };
     berth_http::ops::prometheus();
+    background.push(berth_http::ops::upkeep_job());
     let registry = Arc::new(registry);
     let leases: Arc<dyn berth_meta::LeaseStore> = registry.meta().clone();
     let jobs = Jobs::new(leases, id.clone(), cfg.jobs.lease_ttl()?);

@@ -37,6 +37,19 @@ pub fn prometheus() -> &'static PrometheusHandle {
     })
 }
 
+/// How often [`upkeep_job`] runs.
+pub const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The recorder's upkeep, a job of every process that serves: histogram samples are kept
+/// in a growing list until they are folded into their buckets, which a scrape of
+/// `/metrics` or this job does, so without it memory would grow with every request
+/// between scrapes (and forever where nothing scrapes).
+pub fn upkeep_job() -> berth_core::jobs::Job {
+    berth_core::jobs::Job::new("metrics-upkeep", UPKEEP_EVERY, |_| async {
+        prometheus().run_upkeep()
+    })
+}
+
 /// The `route` label of a `/v2` request: its endpoint's name, which [`crate::v2::handle`]
 /// parses from the path anyway and leaves in the response's extensions (and on the span).
 #[derive(Debug, Clone, Copy)]

@@ -187,10 +187,12 @@ fn each_crate_has_one_integration_test_binary() {
         let Ok(entries) = std::fs::read_dir(&tests) else {
             continue;
         };
-        for e in entries {
-            let p = e.unwrap().path();
-            let is_rs = p.extension().is_some_and(|x| x == "rs");
-            if is_rs || (p.is_dir() && p.file_name().unwrap() != "it") {
+        // Data (golden files, tables) may sit anywhere under tests/; Rust files only in it/.
+        let mut dirs: Vec<_> = entries.map(|e| e.unwrap().path()).collect();
+        while let Some(p) = dirs.pop() {
+            if p.is_dir() && p.file_name().unwrap() != "it" {
+                dirs.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+            } else if p.extension().is_some_and(|x| x == "rs") {
                 wrong.push(format!("{} is outside tests/it/", p.display()));
             }
         }

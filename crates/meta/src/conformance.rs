@@ -46,6 +46,10 @@ pub use gc::*;
 mod lease;
 pub use lease::*;
 
+/// The trust-data cases ([`TrustStore`](crate::TrustStore)), run by the same macro.
+mod trust;
+pub use trust::*;
+
 /// Environment variable holding the URL of the PostgreSQL server the tests use.
 pub const PG_URL_ENV: &str = "BERTH_TEST_PG_URL";
 
@@ -143,6 +147,10 @@ macro_rules! meta_store_conformance {
             lease_expiry_hands_over,
             leases_are_per_name,
             concurrent_lease_acquire_one_wins,
+            trust_files_versions_and_lookups,
+            trust_put_is_all_or_nothing,
+            concurrent_trust_puts_one_wins,
+            trust_changefeed_and_delete,
         ; // identity cases: the store must also implement `IdentityStore`
             accounts_share_one_namespace,
             user_update_and_delete,

@@ -30,6 +30,8 @@
 //!   their statements.
 //! - [`lease`]: the [`LeaseStore`] trait: leases of background jobs (any name, holder,
 //!   expiry, renewal), one table, one implementation for both backends.
+//! - [`trust`]: the [`TrustStore`] trait: Docker Content Trust files (every version),
+//!   the server's sealed keys and the changefeed, one implementation for both backends.
 //! - `conformance` (feature `conformance`, on only for tests): the one test suite both
 //!   pass (every trait). It is not compiled into the binary.
 //!
@@ -58,11 +60,13 @@ pub mod sqlite;
 mod sqlite_fast;
 mod sqlite_gc;
 mod sqlite_identity;
+pub mod trust;
 
 pub use gc::{BlobClaim, GcBatch, GcPass, GcRun, GcSettings};
 pub use identity::{AccessStore, AccountStore, AuditStore, IdentityStore, TeamStore, TokenStore};
 pub use instrument::Instrumented;
 pub use lease::{Lease, LeaseStore};
+pub use trust::{TrustChange, TrustFile, TrustKey, TrustStore};
 
 /// Every store trait, for the modules that call a `dyn MetaStore` or `dyn IdentityStore`
 /// (a supertrait's methods need the supertrait in scope): `use berth_meta::prelude::*;`.
@@ -70,7 +74,7 @@ pub mod prelude {
     pub use crate::identity::{
         AccessStore, AccountStore, AuditStore, IdentityStore, TeamStore, TokenStore,
     };
-    pub use crate::{GcStore, LeaseStore, MetaStore, RegistryStore, UploadStore};
+    pub use crate::{GcStore, LeaseStore, MetaStore, RegistryStore, TrustStore, UploadStore};
 }
 pub use postgres::PgMetaStore;
 pub use sqlite::SqliteMetaStore;
@@ -456,7 +460,7 @@ store_trait! {
 /// Every registry metadata trait, as the registry's flows use them together: one value
 /// (`Arc<dyn MetaStore>`) that a backend or a wrapper implements trait by trait. The job
 /// leases ([`LeaseStore`]) live in the same database.
-pub trait MetaStore: RegistryStore + UploadStore + GcStore + LeaseStore {
+pub trait MetaStore: RegistryStore + UploadStore + GcStore + LeaseStore + TrustStore {
     /// "sqlite" or "postgres".
     fn kind(&self) -> &'static str;
 }

@@ -302,6 +302,7 @@ pub(crate) enum Pool<'a> {
 pub(crate) enum Arg {
     Int(i64),
     Text(String),
+    Bytes(Vec<u8>),
 }
 
 impl From<&str> for Arg {
@@ -321,6 +322,7 @@ impl rusqlite::ToSql for Arg {
         match self {
             Arg::Int(i) => i.to_sql(),
             Arg::Text(t) => t.to_sql(),
+            Arg::Bytes(b) => b.to_sql(),
         }
     }
 }
@@ -333,8 +335,18 @@ pub(crate) trait Statements: Send + Sync + 'static {
     /// Runs `statement` with `args` (`$1`, `$2`, ... in order); how many rows it changed.
     async fn run(&self, statement: &'static str, args: Vec<Arg>) -> Result<u64, MetaError>;
 
+    /// Runs every statement in one transaction, each of which must change a row: if one
+    /// changes none (or breaks a unique key), nothing is written and the answer is
+    /// [`MetaError::Conflict`].
+    async fn run_all(&self, statements: Vec<(&'static str, Vec<Arg>)>) -> Result<(), MetaError>;
+
     /// The sqlx pool for reads.
     fn pool(&self) -> Pool<'_>;
+}
+
+/// The conflict of [`Statements::run_all`]: statement `i` changed nothing.
+fn unchanged(i: usize) -> MetaError {
+    MetaError::Conflict(format!("statement {i} of an all-or-nothing write"))
 }
 
 #[async_trait::async_trait]
@@ -346,6 +358,22 @@ impl Statements for crate::SqliteMetaStore {
         Ok(n as u64)
     }
 
+    async fn run_all(&self, statements: Vec<(&'static str, Vec<Arg>)>) -> Result<(), MetaError> {
+        self.write(move |conn| {
+            for (i, (statement, args)) in statements.into_iter().enumerate() {
+                let n = conn
+                    .prepare_cached(statement)
+                    .and_then(|mut st| st.execute(rusqlite::params_from_iter(args)))
+                    .map_err(crate::sqlite::sql)?;
+                if n == 0 {
+                    return Err(unchanged(i));
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
     fn pool(&self) -> Pool<'_> {
         self.sqlx()
     }
@@ -354,19 +382,48 @@ impl Statements for crate::SqliteMetaStore {
 #[async_trait::async_trait]
 impl Statements for crate::PgMetaStore {
     async fn run(&self, statement: &'static str, args: Vec<Arg>) -> Result<u64, MetaError> {
-        let mut q = sqlx::query(statement);
-        for arg in args {
-            q = match arg {
-                Arg::Int(i) => q.bind(i),
-                Arg::Text(t) => q.bind(t),
-            };
+        Ok(pg_query(statement, args)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
+
+    async fn run_all(&self, statements: Vec<(&'static str, Vec<Arg>)>) -> Result<(), MetaError> {
+        let mut tx = self.pool.begin().await?;
+        for (i, (statement, args)) in statements.into_iter().enumerate() {
+            let done = pg_query(statement, args).execute(&mut *tx).await;
+            match done {
+                Ok(r) if r.rows_affected() > 0 => {}
+                Ok(_) => return Err(unchanged(i)),
+                Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => {
+                    return Err(unchanged(i))
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
-        Ok(q.execute(&self.pool).await?.rows_affected())
+        tx.commit().await?;
+        Ok(())
     }
 
     fn pool(&self) -> Pool<'_> {
         self.sqlx()
     }
+}
+
+/// `statement` with `args` bound, for PostgreSQL.
+fn pg_query(
+    statement: &'static str,
+    args: Vec<Arg>,
+) -> sqlx::query::Query<'static, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    let mut q = sqlx::query(statement);
+    for arg in args {
+        q = match arg {
+            Arg::Int(i) => q.bind(i),
+            Arg::Text(t) => q.bind(t),
+            Arg::Bytes(b) => q.bind(b),
+        };
+    }
+    q
 }
 
 /// Evaluates `$body` with `$p` bound to the pool, once per dialect.
@@ -961,7 +1018,11 @@ mod tests {
     /// SQLite binds `$n` by the order of first appearance, so that order must be 1, 2, ...
     #[test]
     fn parameters_in_order() {
-        for sql in super::STATEMENTS.iter().chain(crate::lease::STATEMENTS) {
+        for sql in super::STATEMENTS
+            .iter()
+            .chain(crate::lease::STATEMENTS)
+            .chain(crate::trust::STATEMENTS)
+        {
             let seen = first_appearances(sql);
             let expected: Vec<u32> = (1..=seen.len() as u32).collect();
             assert_eq!(seen, expected, "{sql}");

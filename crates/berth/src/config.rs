@@ -29,6 +29,8 @@ pub struct Config {
     pub gc: GcSection,
     pub jobs: JobsSection,
     pub audit: AuditSection,
+    pub keys: KeysSection,
+    pub trust: TrustSection,
     pub log: LogConfig,
 }
 
@@ -58,6 +60,27 @@ impl JobsSection {
         }
         Ok(d)
     }
+}
+
+/// The key-encryption key, which seals every private key the registry keeps in its
+/// metadata store (the trust service's snapshot and timestamp keys).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KeysSection {
+    /// A file holding 32 random bytes in base64 (`head -c 32 /dev/urandom | base64`).
+    /// Empty: on the embedded default, `<data_dir>/kek`, made at the first start; on
+    /// PostgreSQL it must be set, the same file on every replica.
+    pub kek_file: String,
+}
+
+/// Docker Content Trust (the Notary service under `/v2/<gun>/_trust/`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrustSection {
+    /// Names a GUN's host part may take besides the `Host` a client sends and the listen
+    /// address: the registry's public names, with the port clients write
+    /// (`registry.example.com`, `registry.example.com:5000`).
+    pub hostnames: Vec<String>,
 }
 
 /// The audit log.
@@ -458,6 +481,8 @@ impl Default for Config {
             gc: GcSection::default(),
             jobs: JobsSection::default(),
             audit: AuditSection::default(),
+            keys: KeysSection::default(),
+            trust: TrustSection::default(),
             log: LogConfig::default(),
         }
     }
@@ -574,6 +599,7 @@ pub const ENV_OVERRIDES: &[(&str, &str, EnvKind)] = {
             "directory_sync.interval_secs",
             Integer,
         ),
+        ("BERTH_KEK_FILE", "keys.kek_file", Text),
         ("BERTH_GC_SCHEDULE", "gc.schedule", Text),
         ("BERTH_GC_MODE", "gc.mode", Text),
         ("BERTH_GC_GRACE", "gc.grace", Text),

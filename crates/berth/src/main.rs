@@ -339,6 +339,14 @@ async fn run_serve(
     };
     berth_http::ops::prometheus();
     background.push(berth_http::ops::upkeep_job());
+    // The names a GUN's host may take: the configured ones and the listen address.
+    let mut hostnames = cfg.trust.hostnames.clone();
+    hostnames.push(addr.to_string());
+    if addr.ip().is_loopback() {
+        hostnames.push(format!("localhost:{}", addr.port()));
+    }
+    let trust =
+        berth_core::trust::Trust::new(registry.meta().clone(), stores::kek(&cfg)?, hostnames);
     let registry = Arc::new(registry);
     let leases: Arc<dyn berth_meta::LeaseStore> = registry.meta().clone();
     let jobs = Jobs::new(leases, id.clone(), cfg.jobs.lease_ttl()?);
@@ -360,6 +368,7 @@ async fn run_serve(
                 .unwrap_or(0),
         }),
         counters: Arc::new(server::Counters::default()),
+        trust: Arc::new(trust),
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(

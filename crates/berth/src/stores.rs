@@ -83,3 +83,59 @@ pub async fn open(
     let blobs = Arc::new(berth_blob::instrument::Instrumented::new(blobs));
     Ok((meta, identity, blobs))
 }
+
+/// The key-encryption key: read from `keys.kek_file` (32 bytes in base64), or on the
+/// embedded default from `<data_dir>/kek`, made with owner-only permissions at the first
+/// start. On PostgreSQL it must be configured: replicas share the sealed keys, so they
+/// must share the key that opens them, and a key made on one would open nothing on another.
+pub fn kek(cfg: &Config) -> anyhow::Result<berth_core::trust::Kek> {
+    use base64::Engine;
+    let embedded = cfg.metadata_url().starts_with("sqlite:");
+    let path = match (cfg.keys.kek_file.as_str(), embedded) {
+        ("", true) => cfg.data_dir.join("kek"),
+        ("", false) => anyhow::bail!(
+            "keys.kek_file (or BERTH_KEK_FILE) must name a file holding 32 random bytes in \
+             base64 when the metadata is on PostgreSQL, the same file on every replica: make \
+             one with `head -c 32 /dev/urandom | base64 > kek && chmod 600 kek`, and back it \
+             up apart from the database (without it the trust keys cannot be opened)"
+        ),
+        (file, _) => Path::new(file).to_path_buf(),
+    };
+    if embedded && cfg.keys.kek_file.is_empty() && !path.exists() {
+        let kek = berth_core::trust::Kek::generate();
+        let text = base64::engine::general_purpose::STANDARD.encode(kek.bytes());
+        write_private(&path, format!("{text}\n").as_bytes())
+            .with_context(|| format!("writing the key-encryption key {}", path.display()))?;
+        tracing::info!(path = %path.display(), "made a key-encryption key (back it up apart from the data)");
+        return Ok(kek);
+    }
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading the key-encryption key {}", path.display()))?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "{} does not hold 32 bytes in base64 (a key-encryption key)",
+                path.display()
+            )
+        })?;
+    Ok(berth_core::trust::Kek::new(bytes))
+}
+
+/// Creates `path` (which must not exist) readable by its owner only, with `bytes`.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}

@@ -37,6 +37,7 @@ pub mod manifests;
 pub mod registry;
 pub mod status;
 pub mod time;
+pub mod trust;
 
 pub use access::{Access, AccessConfig, AccessError, Caller, Credentials, Verdict};
 pub use error::CoreError;

@@ -14,7 +14,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use berth_auth::rbac::Permission;
-use berth_auth::scope::{merge_scopes, parse_scopes};
+use berth_auth::scope::{merge_scopes, parse_scopes, ResourceName};
 use berth_core::access::AuthMethod;
 use berth_core::manage::ManageError;
 use berth_core::{AccessError, Caller, Credentials, Verdict};
@@ -283,7 +283,18 @@ async fn token_inner(st: &AppState, req: Request) -> Result<Response, ApiError> 
             ))
         }
     };
-    let scopes = merge_scopes(parse_scopes(&tr.scopes).map_err(|e| bad(e.to_string()))?);
+    let mut scopes = parse_scopes(&tr.scopes).map_err(|e| bad(e.to_string()))?;
+    // Notary asks for its GUN (`host:port/team/app`): when the host is this registry's,
+    // the scope is the repository's (and the token names the repository).
+    let host = req.headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    for scope in &mut scopes {
+        if let ResourceName::Qualified(gun) = &scope.name {
+            if st.trust.is_ours(gun.host(), host) {
+                scope.name = ResourceName::Repository(gun.path());
+            }
+        }
+    }
+    let scopes = merge_scopes(scopes);
     // A refresh token only goes to a caller who proved a password (or a token) just now.
     let offline = tr.offline && caller.method != AuthMethod::RefreshToken;
     let issued = st

@@ -6,6 +6,7 @@
 //! digest position is decoded, as some clients escape the `:`.
 
 use axum::http::Method;
+use berth_core::trust::{Lookup, RoleName, ServerRole};
 use berth_oci::{Digest, DigestError, NameError, Reference, RepoName};
 
 /// A parsed `/v2` request.
@@ -67,6 +68,31 @@ pub enum Endpoint {
         repo: RepoName,
         digest: Digest,
     },
+    /// A Notary route `/v2/<gun>/_trust/...` of one repository: the GUN is
+    /// `<host>/<repository>`, and the host must be one of this registry's names (checked by
+    /// the handler, which knows them).
+    Trust {
+        host: String,
+        repo: RepoName,
+        op: TrustOp,
+    },
+}
+
+/// What a Notary route asks of a repository's trust data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrustOp {
+    /// `GET _trust/tuf/<role>.json`, `<version>.<role>.json` or `<role>.<sha256>.json`.
+    Get { role: RoleName, lookup: Lookup },
+    /// `POST _trust/tuf/`: a multipart update.
+    Update,
+    /// `GET _trust/tuf/{snapshot,timestamp}.key`.
+    Key(ServerRole),
+    /// `POST _trust/tuf/{snapshot,timestamp}.key`: a new key.
+    RotateKey(ServerRole),
+    /// `DELETE _trust/tuf/`: every file of the repository.
+    Delete,
+    /// `GET _trust/changefeed`.
+    Changes,
 }
 
 /// What a request needs to be allowed to do.
@@ -115,6 +141,14 @@ impl Endpoint {
             Endpoint::PutUpload { .. } => "upload_put",
             Endpoint::DeleteUpload { .. } => "upload_delete",
             Endpoint::Referrers { .. } => "referrers",
+            Endpoint::Trust { op, .. } => match op {
+                TrustOp::Get { .. } => "trust_get",
+                TrustOp::Update => "trust_update",
+                TrustOp::Key(_) => "trust_key",
+                TrustOp::RotateKey(_) => "trust_key_rotate",
+                TrustOp::Delete => "trust_delete",
+                TrustOp::Changes => "trust_changefeed",
+            },
         }
     }
 
@@ -137,6 +171,15 @@ impl Endpoint {
             | PutUpload { repo, .. }
             | DeleteUpload { repo, .. } => (Access::Push, Some(repo)),
             DeleteManifest { repo, .. } | DeleteBlob { repo, .. } => (Access::Delete, Some(repo)),
+            // Reading trust data is reading the repository; signing (and taking the keys
+            // a signer needs) is pushing; deleting it is deleting.
+            Trust { repo, op, .. } => match op {
+                TrustOp::Get { .. } | TrustOp::Changes => (Access::Pull, Some(repo)),
+                TrustOp::Update | TrustOp::Key(_) | TrustOp::RotateKey(_) => {
+                    (Access::Push, Some(repo))
+                }
+                TrustOp::Delete => (Access::Delete, Some(repo)),
+            },
         }
     }
 
@@ -163,6 +206,9 @@ impl Endpoint {
             } else {
                 Err(PathError::MethodNotAllowed)
             };
+        }
+        if let Some((gun, tail)) = rest.split_once("/_trust/") {
+            return trust(method, gun, tail);
         }
         let name = |s: &str| RepoName::parse(s).map_err(PathError::Name);
         let digest = |s: &str| Digest::parse(&decode_colon(s)).map_err(PathError::Digest);
@@ -236,6 +282,67 @@ impl Endpoint {
     }
 }
 
+/// A Notary route: `gun` is `<host>/<repository>`, `tail` what follows `/_trust/`.
+fn trust(method: &Method, gun: &str, tail: &str) -> Result<Endpoint, PathError> {
+    let (host, path) = gun.split_once('/').ok_or(PathError::NotFound)?;
+    if host.is_empty() || !host.bytes().all(|b| b.is_ascii_graphic() && b != b'%') {
+        return Err(PathError::NotFound);
+    }
+    let repo = RepoName::parse(path).map_err(PathError::Name)?;
+    let only = |m: Method, op: TrustOp| {
+        if *method == m {
+            Ok(op)
+        } else {
+            Err(PathError::MethodNotAllowed)
+        }
+    };
+    let op = match tail {
+        "changefeed" => only(Method::GET, TrustOp::Changes)?,
+        "tuf/" | "tuf" => match *method {
+            Method::POST => TrustOp::Update,
+            Method::DELETE => TrustOp::Delete,
+            _ => return Err(PathError::MethodNotAllowed),
+        },
+        _ => {
+            let file = tail.strip_prefix("tuf/").ok_or(PathError::NotFound)?;
+            if let Some(role) = file.strip_suffix(".key").and_then(ServerRole::parse) {
+                match *method {
+                    Method::GET => TrustOp::Key(role),
+                    Method::POST => TrustOp::RotateKey(role),
+                    _ => return Err(PathError::MethodNotAllowed),
+                }
+            } else {
+                let (role, lookup) = trust_file(file).ok_or(PathError::NotFound)?;
+                only(Method::GET, TrustOp::Get { role, lookup })?
+            }
+        }
+    };
+    Ok(Endpoint::Trust {
+        host: host.to_string(),
+        repo,
+        op,
+    })
+}
+
+/// `<role>.json`, `<version>.<role>.json` or `<role>.<hex sha256>.json` (Notary's routes
+/// also match 96 and 128 hex digits, which no stored file has).
+fn trust_file(file: &str) -> Option<(RoleName, Lookup)> {
+    let stem = file.strip_suffix(".json")?;
+    if let Some((v, role)) = stem.split_once('.') {
+        if !v.is_empty() && v.len() <= 18 && v.bytes().all(|b| b.is_ascii_digit()) {
+            let version = v.parse().ok().filter(|v: &i64| *v > 0)?;
+            return Some((RoleName::parse(role)?, Lookup::Version(version)));
+        }
+    }
+    if let Some((role, hex)) = stem.rsplit_once('.') {
+        if matches!(hex.len(), 64 | 96 | 128) && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let sha = hex.to_ascii_lowercase();
+            return Some((RoleName::parse(role)?, Lookup::Checksum(sha)));
+        }
+    }
+    Some((RoleName::parse(stem)?, Lookup::Current))
+}
+
 /// Splits at the last `marker` when what follows is one non-empty path segment.
 fn split_last<'a>(s: &'a str, marker: &str) -> Option<(&'a str, &'a str)> {
     let (a, b) = s.rsplit_once(marker)?;
@@ -297,6 +404,28 @@ mod tests {
                 "upload_put",
             ),
             (Method::GET, format!("/v2/a/referrers/{D}"), "referrers"),
+            (
+                Method::GET,
+                "/v2/reg.example:5000/a/b/_trust/tuf/root.json".into(),
+                "trust_get",
+            ),
+            (Method::POST, "/v2/h/a/_trust/tuf/".into(), "trust_update"),
+            (Method::DELETE, "/v2/h/a/_trust/tuf/".into(), "trust_delete"),
+            (
+                Method::GET,
+                "/v2/h/a/_trust/tuf/timestamp.key".into(),
+                "trust_key",
+            ),
+            (
+                Method::POST,
+                "/v2/h/a/_trust/tuf/snapshot.key".into(),
+                "trust_key_rotate",
+            ),
+            (
+                Method::GET,
+                "/v2/h/a/_trust/changefeed".into(),
+                "trust_changefeed",
+            ),
         ];
         for (m, p, want) in cases {
             let e = Endpoint::parse(&m, &p).unwrap_or_else(|e| panic!("{m} {p}: {e:?}"));
@@ -306,6 +435,49 @@ mod tests {
             Endpoint::parse(&Method::GET, "/v2/x/blobs/uploads/blobs/uploads/u1"),
             Ok(Endpoint::GetUpload { ref repo, .. }) if repo.as_str() == "x/blobs/uploads"
         ));
+    }
+
+    #[test]
+    fn trust_files() {
+        let get = |p: &str| match Endpoint::parse(&Method::GET, p) {
+            Ok(Endpoint::Trust {
+                host,
+                repo,
+                op: TrustOp::Get { role, lookup },
+            }) => (host, repo.to_string(), role.to_string(), lookup),
+            other => panic!("{p}: {other:?}"),
+        };
+        let h = "/v2/127.0.0.1:5000/team/app/_trust/tuf";
+        assert_eq!(
+            get(&format!("{h}/targets/releases.json")),
+            (
+                "127.0.0.1:5000".into(),
+                "team/app".into(),
+                "targets/releases".into(),
+                Lookup::Current
+            )
+        );
+        assert_eq!(get(&format!("{h}/3.root.json")).3, Lookup::Version(3));
+        let sha = "ab".repeat(32);
+        let (_, _, role, lookup) = get(&format!("{h}/targets/releases.{sha}.json"));
+        assert_eq!(
+            (role.as_str(), lookup),
+            ("targets/releases", Lookup::Checksum(sha))
+        );
+        for bad in [
+            "/v2/h/a/_trust/tuf/Root.json",
+            "/v2/h/a/_trust/tuf/0.root.json",
+            "/v2/h/a/_trust/tuf/root",
+            "/v2/h/a/_trust/tuf/targets/../root.json",
+            "/v2/a/_trust/tuf/root.json",
+            "/v2/h/a/_trust/other",
+        ] {
+            assert!(Endpoint::parse(&Method::GET, bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            Endpoint::parse(&Method::PUT, "/v2/h/a/_trust/tuf/root.json"),
+            Err(PathError::MethodNotAllowed)
+        );
     }
 
     #[test]

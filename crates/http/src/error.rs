@@ -7,6 +7,7 @@ use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use berth_auth::rbac::Permission;
 use berth_core::manage::ManageError;
+use berth_core::trust::TrustError;
 use berth_core::{AccessError, CoreError, Verdict};
 use berth_oci::{ErrorCode, NameError, RepoName};
 
@@ -18,6 +19,8 @@ pub struct ApiError {
     /// of [`ManageError`].
     pub code: &'static str,
     pub message: String,
+    /// The error's `detail` (Notary's typed validation errors); `null` when `None`.
+    pub detail: Option<serde_json::Value>,
     pub headers: Vec<(HeaderName, String)>,
 }
 
@@ -33,6 +36,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            detail: None,
             headers: vec![],
         }
     }
@@ -307,7 +311,7 @@ pub fn upload_range(offset: u64) -> String {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({
-            "errors": [{ "code": self.code, "message": self.message, "detail": serde_json::Value::Null }]
+            "errors": [{ "code": self.code, "message": self.message, "detail": self.detail }]
         });
         let mut resp = (self.status, axum::Json(body)).into_response();
         let h = resp.headers_mut();
@@ -321,6 +325,45 @@ impl IntoResponse for ApiError {
             }
         }
         resp
+    }
+}
+
+impl ApiError {
+    /// 400 `MALFORMED_UPLOAD`: a trust update that is not a readable multipart form.
+    pub fn trust_malformed_upload(message: impl Into<String>) -> ApiError {
+        ApiError::coded(StatusCode::BAD_REQUEST, "MALFORMED_UPLOAD", message)
+    }
+}
+
+/// Trust errors as Notary answers them, with its codes (group `notary.api.v1`): the client rebuilds a typed validation error from
+/// `INVALID_UPDATE`'s detail, and tells 404 (no trust data) from 400 and anything else.
+impl From<TrustError> for ApiError {
+    fn from(e: TrustError) -> ApiError {
+        use berth_core::trust::UpdateError as U;
+        let msg = e.to_string();
+        let bad = |code| ApiError::coded(StatusCode::BAD_REQUEST, code, msg.clone());
+        match e {
+            TrustError::NotFound => {
+                ApiError::coded(StatusCode::NOT_FOUND, "METADATA_NOT_FOUND", msg)
+            }
+            TrustError::Version => bad("VERSION"),
+            TrustError::InvalidParameters(_) => bad("INVALID_PARAMETERS"),
+            TrustError::NoFilename => bad("NO_FILENAME"),
+            TrustError::Update(U::InvalidRole(_)) => bad("INVALID_ROLE"),
+            TrustError::Update(U::Malformed { .. }) => bad("MALFORMED_JSON"),
+            TrustError::Update(u) => ApiError {
+                detail: u.detail(),
+                ..bad("INVALID_UPDATE")
+            },
+            TrustError::Key(_) | TrustError::Meta(_) => {
+                tracing::error!(error = %msg, "trust service failed");
+                ApiError::coded(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "UNKNOWN",
+                    "the trust service failed; see the registry's log",
+                )
+            }
+        }
     }
 }
 

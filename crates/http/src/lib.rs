@@ -24,6 +24,7 @@ pub mod gc_api;
 pub mod ops;
 pub mod server;
 pub mod trace;
+pub mod trust;
 pub mod v2;
 
 use axum::routing::get;
@@ -53,6 +54,8 @@ pub struct AppState {
     pub realm: Option<Arc<str>>,
     pub replica: Arc<ReplicaInfo>,
     pub counters: Arc<server::Counters>,
+    /// Docker Content Trust (the Notary routes under `/v2/<gun>/_trust/`).
+    pub trust: Arc<berth_core::trust::Trust>,
 }
 
 /// The whole application: `/v2`, operations endpoints, and the middleware every request

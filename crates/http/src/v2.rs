@@ -59,14 +59,17 @@ fn labelled(mut resp: Response, route: &'static str) -> Response {
 
 struct Query(Vec<(String, String)>);
 
+/// The query string's fields, in order.
+pub(crate) fn query_pairs(req: &Request) -> Vec<(String, String)> {
+    req.uri()
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default()
+}
+
 impl Query {
     fn from(req: &Request) -> Query {
-        Query(
-            req.uri()
-                .query()
-                .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-                .unwrap_or_default(),
-        )
+        Query(query_pairs(req))
     }
     fn get(&self, k: &str) -> Option<&str> {
         self.0.iter().find(|(a, _)| a == k).map(|(_, v)| v.as_str())
@@ -253,6 +256,11 @@ async fn dispatch(st: &AppState, caller: &Caller, ep: Endpoint, req: Request) ->
         )
             .into_response()),
         Endpoint::Catalog => catalog(st, caller, &query).await,
+        Endpoint::Trust { host, repo, op } => {
+            // Boxed: every request's future would otherwise be sized for this path.
+            let req = Request::from_parts(parts, body);
+            Box::pin(crate::trust::handle(st, caller, host, repo, op, req)).await
+        }
         Endpoint::TagsList { repo } => tags_list(st, repo, &query).await,
         Endpoint::GetManifest { repo, reference } | Endpoint::HeadManifest { repo, reference } => {
             get_manifest(st, repo, reference, &parts).await

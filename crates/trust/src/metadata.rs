@@ -163,6 +163,7 @@ impl<T: Role> SignedFile<T> {
 /// A role's keys and threshold in the root.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoleKeys {
+    #[serde(deserialize_with = "nullable")]
     pub keyids: Vec<String>,
     pub threshold: i64,
 }
@@ -173,7 +174,9 @@ pub struct Root {
     pub common: Common,
     #[serde(default)]
     pub consistent_snapshot: bool,
+    #[serde(deserialize_with = "nullable")]
     pub keys: BTreeMap<String, PublicKey>,
+    #[serde(deserialize_with = "nullable")]
     pub roles: BTreeMap<String, RoleKeys>,
 }
 
@@ -195,6 +198,7 @@ role!(Root);
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FileMeta {
     pub length: i64,
+    #[serde(deserialize_with = "nullable")]
     pub hashes: BTreeMap<String, Bytes>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub custom: Option<Value>,
@@ -222,17 +226,18 @@ impl FileMeta {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DelegationRole {
     pub name: String,
+    #[serde(deserialize_with = "nullable")]
     pub keyids: Vec<String>,
     pub threshold: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub paths: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Delegations {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub keys: BTreeMap<String, PublicKey>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub roles: Vec<DelegationRole>,
 }
 
@@ -240,9 +245,9 @@ pub struct Delegations {
 pub struct Targets {
     #[serde(flatten)]
     pub common: Common,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub targets: BTreeMap<String, FileMeta>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub delegations: Delegations,
 }
 
@@ -252,6 +257,7 @@ role!(Targets);
 pub struct Snapshot {
     #[serde(flatten)]
     pub common: Common,
+    #[serde(deserialize_with = "nullable")]
     pub meta: BTreeMap<String, FileMeta>,
 }
 
@@ -261,10 +267,20 @@ role!(Snapshot);
 pub struct Timestamp {
     #[serde(flatten)]
     pub common: Common,
+    #[serde(deserialize_with = "nullable")]
     pub meta: BTreeMap<String, FileMeta>,
 }
 
 role!(Timestamp);
+
+/// A collection Go may write as `null` (a nil slice or map): empty.
+fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
 
 /// `expires`: any RFC 3339 time on the way in (fractions, offsets), UTC `Z` on the way out.
 mod rfc3339 {

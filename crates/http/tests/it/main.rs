@@ -14,6 +14,11 @@ use std::time::Instant;
 
 /// The router `berth serve` puts over a registry and its access service (no token realm).
 pub fn app(registry: Arc<Registry>, access: Arc<Access>) -> axum::Router {
+    let trust = berth_core::trust::Trust::new(
+        registry.meta().clone(),
+        berth_core::trust::Kek::generate(),
+        vec!["registry.test".into()],
+    );
     router(AppState {
         registry,
         access,
@@ -25,5 +30,6 @@ pub fn app(registry: Arc<Registry>, access: Arc<Access>) -> axum::Router {
             started_at: 0,
         }),
         counters: Arc::new(Counters::default()),
+        trust: Arc::new(trust),
     })
 }

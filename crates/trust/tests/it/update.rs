@@ -394,3 +394,16 @@ fn role_names_follow_notarys_rules() {
     }
     assert!(RoleName::parse(&format!("targets/{}", "a".repeat(300))).is_none());
 }
+
+/// Go writes a nil slice or map as `null` (a targets file whose last delegation was
+/// removed has `"roles": null`): read as empty.
+#[test]
+fn go_nil_collections_read_as_empty() {
+    let repo = Repo::new();
+    let mut signed = serde_json::to_value(repo.targets(1, &[])).unwrap();
+    signed["targets"] = serde_json::Value::Null;
+    signed["delegations"] = serde_json::json!({"keys": null, "roles": null});
+    let file: SignedFile<Targets> =
+        SignedFile::parse(&sign_value(signed, &[&repo.targets])).unwrap();
+    assert!(file.signed.targets.is_empty() && file.signed.delegations.roles.is_empty());
+}

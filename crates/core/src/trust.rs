@@ -1,0 +1,423 @@
+//! Docker Content Trust: the Notary service of every repository, in process, on the
+//! metadata store.
+//!
+//! [`Trust`] answers what the Notary v1 routes ask: role files (current, by version, by
+//! checksum), updates (validated by `berth_trust::update`, stored all or nothing), the
+//! server's snapshot and timestamp keys (made here, sealed with the [`Kek`] before they
+//! reach the store), deletion and the changefeed. The timestamp is re-signed when a
+//! client asks for it expired (and the snapshot with it when that expired too), so a
+//! repository nobody pushes to keeps verifying; the re-signing job does it before expiry.
+
+use berth_meta::{MetaError, MetaStore, TrustChange, TrustFile, TrustKey};
+use berth_oci::RepoName;
+pub use berth_trust::metadata::RoleName;
+use berth_trust::metadata::{Root, Snapshot, Targets, Timestamp};
+pub use berth_trust::update::UpdateError;
+use berth_trust::update::{self, Current, HeldKeys};
+use berth_trust::{sign, PublicKey, ServerKey, SignedFile};
+use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// The key-encryption key: 32 bytes that seal every private key the trust service keeps
+/// (AES-256-GCM, a random nonce per key, the repository and key id bound as associated
+/// data, so a sealed key moved to another row does not open). Never stored in a database.
+#[derive(Clone)]
+pub struct Kek(Arc<[u8; 32]>);
+
+impl std::fmt::Debug for Kek {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Kek(..)")
+    }
+}
+
+impl Kek {
+    pub fn new(bytes: [u8; 32]) -> Kek {
+        Kek(Arc::new(bytes))
+    }
+
+    /// 32 random bytes.
+    pub fn generate() -> Kek {
+        use rand::RngCore;
+        let mut bytes = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        Kek::new(bytes)
+    }
+
+    pub fn bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    fn cipher(&self) -> aes_gcm::Aes256Gcm {
+        use aes_gcm::KeyInit;
+        aes_gcm::Aes256Gcm::new(self.0.as_slice().into())
+    }
+
+    /// `secret` sealed for the row (`repo`, `key_id`): nonce then ciphertext and tag.
+    fn seal(&self, repo: &str, key_id: &str, secret: &[u8]) -> Vec<u8> {
+        use aes_gcm::aead::{Aead, AeadCore, Payload};
+        let nonce = aes_gcm::Aes256Gcm::generate_nonce(&mut rand::rngs::OsRng);
+        let aad = format!("{repo}\n{key_id}");
+        let sealed = self
+            .cipher()
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: secret,
+                    aad: aad.as_bytes(),
+                },
+            )
+            .expect("AES-GCM encrypts any message of a key's size");
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&sealed);
+        out
+    }
+
+    fn open(&self, repo: &str, key_id: &str, sealed: &[u8]) -> Result<Vec<u8>, TrustError> {
+        use aes_gcm::aead::{Aead, Payload};
+        if sealed.len() < 12 {
+            return Err(TrustError::Key(format!("sealed key {key_id} is truncated")));
+        }
+        let (nonce, msg) = sealed.split_at(12);
+        let aad = format!("{repo}\n{key_id}");
+        self.cipher()
+            .decrypt(
+                nonce.into(),
+                Payload {
+                    msg,
+                    aad: aad.as_bytes(),
+                },
+            )
+            .map_err(|_| {
+                TrustError::Key(format!(
+                    "key {key_id} of {repo} does not open with this key-encryption key \
+                     (a different kek_file than the one it was sealed with?)"
+                ))
+            })
+    }
+}
+
+/// What went wrong in a trust operation; `http` maps each to Notary's code.
+#[derive(Debug, thiserror::Error)]
+pub enum TrustError {
+    #[error("trust data not found")]
+    NotFound,
+    #[error(transparent)]
+    Update(#[from] UpdateError),
+    /// A file's version is not above the stored one (or another update won a race).
+    #[error("A newer version of metadata is already available.")]
+    Version,
+    #[error("{0}")]
+    InvalidParameters(String),
+    /// A part of an update without a file name (the role).
+    #[error("a part of the update has no file name")]
+    NoFilename,
+    /// A sealed key that does not open, or a stored file that does not parse.
+    #[error("{0}")]
+    Key(String),
+    #[error(transparent)]
+    Meta(MetaError),
+}
+
+impl From<MetaError> for TrustError {
+    fn from(e: MetaError) -> Self {
+        match e {
+            MetaError::Conflict(_) => TrustError::Version,
+            other => TrustError::Meta(other),
+        }
+    }
+}
+
+/// Which version of a role a client asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    Current,
+    Version(i64),
+    /// Lowercase hex SHA-256 of the file's bytes.
+    Checksum(String),
+}
+
+/// The roles whose keys the server holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerRole {
+    Snapshot,
+    Timestamp,
+}
+
+impl ServerRole {
+    pub fn parse(role: &str) -> Option<ServerRole> {
+        match role {
+            RoleName::SNAPSHOT => Some(ServerRole::Snapshot),
+            RoleName::TIMESTAMP => Some(ServerRole::Timestamp),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServerRole::Snapshot => RoleName::SNAPSHOT,
+            ServerRole::Timestamp => RoleName::TIMESTAMP,
+        }
+    }
+}
+
+/// The trust service over the metadata store.
+#[derive(Clone)]
+pub struct Trust {
+    meta: Arc<dyn MetaStore>,
+    kek: Kek,
+    hostnames: Arc<[String]>,
+}
+
+impl std::fmt::Debug for Trust {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trust").finish_non_exhaustive()
+    }
+}
+
+fn parse<T: berth_trust::metadata::Role>(f: &TrustFile) -> Result<SignedFile<T>, TrustError> {
+    SignedFile::parse(&f.data).map_err(|e| {
+        TrustError::Key(format!(
+            "stored {} v{} does not parse: {e}",
+            f.role, f.version
+        ))
+    })
+}
+
+impl Trust {
+    /// The service over `meta`, sealing keys with `kek`; `hostnames` are the names (with
+    /// port where clients write one) a GUN's host may be besides the request's own `Host`.
+    pub fn new(meta: Arc<dyn MetaStore>, kek: Kek, hostnames: Vec<String>) -> Trust {
+        let hostnames = hostnames
+            .into_iter()
+            .map(|h| h.to_ascii_lowercase())
+            .collect();
+        Trust {
+            meta,
+            kek,
+            hostnames,
+        }
+    }
+
+    /// Whether a GUN's host part names this registry: the `Host` the client sent, or one of
+    /// the configured names. Any other GUN is not ours (Notary answers 404).
+    pub fn is_ours(&self, gun_host: &str, request_host: Option<&str>) -> bool {
+        let gun_host = gun_host.to_ascii_lowercase();
+        request_host.is_some_and(|h| h.eq_ignore_ascii_case(&gun_host))
+            || self.hostnames.contains(&gun_host)
+    }
+
+    /// The current files of `repo`, parsed.
+    async fn current(&self, repo: &RepoName) -> Result<Current, TrustError> {
+        let mut current = Current::default();
+        for f in self.meta.trust_current_all(repo.as_str()).await? {
+            match f.role.as_str() {
+                RoleName::ROOT => current.root = Some(parse::<Root>(&f)?),
+                RoleName::SNAPSHOT => current.snapshot = Some(parse::<Snapshot>(&f)?),
+                RoleName::TIMESTAMP => current.timestamp = Some(parse::<Timestamp>(&f)?),
+                role => {
+                    if let Some(name) = RoleName::parse(role) {
+                        current.targets.insert(name, parse::<Targets>(&f)?);
+                    }
+                }
+            }
+        }
+        Ok(current)
+    }
+
+    /// Every key held for `repo`, opened.
+    async fn held(&self, repo: &RepoName) -> Result<HeldKeys, TrustError> {
+        let mut held = HeldKeys::default();
+        for k in self.meta.trust_keys(repo.as_str()).await? {
+            let secret = self.kek.open(repo.as_str(), &k.key_id, &k.sealed)?;
+            let key =
+                ServerKey::from_secret(&secret).map_err(|e| TrustError::Key(e.to_string()))?;
+            match ServerRole::parse(&k.role) {
+                Some(ServerRole::Snapshot) => held.snapshot.push(key),
+                Some(ServerRole::Timestamp) => held.timestamp.push(key),
+                None => {}
+            }
+        }
+        Ok(held)
+    }
+
+    /// Validates and stores one update (role name -> bytes, as the multipart parts were
+    /// named) of `repo`, whose GUN is `gun`.
+    pub async fn update(
+        &self,
+        repo: &RepoName,
+        gun: &str,
+        uploads: &BTreeMap<String, Vec<u8>>,
+    ) -> Result<(), TrustError> {
+        let current = self.current(repo).await?;
+        let held = self.held(repo).await?;
+        let files = update::validate(gun, Utc::now(), &current, uploads, &held)?;
+        let files = files
+            .into_iter()
+            .map(|f| TrustFile::new(f.role.as_str(), f.version, f.bytes))
+            .collect();
+        self.meta.trust_put(repo.as_str(), files).await?;
+        Ok(())
+    }
+
+    /// The file `role` of `repo` as `lookup` asks. The current timestamp and snapshot are
+    /// re-signed first when they have expired and the server holds their keys.
+    pub async fn get(
+        &self,
+        repo: &RepoName,
+        role: &RoleName,
+        lookup: &Lookup,
+    ) -> Result<TrustFile, TrustError> {
+        let r = repo.as_str();
+        let found = match lookup {
+            Lookup::Version(v) => self.meta.trust_version(r, role.as_str(), *v).await?,
+            Lookup::Checksum(sha) => self.meta.trust_checksum(r, role.as_str(), sha).await?,
+            Lookup::Current => {
+                if ServerRole::parse(role.as_str()).is_some() {
+                    self.refresh(repo, Utc::now()).await?;
+                }
+                self.meta.trust_current(r, role.as_str()).await?
+            }
+        };
+        found.ok_or(TrustError::NotFound)
+    }
+
+    /// Re-signs the timestamp of `repo` if it expires before `by` (and the snapshot too if
+    /// that does); `true` if it stored new files. A racing refresh that stored first wins.
+    pub async fn refresh(&self, repo: &RepoName, by: DateTime<Utc>) -> Result<bool, TrustError> {
+        let current = self.current(repo).await?;
+        let (Some(root), Some(snapshot), Some(timestamp)) =
+            (&current.root, &current.snapshot, &current.timestamp)
+        else {
+            return Ok(false);
+        };
+        let snapshot_due = snapshot.expires() <= by;
+        if timestamp.expires() > by && !snapshot_due {
+            return Ok(false);
+        }
+        let held = self.held(repo).await?;
+        let now = Utc::now();
+        let mut files = Vec::new();
+        let mut snapshot_bytes = snapshot.bytes.clone();
+        if snapshot_due {
+            // Only with the snapshot key the root names; a client-held one cannot be renewed.
+            if let Some(key) = held.for_role(&root.signed, RoleName::SNAPSHOT) {
+                let next = sign::snapshot(Some(&snapshot.signed), &BTreeMap::new(), key, now);
+                snapshot_bytes = next.bytes.clone();
+                files.push(TrustFile::new(
+                    RoleName::SNAPSHOT,
+                    next.version(),
+                    next.bytes,
+                ));
+            }
+        }
+        let Some(key) = held.for_role(&root.signed, RoleName::TIMESTAMP) else {
+            return Ok(false);
+        };
+        let next = sign::timestamp(Some(&timestamp.signed), &snapshot_bytes, key, now);
+        files.push(TrustFile::new(
+            RoleName::TIMESTAMP,
+            next.version(),
+            next.bytes,
+        ));
+        match self.meta.trust_put(repo.as_str(), files).await {
+            Ok(()) => Ok(true),
+            Err(MetaError::Conflict(_)) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The public key of the server's `role` key for `repo`: the one the current root names
+    /// if the server holds it, else the newest key not yet named (made now if there is
+    /// none). With `rotate`, always a new key, which takes effect when a root names it.
+    pub async fn key(
+        &self,
+        repo: &RepoName,
+        role: ServerRole,
+        rotate: bool,
+    ) -> Result<PublicKey, TrustError> {
+        if !rotate {
+            let held = self.held(repo).await?;
+            let keys = match role {
+                ServerRole::Snapshot => &held.snapshot,
+                ServerRole::Timestamp => &held.timestamp,
+            };
+            let root = self
+                .meta
+                .trust_current(repo.as_str(), RoleName::ROOT)
+                .await?;
+            let root = root.map(|f| parse::<Root>(&f)).transpose()?;
+            if let Some(root) = &root {
+                if let Some(k) = held.for_role(&root.signed, role.as_str()) {
+                    return Ok(k.public().clone());
+                }
+            }
+            let named = |k: &ServerKey| {
+                root.as_ref()
+                    .is_some_and(|r| r.signed.keys.contains_key(&k.public().key_id()))
+            };
+            if let Some(pending) = keys.iter().rev().find(|k| !named(k)) {
+                return Ok(pending.public().clone());
+            }
+        }
+        let key = ServerKey::from_signing(p256::ecdsa::SigningKey::random(&mut rand::rngs::OsRng));
+        let key_id = key.public().key_id();
+        let sealed = self.kek.seal(repo.as_str(), &key_id, &key.secret());
+        self.meta
+            .trust_key_add(
+                repo.as_str(),
+                TrustKey {
+                    role: role.as_str().to_string(),
+                    key_id,
+                    public: key.public().public.clone(),
+                    sealed,
+                },
+            )
+            .await?;
+        Ok(key.public().clone())
+    }
+
+    /// Deletes the trust data of `repo` (its files; the keys stay for a new root to name).
+    pub async fn delete(&self, repo: &RepoName) -> Result<bool, TrustError> {
+        Ok(self.meta.trust_delete(repo.as_str(), false).await?)
+    }
+
+    /// Deletes everything of `repo`'s trust, keys included (the repository is deleted).
+    pub async fn purge(&self, repo: &RepoName) -> Result<(), TrustError> {
+        self.meta.trust_delete(repo.as_str(), true).await?;
+        Ok(())
+    }
+
+    /// Notary's changefeed: `records` changes of `repo` (all repositories when `None`)
+    /// from `change_id` ("" or 0: the start, -1: the newest), backwards when `records` is
+    /// negative.
+    pub async fn changes(
+        &self,
+        repo: Option<&RepoName>,
+        change_id: &str,
+        records: &str,
+    ) -> Result<Vec<TrustChange>, TrustError> {
+        let mut records: i64 = records.parse().map_err(|_| {
+            TrustError::InvalidParameters(format!("records {records:?} is not an integer"))
+        })?;
+        if records == 0 {
+            records = 100;
+        }
+        let mut from: i64 = match change_id {
+            "" => 0,
+            id => id.parse().map_err(|_| {
+                TrustError::InvalidParameters(format!("change_id {id:?} is not an integer"))
+            })?,
+        };
+        let backwards = records < 0;
+        if from == -1 {
+            from = self.meta.trust_last_change().await? + i64::from(backwards);
+        }
+        let limit = records.unsigned_abs().min(1000) as i64;
+        let repo = repo.map(RepoName::as_str);
+        Ok(self
+            .meta
+            .trust_changes(repo, from, limit, backwards)
+            .await?)
+    }
+}

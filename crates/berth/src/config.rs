@@ -530,6 +530,8 @@ pub enum EnvKind {
     Integer,
     /// A decimal number.
     Number,
+    /// A list of words separated by commas (`a.example,b.example:5000`).
+    List,
 }
 
 /// Every `BERTH_*` override: the variable, the key it sets, how its text is read.
@@ -600,6 +602,7 @@ pub const ENV_OVERRIDES: &[(&str, &str, EnvKind)] = {
             Integer,
         ),
         ("BERTH_KEK_FILE", "keys.kek_file", Text),
+        ("BERTH_TRUST_HOSTNAMES", "trust.hostnames", List),
         ("BERTH_GC_SCHEDULE", "gc.schedule", Text),
         ("BERTH_GC_MODE", "gc.mode", Text),
         ("BERTH_GC_GRACE", "gc.grace", Text),
@@ -628,6 +631,13 @@ fn env_value(name: &str, text: &str, kind: EnvKind) -> anyhow::Result<toml::Valu
             text.trim()
                 .parse()
                 .map_err(|_| anyhow::anyhow!("{name}={text:?} is not a whole number"))?,
+        ),
+        EnvKind::List => toml::Value::Array(
+            text.split(',')
+                .map(str::trim)
+                .filter(|w| !w.is_empty())
+                .map(|w| toml::Value::String(w.to_string()))
+                .collect(),
         ),
         EnvKind::Number => toml::Value::Float(
             text.trim()
@@ -908,6 +918,7 @@ mod tests {
                 (_, EnvKind::Integer) => "7",
                 (_, EnvKind::Number) => "0.5",
                 (_, EnvKind::Text) => "text-value",
+                (_, EnvKind::List) => "a.example, b.example:5000",
             };
             let mut table = toml::Table::new();
             apply_env(&mut table, |n| (n == name).then(|| text.to_string())).unwrap();

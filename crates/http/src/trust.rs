@@ -72,6 +72,9 @@ pub async fn handle(
         }
         TrustOp::Update => {
             let uploads = read_update(req).await?;
+            // Trust data belongs to a repository, with its visibility and grants: the
+            // first signing creates it, as a first push does.
+            st.access.create_on_push(caller, &repo).await?;
             if let Err(e) = trust.update(&repo, &gun, &uploads).await {
                 let roles: Vec<&String> = uploads.keys().collect();
                 tracing::info!(repo = %repo, ?roles, error = %e, "trust update refused");

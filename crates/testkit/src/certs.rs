@@ -50,6 +50,13 @@ pub fn self_signed(dir: &Path) {
     );
 }
 
+/// A self-signed P-256 certificate for `subject` and its key, `<name>.crt` and
+/// `<name>.key` in `dir` (a signer's certificate, such as a Notary delegation's).
+pub fn signer(dir: &Path, name: &str, subject: &str) {
+    let (key, crt) = (format!("{name}.key"), format!("{name}.crt"));
+    new_key_request(dir, true, &key, &crt, subject, &[]);
+}
+
 /// A CA (`ca.key`, `ca.crt`) and `server.key` with `server.crt` for 127.0.0.1 and
 /// localhost signed by it, in `dir`.
 pub fn ca_and_server(dir: &Path) {

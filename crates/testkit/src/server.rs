@@ -523,6 +523,7 @@ impl Server {
 fn configure_stores(cmd: &mut Command, scaled: Option<&Scaled>) {
     if let Some(s) = scaled {
         cmd.args(["--metadata", &s.url, "--blobs", "s3"])
+            .env("BERTH_KEK_FILE", s.kek_file())
             .env("BERTH_S3_ENDPOINT", require_env("BERTH_TEST_S3_ENDPOINT"))
             .env("BERTH_S3_BUCKET", require_env("BERTH_TEST_S3_BUCKET"))
             .env("BERTH_S3_REGION", require_env("BERTH_TEST_S3_REGION"))
@@ -580,7 +581,14 @@ impl Scaled {
         );
     }
 
+    /// The key-encryption key every process on this database shares (PostgreSQL needs one
+    /// configured), made with the database.
+    fn kek_file(&self) -> PathBuf {
+        std::env::temp_dir().join(format!("{}.kek", self.db))
+    }
+
     fn drop_database(&self) {
+        let _ = std::fs::remove_file(self.kek_file());
         let _ = std::panic::catch_unwind(|| {
             psql(
                 &self.admin_url,
@@ -594,13 +602,17 @@ impl Scaled {
         let db = format!("berth_e2e_{}", unique());
         psql(&admin_url, &format!("CREATE DATABASE {db}"));
         let url = with_database(&admin_url, &db);
-        Scaled {
+        let scaled = Scaled {
             owner: true,
             admin_url,
             db,
             url,
             prefix: format!("e2e-{}/", unique()),
-        }
+        };
+        use base64::Engine;
+        let kek = base64::engine::general_purpose::STANDARD.encode(Rng::new().bytes(32));
+        std::fs::write(scaled.kek_file(), kek).expect("writing the test key-encryption key");
+        scaled
     }
 }
 
@@ -808,8 +820,42 @@ impl Process {
     // The child is waited on by `Process`'s Drop, or before the start-up panic.
     #[allow(clippy::zombie_processes)]
     pub fn spawn(args: &[&std::ffi::OsStr], envs: &[(&str, &str)], log: &Path) -> Process {
-        let mut child = Command::new(berth_bin())
-            .args(["serve", "--listen", "127.0.0.1:0"])
+        Process::spawn_on(None, args, envs, log)
+    }
+
+    /// `berth serve` over HTTPS with `dir/server.crt` and `dir/server.key` (see
+    /// [`crate::certs`]), its data in `dir/data`, its log `dir/berth.log`, on `stores`.
+    pub fn spawn_tls(stores: Option<&Stores>, dir: &Path, envs: &[(&str, &str)]) -> Process {
+        let (data, cert, key) = (
+            dir.join("data"),
+            dir.join("server.crt"),
+            dir.join("server.key"),
+        );
+        let args: [&std::ffi::OsStr; 6] = [
+            "--data-dir".as_ref(),
+            data.as_os_str(),
+            "--tls-cert".as_ref(),
+            cert.as_os_str(),
+            "--tls-key".as_ref(),
+            key.as_os_str(),
+        ];
+        Process::spawn_on(stores, &args, envs, &dir.join("berth.log"))
+    }
+
+    /// [`Process::spawn`] on `stores` (the embedded default when `None`).
+    #[allow(clippy::zombie_processes)]
+    pub fn spawn_on(
+        stores: Option<&Stores>,
+        args: &[&std::ffi::OsStr],
+        envs: &[(&str, &str)],
+        log: &Path,
+    ) -> Process {
+        let mut cmd = Command::new(berth_bin());
+        cmd.args(["serve", "--listen", "127.0.0.1:0"]);
+        if let Some(stores) = stores {
+            stores.configure(&mut cmd);
+        }
+        let mut child = cmd
             .args(args)
             .envs(envs.iter().copied())
             .env("NO_COLOR", "1")

@@ -22,4 +22,5 @@ mod newcomer;
 mod schemathesis;
 mod secrets;
 mod tls;
+mod trust;
 mod uploads;

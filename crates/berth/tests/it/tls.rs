@@ -12,18 +12,7 @@ use std::time::Duration;
 const ADMIN_PASSWORD: &str = "tls-admin-password-9f3c";
 
 fn start(dir: &Path) -> Process {
-    Process::spawn(
-        &[
-            "--data-dir".as_ref(),
-            dir.join("data").as_os_str(),
-            "--tls-cert".as_ref(),
-            dir.join("server.crt").as_os_str(),
-            "--tls-key".as_ref(),
-            dir.join("server.key").as_os_str(),
-        ],
-        &[("BERTH_ADMIN_PASSWORD", ADMIN_PASSWORD)],
-        &dir.join("berth.log"),
-    )
+    Process::spawn_tls(None, dir, &[("BERTH_ADMIN_PASSWORD", ADMIN_PASSWORD)])
 }
 
 #[test]

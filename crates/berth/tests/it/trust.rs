@@ -1,0 +1,347 @@
+//! Docker Content Trust served by Berth itself: the Debian `notary` CLI over HTTPS (a CA
+//! made for the test), through Berth's token service, on both store pairs. Every command
+//! of a repository's life: init, add, publish, list, lookup, remove, key rotation to the
+//! server (snapshot and timestamp), a delegation added, signed into and removed, delete
+//! --remote; the trust data after a restart and, on PostgreSQL, through a second process;
+//! a user who may only pull reads trust data and cannot sign.
+
+use berth_testkit::e2e::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+const ADMIN_PASSWORD: &str = "trust-admin-password-41c7";
+
+both_backends!(notary_cli_lifecycle);
+
+/// The name the registry's GUNs start with, whatever port a process listens on (a restart
+/// takes another): as a registry behind its DNS name keeps its GUNs.
+const HOST: &str = "localhost:5999";
+
+/// A `berth serve` over TLS on `stores`, its data and certificates in `dir`.
+fn serve(dir: &Path, stores: &Stores) -> Process {
+    Process::spawn_on(
+        Some(stores),
+        &[
+            "--data-dir".as_ref(),
+            dir.join("data").as_os_str(),
+            "--tls-cert".as_ref(),
+            dir.join("server.crt").as_os_str(),
+            "--tls-key".as_ref(),
+            dir.join("server.key").as_os_str(),
+        ],
+        &[
+            ("BERTH_ADMIN_PASSWORD", ADMIN_PASSWORD),
+            ("BERTH_TRUST_HOSTNAMES", HOST),
+        ],
+        &dir.join("berth.log"),
+    )
+}
+
+/// The notary CLI of one user: its own key store and cache (`trust_dir`), Berth's CA.
+struct Notary {
+    url: String,
+    ca: PathBuf,
+    trust_dir: PathBuf,
+    auth: String,
+}
+
+impl Notary {
+    fn new(server: &Process, dir: &Path, name: &str, user: &str, password: &str) -> Notary {
+        use base64::Engine;
+        Notary {
+            url: format!("https://{}", server.host),
+            ca: dir.join("ca.crt"),
+            trust_dir: dir.join(format!("notary-{name}")),
+            auth: base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")),
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let bin = require_tool(
+            "notary",
+            "install Debian package notary (cargo xtask ci does)",
+        );
+        let mut cmd = Command::new(bin);
+        cmd.arg("-s")
+            .arg(&self.url)
+            .arg("--tlscacert")
+            .arg(&self.ca)
+            .arg("-d")
+            .arg(&self.trust_dir)
+            .args(args)
+            .env("NOTARY_AUTH", &self.auth);
+        for role in ["ROOT", "TARGETS", "SNAPSHOT", "DELEGATION"] {
+            cmd.env(
+                format!("NOTARY_{role}_PASSPHRASE"),
+                "notary-test-passphrase",
+            );
+        }
+        run(&mut cmd, Duration::from_secs(120))
+    }
+
+    /// Runs `args`, which must succeed; their output (stdout and stderr).
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "notary {args:?} failed:\n{}\n{}",
+            out.stdout,
+            out.stderr
+        );
+        format!("{}{}", out.stdout, out.stderr)
+    }
+
+    /// Runs `args`, which must fail; their output.
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            !out.status.success(),
+            "notary {args:?} succeeded:\n{}",
+            out.stdout
+        );
+        format!("{}{}", out.stdout, out.stderr)
+    }
+
+    /// The targets `notary list` shows: (name, role).
+    fn list(&self, gun: &str) -> Vec<(String, String)> {
+        let out = self.ok(&["list", gun]);
+        let mut targets: Vec<(String, String)> = out
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.len() == 4 && f[1].len() == 64).then(|| (f[0].to_string(), f[3].to_string()))
+            })
+            .collect();
+        targets.sort();
+        targets
+    }
+}
+
+/// `curl` over the test's CA: status and body.
+fn curl(dir: &Path, url: &str, auth: &str, extra: &[&str]) -> (u16, String) {
+    let out = run_ok(
+        Command::new("curl")
+            .args(["-sS", "-o", "-", "-w", "\n%{http_code}", "--cacert"])
+            .arg(dir.join("ca.crt"))
+            .args(["-u", auth])
+            .args(extra)
+            .arg(url),
+        Duration::from_secs(30),
+    );
+    let (body, code) = out.stdout.trim_end().rsplit_once('\n').unwrap_or(("", "0"));
+    (code.parse().unwrap_or(0), body.to_string())
+}
+
+fn pair(name: &str, role: &str) -> (String, String) {
+    (name.to_string(), role.to_string())
+}
+
+fn notary_cli_lifecycle(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    certs::ca_and_server(d);
+    let stores = Stores::new(backend);
+    let mut server = serve(d, &stores);
+    let mut admin = Notary::new(&server, d, "admin", ADMIN, ADMIN_PASSWORD);
+    let gun = format!("{HOST}/admin/app");
+    let g = gun.as_str();
+    for (file, text) in [("one", "manifest one"), ("two", "manifest two")] {
+        std::fs::write(d.join(file), text).unwrap();
+    }
+    let file = |f: &str| d.join(f).display().to_string();
+
+    // A repository's first publish: the client holds root, targets and snapshot keys.
+    admin.ok(&["init", g]);
+    admin.ok(&["add", g, "v1", &file("one")]);
+    admin.ok(&["publish", g]);
+    assert_eq!(admin.list(g), [pair("v1", "targets")]);
+    let lookup = admin.ok(&["lookup", g, "v1"]);
+    assert!(
+        lookup
+            .contains("sha256:095e2178ce5ba5f6c1b0186254ff7f8aed333db87b9fd35495921a4dbb193e26 12"),
+        "{lookup}"
+    );
+
+    // The snapshot and timestamp keys move to (new keys of) the server.
+    for role in ["snapshot", "timestamp"] {
+        let out = admin.ok(&["key", "rotate", g, role, "-r"]);
+        assert!(
+            out.contains(&format!("Successfully rotated {role} key")),
+            "{out}"
+        );
+    }
+    // A delegation whose key is a certificate, then a target signed by it.
+    certs::signer(d, "releases", "/CN=releases");
+    admin.ok(&[
+        "delegation",
+        "add",
+        g,
+        "targets/releases",
+        &file("releases.crt"),
+        "--all-paths",
+    ]);
+    admin.ok(&["publish", g]);
+    admin.ok(&[
+        "key",
+        "import",
+        &file("releases.key"),
+        "--role",
+        "targets/releases",
+    ]);
+    admin.ok(&["add", g, "v2", &file("two"), "--roles", "targets/releases"]);
+    admin.ok(&["publish", g]);
+    assert_eq!(
+        admin.list(g),
+        [pair("v1", "targets"), pair("v2", "targets/releases")]
+    );
+
+    // Another client, with nothing cached, sees the same after a restart of the server.
+    server = {
+        drop(server);
+        serve(d, &stores)
+    };
+    admin = Notary::new(&server, d, "admin", ADMIN, ADMIN_PASSWORD);
+    let fresh = Notary::new(&server, d, "fresh", ADMIN, ADMIN_PASSWORD);
+    assert_eq!(
+        fresh.list(g),
+        [pair("v1", "targets"), pair("v2", "targets/releases")]
+    );
+
+    // On PostgreSQL, a second process serves the same bytes.
+    if backend == Backend::Scaled {
+        let other_dir = tempfile::tempdir().unwrap();
+        for f in ["ca.crt", "server.crt", "server.key"] {
+            std::fs::copy(d.join(f), other_dir.path().join(f)).unwrap();
+        }
+        let other = serve(other_dir.path(), &stores);
+        let admin_auth = format!("{ADMIN}:{ADMIN_PASSWORD}");
+        for role in [
+            "root",
+            "targets",
+            "targets/releases",
+            "snapshot",
+            "timestamp",
+        ] {
+            let path = format!("/v2/{HOST}/admin/app/_trust/tuf/{role}.json");
+            let a = curl(
+                d,
+                &format!("https://{}{path}", server.host),
+                &admin_auth,
+                &[],
+            );
+            let b = curl(
+                d,
+                &format!("https://{}{path}", other.host),
+                &admin_auth,
+                &[],
+            );
+            assert_eq!(a.0, 200, "{role}: {}", a.1);
+            assert_eq!(a, b, "{role} through two processes");
+        }
+    }
+
+    // A user who may only pull reads the trust data and cannot sign.
+    let admin_auth = format!("{ADMIN}:{ADMIN_PASSWORD}");
+    let api = |method: &str, path: &str, body: &str| {
+        curl(
+            d,
+            &format!("https://{}{path}", server.host),
+            &admin_auth,
+            &[
+                "-X",
+                method,
+                "-H",
+                "content-type: application/json",
+                "-d",
+                body,
+            ],
+        )
+    };
+    let created = api(
+        "POST",
+        "/api/v0/users",
+        r#"{"name":"reader","password":"reader-password-1"}"#,
+    );
+    assert_eq!(created.0, 201, "{}", created.1);
+    let reader = Notary::new(&server, d, "reader", "reader", "reader-password-1");
+    let hidden = reader.fails(&["list", g]);
+    assert!(
+        hidden.contains("does not have trust data") || hidden.contains("not authorized"),
+        "{hidden}"
+    );
+    // The first signing created the repository (private, as a first push would).
+    let public = api(
+        "PATCH",
+        "/api/v0/repositories/admin/app",
+        r#"{"visibility":"public"}"#,
+    );
+    assert_eq!(public.0, 200, "{}", public.1);
+    assert_eq!(
+        reader.list(g),
+        [pair("v1", "targets"), pair("v2", "targets/releases")]
+    );
+    reader.ok(&["init", &format!("{HOST}/reader/own")]);
+    reader.ok(&["publish", &format!("{HOST}/reader/own")]);
+    // The reader's client has no key of admin/app's targets: it cannot even stage; its
+    // own root and targets for the GUN are refused by the server (no push right).
+    let denied = reader.fails(&["delete", g, "--remote"]);
+    assert!(
+        denied.contains("not authorized") || denied.contains("401") || denied.contains("403"),
+        "{denied}"
+    );
+    assert_eq!(
+        fresh.list(g),
+        [pair("v1", "targets"), pair("v2", "targets/releases")]
+    );
+
+    // Removal of a target, then of the delegation (the client then writes `"roles": null`).
+    admin.ok(&["remove", g, "v1"]);
+    admin.ok(&["publish", g]);
+    admin.ok(&["delegation", "remove", g, "targets/releases", "-y"]);
+    admin.ok(&["publish", g]);
+    let delegations = admin.ok(&["delegation", "list", g]);
+    assert!(!delegations.contains("targets/releases"), "{delegations}");
+
+    // The changefeed records each timestamp, oldest first.
+    let (code, feed) = curl(
+        d,
+        &format!(
+            "https://{}/v2/{g}/_trust/changefeed?records=100",
+            server.host
+        ),
+        &admin_auth,
+        &[],
+    );
+    assert_eq!(code, 200, "{feed}");
+    let feed: serde_json::Value = serde_json::from_str(&feed).unwrap();
+    let versions: Vec<i64> = feed["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["Version"].as_i64().unwrap())
+        .collect();
+    assert!(
+        versions.len() >= 6 && versions.windows(2).all(|w| w[0] < w[1]),
+        "{feed}"
+    );
+    assert!(feed["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["GUN"] == g && r["Category"] == "update"));
+
+    // Deleted remotely: nobody has trust data for it any more.
+    admin.ok(&["delete", g, "--remote"]);
+    let after = Notary::new(&server, d, "after", ADMIN, ADMIN_PASSWORD);
+    let gone = after.fails(&["list", g]);
+    assert!(gone.contains("does not have trust data"), "{gone}");
+    let (code, body) = curl(
+        d,
+        &format!("https://{}/v2/{g}/_trust/tuf/root.json", server.host),
+        &admin_auth,
+        &[],
+    );
+    assert_eq!(code, 404, "{body}");
+    assert!(body.contains("METADATA_NOT_FOUND"), "{body}");
+}

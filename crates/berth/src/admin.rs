@@ -185,6 +185,16 @@ pub enum RepoCmd {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum TrustCmd {
+    /// Prints a repository's trust data as JSON: its current roles (version, expiry,
+    /// signing keys) and its signed tags.
+    Status { repo: String },
+    /// Deletes a repository's trust data: its tags are unsigned until a new root is
+    /// published (the docker CLI then initialises the repository again).
+    Delete { repo: String },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum TokenCmd {
     /// Creates an access token for a user and prints it once on standard output (only its
     /// hash is stored). Use it as the password of `docker login` and other clients.
@@ -281,6 +291,26 @@ pub async fn run(access: &Access, cmd: AdminCmd) -> anyhow::Result<()> {
         AdminCmd::Repo(cmd) => repo(&m, &c, cmd).await,
         AdminCmd::Token(cmd) => token(&m, &c, cmd).await,
     }
+}
+
+/// Runs a trust command through `core::manage` as the local administrator.
+pub async fn run_trust(
+    access: &Access,
+    trust: &berth_core::trust::Trust,
+    cmd: TrustCmd,
+) -> anyhow::Result<()> {
+    let (m, c) = (Manage::new(access), Caller::local_admin());
+    match cmd {
+        TrustCmd::Status { repo } => {
+            let status = m.trust_status(&c, trust, &repo_name(&repo)?).await?;
+            println!("{}", serde_json::to_string_pretty(&status)?);
+        }
+        TrustCmd::Delete { repo } => {
+            m.trust_delete(&c, trust, &repo_name(&repo)?).await?;
+            println!("deleted the trust data of {repo}");
+        }
+    }
+    Ok(())
 }
 
 async fn user(m: &Manage<'_>, c: &Caller, cmd: UserCmd) -> anyhow::Result<()> {

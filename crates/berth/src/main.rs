@@ -86,6 +86,9 @@ enum AdminCli {
     /// The company directory: sync now, list sync runs.
     #[command(subcommand)]
     Directory(admin::DirectoryCmd),
+    /// Docker Content Trust data of repositories.
+    #[command(subcommand)]
+    Trust(admin::TrustCmd),
 }
 
 /// Logs to standard error, in colour only when it is a terminal (and `NO_COLOR` is
@@ -162,7 +165,7 @@ fn main() -> anyhow::Result<()> {
             let cfg = Config::load(&stores, None)?;
             init_logging(&cfg);
             rt.block_on(async {
-                let (_, identity) = stores::open_meta(&cfg, init).await?;
+                let (meta, identity) = stores::open_meta(&cfg, init).await?;
                 match cmd {
                     AdminCli::Accounts(cmd) => {
                         let access = berth_core::Access::new(
@@ -175,6 +178,13 @@ fn main() -> anyhow::Result<()> {
                     }
                     AdminCli::Directory(cmd) => {
                         admin::run_directory(identity.as_ref(), cfg.directory.as_ref(), cmd).await
+                    }
+                    AdminCli::Trust(cmd) => {
+                        let access =
+                            berth_core::Access::new(identity, None, cfg.auth.access_config())
+                                .await?;
+                        let trust = berth_core::trust::Trust::new(meta, stores::kek(&cfg)?, vec![]);
+                        admin::run_trust(&access, &trust, cmd).await
                     }
                 }
             })
@@ -283,6 +293,9 @@ async fn run_serve(
         .await
         .with_context(|| format!("listening on {}", cfg.listen))?;
     datadir::check_writable(&cfg)?;
+    // Before the stores are touched: without the key that seals the trust keys, PostgreSQL
+    // replicas must not start (and a bad kek_file is said at once).
+    let kek = stores::kek(&cfg)?;
     let (meta, identity, blobs) = stores::open(&cfg, true).await?;
     admin::ensure_first_admin(identity.as_ref(), admin_password_file.as_ref()).await?;
     let directory = match &cfg.directory {
@@ -345,8 +358,7 @@ async fn run_serve(
     if addr.ip().is_loopback() {
         hostnames.push(format!("localhost:{}", addr.port()));
     }
-    let trust =
-        berth_core::trust::Trust::new(registry.meta().clone(), stores::kek(&cfg)?, hostnames);
+    let trust = berth_core::trust::Trust::new(registry.meta().clone(), kek, hostnames);
     let registry = Arc::new(registry);
     let leases: Arc<dyn berth_meta::LeaseStore> = registry.meta().clone();
     let jobs = Jobs::new(leases, id.clone(), cfg.jobs.lease_ttl()?);

@@ -83,6 +83,17 @@ pub enum ManageError {
     Access(AccessError),
     #[error(transparent)]
     Store(MetaError),
+    #[error(transparent)]
+    Trust(crate::trust::TrustError),
+}
+
+impl From<crate::trust::TrustError> for ManageError {
+    fn from(e: crate::trust::TrustError) -> ManageError {
+        match e {
+            crate::trust::TrustError::Meta(m) => m.into(),
+            other => ManageError::Trust(other),
+        }
+    }
 }
 
 impl From<MetaError> for ManageError {
@@ -1112,6 +1123,34 @@ impl<'a> Manage<'a> {
             return Err(ManageError::RepoUnknown(repo.to_string()));
         }
         self.audit(c, "repo.delete", repo.as_str(), json!({})).await;
+        Ok(())
+    }
+
+    /// A repository's trust data (whoever may pull it).
+    pub async fn trust_status(
+        &self,
+        c: &Caller,
+        trust: &crate::trust::Trust,
+        repo: &RepoName,
+    ) -> Result<crate::trust::TrustStatus> {
+        self.repo_check(c, repo, Permission::Pull).await?;
+        Ok(trust.status(repo).await?)
+    }
+
+    /// Deletes a repository's trust data (whoever may delete in it): its tags are then
+    /// unsigned until signed again with a new root. Idempotent: a repository without trust
+    /// data is left as it is (and nothing is audited).
+    pub async fn trust_delete(
+        &self,
+        c: &Caller,
+        trust: &crate::trust::Trust,
+        repo: &RepoName,
+    ) -> Result<()> {
+        self.repo_check(c, repo, Permission::Delete).await?;
+        if trust.delete(repo).await? {
+            self.audit(c, "trust.delete", repo.as_str(), json!({}))
+                .await;
+        }
         Ok(())
     }
 

@@ -161,6 +161,42 @@ impl ServerRole {
     }
 }
 
+/// A repository's trust data as the management API and `berth admin trust status` show
+/// it: whether it has any (`signed`), the earliest expiry of its current roles (RFC 3339),
+/// each current role (version, expiry, signing keys and threshold) and each signed tag.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TrustStatus {
+    pub repository: String,
+    pub signed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
+    pub roles: Vec<RoleStatus>,
+    pub targets: Vec<SignedTarget>,
+}
+
+/// One current role file.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RoleStatus {
+    pub role: String,
+    pub version: i64,
+    pub expires: String,
+    /// The ids of the keys that may sign it (listed by the root, or by the parent of a
+    /// delegation), and how many must.
+    pub key_ids: Vec<String>,
+    pub threshold: i64,
+}
+
+/// A tag signed into a targets role.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SignedTarget {
+    pub tag: String,
+    /// `sha256:<hex>` of the manifest, when the target carries a SHA-256.
+    pub digest: Option<String>,
+    pub size: i64,
+    /// The role whose file signs it (`targets`, `targets/releases`, ...).
+    pub role: String,
+}
+
 /// The trust service over the metadata store.
 #[derive(Clone)]
 pub struct Trust {
@@ -173,6 +209,10 @@ impl std::fmt::Debug for Trust {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Trust").finish_non_exhaustive()
     }
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn parse<T: berth_trust::metadata::Role>(f: &TrustFile) -> Result<SignedFile<T>, TrustError> {
@@ -375,6 +415,85 @@ impl Trust {
             )
             .await?;
         Ok(key.public().clone())
+    }
+
+    /// What `repo`'s current trust data says.
+    pub async fn status(&self, repo: &RepoName) -> Result<TrustStatus, TrustError> {
+        let current = self.current(repo).await?;
+        let mut roles = Vec::new();
+        let mut targets = Vec::new();
+        let rfc = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let mut expires: Option<DateTime<Utc>> = None;
+        let mut role =
+            |name: &str, version: i64, at: DateTime<Utc>, keys: Option<(&[String], i64)>| {
+                expires = Some(expires.map_or(at, |e| e.min(at)));
+                let (key_ids, threshold) = keys.map_or((vec![], 0), |(k, t)| (k.to_vec(), t));
+                roles.push(RoleStatus {
+                    role: name.to_string(),
+                    version,
+                    expires: rfc(at),
+                    key_ids,
+                    threshold,
+                });
+            };
+        if let Some(root) = &current.root {
+            let r = &root.signed;
+            let listed = |n: &str| r.roles.get(n).map(|k| (k.keyids.as_slice(), k.threshold));
+            role(
+                RoleName::ROOT,
+                root.version(),
+                root.expires(),
+                listed(RoleName::ROOT),
+            );
+            for (name, file) in &current.targets {
+                let keys = match name.parent() {
+                    None => listed(RoleName::TARGETS),
+                    Some(parent) => current.targets.get(&parent).and_then(|p| {
+                        let d = &p.signed.delegations.roles;
+                        d.iter()
+                            .find(|e| e.name == name.as_str())
+                            .map(|e| (e.keyids.as_slice(), e.threshold))
+                    }),
+                };
+                role(name.as_str(), file.version(), file.expires(), keys);
+                for (tag, meta) in &file.signed.targets {
+                    targets.push(SignedTarget {
+                        tag: tag.clone(),
+                        digest: meta.sha256().map(|h| format!("sha256:{}", hex_of(h))),
+                        size: meta.length,
+                        role: name.to_string(),
+                    });
+                }
+            }
+            let server_roles = [
+                (
+                    RoleName::SNAPSHOT,
+                    current
+                        .snapshot
+                        .as_ref()
+                        .map(|f| (f.version(), f.expires())),
+                ),
+                (
+                    RoleName::TIMESTAMP,
+                    current
+                        .timestamp
+                        .as_ref()
+                        .map(|f| (f.version(), f.expires())),
+                ),
+            ];
+            for (name, file) in server_roles {
+                if let Some((version, at)) = file {
+                    role(name, version, at, listed(name));
+                }
+            }
+        }
+        Ok(TrustStatus {
+            repository: repo.to_string(),
+            signed: current.root.is_some(),
+            expires: expires.map(rfc),
+            roles,
+            targets,
+        })
     }
 
     /// Deletes the trust data of `repo` (its files; the keys stay for a new root to name).

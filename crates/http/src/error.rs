@@ -281,6 +281,7 @@ impl From<ManageError> for ApiError {
             }
             ManageError::Access(a) => ApiError::from(a),
             ManageError::Store(m) => ApiError::from(CoreError::Meta(m)),
+            ManageError::Trust(t) => ApiError::from(t),
         }
     }
 }

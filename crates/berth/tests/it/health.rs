@@ -156,6 +156,10 @@ fn unreachable_database_is_named_and_recovers() {
         .expect("database URL");
     let url = format!("{base}/{db}");
     let dir = tempfile::tempdir().unwrap();
+    // PostgreSQL needs a key-encryption key configured.
+    let kek = dir.path().join("kek");
+    std::fs::write(&kek, "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n").unwrap();
+    let kek = kek.display().to_string();
     let p = Process::spawn(
         &[
             "--data-dir".as_ref(),
@@ -163,7 +167,7 @@ fn unreachable_database_is_named_and_recovers() {
             "--metadata".as_ref(),
             url.as_ref(),
         ],
-        &[],
+        &[("BERTH_KEK_FILE", kek.as_str())],
         &dir.path().join("berth.log"),
     );
     wait_for(&p.host, 200);

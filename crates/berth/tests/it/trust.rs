@@ -243,6 +243,14 @@ fn notary_cli_lifecycle(backend: Backend) {
 
     // A user who may only pull reads the trust data and cannot sign.
     let admin_auth = format!("{ADMIN}:{ADMIN_PASSWORD}");
+    let get = |path: &str| {
+        curl(
+            d,
+            &format!("https://{}{path}", server.host),
+            &admin_auth,
+            &[],
+        )
+    };
     let api = |method: &str, path: &str, body: &str| {
         curl(
             d,
@@ -295,6 +303,51 @@ fn notary_cli_lifecycle(backend: Backend) {
         [pair("v1", "targets"), pair("v2", "targets/releases")]
     );
 
+    // The management API and `berth admin trust status` show the signed tags and roles.
+    let (code, body) = get("/api/v0/repositories/admin/app/trust");
+    assert_eq!(code, 200, "{body}");
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status["signed"], true, "{status}");
+    let tags: Vec<(String, String)> = status["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["tag"].as_str().unwrap().to_string(),
+                t["role"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        tags,
+        [pair("v1", "targets"), pair("v2", "targets/releases")]
+    );
+    let roles: Vec<&str> = status["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        roles,
+        [
+            "root",
+            "targets",
+            "targets/releases",
+            "snapshot",
+            "timestamp"
+        ]
+    );
+    let mut cmd = Command::new(berth_bin());
+    cmd.args(["admin", "--data-dir"]).arg(d.join("data"));
+    stores
+        .configure(&mut cmd)
+        .args(["trust", "status", "admin/app"]);
+    let printed = run_ok(&mut cmd, Duration::from_secs(60)).stdout;
+    let printed: serde_json::Value = serde_json::from_str(&printed).unwrap();
+    assert_eq!(printed["targets"], status["targets"], "{printed}");
+
     // Removal of a target, then of the delegation (the client then writes `"roles": null`).
     admin.ok(&["remove", g, "v1"]);
     admin.ok(&["publish", g]);
@@ -304,15 +357,7 @@ fn notary_cli_lifecycle(backend: Backend) {
     assert!(!delegations.contains("targets/releases"), "{delegations}");
 
     // The changefeed records each timestamp, oldest first.
-    let (code, feed) = curl(
-        d,
-        &format!(
-            "https://{}/v2/{g}/_trust/changefeed?records=100",
-            server.host
-        ),
-        &admin_auth,
-        &[],
-    );
+    let (code, feed) = get(&format!("/v2/{g}/_trust/changefeed?records=100"));
     assert_eq!(code, 200, "{feed}");
     let feed: serde_json::Value = serde_json::from_str(&feed).unwrap();
     let versions: Vec<i64> = feed["records"]
@@ -336,12 +381,52 @@ fn notary_cli_lifecycle(backend: Backend) {
     let after = Notary::new(&server, d, "after", ADMIN, ADMIN_PASSWORD);
     let gone = after.fails(&["list", g]);
     assert!(gone.contains("does not have trust data"), "{gone}");
-    let (code, body) = curl(
-        d,
-        &format!("https://{}/v2/{g}/_trust/tuf/root.json", server.host),
-        &admin_auth,
-        &[],
-    );
+    let (code, body) = get(&format!("/v2/{g}/_trust/tuf/root.json"));
     assert_eq!(code, 404, "{body}");
     assert!(body.contains("METADATA_NOT_FOUND"), "{body}");
+
+    // Deleting a repository deletes its trust data.
+    let other = format!("{HOST}/admin/other");
+    admin.ok(&["init", &other]);
+    admin.ok(&["publish", &other]);
+    let (code, body) = api("DELETE", "/api/v0/repositories/admin/other", "");
+    assert_eq!(code, 204, "{body}");
+    let (code, body) = get(&format!("/v2/{other}/_trust/tuf/root.json"));
+    assert_eq!(code, 404, "{body}");
+}
+
+/// On PostgreSQL `berth serve` does not start without a key-encryption key, and says what
+/// to do; a `kek_file` that does not hold 32 bytes in base64 is refused on any backend.
+#[test]
+fn a_key_encryption_key_is_required_on_postgresql() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = |envs: &[(&str, &str)]| {
+        let mut cmd = Command::new(berth_bin());
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .envs(envs.iter().copied());
+        run(&mut cmd, Duration::from_secs(60))
+    };
+    // Refused before any connection is tried: the database need not even exist.
+    let out = serve(&[("BERTH_METADATA_URL", "postgres://nobody@127.0.0.1:1/none")]);
+    assert!(!out.status.success());
+    assert!(
+        out.stderr
+            .contains("keys.kek_file (or BERTH_KEK_FILE) must name a file"),
+        "{}",
+        out.stderr
+    );
+    std::fs::write(dir.path().join("short"), "c2hvcnQ=\n").unwrap();
+    let short = dir.path().join("short").display().to_string();
+    let out = serve(&[("BERTH_KEK_FILE", short.as_str())]);
+    assert!(!out.status.success());
+    assert!(
+        out.stderr.contains("does not hold 32 bytes in base64"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !dir.path().join("data").join("berth.db").exists(),
+        "nothing created"
+    );
 }

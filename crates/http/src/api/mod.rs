@@ -121,6 +121,8 @@ impl FromRequestParts<AppState> for Who {
 /// Extracting it authenticates the request, before any path or body is read.
 pub struct Api {
     access: std::sync::Arc<berth_core::Access>,
+    /// The trust service, for the trust data of repositories.
+    pub trust: std::sync::Arc<berth_core::trust::Trust>,
     pub c: Caller,
 }
 
@@ -138,6 +140,7 @@ impl FromRequestParts<AppState> for Api {
         let Who(c) = Who::from_request_parts(parts, st).await?;
         Ok(Api {
             access: st.access.clone(),
+            trust: st.trust.clone(),
             c,
         })
     }
@@ -557,6 +560,7 @@ pub fn time(ms: i64) -> String {
         teams::grant_set, teams::grant_remove,
         repos::list, repos::create, repos::get_one, repos::update, repos::delete,
         repos::grants, repos::grant_set, repos::grant_remove,
+        repos::trust_status, repos::trust_delete,
         audit::query,
         directory::settings, directory::sync_run, directory::sync_runs,
         crate::gc_api::list_runs, crate::gc_api::start_run, crate::gc_api::get_schedule,
@@ -569,7 +573,7 @@ pub fn time(ms: i64) -> String {
         (name = "tokens", description = "Access tokens, and the refresh tokens of the token service"),
         (name = "organisations", description = "Organisations and their members"),
         (name = "teams", description = "Teams, team members and namespace grants"),
-        (name = "repositories", description = "Repositories and repository grants"),
+        (name = "repositories", description = "Repositories, repository grants and their Docker Content Trust data"),
         (name = "audit", description = "The audit log"),
         (name = "directory", description = "LDAP / Active Directory"),
         (name = "gc", description = "Garbage collection: runs and the schedule"),

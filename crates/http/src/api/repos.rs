@@ -186,6 +186,32 @@ super::operations! {
         done(api.m().repo_delete(&api.c, &repo_name(repo)?).await)
     }
 
+    /// A repository's Docker Content Trust data: its current roles (version, expiry,
+    /// signing keys) and its signed tags (whoever may pull it).
+    get "/api/v0/repositories/{repository}/trust", params(RepoParams),
+        security((), ("basic" = []), ("bearer" = []));
+    responses(
+        (status = 200, description = "`{repository, signed, expires, roles: [{role, version, \
+            expires, key_ids, threshold}], targets: [{tag, digest, size, role}]}`: `signed` \
+            false, no `expires` and no roles without trust data; times in RFC 3339", body = Object),
+        NoRepo,
+    );
+    fn trust_status(api: &Api, repo: &str) -> Json<berth_core::trust::TrustStatus> {
+        json(api.m().trust_status(&api.c, &api.trust, &repo_name(repo)?).await)
+    }
+
+    /// Delete a repository's trust data (whoever may delete in it; none is no error): its
+    /// tags are unsigned until a new root is published.
+    delete "/api/v0/repositories/{repository}/trust", params(RepoParams);
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, description = "The caller may pull but not delete it (DENIED)", body = super::ErrorBody),
+        NoRepo,
+    );
+    fn trust_delete(api: &Api, repo: &str) -> Response {
+        done(api.m().trust_delete(&api.c, &api.trust, &repo_name(repo)?).await)
+    }
+
     /// The team grants that apply to a repository, namespace grants included (repository
     /// admins).
     get "/api/v0/repositories/{repository}/grants", params(RepoParams);
@@ -234,6 +260,7 @@ pub enum RepoPath {
     Repository(String),
     Grants(String),
     Grant(String, String),
+    Trust(String),
 }
 
 impl RepoPath {
@@ -253,6 +280,7 @@ impl RepoPath {
         let n = segs.len();
         Some(match segs.as_slice() {
             [name @ .., g] if n >= 2 && g == "grants" => RepoPath::Grants(name.join("/")),
+            [name @ .., t] if n >= 2 && t == "trust" => RepoPath::Trust(name.join("/")),
             [name @ .., g, team] if n >= 3 && g == "grants" => {
                 RepoPath::Grant(name.join("/"), team.clone())
             }
@@ -296,11 +324,16 @@ pub async fn dispatch(State(st): State<AppState>, req: Request) -> Answer {
             grant_set(api, (r, t), b).await
         }
         (RepoPath::Grant(r, t), &Method::DELETE) => grant_remove(api, (r, t)).await,
+        (RepoPath::Trust(r), &Method::GET | &Method::HEAD) => {
+            trust_status(api, r).await.map(IntoResponse::into_response)
+        }
+        (RepoPath::Trust(r), &Method::DELETE) => trust_delete(api, r).await,
         (t, m) => {
             let allow = match t {
                 RepoPath::Repository(_) => "GET, HEAD, PATCH, DELETE",
                 RepoPath::Grants(_) => "GET, HEAD",
                 RepoPath::Grant(..) => "PUT, DELETE",
+                RepoPath::Trust(_) => "GET, HEAD, DELETE",
             };
             Err(ApiError::method_not_allowed(
                 allow,

@@ -35,3 +35,20 @@ CREATE TABLE trust_changes (
     created_at BIGINT NOT NULL
 );
 CREATE INDEX trust_changes_by_repo ON trust_changes (repo, id);
+
+-- Deleting a repository deletes its trust data (files and keys), in the same transaction,
+-- and records the deletion in the changefeed when there was a timestamp.
+CREATE FUNCTION repositories_delete_trust() RETURNS trigger AS $$
+BEGIN
+    INSERT INTO trust_changes (repo, version, sha256, category, created_at)
+        SELECT OLD.name, version, sha256, 'deletion',
+               (extract(epoch FROM clock_timestamp()) * 1000)::bigint
+        FROM trust_files WHERE repo = OLD.name AND role = 'timestamp'
+        ORDER BY version DESC LIMIT 1;
+    DELETE FROM trust_files WHERE repo = OLD.name;
+    DELETE FROM trust_keys WHERE repo = OLD.name;
+    RETURN OLD;
+END
+$$ LANGUAGE plpgsql;
+CREATE TRIGGER repositories_delete_trust AFTER DELETE ON repositories
+    FOR EACH ROW EXECUTE FUNCTION repositories_delete_trust();

@@ -35,3 +35,15 @@ CREATE TABLE trust_changes (
     created_at INTEGER NOT NULL
 ) STRICT;
 CREATE INDEX trust_changes_by_repo ON trust_changes (repo, id);
+
+-- Deleting a repository deletes its trust data (files and keys), in the same transaction,
+-- and records the deletion in the changefeed when there was a timestamp.
+CREATE TRIGGER repositories_delete_trust AFTER DELETE ON repositories BEGIN
+    INSERT INTO trust_changes (repo, version, sha256, category, created_at)
+        SELECT OLD.name, version, sha256, 'deletion',
+               CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)
+        FROM trust_files WHERE repo = OLD.name AND role = 'timestamp'
+        ORDER BY version DESC LIMIT 1;
+    DELETE FROM trust_files WHERE repo = OLD.name;
+    DELETE FROM trust_keys WHERE repo = OLD.name;
+END;

@@ -1126,10 +1126,39 @@ pub async fn repository_delete_takes_its_rows(store: FullStore) {
         updated_at: 1,
     };
     store.upload_create(&up).await.expect("upload_create");
+    // Trust data of both repositories: the deleted one's goes with it (a deletion in the
+    // changefeed), the other's stays.
+    for r in ["acme/gone", "acme/kept"] {
+        let files = vec![
+            crate::TrustFile::new("root", 1, b"root".to_vec()),
+            crate::TrustFile::new("timestamp", 1, b"ts".to_vec()),
+        ];
+        store.trust_put(r, files).await.expect("trust_put");
+        let key = crate::TrustKey {
+            role: "timestamp".into(),
+            key_id: "k".into(),
+            public: vec![1],
+            sealed: vec![2],
+        };
+        store.trust_key_add(r, key).await.expect("trust_key_add");
+    }
     assert!(store
         .repo_delete(&repo("acme/gone"))
         .await
         .expect("repo_delete"));
+    // (files, keys) of each repository's trust data.
+    let mut left = vec![];
+    for r in ["acme/gone", "acme/kept"] {
+        let files = store.trust_current_all(r).await.expect("trust files");
+        left.push((files.len(), store.trust_keys(r).await.expect("keys").len()));
+    }
+    assert_eq!(left, [(0, 0), (2, 1)]);
+    let feed = store
+        .trust_changes(Some("acme/gone"), 0, 10, false)
+        .await
+        .expect("feed");
+    let kinds: Vec<&str> = feed.iter().map(|c| c.category.as_str()).collect();
+    assert_eq!(kinds, ["update", "deletion"]);
     assert!(!store.repo_delete(&repo("acme/gone")).await.expect("twice"));
     assert!(!store.repo_exists(&repo("acme/gone")).await.expect("exists"));
     assert_eq!(

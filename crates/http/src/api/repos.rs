@@ -10,7 +10,7 @@
 //! raw path (axum's router cannot tell `%2F` from `/` once decoded).
 
 use super::{
-    created, done, json, time, views, Answer, Api, ApiJson, ApiQuery, GrantOut, NoRepo,
+    created, done, json, time, views, Answer, Api, ApiJson, ApiQuery, GrantOut, NoRepo, NotAllowed,
     NotRepoAdmin, RoleIn, VisibilityName,
 };
 use crate::error::ApiError;
@@ -179,8 +179,7 @@ super::operations! {
     delete "/api/v0/repositories/{repository}", params(RepoParams);
     responses(
         (status = 204, description = "Deleted"),
-        (status = 403, description = "The caller may pull but not delete it (DENIED)", body = super::ErrorBody),
-        NoRepo,
+        NotAllowed, NoRepo,
     );
     fn delete(api: &Api, repo: &str) -> Response {
         done(api.m().repo_delete(&api.c, &repo_name(repo)?).await)
@@ -205,8 +204,7 @@ super::operations! {
     delete "/api/v0/repositories/{repository}/trust", params(RepoParams);
     responses(
         (status = 204, description = "Deleted"),
-        (status = 403, description = "The caller may pull but not delete it (DENIED)", body = super::ErrorBody),
-        NoRepo,
+        NotAllowed, NoRepo,
     );
     fn trust_delete(api: &Api, repo: &str) -> Response {
         done(api.m().trust_delete(&api.c, &api.trust, &repo_name(repo)?).await)

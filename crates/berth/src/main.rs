@@ -358,7 +358,13 @@ async fn run_serve(
     if addr.ip().is_loopback() {
         hostnames.push(format!("localhost:{}", addr.port()));
     }
-    let trust = berth_core::trust::Trust::new(registry.meta().clone(), kek, hostnames);
+    let trust = Arc::new(berth_core::trust::Trust::new(
+        registry.meta().clone(),
+        kek,
+        hostnames,
+    ));
+    // Timestamps are renewed a week before they expire, by one replica at a time.
+    background.push(trust.resign_job(Duration::from_secs(3600)));
     let registry = Arc::new(registry);
     let leases: Arc<dyn berth_meta::LeaseStore> = registry.meta().clone();
     let jobs = Jobs::new(leases, id.clone(), cfg.jobs.lease_ttl()?);
@@ -380,7 +386,7 @@ async fn run_serve(
                 .unwrap_or(0),
         }),
         counters: Arc::new(server::Counters::default()),
-        trust: Arc::new(trust),
+        trust,
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(

@@ -73,7 +73,9 @@ impl Kek {
         out
     }
 
-    fn open(&self, repo: &str, key_id: &str, sealed: &[u8]) -> Result<Vec<u8>, TrustError> {
+    /// The secret sealed for the row (`repo`, `key_id`); an error if it was sealed with
+    /// another key or for another row.
+    pub fn open(&self, repo: &str, key_id: &str, sealed: &[u8]) -> Result<Vec<u8>, TrustError> {
         use aes_gcm::aead::{Aead, Payload};
         if sealed.len() < 12 {
             return Err(TrustError::Key(format!("sealed key {key_id} is truncated")));
@@ -538,5 +540,70 @@ impl Trust {
             .meta
             .trust_changes(repo, from, limit, backwards)
             .await?)
+    }
+}
+
+/// The name of the re-signing job (and of its lease).
+pub const RESIGN_JOB: &str = "trust-resign";
+
+/// How long before its expiry the job re-signs a timestamp (or snapshot): a timestamp lives
+/// 14 days, so it is renewed once a week even in a repository nobody signs into.
+pub const RESIGN_MARGIN: chrono::Duration = chrono::Duration::days(7);
+
+/// Repositories read per page by the re-signing job.
+const RESIGN_PAGE: i64 = 500;
+
+impl Trust {
+    /// Re-signs, in every repository with trust data, the timestamp (and the snapshot the
+    /// server holds the key of) that expires within `margin`: the re-signing job's
+    /// `run_once`. Returns how many repositories it renewed; stops early when cancelled.
+    pub async fn resign_expiring(
+        &self,
+        margin: chrono::Duration,
+        cancel: &crate::jobs::CancellationToken,
+    ) -> Result<u64, TrustError> {
+        let by = Utc::now() + margin;
+        let (mut after, mut renewed) = (String::new(), 0);
+        loop {
+            let page = self.meta.trust_repos(&after, RESIGN_PAGE).await?;
+            for name in &page {
+                if cancel.is_cancelled() {
+                    return Ok(renewed);
+                }
+                let Ok(repo) = RepoName::parse(name) else {
+                    continue;
+                };
+                match self.refresh(&repo, by).await {
+                    Ok(true) => renewed += 1,
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(repository = %repo, error = %e, "could not re-sign trust data")
+                    }
+                }
+            }
+            match page.last() {
+                Some(last) if page.len() as i64 == RESIGN_PAGE => after.clone_from(last),
+                _ => return Ok(renewed),
+            }
+        }
+    }
+
+    /// The re-signing as an exclusive background job: [`Trust::resign_expiring`] when the
+    /// lease is taken and then every `every`.
+    pub fn resign_job(self: &Arc<Self>, every: std::time::Duration) -> crate::jobs::Job {
+        let trust = self.clone();
+        crate::jobs::Job::new(RESIGN_JOB, every, move |cancel| {
+            let trust = trust.clone();
+            async move {
+                match trust.resign_expiring(RESIGN_MARGIN, &cancel).await {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::info!(repositories = n, "trust timestamps re-signed before expiry")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "could not re-sign trust data"),
+                }
+            }
+        })
+        .exclusive()
     }
 }

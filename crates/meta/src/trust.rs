@@ -104,6 +104,10 @@ pub trait TrustStore {
 
     /// The id of the newest change (0 if none).
     async fn trust_last_change(&self) -> Result<i64, MetaError>;
+
+    /// Up to `limit` repositories with a timestamp, by name after `after` ("": from the
+    /// start): what the re-signing job walks.
+    async fn trust_repos(&self, after: &str, limit: i64) -> Result<Vec<String>, MetaError>;
 }
 }
 
@@ -133,6 +137,8 @@ const CHANGES_AFTER: &str = "SELECT id, repo, version, sha256, category, created
 const CHANGES_BEFORE: &str = "SELECT id, repo, version, sha256, category, created_at \
      FROM trust_changes WHERE ($1 = '' OR repo = $1) AND id < $2 ORDER BY id DESC LIMIT $3";
 const LAST_CHANGE: &str = "SELECT COALESCE(MAX(id), 0) FROM trust_changes";
+const REPOS: &str = "SELECT DISTINCT repo FROM trust_files WHERE role = 'timestamp' AND repo > $1 \
+     ORDER BY repo LIMIT $2";
 
 /// Every statement above, for the check that their parameters are in order.
 #[cfg(test)]
@@ -149,6 +155,7 @@ pub(crate) const STATEMENTS: &[&str] = &[
     KEYS,
     CHANGES_AFTER,
     CHANGES_BEFORE,
+    REPOS,
 ];
 
 type FileRow = (String, i64, String, Vec<u8>, i64);
@@ -328,6 +335,13 @@ impl<S: Statements> TrustStore for S {
             changes.reverse();
         }
         Ok(changes)
+    }
+
+    async fn trust_repos(&self, after: &str, limit: i64) -> Result<Vec<String>, MetaError> {
+        let repos: Vec<String> = on_pool!(self.pool(), p => {
+            sqlx::query_scalar(REPOS).bind(after).bind(limit).fetch_all(p).await?
+        });
+        Ok(repos)
     }
 
     async fn trust_last_change(&self) -> Result<i64, MetaError> {

@@ -281,7 +281,12 @@ impl Berth {
             Backend::Scaled => {
                 let db = format!("berth_ldap_{}", unique());
                 psql(&format!("CREATE DATABASE {db}"));
-                let stores = scaled_stores(&db);
+                // PostgreSQL needs a key-encryption key configured.
+                let kek = dir.path().join("kek");
+                std::fs::write(&kek, "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n")
+                    .expect("write kek");
+                let keys = format!("[keys]\nkek_file = \"{}\"\n", kek.display());
+                let stores = format!("{}\n{keys}", scaled_stores(&db));
                 (Some(db), stores)
             }
         };

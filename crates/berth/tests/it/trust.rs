@@ -14,9 +14,34 @@ const ADMIN_PASSWORD: &str = "trust-admin-password-41c7";
 
 both_backends!(notary_cli_lifecycle);
 
+/// Every form a secret could be written in: its bytes, hex and base64.
+fn forms(secret: &[u8]) -> Vec<Vec<u8>> {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    vec![
+        secret.to_vec(),
+        hex.into_bytes(),
+        b64.encode(secret).into_bytes(),
+    ]
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
 /// The name the registry's GUNs start with, whatever port a process listens on (a restart
 /// takes another): as a registry behind its DNS name keeps its GUNs.
 const HOST: &str = "localhost:5999";
+
+/// The roles of a repository with the delegation `targets/releases`.
+const ROLES: [&str; 5] = [
+    "root",
+    "targets",
+    "targets/releases",
+    "snapshot",
+    "timestamp",
+];
 
 /// A `berth serve` over TLS on `stores`, its data and certificates in `dir`.
 fn serve(dir: &Path, stores: &Stores) -> Process {
@@ -82,14 +107,7 @@ impl Notary {
 
     /// Runs `args`, which must succeed; their output (stdout and stderr).
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "notary {args:?} failed:\n{}\n{}",
-            out.stdout,
-            out.stderr
-        );
-        format!("{}{}", out.stdout, out.stderr)
+        succeeded(&format!("notary {args:?}"), self.run(args))
     }
 
     /// Runs `args`, which must fail; their output.
@@ -131,6 +149,43 @@ fn curl(dir: &Path, url: &str, auth: &str, extra: &[&str]) -> (u16, String) {
     );
     let (body, code) = out.stdout.trim_end().rsplit_once('\n').unwrap_or(("", "0"));
     (code.parse().unwrap_or(0), body.to_string())
+}
+
+/// A request as the administrator to `path` of `server`, with curl's `extra` arguments.
+fn as_admin(dir: &Path, server: &Process, path: &str, extra: &[&str]) -> (u16, String) {
+    let url = format!("https://{}{path}", server.host);
+    curl(dir, &url, &format!("{ADMIN}:{ADMIN_PASSWORD}"), extra)
+}
+
+/// A management API request as the administrator, with a JSON `body`.
+fn admin_api(dir: &Path, server: &Process, method: &str, path: &str, body: &str) -> (u16, String) {
+    let headers = [
+        "-X",
+        method,
+        "-H",
+        "content-type: application/json",
+        "-d",
+        body,
+    ];
+    as_admin(dir, server, path, &headers)
+}
+
+/// The output (stdout and stderr) of a command `what` that must have succeeded.
+fn succeeded(what: &str, out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    format!("{}{}", out.stdout, out.stderr)
+}
+
+/// Creates a user with no role anywhere.
+fn create_user(dir: &Path, server: &Process, name: &str, password: &str) {
+    let body = serde_json::json!({ "name": name, "password": password }).to_string();
+    let (code, answer) = admin_api(dir, server, "POST", "/api/v0/users", &body);
+    assert_eq!(code, 201, "{answer}");
 }
 
 fn pair(name: &str, role: &str) -> (String, String) {
@@ -216,13 +271,7 @@ fn notary_cli_lifecycle(backend: Backend) {
         }
         let other = serve(other_dir.path(), &stores);
         let admin_auth = format!("{ADMIN}:{ADMIN_PASSWORD}");
-        for role in [
-            "root",
-            "targets",
-            "targets/releases",
-            "snapshot",
-            "timestamp",
-        ] {
+        for role in ROLES {
             let path = format!("/v2/{HOST}/admin/app/_trust/tuf/{role}.json");
             let a = curl(
                 d,
@@ -242,36 +291,9 @@ fn notary_cli_lifecycle(backend: Backend) {
     }
 
     // A user who may only pull reads the trust data and cannot sign.
-    let admin_auth = format!("{ADMIN}:{ADMIN_PASSWORD}");
-    let get = |path: &str| {
-        curl(
-            d,
-            &format!("https://{}{path}", server.host),
-            &admin_auth,
-            &[],
-        )
-    };
-    let api = |method: &str, path: &str, body: &str| {
-        curl(
-            d,
-            &format!("https://{}{path}", server.host),
-            &admin_auth,
-            &[
-                "-X",
-                method,
-                "-H",
-                "content-type: application/json",
-                "-d",
-                body,
-            ],
-        )
-    };
-    let created = api(
-        "POST",
-        "/api/v0/users",
-        r#"{"name":"reader","password":"reader-password-1"}"#,
-    );
-    assert_eq!(created.0, 201, "{}", created.1);
+    let get = |path: &str| as_admin(d, &server, path, &[]);
+    let api = |method: &str, path: &str, body: &str| admin_api(d, &server, method, path, body);
+    create_user(d, &server, "reader", "reader-password-1");
     let reader = Notary::new(&server, d, "reader", "reader", "reader-password-1");
     let hidden = reader.fails(&["list", g]);
     assert!(
@@ -429,4 +451,311 @@ fn a_key_encryption_key_is_required_on_postgresql() {
         !dir.path().join("data").join("berth.db").exists(),
         "nothing created"
     );
+}
+
+/// No private key is in clear in the database, the log, an API response or `/metrics`:
+/// neither the keys the server made (opened here with the key-encryption key, to know what
+/// to look for) nor a key the client made (a delegation's).
+#[test]
+fn private_keys_are_never_in_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    certs::ca_and_server(d);
+    let stores = Stores::new(Backend::Embedded);
+    let server = serve(d, &stores);
+    let admin = Notary::new(&server, d, "admin", ADMIN, ADMIN_PASSWORD);
+    let g = format!("{HOST}/admin/keys");
+    std::fs::write(d.join("one"), "manifest one").unwrap();
+    certs::signer(d, "releases", "/CN=releases");
+    admin.ok(&["init", &g]);
+    admin.ok(&["add", &g, "v1", &d.join("one").display().to_string()]);
+    admin.ok(&["publish", &g]);
+    for role in ["snapshot", "timestamp"] {
+        admin.ok(&["key", "rotate", &g, role, "-r"]);
+    }
+    let releases = d.join("releases.crt").display().to_string();
+    admin.ok(&[
+        "delegation",
+        "add",
+        &g,
+        "targets/releases",
+        &releases,
+        "--all-paths",
+    ]);
+    admin.ok(&["publish", &g]);
+
+    // What to look for: the server's keys, opened, and the delegation's private key.
+    let kek = std::fs::read_to_string(d.join("data").join("kek")).unwrap();
+    let kek: [u8; 32] = {
+        use base64::Engine;
+        let b = base64::engine::general_purpose::STANDARD
+            .decode(kek.trim())
+            .unwrap();
+        b.try_into().unwrap()
+    };
+    let kek = berth_core::trust::Kek::new(kek);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sealed = rt.block_on(async {
+        use berth_meta::TrustStore;
+        let meta = berth_meta::SqliteMetaStore::open(&d.join("data").join("berth.db"))
+            .await
+            .unwrap();
+        meta.trust_keys("admin/keys").await.unwrap()
+    });
+    assert_eq!(
+        sealed.len(),
+        3,
+        "the first timestamp key and two rotated ones"
+    );
+    let mut secrets: Vec<Vec<u8>> = sealed
+        .iter()
+        .map(|k| kek.open("admin/keys", &k.key_id, &k.sealed).unwrap())
+        .collect();
+    let pem = std::fs::read_to_string(d.join("releases.key")).unwrap();
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .unwrap()
+    };
+    secrets.push(der);
+
+    // Where it must not be.
+    let get = |path: &str| as_admin(d, &server, path, &[]).1;
+    let mut places: Vec<(String, Vec<u8>)> = vec![
+        ("/metrics".into(), get("/metrics").into_bytes()),
+        (
+            "trust status".into(),
+            get("/api/v0/repositories/admin/keys/trust").into_bytes(),
+        ),
+        (
+            "cluster status".into(),
+            get("/api/v0/meta/cluster_status").into_bytes(),
+        ),
+        ("audit".into(), get("/api/v0/audit?n=1000").into_bytes()),
+    ];
+    for role in ROLES {
+        let file = get(&format!("/v2/{g}/_trust/tuf/{role}.json"));
+        places.push((role.into(), file.into_bytes()));
+    }
+    for role in ["snapshot", "timestamp"] {
+        places.push((
+            format!("{role}.key"),
+            get(&format!("/v2/{g}/_trust/tuf/{role}.key")).into_bytes(),
+        ));
+    }
+    drop(server);
+    places.push(("log".into(), std::fs::read(d.join("berth.log")).unwrap()));
+    for f in std::fs::read_dir(d.join("data")).unwrap() {
+        let path = f.unwrap().path();
+        if path.is_file() && path.file_name().unwrap() != "kek" {
+            places.push((path.display().to_string(), std::fs::read(&path).unwrap()));
+        }
+    }
+    for secret in &secrets {
+        for form in forms(secret) {
+            for (place, bytes) in &places {
+                assert!(!contains(bytes, &form), "a private key in clear in {place}");
+            }
+        }
+    }
+}
+
+both_backends!(docker_content_trust);
+
+/// The engine's trust of a registry's CA (`/etc/docker/certs.d/<host>/ca.crt`, read at
+/// each connection), removed when dropped.
+struct EngineTrustsCa(PathBuf);
+
+impl EngineTrustsCa {
+    fn new(host: &str, ca: &Path) -> EngineTrustsCa {
+        let dir = PathBuf::from("/etc/docker/certs.d").join(host);
+        std::fs::create_dir_all(&dir).expect("creating /etc/docker/certs.d/<host>");
+        std::fs::copy(ca, dir.join("ca.crt")).expect("copying the CA for the engine");
+        EngineTrustsCa(dir)
+    }
+}
+
+impl Drop for EngineTrustsCa {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A docker CLI of one user with content trust on: its own config (logins, trust keys,
+/// Berth's CA for the trust client).
+fn docker_user(server: &Process, ca: &Path, user: &str, password: &str) -> ClientEnv {
+    let env = ClientEnv::new();
+    let tls = env.path("docker/tls").join(&server.host);
+    std::fs::create_dir_all(&tls).unwrap();
+    std::fs::copy(ca, tls.join("ca.crt")).unwrap();
+    env.docker_login(&server.host, user, password);
+    env
+}
+
+fn trusted(env: &ClientEnv, args: &[&str]) -> Output {
+    let mut cmd = env.docker();
+    cmd.args(args)
+        .env("DOCKER_CONTENT_TRUST", "1")
+        .env(
+            "DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE",
+            "docker-root-passphrase",
+        )
+        .env(
+            "DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE",
+            "docker-repo-passphrase",
+        );
+    run(&mut cmd, Duration::from_secs(180))
+}
+
+fn trusted_ok(env: &ClientEnv, args: &[&str]) -> String {
+    succeeded(&format!("docker {args:?}"), trusted(env, args))
+}
+
+/// `docker trust inspect`: each signed tag with its signers.
+fn signed_tags(env: &ClientEnv, repo: &str) -> Vec<(String, Vec<String>)> {
+    let out = trusted_ok(env, &["trust", "inspect", repo]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let tags = v[0]["SignedTags"].as_array().cloned().unwrap_or_default();
+    tags.iter()
+        .map(|t| {
+            let signers = t["Signers"].as_array().unwrap().iter();
+            let signers = signers.map(|s| s.as_str().unwrap().to_string()).collect();
+            (t["SignedTag"].as_str().unwrap().to_string(), signers)
+        })
+        .collect()
+}
+
+/// The docker CLI (version 28, which still signs and verifies) through Berth's token
+/// service over HTTPS: a trusted push signs, `docker trust inspect` shows it, a signer is
+/// added and signs, a signature is revoked, a trusted pull verifies a signed tag and
+/// refuses an unsigned one, and a user who may only pull verifies but cannot sign.
+fn docker_content_trust(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    certs::ca_and_server(d);
+    let stores = Stores::new(backend);
+    let server = serve(d, &stores);
+    let ca = d.join("ca.crt");
+    let _engine = EngineTrustsCa::new(&server.host, &ca);
+    let admin = docker_user(&server, &ca, ADMIN, ADMIN_PASSWORD);
+    let repo = format!("{}/admin/dct", server.host);
+    let image = |tag: &str| format!("{repo}:{tag}");
+    // A one-layer image of the test's own.
+    std::fs::write(admin.path("tmp/f"), "trusted content\n").unwrap();
+    run_ok(
+        Command::new("tar")
+            .args(["cf"])
+            .arg(admin.path("tmp/image.tar"))
+            .arg("-C")
+            .arg(admin.path("tmp"))
+            .arg("f"),
+        Duration::from_secs(30),
+    );
+    run_ok(
+        admin
+            .docker()
+            .arg("import")
+            .arg(admin.path("tmp/image.tar"))
+            .arg(image("1")),
+        Duration::from_secs(60),
+    );
+
+    let pushed = trusted_ok(&admin, &["push", &image("1")]);
+    assert!(pushed.contains("Successfully signed"), "{pushed}");
+    assert_eq!(
+        signed_tags(&admin, &repo),
+        [("1".to_string(), vec!["Repo Admin".to_string()])]
+    );
+
+    // A signer with a key of their own signs a second tag; the signature is then revoked.
+    let keys = admin.path("tmp");
+    let keys = keys.display().to_string();
+    trusted_ok(
+        &admin,
+        &["trust", "key", "generate", "alice", "--dir", &keys],
+    );
+    let alice_pub = format!("{keys}/alice.pub");
+    trusted_ok(
+        &admin,
+        &[
+            "trust", "signer", "add", "--key", &alice_pub, "alice", &repo,
+        ],
+    );
+    run_ok(
+        admin.docker().args(["tag", &image("1"), &image("2")]),
+        Duration::from_secs(30),
+    );
+    let signed = trusted_ok(&admin, &["trust", "sign", &image("2")]);
+    assert!(signed.contains("Successfully signed"), "{signed}");
+    let tags = signed_tags(&admin, &repo);
+    assert_eq!(tags.len(), 2, "{tags:?}");
+    assert_eq!(tags[1], ("2".to_string(), vec!["alice".to_string()]));
+    trusted_ok(&admin, &["trust", "revoke", "-y", &image("2")]);
+    assert_eq!(signed_tags(&admin, &repo).len(), 1);
+
+    // A trusted pull verifies a signed tag, and refuses one pushed without trust.
+    run_ok(
+        admin.docker().args(["rmi", &image("1"), &image("2")]),
+        Duration::from_secs(30),
+    );
+    let pulled = trusted_ok(&admin, &["pull", &image("1")]);
+    assert!(
+        pulled.contains(&format!("Tagging {repo}@sha256:")),
+        "{pulled}"
+    );
+    run_ok(
+        admin
+            .docker()
+            .args(["tag", &image("1"), &image("unsigned")]),
+        Duration::from_secs(30),
+    );
+    run_ok(
+        admin.docker().args(["push", &image("unsigned")]),
+        Duration::from_secs(120),
+    );
+    run_ok(
+        admin.docker().args(["rmi", &image("unsigned")]),
+        Duration::from_secs(30),
+    );
+    let refused = trusted(&admin, &["pull", &image("unsigned")]);
+    assert!(!refused.status.success());
+    assert!(
+        refused.stderr.contains("No valid trust data for unsigned"),
+        "{}",
+        refused.stderr
+    );
+
+    // A user who may only pull (the repository made public) verifies, and cannot sign.
+    let api = |method: &str, path: &str, body: &str| admin_api(d, &server, method, path, body);
+    create_user(d, &server, "viewer", "viewer-password-1");
+    let public = api(
+        "PATCH",
+        "/api/v0/repositories/admin/dct",
+        r#"{"visibility":"public"}"#,
+    );
+    assert_eq!(public.0, 200, "{}", public.1);
+    let viewer = docker_user(&server, &ca, "viewer", "viewer-password-1");
+    let pulled = trusted_ok(&viewer, &["pull", &image("1")]);
+    assert!(
+        pulled.contains(&format!("Tagging {repo}@sha256:")),
+        "{pulled}"
+    );
+    let denied = trusted(&viewer, &["trust", "sign", &image("1")]);
+    assert!(
+        !denied.status.success(),
+        "a pull-only user signed:\n{}",
+        denied.stdout
+    );
+    assert_eq!(
+        signed_tags(&admin, &repo),
+        [("1".to_string(), vec!["Repo Admin".to_string()])]
+    );
+    for env in [&admin, &viewer] {
+        let _ = run(
+            env.docker().args(["rmi", "-f", &image("1")]),
+            Duration::from_secs(30),
+        );
+    }
 }

@@ -1,9 +1,10 @@
 //! The core's integration tests, one test binary: GC as a model and as runs, and the
-//! background jobs, on the real SQLite store and the memory blob store.
+//! background jobs, the trust service, on the real SQLite store and the memory blob store.
 
 mod gc_model;
 mod gc_run;
 mod jobs;
+mod trust;
 
 use berth_meta::{MetaStore, SqliteMetaStore};
 use std::sync::Arc;

@@ -163,6 +163,9 @@ pub async fn trust_changefeed_and_delete(store: Store) {
         ]
     );
     assert_eq!(all[2].sha256, update(2, &["timestamp"])[0].sha256);
+    // The repositories with a timestamp, paged by name.
+    assert_eq!(store.trust_repos("", 1).await.expect("repos"), ["a/b"]);
+    assert_eq!(store.trust_repos("a/b", 10).await.expect("repos"), ["c/d"]);
     let mine = store
         .trust_changes(Some("a/b"), all[0].id, 100, false)
         .await;

@@ -419,6 +419,33 @@ impl Trust {
         Ok(key.public().clone())
     }
 
+    /// Whether the trust service works on this replica: its store answers and the
+    /// key-encryption key opens a key it sealed (a replica given another `kek_file` than
+    /// the others fails here, where trust updates would fail). `Err` says why.
+    pub async fn check(&self) -> Result<(), String> {
+        let repos = self
+            .meta
+            .trust_repos("", 1)
+            .await
+            .map_err(|e| e.to_string())?;
+        let Some(repo) = repos.first() else {
+            return Ok(());
+        };
+        let keys = self
+            .meta
+            .trust_keys(repo)
+            .await
+            .map_err(|e| e.to_string())?;
+        match keys.last() {
+            Some(k) => self
+                .kek
+                .open(repo, &k.key_id, &k.sealed)
+                .map(drop)
+                .map_err(|e| e.to_string()),
+            None => Ok(()),
+        }
+    }
+
     /// What `repo`'s current trust data says.
     pub async fn status(&self, repo: &RepoName) -> Result<TrustStatus, TrustError> {
         let current = self.current(repo).await?;

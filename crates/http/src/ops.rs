@@ -215,7 +215,28 @@ pub async fn health(State(st): State<AppState>) -> Response {
         }
         body["components"]["directory"] = dir;
     }
+    // Trust is listed the same way: a replica whose key-encryption key opens no key
+    // still serves everything else.
+    let trust = trust_status(&st, meta.healthy()).await;
+    if trust["healthy"] == false && meta.healthy() {
+        body["failing"]
+            .as_array_mut()
+            .expect("failing is an array")
+            .push("trust".into());
+    }
+    body["components"]["trust"] = trust;
     crate::error::health_response(ok, body)
+}
+
+/// The trust service on this replica (`Trust::check`); when the metadata store fails,
+/// that is the cause, said once (under `metadata`).
+async fn trust_status(st: &AppState, meta_healthy: bool) -> serde_json::Value {
+    let error = if meta_healthy {
+        st.trust.check().await.err()
+    } else {
+        Some("the metadata store, which holds the trust data, is failing".to_string())
+    };
+    serde_json::json!({ "kind": "notary", "healthy": error.is_none(), "error": error })
 }
 
 /// The directory's status from its last contact (logins, syncs, the periodic check of
@@ -319,7 +340,7 @@ async fn gc_status(st: &AppState) -> serde_json::Value {
 #[utoipa::path(
     get, path = "/api/v0/meta/cluster_status", tag = "meta",
     responses(
-        (status = 200, description = "`{replicas: [{id, version, started_at, uptime_seconds, healthy, stores, directory?}], this_replica, gc}`", body = Object),
+        (status = 200, description = "`{replicas: [{id, version, started_at, uptime_seconds, healthy, stores, directory?, trust}], this_replica, gc}`", body = Object),
         (status = 403, description = "Not a system administrator (DENIED)", body = crate::api::ErrorBody),
     )
 )]
@@ -359,5 +380,6 @@ pub async fn cluster_status(
     if let Some(dir) = directory_status(&st) {
         body["replicas"][0]["directory"] = dir;
     }
+    body["replicas"][0]["trust"] = trust_status(&st, meta.healthy()).await;
     axum::Json(body).into_response()
 }

@@ -217,6 +217,15 @@ fn notary_cli_lifecycle(backend: Backend) {
             .contains("sha256:095e2178ce5ba5f6c1b0186254ff7f8aed333db87b9fd35495921a4dbb193e26 12"),
         "{lookup}"
     );
+    // The same repository under a GUN whose host is not this registry's is not ours.
+    let (code, body) = as_admin(
+        d,
+        &server,
+        "/v2/elsewhere.example:5000/admin/app/_trust/tuf/root.json",
+        &[],
+    );
+    assert_eq!(code, 404, "{body}");
+    assert!(body.contains("METADATA_NOT_FOUND"), "{body}");
 
     // The snapshot and timestamp keys move to (new keys of) the server.
     for role in ["snapshot", "timestamp"] {
@@ -453,17 +462,24 @@ fn a_key_encryption_key_is_required_on_postgresql() {
     );
 }
 
+/// A server on the embedded stores over TLS in a new directory, and the administrator's
+/// notary client.
+fn embedded_server() -> (tempfile::TempDir, Stores, Process, Notary) {
+    let dir = tempfile::tempdir().unwrap();
+    certs::ca_and_server(dir.path());
+    let stores = Stores::new(Backend::Embedded);
+    let server = serve(dir.path(), &stores);
+    let admin = Notary::new(&server, dir.path(), "admin", ADMIN, ADMIN_PASSWORD);
+    (dir, stores, server, admin)
+}
+
 /// No private key is in clear in the database, the log, an API response or `/metrics`:
 /// neither the keys the server made (opened here with the key-encryption key, to know what
 /// to look for) nor a key the client made (a delegation's).
 #[test]
 fn private_keys_are_never_in_clear() {
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, _stores, server, admin) = embedded_server();
     let d = dir.path();
-    certs::ca_and_server(d);
-    let stores = Stores::new(Backend::Embedded);
-    let server = serve(d, &stores);
-    let admin = Notary::new(&server, d, "admin", ADMIN, ADMIN_PASSWORD);
     let g = format!("{HOST}/admin/keys");
     std::fs::write(d.join("one"), "manifest one").unwrap();
     certs::signer(d, "releases", "/CN=releases");
@@ -758,4 +774,55 @@ fn docker_content_trust(backend: Backend) {
             Duration::from_secs(30),
         );
     }
+}
+
+/// A replica started with another key-encryption key than the one that sealed the keys
+/// says so in `/health` (trust failing, the replica still 200: it serves everything else)
+/// and in cluster status; with the right one, trust is healthy.
+#[test]
+fn a_wrong_key_encryption_key_shows_in_health() {
+    let (dir, stores, server, admin) = embedded_server();
+    let d = dir.path();
+    let g = format!("{HOST}/admin/kek");
+    admin.ok(&["init", &g]);
+    admin.ok(&["publish", &g]);
+    let health = |server: &Process| {
+        let (code, body) = as_admin(d, server, "/health", &[]);
+        (
+            code,
+            serde_json::from_str::<serde_json::Value>(&body).unwrap(),
+        )
+    };
+    let (code, body) = health(&server);
+    assert_eq!(
+        (code, &body["components"]["trust"]["healthy"]),
+        (200, &true.into()),
+        "{body}"
+    );
+    drop(server);
+    std::fs::write(
+        d.join("other.kek"),
+        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n",
+    )
+    .unwrap();
+    let other = d.join("other.kek").display().to_string();
+    let envs = [
+        ("BERTH_ADMIN_PASSWORD", ADMIN_PASSWORD),
+        ("BERTH_TRUST_HOSTNAMES", HOST),
+        ("BERTH_KEK_FILE", other.as_str()),
+    ];
+    let server = Process::spawn_tls(Some(&stores), d, &envs);
+    let (code, body) = health(&server);
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["failing"], serde_json::json!(["trust"]), "{body}");
+    let error = body["components"]["trust"]["error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        error.contains("does not open with this key-encryption key"),
+        "{body}"
+    );
+    let (_, status) = as_admin(d, &server, "/api/v0/meta/cluster_status", &[]);
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["replicas"][0]["trust"]["healthy"], false, "{status}");
 }

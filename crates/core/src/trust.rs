@@ -302,8 +302,8 @@ impl Trust {
         Ok(())
     }
 
-    /// The file `role` of `repo` as `lookup` asks. The current timestamp and snapshot are
-    /// re-signed first when they have expired and the server holds their keys.
+    /// The file `role` of `repo` as `lookup` asks. The current timestamp is re-signed first
+    /// when it has expired and the server holds its key.
     pub async fn get(
         &self,
         repo: &RepoName,
@@ -314,12 +314,21 @@ impl Trust {
         let found = match lookup {
             Lookup::Version(v) => self.meta.trust_version(r, role.as_str(), *v).await?,
             Lookup::Checksum(sha) => self.meta.trust_checksum(r, role.as_str(), sha).await?,
-            Lookup::Current => {
-                if ServerRole::parse(role.as_str()).is_some() {
-                    self.refresh(repo, Utc::now()).await?;
+            Lookup::Current if role.as_str() == RoleName::TIMESTAMP => {
+                // The common case reads and parses one small file; an expired timestamp is
+                // signed again first (an expiring snapshot is the re-signing job's).
+                let file = self.meta.trust_current(r, RoleName::TIMESTAMP).await?;
+                let expired = match &file {
+                    Some(f) => parse::<Timestamp>(f)?.expires() <= Utc::now(),
+                    None => false,
+                };
+                if expired && self.refresh(repo, Utc::now()).await? {
+                    self.meta.trust_current(r, RoleName::TIMESTAMP).await?
+                } else {
+                    file
                 }
-                self.meta.trust_current(r, role.as_str()).await?
             }
+            Lookup::Current => self.meta.trust_current(r, role.as_str()).await?,
         };
         found.ok_or(TrustError::NotFound)
     }

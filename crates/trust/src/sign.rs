@@ -87,7 +87,7 @@ fn next(kind: &str, previous: Option<&Common>, expires: DateTime<Utc>) -> Common
     Common {
         kind: kind.into(),
         expires,
-        version: previous.map_or(1, |p| p.version + 1),
+        version: previous.map_or(1, |p| p.version.saturating_add(1)),
     }
 }
 

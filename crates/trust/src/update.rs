@@ -259,7 +259,7 @@ fn validate_root(
     check_common("root", root.version(), root.expires(), now).map_err(bad)?;
     if let Some(prev) = prev {
         let (old, new) = (prev.version(), root.version());
-        if new != old && new != old + 1 {
+        if new != old && Some(new) != old.checked_add(1) {
             return Err(bad(format!(
                 "Root modifications must increment the version. Current {old}, new {new}"
             )));

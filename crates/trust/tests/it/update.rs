@@ -407,3 +407,24 @@ fn go_nil_collections_read_as_empty() {
         SignedFile::parse(&sign_value(signed, &[&repo.targets])).unwrap();
     assert!(file.signed.targets.is_empty() && file.signed.delegations.roles.is_empty());
 }
+
+/// Versions at the end of the integers are refused, not wrapped: the next root would need
+/// a version past `i64::MAX`, and the server's next snapshot stays at it (a conflict).
+#[test]
+fn versions_at_the_limit_do_not_wrap() {
+    let repo = Repo::new();
+    let root = sign(&repo.root(i64::MAX), &[&repo.root]);
+    let targets = sign(&repo.targets(1, &[]), &[&repo.targets]);
+    let parts = uploads(&[("root", root), ("targets", targets)]);
+    let files = validate(GUN, now(), &Current::default(), &parts, &repo.held()).unwrap();
+    let current = apply(Current::default(), &files);
+    let next = sign(&repo.root(1), &[&repo.root]);
+    let err = validate(
+        GUN,
+        now(),
+        &current,
+        &uploads(&[("root", next)]),
+        &repo.held(),
+    );
+    assert!(matches!(err, Err(UpdateError::BadRoot(_))), "{err:?}");
+}

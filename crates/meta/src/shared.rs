@@ -340,6 +340,15 @@ pub(crate) trait Statements: Send + Sync + 'static {
     /// [`MetaError::Conflict`].
     async fn run_all(&self, statements: Vec<(&'static str, Vec<Arg>)>) -> Result<(), MetaError>;
 
+    /// The one row of a trust file (`crate::trust`) that `statement` with `args` reads:
+    /// on SQLite through this thread's connection (`sqlite_fast`), as the registry's hot
+    /// reads are, since clients fetch trust files on every trusted pull.
+    async fn file_row(
+        &self,
+        statement: &'static str,
+        args: Vec<Arg>,
+    ) -> Result<Option<crate::trust::FileRow>, MetaError>;
+
     /// The sqlx pool for reads.
     fn pool(&self) -> Pool<'_>;
 }
@@ -374,6 +383,21 @@ impl Statements for crate::SqliteMetaStore {
         .await
     }
 
+    async fn file_row(
+        &self,
+        statement: &'static str,
+        args: Vec<Arg>,
+    ) -> Result<Option<crate::trust::FileRow>, MetaError> {
+        use rusqlite::OptionalExtension;
+        self.fast.with(|c| {
+            c.prepare_cached(statement)?
+                .query_row(rusqlite::params_from_iter(args), |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })
+                .optional()
+        })
+    }
+
     fn pool(&self) -> Pool<'_> {
         self.sqlx()
     }
@@ -403,6 +427,22 @@ impl Statements for crate::PgMetaStore {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn file_row(
+        &self,
+        statement: &'static str,
+        args: Vec<Arg>,
+    ) -> Result<Option<crate::trust::FileRow>, MetaError> {
+        let mut q = sqlx::query_as(statement);
+        for arg in args {
+            q = match arg {
+                Arg::Int(i) => q.bind(i),
+                Arg::Text(t) => q.bind(t),
+                Arg::Bytes(b) => q.bind(b),
+            };
+        }
+        Ok(q.fetch_optional(&self.pool).await?)
     }
 
     fn pool(&self) -> Pool<'_> {

@@ -158,7 +158,8 @@ pub(crate) const STATEMENTS: &[&str] = &[
     REPOS,
 ];
 
-type FileRow = (String, i64, String, Vec<u8>, i64);
+/// A trust file's row: role, version, sha256, data, created_at.
+pub(crate) type FileRow = (String, i64, String, Vec<u8>, i64);
 type KeyRow = (String, String, Vec<u8>, Vec<u8>);
 type ChangeRow = (i64, String, i64, String, String, i64);
 
@@ -219,9 +220,9 @@ impl<S: Statements> TrustStore for S {
     }
 
     async fn trust_current(&self, repo: &str, role: &str) -> Result<Option<TrustFile>, MetaError> {
-        let row: Option<FileRow> = on_pool!(self.pool(), p => {
-            sqlx::query_as(CURRENT).bind(repo).bind(role).fetch_optional(p).await?
-        });
+        let row = self
+            .file_row(CURRENT, vec![repo.into(), role.into()])
+            .await?;
         Ok(row.map(file))
     }
 
@@ -238,10 +239,8 @@ impl<S: Statements> TrustStore for S {
         role: &str,
         version: i64,
     ) -> Result<Option<TrustFile>, MetaError> {
-        let row: Option<FileRow> = on_pool!(self.pool(), p => {
-            sqlx::query_as(VERSION).bind(repo).bind(role).bind(version).fetch_optional(p).await?
-        });
-        Ok(row.map(file))
+        let args = vec![repo.into(), role.into(), Arg::Int(version)];
+        Ok(self.file_row(VERSION, args).await?.map(file))
     }
 
     async fn trust_checksum(
@@ -250,10 +249,8 @@ impl<S: Statements> TrustStore for S {
         role: &str,
         sha256: &str,
     ) -> Result<Option<TrustFile>, MetaError> {
-        let row: Option<FileRow> = on_pool!(self.pool(), p => {
-            sqlx::query_as(CHECKSUM).bind(repo).bind(role).bind(sha256).fetch_optional(p).await?
-        });
-        Ok(row.map(file))
+        let args = vec![repo.into(), role.into(), sha256.into()];
+        Ok(self.file_row(CHECKSUM, args).await?.map(file))
     }
 
     async fn trust_delete(&self, repo: &str, keys: bool) -> Result<bool, MetaError> {

@@ -434,15 +434,8 @@ impl Statements for crate::PgMetaStore {
         statement: &'static str,
         args: Vec<Arg>,
     ) -> Result<Option<crate::trust::FileRow>, MetaError> {
-        let mut q = sqlx::query_as(statement);
-        for arg in args {
-            q = match arg {
-                Arg::Int(i) => q.bind(i),
-                Arg::Text(t) => q.bind(t),
-                Arg::Bytes(b) => q.bind(b),
-            };
-        }
-        Ok(q.fetch_optional(&self.pool).await?)
+        let row = pg_query(statement, args).fetch_optional(&self.pool).await?;
+        Ok(row.map(|r| sqlx::FromRow::from_row(&r)).transpose()?)
     }
 
     fn pool(&self) -> Pool<'_> {

@@ -14,7 +14,7 @@ pub use berth_trust::metadata::RoleName;
 use berth_trust::metadata::{Root, Snapshot, Targets, Timestamp};
 pub use berth_trust::update::UpdateError;
 use berth_trust::update::{self, Current, HeldKeys};
-use berth_trust::{sign, PublicKey, ServerKey, SignedFile};
+use berth_trust::{sign, KeyType, PublicKey, ServerKey, SignedFile};
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -388,27 +388,25 @@ impl Trust {
         rotate: bool,
     ) -> Result<PublicKey, TrustError> {
         if !rotate {
-            let held = self.held(repo).await?;
-            let keys = match role {
-                ServerRole::Snapshot => &held.snapshot,
-                ServerRole::Timestamp => &held.timestamp,
-            };
+            // Public halves only: nothing needs opening to answer which key is in use.
+            let stored: Vec<TrustKey> = (self.meta.trust_keys(repo.as_str()).await?)
+                .into_iter()
+                .filter(|k| k.role == role.as_str())
+                .collect();
             let root = self
                 .meta
                 .trust_current(repo.as_str(), RoleName::ROOT)
                 .await?;
             let root = root.map(|f| parse::<Root>(&f)).transpose()?;
-            if let Some(root) = &root {
-                if let Some(k) = held.for_role(&root.signed, role.as_str()) {
-                    return Ok(k.public().clone());
-                }
-            }
-            let named = |k: &ServerKey| {
-                root.as_ref()
-                    .is_some_and(|r| r.signed.keys.contains_key(&k.public().key_id()))
+            let root = root.as_ref().map(|r| &r.signed);
+            let listed = |k: &&TrustKey| {
+                root.and_then(|r| r.roles.get(role.as_str()))
+                    .is_some_and(|l| l.keyids.contains(&k.key_id))
             };
-            if let Some(pending) = keys.iter().rev().find(|k| !named(k)) {
-                return Ok(pending.public().clone());
+            let named = |k: &&TrustKey| root.is_some_and(|r| r.keys.contains_key(&k.key_id));
+            let in_use = stored.iter().find(listed);
+            if let Some(k) = in_use.or_else(|| stored.iter().rev().find(|k| !named(k))) {
+                return Ok(PublicKey::new(KeyType::Ecdsa, k.public.clone()));
             }
         }
         let key = ServerKey::from_signing(p256::ecdsa::SigningKey::random(&mut rand::rngs::OsRng));

@@ -143,7 +143,7 @@ pub fn validate(
     let mut written: BTreeMap<RoleName, Vec<u8>> = BTreeMap::new();
     if let Some(r) = &new_root {
         written.insert(base(RoleName::ROOT), r.bytes.clone());
-        out.push(new_file(RoleName::ROOT, r.version(), &r.bytes));
+        out.push(new_file(base(RoleName::ROOT), r.version(), &r.bytes));
     }
 
     // Targets and delegations, shallowest first, each checked against its parent (from
@@ -160,7 +160,7 @@ pub fn validate(
             accepted.get(parent).or_else(|| current.targets.get(parent))
         })?;
         written.insert(role.clone(), file.bytes.clone());
-        out.push(new_file(role.as_str(), file.version(), &file.bytes));
+        out.push(new_file(role.clone(), file.version(), &file.bytes));
         accepted.insert(role.clone(), file);
     }
 
@@ -199,7 +199,7 @@ pub fn validate(
         }
     };
     out.push(new_file(
-        RoleName::SNAPSHOT,
+        base(RoleName::SNAPSHOT),
         snapshot.version(),
         &snapshot.bytes,
     ));
@@ -210,7 +210,7 @@ pub fn validate(
         .ok_or_else(|| UpdateError::BadRoot("no timestamp keys exist on the server".into()))?;
     let prev = current.timestamp.as_ref().map(|t| &t.signed);
     let ts = sign::timestamp(prev, &snapshot.bytes, key, now);
-    out.push(new_file(RoleName::TIMESTAMP, ts.version(), &ts.bytes));
+    out.push(new_file(base(RoleName::TIMESTAMP), ts.version(), &ts.bytes));
     Ok(out)
 }
 
@@ -218,16 +218,12 @@ fn base(name: &str) -> RoleName {
     RoleName::parse(name).expect("a base role's name")
 }
 
-fn new_file(role: &str, version: i64, bytes: &[u8]) -> NewFile {
+fn new_file(role: RoleName, version: i64, bytes: &[u8]) -> NewFile {
     NewFile {
-        role: base_or_delegation(role),
+        role,
         version,
         bytes: bytes.to_vec(),
     }
-}
-
-fn base_or_delegation(role: &str) -> RoleName {
-    RoleName::parse(role).expect("a role name parsed before")
 }
 
 fn check_common(

@@ -47,6 +47,47 @@ wait_v2() { # port [code]
   return 1
 }
 
+# The trust benchmarks' servers over TLS from one test CA (WORK/tls, set as TLS): the
+# reference notary-server on NPORT (memory storage, local signer; pid NPID) and Berth on its
+# embedded default on BPORT (pid BPID). WORK is made anew.
+trust_servers() {
+  rm -rf "$WORK" && mkdir -p "$WORK/tls"
+  (
+    cd "$WORK/tls"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key \
+      -out ca.crt -days 2 -subj "/CN=bench CA" 2>/dev/null
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout server.key \
+      -out server.csr -subj "/CN=127.0.0.1" 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' > ext.cnf
+    openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt \
+      -days 2 -extfile ext.cnf 2>/dev/null
+  )
+  TLS="$WORK/tls"
+  cat > "$WORK/notary.json" <<JSON
+{"server": {"http_addr": "127.0.0.1:$NPORT", "tls_key_file": "$TLS/server.key", "tls_cert_file": "$TLS/server.crt"},
+ "trust_service": {"type": "local"}, "storage": {"backend": "memory"}, "logging": {"level": "error"}}
+JSON
+  notary-server -config "$WORK/notary.json" > "$WORK/notary.log" 2>&1 &
+  NPID=$!
+  BERTH_LOG=warn BERTH_ADMIN_PASSWORD=$ADMIN_PW BERTH_TLS_CERT="$TLS/server.crt" \
+    BERTH_TLS_KEY="$TLS/server.key" "$BERTH" serve --listen 127.0.0.1:$BPORT \
+    --data-dir "$WORK/berth" > "$WORK/berth.log" 2>&1 &
+  BPID=$!
+}
+
+# Waits until https://127.0.0.1:PORT/v2/ answers for each PORT (any status), over TLS.
+wait_tls() { # port...
+  local port up
+  for port in "$@"; do
+    up=
+    for _ in $(seq 100); do
+      curl -s -o /dev/null --cacert "$TLS/ca.crt" "https://127.0.0.1:$port/v2/" && up=1 && break
+      sleep 0.1
+    done
+    [[ -n $up ]] || { echo "port $port not up" >&2; return 1; }
+  done
+}
+
 machine_line() {
   echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r); berth $("$BERTH" --version)${1:+; $1}" >&2
 }

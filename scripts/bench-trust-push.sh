@@ -29,35 +29,14 @@ DPORT=5212 # Distribution
 BPORT=5213 # Berth
 
 bench_prepare docker-registry notary-server:notary openssl
-rm -rf "$WORK" && mkdir -p "$WORK/tls"
-(
-  cd "$WORK/tls"
-  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key \
-    -out ca.crt -days 2 -subj "/CN=bench CA" 2>/dev/null
-  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout server.key \
-    -out server.csr -subj "/CN=127.0.0.1" 2>/dev/null
-  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' > ext.cnf
-  openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt \
-    -days 2 -extfile ext.cnf 2>/dev/null
-)
-TLS="$WORK/tls"
-cat > "$WORK/notary.json" <<JSON
-{"server": {"http_addr": "127.0.0.1:$NPORT", "tls_key_file": "$TLS/server.key", "tls_cert_file": "$TLS/server.crt"},
- "trust_service": {"type": "local"}, "storage": {"backend": "memory"}, "logging": {"level": "error"}}
-JSON
+trust_servers
 dist_config "$WORK/dist" $DPORT \
   "  tls: {certificate: $TLS/server.crt, key: $TLS/server.key}"
 # dist_config ends with the one-line `http: {addr: ...}`: make it a block for the tls key.
 sed -i "s|^http: {addr: 127.0.0.1:$DPORT}|http:\n  addr: 127.0.0.1:$DPORT|" "$WORK/dist/config.yml"
 
-notary-server -config "$WORK/notary.json" > "$WORK/notary.log" 2>&1 &
-NPID=$!
 docker-registry serve "$WORK/dist/config.yml" > "$WORK/dist.log" 2>&1 &
 DPID=$!
-BERTH_LOG=warn BERTH_ADMIN_PASSWORD=$ADMIN_PW BERTH_TLS_CERT="$TLS/server.crt" \
-  BERTH_TLS_KEY="$TLS/server.key" "$BERTH" serve --listen 127.0.0.1:$BPORT \
-  --data-dir "$WORK/berth" > "$WORK/berth.log" 2>&1 &
-BPID=$!
 # At exit: the servers stopped, this run's images untagged from the engine.
 cleanup() {
   kill $NPID $DPID $BPID 2>/dev/null || true
@@ -66,14 +45,7 @@ cleanup() {
     > /dev/null 2>&1 || true
 }
 trap cleanup EXIT
-for port in $NPORT $DPORT $BPORT; do
-  up=
-  for _ in $(seq 100); do
-    curl -s -o /dev/null --cacert "$TLS/ca.crt" "https://127.0.0.1:$port/v2/" && up=1 && break
-    sleep 0.1
-  done
-  [[ -n $up ]] || { echo "port $port not up" >&2; exit 1; }
-done
+wait_tls $NPORT $DPORT $BPORT
 
 # One docker CLI configuration per side: its login, its trust keys, the CA for the trust
 # client (docker CLI: <config>/tls/<host:port>/ca.crt).

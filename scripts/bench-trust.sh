@@ -19,35 +19,9 @@ NPORT=5201
 BPORT=5202
 
 bench_prepare wrk notary-server:notary openssl
-rm -rf "$WORK" && mkdir -p "$WORK/tls"
-(
-  cd "$WORK/tls"
-  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key \
-    -out ca.crt -days 2 -subj "/CN=bench CA" 2>/dev/null
-  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout server.key \
-    -out server.csr -subj "/CN=127.0.0.1" 2>/dev/null
-  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' > ext.cnf
-  openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt \
-    -days 2 -extfile ext.cnf 2>/dev/null
-)
-TLS="$WORK/tls"
-cat > "$WORK/notary.json" <<JSON
-{"server": {"http_addr": "127.0.0.1:$NPORT", "tls_key_file": "$TLS/server.key", "tls_cert_file": "$TLS/server.crt"},
- "trust_service": {"type": "local"}, "storage": {"backend": "memory"}, "logging": {"level": "error"}}
-JSON
-notary-server -config "$WORK/notary.json" > "$WORK/notary.log" 2>&1 &
-NPID=$!
-BERTH_LOG=warn BERTH_ADMIN_PASSWORD=$ADMIN_PW BERTH_TLS_CERT="$TLS/server.crt" \
-  BERTH_TLS_KEY="$TLS/server.key" "$BERTH" serve --listen 127.0.0.1:$BPORT \
-  --data-dir "$WORK/berth" > "$WORK/berth.log" 2>&1 &
-BPID=$!
+trust_servers
 trap 'kill $NPID $BPID 2>/dev/null || true' EXIT
-for port in $NPORT $BPORT; do
-  for _ in $(seq 100); do
-    curl -s -o /dev/null --cacert "$TLS/ca.crt" "https://127.0.0.1:$port/v2/" && break
-    sleep 0.1
-  done
-done
+wait_tls $NPORT $BPORT
 machine_line "wrk -c$C -t2 -d${SECONDS_PER_RUN}s, $N targets"
 
 # The same signing on both: init, N targets, publish (the client keeps the snapshot key).

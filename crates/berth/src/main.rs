@@ -172,6 +172,7 @@ fn main() -> anyhow::Result<()> {
                             identity.clone(),
                             None,
                             cfg.auth.access_config(),
+                            stores::kek(&cfg)?,
                         )
                         .await?;
                         admin::run(&access, cmd).await
@@ -180,10 +181,15 @@ fn main() -> anyhow::Result<()> {
                         admin::run_directory(identity.as_ref(), cfg.directory.as_ref(), cmd).await
                     }
                     AdminCli::Trust(cmd) => {
-                        let access =
-                            berth_core::Access::new(identity, None, cfg.auth.access_config())
-                                .await?;
-                        let trust = berth_core::trust::Trust::new(meta, stores::kek(&cfg)?, vec![]);
+                        let kek = stores::kek(&cfg)?;
+                        let access = berth_core::Access::new(
+                            identity,
+                            None,
+                            cfg.auth.access_config(),
+                            kek.clone(),
+                        )
+                        .await?;
+                        let trust = berth_core::trust::Trust::new(meta, kek, vec![]);
                         admin::run_trust(&access, &trust, cmd).await
                     }
                 }
@@ -293,8 +299,8 @@ async fn run_serve(
         .await
         .with_context(|| format!("listening on {}", cfg.listen))?;
     datadir::check_writable(&cfg)?;
-    // Before the stores are touched: without the key that seals the trust keys, PostgreSQL
-    // replicas must not start (and a bad kek_file is said at once).
+    // Before the stores are touched: without the key that seals the trust and token signing
+    // keys, PostgreSQL replicas must not start (and a bad kek_file is said at once).
     let kek = stores::kek(&cfg)?;
     let (meta, identity, blobs) = stores::open(&cfg, true).await?;
     admin::ensure_first_admin(identity.as_ref(), admin_password_file.as_ref()).await?;
@@ -327,8 +333,13 @@ async fn run_serve(
             Duration::from_secs(3600),
         ));
     }
-    let access =
-        berth_core::Access::new(identity.clone(), directory, cfg.auth.access_config()).await?;
+    let access = berth_core::Access::new(
+        identity.clone(),
+        directory,
+        cfg.auth.access_config(),
+        kek.clone(),
+    )
+    .await?;
     let addr = listener.local_addr()?;
     let registry = berth_core::Registry::new(
         meta,

@@ -88,7 +88,7 @@ pub async fn open(
 /// embedded default from `<data_dir>/kek`, made with owner-only permissions at the first
 /// start. On PostgreSQL it must be configured: replicas share the sealed keys, so they
 /// must share the key that opens them, and a key made on one would open nothing on another.
-pub fn kek(cfg: &Config) -> anyhow::Result<berth_core::trust::Kek> {
+pub fn kek(cfg: &Config) -> anyhow::Result<berth_core::Kek> {
     use base64::Engine;
     let embedded = cfg.metadata_url().starts_with("sqlite:");
     let path = match (cfg.keys.kek_file.as_str(), embedded) {
@@ -102,7 +102,7 @@ pub fn kek(cfg: &Config) -> anyhow::Result<berth_core::trust::Kek> {
         (file, _) => Path::new(file).to_path_buf(),
     };
     if embedded && cfg.keys.kek_file.is_empty() && !path.exists() {
-        let kek = berth_core::trust::Kek::generate();
+        let kek = berth_core::Kek::generate();
         let text = base64::engine::general_purpose::STANDARD.encode(kek.bytes());
         write_private(&path, format!("{text}\n").as_bytes())
             .with_context(|| format!("writing the key-encryption key {}", path.display()))?;
@@ -121,7 +121,7 @@ pub fn kek(cfg: &Config) -> anyhow::Result<berth_core::trust::Kek> {
                 path.display()
             )
         })?;
-    Ok(berth_core::trust::Kek::new(bytes))
+    Ok(berth_core::Kek::new(bytes))
 }
 
 /// Creates `path` (which must not exist) readable by its owner only, with `bytes`.

@@ -22,7 +22,9 @@
 //! - Secrets (passwords, tokens) are never logged nor put in audit details.
 
 use crate::error::CoreError;
+use crate::kek::Kek;
 use crate::time::now_ms;
+use base64::Engine as _;
 use berth_auth::password::{hash_password, verify_dummy, verify_password, PasswordParams};
 use berth_auth::rbac::{self, Decision, Permission, Restriction, Subject, TokenAccess};
 use berth_auth::scope::{Action, ResourceName, ResourceType, Scope};
@@ -30,8 +32,8 @@ use berth_auth::secret;
 use berth_auth::token::{self, AccessEntry, Claims, SigningKey, VerifyingKey};
 use berth_directory::DirectoryClient;
 use berth_meta::identity::{
-    AccountId, NewAuditEvent, NewToken, Origin, RepoSettings, TokenKind, TokenParent, TokenRecord,
-    UserKey, UserPatch, UserRecord, VisibleScope,
+    AccountId, NewAuditEvent, NewToken, Origin, RepoSettings, SigningKeyRecord, TokenKind,
+    TokenParent, TokenRecord, UserKey, UserPatch, UserRecord, VisibleScope,
 };
 use berth_meta::{IdentityStore, MetaError};
 use berth_oci::RepoName;
@@ -342,6 +344,7 @@ pub struct Access {
     identity: Arc<dyn IdentityStore>,
     directory: Option<DirectoryClient>,
     cfg: AccessConfig,
+    kek: Kek,
     keys: RwLock<Arc<Keys>>,
     /// Verified bearer tokens: token -> claims, until `exp`.
     bearer_cache: Mutex<HashMap<String, Arc<Claims>>>,
@@ -372,20 +375,23 @@ fn permission_action(p: Permission) -> &'static str {
 }
 
 impl Access {
-    /// Loads the token service's signing keys, creating the first one if the store has
-    /// none (another replica creating it at the same time is fine: the loser reloads).
+    /// Loads the token service's signing keys, opened with `kek`, creating the first one
+    /// if the store has none (another replica creating it at the same time is fine: the
+    /// loser reloads).
     pub async fn new(
         identity: Arc<dyn IdentityStore>,
         directory: Option<DirectoryClient>,
         cfg: AccessConfig,
+        kek: Kek,
     ) -> Result<Access, MetaError> {
-        let keys = load_keys(identity.as_ref()).await?;
+        let keys = load_keys(identity.as_ref(), &kek).await?;
         let mut cache_salt = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut cache_salt);
         Ok(Access {
             identity,
             directory,
             cfg,
+            kek,
             keys: RwLock::new(Arc::new(keys)),
             bearer_cache: Mutex::new(HashMap::new()),
             password_cache: Mutex::new(HashMap::new()),
@@ -425,7 +431,7 @@ impl Access {
         if self.current_keys().loaded.elapsed() < Duration::from_secs(10) {
             return Ok(());
         }
-        let keys = load_keys(self.identity.as_ref()).await?;
+        let keys = load_keys(self.identity.as_ref(), &self.kek).await?;
         *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys);
         Ok(())
     }
@@ -1548,20 +1554,70 @@ impl Access {
     }
 }
 
-async fn load_keys(identity: &dyn IdentityStore) -> Result<Keys, MetaError> {
+/// How a signing key is stored: `sealed:` and the base64 of the key sealed under the
+/// key-encryption key, bound to its kid.
+const SEALED: &str = "sealed:";
+
+fn sealing_place(kid: &str) -> [&str; 2] {
+    ["token signing key", kid]
+}
+
+fn seal_key(kek: &Kek, key: &SigningKey) -> String {
+    let sealed = kek.seal(&sealing_place(key.kid()), key.to_pkcs8_pem().as_bytes());
+    format!(
+        "{SEALED}{}",
+        base64::engine::general_purpose::STANDARD.encode(sealed)
+    )
+}
+
+/// The key a stored record holds, opened with `kek` (or as it is, in a row written before
+/// keys were sealed).
+pub fn signing_key(kek: &Kek, r: &SigningKeyRecord) -> Result<SigningKey, MetaError> {
+    let unreadable = |e: String| MetaError::Backend(format!("the token signing key {} {e}", r.kid));
+    let pem = match r.pem.strip_prefix(SEALED) {
+        None => r.pem.clone(),
+        Some(sealed) => {
+            let sealed = base64::engine::general_purpose::STANDARD
+                .decode(sealed)
+                .map_err(|e| unreadable(e.to_string()))?;
+            let pem = kek
+                .open(&sealing_place(&r.kid), &sealed)
+                .map_err(|e| unreadable(e.to_string()))?;
+            String::from_utf8(pem).map_err(|e| unreadable(e.to_string()))?
+        }
+    };
+    SigningKey::from_pkcs8_pem(&pem).map_err(|e| unreadable(e.to_string()))
+}
+
+/// The key a record holds; one stored in clear is sealed in place. One that does not open
+/// is an error: every replica must have the same key-encryption key, and a replica that
+/// made keys of its own would split the cluster.
+async fn open_key(
+    identity: &dyn IdentityStore,
+    kek: &Kek,
+    r: &SigningKeyRecord,
+) -> Result<SigningKey, MetaError> {
+    let key = signing_key(kek, r)?;
+    if !r.pem.starts_with(SEALED)
+        && identity
+            .signing_key_reseal(&r.kid, &r.pem, &seal_key(kek, &key))
+            .await?
+    {
+        tracing::info!(kid = %r.kid, "sealed the token signing key under the key-encryption key");
+    }
+    Ok(key)
+}
+
+async fn load_keys(identity: &dyn IdentityStore, kek: &Kek) -> Result<Keys, MetaError> {
     for _ in 0..3 {
         let records = identity.signing_keys().await?;
         let mut verifying = Vec::new();
         let mut signing = None;
         for r in &records {
-            match SigningKey::from_pkcs8_pem(&r.pem) {
-                Ok(k) => {
-                    verifying.push(k.verifying_key().clone());
-                    if !r.retired && signing.is_none() {
-                        signing = Some(k);
-                    }
-                }
-                Err(e) => tracing::error!(kid = %r.kid, error = %e, "unreadable signing key"),
+            let k = open_key(identity, kek, r).await?;
+            verifying.push(k.verifying_key().clone());
+            if !r.retired && signing.is_none() {
+                signing = Some(k);
             }
         }
         if let Some(signing) = signing {
@@ -1572,7 +1628,7 @@ async fn load_keys(identity: &dyn IdentityStore) -> Result<Keys, MetaError> {
             });
         }
         let k = SigningKey::generate();
-        match identity.signing_key_add(k.kid(), &k.to_pkcs8_pem()).await {
+        match identity.signing_key_add(k.kid(), &seal_key(kek, &k)).await {
             Ok(_) => {
                 tracing::info!(kid = %k.kid(), "created the token signing key");
             }

@@ -32,6 +32,7 @@ pub mod directory_sync;
 pub mod error;
 pub mod gc;
 pub mod jobs;
+pub mod kek;
 pub mod manage;
 pub mod manifests;
 pub mod registry;
@@ -41,4 +42,5 @@ pub mod trust;
 
 pub use access::{Access, AccessConfig, AccessError, Caller, Credentials, Verdict};
 pub use error::CoreError;
+pub use kek::Kek;
 pub use registry::{BlobBody, Registry, RegistryConfig, UploadStatus};

@@ -19,85 +19,7 @@ use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// The key-encryption key: 32 bytes that seal every private key the trust service keeps
-/// (AES-256-GCM, a random nonce per key, the repository and key id bound as associated
-/// data, so a sealed key moved to another row does not open). Never stored in a database.
-#[derive(Clone)]
-pub struct Kek(Arc<[u8; 32]>);
-
-impl std::fmt::Debug for Kek {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Kek(..)")
-    }
-}
-
-impl Kek {
-    pub fn new(bytes: [u8; 32]) -> Kek {
-        Kek(Arc::new(bytes))
-    }
-
-    /// 32 random bytes.
-    pub fn generate() -> Kek {
-        use rand::RngCore;
-        let mut bytes = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut bytes);
-        Kek::new(bytes)
-    }
-
-    pub fn bytes(&self) -> &[u8; 32] {
-        &self.0
-    }
-
-    fn cipher(&self) -> aes_gcm::Aes256Gcm {
-        use aes_gcm::KeyInit;
-        aes_gcm::Aes256Gcm::new(self.0.as_slice().into())
-    }
-
-    /// `secret` sealed for the row (`repo`, `key_id`): nonce then ciphertext and tag.
-    fn seal(&self, repo: &str, key_id: &str, secret: &[u8]) -> Vec<u8> {
-        use aes_gcm::aead::{Aead, AeadCore, Payload};
-        let nonce = aes_gcm::Aes256Gcm::generate_nonce(&mut rand::rngs::OsRng);
-        let aad = format!("{repo}\n{key_id}");
-        let sealed = self
-            .cipher()
-            .encrypt(
-                &nonce,
-                Payload {
-                    msg: secret,
-                    aad: aad.as_bytes(),
-                },
-            )
-            .expect("AES-GCM encrypts any message of a key's size");
-        let mut out = nonce.to_vec();
-        out.extend_from_slice(&sealed);
-        out
-    }
-
-    /// The secret sealed for the row (`repo`, `key_id`); an error if it was sealed with
-    /// another key or for another row.
-    pub fn open(&self, repo: &str, key_id: &str, sealed: &[u8]) -> Result<Vec<u8>, TrustError> {
-        use aes_gcm::aead::{Aead, Payload};
-        if sealed.len() < 12 {
-            return Err(TrustError::Key(format!("sealed key {key_id} is truncated")));
-        }
-        let (nonce, msg) = sealed.split_at(12);
-        let aad = format!("{repo}\n{key_id}");
-        self.cipher()
-            .decrypt(
-                nonce.into(),
-                Payload {
-                    msg,
-                    aad: aad.as_bytes(),
-                },
-            )
-            .map_err(|_| {
-                TrustError::Key(format!(
-                    "key {key_id} of {repo} does not open with this key-encryption key \
-                     (a different kek_file than the one it was sealed with?)"
-                ))
-            })
-    }
-}
+use crate::kek::Kek;
 
 /// What went wrong in a trust operation; `http` maps each to Notary's code.
 #[derive(Debug, thiserror::Error)]
@@ -241,6 +163,13 @@ impl Trust {
         }
     }
 
+    /// The private half of a server key of `repo`, opened.
+    fn open_key(&self, repo: &str, key: &TrustKey) -> Result<Vec<u8>, TrustError> {
+        self.kek
+            .open(&[repo, &key.key_id], &key.sealed)
+            .map_err(|e| TrustError::Key(format!("key {} of {repo} {e}", key.key_id)))
+    }
+
     /// Whether a GUN's host part names this registry: the `Host` the client sent, or one of
     /// the configured names. Any other GUN is not ours (Notary answers 404).
     pub fn is_ours(&self, gun_host: &str, request_host: Option<&str>) -> bool {
@@ -271,7 +200,7 @@ impl Trust {
     async fn held(&self, repo: &RepoName) -> Result<HeldKeys, TrustError> {
         let mut held = HeldKeys::default();
         for k in self.meta.trust_keys(repo.as_str()).await? {
-            let secret = self.kek.open(repo.as_str(), &k.key_id, &k.sealed)?;
+            let secret = self.open_key(repo.as_str(), &k)?;
             let key =
                 ServerKey::from_secret(&secret).map_err(|e| TrustError::Key(e.to_string()))?;
             match ServerRole::parse(&k.role) {
@@ -411,7 +340,7 @@ impl Trust {
         }
         let key = ServerKey::from_signing(p256::ecdsa::SigningKey::random(&mut rand::rngs::OsRng));
         let key_id = key.public().key_id();
-        let sealed = self.kek.seal(repo.as_str(), &key_id, &key.secret());
+        let sealed = self.kek.seal(&[repo.as_str(), &key_id], &key.secret());
         self.meta
             .trust_key_add(
                 repo.as_str(),
@@ -444,11 +373,7 @@ impl Trust {
             .await
             .map_err(|e| e.to_string())?;
         match keys.last() {
-            Some(k) => self
-                .kek
-                .open(repo, &k.key_id, &k.sealed)
-                .map(drop)
-                .map_err(|e| e.to_string()),
+            Some(k) => self.open_key(repo, k).map(drop).map_err(|e| e.to_string()),
             None => Ok(()),
         }
     }

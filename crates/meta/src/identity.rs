@@ -279,7 +279,8 @@ impl TokenRecord {
 pub struct SigningKeyRecord {
     /// The libtrust key id (JWT header `kid`).
     pub kid: String,
-    /// PKCS#8 PEM of the private key.
+    /// The private key as `core` stores it: sealed under the key-encryption key, or, in a
+    /// row written before keys were sealed, PKCS#8 PEM (sealed in place when read).
     pub pem: String,
     pub created_at: i64,
     /// Retired keys only verify; the newest key that is not retired signs.
@@ -637,6 +638,11 @@ store_trait! {
 
         /// Retires a key; `false` if absent.
         async fn signing_key_retire(&self, kid: &str) -> Result<bool, MetaError>;
+
+        /// Replaces the stored form of a key (`from` by `to`: the same key, sealed);
+        /// `false` if the key is absent or no longer stored as `from`.
+        async fn signing_key_reseal(&self, kid: &str, from: &str, to: &str)
+            -> Result<bool, MetaError>;
     }
 }
 

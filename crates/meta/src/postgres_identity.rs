@@ -7,7 +7,9 @@ use crate::identity::*;
 use crate::shared::USER_DELETE;
 use crate::shared::{self, grants_sql, team_record, GrantsOf, Statements, ORG_ID, TEAM_ID};
 use crate::shared::{AUDIT_PRUNE, GRANT_NAMESPACE_REMOVE, GRANT_REPO_REMOVE, ORG_DELETE};
-use crate::shared::{REPO_DELETE, REPO_SET_VISIBILITY, SIGNING_KEY_RETIRE, TEAM_DELETE};
+use crate::shared::{
+    REPO_DELETE, REPO_SET_VISIBILITY, SIGNING_KEY_RESEAL, SIGNING_KEY_RETIRE, TEAM_DELETE,
+};
 use crate::shared::{TEAM_MEMBER_REMOVE, TEAM_SET_GROUP, TOKENS_REVOKE_ALL, TOKEN_TOUCH};
 use crate::{MetaError, PgMetaStore};
 use async_trait::async_trait;
@@ -852,6 +854,11 @@ impl TokenStore for PgMetaStore {
 
     async fn signing_key_retire(&self, kid: &str) -> Result<bool, MetaError> {
         Ok(self.run(SIGNING_KEY_RETIRE, vec![kid.into()]).await? > 0)
+    }
+
+    async fn signing_key_reseal(&self, kid: &str, from: &str, to: &str) -> Result<bool, MetaError> {
+        let args = vec![to.into(), kid.into(), from.into()];
+        Ok(self.run(SIGNING_KEY_RESEAL, args).await? > 0)
     }
 }
 

@@ -561,6 +561,42 @@ impl Stores {
         configure_stores(cmd, self.scaled.as_ref());
         cmd
     }
+
+    /// The PostgreSQL URL of the metadata store; `None` on the embedded default (SQLite in
+    /// the data directory).
+    pub fn metadata_url(&self) -> Option<&str> {
+        self.scaled.as_ref().map(|s| s.url.as_str())
+    }
+
+    /// The key-encryption key file of processes on these stores with data in `data_dir`.
+    pub fn kek_file(&self, data_dir: &Path) -> PathBuf {
+        match &self.scaled {
+            Some(s) => s.kek_file(),
+            None => data_dir.join("kek"),
+        }
+    }
+
+    /// Everything the metadata store holds, as bytes, by where it is: on the embedded
+    /// default each file of `data_dir` but the key-encryption key, on PostgreSQL a dump of
+    /// the database.
+    pub fn metadata_bytes(&self, data_dir: &Path) -> Vec<(String, Vec<u8>)> {
+        let Some(s) = &self.scaled else {
+            let files = std::fs::read_dir(data_dir).expect("reading the data directory");
+            return files
+                .map(|f| f.expect("a data directory entry").path())
+                .filter(|p| p.is_file() && p.file_name() != Some("kek".as_ref()))
+                .map(|p| (p.display().to_string(), std::fs::read(&p).expect("read")))
+                .collect();
+        };
+        let bin = require_tool("pg_dump", "install Debian package postgresql-client");
+        let dump = run_ok(
+            Command::new(bin)
+                .env("PGCONNECT_TIMEOUT", "10")
+                .args(["--data-only", "-d", &s.url]),
+            Duration::from_secs(120),
+        );
+        vec![(format!("pg_dump of {}", s.db), dump.stdout.into_bytes())]
+    }
 }
 
 impl Drop for Stores {

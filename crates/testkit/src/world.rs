@@ -10,7 +10,7 @@ use axum::http::{Request, StatusCode};
 use berth_auth::password::{hash_password, PasswordParams};
 use berth_auth::rbac::{Restriction, RestrictionEntry, RestrictionTarget, Role, Visibility};
 use berth_blob::fs::FsBlobStore;
-use berth_core::{Access, AccessConfig, Caller, Registry, RegistryConfig};
+use berth_core::{Access, AccessConfig, Caller, Kek, Registry, RegistryConfig};
 use berth_meta::identity::{NewUser, OrgSettings, Origin};
 use berth_meta::prelude::*;
 use berth_meta::sqlite::SqliteMetaStore;
@@ -135,6 +135,8 @@ pub struct World {
     pub router: axum::Router,
     pub access: Arc<Access>,
     pub meta: Arc<SqliteMetaStore>,
+    /// The key-encryption key the token signing keys are sealed with.
+    pub kek: Kek,
     /// Authorization header value of each subject (`None`: anonymous).
     pub creds: BTreeMap<&'static str, Option<String>>,
     _dir: tempfile::TempDir,
@@ -261,7 +263,12 @@ impl World {
             blobs,
             RegistryConfig::default(),
         ));
-        let access = Arc::new(Access::new(meta.clone(), None, cfg).await.unwrap());
+        let kek = Kek::generate();
+        let access = Arc::new(
+            Access::new(meta.clone(), None, cfg, kek.clone())
+                .await
+                .unwrap(),
+        );
         let id: &dyn IdentityStore = meta.as_ref();
         let phc = hash_password(
             PASSWORD.as_bytes(),
@@ -349,6 +356,7 @@ impl World {
             router: app(registry, access.clone()),
             access,
             meta,
+            kek,
             creds,
             _dir: dir,
         }

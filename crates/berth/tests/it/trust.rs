@@ -462,24 +462,67 @@ fn a_key_encryption_key_is_required_on_postgresql() {
     );
 }
 
-/// A server on the embedded stores over TLS in a new directory, and the administrator's
-/// notary client.
-fn embedded_server() -> (tempfile::TempDir, Stores, Process, Notary) {
+/// A server on `backend` over TLS in a new directory, and the administrator's notary
+/// client.
+fn new_server(backend: Backend) -> (tempfile::TempDir, Stores, Process, Notary) {
     let dir = tempfile::tempdir().unwrap();
     certs::ca_and_server(dir.path());
-    let stores = Stores::new(Backend::Embedded);
+    let stores = Stores::new(backend);
     let server = serve(dir.path(), &stores);
     let admin = Notary::new(&server, dir.path(), "admin", ADMIN, ADMIN_PASSWORD);
     (dir, stores, server, admin)
 }
 
-/// No private key is in clear in the database, the log, an API response or `/metrics`:
-/// neither the keys the server made (opened here with the key-encryption key, to know what
+/// The key-encryption key of the processes on `stores`.
+fn kek_of(stores: &Stores, data: &Path) -> berth_core::Kek {
+    use base64::Engine;
+    let text = std::fs::read_to_string(stores.kek_file(data)).unwrap();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .unwrap();
+    berth_core::Kek::new(bytes.try_into().unwrap())
+}
+
+/// The sealed trust keys of `repo` and the token signing keys, read from the metadata
+/// store of the processes on `stores`.
+fn stored_keys(
+    stores: &Stores,
+    data: &Path,
+    repo: &str,
+) -> (
+    Vec<berth_meta::TrustKey>,
+    Vec<berth_meta::identity::SigningKeyRecord>,
+) {
+    use berth_meta::{TokenStore, TrustStore};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        match stores.metadata_url() {
+            Some(url) => {
+                let meta = berth_meta::PgMetaStore::connect(url).await.unwrap();
+                let keys = meta.trust_keys(repo).await.unwrap();
+                (keys, meta.signing_keys().await.unwrap())
+            }
+            None => {
+                let meta = berth_meta::SqliteMetaStore::open(&data.join("berth.db"))
+                    .await
+                    .unwrap();
+                let keys = meta.trust_keys(repo).await.unwrap();
+                (keys, meta.signing_keys().await.unwrap())
+            }
+        }
+    })
+}
+
+both_backends!(private_keys_are_never_in_clear);
+
+/// No private key is in clear in the database (SQLite's files; a dump of PostgreSQL), the
+/// log, an API response or `/metrics`: neither the keys the server made (the trust
+/// service's and the token service's, opened here with the key-encryption key to know what
 /// to look for) nor a key the client made (a delegation's).
-#[test]
-fn private_keys_are_never_in_clear() {
-    let (dir, _stores, server, admin) = embedded_server();
+fn private_keys_are_never_in_clear(backend: Backend) {
+    let (dir, stores, server, admin) = new_server(backend);
     let d = dir.path();
+    let data = d.join("data");
     let g = format!("{HOST}/admin/keys");
     std::fs::write(d.join("one"), "manifest one").unwrap();
     certs::signer(d, "releases", "/CN=releases");
@@ -501,23 +544,8 @@ fn private_keys_are_never_in_clear() {
     admin.ok(&["publish", &g]);
 
     // What to look for: the server's keys, opened, and the delegation's private key.
-    let kek = std::fs::read_to_string(d.join("data").join("kek")).unwrap();
-    let kek: [u8; 32] = {
-        use base64::Engine;
-        let b = base64::engine::general_purpose::STANDARD
-            .decode(kek.trim())
-            .unwrap();
-        b.try_into().unwrap()
-    };
-    let kek = berth_core::trust::Kek::new(kek);
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let sealed = rt.block_on(async {
-        use berth_meta::TrustStore;
-        let meta = berth_meta::SqliteMetaStore::open(&d.join("data").join("berth.db"))
-            .await
-            .unwrap();
-        meta.trust_keys("admin/keys").await.unwrap()
-    });
+    let kek = kek_of(&stores, &data);
+    let (sealed, token_keys) = stored_keys(&stores, &data, "admin/keys");
     assert_eq!(
         sealed.len(),
         3,
@@ -525,17 +553,16 @@ fn private_keys_are_never_in_clear() {
     );
     let mut secrets: Vec<Vec<u8>> = sealed
         .iter()
-        .map(|k| kek.open("admin/keys", &k.key_id, &k.sealed).unwrap())
+        .map(|k| kek.open(&["admin/keys", &k.key_id], &k.sealed).unwrap())
         .collect();
-    let pem = std::fs::read_to_string(d.join("releases.key")).unwrap();
-    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-    let der = {
-        use base64::Engine;
-        base64::engine::general_purpose::STANDARD
-            .decode(body)
-            .unwrap()
-    };
-    secrets.push(der);
+    assert!(!token_keys.is_empty());
+    for k in &token_keys {
+        let key = berth_core::access::signing_key(&kek, k).unwrap();
+        secrets.push(pem_body(&key.to_pkcs8_pem()));
+    }
+    secrets.push(pem_body(
+        &std::fs::read_to_string(d.join("releases.key")).unwrap(),
+    ));
 
     // Where it must not be.
     let get = |path: &str| as_admin(d, &server, path, &[]).1;
@@ -563,12 +590,7 @@ fn private_keys_are_never_in_clear() {
     }
     drop(server);
     places.push(("log".into(), std::fs::read(d.join("berth.log")).unwrap()));
-    for f in std::fs::read_dir(d.join("data")).unwrap() {
-        let path = f.unwrap().path();
-        if path.is_file() && path.file_name().unwrap() != "kek" {
-            places.push((path.display().to_string(), std::fs::read(&path).unwrap()));
-        }
-    }
+    places.extend(stores.metadata_bytes(&data));
     for secret in &secrets {
         for form in forms(secret) {
             for (place, bytes) in &places {
@@ -576,6 +598,15 @@ fn private_keys_are_never_in_clear() {
             }
         }
     }
+}
+
+/// The DER bytes of a PEM block.
+fn pem_body(pem: &str) -> Vec<u8> {
+    use base64::Engine;
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap()
 }
 
 both_backends!(docker_content_trust);
@@ -777,23 +808,17 @@ fn docker_content_trust(backend: Backend) {
 }
 
 /// A replica started with another key-encryption key than the one that sealed the keys
-/// says so in `/health` (trust failing, the replica still 200: it serves everything else)
-/// and in cluster status; with the right one, trust is healthy.
+/// refuses to start, and says why: it could neither verify the other replicas' tokens nor
+/// sign with the trust keys. `/health` shows the trust service healthy when the key fits.
 #[test]
-fn a_wrong_key_encryption_key_shows_in_health() {
-    let (dir, stores, server, admin) = embedded_server();
+fn a_wrong_key_encryption_key_is_refused_at_start() {
+    let (dir, stores, server, admin) = new_server(Backend::Embedded);
     let d = dir.path();
     let g = format!("{HOST}/admin/kek");
     admin.ok(&["init", &g]);
     admin.ok(&["publish", &g]);
-    let health = |server: &Process| {
-        let (code, body) = as_admin(d, server, "/health", &[]);
-        (
-            code,
-            serde_json::from_str::<serde_json::Value>(&body).unwrap(),
-        )
-    };
-    let (code, body) = health(&server);
+    let (code, body) = as_admin(d, &server, "/health", &[]);
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(
         (code, &body["components"]["trust"]["healthy"]),
         (200, &true.into()),
@@ -805,24 +830,60 @@ fn a_wrong_key_encryption_key_shows_in_health() {
         "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n",
     )
     .unwrap();
-    let other = d.join("other.kek").display().to_string();
-    let envs = [
-        ("BERTH_ADMIN_PASSWORD", ADMIN_PASSWORD),
-        ("BERTH_TRUST_HOSTNAMES", HOST),
-        ("BERTH_KEK_FILE", other.as_str()),
-    ];
-    let server = Process::spawn_tls(Some(&stores), d, &envs);
-    let (code, body) = health(&server);
-    assert_eq!(code, 200, "{body}");
-    assert_eq!(body["failing"], serde_json::json!(["trust"]), "{body}");
-    let error = body["components"]["trust"]["error"]
-        .as_str()
-        .unwrap_or_default();
+    let mut cmd = Command::new(berth_bin());
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(d.join("data"))
+        .env("BERTH_KEK_FILE", d.join("other.kek"));
+    let out = run(stores.configure(&mut cmd), Duration::from_secs(60));
+    assert!(!out.status.success());
     assert!(
-        error.contains("does not open with this key-encryption key"),
-        "{body}"
+        out.stderr.contains("the token signing key")
+            && out
+                .stderr
+                .contains("does not open with this key-encryption key"),
+        "{}",
+        out.stderr
     );
-    let (_, status) = as_admin(d, &server, "/api/v0/meta/cluster_status", &[]);
-    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
-    assert_eq!(status["replicas"][0]["trust"]["healthy"], false, "{status}");
+}
+
+/// A token signing key stored in clear (as before keys were sealed) is sealed in place at
+/// the next start, and keeps signing: a token it signed before still verifies.
+#[test]
+fn a_token_signing_key_stored_in_clear_is_sealed_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    certs::ca_and_server(d);
+    let data = d.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let key = berth_auth::token::SigningKey::generate();
+    let pem = key.to_pkcs8_pem();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        use berth_meta::TokenStore;
+        let meta = berth_meta::SqliteMetaStore::open(&data.join("berth.db"))
+            .await
+            .unwrap();
+        meta.signing_key_add(key.kid(), &pem).await.unwrap();
+    });
+    let stores = Stores::new(Backend::Embedded);
+    let server = serve(d, &stores);
+    let (_, stored) = stored_keys(&stores, &data, "");
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].kid, key.kid());
+    assert_ne!(stored[0].pem, pem);
+    let opened = berth_core::access::signing_key(&kek_of(&stores, &data), &stored[0]).unwrap();
+    assert_eq!(opened.to_pkcs8_pem(), pem);
+    // The token service signs with it.
+    let (code, body) = as_admin(d, &server, "/auth/token?service=berth", &[]);
+    assert_eq!(code, 200, "{body}");
+    let token: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let header = token["token"].as_str().unwrap().split('.').next().unwrap();
+    let header = {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(header)
+            .unwrap()
+    };
+    let header: serde_json::Value = serde_json::from_slice(&header).unwrap();
+    assert_eq!(header["kid"], key.kid(), "{header}");
 }

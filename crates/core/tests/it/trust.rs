@@ -3,7 +3,8 @@
 //! it expires (and only then).
 
 use berth_core::jobs::CancellationToken;
-use berth_core::trust::{Kek, Lookup, RoleName, ServerRole, Trust, TrustError};
+use berth_core::trust::{Lookup, RoleName, ServerRole, Trust, TrustError};
+use berth_core::Kek;
 use berth_oci::RepoName;
 use berth_trust::metadata::{Common, Delegations, FileMeta, RoleKeys, Root, Targets, Timestamp};
 use berth_trust::{canonical, KeyType, PublicKey, ServerKey, SignedFile};

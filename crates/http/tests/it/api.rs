@@ -33,6 +33,7 @@ async fn app_with(cfg: RegistryConfig) -> App {
             anonymous_push: true,
             ..Default::default()
         },
+        berth_core::Kek::generate(),
     )
     .await
     .unwrap();

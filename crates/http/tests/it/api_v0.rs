@@ -75,6 +75,7 @@ async fn world_with(directory: Option<berth_directory::DirectoryClient>) -> Worl
                 login_failures_per_source: 1000,
                 ..AccessConfig::default()
             },
+            berth_core::Kek::generate(),
         )
         .await
         .unwrap(),

@@ -35,7 +35,7 @@ fn all_on(repo: &str) -> Vec<AccessEntry> {
 
 async fn service_key(w: &World) -> SigningKey {
     let keys = w.meta.signing_keys().await.unwrap();
-    SigningKey::from_pkcs8_pem(&keys[0].pem).unwrap()
+    berth_core::access::signing_key(&w.kek, &keys[0]).unwrap()
 }
 
 async fn get_manifest(w: &World, auth: &str) -> (StatusCode, String) {

@@ -16,7 +16,7 @@ use std::time::Instant;
 pub fn app(registry: Arc<Registry>, access: Arc<Access>) -> axum::Router {
     let trust = berth_core::trust::Trust::new(
         registry.meta().clone(),
-        berth_core::trust::Kek::generate(),
+        berth_core::Kek::generate(),
         vec!["registry.test".into()],
     );
     router(AppState {

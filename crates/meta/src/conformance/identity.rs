@@ -1900,6 +1900,24 @@ pub async fn signing_keys_rotation(store: FullStore) {
         !format!("{:?}", keys[1]).contains("AAAA"),
         "Debug hides the key"
     );
+    // Resealing replaces the stored form only from the form the caller read.
+    assert!(store
+        .signing_key_reseal("KID1:ABCD", pem1, "sealed:1")
+        .await
+        .expect("reseal"));
+    assert!(!store
+        .signing_key_reseal("KID1:ABCD", pem1, "sealed:2")
+        .await
+        .expect("reseal from a form no longer stored"));
+    assert!(!store
+        .signing_key_reseal("nope", pem1, "sealed:3")
+        .await
+        .expect("reseal missing"));
+    let keys = store.signing_keys().await.expect("keys");
+    assert_eq!(
+        (keys[1].pem.as_str(), keys[1].retired, &keys[0]),
+        ("sealed:1", true, &k2)
+    );
 }
 
 /// Appends keep their order; queries page newest first and filter by actor, action, time

@@ -34,6 +34,13 @@ pub struct Resp {
     pub body: bytes::Bytes,
 }
 
+/// The status and the body as text: what a failed assertion should show.
+impl std::fmt::Debug for Resp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.status, String::from_utf8_lossy(&self.body))
+    }
+}
+
 impl Resp {
     /// A header's value, `""` when it is absent or not text.
     pub fn header(&self, name: &str) -> &str {

@@ -16,6 +16,8 @@ pub mod canonical;
 pub mod keys;
 pub mod metadata;
 pub mod sign;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod update;
 pub mod verify;
 pub mod x509;

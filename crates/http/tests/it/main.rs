@@ -5,6 +5,7 @@
 mod api;
 mod api_v0;
 mod auth_attacks;
+mod trust_tampering;
 mod v2_matrix;
 
 use berth_core::{Access, Registry};

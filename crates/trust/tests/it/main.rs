@@ -2,5 +2,4 @@
 //! validation over metadata these tests sign themselves.
 
 mod golden;
-mod make;
 mod update;

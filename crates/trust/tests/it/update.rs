@@ -1,8 +1,8 @@
 //! `update::validate`: what a first push, later pushes, rotations and delegations store,
 //! and each kind of tampering refused with Notary's error.
 
-use crate::make::*;
 use berth_trust::metadata::{Root, Snapshot, Targets, Timestamp};
+use berth_trust::testing::*;
 use berth_trust::update::{validate, Current};
 use berth_trust::{NewFile, RoleName, SignedFile, UpdateError};
 use chrono::Duration;

@@ -1,12 +1,11 @@
-//! Metadata made and signed by the tests: root certificates for a GUN (rcgen), ECDSA P-256
-//! keys, and files signed as the Go clients sign them.
+//! Metadata made and signed by tests (feature `testing`: test support that panics by
+//! design, off in the binary): root certificates for a GUN (rcgen), ECDSA P-256 keys, and
+//! files signed as the Go clients sign them.
 
+use crate::canonical;
+use crate::metadata::{Common, DelegationRole, Delegations, FileMeta, RoleKeys, Root, Targets};
+use crate::{HeldKeys, KeyType, PublicKey, ServerKey};
 use base64::Engine;
-use berth_trust::canonical;
-use berth_trust::metadata::{
-    Common, DelegationRole, Delegations, FileMeta, RoleKeys, Root, Targets,
-};
-use berth_trust::{HeldKeys, KeyType, PublicKey, ServerKey};
 use chrono::{DateTime, Duration, Utc};
 use p256::ecdsa::SigningKey;
 use serde_json::{json, Value};
@@ -51,7 +50,7 @@ impl Signer {
         let cert = params.self_signed(&pair).unwrap();
         use p256::pkcs8::DecodePrivateKey;
         let key = SigningKey::from_pkcs8_der(&pair.serialize_der()).unwrap();
-        let chain = berth_trust::x509::CertChain::from_pem(cert.pem().as_bytes()).unwrap();
+        let chain = crate::x509::CertChain::from_pem(cert.pem().as_bytes()).unwrap();
         Signer {
             key,
             public: PublicKey::new(KeyType::EcdsaX509, chain.to_go_pem()),
@@ -100,9 +99,15 @@ pub struct Repo {
 }
 
 impl Repo {
+    /// A repository of [`GUN`].
     pub fn new() -> Repo {
+        Repo::of(GUN)
+    }
+
+    /// A repository of `gun`: its root key a certificate for it.
+    pub fn of(gun: &str) -> Repo {
         Repo {
-            root: Signer::cert(GUN),
+            root: Signer::cert(gun),
             targets: Signer::ecdsa(),
             snapshot: Signer::ecdsa(),
             timestamp: Signer::ecdsa(),

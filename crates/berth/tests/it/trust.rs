@@ -82,6 +82,16 @@ impl Notary {
         }
     }
 
+    /// The client of the reference notary-server the test peers run (no authentication).
+    fn reference(dir: &Path) -> Notary {
+        Notary {
+            url: require_env("BERTH_TEST_NOTARY_URL"),
+            ca: PathBuf::from(require_env("BERTH_TEST_NOTARY_CA")),
+            trust_dir: dir.join("notary-reference"),
+            auth: String::new(),
+        }
+    }
+
     fn run(&self, args: &[&str]) -> Output {
         let bin = require_tool(
             "notary",
@@ -424,6 +434,132 @@ fn notary_cli_lifecycle(backend: Backend) {
     assert_eq!(code, 204, "{body}");
     let (code, body) = get(&format!("/v2/{other}/_trust/tuf/root.json"));
     assert_eq!(code, 404, "{body}");
+}
+
+/// What a client of `server` (host and port) shows: the server's address as `<server>`,
+/// log times dropped, and the ids it makes at random (keys, new on every run) replaced by
+/// their order of first appearance; digests of `content` stay (the same on both).
+fn transcript(server: &str, steps: &[(String, Output)], content: &[String]) -> Vec<String> {
+    let mut ids: Vec<String> = Vec::new();
+    let mut lines = Vec::new();
+    for (step, out) in steps {
+        lines.push(format!("$ {step} -> {}", out.status.success()));
+        for line in format!("{}{}", out.stdout, out.stderr).lines() {
+            let mut line = line.replace(server, "<server>");
+            if let Some(at) = line.find("time=\"") {
+                let end = line[at + 6..].find('"').map_or(line.len(), |e| at + 7 + e);
+                line.replace_range(at..end, "");
+            }
+            let words: Vec<String> = line
+                .split(|c: char| !c.is_ascii_alphanumeric())
+                .filter(|w| w.len() >= 32 && w.bytes().all(|b| b.is_ascii_hexdigit()))
+                .filter(|w| !content.iter().any(|c| c == w))
+                .map(str::to_string)
+                .collect();
+            for w in words {
+                let n = ids.iter().position(|i| *i == w).unwrap_or_else(|| {
+                    ids.push(w.clone());
+                    ids.len() - 1
+                });
+                line = line.replace(&w, &format!("<key {n}>"));
+            }
+            lines.push(line.trim().to_string());
+        }
+    }
+    lines
+}
+
+/// The same notary CLI sequence, from no trust data to deleted, against Berth and against
+/// the reference notary-server: every step succeeds or fails alike and shows the same
+/// output, up to the key ids each client makes at random.
+#[test]
+fn the_notary_cli_sees_what_the_reference_server_shows() {
+    let (dir, _stores, server, berth) = new_server(Backend::Embedded);
+    let d = dir.path();
+    let reference = Notary::reference(d);
+    // The reference keeps every GUN in memory while it runs: a new one for each run.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let gun = format!("{HOST}/admin/compare-{nanos}");
+    let g = gun.as_str();
+    for (file, text) in [("one", "manifest one"), ("two", "manifest two")] {
+        std::fs::write(d.join(file), text).unwrap();
+    }
+    certs::signer(d, "releases", "/CN=releases");
+    let file = |f: &str| d.join(f).display().to_string();
+    let (one, two, cert, key) = (
+        file("one"),
+        file("two"),
+        file("releases.crt"),
+        file("releases.key"),
+    );
+    let steps: Vec<Vec<&str>> = vec![
+        vec!["list", g],
+        vec!["init", g],
+        vec!["add", g, "v1", &one],
+        vec!["publish", g],
+        vec!["list", g],
+        vec!["lookup", g, "v1"],
+        vec!["lookup", g, "missing"],
+        vec!["add", g, "v2", &two],
+        vec!["remove", g, "v1"],
+        vec!["publish", g],
+        vec!["list", g],
+        vec!["key", "rotate", g, "snapshot", "-r"],
+        vec!["key", "rotate", g, "timestamp", "-r"],
+        vec!["list", g],
+        vec![
+            "delegation",
+            "add",
+            g,
+            "targets/releases",
+            &cert,
+            "--all-paths",
+        ],
+        vec!["publish", g],
+        vec!["key", "import", &key, "--role", "targets/releases"],
+        vec!["add", g, "v3", &one, "--roles", "targets/releases"],
+        vec!["publish", g],
+        vec!["list", g],
+        vec!["list", g, "--roles", "targets/releases"],
+        vec!["delegation", "remove", g, "targets/releases", "-y"],
+        vec!["publish", g],
+        vec!["list", g],
+        vec!["delete", g, "--remote"],
+        vec!["list", g],
+    ];
+    let content: Vec<String> = ["manifest one", "manifest two"]
+        .iter()
+        .map(|t| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(t)))
+        .collect();
+    let run_all = |client: &Notary| {
+        let steps: Vec<(String, Output)> = steps
+            .iter()
+            .map(|args| (args.join(" "), client.run(args)))
+            .collect();
+        let server = client.url.trim_start_matches("https://");
+        transcript(server, &steps, &content)
+    };
+    let at_reference = run_all(&reference);
+    let at_berth = run_all(&berth);
+    for (i, (r, b)) in at_reference.iter().zip(&at_berth).enumerate() {
+        assert_eq!(
+            r,
+            b,
+            "line {i} differs\nreference:\n{}\nberth:\n{}",
+            at_reference.join("\n"),
+            at_berth.join("\n")
+        );
+    }
+    assert_eq!(at_reference.len(), at_berth.len());
+    let published = at_berth
+        .iter()
+        .filter(|l| l.starts_with("$ publish") && l.ends_with("-> true"))
+        .count();
+    assert_eq!(published, 5, "{}", at_berth.join("\n"));
+    drop(server);
 }
 
 /// On PostgreSQL `berth serve` does not start without a key-encryption key, and says what

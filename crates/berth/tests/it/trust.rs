@@ -766,19 +766,40 @@ impl Drop for EngineTrustsCa {
     }
 }
 
-/// A docker CLI of one user with content trust on: its own config (logins, trust keys,
-/// Berth's CA for the trust client).
-fn docker_user(server: &Process, ca: &Path, user: &str, password: &str) -> ClientEnv {
-    let env = ClientEnv::new();
-    let tls = env.path("docker/tls").join(&server.host);
-    std::fs::create_dir_all(&tls).unwrap();
-    std::fs::copy(ca, tls.join("ca.crt")).unwrap();
-    env.docker_login(&server.host, user, password);
-    env
+/// One user's docker CLI (the binary `bin`) with content trust on: its own config
+/// (logins, trust keys, Berth's CA for the trust client).
+struct Docker {
+    env: ClientEnv,
+    bin: PathBuf,
 }
 
-fn trusted(env: &ClientEnv, args: &[&str]) -> Output {
-    let mut cmd = env.docker();
+impl Docker {
+    fn new(bin: &Path, server: &Process, ca: &Path, user: &str, password: &str) -> Docker {
+        let env = ClientEnv::new();
+        let tls = env.path("docker/tls").join(&server.host);
+        std::fs::create_dir_all(&tls).unwrap();
+        std::fs::copy(ca, tls.join("ca.crt")).unwrap();
+        env.docker_login(&server.host, user, password);
+        Docker {
+            env,
+            bin: bin.to_path_buf(),
+        }
+    }
+
+    /// This CLI against the engine of DOCKER_HOST.
+    fn cmd(&self) -> Command {
+        let mut c = self.env.cmd(&self.bin);
+        c.env("DOCKER_HOST", require_env("DOCKER_HOST"));
+        c
+    }
+
+    fn path(&self, sub: &str) -> PathBuf {
+        self.env.path(sub)
+    }
+}
+
+fn trusted(env: &Docker, args: &[&str]) -> Output {
+    let mut cmd = env.cmd();
     cmd.args(args)
         .env("DOCKER_CONTENT_TRUST", "1")
         .env(
@@ -792,12 +813,12 @@ fn trusted(env: &ClientEnv, args: &[&str]) -> Output {
     run(&mut cmd, Duration::from_secs(180))
 }
 
-fn trusted_ok(env: &ClientEnv, args: &[&str]) -> String {
+fn trusted_ok(env: &Docker, args: &[&str]) -> String {
     succeeded(&format!("docker {args:?}"), trusted(env, args))
 }
 
 /// `docker trust inspect`: each signed tag with its signers.
-fn signed_tags(env: &ClientEnv, repo: &str) -> Vec<(String, Vec<String>)> {
+fn signed_tags(env: &Docker, repo: &str) -> Vec<(String, Vec<String>)> {
     let out = trusted_ok(env, &["trust", "inspect", repo]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
     let tags = v[0]["SignedTags"].as_array().cloned().unwrap_or_default();
@@ -810,11 +831,33 @@ fn signed_tags(env: &ClientEnv, repo: &str) -> Vec<(String, Vec<String>)> {
         .collect()
 }
 
-/// The docker CLI (version 28, which still signs and verifies) through Berth's token
-/// service over HTTPS: a trusted push signs, `docker trust inspect` shows it, a signer is
+/// The docker CLI on PATH (version 28, which still signs and verifies) on both store
+/// pairs.
+fn docker_content_trust(backend: Backend) {
+    let bin = require_tool("docker", "install Debian package docker.io");
+    docker_content_trust_with(backend, &bin);
+}
+
+/// Debian's own docker CLI (package docker.io, 20.10 on bookworm), which may be another
+/// version than the one on PATH.
+#[test]
+fn debian_docker_cli_content_trust() {
+    let files = run_ok(
+        Command::new("dpkg-query").args(["-L", "docker.io"]),
+        Duration::from_secs(30),
+    );
+    let bin = files
+        .stdout
+        .lines()
+        .find(|l| l.ends_with("/bin/docker"))
+        .expect("Debian package docker.io installs bin/docker");
+    docker_content_trust_with(Backend::Embedded, Path::new(bin));
+}
+
+/// A docker CLI (`bin`) through Berth's token service over HTTPS: a trusted push signs, `docker trust inspect` shows it, a signer is
 /// added and signs, a signature is revoked, a trusted pull verifies a signed tag and
 /// refuses an unsigned one, and a user who may only pull verifies but cannot sign.
-fn docker_content_trust(backend: Backend) {
+fn docker_content_trust_with(backend: Backend, bin: &Path) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     certs::ca_and_server(d);
@@ -822,7 +865,7 @@ fn docker_content_trust(backend: Backend) {
     let server = serve(d, &stores);
     let ca = d.join("ca.crt");
     let _engine = EngineTrustsCa::new(&server.host, &ca);
-    let admin = docker_user(&server, &ca, ADMIN, ADMIN_PASSWORD);
+    let admin = Docker::new(bin, &server, &ca, ADMIN, ADMIN_PASSWORD);
     let repo = format!("{}/admin/dct", server.host);
     let image = |tag: &str| format!("{repo}:{tag}");
     // A one-layer image of the test's own.
@@ -838,7 +881,7 @@ fn docker_content_trust(backend: Backend) {
     );
     run_ok(
         admin
-            .docker()
+            .cmd()
             .arg("import")
             .arg(admin.path("tmp/image.tar"))
             .arg(image("1")),
@@ -867,7 +910,7 @@ fn docker_content_trust(backend: Backend) {
         ],
     );
     run_ok(
-        admin.docker().args(["tag", &image("1"), &image("2")]),
+        admin.cmd().args(["tag", &image("1"), &image("2")]),
         Duration::from_secs(30),
     );
     let signed = trusted_ok(&admin, &["trust", "sign", &image("2")]);
@@ -880,7 +923,7 @@ fn docker_content_trust(backend: Backend) {
 
     // A trusted pull verifies a signed tag, and refuses one pushed without trust.
     run_ok(
-        admin.docker().args(["rmi", &image("1"), &image("2")]),
+        admin.cmd().args(["rmi", &image("1"), &image("2")]),
         Duration::from_secs(30),
     );
     let pulled = trusted_ok(&admin, &["pull", &image("1")]);
@@ -889,17 +932,15 @@ fn docker_content_trust(backend: Backend) {
         "{pulled}"
     );
     run_ok(
-        admin
-            .docker()
-            .args(["tag", &image("1"), &image("unsigned")]),
+        admin.cmd().args(["tag", &image("1"), &image("unsigned")]),
         Duration::from_secs(30),
     );
     run_ok(
-        admin.docker().args(["push", &image("unsigned")]),
+        admin.cmd().args(["push", &image("unsigned")]),
         Duration::from_secs(120),
     );
     run_ok(
-        admin.docker().args(["rmi", &image("unsigned")]),
+        admin.cmd().args(["rmi", &image("unsigned")]),
         Duration::from_secs(30),
     );
     let refused = trusted(&admin, &["pull", &image("unsigned")]);
@@ -919,7 +960,7 @@ fn docker_content_trust(backend: Backend) {
         r#"{"visibility":"public"}"#,
     );
     assert_eq!(public.0, 200, "{}", public.1);
-    let viewer = docker_user(&server, &ca, "viewer", "viewer-password-1");
+    let viewer = Docker::new(bin, &server, &ca, "viewer", "viewer-password-1");
     let pulled = trusted_ok(&viewer, &["pull", &image("1")]);
     assert!(
         pulled.contains(&format!("Tagging {repo}@sha256:")),
@@ -937,7 +978,7 @@ fn docker_content_trust(backend: Backend) {
     );
     for env in [&admin, &viewer] {
         let _ = run(
-            env.docker().args(["rmi", "-f", &image("1")]),
+            env.cmd().args(["rmi", "-f", &image("1")]),
             Duration::from_secs(30),
         );
     }

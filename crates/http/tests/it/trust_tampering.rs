@@ -13,14 +13,6 @@ use chrono::{Duration, Utc};
 /// A GUN of the test router's registry (`registry.test`), for `acme/private-app`.
 const GUN: &str = "registry.test/acme/private-app";
 
-const ROLES: [&str; 5] = [
-    "root",
-    "targets",
-    "targets/releases",
-    "snapshot",
-    "timestamp",
-];
-
 /// The body of a Notary update: one part per role, named by its `filename`.
 fn multipart(parts: &[(&str, &[u8])]) -> (String, Vec<u8>) {
     let boundary = "berth-tampering-boundary";
@@ -69,7 +61,8 @@ impl Client<'_> {
     /// Everything a client can read of the GUN's trust data.
     async fn stored(&self) -> Vec<(String, StatusCode, Vec<u8>)> {
         let mut all = Vec::new();
-        for role in ROLES {
+        let roles = "root targets targets/releases snapshot timestamp";
+        for role in roles.split(' ') {
             let r = self.get(&format!("tuf/{role}.json")).await;
             all.push((role.to_string(), r.status, r.body.to_vec()));
         }

@@ -8,7 +8,7 @@
 //! client asks for it expired (and the snapshot with it when that expired too), so a
 //! repository nobody pushes to keeps verifying; the re-signing job does it before expiry.
 
-use berth_meta::{MetaError, MetaStore, TrustChange, TrustFile, TrustKey};
+use berth_meta::{MetaError, MetaStore, SignedTag, TrustChange, TrustFile, TrustKey};
 use berth_oci::RepoName;
 pub use berth_trust::metadata::RoleName;
 use berth_trust::metadata::{Root, Snapshot, Targets, Timestamp};
@@ -139,6 +139,23 @@ fn hex_of(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Every (tag, manifest digest) the targets roles sign, once each.
+fn signed_tags(targets: &BTreeMap<RoleName, SignedFile<Targets>>) -> Vec<SignedTag> {
+    let mut signed: Vec<SignedTag> = targets
+        .values()
+        .flat_map(|f| &f.signed.targets)
+        .filter_map(|(tag, meta)| {
+            meta.sha256().map(|h| SignedTag {
+                tag: tag.clone(),
+                digest: format!("sha256:{}", hex_of(h)),
+            })
+        })
+        .collect();
+    signed.sort();
+    signed.dedup();
+    signed
+}
+
 fn parse<T: berth_trust::metadata::Role>(f: &TrustFile) -> Result<SignedFile<T>, TrustError> {
     SignedFile::parse(&f.data).map_err(|e| {
         TrustError::Key(format!(
@@ -223,11 +240,26 @@ impl Trust {
         let current = self.current(repo).await?;
         let held = self.held(repo).await?;
         let files = update::validate(gun, Utc::now(), &current, uploads, &held)?;
+        // The signed targets after this update, when it changes a targets role: what GC
+        // keeps while the tags exist.
+        let mut after = current.targets;
+        let mut targets_changed = false;
+        for f in &files {
+            if f.role.is_targets() {
+                // Validated just now: it parses.
+                let parsed = SignedFile::parse(&f.bytes).map_err(|e| {
+                    TrustError::Key(format!("validated {} does not parse: {e}", f.role))
+                })?;
+                after.insert(f.role.clone(), parsed);
+                targets_changed = true;
+            }
+        }
+        let signed = targets_changed.then(|| signed_tags(&after));
         let files = files
             .into_iter()
             .map(|f| TrustFile::new(f.role.as_str(), f.version, f.bytes))
             .collect();
-        self.meta.trust_put(repo.as_str(), files).await?;
+        self.meta.trust_put(repo.as_str(), files, signed).await?;
         Ok(())
     }
 
@@ -300,7 +332,7 @@ impl Trust {
             next.version(),
             next.bytes,
         ));
-        match self.meta.trust_put(repo.as_str(), files).await {
+        match self.meta.trust_put(repo.as_str(), files, None).await {
             Ok(()) => Ok(true),
             Err(MetaError::Conflict(_)) => Ok(false),
             Err(e) => Err(e.into()),

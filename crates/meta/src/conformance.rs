@@ -143,6 +143,7 @@ macro_rules! meta_store_conformance {
             gc_lease_settings_and_runs,
             gc_candidates_follow_cascades,
             gc_manifest_claim,
+            gc_keeps_what_signed_targets_name,
             lease_acquire_renew_release,
             lease_expiry_hands_over,
             leases_are_per_name,

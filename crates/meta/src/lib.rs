@@ -66,7 +66,7 @@ pub use gc::{BlobClaim, GcBatch, GcPass, GcRun, GcSettings};
 pub use identity::{AccessStore, AccountStore, AuditStore, IdentityStore, TeamStore, TokenStore};
 pub use instrument::Instrumented;
 pub use lease::{Lease, LeaseStore};
-pub use trust::{TrustChange, TrustFile, TrustKey, TrustStore};
+pub use trust::{SignedTag, TrustChange, TrustFile, TrustKey, TrustStore};
 
 /// Every store trait, for the modules that call a `dyn MetaStore` or `dyn IdentityStore`
 /// (a supertrait's methods need the supertrait in scope): `use berth_meta::prelude::*;`.

@@ -141,7 +141,9 @@ pub(crate) const BLOB_COMPLETE: &str = "UPDATE blobs SET live = 1, verified = 1,
      size = $1, claimed_at = $2 WHERE digest = $3 AND generation = $4 AND deleting IS NULL";
 
 /// Deletes a manifest that is garbage under a pass: repository id, digest, cutoff,
-/// delete untagged, referrers follow their subject.
+/// delete untagged, referrers follow their subject. A manifest is kept while tagged, while
+/// a manifest or a tagged referrer refers to it, and while a signed target names it for a
+/// tag the repository has (`trust_targets`).
 pub(crate) const DELETE_MANIFEST: &str =
     "DELETE FROM manifests WHERE repo_id = $1 AND digest = $2 \
      AND claimed_at < $3 \
@@ -151,6 +153,10 @@ pub(crate) const DELETE_MANIFEST: &str =
      AND NOT EXISTS (SELECT 1 FROM manifests r \
          JOIN tags t ON t.repo_id = r.repo_id AND t.manifest = r.digest \
          WHERE r.repo_id = $1 AND r.subject = $2) \
+     AND NOT EXISTS (SELECT 1 FROM trust_targets s \
+         JOIN repositories p ON p.name = s.repo \
+         JOIN tags t ON t.repo_id = p.id AND t.name = s.tag \
+         WHERE p.id = $1 AND s.digest = $2) \
      AND CASE WHEN subject IS NULL THEN $4 \
          WHEN $5 THEN NOT EXISTS (SELECT 1 FROM manifests s \
              WHERE s.repo_id = $1 AND s.digest = manifests.subject) \
@@ -338,10 +344,10 @@ pub(crate) trait Statements: Send + Sync + 'static {
     /// Runs `statement` with `args` (`$1`, `$2`, ... in order); how many rows it changed.
     async fn run(&self, statement: &'static str, args: Vec<Arg>) -> Result<u64, MetaError>;
 
-    /// Runs every statement in one transaction, each of which must change a row: if one
-    /// changes none (or breaks a unique key), nothing is written and the answer is
+    /// Runs every step in one transaction: if a step that must change a row changes none
+    /// (or any step breaks a unique key), nothing is written and the answer is
     /// [`MetaError::Conflict`].
-    async fn run_all(&self, statements: Vec<(&'static str, Vec<Arg>)>) -> Result<(), MetaError>;
+    async fn run_all(&self, steps: Vec<Step>) -> Result<(), MetaError>;
 
     /// The one row of a trust file (`crate::trust`) that `statement` with `args` reads:
     /// on SQLite through this thread's connection (`sqlite_fast`), as the registry's hot
@@ -354,6 +360,35 @@ pub(crate) trait Statements: Send + Sync + 'static {
 
     /// The sqlx pool for reads.
     fn pool(&self) -> Pool<'_>;
+}
+
+/// One statement of an all-or-nothing write ([`Statements::run_all`]).
+pub(crate) struct Step {
+    pub(crate) statement: &'static str,
+    pub(crate) args: Vec<Arg>,
+    /// Whether changing no row fails the whole write (an insert guarded by a condition);
+    /// `false` for a statement that clears what may not be there.
+    pub(crate) must_change: bool,
+}
+
+impl Step {
+    /// A statement that must change a row.
+    pub(crate) fn changes(statement: &'static str, args: Vec<Arg>) -> Step {
+        Step {
+            statement,
+            args,
+            must_change: true,
+        }
+    }
+
+    /// A statement that may change no row.
+    pub(crate) fn any(statement: &'static str, args: Vec<Arg>) -> Step {
+        Step {
+            statement,
+            args,
+            must_change: false,
+        }
+    }
 }
 
 /// The conflict of [`Statements::run_all`]: statement `i` changed nothing.
@@ -387,15 +422,15 @@ impl Statements for crate::SqliteMetaStore {
         Ok(n as u64)
     }
 
-    async fn run_all(&self, statements: Vec<(&'static str, Vec<Arg>)>) -> Result<(), MetaError> {
+    async fn run_all(&self, steps: Vec<Step>) -> Result<(), MetaError> {
         self.write(move |conn| {
-            for (i, (statement, args)) in statements.into_iter().enumerate() {
-                debug_assert!(numbered_in_order(statement), "{statement}");
+            for (i, step) in steps.into_iter().enumerate() {
+                debug_assert!(numbered_in_order(step.statement), "{}", step.statement);
                 let n = conn
-                    .prepare_cached(statement)
-                    .and_then(|mut st| st.execute(rusqlite::params_from_iter(args)))
+                    .prepare_cached(step.statement)
+                    .and_then(|mut st| st.execute(rusqlite::params_from_iter(step.args)))
                     .map_err(crate::sqlite::sql)?;
-                if n == 0 {
+                if n == 0 && step.must_change {
                     return Err(unchanged(i));
                 }
             }
@@ -434,12 +469,12 @@ impl Statements for crate::PgMetaStore {
             .rows_affected())
     }
 
-    async fn run_all(&self, statements: Vec<(&'static str, Vec<Arg>)>) -> Result<(), MetaError> {
+    async fn run_all(&self, steps: Vec<Step>) -> Result<(), MetaError> {
         let mut tx = self.pool.begin().await?;
-        for (i, (statement, args)) in statements.into_iter().enumerate() {
-            let done = pg_query(statement, args).execute(&mut *tx).await;
+        for (i, step) in steps.into_iter().enumerate() {
+            let done = pg_query(step.statement, step.args).execute(&mut *tx).await;
             match done {
-                Ok(r) if r.rows_affected() > 0 => {}
+                Ok(r) if r.rows_affected() > 0 || !step.must_change => {}
                 Ok(_) => return Err(unchanged(i)),
                 Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => {
                     return Err(unchanged(i))

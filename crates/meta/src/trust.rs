@@ -10,7 +10,7 @@
 //! implemented once, for every store that can run statements.
 
 use crate::convert::now_ms;
-use crate::shared::{Arg, Pool, Statements};
+use crate::shared::{Arg, Pool, Statements, Step};
 use crate::MetaError;
 use async_trait::async_trait;
 use serde::Serialize;
@@ -63,13 +63,27 @@ pub struct TrustKey {
     pub sealed: Vec<u8>,
 }
 
+/// A tag a signed target of a repository's current trust data names, and the manifest
+/// digest it signs.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SignedTag {
+    pub tag: String,
+    pub digest: String,
+}
+
 store_trait! {
 /// Trust data of repositories, shared by every replica.
 pub trait TrustStore {
     /// Stores `files` of `repo` together, and a changefeed `update` row for the timestamp
     /// among them; or nothing, with [`MetaError::Conflict`], when a file's version is not
-    /// above every stored version of its role.
-    async fn trust_put(&self, repo: &str, files: Vec<TrustFile>) -> Result<(), MetaError>;
+    /// above every stored version of its role. `signed`, when given, replaces the signed
+    /// targets (tag, manifest digest) of `repo` in the same transaction: what garbage
+    /// collection keeps while the repository has the tag.
+    async fn trust_put(&self, repo: &str, files: Vec<TrustFile>, signed: Option<Vec<SignedTag>>)
+        -> Result<(), MetaError>;
+
+    /// The signed targets of `repo`, by tag and digest.
+    async fn trust_signed(&self, repo: &str) -> Result<Vec<SignedTag>, MetaError>;
 
     /// The highest version of `role`.
     async fn trust_current(&self, repo: &str, role: &str)
@@ -127,6 +141,9 @@ const VERSION: &str = "SELECT role, version, sha256, data, created_at FROM trust
 const CHECKSUM: &str = "SELECT role, version, sha256, data, created_at FROM trust_files \
      WHERE repo = $1 AND role = $2 AND sha256 = $3 ORDER BY version DESC LIMIT 1";
 const DELETE_FILES: &str = "DELETE FROM trust_files WHERE repo = $1";
+const DELETE_SIGNED: &str = "DELETE FROM trust_targets WHERE repo = $1";
+const SIGNED_ADD: &str = "INSERT INTO trust_targets (repo, tag, digest) VALUES ($1, $2, $3)";
+const SIGNED: &str = "SELECT tag, digest FROM trust_targets WHERE repo = $1 ORDER BY tag, digest";
 const DELETE_KEYS: &str = "DELETE FROM trust_keys WHERE repo = $1";
 const KEY_ADD: &str = "INSERT INTO trust_keys (repo, role, key_id, public, sealed, created_at) \
      VALUES ($1, $2, $3, $4, $5, $6)";
@@ -150,6 +167,9 @@ pub(crate) const STATEMENTS: &[&str] = &[
     VERSION,
     CHECKSUM,
     DELETE_FILES,
+    DELETE_SIGNED,
+    SIGNED_ADD,
+    SIGNED,
     DELETE_KEYS,
     KEY_ADD,
     KEYS,
@@ -186,8 +206,50 @@ fn change((id, repo, version, sha256, category, created_at): ChangeRow) -> Trust
 
 #[async_trait]
 impl<S: Statements> TrustStore for S {
-    async fn trust_put(&self, repo: &str, files: Vec<TrustFile>) -> Result<(), MetaError> {
-        let mut statements = Vec::with_capacity(files.len() + 1);
+    async fn trust_delete(&self, repo: &str, keys: bool) -> Result<bool, MetaError> {
+        let Some(timestamp) = self.trust_current(repo, "timestamp").await? else {
+            let mut steps = vec![
+                Step::any(DELETE_FILES, vec![repo.into()]),
+                Step::any(DELETE_SIGNED, vec![repo.into()]),
+            ];
+            if keys {
+                steps.push(Step::any(DELETE_KEYS, vec![repo.into()]));
+            }
+            self.run_all(steps).await?;
+            return Ok(false);
+        };
+        let mut steps = vec![
+            Step::changes(DELETE_FILES, vec![repo.into()]),
+            Step::any(DELETE_SIGNED, vec![repo.into()]),
+            Step::changes(
+                CHANGE,
+                vec![
+                    repo.into(),
+                    Arg::Int(timestamp.version),
+                    timestamp.sha256.as_str().into(),
+                    "deletion".into(),
+                    Arg::Int(now_ms()),
+                ],
+            ),
+        ];
+        if keys {
+            steps.push(Step::any(DELETE_KEYS, vec![repo.into()]));
+        }
+        // A delete that found the files gone (a racing delete) has nothing left to do.
+        match self.run_all(steps).await {
+            Ok(()) => Ok(true),
+            Err(MetaError::Conflict(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn trust_put(
+        &self,
+        repo: &str,
+        files: Vec<TrustFile>,
+        signed: Option<Vec<SignedTag>>,
+    ) -> Result<(), MetaError> {
+        let mut steps = Vec::with_capacity(files.len() + 1);
         for f in &files {
             if f.role == "timestamp" {
                 let args = vec![
@@ -197,7 +259,7 @@ impl<S: Statements> TrustStore for S {
                     "update".into(),
                     Arg::Int(f.created_at),
                 ];
-                statements.push((CHANGE, args));
+                steps.push(Step::changes(CHANGE, args));
             }
         }
         for f in files {
@@ -209,14 +271,31 @@ impl<S: Statements> TrustStore for S {
                 Arg::Bytes(f.data),
                 Arg::Int(f.created_at),
             ];
-            statements.push((PUT, args));
+            steps.push(Step::changes(PUT, args));
         }
-        self.run_all(statements).await.map_err(|e| match e {
+        if let Some(signed) = signed {
+            steps.push(Step::any(DELETE_SIGNED, vec![repo.into()]));
+            for t in signed {
+                let args = vec![repo.into(), Arg::Text(t.tag), Arg::Text(t.digest)];
+                steps.push(Step::changes(SIGNED_ADD, args));
+            }
+        }
+        self.run_all(steps).await.map_err(|e| match e {
             MetaError::Conflict(_) => {
                 MetaError::Conflict(format!("a newer version of the trust data of {repo}"))
             }
             other => other,
         })
+    }
+
+    async fn trust_signed(&self, repo: &str) -> Result<Vec<SignedTag>, MetaError> {
+        let rows: Vec<(String, String)> = on_pool!(self.pool(), p => {
+            sqlx::query_as(SIGNED).bind(repo).fetch_all(p).await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(tag, digest)| SignedTag { tag, digest })
+            .collect())
     }
 
     async fn trust_current(&self, repo: &str, role: &str) -> Result<Option<TrustFile>, MetaError> {
@@ -251,37 +330,6 @@ impl<S: Statements> TrustStore for S {
     ) -> Result<Option<TrustFile>, MetaError> {
         let args = vec![repo.into(), role.into(), sha256.into()];
         Ok(self.file_row(CHECKSUM, args).await?.map(file))
-    }
-
-    async fn trust_delete(&self, repo: &str, keys: bool) -> Result<bool, MetaError> {
-        let Some(timestamp) = self.trust_current(repo, "timestamp").await? else {
-            if keys {
-                self.run(DELETE_KEYS, vec![repo.into()]).await?;
-            }
-            return Ok(self.run(DELETE_FILES, vec![repo.into()]).await? > 0);
-        };
-        let mut statements = vec![
-            (DELETE_FILES, vec![repo.into()]),
-            (
-                CHANGE,
-                vec![
-                    repo.into(),
-                    Arg::Int(timestamp.version),
-                    timestamp.sha256.as_str().into(),
-                    "deletion".into(),
-                    Arg::Int(now_ms()),
-                ],
-            ),
-        ];
-        if keys {
-            statements.push((DELETE_KEYS, vec![repo.into()]));
-        }
-        // A delete that found the files gone (a racing delete) has nothing left to do.
-        match self.run_all(statements).await {
-            Ok(()) => Ok(true),
-            Err(MetaError::Conflict(_)) => Ok(false),
-            Err(e) => Err(e),
-        }
     }
 
     async fn trust_key_add(&self, repo: &str, key: TrustKey) -> Result<(), MetaError> {

@@ -54,6 +54,11 @@ impl RoleName {
         self.0.starts_with("targets/")
     }
 
+    /// `targets` or one of its delegations: a role that signs targets.
+    pub fn is_targets(&self) -> bool {
+        self.0 == Self::TARGETS || self.is_delegation()
+    }
+
     /// A delegation's parent (`targets/a/b` -> `targets/a`), `None` for a base role.
     pub fn parent(&self) -> Option<RoleName> {
         self.0

@@ -951,8 +951,53 @@ fn docker_content_trust_with(backend: Backend, bin: &Path) {
         refused.stderr
     );
 
-    // A user who may only pull (the repository made public) verifies, and cannot sign.
+    // A signed tag pushed over without trust by another image, then garbage collected with
+    // no grace: the manifest its signed target names stays (nothing else keeps it), and a
+    // trusted pull still gets it.
+    let import = |content: &str, tag: &str| {
+        std::fs::write(admin.path("tmp/f"), content).unwrap();
+        let tar = admin.path(&format!("tmp/{tag}.tar"));
+        run_ok(
+            Command::new("tar")
+                .arg("cf")
+                .arg(&tar)
+                .arg("-C")
+                .arg(admin.path("tmp"))
+                .arg("f"),
+            Duration::from_secs(30),
+        );
+        run_ok(
+            admin.cmd().arg("import").arg(&tar).arg(image(tag)),
+            Duration::from_secs(60),
+        );
+    };
+    let digest_in = |out: &str| {
+        let at = out.find("digest: sha256:").expect("a pushed digest") + 8;
+        out[at..at + 71].to_string()
+    };
+    import("signed alone\n", "3");
+    let signed = digest_in(&trusted_ok(&admin, &["push", &image("3")]));
+    import("pushed over\n", "3");
+    let over = run_ok(
+        admin.cmd().args(["push", &image("3")]),
+        Duration::from_secs(120),
+    );
+    assert_ne!(digest_in(&over.stdout), signed);
     let api = |method: &str, path: &str, body: &str| admin_api(d, &server, method, path, body);
+    let gc = api(
+        "POST",
+        "/api/v0/gc/runs",
+        r#"{"wait": true, "grace": "0s"}"#,
+    );
+    assert_eq!(gc.0, 200, "{}", gc.1);
+    run_ok(
+        admin.cmd().args(["rmi", &image("3")]),
+        Duration::from_secs(30),
+    );
+    let pulled = trusted_ok(&admin, &["pull", &image("3")]);
+    assert!(pulled.contains(&format!("{repo}@{signed}")), "{pulled}");
+
+    // A user who may only pull (the repository made public) verifies, and cannot sign.
     create_user(d, &server, "viewer", "viewer-password-1");
     let public = api(
         "PATCH",
@@ -972,9 +1017,13 @@ fn docker_content_trust_with(backend: Backend, bin: &Path) {
         "a pull-only user signed:\n{}",
         denied.stdout
     );
+    // Unchanged: 1 as pushed, 3 signed by the push with trust into alice's role.
     assert_eq!(
         signed_tags(&admin, &repo),
-        [("1".to_string(), vec!["Repo Admin".to_string()])]
+        [
+            ("1".to_string(), vec!["Repo Admin".to_string()]),
+            ("3".to_string(), vec!["alice".to_string()])
+        ]
     );
     for env in [&admin, &viewer] {
         let _ = run(

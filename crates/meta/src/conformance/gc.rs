@@ -3,7 +3,7 @@
 
 use super::{image, index, link, manifest, put, referrer, repo, size_of, tag, Store};
 use crate::gc::{BlobClaim, GcBatch, GcPass, GcRun};
-use crate::{MetaError, NewManifest, UploadRecord};
+use crate::{MetaError, NewManifest, SignedTag, UploadRecord};
 use berth_oci::{Digest, RepoName};
 
 fn now() -> i64 {
@@ -554,4 +554,54 @@ pub async fn gc_manifest_claim(store: Store) {
         .await
         .expect("gone"));
     assert!(!store.manifest_claim(&r, &m.digest, 0).await.expect("gone"));
+}
+
+/// A manifest a signed target names stays while the repository has the tag, even once a
+/// push without trust moved the tag away; it may go once no target signs it, or once the
+/// tag is gone.
+pub async fn gc_keeps_what_signed_targets_name(store: Store) {
+    let r = repo("gc/signed");
+    let (_, _, signed) = one_image(&store, &r, "signed").await;
+    let (_, _, other) = one_image(&store, &r, "other").await;
+    let (_, _, third) = one_image(&store, &r, "third").await;
+    let target = |t: &str, m: &NewManifest| SignedTag {
+        tag: t.into(),
+        digest: m.digest.to_string(),
+    };
+    let sign = |targets: Vec<SignedTag>| {
+        let (store, r) = (store.clone(), r.clone());
+        async move {
+            store
+                .trust_put(r.as_str(), vec![], Some(targets.clone()))
+                .await
+                .expect("trust_put");
+            assert_eq!(store.trust_signed(r.as_str()).await.unwrap(), targets);
+        }
+    };
+    put(&store, &r, &signed, Some("v1")).await;
+    put(&store, &r, &third, Some("v2")).await;
+    sign(vec![target("v1", &signed), target("v2", &third)]).await;
+    // Both tags pushed over without trust.
+    put(&store, &r, &other, Some("v1")).await;
+    put(&store, &r, &other, Some("v2")).await;
+    let pass = collect_all(&store, &everything()).await;
+    assert_eq!(pass.manifests_deleted, 0, "both kept for their signed tags");
+    // v1 signed anew for the manifest it has now: the old one goes.
+    sign(vec![target("v1", &other), target("v2", &third)]).await;
+    let pass = collect_all(&store, &everything()).await;
+    assert_eq!(pass.manifests_deleted, 1);
+    assert!(manifest(&store, &r, &signed.digest).await.is_none());
+    assert!(manifest(&store, &r, &third.digest).await.is_some());
+    // The tag v2 gone: nothing keeps its signed manifest.
+    assert!(store.tag_delete(&r, &tag("v2")).await.expect("untag"));
+    let pass = collect_all(&store, &everything()).await;
+    assert_eq!(pass.manifests_deleted, 1);
+    assert!(manifest(&store, &r, &third.digest).await.is_none());
+    assert!(
+        manifest(&store, &r, &other.digest).await.is_some(),
+        "still tagged v1"
+    );
+    // Trust data deleted: its signed targets with it.
+    assert!(!store.trust_delete(r.as_str(), true).await.expect("delete"));
+    assert!(store.trust_signed(r.as_str()).await.unwrap().is_empty());
 }

@@ -1133,7 +1133,7 @@ pub async fn repository_delete_takes_its_rows(store: FullStore) {
             crate::TrustFile::new("root", 1, b"root".to_vec()),
             crate::TrustFile::new("timestamp", 1, b"ts".to_vec()),
         ];
-        store.trust_put(r, files).await.expect("trust_put");
+        store.trust_put(r, files, None).await.expect("trust_put");
         let key = crate::TrustKey {
             role: "timestamp".into(),
             key_id: "k".into(),

@@ -25,7 +25,7 @@ async fn put(store: &Store, repo: &str, files: Vec<TrustFile>) {
             .collect::<Vec<_>>()
     );
     store
-        .trust_put(repo, files)
+        .trust_put(repo, files, None)
         .await
         .unwrap_or_else(|e| panic!("trust_put {what}: {e}"));
 }
@@ -48,7 +48,10 @@ pub async fn trust_files_versions_and_lookups(store: Store) {
         .is_empty());
     put(&store, "a/b", update(1, &BASE)).await;
     let next = update(2, &["targets", "snapshot", "timestamp"]);
-    store.trust_put("a/b", next.clone()).await.expect("put v2");
+    store
+        .trust_put("a/b", next.clone(), None)
+        .await
+        .expect("put v2");
     let all = store.trust_current_all("a/b").await.expect("all");
     let versions: Vec<(&str, i64)> = all.iter().map(|f| (f.role.as_str(), f.version)).collect();
     assert_eq!(
@@ -88,7 +91,7 @@ pub async fn trust_put_is_all_or_nothing(store: Store) {
     let mut stale = update(2, &["snapshot", "timestamp"]);
     stale.extend(update(1, &["targets"]));
     let err = store
-        .trust_put("a/b", stale)
+        .trust_put("a/b", stale, None)
         .await
         .expect_err("a stale version");
     assert!(matches!(err, MetaError::Conflict(_)), "{err:?}");
@@ -97,7 +100,7 @@ pub async fn trust_put_is_all_or_nothing(store: Store) {
     assert_eq!(store.trust_last_change().await.expect("last"), before);
     // A version below the current one is as stale as an equal one.
     put(&store, "a/b", update(3, &["targets"])).await;
-    let err = store.trust_put("a/b", update(2, &["targets"])).await;
+    let err = store.trust_put("a/b", update(2, &["targets"]), None).await;
     assert!(matches!(err, Err(MetaError::Conflict(_))), "{err:?}");
 }
 
@@ -112,7 +115,7 @@ pub async fn concurrent_trust_puts_one_wins(store: Store) {
                     TrustFile::new("targets", 2, format!("from {i}").into_bytes()),
                     TrustFile::new("timestamp", 2, format!("ts {i}").into_bytes()),
                 ];
-                store.trust_put("a/b", files).await
+                store.trust_put("a/b", files, None).await
             })
         })
         .collect();

@@ -1,0 +1,30 @@
+-- The signed targets of each repository's current trust data: tag -> manifest digest, from
+-- the targets role and its delegations, replaced with every trust update that changes them.
+-- GC keeps a manifest that a signed target names while the repository has the tag, so a
+-- trusted pull of the tag (which asks for the signed digest) finds it even after the tag
+-- was pushed over without trust.
+CREATE TABLE trust_targets (
+    repo   TEXT NOT NULL,
+    tag    TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    PRIMARY KEY (repo, tag, digest)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX trust_targets_by_digest ON trust_targets (repo, digest);
+
+-- A target no longer signed: the manifest it kept may be garbage now.
+CREATE TRIGGER gc_signed_target_gone AFTER DELETE ON trust_targets BEGIN
+    INSERT INTO gc_candidates (kind, repo_id, digest)
+        SELECT 'manifest', id, OLD.digest FROM repositories WHERE name = OLD.repo
+        ON CONFLICT DO NOTHING;
+END;
+-- A tag gone: the manifests its signed targets kept may be garbage now.
+CREATE TRIGGER gc_signed_tag_gone AFTER DELETE ON tags BEGIN
+    INSERT INTO gc_candidates (kind, repo_id, digest)
+        SELECT 'manifest', OLD.repo_id, s.digest
+        FROM trust_targets s JOIN repositories r ON r.name = s.repo
+        WHERE r.id = OLD.repo_id AND s.tag = OLD.name
+        ON CONFLICT DO NOTHING;
+END;
+CREATE TRIGGER repositories_delete_trust_targets AFTER DELETE ON repositories BEGIN
+    DELETE FROM trust_targets WHERE repo = OLD.name;
+END;

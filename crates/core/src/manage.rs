@@ -1137,6 +1137,40 @@ impl<'a> Manage<'a> {
         Ok(trust.status(repo).await?)
     }
 
+    /// Notary's changefeed of every repository, as `Trust::changes` pages it, keeping the
+    /// changes of repositories `c` may pull (anonymous callers see public ones).
+    pub async fn trust_changes(
+        &self,
+        c: &Caller,
+        trust: &crate::trust::Trust,
+        change_id: &str,
+        records: &str,
+    ) -> Result<Vec<berth_meta::TrustChange>> {
+        let changes = trust.changes(None, change_id, records).await?;
+        let mut visible: std::collections::HashMap<String, bool> = Default::default();
+        let mut kept = Vec::with_capacity(changes.len());
+        for change in changes {
+            let allowed = match visible.get(&change.repo) {
+                Some(v) => *v,
+                None => {
+                    let v = match RepoName::parse(&change.repo) {
+                        Ok(r) => {
+                            let verdict = self.access.authorize(c, &r, Permission::Pull).await?;
+                            verdict == Verdict::Allowed
+                        }
+                        Err(_) => false,
+                    };
+                    visible.insert(change.repo.clone(), v);
+                    v
+                }
+            };
+            if allowed {
+                kept.push(change);
+            }
+        }
+        Ok(kept)
+    }
+
     /// Deletes a repository's trust data (whoever may delete in it): its tags are then
     /// unsigned until signed again with a new root. Idempotent: a repository without trust
     /// data is left as it is (and nothing is audited).

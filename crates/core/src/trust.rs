@@ -195,6 +195,11 @@ impl Trust {
             || self.hostnames.contains(&gun_host)
     }
 
+    /// The first of the names this registry's GUNs may have ("" when none is known).
+    pub fn hostname(&self) -> &str {
+        self.hostnames.first().map_or("", String::as_str)
+    }
+
     /// The current files of `repo`, parsed.
     async fn current(&self, repo: &RepoName) -> Result<Current, TrustError> {
         let mut current = Current::default();

@@ -76,6 +76,8 @@ pub enum Endpoint {
         repo: RepoName,
         op: TrustOp,
     },
+    /// `GET /v2/_trust/changefeed`: Notary's changefeed of every repository.
+    TrustChanges,
 }
 
 /// What a Notary route asks of a repository's trust data.
@@ -149,6 +151,7 @@ impl Endpoint {
                 TrustOp::Delete => "trust_delete",
                 TrustOp::Changes => "trust_changefeed",
             },
+            Endpoint::TrustChanges => "trust_changefeed_all",
         }
     }
 
@@ -156,7 +159,9 @@ impl Endpoint {
     pub fn access(&self) -> (Access, Option<&RepoName>) {
         use Endpoint::*;
         match self {
-            Base => (Access::None, None),
+            // Every repository's changes, each kept only for a caller who may pull it
+            // (authenticated, as for `/v2/`).
+            Base | TrustChanges => (Access::None, None),
             Catalog => (Access::Catalog, None),
             TagsList { repo }
             | GetManifest { repo, .. }
@@ -203,6 +208,13 @@ impl Endpoint {
         if rest == "_catalog" {
             return if get_or_head {
                 Ok(Endpoint::Catalog)
+            } else {
+                Err(PathError::MethodNotAllowed)
+            };
+        }
+        if rest == "_trust/changefeed" {
+            return if *method == Method::GET {
+                Ok(Endpoint::TrustChanges)
             } else {
                 Err(PathError::MethodNotAllowed)
             };

@@ -3,6 +3,8 @@
 //! its host must be a name of this registry (`trust::Trust::is_ours`), anything else is
 //! Notary's 404. Access was decided before this runs, as for every `/v2` endpoint
 //! (`Endpoint::access`): reading is pulling, signing is pushing, deleting is deleting.
+//! `/v2/_trust/changefeed` lists every repository's changes, each kept only for a caller
+//! who may pull that repository (`Manage::trust_changes`).
 
 use crate::endpoint::TrustOp;
 use crate::error::ApiError;
@@ -11,6 +13,7 @@ use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use berth_core::access::Caller;
+use berth_core::manage::Manage;
 use berth_core::trust::{Lookup, TrustError};
 use berth_oci::RepoName;
 use std::collections::BTreeMap;
@@ -107,33 +110,60 @@ pub async fn handle(
             Ok(StatusCode::OK.into_response())
         }
         TrustOp::Changes => {
-            let query = crate::v2::query_pairs(&req);
-            let get = |k: &str| query.iter().find(|(a, _)| a == k).map(|(_, v)| v.as_str());
-            let records = get("records").unwrap_or("");
-            let changes = trust
-                .changes(Some(&repo), get("change_id").unwrap_or(""), records)
-                .await?;
-            let records: Vec<serde_json::Value> = changes
-                .iter()
-                .map(|c| {
-                    let at =
-                        chrono::DateTime::from_timestamp_millis(c.created_at).unwrap_or_default();
-                    serde_json::json!({
-                        "ID": c.id.to_string(),
-                        "CreatedAt": at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                        "GUN": format!("{host}/{}", c.repo),
-                        "Version": c.version,
-                        "SHA256": c.sha256,
-                        "Category": c.category,
-                    })
-                })
-                .collect();
-            Ok(
-                axum::Json(serde_json::json!({ "count": records.len(), "records": records }))
-                    .into_response(),
-            )
+            let (change_id, records) = changefeed_query(&req);
+            let changes = trust.changes(Some(&repo), &change_id, &records).await?;
+            Ok(changefeed(&host, &changes))
         }
     }
+}
+
+/// `GET /v2/_trust/changefeed`: the changes of every repository the caller may pull, their
+/// GUNs under the host the request names (the registry's first configured name without
+/// one).
+pub async fn changes_all(st: &AppState, caller: &Caller, req: Request) -> Result<Response> {
+    let (change_id, records) = changefeed_query(&req);
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string)
+        .unwrap_or_else(|| st.trust.hostname().to_string());
+    let changes = Manage::new(&st.access)
+        .trust_changes(caller, &st.trust, &change_id, &records)
+        .await?;
+    Ok(changefeed(&host, &changes))
+}
+
+/// The `change_id` and `records` a changefeed request asks for ("" when absent).
+fn changefeed_query(req: &Request) -> (String, String) {
+    let query = crate::v2::query_pairs(req);
+    let get = |k: &str| {
+        query
+            .iter()
+            .find(|(a, _)| a == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    (get("change_id"), get("records"))
+}
+
+/// Notary's changefeed answer: `count` and the records, each GUN under `host`.
+fn changefeed(host: &str, changes: &[berth_meta::TrustChange]) -> Response {
+    let records: Vec<serde_json::Value> = changes
+        .iter()
+        .map(|c| {
+            let at = chrono::DateTime::from_timestamp_millis(c.created_at).unwrap_or_default();
+            serde_json::json!({
+                "ID": c.id.to_string(),
+                "CreatedAt": at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                "GUN": format!("{host}/{}", c.repo),
+                "Version": c.version,
+                "SHA256": c.sha256,
+                "Category": c.category,
+            })
+        })
+        .collect();
+    axum::Json(serde_json::json!({ "count": records.len(), "records": records })).into_response()
 }
 
 /// The parts of a multipart update, each named by its `filename` (the role, which may

@@ -256,6 +256,10 @@ async fn dispatch(st: &AppState, caller: &Caller, ep: Endpoint, req: Request) ->
         )
             .into_response()),
         Endpoint::Catalog => catalog(st, caller, &query).await,
+        Endpoint::TrustChanges => {
+            let req = Request::from_parts(parts, body);
+            Box::pin(crate::trust::changes_all(st, caller, req)).await
+        }
         Endpoint::Trust { host, repo, op } => {
             // Boxed: every request's future would otherwise be sized for this path.
             let req = Request::from_parts(parts, body);

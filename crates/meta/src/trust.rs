@@ -39,6 +39,14 @@ impl TrustFile {
     }
 }
 
+/// A tag a signed target of a repository's current trust data names, and the manifest
+/// digest it signs.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SignedTag {
+    pub tag: String,
+    pub digest: String,
+}
+
 /// A changefeed record: a timestamp stored (`update`) or a repository's trust data deleted
 /// (`deletion`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -61,14 +69,6 @@ pub struct TrustKey {
     pub public: Vec<u8>,
     /// Sealed with the key-encryption key (ciphertext only, so `Debug` may show it).
     pub sealed: Vec<u8>,
-}
-
-/// A tag a signed target of a repository's current trust data names, and the manifest
-/// digest it signs.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct SignedTag {
-    pub tag: String,
-    pub digest: String,
 }
 
 store_trait! {

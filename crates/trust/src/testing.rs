@@ -98,12 +98,14 @@ pub struct Repo {
     pub timestamp: Signer,
 }
 
-impl Repo {
-    /// A repository of [`GUN`].
-    pub fn new() -> Repo {
+/// A repository of [`GUN`].
+impl Default for Repo {
+    fn default() -> Repo {
         Repo::of(GUN)
     }
+}
 
+impl Repo {
     /// A repository of `gun`: its root key a certificate for it.
     pub fn of(gun: &str) -> Repo {
         Repo {

@@ -70,13 +70,14 @@ fn common(kind: &str, days: i64) -> Common {
 
 #[tokio::test]
 async fn updates_are_stored_and_timestamps_renewed_before_expiry() {
-    let dir = tempfile::tempdir().unwrap();
-    let trust = Arc::new(Trust::new(
-        crate::sqlite_meta(dir.path()).await,
-        Kek::generate(),
-        vec![],
-    ));
+    // Trust data belongs to a repository (a first signing creates it, as a push does).
+    use berth_meta::AccessStore;
     let repo = RepoName::parse("team/app").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let meta = berth_meta::SqliteMetaStore::open(&dir.path().join("meta.db"));
+    let meta = meta.await.unwrap();
+    meta.repo_create(&repo, None, None).await.unwrap();
+    let trust = Arc::new(Trust::new(Arc::new(meta), Kek::generate(), vec![]));
     // The server's keys, asked for as a client does before its first publish.
     let timestamp = trust
         .key(&repo, ServerRole::Timestamp, false)

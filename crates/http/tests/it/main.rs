@@ -5,7 +5,7 @@
 mod api;
 mod api_v0;
 mod auth_attacks;
-mod trust_tampering;
+mod trust;
 mod v2_matrix;
 
 use berth_core::{Access, Registry};

@@ -3,8 +3,9 @@
 -- GC keeps a manifest that a signed target names while the repository has the tag, so a
 -- trusted pull of the tag (which asks for the signed digest) finds it even after the tag
 -- was pushed over without trust.
+-- Deleting the repository deletes them (the foreign key).
 CREATE TABLE trust_targets (
-    repo   TEXT NOT NULL,
+    repo   TEXT NOT NULL REFERENCES repositories (name) ON DELETE CASCADE,
     tag    TEXT NOT NULL,
     digest TEXT NOT NULL,
     PRIMARY KEY (repo, tag, digest)
@@ -14,9 +15,8 @@ CREATE INDEX trust_targets_by_digest ON trust_targets (repo, digest);
 -- A target no longer signed: the manifest it kept may be garbage now.
 CREATE FUNCTION gc_signed_target_gone() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO gc_candidates (kind, repo_id, digest)
-        SELECT 'manifest', id, OLD.digest FROM repositories WHERE name = OLD.repo
-        ON CONFLICT DO NOTHING;
+    PERFORM gc_candidate('manifest', r.id, OLD.digest) FROM repositories r
+        WHERE r.name = OLD.repo;
     RETURN NULL;
 END $$;
 CREATE TRIGGER gc_signed_target_gone AFTER DELETE ON trust_targets
@@ -34,11 +34,3 @@ BEGIN
 END $$;
 CREATE TRIGGER gc_signed_tag_gone AFTER DELETE ON tags
     FOR EACH ROW EXECUTE FUNCTION gc_signed_tag_gone();
-
-CREATE FUNCTION repositories_delete_trust_targets() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    DELETE FROM trust_targets WHERE repo = OLD.name;
-    RETURN NULL;
-END $$;
-CREATE TRIGGER repositories_delete_trust_targets AFTER DELETE ON repositories
-    FOR EACH ROW EXECUTE FUNCTION repositories_delete_trust_targets();

@@ -3,8 +3,9 @@
 -- GC keeps a manifest that a signed target names while the repository has the tag, so a
 -- trusted pull of the tag (which asks for the signed digest) finds it even after the tag
 -- was pushed over without trust.
+-- Deleting the repository deletes them (the foreign key).
 CREATE TABLE trust_targets (
-    repo   TEXT NOT NULL,
+    repo   TEXT NOT NULL REFERENCES repositories (name) ON DELETE CASCADE,
     tag    TEXT NOT NULL,
     digest TEXT NOT NULL,
     PRIMARY KEY (repo, tag, digest)
@@ -24,7 +25,4 @@ CREATE TRIGGER gc_signed_tag_gone AFTER DELETE ON tags BEGIN
         FROM trust_targets s JOIN repositories r ON r.name = s.repo
         WHERE r.id = OLD.repo_id AND s.tag = OLD.name
         ON CONFLICT DO NOTHING;
-END;
-CREATE TRIGGER repositories_delete_trust_targets AFTER DELETE ON repositories BEGIN
-    DELETE FROM trust_targets WHERE repo = OLD.name;
 END;

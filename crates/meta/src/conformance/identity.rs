@@ -1133,7 +1133,14 @@ pub async fn repository_delete_takes_its_rows(store: FullStore) {
             crate::TrustFile::new("root", 1, b"root".to_vec()),
             crate::TrustFile::new("timestamp", 1, b"ts".to_vec()),
         ];
-        store.trust_put(r, files, None).await.expect("trust_put");
+        let signed = vec![crate::SignedTag {
+            tag: "v1".into(),
+            digest: format!("sha256:{}", "0".repeat(64)),
+        }];
+        store
+            .trust_put(r, files, Some(signed))
+            .await
+            .expect("trust_put");
         let key = crate::TrustKey {
             role: "timestamp".into(),
             key_id: "k".into(),
@@ -1146,13 +1153,15 @@ pub async fn repository_delete_takes_its_rows(store: FullStore) {
         .repo_delete(&repo("acme/gone"))
         .await
         .expect("repo_delete"));
-    // (files, keys) of each repository's trust data.
+    // (files, keys, signed targets) of each repository's trust data.
     let mut left = vec![];
     for r in ["acme/gone", "acme/kept"] {
         let files = store.trust_current_all(r).await.expect("trust files");
-        left.push((files.len(), store.trust_keys(r).await.expect("keys").len()));
+        let keys = store.trust_keys(r).await.expect("keys").len();
+        let signed = store.trust_signed(r).await.expect("signed").len();
+        left.push((files.len(), keys, signed));
     }
-    assert_eq!(left, [(0, 0), (2, 1)]);
+    assert_eq!(left, [(0, 0, 0), (2, 1, 1)]);
     let feed = store
         .trust_changes(Some("acme/gone"), 0, 10, false)
         .await

@@ -57,7 +57,7 @@ fn initialised(repo: &Repo) -> Current {
 
 #[test]
 fn a_first_push_stores_root_targets_and_the_servers_snapshot_and_timestamp() {
-    let repo = Repo::new();
+    let repo = Repo::default();
     let root = sign(&repo.root(1), &[&repo.root]);
     let targets = sign(
         &repo.targets(1, &[("v1", b"manifest one")]),
@@ -120,7 +120,7 @@ fn a_first_push_stores_root_targets_and_the_servers_snapshot_and_timestamp() {
 
 #[test]
 fn a_later_push_moves_snapshot_and_timestamp_one_version_on() {
-    let repo = Repo::new();
+    let repo = Repo::default();
     let current = initialised(&repo);
     let targets = sign(
         &repo.targets(2, &[("v1", b"one"), ("v2", b"two")]),
@@ -149,7 +149,7 @@ fn a_later_push_moves_snapshot_and_timestamp_one_version_on() {
 
 #[test]
 fn a_notary_cli_update_with_its_own_snapshot_is_checked_against_the_written_files() {
-    let repo = Repo::new();
+    let repo = Repo::default();
     let root = sign(&repo.root(1), &[&repo.root]);
     let targets = sign(&repo.targets(1, &[]), &[&repo.targets]);
     let mut meta = BTreeMap::new();
@@ -203,7 +203,7 @@ fn a_notary_cli_update_with_its_own_snapshot_is_checked_against_the_written_file
 /// Each tampering refused with Notary's error name.
 #[test]
 fn tampering_is_refused_with_notarys_error() {
-    let repo = Repo::new();
+    let repo = Repo::default();
     let current = initialised(&repo);
     let held = repo.held();
     let check = |what: &str, parts: BTreeMap<String, Vec<u8>>, current: &Current, name: &str| {
@@ -220,10 +220,12 @@ fn tampering_is_refused_with_notarys_error() {
 
     // A new root that drops the old root key (and lowers nothing else) signed only by
     // its own new key: the previous root's threshold is not met.
-    let mut rotated = Repo::new();
-    rotated.targets = repo.targets.clone();
-    rotated.snapshot = repo.snapshot.clone();
-    rotated.timestamp = repo.timestamp.clone();
+    let rotated = Repo {
+        root: Signer::cert(GUN),
+        targets: repo.targets.clone(),
+        snapshot: repo.snapshot.clone(),
+        timestamp: repo.timestamp.clone(),
+    };
     check(
         "rotation without the old root's signature",
         uploads(&[("root", sign(&rotated.root(2), &[&rotated.root]))]),
@@ -399,7 +401,7 @@ fn role_names_follow_notarys_rules() {
 /// removed has `"roles": null`): read as empty.
 #[test]
 fn go_nil_collections_read_as_empty() {
-    let repo = Repo::new();
+    let repo = Repo::default();
     let mut signed = serde_json::to_value(repo.targets(1, &[])).unwrap();
     signed["targets"] = serde_json::Value::Null;
     signed["delegations"] = serde_json::json!({"keys": null, "roles": null});
@@ -412,7 +414,7 @@ fn go_nil_collections_read_as_empty() {
 /// a version past `i64::MAX`, and the server's next snapshot stays at it (a conflict).
 #[test]
 fn versions_at_the_limit_do_not_wrap() {
-    let repo = Repo::new();
+    let repo = Repo::default();
     let root = sign(&repo.root(i64::MAX), &[&repo.root]);
     let targets = sign(&repo.targets(1, &[]), &[&repo.targets]);
     let parts = uploads(&[("root", root), ("targets", targets)]);

@@ -1,7 +1,8 @@
-//! Tampered trust updates posted to the Notary routes through the real router over a real
-//! SQLite store: each refused with Notary's answer (status, code and the typed detail its
-//! clients print), and the stored trust data unchanged, every role file and the changefeed.
-//! A valid update after them all shows the refusals were not an accident of the set-up.
+//! The Notary routes through the real router over a real SQLite store. Tampered updates:
+//! each refused with Notary's answer (status, code and the typed detail its clients print),
+//! and the stored trust data unchanged, every role file and the changefeed; a valid update
+//! after them all shows the refusals were not an accident of the set-up. The changefeed of
+//! every repository, filtered by what the caller may pull.
 
 use axum::http::StatusCode;
 use berth_testkit::world::{Resp, World};
@@ -51,9 +52,11 @@ impl Client<'_> {
             .await
     }
 
-    /// The server's key for `role`, as a client asks for it before its first publish.
-    async fn server_key(&self, role: &str) -> PublicKey {
-        let r = self.get(&format!("tuf/{role}.key")).await;
+    /// The server's key for `role` of `gun`, as a client asks for it before its first
+    /// publish.
+    async fn server_key_of(&self, gun: &str, role: &str) -> PublicKey {
+        let uri = format!("/v2/{gun}/_trust/tuf/{role}.key");
+        let r = self.w.call("GET", &uri, self.auth).await;
         assert_eq!(r.status, StatusCode::OK, "{role}.key: {r:?}");
         serde_json::from_slice(&r.body).unwrap()
     }
@@ -119,8 +122,8 @@ async fn tampered_updates_are_refused_and_change_nothing() {
     let repo = Repo::of(GUN);
     let second_root = Signer::cert(GUN);
     let releases = Signer::ecdsa();
-    let snapshot = c.server_key("snapshot").await;
-    let timestamp = c.server_key("timestamp").await;
+    let snapshot = c.server_key_of(GUN, "snapshot").await;
+    let timestamp = c.server_key_of(GUN, "timestamp").await;
     let base = with_server_keys(repo.root(1), &snapshot, &timestamp);
     let root = root_of(&base, 1, &[&repo.root, &second_root], 2);
     let mut top = targets(1, &[("v1", b"manifest one")], &repo);
@@ -158,7 +161,9 @@ async fn tampered_updates_are_refused_and_change_nothing() {
     delegate(&mut top2, "targets/releases", &releases, &["releases/"]);
     let replayed = sign(&top, &[&repo.targets]);
 
-    let cases: Vec<(&str, Vec<(&str, Vec<u8>)>, &str, &str)> = vec![
+    // What, the files posted, Notary's code and its detail's `Name` ("": none).
+    type Case<'a> = (&'a str, Vec<(&'a str, Vec<u8>)>, &'a str, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "a root that lowers the threshold without the old keys",
             vec![(
@@ -244,4 +249,70 @@ async fn tampered_updates_are_refused_and_change_nothing() {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{r:?}");
     assert_ne!(c.stored().await, before);
+}
+
+/// `/v2/_trust/changefeed` lists the changes of every repository, each only to a caller
+/// who may pull it: a user with no role sees the public repository's, a member both;
+/// like `/v2/`, it asks anonymous callers to authenticate.
+#[tokio::test]
+async fn the_global_changefeed_shows_what_the_caller_may_pull() {
+    let w = World::new(crate::app).await;
+    let writer = w.creds["read-write"].as_deref();
+    for repo in ["acme/public-app", "acme/private-app"] {
+        let gun = format!("registry.test/{repo}");
+        let c = Client {
+            w: &w,
+            auth: writer,
+        };
+        let r = Repo::of(&gun);
+        let snapshot = c.server_key_of(&gun, "snapshot").await;
+        let timestamp = c.server_key_of(&gun, "timestamp").await;
+        let root = with_server_keys(r.root(1), &snapshot, &timestamp);
+        let done = c
+            .post(
+                &gun,
+                &[
+                    ("root", &sign(&root, &[&r.root])),
+                    ("targets", &sign(&targets(1, &[], &r), &[&r.targets])),
+                ],
+            )
+            .await;
+        assert_eq!(done.status, StatusCode::OK, "{repo}: {done:?}");
+    }
+    let feed = |who: &'static str| {
+        let w = &w;
+        async move {
+            let r = w
+                .req(
+                    "GET",
+                    "/v2/_trust/changefeed?records=10",
+                    w.creds[who].as_deref(),
+                    &[("host", "registry.test")],
+                    axum::body::Body::empty(),
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "{who}: {r:?}");
+            let body = r.json();
+            let guns: Vec<String> = body["records"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["GUN"].as_str().unwrap().to_string())
+                .collect();
+            assert_eq!(body["count"], guns.len());
+            guns
+        }
+    };
+    let r = w.call("GET", "/v2/_trust/changefeed", None).await;
+    r.assert_is(StatusCode::UNAUTHORIZED, "UNAUTHORIZED");
+    assert_eq!(feed("no-role").await, ["registry.test/acme/public-app"]);
+    assert_eq!(
+        feed("read-write").await,
+        [
+            "registry.test/acme/public-app",
+            "registry.test/acme/private-app"
+        ]
+    );
+    let r = w.call("POST", "/v2/_trust/changefeed", writer).await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{r:?}");
 }

@@ -74,8 +74,8 @@ async fn updates_are_stored_and_timestamps_renewed_before_expiry() {
     use berth_meta::AccessStore;
     let repo = RepoName::parse("team/app").unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let meta = berth_meta::SqliteMetaStore::open(&dir.path().join("meta.db"));
-    let meta = meta.await.unwrap();
+    let path = dir.path().join("meta.db");
+    let meta = berth_meta::SqliteMetaStore::open(&path).await.unwrap();
     meta.repo_create(&repo, None, None).await.unwrap();
     let trust = Arc::new(Trust::new(Arc::new(meta), Kek::generate(), vec![]));
     // The server's keys, asked for as a client does before its first publish.

@@ -8,7 +8,7 @@
 //! client asks for it expired (and the snapshot with it when that expired too), so a
 //! repository nobody pushes to keeps verifying; the re-signing job does it before expiry.
 
-use berth_meta::{MetaError, MetaStore, SignedTag, TrustChange, TrustFile, TrustKey};
+use berth_meta::{MetaError, MetaStore, Signed, TrustChange, TrustFile, TrustKey, TrustSigner};
 use berth_oci::RepoName;
 pub use berth_trust::metadata::RoleName;
 use berth_trust::metadata::{Root, Snapshot, Targets, Timestamp};
@@ -139,20 +139,68 @@ fn hex_of(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Every (tag, manifest digest) the targets roles sign, once each.
-fn signed_tags(targets: &BTreeMap<RoleName, SignedFile<Targets>>) -> Vec<SignedTag> {
-    let mut signed: Vec<SignedTag> = targets
-        .values()
-        .flat_map(|f| &f.signed.targets)
-        .filter_map(|(tag, meta)| {
-            meta.sha256().map(|h| SignedTag {
-                tag: tag.clone(),
-                digest: format!("sha256:{}", hex_of(h)),
-            })
-        })
-        .collect();
-    signed.sort();
-    signed.dedup();
+/// Every target the targets roles sign, by role, with the keys whose signatures on the
+/// role's file verify (a role no parent declares any more has none) and the earliest expiry
+/// along its chain; and the signers of those keys, `by` for keys not seen before.
+fn signed_targets(
+    root: &Root,
+    targets: &BTreeMap<RoleName, SignedFile<Targets>>,
+    by: i64,
+) -> Signed {
+    use berth_trust::verify::valid_signers;
+    let mut signed = Signed::default();
+    for (name, file) in targets {
+        // The role's keys, from the root or the parent's delegations; the expiry, the
+        // earliest along the chain.
+        let mut expires = file.expires();
+        let keys = match name.parent() {
+            None => root
+                .roles
+                .get(RoleName::TARGETS)
+                .map(|r| (&root.keys, r.keyids.clone())),
+            Some(parent) => targets.get(&parent).and_then(|p| {
+                let mut up = Some(parent.clone());
+                while let Some(r) = up {
+                    if let Some(f) = targets.get(&r) {
+                        expires = expires.min(f.expires());
+                    }
+                    up = r.parent();
+                }
+                let d = &p.signed.delegations;
+                d.roles
+                    .iter()
+                    .find(|e| e.name == name.as_str())
+                    .map(|e| (&d.keys, e.keyids.clone()))
+            }),
+        };
+        let key_ids: Vec<String> = match keys {
+            Some((keys, ids)) => valid_signers(&file.canonical, &file.signatures, keys, &ids)
+                .into_iter()
+                .collect(),
+            None => vec![],
+        };
+        for id in &key_ids {
+            signed.signers.push(TrustSigner {
+                key_id: id.clone(),
+                account: by,
+            });
+        }
+        for (tag, meta) in &file.signed.targets {
+            if let Some(h) = meta.sha256() {
+                signed.targets.push(berth_meta::SignedTarget {
+                    tag: tag.clone(),
+                    digest: format!("sha256:{}", hex_of(h)),
+                    role: name.to_string(),
+                    key_ids: key_ids.clone(),
+                    expires_at: expires.timestamp_millis(),
+                });
+            }
+        }
+    }
+    signed.targets.sort();
+    signed.targets.dedup();
+    signed.signers.sort();
+    signed.signers.dedup();
     signed
 }
 
@@ -235,21 +283,24 @@ impl Trust {
     }
 
     /// Validates and stores one update (role name -> bytes, as the multipart parts were
-    /// named) of `repo`, whose GUN is `gun`.
+    /// named) of `repo`, whose GUN is `gun`, made by account `by` (0: none).
     pub async fn update(
         &self,
         repo: &RepoName,
         gun: &str,
         uploads: &BTreeMap<String, Vec<u8>>,
+        by: i64,
     ) -> Result<(), TrustError> {
         let current = self.current(repo).await?;
         let held = self.held(repo).await?;
         let files = update::validate(gun, Utc::now(), &current, uploads, &held)?;
-        // The signed targets after this update, when it changes a targets role: what GC
-        // keeps while the tags exist.
+        // The signed targets after this update, when it changes a targets role or the root
+        // (which lists the targets keys): what GC keeps while the tags exist, and what
+        // signature policies read, signed by the account `by` for keys it brings.
         let mut after = current.targets;
         let mut targets_changed = false;
         for f in &files {
+            targets_changed |= f.role.as_str() == RoleName::ROOT;
             if f.role.is_targets() {
                 // Validated just now: it parses.
                 let parsed = SignedFile::parse(&f.bytes).map_err(|e| {
@@ -259,7 +310,17 @@ impl Trust {
                 targets_changed = true;
             }
         }
-        let signed = targets_changed.then(|| signed_tags(&after));
+        let root = files
+            .iter()
+            .find(|f| f.role.as_str() == RoleName::ROOT)
+            .map(|f| SignedFile::<Root>::parse(&f.bytes))
+            .transpose()
+            .map_err(|e| TrustError::Key(format!("validated root does not parse: {e}")))?;
+        let root = root.as_ref().or(current.root.as_ref());
+        let signed = match root {
+            Some(root) if targets_changed => Some(signed_targets(&root.signed, &after, by)),
+            _ => None,
+        };
         let files = files
             .into_iter()
             .map(|f| TrustFile::new(f.role.as_str(), f.version, f.bytes))

@@ -78,7 +78,8 @@ pub async fn handle(
             // Trust data belongs to a repository, with its visibility and grants: the
             // first signing creates it, as a first push does.
             st.access.create_on_push(caller, &repo).await?;
-            if let Err(e) = trust.update(&repo, &gun, &uploads).await {
+            let by = caller.account.unwrap_or(0);
+            if let Err(e) = trust.update(&repo, &gun, &uploads, by).await {
                 let roles: Vec<&String> = uploads.keys().collect();
                 tracing::info!(repo = %repo, ?roles, error = %e, "trust update refused");
                 return Err(e.into());

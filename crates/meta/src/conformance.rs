@@ -152,6 +152,8 @@ macro_rules! meta_store_conformance {
             trust_put_is_all_or_nothing,
             concurrent_trust_puts_one_wins,
             trust_changefeed_and_delete,
+            trust_signed_targets_and_signers,
+            signature_policies_by_scope,
         ; // identity cases: the store must also implement `IdentityStore`
             accounts_share_one_namespace,
             user_update_and_delete,

@@ -53,6 +53,7 @@ mod convert;
 pub mod gc;
 pub mod identity;
 pub mod lease;
+pub mod policy;
 pub mod postgres;
 mod postgres_gc;
 mod postgres_identity;
@@ -66,7 +67,8 @@ pub use gc::{BlobClaim, GcBatch, GcPass, GcRun, GcSettings};
 pub use identity::{AccessStore, AccountStore, AuditStore, IdentityStore, TeamStore, TokenStore};
 pub use instrument::Instrumented;
 pub use lease::{Lease, LeaseStore};
-pub use trust::{SignedTag, TrustChange, TrustFile, TrustKey, TrustStore};
+pub use policy::{PolicyStore, StoredPolicy};
+pub use trust::{Signed, SignedTarget, TrustChange, TrustFile, TrustKey, TrustSigner, TrustStore};
 
 /// Every store trait, for the modules that call a `dyn MetaStore` or `dyn IdentityStore`
 /// (a supertrait's methods need the supertrait in scope): `use berth_meta::prelude::*;`.
@@ -460,7 +462,9 @@ store_trait! {
 /// Every registry metadata trait, as the registry's flows use them together: one value
 /// (`Arc<dyn MetaStore>`) that a backend or a wrapper implements trait by trait. The job
 /// leases ([`LeaseStore`]) live in the same database.
-pub trait MetaStore: RegistryStore + UploadStore + GcStore + LeaseStore + TrustStore {
+pub trait MetaStore:
+    RegistryStore + UploadStore + GcStore + LeaseStore + TrustStore + PolicyStore
+{
     /// "sqlite" or "postgres".
     fn kind(&self) -> &'static str;
 }

@@ -1110,6 +1110,7 @@ mod tests {
             .iter()
             .chain(crate::lease::STATEMENTS)
             .chain(crate::trust::STATEMENTS)
+            .chain(crate::policy::STATEMENTS)
         {
             assert!(in_order(sql), "{sql}");
         }

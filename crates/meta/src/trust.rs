@@ -39,12 +39,24 @@ impl TrustFile {
     }
 }
 
-/// A tag a signed target of a repository's current trust data names, and the manifest
-/// digest it signs.
+/// A target of a repository's current trust data: a tag, the manifest digest it signs,
+/// the role that signs it, the keys whose signatures on that role's file verify, and when
+/// the role (or one of its ancestors) expires.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct SignedTag {
+pub struct SignedTarget {
     pub tag: String,
     pub digest: String,
+    pub role: String,
+    pub key_ids: Vec<String>,
+    /// Unix ms.
+    pub expires_at: i64,
+}
+
+/// The account a trust key signs for (0: none, a key `berth admin` brought).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TrustSigner {
+    pub key_id: String,
+    pub account: i64,
 }
 
 /// A changefeed record: a timestamp stored (`update`) or a repository's trust data deleted
@@ -71,19 +83,33 @@ pub struct TrustKey {
     pub sealed: Vec<u8>,
 }
 
+/// What an update that changes a targets role says of the signatures: every signed target
+/// now (replacing the stored ones), and the signers of keys it brings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Signed {
+    pub targets: Vec<SignedTarget>,
+    pub signers: Vec<TrustSigner>,
+}
+
 store_trait! {
 /// Trust data of repositories, shared by every replica.
 pub trait TrustStore {
     /// Stores `files` of `repo` together, and a changefeed `update` row for the timestamp
     /// among them; or nothing, with [`MetaError::Conflict`], when a file's version is not
     /// above every stored version of its role. `signed`, when given, replaces the signed
-    /// targets (tag, manifest digest) of `repo` in the same transaction: what garbage
-    /// collection keeps while the repository has the tag.
-    async fn trust_put(&self, repo: &str, files: Vec<TrustFile>, signed: Option<Vec<SignedTag>>)
+    /// targets of `repo` (what garbage collection keeps while the repository has the tag,
+    /// what signature policies read) and records the signers of keys not seen before, in
+    /// the same transaction, which also moves the policy revision on.
+    async fn trust_put(&self, repo: &str, files: Vec<TrustFile>, signed: Option<Signed>)
         -> Result<(), MetaError>;
 
-    /// The signed targets of `repo`, by tag and digest.
-    async fn trust_signed(&self, repo: &str) -> Result<Vec<SignedTag>, MetaError>;
+    /// The signed targets of `repo`, by tag, digest and role; only those of `digest` when
+    /// given.
+    async fn trust_signed(&self, repo: &str, digest: Option<&str>)
+        -> Result<Vec<SignedTarget>, MetaError>;
+
+    /// The signers of `repo`'s trust keys, by key id.
+    async fn trust_signers(&self, repo: &str) -> Result<Vec<TrustSigner>, MetaError>;
 
     /// The highest version of `role`.
     async fn trust_current(&self, repo: &str, role: &str)
@@ -142,8 +168,15 @@ const CHECKSUM: &str = "SELECT role, version, sha256, data, created_at FROM trus
      WHERE repo = $1 AND role = $2 AND sha256 = $3 ORDER BY version DESC LIMIT 1";
 const DELETE_FILES: &str = "DELETE FROM trust_files WHERE repo = $1";
 const DELETE_SIGNED: &str = "DELETE FROM trust_targets WHERE repo = $1";
-const SIGNED_ADD: &str = "INSERT INTO trust_targets (repo, tag, digest) VALUES ($1, $2, $3)";
-const SIGNED: &str = "SELECT tag, digest FROM trust_targets WHERE repo = $1 ORDER BY tag, digest";
+const SIGNED_ADD: &str =
+    "INSERT INTO trust_targets (repo, tag, digest, role, key_ids, expires_at) \
+     VALUES ($1, $2, $3, $4, $5, $6)";
+const SIGNED: &str = "SELECT tag, digest, role, key_ids, expires_at FROM trust_targets \
+     WHERE repo = $1 AND ($2 = '' OR digest = $2) ORDER BY tag, digest, role";
+const SIGNER_ADD: &str = "INSERT INTO trust_signers (repo, key_id, account_id) \
+     VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
+const SIGNERS: &str =
+    "SELECT key_id, account_id FROM trust_signers WHERE repo = $1 ORDER BY key_id";
 const DELETE_KEYS: &str = "DELETE FROM trust_keys WHERE repo = $1";
 const KEY_ADD: &str = "INSERT INTO trust_keys (repo, role, key_id, public, sealed, created_at) \
      VALUES ($1, $2, $3, $4, $5, $6)";
@@ -170,6 +203,8 @@ pub(crate) const STATEMENTS: &[&str] = &[
     DELETE_SIGNED,
     SIGNED_ADD,
     SIGNED,
+    SIGNER_ADD,
+    SIGNERS,
     DELETE_KEYS,
     KEY_ADD,
     KEYS,
@@ -247,7 +282,7 @@ impl<S: Statements> TrustStore for S {
         &self,
         repo: &str,
         files: Vec<TrustFile>,
-        signed: Option<Vec<SignedTag>>,
+        signed: Option<Signed>,
     ) -> Result<(), MetaError> {
         let mut steps = Vec::with_capacity(files.len() + 1);
         for f in &files {
@@ -275,10 +310,22 @@ impl<S: Statements> TrustStore for S {
         }
         if let Some(signed) = signed {
             steps.push(Step::any(DELETE_SIGNED, vec![repo.into()]));
-            for t in signed {
-                let args = vec![repo.into(), Arg::Text(t.tag), Arg::Text(t.digest)];
+            for t in signed.targets {
+                let args = vec![
+                    repo.into(),
+                    Arg::Text(t.tag),
+                    Arg::Text(t.digest),
+                    Arg::Text(t.role),
+                    Arg::Text(t.key_ids.join(",")),
+                    Arg::Int(t.expires_at),
+                ];
                 steps.push(Step::changes(SIGNED_ADD, args));
             }
+            for s in signed.signers {
+                let args = vec![repo.into(), Arg::Text(s.key_id), Arg::Int(s.account)];
+                steps.push(Step::any(SIGNER_ADD, args));
+            }
+            steps.push(Step::changes(crate::policy::REVISION_BUMP, vec![]));
         }
         self.run_all(steps).await.map_err(|e| match e {
             MetaError::Conflict(_) => {
@@ -288,13 +335,38 @@ impl<S: Statements> TrustStore for S {
         })
     }
 
-    async fn trust_signed(&self, repo: &str) -> Result<Vec<SignedTag>, MetaError> {
-        let rows: Vec<(String, String)> = on_pool!(self.pool(), p => {
-            sqlx::query_as(SIGNED).bind(repo).fetch_all(p).await?
+    async fn trust_signed(
+        &self,
+        repo: &str,
+        digest: Option<&str>,
+    ) -> Result<Vec<SignedTarget>, MetaError> {
+        let digest = digest.unwrap_or("");
+        let rows: Vec<(String, String, String, String, i64)> = on_pool!(self.pool(), p => {
+            sqlx::query_as(SIGNED).bind(repo).bind(digest).fetch_all(p).await?
         });
         Ok(rows
             .into_iter()
-            .map(|(tag, digest)| SignedTag { tag, digest })
+            .map(|(tag, digest, role, key_ids, expires_at)| SignedTarget {
+                tag,
+                digest,
+                role,
+                key_ids: key_ids
+                    .split(',')
+                    .filter(|k| !k.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+                expires_at,
+            })
+            .collect())
+    }
+
+    async fn trust_signers(&self, repo: &str) -> Result<Vec<TrustSigner>, MetaError> {
+        let rows: Vec<(String, i64)> = on_pool!(self.pool(), p => {
+            sqlx::query_as(SIGNERS).bind(repo).fetch_all(p).await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(key_id, account)| TrustSigner { key_id, account })
             .collect())
     }
 

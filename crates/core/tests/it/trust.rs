@@ -136,8 +136,8 @@ async fn updates_are_stored_and_timestamps_renewed_before_expiry() {
         "targets".to_string(),
         sign(&targets, &targets_signer, &targets_key.key_id()),
     );
-    trust.update(&repo, GUN, &uploads).await.unwrap();
-    let replay = trust.update(&repo, GUN, &uploads).await;
+    trust.update(&repo, GUN, &uploads, 0).await.unwrap();
+    let replay = trust.update(&repo, GUN, &uploads, 0).await;
     assert!(matches!(replay, Err(TrustError::Version)), "{replay:?}");
 
     let current = |role: &'static str| {

@@ -3,7 +3,7 @@
 
 use super::{image, index, link, manifest, put, referrer, repo, size_of, tag, Store};
 use crate::gc::{BlobClaim, GcBatch, GcPass, GcRun};
-use crate::{MetaError, NewManifest, SignedTag, UploadRecord};
+use crate::{MetaError, NewManifest, Signed, SignedTarget, UploadRecord};
 use berth_oci::{Digest, RepoName};
 
 fn now() -> i64 {
@@ -564,18 +564,25 @@ pub async fn gc_keeps_what_signed_targets_name(store: Store) {
     let (_, _, signed) = one_image(&store, &r, "signed").await;
     let (_, _, other) = one_image(&store, &r, "other").await;
     let (_, _, third) = one_image(&store, &r, "third").await;
-    let target = |t: &str, m: &NewManifest| SignedTag {
+    let target = |t: &str, m: &NewManifest| SignedTarget {
         tag: t.into(),
         digest: m.digest.to_string(),
+        role: "targets".into(),
+        key_ids: vec!["k1".into()],
+        expires_at: now() + 3_600_000,
     };
-    let sign = |targets: Vec<SignedTag>| {
+    let sign = |targets: Vec<SignedTarget>| {
         let (store, r) = (store.clone(), r.clone());
         async move {
+            let signed = Signed {
+                targets: targets.clone(),
+                signers: vec![],
+            };
             store
-                .trust_put(r.as_str(), vec![], Some(targets.clone()))
+                .trust_put(r.as_str(), vec![], Some(signed))
                 .await
                 .expect("trust_put");
-            assert_eq!(store.trust_signed(r.as_str()).await.unwrap(), targets);
+            assert_eq!(store.trust_signed(r.as_str(), None).await.unwrap(), targets);
         }
     };
     put(&store, &r, &signed, Some("v1")).await;
@@ -603,5 +610,9 @@ pub async fn gc_keeps_what_signed_targets_name(store: Store) {
     );
     // Trust data deleted: its signed targets with it.
     assert!(!store.trust_delete(r.as_str(), true).await.expect("delete"));
-    assert!(store.trust_signed(r.as_str()).await.unwrap().is_empty());
+    assert!(store
+        .trust_signed(r.as_str(), None)
+        .await
+        .unwrap()
+        .is_empty());
 }

@@ -1133,10 +1133,19 @@ pub async fn repository_delete_takes_its_rows(store: FullStore) {
             crate::TrustFile::new("root", 1, b"root".to_vec()),
             crate::TrustFile::new("timestamp", 1, b"ts".to_vec()),
         ];
-        let signed = vec![crate::SignedTag {
-            tag: "v1".into(),
-            digest: format!("sha256:{}", "0".repeat(64)),
-        }];
+        let signed = crate::Signed {
+            targets: vec![crate::SignedTarget {
+                tag: "v1".into(),
+                digest: format!("sha256:{}", "0".repeat(64)),
+                role: "targets".into(),
+                key_ids: vec!["k1".into()],
+                expires_at: 1,
+            }],
+            signers: vec![crate::TrustSigner {
+                key_id: "k1".into(),
+                account: 0,
+            }],
+        };
         store
             .trust_put(r, files, Some(signed))
             .await
@@ -1158,10 +1167,11 @@ pub async fn repository_delete_takes_its_rows(store: FullStore) {
     for r in ["acme/gone", "acme/kept"] {
         let files = store.trust_current_all(r).await.expect("trust files");
         let keys = store.trust_keys(r).await.expect("keys").len();
-        let signed = store.trust_signed(r).await.expect("signed").len();
-        left.push((files.len(), keys, signed));
+        let signed = store.trust_signed(r, None).await.expect("signed").len();
+        let signers = store.trust_signers(r).await.expect("signers").len();
+        left.push((files.len(), keys, signed, signers));
     }
-    assert_eq!(left, [(0, 0, 0), (2, 1, 1)]);
+    assert_eq!(left, [(0, 0, 0, 0), (2, 1, 1, 1)]);
     let feed = store
         .trust_changes(Some("acme/gone"), 0, 10, false)
         .await

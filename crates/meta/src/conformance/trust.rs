@@ -229,3 +229,111 @@ pub async fn trust_changefeed_and_delete(store: Store) {
     // Stored again after a deletion, from version 1.
     put(&store, "a/b", update(1, &BASE)).await;
 }
+
+/// Signed targets by digest, signers kept by the first account to bring a key, and every
+/// change of them moving the policy revision on.
+pub async fn trust_signed_targets_and_signers(store: Store) {
+    use crate::{Signed, SignedTarget, TrustSigner};
+    let r = super::repo("sig/app");
+    // A repository exists once a blob is linked (trust data belongs to one).
+    super::link(&store, &r, &super::blob("sig-layer")).await;
+    let target = |tag: &str, digest: &str, role: &str, keys: &[&str]| SignedTarget {
+        tag: tag.into(),
+        digest: digest.into(),
+        role: role.into(),
+        key_ids: keys.iter().map(|k| k.to_string()).collect(),
+        expires_at: 42,
+    };
+    let signer = |key: &str, account: i64| TrustSigner {
+        key_id: key.into(),
+        account,
+    };
+    let before = store.policy_revision().await.expect("revision");
+    let first = Signed {
+        targets: vec![
+            target("v1", "sha256:aa", "targets", &["t1"]),
+            target("v1", "sha256:aa", "targets/releases", &["d1", "d2"]),
+            target("v2", "sha256:bb", "targets", &["t1"]),
+        ],
+        signers: vec![signer("t1", 7), signer("d1", 8)],
+    };
+    store
+        .trust_put(r.as_str(), update(1, &BASE), Some(first.clone()))
+        .await
+        .expect("put");
+    assert_eq!(store.policy_revision().await.unwrap(), before + 1);
+    assert_eq!(
+        store.trust_signed(r.as_str(), None).await.unwrap(),
+        first.targets
+    );
+    assert_eq!(
+        store
+            .trust_signed(r.as_str(), Some("sha256:aa"))
+            .await
+            .unwrap(),
+        first.targets[..2]
+    );
+    // A later update replaces the targets; a key already known keeps its first signer.
+    let next = Signed {
+        targets: vec![target("v2", "sha256:cc", "targets", &["t1"])],
+        signers: vec![signer("t1", 9), signer("d3", 9)],
+    };
+    store
+        .trust_put(r.as_str(), update(2, &["targets"]), Some(next.clone()))
+        .await
+        .expect("put");
+    assert_eq!(
+        store.trust_signed(r.as_str(), None).await.unwrap(),
+        next.targets
+    );
+    assert_eq!(
+        store.trust_signers(r.as_str()).await.unwrap(),
+        [signer("d1", 8), signer("d3", 9), signer("t1", 7)]
+    );
+    // An update that changes no targets role leaves them, and the revision.
+    let revision = store.policy_revision().await.unwrap();
+    store
+        .trust_put(r.as_str(), update(3, &["timestamp"]), None)
+        .await
+        .expect("put");
+    assert_eq!(store.policy_revision().await.unwrap(), revision);
+    assert_eq!(store.trust_signed(r.as_str(), None).await.unwrap().len(), 1);
+}
+
+/// Policies by scope: set, replaced, read, deleted, each moving the revision on.
+pub async fn signature_policies_by_scope(store: Store) {
+    use crate::StoredPolicy;
+    let policy = |scope: &str, mode: &str| StoredPolicy {
+        scope: scope.into(),
+        mode: mode.into(),
+        formats: "dct,cosign".into(),
+        all_of: true,
+        signers: "team:acme/qa,user:alice".into(),
+        updated_at: 0,
+    };
+    assert_eq!(store.policy_get("acme").await.unwrap(), None);
+    let r0 = store.policy_revision().await.unwrap();
+    store.policy_put(&policy("acme", "audit")).await.unwrap();
+    store.policy_put(&policy("acme/app", "off")).await.unwrap();
+    store.policy_put(&policy("acme", "enforce")).await.unwrap();
+    assert_eq!(store.policy_revision().await.unwrap(), r0 + 3);
+    let got = store.policy_get("acme").await.unwrap().expect("set");
+    assert!(got.updated_at > 0);
+    assert_eq!(
+        got,
+        StoredPolicy {
+            updated_at: got.updated_at,
+            ..policy("acme", "enforce")
+        }
+    );
+    assert_eq!(
+        store.policy_get("acme/app").await.unwrap().unwrap().mode,
+        "off"
+    );
+    assert!(store.policy_delete("acme").await.unwrap());
+    assert!(!store.policy_delete("acme").await.unwrap());
+    assert_eq!(store.policy_get("acme").await.unwrap(), None);
+    assert_eq!(store.policy_revision().await.unwrap(), r0 + 4);
+    let bad = store.policy_put(&policy("acme", "sometimes")).await;
+    assert!(bad.is_err(), "a mode the schema does not know");
+}

@@ -17,6 +17,7 @@ use berth_auth::password::{hash_password, PasswordParams};
 use berth_auth::rbac::{Restriction, RestrictionEntry, RestrictionTarget, Role, Visibility};
 use berth_auth::secret;
 use berth_core::manage::{self, LocalUser, Manage, ManageError, TokenRequest, UserChange};
+use berth_core::policy::{Policies, Scope};
 use berth_core::{Access, Caller};
 use berth_meta::identity::{
     NewUser, OrgSettings, Origin, TokenKind, TokenParent, TokenRecord, UserKey,
@@ -195,6 +196,31 @@ pub enum TrustCmd {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum PolicyCmd {
+    /// Sets the signature policy of SCOPE, a namespace (`org`) or a repository
+    /// (`org/repo`, which replaces its namespace's).
+    Set {
+        scope: String,
+        #[arg(long, value_parser = ["off", "audit", "enforce"])]
+        mode: String,
+        /// Every signer must have signed (default: any one of them).
+        #[arg(long)]
+        all_of: bool,
+        /// An accepted format (`dct`, `cosign`, `notation`), repeatable; none: all.
+        #[arg(long = "format")]
+        formats: Vec<String>,
+        /// Required signers: `user:NAME`, `team:ORG/TEAM`, `key:ID`; none: any valid
+        /// signature.
+        signers: Vec<String>,
+    },
+    /// Prints the policy of SCOPE as JSON: a repository's applying policy and where it
+    /// comes from; a namespace's own policy (`null`: none).
+    Show { scope: String },
+    /// Removes the policy of SCOPE.
+    Delete { scope: String },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum TokenCmd {
     /// Creates an access token for a user and prints it once on standard output (only its
     /// hash is stored). Use it as the password of `docker login` and other clients.
@@ -308,6 +334,47 @@ pub async fn run_trust(
         TrustCmd::Delete { repo } => {
             m.trust_delete(&c, trust, &repo_name(&repo)?).await?;
             println!("deleted the trust data of {repo}");
+        }
+    }
+    Ok(())
+}
+
+/// Runs a signature policy command through `core::manage` as the local administrator.
+pub async fn run_policy(
+    access: &Access,
+    policies: &Policies,
+    cmd: PolicyCmd,
+) -> anyhow::Result<()> {
+    let m = Manage::new(access);
+    let c = Caller::local_admin();
+    match cmd {
+        PolicyCmd::Set {
+            scope,
+            mode,
+            all_of,
+            formats,
+            signers,
+        } => {
+            let policy = berth_core::policy::Policy::parse(&mode, &formats, all_of, &signers)?;
+            m.policy_set(&c, policies, &Scope::parse(&scope)?, &policy)
+                .await?;
+            println!("set the signature policy of {scope}");
+        }
+        PolicyCmd::Show { scope } => match Scope::parse(&scope)? {
+            Scope::Repository(repo) => {
+                let effective = m.policy_effective(&c, policies, &repo).await?;
+                println!("{}", serde_json::to_string_pretty(&effective)?);
+            }
+            namespace => match m.policy_get(&c, policies, &namespace).await {
+                Ok(policy) => println!("{}", serde_json::to_string_pretty(&policy)?),
+                Err(ManageError::NotFound(_)) => println!("null"),
+                Err(e) => return Err(e.into()),
+            },
+        },
+        PolicyCmd::Delete { scope } => {
+            m.policy_delete(&c, policies, &Scope::parse(&scope)?)
+                .await?;
+            println!("removed the signature policy of {scope}");
         }
     }
     Ok(())

@@ -31,6 +31,7 @@ pub struct Config {
     pub audit: AuditSection,
     pub keys: KeysSection,
     pub trust: TrustSection,
+    pub policy: PolicySection,
     pub log: LogConfig,
 }
 
@@ -81,6 +82,41 @@ pub struct TrustSection {
     /// address: the registry's public names, with the port clients write
     /// (`registry.example.com`, `registry.example.com:5000`).
     pub hostnames: Vec<String>,
+}
+
+/// The registry-wide default signature policy: what applies where no namespace or
+/// repository sets one (through `/api/v0` or `berth admin policy`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicySection {
+    /// `off`, `audit` or `enforce`.
+    pub mode: String,
+    /// Accepted signature formats (`dct`, `cosign`, `notation`); empty: all.
+    pub formats: Vec<String>,
+    /// Every signer must have signed (else any one).
+    pub all_of: bool,
+    /// Required signers: `user:NAME`, `team:ORG/TEAM`, `key:ID`; empty: any valid
+    /// signature.
+    pub signers: Vec<String>,
+}
+
+impl Default for PolicySection {
+    fn default() -> Self {
+        PolicySection {
+            mode: "off".into(),
+            formats: vec![],
+            all_of: false,
+            signers: vec![],
+        }
+    }
+}
+
+impl PolicySection {
+    /// The default policy, checked.
+    pub fn policy(&self) -> anyhow::Result<berth_core::policy::Policy> {
+        berth_core::policy::Policy::parse(&self.mode, &self.formats, self.all_of, &self.signers)
+            .context("policy")
+    }
 }
 
 /// The audit log.
@@ -483,6 +519,7 @@ impl Default for Config {
             audit: AuditSection::default(),
             keys: KeysSection::default(),
             trust: TrustSection::default(),
+            policy: PolicySection::default(),
             log: LogConfig::default(),
         }
     }
@@ -603,6 +640,10 @@ pub const ENV_OVERRIDES: &[(&str, &str, EnvKind)] = {
         ),
         ("BERTH_KEK_FILE", "keys.kek_file", Text),
         ("BERTH_TRUST_HOSTNAMES", "trust.hostnames", List),
+        ("BERTH_POLICY_MODE", "policy.mode", Text),
+        ("BERTH_POLICY_FORMATS", "policy.formats", List),
+        ("BERTH_POLICY_ALL_OF", "policy.all_of", Bool),
+        ("BERTH_POLICY_SIGNERS", "policy.signers", List),
         ("BERTH_GC_SCHEDULE", "gc.schedule", Text),
         ("BERTH_GC_MODE", "gc.mode", Text),
         ("BERTH_GC_GRACE", "gc.grace", Text),

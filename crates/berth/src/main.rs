@@ -89,6 +89,9 @@ enum AdminCli {
     /// Docker Content Trust data of repositories.
     #[command(subcommand)]
     Trust(admin::TrustCmd),
+    /// Signature policies of namespaces and repositories.
+    #[command(subcommand)]
+    Policy(admin::PolicyCmd),
 }
 
 /// Logs to standard error, in colour only when it is a terminal (and `NO_COLOR` is
@@ -166,31 +169,25 @@ fn main() -> anyhow::Result<()> {
             init_logging(&cfg);
             rt.block_on(async {
                 let (meta, identity) = stores::open_meta(&cfg, init).await?;
+                if let AdminCli::Directory(cmd) = cmd {
+                    return admin::run_directory(identity.as_ref(), cfg.directory.as_ref(), cmd)
+                        .await;
+                }
+                // Every other command acts through the access service as the local
+                // administrator.
+                let kek = stores::kek(&cfg)?;
+                let access = stores::access(&cfg, identity.clone(), None, &kek).await?;
                 match cmd {
-                    AdminCli::Accounts(cmd) => {
-                        let access = berth_core::Access::new(
-                            identity.clone(),
-                            None,
-                            cfg.auth.access_config(),
-                            stores::kek(&cfg)?,
-                        )
-                        .await?;
-                        admin::run(&access, cmd).await
-                    }
-                    AdminCli::Directory(cmd) => {
-                        admin::run_directory(identity.as_ref(), cfg.directory.as_ref(), cmd).await
-                    }
+                    AdminCli::Accounts(cmd) => admin::run(&access, cmd).await,
+                    AdminCli::Directory(_) => unreachable!("handled above"),
                     AdminCli::Trust(cmd) => {
-                        let kek = stores::kek(&cfg)?;
-                        let access = berth_core::Access::new(
-                            identity,
-                            None,
-                            cfg.auth.access_config(),
-                            kek.clone(),
-                        )
-                        .await?;
                         let trust = berth_core::trust::Trust::new(meta, kek, vec![]);
                         admin::run_trust(&access, &trust, cmd).await
+                    }
+                    AdminCli::Policy(cmd) => {
+                        let policies = berth_core::policy::Policies::new(meta, identity)
+                            .with_default(cfg.policy.policy()?);
+                        admin::run_policy(&access, &policies, cmd).await
                     }
                 }
             })
@@ -302,6 +299,7 @@ async fn run_serve(
     // Before the stores are touched: without the key that seals the trust and token signing
     // keys, PostgreSQL replicas must not start (and a bad kek_file is said at once).
     let kek = stores::kek(&cfg)?;
+    let default_policy = cfg.policy.policy()?;
     let (meta, identity, blobs) = stores::open(&cfg, true).await?;
     admin::ensure_first_admin(identity.as_ref(), admin_password_file.as_ref()).await?;
     let directory = match &cfg.directory {
@@ -333,13 +331,7 @@ async fn run_serve(
             Duration::from_secs(3600),
         ));
     }
-    let access = berth_core::Access::new(
-        identity.clone(),
-        directory,
-        cfg.auth.access_config(),
-        kek.clone(),
-    )
-    .await?;
+    let access = stores::access(&cfg, identity.clone(), directory, &kek).await?;
     let addr = listener.local_addr()?;
     let registry = berth_core::Registry::new(
         meta,
@@ -376,6 +368,8 @@ async fn run_serve(
     ));
     // Timestamps are renewed a week before they expire, by one replica at a time.
     background.push(trust.resign_job(Duration::from_secs(3600)));
+    let policies = berth_core::policy::Policies::new(registry.meta().clone(), identity.clone());
+    let policies = Arc::new(policies.with_default(default_policy));
     let registry = Arc::new(registry);
     let leases: Arc<dyn berth_meta::LeaseStore> = registry.meta().clone();
     let jobs = Jobs::new(leases, id.clone(), cfg.jobs.lease_ttl()?);
@@ -398,6 +392,7 @@ async fn run_serve(
         }),
         counters: Arc::new(server::Counters::default()),
         trust,
+        policies,
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(

@@ -139,3 +139,14 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     f.write_all(bytes)?;
     f.sync_all()
 }
+
+/// The access service over `identity`, its signing keys opened with `kek`.
+pub async fn access(
+    cfg: &Config,
+    identity: Arc<dyn IdentityStore>,
+    directory: Option<berth_directory::DirectoryClient>,
+    kek: &berth_core::Kek,
+) -> anyhow::Result<berth_core::Access> {
+    let access_cfg = cfg.auth.access_config();
+    Ok(berth_core::Access::new(identity, directory, access_cfg, kek.clone()).await?)
+}

@@ -1126,6 +1126,28 @@ impl Access {
 
     // --- authorisation ---------------------------------------------------------------
 
+    /// Whether the account behind `caller` may use `perm` on `repo`, whatever a bearer
+    /// token lists (a client asks for the scope its request needs, a pull asks for pull):
+    /// the holder's own rights, within the restriction of the credential the token was
+    /// issued to. For the signature policies' exemption of pushers.
+    pub async fn account_may(
+        &self,
+        caller: &Caller,
+        repo: &RepoName,
+        perm: Permission,
+    ) -> Result<bool, AccessError> {
+        if let Some(claims) = caller
+            .claims
+            .as_ref()
+            .filter(|_| caller.subject.token.is_none())
+        {
+            let mut subject = self.bearer_subject(caller).await?;
+            subject.restriction = claims.restriction.clone();
+            return Ok(self.decide(&subject, repo, perm).await? == Decision::Allowed);
+        }
+        Ok(self.authorize(caller, repo, perm).await? == Verdict::Allowed)
+    }
+
     /// May `caller` use `perm` on `repo`?
     pub async fn authorize(
         &self,

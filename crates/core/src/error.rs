@@ -46,6 +46,9 @@ pub enum CoreError {
     /// An upload met garbage collection deleting the same digest: retry.
     #[error("{0}")]
     Collecting(String),
+    /// A signature policy in `enforce` mode refused the manifest.
+    #[error("{0}")]
+    PolicyDenied(String),
     #[error(transparent)]
     Meta(MetaError),
     #[error(transparent)]

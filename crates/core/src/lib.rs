@@ -35,6 +35,7 @@ pub mod jobs;
 pub mod kek;
 pub mod manage;
 pub mod manifests;
+pub mod policy;
 pub mod registry;
 pub mod status;
 pub mod time;

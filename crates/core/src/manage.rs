@@ -33,6 +33,7 @@
 
 use crate::access::{Access, AccessError, Caller, CreatedToken, Verdict};
 use crate::directory_sync::{run_sync, sync_runs, SyncReport, SyncRun, Trigger};
+use crate::policy::{Policies, Scope};
 use berth_auth::password::{hash_password, verify_password};
 use berth_auth::rbac::{self, Grant, Permission, Restriction, Role, User, Visibility};
 use berth_auth::secret::SecretId;
@@ -114,6 +115,14 @@ impl From<AccessError> for ManageError {
             AccessError::Store(m) => m.into(),
             other => ManageError::Access(other),
         }
+    }
+}
+
+/// A policy store or scope error as the management API says it.
+fn policy_error(e: crate::error::CoreError) -> ManageError {
+    match e {
+        crate::error::CoreError::Meta(m) => m.into(),
+        other => ManageError::Invalid(other.to_string()),
     }
 }
 
@@ -1135,6 +1144,82 @@ impl<'a> Manage<'a> {
     ) -> Result<crate::trust::TrustStatus> {
         self.repo_check(c, repo, Permission::Pull).await?;
         Ok(trust.status(repo).await?)
+    }
+
+    /// Whether `c` may `perm` the policy of `scope`: for a repository, as on the
+    /// repository (pull to read, admin to set); for a namespace, any authenticated caller
+    /// reads, owners (a user, of their own namespace) and system administrators set.
+    async fn policy_scope(&self, c: &Caller, scope: &Scope, perm: Permission) -> Result<()> {
+        match scope {
+            Scope::Repository(repo) => self.repo_check(c, repo, perm).await.map(drop),
+            Scope::Namespace(_) if c.is_anonymous() => Err(ManageError::Unauthenticated),
+            Scope::Namespace(ns) => {
+                if perm == Permission::Admin && !self.owns(c, ns) && c.name.as_deref() != Some(ns) {
+                    self.full_user(c, "set a namespace's signature policy")?;
+                    return Err(denied(&format!(
+                        "only owners of {ns} and system administrators may set its signature \
+                         policy"
+                    )));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The signature policy set on `scope` itself; `NotFound` if none.
+    pub async fn policy_get(
+        &self,
+        c: &Caller,
+        policies: &Policies,
+        scope: &Scope,
+    ) -> Result<crate::policy::Policy> {
+        self.policy_scope(c, scope, Permission::Pull).await?;
+        let found = policies.get(scope).await.map_err(policy_error)?;
+        found.ok_or_else(|| ManageError::NotFound(format!("a signature policy of {scope}")))
+    }
+
+    /// The signature policy that applies to `repo` and where it comes from (whoever may
+    /// pull it).
+    pub async fn policy_effective(
+        &self,
+        c: &Caller,
+        policies: &Policies,
+        repo: &RepoName,
+    ) -> Result<crate::policy::Effective> {
+        self.repo_check(c, repo, Permission::Pull).await?;
+        let e = policies.effective(repo).await.map_err(policy_error)?;
+        Ok(e.as_ref().clone())
+    }
+
+    /// Sets the signature policy of `scope`.
+    pub async fn policy_set(
+        &self,
+        c: &Caller,
+        policies: &Policies,
+        scope: &Scope,
+        policy: &crate::policy::Policy,
+    ) -> Result<()> {
+        self.policy_scope(c, scope, Permission::Admin).await?;
+        policies.set(scope, policy).await.map_err(policy_error)?;
+        let detail = json!({ "policy": policy });
+        self.audit(c, "policy.set", &scope.to_string(), detail)
+            .await;
+        Ok(())
+    }
+
+    /// Removes the signature policy of `scope` (none is no error).
+    pub async fn policy_delete(
+        &self,
+        c: &Caller,
+        policies: &Policies,
+        scope: &Scope,
+    ) -> Result<()> {
+        self.policy_scope(c, scope, Permission::Admin).await?;
+        if policies.delete(scope).await.map_err(policy_error)? {
+            self.audit(c, "policy.delete", &scope.to_string(), json!({}))
+                .await;
+        }
+        Ok(())
     }
 
     /// Notary's changefeed of every repository, as `Trust::changes` pages it, keeping the

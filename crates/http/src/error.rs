@@ -174,6 +174,9 @@ impl From<CoreError> for ApiError {
                 .with_header(header::RETRY_AFTER, "60".into()),
             E::Collecting(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, C::Unavailable, msg)
                 .with_header(header::RETRY_AFTER, "5".into()),
+            // The distribution spec's closed code list has DENIED for this; the docker
+            // engine prints "denied: <message>".
+            E::PolicyDenied(_) => ApiError::new(StatusCode::FORBIDDEN, C::Denied, msg),
             E::Meta(_) | E::Blob(_) => {
                 tracing::error!(error = %msg, "internal error");
                 ApiError::new(

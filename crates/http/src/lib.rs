@@ -56,6 +56,8 @@ pub struct AppState {
     pub counters: Arc<server::Counters>,
     /// Docker Content Trust (the Notary routes under `/v2/<gun>/_trust/`).
     pub trust: Arc<berth_core::trust::Trust>,
+    /// Signature policies, applied to every manifest GET and HEAD.
+    pub policies: Arc<berth_core::policy::Policies>,
 }
 
 /// The whole application: `/v2`, operations endpoints, and the middleware every request

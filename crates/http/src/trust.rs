@@ -78,12 +78,15 @@ pub async fn handle(
             // Trust data belongs to a repository, with its visibility and grants: the
             // first signing creates it, as a first push does.
             st.access.create_on_push(caller, &repo).await?;
-            let by = caller.account.unwrap_or(0);
+            // The account the update's new keys sign for (a bearer caller's, resolved).
+            let by = st.access.resolve(caller).await?.account.unwrap_or(0);
             if let Err(e) = trust.update(&repo, &gun, &uploads, by).await {
                 let roles: Vec<&String> = uploads.keys().collect();
                 tracing::info!(repo = %repo, ?roles, error = %e, "trust update refused");
                 return Err(e.into());
             }
+            // Signature policies read the signed targets: decided anew at once here.
+            st.policies.invalidate();
             let roles: Vec<&String> = uploads.keys().collect();
             let detail = serde_json::json!({ "trust": "update", "roles": roles });
             st.access

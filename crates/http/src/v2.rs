@@ -11,6 +11,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use berth_auth::rbac::Permission;
 use berth_blob::ByteStream;
+use berth_core::policy::Outcome;
 use berth_core::registry::ByteRange;
 use berth_core::{Caller, CoreError, Verdict};
 use berth_oci::{Algorithm, Digest, Reference, RepoName};
@@ -267,7 +268,7 @@ async fn dispatch(st: &AppState, caller: &Caller, ep: Endpoint, req: Request) ->
         }
         Endpoint::TagsList { repo } => tags_list(st, repo, &query).await,
         Endpoint::GetManifest { repo, reference } | Endpoint::HeadManifest { repo, reference } => {
-            get_manifest(st, repo, reference, &parts).await
+            get_manifest(st, caller, repo, reference, &parts).await
         }
         Endpoint::PutManifest { repo, reference } => {
             put_manifest(st, caller, repo, reference, &parts.headers, body).await
@@ -357,6 +358,7 @@ async fn tags_list(st: &AppState, repo: RepoName, query: &Query) -> Result<Respo
 /// `GET` and `HEAD /v2/<name>/manifests/<reference>`.
 async fn get_manifest(
     st: &AppState,
+    caller: &Caller,
     repo: RepoName,
     reference: Reference,
     parts: &Parts,
@@ -369,6 +371,10 @@ async fn get_manifest(
         .filter_map(|v| v.to_str().ok())
         .collect();
     let m = reg.manifest_get(&repo, &reference, &accept).await?;
+    let outcome = st
+        .policies
+        .check(&st.access, caller, &repo, &reference, &m)
+        .await?;
     let mut r = if parts.method == Method::HEAD {
         Response::new(Body::empty())
     } else {
@@ -386,6 +392,13 @@ async fn get_manifest(
         header::ETAG,
         HeaderValue::from_str(&format!("\"{}\"", m.digest)).unwrap_or(HeaderValue::from_static("")),
     );
+    if let Outcome::Warn(message) = outcome {
+        // RFC 7234 warn-code 299, the text quoted (a quote or backslash escaped).
+        let text = message.replace('\\', "\\\\").replace('"', "\\\"");
+        if let Ok(v) = HeaderValue::from_str(&format!("299 - \"{text}\"")) {
+            h.insert(header::WARNING, v);
+        }
+    }
     Ok(r)
 }
 

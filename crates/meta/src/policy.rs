@@ -42,6 +42,10 @@ pub trait PolicyStore {
 
     /// The revision of everything policy decisions depend on (policies, signed targets).
     async fn policy_revision(&self) -> Result<i64, MetaError>;
+
+    /// The manifests of `repo` that list `digest` as a child (the indexes a platform
+    /// image belongs to), whose signatures may let it pass.
+    async fn manifest_parents(&self, repo: &str, digest: &str) -> Result<Vec<String>, MetaError>;
 }
 }
 
@@ -55,10 +59,13 @@ const GET: &str = "SELECT scope, mode, formats, all_of, signers, updated_at \
      FROM signature_policies WHERE scope = $1";
 const DELETE: &str = "DELETE FROM signature_policies WHERE scope = $1";
 const REVISION: &str = "SELECT revision FROM policy_revision WHERE id = 1";
+const PARENTS: &str = "SELECT r.manifest FROM manifest_refs r \
+     JOIN repositories p ON p.id = r.repo_id \
+     WHERE p.name = $1 AND r.referenced = $2 AND r.kind = 'manifest' ORDER BY r.manifest LIMIT 100";
 
 /// Every statement above, for the check that their parameters are in order.
 #[cfg(test)]
-pub(crate) const STATEMENTS: &[&str] = &[REVISION_BUMP, PUT, GET, DELETE, REVISION];
+pub(crate) const STATEMENTS: &[&str] = &[REVISION_BUMP, PUT, GET, DELETE, REVISION, PARENTS];
 
 type Row = (String, String, String, i64, String, i64);
 
@@ -113,5 +120,12 @@ impl<S: Statements> PolicyStore for S {
             sqlx::query_as(REVISION).fetch_one(p).await?
         });
         Ok(revision)
+    }
+
+    async fn manifest_parents(&self, repo: &str, digest: &str) -> Result<Vec<String>, MetaError> {
+        let rows: Vec<(String,)> = on_pool!(self.pool(), p => {
+            sqlx::query_as(PARENTS).bind(repo).bind(digest).fetch_all(p).await?
+        });
+        Ok(rows.into_iter().map(|(d,)| d).collect())
     }
 }

@@ -19,6 +19,7 @@ mod jobs;
 mod ldap;
 mod listener;
 mod newcomer;
+mod policy;
 mod schemathesis;
 mod secrets;
 mod tls;

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-const ADMIN_PASSWORD: &str = "trust-admin-password-41c7";
+pub(crate) const ADMIN_PASSWORD: &str = "trust-admin-password-41c7";
 
 both_backends!(notary_cli_lifecycle);
 
@@ -32,7 +32,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 
 /// The name the registry's GUNs start with, whatever port a process listens on (a restart
 /// takes another): as a registry behind its DNS name keeps its GUNs.
-const HOST: &str = "localhost:5999";
+pub(crate) const HOST: &str = "localhost:5999";
 
 /// The roles of a repository with the delegation `targets/releases`.
 const ROLES: [&str; 5] = [
@@ -44,7 +44,7 @@ const ROLES: [&str; 5] = [
 ];
 
 /// A `berth serve` over TLS on `stores`, its data and certificates in `dir`.
-fn serve(dir: &Path, stores: &Stores) -> Process {
+pub(crate) fn serve(dir: &Path, stores: &Stores) -> Process {
     Process::spawn_on(
         Some(stores),
         &[
@@ -64,7 +64,7 @@ fn serve(dir: &Path, stores: &Stores) -> Process {
 }
 
 /// The notary CLI of one user: its own key store and cache (`trust_dir`), Berth's CA.
-struct Notary {
+pub(crate) struct Notary {
     url: String,
     ca: PathBuf,
     trust_dir: PathBuf,
@@ -72,7 +72,13 @@ struct Notary {
 }
 
 impl Notary {
-    fn new(server: &Process, dir: &Path, name: &str, user: &str, password: &str) -> Notary {
+    pub(crate) fn new(
+        server: &Process,
+        dir: &Path,
+        name: &str,
+        user: &str,
+        password: &str,
+    ) -> Notary {
         use base64::Engine;
         Notary {
             url: format!("https://{}", server.host),
@@ -116,7 +122,7 @@ impl Notary {
     }
 
     /// Runs `args`, which must succeed; their output (stdout and stderr).
-    fn ok(&self, args: &[&str]) -> String {
+    pub(crate) fn ok(&self, args: &[&str]) -> String {
         succeeded(&format!("notary {args:?}"), self.run(args))
     }
 
@@ -147,7 +153,7 @@ impl Notary {
 }
 
 /// `curl` over the test's CA: status and body.
-fn curl(dir: &Path, url: &str, auth: &str, extra: &[&str]) -> (u16, String) {
+pub(crate) fn curl(dir: &Path, url: &str, auth: &str, extra: &[&str]) -> (u16, String) {
     let out = run_ok(
         Command::new("curl")
             .args(["-sS", "-o", "-", "-w", "\n%{http_code}", "--cacert"])
@@ -162,13 +168,19 @@ fn curl(dir: &Path, url: &str, auth: &str, extra: &[&str]) -> (u16, String) {
 }
 
 /// A request as the administrator to `path` of `server`, with curl's `extra` arguments.
-fn as_admin(dir: &Path, server: &Process, path: &str, extra: &[&str]) -> (u16, String) {
+pub(crate) fn as_admin(dir: &Path, server: &Process, path: &str, extra: &[&str]) -> (u16, String) {
     let url = format!("https://{}{path}", server.host);
     curl(dir, &url, &format!("{ADMIN}:{ADMIN_PASSWORD}"), extra)
 }
 
 /// A management API request as the administrator, with a JSON `body`.
-fn admin_api(dir: &Path, server: &Process, method: &str, path: &str, body: &str) -> (u16, String) {
+pub(crate) fn admin_api(
+    dir: &Path,
+    server: &Process,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> (u16, String) {
     let headers = [
         "-X",
         method,
@@ -181,7 +193,7 @@ fn admin_api(dir: &Path, server: &Process, method: &str, path: &str, body: &str)
 }
 
 /// The output (stdout and stderr) of a command `what` that must have succeeded.
-fn succeeded(what: &str, out: Output) -> String {
+pub(crate) fn succeeded(what: &str, out: Output) -> String {
     assert!(
         out.status.success(),
         "{what} failed:\n{}\n{}",
@@ -192,7 +204,7 @@ fn succeeded(what: &str, out: Output) -> String {
 }
 
 /// Creates a user with no role anywhere.
-fn create_user(dir: &Path, server: &Process, name: &str, password: &str) {
+pub(crate) fn create_user(dir: &Path, server: &Process, name: &str, password: &str) {
     let body = serde_json::json!({ "name": name, "password": password }).to_string();
     let (code, answer) = admin_api(dir, server, "POST", "/api/v0/users", &body);
     assert_eq!(code, 201, "{answer}");
@@ -749,10 +761,10 @@ both_backends!(docker_content_trust);
 
 /// The engine's trust of a registry's CA (`/etc/docker/certs.d/<host>/ca.crt`, read at
 /// each connection), removed when dropped.
-struct EngineTrustsCa(PathBuf);
+pub(crate) struct EngineTrustsCa(PathBuf);
 
 impl EngineTrustsCa {
-    fn new(host: &str, ca: &Path) -> EngineTrustsCa {
+    pub(crate) fn new(host: &str, ca: &Path) -> EngineTrustsCa {
         let dir = PathBuf::from("/etc/docker/certs.d").join(host);
         std::fs::create_dir_all(&dir).expect("creating /etc/docker/certs.d/<host>");
         std::fs::copy(ca, dir.join("ca.crt")).expect("copying the CA for the engine");
@@ -768,13 +780,19 @@ impl Drop for EngineTrustsCa {
 
 /// One user's docker CLI (the binary `bin`) with content trust on: its own config
 /// (logins, trust keys, Berth's CA for the trust client).
-struct Docker {
+pub(crate) struct Docker {
     env: ClientEnv,
     bin: PathBuf,
 }
 
 impl Docker {
-    fn new(bin: &Path, server: &Process, ca: &Path, user: &str, password: &str) -> Docker {
+    pub(crate) fn new(
+        bin: &Path,
+        server: &Process,
+        ca: &Path,
+        user: &str,
+        password: &str,
+    ) -> Docker {
         let env = ClientEnv::new();
         let tls = env.path("docker/tls").join(&server.host);
         std::fs::create_dir_all(&tls).unwrap();
@@ -787,13 +805,13 @@ impl Docker {
     }
 
     /// This CLI against the engine of DOCKER_HOST.
-    fn cmd(&self) -> Command {
+    pub(crate) fn cmd(&self) -> Command {
         let mut c = self.env.cmd(&self.bin);
         c.env("DOCKER_HOST", require_env("DOCKER_HOST"));
         c
     }
 
-    fn path(&self, sub: &str) -> PathBuf {
+    pub(crate) fn path(&self, sub: &str) -> PathBuf {
         self.env.path(sub)
     }
 }
@@ -813,7 +831,26 @@ fn trusted(env: &Docker, args: &[&str]) -> Output {
     run(&mut cmd, Duration::from_secs(180))
 }
 
-fn trusted_ok(env: &Docker, args: &[&str]) -> String {
+/// A one-layer image `image` in the engine, of a file holding `content`.
+pub(crate) fn image_of(docker: &Docker, content: &str, image: &str) {
+    std::fs::write(docker.path("tmp/f"), content).unwrap();
+    let tar = docker.path("tmp/image.tar");
+    run_ok(
+        Command::new("tar")
+            .arg("cf")
+            .arg(&tar)
+            .arg("-C")
+            .arg(docker.path("tmp"))
+            .arg("f"),
+        Duration::from_secs(30),
+    );
+    run_ok(
+        docker.cmd().arg("import").arg(&tar).arg(image),
+        Duration::from_secs(60),
+    );
+}
+
+pub(crate) fn trusted_ok(env: &Docker, args: &[&str]) -> String {
     succeeded(&format!("docker {args:?}"), trusted(env, args))
 }
 
@@ -854,17 +891,27 @@ fn debian_docker_cli_content_trust() {
     docker_content_trust_with(Backend::Embedded, Path::new(bin));
 }
 
-/// A docker CLI (`bin`) through Berth's token service over HTTPS: a trusted push signs, `docker trust inspect` shows it, a signer is
-/// added and signs, a signature is revoked, a trusted pull verifies a signed tag and
-/// refuses an unsigned one, and a user who may only pull verifies but cannot sign.
-fn docker_content_trust_with(backend: Backend, bin: &Path) {
+/// A server over TLS on `backend` whose certificate the Docker engine trusts (while the
+/// last value lives), in a new directory; the CA's path.
+pub(crate) fn docker_server(
+    backend: Backend,
+) -> (tempfile::TempDir, Stores, Process, PathBuf, EngineTrustsCa) {
     let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    certs::ca_and_server(d);
+    certs::ca_and_server(dir.path());
     let stores = Stores::new(backend);
-    let server = serve(d, &stores);
-    let ca = d.join("ca.crt");
-    let _engine = EngineTrustsCa::new(&server.host, &ca);
+    let server = serve(dir.path(), &stores);
+    let ca = dir.path().join("ca.crt");
+    let engine = EngineTrustsCa::new(&server.host, &ca);
+    (dir, stores, server, ca, engine)
+}
+
+/// A docker CLI (`bin`) through Berth's token service over HTTPS: a trusted push signs,
+/// `docker trust inspect` shows it, a signer is added and signs, a signature is revoked, a
+/// trusted pull verifies a signed tag and refuses an unsigned one, and a user who may only
+/// pull verifies but cannot sign.
+fn docker_content_trust_with(backend: Backend, bin: &Path) {
+    let (dir, _stores, server, ca, _engine) = docker_server(backend);
+    let d = dir.path();
     let admin = Docker::new(bin, &server, &ca, ADMIN, ADMIN_PASSWORD);
     let repo = format!("{}/admin/dct", server.host);
     let image = |tag: &str| format!("{repo}:{tag}");
@@ -954,23 +1001,7 @@ fn docker_content_trust_with(backend: Backend, bin: &Path) {
     // A signed tag pushed over without trust by another image, then garbage collected with
     // no grace: the manifest its signed target names stays (nothing else keeps it), and a
     // trusted pull still gets it.
-    let import = |content: &str, tag: &str| {
-        std::fs::write(admin.path("tmp/f"), content).unwrap();
-        let tar = admin.path(&format!("tmp/{tag}.tar"));
-        run_ok(
-            Command::new("tar")
-                .arg("cf")
-                .arg(&tar)
-                .arg("-C")
-                .arg(admin.path("tmp"))
-                .arg("f"),
-            Duration::from_secs(30),
-        );
-        run_ok(
-            admin.cmd().arg("import").arg(&tar).arg(image(tag)),
-            Duration::from_secs(60),
-        );
-    };
+    let import = |content: &str, tag: &str| image_of(&admin, content, &image(tag));
     let digest_in = |out: &str| {
         let at = out.find("digest: sha256:").expect("a pushed digest") + 8;
         out[at..at + 71].to_string()

@@ -123,6 +123,8 @@ pub struct Api {
     access: std::sync::Arc<berth_core::Access>,
     /// The trust service, for the trust data of repositories.
     pub trust: std::sync::Arc<berth_core::trust::Trust>,
+    /// Signature policies.
+    pub policies: std::sync::Arc<berth_core::policy::Policies>,
     pub c: Caller,
 }
 
@@ -141,6 +143,7 @@ impl FromRequestParts<AppState> for Api {
         Ok(Api {
             access: st.access.clone(),
             trust: st.trust.clone(),
+            policies: st.policies.clone(),
             c,
         })
     }
@@ -424,6 +427,8 @@ error_answers! {
     NoDirectory = 404, "No directory is configured (NOT_FOUND)";
 }
 
+error_answers! { BadPolicy = 400, "A malformed policy (INVALID)"; }
+
 /// Whether anonymous callers may pull a repository.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -477,6 +482,80 @@ impl From<Role> for RoleName {
             Role::ReadWrite => RoleName::ReadWrite,
             Role::Admin => RoleName::Admin,
         }
+    }
+}
+
+/// A signature policy to set.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyIn {
+    pub mode: PolicyMode,
+    /// Accepted formats; absent or empty: all.
+    #[serde(default)]
+    #[schema(max_items = 3)]
+    pub formats: Vec<SignatureFormat>,
+    /// Every signer must have signed (default: any one).
+    #[serde(default)]
+    pub all_of: bool,
+    /// Required signers; empty: any valid signature.
+    #[serde(default)]
+    #[schema(max_items = 50)]
+    pub signers: Vec<SignerName>,
+}
+
+/// What a policy does with what it does not find signed.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PolicyMode {
+    Off,
+    Audit,
+    Enforce,
+}
+
+/// A signature format.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SignatureFormat {
+    Dct,
+    Cosign,
+    Notation,
+}
+
+/// `user:NAME`, `team:ORG/TEAM` or `key:ID`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(transparent)]
+#[schema(
+    value_type = String,
+    pattern = "^(user:[a-z0-9]+([._-][a-z0-9]+)*|team:[a-z0-9]+([._-][a-z0-9]+)*/[a-z0-9]+([._-][a-z0-9]+)*|key:[A-Za-z0-9]{1,128})$"
+)]
+pub struct SignerName(pub String);
+
+impl PolicyIn {
+    /// The policy, checked.
+    pub fn policy(&self) -> Result<berth_core::policy::Policy, ManageError> {
+        if self.formats.len() > 3 {
+            return Err(ManageError::Invalid("at most 3 formats".into()));
+        }
+        let mode = match self.mode {
+            PolicyMode::Off => "off",
+            PolicyMode::Audit => "audit",
+            PolicyMode::Enforce => "enforce",
+        };
+        let formats: Vec<String> = self
+            .formats
+            .iter()
+            .map(|f| {
+                match f {
+                    SignatureFormat::Dct => "dct",
+                    SignatureFormat::Cosign => "cosign",
+                    SignatureFormat::Notation => "notation",
+                }
+                .to_string()
+            })
+            .collect();
+        let signers: Vec<String> = self.signers.iter().map(|s| s.0.clone()).collect();
+        berth_core::policy::Policy::parse(mode, &formats, self.all_of, &signers)
+            .map_err(|e| ManageError::Invalid(e.0))
     }
 }
 
@@ -561,6 +640,8 @@ pub fn time(ms: i64) -> String {
         repos::list, repos::create, repos::get_one, repos::update, repos::delete,
         repos::grants, repos::grant_set, repos::grant_remove,
         repos::trust_status, repos::trust_delete,
+        repos::policy_effective, repos::policy_set, repos::policy_delete,
+        repos::namespace_policy_get, repos::namespace_policy_set, repos::namespace_policy_delete,
         audit::query,
         directory::settings, directory::sync_run, directory::sync_runs,
         crate::gc_api::list_runs, crate::gc_api::start_run, crate::gc_api::get_schedule,

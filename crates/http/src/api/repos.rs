@@ -10,8 +10,8 @@
 //! raw path (axum's router cannot tell `%2F` from `/` once decoded).
 
 use super::{
-    created, done, json, time, views, Answer, Api, ApiJson, ApiQuery, GrantOut, NoRepo, NotAllowed,
-    NotRepoAdmin, RoleIn, VisibilityName,
+    created, done, json, time, views, Answer, Api, ApiJson, ApiPath, ApiQuery, BadPolicy, GrantOut,
+    NoRepo, NotAllowed, NotOwner, NotRepoAdmin, OrgPath, PolicyIn, RoleIn, VisibilityName,
 };
 use crate::error::ApiError;
 use crate::AppState;
@@ -20,6 +20,7 @@ use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use berth_core::manage::repo_name;
+use berth_core::policy::Scope;
 use berth_meta::identity::RepoSettings;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -131,6 +132,38 @@ super::operations! {
         )
     }
 
+    /// The signature policy set on a namespace (authenticated callers).
+    get "/api/v0/namespaces/{org}/policy", params(OrgPath);
+    responses(
+        (status = 200, description = "`{mode, formats, all_of, signers}`", body = Object),
+        (status = 404, description = "None is set (NOT_FOUND)", body = super::ErrorBody),
+    );
+    fn namespace_policy_get(
+        api: Api,
+        ApiPath(OrgPath { org }): ApiPath<OrgPath>,
+    ) -> Json<berth_core::policy::Policy> {
+        json(api.m().policy_get(&api.c, &api.policies, &namespace(&org)?).await)
+    }
+
+    /// Set a namespace's signature policy, for every repository in it without one of its
+    /// own (owners and system administrators; a user for their own namespace).
+    put "/api/v0/namespaces/{org}/policy", request_body = PolicyIn, params(OrgPath);
+    responses(
+        (status = 204, description = "Set"), BadPolicy, NotOwner,
+    );
+    fn namespace_policy_set(api: Api, path: ApiPath<OrgPath>, b: ApiJson<PolicyIn>) -> Response {
+        let scope = namespace(&path.0.org)?;
+        done(api.m().policy_set(&api.c, &api.policies, &scope, &b.0.policy()?).await)
+    }
+
+    /// Remove a namespace's signature policy (owners and system administrators; none is no
+    /// error).
+    delete "/api/v0/namespaces/{org}/policy", params(OrgPath);
+    responses((status = 204, description = "Removed"), NotOwner);
+    fn namespace_policy_delete(api: Api, ApiPath(OrgPath { org }): ApiPath<OrgPath>) -> Response {
+        done(api.m().policy_delete(&api.c, &api.policies, &namespace(&org)?).await)
+    }
+
     /// Create an empty repository (whoever may create in its namespace by pushing).
     post "/api/v0/repositories", request_body = NewRepoIn;
     responses(
@@ -210,6 +243,38 @@ super::operations! {
         done(api.m().trust_delete(&api.c, &api.trust, &repo_name(repo)?).await)
     }
 
+    /// The signature policy that applies to a repository (its own, else its namespace's,
+    /// else the registry default) and where it comes from (whoever may pull it).
+    get "/api/v0/repositories/{repository}/policy", params(RepoParams);
+    responses(
+        (status = 200, description = "`{policy: {mode, formats, all_of, signers}, source: \
+            {kind: repository|namespace|default, scope}}`", body = Object),
+        NoRepo,
+    );
+    fn policy_effective(api: &Api, repo: &str) -> Json<berth_core::policy::Effective> {
+        json(api.m().policy_effective(&api.c, &api.policies, &repo_name(repo)?).await)
+    }
+
+    /// Set a repository's own signature policy, which replaces its namespace's (repository
+    /// admins).
+    put "/api/v0/repositories/{repository}/policy", request_body = PolicyIn, params(RepoParams);
+    responses(
+        (status = 204, description = "Set"), BadPolicy, NotRepoAdmin, NoRepo,
+    );
+    fn policy_set(api: &Api, repo: &str, b: PolicyIn) -> Response {
+        let scope = Scope::Repository(repo_name(repo)?);
+        done(api.m().policy_set(&api.c, &api.policies, &scope, &b.policy()?).await)
+    }
+
+    /// Remove a repository's own signature policy: its namespace's applies again
+    /// (repository admins; none is no error).
+    delete "/api/v0/repositories/{repository}/policy", params(RepoParams);
+    responses((status = 204, description = "Removed"), NotRepoAdmin, NoRepo);
+    fn policy_delete(api: &Api, repo: &str) -> Response {
+        let scope = Scope::Repository(repo_name(repo)?);
+        done(api.m().policy_delete(&api.c, &api.policies, &scope).await)
+    }
+
     /// The team grants that apply to a repository, namespace grants included (repository
     /// admins).
     get "/api/v0/repositories/{repository}/grants", params(RepoParams);
@@ -252,6 +317,11 @@ super::operations! {
     }
 }
 
+/// The namespace `name` as a policy scope.
+fn namespace(name: &str) -> Result<Scope, berth_core::manage::ManageError> {
+    Scope::namespace(name).map_err(|e| berth_core::manage::ManageError::NameInvalid(e.0))
+}
+
 /// What a path under `/api/v0/repositories/` names (see the module documentation).
 #[derive(Debug, PartialEq, Eq)]
 pub enum RepoPath {
@@ -259,6 +329,7 @@ pub enum RepoPath {
     Grants(String),
     Grant(String, String),
     Trust(String),
+    Policy(String),
 }
 
 impl RepoPath {
@@ -279,6 +350,7 @@ impl RepoPath {
         Some(match segs.as_slice() {
             [name @ .., g] if n >= 2 && g == "grants" => RepoPath::Grants(name.join("/")),
             [name @ .., t] if n >= 2 && t == "trust" => RepoPath::Trust(name.join("/")),
+            [name @ .., p] if n >= 2 && p == "policy" => RepoPath::Policy(name.join("/")),
             [name @ .., g, team] if n >= 3 && g == "grants" => {
                 RepoPath::Grant(name.join("/"), team.clone())
             }
@@ -326,12 +398,21 @@ pub async fn dispatch(State(st): State<AppState>, req: Request) -> Answer {
             trust_status(api, r).await.map(IntoResponse::into_response)
         }
         (RepoPath::Trust(r), &Method::DELETE) => trust_delete(api, r).await,
+        (RepoPath::Policy(r), &Method::GET | &Method::HEAD) => policy_effective(api, r)
+            .await
+            .map(IntoResponse::into_response),
+        (RepoPath::Policy(r), &Method::PUT) => {
+            let ApiJson(b) = ApiJson::from_request(req, st).await?;
+            policy_set(api, r, b).await
+        }
+        (RepoPath::Policy(r), &Method::DELETE) => policy_delete(api, r).await,
         (t, m) => {
             let allow = match t {
                 RepoPath::Repository(_) => "GET, HEAD, PATCH, DELETE",
                 RepoPath::Grants(_) => "GET, HEAD",
                 RepoPath::Grant(..) => "PUT, DELETE",
                 RepoPath::Trust(_) => "GET, HEAD, DELETE",
+                RepoPath::Policy(_) => "GET, HEAD, PUT, DELETE",
             };
             Err(ApiError::method_not_allowed(
                 allow,

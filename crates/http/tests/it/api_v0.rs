@@ -265,6 +265,9 @@ fn cell_request(
         "PUT /api/v0/repositories/{repository}/grants/{team}" => {
             Some(json!({"role": "read-write"}))
         }
+        "PUT /api/v0/repositories/{repository}/policy" | "PUT /api/v0/namespaces/{org}/policy" => {
+            Some(json!({"mode": "audit", "signers": ["team:acme/readers"]}))
+        }
         _ => None,
     });
     // Which objects the templated paths name: what the request is about must exist, so

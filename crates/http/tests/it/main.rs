@@ -20,6 +20,8 @@ pub fn app(registry: Arc<Registry>, access: Arc<Access>) -> axum::Router {
         berth_core::Kek::generate(),
         vec!["registry.test".into()],
     );
+    let policies =
+        berth_core::policy::Policies::new(registry.meta().clone(), access.identity().clone());
     router(AppState {
         registry,
         access,
@@ -32,5 +34,6 @@ pub fn app(registry: Arc<Registry>, access: Arc<Access>) -> axum::Router {
         }),
         counters: Arc::new(Counters::default()),
         trust: Arc::new(trust),
+        policies: Arc::new(policies),
     })
 }

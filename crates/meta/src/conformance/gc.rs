@@ -272,6 +272,19 @@ pub async fn gc_index_and_referrers(store: Store) {
     put(&store, &r, &idx, Some("latest")).await;
     let sign = referrer(&idx.digest, "application/example.sig", &sig, "s");
     put(&store, &r, &sign, None).await;
+    // The index is the child's parent (what signature policies look up); nothing is the
+    // index's.
+    let parents = |m: &NewManifest| {
+        let (store, r, digest) = (store.clone(), r.clone(), m.digest.to_string());
+        async move {
+            store
+                .manifest_parents(r.as_str(), &digest)
+                .await
+                .expect("parents")
+        }
+    };
+    assert_eq!(parents(&child).await, [idx.digest.to_string()]);
+    assert!(parents(&idx).await.is_empty());
     let keep_all = GcPass {
         delete_untagged: false,
         ..everything()

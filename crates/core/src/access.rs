@@ -354,6 +354,10 @@ pub struct Access {
     password_cache: Mutex<HashMap<[u8; 32], (AccountId, i64, Instant)>>,
     cache_salt: [u8; 32],
     failures: Mutex<Failures>,
+    /// Password hashing (argon2, memory-hard by design) at most this many at once: a burst
+    /// of logins (or every connection re-checking one password when its cache entry
+    /// expires) queues instead of multiplying the memory each hash takes.
+    hashing: Arc<tokio::sync::Semaphore>,
 }
 
 fn now_secs() -> u64 {
@@ -397,6 +401,7 @@ impl Access {
             password_cache: Mutex::new(HashMap::new()),
             cache_salt,
             failures: Mutex::new(Failures::default()),
+            hashing: Arc::new(tokio::sync::Semaphore::new(hashing_permits())),
         })
     }
 
@@ -707,7 +712,7 @@ impl Access {
             }
             // Same work as a real check, so timing does not tell which names exist.
             let (pw, params) = (password.as_bytes().to_vec(), self.cfg.password_params);
-            let _ = tokio::task::spawn_blocking(move || verify_dummy(&pw, &params)).await;
+            let _ = self.hash(move || verify_dummy(&pw, &params)).await;
             return Err(refused());
         };
         let (method, epoch) = match &user.origin {
@@ -781,9 +786,9 @@ impl Access {
             }
         }
         let (pw, params) = (password.as_bytes().to_vec(), self.cfg.password_params);
-        let phc = tokio::task::spawn_blocking(move || hash_password(&pw, &params))
+        let phc = self
+            .hash(move || hash_password(&pw, &params))
             .await
-            .ok()
             .and_then(|r| r.ok());
         match crate::directory_sync::provision(
             self.identity.as_ref(),
@@ -815,9 +820,18 @@ impl Access {
             return false;
         };
         let pw = password.as_bytes().to_vec();
-        tokio::task::spawn_blocking(move || verify_password(&pw, &phc).unwrap_or(false))
+        self.hash(move || verify_password(&pw, &phc).unwrap_or(false))
             .await
             .unwrap_or(false)
+    }
+
+    /// Runs password hashing `work` on the blocking pool once a hashing permit is free;
+    /// `None` if it panicked.
+    pub(crate) async fn hash<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Option<T> {
+        run_limited(&self.hashing, work).await
     }
 
     /// A directory user logs in by binding to the directory. A successful bind refreshes
@@ -912,9 +926,9 @@ impl Access {
                 if !cached_ok {
                     let pw = password.as_bytes().to_vec();
                     let params = self.cfg.password_params;
-                    let phc = tokio::task::spawn_blocking(move || hash_password(&pw, &params))
+                    let phc = self
+                        .hash(move || hash_password(&pw, &params))
                         .await
-                        .ok()
                         .and_then(|r| r.ok());
                     if let Some(phc) = phc {
                         let patch = UserPatch {
@@ -1630,6 +1644,25 @@ async fn open_key(
     Ok(key)
 }
 
+/// How many password hashes may run at once: one per core.
+fn hashing_permits() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+/// `work` on the blocking pool, holding a permit of `limit` while it runs.
+async fn run_limited<T: Send + 'static>(
+    limit: &Arc<tokio::sync::Semaphore>,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    let permit = limit.clone().acquire_owned().await.ok()?;
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        work()
+    })
+    .await
+    .ok()
+}
+
 async fn load_keys(identity: &dyn IdentityStore, kek: &Kek) -> Result<Keys, MetaError> {
     for _ in 0..3 {
         let records = identity.signing_keys().await?;
@@ -1672,6 +1705,31 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(rfc3339(1_798_761_599), "2026-12-31T23:59:59Z");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn password_hashing_runs_at_most_as_many_at_once_as_permits() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let limit = Arc::new(tokio::sync::Semaphore::new(2));
+        let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let tasks: Vec<_> = (0..16)
+            .map(|_| {
+                let (limit, now, most) = (limit.clone(), now.clone(), most.clone());
+                tokio::spawn(async move {
+                    run_limited(&limit, move || {
+                        let running = now.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(running, Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_millis(20));
+                        now.fetch_sub(1, Ordering::SeqCst);
+                    })
+                    .await
+                })
+            })
+            .collect();
+        for t in tasks {
+            assert_eq!(t.await.unwrap(), Some(()));
+        }
+        assert_eq!(most.load(Ordering::SeqCst), 2);
     }
 
     #[test]

@@ -594,9 +594,8 @@ impl<'a> Manage<'a> {
             let ok = match target.password.clone() {
                 Some(phc) => {
                     let pw = current.as_bytes().to_vec();
-                    tokio::task::spawn_blocking(move || verify_password(&pw, &phc).unwrap_or(false))
-                        .await
-                        .unwrap_or(false)
+                    let check = move || verify_password(&pw, &phc).unwrap_or(false);
+                    self.access.hash(check).await.unwrap_or(false)
                 }
                 None => false,
             };
@@ -645,9 +644,9 @@ impl<'a> Manage<'a> {
     async fn hash(&self, password: &str) -> Result<String> {
         let pw = password.as_bytes().to_vec();
         let params = self.access.config().password_params;
-        tokio::task::spawn_blocking(move || hash_password(&pw, &params))
-            .await
-            .map_err(|e| ManageError::Store(MetaError::Backend(format!("hashing: {e}"))))?
+        let hashed = self.access.hash(move || hash_password(&pw, &params)).await;
+        hashed
+            .ok_or_else(|| ManageError::Store(MetaError::Backend("hashing failed".into())))?
             .map_err(|e| ManageError::Store(MetaError::Backend(format!("hashing: {e}"))))
     }
 

@@ -326,6 +326,8 @@ pub enum Outcome {
 struct Cache {
     revision: i64,
     checked: Option<Instant>,
+    /// Moved on whenever the cache is dropped: a decision evaluated before is not kept.
+    generation: u64,
     effective: HashMap<String, Arc<Effective>>,
     /// (repository, digest, tag) -> what is missing (`None`: satisfied), per policy.
     decisions: HashMap<(String, String, Option<String>), Option<String>>,
@@ -372,8 +374,7 @@ impl Policies {
     pub fn invalidate(&self) {
         let mut c = self.cache();
         c.checked = None;
-        c.effective.clear();
-        c.decisions.clear();
+        c.clear();
     }
 
     /// Reads the store's revision when the last read is older than [`REVISION_CHECK`],
@@ -389,8 +390,7 @@ impl Policies {
         let revision = self.meta.policy_revision().await?;
         let mut c = self.cache();
         if c.revision != revision || c.checked.is_none() {
-            c.effective.clear();
-            c.decisions.clear();
+            c.clear();
             c.revision = revision;
         }
         c.checked = Some(Instant::now());
@@ -425,9 +425,13 @@ impl Policies {
     /// The policy that applies to `repo` and where it comes from.
     pub async fn effective(&self, repo: &RepoName) -> Result<Arc<Effective>, CoreError> {
         self.refresh().await?;
-        if let Some(e) = self.cache().effective.get(repo.as_str()) {
-            return Ok(e.clone());
-        }
+        let generation = {
+            let c = self.cache();
+            if let Some(e) = c.effective.get(repo.as_str()) {
+                return Ok(e.clone());
+            }
+            c.generation
+        };
         let namespace = repo.as_str().split('/').next().unwrap_or_default();
         let namespace_scope = Scope::Namespace(namespace.to_string());
         let effective = if let Some(p) = self.get(&Scope::Repository(repo.clone())).await? {
@@ -447,11 +451,10 @@ impl Policies {
             }
         };
         let effective = Arc::new(effective);
-        remember(
-            &mut self.cache().effective,
-            repo.to_string(),
-            effective.clone(),
-        );
+        let mut c = self.cache();
+        if c.generation == generation {
+            remember(&mut c.effective, repo.to_string(), effective.clone());
+        }
         Ok(effective)
     }
 
@@ -536,9 +539,13 @@ impl Policies {
             digest.to_string(),
             tag.map(str::to_string),
         );
-        if let Some(d) = self.cache().decisions.get(&key) {
-            return Ok(d.clone());
-        }
+        let generation = {
+            let c = self.cache();
+            if let Some(d) = c.decisions.get(&key) {
+                return Ok(d.clone());
+            }
+            c.generation
+        };
         let facts = self.signatures(repo, digest, tag, policy).await?;
         let decision = if facts.keys.is_empty() {
             Some("no valid signature".to_string())
@@ -547,7 +554,10 @@ impl Policies {
         } else {
             self.unmatched(&facts, policy).await
         };
-        remember(&mut self.cache().decisions, key, decision.clone());
+        let mut c = self.cache();
+        if c.generation == generation {
+            remember(&mut c.decisions, key, decision.clone());
+        }
         Ok(decision)
     }
 
@@ -623,6 +633,14 @@ impl Policies {
             }
         }
         Ok(found)
+    }
+}
+
+impl Cache {
+    fn clear(&mut self) {
+        self.effective.clear();
+        self.decisions.clear();
+        self.generation += 1;
     }
 }
 

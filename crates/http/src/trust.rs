@@ -107,6 +107,7 @@ pub async fn handle(
         }
         TrustOp::Delete => {
             trust.delete(&repo).await?;
+            st.policies.invalidate();
             let detail = serde_json::json!({ "trust": "delete" });
             st.access
                 .audit(caller, "delete", repo.as_str(), detail)

@@ -126,8 +126,9 @@ pub trait TrustStore {
     async fn trust_checksum(&self, repo: &str, role: &str, sha256: &str)
         -> Result<Option<TrustFile>, MetaError>;
 
-    /// Deletes every file of `repo` (and with `keys`, its keys), recording a `deletion`
-    /// change when there were files; whether there were.
+    /// Deletes every file of `repo` (and with `keys`, its keys) and its signed targets,
+    /// recording a `deletion` change when there were files and moving the policy revision
+    /// on; whether there were files.
     async fn trust_delete(&self, repo: &str, keys: bool) -> Result<bool, MetaError>;
 
     /// Keeps a new key of the server's for `repo`.
@@ -246,16 +247,20 @@ impl<S: Statements> TrustStore for S {
             let mut steps = vec![
                 Step::any(DELETE_FILES, vec![repo.into()]),
                 Step::any(DELETE_SIGNED, vec![repo.into()]),
+                Step::changes(crate::policy::REVISION_BUMP, vec![]),
             ];
             if keys {
                 steps.push(Step::any(DELETE_KEYS, vec![repo.into()]));
             }
+            // Files without a timestamp (none that an update stored): nothing to record.
+            let had = !self.trust_current_all(repo).await?.is_empty();
             self.run_all(steps).await?;
-            return Ok(false);
+            return Ok(had);
         };
         let mut steps = vec![
             Step::changes(DELETE_FILES, vec![repo.into()]),
             Step::any(DELETE_SIGNED, vec![repo.into()]),
+            Step::changes(crate::policy::REVISION_BUMP, vec![]),
             Step::changes(
                 CHANGE,
                 vec![

@@ -274,6 +274,22 @@ fn signature_policies_over_dct(backend: Backend) {
         "acme/app",
         "no valid signature",
     );
+    // alice's signed digest passes, until the repository's trust data is deleted.
+    let signed_url = format!(
+        "https://{}/v2/acme/app/manifests/{signed_digest}",
+        server.host
+    );
+    assert_eq!(curl(d, &signed_url, &creds, &[]).0, 200);
+    let (code, body) = admin_api(
+        d,
+        &server,
+        "DELETE",
+        "/api/v0/repositories/acme/app/trust",
+        "",
+    );
+    assert_eq!(code, 204, "{body}");
+    let (code, body) = curl(d, &signed_url, &creds, &[]);
+    assert_eq!(code, 403, "{body}");
     drop(server);
     let server = serve(d, &stores);
     let reader = Docker::new(&bin, &server, &ca, "reader", PW);

@@ -240,7 +240,9 @@ super::operations! {
         NotAllowed, NoRepo,
     );
     fn trust_delete(api: &Api, repo: &str) -> Response {
-        done(api.m().trust_delete(&api.c, &api.trust, &repo_name(repo)?).await)
+        let deleted = api.m().trust_delete(&api.c, &api.trust, &repo_name(repo)?).await;
+        api.policies.invalidate();
+        done(deleted)
     }
 
     /// The signature policy that applies to a repository (its own, else its namespace's,

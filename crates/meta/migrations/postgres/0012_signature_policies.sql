@@ -13,3 +13,11 @@ CREATE TABLE policy_revision (
     revision BIGINT  NOT NULL
 );
 INSERT INTO policy_revision (id, revision) VALUES (1, 0);
+
+CREATE FUNCTION policy_repository_gone() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE policy_revision SET revision = revision + 1 WHERE id = 1;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER policy_repository_gone AFTER DELETE ON repositories
+    FOR EACH STATEMENT EXECUTE FUNCTION policy_repository_gone();

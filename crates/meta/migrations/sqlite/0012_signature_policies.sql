@@ -17,3 +17,9 @@ CREATE TABLE policy_revision (
     revision INTEGER NOT NULL
 ) STRICT;
 INSERT INTO policy_revision (id, revision) VALUES (1, 0);
+
+-- A repository deleted takes its signed targets along (their foreign key): the decisions
+-- cached about it are stale.
+CREATE TRIGGER policy_repository_gone AFTER DELETE ON repositories BEGIN
+    UPDATE policy_revision SET revision = revision + 1 WHERE id = 1;
+END;

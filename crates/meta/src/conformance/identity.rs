@@ -1158,10 +1158,13 @@ pub async fn repository_delete_takes_its_rows(store: FullStore) {
         };
         store.trust_key_add(r, key).await.expect("trust_key_add");
     }
+    let revision = store.policy_revision().await.expect("revision");
     assert!(store
         .repo_delete(&repo("acme/gone"))
         .await
         .expect("repo_delete"));
+    // Signature policy decisions about it are stale.
+    assert!(store.policy_revision().await.expect("revision") > revision);
     // (files, keys, signed targets) of each repository's trust data.
     let mut left = vec![];
     for r in ["acme/gone", "acme/kept"] {

@@ -298,6 +298,14 @@ pub async fn trust_signed_targets_and_signers(store: Store) {
         .expect("put");
     assert_eq!(store.policy_revision().await.unwrap(), revision);
     assert_eq!(store.trust_signed(r.as_str(), None).await.unwrap().len(), 1);
+    // Deleting the trust data moves it on.
+    assert!(store.trust_delete(r.as_str(), true).await.expect("delete"));
+    assert!(store
+        .trust_signed(r.as_str(), None)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(store.policy_revision().await.unwrap(), revision + 1);
 }
 
 /// Policies by scope: set, replaced, read, deleted, each moving the revision on.

@@ -331,6 +331,8 @@ struct Cache {
     effective: HashMap<String, Arc<Effective>>,
     /// (repository, digest, tag) -> what is missing (`None`: satisfied), per policy.
     decisions: HashMap<(String, String, Option<String>), Option<String>>,
+    /// (repository, digest) -> whether an index listing it satisfies the policy.
+    parents: HashMap<(String, String), bool>,
 }
 
 /// The policies of the registry, with their decisions cached.
@@ -481,18 +483,8 @@ impl Policies {
         let Some(missing) = self.missing(repo, &rec.digest, tag, policy).await? else {
             return Ok(Outcome::Serve);
         };
-        // A child of an index that satisfies the policy passes (clients fetch the index
-        // by tag, then the children by digest).
-        for parent in self
-            .meta
-            .manifest_parents(repo.as_str(), rec.digest.as_str())
-            .await?
-        {
-            if let Ok(parent) = Digest::parse(&parent) {
-                if self.missing(repo, &parent, None, policy).await?.is_none() {
-                    return Ok(Outcome::Serve);
-                }
-            }
+        if self.parent_satisfies(repo, &rec.digest, policy).await? {
+            return Ok(Outcome::Serve);
         }
         // Pushers pass: signers fetch what they sign.
         match access.account_may(caller, repo, Permission::Push).await {
@@ -523,6 +515,42 @@ impl Policies {
             return Ok(Outcome::Warn(message));
         }
         Err(CoreError::PolicyDenied(message))
+    }
+
+    /// Whether an index of `repo` that lists `digest` satisfies `policy` (clients fetch the
+    /// index by tag, then its children by digest), cached like the decisions.
+    async fn parent_satisfies(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        policy: &Policy,
+    ) -> Result<bool, CoreError> {
+        let key = (repo.to_string(), digest.to_string());
+        let generation = {
+            let c = self.cache();
+            if let Some(&found) = c.parents.get(&key) {
+                return Ok(found);
+            }
+            c.generation
+        };
+        let mut found = false;
+        for parent in self
+            .meta
+            .manifest_parents(repo.as_str(), digest.as_str())
+            .await?
+        {
+            if let Ok(parent) = Digest::parse(&parent) {
+                if self.missing(repo, &parent, None, policy).await?.is_none() {
+                    found = true;
+                    break;
+                }
+            }
+        }
+        let mut c = self.cache();
+        if c.generation == generation {
+            remember(&mut c.parents, key, found);
+        }
+        Ok(found)
     }
 
     /// What `digest` of `repo` (asked for by `tag`, if any) lacks under `policy`, cached;
@@ -640,6 +668,7 @@ impl Cache {
     fn clear(&mut self) {
         self.effective.clear();
         self.decisions.clear();
+        self.parents.clear();
         self.generation += 1;
     }
 }

@@ -642,20 +642,27 @@ fn stored_keys(
     Vec<berth_meta::identity::SigningKeyRecord>,
 ) {
     use berth_meta::{TokenStore, TrustStore};
+    async fn read<S: TrustStore + TokenStore>(
+        meta: S,
+        repo: &str,
+    ) -> (
+        Vec<berth_meta::TrustKey>,
+        Vec<berth_meta::identity::SigningKeyRecord>,
+    ) {
+        let keys = meta.trust_keys(repo).await.unwrap();
+        (keys, meta.signing_keys().await.unwrap())
+    }
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         match stores.metadata_url() {
-            Some(url) => {
-                let meta = berth_meta::PgMetaStore::connect(url).await.unwrap();
-                let keys = meta.trust_keys(repo).await.unwrap();
-                (keys, meta.signing_keys().await.unwrap())
-            }
+            Some(url) => read(berth_meta::PgMetaStore::connect(url).await.unwrap(), repo).await,
             None => {
-                let meta = berth_meta::SqliteMetaStore::open(&data.join("berth.db"))
-                    .await
-                    .unwrap();
-                let keys = meta.trust_keys(repo).await.unwrap();
-                (keys, meta.signing_keys().await.unwrap())
+                let path = data.join("berth.db");
+                read(
+                    berth_meta::SqliteMetaStore::open(&path).await.unwrap(),
+                    repo,
+                )
+                .await
             }
         }
     })

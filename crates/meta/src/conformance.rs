@@ -46,6 +46,9 @@ pub use gc::*;
 mod lease;
 pub use lease::*;
 
+/// The registered-key and signature-fact cases, run with the identity cases.
+mod signatures;
+
 /// The trust-data cases ([`TrustStore`](crate::TrustStore)), run by the same macro.
 mod trust;
 pub use trust::*;
@@ -170,6 +173,7 @@ macro_rules! meta_store_conformance {
             signing_keys_rotation,
             audit_paging_and_filters,
             hostile_strings_round_trip,
+            registered_keys_and_signature_facts,
         );
     };
     (@cases $name:ident, $make:expr; $($case:ident),* $(,)?; $($icase:ident),* $(,)?) => {

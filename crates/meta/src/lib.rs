@@ -57,6 +57,7 @@ pub mod policy;
 pub mod postgres;
 mod postgres_gc;
 mod postgres_identity;
+pub mod signatures;
 pub mod sqlite;
 mod sqlite_fast;
 mod sqlite_gc;
@@ -68,6 +69,9 @@ pub use identity::{AccessStore, AccountStore, AuditStore, IdentityStore, TeamSto
 pub use instrument::Instrumented;
 pub use lease::{Lease, LeaseStore};
 pub use policy::{PolicyStore, StoredPolicy};
+pub use signatures::{
+    CountedSignature, RegisteredKey, SignatureFact, SignatureStore, StaleSignature,
+};
 pub use trust::{Signed, SignedTarget, TrustChange, TrustFile, TrustKey, TrustSigner, TrustStore};
 
 /// Every store trait, for the modules that call a `dyn MetaStore` or `dyn IdentityStore`
@@ -463,7 +467,7 @@ store_trait! {
 /// (`Arc<dyn MetaStore>`) that a backend or a wrapper implements trait by trait. The job
 /// leases ([`LeaseStore`]) live in the same database.
 pub trait MetaStore:
-    RegistryStore + UploadStore + GcStore + LeaseStore + TrustStore + PolicyStore
+    RegistryStore + UploadStore + GcStore + LeaseStore + TrustStore + PolicyStore + SignatureStore
 {
     /// "sqlite" or "postgres".
     fn kind(&self) -> &'static str;

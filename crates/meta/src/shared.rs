@@ -1111,6 +1111,7 @@ mod tests {
             .chain(crate::lease::STATEMENTS)
             .chain(crate::trust::STATEMENTS)
             .chain(crate::policy::STATEMENTS)
+            .chain(crate::signatures::STATEMENTS)
         {
             assert!(in_order(sql), "{sql}");
         }

@@ -2,6 +2,7 @@
 //! repository settings, tokens, signing keys and the audit log. Run by the same
 //! [`meta_store_conformance!`](crate::meta_store_conformance) as the registry cases.
 
+pub use super::signatures::registered_keys_and_signature_facts;
 use super::FullStore;
 use crate::identity::*;
 use crate::MetaError;
@@ -31,7 +32,7 @@ fn new_user(name: &str) -> NewUser {
     }
 }
 
-async fn user(store: &FullStore, name: &str) -> UserRecord {
+pub(super) async fn user(store: &FullStore, name: &str) -> UserRecord {
     store
         .user_create(&new_user(name))
         .await

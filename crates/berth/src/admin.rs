@@ -18,7 +18,7 @@ use berth_auth::rbac::{Restriction, RestrictionEntry, RestrictionTarget, Role, V
 use berth_auth::secret;
 use berth_core::manage::{self, LocalUser, Manage, ManageError, TokenRequest, UserChange};
 use berth_core::policy::{Policies, Scope};
-use berth_core::{Access, Caller};
+use berth_core::{Access, Caller, Registry};
 use berth_meta::identity::{
     NewUser, OrgSettings, Origin, TokenKind, TokenParent, TokenRecord, UserKey,
 };
@@ -221,6 +221,24 @@ pub enum PolicyCmd {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum KeyCmd {
+    /// Registers a public key (PEM `PUBLIC KEY`, as `cosign generate-key-pair` writes
+    /// cosign.pub) or a certificate (PEM `CERTIFICATE`: a Notation signing certificate or
+    /// trust root) for USER, read from FILE (`-`: standard input); prints its id, which a
+    /// policy names as `key:ID`.
+    Add {
+        user: String,
+        file: PathBuf,
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// Lists USER's keys as JSON.
+    List { user: String },
+    /// Removes USER's key ID: the signatures it verified stop counting.
+    Delete { user: String, id: String },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum TokenCmd {
     /// Creates an access token for a user and prints it once on standard output (only its
     /// hash is stored). Use it as the password of `docker login` and other clients.
@@ -375,6 +393,44 @@ pub async fn run_policy(
             m.policy_delete(&c, policies, &Scope::parse(&scope)?)
                 .await?;
             println!("removed the signature policy of {scope}");
+        }
+    }
+    Ok(())
+}
+
+/// Runs a registered-key command through `core::manage` as the local administrator.
+pub async fn run_key(access: &Access, registry: &Registry, cmd: KeyCmd) -> anyhow::Result<()> {
+    let m = Manage::new(access);
+    let c = Caller::local_admin();
+    match cmd {
+        KeyCmd::Add { user, file, name } => {
+            let mut pem = String::new();
+            if file.as_os_str() == "-" {
+                std::io::stdin().take(64 * 1024).read_to_string(&mut pem)?;
+            } else {
+                pem = std::fs::read_to_string(&file)
+                    .with_context(|| format!("reading {}", file.display()))?;
+            }
+            let key = m.signing_key_add(&c, registry, &user, &name, &pem).await?;
+            println!("{}", key.id);
+        }
+        KeyCmd::List { user } => {
+            let keys: Vec<serde_json::Value> = m
+                .signing_keys(&c, registry, &user)
+                .await?
+                .into_iter()
+                .map(|k| {
+                    serde_json::json!({
+                        "id": k.id, "kind": k.kind, "name": k.name, "pem": k.pem,
+                        "created_at": berth_core::time::rfc3339_ms(k.created_at),
+                    })
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&keys)?);
+        }
+        KeyCmd::Delete { user, id } => {
+            m.signing_key_delete(&c, registry, &user, &id).await?;
+            println!("removed key {id} of {user}");
         }
     }
     Ok(())

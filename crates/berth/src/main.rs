@@ -92,6 +92,9 @@ enum AdminCli {
     /// Signature policies of namespaces and repositories.
     #[command(subcommand)]
     Policy(admin::PolicyCmd),
+    /// Keys and certificates users sign with (cosign, Notation).
+    #[command(subcommand)]
+    Key(admin::KeyCmd),
 }
 
 /// Logs to standard error, in colour only when it is a terminal (and `NO_COLOR` is
@@ -188,6 +191,11 @@ fn main() -> anyhow::Result<()> {
                         let policies = berth_core::policy::Policies::new(meta, identity)
                             .with_default(cfg.policy.policy()?);
                         admin::run_policy(&access, &policies, cmd).await
+                    }
+                    AdminCli::Key(cmd) => {
+                        let blobs = stores::open_blobs(&cfg)?;
+                        let registry = berth_core::Registry::new(meta, blobs, Default::default());
+                        admin::run_key(&access, &registry, cmd).await
                     }
                 }
             })
@@ -374,6 +382,8 @@ async fn run_serve(
     let leases: Arc<dyn berth_meta::LeaseStore> = registry.meta().clone();
     let jobs = Jobs::new(leases, id.clone(), cfg.jobs.lease_ttl()?);
     background.extend(gc_jobs(&cfg, &registry, &id, &jobs)?);
+    // Signatures are verified again after a change of keys, by one replica at a time.
+    background.push(berth_core::signatures::reverify_job(registry.clone()));
     for job in background {
         jobs.start(job);
     }

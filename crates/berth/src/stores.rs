@@ -68,6 +68,11 @@ pub async fn open(
     Arc<dyn BlobStore>,
 )> {
     let (meta, identity) = open_meta(cfg, create).await?;
+    Ok((meta, identity, open_blobs(cfg)?))
+}
+
+/// Opens the blob store named by `cfg`.
+pub fn open_blobs(cfg: &Config) -> anyhow::Result<Arc<dyn BlobStore>> {
     let blobs: Arc<dyn BlobStore> = match cfg.blobs.kind {
         BlobsKind::S3 => {
             Arc::new(S3BlobStore::new(cfg.blobs.s3.clone()).context("configuring S3 blob storage")?)
@@ -80,8 +85,7 @@ pub async fn open(
             )
         }
     };
-    let blobs = Arc::new(berth_blob::instrument::Instrumented::new(blobs));
-    Ok((meta, identity, blobs))
+    Ok(Arc::new(berth_blob::instrument::Instrumented::new(blobs)))
 }
 
 /// The key-encryption key: read from `keys.kek_file` (32 bytes in base64), or on the

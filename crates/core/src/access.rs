@@ -1105,6 +1105,26 @@ impl Access {
         }
     }
 
+    /// A caller acting as the account `name` with its own rights and no credential (the
+    /// signature policy's dry run: "would this be served to this user"), if it exists.
+    pub async fn caller_as(&self, name: &str) -> Result<Option<Caller>, AccessError> {
+        let Some(subject) = self.identity.subject_for(UserKey::Name(name)).await? else {
+            return Ok(None);
+        };
+        let account = subject
+            .active_user()
+            .and_then(|u| u.id.parse::<AccountId>().ok());
+        Ok(Some(Caller {
+            subject,
+            account,
+            name: Some(name.to_string()),
+            method: AuthMethod::Password,
+            claims: None,
+            source: None,
+            credential: None,
+        }))
+    }
+
     /// Fills in the subject of a bearer caller (for listings, mounts and the management
     /// API): the account as it is now, bounded by the restriction of the credential the
     /// token was issued to and by exactly what the token's `access` claim lists. This is

@@ -11,6 +11,9 @@
 //! - [`jobs`]: background jobs: a name, an interval, a lease for those that run on one
 //!   replica at a time, a cancellation token; started, stopped and their leases released
 //!   together.
+//! - [`policy`]: signature policies, decided on every manifest GET and HEAD;
+//!   [`signatures`]: the keys users register and the cosign and Notation signatures
+//!   verified against them; [`trust`]: Docker Content Trust (Notary) in process.
 //! - [`time`]: now in unix milliseconds, RFC 3339, durations (`90s`, `1h 30m`).
 //! - [`status`]: the stores' health and GC's state and history as views for the
 //!   operations endpoints (so `http` reaches no store).
@@ -37,6 +40,7 @@ pub mod manage;
 pub mod manifests;
 pub mod policy;
 pub mod registry;
+pub mod signatures;
 pub mod status;
 pub mod time;
 pub mod trust;

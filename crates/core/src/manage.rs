@@ -1221,6 +1221,137 @@ impl<'a> Manage<'a> {
         Ok(())
     }
 
+    /// A page of `repo`'s tags with their signatures and whether each satisfies the policy
+    /// that applies (whoever may pull it).
+    pub async fn signed_tags(
+        &self,
+        c: &Caller,
+        policies: &Policies,
+        repo: &RepoName,
+        last: Option<&str>,
+        n: u32,
+    ) -> Result<crate::policy::SignedTags> {
+        self.repo_check(c, repo, Permission::Pull).await?;
+        policies
+            .tag_status(repo, last, n)
+            .await
+            .map_err(|e| match e {
+                crate::error::CoreError::NameUnknown => ManageError::RepoUnknown(repo.to_string()),
+                other => policy_error(other),
+            })
+    }
+
+    /// Whether `reference` of `repo` would be served to `user` now, and why (the user
+    /// themselves, or a repository administrator); nothing is audited.
+    pub async fn policy_dry_run(
+        &self,
+        c: &Caller,
+        policies: &Policies,
+        registry: &crate::Registry,
+        repo: &RepoName,
+        reference: &berth_oci::Reference,
+        user: &str,
+    ) -> Result<crate::policy::Decision> {
+        if c.name.as_deref() != Some(user) {
+            self.repo_check(c, repo, Permission::Admin).await?;
+        } else {
+            self.repo_check(c, repo, Permission::Pull).await?;
+        }
+        check_name("user", user)?;
+        let Some(target) = self.access.caller_as(user).await? else {
+            return Err(ManageError::NotFound(format!("user {user}")));
+        };
+        let rec = registry
+            .manifest_get(repo, reference, &[])
+            .await
+            .map_err(|_| ManageError::NotFound(format!("manifest {repo}:{reference}")))?;
+        if self
+            .access
+            .authorize(&target, repo, Permission::Pull)
+            .await?
+            != Verdict::Allowed
+        {
+            return Ok(crate::policy::Decision {
+                outcome: crate::policy::Verdict::Deny,
+                reason: format!("{user} may not pull {repo}"),
+                policy: String::new(),
+                missing: None,
+            });
+        }
+        policies
+            .decide(self.access, &target, repo, reference, &rec)
+            .await
+            .map_err(policy_error)
+    }
+
+    // --- registered signing keys -------------------------------------------------------
+
+    /// The user whose registered keys `c` may manage: themselves, anyone for system
+    /// administrators, a service account for the owners of its organisations.
+    async fn key_owner(&self, c: &Caller, user: &str) -> Result<UserRecord> {
+        self.full_user(c, "manage signing keys")?;
+        let target = self.find_user(user).await?;
+        if !self.may_act_for(c, &target).await? {
+            return Err(denied("only the user, system administrators and (for service accounts) organisation owners may manage a user's signing keys"));
+        }
+        Ok(target)
+    }
+
+    /// The keys and certificates `user` registered to sign with.
+    pub async fn signing_keys(
+        &self,
+        c: &Caller,
+        registry: &crate::Registry,
+        user: &str,
+    ) -> Result<Vec<berth_meta::RegisteredKey>> {
+        let target = self.key_owner(c, user).await?;
+        registry.signing_keys(target.id).await.map_err(policy_error)
+    }
+
+    /// Registers a public key or certificate (PEM) for `user`.
+    pub async fn signing_key_add(
+        &self,
+        c: &Caller,
+        registry: &crate::Registry,
+        user: &str,
+        name: &str,
+        pem: &str,
+    ) -> Result<berth_meta::RegisteredKey> {
+        let target = self.key_owner(c, user).await?;
+        let key = registry
+            .signing_key_add(target.id, name, pem)
+            .await
+            .map_err(|e| match e {
+                crate::signatures::KeyError::Invalid(m) => ManageError::Invalid(m),
+                crate::signatures::KeyError::Limit(m) => ManageError::State(m),
+                crate::signatures::KeyError::Core(e) => policy_error(e),
+            })?;
+        let detail = json!({ "user": user, "key": key.id, "kind": key.kind, "name": key.name });
+        self.audit(c, "key.add", user, detail).await;
+        Ok(key)
+    }
+
+    /// Removes the key `id` of `user`.
+    pub async fn signing_key_delete(
+        &self,
+        c: &Caller,
+        registry: &crate::Registry,
+        user: &str,
+        id: &str,
+    ) -> Result<()> {
+        let target = self.key_owner(c, user).await?;
+        if !registry
+            .signing_key_delete(target.id, id)
+            .await
+            .map_err(policy_error)?
+        {
+            return Err(ManageError::NotFound(format!("key {id} of {user}")));
+        }
+        self.audit(c, "key.delete", user, json!({ "user": user, "key": id }))
+            .await;
+        Ok(())
+    }
+
     /// Notary's changefeed of every repository, as `Trust::changes` pages it, keeping the
     /// changes of repositories `c` may pull (anonymous callers see public ones).
     pub async fn trust_changes(
@@ -1296,8 +1427,8 @@ impl<'a> Manage<'a> {
             .is_some_and(|u| !u.orgs.is_empty() && u.orgs.iter().all(|m| self.owns(c, &m.org))))
     }
 
-    /// May `c` list and revoke `target`'s tokens?
-    async fn may_see_tokens(&self, c: &Caller, target: &UserRecord) -> Result<bool> {
+    /// May `c` manage `target`'s tokens and signing keys?
+    async fn may_act_for(&self, c: &Caller, target: &UserRecord) -> Result<bool> {
         let me = self.full_user(c, "manage access tokens")?;
         Ok(me.name == target.name
             || c.is_system_admin()
@@ -1314,7 +1445,7 @@ impl<'a> Manage<'a> {
     ) -> Result<Vec<TokenRecord>> {
         self.full_user(c, "manage access tokens")?;
         let target = self.find_user(user).await?;
-        if !self.may_see_tokens(c, &target).await? {
+        if !self.may_act_for(c, &target).await? {
             return Err(denied("only the user, system administrators and (for service accounts) organisation owners may manage a user's tokens"));
         }
         Ok(self.access.identity().tokens_list(target.id, kind).await?)
@@ -1385,7 +1516,7 @@ impl<'a> Manage<'a> {
     pub async fn token_revoke(&self, c: &Caller, user: &str, token_id: &str) -> Result<()> {
         self.full_user(c, "manage access tokens")?;
         let target = self.find_user(user).await?;
-        if !self.may_see_tokens(c, &target).await? {
+        if !self.may_act_for(c, &target).await? {
             return Err(denied("only the user, system administrators and (for service accounts) organisation owners may manage a user's tokens"));
         }
         let not_found = || {

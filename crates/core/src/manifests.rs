@@ -17,6 +17,9 @@ pub struct PutManifest {
     pub digest: Digest,
     /// The manifest's subject, reported back as `OCI-Subject`.
     pub subject: Option<Digest>,
+    /// It is a signature, whose facts were just recorded: cached policy decisions are
+    /// stale.
+    pub signature: bool,
 }
 
 /// A page of a listing.
@@ -98,7 +101,14 @@ impl Registry {
             children,
         };
         self.meta.manifest_put(repo, &m, tag).await?;
-        Ok(PutManifest { digest, subject })
+        let signature = self
+            .record_signatures(repo, &digest, &m.bytes, tag, subject.is_some())
+            .await?;
+        Ok(PutManifest {
+            digest,
+            subject,
+            signature,
+        })
     }
 
     /// The manifest `reference` points to, if the client accepts its type.

@@ -314,6 +314,69 @@ impl std::fmt::Display for Scope {
     }
 }
 
+/// The most tags one page of [`Policies::tag_status`] holds.
+pub const STATUS_PAGE: u32 = 100;
+
+/// A tag, its signatures and whether it satisfies the policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TagStatus {
+    pub tag: String,
+    pub digest: String,
+    pub satisfied: bool,
+    /// What it lacks, when it does not satisfy the policy.
+    pub missing: Option<String>,
+    pub signatures: Vec<SignatureStatus>,
+}
+
+/// One signature of a tag's manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SignatureStatus {
+    pub format: Format,
+    /// Docker Content Trust: the role that signs the tag; cosign and Notation: the digest
+    /// of the signature manifest.
+    pub evidence: String,
+    /// The key: a TUF key id, or a registered key's id (empty: no registered key verifies
+    /// the signature).
+    pub key: String,
+    /// The user the key signs for.
+    pub signer: Option<String>,
+    pub valid: bool,
+    /// Why it is not valid.
+    pub reason: Option<String>,
+    /// When it stops counting (RFC 3339).
+    pub expires_at: Option<String>,
+}
+
+/// A page of tags with their signed status, and the policy that applies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SignedTags {
+    pub policy: Effective,
+    pub tags: Vec<TagStatus>,
+    /// The `last` of the next page.
+    pub next: Option<String>,
+}
+
+/// What a policy decides for one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Serve,
+    /// Serve with a warning (`audit`).
+    Warn,
+    Deny,
+}
+
+/// A decision and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Decision {
+    pub outcome: Verdict,
+    pub reason: String,
+    /// The scope of the policy applied (or "the registry default").
+    pub policy: String,
+    /// What the manifest lacks, when it does not satisfy the policy.
+    pub missing: Option<String>,
+}
+
 /// What a manifest request may do once the policy has been applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -471,50 +534,198 @@ impl Policies {
         reference: &Reference,
         rec: &ManifestRecord,
     ) -> Result<Outcome, CoreError> {
+        let decision = self.decide(access, caller, repo, reference, rec).await?;
+        match decision.outcome {
+            Verdict::Serve => Ok(Outcome::Serve),
+            Verdict::Deny => Err(CoreError::PolicyDenied(decision.reason)),
+            Verdict::Warn => {
+                let detail = serde_json::json!({
+                    "policy": decision.policy,
+                    "digest": rec.digest.to_string(),
+                    "reference": reference.to_string(),
+                    "missing": decision.missing,
+                });
+                access
+                    .audit(caller, "policy.audit", repo.as_str(), detail)
+                    .await;
+                Ok(Outcome::Warn(decision.reason))
+            }
+        }
+    }
+
+    /// What the policy of `repo` decides for `caller` asking for `rec` by `reference`,
+    /// with no side effect (the dry run of the API, and [`check`](Self::check)).
+    pub async fn decide(
+        &self,
+        access: &Access,
+        caller: &Caller,
+        repo: &RepoName,
+        reference: &Reference,
+        rec: &ManifestRecord,
+    ) -> Result<Decision, CoreError> {
         let effective = self.effective(repo).await?;
         let policy = &effective.policy;
-        if policy.mode == Mode::Off || is_signature_artifact(reference, rec) {
-            return Ok(Outcome::Serve);
+        let scope = match &effective.source {
+            Source::Repository(s) | Source::Namespace(s) => s.clone(),
+            Source::Default => "the registry default".to_string(),
+        };
+        let pass = |reason: &str| Decision {
+            outcome: Verdict::Serve,
+            reason: reason.to_string(),
+            policy: scope.clone(),
+            missing: None,
+        };
+        if policy.mode == Mode::Off {
+            return Ok(pass("the policy is off"));
+        }
+        if is_signature_artifact(reference, rec) {
+            return Ok(pass("signature artifacts pass"));
         }
         let tag = match reference {
             Reference::Tag(t) => Some(t.as_str()),
             Reference::Digest(_) => None,
         };
         let Some(missing) = self.missing(repo, &rec.digest, tag, policy).await? else {
-            return Ok(Outcome::Serve);
+            return Ok(pass("signed as the policy requires"));
         };
         if self.parent_satisfies(repo, &rec.digest, policy).await? {
-            return Ok(Outcome::Serve);
+            return Ok(pass("an index listing it is signed as the policy requires"));
         }
         // Pushers pass: signers fetch what they sign.
         match access.account_may(caller, repo, Permission::Push).await {
-            Ok(true) => return Ok(Outcome::Serve),
+            Ok(true) => return Ok(pass("callers with push rights pass")),
             Ok(false) => {}
             Err(e) => tracing::warn!(error = %e, "push right not decided; the policy applies"),
         }
-        let scope = match &effective.source {
-            Source::Repository(s) | Source::Namespace(s) => s.as_str(),
-            Source::Default => "the registry default",
-        };
         let formats: Vec<&str> = policy.formats.iter().map(|f| f.as_str()).collect();
-        let message = format!(
+        let reason = format!(
             "signature policy of {scope} not satisfied: {repo}@{} has {missing} (accepted: {})",
             rec.digest,
             formats.join(", ")
         );
-        if policy.mode == Mode::Audit {
-            let detail = serde_json::json!({
-                "policy": scope,
-                "digest": rec.digest.to_string(),
-                "reference": reference.to_string(),
-                "missing": missing,
+        Ok(Decision {
+            outcome: match policy.mode {
+                Mode::Audit => Verdict::Warn,
+                _ => Verdict::Deny,
+            },
+            reason,
+            policy: scope,
+            missing: Some(missing),
+        })
+    }
+
+    /// The tags of `repo` after `last` (at most `n`, itself at most [`STATUS_PAGE`]), each
+    /// with its signatures in every format, valid or why not, and whether it satisfies the
+    /// policy that applies (for a caller without push rights).
+    pub async fn tag_status(
+        &self,
+        repo: &RepoName,
+        last: Option<&str>,
+        n: u32,
+    ) -> Result<SignedTags, CoreError> {
+        let effective = self.effective(repo).await?;
+        let n = n.clamp(1, STATUS_PAGE);
+        let mut names = self
+            .meta
+            .tags_list(repo, last, n + 1)
+            .await?
+            .ok_or(CoreError::NameUnknown)?;
+        let more = names.len() > n as usize;
+        names.truncate(n as usize);
+        let signers = self.meta.trust_signers(repo.as_str()).await?;
+        let mut owners: HashMap<i64, Option<String>> = HashMap::new();
+        let mut tags = Vec::with_capacity(names.len());
+        for name in &names {
+            let Ok(tag) = berth_oci::Tag::parse(name) else {
+                continue;
+            };
+            let Some(rec) = self.meta.manifest_by_tag(repo, &tag).await? else {
+                continue;
+            };
+            let mut signatures = Vec::new();
+            let now = crate::time::now_ms();
+            for t in self
+                .meta
+                .trust_signed(repo.as_str(), Some(rec.digest.as_str()))
+                .await?
+                .into_iter()
+                .filter(|t| t.tag == *name)
+            {
+                for key in &t.key_ids {
+                    let account = signers.iter().find(|s| &s.key_id == key).map(|s| s.account);
+                    signatures.push(SignatureStatus {
+                        format: Format::Dct,
+                        evidence: t.role.clone(),
+                        key: key.clone(),
+                        signer: self.owner(&mut owners, account).await?,
+                        valid: t.expires_at > now,
+                        reason: (t.expires_at <= now).then(|| "the role has expired".to_string()),
+                        expires_at: Some(crate::time::rfc3339_ms(t.expires_at)),
+                    });
+                }
+            }
+            for (f, owner) in self
+                .meta
+                .facts_of(repo.as_str(), rec.digest.as_str())
+                .await?
+            {
+                let expired = f.expires_at != 0 && f.expires_at <= now;
+                let reason = if !f.valid {
+                    Some(f.reason)
+                } else if owner.is_none() {
+                    Some("the key is no longer registered".to_string())
+                } else if expired {
+                    Some("expired".to_string())
+                } else {
+                    None
+                };
+                signatures.push(SignatureStatus {
+                    format: Format::parse(&f.format).unwrap_or(Format::Cosign),
+                    evidence: f.signature,
+                    key: f.key_id,
+                    signer: self.owner(&mut owners, owner).await?,
+                    valid: reason.is_none(),
+                    reason,
+                    expires_at: (f.expires_at != 0).then(|| crate::time::rfc3339_ms(f.expires_at)),
+                });
+            }
+            let missing = self
+                .missing(repo, &rec.digest, Some(name), &effective.policy)
+                .await?;
+            tags.push(TagStatus {
+                tag: name.clone(),
+                digest: rec.digest.to_string(),
+                satisfied: missing.is_none(),
+                missing,
+                signatures,
             });
-            access
-                .audit(caller, "policy.audit", repo.as_str(), detail)
-                .await;
-            return Ok(Outcome::Warn(message));
         }
-        Err(CoreError::PolicyDenied(message))
+        Ok(SignedTags {
+            policy: effective.as_ref().clone(),
+            tags,
+            next: more.then(|| names.last().cloned()).flatten(),
+        })
+    }
+
+    /// The name of `account` (looked up once per listing).
+    async fn owner(
+        &self,
+        owners: &mut HashMap<i64, Option<String>>,
+        account: Option<i64>,
+    ) -> Result<Option<String>, CoreError> {
+        let Some(account) = account.filter(|a| *a != 0) else {
+            return Ok(None);
+        };
+        if let Some(name) = owners.get(&account) {
+            return Ok(name.clone());
+        }
+        let name = self
+            .identity
+            .user_get(UserKey::Id(account))
+            .await?
+            .map(|u| u.name);
+        owners.insert(account, name.clone());
+        Ok(name)
     }
 
     /// Whether an index of `repo` that lists `digest` satisfies `policy` (clients fetch the
@@ -632,27 +843,41 @@ impl Policies {
         policy: &Policy,
     ) -> Result<Signatures, CoreError> {
         let mut found = Signatures::default();
-        if !policy.formats.contains(&Format::Dct) {
-            return Ok(found);
-        }
         let now = crate::time::now_ms();
-        let targets = self
-            .meta
-            .trust_signed(repo.as_str(), Some(digest.as_str()))
-            .await?;
-        for t in targets {
-            // By tag, only a signature of that tag (a tag moved to another digest does
-            // not inherit it); by digest, any.
-            if t.expires_at > now && tag.is_none_or(|tag| t.tag == tag) {
-                found.keys.extend(t.key_ids);
+        if policy.formats.contains(&Format::Dct) {
+            let targets = self
+                .meta
+                .trust_signed(repo.as_str(), Some(digest.as_str()))
+                .await?;
+            let mut keys = BTreeSet::new();
+            for t in targets {
+                // By tag, only a signature of that tag (a tag moved to another digest
+                // does not inherit it); by digest, any.
+                if t.expires_at > now && tag.is_none_or(|tag| t.tag == tag) {
+                    keys.extend(t.key_ids);
+                }
+            }
+            if !keys.is_empty() {
+                for s in self.meta.trust_signers(repo.as_str()).await? {
+                    if s.account != 0 && keys.contains(&s.key_id) {
+                        found.accounts.insert(s.account);
+                    }
+                }
+                found.keys.extend(keys);
             }
         }
-        if found.keys.is_empty() {
-            return Ok(found);
-        }
-        for s in self.meta.trust_signers(repo.as_str()).await? {
-            if s.account != 0 && found.keys.contains(&s.key_id) {
-                found.accounts.insert(s.account);
+        if policy.formats.iter().any(|f| *f != Format::Dct) {
+            // cosign and Notation signatures sign a digest, whatever tag names it.
+            let counted = self
+                .meta
+                .signatures_counted(repo.as_str(), digest.as_str())
+                .await?;
+            for s in counted {
+                let accepted = Format::parse(&s.format).is_ok_and(|f| policy.formats.contains(&f));
+                if accepted && (s.expires_at == 0 || s.expires_at > now) {
+                    found.keys.insert(s.key_id);
+                    found.accounts.insert(s.account);
+                }
             }
         }
         for &account in &found.accounts {
@@ -692,15 +917,7 @@ struct Signatures {
 /// under cosign's tag scheme (`sha256-<hex>.sig`, `.att`, `.sbom`).
 fn is_signature_artifact(reference: &Reference, rec: &ManifestRecord) -> bool {
     if let Reference::Tag(t) = reference {
-        let t = t.as_str();
-        let base = [".sig", ".att", ".sbom"]
-            .iter()
-            .find_map(|s| t.strip_suffix(s))
-            .unwrap_or(t);
-        if base
-            .strip_prefix("sha256-")
-            .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
-        {
+        if crate::signatures::cosign_tag(t.as_str()).is_some() {
             return true;
         }
     }

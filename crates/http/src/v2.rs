@@ -421,6 +421,9 @@ async fn put_manifest(
     let put = reg
         .manifest_put(&repo, &reference, ct.as_deref(), bytes)
         .await?;
+    if put.signature {
+        st.policies.invalidate();
+    }
     st.access
         .audit(
             caller,

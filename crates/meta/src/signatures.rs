@@ -87,18 +87,21 @@ pub trait SignatureStore {
     /// The revision of the registered keys (moved on by each change).
     async fn keys_revision(&self) -> Result<i64, MetaError>;
 
-    /// Replaces the facts of the signature manifest `signature` of `repo` with `facts`,
-    /// verified against the keys at `keys_revision`. Nothing is written when the manifest
+    /// Replaces the facts of the signature manifest `signature` of `repo` as counted
+    /// through `via_tag` (empty: as a referrer) with `facts`, verified against the keys at
+    /// `keys_revision`. Nothing is written when the manifest
     /// is gone or when facts verified against newer keys are stored.
-    async fn facts_put(&self, repo: &str, signature: &str, facts: &[SignatureFact], keys_revision: i64)
-        -> Result<(), MetaError>;
+    async fn facts_put(&self, repo: &str, signature: &str, via_tag: &str, facts: &[SignatureFact],
+        keys_revision: i64) -> Result<(), MetaError>;
 
     /// The valid signatures of `subject` in `repo` that count now (expiry is the caller's).
     async fn signatures_counted(&self, repo: &str, subject: &str)
         -> Result<Vec<CountedSignature>, MetaError>;
 
-    /// Every fact about `subject` in `repo`, valid or not, at most 100.
-    async fn facts_of(&self, repo: &str, subject: &str) -> Result<Vec<SignatureFact>, MetaError>;
+    /// Every fact about `subject` in `repo`, valid or not, at most [`FACTS_LIMIT`], each
+    /// with the owner of its key (`None`: no key, or the key is no longer registered).
+    async fn facts_of(&self, repo: &str, subject: &str)
+        -> Result<Vec<(SignatureFact, Option<i64>)>, MetaError>;
 
     /// Signature manifests with facts verified against keys older than `keys_revision`.
     async fn facts_stale(&self, keys_revision: i64, limit: u32) -> Result<Vec<StaleSignature>, MetaError>;
@@ -115,16 +118,16 @@ const KEYS: &str = "SELECT id, account_id, kind, name, pem, created_at FROM regi
 const KEY_DELETE: &str = "DELETE FROM registered_keys WHERE account_id = $1 AND id = $2";
 const KEYS_REVISION: &str = "SELECT revision FROM registered_keys_revision WHERE id = 1";
 // A fact verified against newer keys is never replaced by one verified against older ones.
-const FACTS_DELETE: &str = "DELETE FROM signature_facts WHERE signature = $1 \
-     AND repo_id = (SELECT id FROM repositories WHERE name = $2) \
+const FACTS_DELETE: &str = "DELETE FROM signature_facts WHERE signature = $1 AND via_tag = $2 \
+     AND repo_id = (SELECT id FROM repositories WHERE name = $3) \
      AND NOT EXISTS (SELECT 1 FROM signature_facts n WHERE n.signature = $1 \
-         AND n.repo_id = signature_facts.repo_id AND n.keys_revision > $3)";
+         AND n.via_tag = $2 AND n.repo_id = signature_facts.repo_id AND n.keys_revision > $4)";
 const FACT_ADD: &str = "INSERT INTO signature_facts (repo_id, signature, layer, key_id, subject, \
      format, via_tag, valid, reason, expires_at, keys_revision) \
      SELECT m.repo_id, m.digest, $1, $2, $3, $4, $5, $6, $7, $8, $9 FROM manifests m \
      JOIN repositories r ON r.id = m.repo_id WHERE r.name = $10 AND m.digest = $11 \
      AND NOT EXISTS (SELECT 1 FROM signature_facts n WHERE n.repo_id = m.repo_id \
-         AND n.signature = m.digest AND n.keys_revision > $9) \
+         AND n.signature = m.digest AND n.via_tag = $5 AND n.keys_revision > $9) \
      ON CONFLICT DO NOTHING";
 const COUNTED: &str = "SELECT f.format, f.key_id, k.account_id, f.expires_at \
      FROM signature_facts f JOIN repositories r ON r.id = f.repo_id \
@@ -134,8 +137,9 @@ const COUNTED: &str = "SELECT f.format, f.key_id, k.account_id, f.expires_at \
           AND t.manifest = f.signature)) \
      ORDER BY f.signature, f.layer, f.key_id LIMIT 1000";
 const FACTS_OF: &str = "SELECT f.signature, f.layer, f.key_id, f.subject, f.format, f.via_tag, \
-     f.valid, f.reason, f.expires_at FROM signature_facts f \
-     JOIN repositories r ON r.id = f.repo_id WHERE r.name = $1 AND f.subject = $2 \
+     f.valid, f.reason, f.expires_at, k.account_id FROM signature_facts f \
+     JOIN repositories r ON r.id = f.repo_id LEFT JOIN registered_keys k ON k.id = f.key_id \
+     WHERE r.name = $1 AND f.subject = $2 \
      ORDER BY f.signature, f.layer, f.key_id LIMIT 100";
 const STALE: &str = "SELECT DISTINCT r.name, f.signature, f.via_tag FROM signature_facts f \
      JOIN repositories r ON r.id = f.repo_id WHERE f.keys_revision < $1 \
@@ -166,6 +170,7 @@ type FactRow = (
     i64,
     String,
     i64,
+    Option<i64>,
 );
 
 #[async_trait]
@@ -235,14 +240,20 @@ impl<S: Statements> SignatureStore for S {
         &self,
         repo: &str,
         signature: &str,
+        via_tag: &str,
         facts: &[SignatureFact],
         keys_revision: i64,
     ) -> Result<(), MetaError> {
         let mut steps = vec![Step::any(
             FACTS_DELETE,
-            vec![signature.into(), repo.into(), Arg::Int(keys_revision)],
+            vec![
+                signature.into(),
+                via_tag.into(),
+                repo.into(),
+                Arg::Int(keys_revision),
+            ],
         )];
-        for f in facts {
+        for f in facts.iter().filter(|f| f.via_tag == via_tag) {
             steps.push(Step::any(
                 FACT_ADD,
                 vec![
@@ -282,7 +293,11 @@ impl<S: Statements> SignatureStore for S {
             .collect())
     }
 
-    async fn facts_of(&self, repo: &str, subject: &str) -> Result<Vec<SignatureFact>, MetaError> {
+    async fn facts_of(
+        &self,
+        repo: &str,
+        subject: &str,
+    ) -> Result<Vec<(SignatureFact, Option<i64>)>, MetaError> {
         let rows: Vec<FactRow> = on_pool!(self.pool(), p => {
             sqlx::query_as(FACTS_OF).bind(repo).bind(subject).fetch_all(p).await?
         });
@@ -299,8 +314,9 @@ impl<S: Statements> SignatureStore for S {
                     valid,
                     reason,
                     expires_at,
+                    owner,
                 )| {
-                    SignatureFact {
+                    let fact = SignatureFact {
                         signature,
                         layer,
                         key_id,
@@ -310,7 +326,8 @@ impl<S: Statements> SignatureStore for S {
                         valid: valid != 0,
                         reason,
                         expires_at,
-                    }
+                    };
+                    (fact, owner)
                 },
             )
             .collect())

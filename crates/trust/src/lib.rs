@@ -10,7 +10,10 @@
 //! - [`sign`]: the roles the server signs (snapshot, timestamp) with the keys it holds.
 //! - [`update`]: an update of one GUN validated as Notary's server does, giving every file
 //!   to store.
+//! - [`artifacts`]: cosign and Notation signature artifacts (OCI manifests) recognised and
+//!   verified against registered keys and certificates.
 
+pub mod artifacts;
 mod b64;
 pub mod canonical;
 pub mod keys;

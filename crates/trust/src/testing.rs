@@ -1,6 +1,7 @@
 //! Metadata made and signed by tests (feature `testing`: test support that panics by
 //! design, off in the binary): root certificates for a GUN (rcgen), ECDSA P-256 keys, and
-//! files signed as the Go clients sign them.
+//! files signed as the Go clients sign them; and (`signers`) cosign and Notation
+//! signature artifacts as their tools write them.
 
 use crate::canonical;
 use crate::metadata::{Common, DelegationRole, Delegations, FileMeta, RoleKeys, Root, Targets};
@@ -10,6 +11,9 @@ use chrono::{DateTime, Duration, Utc};
 use p256::ecdsa::SigningKey;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
+
+mod signers;
+pub use signers::*;
 
 pub const GUN: &str = "registry.example:5000/team/app";
 

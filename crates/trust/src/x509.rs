@@ -9,7 +9,7 @@ use base64::Engine;
 use x509_parser::prelude::*;
 
 /// SHA-1 signature algorithms: a certificate signed with one is refused.
-const SHA1_SIGNATURES: [&str; 3] = [
+pub(crate) const SHA1_SIGNATURES: [&str; 3] = [
     "1.2.840.113549.1.1.5", // sha1WithRSAEncryption
     "1.2.840.10045.4.1",    // ecdsa-with-SHA1
     "1.2.840.10040.4.3",    // dsa-with-sha1

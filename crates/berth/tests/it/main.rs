@@ -22,6 +22,7 @@ mod newcomer;
 mod policy;
 mod schemathesis;
 mod secrets;
+mod signatures;
 mod tls;
 mod trust;
 mod uploads;

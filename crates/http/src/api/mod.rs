@@ -9,14 +9,16 @@
 //! common error answers (added once, by [`ErrorResponses`]).
 //!
 //! Areas: [`accounts`] (users, service accounts, passwords), [`tokens`] (access and
-//! refresh tokens),
+//! refresh tokens), [`keys`] (the keys and certificates users sign with),
 //! [`orgs`] (organisations and members), [`teams`] (teams, team members, namespace
-//! grants), [`repos`] (repositories, repository grants), [`audit`], [`directory`] (settings,
+//! grants), [`repos`] (repositories, repository grants, trust data, signature policies
+//! and signed status), [`audit`], [`directory`] (settings,
 //! sync runs).
 
 pub mod accounts;
 pub mod audit;
 pub mod directory;
+pub mod keys;
 pub mod orgs;
 pub mod repos;
 pub mod teams;
@@ -93,6 +95,7 @@ pub fn routes() -> Routes {
     let areas = [
         accounts::routes,
         tokens::routes,
+        keys::routes,
         orgs::routes,
         teams::routes,
         repos::routes,
@@ -125,6 +128,8 @@ pub struct Api {
     pub trust: std::sync::Arc<berth_core::trust::Trust>,
     /// Signature policies.
     pub policies: std::sync::Arc<berth_core::policy::Policies>,
+    /// The registry, for registered keys and manifests.
+    pub registry: std::sync::Arc<berth_core::Registry>,
     pub c: Caller,
 }
 
@@ -144,6 +149,7 @@ impl FromRequestParts<AppState> for Api {
             access: st.access.clone(),
             trust: st.trust.clone(),
             policies: st.policies.clone(),
+            registry: st.registry.clone(),
             c,
         })
     }
@@ -632,6 +638,7 @@ pub fn time(ms: i64) -> String {
         accounts::list, accounts::create, accounts::get_one, accounts::update,
         accounts::delete, accounts::set_password, accounts::create_service,
         tokens::list, tokens::create, tokens::revoke,
+        keys::list, keys::add, keys::delete,
         orgs::list, orgs::create, orgs::get_one, orgs::update, orgs::delete,
         orgs::members, orgs::member_set, orgs::member_remove,
         teams::org_grants, teams::list, teams::create, teams::get_one, teams::update,
@@ -641,6 +648,7 @@ pub fn time(ms: i64) -> String {
         repos::grants, repos::grant_set, repos::grant_remove,
         repos::trust_status, repos::trust_delete,
         repos::policy_effective, repos::policy_set, repos::policy_delete,
+        repos::signatures, repos::policy_check,
         repos::namespace_policy_get, repos::namespace_policy_set, repos::namespace_policy_delete,
         audit::query,
         directory::settings, directory::sync_run, directory::sync_runs,
@@ -652,6 +660,7 @@ pub fn time(ms: i64) -> String {
     tags(
         (name = "accounts", description = "Users, service accounts and passwords"),
         (name = "tokens", description = "Access tokens, and the refresh tokens of the token service"),
+        (name = "keys", description = "Keys and certificates users sign with (cosign, Notation)"),
         (name = "organisations", description = "Organisations and their members"),
         (name = "teams", description = "Teams, team members and namespace grants"),
         (name = "repositories", description = "Repositories, repository grants and their Docker Content Trust data"),

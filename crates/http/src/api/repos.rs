@@ -69,6 +69,30 @@ pub struct RepoQuery {
     pub n: Option<u32>,
 }
 
+/// A page of [`signatures`].
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SignaturesQuery {
+    /// The `next` of the previous page.
+    #[param(max_length = 128)]
+    pub last: Option<String>,
+    /// Page size (default and most: 100).
+    #[param(minimum = 1, maximum = 100)]
+    pub n: Option<u32>,
+}
+
+/// What [`policy_check`] asks about.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PolicyCheckQuery {
+    /// A tag or a digest.
+    #[param(min_length = 1, max_length = 200)]
+    pub reference: String,
+    /// The user to ask for (default: the caller).
+    #[param(max_length = 64, pattern = "^[a-z0-9]+([._-][a-z0-9]+)*$")]
+    pub user: Option<String>,
+}
+
 /// `{repository}` (documentation only: [`dispatch`] reads the raw path).
 #[derive(Debug, IntoParams)]
 #[into_params(parameter_in = Path)]
@@ -277,6 +301,43 @@ super::operations! {
         done(api.m().policy_delete(&api.c, &api.policies, &scope).await)
     }
 
+    /// A page of a repository's tags, each with its signatures in every format (Docker
+    /// Content Trust, cosign, Notation: signer, valid or why not, expiry) and whether it
+    /// satisfies the signature policy that applies (whoever may pull it).
+    get "/api/v0/repositories/{repository}/signatures", params(RepoParams, SignaturesQuery);
+    responses(
+        (status = 200, description = "`{policy: {policy, source}, tags: [{tag, digest, \
+            satisfied, missing, signatures: [{format, evidence, key, signer, valid, reason, \
+            expires_at}]}], next}`: pass `next` as `last` for the following page", body = Object),
+        NoRepo,
+    );
+    fn signatures(api: &Api, repo: &str, q: SignaturesQuery) -> Json<berth_core::policy::SignedTags> {
+        let n = q.n.unwrap_or(berth_core::policy::STATUS_PAGE);
+        json(api.m().signed_tags(&api.c, &api.policies, &repo_name(repo)?, q.last.as_deref(), n).await)
+    }
+
+    /// Dry run of the signature policy: whether a tag or digest would be served to a user
+    /// now, and why (the user themselves, and repository admins). Nothing is audited.
+    get "/api/v0/repositories/{repository}/policy/check", params(RepoParams, PolicyCheckQuery);
+    responses(
+        (status = 200, description = "`{outcome: serve|warn|deny, reason, policy, missing}`", body = Object),
+        NotRepoAdmin, NoRepo,
+        (status = 404, description = "No such repository (NAME_UNKNOWN), user or manifest (NOT_FOUND)", body = super::ErrorBody),
+    );
+    fn policy_check(api: &Api, repo: &str, q: PolicyCheckQuery) -> Json<berth_core::policy::Decision> {
+        let reference = berth_oci::Reference::parse(&q.reference).map_err(|e| {
+            berth_core::manage::ManageError::Invalid(format!("reference {:?}: {e}", q.reference))
+        })?;
+        let user = q.user.or_else(|| api.c.name.clone()).ok_or(
+            berth_core::manage::ManageError::Unauthenticated,
+        )?;
+        json(
+            api.m()
+                .policy_dry_run(&api.c, &api.policies, &api.registry, &repo_name(repo)?, &reference, &user)
+                .await,
+        )
+    }
+
     /// The team grants that apply to a repository, namespace grants included (repository
     /// admins).
     get "/api/v0/repositories/{repository}/grants", params(RepoParams);
@@ -332,6 +393,8 @@ pub enum RepoPath {
     Grant(String, String),
     Trust(String),
     Policy(String),
+    PolicyCheck(String),
+    Signatures(String),
 }
 
 impl RepoPath {
@@ -353,6 +416,10 @@ impl RepoPath {
             [name @ .., g] if n >= 2 && g == "grants" => RepoPath::Grants(name.join("/")),
             [name @ .., t] if n >= 2 && t == "trust" => RepoPath::Trust(name.join("/")),
             [name @ .., p] if n >= 2 && p == "policy" => RepoPath::Policy(name.join("/")),
+            [name @ .., s] if n >= 2 && s == "signatures" => RepoPath::Signatures(name.join("/")),
+            [name @ .., p, c] if n >= 3 && p == "policy" && c == "check" => {
+                RepoPath::PolicyCheck(name.join("/"))
+            }
             [name @ .., g, team] if n >= 3 && g == "grants" => {
                 RepoPath::Grant(name.join("/"), team.clone())
             }
@@ -408,6 +475,16 @@ pub async fn dispatch(State(st): State<AppState>, req: Request) -> Answer {
             policy_set(api, r, b).await
         }
         (RepoPath::Policy(r), &Method::DELETE) => policy_delete(api, r).await,
+        (RepoPath::Signatures(r), &Method::GET | &Method::HEAD) => {
+            let ApiQuery(q) = ApiQuery::from_request(req, st).await?;
+            signatures(api, r, q).await.map(IntoResponse::into_response)
+        }
+        (RepoPath::PolicyCheck(r), &Method::GET | &Method::HEAD) => {
+            let ApiQuery(q) = ApiQuery::from_request(req, st).await?;
+            policy_check(api, r, q)
+                .await
+                .map(IntoResponse::into_response)
+        }
         (t, m) => {
             let allow = match t {
                 RepoPath::Repository(_) => "GET, HEAD, PATCH, DELETE",
@@ -415,6 +492,7 @@ pub async fn dispatch(State(st): State<AppState>, req: Request) -> Answer {
                 RepoPath::Grant(..) => "PUT, DELETE",
                 RepoPath::Trust(_) => "GET, HEAD, DELETE",
                 RepoPath::Policy(_) => "GET, HEAD, PUT, DELETE",
+                RepoPath::Signatures(_) | RepoPath::PolicyCheck(_) => "GET, HEAD",
             };
             Err(ApiError::method_not_allowed(
                 allow,

@@ -26,6 +26,8 @@ struct World {
     access: Arc<Access>,
     /// The id of an access token of the service account `bot`.
     bot_token: String,
+    /// The id of a signing key `reader` registered.
+    reader_key: String,
     /// The `Authorization` header of each subject.
     creds: Vec<(&'static str, Option<String>)>,
     _dir: tempfile::TempDir,
@@ -118,6 +120,24 @@ async fn world_with(directory: Option<berth_directory::DirectoryClient>) -> Worl
     id.grant_namespace_set("acme", "spare", Role::ReadOnly)
         .await
         .unwrap();
+    // A tag `v1` (an empty index) in both repositories, and a key of reader's.
+    let index = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#;
+    for r in ["acme/public-app", "acme/private-app"] {
+        reg.manifest_put(
+            &RepoName::parse(r).unwrap(),
+            &berth_oci::Reference::parse("v1").unwrap(),
+            Some("application/vnd.oci.image.index.v1+json"),
+            bytes::Bytes::from_static(index),
+        )
+        .await
+        .unwrap();
+    }
+    let pem = berth_trust::testing::ArtifactKey::new().public_pem();
+    let reader_key = reg
+        .signing_key_add(users["reader"], "reader's key", &pem)
+        .await
+        .unwrap()
+        .id;
     let anon = Caller::anonymous(None);
     let bot = access
         .create_access_token(&anon, users["bot"], "ci", None, None)
@@ -164,6 +184,7 @@ async fn world_with(directory: Option<berth_directory::DirectoryClient>) -> Worl
         router: crate::app(Arc::new(reg), access.clone()),
         access,
         bot_token: bot.record.id.as_str().to_string(),
+        reader_key,
         creds,
         _dir: dir,
     }
@@ -265,6 +286,8 @@ fn cell_request(
         "PUT /api/v0/repositories/{repository}/grants/{team}" => {
             Some(json!({"role": "read-write"}))
         }
+        "POST /api/v0/users/{user}/keys" => Some(json!({
+            "name": "ci", "pem": berth_trust::testing::ArtifactKey::new().public_pem()})),
         "PUT /api/v0/repositories/{repository}/policy" | "PUT /api/v0/namespaces/{org}/policy" => {
             Some(json!({"mode": "audit", "signers": ["team:acme/readers"]}))
         }
@@ -287,7 +310,13 @@ fn cell_request(
         .replace("{org}", "acme")
         .replace("{team}", team)
         .replace("{user}", user)
-        .replace("{token}", &w.bot_token);
+        .replace("{token}", &w.bot_token)
+        .replace("{key}", &w.reader_key);
+    // The dry run asks about tag v1 for the caller.
+    let path = match endpoint {
+        e if e.ends_with("/policy/check") => format!("{path}?reference=v1"),
+        _ => path,
+    };
     (method.to_string(), path, body)
 }
 

@@ -27,7 +27,7 @@ CREATE TABLE signature_facts (
     reason        TEXT   NOT NULL,
     expires_at    BIGINT NOT NULL,
     keys_revision BIGINT NOT NULL,
-    PRIMARY KEY (repo_id, signature, layer, key_id),
+    PRIMARY KEY (repo_id, signature, via_tag, layer, key_id),
     FOREIGN KEY (repo_id, signature) REFERENCES manifests (repo_id, digest) ON DELETE CASCADE
 );
 CREATE INDEX signature_facts_by_subject ON signature_facts (repo_id, subject);

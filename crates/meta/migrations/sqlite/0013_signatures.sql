@@ -23,7 +23,8 @@ INSERT INTO registered_keys_revision (id, revision) VALUES (1, 0);
 -- What the registry verified of each cosign or Notation signature it holds: one row per
 -- signature (a layer of a signature manifest) and registered key that verifies it, or one
 -- row with key_id '' when none does. `via_tag` is the cosign tag (`sha256-<hex>.sig`) the
--- signature counts through while the tag points at it; '' for a referrer. Written when
+-- signature counts through while the tag points at it ('' for a referrer): the same
+-- manifest under another cosign tag claims another subject, and is verified apart. Written when
 -- the signature is pushed and again when the keys change (`keys_revision`: the keys'
 -- revision it was verified against); the manifest's deletion takes them along.
 CREATE TABLE signature_facts (
@@ -38,7 +39,7 @@ CREATE TABLE signature_facts (
     reason        TEXT    NOT NULL,
     expires_at    INTEGER NOT NULL,
     keys_revision INTEGER NOT NULL,
-    PRIMARY KEY (repo_id, signature, layer, key_id),
+    PRIMARY KEY (repo_id, signature, via_tag, layer, key_id),
     FOREIGN KEY (repo_id, signature) REFERENCES manifests (repo_id, digest) ON DELETE CASCADE
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX signature_facts_by_subject ON signature_facts (repo_id, subject);

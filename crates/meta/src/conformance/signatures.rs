@@ -86,7 +86,7 @@ pub async fn registered_keys_and_signature_facts(store: FullStore) {
         ..fact(&ref_d, &subject, "aa", "")
     };
     store
-        .facts_put("acme/app", &ref_d, &[notation.clone()], k1)
+        .facts_put("acme/app", &ref_d, "", std::slice::from_ref(&notation), k1)
         .await
         .unwrap();
     let cosign = [
@@ -94,7 +94,7 @@ pub async fn registered_keys_and_signature_facts(store: FullStore) {
         fact(&tag_d, &subject, "", &sig_tag),
     ];
     store
-        .facts_put("acme/app", &tag_d, &cosign, k1)
+        .facts_put("acme/app", &tag_d, &sig_tag, &cosign, k1)
         .await
         .unwrap();
     assert!(store.policy_revision().await.unwrap() > r1);
@@ -114,11 +114,20 @@ pub async fn registered_keys_and_signature_facts(store: FullStore) {
 
     // Facts verified against older keys never replace newer ones; a missing manifest
     // takes no facts.
-    store.facts_put("acme/app", &ref_d, &[], k0).await.unwrap();
+    store
+        .facts_put("acme/app", &ref_d, "", &[], k0)
+        .await
+        .unwrap();
     assert_eq!(store.facts_of("acme/app", &subject).await.unwrap().len(), 3);
     let ghost = blob("ghost").to_string();
     store
-        .facts_put("acme/app", &ghost, &[fact(&ghost, &subject, "aa", "")], k1)
+        .facts_put(
+            "acme/app",
+            &ghost,
+            "",
+            &[fact(&ghost, &subject, "aa", "")],
+            k1,
+        )
         .await
         .unwrap();
     assert_eq!(store.facts_of("acme/app", &subject).await.unwrap().len(), 3);
@@ -161,7 +170,13 @@ pub async fn registered_keys_and_signature_facts(store: FullStore) {
     expected.sort_by(|a, b| a.signature.cmp(&b.signature));
     assert_eq!(store.facts_stale(k2, 10).await.unwrap(), expected);
     store
-        .facts_put("acme/app", &ref_d, &[fact(&ref_d, &subject, "", "")], k2)
+        .facts_put(
+            "acme/app",
+            &ref_d,
+            "",
+            &[fact(&ref_d, &subject, "", "")],
+            k2,
+        )
         .await
         .unwrap();
     assert_eq!(store.facts_stale(k2, 10).await.unwrap().len(), 1);
@@ -172,6 +187,22 @@ pub async fn registered_keys_and_signature_facts(store: FullStore) {
     assert!(meta.manifest_delete(&r, &by_ref.digest).await.unwrap());
     assert!(store.policy_revision().await.unwrap() > r3);
     assert_eq!(store.facts_of("acme/app", &subject).await.unwrap().len(), 2);
+    // The same manifest under another cosign tag claims another subject: verified apart.
+    let (other_subject, other_tag) = (blob("x"), format!("sha256-{}.sig", blob("x").hex()));
+    let other = fact(&tag_d, other_subject.as_str(), "bb", &other_tag);
+    store
+        .facts_put("acme/app", &tag_d, &other_tag, &[other], k2)
+        .await
+        .unwrap();
+    assert_eq!(store.facts_of("acme/app", &subject).await.unwrap().len(), 2);
+    assert_eq!(
+        store
+            .facts_of("acme/app", other_subject.as_str())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     assert!(store.user_delete(bob).await.unwrap());
     assert!(store.keys(None, 10).await.unwrap().is_empty());
 }

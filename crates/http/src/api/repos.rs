@@ -313,6 +313,11 @@ super::operations! {
     );
     fn signatures(api: &Api, repo: &str, q: SignaturesQuery) -> Json<berth_core::policy::SignedTags> {
         let n = q.n.unwrap_or(berth_core::policy::STATUS_PAGE);
+        let page = berth_core::policy::STATUS_PAGE;
+        if !(1..=page).contains(&n) || q.last.as_ref().is_some_and(|l| l.len() > 128) {
+            let why = format!("n is 1 to {page}, last a tag (at most 128 characters)");
+            return Err(berth_core::manage::ManageError::Invalid(why).into());
+        }
         json(api.m().signed_tags(&api.c, &api.policies, &repo_name(repo)?, q.last.as_deref(), n).await)
     }
 
@@ -325,8 +330,9 @@ super::operations! {
         (status = 404, description = "No such repository (NAME_UNKNOWN), user or manifest (NOT_FOUND)", body = super::ErrorBody),
     );
     fn policy_check(api: &Api, repo: &str, q: PolicyCheckQuery) -> Json<berth_core::policy::Decision> {
-        let reference = berth_oci::Reference::parse(&q.reference).map_err(|e| {
-            berth_core::manage::ManageError::Invalid(format!("reference {:?}: {e}", q.reference))
+        // A reference that cannot name a manifest names none.
+        let reference = berth_oci::Reference::parse(&q.reference).map_err(|_| {
+            berth_core::manage::ManageError::NotFound(format!("manifest {repo}:{}", q.reference))
         })?;
         let user = q.user.or_else(|| api.c.name.clone()).ok_or(
             berth_core::manage::ManageError::Unauthenticated,

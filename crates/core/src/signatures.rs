@@ -96,7 +96,7 @@ impl Registry {
         cancel: &tokio_util::sync::CancellationToken,
     ) -> Result<u32, CoreError> {
         let revision = self.meta.keys_revision().await?;
-        let keys = self.trusted_keys().await?;
+        let mut keys = None;
         let mut done = 0;
         while done < limit && !cancel.is_cancelled() {
             let batch = self
@@ -106,28 +106,30 @@ impl Registry {
             if batch.is_empty() {
                 break;
             }
+            // Read after the revision: at least the keys it counts.
+            if keys.is_none() {
+                keys = Some(self.trusted_keys().await?);
+            }
+            let keys = keys.as_deref().unwrap_or_default();
             for stale in batch {
                 done += 1;
-                let (Ok(repo), Ok(digest)) = (
+                let tag = (!stale.via_tag.is_empty()).then_some(stale.via_tag.as_str());
+                let manifest = match (
                     RepoName::parse(&stale.repo),
                     Digest::parse(&stale.signature),
-                ) else {
-                    continue;
-                };
-                let tag = (!stale.via_tag.is_empty()).then_some(stale.via_tag.as_str());
-                let artifact = match self.meta.manifest_get(&repo, &digest).await? {
-                    Some(m) => artifacts::classify(&m.bytes, tag),
-                    None => None,
+                ) {
+                    (Ok(repo), Ok(digest)) => self.meta.manifest_get(&repo, &digest).await?,
+                    _ => None,
                 };
                 // No longer a signature (or gone): no facts, so not stale again.
-                let facts = match artifact {
-                    Some(a) => facts_of(self, &a, &stale.via_tag, &keys).await?,
+                let facts = match manifest.and_then(|m| artifacts::classify(&m.bytes, tag)) {
+                    Some(a) => facts_of(self, &a, &stale.via_tag, keys).await?,
                     None => vec![],
                 };
                 self.meta
                     .facts_put(
-                        repo.as_str(),
-                        digest.as_str(),
+                        &stale.repo,
+                        &stale.signature,
                         &stale.via_tag,
                         &facts,
                         revision,

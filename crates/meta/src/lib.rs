@@ -80,7 +80,10 @@ pub mod prelude {
     pub use crate::identity::{
         AccessStore, AccountStore, AuditStore, IdentityStore, TeamStore, TokenStore,
     };
-    pub use crate::{GcStore, LeaseStore, MetaStore, RegistryStore, TrustStore, UploadStore};
+    pub use crate::{
+        GcStore, LeaseStore, MetaStore, PolicyStore, RegistryStore, SignatureStore, TrustStore,
+        UploadStore,
+    };
 }
 pub use postgres::PgMetaStore;
 pub use sqlite::SqliteMetaStore;

@@ -4,6 +4,7 @@
 mod gc_model;
 mod gc_run;
 mod jobs;
+mod signatures;
 mod trust;
 
 use berth_meta::{MetaStore, SqliteMetaStore};

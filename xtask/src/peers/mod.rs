@@ -13,6 +13,7 @@
 //! | Docker engine | `STATE/dockerd/docker.sock` | `BERTH_PEERS_DOCKERD_SOCK` |
 //! | reference registry (Distribution) | `127.0.0.1:15000` | `BERTH_PEERS_REGISTRY_PORT` |
 //! | reference notary-server (TLS) | `127.0.0.1:14443` | `BERTH_PEERS_NOTARY_PORT` |
+//! | the npm sigstore CLI and mock (installed, not started) | `STATE/sigstore` | - |
 //!
 //! slapd is not started here: each LDAP test starts its own (fresh data, free port) through
 //! `berth-testkit`; xtask only installs it.
@@ -23,6 +24,7 @@ mod notary;
 mod postgres;
 mod registry;
 mod s3;
+mod sigstore;
 
 use anyhow::{bail, Context, Result};
 use std::fs::File;
@@ -127,6 +129,11 @@ const PEERS: &[Peer] = &[
         name: "notary-server",
         start: notary::start,
         stop: notary::stop,
+    },
+    Peer {
+        name: "sigstore (npm)",
+        start: sigstore::start,
+        stop: sigstore::stop,
     },
 ];
 

@@ -1,18 +1,25 @@
 //! Signature policies over cosign and Notation signatures: keys registered through the API
 //! and `berth admin`, signatures made in the suite by its own signer after the published
 //! formats (cosign's `sha256-<hex>.sig` tag with a simple-signing payload, a sigstore
-//! bundle referrer, a Notation JWS referrer; `berth_trust::testing`), pushed over the
-//! distribution API and pulled with crane and plain requests as a user who may only pull.
+//! bundle referrer, a Notation JWS referrer; `berth_trust::testing`) and by the real npm
+//! sigstore CLI (keyless, against a Fulcio on loopback, attached by the CLI itself),
+//! pushed over the distribution API and pulled with crane and plain requests as a user who
+//! may only pull.
 //! Each satisfies a policy trusting its key and fails one that does not; a signature over
 //! another digest, a tampered payload and an expired certificate are refused; a key
 //! registered after its signatures were pushed makes them count, a key removed stops them
 //! at once; the signed status listing and the dry run say why; the decisions are the same
 //! after a restart and on a second replica.
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use base64::Engine;
 use berth_testkit::e2e::*;
 use berth_trust::testing::{self as signer, ArtifactKey, Pushable, TestCa};
 use reqwest::Method;
 use serde_json::{json, Value};
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 both_backends!(signature_policies_over_cosign_and_notation);
@@ -91,6 +98,102 @@ fn policy(server: &Server, formats: &[&str], signers: &[&str]) {
         .send()
         .unwrap();
     assert_eq!(r.status().as_u16(), 204, "{:?}", r.text());
+}
+
+/// The npm sigstore CLI, keyless, against a Fulcio and a Rekor of `@sigstore/mock` on
+/// loopback (`mock-sigstore.js`, installed with the CLI by `cargo xtask peers`).
+struct Sigstore {
+    mock: Child,
+    port: u16,
+    cli: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl Sigstore {
+    fn start() -> Sigstore {
+        let home = PathBuf::from(require_env("BERTH_TEST_SIGSTORE"));
+        let dir = tempfile::tempdir().unwrap();
+        let log = std::fs::File::create(dir.path().join("mock.log")).unwrap();
+        let mut mock = Command::new(require_tool("node", "install Debian package nodejs"))
+            .arg(home.join("mock-sigstore.js"))
+            .arg("0")
+            .arg(dir.path())
+            .current_dir(&home)
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("starting mock-sigstore.js");
+        let mut first = String::new();
+        std::io::BufReader::new(mock.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        let port = first
+            .trim()
+            .strip_prefix("PORT=")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("mock-sigstore.js said {first:?}"));
+        let cli = home.join("node_modules/.bin/sigstore");
+        Sigstore {
+            mock,
+            port,
+            cli,
+            dir,
+        }
+    }
+
+    /// The mock Fulcio's root certificate, what a user registers to trust its leaves.
+    fn fulcio_root(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("fulcio-root.pem")).unwrap()
+    }
+
+    /// Signs a cosign signature statement over `digest` of `host/repo` with a certificate
+    /// the mock Fulcio issues, and attaches the bundle to the image as `user`.
+    fn sign_and_attach(&self, host: &str, repo: &str, digest: &str, user: &str) {
+        let statement = json!({
+            "_type": "https://in-toto.io/Statement/v1",
+            "subject": [{"name": format!("{host}/{repo}"), "digest": {"sha256": &digest[7..]}}],
+            "predicateType": "https://sigstore.dev/cosign/sign/v1",
+            "predicate": {},
+        });
+        let (stmt, bundle) = (
+            self.dir.path().join("stmt.json"),
+            self.dir.path().join("bundle.json"),
+        );
+        std::fs::write(&stmt, statement.to_string()).unwrap();
+        // An identity token the mock Fulcio decodes without verifying it.
+        let claims = json!({"iss": "https://oidc.berth.test", "sub": "https://ci.berth.test/sign",
+            "aud": "sigstore", "email": "ci@berth.test", "email_verified": true});
+        let token = format!(
+            "{}.{}.",
+            B64URL.encode(r#"{"alg":"none","typ":"JWT"}"#),
+            B64URL.encode(claims.to_string())
+        );
+        let mock = format!("http://127.0.0.1:{}", self.port);
+        run_ok(
+            Command::new(&self.cli)
+                .arg("attest")
+                .arg(&stmt)
+                .args(["--fulcio-url", &mock, "--rekor-url", &mock, "-o"])
+                .arg(&bundle)
+                .env("CI", "true")
+                .env("SIGSTORE_ID_TOKEN", token),
+            Duration::from_secs(60),
+        );
+        run_ok(
+            Command::new(&self.cli)
+                .args(["attach", "--attestation"])
+                .arg(&bundle)
+                .args(["-u", user, "-p", PW, &format!("{host}/{repo}@{digest}")]),
+            Duration::from_secs(60),
+        );
+    }
+}
+
+impl Drop for Sigstore {
+    fn drop(&mut self) {
+        let _ = self.mock.kill();
+        let _ = self.mock.wait();
+    }
 }
 
 /// A JSON request to the management API as `user`.
@@ -403,6 +506,26 @@ fn signature_policies_over_cosign_and_notation(backend: Backend) {
     let (code, keys) = api_as(&server, Method::GET, "/api/v0/users/ci/keys", "ci", None);
     assert_eq!(code, 200, "{keys}");
     assert_eq!(keys.as_array().unwrap().len(), 1, "{keys}");
+
+    // A real keyless sigstore bundle: the npm sigstore CLI signs with a certificate from a
+    // Fulcio on loopback and attaches it. It counts once ci trusts that Fulcio's root.
+    let sigstore = Sigstore::start();
+    let v8 = push_image(&server, "v8");
+    sigstore.sign_and_attach(&server.host, REPO, &v8.1, "ci");
+    denied(&server, "v8", "no valid signature");
+    let (code, root) = api_as(
+        &server,
+        Method::POST,
+        "/api/v0/users/ci/keys",
+        "ci",
+        Some(json!({"name": "fulcio", "pem": sigstore.fulcio_root()})),
+    );
+    assert_eq!(
+        (code, root["kind"].as_str()),
+        (201, Some("certificate")),
+        "{root}"
+    );
+    served(&server, "v8");
 
     // The same decisions after a restart, and on a second replica.
     server.restart();

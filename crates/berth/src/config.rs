@@ -28,6 +28,7 @@ pub struct Config {
     pub directory_sync: DirectorySyncSection,
     pub gc: GcSection,
     pub jobs: JobsSection,
+    pub cluster: ClusterSection,
     pub audit: AuditSection,
     pub keys: KeysSection,
     pub trust: TrustSection,
@@ -58,6 +59,46 @@ impl JobsSection {
         let d = parse_duration(&self.lease_ttl).context("jobs.lease_ttl")?;
         if d < std::time::Duration::from_millis(300) {
             bail!("jobs.lease_ttl must be at least 300ms");
+        }
+        Ok(d)
+    }
+}
+
+/// The replicas of one registry (processes on the same PostgreSQL and S3 stores).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterSection {
+    /// Where the other replicas and operators reach this one (`host:port`); empty: the
+    /// listen address.
+    pub advertise_address: String,
+    /// How often each replica writes its heartbeat to the metadata store (a duration).
+    pub heartbeat: String,
+    /// How many heartbeats a replica may miss before cluster status says it is down.
+    pub missed_heartbeats: u32,
+    /// How many healthy replicas the registry should have: fewer is a critical issue.
+    pub expected_replicas: u32,
+}
+
+impl Default for ClusterSection {
+    fn default() -> Self {
+        ClusterSection {
+            advertise_address: String::new(),
+            heartbeat: "5s".into(),
+            missed_heartbeats: 3,
+            expected_replicas: 1,
+        }
+    }
+}
+
+impl ClusterSection {
+    /// The heartbeat period (at least 100 ms).
+    pub fn heartbeat(&self) -> anyhow::Result<std::time::Duration> {
+        let d = parse_duration(&self.heartbeat).context("cluster.heartbeat")?;
+        if d < std::time::Duration::from_millis(100) {
+            bail!("cluster.heartbeat must be at least 100ms");
+        }
+        if self.missed_heartbeats == 0 {
+            bail!("cluster.missed_heartbeats must be at least 1");
         }
         Ok(d)
     }
@@ -516,6 +557,7 @@ impl Default for Config {
             directory_sync: DirectorySyncSection::default(),
             gc: GcSection::default(),
             jobs: JobsSection::default(),
+            cluster: ClusterSection::default(),
             audit: AuditSection::default(),
             keys: KeysSection::default(),
             trust: TrustSection::default(),
@@ -604,6 +646,22 @@ pub const ENV_OVERRIDES: &[(&str, &str, EnvKind)] = {
         ),
         ("BERTH_HTTP_SHUTDOWN_TIMEOUT", "http.shutdown_timeout", Text),
         ("BERTH_JOBS_LEASE_TTL", "jobs.lease_ttl", Text),
+        (
+            "BERTH_CLUSTER_ADVERTISE_ADDRESS",
+            "cluster.advertise_address",
+            Text,
+        ),
+        ("BERTH_CLUSTER_HEARTBEAT", "cluster.heartbeat", Text),
+        (
+            "BERTH_CLUSTER_MISSED_HEARTBEATS",
+            "cluster.missed_heartbeats",
+            Integer,
+        ),
+        (
+            "BERTH_CLUSTER_EXPECTED_REPLICAS",
+            "cluster.expected_replicas",
+            Integer,
+        ),
         ("BERTH_METADATA_URL", "metadata.url", Text),
         (
             "BERTH_METADATA_MAX_CONNECTIONS",
@@ -801,6 +859,7 @@ impl Config {
         self.http.limits()?;
         self.http.shutdown_timeout()?;
         self.jobs.lease_ttl()?;
+        self.cluster.heartbeat()?;
         if let Some(d) = &self.directory {
             d.validate()
                 .map_err(|e| anyhow::anyhow!("directory settings: {e}"))?;

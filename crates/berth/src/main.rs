@@ -21,7 +21,7 @@ use berth_http::{router, server, AppState, ReplicaInfo};
 use clap::{Parser, Subcommand};
 use config::{Config, ServeFlags, StoreFlags};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 #[derive(Parser)]
 #[command(
@@ -384,6 +384,23 @@ async fn run_serve(
     background.extend(gc_jobs(&cfg, &registry, &id, &jobs)?);
     // Signatures are verified again after a change of keys, by one replica at a time.
     background.push(berth_core::signatures::reverify_job(registry.clone()));
+    let membership = Arc::new(berth_core::cluster::Membership {
+        id: id.clone(),
+        address: match cfg.cluster.advertise_address.as_str() {
+            "" => addr.to_string(),
+            a => a.to_string(),
+        },
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        started_at: berth_core::time::now_ms(),
+        heartbeat: cfg.cluster.heartbeat()?,
+        missed: cfg.cluster.missed_heartbeats,
+        expected: cfg.cluster.expected_replicas,
+    });
+    // In the cluster before the first request; then every heartbeat.
+    if let Err(e) = membership.beat(&registry).await {
+        tracing::warn!(error = %e, "replica heartbeat not written");
+    }
+    background.push(membership.clone().heartbeat_job(registry.clone()));
     for job in background {
         jobs.start(job);
     }
@@ -392,13 +409,8 @@ async fn run_serve(
         access: Arc::new(access),
         realm: (!cfg.auth.realm.is_empty()).then(|| Arc::from(cfg.auth.realm.as_str())),
         replica: Arc::new(ReplicaInfo {
-            id,
-            version: env!("CARGO_PKG_VERSION"),
+            membership: membership.clone(),
             started: Instant::now(),
-            started_at: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0),
         }),
         counters: Arc::new(server::Counters::default()),
         trust,
@@ -437,6 +449,9 @@ async fn run_serve(
     let spent = signalled.get().map(Instant::elapsed).unwrap_or_default();
     if !jobs.shutdown(drain.saturating_sub(spent)).await {
         tracing::warn!("background jobs aborted at the shutdown deadline");
+    }
+    if let Err(e) = membership.leave(&state.registry).await {
+        tracing::warn!(error = %e, "replica not removed from the cluster");
     }
     tracing::info!("stopped: requests drained, jobs stopped, leases released");
     Ok(())

@@ -15,6 +15,7 @@
 //!   [`signatures`]: the keys users register and the cosign and Notation signatures
 //!   verified against them; [`trust`]: Docker Content Trust (Notary) in process.
 //! - [`time`]: now in unix milliseconds, RFC 3339, durations (`90s`, `1h 30m`).
+//! - [`cluster`]: the replicas: this one's heartbeat, the cluster's health and issues.
 //! - [`status`]: the stores' health and GC's state and history as views for the
 //!   operations endpoints (so `http` reaches no store).
 //! - [`manage`]: the management service of `/api/v0` and `berth admin`; [`access`]:
@@ -31,6 +32,7 @@
 
 pub mod access;
 pub mod audit_retention;
+pub mod cluster;
 pub mod directory_sync;
 pub mod error;
 pub mod gc;

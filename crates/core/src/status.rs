@@ -15,6 +15,15 @@ pub struct StoreHealth {
     pub kind: &'static str,
     /// Why the ping failed; `None` when it answered.
     pub error: Option<String>,
+    /// How long the ping took.
+    pub latency: std::time::Duration,
+}
+
+/// What `f` answered, and how long it took.
+async fn timed<T>(f: impl std::future::Future<Output = T>) -> (T, std::time::Duration) {
+    let t = std::time::Instant::now();
+    let r = f.await;
+    (r, t.elapsed())
 }
 
 impl StoreHealth {
@@ -101,15 +110,19 @@ impl From<&GcRun> for GcRunView {
 impl Registry {
     /// Pings the metadata and the blob store at once.
     pub async fn stores_health(&self) -> (StoreHealth, StoreHealth) {
-        let (meta, blobs) = tokio::join!(self.meta().ping(), self.blobs().ping());
+        let meta = timed(async { self.meta().ping().await.map_err(|e| e.to_string()) });
+        let blobs = timed(async { self.blobs().ping().await.map_err(|e| e.to_string()) });
+        let ((meta, meta_t), (blobs, blobs_t)) = tokio::join!(meta, blobs);
         (
             StoreHealth {
                 kind: self.meta().kind(),
-                error: meta.err().map(|e| e.to_string()),
+                error: meta.err(),
+                latency: meta_t,
             },
             StoreHealth {
                 kind: self.blobs().kind(),
-                error: blobs.err().map(|e| e.to_string()),
+                error: blobs.err(),
+                latency: blobs_t,
             },
         )
     }

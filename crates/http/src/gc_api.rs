@@ -156,7 +156,7 @@ crate::api::operations! {
         opts.verify_storage = b.verify_storage;
         opts.started_by = "api".into();
         if opts.holder.is_empty() || opts.holder == GcOptions::default().holder {
-            opts.holder = st.replica.id.clone();
+            opts.holder = st.replica.membership.id.clone();
         }
         let registry = st.registry.clone();
         if let Some(holder) = registry.gc_holder().await.map_err(ManageError::from)? {

@@ -33,15 +33,12 @@ use berth_core::{Access, Registry};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Facts about this replica, for health and cluster status.
+/// This replica, for health and cluster status: how it announces itself to the others
+/// (id, address, version, heartbeat) and when it started.
 #[derive(Debug, Clone)]
 pub struct ReplicaInfo {
-    /// Stable id of this replica.
-    pub id: String,
-    pub version: &'static str,
+    pub membership: Arc<berth_core::cluster::Membership>,
     pub started: Instant,
-    /// Unix seconds at start.
-    pub started_at: u64,
 }
 
 /// Everything a handler needs.

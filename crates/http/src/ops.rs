@@ -334,13 +334,14 @@ async fn gc_status(st: &AppState) -> serde_json::Value {
     v
 }
 
-/// `/api/v0/meta/cluster_status`: this replica, the health of each store, and garbage
-/// collection (whether it runs and who holds it); for system administrators (it names
-/// store endpoints and their errors).
+/// `/api/v0/meta/cluster_status`: every replica registered in the metadata store (this one
+/// first, with the stores' health and latency as it measures them), the current issues,
+/// the job leases and garbage collection; for system administrators (it names store
+/// endpoints and their errors).
 #[utoipa::path(
     get, path = "/api/v0/meta/cluster_status", tag = "meta",
     responses(
-        (status = 200, description = "`{replicas: [{id, version, started_at, uptime_seconds, healthy, stores, directory?, trust}], this_replica, gc}`", body = Object),
+        (status = 200, description = "`{replicas: [{id, address, version, started_at, last_heartbeat, healthy, read_only, leases}], healthy_replicas, expected_replicas, issues: [{critical, description}], this_replica, leases, gc}`; the first replica (this one) also has `uptime_seconds`, `stores: {metadata, blobs: {kind, healthy, error, latency_ms}}`, `trust` and `directory`", body = Object),
         (status = 403, description = "Not a system administrator (DENIED)", body = crate::api::ErrorBody),
     )
 )]
@@ -351,34 +352,48 @@ pub async fn cluster_status(
     let (meta, blobs) = st.registry.stores_health().await;
     let gc = gc_status(&st).await;
     let r = &st.replica;
-    let store = |h: &StoreHealth| serde_json::json!({ "kind": h.kind, "healthy": h.healthy(), "error": h.error });
-    // The lease table is in the metadata store: when that fails, the stores' entry says so.
+    let store = |h: &StoreHealth| {
+        serde_json::json!({
+            "kind": h.kind, "healthy": h.healthy(), "error": h.error,
+            "latency_ms": h.latency.as_secs_f64() * 1000.0,
+        })
+    };
+    // The replicas and leases are in the metadata store: when that fails, this replica
+    // alone is listed, and the stores' entry says why.
+    let cluster = r
+        .membership
+        .view(&st.registry, &[("metadata", &meta), ("blobs", &blobs)])
+        .await
+        .ok();
     let leases = st.registry.job_leases().await.unwrap_or_default();
-    let held: Vec<&str> = leases
-        .iter()
-        .filter(|l| l.live && l.holder == r.id)
-        .map(|l| l.job.as_str())
-        .collect();
-    let body = serde_json::json!({
-        "replicas": [{
-            "id": r.id,
-            "version": r.version,
-            "started_at": r.started_at,
-            "uptime_seconds": r.started.elapsed().as_secs(),
-            "healthy": meta.healthy() && blobs.healthy(),
-            "stores": {
-                "metadata": store(&meta),
-                "blobs": store(&blobs),
-            },
-            "leases": held,
-        }],
-        "this_replica": r.id,
-        "leases": leases,
-        "gc": gc,
-    });
-    let mut body = body;
+    let mut body = match &cluster {
+        Some(c) => serde_json::json!({
+            "replicas": c.replicas,
+            "healthy_replicas": c.healthy_replicas,
+            "expected_replicas": c.expected_replicas,
+            "issues": c.issues,
+        }),
+        None => serde_json::json!({
+            "replicas": [{
+                "id": r.membership.id,
+                "address": r.membership.address,
+                "version": r.membership.version,
+                "healthy": false,
+            }],
+            "issues": [{
+                "critical": true,
+                "description": format!("the metadata store fails: {}", meta.error.clone().unwrap_or_default()),
+            }],
+        }),
+    };
+    body["this_replica"] = r.membership.id.clone().into();
+    body["leases"] = serde_json::to_value(&leases).unwrap_or_default();
+    body["gc"] = gc;
+    let me = &mut body["replicas"][0];
+    me["uptime_seconds"] = r.started.elapsed().as_secs().into();
+    me["stores"] = serde_json::json!({ "metadata": store(&meta), "blobs": store(&blobs) });
     if let Some(dir) = directory_status(&st) {
-        body["replicas"][0]["directory"] = dir;
+        me["directory"] = dir;
     }
     body["replicas"][0]["trust"] = trust_status(&st, meta.healthy()).await;
     axum::Json(body).into_response()

@@ -151,6 +151,7 @@ macro_rules! meta_store_conformance {
             lease_expiry_hands_over,
             leases_are_per_name,
             concurrent_lease_acquire_one_wins,
+            replicas_beat_and_leave,
             trust_files_versions_and_lookups,
             trust_put_is_all_or_nothing,
             concurrent_trust_puts_one_wins,

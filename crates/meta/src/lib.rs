@@ -32,6 +32,9 @@
 //!   expiry, renewal), one table, one implementation for both backends.
 //! - [`trust`]: the [`TrustStore`] trait: Docker Content Trust files (every version),
 //!   the server's sealed keys and the changefeed, one implementation for both backends.
+//! - [`policy`], [`signatures`]: signature policies, the keys users register and the
+//!   facts of cosign and Notation signatures ([`PolicyStore`], [`SignatureStore`]).
+//! - [`replicas`]: the [`ReplicaStore`] trait: each replica's heartbeat row.
 //! - `conformance` (feature `conformance`, on only for tests): the one test suite both
 //!   pass (every trait). It is not compiled into the binary.
 //!
@@ -57,6 +60,7 @@ pub mod policy;
 pub mod postgres;
 mod postgres_gc;
 mod postgres_identity;
+pub mod replicas;
 pub mod signatures;
 pub mod sqlite;
 mod sqlite_fast;
@@ -69,6 +73,7 @@ pub use identity::{AccessStore, AccountStore, AuditStore, IdentityStore, TeamSto
 pub use instrument::Instrumented;
 pub use lease::{Lease, LeaseStore};
 pub use policy::{PolicyStore, StoredPolicy};
+pub use replicas::{Replica, ReplicaStore};
 pub use signatures::{
     CountedSignature, RegisteredKey, SignatureFact, SignatureStore, StaleSignature,
 };
@@ -81,8 +86,8 @@ pub mod prelude {
         AccessStore, AccountStore, AuditStore, IdentityStore, TeamStore, TokenStore,
     };
     pub use crate::{
-        GcStore, LeaseStore, MetaStore, PolicyStore, RegistryStore, SignatureStore, TrustStore,
-        UploadStore,
+        GcStore, LeaseStore, MetaStore, PolicyStore, RegistryStore, ReplicaStore, SignatureStore,
+        TrustStore, UploadStore,
     };
 }
 pub use postgres::PgMetaStore;
@@ -470,7 +475,14 @@ store_trait! {
 /// (`Arc<dyn MetaStore>`) that a backend or a wrapper implements trait by trait. The job
 /// leases ([`LeaseStore`]) live in the same database.
 pub trait MetaStore:
-    RegistryStore + UploadStore + GcStore + LeaseStore + TrustStore + PolicyStore + SignatureStore
+    RegistryStore
+    + UploadStore
+    + GcStore
+    + LeaseStore
+    + TrustStore
+    + PolicyStore
+    + SignatureStore
+    + ReplicaStore
 {
     /// "sqlite" or "postgres".
     fn kind(&self) -> &'static str;

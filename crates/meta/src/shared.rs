@@ -1112,6 +1112,7 @@ mod tests {
             .chain(crate::trust::STATEMENTS)
             .chain(crate::policy::STATEMENTS)
             .chain(crate::signatures::STATEMENTS)
+            .chain(crate::replicas::STATEMENTS)
         {
             assert!(in_order(sql), "{sql}");
         }

@@ -10,6 +10,9 @@
 //!   and not before.
 //! - SIGTERM to `berth gc` in the middle of a run: the run stops cleanly (`stopped`), the
 //!   lease is released, the process exits 0, and the next run collects the rest.
+//! - Cluster status lists every replica with its address, version, heartbeat and leases; a
+//!   replica killed with SIGKILL is down (with a critical issue) within the documented
+//!   window and healthy again when it restarts; one stopped with SIGTERM leaves the list.
 
 use berth_testkit::e2e::*;
 use serde_json::Value;
@@ -52,6 +55,7 @@ both_backends!(
     sigterm_drains_requests_stops_jobs_and_releases_leases,
     sigkill_of_a_holder_hands_its_job_over_after_expiry,
     gc_command_stops_cleanly_on_sigterm,
+    cluster_status_lists_every_replica_and_sees_one_die,
 );
 
 /// A `berth serve` on a site, with its own replica id and settings.
@@ -443,4 +447,99 @@ fn gc_command_stops_cleanly_on_sigterm(backend: Backend) {
     let rest = st["runs"][0]["manifests_deleted"].as_u64().expect("count");
     assert_eq!(first + rest, MANIFESTS as u64, "{st}");
     eprintln!("berth gc exited 0 {took:?} after SIGTERM, {first} manifests collected, then {rest}");
+}
+
+/// The cluster as replica `host` says it is.
+fn cluster(host: &str) -> Value {
+    let r = as_admin(client().get(format!("http://{host}/api/v0/meta/cluster_status")));
+    assert_eq!(r.status().as_u16(), 200);
+    r.json().expect("cluster status JSON")
+}
+
+/// Waits until `host`'s cluster status satisfies `want`, at most `limit`; how long it took.
+fn wait_cluster(host: &str, limit: Duration, want: impl Fn(&Value) -> bool) -> Duration {
+    let t = Instant::now();
+    loop {
+        let c = cluster(host);
+        if want(&c) {
+            return t.elapsed();
+        }
+        assert!(t.elapsed() < limit, "not within {limit:?}: {c}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn replica<'a>(c: &'a Value, id: &str) -> Option<&'a Value> {
+    c["replicas"].as_array()?.iter().find(|r| r["id"] == id)
+}
+
+fn cluster_status_lists_every_replica_and_sees_one_die(backend: Backend) {
+    let site = Site::new(backend);
+    // Down after 3 missed heartbeats of 300 ms: 900 ms.
+    let env = [
+        ("BERTH_CLUSTER_HEARTBEAT", "300ms"),
+        ("BERTH_CLUSTER_MISSED_HEARTBEATS", "3"),
+        ("BERTH_CLUSTER_EXPECTED_REPLICAS", "2"),
+    ];
+    let a = Proc::start(&site, "replica-a", &env);
+    wait_holder(&site, JOB, "replica-a", Duration::from_secs(20));
+    let mut b = Proc::start(&site, "replica-b", &env);
+    let both_up = |c: &Value| {
+        ["replica-a", "replica-b"]
+            .iter()
+            .all(|id| replica(c, id).is_some_and(|r| r["healthy"] == true))
+    };
+    wait_cluster(&a.host, Duration::from_secs(10), both_up);
+    let c = cluster(&a.host);
+    assert_eq!(
+        c["replicas"][0]["id"], "replica-a",
+        "this replica first: {c}"
+    );
+    assert_eq!(c["healthy_replicas"], 2, "{c}");
+    assert_eq!(c["issues"], serde_json::json!([]), "{c}");
+    let rb = replica(&c, "replica-b").unwrap();
+    assert_eq!(rb["address"], b.host.as_str(), "{c}");
+    assert_eq!(rb["version"], c["replicas"][0]["version"], "{c}");
+    assert_eq!(rb["read_only"], false, "{c}");
+    assert!(rb["last_heartbeat"].as_str().unwrap().ends_with('Z'), "{c}");
+    assert!(
+        c["replicas"][0]["leases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|j| j == JOB),
+        "{c}"
+    );
+    assert!(
+        c["replicas"][0]["stores"]["metadata"]["latency_ms"].is_number(),
+        "{c}"
+    );
+
+    // B killed: down within the window (900 ms, plus a heartbeat of slack for the poll).
+    b.child.kill().expect("SIGKILL");
+    let _ = b.child.wait();
+    let down = wait_cluster(&a.host, Duration::from_secs(10), |c| {
+        replica(c, "replica-b").is_some_and(|r| r["healthy"] == false)
+    });
+    assert!(down < Duration::from_millis(2500), "B down after {down:?}");
+    let c = cluster(&a.host);
+    let issues = c["issues"].to_string();
+    assert!(
+        issues.contains("replica replica-b") && issues.contains("is down"),
+        "{c}"
+    );
+    assert!(
+        issues.contains("1 of 2 expected replicas are healthy"),
+        "{c}"
+    );
+    eprintln!("replica-b down in cluster status {down:?} after SIGKILL");
+
+    // Back: healthy again; stopped cleanly: gone from the list.
+    let b = Proc::start(&site, "replica-b", &env);
+    wait_cluster(&a.host, Duration::from_secs(10), both_up);
+    b.signal("-TERM");
+    let mut b = b;
+    assert!(b.wait(Duration::from_secs(30)).success());
+    let c = cluster(&a.host);
+    assert!(replica(&c, "replica-b").is_none(), "{c}");
 }

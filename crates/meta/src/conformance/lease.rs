@@ -1,4 +1,5 @@
-//! Conformance cases of the job leases ([`LeaseStore`](crate::LeaseStore)): one holder at a
+//! Conformance cases of the job leases ([`LeaseStore`](crate::LeaseStore)) and the replicas
+//! ([`ReplicaStore`](crate::ReplicaStore)). Leases: one holder at a
 //! time per name, renewal by the holder only, release, expiry and take-over.
 
 use super::Store;
@@ -118,4 +119,39 @@ pub async fn concurrent_lease_acquire_one_wins(store: Store) {
         won += usize::from(t.await.expect("task"));
     }
     assert_eq!(won, 1, "exactly one process takes the lease");
+}
+
+/// Replicas: a heartbeat writes or replaces the row, a clean stop deletes it, the list is
+/// by id, a long silence is forgotten.
+pub async fn replicas_beat_and_leave(store: Store) {
+    use crate::Replica;
+    assert!(store.replicas().await.unwrap().is_empty());
+    let replica = |id: &str, at: i64| Replica {
+        id: id.into(),
+        address: format!("{id}.example:5000"),
+        version: "0.1.0".into(),
+        started_at: 1_000,
+        heartbeat_at: at,
+        read_only: false,
+    };
+    store.replica_beat(&replica("b", 2_000)).await.unwrap();
+    store.replica_beat(&replica("a", 2_000)).await.unwrap();
+    let later = Replica {
+        read_only: true,
+        ..replica("b", 7_000)
+    };
+    store.replica_beat(&later).await.unwrap();
+    assert_eq!(
+        store.replicas().await.unwrap(),
+        [replica("a", 2_000), later.clone()]
+    );
+    assert!(store.replica_remove("a").await.unwrap());
+    assert!(!store.replica_remove("a").await.unwrap());
+    assert_eq!(
+        store.replicas().await.unwrap(),
+        std::slice::from_ref(&later)
+    );
+    store.replica_beat(&replica("c", 3_000)).await.unwrap();
+    store.replicas_forget(5_000).await.unwrap();
+    assert_eq!(store.replicas().await.unwrap(), [later]);
 }

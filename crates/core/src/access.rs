@@ -358,6 +358,31 @@ pub struct Access {
     /// of logins (or every connection re-checking one password when its cache entry
     /// expires) queues instead of multiplying the memory each hash takes.
     hashing: Arc<tokio::sync::Semaphore>,
+    /// What bearer tokens were found still allowed, since the identity revision last moved.
+    fresh: Mutex<Fresh>,
+}
+
+/// How often a replica reads the identity revision: the bound on how long a change made
+/// through another replica (a deactivation, a grant removed, a repository made private, a
+/// token revoked) goes unseen by what a bearer token was granted when it was issued.
+pub const IDENTITY_CHECK: Duration = Duration::from_secs(1);
+
+/// The bearer decisions checked against the store, valid for one identity revision.
+#[derive(Default)]
+struct Fresh {
+    revision: i64,
+    checked: Option<Instant>,
+    /// Moved on whenever the decisions are dropped: a decision made before is not kept.
+    generation: u64,
+    /// (token id, repository, permission) -> whether the account may still.
+    decisions: HashMap<(String, String, Permission), bool>,
+}
+
+impl Fresh {
+    fn drop_all(&mut self) {
+        self.decisions.clear();
+        self.generation += 1;
+    }
 }
 
 fn now_secs() -> u64 {
@@ -402,6 +427,7 @@ impl Access {
             cache_salt,
             failures: Mutex::new(Failures::default()),
             hashing: Arc::new(tokio::sync::Semaphore::new(hashing_permits())),
+            fresh: Mutex::default(),
         })
     }
 
@@ -1199,9 +1225,10 @@ impl Access {
             .as_ref()
             .filter(|_| caller.subject.token.is_none())
         {
-            if claims.allows("repository", repo.as_str(), permission_action(perm))
-                || (perm != Permission::Admin && claims.allows("repository", repo.as_str(), "*"))
-            {
+            let granted = claims.allows("repository", repo.as_str(), permission_action(perm))
+                || (perm != Permission::Admin && claims.allows("repository", repo.as_str(), "*"));
+            // What the token granted when it was issued, if the account may still.
+            if granted && self.still_allowed(caller, claims, repo, perm).await? {
                 return Ok(Verdict::Allowed);
             }
             // Not in the token: tell invisible from denied from "fetch another token".
@@ -1559,13 +1586,76 @@ impl Access {
         })
     }
 
-    /// Forgets remembered passwords (after a password change or deactivation), so the
-    /// next request checks the store again.
+    /// Forgets remembered passwords and bearer decisions (after a password change or
+    /// deactivation), so the next request checks the store again.
     pub fn forget_credentials(&self) {
         self.password_cache
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clear();
+        let mut fresh = self.fresh.lock().unwrap_or_else(|e| e.into_inner());
+        fresh.checked = None;
+        fresh.drop_all();
+    }
+
+    /// Whether the account behind bearer `claims` may still `perm` on `repo` as it is now
+    /// (active, its memberships and grants, the repository's visibility, within the
+    /// token's restriction): decided once per token, repository and permission, again
+    /// whenever the identity revision moved (read at most every [`IDENTITY_CHECK`]).
+    async fn still_allowed(
+        &self,
+        caller: &Caller,
+        claims: &Claims,
+        repo: &RepoName,
+        perm: Permission,
+    ) -> Result<bool, AccessError> {
+        self.refresh_identity().await;
+        let key = (claims.jti.clone(), repo.to_string(), perm);
+        let generation = {
+            let fresh = self.fresh.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(&allowed) = fresh.decisions.get(&key) {
+                return Ok(allowed);
+            }
+            fresh.generation
+        };
+        let mut subject = self.bearer_subject(caller).await?;
+        subject.restriction = claims.restriction.clone();
+        let allowed = self.decide(&subject, repo, perm).await? == Decision::Allowed;
+        let mut fresh = self.fresh.lock().unwrap_or_else(|e| e.into_inner());
+        if fresh.generation == generation {
+            if fresh.decisions.len() >= CACHE_LIMIT {
+                fresh.drop_all();
+            }
+            fresh.decisions.insert(key, allowed);
+        }
+        Ok(allowed)
+    }
+
+    /// Reads the identity revision when the last read is older than [`IDENTITY_CHECK`],
+    /// dropping the bearer decisions when it moved (or cannot be read: they are then made
+    /// again from the store, which fails alike).
+    async fn refresh_identity(&self) {
+        let due = {
+            let fresh = self.fresh.lock().unwrap_or_else(|e| e.into_inner());
+            fresh.checked.is_none_or(|t| t.elapsed() >= IDENTITY_CHECK)
+        };
+        if !due {
+            return;
+        }
+        let revision = self.identity.identity_revision().await;
+        let mut fresh = self.fresh.lock().unwrap_or_else(|e| e.into_inner());
+        match revision {
+            Ok(r) if r == fresh.revision && fresh.checked.is_some() => {}
+            Ok(r) => {
+                fresh.revision = r;
+                fresh.drop_all();
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "identity revision not read; deciding again");
+                fresh.drop_all();
+            }
+        }
+        fresh.checked = Some(Instant::now());
     }
 
     // --- audit -----------------------------------------------------------------------

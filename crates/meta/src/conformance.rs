@@ -175,6 +175,7 @@ macro_rules! meta_store_conformance {
             audit_paging_and_filters,
             hostile_strings_round_trip,
             registered_keys_and_signature_facts,
+            identity_revision_follows_access_changes,
         );
     };
     (@cases $name:ident, $make:expr; $($case:ident),* $(,)?; $($icase:ident),* $(,)?) => {

@@ -670,12 +670,38 @@ store_trait! {
     }
 }
 
+store_trait! {
+    /// The revision of everything an access decision depends on (migration
+    /// `0015_identity_revision.sql`: triggers move it on with every change of an account's
+    /// state, a membership, a grant, a repository's visibility, a token's revocation).
+    pub trait RevisionStore {
+        async fn identity_revision(&self) -> Result<i64, MetaError>;
+    }
+}
+
+#[async_trait::async_trait]
+impl<S: crate::shared::Statements> RevisionStore for S {
+    async fn identity_revision(&self) -> Result<i64, MetaError> {
+        use crate::shared::Pool;
+        let (revision,): (i64,) = on_pool!(self.pool(), p => {
+            sqlx::query_as(IDENTITY_REVISION).fetch_one(p).await?
+        });
+        Ok(revision)
+    }
+}
+
+pub(crate) const IDENTITY_REVISION: &str = "SELECT revision FROM identity_revision WHERE id = 1";
+
 /// Every identity and access trait, as one value (`Arc<dyn IdentityStore>`); implemented
 /// for whatever implements all of them.
-pub trait IdentityStore: AccountStore + TeamStore + AccessStore + TokenStore + AuditStore {}
+pub trait IdentityStore:
+    AccountStore + TeamStore + AccessStore + TokenStore + AuditStore + RevisionStore
+{
+}
 
-impl<S: AccountStore + TeamStore + AccessStore + TokenStore + AuditStore + ?Sized> IdentityStore
-    for S
+impl<
+        S: AccountStore + TeamStore + AccessStore + TokenStore + AuditStore + RevisionStore + ?Sized,
+    > IdentityStore for S
 {
 }
 

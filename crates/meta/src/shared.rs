@@ -1113,6 +1113,7 @@ mod tests {
             .chain(crate::policy::STATEMENTS)
             .chain(crate::signatures::STATEMENTS)
             .chain(crate::replicas::STATEMENTS)
+            .chain(&[crate::identity::IDENTITY_REVISION])
         {
             assert!(in_order(sql), "{sql}");
         }

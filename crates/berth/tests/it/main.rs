@@ -20,6 +20,7 @@ mod ldap;
 mod listener;
 mod newcomer;
 mod policy;
+mod replicas;
 mod schemathesis;
 mod secrets;
 mod signatures;

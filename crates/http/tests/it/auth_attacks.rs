@@ -62,7 +62,7 @@ async fn forged_altered_expired_and_misdirected_tokens_are_refused() {
     w.manifest(PRIVATE, Some("v1"), "x").await;
     let key = service_key(&w).await;
     let t = now();
-    let good = Claims::new("berth", "nobody", "berth", all_on(PRIVATE), t, 300);
+    let good = Claims::new("berth", "root", "berth", all_on(PRIVATE), t, 300);
 
     // Control: the service's own key, the right issuer and audience: accepted.
     let ok = issue(&good, &key);
@@ -70,6 +70,11 @@ async fn forged_altered_expired_and_misdirected_tokens_are_refused() {
         get_manifest(&w, &format!("Bearer {ok}")).await.0,
         StatusCode::OK
     );
+    // A token is worth what its account may do now: one naming an account without the
+    // rights it lists is refused, whoever signed it.
+    let beyond = Claims::new("berth", "nobody", "berth", all_on(PRIVATE), t, 300);
+    let (status, _) = get_manifest(&w, &format!("Bearer {}", issue(&beyond, &key))).await;
+    assert_ne!(status, StatusCode::OK);
 
     let refused = (StatusCode::UNAUTHORIZED, "UNAUTHORIZED".to_string());
     // Signed with another key (whatever kid it claims).

@@ -2230,3 +2230,52 @@ pub async fn hostile_strings_round_trip(store: FullStore) {
     assert_eq!(got[0].source, e.source);
     assert_eq!(got[0].detail, e.detail);
 }
+
+/// The identity revision moves with every change an access decision depends on (an
+/// account deactivated, a team joined, a grant, a visibility, a token revoked), and not
+/// with one it does not depend on (a full name).
+pub async fn identity_revision_follows_access_changes(store: FullStore) {
+    let alice = user(&store, "alice").await;
+    org(&store, "acme", OrgSettings::default()).await;
+    store.team_create("acme", "qa", None).await.unwrap();
+    let repo = RepoName::parse("acme/app").unwrap();
+    store.repo_create(&repo, None, None).await.unwrap();
+    let token = store
+        .token_create(&new_token(1, alice.id, TokenKind::Access))
+        .await
+        .unwrap();
+    let mut r = store.identity_revision().await.unwrap();
+    let name_only = UserPatch {
+        full_name: Some("Alice A.".into()),
+        ..UserPatch::default()
+    };
+    store.user_update(alice.id, &name_only).await.unwrap();
+    assert_eq!(store.identity_revision().await.unwrap(), r, "a full name");
+    store.team_member_add("acme", "qa", alice.id).await.unwrap();
+    r = moved(&store, r, "team joined").await;
+    store
+        .grant_repo_set("acme", "qa", &repo, Role::ReadWrite)
+        .await
+        .unwrap();
+    r = moved(&store, r, "grant").await;
+    store
+        .repo_set_visibility(&repo, Visibility::Public)
+        .await
+        .unwrap();
+    r = moved(&store, r, "visibility").await;
+    store.token_revoke(&token.id).await.unwrap();
+    r = moved(&store, r, "token revoked").await;
+    let deactivate = UserPatch {
+        active: Some(false),
+        ..UserPatch::default()
+    };
+    store.user_update(alice.id, &deactivate).await.unwrap();
+    moved(&store, r, "deactivated").await;
+}
+
+/// The identity revision, which must have moved past `before` (after `what`).
+async fn moved(store: &FullStore, before: i64, what: &str) -> i64 {
+    let now = store.identity_revision().await.unwrap();
+    assert!(now > before, "{what} did not move the identity revision");
+    now
+}

@@ -129,6 +129,12 @@ impl PgMetaStore {
     }
 
     async fn migrated(pool: PgPool) -> Result<Self, MetaError> {
+        let applied = sqlx::query_scalar(crate::shared::SCHEMA_VERSION)
+            .fetch_one(&pool)
+            .await
+            .ok()
+            .flatten();
+        crate::shared::refuse_newer_schema("postgres", applied, &MIGRATOR)?;
         MIGRATOR
             .run(&pool)
             .await

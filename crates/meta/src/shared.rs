@@ -526,6 +526,30 @@ macro_rules! on_pool {
     };
 }
 
+/// The newest migration applied to a database (fails when none ever was).
+pub(crate) const SCHEMA_VERSION: &str = "SELECT MAX(version) FROM _sqlx_migrations";
+
+/// Refuses to start on a schema a newer berth migrated (`applied`, the newest migration
+/// it recorded, beyond every one `migrator` knows): this version would not know what the
+/// newer tables and triggers promise. Rolling upgrades start the newer replicas first;
+/// the older ones keep running on the migrated schema, and only a restarted older one
+/// stops here.
+pub(crate) fn refuse_newer_schema(
+    dialect: &str,
+    applied: Option<i64>,
+    migrator: &sqlx::migrate::Migrator,
+) -> Result<(), MetaError> {
+    let known = migrator.iter().map(|m| m.version).max().unwrap_or(0);
+    match applied {
+        Some(v) if v > known => Err(MetaError::Backend(format!(
+            "the {dialect} schema is at migration {v}, newer than this berth {} knows ({known}): \
+             a newer version migrated it; run that version on this replica too",
+            env!("CARGO_PKG_VERSION")
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// A manifest row as both stores read it.
 pub(crate) fn manifest_record(
     digest: Digest,

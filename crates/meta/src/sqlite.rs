@@ -186,6 +186,12 @@ pub(crate) fn on_busy(tries: i32) -> bool {
 }
 
 async fn migrate(pool: &SqlitePool) -> Result<(), MetaError> {
+    let applied = sqlx::query_scalar(crate::shared::SCHEMA_VERSION)
+        .fetch_one(pool)
+        .await
+        .ok()
+        .flatten();
+    crate::shared::refuse_newer_schema("sqlite", applied, &MIGRATOR)?;
     MIGRATOR
         .run(pool)
         .await

@@ -72,3 +72,35 @@ async fn migration_0004_gives_repositories_their_owner() {
         .expect("connect and migrate");
     berth_meta::conformance::identity::owners_after_0004(std::sync::Arc::new(store)).await;
 }
+
+/// A schema a newer berth migrated is refused with a message saying so (a replica of the
+/// previous version restarted during a rolling upgrade), while the replicas already
+/// running on it go on.
+#[tokio::test]
+async fn a_schema_newer_than_this_version_is_refused() {
+    use berth_meta::RegistryStore;
+    let url = pg_test_url();
+    let schema = unique_schema("berth_test");
+    let running = PgMetaStore::connect_with_schema(&url, &schema)
+        .await
+        .expect("first start");
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+        .await
+        .expect("connect");
+    sqlx::query(&format!(
+        "INSERT INTO \"{schema}\"._sqlx_migrations (version, description, installed_on, success, \
+         checksum, execution_time) VALUES (999999, 'from a newer berth', now(), true, '\\x00', 0)"
+    ))
+    .execute(&mut conn)
+    .await
+    .expect("a newer migration");
+    let err = PgMetaStore::connect_with_schema(&url, &schema)
+        .await
+        .expect_err("refused")
+        .to_string();
+    assert!(
+        err.contains("at migration 999999, newer than this berth") && err.contains("knows ("),
+        "{err}"
+    );
+    running.ping().await.expect("the running replica goes on");
+}

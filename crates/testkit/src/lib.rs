@@ -25,6 +25,8 @@ pub mod clients;
 #[cfg(feature = "e2e")]
 pub mod images;
 #[cfg(feature = "e2e")]
+pub mod nginx;
+#[cfg(feature = "e2e")]
 pub mod server;
 pub mod slapd;
 pub mod wire;
@@ -40,6 +42,7 @@ pub mod e2e {
     pub use crate::certs;
     pub use crate::clients::*;
     pub use crate::images::*;
+    pub use crate::nginx::Nginx;
     pub use crate::server::*;
     pub use crate::wire::*;
 }

@@ -168,7 +168,8 @@ impl Server {
         self.launch();
     }
 
-    fn kill(&mut self) {
+    /// Kills the process without warning (SIGKILL, as a crash would).
+    pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();

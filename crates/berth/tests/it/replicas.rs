@@ -4,7 +4,9 @@
 //! password changed on A is refused on B and C; a user deactivated on A loses access on
 //! every replica, with the bearer token it already holds too; a repository made private on
 //! B is invisible anonymously on C, with an anonymous token fetched while it was public
-//! too. Each delay is measured and printed.
+//! too. Each delay is measured and printed. Behind nginx (round-robin), the Docker engine,
+//! skopeo and crane push and pull, a chunked upload spans all three, and pushes survive a
+//! replica killed in their middle.
 
 use berth_testkit::e2e::*;
 use reqwest::Method;
@@ -180,4 +182,168 @@ fn changes_on_one_replica_apply_on_the_others_within_the_bound() {
     within("made private (anonymous token)", &[&c, &a], 401, |s| {
         status(s, tags, bearer(&anonymous))
     });
+}
+
+/// Three replicas behind nginx (round-robin, no stickiness): crane, skopeo and the Docker
+/// engine push and pull through it; a chunked upload whose requests land on all three
+/// completes; replica B killed with SIGKILL in the middle of pushes: every push completes
+/// or fails cleanly and succeeds when retried; every acknowledged image is served whole by
+/// each surviving replica.
+#[test]
+fn three_replicas_behind_nginx_serve_every_client() {
+    let a = Server::start(Backend::Scaled);
+    let mut b = a.replica();
+    let c = a.replica();
+    let lb = Nginx::start(&[&a.host, &b.host, &c.host]);
+    let (admin, password) = a.admin_creds();
+    let env = ClientEnv::new();
+    env.crane_login(&lb.host, admin, password);
+    let at = |repo_tag: &str| format!("{}/{repo_tag}", lb.host);
+    let mut pushed: Vec<(String, Image)> = Vec::new();
+
+    // crane: an OCI layout pushed and read back through nginx.
+    let image = Image::random(2, 64, "amd64");
+    let layout = env.image_layout("crane", &[(&image, "v1")]);
+    run_ok(
+        env.crane()
+            .arg("--insecure")
+            .arg("push")
+            .arg(&layout)
+            .arg(at("lb/crane:v1")),
+        CLIENT_TIMEOUT,
+    );
+    let digest = run_ok(
+        env.crane()
+            .args(["--insecure", "digest", &at("lb/crane:v1")]),
+        CLIENT_TIMEOUT,
+    );
+    assert_eq!(digest.stdout.trim(), image.manifest_digest);
+    pushed.push(("lb/crane".into(), image));
+
+    // skopeo: a copy in and a copy out.
+    let image = Image::random(1, 64, "amd64");
+    let layout = env.image_layout("skopeo", &[(&image, "v1")]);
+    let creds = a.creds();
+    env.skopeo_copy(
+        &creds,
+        &[],
+        &format!("oci:{}:v1", layout.display()),
+        &format!("docker://{}", at("lb/skopeo:v1")),
+    );
+    let back = env.path("skopeo-back");
+    env.skopeo_copy(
+        &creds,
+        &[],
+        &format!("docker://{}", at("lb/skopeo:v1")),
+        &format!("oci:{}:v1", back.display()),
+    );
+    pushed.push(("lb/skopeo".into(), image));
+
+    // The Docker engine: push, remove, pull.
+    env.docker_login(&lb.host, admin, password);
+    let image = Image::random(1, 64, "amd64");
+    let reference = at("lb/docker:v1");
+    env.docker_load(&image, &reference, "docker.tar");
+    run_ok(env.docker().args(["push", &reference]), CLIENT_TIMEOUT);
+    run_ok(env.docker().args(["rmi", &reference]), CLIENT_TIMEOUT);
+    run_ok(env.docker().args(["pull", &reference]), CLIENT_TIMEOUT);
+
+    // A chunked upload: POST, three PATCHes and the PUT, each to the next replica.
+    let data: Vec<u8> = (0..3 * 65536u32).map(|i| (i % 251) as u8).collect();
+    let digest = sha256_digest(&data);
+    let http = a.http();
+    let r = http
+        .post(format!("http://{}/v2/lb/chunked/blobs/uploads/", lb.host))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    let mut location = r.headers()["location"].to_str().unwrap().to_string();
+    for (i, chunk) in data.chunks(65536).enumerate() {
+        let start = i * 65536;
+        let url = if location.starts_with("http") {
+            location.clone()
+        } else {
+            format!("http://{}{location}", lb.host)
+        };
+        let r = http
+            .patch(url)
+            .header("Content-Type", "application/octet-stream")
+            .header(
+                "Content-Range",
+                format!("{start}-{}", start + chunk.len() - 1),
+            )
+            .body(chunk.to_vec())
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 202, "chunk {i}");
+        location = r.headers()["location"].to_str().unwrap().to_string();
+    }
+    let url = if location.starts_with("http") {
+        location.clone()
+    } else {
+        format!("http://{}{location}", lb.host)
+    };
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let r = http
+        .put(format!("{url}{sep}digest={digest}"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201, "{:?}", r.text());
+    let upstreams: std::collections::BTreeSet<String> = lb
+        .access_log()
+        .lines()
+        .filter(|l| l.contains("/v2/lb/chunked/blobs/uploads/"))
+        .filter_map(|l| l.split_whitespace().nth(3).map(str::to_string))
+        .collect();
+    assert_eq!(
+        upstreams.len(),
+        3,
+        "the upload's requests went to {upstreams:?}"
+    );
+    for s in [&a, &b, &c] {
+        s.assert_blob("lb/chunked", &digest, &data);
+    }
+
+    // B killed in the middle of pushes: each push completes, or fails and succeeds when
+    // pushed again.
+    let images: Vec<Image> = (0..6).map(|_| Image::random(2, 256, "amd64")).collect();
+    let mut retried = 0;
+    std::thread::scope(|scope| {
+        let killer = scope.spawn(|| {
+            std::thread::sleep(Duration::from_millis(400));
+            b.kill();
+        });
+        for (i, image) in images.iter().enumerate() {
+            let layout = env.image_layout(&format!("kill-{i}"), &[(image, "v1")]);
+            let push = || {
+                run(
+                    env.crane()
+                        .arg("--insecure")
+                        .arg("push")
+                        .arg(&layout)
+                        .arg(at(&format!("lb/kill-{i}:v1"))),
+                    CLIENT_TIMEOUT,
+                )
+            };
+            if !push().status.success() {
+                retried += 1;
+                let again = push();
+                assert!(again.status.success(), "push {i} again: {}", again.stderr);
+            }
+        }
+        killer.join().unwrap();
+    });
+    eprintln!(
+        "pushes while B was killed: {} of {} retried",
+        retried,
+        images.len()
+    );
+    for (i, image) in images.into_iter().enumerate() {
+        pushed.push((format!("lb/kill-{i}"), image));
+    }
+    for (repo, image) in &pushed {
+        for s in [&a, &c] {
+            s.assert_has_image(repo, image);
+        }
+    }
 }

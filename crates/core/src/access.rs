@@ -331,6 +331,30 @@ impl Failures {
     fn clear(&mut self, key: &str) {
         self.map.remove(key);
     }
+    /// Takes in what the shared store counted under `key` since `started`, when it is more
+    /// than this process counted (failures seen through other replicas).
+    fn merge(&mut self, key: String, count: u32, started: Instant) {
+        let e = self.map.entry(key).or_insert((0, started));
+        if count > e.0 {
+            *e = (count, started);
+        }
+    }
+}
+
+/// The keys a refused login counts under: the source always; the account from that
+/// source, and overall, for a password.
+fn failure_keys(username: &str, source: Option<IpAddr>, password: bool) -> Vec<String> {
+    let mut keys = Vec::with_capacity(3);
+    if password {
+        keys.push(format!("u:{username}"));
+        if let Some(s) = source {
+            keys.push(format!("a:{username}|{s}"));
+        }
+    }
+    if let Some(s) = source {
+        keys.push(format!("s:{s}"));
+    }
+    keys
 }
 
 const CACHE_LIMIT: usize = 10_000;
@@ -573,21 +597,49 @@ impl Access {
     /// this source in the current window (of the source alone for a token).
     fn record_failure(&self, username: &str, source: Option<IpAddr>, password: bool) -> u32 {
         let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let w = self.cfg.login_window;
-        let mut count = 0;
-        if password {
-            count = f.fail(format!("u:{username}"), w);
-            if let Some(s) = source {
-                count = f.fail(format!("a:{username}|{s}"), w);
-            }
+        let counts: Vec<(String, u32)> = failure_keys(username, source, password)
+            .into_iter()
+            .map(|k| {
+                let n = f.fail(k.clone(), self.cfg.login_window);
+                (k, n)
+            })
+            .collect();
+        // The account's count from this source, else the first key's.
+        let pair = counts.iter().find(|(k, _)| k.starts_with("a:"));
+        pair.or(counts.first()).map_or(1, |(_, n)| (*n).max(1))
+    }
+
+    /// Counts a refused login in the shared store too, so that every replica applies the
+    /// limits to it (a store failure is logged: the limits of this process still hold).
+    async fn share_failure(&self, username: &str, source: Option<IpAddr>, password: bool) {
+        let keys = failure_keys(username, source, password);
+        let window = i64::try_from(self.cfg.login_window.as_millis()).unwrap_or(i64::MAX);
+        if let Err(e) = self
+            .identity
+            .login_failures_add(&keys, now_ms(), window)
+            .await
+        {
+            tracing::warn!(error = %e, "login failure not shared with the other replicas");
         }
-        if let Some(s) = source {
-            let by_source = f.fail(format!("s:{s}"), w);
-            if !password {
-                count = by_source;
+    }
+
+    /// Takes in the failures the other replicas counted for this login's keys, before a
+    /// password or token is checked.
+    async fn take_shared_failures(&self, username: &str, source: Option<IpAddr>, password: bool) {
+        let keys = failure_keys(username, source, password);
+        let window = i64::try_from(self.cfg.login_window.as_millis()).unwrap_or(i64::MAX);
+        let now = now_ms();
+        match self.identity.login_failures(&keys, now - window).await {
+            Ok(rows) => {
+                let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+                for (key, count, start) in rows {
+                    let age = Duration::from_millis(u64::try_from(now - start).unwrap_or(0));
+                    let started = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
+                    f.merge(key, u32::try_from(count).unwrap_or(u32::MAX), started);
+                }
             }
+            Err(e) => tracing::warn!(error = %e, "login failures of the other replicas not read"),
         }
-        count.max(1)
     }
 
     fn cache_key(&self, username: &str, password: &str) -> [u8; 32] {
@@ -648,6 +700,14 @@ impl Access {
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(&key);
         }
+        // Before checking a password, the limits as every replica counted them.
+        self.take_shared_failures(&username, source, !is_token)
+            .await;
+        if is_token {
+            self.check_source(source)?;
+        } else {
+            self.check_rate(&username, source)?;
+        }
         // A password is checked by hashing or by a directory bind, which cost far more than
         // an allocation, through futures of several KiB: boxed, so that every request's
         // future (bearer and anonymous ones too) does not carry and copy that size.
@@ -659,9 +719,15 @@ impl Access {
         match &outcome {
             Ok(c) => {
                 if let Some(s) = source {
-                    let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-                    f.clear(&format!("a:{username}|{s}"));
-                    f.succeed(&username, s);
+                    let key = format!("a:{username}|{s}");
+                    {
+                        let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+                        f.clear(&key);
+                        f.succeed(&username, s);
+                    }
+                    if let Err(e) = self.identity.login_failures_clear(&key).await {
+                        tracing::warn!(error = %e, "login failures not cleared for the other replicas");
+                    }
                 }
                 if matches!(c.method, AuthMethod::Password | AuthMethod::Directory)
                     && !self.cfg.credential_cache.is_zero()
@@ -690,6 +756,7 @@ impl Access {
             }
             Err(AccessError::Unauthorized(why)) => {
                 let failures = self.record_failure(&username, source, !is_token);
+                self.share_failure(&username, source, !is_token).await;
                 tracing::info!(user = ?username, source = source.map(tracing::field::display), reason = %why, failures, "login refused");
                 // Repeated failures are aggregated: the first of a window, then the 2nd,
                 // 4th, 8th... each with the count, so guessing cannot flood the log.

@@ -176,6 +176,7 @@ macro_rules! meta_store_conformance {
             hostile_strings_round_trip,
             registered_keys_and_signature_facts,
             identity_revision_follows_access_changes,
+            login_failures_count_in_a_window,
         );
     };
     (@cases $name:ident, $make:expr; $($case:ident),* $(,)?; $($icase:ident),* $(,)?) => {

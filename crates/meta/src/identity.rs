@@ -690,17 +690,100 @@ impl<S: crate::shared::Statements> RevisionStore for S {
     }
 }
 
+store_trait! {
+    /// Refused logins counted per key in a window, shared by every replica (migration
+    /// `0016_login_failures.sql`).
+    pub trait LoginFailureStore {
+        /// Counts one failure under each of `keys` at `now` (unix ms); a count whose window
+        /// (`window_ms`) has passed starts again at 1. Rows past their window are deleted.
+        async fn login_failures_add(&self, keys: &[String], now: i64, window_ms: i64)
+            -> Result<(), MetaError>;
+
+        /// The counts of `keys` whose window started after `since` (unix ms): (key,
+        /// failures, window start).
+        async fn login_failures(&self, keys: &[String], since: i64)
+            -> Result<Vec<(String, i64, i64)>, MetaError>;
+
+        /// Forgets the failures of `key` (a login that succeeded).
+        async fn login_failures_clear(&self, key: &str) -> Result<(), MetaError>;
+    }
+}
+
+const FAILURE_ADD: &str = "INSERT INTO login_failures (key, failures, window_start) \
+     VALUES ($1, 1, $2) ON CONFLICT (key) DO UPDATE SET \
+     failures = CASE WHEN login_failures.window_start <= $3 THEN 1 \
+         ELSE login_failures.failures + 1 END, \
+     window_start = CASE WHEN login_failures.window_start <= $3 THEN $2 \
+         ELSE login_failures.window_start END";
+const FAILURES_PRUNE: &str = "DELETE FROM login_failures WHERE window_start <= $1";
+const FAILURES_GET: &str = "SELECT key, failures, window_start FROM login_failures \
+     WHERE (key = $1 OR key = $2 OR key = $3) AND window_start > $4";
+const FAILURES_CLEAR: &str = "DELETE FROM login_failures WHERE key = $1";
+
+/// The login-failure statements, for the check that their parameters are in order.
+#[cfg(test)]
+pub(crate) const FAILURE_STATEMENTS: &[&str] =
+    &[FAILURE_ADD, FAILURES_PRUNE, FAILURES_GET, FAILURES_CLEAR];
+
+#[async_trait::async_trait]
+impl<S: crate::shared::Statements> LoginFailureStore for S {
+    async fn login_failures_add(
+        &self,
+        keys: &[String],
+        now: i64,
+        window_ms: i64,
+    ) -> Result<(), MetaError> {
+        use crate::shared::{Arg, Step};
+        let expired = now.saturating_sub(window_ms);
+        let mut steps = vec![Step::any(FAILURES_PRUNE, vec![Arg::Int(expired)])];
+        for k in keys {
+            let args = vec![k.as_str().into(), Arg::Int(now), Arg::Int(expired)];
+            steps.push(Step::any(FAILURE_ADD, args));
+        }
+        self.run_all(steps).await
+    }
+
+    async fn login_failures(
+        &self,
+        keys: &[String],
+        since: i64,
+    ) -> Result<Vec<(String, i64, i64)>, MetaError> {
+        use crate::shared::Pool;
+        // Up to three keys; fewer repeat the last.
+        let key = |i: usize| keys.get(i).or(keys.last()).cloned().unwrap_or_default();
+        let rows: Vec<(String, i64, i64)> = on_pool!(self.pool(), p => {
+            sqlx::query_as(FAILURES_GET)
+                .bind(key(0)).bind(key(1)).bind(key(2)).bind(since)
+                .fetch_all(p).await?
+        });
+        Ok(rows)
+    }
+
+    async fn login_failures_clear(&self, key: &str) -> Result<(), MetaError> {
+        use crate::shared::Step;
+        self.run_all(vec![Step::any(FAILURES_CLEAR, vec![key.into()])])
+            .await
+    }
+}
+
 pub(crate) const IDENTITY_REVISION: &str = "SELECT revision FROM identity_revision WHERE id = 1";
 
 /// Every identity and access trait, as one value (`Arc<dyn IdentityStore>`); implemented
 /// for whatever implements all of them.
 pub trait IdentityStore:
-    AccountStore + TeamStore + AccessStore + TokenStore + AuditStore + RevisionStore
+    AccountStore + TeamStore + AccessStore + TokenStore + AuditStore + RevisionStore + LoginFailureStore
 {
 }
 
 impl<
-        S: AccountStore + TeamStore + AccessStore + TokenStore + AuditStore + RevisionStore + ?Sized,
+        S: AccountStore
+            + TeamStore
+            + AccessStore
+            + TokenStore
+            + AuditStore
+            + RevisionStore
+            + LoginFailureStore
+            + ?Sized,
     > IdentityStore for S
 {
 }

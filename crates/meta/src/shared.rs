@@ -1138,6 +1138,7 @@ mod tests {
             .chain(crate::signatures::STATEMENTS)
             .chain(crate::replicas::STATEMENTS)
             .chain(&[crate::identity::IDENTITY_REVISION])
+            .chain(crate::identity::FAILURE_STATEMENTS)
         {
             assert!(in_order(sql), "{sql}");
         }

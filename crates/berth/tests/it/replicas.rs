@@ -4,7 +4,8 @@
 //! password changed on A is refused on B and C; a user deactivated on A loses access on
 //! every replica, with the bearer token it already holds too; a repository made private on
 //! B is invisible anonymously on C, with an anonymous token fetched while it was public
-//! too. Each delay is measured and printed. Behind nginx (round-robin), the Docker engine,
+//! too. Each delay is measured and printed. Login failures spread over replicas meet one
+//! limit. Behind nginx (round-robin), the Docker engine,
 //! skopeo and crane push and pull, a chunked upload spans all three, and pushes survive a
 //! replica killed in their middle.
 
@@ -182,6 +183,23 @@ fn changes_on_one_replica_apply_on_the_others_within_the_bound() {
     within("made private (anonymous token)", &[&c, &a], 401, |s| {
         status(s, tags, bearer(&anonymous))
     });
+
+    // Login failures count on every replica: ten wrong passwords spread over A and B stop
+    // the account from this source on all three, the right password included.
+    a.create_user("target", PW);
+    for i in 0..10 {
+        let s = if i % 2 == 0 { &a } else { &b };
+        let wrong = Some(basic_auth("target", "not-the-password"));
+        assert_eq!(status(s, "/v2/", wrong), 401, "attempt {i}");
+    }
+    for s in [&a, &b, &c] {
+        assert_eq!(
+            status(s, "/v2/", Some(basic_auth("target", PW))),
+            429,
+            "{}",
+            s.host
+        );
+    }
 }
 
 /// Three replicas behind nginx (round-robin, no stickiness): crane, skopeo and the Docker

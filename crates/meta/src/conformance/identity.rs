@@ -2279,3 +2279,41 @@ async fn moved(store: &FullStore, before: i64, what: &str) -> i64 {
     assert!(now > before, "{what} did not move the identity revision");
     now
 }
+
+/// Login failures: counted per key within a window that starts at the first, started
+/// again after it (old rows deleted), read by key, cleared.
+pub async fn login_failures_count_in_a_window(store: FullStore) {
+    let keys = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let both = keys(&["u:alice", "s:10.0.0.1"]);
+    store
+        .login_failures_add(&both, 1_000, 60_000)
+        .await
+        .unwrap();
+    store
+        .login_failures_add(&keys(&["u:alice"]), 2_000, 60_000)
+        .await
+        .unwrap();
+    let asked = keys(&["u:alice", "s:10.0.0.1", "s:10.0.0.2"]);
+    let mut got = store.login_failures(&asked, 0).await.unwrap();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("s:10.0.0.1".to_string(), 1, 1_000),
+            ("u:alice".to_string(), 2, 1_000)
+        ]
+    );
+    store
+        .login_failures_add(&keys(&["u:alice"]), 70_000, 60_000)
+        .await
+        .unwrap();
+    let got = store.login_failures(&both, 0).await.unwrap();
+    assert_eq!(got, [("u:alice".to_string(), 1, 70_000)]);
+    assert!(store
+        .login_failures(&both, 70_000)
+        .await
+        .unwrap()
+        .is_empty());
+    store.login_failures_clear("u:alice").await.unwrap();
+    assert!(store.login_failures(&both, 0).await.unwrap().is_empty());
+}

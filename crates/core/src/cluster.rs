@@ -11,7 +11,7 @@
 
 use crate::jobs::Job;
 use crate::registry::Registry;
-use crate::status::StoreHealth;
+use crate::status::{LeaseView, StoreHealth};
 use crate::time::{now_ms, rfc3339_ms};
 use berth_meta::{MetaError, Replica};
 use serde::Serialize;
@@ -114,16 +114,17 @@ impl Membership {
         registry.meta().replica_remove(&self.id).await
     }
 
-    /// The cluster: every registered replica (this one first, as it is now), and the
-    /// issues, with the stores' health as this replica measured it.
+    /// The cluster: every registered replica (this one first, as it is now) with the job
+    /// `leases` it holds, and the issues, with the stores' health as this replica measured
+    /// it.
     pub async fn view(
         &self,
         registry: &Registry,
+        leases: &[LeaseView],
         stores: &[(&str, &StoreHealth)],
     ) -> Result<ClusterView, MetaError> {
         let now = now_ms();
         let rows = registry.meta().replicas().await?;
-        let leases = registry.job_leases().await?;
         let down_after = i64::try_from(self.down_after().as_millis()).unwrap_or(i64::MAX);
         let stores_ok = stores.iter().all(|(_, h)| h.healthy());
         let mine = Replica {

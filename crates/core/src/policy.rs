@@ -917,7 +917,7 @@ struct Signatures {
 /// under cosign's tag scheme (`sha256-<hex>.sig`, `.att`, `.sbom`).
 fn is_signature_artifact(reference: &Reference, rec: &ManifestRecord) -> bool {
     if let Reference::Tag(t) = reference {
-        if crate::signatures::cosign_tag(t.as_str()).is_some() {
+        if berth_trust::artifacts::cosign_tag(t.as_str()).is_some() {
             return true;
         }
     }

@@ -68,7 +68,7 @@ impl Registry {
     ) -> Result<bool, CoreError> {
         let tag = tag.map(Tag::as_str);
         let cosign_sig = tag
-            .and_then(cosign_tag)
+            .and_then(artifacts::cosign_tag)
             .is_some_and(|(_, kind)| kind == "sig");
         if !has_subject && !cosign_sig {
             return Ok(false);
@@ -83,7 +83,9 @@ impl Registry {
         };
         let revision = self.meta.keys_revision().await?;
         let keys = self.trusted_keys().await?;
-        self.verify_and_store(repo, digest, &artifact, via_tag, &keys, revision)
+        let facts = facts_of(self, &artifact, via_tag, &keys).await?;
+        self.meta
+            .facts_put(repo.as_str(), digest.as_str(), via_tag, &facts, revision)
             .await?;
         Ok(true)
     }
@@ -154,22 +156,6 @@ impl Registry {
                 }
             })
             .collect())
-    }
-
-    async fn verify_and_store(
-        &self,
-        repo: &RepoName,
-        digest: &Digest,
-        artifact: &Artifact,
-        via_tag: &str,
-        keys: &[TrustedKey],
-        revision: i64,
-    ) -> Result<(), CoreError> {
-        let facts = facts_of(self, artifact, via_tag, keys).await?;
-        self.meta
-            .facts_put(repo.as_str(), digest.as_str(), via_tag, &facts, revision)
-            .await?;
-        Ok(())
     }
 
     /// The content of a signature layer, if it is small enough and readable.
@@ -269,14 +255,6 @@ async fn facts_of(
             expires_at: f.expires_at.map_or(0, |s| s.saturating_mul(1000)),
         })
         .collect())
-}
-
-/// The subject's hex digest and the kind (`sig`, `att`, `sbom`) of a cosign tag
-/// (`sha256-<hex>.sig`).
-pub(crate) fn cosign_tag(tag: &str) -> Option<(&str, &str)> {
-    let (hex, kind) = tag.strip_prefix("sha256-")?.split_once('.')?;
-    let hex_ok = hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit());
-    (hex_ok && matches!(kind, "sig" | "att" | "sbom")).then_some((hex, kind))
 }
 
 /// The reverification job: every [`REVERIFY_EVERY`], on one replica at a time.

@@ -360,12 +360,9 @@ pub async fn cluster_status(
     };
     // The replicas and leases are in the metadata store: when that fails, this replica
     // alone is listed, and the stores' entry says why.
-    let cluster = r
-        .membership
-        .view(&st.registry, &[("metadata", &meta), ("blobs", &blobs)])
-        .await
-        .ok();
     let leases = st.registry.job_leases().await.unwrap_or_default();
+    let stores = [("metadata", &meta), ("blobs", &blobs)];
+    let cluster = r.membership.view(&st.registry, &leases, &stores).await.ok();
     let mut body = match &cluster {
         Some(c) => serde_json::json!({
             "replicas": c.replicas,

@@ -357,11 +357,20 @@ pub fn classify(manifest: &[u8], tag: Option<&str>) -> Option<Artifact> {
     })
 }
 
-/// The image a cosign tag `sha256-<hex>.sig` signs.
+/// The subject's lowercase hex digest and the kind (`sig`, `att`, `sbom`) of a cosign tag
+/// (`sha256-<hex>.sig`).
+pub fn cosign_tag(tag: &str) -> Option<(&str, &str)> {
+    let (hex, kind) = tag.strip_prefix("sha256-")?.split_once('.')?;
+    let digest_ok = is_sha256(&format!("sha256:{hex}"));
+    (digest_ok && matches!(kind, "sig" | "att" | "sbom")).then_some((hex, kind))
+}
+
+/// The image a cosign signature tag `sha256-<hex>.sig` signs.
 fn tag_subject(tag: &str) -> Option<String> {
-    let hex = tag.strip_prefix("sha256-")?.strip_suffix(".sig")?;
-    let digest = format!("sha256:{hex}");
-    is_sha256(&digest).then_some(digest)
+    match cosign_tag(tag)? {
+        (hex, "sig") => Some(format!("sha256:{hex}")),
+        _ => None,
+    }
 }
 
 fn is_sha256(digest: &str) -> bool {
